@@ -1,0 +1,401 @@
+/* flowmatch.h - the one public header of libflowmatch.
+ *
+ * Flow-matching generative models in plain C: a small reverse-mode autodiff
+ * engine over float32 tensors, layers and models, PyTorch-exact optimizers,
+ * reproducible random streams and safetensors checkpoints.
+ *
+ * Usage: one training step of the tutorial's flow-matching MLP.
+ *
+ *     fm_params *P = fm_params_new();
+ *     fm_mlp_config mc = fm_mlp_config_default(2);         // 3 -> 64 ELU x3 -> 2
+ *     fm_mlp *net = fm_mlp_new(P, "net", &mc);
+ *     fm_rng init; fm_rng_seed(&init, 0, FM_STREAM_INIT);
+ *     fm_mlp_init(net, &init);                             // nn.Linear defaults
+ *     fm_optim_config oc = fm_optim_config_default(FM_OPTIM_ADAM);
+ *     oc.lr = 1e-2;
+ *     fm_optim *opt = fm_optim_new(P, &oc);
+ *     fm_tape *tp = fm_tape_new(0);
+ *     for (int it = 0; it < iters; it++) {
+ *         fm_tape_reset(tp);                               // frees last step's tensors
+ *         fm_tensor *t = ..., *xt = ..., *target = ...;   // fm_tensor_new + fill
+ *         fm_tensor *loss = fm_mse_loss(tp, fm_mlp_forward(tp, net, t, xt), target,
+ *                                       FM_REDUCE_MEAN);
+ *         fm_params_zero_grad(P);
+ *         if (fm_backward(tp, loss, NULL) != FM_OK) { puts(fm_last_error()); break; }
+ *         fm_optim_step(opt, oc.lr);
+ *     }
+ *
+ * Conventions
+ * - Every public name starts with fm_ (types, functions) or FM_ (macros, enums).
+ * - Fallible functions return an fm_status; constructors return NULL. In both
+ *   cases fm_last_error() gives a message that names the file, field and value.
+ * - Ops record onto a tape and never abort on bad shapes: they return NULL, the
+ *   tape keeps the first error (fm_tape_status) and every later op on a NULL
+ *   input returns NULL too, so a whole forward pass can be checked once.
+ * - The library never exits and never writes to stdout. A broken internal
+ *   invariant (a bug, not bad input) aborts with a message on stderr.
+ * - Results are bit-identical for the same seed and thread count.
+ * - Ownership: fm_*_new returns an object the caller frees with fm_*_free
+ *   (which accepts NULL). Tensors made on a tape belong to the tape and die at
+ *   fm_tape_reset or fm_tape_free.
+ */
+#ifndef FLOWMATCH_H
+#define FLOWMATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FM_VERSION "0.1.0"
+#define FM_MAX_DIMS 4
+
+/* ------------------------------------------------------------------ status */
+
+typedef enum {
+    FM_OK = 0,
+    FM_ERR_ARG,      /* a bad argument or option value */
+    FM_ERR_SHAPE,    /* tensor shapes that do not fit together */
+    FM_ERR_NOMEM,    /* an allocation failed */
+    FM_ERR_IO,       /* a file could not be opened, read or written */
+    FM_ERR_FORMAT,   /* a file's contents are malformed */
+    FM_ERR_NUMERIC,  /* NaN or infinity where a finite number is needed */
+    FM_ERR_STATE,    /* a call out of order (e.g. adding parameters after the optimizer) */
+    FM_ERR_COUNT
+} fm_status;
+
+/* Short lower-case name of a status ("shape", "format", ...). */
+const char *fm_status_name(fm_status s);
+/* Message of the most recent failure on the calling thread ("" if none). */
+const char *fm_last_error(void);
+/* Forget the last message. */
+void fm_clear_error(void);
+
+/* ------------------------------------------------------------------ random numbers */
+
+/* xoshiro256** (Blackman and Vigna). Streams are 2^128 draws apart (the
+ * generator's jump polynomial), so the data, noise and time streams of one seed
+ * never overlap. The state is plain data: copy it to fork, save it to resume. */
+typedef struct { uint64_t s[4]; } fm_rng;
+
+enum { FM_STREAM_INIT = 0, FM_STREAM_DATA = 1, FM_STREAM_NOISE = 2, FM_STREAM_TIME = 3 };
+
+void     fm_rng_seed(fm_rng *r, uint64_t seed, uint64_t stream);
+uint64_t fm_rng_next(fm_rng *r);          /* 64 uniform bits */
+void     fm_rng_jump(fm_rng *r);          /* advance 2^128 draws */
+double   fm_rng_uniform(fm_rng *r);       /* [0, 1), 53 bits */
+double   fm_rng_normal(fm_rng *r);        /* N(0, 1), Box-Muller (cosine half) */
+/* out[i] ~ U[lo, hi) as float; uses one 64-bit draw per value. */
+void     fm_rng_uniform_fill(fm_rng *r, float *out, size_t n, float lo, float hi);
+/* out[i] ~ N(mean, std^2); Box-Muller pairs, one pair per two values. */
+void     fm_rng_normal_fill(fm_rng *r, float *out, size_t n, float mean, float std);
+/* State as 64 hex digits (buf must hold 65 chars) and back. */
+void      fm_rng_to_hex(const fm_rng *r, char *buf);
+fm_status fm_rng_from_hex(fm_rng *r, const char *hex);
+
+/* ------------------------------------------------------------------ tensors and the tape */
+
+typedef struct fm_tape fm_tape;
+typedef struct fm_op fm_op;
+
+/* A float32 tensor, contiguous, row-major, up to 4 dimensions (NCHW for images).
+ * A scalar has ndim 0 and size 1. Only the first block of fields is public. */
+typedef struct fm_tensor fm_tensor;
+struct fm_tensor {
+    int ndim;
+    int shape[FM_MAX_DIMS];
+    size_t size;            /* number of elements */
+    float *data;            /* (size) */
+    float *grad;            /* (size), NULL until a backward pass reaches it */
+    /* engine-private below */
+    unsigned char requires_grad;
+    unsigned char is_param;
+    int nsrc;
+    fm_tensor **src;        /* inputs of the op that made this tensor */
+    const fm_op *op;        /* NULL for leaves */
+    fm_tensor *prev;        /* previous tensor on the tape */
+    union { float f[4]; int i[4]; } arg;
+    float *aux;             /* op-private saved values */
+};
+
+/* A tape owns an arena: every tensor, its data and its gradient come from it.
+ * initial_bytes 0 picks a default; the arena grows as needed and, at the next
+ * reset, folds into one block big enough for the whole step, so a training loop
+ * that resets every step stops allocating after its first step. */
+fm_tape  *fm_tape_new(size_t initial_bytes);
+void      fm_tape_free(fm_tape *tp);
+void      fm_tape_reset(fm_tape *tp);          /* drops all tensors, clears the error */
+fm_status fm_tape_status(const fm_tape *tp);   /* first error since the last reset */
+/* Arena figures: bytes in use now, the most ever used in one step, and how many
+ * times the arena has called malloc (constant once a loop is warm). */
+void      fm_tape_stats(const fm_tape *tp, size_t *used, size_t *peak, size_t *mallocs);
+
+/* A new leaf tensor on the tape, zero-filled. NULL on a bad shape. */
+fm_tensor *fm_tensor_new(fm_tape *tp, int ndim, const int *shape);
+fm_tensor *fm_tensor_2d(fm_tape *tp, int rows, int cols);
+/* A leaf that views caller memory (no copy); the memory must outlive the step. */
+fm_tensor *fm_tensor_wrap(fm_tape *tp, float *data, int ndim, const int *shape);
+/* A leaf holding a copy of data. */
+fm_tensor *fm_tensor_copy(fm_tape *tp, const float *data, int ndim, const int *shape);
+/* Ask for the gradient of a leaf (an input to differentiate with respect to). */
+void       fm_tensor_requires_grad(fm_tensor *t, int on);
+/* Write "[2, 3]" into buf (at least 64 chars). */
+const char *fm_shape_str(const fm_tensor *t, char *buf, size_t len);
+
+/* Reverse-mode pass from y with cotangent dy (same shape as y; NULL means ones,
+ * which for a scalar loss gives the ordinary gradient). Gradients of parameters
+ * ACCUMULATE into their flat gradient buffer; gradients of other tensors are
+ * fresh on each call, so several calls on one tape give several
+ * vector-Jacobian products e^T dy/dx (read them from x->grad). */
+fm_status fm_backward(fm_tape *tp, fm_tensor *y, const float *dy);
+
+/* ------------------------------------------------------------------ ops
+ * Each op: out = f(inputs), recorded on the tape, with its backward. On a bad
+ * shape, a NULL input or an earlier tape error they return NULL. */
+
+typedef enum { FM_REDUCE_MEAN = 0, FM_REDUCE_SUM, FM_REDUCE_COUNT } fm_reduce;
+
+/* y = x W^T + b. x (B, in), W (out, in) as nn.Linear stores it, b (out) or NULL. */
+fm_tensor *fm_linear(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b);
+/* Elementwise with NumPy broadcasting (align trailing dims; a dim of 1 stretches). */
+fm_tensor *fm_add(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a + b */
+fm_tensor *fm_sub(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a - b */
+fm_tensor *fm_mul(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a * b */
+fm_tensor *fm_scale(fm_tape *tp, fm_tensor *x, float s);      /* s x */
+/* Concatenate n tensors along dim 1 (features of (B, F), channels of NCHW). */
+fm_tensor *fm_concat(fm_tape *tp, fm_tensor *const *xs, int n);
+fm_tensor *fm_sum(fm_tape *tp, fm_tensor *x);                 /* scalar sum_i x_i */
+fm_tensor *fm_mean(fm_tape *tp, fm_tensor *x);                /* scalar mean_i x_i */
+
+/* Activations, elementwise. */
+typedef enum {
+    FM_ACT_NONE = 0,  /* f(x) = x */
+    FM_ACT_RELU,      /* max(0, x) */
+    FM_ACT_ELU,       /* x > 0 ? x : exp(x) - 1  (alpha = 1) */
+    FM_ACT_SILU,      /* x sigmoid(x) */
+    FM_ACT_GELU,      /* x Phi(x) = x/2 (1 + erf(x / sqrt 2)) */
+    FM_ACT_GELU_TANH, /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    FM_ACT_TANH,      /* tanh(x) */
+    FM_ACT_SIGMOID,   /* 1 / (1 + exp(-x)) */
+    FM_ACT_SELU,      /* scale (x > 0 ? x : alpha (exp(x) - 1)), PyTorch's constants */
+    FM_ACT_SOFTPLUS,  /* log(1 + exp(x)), x above 20 passes through (beta 1) */
+    FM_ACT_COUNT
+} fm_act;
+
+const char *fm_act_name(fm_act a);                  /* "elu", "gelu_tanh", ... */
+int         fm_act_from_name(const char *name);     /* -1 if unknown */
+fm_tensor  *fm_activation(fm_tape *tp, fm_tensor *x, fm_act a);
+fm_tensor  *fm_relu(fm_tape *tp, fm_tensor *x);
+fm_tensor  *fm_elu(fm_tape *tp, fm_tensor *x);
+fm_tensor  *fm_silu(fm_tape *tp, fm_tensor *x);
+fm_tensor  *fm_gelu(fm_tape *tp, fm_tensor *x);
+fm_tensor  *fm_gelu_tanh(fm_tape *tp, fm_tensor *x);
+fm_tensor  *fm_tanh(fm_tape *tp, fm_tensor *x);
+fm_tensor  *fm_sigmoid(fm_tape *tp, fm_tensor *x);
+fm_tensor  *fm_selu(fm_tape *tp, fm_tensor *x);
+fm_tensor  *fm_softplus(fm_tape *tp, fm_tensor *x);
+
+/* Sinusoidal time embedding. t (B) or (B, 1) -> (B, dim), dim even, half = dim/2:
+ * f_i = exp(-ln(max_period) i / half), a_i = scale t f_i,
+ * out = [cos a_0 .. cos a_{half-1}, sin a_0 .. sin a_{half-1}]. */
+fm_tensor *fm_time_embed(fm_tape *tp, fm_tensor *t, int dim, float scale, float max_period);
+
+/* Losses, all returning a scalar. */
+/* mean or sum of (pred - target)^2; both arguments may require grad. */
+fm_tensor *fm_mse_loss(fm_tape *tp, fm_tensor *pred, fm_tensor *target, fm_reduce r);
+/* -(y log p + (1 - y) log(1 - p)), logs clamped at -100 as PyTorch does;
+ * p are probabilities, y targets (constant). */
+fm_tensor *fm_bce_loss(fm_tape *tp, fm_tensor *p, fm_tensor *y, fm_reduce r);
+/* The same on logits z, computed stably: max(z, 0) - z y + log(1 + exp(-|z|)). */
+fm_tensor *fm_bce_logits_loss(fm_tape *tp, fm_tensor *z, fm_tensor *y, fm_reduce r);
+/* KL(N(mu, exp(logvar)) || N(0, I)) = -1/2 (1 + logvar - mu^2 - exp(logvar)),
+ * summed, or averaged over elements. */
+fm_tensor *fm_kl_normal_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_reduce r);
+
+/* ------------------------------------------------------------------ parameters */
+
+/* All trainable values of a model in one flat buffer, their gradients in
+ * another, each named (PyTorch state_dict keys) and shaped. */
+typedef struct fm_params fm_params;
+
+fm_params *fm_params_new(void);
+void       fm_params_free(fm_params *p);
+/* Add a zero-filled parameter; returns its index, or -1 (see fm_last_error). */
+int        fm_params_add(fm_params *p, const char *name, int ndim, const int *shape);
+int        fm_params_count(const fm_params *p);         /* number of tensors */
+size_t     fm_params_size(const fm_params *p);          /* number of floats */
+fm_tensor *fm_params_tensor(fm_params *p, int i);       /* view; valid until the next add */
+const char *fm_params_name(const fm_params *p, int i);
+int        fm_params_find(const fm_params *p, const char *name);  /* -1 if absent */
+float     *fm_params_data(fm_params *p);                /* (size) */
+float     *fm_params_grad(fm_params *p);                /* (size) */
+void       fm_params_zero_grad(fm_params *p);
+void       fm_params_requires_grad(fm_params *p, int on);
+/* PyTorch nn.Linear default initialisation for a (out, in) weight and its bias:
+ * both U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt 5). */
+void       fm_init_linear(fm_rng *r, fm_tensor *w, fm_tensor *b);
+
+/* ------------------------------------------------------------------ models */
+
+#define FM_MLP_MAX_LAYERS 16
+
+typedef struct {
+    int in_dim;                        /* data dimension d */
+    int out_dim;                       /* output dimension (d for a velocity) */
+    int nhidden;                       /* hidden layers */
+    int width[FM_MLP_MAX_LAYERS];      /* their widths */
+    fm_act act;                        /* between linear layers */
+    int time_input;                    /* 1: input is concat(t, x), t first */
+    int time_embed;                    /* >0: t enters as a sinusoidal embedding of this size */
+} fm_mlp_config;
+
+/* The tutorial's model: in = out = dim, three hidden layers of 64, ELU, time input. */
+fm_mlp_config fm_mlp_config_default(int dim);
+
+typedef struct fm_mlp fm_mlp;
+
+/* Adds "prefix.0.weight", "prefix.0.bias", "prefix.2.weight", ... to p, the keys
+ * of nn.Sequential(Linear, act, Linear, act, ..., Linear). The weights are zero
+ * until fm_mlp_init. p must outlive the model. */
+fm_mlp    *fm_mlp_new(fm_params *p, const char *prefix, const fm_mlp_config *cfg);
+void       fm_mlp_free(fm_mlp *m);
+const fm_mlp_config *fm_mlp_get_config(const fm_mlp *m);
+void       fm_mlp_init(fm_mlp *m, fm_rng *r);
+/* t (B, 1) or NULL when the model takes no time; x (B, in_dim) -> (B, out_dim). */
+fm_tensor *fm_mlp_forward(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x);
+
+/* ------------------------------------------------------------------ optimizers */
+
+typedef enum { FM_OPTIM_SGD = 0, FM_OPTIM_ADAM, FM_OPTIM_ADAMW, FM_OPTIM_COUNT } fm_optim_kind;
+
+/* Hyperparameters are doubles, like the Python floats torch.optim receives;
+ * each is rounded to float where PyTorch rounds it. */
+typedef struct {
+    fm_optim_kind kind;
+    double lr;
+    double beta1, beta2, eps;   /* Adam, AdamW */
+    double weight_decay;        /* L2 added to the gradient (SGD, Adam); decoupled (AdamW) */
+    int amsgrad;                /* Adam, AdamW */
+    double momentum, dampening; /* SGD */
+    int nesterov;               /* SGD */
+} fm_optim_config;
+
+const char     *fm_optim_name(fm_optim_kind k);          /* "sgd", "adam", "adamw" */
+int             fm_optim_from_name(const char *name);    /* -1 if unknown */
+/* torch.optim's defaults: Adam lr 1e-3, betas (0.9, 0.999), eps 1e-8; AdamW the
+ * same with weight_decay 1e-2; SGD lr 1e-3 (torch requires one), no momentum. */
+fm_optim_config fm_optim_config_default(fm_optim_kind k);
+
+typedef struct fm_optim fm_optim;
+
+/* State buffers sized for p; adding parameters afterwards is an error at step. */
+fm_optim *fm_optim_new(fm_params *p, const fm_optim_config *cfg);
+void      fm_optim_free(fm_optim *o);
+/* One update with learning rate lr (from a schedule), torch.optim semantics. */
+fm_status fm_optim_step(fm_optim *o, double lr);
+int64_t   fm_optim_steps(const fm_optim *o);             /* updates taken */
+const fm_optim_config *fm_optim_get_config(const fm_optim *o);
+
+/* clip_grad_norm_: total = ||all gradients||_2 (accumulated in double); if
+ * max_norm > 0 scale the gradients by min(1, max_norm / (total + 1e-6)).
+ * Returns FM_ERR_NUMERIC (and leaves the gradients alone) if total is not finite. */
+fm_status fm_clip_grad_norm(fm_params *p, double max_norm, double *total_norm);
+
+/* Exponential moving average of the weights: e <- e - (1 - decay) (e - w). */
+typedef struct fm_ema fm_ema;
+fm_ema   *fm_ema_new(const fm_params *p, float decay);   /* starts as a copy of p */
+void      fm_ema_free(fm_ema *e);
+fm_status fm_ema_update(fm_ema *e, const fm_params *p);
+float    *fm_ema_data(fm_ema *e);                         /* (fm_params_size) */
+/* Swap the averaged and the live weights (call twice to swap back). */
+fm_status fm_ema_swap(fm_ema *e, fm_params *p);
+
+/* Learning-rate schedules, for step = 0, 1, ... (the update about to be taken):
+ * warm-up multiplies by (step + 1) / warmup while step < warmup; after it,
+ * constant keeps lr, cosine goes from lr to min_lr along
+ * min_lr + (lr - min_lr) (1 + cos(pi p)) / 2, p = (step - warmup) / (total - warmup),
+ * and linear goes straight from lr to min_lr over the same span. */
+typedef enum { FM_SCHED_CONSTANT = 0, FM_SCHED_COSINE, FM_SCHED_LINEAR, FM_SCHED_COUNT } fm_sched_kind;
+typedef struct {
+    fm_sched_kind kind;
+    int64_t warmup;
+    int64_t total;
+    double min_lr;
+} fm_schedule;
+const char *fm_sched_name(fm_sched_kind k);
+int         fm_sched_from_name(const char *name);
+double      fm_schedule_lr(const fm_schedule *s, double lr, int64_t step);
+
+/* ------------------------------------------------------------------ safetensors */
+
+/* A whole safetensors file in memory, validated on load: header length within
+ * the file, JSON well formed, every entry's dtype known, shape matching its byte
+ * count, offsets in range, contiguous and non-overlapping, names unique. */
+typedef struct fm_st fm_st;
+
+typedef enum {
+    FM_DT_F64 = 0, FM_DT_F32, FM_DT_F16, FM_DT_BF16,           /* readable as float */
+    FM_DT_I64, FM_DT_I32, FM_DT_I16, FM_DT_I8, FM_DT_U8, FM_DT_BOOL,
+    FM_DT_U16, FM_DT_U32, FM_DT_U64, FM_DT_F8_E4M3, FM_DT_F8_E5M2,
+    FM_DT_COUNT
+} fm_dtype;
+const char *fm_dtype_name(fm_dtype d);
+
+fm_st     *fm_st_load(const char *path);
+/* Parse a file image already in memory (the bytes are copied). name is used in messages. */
+fm_st     *fm_st_parse(const void *bytes, size_t len, const char *name);
+void       fm_st_free(fm_st *st);
+int        fm_st_count(const fm_st *st);
+/* Entry i in file order: name, dtype, rank and shape (shape may be NULL). */
+const char *fm_st_entry(const fm_st *st, int i, fm_dtype *dtype, int *ndim, int64_t *shape);
+int        fm_st_find(const fm_st *st, const char *name);   /* -1 if absent */
+/* Metadata value or NULL; fm_st_meta_count / fm_st_meta_at enumerate them. */
+const char *fm_st_meta(const fm_st *st, const char *key);
+int        fm_st_meta_count(const fm_st *st);
+const char *fm_st_meta_at(const fm_st *st, int i, const char **value);
+/* Read tensor name as float32 into out, which holds the product of shape.
+ * The file's shape must equal (ndim, shape); F64, F16 and BF16 are converted. */
+fm_status  fm_st_read(const fm_st *st, const char *name, float *out, int ndim, const int *shape);
+
+typedef struct fm_st_writer fm_st_writer;
+fm_st_writer *fm_st_writer_new(void);
+void      fm_st_writer_free(fm_st_writer *w);
+/* Queue an F32 tensor; data is not copied and must stay valid until save. */
+fm_status fm_st_writer_add(fm_st_writer *w, const char *name, int ndim, const int *shape,
+                           const float *data);
+fm_status fm_st_writer_meta(fm_st_writer *w, const char *key, const char *value);
+/* Write atomically: a temporary file beside path, then rename, so a failed
+ * write never damages an existing file. */
+fm_status fm_st_writer_save(fm_st_writer *w, const char *path);
+
+/* Parameters, optimizer state and EMA to and from safetensors. Saving queues
+ * views of the live buffers (do not free them before fm_st_writer_save).
+ * Loading checks that every tensor is present with the expected shape. */
+fm_status fm_params_save(fm_params *p, fm_st_writer *w, const char *prefix);
+fm_status fm_params_load(fm_params *p, const fm_st *st, const char *prefix);
+fm_status fm_optim_save(fm_optim *o, fm_st_writer *w);
+/* Restores state buffers and step; the optimizer must be of the saved kind. */
+fm_status fm_optim_load(fm_optim *o, const fm_st *st);
+/* The hyperparameters a checkpoint was trained with. */
+fm_status fm_optim_config_load(fm_optim_config *c, const fm_st *st);
+/* EMA weights as ema.<name>, laid out like p. */
+fm_status fm_ema_save(fm_ema *e, fm_params *p, fm_st_writer *w);
+fm_status fm_ema_load(fm_ema *e, fm_params *p, const fm_st *st);
+/* Model configuration to metadata and back ("mlp.widths" = "64,64,64", ...). */
+fm_status fm_mlp_config_save(const fm_mlp_config *c, fm_st_writer *w);
+fm_status fm_mlp_config_load(fm_mlp_config *c, const fm_st *st);
+
+/* ------------------------------------------------------------------ threads */
+
+/* Threads used by the engine's parallel loops (1 without OpenMP). n <= 0 means
+ * all available. Results depend on the count only through float summation order
+ * where stated; the kernels in this version give identical bits for any count. */
+void fm_set_threads(int n);
+int  fm_get_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FLOWMATCH_H */

@@ -1,0 +1,50 @@
+/* main.c - the flowmatch command-line tool: dispatches to one command per
+ * file and turns library errors into messages and exit codes.
+ */
+#include "cli.h"
+
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    {"inspect", "check a safetensors file and list its tensors and metadata", cmd_inspect},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: flowmatch COMMAND [options]\n\n"
+            "Flow-matching generative models in plain C (version %s).\n\ncommands:\n",
+            FM_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-10s %s\n", "version", "print the version");
+    fprintf(f, "\n'flowmatch COMMAND --help' describes a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("flowmatch %s\n", FM_VERSION);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "flowmatch: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return CLI_USAGE;
+}

@@ -1,0 +1,111 @@
+/* error.c - status names, the per-thread error message, and small utilities
+ * (overflow-checked sizes, shape formatting, the thread setting).
+ *
+ * Not here: any printing to stdout or exiting; the command-line tool decides
+ * what a failure means for the process.
+ */
+#include "internal.h"
+
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static _Thread_local char fm__msg[1024];
+
+static const char *const status_names[FM_ERR_COUNT] = {
+    "ok", "argument", "shape", "out of memory", "io", "format", "numeric", "state",
+};
+
+const char *fm_status_name(fm_status s)
+{
+    return (s >= 0 && s < FM_ERR_COUNT) ? status_names[s] : "unknown";
+}
+
+const char *fm_last_error(void) { return fm__msg; }
+
+void fm_clear_error(void) { fm__msg[0] = '\0'; }
+
+fm_status fm__fail(fm_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fm__msg, sizeof fm__msg, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void fm__assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "flowmatch: internal error: assertion '%s' failed at %s:%d\n", expr, file,
+            line);
+    abort();
+}
+
+int fm__mul_ok(size_t n, size_t size, size_t *out)
+{
+    if (size != 0 && n > (size_t)-1 / size) {
+        *out = 0;
+        return 0;
+    }
+    *out = n * size;
+    return 1;
+}
+
+char *fm__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+const char *fm__shape_fmt(int ndim, const int *shape, char *buf, size_t len)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, len - o, "[");
+    for (int i = 0; i < ndim && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, i ? ", %d" : "%d", shape[i]);
+    if (o < len) snprintf(buf + o, len - o, "]");
+    return buf;
+}
+
+const char *fm_shape_str(const fm_tensor *t, char *buf, size_t len)
+{
+    if (!t) {
+        snprintf(buf, len, "(null)");
+        return buf;
+    }
+    return fm__shape_fmt(t->ndim, t->shape, buf, len);
+}
+
+/* ------------------------------------------------------------------ threads */
+
+static int fm__nthreads = 0; /* 0: not set yet, use all */
+
+void fm_set_threads(int n)
+{
+#ifdef _OPENMP
+    fm__nthreads = n > 0 ? n : omp_get_num_procs();
+#else
+    (void)n;
+    fm__nthreads = 1;
+#endif
+}
+
+int fm_get_threads(void)
+{
+#ifdef _OPENMP
+    return fm__nthreads > 0 ? fm__nthreads : omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+int fm__threads_for(double work)
+{
+    int n = fm_get_threads();
+    if (n <= 1 || work < FM__PAR_MIN_WORK) return 1;
+    int by_work = (int)(work / FM__PAR_MIN_WORK);
+    return by_work < n ? (by_work > 1 ? by_work : 1) : n;
+}

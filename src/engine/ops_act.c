@@ -1,0 +1,221 @@
+/* ops_act.c - elementwise activations and the sinusoidal time embedding.
+ *
+ * Formulas and constants follow torch.nn.functional (ELU alpha 1, SELU's
+ * alpha and scale, Softplus beta 1 with threshold 20, both GELUs). The
+ * backward uses the saved input and output, as PyTorch's autograd does.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define SELU_ALPHA 1.6732632423543772848170429916717f
+#define SELU_SCALE 1.0507009873554804934193349852946f
+#define GELU_K 0.7978845608028654f /* sqrt(2 / pi) */
+#define GELU_C 0.044715f
+#define SOFTPLUS_THRESHOLD 20.0f
+
+static const char *const act_names[FM_ACT_COUNT] = {
+    "none", "relu", "elu", "silu", "gelu", "gelu_tanh", "tanh", "sigmoid", "selu", "softplus",
+};
+
+const char *fm_act_name(fm_act a) { return (a >= 0 && a < FM_ACT_COUNT) ? act_names[a] : "?"; }
+
+int fm_act_from_name(const char *name)
+{
+    for (int i = 0; i < FM_ACT_COUNT; i++)
+        if (name && strcmp(name, act_names[i]) == 0) return i;
+    return -1;
+}
+
+static inline float sigmoidf(float x)
+{
+    /* Never overflows: exp of a non-positive number only. */
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+void fm__act_forward(fm_act a, const float *x, float *y, size_t n)
+{
+    switch (a) {
+    case FM_ACT_NONE: memmove(y, x, n * sizeof(float)); break;
+    case FM_ACT_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
+        break;
+    case FM_ACT_ELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : expm1f(x[i]);
+        break;
+    case FM_ACT_SILU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
+        break;
+    case FM_ACT_GELU:
+        for (size_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        break;
+    case FM_ACT_GELU_TANH:
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+        }
+        break;
+    case FM_ACT_TANH:
+        for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
+        break;
+    case FM_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
+        break;
+    case FM_ACT_SELU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = SELU_SCALE * (x[i] > 0 ? x[i] : SELU_ALPHA * expm1f(x[i]));
+        break;
+    case FM_ACT_SOFTPLUS:
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] > SOFTPLUS_THRESHOLD ? x[i] : log1pf(expf(x[i]));
+        break;
+    default: FM_ASSERT(0 && "unknown activation");
+    }
+}
+
+void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx,
+                      size_t n)
+{
+    switch (a) {
+    case FM_ACT_NONE:
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i];
+        break;
+    case FM_ACT_RELU:
+        for (size_t i = 0; i < n; i++) dx[i] += y[i] > 0 ? dy[i] : 0.0f;
+        break;
+    case FM_ACT_ELU: /* f' = 1 above 0, exp(x) = y + 1 below */
+        for (size_t i = 0; i < n; i++) dx[i] += x[i] > 0 ? dy[i] : dy[i] * (y[i] + 1.0f);
+        break;
+    case FM_ACT_SILU: /* f' = s (1 + x (1 - s)) */
+        for (size_t i = 0; i < n; i++) {
+            float s = sigmoidf(x[i]);
+            dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
+        break;
+    case FM_ACT_GELU: /* f' = Phi(x) + x phi(x) */
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i];
+            float cdf = 0.5f * (1.0f + erff(v * (float)M_SQRT1_2));
+            float pdf = expf(-0.5f * v * v) * 0.3989422804014327f;
+            dx[i] += dy[i] * (cdf + v * pdf);
+        }
+        break;
+    case FM_ACT_GELU_TANH:
+        for (size_t i = 0; i < n; i++) {
+            float v = x[i], v2 = v * v;
+            float th = tanhf(GELU_K * (v + GELU_C * v2 * v));
+            float d = 0.5f * (1.0f + th) +
+                      0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * v2);
+            dx[i] += dy[i] * d;
+        }
+        break;
+    case FM_ACT_TANH:
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    case FM_ACT_SIGMOID:
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case FM_ACT_SELU: /* below 0: scale alpha exp(x) = y + scale alpha */
+        for (size_t i = 0; i < n; i++)
+            dx[i] += x[i] > 0 ? dy[i] * SELU_SCALE : dy[i] * (y[i] + SELU_SCALE * SELU_ALPHA);
+        break;
+    case FM_ACT_SOFTPLUS: /* f' = sigmoid(x) */
+        for (size_t i = 0; i < n; i++)
+            dx[i] += x[i] > SOFTPLUS_THRESHOLD ? dy[i] : dy[i] * sigmoidf(x[i]);
+        break;
+    default: FM_ASSERT(0 && "unknown activation");
+    }
+}
+
+static void act_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *x = y->src[0];
+    float *gx = fm__grad(tp, x);
+    if (!gx) return;
+    fm__act_backward((fm_act)y->arg.i[0], x->data, y->data, y->grad, gx, y->size);
+}
+
+#define ACT_OP(name) {name, act_backward}
+static const fm_op act_ops[FM_ACT_COUNT] = {
+    ACT_OP("none"), ACT_OP("relu"), ACT_OP("elu"),  ACT_OP("silu"), ACT_OP("gelu"),
+    ACT_OP("gelu_tanh"), ACT_OP("tanh"), ACT_OP("sigmoid"), ACT_OP("selu"), ACT_OP("softplus"),
+};
+
+fm_tensor *fm_activation(fm_tape *tp, fm_tensor *x, fm_act a)
+{
+    if (!tp || tp->status != FM_OK) return NULL;
+    if (a < 0 || a >= FM_ACT_COUNT)
+        return fm__op_fail(tp, FM_ERR_ARG, "activation: unknown kind %d", (int)a);
+    if (!fm__op_inputs_ok(tp, act_names[a], &x, 1)) return NULL;
+    fm_tensor *y = fm__node(tp, &act_ops[a], x->ndim, x->shape, &x, 1);
+    if (!y) return NULL;
+    y->arg.i[0] = a;
+    fm__act_forward(a, x->data, y->data, x->size);
+    return y;
+}
+
+fm_tensor *fm_relu(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, FM_ACT_RELU); }
+fm_tensor *fm_elu(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, FM_ACT_ELU); }
+fm_tensor *fm_silu(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, FM_ACT_SILU); }
+fm_tensor *fm_gelu(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, FM_ACT_GELU); }
+fm_tensor *fm_gelu_tanh(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, FM_ACT_GELU_TANH); }
+fm_tensor *fm_tanh(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, FM_ACT_TANH); }
+fm_tensor *fm_sigmoid(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, FM_ACT_SIGMOID); }
+fm_tensor *fm_selu(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, FM_ACT_SELU); }
+fm_tensor *fm_softplus(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, FM_ACT_SOFTPLUS); }
+
+/* ---- sinusoidal time embedding (B) or (B, 1) -> (B, dim) */
+
+static void time_embed_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *t = y->src[0];
+    float *gt = fm__grad(tp, t);
+    if (!gt) return;
+    int B = y->shape[0], dim = y->shape[1], half = dim / 2;
+    double scale = y->arg.f[0], lmp = log((double)y->arg.f[1]);
+    for (int b = 0; b < B; b++) {
+        double acc = 0.0;
+        const float *g = y->grad + (size_t)b * dim;
+        for (int i = 0; i < half; i++) {
+            double f = scale * exp(-lmp * i / half), a = f * t->data[b];
+            /* d cos(a)/dt = -f sin(a); d sin(a)/dt = f cos(a) */
+            acc += -f * sin(a) * g[i] + f * cos(a) * g[half + i];
+        }
+        gt[b] += (float)acc;
+    }
+}
+
+static const fm_op OP_TIME_EMBED = {"time_embed", time_embed_backward};
+
+fm_tensor *fm_time_embed(fm_tape *tp, fm_tensor *t, int dim, float scale, float max_period)
+{
+    if (!fm__op_inputs_ok(tp, "time_embed", &t, 1)) return NULL;
+    char s1[96];
+    if (!(t->ndim == 1 || (t->ndim == 2 && t->shape[1] == 1)))
+        return fm__op_fail(tp, FM_ERR_SHAPE, "time_embed: times must be [B] or [B, 1], got %s",
+                           fm_shape_str(t, s1, sizeof s1));
+    if (dim < 2 || dim % 2)
+        return fm__op_fail(tp, FM_ERR_ARG, "time_embed: dimension %d must be even and >= 2", dim);
+    if (!(max_period > 1.0f))
+        return fm__op_fail(tp, FM_ERR_ARG, "time_embed: max_period %g must exceed 1",
+                           (double)max_period);
+    int B = t->shape[0], half = dim / 2;
+    int shape[2] = {B, dim};
+    fm_tensor *y = fm__node(tp, &OP_TIME_EMBED, 2, shape, &t, 1);
+    if (!y) return NULL;
+    y->arg.f[0] = scale;
+    y->arg.f[1] = max_period;
+    double lmp = log((double)max_period);
+    for (int b = 0; b < B; b++) {
+        float *row = y->data + (size_t)b * dim;
+        for (int i = 0; i < half; i++) {
+            double a = (double)scale * exp(-lmp * i / half) * t->data[b];
+            row[i] = (float)cos(a);
+            row[half + i] = (float)sin(a);
+        }
+    }
+    return y;
+}

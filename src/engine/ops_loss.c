@@ -1,0 +1,163 @@
+/* ops_loss.c - scalar losses: MSE, binary cross-entropy (on probabilities and
+ * on logits) and the KL divergence of a diagonal Gaussian from N(0, I).
+ *
+ * Each accumulates in double. Reduction MEAN divides by the number of
+ * elements (PyTorch's reduction='mean'); SUM does not divide.
+ */
+#include "internal.h"
+
+#include <math.h>
+
+/* Pairwise-shape check shared by the losses. */
+static int loss_args(fm_tape *tp, const char *op, fm_tensor *a, fm_tensor *b, fm_reduce r)
+{
+    fm_tensor *in[2] = {a, b};
+    if (!fm__op_inputs_ok(tp, op, in, 2)) return 0;
+    if (r < 0 || r >= FM_REDUCE_COUNT) {
+        fm__op_fail(tp, FM_ERR_ARG, "%s: unknown reduction %d", op, (int)r);
+        return 0;
+    }
+    if (!fm__same_shape(a, b)) {
+        char s1[96], s2[96];
+        fm__op_fail(tp, FM_ERR_SHAPE, "%s: shapes %s and %s differ", op,
+                    fm_shape_str(a, s1, sizeof s1), fm_shape_str(b, s2, sizeof s2));
+        return 0;
+    }
+    return 1;
+}
+
+/* Scalar output with arg.f[0] = the factor each element's term is scaled by. */
+static fm_tensor *loss_node(fm_tape *tp, const fm_op *op, fm_tensor *a, fm_tensor *b,
+                            fm_reduce r, double total)
+{
+    fm_tensor *in[2] = {a, b};
+    fm_tensor *y = fm__node(tp, op, 0, NULL, in, 2);
+    if (!y) return NULL;
+    double k = r == FM_REDUCE_MEAN ? 1.0 / (double)a->size : 1.0;
+    y->data[0] = (float)(total * k);
+    y->arg.f[0] = (float)k;
+    y->arg.i[1] = r;
+    return y;
+}
+
+/* ---- MSE: (p - t)^2 */
+
+static void mse_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *p = y->src[0], *t = y->src[1];
+    float g = y->grad[0] * y->arg.f[0];
+    float *gp = fm__wants_grad(p) ? fm__grad(tp, p) : NULL;
+    float *gt = fm__wants_grad(t) ? fm__grad(tp, t) : NULL;
+    if (tp->status != FM_OK) return;
+    for (size_t i = 0; i < p->size; i++) {
+        float d = 2.0f * g * (p->data[i] - t->data[i]);
+        if (gp) gp[i] += d;
+        if (gt) gt[i] -= d;
+    }
+}
+
+static const fm_op OP_MSE = {"mse_loss", mse_backward};
+
+fm_tensor *fm_mse_loss(fm_tape *tp, fm_tensor *pred, fm_tensor *target, fm_reduce r)
+{
+    if (!loss_args(tp, "mse_loss", pred, target, r)) return NULL;
+    double s = 0.0;
+    for (size_t i = 0; i < pred->size; i++) {
+        double d = (double)pred->data[i] - target->data[i];
+        s += d * d;
+    }
+    return loss_node(tp, &OP_MSE, pred, target, r, s);
+}
+
+/* ---- BCE on probabilities */
+
+static void bce_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *p = y->src[0], *t = y->src[1];
+    if (!fm__wants_grad(p)) return;
+    float *gp = fm__grad(tp, p);
+    if (!gp) return;
+    float g = y->grad[0] * y->arg.f[0];
+    for (size_t i = 0; i < p->size; i++) {
+        /* d/dp = (p - y) / (p (1 - p)), the denominator floored at 1e-12 as PyTorch does */
+        double q = p->data[i], den = q * (1.0 - q);
+        if (den < 1e-12) den = 1e-12;
+        gp[i] += (float)(g * (q - t->data[i]) / den);
+    }
+}
+
+static const fm_op OP_BCE = {"bce_loss", bce_backward};
+
+fm_tensor *fm_bce_loss(fm_tape *tp, fm_tensor *p, fm_tensor *y, fm_reduce r)
+{
+    if (!loss_args(tp, "bce_loss", p, y, r)) return NULL;
+    double s = 0.0;
+    for (size_t i = 0; i < p->size; i++) {
+        double q = p->data[i], v = y->data[i];
+        if (!(q >= 0.0 && q <= 1.0))
+            return fm__op_fail(tp, FM_ERR_NUMERIC,
+                               "bce_loss: input %zu is %g; probabilities must lie in [0, 1]", i, q);
+        double lp = q > 0 ? log(q) : -100.0, lq = q < 1 ? log1p(-q) : -100.0;
+        if (lp < -100.0) lp = -100.0;
+        if (lq < -100.0) lq = -100.0;
+        s -= v * lp + (1.0 - v) * lq;
+    }
+    return loss_node(tp, &OP_BCE, p, y, r, s);
+}
+
+/* ---- BCE on logits */
+
+static void bce_logits_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *z = y->src[0], *t = y->src[1];
+    if (!fm__wants_grad(z)) return;
+    float *gz = fm__grad(tp, z);
+    if (!gz) return;
+    double g = (double)y->grad[0] * y->arg.f[0];
+    for (size_t i = 0; i < z->size; i++) {
+        double v = z->data[i];
+        double s = v >= 0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v));
+        gz[i] += (float)(g * (s - t->data[i]));
+    }
+}
+
+static const fm_op OP_BCE_LOGITS = {"bce_logits_loss", bce_logits_backward};
+
+fm_tensor *fm_bce_logits_loss(fm_tape *tp, fm_tensor *z, fm_tensor *y, fm_reduce r)
+{
+    if (!loss_args(tp, "bce_logits_loss", z, y, r)) return NULL;
+    double s = 0.0;
+    for (size_t i = 0; i < z->size; i++) {
+        double v = z->data[i];
+        s += (v > 0 ? v : 0.0) - v * y->data[i] + log1p(exp(-fabs(v)));
+    }
+    return loss_node(tp, &OP_BCE_LOGITS, z, y, r, s);
+}
+
+/* ---- KL(N(mu, exp(logvar)) || N(0, I)) */
+
+static void kl_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *mu = y->src[0], *lv = y->src[1];
+    float g = y->grad[0] * y->arg.f[0];
+    float *gm = fm__wants_grad(mu) ? fm__grad(tp, mu) : NULL;
+    float *gl = fm__wants_grad(lv) ? fm__grad(tp, lv) : NULL;
+    if (tp->status != FM_OK) return;
+    for (size_t i = 0; i < mu->size; i++) {
+        if (gm) gm[i] += g * mu->data[i];
+        if (gl) gl[i] += 0.5f * g * expm1f(lv->data[i]);
+    }
+}
+
+static const fm_op OP_KL = {"kl_normal_loss", kl_backward};
+
+fm_tensor *fm_kl_normal_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_reduce r)
+{
+    if (!loss_args(tp, "kl_normal_loss", mu, logvar, r)) return NULL;
+    double s = 0.0;
+    for (size_t i = 0; i < mu->size; i++) {
+        double m = mu->data[i], l = logvar->data[i];
+        s += -0.5 * (1.0 + l - m * m - exp(l));
+    }
+    return loss_node(tp, &OP_KL, mu, logvar, r, s);
+}

@@ -1,0 +1,297 @@
+/* optim.c - SGD (momentum, Nesterov), Adam and AdamW with torch.optim's update
+ * rules, global-norm gradient clipping, the weight EMA and learning-rate
+ * schedules.
+ *
+ * Each update is one loop over the flat parameter buffer, written in the same
+ * operation order as PyTorch's single-tensor implementation so the two agree to
+ * float rounding. Scalars that PyTorch computes in Python (bias corrections,
+ * step sizes) are computed here in double as well.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+struct fm_optim {
+    fm_params *p;
+    fm_optim_config cfg;
+    size_t n;       /* floats covered; must still equal fm_params_size */
+    float *m;       /* (n) Adam exp_avg, or SGD momentum_buffer */
+    float *v;       /* (n) Adam exp_avg_sq */
+    float *vmax;    /* (n) AMSGrad max_exp_avg_sq, or NULL */
+    int64_t step;
+};
+
+static const char *const optim_names[FM_OPTIM_COUNT] = {"sgd", "adam", "adamw"};
+
+const char *fm_optim_name(fm_optim_kind k)
+{
+    return (k >= 0 && k < FM_OPTIM_COUNT) ? optim_names[k] : "?";
+}
+
+int fm_optim_from_name(const char *name)
+{
+    for (int i = 0; i < FM_OPTIM_COUNT; i++)
+        if (name && strcmp(name, optim_names[i]) == 0) return i;
+    return -1;
+}
+
+fm_optim_config fm_optim_config_default(fm_optim_kind k)
+{
+    fm_optim_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = k;
+    c.lr = 1e-3;
+    c.beta1 = 0.9;
+    c.beta2 = 0.999;
+    c.eps = 1e-8;
+    c.weight_decay = k == FM_OPTIM_ADAMW ? 1e-2 : 0.0;
+    return c;
+}
+
+static fm_status config_check(const fm_optim_config *c)
+{
+    if (c->kind < 0 || c->kind >= FM_OPTIM_COUNT)
+        return fm__fail(FM_ERR_ARG, "optimizer: unknown kind %d", (int)c->kind);
+    if (!(c->lr >= 0.0) || !isfinite(c->lr))
+        return fm__fail(FM_ERR_ARG, "optimizer: learning rate %g is invalid", c->lr);
+    if (!(c->beta1 >= 0.0 && c->beta1 < 1.0) || !(c->beta2 >= 0.0 && c->beta2 < 1.0))
+        return fm__fail(FM_ERR_ARG, "optimizer: betas (%g, %g) must lie in [0, 1)", c->beta1, c->beta2);
+    if (!(c->eps >= 0.0)) return fm__fail(FM_ERR_ARG, "optimizer: eps %g is invalid", c->eps);
+    if (!(c->weight_decay >= 0.0))
+        return fm__fail(FM_ERR_ARG, "optimizer: weight decay %g is invalid", c->weight_decay);
+    if (!(c->momentum >= 0.0)) return fm__fail(FM_ERR_ARG, "optimizer: momentum %g is invalid", c->momentum);
+    if (!(c->dampening >= 0.0 && c->dampening <= 1.0))
+        return fm__fail(FM_ERR_ARG, "optimizer: dampening %g must lie in [0, 1]", c->dampening);
+    if (c->nesterov && (c->momentum <= 0.0 || c->dampening != 0.0))
+        return fm__fail(FM_ERR_ARG, "optimizer: Nesterov momentum needs momentum > 0 and zero dampening");
+    return FM_OK;
+}
+
+fm_optim *fm_optim_new(fm_params *p, const fm_optim_config *cfg)
+{
+    if (!p || !cfg) {
+        fm__fail(FM_ERR_ARG, "fm_optim_new: missing parameter set or configuration");
+        return NULL;
+    }
+    if (config_check(cfg) != FM_OK) return NULL;
+    fm_optim *o = calloc(1, sizeof *o);
+    if (!o) goto oom;
+    o->p = p;
+    o->cfg = *cfg;
+    o->n = fm_params_size(p);
+    size_t n = o->n ? o->n : 1;
+    o->m = calloc(n, sizeof(float));
+    o->v = calloc(n, sizeof(float));
+    if (!o->m || !o->v) goto oom;
+    if (cfg->amsgrad && cfg->kind != FM_OPTIM_SGD) {
+        o->vmax = calloc(n, sizeof(float));
+        if (!o->vmax) goto oom;
+    }
+    return o;
+oom:
+    fm_optim_free(o);
+    fm__fail(FM_ERR_NOMEM, "out of memory creating the optimizer state");
+    return NULL;
+}
+
+void fm_optim_free(fm_optim *o)
+{
+    if (!o) return;
+    free(o->m);
+    free(o->v);
+    free(o->vmax);
+    free(o);
+}
+
+int64_t fm_optim_steps(const fm_optim *o) { return o->step; }
+fm_params *fm__optim_params(fm_optim *o) { return o->p; }
+
+void fm__optim_view(fm_optim *o, float **m, float **v, float **vmax, int64_t **step)
+{
+    *m = o->m;
+    *v = o->v;
+    *vmax = o->vmax;
+    *step = &o->step;
+}
+const fm_optim_config *fm_optim_get_config(const fm_optim *o) { return &o->cfg; }
+
+static void sgd_step(fm_optim *o, float *restrict w, const float *restrict g, double lr)
+{
+    const fm_optim_config *c = &o->cfg;
+    float wd = (float)c->weight_decay, mom = (float)c->momentum, damp = (float)(1.0 - c->dampening);
+    float neg_lr = (float)-lr;
+    float *restrict buf = o->m;
+    int first = o->step == 0;
+    for (size_t i = 0; i < o->n; i++) {
+        float d = g[i];
+        if (wd != 0.0f) d = d + wd * w[i];
+        if (mom != 0.0f) {
+            buf[i] = first ? d : buf[i] * mom + damp * d;
+            d = c->nesterov ? d + mom * buf[i] : buf[i];
+        }
+        w[i] = w[i] + neg_lr * d;
+    }
+}
+
+static void adam_step(fm_optim *o, float *restrict w, const float *restrict g, double lr)
+{
+    const fm_optim_config *c = &o->cfg;
+    int decoupled = c->kind == FM_OPTIM_ADAMW;
+    float b1 = (float)c->beta1, b2 = (float)c->beta2, eps = (float)c->eps;
+    float wd = (float)c->weight_decay;
+    float c1 = (float)(1.0 - c->beta1), c2 = (float)(1.0 - c->beta2);
+    double t = (double)o->step; /* already incremented */
+    double bc1 = 1.0 - pow(c->beta1, t), bc2 = 1.0 - pow(c->beta2, t);
+    float neg_step = (float)(-lr / bc1);
+    float bc2_sqrt = (float)sqrt(bc2);
+    float shrink = (float)(1.0 - lr * c->weight_decay);
+    float *restrict m = o->m, *restrict v = o->v, *restrict vmax = o->vmax;
+    for (size_t i = 0; i < o->n; i++) {
+        float gi = g[i];
+        if (decoupled) w[i] = w[i] * shrink;
+        else if (wd != 0.0f) gi = gi + wd * w[i];
+        m[i] = m[i] * b1 + c1 * gi;
+        v[i] = v[i] * b2 + c2 * gi * gi;
+        float s = v[i];
+        if (vmax) {
+            if (s > vmax[i]) vmax[i] = s;
+            s = vmax[i];
+        }
+        float denom = sqrtf(s) / bc2_sqrt + eps;
+        w[i] = w[i] + neg_step * m[i] / denom;
+    }
+}
+
+fm_status fm_optim_step(fm_optim *o, double lr)
+{
+    if (!o) return fm__fail(FM_ERR_ARG, "fm_optim_step: optimizer is NULL");
+    if (fm_params_size(o->p) != o->n)
+        return fm__fail(FM_ERR_STATE,
+                        "optimizer was made for %zu parameters but the model now has %zu",
+                        o->n, fm_params_size(o->p));
+    if (!(lr >= 0.0) || !isfinite(lr))
+        return fm__fail(FM_ERR_ARG, "optimizer: learning rate %g is invalid", lr);
+    float *w = fm_params_data(o->p), *g = fm_params_grad(o->p);
+    if (o->cfg.kind == FM_OPTIM_SGD) {
+        sgd_step(o, w, g, lr);
+        o->step++;
+    } else {
+        o->step++;
+        adam_step(o, w, g, lr);
+    }
+    return FM_OK;
+}
+
+/* ------------------------------------------------------------------ clipping */
+
+fm_status fm_clip_grad_norm(fm_params *p, double max_norm, double *total_norm)
+{
+    float *g = fm_params_grad(p);
+    size_t n = fm_params_size(p);
+    double ss = 0.0;
+    for (size_t i = 0; i < n; i++) ss += (double)g[i] * g[i];
+    double total = sqrt(ss);
+    if (total_norm) *total_norm = total;
+    if (!isfinite(total))
+        return fm__fail(FM_ERR_NUMERIC, "gradient norm is %g: the loss or the model produced NaN or infinity", total);
+    if (max_norm > 0.0) {
+        double coef = max_norm / (total + 1e-6);
+        if (coef < 1.0) {
+            float k = (float)coef;
+            for (size_t i = 0; i < n; i++) g[i] *= k;
+        }
+    }
+    return FM_OK;
+}
+
+/* ------------------------------------------------------------------ EMA */
+
+struct fm_ema {
+    float decay;
+    size_t n;
+    float *w; /* (n) */
+};
+
+fm_ema *fm_ema_new(const fm_params *p, float decay)
+{
+    if (!p || !(decay >= 0.0f && decay <= 1.0f)) {
+        fm__fail(FM_ERR_ARG, "EMA decay %g must lie in [0, 1]", (double)decay);
+        return NULL;
+    }
+    fm_ema *e = calloc(1, sizeof *e);
+    size_t n = fm_params_size(p);
+    if (e) e->w = malloc((n ? n : 1) * sizeof(float));
+    if (!e || !e->w) {
+        fm_ema_free(e);
+        fm__fail(FM_ERR_NOMEM, "out of memory creating the EMA weights");
+        return NULL;
+    }
+    e->decay = decay;
+    e->n = n;
+    memcpy(e->w, fm_params_data((fm_params *)p), n * sizeof(float));
+    return e;
+}
+
+void fm_ema_free(fm_ema *e)
+{
+    if (!e) return;
+    free(e->w);
+    free(e);
+}
+
+float *fm_ema_data(fm_ema *e) { return e->w; }
+float fm__ema_decay(const fm_ema *e) { return e->decay; }
+
+fm_status fm_ema_update(fm_ema *e, const fm_params *p)
+{
+    if (fm_params_size(p) != e->n)
+        return fm__fail(FM_ERR_STATE, "EMA holds %zu weights but the model has %zu", e->n,
+                        fm_params_size(p));
+    const float *w = fm_params_data((fm_params *)p);
+    float k = 1.0f - e->decay;
+    for (size_t i = 0; i < e->n; i++) e->w[i] -= k * (e->w[i] - w[i]);
+    return FM_OK;
+}
+
+fm_status fm_ema_swap(fm_ema *e, fm_params *p)
+{
+    if (fm_params_size(p) != e->n)
+        return fm__fail(FM_ERR_STATE, "EMA holds %zu weights but the model has %zu", e->n,
+                        fm_params_size(p));
+    float *w = fm_params_data(p);
+    for (size_t i = 0; i < e->n; i++) {
+        float t = w[i];
+        w[i] = e->w[i];
+        e->w[i] = t;
+    }
+    return FM_OK;
+}
+
+/* ------------------------------------------------------------------ schedules */
+
+static const char *const sched_names[FM_SCHED_COUNT] = {"constant", "cosine", "linear"};
+
+const char *fm_sched_name(fm_sched_kind k)
+{
+    return (k >= 0 && k < FM_SCHED_COUNT) ? sched_names[k] : "?";
+}
+
+int fm_sched_from_name(const char *name)
+{
+    for (int i = 0; i < FM_SCHED_COUNT; i++)
+        if (name && strcmp(name, sched_names[i]) == 0) return i;
+    return -1;
+}
+
+double fm_schedule_lr(const fm_schedule *s, double lr, int64_t step)
+{
+    if (step < 0) step = 0;
+    if (s->warmup > 0 && step < s->warmup) return lr * (double)(step + 1) / (double)s->warmup;
+    if (s->kind == FM_SCHED_CONSTANT) return lr;
+    int64_t span = s->total - (s->warmup > 0 ? s->warmup : 0);
+    double p = span > 0 ? (double)(step - (s->warmup > 0 ? s->warmup : 0)) / (double)span : 1.0;
+    if (p > 1.0) p = 1.0;
+    if (s->kind == FM_SCHED_COSINE) return s->min_lr + (lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * p));
+    return lr + (s->min_lr - lr) * p;
+}

@@ -1,0 +1,147 @@
+/* internal.h - declarations shared by the library's files and nowhere else.
+ *
+ * Private names carry a double underscore (fm__). Nothing here is part of the
+ * public API; tests may include it to reach kernels directly.
+ */
+#ifndef FM_INTERNAL_H
+#define FM_INTERNAL_H
+
+#include "flowmatch.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ------------------------------------------------------------------ errors */
+
+/* Record a failure message for fm_last_error and return s. */
+fm_status fm__fail(fm_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Always-on invariant check: a failure is a bug in the library, not bad input. */
+#define FM_ASSERT(c)                                                                   \
+    do {                                                                               \
+        if (!(c)) fm__assert_fail(#c, __FILE__, __LINE__);                             \
+    } while (0)
+void fm__assert_fail(const char *expr, const char *file, int line);
+
+/* n * size without overflow; returns 0 (and sets *out to 0) on overflow. */
+int fm__mul_ok(size_t n, size_t size, size_t *out);
+
+/* ------------------------------------------------------------------ arena */
+
+/* A bump allocator. Allocations are 64-byte aligned and live until reset. When
+ * the current block is full a further block is malloc'ed; at reset, if more
+ * than one block was used, they are replaced by one block of the whole size,
+ * so a loop that needs the same memory every step mallocs only while warming up. */
+typedef struct fm__block fm__block;
+typedef struct {
+    fm__block *head;      /* current block, linked to older ones */
+    size_t used;          /* bytes handed out since the last reset */
+    size_t peak;          /* largest `used` seen */
+    size_t mallocs;       /* calls to malloc so far */
+    size_t first_cap;     /* capacity of the first block */
+} fm__arena;
+
+void  fm__arena_init(fm__arena *a, size_t cap);
+void  fm__arena_free(fm__arena *a);
+void  fm__arena_reset(fm__arena *a);
+void *fm__arena_alloc(fm__arena *a, size_t bytes);   /* NULL when malloc fails */
+
+/* ------------------------------------------------------------------ tape and ops */
+
+struct fm_tape {
+    fm__arena arena;
+    fm_tensor *last;      /* most recent tensor; ->prev walks back to the first */
+    fm_status status;     /* sticky first error since reset */
+};
+
+/* An op: its name (for messages) and its backward. backward reads y->grad and
+ * ACCUMULATES into the gradients of the inputs that require one, getting them
+ * with fm__grad. */
+struct fm_op {
+    const char *name;
+    void (*backward)(fm_tape *tp, fm_tensor *y);
+};
+
+/* Set the tape's sticky error (first one wins) and fm_last_error; returns NULL
+ * so ops can `return fm__op_fail(...)`. */
+fm_tensor *fm__op_fail(fm_tape *tp, fm_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Common prologue of an op: NULL if the tape has failed or an input is NULL
+ * (setting an error naming op for the latter). */
+int fm__op_inputs_ok(fm_tape *tp, const char *op, fm_tensor *const *xs, int n);
+
+/* Arena memory from the tape; sets the sticky error on failure. */
+void *fm__tape_alloc(fm_tape *tp, size_t bytes);
+/* The result tensor of op over srcs (copied into the arena), with data
+ * allocated (uninitialised) and requires_grad = any input's. */
+fm_tensor *fm__node(fm_tape *tp, const fm_op *op, int ndim, const int *shape,
+                    fm_tensor *const *srcs, int nsrc);
+/* x's gradient buffer, zero-filled on first use. NULL only on out-of-memory. */
+float *fm__grad(fm_tape *tp, fm_tensor *x);
+/* Gradient wanted for x? */
+static inline int fm__wants_grad(const fm_tensor *x) { return x && x->requires_grad; }
+
+int fm__same_shape(const fm_tensor *a, const fm_tensor *b);
+void fm__fill_shape(fm_tensor *t, int ndim, const int *shape);   /* sets size too */
+
+/* ------------------------------------------------------------------ kernels */
+
+/* C (M, N) = beta C + A (M, K) * op(B), with op(B) = B (K, N) or B^T for B (N, K).
+ * Row-major, leading dimensions lda, ldb, ldc. beta is 0 or 1. Each C element is
+ * summed over k in increasing order whatever the thread count. */
+void fm__gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc);
+void fm__gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                 float beta, float *C, int ldc);
+/* C (M, N) += A^T B with A (K, M), B (K, N): the weight gradient dy^T x. */
+void fm__gemm_tn_acc(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                     float *C, int ldc);
+
+/* Elementwise activation kernels shared by the op and fused paths. */
+void fm__act_forward(fm_act a, const float *x, float *y, size_t n);
+/* dx += dy * f'(x), given x and y = f(x). */
+void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx,
+                      size_t n);
+
+/* ------------------------------------------------------------------ threads */
+
+/* Work below this many multiply-adds runs on one thread: a parallel region
+ * costs more than it saves. */
+#define FM__PAR_MIN_WORK 200000
+int fm__threads_for(double work);
+
+/* A static-schedule parallel for over nt threads (a plain loop without OpenMP). */
+#define FM__PRAGMA(x) _Pragma(#x)
+#ifdef _OPENMP
+#define FM__PARALLEL_FOR(nt) FM__PRAGMA(omp parallel for schedule(static) num_threads(nt) if ((nt) > 1))
+#else
+#define FM__PARALLEL_FOR(nt)
+#endif
+
+/* ------------------------------------------------------------------ parameters */
+
+/* Where parameter i lives in the flat buffers. */
+size_t fm__params_offset(const fm_params *p, int i);
+
+/* The optimizer's state buffers (NULL where unused) and step counter, for
+ * checkpoints; and the parameter set it updates. */
+void fm__optim_view(fm_optim *o, float **m, float **v, float **vmax, int64_t **step);
+fm_params *fm__optim_params(fm_optim *o);
+float fm__ema_decay(const fm_ema *e);
+
+/* ------------------------------------------------------------------ small helpers */
+
+char *fm__strdup(const char *s);
+/* "[64, 3]" from a shape. buf of at least 96 bytes. */
+const char *fm__shape_fmt(int ndim, const int *shape, char *buf, size_t len);
+
+#endif /* FM_INTERNAL_H */

@@ -1,0 +1,294 @@
+/* checkpoint.c - model, optimizer and EMA state to and from safetensors.
+ *
+ * Parameters keep their PyTorch state_dict names (net.0.weight); optimizer
+ * state sits beside them as optim.exp_avg.<name>, optim.exp_avg_sq.<name>,
+ * optim.max_exp_avg_sq.<name> or optim.momentum_buffer.<name>, the EMA as
+ * ema.<name>, and every scalar setting (step, hyperparameters, model shape) is
+ * a string in __metadata__. A file therefore loads into PyTorch after keeping
+ * the keys of the model alone.
+ */
+#include "../internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#define NAME_MAX_LEN 512
+
+static const char *joined(char *buf, const char *a, const char *b)
+{
+    snprintf(buf, NAME_MAX_LEN, "%s%s", a ? a : "", b);
+    return buf;
+}
+
+/* Queue every parameter-shaped slice of flat (a buffer laid out like p). */
+static fm_status save_flat(fm_params *p, fm_st_writer *w, const char *prefix, const float *flat)
+{
+    char name[NAME_MAX_LEN];
+    for (int i = 0; i < fm_params_count(p); i++) {
+        const fm_tensor *t = fm_params_tensor(p, i);
+        fm_status s = fm_st_writer_add(w, joined(name, prefix, fm_params_name(p, i)), t->ndim, t->shape,
+                                       flat + fm__params_offset(p, i));
+        if (s != FM_OK) return s;
+    }
+    return FM_OK;
+}
+
+static fm_status load_flat(fm_params *p, const fm_st *st, const char *prefix, float *flat)
+{
+    char name[NAME_MAX_LEN];
+    for (int i = 0; i < fm_params_count(p); i++) {
+        const fm_tensor *t = fm_params_tensor(p, i);
+        fm_status s = fm_st_read(st, joined(name, prefix, fm_params_name(p, i)), flat + fm__params_offset(p, i),
+                                 t->ndim, t->shape);
+        if (s != FM_OK) return s;
+    }
+    return FM_OK;
+}
+
+fm_status fm_params_save(fm_params *p, fm_st_writer *w, const char *prefix)
+{
+    return save_flat(p, w, prefix, fm_params_data(p));
+}
+
+fm_status fm_params_load(fm_params *p, const fm_st *st, const char *prefix)
+{
+    /* Read into a scratch copy so a failure leaves the live weights untouched. */
+    size_t n = fm_params_size(p);
+    float *tmp = malloc((n ? n : 1) * sizeof(float));
+    if (!tmp) return fm__fail(FM_ERR_NOMEM, "out of memory loading parameters");
+    fm_status s = load_flat(p, st, prefix, tmp);
+    if (s == FM_OK) memcpy(fm_params_data(p), tmp, n * sizeof(float));
+    free(tmp);
+    return s;
+}
+
+/* ------------------------------------------------------------------ metadata helpers */
+
+static fm_status meta_double(fm_st_writer *w, const char *key, double v)
+{
+    /* The shortest of %.15g / %.17g that reads back as the same double. */
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+    return fm_st_writer_meta(w, key, buf);
+}
+
+static fm_status meta_int(fm_st_writer *w, const char *key, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", v);
+    return fm_st_writer_meta(w, key, buf);
+}
+
+static const char *need(const fm_st *st, const char *key, fm_status *s)
+{
+    const char *v = fm_st_meta(st, key);
+    if (!v && *s == FM_OK) *s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
+    return v;
+}
+
+static void get_double(const fm_st *st, const char *key, double *out, fm_status *s)
+{
+    const char *v = need(st, key, s);
+    if (!v) return;
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (end == v || *end || errno == ERANGE || !isfinite(d)) {
+        if (*s == FM_OK) *s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not a number", key, v);
+        return;
+    }
+    *out = d;
+}
+
+static void get_int(const fm_st *st, const char *key, long long lo, long long hi, long long *out, fm_status *s)
+{
+    const char *v = need(st, key, s);
+    if (!v) return;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end || errno == ERANGE || x < lo || x > hi) {
+        if (*s == FM_OK)
+            *s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not an integer in %lld..%lld", key,
+                          v, lo, hi);
+        return;
+    }
+    *out = x;
+}
+
+/* ------------------------------------------------------------------ optimizer */
+
+static const char *optim_slots(const fm_optim_config *c, int k)
+{
+    /* slot k of the state buffers under PyTorch's names */
+    if (c->kind == FM_OPTIM_SGD) return k == 0 && c->momentum != 0.0 ? "optim.momentum_buffer." : NULL;
+    if (k == 0) return "optim.exp_avg.";
+    if (k == 1) return "optim.exp_avg_sq.";
+    if (k == 2 && c->amsgrad) return "optim.max_exp_avg_sq.";
+    return NULL;
+}
+
+fm_status fm_optim_save(fm_optim *o, fm_st_writer *w)
+{
+    const fm_optim_config *c = fm_optim_get_config(o);
+    float *buf[3];
+    int64_t *step;
+    fm__optim_view(o, &buf[0], &buf[1], &buf[2], &step);
+    fm_params *p = fm__optim_params(o);
+    fm_status s = FM_OK;
+    for (int k = 0; k < 3 && s == FM_OK; k++) {
+        const char *pre = optim_slots(c, k);
+        if (pre) s = save_flat(p, w, pre, buf[k]);
+    }
+    if (s == FM_OK) s = fm_st_writer_meta(w, "optim.kind", fm_optim_name(c->kind));
+    if (s == FM_OK) s = meta_int(w, "optim.step", (long long)*step);
+    if (s == FM_OK) s = meta_double(w, "optim.lr", c->lr);
+    if (s == FM_OK) s = meta_double(w, "optim.beta1", c->beta1);
+    if (s == FM_OK) s = meta_double(w, "optim.beta2", c->beta2);
+    if (s == FM_OK) s = meta_double(w, "optim.eps", c->eps);
+    if (s == FM_OK) s = meta_double(w, "optim.weight_decay", c->weight_decay);
+    if (s == FM_OK) s = meta_int(w, "optim.amsgrad", c->amsgrad);
+    if (s == FM_OK) s = meta_double(w, "optim.momentum", c->momentum);
+    if (s == FM_OK) s = meta_double(w, "optim.dampening", c->dampening);
+    if (s == FM_OK) s = meta_int(w, "optim.nesterov", c->nesterov);
+    return s;
+}
+
+fm_status fm_optim_config_load(fm_optim_config *c, const fm_st *st)
+{
+    fm_status s = FM_OK;
+    const char *kind = need(st, "optim.kind", &s);
+    if (!kind) return s;
+    int k = fm_optim_from_name(kind);
+    if (k < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'optim.kind' = '%s' is not an optimizer", kind);
+    fm_optim_config t = fm_optim_config_default((fm_optim_kind)k);
+    long long ams = 0, nest = 0;
+    get_double(st, "optim.lr", &t.lr, &s);
+    get_double(st, "optim.beta1", &t.beta1, &s);
+    get_double(st, "optim.beta2", &t.beta2, &s);
+    get_double(st, "optim.eps", &t.eps, &s);
+    get_double(st, "optim.weight_decay", &t.weight_decay, &s);
+    get_int(st, "optim.amsgrad", 0, 1, &ams, &s);
+    get_double(st, "optim.momentum", &t.momentum, &s);
+    get_double(st, "optim.dampening", &t.dampening, &s);
+    get_int(st, "optim.nesterov", 0, 1, &nest, &s);
+    if (s != FM_OK) return s;
+    t.amsgrad = (int)ams;
+    t.nesterov = (int)nest;
+    *c = t;
+    return FM_OK;
+}
+
+fm_status fm_optim_load(fm_optim *o, const fm_st *st)
+{
+    const fm_optim_config *c = fm_optim_get_config(o);
+    fm_optim_config saved;
+    fm_status s = fm_optim_config_load(&saved, st);
+    if (s != FM_OK) return s;
+    if (saved.kind != c->kind || saved.amsgrad != c->amsgrad ||
+        (c->kind == FM_OPTIM_SGD && (saved.momentum != 0.0) != (c->momentum != 0.0)))
+        return fm__fail(FM_ERR_ARG, "checkpoint holds %s%s state, which does not fit this %s%s optimizer",
+                        fm_optim_name(saved.kind), saved.amsgrad ? " (amsgrad)" : "", fm_optim_name(c->kind),
+                        c->amsgrad ? " (amsgrad)" : "");
+    long long step = 0;
+    get_int(st, "optim.step", 0, INT64_MAX, &step, &s);
+    if (s != FM_OK) return s;
+    float *buf[3];
+    int64_t *stp;
+    fm__optim_view(o, &buf[0], &buf[1], &buf[2], &stp);
+    fm_params *p = fm__optim_params(o);
+    size_t n = fm_params_size(p);
+    /* Stage into scratch so a failure leaves the live state alone. */
+    float *tmp = malloc((3 * n + 1) * sizeof(float));
+    if (!tmp) return fm__fail(FM_ERR_NOMEM, "out of memory loading optimizer state");
+    for (int k = 0; k < 3 && s == FM_OK; k++) {
+        const char *pre = optim_slots(c, k);
+        if (pre) s = load_flat(p, st, pre, tmp + k * n);
+    }
+    if (s == FM_OK) {
+        for (int k = 0; k < 3; k++)
+            if (optim_slots(c, k)) memcpy(buf[k], tmp + k * n, n * sizeof(float));
+        *stp = (int64_t)step;
+    }
+    free(tmp);
+    return s;
+}
+
+/* ------------------------------------------------------------------ EMA */
+
+fm_status fm_ema_save(fm_ema *e, fm_params *p, fm_st_writer *w)
+{
+    fm_status s = save_flat(p, w, "ema.", fm_ema_data(e));
+    if (s == FM_OK) s = meta_double(w, "ema.decay", fm__ema_decay(e));
+    return s;
+}
+
+fm_status fm_ema_load(fm_ema *e, fm_params *p, const fm_st *st)
+{
+    size_t n = fm_params_size(p);
+    float *tmp = malloc((n ? n : 1) * sizeof(float));
+    if (!tmp) return fm__fail(FM_ERR_NOMEM, "out of memory loading EMA weights");
+    fm_status s = load_flat(p, st, "ema.", tmp);
+    if (s == FM_OK) memcpy(fm_ema_data(e), tmp, n * sizeof(float));
+    free(tmp);
+    return s;
+}
+
+/* ------------------------------------------------------------------ MLP configuration */
+
+fm_status fm_mlp_config_save(const fm_mlp_config *c, fm_st_writer *w)
+{
+    char widths[FM_MLP_MAX_LAYERS * 12 + 1] = "";
+    size_t o = 0;
+    for (int i = 0; i < c->nhidden; i++)
+        o += (size_t)snprintf(widths + o, sizeof widths - o, i ? ",%d" : "%d", c->width[i]);
+    fm_status s = fm_st_writer_meta(w, "model", "mlp");
+    if (s == FM_OK) s = meta_int(w, "mlp.in_dim", c->in_dim);
+    if (s == FM_OK) s = meta_int(w, "mlp.out_dim", c->out_dim);
+    if (s == FM_OK) s = fm_st_writer_meta(w, "mlp.widths", widths);
+    if (s == FM_OK) s = fm_st_writer_meta(w, "mlp.act", fm_act_name(c->act));
+    if (s == FM_OK) s = meta_int(w, "mlp.time_input", c->time_input);
+    if (s == FM_OK) s = meta_int(w, "mlp.time_embed", c->time_embed);
+    return s;
+}
+
+fm_status fm_mlp_config_load(fm_mlp_config *c, const fm_st *st)
+{
+    fm_status s = FM_OK;
+    const char *model = need(st, "model", &s);
+    if (!model) return s;
+    if (strcmp(model, "mlp") != 0)
+        return fm__fail(FM_ERR_FORMAT, "checkpoint holds a '%s' model, not an mlp", model);
+    fm_mlp_config t;
+    memset(&t, 0, sizeof t);
+    long long in = 0, out = 0, ti = 0, te = 0;
+    get_int(st, "mlp.in_dim", 1, 1 << 20, &in, &s);
+    get_int(st, "mlp.out_dim", 1, 1 << 20, &out, &s);
+    get_int(st, "mlp.time_input", 0, 1, &ti, &s);
+    get_int(st, "mlp.time_embed", 0, 1 << 16, &te, &s);
+    const char *act = need(st, "mlp.act", &s);
+    const char *widths = need(st, "mlp.widths", &s);
+    if (s != FM_OK) return s;
+    int a = fm_act_from_name(act);
+    if (a < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'mlp.act' = '%s' is not an activation", act);
+    const char *q = widths;
+    while (*q) {
+        char *end;
+        errno = 0;
+        long v = strtol(q, &end, 10);
+        if (end == q || v < 1 || v > (1 << 20) || errno || (*end && *end != ',') || t.nhidden == FM_MLP_MAX_LAYERS)
+            return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'mlp.widths' = '%s' is not a list of widths",
+                            widths);
+        t.width[t.nhidden++] = (int)v;
+        q = *end ? end + 1 : end;
+    }
+    t.in_dim = (int)in;
+    t.out_dim = (int)out;
+    t.act = (fm_act)a;
+    t.time_input = (int)ti;
+    t.time_embed = (int)te;
+    *c = t;
+    return FM_OK;
+}

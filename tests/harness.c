@@ -1,0 +1,177 @@
+/* harness.c - check functions, fixture loading and the test main().
+ *
+ * Usage: run_tests [substring]  runs the groups whose name contains it.
+ * Environment: FM_FIXTURES (fixture folder), FM_CLI (the tool), TMPDIR.
+ */
+#include "harness.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int n_pass, n_fail;
+static const char *group = "";
+
+int t_check(int ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s  %s/", ok ? "PASS" : "FAIL", group);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+    if (ok) n_pass++;
+    else n_fail++;
+    return ok;
+}
+
+void t_note(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("        ");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+}
+
+double t_relerr(const float *a, const float *ref, size_t n)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)ref[i]);
+        if (isinf(ref[i]) && a[i] == ref[i]) d = 0.0; /* matching infinities */
+        if (isnan(d)) return INFINITY;
+        if (d > num) num = d;
+        if (isfinite(ref[i]) && fabs(ref[i]) > den) den = fabs(ref[i]);
+    }
+    return den > 0 ? num / den : num;
+}
+
+int t_close(const char *name, const float *got, const float *ref, size_t n, double tol)
+{
+    double e = t_relerr(got, ref, n);
+    return t_check(e <= tol, "%-34s max rel err %.2e (tol %.0e)", name, e, tol);
+}
+
+fm_st *t_fixture(const char *file)
+{
+    const char *dir = getenv("FM_FIXTURES");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/fixtures", file);
+    fm_st *st = fm_st_load(path);
+    if (!st) t_check(0, "fixture %s: %s", path, fm_last_error());
+    return st;
+}
+
+float *t_read(const fm_st *st, const char *name, size_t *n)
+{
+    int i = st ? fm_st_find(st, name) : -1;
+    if (i < 0) {
+        t_check(0, "fixture tensor '%s' is missing", name);
+        return NULL;
+    }
+    int nd;
+    int64_t sh[8];
+    fm_st_entry(st, i, NULL, &nd, sh);
+    int shape[8];
+    size_t total = 1;
+    for (int d = 0; d < nd; d++) {
+        shape[d] = (int)sh[d];
+        total *= (size_t)sh[d];
+    }
+    float *out = malloc((total ? total : 1) * sizeof(float));
+    if (!out || fm_st_read(st, name, out, nd, shape) != FM_OK) {
+        t_check(0, "fixture tensor '%s': %s", name, fm_last_error());
+        free(out);
+        return NULL;
+    }
+    if (n) *n = total;
+    return out;
+}
+
+/* ---- per-family maxima, printed at the end for the closing note */
+
+static struct {
+    char name[48];
+    double err;
+} families[64];
+static int nfamilies;
+
+void t_family_max(const char *family, double err)
+{
+    for (int i = 0; i < nfamilies; i++)
+        if (strcmp(families[i].name, family) == 0) {
+            if (err > families[i].err) families[i].err = err;
+            return;
+        }
+    if (nfamilies < 64) {
+        snprintf(families[nfamilies].name, sizeof families[0].name, "%s", family);
+        families[nfamilies++].err = err;
+    }
+}
+
+const char *t_cli(void)
+{
+    const char *c = getenv("FM_CLI");
+    return c ? c : "./flowmatch";
+}
+
+const char *t_tmpdir(void)
+{
+    static char dir[512];
+    if (!dir[0]) {
+        const char *base = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/fmtest.XXXXXX", base ? base : "/tmp");
+        if (!mkdtemp(dir)) {
+            perror("mkdtemp");
+            exit(2);
+        }
+    }
+    return dir;
+}
+
+/* ---- registry */
+
+#define GROUPS(X)                                                                              \
+    X(rng) X(tensor) X(ops) X(gradcheck) X(optim) X(train) X(safetensors) X(checkpoint) X(cli)
+
+#define DECL(g) void test_##g(void);
+GROUPS(DECL)
+#undef DECL
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        void (*fn)(void);
+    } all[] = {
+#define ROW(g) {#g, test_##g},
+        GROUPS(ROW)
+#undef ROW
+    };
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (filter && !strstr(all[i].name, filter)) continue;
+        group = all[i].name;
+        all[i].fn();
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (nfamilies) {
+        printf("\nlargest relative error per op family (against PyTorch):\n");
+        for (int i = 0; i < nfamilies; i++) printf("  %-16s %.2e\n", families[i].name, families[i].err);
+    }
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", t_tmpdir());
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", t_tmpdir());
+    printf("\ntime %.2f s\n%d passed, %d failed\n",
+           (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}

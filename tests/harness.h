@@ -1,0 +1,50 @@
+/* harness.h - the test runner's checks.
+ *
+ * Each check is one case: it prints PASS or FAIL with the largest error it saw
+ * and counts toward the final "N passed, N failed". A missing fixture is a
+ * failure, never a skip.
+ */
+#ifndef FM_TEST_HARNESS_H
+#define FM_TEST_HARNESS_H
+
+#include "flowmatch.h"
+
+#include <stddef.h>
+
+/* The failure message for a status or pointer result, "" on success, so a
+ * PASS line never shows a stale message. */
+#define T_ERR(s) ((s) != FM_OK ? fm_last_error() : "")
+#define T_ERRP(p) ((p) ? "" : fm_last_error())
+
+/* Record one case. Returns ok. */
+int t_check(int ok, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Normwise relative error max|a - ref| / max|ref| (absolute if ref is all zero),
+ * NaN-aware: any NaN gives infinity. */
+double t_relerr(const float *a, const float *ref, size_t n);
+/* One case: relerr(got, ref) <= tol; the name and error are printed. */
+int t_close(const char *name, const float *got, const float *ref, size_t n, double tol);
+/* Extra detail on the next line of output (indented). */
+void t_note(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* Load FM_FIXTURES/file; a failure is recorded as a failed case and NULL returned. */
+fm_st *t_fixture(const char *file);
+/* Read fixture tensor `name` of any shape into a malloc'ed float array (caller
+ * frees); *n gets its size. Records a failed case and returns NULL if absent. */
+float *t_read(const fm_st *st, const char *name, size_t *n);
+/* The largest error seen per family, for the summary table. */
+void t_family_max(const char *family, double err);
+
+/* Path of the command-line tool under test (FM_CLI), and a scratch directory. */
+const char *t_cli(void);
+const char *t_tmpdir(void);
+
+#endif

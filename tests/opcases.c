@@ -1,0 +1,101 @@
+/* opcases.c - how each fixture case calls the op under test. */
+#include "opcases.h"
+
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static fm_tensor *r_linear(fm_tape *tp, fm_tensor **in) { return fm_linear(tp, in[0], in[1], in[2]); }
+static fm_tensor *r_linear_nb(fm_tape *tp, fm_tensor **in) { return fm_linear(tp, in[0], in[1], NULL); }
+static fm_tensor *r_add(fm_tape *tp, fm_tensor **in) { return fm_add(tp, in[0], in[1]); }
+static fm_tensor *r_sub(fm_tape *tp, fm_tensor **in) { return fm_sub(tp, in[0], in[1]); }
+static fm_tensor *r_mul(fm_tape *tp, fm_tensor **in) { return fm_mul(tp, in[0], in[1]); }
+static fm_tensor *r_scale(fm_tape *tp, fm_tensor **in) { return fm_scale(tp, in[0], -1.7f); }
+static fm_tensor *r_concat3(fm_tape *tp, fm_tensor **in) { return fm_concat(tp, in, 3); }
+static fm_tensor *r_concat2(fm_tape *tp, fm_tensor **in) { return fm_concat(tp, in, 2); }
+static fm_tensor *r_sum(fm_tape *tp, fm_tensor **in) { return fm_sum(tp, in[0]); }
+static fm_tensor *r_mean(fm_tape *tp, fm_tensor **in) { return fm_mean(tp, in[0]); }
+static fm_tensor *r_relu(fm_tape *tp, fm_tensor **in) { return fm_relu(tp, in[0]); }
+static fm_tensor *r_elu(fm_tape *tp, fm_tensor **in) { return fm_elu(tp, in[0]); }
+static fm_tensor *r_silu(fm_tape *tp, fm_tensor **in) { return fm_silu(tp, in[0]); }
+static fm_tensor *r_gelu(fm_tape *tp, fm_tensor **in) { return fm_gelu(tp, in[0]); }
+static fm_tensor *r_gelu_tanh(fm_tape *tp, fm_tensor **in) { return fm_gelu_tanh(tp, in[0]); }
+static fm_tensor *r_tanh(fm_tape *tp, fm_tensor **in) { return fm_tanh(tp, in[0]); }
+static fm_tensor *r_sigmoid(fm_tape *tp, fm_tensor **in) { return fm_sigmoid(tp, in[0]); }
+static fm_tensor *r_selu(fm_tape *tp, fm_tensor **in) { return fm_selu(tp, in[0]); }
+static fm_tensor *r_softplus(fm_tape *tp, fm_tensor **in) { return fm_softplus(tp, in[0]); }
+static fm_tensor *r_temb(fm_tape *tp, fm_tensor **in) { return fm_time_embed(tp, in[0], 8, 1000.0f, 10000.0f); }
+static fm_tensor *r_temb_flat(fm_tape *tp, fm_tensor **in) { return fm_time_embed(tp, in[0], 6, 1.0f, 100.0f); }
+static fm_tensor *r_mse_mean(fm_tape *tp, fm_tensor **in) { return fm_mse_loss(tp, in[0], in[1], FM_REDUCE_MEAN); }
+static fm_tensor *r_mse_sum(fm_tape *tp, fm_tensor **in) { return fm_mse_loss(tp, in[0], in[1], FM_REDUCE_SUM); }
+static fm_tensor *r_bce_mean(fm_tape *tp, fm_tensor **in) { return fm_bce_loss(tp, in[0], in[1], FM_REDUCE_MEAN); }
+static fm_tensor *r_bce_sum(fm_tape *tp, fm_tensor **in) { return fm_bce_loss(tp, in[0], in[1], FM_REDUCE_SUM); }
+static fm_tensor *r_bcel_mean(fm_tape *tp, fm_tensor **in) { return fm_bce_logits_loss(tp, in[0], in[1], FM_REDUCE_MEAN); }
+static fm_tensor *r_bcel_sum(fm_tape *tp, fm_tensor **in) { return fm_bce_logits_loss(tp, in[0], in[1], FM_REDUCE_SUM); }
+static fm_tensor *r_kl_mean(fm_tape *tp, fm_tensor **in) { return fm_kl_normal_loss(tp, in[0], in[1], FM_REDUCE_MEAN); }
+static fm_tensor *r_kl_sum(fm_tape *tp, fm_tensor **in) { return fm_kl_normal_loss(tp, in[0], in[1], FM_REDUCE_SUM); }
+
+#define ARITH(op, fn)                                                                              \
+    {op "_same", "arith", 2, fn, 1e-2}, {op "_row", "arith", 2, fn, 1e-2},                         \
+        {op "_col", "arith", 2, fn, 1e-2}, {op "_4d", "arith", 2, fn, 1e-2},                       \
+        {op "_both", "arith", 2, fn, 1e-2}
+
+const opcase op_cases[] = {
+    {"linear", "linear", 3, r_linear, 1e-2},
+    {"linear_nobias", "linear", 2, r_linear_nb, 1e-2},
+    ARITH("add", r_add),
+    ARITH("sub", r_sub),
+    ARITH("mul", r_mul),
+    {"scale", "scale", 1, r_scale, 1e-2},
+    {"concat", "concat", 3, r_concat3, 1e-2},
+    {"concat_4d", "concat", 2, r_concat2, 1e-2},
+    {"sum", "reduce", 1, r_sum, 1e-2},
+    {"mean", "reduce", 1, r_mean, 1e-2},
+    {"relu", "activation", 1, r_relu, 2e-3},
+    {"elu", "activation", 1, r_elu, 2e-3},
+    {"silu", "activation", 1, r_silu, 1e-2},
+    {"gelu", "activation", 1, r_gelu, 1e-2},
+    {"gelu_tanh", "activation", 1, r_gelu_tanh, 1e-2},
+    {"tanh", "activation", 1, r_tanh, 1e-2},
+    {"sigmoid", "activation", 1, r_sigmoid, 1e-2},
+    {"selu", "activation", 1, r_selu, 2e-3},
+    {"softplus", "activation", 1, r_softplus, 1e-2},
+    {"time_embed", "time_embed", 1, r_temb, 1e-5},
+    {"time_embed_flat", "time_embed", 1, r_temb_flat, 1e-2},
+    {"mse_mean", "loss", 2, r_mse_mean, 1e-2},
+    {"mse_sum", "loss", 2, r_mse_sum, 1e-2},
+    {"bce_mean", "loss", 2, r_bce_mean, 1e-3},
+    {"bce_sum", "loss", 2, r_bce_sum, 1e-3},
+    {"bce_logits_mean", "loss", 2, r_bcel_mean, 1e-2},
+    {"bce_logits_sum", "loss", 2, r_bcel_sum, 1e-2},
+    {"kl_mean", "loss", 2, r_kl_mean, 1e-2},
+    {"kl_sum", "loss", 2, r_kl_sum, 1e-2},
+};
+const int n_op_cases = (int)(sizeof op_cases / sizeof op_cases[0]);
+
+int opcase_inputs(fm_tape *tp, const fm_st *st, const opcase *c, fm_tensor **in)
+{
+    for (int k = 0; k < c->nin; k++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s.in%d", c->name, k);
+        int idx = fm_st_find(st, name);
+        if (idx < 0) {
+            t_check(0, "%s: fixture tensor %s is missing", c->name, name);
+            return 0;
+        }
+        int nd;
+        int64_t sh[8];
+        fm_st_entry(st, idx, NULL, &nd, sh);
+        int shape[4];
+        for (int d = 0; d < nd && d < 4; d++) shape[d] = (int)sh[d];
+        in[k] = fm_tensor_new(tp, nd, shape);
+        if (!in[k] || fm_st_read(st, name, in[k]->data, nd, shape) != FM_OK) {
+            t_check(0, "%s: cannot read %s: %s", c->name, name, fm_last_error());
+            return 0;
+        }
+        snprintf(name, sizeof name, "%s.grad%d", c->name, k);
+        fm_tensor_requires_grad(in[k], fm_st_find(st, name) >= 0);
+    }
+    return 1;
+}

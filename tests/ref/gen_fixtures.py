@@ -1,0 +1,247 @@
+#!/usr/bin/python3
+"""Write the PyTorch reference fixtures that `make test` compares against.
+
+    /usr/bin/python3 tests/ref/gen_fixtures.py tests/fixtures   (or: make fixtures)
+
+Needs Debian's python3-torch and python3-sklearn. Files written:
+  ops.safetensors      every op: inputs, upstream gradient, output, input gradients
+  train.safetensors    10 optimizer steps of the tutorial's flow-matching MLP
+  formats.safetensors  F64 / F16 / BF16 / I64 tensors and escaped metadata
+  rng.safetensors      xoshiro256** outputs from an independent implementation
+
+Op references are computed in float64 from float32 inputs, so the C side's
+error against them is its own float32 error. Training runs in float32, as a
+user's PyTorch run would.
+"""
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import make_moons
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st  # noqa: E402
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
+os.makedirs(OUT, exist_ok=True)
+G = torch.Generator().manual_seed(1234)
+
+
+def rnd(*shape, lo=-2.0, hi=2.0, avoid=0.0):
+    """float32 values in [lo, hi), at least `avoid` away from 0 (kinks)."""
+    x = torch.rand(*shape, generator=G, dtype=torch.float64) * (hi - lo) + lo
+    if avoid:
+        x = torch.where(x.abs() < avoid, torch.sign(x + 1e-30) * avoid + x, x)
+    return x.float()
+
+
+def time_embed(t, dim, scale, max_period):
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=t.dtype) / half)
+    a = scale * t.reshape(-1, 1) * freqs.reshape(1, -1)
+    return torch.cat([torch.cos(a), torch.sin(a)], dim=1)
+
+
+def kl(mu, lv, red):
+    e = -0.5 * (1 + lv - mu * mu - torch.exp(lv))
+    return e.sum() if red == "sum" else e.mean()
+
+
+# name -> (function of float64 inputs, list of float32 inputs, which inputs get gradients)
+CASES = {}
+
+
+def case(name, fn, inputs, grads=None):
+    CASES[name] = (fn, inputs, grads if grads is not None else [True] * len(inputs))
+
+
+case("linear", lambda x, w, b: F.linear(x, w, b), [rnd(5, 7), rnd(3, 7, lo=-0.5, hi=0.5), rnd(3)])
+case("linear_nobias", lambda x, w: F.linear(x, w), [rnd(6, 4), rnd(9, 4)])
+for op, fn in (("add", torch.add), ("sub", torch.sub), ("mul", torch.mul)):
+    case(op + "_same", fn, [rnd(4, 3), rnd(4, 3)])
+    case(op + "_row", fn, [rnd(4, 3), rnd(3)])
+    case(op + "_col", fn, [rnd(4, 3), rnd(4, 1)])
+    case(op + "_4d", fn, [rnd(2, 3, 4, 5), rnd(2, 3, 1, 1)])
+    case(op + "_both", fn, [rnd(2, 1, 4), rnd(3, 1)])
+case("scale", lambda x: -1.7 * x, [rnd(4, 5)])
+case("concat", lambda a, b, c: torch.cat([a, b, c], 1), [rnd(4, 1), rnd(4, 2), rnd(4, 3)])
+case("concat_4d", lambda a, b: torch.cat([a, b], 1), [rnd(2, 1, 3, 3), rnd(2, 2, 3, 3)])
+case("sum", torch.sum, [rnd(3, 4)])
+case("mean", torch.mean, [rnd(3, 4, 2)])
+ACTS = {
+    "relu": F.relu, "elu": F.elu, "silu": F.silu, "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid, "selu": F.selu, "softplus": F.softplus,
+}
+for name, fn in ACTS.items():
+    x = rnd(6, 7, lo=-4, hi=4, avoid=1e-2)
+    if name == "softplus":
+        x[0, :3] = torch.tensor([20.5, 25.0, 19.5])  # both sides of the threshold
+    case(name, fn, [x])
+case("time_embed", lambda t: time_embed(t, 8, 1000.0, 10000.0), [rnd(5, 1, lo=0, hi=1)])
+case("time_embed_flat", lambda t: time_embed(t, 6, 1.0, 100.0), [rnd(5, lo=0, hi=1)])
+for red in ("mean", "sum"):
+    case("mse_" + red, lambda p, t, r=red: F.mse_loss(p, t, reduction=r), [rnd(4, 3), rnd(4, 3)])
+    y = torch.cat([(torch.rand(4, 2, generator=G) > 0.5).float(), torch.rand(4, 1, generator=G)], 1)
+    case("bce_" + red, lambda p, t, r=red: F.binary_cross_entropy(p, t, reduction=r),
+         [rnd(4, 3, lo=0.05, hi=0.95), y], [True, False])
+    case("bce_logits_" + red, lambda z, t, r=red: F.binary_cross_entropy_with_logits(z, t, reduction=r),
+         [rnd(4, 3, lo=-5, hi=5), y], [True, False])
+    case("kl_" + red, lambda m, l, r=red: kl(m, l, r), [rnd(4, 3), rnd(4, 3)])
+
+
+def gen_ops():
+    tensors = {}
+    for name, (fn, inputs, grads) in CASES.items():
+        xs = [x.double().requires_grad_(g) for x, g in zip(inputs, grads)]
+        y = fn(*xs)
+        dy = torch.randn(y.shape, generator=G, dtype=torch.float64).float()
+        y.backward(dy.double())
+        for k, x in enumerate(inputs):
+            tensors[f"{name}.in{k}"] = x
+        tensors[f"{name}.dy"] = dy
+        tensors[f"{name}.out"] = y.detach()
+        for k, x in enumerate(xs):
+            if grads[k]:
+                tensors[f"{name}.grad{k}"] = x.grad
+    st.save(os.path.join(OUT, "ops.safetensors"), tensors,
+            {"cases": ",".join(CASES), "torch": torch.__version__})
+
+
+class Flow(torch.nn.Module):
+    """The tutorial's model."""
+
+    def __init__(self, dim=2, h=64):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(dim + 1, h), torch.nn.ELU(),
+            torch.nn.Linear(h, h), torch.nn.ELU(),
+            torch.nn.Linear(h, h), torch.nn.ELU(),
+            torch.nn.Linear(h, dim))
+
+    def forward(self, t, x_t):
+        return self.net(torch.cat((t, x_t), -1))
+
+
+OPTIMS = {
+    "adam": lambda p: torch.optim.Adam(p, lr=1e-2),
+    "adamw": lambda p: torch.optim.AdamW(p, lr=1e-2),
+    "sgd": lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9),
+    "adam_amsgrad_wd": lambda p: torch.optim.Adam(p, lr=1e-2, amsgrad=True, weight_decay=1e-3),
+    "sgd_nesterov_wd": lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9, nesterov=True,
+                                                 weight_decay=1e-4),
+}
+STEPS = 10
+
+
+def gen_train():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    init = Flow()
+    tensors = {f"init.{k}": v.clone() for k, v in init.state_dict().items()}
+    batches = []
+    for i in range(STEPS):
+        x1 = torch.tensor(make_moons(256, noise=0.05, random_state=i)[0], dtype=torch.float32)
+        x0 = torch.randn_like(x1)
+        t = torch.rand(len(x1), 1)
+        batches.append((x0, x1, t))
+        tensors[f"batch{i}.x0"], tensors[f"batch{i}.x1"], tensors[f"batch{i}.t"] = x0, x1, t
+    for oname, make in OPTIMS.items():
+        flow = Flow()
+        flow.load_state_dict(init.state_dict())
+        opt = make(flow.parameters())
+        losses = []
+        for x0, x1, t in batches:
+            x_t = (1 - t) * x0 + t * x1
+            loss = F.mse_loss(flow(t=t, x_t=x_t), x1 - x0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        tensors[f"{oname}.loss"] = torch.tensor(losses, dtype=torch.float64)
+        for k, v in flow.state_dict().items():
+            tensors[f"{oname}.final.{k}"] = v.clone()
+        names = dict(flow.named_parameters())
+        for k, p in names.items():
+            for slot, v in opt.state[p].items():
+                if torch.is_tensor(v) and v.dim() > 0:
+                    tensors[f"{oname}.state.{slot}.{k}"] = v.clone()
+    st.save(os.path.join(OUT, "train.safetensors"), tensors,
+            {"optimizers": ",".join(OPTIMS), "steps": STEPS, "torch": torch.__version__})
+
+
+def gen_formats():
+    vals = torch.tensor([0.0, -0.0, 1.0, -2.5, 65504.0, 6.1035156e-05, 5.9604645e-08, 3.1415927,
+                         float("inf"), float("-inf")], dtype=torch.float32)
+    t = {
+        "f64": torch.tensor([[1.0, -2.0, 3.25], [1e-3, 1e30, -7.5]], dtype=torch.float64),
+        "f32": torch.arange(6, dtype=torch.float32).reshape(2, 3) - 2.5,
+        "f16": vals.half(),
+        "f16.expected": vals.half().float(),
+        "bf16": vals.bfloat16(),
+        "bf16.expected": vals.bfloat16().float(),
+        "i64": torch.arange(4, dtype=torch.int64),
+        "empty": torch.zeros(0, 3, dtype=torch.float32),
+    }
+    st.save(os.path.join(OUT, "formats.safetensors"), t,
+            {"note": "caf\u00e9 \u2192 \U0001F600 \"quoted\" \\ back", "format": "pt"})
+
+
+def gen_rng():
+    """xoshiro256** and splitmix64 written from the published algorithm."""
+    M = (1 << 64) - 1
+
+    def rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & M
+
+    def nxt(s):
+        r = (rotl((s[1] * 5) & M, 7) * 9) & M
+        t = (s[1] << 17) & M
+        s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        return r
+
+    def splitmix(x):
+        out = []
+        for _ in range(4):
+            x = (x + 0x9E3779B97F4A7C15) & M
+            z = x
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+            out.append(z ^ (z >> 31))
+        return out
+
+    def jump(s):
+        J = [0x180EC6D33CFD0ABA, 0xD5A61266F0C9392C, 0xA9582618E03FC9AA, 0x39ABDC4529B1661C]
+        acc = [0, 0, 0, 0]
+        for j in J:
+            for b in range(64):
+                if j & (1 << b):
+                    acc = [a ^ x for a, x in zip(acc, s)]
+                nxt(s)
+        s[:] = acc
+
+    s = [1, 2, 3, 4]
+    plain = [nxt(s) for _ in range(8)]
+    s = splitmix(42)
+    seeded = [nxt(s) for _ in range(4)]
+    s = splitmix(42)
+    jump(s)
+    jump(s)
+    stream2 = [nxt(s) for _ in range(4)]
+    st.save(os.path.join(OUT, "rng.safetensors"), {}, {
+        "state1234": ",".join(map(str, plain)),
+        "seed42": ",".join(map(str, seeded)),
+        "seed42_stream2": ",".join(map(str, stream2)),
+    })
+
+
+if __name__ == "__main__":
+    gen_ops()
+    gen_train()
+    gen_formats()
+    gen_rng()
+    for f in sorted(os.listdir(OUT)):
+        print(f"{os.path.join(OUT, f)}: {os.path.getsize(os.path.join(OUT, f))} bytes")
