@@ -293,7 +293,9 @@ typedef struct fm_optim fm_optim;
 /* State buffers sized for p; adding parameters afterwards is an error at step. */
 fm_optim *fm_optim_new(fm_params *p, const fm_optim_config *cfg);
 void      fm_optim_free(fm_optim *o);
-/* One update with learning rate lr (from a schedule), torch.optim semantics. */
+/* One update with learning rate lr (from a schedule), torch.optim semantics.
+ * Every parameter is updated (frozen ones too: weight decay and momentum move
+ * them); keep frozen weights in a parameter set of their own. */
 fm_status fm_optim_step(fm_optim *o, double lr);
 int64_t   fm_optim_steps(const fm_optim *o);             /* updates taken */
 const fm_optim_config *fm_optim_get_config(const fm_optim *o);
@@ -309,6 +311,7 @@ fm_ema   *fm_ema_new(const fm_params *p, float decay);   /* starts as a copy of 
 void      fm_ema_free(fm_ema *e);
 fm_status fm_ema_update(fm_ema *e, const fm_params *p);
 float    *fm_ema_data(fm_ema *e);                         /* (fm_params_size) */
+float     fm_ema_decay(const fm_ema *e);
 /* Swap the averaged and the live weights (call twice to swap back). */
 fm_status fm_ema_swap(fm_ema *e, fm_params *p);
 
@@ -334,6 +337,7 @@ double      fm_schedule_lr(const fm_schedule *s, double lr, int64_t step);
  * the file, JSON well formed, every entry's dtype known, shape matching its byte
  * count, offsets in range, contiguous and non-overlapping, names unique. */
 typedef struct fm_st fm_st;
+#define FM_ST_MAX_DIMS 8 /* the reader's limit on a tensor's rank */
 
 typedef enum {
     FM_DT_F64 = 0, FM_DT_F32, FM_DT_F16, FM_DT_BF16,           /* readable as float */
@@ -348,7 +352,8 @@ fm_st     *fm_st_load(const char *path);
 fm_st     *fm_st_parse(const void *bytes, size_t len, const char *name);
 void       fm_st_free(fm_st *st);
 int        fm_st_count(const fm_st *st);
-/* Entry i in file order: name, dtype, rank and shape (shape may be NULL). */
+/* Entry i in file order: name, dtype, rank and shape (shape may be NULL, or
+ * must hold FM_ST_MAX_DIMS values). */
 const char *fm_st_entry(const fm_st *st, int i, fm_dtype *dtype, int *ndim, int64_t *shape);
 int        fm_st_find(const fm_st *st, const char *name);   /* -1 if absent */
 /* Metadata value or NULL; fm_st_meta_count / fm_st_meta_at enumerate them. */
@@ -386,6 +391,210 @@ fm_status fm_ema_load(fm_ema *e, fm_params *p, const fm_st *st);
 /* Model configuration to metadata and back ("mlp.widths" = "64,64,64", ...). */
 fm_status fm_mlp_config_save(const fm_mlp_config *c, fm_st_writer *w);
 fm_status fm_mlp_config_load(fm_mlp_config *c, const fm_st *st);
+
+/* ------------------------------------------------------------------ arrays and tables */
+
+/* Write a float32 array in NumPy's .npy format (rank 1..4, C order), atomically. */
+fm_status fm_npy_write(const char *path, const float *data, int ndim, const int64_t *shape);
+/* Read a .npy array of float16/32/64 or integers (either byte order; C order,
+ * or Fortran order up to rank 2) as float32 in C order. *data is malloc'ed;
+ * shape holds up to 4 dimensions. */
+fm_status fm_npy_read(const char *path, float **data, int *ndim, int64_t *shape);
+
+/* A numeric table: rows x cols floats, row-major, with optional column names. */
+typedef struct {
+    float *data;
+    int rows, cols;
+    char **names; /* (cols) or NULL when the file had no header */
+} fm_table;
+void      fm_table_free(fm_table *t);
+/* Read a CSV of numbers; the first line is a header if any field is not a
+ * number. Errors give the line: "data.csv:7: row has 3 fields, expected 2". */
+fm_status fm_csv_read(const char *path, fm_table *t);
+fm_status fm_csv_write(const char *path, const float *data, int rows, int cols, const char *const *names);
+/* Points from a .npy (rank 1 or 2) or a .csv file, by extension. */
+fm_status fm_points_read(const char *path, fm_table *t);
+
+/* ------------------------------------------------------------------ datasets */
+
+/* A distribution to draw points from, named by a spec:
+ *   "moons", "circles", "8gaussians", "checkerboard", "swissroll", "scurve",
+ *   "spirals", "pinwheel" (2D), "gaussian" (any dim), each optionally with
+ *   parameters, "moons:noise=0.1,scale=2", "circles:factor=0.3",
+ *   "pinwheel:arms=3", "gaussian:dim=5";
+ *   "csv:FILE" - the rows of a numeric CSV file, drawn with replacement. */
+typedef struct fm_dataset fm_dataset;
+fm_dataset *fm_dataset_open(const char *spec);
+void        fm_dataset_free(fm_dataset *ds);
+int         fm_dataset_dim(const fm_dataset *ds);
+/* The canonical spec with every parameter spelled out ("moons:noise=0.05,scale=1"). */
+const char *fm_dataset_spec(const fm_dataset *ds);
+/* n points, row-major (n, dim), in data units. */
+fm_status   fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n);
+/* Rows of a CSV dataset (0 for generators) and the table itself (NULL for generators). */
+int         fm_dataset_rows(const fm_dataset *ds);
+const fm_table *fm_dataset_table(const fm_dataset *ds);
+/* Built-in datasets, for listings: name of entry i (NULL past the end) and a
+ * description with its default parameters into params. */
+int         fm_dataset_count(void);
+const char *fm_dataset_info(int i, char *params, size_t len);
+
+/* ------------------------------------------------------------------ probability paths */
+
+/* Every path is affine in data x1, source x0 and extra noise eps ~ N(0, I):
+ *     x_t = a(t) x1 + b(t) x0 + c(t) eps,   target u_t = a' x1 + b' x0 + c' eps.
+ * t = 0 is the source (noise), t = 1 the data.
+ *   ot         a = t,              b = 1 - (1 - sigma_min) t        (Lipman et al.)
+ *   icfm       a = t,              b = 1 - t, c = sigma             (Tong et al.)
+ *   ve         a = 1,              b = s(1 - t), s(r) = smin (smax/smin)^r
+ *   vp         a = alpha(1 - t),   b = sqrt(1 - alpha(1 - t)^2), alpha(r) = exp(-T(r)/2),
+ *              T(r) = beta_min r + (beta_max - beta_min) r^2 / 2
+ *   cosine     a = sin(pi t / 2),  b = cos(pi t / 2)
+ *   poly       a = t^n,            b = 1 - t^n
+ *   linear-vp  a = t,              b = sqrt(1 - t^2)
+ * ve, vp and linear-vp are integrated to t_end = 1 - 1e-3 by default (their
+ * fields are unbounded or their noise never vanishes at t = 1); ve's source is
+ * N(0, smax^2 I), i.e. b(0) times a standard normal. */
+typedef enum {
+    FM_PATH_OT = 0, FM_PATH_ICFM, FM_PATH_VE, FM_PATH_VP, FM_PATH_COSINE, FM_PATH_POLY, FM_PATH_LINEAR_VP,
+    FM_PATH_COUNT
+} fm_path_kind;
+
+typedef struct {
+    fm_path_kind kind;
+    double sigma_min;                  /* ot (default 0) */
+    double sigma;                      /* icfm (default 0) */
+    double ve_sigma_min, ve_sigma_max; /* ve (0.01, 5) */
+    double beta_min, beta_max;         /* vp (0.1, 20) */
+    double exponent;                   /* poly (2) */
+    double t_end;                      /* training draws t ~ U[0, t_end]; sampling stops there */
+} fm_path;
+
+typedef struct {
+    double a, da, b, db, c, dc;
+} fm_path_coef;
+
+const char *fm_path_name(fm_path_kind k);        /* "ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp" */
+int         fm_path_from_name(const char *name); /* -1 if unknown */
+fm_path     fm_path_default(fm_path_kind k);
+fm_status   fm_path_check(const fm_path *p);
+void        fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c);
+
+/* ------------------------------------------------------------------ ODE solvers */
+
+typedef enum { FM_SOLVER_EULER = 0, FM_SOLVER_MIDPOINT, FM_SOLVER_HEUN, FM_SOLVER_RK4, FM_SOLVER_DOPRI5, FM_SOLVER_COUNT } fm_solver_kind;
+
+/* v = f(t, x) for a whole batch: x and v hold n floats. */
+typedef fm_status (*fm_field_fn)(void *ctx, double t, const float *x, float *v, size_t n);
+/* Called with the state at every grid time (k = 0 .. ngrid - 1). */
+typedef fm_status (*fm_observe_fn)(void *ctx, int k, double t, const float *x, size_t n);
+
+typedef struct {
+    fm_solver_kind kind;
+    double rtol, atol; /* dopri5: error per component <= atol + rtol |x| (RMS over the batch) */
+    long max_steps;    /* dopri5: give up (FM_ERR_NUMERIC) after this many steps */
+} fm_solver_config;
+
+typedef struct {
+    long nfe;      /* function evaluations (each one a batch) */
+    long steps;    /* accepted plus rejected steps */
+    long rejected; /* dopri5 */
+} fm_solve_stats;
+
+const char      *fm_solver_name(fm_solver_kind k);        /* "euler", "midpoint", "heun", "rk4", "dopri5" */
+int              fm_solver_from_name(const char *name);   /* -1 if unknown */
+fm_solver_config fm_solver_config_default(fm_solver_kind k); /* rtol = atol = 1e-5, 10000 steps */
+/* steps + 1 points, uniformly from t0 to t1 (the last exactly t1). */
+void             fm_time_grid_uniform(double *grid, int steps, double t0, double t1);
+/* Integrate x (n floats, in place) along grid (ngrid >= 2 strictly monotonic
+ * times, either direction). Fixed-step methods take one step per interval:
+ *   euler     x += h f(t, x)
+ *   midpoint  x += h f(t + h/2, x + h/2 f(t, x))        (the tutorial's step)
+ *   heun      x += h/2 (f(t, x) + f(t + h, x + h f(t, x)))
+ *   rk4       the classical fourth-order Runge-Kutta step
+ * dopri5 adapts its step between grid points (Dormand-Prince 5(4), FSAL).
+ * obs (may be NULL) sees the state at every grid point. stats may be NULL. */
+fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const double *grid, int ngrid, float *x,
+                   size_t n, fm_observe_fn obs, void *octx, fm_solve_stats *stats);
+
+/* ------------------------------------------------------------------ flows */
+
+/* A flow: the velocity network v(t, x), its probability path, the source its
+ * noise comes from, and (for CSV data) the standardisation of the data. The
+ * network works on standardised data; samples come back in data units. */
+typedef struct {
+    int dim;              /* data dimension */
+    fm_mlp_config net;    /* in_dim, out_dim and time_input are set from dim */
+    fm_path path;
+    const char *data;     /* dataset spec it was trained on (informational) */
+    const char *source;   /* "gaussian" (N(0, I)) or a dataset spec */
+} fm_flow_config;
+
+typedef struct fm_flow fm_flow;
+fm_flow   *fm_flow_new(const fm_flow_config *cfg);   /* zero weights; copies the specs */
+void       fm_flow_free(fm_flow *f);
+void       fm_flow_init(fm_flow *f, fm_rng *r);      /* nn.Linear's default initialisation */
+const fm_flow_config *fm_flow_get_config(const fm_flow *f);
+fm_params *fm_flow_params(fm_flow *f);
+fm_mlp    *fm_flow_net(fm_flow *f);
+/* Data are standardised as (x - mean) / std per column; NULL mean turns it off. */
+fm_status  fm_flow_set_standardization(fm_flow *f, const float *mean, const float *std);
+int        fm_flow_standardized(const fm_flow *f, const float **mean, const float **std);
+void       fm_flow_to_model(const fm_flow *f, float *x, int n);   /* data units -> network units */
+void       fm_flow_to_data(const fm_flow *f, float *x, int n);    /* and back */
+/* v (n, dim) = v(t, x) in network units. */
+fm_status  fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n);
+/* fm_field_fn over a flow (ctx is the fm_flow). */
+fm_status  fm_flow_field(void *flow, double t, const float *x, float *v, size_t n);
+/* n source points x0 (before the path's b(0) scaling). */
+fm_status  fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n);
+/* Draw n samples into out (n, dim), data units. The ODE starts from x_start
+ * (network units) when given, else from b(0) x0 + c(0) eps with x0 from the
+ * source. grid: the solver's time grid, usually 0 .. path.t_end. obs sees
+ * every grid state in data units. */
+fm_status  fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                          const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
+                          fm_solve_stats *st);
+/* Configuration, standardisation and weights to a checkpoint, and back.
+ * use_ema loads the EMA weights when the file has them. */
+fm_status  fm_flow_save(fm_flow *f, fm_st_writer *w);
+fm_status  fm_flow_config_load(fm_flow_config *c, const fm_st *st); /* specs point into st */
+fm_flow   *fm_flow_load(const fm_st *st, int use_ema);
+int        fm_flow_has_ema(const fm_st *st);
+
+/* ------------------------------------------------------------------ training */
+
+typedef struct {
+    fm_flow_config flow;   /* data: dataset spec to train on; dim is taken from it */
+    fm_optim_config optim;
+    fm_schedule sched;     /* sched.total is usually iters */
+    double clip;           /* gradient-norm clipping, 0 = off */
+    double ema_decay;      /* EMA of the weights, 0 = off */
+    int batch;
+    int64_t iters;
+    uint64_t seed;
+    int standardize;       /* -1: for CSV data only (default), 0: never, 1: always */
+} fm_train_config;
+
+/* The tutorial's run: moons, 3x64 ELU, OT path (sigma_min 0), Adam 1e-2,
+ * batch 256, 10,000 iterations, seed 0. */
+fm_train_config fm_train_config_default(void);
+
+typedef struct fm_trainer fm_trainer;
+fm_trainer *fm_trainer_new(const fm_train_config *cfg);
+/* Continue a checkpoint written by fm_trainer_save; iters > 0 sets a new total. */
+fm_trainer *fm_trainer_resume(const char *path, int64_t iters);
+void        fm_trainer_free(fm_trainer *tr);
+/* One iteration. A non-finite loss or gradient returns FM_ERR_NUMERIC before
+ * the weights change. */
+fm_status   fm_trainer_step(fm_trainer *tr, double *loss);
+int64_t     fm_trainer_iter(const fm_trainer *tr);       /* iterations done */
+double      fm_trainer_lr(const fm_trainer *tr);         /* learning rate of the next step */
+fm_flow    *fm_trainer_flow(fm_trainer *tr);
+fm_ema     *fm_trainer_ema(fm_trainer *tr);              /* NULL without EMA */
+const fm_train_config *fm_trainer_get_config(const fm_trainer *tr);
+/* Everything needed to sample or to resume, atomically. */
+fm_status   fm_trainer_save(fm_trainer *tr, const char *path);
 
 /* ------------------------------------------------------------------ threads */
 

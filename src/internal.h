@@ -9,6 +9,7 @@
 #include "flowmatch.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -50,6 +51,8 @@ void  fm__arena_init(fm__arena *a, size_t cap);
 void  fm__arena_free(fm__arena *a);
 void  fm__arena_reset(fm__arena *a);
 void *fm__arena_alloc(fm__arena *a, size_t bytes);   /* NULL when malloc fails */
+/* The same with a smaller alignment (a power of two <= 64), for many small objects. */
+void *fm__arena_alloc_aligned(fm__arena *a, size_t bytes, size_t align);
 
 /* ------------------------------------------------------------------ tape and ops */
 
@@ -57,6 +60,7 @@ struct fm_tape {
     fm__arena arena;
     fm_tensor *last;      /* most recent tensor; ->prev walks back to the first */
     fm_status status;     /* sticky first error since reset */
+    char msg[512];        /* its message, kept here so later calls cannot overwrite it */
 };
 
 /* An op: its name (for messages) and its backward. backward reads y->grad and
@@ -95,16 +99,12 @@ void fm__fill_shape(fm_tensor *t, int ndim, const int *shape);   /* sets size to
 
 /* ------------------------------------------------------------------ kernels */
 
-/* C (M, N) = beta C + A (M, K) * op(B), with op(B) = B (K, N) or B^T for B (N, K).
- * Row-major, leading dimensions lda, ldb, ldc. beta is 0 or 1. Each C element is
- * summed over k in increasing order whatever the thread count. */
-void fm__gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float beta, float *C, int ldc);
-void fm__gemm_nt(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                 float beta, float *C, int ldc);
-/* C (M, N) += A^T B with A (K, M), B (K, N): the weight gradient dy^T x. */
-void fm__gemm_tn_acc(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                     float *C, int ldc);
+/* C (M, N) = [C +] op(A) B with op(A)(i, k) = A[i*ars + k*aks] (ars = lda, aks = 1
+ * for A; ars = 1, aks = lda for A^T) and B (K, N) row-major. acc: add to C
+ * instead of overwriting it. Each C element is summed over k in increasing
+ * order and then added, whatever the thread count. */
+void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,
+              int ldc, int acc);
 
 /* Elementwise activation kernels shared by the op and fused paths. */
 void fm__act_forward(fm_act a, const float *x, float *y, size_t n);
@@ -129,14 +129,34 @@ int fm__threads_for(double work);
 
 /* ------------------------------------------------------------------ parameters */
 
+int fm__params_get_requires_grad(const fm_params *p);
+/* A source spec that means N(0, I): empty, NULL or "gaussian". */
+int fm__is_gaussian_source(const char *spec);
 /* Where parameter i lives in the flat buffers. */
 size_t fm__params_offset(const fm_params *p, int i);
 
 /* The optimizer's state buffers (NULL where unused) and step counter, for
  * checkpoints; and the parameter set it updates. */
-void fm__optim_view(fm_optim *o, float **m, float **v, float **vmax, int64_t **step);
+void fm__optim_view(fm_optim *o, float **m, float **v, float **vmax, int64_t **step, size_t *n);
 fm_params *fm__optim_params(fm_optim *o);
-float fm__ema_decay(const fm_ema *e);
+size_t fm__ema_size(const fm_ema *e);
+void fm__ema_set_decay(fm_ema *e, float decay);
+
+/* ------------------------------------------------------------------ files */
+
+/* A file written to path.tmpPID and renamed over path only on success. */
+typedef struct {
+    FILE *f;
+    char *tmp;
+    const char *path;
+    int failed; /* errno of the first failed write */
+} fm__afile;
+fm_status fm__afile_open(fm__afile *a, const char *path);
+void fm__afile_write(fm__afile *a, const void *p, size_t n);
+fm_status fm__afile_commit(fm__afile *a); /* flush, fsync, close, rename */
+void fm__afile_abort(fm__afile *a);       /* close and remove the temporary */
+/* A whole file into malloc'ed memory. */
+fm_status fm__read_file(const char *path, unsigned char **out, size_t *len);
 
 /* ------------------------------------------------------------------ small helpers */
 

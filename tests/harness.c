@@ -77,9 +77,9 @@ float *t_read(const fm_st *st, const char *name, size_t *n)
         return NULL;
     }
     int nd;
-    int64_t sh[8];
+    int64_t sh[FM_ST_MAX_DIMS];
     fm_st_entry(st, i, NULL, &nd, sh);
-    int shape[8];
+    int shape[FM_ST_MAX_DIMS];
     size_t total = 1;
     for (int d = 0; d < nd; d++) {
         shape[d] = (int)sh[d];

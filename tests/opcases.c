@@ -85,8 +85,12 @@ int opcase_inputs(fm_tape *tp, const fm_st *st, const opcase *c, fm_tensor **in)
             return 0;
         }
         int nd;
-        int64_t sh[8];
+        int64_t sh[FM_ST_MAX_DIMS];
         fm_st_entry(st, idx, NULL, &nd, sh);
+        if (nd > 4) {
+            t_check(0, "%s: fixture tensor %s has rank %d", c->name, name, nd);
+            return 0;
+        }
         int shape[4];
         for (int d = 0; d < nd && d < 4; d++) shape[d] = (int)sh[d];
         in[k] = fm_tensor_new(tp, nd, shape);

@@ -19,7 +19,7 @@ typedef struct {
     fm_rng data;
 } run;
 
-static void step(fm_tape *tp, run *r)
+static fm_status step(fm_tape *tp, run *r)
 {
     fm_tape_reset(tp);
     fm_tensor *x0 = fm_tensor_2d(tp, B, 2), *x1 = fm_tensor_2d(tp, B, 2), *t = fm_tensor_2d(tp, B, 1);
@@ -31,10 +31,11 @@ static void step(fm_tape *tp, run *r)
     fm_tensor *xt = fm_add(tp, fm_mul(tp, omt, x0), fm_mul(tp, t, x1));
     fm_tensor *loss = fm_mse_loss(tp, fm_mlp_forward(tp, r->m, t, xt), fm_sub(tp, x1, x0), FM_REDUCE_MEAN);
     fm_params_zero_grad(r->P);
-    fm_backward(tp, loss, NULL);
-    fm_clip_grad_norm(r->P, 1.0, NULL);
-    fm_optim_step(r->o, 1e-2);
-    fm_ema_update(r->e, r->P);
+    fm_status s = fm_backward(tp, loss, NULL);
+    if (!s) s = fm_clip_grad_norm(r->P, 1.0, NULL);
+    if (!s) s = fm_optim_step(r->o, 1e-2);
+    if (!s) s = fm_ema_update(r->e, r->P);
+    return s;
 }
 
 static void make(run *r, const fm_mlp_config *mc)
@@ -67,7 +68,9 @@ void test_checkpoint(void)
     mc.width[1] = 32;
     run a;
     make(&a, &mc);
-    for (int i = 0; i < 5; i++) step(tp, &a);
+    int bad = 0;
+    for (int i = 0; i < 5; i++) bad += step(tp, &a) != FM_OK;
+    t_check(bad == 0, "five training steps run (%d failed)", bad);
 
     char path[600], hex[65];
     snprintf(path, sizeof path, "%s/ckpt.safetensors", t_tmpdir());
@@ -105,12 +108,13 @@ void test_checkpoint(void)
     if (s == FM_OK) s = fm_rng_from_hex(&b.data, fm_st_meta(st, "rng.data"));
     t_check(s == FM_OK && fm_optim_steps(b.o) == 5, "state restored (step %lld) %s", (long long)fm_optim_steps(b.o),
             T_ERR(s));
+    bad = 0;
     for (int i = 0; i < 5; i++) {
-        step(tp, &a);
-        step(tp, &b);
+        bad += step(tp, &a) != FM_OK;
+        bad += step(tp, &b) != FM_OK;
     }
     size_t n = fm_params_size(a.P);
-    t_check(!memcmp(fm_params_data(a.P), fm_params_data(b.P), n * sizeof(float)) &&
+    t_check(bad == 0 && !memcmp(fm_params_data(a.P), fm_params_data(b.P), n * sizeof(float)) &&
                 !memcmp(fm_ema_data(a.e), fm_ema_data(b.e), n * sizeof(float)),
             "resumed training is bit-identical to uninterrupted training");
 
@@ -134,9 +138,27 @@ void test_checkpoint(void)
     fm_params_free(P3);
     fm_optim_config sgd = fm_optim_config_default(FM_OPTIM_SGD);
     fm_optim *o3 = fm_optim_new(b.P, &sgd);
-    t_check(fm_optim_load(o3, st) == FM_ERR_ARG && strstr(fm_last_error(), "adamw"), "optimizer kind mismatch refused: %s",
+    t_check(fm_optim_load(o3, st) == FM_ERR_STATE && strstr(fm_last_error(), "adamw"), "optimizer kind mismatch refused: %s",
             fm_last_error());
     fm_optim_free(o3);
+
+    /* State made for another parameter count is refused, never overrun. */
+    fm_params *P4 = fm_params_new();
+    fm_mlp *m4 = fm_mlp_new(P4, "net", &mc2);
+    fm_optim *o4 = fm_optim_new(P4, &oc2);
+    fm_ema *e4 = fm_ema_new(P4, 0.9f);
+    int extra[1] = {7};
+    fm_params_add(P4, "late", 1, extra);
+    fm_st_writer *w4 = fm_st_writer_new();
+    t_check(fm_optim_save(o4, w4) == FM_ERR_STATE && fm_ema_save(e4, P4, w4) == FM_ERR_STATE,
+            "saving optimizer / EMA state after parameters were added is refused: %s", fm_last_error());
+    t_check(fm_optim_load(o4, st) == FM_ERR_STATE && fm_ema_load(e4, P4, st) == FM_ERR_STATE,
+            "loading optimizer / EMA state after parameters were added is refused: %s", fm_last_error());
+    fm_st_writer_free(w4);
+    fm_ema_free(e4);
+    fm_optim_free(o4);
+    fm_mlp_free(m4);
+    fm_params_free(P4);
     fm_st_free(st);
 
     /* Metadata that is not what it claims. */

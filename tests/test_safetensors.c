@@ -168,6 +168,24 @@ void test_safetensors(void)
             "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
             0, 0, "too deep");
 
+    rejects("invalid UTF-8 in a name", "{\"a\xff\":{}}", 0, 0, "invalid UTF-8");
+    rejects("an entry repeating dtype",
+            "{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, 0, "repeats");
+    {
+        /* A header of two million numbers: refused by the value cap, not by running out of memory. */
+        size_t n = 2000000, o = 7;
+        char *big_hdr = malloc(7 + 2 * n + 3);
+        memcpy(big_hdr, "{\"a\":[0", 7);
+        for (size_t i = 1; i < n; i++, o += 2) memcpy(big_hdr + o, ",0", 2);
+        strcpy(big_hdr + o, "]}");
+        rejects("a header of two million values", big_hdr, 0, 0, "more than 1048576 values");
+        free(big_hdr);
+    }
+    w = fm_st_writer_new();
+    t_check(fm_st_writer_add(w, "s", 0, NULL, NULL) == FM_ERR_ARG && strstr(fm_last_error(), "no data"),
+            "a scalar without data is refused at add time: %s", fm_last_error());
+    fm_st_writer_free(w);
+
     st = fm_st_load("/nonexistent/file.safetensors");
     t_check(!st && strstr(fm_last_error(), "/nonexistent/file.safetensors") && strstr(fm_last_error(), "cannot open"),
             "missing file: %s", fm_last_error());

@@ -84,7 +84,8 @@ static fm_optim_config config_of(const optcase *c)
     return oc;
 }
 
-/* Compare every tensor prefix.<param> of file a with ref_prefix.<param> of st. */
+/* Compare every tensor gpre<param> of got with rpre<param> of st; every
+ * parameter must be present on both sides (else counted in *missing). */
 static double compare_named(fm_params *P, const fm_st *got, const char *gpre, const fm_st *st, const char *rpre,
                             int *missing)
 {
@@ -93,10 +94,9 @@ static double compare_named(fm_params *P, const fm_st *got, const char *gpre, co
         char gn[256], rn[256];
         snprintf(gn, sizeof gn, "%s%s", gpre, fm_params_name(P, i));
         snprintf(rn, sizeof rn, "%s%s", rpre, fm_params_name(P, i));
-        if (fm_st_find(st, rn) < 0) continue;
         size_t n1 = 0, n2 = 0;
-        float *a = fm_st_find(got, gn) >= 0 ? t_read(got, gn, &n1) : NULL;
-        float *b = t_read(st, rn, &n2);
+        float *a = got && fm_st_find(got, gn) >= 0 ? t_read(got, gn, &n1) : NULL;
+        float *b = fm_st_find(st, rn) >= 0 ? t_read(st, rn, &n2) : NULL;
         if (!a || !b || n1 != n2) (*missing)++;
         else worst = fmax(worst, t_relerr(a, b, n1));
         free(a);
@@ -153,6 +153,7 @@ void test_train(void)
         }
         fm_st_writer_free(w);
         fm_st *got = fm_st_load(path);
+        t_check(got != NULL, "%s: checkpoint reads back %s", oc->name, T_ERRP(got));
         int missing = 0;
         snprintf(n, sizeof n, "%s.final.", oc->name);
         double ew = compare_named(P, got, "", st, n, &missing);
@@ -193,7 +194,9 @@ void test_train(void)
         fm_mlp_init(m, &r);
         fm_optim_config cfg = fm_optim_config_default(FM_OPTIM_ADAM);
         fm_optim *o = fm_optim_new(P, &cfg);
-        for (int i = 0; i < STEPS; i++) fm_step(tp, m, P, o, 1e-2, b.x0[i], b.x1[i], b.t[i]);
+        int failed = 0;
+        for (int i = 0; i < STEPS; i++) failed += isnan(fm_step(tp, m, P, o, 1e-2, b.x0[i], b.x1[i], b.t[i]));
+        t_check(failed == 0, "threads run %d: all steps ran (%d failed)", run, failed);
         np = fm_params_size(P);
         final[run] = malloc(np * sizeof(float));
         memcpy(final[run], fm_params_data(P), np * sizeof(float));

@@ -73,22 +73,32 @@ void fm__arena_reset(fm__arena *a)
     a->used = 0;
 }
 
-void *fm__arena_alloc(fm__arena *a, size_t bytes)
+void *fm__arena_alloc(fm__arena *a, size_t bytes) { return fm__arena_alloc_aligned(a, bytes, FM__ALIGN); }
+
+void *fm__arena_alloc_aligned(fm__arena *a, size_t bytes, size_t align)
 {
-    size_t need = (bytes + FM__ALIGN - 1) & ~(size_t)(FM__ALIGN - 1);
+    FM_ASSERT(align && align <= FM__ALIGN && !(align & (align - 1)));
+    size_t need = (bytes + align - 1) & ~(align - 1);
     if (need < bytes) return NULL; /* overflow */
-    fm__block *b = a->head;
-    if (!b || b->cap - b->off < need) {
-        size_t cap = a->head ? a->head->cap * 2 : a->first_cap;
-        if (cap < need) cap = need;
-        fm__block *nb = block_new(a, cap);
-        if (!nb) return NULL;
-        nb->next = a->head;
-        a->head = b = nb;
+    if (a->head) {
+        fm__block *h = a->head;
+        size_t off = (h->off + align - 1) & ~(align - 1);
+        if (off <= h->cap && h->cap - off >= need) {
+            a->used += off - h->off + need;
+            h->off = off + need;
+            if (a->used > a->peak) a->peak = a->used;
+            return h->mem + off;
+        }
     }
-    void *p = b->mem + b->off;
-    b->off += need;
+    /* A new block (64-byte aligned start), twice the last one or big enough. */
+    size_t cap = a->head ? a->head->cap * 2 : a->first_cap;
+    if (cap < need) cap = need;
+    fm__block *b = block_new(a, cap);
+    if (!b) return NULL;
+    b->next = a->head;
+    a->head = b;
+    b->off = need;
     a->used += need;
     if (a->used > a->peak) a->peak = a->used;
-    return p;
+    return b->mem;
 }

@@ -3,8 +3,12 @@
  * Formulas and constants follow torch.nn.functional (ELU alpha 1, SELU's
  * alpha and scale, Softplus beta 1 with threshold 20, both GELUs). The
  * backward uses the saved input and output, as PyTorch's autograd does.
+ * Activations built on exp run on vectors (vmath.h); a short tail is padded to
+ * a whole vector so every element goes through the same code. GELU (erf) and
+ * Softplus (log1p) use libm.
  */
 #include "internal.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -36,65 +40,119 @@ static inline float sigmoidf(float x)
     return e / (1.0f + e);
 }
 
+/* ---- vector forms (vmath.h), used for whole vectors and zero-padded tails */
+
+static inline fm_vf vsigmoid(fm_vf x) { return 1.0f / (1.0f + fm_vexp(-x)); }
+
+static inline fm_vf vtanh(fm_vf x)
+{
+    /* tanh = expm1(2x) / (expm1(2x) + 2), exact near 0; |x| > 9 rounds to +-1 */
+    fm_vf xc = fm_vmin(fm_vmax(x, fm_vsplat(-9.0f)), fm_vsplat(9.0f));
+    fm_vf e = fm_vexpm1(xc + xc);
+    return e / (e + 2.0f);
+}
+
+static inline fm_vf vfwd(fm_act a, fm_vf x)
+{
+    fm_vf zero = fm_vsplat(0.0f);
+    switch (a) {
+    case FM_ACT_RELU: return fm_vsel(x > 0.0f, x, zero);
+    case FM_ACT_ELU: return fm_vsel(x > 0.0f, x, fm_vexpm1(x));
+    case FM_ACT_SILU: return x * vsigmoid(x);
+    case FM_ACT_GELU_TANH: return 0.5f * x * (1.0f + vtanh(GELU_K * (x + GELU_C * x * x * x)));
+    case FM_ACT_TANH: return vtanh(x);
+    case FM_ACT_SIGMOID: return vsigmoid(x);
+    case FM_ACT_SELU: return SELU_SCALE * fm_vsel(x > 0.0f, x, SELU_ALPHA * fm_vexpm1(x));
+    default: return x;
+    }
+}
+
+/* dy * f'(x), given y = f(x) */
+static inline fm_vf vbwd(fm_act a, fm_vf x, fm_vf y, fm_vf dy)
+{
+    switch (a) {
+    case FM_ACT_RELU: return fm_vsel(y > 0.0f, dy, fm_vsplat(0.0f));
+    case FM_ACT_ELU: return fm_vsel(x > 0.0f, dy, dy * (y + 1.0f));
+    case FM_ACT_SILU: {
+        fm_vf s = vsigmoid(x);
+        return dy * s * (1.0f + x * (1.0f - s));
+    }
+    case FM_ACT_GELU_TANH: {
+        fm_vf x2 = x * x, th = vtanh(GELU_K * (x + GELU_C * x2 * x));
+        return dy * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * x2));
+    }
+    case FM_ACT_TANH: return dy * (1.0f - y * y);
+    case FM_ACT_SIGMOID: return dy * y * (1.0f - y);
+    case FM_ACT_SELU: return fm_vsel(x > 0.0f, dy * SELU_SCALE, dy * (y + SELU_SCALE * SELU_ALPHA));
+    default: return dy;
+    }
+}
+
+/* One loop per activation so the switch is resolved outside it. */
+#define VEC_FWD(A)                                                                                          \
+    case A: {                                                                                               \
+        size_t i = 0;                                                                                       \
+        for (; i + FM_VL <= n; i += FM_VL) fm_vstore(y + i, vfwd(A, fm_vload(x + i)));                      \
+        if (i < n) {                                                                                        \
+            float tx[FM_VL] = {0}, ty[FM_VL];                                                               \
+            memcpy(tx, x + i, (n - i) * sizeof(float));                                                     \
+            fm_vstore(ty, vfwd(A, fm_vload(tx)));                                                           \
+            memcpy(y + i, ty, (n - i) * sizeof(float));                                                     \
+        }                                                                                                   \
+        return;                                                                                             \
+    }
+
+#define VEC_BWD(A)                                                                                          \
+    case A: {                                                                                               \
+        size_t i = 0;                                                                                       \
+        for (; i + FM_VL <= n; i += FM_VL)                                                                  \
+            fm_vstore(dx + i, fm_vload(dx + i) + vbwd(A, fm_vload(x + i), fm_vload(y + i), fm_vload(dy + i))); \
+        if (i < n) {                                                                                        \
+            float tx[FM_VL] = {0}, ty[FM_VL] = {0}, td[FM_VL] = {0}, tg[FM_VL];                             \
+            size_t r = (n - i) * sizeof(float);                                                             \
+            memcpy(tx, x + i, r);                                                                           \
+            memcpy(ty, y + i, r);                                                                           \
+            memcpy(td, dy + i, r);                                                                          \
+            fm_vstore(tg, vbwd(A, fm_vload(tx), fm_vload(ty), fm_vload(td)));                               \
+            for (size_t k = 0; k < n - i; k++) dx[i + k] += tg[k];                                          \
+        }                                                                                                   \
+        return;                                                                                             \
+    }
+
 void fm__act_forward(fm_act a, const float *x, float *y, size_t n)
 {
     switch (a) {
-    case FM_ACT_NONE: memmove(y, x, n * sizeof(float)); break;
-    case FM_ACT_RELU:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0.0f;
-        break;
-    case FM_ACT_ELU:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : expm1f(x[i]);
-        break;
-    case FM_ACT_SILU:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] * sigmoidf(x[i]);
-        break;
+        VEC_FWD(FM_ACT_RELU)
+        VEC_FWD(FM_ACT_ELU)
+        VEC_FWD(FM_ACT_SILU)
+        VEC_FWD(FM_ACT_GELU_TANH)
+        VEC_FWD(FM_ACT_TANH)
+        VEC_FWD(FM_ACT_SIGMOID)
+        VEC_FWD(FM_ACT_SELU)
+    case FM_ACT_NONE: memmove(y, x, n * sizeof(float)); return;
     case FM_ACT_GELU:
         for (size_t i = 0; i < n; i++) y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
-        break;
-    case FM_ACT_GELU_TANH:
-        for (size_t i = 0; i < n; i++) {
-            float v = x[i];
-            y[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
-        }
-        break;
-    case FM_ACT_TANH:
-        for (size_t i = 0; i < n; i++) y[i] = tanhf(x[i]);
-        break;
-    case FM_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++) y[i] = sigmoidf(x[i]);
-        break;
-    case FM_ACT_SELU:
-        for (size_t i = 0; i < n; i++)
-            y[i] = SELU_SCALE * (x[i] > 0 ? x[i] : SELU_ALPHA * expm1f(x[i]));
-        break;
+        return;
     case FM_ACT_SOFTPLUS:
-        for (size_t i = 0; i < n; i++)
-            y[i] = x[i] > SOFTPLUS_THRESHOLD ? x[i] : log1pf(expf(x[i]));
-        break;
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > SOFTPLUS_THRESHOLD ? x[i] : log1pf(expf(x[i]));
+        return;
     default: FM_ASSERT(0 && "unknown activation");
     }
 }
 
-void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx,
-                      size_t n)
+void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx, size_t n)
 {
     switch (a) {
+        VEC_BWD(FM_ACT_RELU)
+        VEC_BWD(FM_ACT_ELU)
+        VEC_BWD(FM_ACT_SILU)
+        VEC_BWD(FM_ACT_GELU_TANH)
+        VEC_BWD(FM_ACT_TANH)
+        VEC_BWD(FM_ACT_SIGMOID)
+        VEC_BWD(FM_ACT_SELU)
     case FM_ACT_NONE:
         for (size_t i = 0; i < n; i++) dx[i] += dy[i];
-        break;
-    case FM_ACT_RELU:
-        for (size_t i = 0; i < n; i++) dx[i] += y[i] > 0 ? dy[i] : 0.0f;
-        break;
-    case FM_ACT_ELU: /* f' = 1 above 0, exp(x) = y + 1 below */
-        for (size_t i = 0; i < n; i++) dx[i] += x[i] > 0 ? dy[i] : dy[i] * (y[i] + 1.0f);
-        break;
-    case FM_ACT_SILU: /* f' = s (1 + x (1 - s)) */
-        for (size_t i = 0; i < n; i++) {
-            float s = sigmoidf(x[i]);
-            dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
-        }
-        break;
+        return;
     case FM_ACT_GELU: /* f' = Phi(x) + x phi(x) */
         for (size_t i = 0; i < n; i++) {
             float v = x[i];
@@ -102,30 +160,10 @@ void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy,
             float pdf = expf(-0.5f * v * v) * 0.3989422804014327f;
             dx[i] += dy[i] * (cdf + v * pdf);
         }
-        break;
-    case FM_ACT_GELU_TANH:
-        for (size_t i = 0; i < n; i++) {
-            float v = x[i], v2 = v * v;
-            float th = tanhf(GELU_K * (v + GELU_C * v2 * v));
-            float d = 0.5f * (1.0f + th) +
-                      0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * v2);
-            dx[i] += dy[i] * d;
-        }
-        break;
-    case FM_ACT_TANH:
-        for (size_t i = 0; i < n; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
-        break;
-    case FM_ACT_SIGMOID:
-        for (size_t i = 0; i < n; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
-        break;
-    case FM_ACT_SELU: /* below 0: scale alpha exp(x) = y + scale alpha */
-        for (size_t i = 0; i < n; i++)
-            dx[i] += x[i] > 0 ? dy[i] * SELU_SCALE : dy[i] * (y[i] + SELU_SCALE * SELU_ALPHA);
-        break;
+        return;
     case FM_ACT_SOFTPLUS: /* f' = sigmoid(x) */
-        for (size_t i = 0; i < n; i++)
-            dx[i] += x[i] > SOFTPLUS_THRESHOLD ? dy[i] : dy[i] * sigmoidf(x[i]);
-        break;
+        for (size_t i = 0; i < n; i++) dx[i] += x[i] > SOFTPLUS_THRESHOLD ? dy[i] : dy[i] * sigmoidf(x[i]);
+        return;
     default: FM_ASSERT(0 && "unknown activation");
     }
 }
@@ -133,6 +171,7 @@ void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy,
 static void act_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
+    if (!fm__wants_grad(x)) return;
     float *gx = fm__grad(tp, x);
     if (!gx) return;
     fm__act_backward((fm_act)y->arg.i[0], x->data, y->data, y->grad, gx, y->size);
@@ -172,6 +211,7 @@ fm_tensor *fm_softplus(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, 
 static void time_embed_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *t = y->src[0];
+    if (!fm__wants_grad(t)) return;
     float *gt = fm__grad(tp, t);
     if (!gt) return;
     int B = y->shape[0], dim = y->shape[1], half = dim / 2;

@@ -140,6 +140,7 @@ fm_tensor *fm_mul(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a,
 static void scale_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
+    if (!fm__wants_grad(x)) return;
     float *gx = fm__grad(tp, x);
     if (!gx) return;
     float s = y->arg.f[0];

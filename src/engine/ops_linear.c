@@ -15,23 +15,16 @@ static void linear_backward(fm_tape *tp, fm_tensor *y)
     int B = x->shape[0], in = x->shape[1], out = w->shape[0];
     const float *dy = y->grad;
     if (fm__wants_grad(x)) {
+        /* dx (B, in) += dy (B, out) W (out, in) */
         float *dx = fm__grad(tp, x);
         if (!dx) return;
-        /* dx (B, in) += dy (B, out) W (out, in) */
-        float *tmp = fm__tape_alloc(tp, (size_t)B * in * sizeof(float));
-        if (!tmp) return;
-        fm__gemm_nn(B, in, out, dy, out, w->data, in, 0.0f, tmp, in);
-        for (size_t i = 0; i < (size_t)B * in; i++) dx[i] += tmp[i];
+        fm__gemm(B, in, out, dy, out, 1, w->data, in, dx, in, 1);
     }
     if (fm__wants_grad(w)) {
-        /* dW = dy^T x summed on its own, then added, so a pass's contribution does
-         * not depend on what the gradient buffer held before. */
+        /* dW (out, in) += dy^T x */
         float *dw = fm__grad(tp, w);
-        float *tmp = fm__tape_alloc(tp, (size_t)out * in * sizeof(float));
-        if (!dw || !tmp) return;
-        memset(tmp, 0, (size_t)out * in * sizeof(float));
-        fm__gemm_tn_acc(out, in, B, dy, out, x->data, in, tmp, in);
-        for (size_t i = 0; i < (size_t)out * in; i++) dw[i] += tmp[i];
+        if (!dw) return;
+        fm__gemm(out, in, B, dy, 1, out, x->data, in, dw, in, 1);
     }
     if (fm__wants_grad(b)) {
         float *db = fm__grad(tp, b);
@@ -69,7 +62,7 @@ fm_tensor *fm_linear(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b)
     if (!wt) return NULL;
     for (int o = 0; o < out; o++)
         for (int i = 0; i < in; i++) wt[(size_t)i * out + o] = w->data[(size_t)o * in + i];
-    fm__gemm_nn(B, out, in, x->data, in, wt, out, 0.0f, y->data, out);
+    fm__gemm(B, out, in, x->data, in, 1, wt, out, y->data, out, 0);
     if (b)
         for (int i = 0; i < B; i++)
             for (int o = 0; o < out; o++) y->data[(size_t)i * out + o] += b->data[o];

@@ -70,6 +70,7 @@ fm_tensor *fm_concat(fm_tape *tp, fm_tensor *const *xs, int n)
 static void reduce_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
+    if (!fm__wants_grad(x)) return;
     float *gx = fm__grad(tp, x);
     if (!gx) return;
     float g = y->grad[0] * y->arg.f[0]; /* arg: 1 for sum, 1/n for mean */

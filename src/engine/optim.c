@@ -57,10 +57,11 @@ static fm_status config_check(const fm_optim_config *c)
         return fm__fail(FM_ERR_ARG, "optimizer: learning rate %g is invalid", c->lr);
     if (!(c->beta1 >= 0.0 && c->beta1 < 1.0) || !(c->beta2 >= 0.0 && c->beta2 < 1.0))
         return fm__fail(FM_ERR_ARG, "optimizer: betas (%g, %g) must lie in [0, 1)", c->beta1, c->beta2);
-    if (!(c->eps >= 0.0)) return fm__fail(FM_ERR_ARG, "optimizer: eps %g is invalid", c->eps);
-    if (!(c->weight_decay >= 0.0))
+    if (!(c->eps >= 0.0) || !isfinite(c->eps)) return fm__fail(FM_ERR_ARG, "optimizer: eps %g is invalid", c->eps);
+    if (!(c->weight_decay >= 0.0) || !isfinite(c->weight_decay))
         return fm__fail(FM_ERR_ARG, "optimizer: weight decay %g is invalid", c->weight_decay);
-    if (!(c->momentum >= 0.0)) return fm__fail(FM_ERR_ARG, "optimizer: momentum %g is invalid", c->momentum);
+    if (!(c->momentum >= 0.0) || !isfinite(c->momentum))
+        return fm__fail(FM_ERR_ARG, "optimizer: momentum %g is invalid", c->momentum);
     if (!(c->dampening >= 0.0 && c->dampening <= 1.0))
         return fm__fail(FM_ERR_ARG, "optimizer: dampening %g must lie in [0, 1]", c->dampening);
     if (c->nesterov && (c->momentum <= 0.0 || c->dampening != 0.0))
@@ -107,8 +108,9 @@ void fm_optim_free(fm_optim *o)
 int64_t fm_optim_steps(const fm_optim *o) { return o->step; }
 fm_params *fm__optim_params(fm_optim *o) { return o->p; }
 
-void fm__optim_view(fm_optim *o, float **m, float **v, float **vmax, int64_t **step)
+void fm__optim_view(fm_optim *o, float **m, float **v, float **vmax, int64_t **step, size_t *n)
 {
+    *n = o->n;
     *m = o->m;
     *v = o->v;
     *vmax = o->vmax;
@@ -215,7 +217,11 @@ struct fm_ema {
 
 fm_ema *fm_ema_new(const fm_params *p, float decay)
 {
-    if (!p || !(decay >= 0.0f && decay <= 1.0f)) {
+    if (!p) {
+        fm__fail(FM_ERR_ARG, "fm_ema_new: parameter set is NULL");
+        return NULL;
+    }
+    if (!(decay >= 0.0f && decay <= 1.0f)) {
         fm__fail(FM_ERR_ARG, "EMA decay %g must lie in [0, 1]", (double)decay);
         return NULL;
     }
@@ -241,7 +247,9 @@ void fm_ema_free(fm_ema *e)
 }
 
 float *fm_ema_data(fm_ema *e) { return e->w; }
-float fm__ema_decay(const fm_ema *e) { return e->decay; }
+float fm_ema_decay(const fm_ema *e) { return e->decay; }
+size_t fm__ema_size(const fm_ema *e) { return e->n; }
+void fm__ema_set_decay(fm_ema *e, float decay) { e->decay = decay; }
 
 fm_status fm_ema_update(fm_ema *e, const fm_params *p)
 {

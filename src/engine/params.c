@@ -146,6 +146,8 @@ void fm_params_zero_grad(fm_params *p)
     if (p->size) memset(p->grad, 0, p->size * sizeof(float));
 }
 
+int fm__params_get_requires_grad(const fm_params *p) { return p->requires_grad; }
+
 void fm_params_requires_grad(fm_params *p, int on)
 {
     p->requires_grad = on ? 1 : 0;

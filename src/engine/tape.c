@@ -34,6 +34,7 @@ void fm_tape_reset(fm_tape *tp)
     fm__arena_reset(&tp->arena);
     tp->last = NULL;
     tp->status = FM_OK;
+    tp->msg[0] = '\0';
 }
 
 fm_status fm_tape_status(const fm_tape *tp) { return tp->status; }
@@ -48,12 +49,11 @@ void fm_tape_stats(const fm_tape *tp, size_t *used, size_t *peak, size_t *malloc
 fm_tensor *fm__op_fail(fm_tape *tp, fm_status s, const char *fmt, ...)
 {
     if (tp->status == FM_OK) {
-        char buf[1024];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(buf, sizeof buf, fmt, ap);
+        vsnprintf(tp->msg, sizeof tp->msg, fmt, ap);
         va_end(ap);
-        fm__fail(s, "%s", buf);
+        fm__fail(s, "%s", tp->msg);
         tp->status = s;
     }
     return NULL;
@@ -68,7 +68,10 @@ void *fm__tape_alloc(fm_tape *tp, size_t bytes)
 
 int fm__op_inputs_ok(fm_tape *tp, const char *op, fm_tensor *const *xs, int n)
 {
-    if (!tp) return 0;
+    if (!tp) {
+        fm__fail(FM_ERR_ARG, "%s: the tape is NULL", op);
+        return 0;
+    }
     if (tp->status != FM_OK) return 0;
     for (int i = 0; i < n; i++)
         if (!xs[i]) {
@@ -121,7 +124,11 @@ static size_t shape_check(fm_tape *tp, int ndim, const int *shape)
 
 static fm_tensor *tensor_alloc(fm_tape *tp, int ndim, const int *shape, int with_data)
 {
-    if (!tp || tp->status != FM_OK) return NULL;
+    if (!tp) {
+        fm__fail(FM_ERR_ARG, "tensor: the tape is NULL");
+        return NULL;
+    }
+    if (tp->status != FM_OK) return NULL;
     size_t n = shape_check(tp, ndim, shape);
     if (!n) return NULL;
     fm_tensor *t = fm__tape_alloc(tp, sizeof *t);
@@ -201,8 +208,7 @@ fm_status fm_backward(fm_tape *tp, fm_tensor *y, const float *dy)
 {
     if (!tp) return fm__fail(FM_ERR_ARG, "fm_backward: tape is NULL");
     if (tp->status != FM_OK)
-        return fm__fail(tp->status, "fm_backward: the forward pass failed earlier: %s",
-                        fm_last_error());
+        return fm__fail(tp->status, "fm_backward: the forward pass failed earlier: %s", tp->msg);
     if (!y) return fm__fail(FM_ERR_ARG, "fm_backward: output tensor is NULL");
     if (!dy && y->size != 1) {
         char b[96];
@@ -222,8 +228,7 @@ fm_status fm_backward(fm_tape *tp, fm_tensor *y, const float *dy)
     for (fm_tensor *t = tp->last; t; t = t->prev) {
         if (!t->op || !t->grad || !t->requires_grad) continue;
         t->op->backward(tp, t);
-        if (tp->status != FM_OK)
-            return fm__fail(tp->status, "backward of %s: %s", t->op->name, fm_last_error());
+        if (tp->status != FM_OK) return fm__fail(tp->status, "backward of %s: %s", t->op->name, tp->msg);
     }
     return FM_OK;
 }

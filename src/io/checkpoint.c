@@ -15,20 +15,26 @@
 
 #define NAME_MAX_LEN 512
 
-static const char *joined(char *buf, const char *a, const char *b)
+/* prefix + name into buf; FM_ERR_ARG if it does not fit. */
+static fm_status joined(char *buf, const char *a, const char *b)
 {
-    snprintf(buf, NAME_MAX_LEN, "%s%s", a ? a : "", b);
-    return buf;
+    int n = snprintf(buf, NAME_MAX_LEN, "%s%s", a ? a : "", b);
+    if (n < 0 || n >= NAME_MAX_LEN)
+        return fm__fail(FM_ERR_ARG, "tensor name '%s%.40s...' is longer than %d bytes", a ? a : "", b, NAME_MAX_LEN - 1);
+    return FM_OK;
 }
 
-/* Queue every parameter-shaped slice of flat (a buffer laid out like p). */
-static fm_status save_flat(fm_params *p, fm_st_writer *w, const char *prefix, const float *flat)
+/* Queue every parameter-shaped slice of flat, a buffer of n floats laid out like p. */
+static fm_status save_flat(fm_params *p, fm_st_writer *w, const char *prefix, const float *flat, size_t n)
 {
+    if (n != fm_params_size(p))
+        return fm__fail(FM_ERR_STATE, "state of %zu values does not match the model's %zu parameters", n,
+                        fm_params_size(p));
     char name[NAME_MAX_LEN];
     for (int i = 0; i < fm_params_count(p); i++) {
         const fm_tensor *t = fm_params_tensor(p, i);
-        fm_status s = fm_st_writer_add(w, joined(name, prefix, fm_params_name(p, i)), t->ndim, t->shape,
-                                       flat + fm__params_offset(p, i));
+        fm_status s = joined(name, prefix, fm_params_name(p, i));
+        if (!s) s = fm_st_writer_add(w, name, t->ndim, t->shape, flat + fm__params_offset(p, i));
         if (s != FM_OK) return s;
     }
     return FM_OK;
@@ -39,8 +45,8 @@ static fm_status load_flat(fm_params *p, const fm_st *st, const char *prefix, fl
     char name[NAME_MAX_LEN];
     for (int i = 0; i < fm_params_count(p); i++) {
         const fm_tensor *t = fm_params_tensor(p, i);
-        fm_status s = fm_st_read(st, joined(name, prefix, fm_params_name(p, i)), flat + fm__params_offset(p, i),
-                                 t->ndim, t->shape);
+        fm_status s = joined(name, prefix, fm_params_name(p, i));
+        if (!s) s = fm_st_read(st, name, flat + fm__params_offset(p, i), t->ndim, t->shape);
         if (s != FM_OK) return s;
     }
     return FM_OK;
@@ -48,7 +54,7 @@ static fm_status load_flat(fm_params *p, const fm_st *st, const char *prefix, fl
 
 fm_status fm_params_save(fm_params *p, fm_st_writer *w, const char *prefix)
 {
-    return save_flat(p, w, prefix, fm_params_data(p));
+    return save_flat(p, w, prefix, fm_params_data(p), fm_params_size(p));
 }
 
 fm_status fm_params_load(fm_params *p, const fm_st *st, const char *prefix)
@@ -135,12 +141,13 @@ fm_status fm_optim_save(fm_optim *o, fm_st_writer *w)
     const fm_optim_config *c = fm_optim_get_config(o);
     float *buf[3];
     int64_t *step;
-    fm__optim_view(o, &buf[0], &buf[1], &buf[2], &step);
+    size_t n;
+    fm__optim_view(o, &buf[0], &buf[1], &buf[2], &step, &n);
     fm_params *p = fm__optim_params(o);
     fm_status s = FM_OK;
     for (int k = 0; k < 3 && s == FM_OK; k++) {
         const char *pre = optim_slots(c, k);
-        if (pre) s = save_flat(p, w, pre, buf[k]);
+        if (pre) s = save_flat(p, w, pre, buf[k], n);
     }
     if (s == FM_OK) s = fm_st_writer_meta(w, "optim.kind", fm_optim_name(c->kind));
     if (s == FM_OK) s = meta_int(w, "optim.step", (long long)*step);
@@ -187,19 +194,24 @@ fm_status fm_optim_load(fm_optim *o, const fm_st *st)
     fm_optim_config saved;
     fm_status s = fm_optim_config_load(&saved, st);
     if (s != FM_OK) return s;
-    if (saved.kind != c->kind || saved.amsgrad != c->amsgrad ||
-        (c->kind == FM_OPTIM_SGD && (saved.momentum != 0.0) != (c->momentum != 0.0)))
-        return fm__fail(FM_ERR_ARG, "checkpoint holds %s%s state, which does not fit this %s%s optimizer",
-                        fm_optim_name(saved.kind), saved.amsgrad ? " (amsgrad)" : "", fm_optim_name(c->kind),
-                        c->amsgrad ? " (amsgrad)" : "");
+    int sgd_mom = c->kind == FM_OPTIM_SGD && (saved.momentum != 0.0) != (c->momentum != 0.0);
+    if (saved.kind != c->kind || saved.amsgrad != c->amsgrad || sgd_mom)
+        return fm__fail(FM_ERR_STATE, "checkpoint holds %s%s%s state, which does not fit this %s%s%s optimizer",
+                        fm_optim_name(saved.kind), saved.amsgrad ? " (amsgrad)" : "",
+                        sgd_mom ? (saved.momentum != 0.0 ? " with momentum" : " without momentum") : "",
+                        fm_optim_name(c->kind), c->amsgrad ? " (amsgrad)" : "",
+                        sgd_mom ? (c->momentum != 0.0 ? " with momentum" : " without momentum") : "");
     long long step = 0;
     get_int(st, "optim.step", 0, INT64_MAX, &step, &s);
     if (s != FM_OK) return s;
     float *buf[3];
     int64_t *stp;
-    fm__optim_view(o, &buf[0], &buf[1], &buf[2], &stp);
+    size_t n;
+    fm__optim_view(o, &buf[0], &buf[1], &buf[2], &stp, &n);
     fm_params *p = fm__optim_params(o);
-    size_t n = fm_params_size(p);
+    if (n != fm_params_size(p))
+        return fm__fail(FM_ERR_STATE, "optimizer was made for %zu parameters but the model now has %zu", n,
+                        fm_params_size(p));
     /* Stage into scratch so a failure leaves the live state alone. */
     float *tmp = malloc((3 * n + 1) * sizeof(float));
     if (!tmp) return fm__fail(FM_ERR_NOMEM, "out of memory loading optimizer state");
@@ -220,18 +232,29 @@ fm_status fm_optim_load(fm_optim *o, const fm_st *st)
 
 fm_status fm_ema_save(fm_ema *e, fm_params *p, fm_st_writer *w)
 {
-    fm_status s = save_flat(p, w, "ema.", fm_ema_data(e));
-    if (s == FM_OK) s = meta_double(w, "ema.decay", fm__ema_decay(e));
+    fm_status s = save_flat(p, w, "ema.", fm_ema_data(e), fm__ema_size(e));
+    if (s == FM_OK) s = meta_double(w, "ema.decay", fm_ema_decay(e));
     return s;
 }
 
 fm_status fm_ema_load(fm_ema *e, fm_params *p, const fm_st *st)
 {
     size_t n = fm_params_size(p);
+    if (n != fm__ema_size(e))
+        return fm__fail(FM_ERR_STATE, "EMA holds %zu weights but the model has %zu", fm__ema_size(e), n);
+    double decay = fm_ema_decay(e);
+    fm_status s = FM_OK;
+    if (fm_st_meta(st, "ema.decay")) get_double(st, "ema.decay", &decay, &s);
+    if (s == FM_OK && !(decay >= 0 && decay <= 1))
+        s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'ema.decay' = %g is outside [0, 1]", decay);
+    if (s) return s;
     float *tmp = malloc((n ? n : 1) * sizeof(float));
     if (!tmp) return fm__fail(FM_ERR_NOMEM, "out of memory loading EMA weights");
-    fm_status s = load_flat(p, st, "ema.", tmp);
-    if (s == FM_OK) memcpy(fm_ema_data(e), tmp, n * sizeof(float));
+    s = load_flat(p, st, "ema.", tmp);
+    if (s == FM_OK) {
+        memcpy(fm_ema_data(e), tmp, n * sizeof(float));
+        fm__ema_set_decay(e, (float)decay);
+    }
     free(tmp);
     return s;
 }

@@ -18,6 +18,8 @@ typedef struct {
     char *err;
     size_t errlen;
     int failed;
+    long nodes;
+    size_t slen; /* length of the last decoded string */
 } parser;
 
 static void *perr(parser *p, const char *what)
@@ -29,6 +31,26 @@ static void *perr(parser *p, const char *what)
     return NULL;
 }
 
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t k = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!k || n < k) return 0;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < k; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+    return k;
+}
+
 static void skip_ws(parser *p)
 {
     while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' ||
@@ -38,7 +60,8 @@ static void skip_ws(parser *p)
 
 static fm__json *node(parser *p, fm__jkind k)
 {
-    fm__json *j = fm__arena_alloc(p->a, sizeof *j);
+    if (++p->nodes > FM__JSON_MAX_NODES) return perr(p, "more than 1048576 values");
+    fm__json *j = fm__arena_alloc_aligned(p->a, sizeof *j, 8);
     if (!j) return perr(p, "out of memory");
     memset(j, 0, sizeof *j);
     j->kind = k;
@@ -87,12 +110,20 @@ static const char *parse_string(parser *p)
     size_t end = start;
     while (end < p->n && p->s[end] != '"') end += (p->s[end] == '\\') ? 2 : 1;
     if (end >= p->n) return perr(p, "unterminated string");
-    char *out = fm__arena_alloc(p->a, end - start + 1);
+    char *out = fm__arena_alloc_aligned(p->a, end - start + 1, 1);
     if (!out) return perr(p, "out of memory");
     size_t o = 0;
     while (p->s[p->i] != '"') {
         unsigned char c = (unsigned char)p->s[p->i];
         if (c < 0x20) return perr(p, "control character in string");
+        if (c >= 0x80) {
+            size_t k = utf8_len((const unsigned char *)p->s + p->i, p->n - p->i);
+            if (!k) return perr(p, "invalid UTF-8 in string");
+            memcpy(out + o, p->s + p->i, k);
+            o += k;
+            p->i += k;
+            continue;
+        }
         if (c != '\\') {
             out[o++] = (char)c;
             p->i++;
@@ -131,10 +162,10 @@ static const char *parse_string(parser *p)
     }
     p->i++; /* closing quote */
     out[o] = '\0';
+    p->slen = o;
     return out;
 }
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
 static fm__json *parse_value(parser *p, int depth);
 
@@ -160,11 +191,9 @@ static fm__json *parse_number(parser *p)
         while (p->i < p->n && is_digit(p->s[p->i])) p->i++;
     }
     fm__json *j = node(p, FM__J_NUM);
-    char *t = j ? fm__arena_alloc(p->a, p->i - st + 1) : NULL;
-    if (!t) return perr(p, "out of memory");
-    memcpy(t, p->s + st, p->i - st);
-    t[p->i - st] = '\0';
-    j->str = t;
+    if (!j) return NULL;
+    j->str = p->s + st;
+    j->len = p->i - st;
     return j;
 }
 
@@ -230,6 +259,7 @@ static fm__json *parse_value(parser *p, int depth)
         fm__json *j = node(p, FM__J_STR);
         if (!j) return NULL;
         j->str = parse_string(p);
+        j->len = p->slen;
         return j->str ? j : NULL;
     }
     if (c == '-' || is_digit(c)) return parse_number(p);
@@ -245,7 +275,7 @@ static fm__json *parse_value(parser *p, int depth)
 
 fm__json *fm__json_parse(const char *text, size_t len, fm__arena *a, char *err, size_t errlen)
 {
-    parser p = {text, len, 0, a, err, errlen, 0};
+    parser p = {text, len, 0, a, err, errlen, 0, 0, 0};
     err[0] = '\0';
     fm__json *j = parse_value(&p, 0);
     if (!j) return NULL;
@@ -258,11 +288,11 @@ int fm__json_uint(const fm__json *j, uint64_t *out)
 {
     if (!j || j->kind != FM__J_NUM) return 0;
     uint64_t v = 0;
-    const char *s = j->str;
-    if (!*s) return 0;
-    for (; *s; s++) {
-        if (!is_digit(*s)) return 0; /* sign, fraction or exponent */
-        unsigned d = (unsigned)(*s - '0');
+    if (!j->len) return 0;
+    for (size_t i = 0; i < j->len; i++) {
+        char ch = j->str[i];
+        if (!is_digit(ch)) return 0; /* sign, fraction or exponent */
+        unsigned d = (unsigned)(ch - '0');
         if (v > (UINT64_MAX - d) / 10) return 0;
         v = v * 10 + d;
     }

@@ -15,7 +15,9 @@ typedef struct fm__json fm__json;
 struct fm__json {
     fm__jkind kind;
     const char *key;    /* member name when the parent is an object */
-    const char *str;    /* string value (NUL-free UTF-8), or a number's text */
+    const char *str;    /* string value (NUL-terminated, valid UTF-8), or a number's
+                           text in the source (len bytes, not terminated) */
+    size_t len;
     int boolean;
     fm__json *child;    /* first element or member */
     fm__json *next;     /* next sibling */
@@ -23,7 +25,10 @@ struct fm__json {
 };
 
 /* Parse text[0..len) as one JSON value with only whitespace after it.
- * NULL on error, with the byte offset and reason in err. */
+ * NULL on error, with the byte offset and reason in err. The tree holds at most
+ * FM__JSON_MAX_NODES values, so a hostile document cannot take unbounded memory;
+ * number nodes point into text, which must outlive the tree. */
+#define FM__JSON_MAX_NODES (1 << 20)
 fm__json *fm__json_parse(const char *text, size_t len, fm__arena *a, char *err, size_t errlen);
 
 /* A number node as a non-negative integer that fits in uint64; 0 on failure. */

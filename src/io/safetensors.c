@@ -11,11 +11,9 @@
  */
 #include "json.h"
 
-#include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
-#define ST_MAX_DIMS 8
+#define ST_MAX_DIMS FM_ST_MAX_DIMS
 #define ST_MAX_HEADER (100u << 20)
 
 typedef struct {
@@ -143,18 +141,32 @@ static int cmp_begin(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-static const fm__json *member(const fm__json *obj, const char *key)
+/* The member named key; *dup set if it appears more than once. */
+static const fm__json *member(const fm__json *obj, const char *key, int *dup)
 {
+    const fm__json *found = NULL;
     for (const fm__json *c = obj->child; c; c = c->next)
-        if (strcmp(c->key, key) == 0) return c;
-    return NULL;
+        if (strcmp(c->key, key) == 0) {
+            if (found) *dup = 1;
+            found = c;
+        }
+    return found;
 }
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp((*(const st_entry *const *)a)->name, (*(const st_entry *const *)b)->name);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 /* Fill e from the header object j; returns an error message or NULL. */
 static const char *parse_entry(const fm__json *j, st_entry *e, char *msg, size_t len)
 {
     if (j->kind != FM__J_OBJ) return "entry is not an object";
-    const fm__json *dt = member(j, "dtype"), *sh = member(j, "shape"), *of = member(j, "data_offsets");
+    int dup = 0;
+    const fm__json *dt = member(j, "dtype", &dup), *sh = member(j, "shape", &dup), *of = member(j, "data_offsets", &dup);
+    if (dup) return "entry repeats \"dtype\", \"shape\" or \"data_offsets\"";
     if (!dt || dt->kind != FM__J_STR) return "missing or non-string \"dtype\"";
     if (!sh || sh->kind != FM__J_ARR) return "missing or non-array \"shape\"";
     if (!of || of->kind != FM__J_ARR) return "missing or non-array \"data_offsets\"";
@@ -193,19 +205,20 @@ static void shape_text(const st_entry *e, char *buf, size_t len)
     if (o < len) snprintf(buf + o, len - o, "]");
 }
 
-fm_st *fm_st_parse(const void *bytes, size_t len, const char *name)
+/* Parse a file image, taking ownership of bytes (malloc'ed). */
+static fm_st *parse_owned(unsigned char *bytes, size_t len, const char *name)
 {
     fm_st *st = calloc(1, sizeof *st);
     if (!st) {
+        free(bytes);
         fm__fail(FM_ERR_NOMEM, "out of memory reading %s", name);
         return NULL;
     }
     fm__arena_init(&st->arena, 1 << 16);
-    st->file = fm__strdup(name ? name : "(memory)");
-    st->bytes = malloc(len ? len : 1);
-    if (!st->file || !st->bytes) return st_fail(st, FM_ERR_NOMEM, "out of memory");
-    memcpy(st->bytes, bytes, len);
+    st->bytes = bytes;
     st->len = len;
+    st->file = fm__strdup(name ? name : "(memory)");
+    if (!st->file) return st_fail(st, FM_ERR_NOMEM, "out of memory");
 
     if (len < 8)
         return st_fail(st, FM_ERR_FORMAT, "file is %zu bytes, too short to hold the 8-byte header length", len);
@@ -249,9 +262,6 @@ fm_st *fm_st_parse(const void *bytes, size_t len, const char *name)
         for (const fm__json *c = meta->child; c; c = c->next) {
             if (c->kind != FM__J_STR)
                 return st_fail(st, FM_ERR_FORMAT, "metadata value of '%s' is not a string", c->key);
-            for (int k = 0; k < st->nmeta; k++)
-                if (strcmp(st->mkey[k], c->key) == 0)
-                    return st_fail(st, FM_ERR_FORMAT, "metadata key '%s' appears twice", c->key);
             st->mkey[st->nmeta] = c->key;
             st->mval[st->nmeta++] = c->str;
         }
@@ -264,9 +274,6 @@ fm_st *fm_st_parse(const void *bytes, size_t len, const char *name)
         e->name = c->key;
         const char *bad = parse_entry(c, e, msg, sizeof msg);
         if (bad) return st_fail(st, FM_ERR_FORMAT, "tensor '%s': %s", c->key, bad);
-        for (int k = 0; k < st->n; k++)
-            if (strcmp(st->e[k].name, e->name) == 0)
-                return st_fail(st, FM_ERR_FORMAT, "tensor '%s' appears twice", e->name);
         uint64_t numel = 1;
         int overflow = 0;
         for (int d = 0; d < e->ndim; d++) {
@@ -292,6 +299,20 @@ fm_st *fm_st_parse(const void *bytes, size_t len, const char *name)
         st->n++;
     }
 
+    /* Duplicates, found by sorting (n log n even for hostile headers). */
+    if (st->nmeta > 1) {
+        const char **keys = fm__arena_alloc(&st->arena, sizeof(char *) * (size_t)st->nmeta);
+        if (!keys) return st_fail(st, FM_ERR_NOMEM, "out of memory");
+        memcpy(keys, st->mkey, sizeof(char *) * (size_t)st->nmeta);
+        qsort(keys, (size_t)st->nmeta, sizeof *keys, cmp_str);
+        for (int k = 1; k < st->nmeta; k++)
+            if (!strcmp(keys[k - 1], keys[k])) return st_fail(st, FM_ERR_FORMAT, "metadata key '%s' appears twice", keys[k]);
+    }
+    qsort(order, (size_t)st->n, sizeof *order, cmp_name);
+    for (int k = 1; k < st->n; k++)
+        if (!strcmp(order[k - 1]->name, order[k]->name))
+            return st_fail(st, FM_ERR_FORMAT, "tensor '%s' appears twice", order[k]->name);
+
     /* Sorted by offset, the tensors must tile the data section exactly. */
     qsort(order, (size_t)st->n, sizeof *order, cmp_begin);
     uint64_t at = 0;
@@ -313,44 +334,23 @@ fm_st *fm_st_parse(const void *bytes, size_t len, const char *name)
     return st;
 }
 
+fm_st *fm_st_parse(const void *bytes, size_t len, const char *name)
+{
+    unsigned char *copy = malloc(len ? len : 1);
+    if (!copy) {
+        fm__fail(FM_ERR_NOMEM, "out of memory reading %s", name ? name : "(memory)");
+        return NULL;
+    }
+    memcpy(copy, bytes, len);
+    return parse_owned(copy, len, name);
+}
+
 fm_st *fm_st_load(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fm__fail(FM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, len = 0;
-    unsigned char *buf = malloc(cap);
-    while (buf) {
-        if (len == cap) {
-            unsigned char *nb = cap > ((size_t)1 << 40) ? NULL : realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf) {
-        fm__fail(FM_ERR_NOMEM, "%s: out of memory reading the file", path);
-        return NULL;
-    }
-    if (err) {
-        free(buf);
-        fm__fail(FM_ERR_IO, "%s: read error", path);
-        return NULL;
-    }
-    fm_st *st = fm_st_parse(buf, len, path);
-    free(buf);
-    return st;
+    unsigned char *buf;
+    size_t len;
+    if (fm__read_file(path, &buf, &len) != FM_OK) return NULL;
+    return parse_owned(buf, len, path);
 }
 
 int fm_st_count(const fm_st *st) { return st->n; }
@@ -472,8 +472,8 @@ fm_status fm_st_writer_add(fm_st_writer *w, const char *name, int ndim, const in
 {
     if (!name || !*name || strcmp(name, "__metadata__") == 0)
         return fm__fail(FM_ERR_ARG, "safetensors: invalid tensor name '%s'", name ? name : "");
-    if (ndim < 0 || ndim > FM_MAX_DIMS || (!data && ndim))
-        return fm__fail(FM_ERR_ARG, "safetensors: tensor '%s' has rank %d or no data", name, ndim);
+    if (ndim < 0 || ndim > FM_MAX_DIMS)
+        return fm__fail(FM_ERR_ARG, "safetensors: tensor '%s' has rank %d, outside 0..%d", name, ndim, FM_MAX_DIMS);
     for (int i = 0; i < w->n; i++)
         if (strcmp(w->e[i].name, name) == 0)
             return fm__fail(FM_ERR_ARG, "safetensors: tensor '%s' added twice", name);
@@ -481,6 +481,7 @@ fm_status fm_st_writer_add(fm_st_writer *w, const char *name, int ndim, const in
     for (int d = 0; d < ndim; d++)
         if (shape[d] < 0 || !fm__mul_ok(n, (size_t)shape[d], &n))
             return fm__fail(FM_ERR_SHAPE, "safetensors: tensor '%s' has a bad shape", name);
+    if (!data && n > 0) return fm__fail(FM_ERR_ARG, "safetensors: tensor '%s' has no data", name);
     if (w->n == w->cap) {
         int cap = w->cap ? 2 * w->cap : 16;
         w_entry *ne = realloc(w->e, (size_t)cap * sizeof *ne);
@@ -585,51 +586,31 @@ fm_status fm_st_writer_save(fm_st_writer *w, const char *path)
     header_text(w, hdr, hlen + 1);
     memset(hdr + hlen, ' ', padded - hlen);
 
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) {
+    fm__afile af;
+    fm_status s = fm__afile_open(&af, path);
+    if (s != FM_OK) {
         free(hdr);
-        return fm__fail(FM_ERR_NOMEM, "out of memory writing %s", path);
-    }
-    snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        fm_status s = fm__fail(FM_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        free(hdr);
-        free(tmp);
         return s;
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(hdr, 1, padded, f) == padded;
+    fm__afile_write(&af, len8, 8);
+    fm__afile_write(&af, hdr, padded);
+    free(hdr);
     int le = host_is_le();
-    for (int i = 0; ok && i < w->n; i++) {
+    for (int i = 0; i < w->n; i++) {
         const w_entry *e = &w->e[i];
         if (le) {
-            ok = fwrite(e->data, sizeof(float), e->n, f) == e->n;
+            fm__afile_write(&af, e->data, e->n * sizeof(float));
         } else {
-            for (size_t k = 0; ok && k < e->n; k++) {
+            for (size_t k = 0; k < e->n; k++) {
                 uint32_t u;
                 memcpy(&u, &e->data[k], 4);
-                unsigned char b[4] = {(unsigned char)u, (unsigned char)(u >> 8),
-                                      (unsigned char)(u >> 16), (unsigned char)(u >> 24)};
-                ok = fwrite(b, 1, 4, f) == 4;
+                unsigned char b[4] = {(unsigned char)u, (unsigned char)(u >> 8), (unsigned char)(u >> 16),
+                                      (unsigned char)(u >> 24)};
+                fm__afile_write(&af, b, 4);
             }
         }
     }
-    int err = errno;
-    if (fflush(f) != 0) ok = 0;
-    if (ok && fsync(fileno(f)) != 0) ok = 0;
-    if (fclose(f) != 0) ok = 0;
-    free(hdr);
-    fm_status s = FM_OK;
-    if (!ok) {
-        s = fm__fail(FM_ERR_IO, "%s: write failed: %s", tmp, strerror(err ? err : EIO));
-        remove(tmp);
-    } else if (rename(tmp, path) != 0) {
-        s = fm__fail(FM_ERR_IO, "%s: cannot replace: %s", path, strerror(errno));
-        remove(tmp);
-    }
-    free(tmp);
-    return s;
+    return fm__afile_commit(&af);
 }

@@ -75,15 +75,25 @@ fm_mlp *fm_mlp_new(fm_params *p, const char *prefix, const fm_mlp_config *cfg)
     int in = mlp_input_width(cfg);
     const char *pre = prefix ? prefix : "";
     const char *dot = *pre ? "." : "";
+    char name[256];
+    /* Check every name first so a failure adds nothing to p. */
+    for (int l = 0; l < 2 * m->nlin; l++) {
+        int n = snprintf(name, sizeof name, "%s%s%d.%s", pre, dot, 2 * (l / 2), l % 2 ? "bias" : "weight");
+        if (n < 0 || n >= (int)sizeof name || fm_params_find(p, name) >= 0) {
+            fm__fail(FM_ERR_ARG, "mlp: parameter name '%.200s' is %s", name,
+                     n >= (int)sizeof name ? "too long" : "already defined");
+            free(m);
+            return NULL;
+        }
+    }
     for (int l = 0; l < m->nlin; l++) {
         int out = l < cfg->nhidden ? cfg->width[l] : cfg->out_dim;
-        char name[256];
         int ws[2] = {out, in}, bs[1] = {out};
         snprintf(name, sizeof name, "%s%s%d.weight", pre, dot, 2 * l);
         m->w[l] = fm_params_add(p, name, 2, ws);
         snprintf(name, sizeof name, "%s%s%d.bias", pre, dot, 2 * l);
         m->b[l] = fm_params_add(p, name, 1, bs);
-        if (m->w[l] < 0 || m->b[l] < 0) {
+        if (m->w[l] < 0 || m->b[l] < 0) { /* out of memory */
             free(m);
             return NULL;
         }

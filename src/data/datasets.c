@@ -1,0 +1,290 @@
+/* datasets.c - the toy distributions and CSV tables that flows are trained on.
+ *
+ * A dataset is named by a spec: "moons", "moons:noise=0.1,scale=2",
+ * "gaussian:dim=3" or "csv:path/to/file.csv" (everything after "csv:" is the
+ * path). Generators draw fresh points on every call from the caller's random
+ * stream; a table is sampled uniformly with replacement. fm_dataset_spec gives
+ * the canonical spec with every parameter, which checkpoints store.
+ *
+ * The 2D sets follow scikit-learn (make_moons, make_circles, make_swiss_roll,
+ * make_s_curve) and the toy sets common in the flow literature (8 Gaussians,
+ * checkerboard, two spirals, pinwheel); defaults put each inside [-3, 3]^2.
+ */
+#include "../internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef enum {
+    DS_GAUSSIAN, DS_MOONS, DS_CIRCLES, DS_8GAUSSIANS, DS_CHECKERBOARD, DS_SWISSROLL, DS_SCURVE, DS_SPIRALS,
+    DS_PINWHEEL, DS_CSV, DS_COUNT
+} ds_kind;
+
+typedef struct {
+    const char *name;
+    double noise, scale, extra; /* defaults; extra: circles factor, pinwheel arms, gaussian dim */
+    const char *extra_name;     /* NULL if none */
+    const char *help;
+} ds_info;
+
+static const ds_info infos[DS_COUNT] = {
+    [DS_GAUSSIAN] = {"gaussian", 0, 1, 2, "dim", "standard normal N(0, scale^2 I) in dim dimensions"},
+    [DS_MOONS] = {"moons", 0.05, 1, 0, NULL, "scikit-learn make_moons: two interleaved half circles"},
+    [DS_CIRCLES] = {"circles", 0.05, 2, 0.5, "factor", "scikit-learn make_circles: two rings, inner radius factor"},
+    [DS_8GAUSSIANS] = {"8gaussians", 0.1, 2, 0, NULL, "8 Gaussians of std noise on a circle of radius scale"},
+    [DS_CHECKERBOARD] = {"checkerboard", 0, 1.5, 0, NULL, "uniform on the dark squares of a 4x4 board of side 4 scale"},
+    [DS_SWISSROLL] = {"swissroll", 0.1, 1, 0, NULL, "scikit-learn make_swiss_roll seen from the side, divided by 5"},
+    [DS_SCURVE] = {"scurve", 0.05, 1.25, 0, NULL, "scikit-learn make_s_curve seen from the side"},
+    [DS_SPIRALS] = {"spirals", 0.1, 1, 0, NULL, "two interleaved spirals"},
+    [DS_PINWHEEL] = {"pinwheel", 0.3, 1.5, 5, "arms", "pinwheel of curved arms; noise is the radial std"},
+    [DS_CSV] = {"csv", 0, 1, 0, NULL, "csv:FILE - rows of a numeric CSV file (optional header)"},
+};
+
+struct fm_dataset {
+    ds_kind kind;
+    int dim;
+    double noise, scale, extra;
+    fm_table table; /* DS_CSV */
+    char *spec;
+};
+
+int fm_dataset_count(void) { return DS_COUNT; }
+
+const char *fm_dataset_info(int i, char *params, size_t len)
+{
+    if (i < 0 || i >= DS_COUNT) return NULL;
+    const ds_info *d = &infos[i];
+    if (params) {
+        if (i == DS_CSV) snprintf(params, len, "%s", d->help);
+        else if (d->extra_name)
+            snprintf(params, len, "%s (noise=%g, scale=%g, %s=%g)", d->help, d->noise, d->scale, d->extra_name, d->extra);
+        else snprintf(params, len, "%s (noise=%g, scale=%g)", d->help, d->noise, d->scale);
+    }
+    return d->name;
+}
+
+void fm_dataset_free(fm_dataset *ds)
+{
+    if (!ds) return;
+    fm_table_free(&ds->table);
+    free(ds->spec);
+    free(ds);
+}
+
+static int parse_double(const char *s, size_t n, double *out)
+{
+    char buf[64];
+    if (n == 0 || n >= sizeof buf) return 0;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *e;
+    double v = strtod(buf, &e);
+    if (*e || !isfinite(v)) return 0;
+    *out = v;
+    return 1;
+}
+
+fm_dataset *fm_dataset_open(const char *spec)
+{
+    if (!spec || !*spec) {
+        fm__fail(FM_ERR_ARG, "empty dataset name");
+        return NULL;
+    }
+    fm_dataset *ds = calloc(1, sizeof *ds);
+    if (!ds) {
+        fm__fail(FM_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (!strncmp(spec, "csv:", 4)) {
+        ds->kind = DS_CSV;
+        if (fm_csv_read(spec + 4, &ds->table) != FM_OK) goto fail;
+        ds->dim = ds->table.cols;
+        ds->spec = fm__strdup(spec);
+        if (!ds->spec) goto oom;
+        return ds;
+    }
+    const char *colon = strchr(spec, ':');
+    size_t nlen = colon ? (size_t)(colon - spec) : strlen(spec);
+    int k = -1;
+    for (int i = 0; i < DS_COUNT; i++)
+        if (i != DS_CSV && strlen(infos[i].name) == nlen && !strncmp(spec, infos[i].name, nlen)) k = i;
+    if (k < 0) {
+        char names[256] = "";
+        for (int i = 0; i < DS_COUNT; i++) {
+            strcat(names, infos[i].name);
+            strcat(names, i + 1 < DS_COUNT ? ", " : "");
+        }
+        fm__fail(FM_ERR_ARG, "unknown dataset '%.*s' (known: %s:FILE)", (int)nlen, spec, names);
+        goto fail;
+    }
+    const ds_info *in = &infos[k];
+    ds->kind = (ds_kind)k;
+    ds->noise = in->noise;
+    ds->scale = in->scale;
+    ds->extra = in->extra;
+    /* key=value pairs */
+    const char *p = colon ? colon + 1 : NULL;
+    while (p && *p) {
+        const char *comma = strchr(p, ',');
+        size_t plen = comma ? (size_t)(comma - p) : strlen(p);
+        const char *eq = memchr(p, '=', plen);
+        double v;
+        if (!eq || !parse_double(eq + 1, plen - (size_t)(eq - p) - 1, &v)) {
+            fm__fail(FM_ERR_ARG, "dataset '%s': '%.*s' is not key=number", spec, (int)plen, p);
+            goto fail;
+        }
+        size_t klen = (size_t)(eq - p);
+        if (klen == 5 && !strncmp(p, "noise", 5) && v >= 0) ds->noise = v;
+        else if (klen == 5 && !strncmp(p, "scale", 5) && v > 0) ds->scale = v;
+        else if (in->extra_name && klen == strlen(in->extra_name) && !strncmp(p, in->extra_name, klen)) {
+            int integral = k == DS_PINWHEEL || k == DS_GAUSSIAN;
+            if ((integral && (v != floor(v) || v < 1 || v > 4096)) || (!integral && !(v > 0 && v < 1))) {
+                fm__fail(FM_ERR_ARG, "dataset '%s': %s=%g is out of range", spec, in->extra_name, v);
+                goto fail;
+            }
+            ds->extra = v;
+        } else {
+            fm__fail(FM_ERR_ARG, "dataset '%s': unknown or invalid parameter '%.*s' (takes noise >= 0, scale > 0%s%s)",
+                     spec, (int)plen, p, in->extra_name ? ", " : "", in->extra_name ? in->extra_name : "");
+            goto fail;
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    ds->dim = k == DS_GAUSSIAN ? (int)ds->extra : 2;
+    char buf[160];
+    if (in->extra_name)
+        snprintf(buf, sizeof buf, "%s:noise=%g,scale=%g,%s=%g", in->name, ds->noise, ds->scale, in->extra_name, ds->extra);
+    else snprintf(buf, sizeof buf, "%s:noise=%g,scale=%g", in->name, ds->noise, ds->scale);
+    if (k == DS_GAUSSIAN) snprintf(buf, sizeof buf, "gaussian:dim=%d,scale=%g", ds->dim, ds->scale);
+    ds->spec = fm__strdup(buf);
+    if (!ds->spec) goto oom;
+    return ds;
+oom:
+    fm__fail(FM_ERR_NOMEM, "out of memory");
+fail:
+    fm_dataset_free(ds);
+    return NULL;
+}
+
+int fm_dataset_dim(const fm_dataset *ds) { return ds->dim; }
+const char *fm_dataset_spec(const fm_dataset *ds) { return ds->spec; }
+int fm_dataset_rows(const fm_dataset *ds) { return ds->kind == DS_CSV ? ds->table.rows : 0; }
+const fm_table *fm_dataset_table(const fm_dataset *ds) { return ds->kind == DS_CSV ? &ds->table : NULL; }
+
+/* Uniform integer in [0, n), by the high half of a 64x32 product. */
+static uint32_t uniform_int(fm_rng *r, uint32_t n) { return (uint32_t)(((fm_rng_next(r) >> 32) * (uint64_t)n) >> 32); }
+
+static void shuffle_rows(fm_rng *r, float *x, int n)
+{
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)uniform_int(r, (uint32_t)i + 1);
+        float a = x[2 * i], b = x[2 * i + 1];
+        x[2 * i] = x[2 * j];
+        x[2 * i + 1] = x[2 * j + 1];
+        x[2 * j] = a;
+        x[2 * j + 1] = b;
+    }
+}
+
+/* numpy.linspace(0, stop, n, endpoint) */
+static double lin(int i, int n, double stop, int endpoint)
+{
+    if (endpoint) return n > 1 ? stop * i / (n - 1) : 0.0;
+    return stop * i / n;
+}
+
+fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
+{
+    if (n < 0) return fm__fail(FM_ERR_ARG, "cannot draw %d points", n);
+    double nz = ds->noise, sc = ds->scale;
+    int d = ds->dim;
+    switch (ds->kind) {
+    case DS_GAUSSIAN:
+        fm_rng_normal_fill(r, out, (size_t)n * d, 0.0f, (float)sc);
+        return FM_OK;
+    case DS_CSV: {
+        const fm_table *t = &ds->table;
+        for (int i = 0; i < n; i++)
+            memcpy(out + (size_t)i * d, t->data + (size_t)uniform_int(r, (uint32_t)t->rows) * d, (size_t)d * sizeof(float));
+        return FM_OK;
+    }
+    case DS_MOONS:
+    case DS_CIRCLES: {
+        /* make_moons / make_circles: evenly spaced angles, shuffled, plus noise */
+        int n_out = n / 2, n_in = n - n_out;
+        int moons = ds->kind == DS_MOONS;
+        for (int i = 0; i < n_out; i++) {
+            double a = moons ? lin(i, n_out, M_PI, 1) : lin(i, n_out, 2 * M_PI, 0);
+            out[2 * i] = (float)cos(a);
+            out[2 * i + 1] = (float)sin(a);
+        }
+        for (int i = 0; i < n_in; i++) {
+            double a = moons ? lin(i, n_in, M_PI, 1) : lin(i, n_in, 2 * M_PI, 0);
+            float *o = out + 2 * (n_out + i);
+            if (moons) {
+                o[0] = (float)(1.0 - cos(a));
+                o[1] = (float)(1.0 - sin(a) - 0.5);
+            } else {
+                o[0] = (float)(cos(a) * ds->extra);
+                o[1] = (float)(sin(a) * ds->extra);
+            }
+        }
+        shuffle_rows(r, out, n);
+        for (int i = 0; i < 2 * n; i++) out[i] = (float)(sc * (out[i] + nz * fm_rng_normal(r)));
+        return FM_OK;
+    }
+    case DS_8GAUSSIANS:
+        for (int i = 0; i < n; i++) {
+            double a = M_PI / 4 * (double)uniform_int(r, 8);
+            out[2 * i] = (float)(sc * cos(a) + nz * fm_rng_normal(r));
+            out[2 * i + 1] = (float)(sc * sin(a) + nz * fm_rng_normal(r));
+        }
+        return FM_OK;
+    case DS_CHECKERBOARD:
+        /* x in [-2, 2); y in the same column's dark squares */
+        for (int i = 0; i < n; i++) {
+            double x = 4 * fm_rng_uniform(r) - 2;
+            double y = fm_rng_uniform(r) - 2.0 * uniform_int(r, 2) + fmod(floor(x) + 4, 2.0);
+            out[2 * i] = (float)(sc * (x + nz * fm_rng_normal(r)));
+            out[2 * i + 1] = (float)(sc * (y + nz * fm_rng_normal(r)));
+        }
+        return FM_OK;
+    case DS_SWISSROLL:
+        for (int i = 0; i < n; i++) {
+            double t = 1.5 * M_PI * (1 + 2 * fm_rng_uniform(r));
+            out[2 * i] = (float)(sc * (t * cos(t) / 5 + nz * fm_rng_normal(r)));
+            out[2 * i + 1] = (float)(sc * (t * sin(t) / 5 + nz * fm_rng_normal(r)));
+        }
+        return FM_OK;
+    case DS_SCURVE:
+        for (int i = 0; i < n; i++) {
+            double t = 3 * M_PI * (fm_rng_uniform(r) - 0.5);
+            double x = sin(t), z = (t < 0 ? -1.0 : 1.0) * (cos(t) - 1);
+            out[2 * i] = (float)(sc * (x + nz * fm_rng_normal(r)));
+            out[2 * i + 1] = (float)(sc * (z + nz * fm_rng_normal(r)));
+        }
+        return FM_OK;
+    case DS_SPIRALS:
+        for (int i = 0; i < n; i++) {
+            double th = sqrt(fm_rng_uniform(r)) * 3 * M_PI;
+            double x = -cos(th) * th + 0.5 * fm_rng_uniform(r), y = sin(th) * th + 0.5 * fm_rng_uniform(r);
+            double s = (i & 1) ? -1.0 : 1.0;
+            out[2 * i] = (float)(sc * (s * x / 3 + nz * fm_rng_normal(r)));
+            out[2 * i + 1] = (float)(sc * (s * y / 3 + nz * fm_rng_normal(r)));
+        }
+        return FM_OK;
+    case DS_PINWHEEL: {
+        int arms = (int)ds->extra;
+        for (int i = 0; i < n; i++) {
+            double rad = 1 + nz * fm_rng_normal(r), tan_ = nz / 3 * fm_rng_normal(r);
+            double a = 2 * M_PI * (double)uniform_int(r, (uint32_t)arms) / arms + 0.25 * exp(rad);
+            double c = cos(a), s = sin(a);
+            out[2 * i] = (float)(sc * (c * rad - s * tan_));
+            out[2 * i + 1] = (float)(sc * (s * rad + c * tan_));
+        }
+        return FM_OK;
+    }
+    default: FM_ASSERT(0 && "unknown dataset");
+    }
+    return FM_OK;
+}

@@ -1,0 +1,350 @@
+/* flow.c - a trained flow: the velocity network, its probability path, where
+ * its noise comes from and how its data were standardised.
+ *
+ * Sampling draws x(0) = b(0) x0 + c(0) eps from the source, integrates
+ * dx/dt = v(t, x) to the path's end time and maps the result back to data
+ * units. The velocity is evaluated in chunks of rows so activations stay in
+ * cache. A flow is not thread-safe: it owns one tape for its evaluations.
+ * Checkpoint metadata keys are listed in fm_flow_save.
+ */
+#include "../internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#define CHUNK 512 /* rows per network evaluation */
+
+struct fm_flow {
+    fm_flow_config cfg; /* data and source point to owned copies */
+    fm_params *P;
+    fm_mlp *net;
+    float *mean, *std; /* (dim) when standardised, else NULL */
+    fm_tape *tp;
+    fm_dataset *src;   /* opened on first use when the source is a dataset */
+    float *tbuf;       /* (CHUNK) times */
+};
+
+int fm__is_gaussian_source(const char *spec) { return !spec || !*spec || !strcmp(spec, "gaussian"); }
+
+static fm_status config_check(const fm_flow_config *c)
+{
+    if (c->dim < 1 || c->dim > (1 << 20)) return fm__fail(FM_ERR_ARG, "flow: data dimension %d is invalid", c->dim);
+    return fm_path_check(&c->path);
+}
+
+fm_flow *fm_flow_new(const fm_flow_config *cfg)
+{
+    if (!cfg || config_check(cfg) != FM_OK) return NULL;
+    fm_flow *f = calloc(1, sizeof *f);
+    if (!f) goto oom;
+    f->cfg = *cfg;
+    f->cfg.net.in_dim = f->cfg.net.out_dim = cfg->dim;
+    f->cfg.net.time_input = 1;
+    f->cfg.data = fm__strdup(cfg->data ? cfg->data : "");
+    f->cfg.source = fm__strdup(cfg->source ? cfg->source : "gaussian");
+    f->P = fm_params_new();
+    f->tp = fm_tape_new(0);
+    f->tbuf = malloc(CHUNK * sizeof(float));
+    if (!f->cfg.data || !f->cfg.source || !f->P || !f->tp || !f->tbuf) goto oom;
+    f->net = fm_mlp_new(f->P, "net", &f->cfg.net);
+    if (!f->net) {
+        fm_flow_free(f);
+        return NULL;
+    }
+    return f;
+oom:
+    fm_flow_free(f);
+    fm__fail(FM_ERR_NOMEM, "out of memory creating a flow");
+    return NULL;
+}
+
+void fm_flow_free(fm_flow *f)
+{
+    if (!f) return;
+    free((char *)f->cfg.data);
+    free((char *)f->cfg.source);
+    fm_mlp_free(f->net);
+    fm_params_free(f->P);
+    free(f->mean);
+    free(f->std);
+    fm_tape_free(f->tp);
+    fm_dataset_free(f->src);
+    free(f->tbuf);
+    free(f);
+}
+
+const fm_flow_config *fm_flow_get_config(const fm_flow *f) { return &f->cfg; }
+fm_params *fm_flow_params(fm_flow *f) { return f->P; }
+fm_mlp *fm_flow_net(fm_flow *f) { return f->net; }
+
+void fm_flow_init(fm_flow *f, fm_rng *r) { fm_mlp_init(f->net, r); }
+
+fm_status fm_flow_set_standardization(fm_flow *f, const float *mean, const float *std)
+{
+    int d = f->cfg.dim;
+    free(f->mean);
+    free(f->std);
+    f->mean = f->std = NULL;
+    if (!mean) return FM_OK;
+    for (int j = 0; j < d; j++)
+        if (!isfinite(mean[j]) || !(std[j] > 0) || !isfinite(std[j]))
+            return fm__fail(FM_ERR_NUMERIC, "standardisation of column %d: mean %g, std %g", j + 1, mean[j], std[j]);
+    f->mean = malloc((size_t)d * sizeof(float));
+    f->std = malloc((size_t)d * sizeof(float));
+    if (!f->mean || !f->std) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    memcpy(f->mean, mean, (size_t)d * sizeof(float));
+    memcpy(f->std, std, (size_t)d * sizeof(float));
+    return FM_OK;
+}
+
+int fm_flow_standardized(const fm_flow *f, const float **mean, const float **std)
+{
+    if (mean) *mean = f->mean;
+    if (std) *std = f->std;
+    return f->mean != NULL;
+}
+
+void fm_flow_to_model(const fm_flow *f, float *x, int n)
+{
+    if (!f->mean) return;
+    int d = f->cfg.dim;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) x[(size_t)i * d + j] = (x[(size_t)i * d + j] - f->mean[j]) / f->std[j];
+}
+
+void fm_flow_to_data(const fm_flow *f, float *x, int n)
+{
+    if (!f->mean) return;
+    int d = f->cfg.dim;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) x[(size_t)i * d + j] = x[(size_t)i * d + j] * f->std[j] + f->mean[j];
+}
+
+fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n)
+{
+    int d = f->cfg.dim;
+    int saved = fm__params_get_requires_grad(f->P);
+    fm_params_requires_grad(f->P, 0);
+    fm_status s = FM_OK;
+    for (int i0 = 0; i0 < n && s == FM_OK; i0 += CHUNK) {
+        int m = n - i0 < CHUNK ? n - i0 : CHUNK;
+        fm_tape_reset(f->tp);
+        for (int i = 0; i < m; i++) f->tbuf[i] = (float)t;
+        int ts[2] = {m, 1}, xs[2] = {m, d};
+        fm_tensor *y = fm_mlp_forward(f->tp, f->net, fm_tensor_wrap(f->tp, f->tbuf, 2, ts),
+                                      fm_tensor_wrap(f->tp, (float *)x + (size_t)i0 * d, 2, xs));
+        if (!y) s = fm_tape_status(f->tp);
+        else memcpy(v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
+    }
+    fm_params_requires_grad(f->P, saved);
+    return s;
+}
+
+fm_status fm_flow_field(void *flow, double t, const float *x, float *v, size_t n)
+{
+    fm_flow *f = flow;
+    return fm_flow_velocity(f, t, x, v, (int)(n / (size_t)f->cfg.dim));
+}
+
+fm_status fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n)
+{
+    int d = f->cfg.dim;
+    if (fm__is_gaussian_source(f->cfg.source)) {
+        fm_rng_normal_fill(r, x0, (size_t)n * d, 0.0f, 1.0f);
+        return FM_OK;
+    }
+    if (!f->src) {
+        f->src = fm_dataset_open(f->cfg.source);
+        if (!f->src) return fm__fail(FM_ERR_ARG, "source dataset: %s", fm_last_error());
+        int sd = fm_dataset_dim(f->src);
+        if (sd != d) {
+            fm_dataset_free(f->src);
+            f->src = NULL;
+            return fm__fail(FM_ERR_SHAPE, "source '%s' has %d dimensions, the model %d", f->cfg.source, sd, d);
+        }
+    }
+    return fm_dataset_sample(f->src, r, x0, n);
+}
+
+/* Observer wrapper: hand the user data-space states. */
+typedef struct {
+    fm_flow *f;
+    fm_observe_fn obs;
+    void *octx;
+    float *tmp;
+} obs_wrap;
+
+static fm_status observe_data(void *ctx, int k, double t, const float *x, size_t n)
+{
+    obs_wrap *w = ctx;
+    if (!w->f->mean) return w->obs(w->octx, k, t, x, n);
+    memcpy(w->tmp, x, n * sizeof(float));
+    fm_flow_to_data(w->f, w->tmp, (int)(n / (size_t)w->f->cfg.dim));
+    return w->obs(w->octx, k, t, w->tmp, n);
+}
+
+fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                         const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
+{
+    int d = f->cfg.dim;
+    size_t total = (size_t)n * d;
+    if (x_start) {
+        memcpy(out, x_start, total * sizeof(float));
+    } else {
+        fm_status s = fm_flow_source(f, r, out, n);
+        if (s) return s;
+        fm_path_coef c;
+        fm_path_coef_at(&f->cfg.path, grid[0], &c);
+        if (c.b != 1.0 || c.c != 0.0) {
+            /* x(t0) = a x1 + b x0 + c eps with the data term dropped: at t0 = 0 it is
+             * zero for every path but ve, whose source is wide enough to hide it. */
+            for (size_t i = 0; i < total; i++) out[i] = (float)(c.b * out[i] + (c.c != 0.0 ? c.c * fm_rng_normal(r) : 0.0));
+        }
+    }
+    obs_wrap w = {f, obs, octx, NULL};
+    if (obs && f->mean) {
+        w.tmp = malloc(total * sizeof(float));
+        if (!w.tmp) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    }
+    fm_status s = fm_solve(sc, fm_flow_field, f, grid, ngrid, out, total, obs ? observe_data : NULL, &w, st);
+    free(w.tmp);
+    if (s == FM_OK) fm_flow_to_data(f, out, n);
+    return s;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+static fm_status meta_num(fm_st_writer *w, const char *key, double v)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+    return fm_st_writer_meta(w, key, buf);
+}
+
+static fm_status meta_list(fm_st_writer *w, const char *key, const float *v, int n)
+{
+    size_t cap = (size_t)n * 20 + 1, o = 0;
+    char *buf = malloc(cap);
+    if (!buf) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) o += (size_t)snprintf(buf + o, cap - o, i ? ",%.9g" : "%.9g", (double)v[i]);
+    fm_status s = fm_st_writer_meta(w, key, buf);
+    free(buf);
+    return s;
+}
+
+fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
+{
+    const fm_flow_config *c = &f->cfg;
+    const fm_path *p = &c->path;
+    fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
+    if (!s) s = fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
+    if (!s) s = fm_mlp_config_save(&c->net, w);
+    if (!s) s = meta_num(w, "flow.dim", c->dim);
+    if (!s) s = fm_st_writer_meta(w, "flow.data", c->data);
+    if (!s) s = fm_st_writer_meta(w, "flow.source", c->source);
+    if (!s) s = fm_st_writer_meta(w, "path", fm_path_name(p->kind));
+    if (!s) s = meta_num(w, "path.sigma_min", p->sigma_min);
+    if (!s) s = meta_num(w, "path.sigma", p->sigma);
+    if (!s) s = meta_num(w, "path.ve_sigma_min", p->ve_sigma_min);
+    if (!s) s = meta_num(w, "path.ve_sigma_max", p->ve_sigma_max);
+    if (!s) s = meta_num(w, "path.beta_min", p->beta_min);
+    if (!s) s = meta_num(w, "path.beta_max", p->beta_max);
+    if (!s) s = meta_num(w, "path.exponent", p->exponent);
+    if (!s) s = meta_num(w, "path.t_end", p->t_end);
+    if (!s && f->mean) s = meta_list(w, "flow.mean", f->mean, c->dim);
+    if (!s && f->mean) s = meta_list(w, "flow.std", f->std, c->dim);
+    if (!s) s = fm_params_save(f->P, w, NULL);
+    return s;
+}
+
+static fm_status get_num(const fm_st *st, const char *key, double *out)
+{
+    const char *v = fm_st_meta(st, key);
+    if (!v) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
+    char *e;
+    errno = 0;
+    double d = strtod(v, &e);
+    if (e == v || *e || errno || !isfinite(d))
+        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not a number", key, v);
+    *out = d;
+    return FM_OK;
+}
+
+static fm_status get_list(const fm_st *st, const char *key, float *out, int n)
+{
+    const char *v = fm_st_meta(st, key);
+    if (!v) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
+    const char *p = v;
+    for (int i = 0; i < n; i++) {
+        char *e;
+        double d = strtod(p, &e);
+        if (e == p || !isfinite(d) || (i + 1 < n && *e != ',') || (i + 1 == n && *e))
+            return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' is not a list of %d numbers", key, n);
+        out[i] = (float)d;
+        p = e + 1;
+    }
+    return FM_OK;
+}
+
+fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
+{
+    memset(c, 0, sizeof *c);
+    const char *fmt = fm_st_meta(st, "format");
+    if (!fmt || strcmp(fmt, "flowmatch") != 0)
+        return fm__fail(FM_ERR_FORMAT, "not a flowmatch checkpoint (metadata 'format' is %s%s%s)", fmt ? "'" : "",
+                        fmt ? fmt : "missing", fmt ? "'" : "");
+    fm_status s = fm_mlp_config_load(&c->net, st);
+    if (s) return s;
+    double dim;
+    if ((s = get_num(st, "flow.dim", &dim))) return s;
+    if (dim != floor(dim) || dim < 1 || dim > (1 << 20))
+        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'flow.dim' = %g is invalid", dim);
+    c->dim = (int)dim;
+    if (c->net.in_dim != c->dim || c->net.out_dim != c->dim || !c->net.time_input)
+        return fm__fail(FM_ERR_FORMAT, "checkpoint's network (%d -> %d) does not fit its %d-dimensional data",
+                        c->net.in_dim, c->net.out_dim, c->dim);
+    const char *pk = fm_st_meta(st, "path");
+    int k = fm_path_from_name(pk);
+    if (k < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'path' = '%s' is not a path", pk ? pk : "(missing)");
+    c->path = fm_path_default((fm_path_kind)k);
+    fm_path *p = &c->path;
+    if ((s = get_num(st, "path.sigma_min", &p->sigma_min)) || (s = get_num(st, "path.sigma", &p->sigma)) ||
+        (s = get_num(st, "path.ve_sigma_min", &p->ve_sigma_min)) ||
+        (s = get_num(st, "path.ve_sigma_max", &p->ve_sigma_max)) || (s = get_num(st, "path.beta_min", &p->beta_min)) ||
+        (s = get_num(st, "path.beta_max", &p->beta_max)) || (s = get_num(st, "path.exponent", &p->exponent)) ||
+        (s = get_num(st, "path.t_end", &p->t_end)))
+        return s;
+    if ((s = fm_path_check(p))) return s;
+    c->data = fm_st_meta(st, "flow.data");
+    c->source = fm_st_meta(st, "flow.source");
+    if (!c->data || !c->source) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks 'flow.data' or 'flow.source'");
+    return FM_OK;
+}
+
+fm_flow *fm_flow_load(const fm_st *st, int use_ema)
+{
+    fm_flow_config c;
+    if (fm_flow_config_load(&c, st) != FM_OK) return NULL;
+    fm_flow *f = fm_flow_new(&c);
+    if (!f) return NULL;
+    int ema = use_ema && fm_st_find(st, "ema.net.0.weight") >= 0;
+    fm_status s = fm_params_load(f->P, st, ema ? "ema." : NULL);
+    if (!s && fm_st_meta(st, "flow.mean")) {
+        float *m = malloc((size_t)c.dim * 2 * sizeof(float));
+        if (!m) s = fm__fail(FM_ERR_NOMEM, "out of memory");
+        if (!s) s = get_list(st, "flow.mean", m, c.dim);
+        if (!s) s = get_list(st, "flow.std", m + c.dim, c.dim);
+        if (!s) s = fm_flow_set_standardization(f, m, m + c.dim);
+        free(m);
+    }
+    if (s) {
+        fm_flow_free(f);
+        return NULL;
+    }
+    return f;
+}
+
+int fm_flow_has_ema(const fm_st *st) { return fm_st_find(st, "ema.net.0.weight") >= 0; }

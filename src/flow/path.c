@@ -1,0 +1,117 @@
+/* path.c - probability paths: the schedule behind every flow-matching loss.
+ *
+ * Every path is affine in its three random inputs,
+ *     x_t = a(t) x1 + b(t) x0 + c(t) eps,   x1 ~ data, x0 ~ source, eps ~ N(0, I),
+ * and the regression target is its time derivative,
+ *     u_t = a'(t) x1 + b'(t) x0 + c'(t) eps.
+ * For the Gaussian paths of Lipman et al. a = mu_t / x1, b = sigma_t, c = 0, so
+ * the target is sigma'_t x0 + mu'_t, the general formula evaluated at
+ * x = psi_t(x0). Time runs from noise (t = 0) to data (t = 1).
+ */
+#include "../internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static const char *const path_names[FM_PATH_COUNT] = {"ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp"};
+
+const char *fm_path_name(fm_path_kind k) { return (k >= 0 && k < FM_PATH_COUNT) ? path_names[k] : "?"; }
+
+int fm_path_from_name(const char *name)
+{
+    for (int i = 0; i < FM_PATH_COUNT; i++)
+        if (name && !strcmp(name, path_names[i])) return i;
+    return -1;
+}
+
+fm_path fm_path_default(fm_path_kind k)
+{
+    fm_path p;
+    memset(&p, 0, sizeof p);
+    p.kind = k;
+    p.sigma_min = 0.0;     /* ot */
+    p.sigma = 0.0;         /* icfm */
+    p.ve_sigma_min = 0.01; /* ve */
+    p.ve_sigma_max = 5.0;
+    p.beta_min = 0.1; /* vp */
+    p.beta_max = 20.0;
+    p.exponent = 2.0; /* poly */
+    /* Paths whose field is singular or unbounded at t = 1 stop short of it. */
+    p.t_end = (k == FM_PATH_VE || k == FM_PATH_VP || k == FM_PATH_LINEAR_VP) ? 1.0 - 1e-3 : 1.0;
+    return p;
+}
+
+fm_status fm_path_check(const fm_path *p)
+{
+    if (p->kind < 0 || p->kind >= FM_PATH_COUNT) return fm__fail(FM_ERR_ARG, "unknown path kind %d", (int)p->kind);
+    if (!(p->sigma_min >= 0 && p->sigma_min < 1))
+        return fm__fail(FM_ERR_ARG, "path ot: sigma_min %g must lie in [0, 1)", p->sigma_min);
+    if (!(p->sigma >= 0)) return fm__fail(FM_ERR_ARG, "path icfm: sigma %g must be >= 0", p->sigma);
+    if (!(p->ve_sigma_min > 0 && p->ve_sigma_max > p->ve_sigma_min))
+        return fm__fail(FM_ERR_ARG, "path ve: need 0 < sigma_min (%g) < sigma_max (%g)", p->ve_sigma_min,
+                        p->ve_sigma_max);
+    if (!(p->beta_min > 0 && p->beta_max >= p->beta_min))
+        return fm__fail(FM_ERR_ARG, "path vp: need 0 < beta_min (%g) <= beta_max (%g)", p->beta_min, p->beta_max);
+    if (!(p->exponent > 0)) return fm__fail(FM_ERR_ARG, "path poly: exponent %g must be > 0", p->exponent);
+    if (!(p->t_end > 0 && p->t_end <= 1)) return fm__fail(FM_ERR_ARG, "path end time %g must lie in (0, 1]", p->t_end);
+    return FM_OK;
+}
+
+void fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c)
+{
+    memset(c, 0, sizeof *c);
+    switch (p->kind) {
+    case FM_PATH_OT: /* mu = t x1, sigma = 1 - (1 - sigma_min) t */
+        c->a = t;
+        c->da = 1;
+        c->b = 1 - (1 - p->sigma_min) * t;
+        c->db = -(1 - p->sigma_min);
+        break;
+    case FM_PATH_ICFM: /* x_t = t x1 + (1 - t) x0 + sigma eps */
+        c->a = t;
+        c->da = 1;
+        c->b = 1 - t;
+        c->db = -1;
+        c->c = p->sigma;
+        break;
+    case FM_PATH_VE: { /* mu = x1, sigma = s(1 - t), s(r) = smin (smax / smin)^r */
+        double L = log(p->ve_sigma_max / p->ve_sigma_min), s = p->ve_sigma_min * exp(L * (1 - t));
+        c->a = 1;
+        c->b = s;
+        c->db = -L * s; /* d/dt s(1 - t) = -s'(1 - t) */
+        break;
+    }
+    case FM_PATH_VP: { /* mu = alpha(1 - t) x1, sigma = sqrt(1 - alpha^2), alpha = exp(-T/2) */
+        double r = 1 - t, bd = p->beta_max - p->beta_min;
+        double T = p->beta_min * r + 0.5 * bd * r * r, beta = p->beta_min + bd * r;
+        double al = exp(-0.5 * T), dal = 0.5 * beta * al; /* d/dt alpha(1 - t) = beta(r) alpha / 2 */
+        double sg = sqrt(-expm1(-T));                     /* sqrt(1 - alpha^2), exact near r = 0 */
+        c->a = al;
+        c->da = dal;
+        c->b = sg;
+        c->db = sg > 0 ? -al * dal / sg : -INFINITY;
+        break;
+    }
+    case FM_PATH_COSINE:
+        c->a = sin(M_PI_2 * t);
+        c->da = M_PI_2 * cos(M_PI_2 * t);
+        c->b = cos(M_PI_2 * t);
+        c->db = -M_PI_2 * sin(M_PI_2 * t);
+        break;
+    case FM_PATH_POLY: { /* alpha = t^n, sigma = 1 - t^n */
+        double n = p->exponent, tn = pow(t, n), dtn = t > 0 ? n * pow(t, n - 1) : (n == 1 ? 1.0 : (n > 1 ? 0.0 : INFINITY));
+        c->a = tn;
+        c->da = dtn;
+        c->b = 1 - tn;
+        c->db = -dtn;
+        break;
+    }
+    case FM_PATH_LINEAR_VP: /* alpha = t, sigma = sqrt(1 - t^2) */
+        c->a = t;
+        c->da = 1;
+        c->b = sqrt(1 - t * t);
+        c->db = c->b > 0 ? -t / c->b : -INFINITY;
+        break;
+    default: FM_ASSERT(0 && "unknown path");
+    }
+}
