@@ -11,7 +11,7 @@
 
 CC      ?= cc
 ARCH    ?= -march=native
-OPT     ?= -O2
+OPT     ?= -O3
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes -Wno-psabi $(if $(WERROR),-Werror)
 CSTD    := -std=c11 -D_DEFAULT_SOURCE
 CFLAGS  ?= $(OPT) $(ARCH)
@@ -80,7 +80,7 @@ asan: $(A)/run_tests $(A)/flowmatch
 	FM_CLI=$(A)/flowmatch FM_FIXTURES=tests/fixtures $(A)/run_tests
 
 demo: flowmatch
-	@echo "make demo: the flow-matching demo arrives with the flow-matching work (issue 3)."
+	./flowmatch demo --out-dir demo
 
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py tests/fixtures

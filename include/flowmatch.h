@@ -596,6 +596,37 @@ const fm_train_config *fm_trainer_get_config(const fm_trainer *tr);
 /* Everything needed to sample or to resume, atomically. */
 fm_status   fm_trainer_save(fm_trainer *tr, const char *path);
 
+/* ------------------------------------------------------------------ evaluation */
+
+/* Costs of row i: out[k] = c(i, cols[k]) for k < ncols, or c(i, k) when cols is NULL. */
+typedef void (*fm_cost_fn)(void *ctx, int i, const int *cols, int ncols, double *out);
+/* Exact minimum-cost assignment of n rows to n columns (Jonker-Volgenant):
+ * x[i] is row i's column; u, v (may be NULL) receive dual prices with
+ * u_i + v_j <= c(i, j) and equality on the assignment; total the cost. */
+fm_status fm_assignment(int n, fm_cost_fn cost, void *ctx, int *x, double *u, double *v, double *total);
+/* Exact 2-Wasserstein distance between two equal-size point sets (n, d):
+ * sqrt(min over matchings of mean |a_i - b_match(i)|^2). match may be NULL. */
+fm_status fm_w2_exact(const float *a, const float *b, int n, int d, double *w2, int *match);
+/* Energy distance 2 E|X - Y| - E|X - X'| - E|Y - Y'| (within-sample means over i != j). */
+fm_status fm_energy_distance(const float *a, int na, const float *b, int nb, int d, double *out);
+/* Unbiased squared MMD with k(x, y) = exp(-|x - y|^2 / (2 h^2)); bandwidth <= 0
+ * takes the median pairwise distance of the pooled samples (first 500 of
+ * each). used receives the bandwidth. */
+fm_status fm_mmd_gaussian(const float *a, int na, const float *b, int nb, int d, double bandwidth, double *mmd2,
+                          double *used);
+
+/* ------------------------------------------------------------------ figures (SVG) */
+
+/* nframes panels side by side, frame f showing frames[f] (n points of d dims,
+ * first two drawn) titled "t = %.2f" with times[f], axes fixed to [-range, range]. */
+fm_status fm_svg_trajectory(const char *path, const float *frames, const double *times, int nframes, int n, int d,
+                            double range);
+/* Two point clouds in one panel with a legend; range <= 0 picks one to fit. */
+fm_status fm_svg_scatter(const char *path, const char *title, const float *a, int na, const char *la, const float *b,
+                         int nb, const char *lb, int d, double range);
+/* Loss per iteration on a log scale, raw and smoothed. */
+fm_status fm_svg_loss(const char *path, const float *loss, int n, const char *title);
+
 /* ------------------------------------------------------------------ threads */
 
 /* Threads used by the engine's parallel loops (1 without OpenMP). n <= 0 means

@@ -1,14 +1,18 @@
 /* test_cli.c - the command-line tool: help for every command, usage errors
- * with exit status 2, bad files with exit status 1, all with messages.
+ * with exit status 2, bad files with exit status 1 and a message, and a
+ * small train -> sample -> eval pipeline whose outputs other programs read.
  */
 #include "harness.h"
 
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
-static char out_buf[8192], err_buf[8192];
+static char out_buf[16384], err_buf[16384];
 
 static void slurp(const char *path, char *buf, size_t cap)
 {
@@ -18,10 +22,19 @@ static void slurp(const char *path, char *buf, size_t cap)
     if (f) fclose(f);
 }
 
-/* Run `flowmatch args`; returns the exit status, output in out_buf / err_buf. */
-static int cli(const char *args)
+/* Run `flowmatch args` (printf-style); returns the exit status, output in out_buf / err_buf. */
+static int cli(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+static int cli(const char *fmt, ...)
 {
-    char cmd[2048], o[600], e[600];
+    char args[2048], cmd[4096], o[600], e[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
     snprintf(o, sizeof o, "%s/cli.out", t_tmpdir());
     snprintf(e, sizeof e, "%s/cli.err", t_tmpdir());
     snprintf(cmd, sizeof cmd, "%s %s > '%s' 2> '%s'", t_cli(), args, o, e);
@@ -31,43 +44,158 @@ static int cli(const char *args)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+/* One line on stderr, naming the problem. */
+static int one_line(const char *want) { return strstr(err_buf, want) && strchr(err_buf, '\n') == strrchr(err_buf, '\n'); }
+
+/* A path in the scratch folder; 64 of them live at once. */
+static const char *tmp(const char *name)
+{
+    static char buf[64][700];
+    static int k;
+    k = (k + 1) % 64;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", t_tmpdir(), name);
+    return buf[k];
+}
+
+static long file_size(const char *p)
+{
+    struct stat s;
+    return stat(p, &s) == 0 ? (long)s.st_size : -1;
+}
+
 void test_cli(void)
 {
     int rc = cli("--help");
-    t_check(rc == 0 && strstr(out_buf, "inspect"), "flowmatch --help lists the commands (exit %d)", rc);
-    rc = cli("");
+    t_check(rc == 0 && strstr(out_buf, "train") && strstr(out_buf, "sample") && strstr(out_buf, "eval") &&
+                strstr(out_buf, "demo"),
+            "flowmatch --help lists the commands (exit %d)", rc);
+    rc = cli("%s", "");
     t_check(rc == 2 && strstr(err_buf, "usage"), "no command: usage on stderr, exit 2 (exit %d)", rc);
     rc = cli("frobnicate");
-    t_check(rc == 2 && strstr(err_buf, "unknown command 'frobnicate'"), "unknown command (exit %d): %.60s", rc, err_buf);
+    t_check(rc == 2 && strstr(err_buf, "unknown command 'frobnicate'"), "unknown command (exit %d)", rc);
     rc = cli("version");
     t_check(rc == 0 && strstr(out_buf, FM_VERSION), "version prints %s", FM_VERSION);
-    static const char *cmds[] = {"inspect"};
+    static const char *cmds[] = {"train", "sample", "eval", "demo", "datasets", "inspect"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        char a[64];
-        snprintf(a, sizeof a, "%s --help", cmds[i]);
-        rc = cli(a);
+        rc = cli("%s --help", cmds[i]);
         t_check(rc == 0 && strstr(out_buf, "usage: flowmatch") && strstr(out_buf, "--help"), "%s --help (exit %d)",
                 cmds[i], rc);
-        snprintf(a, sizeof a, "%s --no-such-flag 1", cmds[i]);
-        rc = cli(a);
-        t_check(rc == 2 && strstr(err_buf, "unknown option '--no-such-flag'"), "%s rejects an unknown flag (exit %d)",
+        rc = cli("%s --no-such-flag 1", cmds[i]);
+        t_check(rc == 2 && one_line("unknown option '--no-such-flag'"), "%s rejects an unknown flag in one line (exit %d)",
                 cmds[i], rc);
     }
-    rc = cli("inspect");
-    t_check(rc == 2 && strstr(err_buf, "missing argument"), "inspect without a file (exit %d)", rc);
-    const char *fx = getenv("FM_FIXTURES");
-    char a[1024];
-    snprintf(a, sizeof a, "inspect '%s/formats.safetensors'", fx ? fx : "tests/fixtures");
-    rc = cli(a);
-    t_check(rc == 0 && strstr(out_buf, "bf16") && strstr(out_buf, "BF16") && strstr(out_buf, "format = pt"),
-            "inspect lists tensors and metadata (exit %d)", rc);
-    char bad[700];
-    snprintf(bad, sizeof bad, "%s/bad.safetensors", t_tmpdir());
-    FILE *f = fopen(bad, "wb");
-    fwrite("\xff\x00\x00\x00\x00\x00\x00\x00{}", 1, 10, f);
+    /* bad values: exit 2, one line naming the flag or value */
+    static const struct {
+        const char *args, *want;
+    } bad[] = {
+        {"train --width 0", "--width 0"},
+        {"train --depth 99", "--depth 99"},
+        {"train --act swish", "unknown --act 'swish'"},
+        {"train --path ddpm", "unknown --path 'ddpm'"},
+        {"train --optim lion", "unknown --optim 'lion'"},
+        {"train --lr -1", "--lr -1"},
+        {"train --lr abc", "--lr expects a number, got 'abc'"},
+        {"train --iters 1e3x", "--iters expects an integer"},
+        {"train --batch", "--batch needs a value"},
+        {"train --data banana", "unknown dataset 'banana'"},
+        {"train --data moons:noise=-2", "invalid parameter"},
+        {"train --ema 1.5", "--ema 1.5"},
+        {"train --schedule step", "unknown --schedule 'step'"},
+        {"train --out model.pt", "must end in .safetensors"},
+        {"train --sigma-min 2", "sigma_min 2"},
+        {"sample", "--model is required"},
+        {"sample --model m.safetensors --steps 0", "--steps 0"},
+        {"sample --model m.safetensors --solver rk45", "unknown solver 'rk45'"},
+        {"sample --model m.safetensors --time-grid 0,0.5,0.4", "--time-grid must increase"},
+        {"sample --model m.safetensors --out s.txt", "must end in .npy or .csv"},
+        {"eval --a moons", "both --a and --b are required"},
+        {"eval --a moons --b circles --metrics w3", "unknown metric 'w3'"},
+        {"eval --a moons --b banana", "not a .npy/.csv file"},
+        {"datasets --draw banana", "unknown dataset 'banana'"},
+        {"demo --iters 0", "--iters >= 1"},
+        {"inspect a b", "unexpected argument 'b'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rc = cli("%s", bad[i].args);
+        t_check(rc == 2 && one_line(bad[i].want), "'%s' -> exit %d: %.100s", bad[i].args, rc, err_buf);
+    }
+
+    /* files that are missing or malformed: exit 1 with the file in the message */
+    FILE *f = fopen(tmp("ragged.csv"), "w");
+    fprintf(f, "x,y\n1,2\n3\n");
     fclose(f);
-    snprintf(a, sizeof a, "inspect '%s'", bad);
-    rc = cli(a);
-    t_check(rc == 1 && strstr(err_buf, "header length 255 runs past the end"), "inspect of a malformed file (exit %d): %.80s",
-            rc, err_buf);
+    rc = cli("train --data csv:%s --iters 5 --out %s --quiet", tmp("ragged.csv"), tmp("r.safetensors"));
+    t_check(rc == 1 && one_line("ragged.csv:3: row has 1 fields, expected 2"), "train on a ragged CSV: exit %d, %.120s", rc,
+            err_buf);
+    rc = cli("sample --model %s", tmp("missing.safetensors"));
+    t_check(rc == 1 && one_line("missing.safetensors: cannot open"), "sample from a missing model: exit %d", rc);
+    f = fopen(tmp("garbage.safetensors"), "wb");
+    fprintf(f, "definitely not safetensors");
+    fclose(f);
+    rc = cli("sample --model %s", tmp("garbage.safetensors"));
+    t_check(rc == 1 && one_line("header length"), "sample from a malformed model: exit %d, %.120s", rc, err_buf);
+
+    /* a pipeline: train, sample (npy and csv, trajectory, figure), eval */
+    const char *m = tmp("m.safetensors");
+    rc = cli("train --iters 300 --seed 3 --ema 0.99 --out %s --loss-plot %s", m, tmp("loss.svg"));
+    t_check(rc == 0 && file_size(m) > 30000 && file_size(tmp("m_loss.csv")) > 3000 && file_size(tmp("loss.svg")) > 1000 &&
+                strstr(out_buf, "trained 300 iterations"),
+            "train writes the checkpoint, the loss CSV and plot (exit %d) %.80s", rc, err_buf);
+    rc = cli("inspect --meta %s", m);
+    t_check(rc == 0 && strstr(out_buf, "path = ot") && strstr(out_buf, "mlp.widths = 64,64,64") &&
+                strstr(out_buf, "train.iter = 300"),
+            "the checkpoint's metadata describes the model");
+    rc = cli("sample --model %s --n 500 --solver rk4 --steps 4 --seed 2 --out %s --save-every 2 --figure %s", m,
+             tmp("s.npy"), tmp("traj.svg"));
+    t_check(rc == 0 && strstr(out_buf, "NFE 16") && file_size(tmp("s.npy")) == 128 + 500 * 2 * 4 &&
+                file_size(tmp("s_traj.npy")) == 128 + 3 * 500 * 2 * 4 && file_size(tmp("traj.svg")) > 10000,
+            "sample: samples, 3 trajectory states, figure, NFE reported (exit %d) %.80s", rc, out_buf);
+    fm_table t;
+    int ok = fm_points_read(tmp("s.npy"), &t) == FM_OK && t.rows == 500 && t.cols == 2;
+    if (ok) fm_table_free(&t);
+    char svg[200000];
+    slurp(tmp("traj.svg"), svg, sizeof svg);
+    t_check(ok && strstr(svg, "t = 0.00") && strstr(svg, "t = 0.50") && strstr(svg, "t = 1.00") && strstr(svg, "</svg>"),
+            "the samples read back; the figure has panels t = 0.00, 0.50, 1.00");
+    /* reproducible from given starting points, in another format */
+    rc = cli("sample --model %s --x0 %s --solver midpoint --steps 8 --out %s --quiet", m, tmp("s.npy"), tmp("a.csv"));
+    int rc2 = cli("sample --model %s --x0 %s --solver midpoint --steps 8 --out %s --quiet", m, tmp("s.npy"), tmp("b.csv"));
+    char a[65536], b[65536];
+    slurp(tmp("a.csv"), a, sizeof a);
+    slurp(tmp("b.csv"), b, sizeof b);
+    t_check(rc == 0 && rc2 == 0 && strlen(a) > 1000 && !strcmp(a, b), "--x0: two runs from the same points agree");
+    rc = cli("sample --model %s --solver dopri5 --n 200 --out %s", m, tmp("d.npy"));
+    t_check(rc == 0 && strstr(out_buf, "dopri5") && strstr(out_buf, "rejected"), "dopri5 sampling reports its steps: %.100s",
+            out_buf);
+    rc = cli("eval --a %s --b moons --n 500", tmp("s.npy"));
+    double w2 = NAN;
+    const char *p = strstr(out_buf, "W2 (exact)");
+    if (p) w2 = atof(p + 10);
+    t_check(rc == 0 && w2 > 0 && w2 < 0.5 && strstr(out_buf, "energy distance") && strstr(out_buf, "MMD^2"),
+            "eval of 500 samples against moons: W2 %.3f, energy, MMD (exit %d)", w2, rc);
+    rc = cli("eval --a %s --b moons --n 300 --metrics w2", m);
+    t_check(rc == 0 && strstr(out_buf, "samples") && !strstr(out_buf, "energy"), "eval of a model against a dataset (exit %d)",
+            rc);
+    rc = cli("eval --a %s --b gaussian:dim=3", tmp("s.npy"));
+    t_check(rc == 1 && one_line("2 and 3 dimensions"), "eval of 2-D against 3-D points: exit %d", rc);
+
+    /* a failed run never overwrites a good checkpoint */
+    long before = file_size(m);
+    rc = cli("train --optim sgd --lr 10000 --iters 50 --out %s --quiet", m);
+    fm_st *st = fm_st_load(m);
+    t_check(rc == 1 && one_line("training diverged") && file_size(m) == before && st &&
+                !strcmp(fm_st_meta(st, "train.iter"), "300"),
+            "a diverging run exits 1 and leaves the earlier checkpoint intact: %.100s", err_buf);
+    fm_st_free(st);
+    /* resume continues to the new total */
+    rc = cli("train --resume %s --iters 350 --out %s --quiet", m, tmp("m2.safetensors"));
+    st = fm_st_load(tmp("m2.safetensors"));
+    t_check(rc == 0 && st && !strcmp(fm_st_meta(st, "train.iter"), "350"), "--resume continues from 300 to 350 (exit %d)", rc);
+    fm_st_free(st);
+
+    rc = cli("datasets");
+    t_check(rc == 0 && strstr(out_buf, "8gaussians") && strstr(out_buf, "pinwheel") && strstr(out_buf, "csv"),
+            "datasets lists the generators");
+    rc = cli("datasets --draw spirals --n 100 --out %s --plot %s", tmp("sp.csv"), tmp("sp.svg"));
+    t_check(rc == 0 && file_size(tmp("sp.csv")) > 1000 && file_size(tmp("sp.svg")) > 1000, "datasets --draw writes points and a plot");
 }

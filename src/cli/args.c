@@ -60,7 +60,7 @@ static int usage(const cli_spec *spec, const char *fmt, const char *a, const cha
 {
     fprintf(stderr, "flowmatch %s: ", spec->name);
     fprintf(stderr, fmt, a, b);
-    fprintf(stderr, "\n(see 'flowmatch %s --help')\n", spec->name);
+    fprintf(stderr, " (see 'flowmatch %s --help')\n", spec->name);
     return CLI_USAGE;
 }
 
@@ -134,7 +134,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, const char **pos, int
         }
         if (!only_pos && a[0] == '-' && a[1] && !(a[1] >= '0' && a[1] <= '9'))
             return usage(spec, "unknown option '%s'%s", a, "");
-        if (*npos >= spec->npos_max) return usage(spec, "unexpected argument '%s'%s", a, "");
+        if (*npos >= spec->npos_max || !pos) return usage(spec, "unexpected argument '%s'%s", a, "");
         pos[(*npos)++] = a;
     }
     if (*npos < spec->npos_min)

@@ -43,6 +43,56 @@ int cli_error(const char *cmd, const char *fmt, ...)
 #endif
     ;
 
+/* Solver options shared by sample, eval and demo. */
+typedef struct {
+    const char *solver;
+    int steps;
+    const char *time_grid; /* "0,0.5,1" or NULL */
+    double t_end;          /* <= 0: the path's */
+    double rtol, atol;
+    int64_t max_steps;
+} cli_solver_opts;
+
+#define CLI_SOLVER_DEFAULTS {"midpoint", 8, NULL, 0.0, 1e-5, 1e-5, 10000}
+#define CLI_SOLVER_OPTIONS(o)                                                                                 \
+    {"solver", OPT_STR, &(o).solver, "NAME", "euler, midpoint, heun, rk4 or dopri5"},                         \
+    {"steps", OPT_INT, &(o).steps, "N", "uniform grid of N steps on [0, t-end]"},                             \
+    {"time-grid", OPT_STR, &(o).time_grid, "T0,T1,...", "explicit increasing times instead of --steps"},      \
+    {"t-end", OPT_DOUBLE, &(o).t_end, "T", "end time (0: the path's, 1 or 1 - 1e-3 for ve/vp/linear-vp)"},   \
+    {"rtol", OPT_DOUBLE, &(o).rtol, "X", "dopri5 relative tolerance"},                                       \
+    {"atol", OPT_DOUBLE, &(o).atol, "X", "dopri5 absolute tolerance"},                                       \
+    {"max-steps", OPT_I64, &(o).max_steps, "N", "dopri5 step limit"}
+
+double cli_now(void);
+int cli_has_suffix(const char *s, const char *suffix);
+char *cli_derive(const char *path, const char *tail);
+/* Check the solver options before any work (-1 if fine, else exit code 2 with
+ * the message printed). */
+int cli_solver_check(const char *cmd, const cli_solver_opts *o);
+/* Solver config and time grid (malloc'ed) from the options; -1 to go on, else an exit code. */
+int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *path, fm_solver_config *sc,
+                     double **grid, int *ngrid);
+/* Points to .npy or .csv by extension; -1 on success, else an exit code. */
+int cli_write_points(const char *cmd, const char *path, const float *x, int n, int d);
+/* A flow from a checkpoint; -1 on success, else an exit code. */
+int cli_load_model(const char *cmd, const char *path, int use_ema, fm_flow **out);
+
+/* The training loop with progress and Ctrl-C handling, shared by train and
+ * demo. On success (-1) losses / lrs hold `done` entries (caller frees). */
+int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_every, int quiet, float **losses,
+                   float **lrs, int64_t *done, double *seconds);
+int cli_write_losses(const char *cmd, const char *csv, const char *svg, const float *losses, const float *lrs,
+                     int64_t n, int64_t first_iter);
+
+/* Print the metrics named in which ("w2,energy,mmd"); -1 on success. */
+int cli_metrics(const char *cmd, const float *a, int na, const float *b, int nb, int d, const char *which, double bw,
+                int quiet, double *w2);
+
 int cmd_inspect(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+int cmd_datasets(int argc, char **argv);
 
 #endif

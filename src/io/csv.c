@@ -73,7 +73,7 @@ fm_status fm_csv_read(const char *path, fm_table *t)
         line++;
         char *next = nl ? nl + 1 : end;
         if (le > p && le[-1] == '\r') le--;
-        if (memchr(p, '\0', (size_t)(le - p))) FAIL("line contains a NUL byte (binary file?)");
+        if (le > p && memchr(p, '\0', (size_t)(le - p))) FAIL("line contains a NUL byte (binary file?)");
         char *ln = trim(p, le);
         p = next;
         if (!*ln || *ln == '#') continue;
@@ -104,6 +104,7 @@ fm_status fm_csv_read(const char *path, fm_table *t)
             cols = nf;
             t->names = calloc((size_t)nf, sizeof(char *));
             if (!t->names) FAIL("out of memory");
+            t->cols = nf; /* so fm_table_free releases the names on a later error */
             for (int j = 0; j < nf; j++)
                 if (!(t->names[j] = fm__strdup(fv[j]))) FAIL("out of memory");
             header_done = 1;

@@ -8,6 +8,8 @@ Needs Debian's python3-torch and python3-sklearn. Files written:
   train.safetensors    10 optimizer steps of the tutorial's flow-matching MLP
   formats.safetensors  F64 / F16 / BF16 / I64 tensors and escaped metadata
   rng.safetensors      xoshiro256** outputs from an independent implementation
+  datasets.safetensors scikit-learn's make_moons / make_circles without noise
+  npy/*.npy            arrays written by NumPy in several dtypes and orders
 
 Op references are computed in float64 from float32 inputs, so the C side's
 error against them is its own float32 error. Training runs in float32, as a
@@ -23,6 +25,7 @@ from sklearn.datasets import make_moons
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import st  # noqa: E402
+from tutorial_flow import Flow  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
 os.makedirs(OUT, exist_ok=True)
@@ -108,21 +111,6 @@ def gen_ops():
                 tensors[f"{name}.grad{k}"] = x.grad
     st.save(os.path.join(OUT, "ops.safetensors"), tensors,
             {"cases": ",".join(CASES), "torch": torch.__version__})
-
-
-class Flow(torch.nn.Module):
-    """The tutorial's model."""
-
-    def __init__(self, dim=2, h=64):
-        super().__init__()
-        self.net = torch.nn.Sequential(
-            torch.nn.Linear(dim + 1, h), torch.nn.ELU(),
-            torch.nn.Linear(h, h), torch.nn.ELU(),
-            torch.nn.Linear(h, h), torch.nn.ELU(),
-            torch.nn.Linear(h, dim))
-
-    def forward(self, t, x_t):
-        return self.net(torch.cat((t, x_t), -1))
 
 
 OPTIMS = {
@@ -238,10 +226,37 @@ def gen_rng():
     })
 
 
+def gen_datasets():
+    from sklearn.datasets import make_circles
+    t = {}
+    for n in (7, 10):
+        t[f"moons{n}"] = torch.tensor(make_moons(n, noise=0.0, shuffle=False)[0], dtype=torch.float64)
+        t[f"circles{n}"] = torch.tensor(make_circles(n, noise=0.0, factor=0.5, shuffle=False)[0],
+                                        dtype=torch.float64)
+    st.save(os.path.join(OUT, "datasets.safetensors"), t, {"sklearn": __import__("sklearn").__version__})
+
+
+def gen_npy():
+    import numpy as np
+    d = os.path.join(OUT, "npy")
+    os.makedirs(d, exist_ok=True)
+    a = np.arange(12, dtype=np.float64).reshape(3, 4) / 8 - 0.5
+    np.save(os.path.join(d, "f64_c.npy"), a)
+    np.save(os.path.join(d, "f32_fortran.npy"), np.asfortranarray(a.astype(np.float32)))
+    np.save(os.path.join(d, "f32_big.npy"), a.astype(">f4"))
+    np.save(os.path.join(d, "f16.npy"), a.astype(np.float16))
+    np.save(os.path.join(d, "i32_1d.npy"), np.array([-3, 0, 7, 2**20], dtype=np.int32))
+    np.save(os.path.join(d, "u8_3d.npy"), np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
+    np.save(os.path.join(d, "expected.npy"), a.astype(np.float32))
+
+
 if __name__ == "__main__":
     gen_ops()
     gen_train()
     gen_formats()
     gen_rng()
-    for f in sorted(os.listdir(OUT)):
-        print(f"{os.path.join(OUT, f)}: {os.path.getsize(os.path.join(OUT, f))} bytes")
+    gen_datasets()
+    gen_npy()
+    for root, _, files in sorted(os.walk(OUT)):
+        for f in sorted(files):
+            print(f"{os.path.join(root, f)}: {os.path.getsize(os.path.join(root, f))} bytes")

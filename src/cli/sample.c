@@ -1,0 +1,210 @@
+/* sample.c - `flowmatch sample`: draw points from a trained flow with the
+ * ODE solver of your choice; optionally keep the trajectory and draw it.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Keeps the states at chosen grid indices. */
+typedef struct {
+    int n, d, ngrid, every;      /* every: trajectory period in grid points (0: none) */
+    int fig[9], nfig;            /* grid indices drawn in the figure */
+    float *traj, *figs;          /* (ntraj, n, d), (nfig, n, d) */
+    double *traj_t, *fig_t;
+    int ntraj;
+} keeper;
+
+static int keep_traj(const keeper *k, int g) { return k->every > 0 && (g % k->every == 0 || g == k->ngrid - 1); }
+
+static fm_status observe(void *ctx, int g, double t, const float *x, size_t n)
+{
+    keeper *k = ctx;
+    if (k->traj && keep_traj(k, g)) {
+        memcpy(k->traj + (size_t)k->ntraj * n, x, n * sizeof(float));
+        k->traj_t[k->ntraj++] = t;
+    }
+    for (int f = 0; f < k->nfig; f++)
+        if (k->fig[f] == g) {
+            memcpy(k->figs + (size_t)f * n, x, n * sizeof(float));
+            k->fig_t[f] = t;
+        }
+    return FM_OK;
+}
+
+int cmd_sample(int argc, char **argv)
+{
+    const char *model = NULL, *out = "samples.npy", *x0file = NULL, *figure = NULL, *traj_out = NULL, *scatter = NULL;
+    int n = -1, save_every = 0, no_ema = 0, threads = 0, quiet = 0;
+    int64_t seed = 0;
+    double range = 3.0;
+    cli_solver_opts so = CLI_SOLVER_DEFAULTS;
+    const cli_opt opts[] = {
+        {"model", OPT_STR, &model, "FILE", "checkpoint written by train (required)"},
+        {"n", OPT_INT, &n, "N", "number of samples (default 2000, or the rows of --x0)"},
+        CLI_SOLVER_OPTIONS(so),
+        {"seed", OPT_I64, &seed, "N", "random seed for the starting noise"},
+        {"x0", OPT_STR, &x0file, "FILE", "start the ODE from these points (.npy or .csv) instead of fresh noise"},
+        {"out", OPT_STR, &out, "FILE", "samples (.npy or .csv)"},
+        {"save-every", OPT_INT, &save_every, "K", "also keep the state every K grid points"},
+        {"traj", OPT_STR, &traj_out, "FILE", "where --save-every writes (n_states, n, dim) (default: <out>_traj.npy)"},
+        {"figure", OPT_STR, &figure, "FILE", "trajectory panels (up to 9 states) as SVG"},
+        {"scatter", OPT_STR, &scatter, "FILE", "samples against fresh training data as SVG"},
+        {"range", OPT_DOUBLE, &range, "R", "figure axes span [-R, R]"},
+        {"no-ema", OPT_FLAG, &no_ema, NULL, "use the raw weights even if the checkpoint has EMA weights"},
+        {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
+        {"quiet", OPT_FLAG, &quiet, NULL, "no summary line"},
+    };
+    const cli_spec spec = {"sample", NULL, "Draw samples from a trained flow by solving its ODE from t = 0 to t-end.",
+                           "--steps N takes N uniform steps on [0, t-end] (t-end is 1, or 1 - 1e-3 for the\n"
+                           "ve, vp and linear-vp paths); --time-grid gives the times explicitly; dopri5\n"
+                           "adapts its steps between grid points. The number of function evaluations (NFE)\n"
+                           "is reported. With --x0 the ODE starts from the given points, so another program\n"
+                           "can reproduce the run from the same starting points.",
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0};
+    int npos;
+    int rc = cli_parse(&spec, argc, argv, NULL, &npos);
+    if (rc >= 0) return rc;
+#define BAD(...)                                                                                                   \
+    do {                                                                                                           \
+        fprintf(stderr, "flowmatch sample: " __VA_ARGS__);                                                         \
+        fputc('\n', stderr);                                                                                       \
+        return CLI_USAGE;                                                                                          \
+    } while (0)
+    if (!model) BAD("--model is required");
+    if (n == 0 || n < -1 || n > (1 << 28)) BAD("--n %d is invalid", n);
+    if (save_every < 0) BAD("--save-every must be >= 0");
+    if (threads < 0) BAD("--threads must be >= 0");
+    if (!(range > 0)) BAD("--range must be > 0");
+    if (seed < 0) BAD("--seed must be >= 0");
+    if (!cli_has_suffix(out, ".npy") && !cli_has_suffix(out, ".csv")) BAD("--out '%s' must end in .npy or .csv", out);
+    if (figure && !cli_has_suffix(figure, ".svg")) BAD("--figure '%s' must end in .svg", figure);
+    if (scatter && !cli_has_suffix(scatter, ".svg")) BAD("--scatter '%s' must end in .svg", scatter);
+#undef BAD
+    if ((rc = cli_solver_check("sample", &so)) >= 0) return rc;
+    fm_set_threads(threads);
+    fm_flow *f;
+    if ((rc = cli_load_model("sample", model, !no_ema, &f)) >= 0) return rc;
+    const fm_flow_config *fc = fm_flow_get_config(f);
+    int d = fc->dim;
+    fm_solver_config sc;
+    double *grid = NULL;
+    int ngrid = 0;
+    rc = cli_solver_setup("sample", &so, &fc->path, &sc, &grid, &ngrid);
+    fm_table x0 = {0};
+    float *xs = NULL;
+    keeper k = {0};
+    if (rc >= 0) goto done;
+    if (x0file) {
+        if (fm_points_read(x0file, &x0) != FM_OK) {
+            rc = cli_error("sample", "%s", fm_last_error());
+            goto done;
+        }
+        if (x0.cols != d) {
+            rc = cli_error("sample", "%s has %d columns but the model is %d-dimensional", x0file, x0.cols, d);
+            goto done;
+        }
+        if (n > 0 && n != x0.rows) {
+            rc = cli_error("sample", "--n %d disagrees with the %d rows of %s", n, x0.rows, x0file);
+            goto done;
+        }
+        n = x0.rows;
+    }
+    if (n < 0) n = 2000;
+    k.n = n;
+    k.d = d;
+    k.ngrid = ngrid;
+    k.every = save_every;
+    size_t nd = (size_t)n * d;
+    if (save_every > 0) {
+        int nt = 0;
+        for (int g = 0; g < ngrid; g++) nt += keep_traj(&k, g);
+        k.traj = malloc((size_t)nt * nd * sizeof(float));
+        k.traj_t = malloc((size_t)nt * sizeof(double));
+        if (!k.traj || !k.traj_t) {
+            rc = cli_error("sample", "out of memory for %d trajectory states", nt);
+            goto done;
+        }
+    }
+    if (figure) {
+        k.nfig = ngrid < 9 ? ngrid : 9;
+        for (int i = 0; i < k.nfig; i++) k.fig[i] = k.nfig == ngrid ? i : (int)lround((double)i * (ngrid - 1) / 8);
+        k.figs = malloc((size_t)k.nfig * nd * sizeof(float));
+        k.fig_t = malloc((size_t)k.nfig * sizeof(double));
+        if (!k.figs || !k.fig_t) {
+            rc = cli_error("sample", "out of memory for the figure");
+            goto done;
+        }
+    }
+    xs = malloc(nd * sizeof(float));
+    if (!xs) {
+        rc = cli_error("sample", "out of memory for %d samples", n);
+        goto done;
+    }
+    if (x0file) memcpy(xs, x0.data, nd * sizeof(float)); /* the ODE's initial state, network units */
+    fm_rng r;
+    fm_rng_seed(&r, (uint64_t)seed, FM_STREAM_NOISE);
+    fm_solve_stats st;
+    double t0 = cli_now();
+    fm_status s = fm_flow_sample(f, n, x0file ? xs : NULL, &r, &sc, grid, ngrid, xs,
+                                 (k.traj || k.figs) ? observe : NULL, &k, &st);
+    double secs = cli_now() - t0;
+    if (s) {
+        rc = cli_error("sample", "%s", fm_last_error());
+        goto done;
+    }
+    if ((rc = cli_write_points("sample", out, xs, n, d)) >= 0) goto done;
+    char *tp = NULL;
+    if (k.traj) {
+        tp = traj_out ? NULL : cli_derive(out, "_traj.npy");
+        int64_t shape[3] = {k.ntraj, n, d};
+        if (fm_npy_write(traj_out ? traj_out : tp, k.traj, 3, shape) != FM_OK) {
+            free(tp);
+            rc = cli_error("sample", "%s", fm_last_error());
+            goto done;
+        }
+    }
+    if (figure && fm_svg_trajectory(figure, k.figs, k.fig_t, k.nfig, n, d, range) != FM_OK) {
+        free(tp);
+        rc = cli_error("sample", "%s", fm_last_error());
+        goto done;
+    }
+    if (scatter) {
+        fm_dataset *ds = fm_dataset_open(fc->data);
+        float *ref = ds ? malloc(nd * sizeof(float)) : NULL;
+        fm_rng rd;
+        fm_rng_seed(&rd, (uint64_t)seed + 1, FM_STREAM_DATA);
+        if (!ds || !ref || fm_dataset_sample(ds, &rd, ref, n) != FM_OK ||
+            fm_svg_scatter(scatter, "samples and data", xs, n, "samples", ref, n, fc->data, d, range) != FM_OK)
+            rc = cli_error("sample", "--scatter: %s", ds ? fm_last_error() : "the model's training data cannot be drawn");
+        free(ref);
+        fm_dataset_free(ds);
+        if (rc >= 0) {
+            free(tp);
+            goto done;
+        }
+    }
+    if (!quiet) {
+        printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", n, fm_solver_name(sc.kind), ngrid,
+               grid[0], grid[ngrid - 1], st.nfe);
+        if (sc.kind == FM_SOLVER_DOPRI5) printf(" (%ld steps, %ld rejected)", st.steps, st.rejected);
+        printf(", %.3f s -> %s", secs, out);
+        if (k.traj) printf(", %s (%d states)", traj_out ? traj_out : tp, k.ntraj);
+        if (figure) printf(", %s", figure);
+        if (scatter) printf(", %s", scatter);
+        printf("\n");
+    }
+    free(tp);
+    rc = CLI_OK;
+done:
+    free(grid);
+    free(xs);
+    free(k.traj);
+    free(k.traj_t);
+    free(k.figs);
+    free(k.fig_t);
+    fm_table_free(&x0);
+    fm_flow_free(f);
+    return rc;
+}

@@ -1,0 +1,260 @@
+/* assign.c - exact linear assignment (Jonker and Volgenant, 1987).
+ *
+ * Minimises sum_i c(i, x_i) over permutations x of n rows onto n columns.
+ * Costs come from a callback, a row or a list of columns at a time, so an
+ * n = 5000 problem needs O(n) memory, not a 200 MB matrix, and the shortest-
+ * path phase computes only the costs it reads. The phases: column reduction, reduction
+ * transfer, two passes of augmenting row reduction, then shortest augmenting
+ * paths (Dijkstra on reduced costs) for the rows still free. The dual prices
+ * returned certify optimality: u_i + v_j <= c(i, j) everywhere, with equality
+ * on the assignment.
+ */
+#include "../internal.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    fm_cost_fn cost;
+    void *ctx;
+    int n;
+    double *buf; /* (n) */
+} costs;
+
+static const double *get_row(costs *c, int i)
+{
+    c->cost(c->ctx, i, NULL, c->n, c->buf);
+    return c->buf;
+}
+
+fm_status fm_assignment(int n, fm_cost_fn row, void *ctx, int *x, double *u, double *v, double *total)
+{
+    if (n < 1) return fm__fail(FM_ERR_ARG, "assignment of %d rows", n);
+    size_t N = (size_t)n;
+    int *y = malloc(N * sizeof(int)), *freer = malloc(N * sizeof(int)), *col = malloc(N * sizeof(int));
+    int *pred = malloc(N * sizeof(int)), *matches = calloc(N, sizeof(int)), *amin = malloc(N * sizeof(int));
+    double *d = malloc(N * sizeof(double)), *buf = malloc(N * sizeof(double)), *vv = v ? v : malloc(N * sizeof(double));
+    costs C = {row, ctx, n, buf};
+    fm_status s = FM_OK;
+    if (!y || !freer || !col || !pred || !matches || !amin || !d || !buf || !vv) {
+        s = fm__fail(FM_ERR_NOMEM, "out of memory for an assignment of %d", n);
+        goto out;
+    }
+    /* Column reduction: v_j = min_i c(i, j), found one row at a time. */
+    for (int j = 0; j < n; j++) vv[j] = INFINITY;
+    for (int i = 0; i < n; i++) {
+        const double *c = get_row(&C, i);
+        for (int j = 0; j < n; j++) {
+            if (!(c[j] > -INFINITY && c[j] < INFINITY)) {
+                s = fm__fail(FM_ERR_NUMERIC, "assignment cost (%d, %d) is %g", i, j, c[j]);
+                goto out;
+            }
+            if (c[j] < vv[j]) {
+                vv[j] = c[j];
+                amin[j] = i;
+            }
+        }
+    }
+    for (int i = 0; i < n; i++) x[i] = -1;
+    for (int j = n - 1; j >= 0; j--) {
+        int i = amin[j];
+        if (++matches[i] == 1) {
+            x[i] = j;
+            y[j] = i;
+        } else {
+            y[j] = -1;
+        }
+    }
+    /* Reduction transfer from rows assigned once; collect the free rows. */
+    int nfree = 0;
+    for (int i = 0; i < n; i++) {
+        if (matches[i] == 0) {
+            freer[nfree++] = i;
+        } else if (matches[i] == 1) {
+            int j1 = x[i];
+            const double *c = get_row(&C, i);
+            double m = INFINITY;
+            for (int j = 0; j < n; j++)
+                if (j != j1 && c[j] - vv[j] < m) m = c[j] - vv[j];
+            if (m < INFINITY) vv[j1] -= m;
+        }
+    }
+    /* Augmenting row reduction, twice. The inner loop may revisit a row many
+     * times; a generous cap guards against rounding making it cycle. */
+    for (int pass = 0; pass < 2; pass++) {
+        int k = 0, prev = nfree;
+        long guard = 16L * n + 1000;
+        nfree = 0;
+        while (k < prev) {
+            int i = freer[k++];
+            const double *c = get_row(&C, i);
+            double umin = c[0] - vv[0], usub = INFINITY;
+            int j1 = 0, j2 = -1;
+            for (int j = 1; j < n; j++) {
+                double h = c[j] - vv[j];
+                if (h < usub) {
+                    if (h >= umin) {
+                        usub = h;
+                        j2 = j;
+                    } else {
+                        usub = umin;
+                        umin = h;
+                        j2 = j1;
+                        j1 = j;
+                    }
+                }
+            }
+            int i0 = y[j1];
+            if (umin < usub) {
+                vv[j1] -= usub - umin;
+            } else if (i0 >= 0 && j2 >= 0) {
+                j1 = j2;
+                i0 = y[j2];
+            }
+            x[i] = j1;
+            y[j1] = i;
+            if (i0 >= 0) {
+                x[i0] = -1;
+                if (umin < usub && --guard > 0) freer[--k] = i0;
+                else freer[nfree++] = i0;
+            }
+        }
+    }
+    /* Shortest augmenting paths for the remaining free rows. */
+    for (int f = 0; f < nfree; f++) {
+        int fr = freer[f];
+        const double *c = get_row(&C, fr);
+        for (int j = 0; j < n; j++) {
+            d[j] = c[j] - vv[j];
+            pred[j] = fr;
+            col[j] = j;
+        }
+        int low = 0, up = 0, last = 0, end = -1;
+        double mn = 0;
+        while (end < 0) {
+            if (up == low) {
+                /* next set of columns at the current minimum distance */
+                last = low - 1;
+                mn = d[col[up++]];
+                for (int k = up; k < n; k++) {
+                    int j = col[k];
+                    double h = d[j];
+                    if (h <= mn) {
+                        if (h < mn) {
+                            up = low;
+                            mn = h;
+                        }
+                        col[k] = col[up];
+                        col[up++] = j;
+                    }
+                }
+                for (int k = low; k < up; k++)
+                    if (y[col[k]] < 0) {
+                        end = col[k];
+                        break;
+                    }
+            }
+            if (end >= 0) break;
+            /* scan a column at the minimum: relax through its row, computing the
+             * costs of the columns not yet reached only */
+            int j1 = col[low++], i = y[j1], up0 = up;
+            double cij1;
+            row(ctx, i, &j1, 1, &cij1);
+            row(ctx, i, col + up0, n - up0, buf);
+            double h = cij1 - vv[j1] - mn;
+            for (int k = up0; k < n; k++) {
+                int j = col[k];
+                double v2 = buf[k - up0] - vv[j] - h;
+                if (v2 < d[j]) {
+                    pred[j] = i;
+                    if (v2 == mn) {
+                        if (y[j] < 0) {
+                            end = j;
+                            break;
+                        }
+                        col[k] = col[up];
+                        col[up++] = j;
+                    }
+                    d[j] = v2;
+                }
+            }
+        }
+        for (int k = 0; k <= last; k++) {
+            int j = col[k];
+            vv[j] += d[j] - mn;
+        }
+        /* flip the alternating path */
+        int i;
+        do {
+            i = pred[end];
+            y[end] = i;
+            int j = end;
+            end = x[i];
+            x[i] = j;
+        } while (i != fr);
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        const double *c = get_row(&C, i);
+        FM_ASSERT(x[i] >= 0);
+        sum += c[x[i]];
+        if (u) u[i] = c[x[i]] - vv[x[i]];
+    }
+    if (total) *total = sum;
+out:
+    free(y);
+    free(freer);
+    free(col);
+    free(pred);
+    free(matches);
+    free(amin);
+    free(d);
+    free(buf);
+    if (!v) free(vv);
+    return s;
+}
+
+/* ---- squared Euclidean costs between two point sets */
+
+typedef struct {
+    const float *a, *b;
+    int d;
+} sqdist;
+
+static void sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out)
+{
+    const sqdist *s = ctx;
+    int d = s->d;
+    const float *ai = s->a + (size_t)i * d;
+    if (d == 2) { /* the common case, without the inner loop */
+        double x = ai[0], y = ai[1];
+        for (int k = 0; k < ncols; k++) {
+            const float *bj = s->b + 2 * (size_t)(cols ? cols[k] : k);
+            double dx = x - bj[0], dy = y - bj[1];
+            out[k] = dx * dx + dy * dy;
+        }
+        return;
+    }
+    for (int k = 0; k < ncols; k++) {
+        const float *bj = s->b + (size_t)(cols ? cols[k] : k) * d;
+        double acc = 0;
+        for (int m = 0; m < d; m++) {
+            double t = (double)ai[m] - bj[m];
+            acc += t * t;
+        }
+        out[k] = acc;
+    }
+}
+
+fm_status fm_w2_exact(const float *a, const float *b, int n, int d, double *w2, int *match)
+{
+    if (n < 1 || d < 1) return fm__fail(FM_ERR_ARG, "W2 needs points (got %d of dimension %d)", n, d);
+    sqdist ctx = {a, b, d};
+    int *x = match ? match : malloc((size_t)n * sizeof(int));
+    if (!x) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    double total = 0;
+    fm_status s = fm_assignment(n, sqdist_cost, &ctx, x, NULL, NULL, &total);
+    if (!match) free(x);
+    if (s == FM_OK) *w2 = sqrt(total / n);
+    return s;
+}

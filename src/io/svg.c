@@ -1,0 +1,245 @@
+/* svg.c - figures as standalone SVG files: the trajectory panels, a scatter
+ * of samples against data, and a training-loss curve.
+ *
+ * Plain SVG 1.1 with inline styles, readable in any browser; files are built
+ * in memory and written atomically. Coordinates use the first two dimensions
+ * of the points. Not a plotting library: fixed layouts only.
+ */
+#include "../internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+typedef struct {
+    char *s;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void sb_printf(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->oom = 1;
+            return;
+        }
+        if (b->s && b->n + (size_t)k < b->cap) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t nc = b->cap ? b->cap * 2 : 1 << 16;
+        while (nc < b->n + (size_t)k + 1) nc *= 2;
+        char *ns = realloc(b->s, nc);
+        if (!ns) {
+            b->oom = 1;
+            return;
+        }
+        b->s = ns;
+        b->cap = nc;
+    }
+}
+
+static fm_status sb_save(sbuf *b, const char *path)
+{
+    if (b->oom) {
+        free(b->s);
+        return fm__fail(FM_ERR_NOMEM, "%s: out of memory building the figure", path);
+    }
+    fm__afile af;
+    fm_status s = fm__afile_open(&af, path);
+    if (s == FM_OK) {
+        fm__afile_write(&af, b->s, b->n);
+        s = fm__afile_commit(&af);
+    }
+    free(b->s);
+    return s;
+}
+
+static void xml_text(sbuf *b, const char *t)
+{
+    for (; *t; t++) {
+        if (*t == '<') sb_printf(b, "&lt;");
+        else if (*t == '>') sb_printf(b, "&gt;");
+        else if (*t == '&') sb_printf(b, "&amp;");
+        else sb_printf(b, "%c", *t);
+    }
+}
+
+static void header(sbuf *b, int w, int h)
+{
+    sb_printf(b,
+              "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+              "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+              "font-family=\"Helvetica, Arial, sans-serif\">\n"
+              "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+              w, h, w, h);
+}
+
+/* An axes box at (x0, y0) of size s showing [lo, hi]^2; returns nothing, draws
+ * frame, ticks and a clip path named clip<id>. */
+static void axes(sbuf *b, int id, double x0, double y0, double s, double lo, double hi, const char *title)
+{
+    sb_printf(b, "<clipPath id=\"clip%d\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n", id,
+              x0, y0, s, s);
+    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n", x0, y0,
+              s, s);
+    double step = (hi - lo) / 6;
+    for (int k = 0; k <= 6; k++) {
+        double v = lo + k * step, px = x0 + s * k / 6, py = y0 + s - s * k / 6;
+        sb_printf(b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%g</text>\n",
+                  px, y0 + s, px, y0 + s + 4, px, y0 + s + 15, fabs(v) < 1e-12 ? 0.0 : v);
+        sb_printf(b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%g</text>\n",
+                  x0 - 4, py, x0, py, x0 - 6, py + 3.5, fabs(v) < 1e-12 ? 0.0 : v);
+    }
+    if (title) {
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" text-anchor=\"middle\">", x0 + s / 2, y0 - 8);
+        xml_text(b, title);
+        sb_printf(b, "</text>\n");
+    }
+}
+
+static void points(sbuf *b, int id, const float *p, int n, int d, double x0, double y0, double s, double lo, double hi,
+                   const char *color)
+{
+    sb_printf(b, "<g clip-path=\"url(#clip%d)\" fill=\"%s\" fill-opacity=\"0.6\">\n", id, color);
+    double k = s / (hi - lo);
+    for (int i = 0; i < n; i++) {
+        double x = p[(size_t)i * d], y = d > 1 ? p[(size_t)i * d + 1] : 0.0;
+        if (!isfinite(x) || !isfinite(y)) continue;
+        sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"1.8\"/>\n", x0 + (x - lo) * k, y0 + s - (y - lo) * k);
+    }
+    sb_printf(b, "</g>\n");
+}
+
+fm_status fm_svg_trajectory(const char *path, const float *frames, const double *times, int nframes, int n, int d,
+                            double range)
+{
+    if (nframes < 1 || n < 0 || d < 1 || !(range > 0))
+        return fm__fail(FM_ERR_ARG, "%s: nothing to draw (%d frames of %d points)", path, nframes, n);
+    sbuf b = {0};
+    double s = 220, m = 40, gap = 30;
+    int w = (int)(m + nframes * (s + gap)), h = (int)(s + 2 * m + 10);
+    header(&b, w, h);
+    for (int f = 0; f < nframes; f++) {
+        char title[32];
+        snprintf(title, sizeof title, "t = %.2f", times[f]);
+        double x0 = m + f * (s + gap), y0 = m;
+        axes(&b, f, x0, y0, s, -range, range, title);
+        points(&b, f, frames + (size_t)f * n * d, n, d, x0, y0, s, -range, range, "#1f77b4");
+    }
+    sb_printf(&b, "</svg>\n");
+    return sb_save(&b, path);
+}
+
+/* Symmetric range covering both clouds (robust: 99.5% of coordinates). */
+static double auto_range(const float *a, int na, const float *b, int nb, int d)
+{
+    double m = 0;
+    for (int i = 0; i < na; i++)
+        for (int k = 0; k < 2 && k < d; k++) m = fmax(m, fabs(a[(size_t)i * d + k]));
+    for (int i = 0; i < nb; i++)
+        for (int k = 0; k < 2 && k < d; k++) m = fmax(m, fabs(b[(size_t)i * d + k]));
+    if (!(m > 0) || !isfinite(m)) m = 1;
+    return ceil(m * 1.05 * 2) / 2;
+}
+
+fm_status fm_svg_scatter(const char *path, const char *title, const float *a, int na, const char *la, const float *b,
+                         int nb, const char *lb, int d, double range)
+{
+    if (d < 1) return fm__fail(FM_ERR_ARG, "%s: points have no dimensions", path);
+    double r = range > 0 ? range : auto_range(a, na, b, nb, d);
+    sbuf sb = {0};
+    double s = 420, m = 50;
+    header(&sb, (int)(s + 2 * m + 130), (int)(s + 2 * m));
+    axes(&sb, 0, m, m, s, -r, r, title);
+    if (b && nb) points(&sb, 0, b, nb, d, m, m, s, -r, r, "#ff7f0e");
+    if (a && na) points(&sb, 0, a, na, d, m, m, s, -r, r, "#1f77b4");
+    const char *labels[2] = {la ? la : "a", lb ? lb : "b"}, *colors[2] = {"#1f77b4", "#ff7f0e"};
+    int counts[2] = {na, nb};
+    for (int k = 0; k < 2; k++) {
+        if (!counts[k]) continue;
+        double y = m + 20 + 20 * k;
+        sb_printf(&sb, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">",
+                  m + s + 20, y, colors[k], m + s + 30, y + 4);
+        xml_text(&sb, labels[k]);
+        sb_printf(&sb, " (%d)</text>\n", counts[k]);
+    }
+    if (d > 2) sb_printf(&sb, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">dimensions 1 and 2 of %d</text>\n", m + s + 20, m + 70.0, d);
+    sb_printf(&sb, "</svg>\n");
+    return sb_save(&sb, path);
+}
+
+fm_status fm_svg_loss(const char *path, const float *loss, int n, const char *title)
+{
+    if (n < 1) return fm__fail(FM_ERR_ARG, "%s: no losses to draw", path);
+    /* log10 range over finite positive values */
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (loss[i] > 0 && isfinite(loss[i])) {
+            lo = fmin(lo, log10(loss[i]));
+            hi = fmax(hi, log10(loss[i]));
+        }
+    if (!(lo <= hi)) return fm__fail(FM_ERR_NUMERIC, "%s: no positive finite loss to draw", path);
+    lo = floor(lo * 2) / 2;
+    hi = ceil(hi * 2) / 2;
+    if (hi - lo < 0.5) hi = lo + 0.5;
+    sbuf b = {0};
+    double W = 640, H = 360, mx = 70, my = 40, pw = W - mx - 20, ph = H - 2 * my;
+    header(&b, (int)W, (int)H);
+    sb_printf(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n", mx, my,
+              pw, ph);
+    for (double e = lo; e <= hi + 1e-9; e += 0.5) {
+        double y = my + ph - (e - lo) / (hi - lo) * ph;
+        sb_printf(&b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
+                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%.3g</text>\n",
+                  mx, y, mx + pw, y, mx - 6, y + 3.5, pow(10, e));
+    }
+    for (int k = 0; k <= 4; k++) {
+        double x = mx + pw * k / 4;
+        sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%d</text>\n", x, my + ph + 15,
+                  (int)((double)n * k / 4));
+    }
+    sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">iteration</text>\n", mx + pw / 2,
+              H - 6);
+    if (title) {
+        sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" text-anchor=\"middle\">", mx + pw / 2, my - 12);
+        xml_text(&b, title);
+        sb_printf(&b, "</text>\n");
+    }
+    /* raw losses (thinned to at most 2000 vertices) and an exponential moving average */
+    int stride = n > 2000 ? n / 2000 : 1;
+    for (int pass = 0; pass < 2; pass++) {
+        sb_printf(&b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%s\" points=\"", pass ? "#1f77b4" : "#aec7e8",
+                  pass ? "1.6" : "0.8");
+        double ema = 0, wsum = 0, beta = 1.0 - 1.0 / fmax(10.0, n / 50.0);
+        for (int i = 0; i < n; i++) {
+            double v = loss[i];
+            if (!(v > 0 && isfinite(v))) continue;
+            ema = beta * ema + (1 - beta) * log10(v);
+            wsum = beta * wsum + (1 - beta);
+            if (i % stride && i != n - 1) continue;
+            double yv = pass ? ema / wsum : log10(v);
+            double x = mx + pw * (n > 1 ? (double)i / (n - 1) : 0.5), y = my + ph - (yv - lo) / (hi - lo) * ph;
+            sb_printf(&b, "%.1f,%.1f ", x, y);
+        }
+        sb_printf(&b, "\"/>\n");
+    }
+    sb_printf(&b, "</svg>\n");
+    return sb_save(&b, path);
+}
