@@ -10,6 +10,8 @@
 # WERROR=1 turns warnings into errors (CI does).
 
 CC      ?= cc
+# Build in parallel by default.
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 ARCH    ?= -march=native
 OPT     ?= -O3
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes -Wno-psabi $(if $(WERROR),-Werror)
