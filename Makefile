@@ -15,7 +15,7 @@ MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)
 ARCH    ?= -march=native
 OPT     ?= -O3
 WARN    := -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes -Wno-psabi $(if $(WERROR),-Werror)
-CSTD    := -std=c11 -D_DEFAULT_SOURCE
+CSTD    := -std=c11 -D_DEFAULT_SOURCE -fno-math-errno
 CFLAGS  ?= $(OPT) $(ARCH)
 CPPFLAGS := -Iinclude -Isrc
 LDLIBS  := -lm
@@ -38,9 +38,10 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(OMP) $(KFLAGS) -MMD -MP
 
 # Kernels may fuse a*b+c into one FMA: faster, deterministic for a given build,
 # and within the tests' tolerances of the unfused result.
-$(B)/src/engine/gemm.o $(A)/src/engine/gemm.o $(B)/src/engine/ops_act.o $(A)/src/engine/ops_act.o: KFLAGS := -ffp-contract=fast
+$(B)/src/engine/gemm.o $(A)/src/engine/gemm.o $(B)/src/engine/ops_act.o $(A)/src/engine/ops_act.o \
+$(B)/src/engine/rng.o $(A)/src/engine/rng.o: KFLAGS := -ffp-contract=fast
 
-.PHONY: all test asan demo fixtures clean
+.PHONY: all test asan demo bench fixtures clean
 all: libflowmatch.a flowmatch
 
 $(B)/%.o: %.c
@@ -83,6 +84,14 @@ asan: $(A)/run_tests $(A)/flowmatch
 
 demo: flowmatch
 	./flowmatch demo --out-dir demo
+
+# Side-by-side with PyTorch: needs python3-torch (and libopenblas0 for a fair
+# PyTorch and the GEMM comparison). BENCH_ARGS are passed to bench/run.py.
+$(B)/bench: bench/bench.c libflowmatch.a
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench.c libflowmatch.a $(LDLIBS) -ldl -o $@
+
+bench: $(B)/bench flowmatch
+	$(PYTHON) bench/run.py --bench $(B)/bench $(BENCH_ARGS)
 
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py tests/fixtures

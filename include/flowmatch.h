@@ -70,6 +70,8 @@ typedef enum {
 const char *fm_status_name(fm_status s);
 /* Message of the most recent failure on the calling thread ("" if none). */
 const char *fm_last_error(void);
+/* Its status (FM_OK if none), e.g. after a constructor returned NULL. */
+fm_status fm_last_status(void);
 /* Forget the last message. */
 void fm_clear_error(void);
 
@@ -466,7 +468,7 @@ typedef struct {
     double sigma;                      /* icfm (default 0) */
     double ve_sigma_min, ve_sigma_max; /* ve (0.01, 5) */
     double beta_min, beta_max;         /* vp (0.1, 20) */
-    double exponent;                   /* poly (2) */
+    double exponent;                   /* poly (2), >= 1 */
     double t_end;                      /* training draws t ~ U[0, t_end]; sampling stops there */
 } fm_path;
 

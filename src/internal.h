@@ -99,12 +99,12 @@ void fm__fill_shape(fm_tensor *t, int ndim, const int *shape);   /* sets size to
 
 /* ------------------------------------------------------------------ kernels */
 
-/* C (M, N) = [C +] op(A) B with op(A)(i, k) = A[i*ars + k*aks] (ars = lda, aks = 1
- * for A; ars = 1, aks = lda for A^T) and B (K, N) row-major. acc: add to C
- * instead of overwriting it. Each C element is summed over k in increasing
- * order and then added, whatever the thread count. */
+/* C (M, N) = [C +] [bias +] op(A) B with op(A)(i, k) = A[i*ars + k*aks]
+ * (ars = lda, aks = 1 for A; ars = 1, aks = lda for A^T), B (K, N) row-major,
+ * bias (N) or NULL. acc: add to C instead of overwriting it. Each C element is
+ * computed in a fixed order and then added, whatever the thread count. */
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,
-              int ldc, int acc);
+              int ldc, const float *bias, int acc);
 
 /* Elementwise activation kernels shared by the op and fused paths. */
 void fm__act_forward(fm_act a, const float *x, float *y, size_t n);

@@ -89,6 +89,12 @@ void test_data(void)
     t_check(ds && !strcmp(fm_dataset_spec(ds), "circles:noise=0.05,scale=2,factor=0.3"), "canonical spec: %s",
             ds ? fm_dataset_spec(ds) : fm_last_error());
     fm_dataset_free(ds);
+    ds = fm_dataset_open("circles:factor=0.9999999,noise=0.123456789");
+    fm_dataset *again = ds ? fm_dataset_open(fm_dataset_spec(ds)) : NULL;
+    t_check(again && !strcmp(fm_dataset_spec(again), fm_dataset_spec(ds)), "specs survive a round trip exactly: %s",
+            ds ? fm_dataset_spec(ds) : fm_last_error());
+    fm_dataset_free(again);
+    fm_dataset_free(ds);
     ds = fm_dataset_open("gaussian:dim=5");
     t_check(ds && fm_dataset_dim(ds) == 5, "gaussian:dim=5 has 5 dimensions");
     fm_dataset_free(ds);
@@ -102,6 +108,8 @@ void test_data(void)
         {"circles:factor=2", "factor=2 is out of range"},
         {"gaussian:dim=0", "out of range"},
         {"csv:/nonexistent.csv", "cannot open"},
+        {"moons:", "nothing after ':'"},
+        {"moons:noise=0.1,", "is not key=number"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ds = fm_dataset_open(bad[i].spec);

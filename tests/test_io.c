@@ -120,6 +120,9 @@ void test_io(void)
     csv_rejects("an empty cell", "1,2\n3,\n", "bad.csv:2: field 2");
     csv_rejects("NaN", "1,2\nnan,1\n", "is not a finite number");
     csv_rejects("an empty file", "", "no data rows (the file is empty)");
+    csv_rejects("a first row with an empty cell", "1,,2\n3,4,5\n", "bad.csv:1: field 2");
+    csv_rejects("a first row with nan", "nan,1\n3,4\n", "bad.csv:1: field 1 'nan'");
+    csv_rejects("hexadecimal", "1,2\n0x10,4\n", "bad.csv:2: field 1 '0x10'");
     csv_rejects("a header only", "a,b\n", "no data rows");
     const char *names[2] = {"u", "v"};
     float w[6] = {1.5f, -2, 3.25e-7f, 4, 1e30f, 0};

@@ -109,6 +109,25 @@ void test_metrics(void)
     t_check(s == FM_OK && fabs(w2 - 0.5) < 1e-6, "W2 of a set and its copy shifted by (0.3, -0.4) = %.7f (0.5)", w2);
     s = fm_w2_exact(a, a, np, 2, &w2, NULL);
     t_check(s == FM_OK && w2 == 0, "W2 of a set with itself = %g", w2);
+    /* 3-D points (the general cost path) against brute force over matchings */
+    double worst3 = 0;
+    for (int trial = 0; trial < 50; trial++) {
+        int m3 = 2 + trial % 6;
+        float p3[24], q3[24];
+        fm_rng_normal_fill(&r, p3, (size_t)m3 * 3, 0, 1);
+        fm_rng_normal_fill(&r, q3, (size_t)m3 * 3, 0.5f, 1);
+        double cc[64];
+        for (int i = 0; i < m3; i++)
+            for (int j = 0; j < m3; j++) {
+                double dd = 0;
+                for (int k = 0; k < 3; k++) dd += pow((double)p3[3 * i + k] - q3[3 * j + k], 2);
+                cc[i * m3 + j] = dd;
+            }
+        double w3;
+        fm_w2_exact(p3, q3, m3, 3, &w3, NULL);
+        worst3 = fmax(worst3, fabs(w3 - sqrt(brute(cc, m3) / m3)));
+    }
+    t_check(worst3 < 1e-9, "W2 of 3-D point sets = brute force (max |diff| %.1e)", worst3);
 
     /* energy distance and MMD against the direct double sums */
     int na = 60, nb = 45, d = 3;

@@ -118,6 +118,7 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, const char **pos, int
                 if (strlen(spec->opts[k].name) == len && strncmp(spec->opts[k].name, name, len) == 0)
                     o = &spec->opts[k];
             if (!o) return usage(spec, "unknown option '%s'%s", a, "");
+            if (spec->given) spec->given[o - spec->opts] = 1;
             const char *v;
             if (o->kind == OPT_FLAG) {
                 if (eq) return usage(spec, "--%s takes no value%s", o->name, "");

@@ -29,6 +29,7 @@ typedef struct {
     const cli_opt *opts;
     int nopts;
     int npos_min, npos_max;
+    unsigned char *given; /* (nopts) or NULL: set to 1 for each option on the command line */
 } cli_spec;
 
 /* Parse argv (after the command name). Positional arguments go to pos[].
@@ -63,15 +64,31 @@ typedef struct {
     {"atol", OPT_DOUBLE, &(o).atol, "X", "dopri5 absolute tolerance"},                                       \
     {"max-steps", OPT_I64, &(o).max_steps, "N", "dopri5 step limit"}
 
+/* Exit code for a library failure: 2 for a bad argument or shape, else 1. */
+int cli_status_code(fm_status s);
+
+/* Outputs written under temporary names and renamed together at the end, so a
+ * command that fails part-way replaces none of its earlier outputs. */
+typedef struct {
+    char *final[8], *tmp[8];
+    int n;
+} cli_outputs;
+/* The temporary name to write final's contents to (same extension). */
+const char *cli_out_stage(cli_outputs *o, const char *final);
+int cli_out_commit(const char *cmd, cli_outputs *o); /* -1 on success, else exit code */
+void cli_out_abort(cli_outputs *o);
+
 double cli_now(void);
 int cli_has_suffix(const char *s, const char *suffix);
 char *cli_derive(const char *path, const char *tail);
 /* Check the solver options before any work (-1 if fine, else exit code 2 with
  * the message printed). */
-int cli_solver_check(const char *cmd, const cli_solver_opts *o);
-/* Solver config and time grid (malloc'ed) from the options; -1 to go on, else an exit code. */
+int cli_solver_check(const char *cmd, const cli_solver_opts *o, int from_noise);
+/* Solver config and time grid (malloc'ed) from the options; -1 to go on, else
+ * an exit code. from_noise: the ODE starts from the source, so the grid must
+ * start at t = 0. */
 int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *path, fm_solver_config *sc,
-                     double **grid, int *ngrid);
+                     double **grid, int *ngrid, int from_noise);
 /* Points to .npy or .csv by extension; -1 on success, else an exit code. */
 int cli_write_points(const char *cmd, const char *path, const float *x, int n, int d);
 /* A flow from a checkpoint; -1 on success, else an exit code. */
@@ -81,8 +98,10 @@ int cli_load_model(const char *cmd, const char *path, int use_ema, fm_flow **out
  * demo. On success (-1) losses / lrs hold `done` entries (caller frees). */
 int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_every, int quiet, float **losses,
                    float **lrs, int64_t *done, double *seconds);
+/* Losses (and learning rates) of iterations first_iter + 1 ... to csv and svg;
+ * earlier: a previous loss CSV whose rows up to first_iter are kept. */
 int cli_write_losses(const char *cmd, const char *csv, const char *svg, const float *losses, const float *lrs,
-                     int64_t n, int64_t first_iter);
+                     int64_t n, int64_t first_iter, const char *earlier);
 
 /* Print the metrics named in which ("w2,energy,mmd"); -1 on success. */
 int cli_metrics(const char *cmd, const float *a, int na, const float *b, int nb, int d, const char *which, double bw,

@@ -4,10 +4,12 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 double cli_now(void)
 {
@@ -34,19 +36,100 @@ char *cli_derive(const char *path, const char *tail)
     return r;
 }
 
-int cli_solver_check(const char *cmd, const cli_solver_opts *o)
+int cli_status_code(fm_status s) { return (s == FM_ERR_ARG || s == FM_ERR_SHAPE) ? CLI_USAGE : CLI_FAIL; }
+
+const char *cli_out_stage(cli_outputs *o, const char *final)
+{
+    if (o->n == 8) return NULL;
+    const char *dot = strrchr(final, '.'), *slash = strrchr(final, '/');
+    const char *ext = (dot && (!slash || dot > slash)) ? dot : "";
+    size_t n = strlen(final) + strlen(ext) + 32;
+    char *t = malloc(n), *f = malloc(strlen(final) + 1);
+    if (!t || !f) {
+        free(t);
+        free(f);
+        return NULL;
+    }
+    snprintf(t, n, "%s.tmp%ld%s", final, (long)getpid(), ext);
+    strcpy(f, final);
+    o->final[o->n] = f;
+    o->tmp[o->n++] = t;
+    return t;
+}
+
+int cli_out_commit(const char *cmd, cli_outputs *o)
+{
+    int rc = -1;
+    for (int i = 0; i < o->n; i++) {
+        if (rc < 0 && rename(o->tmp[i], o->final[i]) != 0)
+            rc = cli_error(cmd, "cannot write %s: %s", o->final[i], strerror(errno));
+        if (rc >= 0) remove(o->tmp[i]);
+    }
+    for (int i = 0; i < o->n; i++) {
+        free(o->tmp[i]);
+        free(o->final[i]);
+    }
+    o->n = 0;
+    return rc;
+}
+
+void cli_out_abort(cli_outputs *o)
+{
+    for (int i = 0; i < o->n; i++) {
+        remove(o->tmp[i]);
+        free(o->tmp[i]);
+        free(o->final[i]);
+    }
+    o->n = 0;
+}
+
+int cli_solver_check(const char *cmd, const cli_solver_opts *o, int from_noise)
 {
     fm_solver_config sc;
     double *grid = NULL;
     int n;
     fm_path any = fm_path_default(FM_PATH_OT);
-    int rc = cli_solver_setup(cmd, o, &any, &sc, &grid, &n);
+    int rc = cli_solver_setup(cmd, o, &any, &sc, &grid, &n, from_noise);
     free(grid);
     return rc;
 }
 
+/* Comma-separated times, spaces allowed around them. NULL (and a message) on error. */
+static double *parse_grid(const char *cmd, const char *text, int *count)
+{
+    int cap = 16, n = 0;
+    double *g = malloc((size_t)cap * sizeof(double));
+    const char *p = text;
+    while (g) {
+        while (*p == ' ') p++;
+        char *e;
+        double v = strtod(p, &e);
+        if (e == p || !isfinite(v)) break;
+        if (n == cap) {
+            double *ng = realloc(g, (size_t)(cap *= 2) * sizeof(double));
+            if (!ng) {
+                free(g);
+                fprintf(stderr, "flowmatch %s: out of memory for --time-grid\n", cmd);
+                return NULL;
+            }
+            g = ng;
+        }
+        g[n++] = v;
+        while (*e == ' ') e++;
+        if (*e == '\0') {
+            *count = n;
+            return g;
+        }
+        if (*e != ',') break;
+        p = e + 1;
+    }
+    free(g);
+    fprintf(stderr, "flowmatch %s: --time-grid '%s' is not a comma-separated list of times\n", cmd, text);
+    return NULL;
+}
+
 int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *path, fm_solver_config *sc,
-                     double **grid, int *ngrid)
+                     double **grid, int *ngrid, int from_noise)
 {
     int k = fm_solver_from_name(o->solver);
     if (k < 0) {
@@ -66,36 +149,18 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
         fprintf(stderr, "flowmatch %s: --t-end %g must lie in (0, 1]\n", cmd, o->t_end);
         return CLI_USAGE;
     }
-    if (o->time_grid && *o->time_grid) {
-        int cap = 16, n = 0;
-        double *g = malloc((size_t)cap * sizeof(double));
-        const char *p = o->time_grid;
-        while (g && *p) {
-            char *e;
-            double v = strtod(p, &e);
-            if (e == p || (*e && *e != ',') || !isfinite(v)) {
-                fprintf(stderr, "flowmatch %s: --time-grid '%s' is not a comma-separated list of times\n", cmd,
-                        o->time_grid);
-                free(g);
-                return CLI_USAGE;
-            }
-            if (n == cap) {
-                double *ng = realloc(g, (size_t)(cap *= 2) * sizeof(double));
-                if (!ng) break;
-                g = ng;
-            }
-            g[n++] = v;
-            p = *e ? e + 1 : e;
-        }
-        if (!g) return cli_error(cmd, "out of memory");
-        for (int i = 1; i < n; i++)
-            if (!(g[i] > g[i - 1])) {
-                fprintf(stderr, "flowmatch %s: --time-grid must increase strictly (%g then %g)\n", cmd, g[i - 1], g[i]);
-                free(g);
-                return CLI_USAGE;
-            }
-        if (n < 2 || g[0] < 0 || g[n - 1] > 1) {
-            fprintf(stderr, "flowmatch %s: --time-grid needs at least two times within [0, 1]\n", cmd);
+    if (o->time_grid) {
+        int n = 0;
+        double *g = parse_grid(cmd, o->time_grid, &n);
+        if (!g) return CLI_USAGE;
+        const char *bad = NULL;
+        for (int i = 1; i < n && !bad; i++)
+            if (!(g[i] > g[i - 1])) bad = "must increase strictly";
+        if (n < 2) bad = "needs at least two times";
+        else if (g[0] < 0 || g[n - 1] > 1) bad = "must lie within [0, 1]";
+        else if (from_noise && g[0] != 0) bad = "must start at 0 when the ODE starts from noise (or give --x0)";
+        if (bad) {
+            fprintf(stderr, "flowmatch %s: --time-grid '%s' %s\n", cmd, o->time_grid, bad);
             free(g);
             return CLI_USAGE;
         }

@@ -21,7 +21,7 @@ int cmd_datasets(int argc, char **argv)
     const cli_spec spec = {"datasets", NULL, "List the built-in datasets, or draw points from one.",
                            "A dataset spec is a name with optional parameters, e.g. moons,\n"
                            "moons:noise=0.1,scale=2, circles:factor=0.3, gaussian:dim=5, or csv:FILE.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0};
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;

@@ -39,7 +39,7 @@ int cmd_demo(int argc, char **argv)
                            "(300 points, 8 midpoint steps, t = 0.00 ... 1.00, axes [-3, 3]),\n"
                            "DIR/trajectory.npy, DIR/samples.npy and DIR/samples.svg, and prints the exact\n"
                            "W2 distance of 2000 samples to 2000 fresh moons.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0};
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
@@ -73,7 +73,7 @@ int cmd_demo(int argc, char **argv)
     if (fm_trainer_save(tr, FILE_IN("model.safetensors")) != FM_OK) rc = cli_error("demo", "%s", fm_last_error());
     char csv[4096];
     snprintf(csv, sizeof csv, "%s/loss.csv", dir);
-    if (rc < 0) rc = cli_write_losses("demo", csv, FILE_IN("loss.svg"), losses, lrs, done, 0);
+    if (rc < 0) rc = cli_write_losses("demo", csv, FILE_IN("loss.svg"), losses, lrs, done, 0, NULL);
     free(losses);
     free(lrs);
 

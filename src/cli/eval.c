@@ -14,6 +14,11 @@ static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, co
     memset(t, 0, sizeof *t);
     if (cli_has_suffix(spec, ".npy") || cli_has_suffix(spec, ".csv")) {
         if (fm_points_read(spec, t) != FM_OK) return cli_error("eval", "%s", fm_last_error());
+        for (size_t i = 0; i < (size_t)t->rows * t->cols; i++)
+            if (!isfinite(t->data[i])) {
+                fm_table_free(t);
+                return cli_error("eval", "%s: row %zu holds a NaN or infinite value", spec, i / (size_t)t->cols + 1);
+            }
         snprintf(label, llen, "%s (%d points)", spec, t->rows);
         return -1;
     }
@@ -24,7 +29,7 @@ static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, co
         fm_solver_config sc;
         double *grid;
         int ngrid, d = fm_flow_get_config(f)->dim;
-        rc = cli_solver_setup("eval", so, &fm_flow_get_config(f)->path, &sc, &grid, &ngrid);
+        rc = cli_solver_setup("eval", so, &fm_flow_get_config(f)->path, &sc, &grid, &ngrid, 1);
         if (rc >= 0) {
             fm_flow_free(f);
             return rc;
@@ -118,7 +123,7 @@ int cmd_eval(int argc, char **argv)
                            "sqrt of the mean squared distance; energy distance and MMD^2 (Gaussian kernel)\n"
                            "are unbiased U-statistics. Models are sampled with the solver options; two sides\n"
                            "drawn from models or datasets use different random streams.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0};
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
@@ -126,8 +131,12 @@ int cmd_eval(int argc, char **argv)
         fprintf(stderr, "flowmatch eval: both --a and --b are required\n");
         return CLI_USAGE;
     }
-    if (n < 2 || n > (1 << 24) || seed < 0 || threads < 0 || !(bw >= 0)) {
-        fprintf(stderr, "flowmatch eval: --n must be >= 2; --seed, --threads and --bandwidth >= 0\n");
+    if (n < 2 || n > 100000 || seed < 0 || threads < 0 || threads > 1024 || !(bw >= 0)) {
+        fprintf(stderr, "flowmatch eval: --n must lie in 2..100000, --threads in 0..1024; --seed and --bandwidth >= 0\n");
+        return CLI_USAGE;
+    }
+    if (!*metrics) {
+        fprintf(stderr, "flowmatch eval: --metrics is empty (w2, energy, mmd)\n");
         return CLI_USAGE;
     }
     for (const char *p = metrics; *p;) {
@@ -138,7 +147,7 @@ int cmd_eval(int argc, char **argv)
         }
         p += k + (p[k] == ',');
     }
-    if ((rc = cli_solver_check("eval", &so)) >= 0) return rc;
+    if ((rc = cli_solver_check("eval", &so, 1)) >= 0) return rc;
     fm_set_threads(threads);
     fm_table ta, tb;
     char la[600], lb[600];

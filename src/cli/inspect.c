@@ -16,7 +16,7 @@ int cmd_inspect(int argc, char **argv)
                            "Every structural rule of the format is checked (header length, JSON,\n"
                            "dtypes, shapes against byte counts, offsets); the first violation is\n"
                            "reported and the exit status is 1.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 1, 1};
+                           opts, (int)(sizeof opts / sizeof opts[0]), 1, 1, NULL};
     const char *pos[1];
     int npos;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);

@@ -35,7 +35,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        fprintf(stderr, "flowmatch: missing command (see 'flowmatch --help')\n");
         return CLI_USAGE;
     }
     const char *cmd = argv[1];
@@ -49,7 +49,6 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 2, argv + 2);
-    fprintf(stderr, "flowmatch: unknown command '%s'\n\n", cmd);
-    usage(stderr);
+    fprintf(stderr, "flowmatch: unknown command '%s' (see 'flowmatch --help')\n", cmd);
     return CLI_USAGE;
 }

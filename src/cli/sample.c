@@ -33,6 +33,14 @@ static fm_status observe(void *ctx, int g, double t, const float *x, size_t n)
     return FM_OK;
 }
 
+/* Every value finite? Else the index of the first that is not. */
+static long first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return (long)i;
+    return -1;
+}
+
 int cmd_sample(int argc, char **argv)
 {
     const char *model = NULL, *out = "samples.npy", *x0file = NULL, *figure = NULL, *traj_out = NULL, *scatter = NULL;
@@ -60,9 +68,11 @@ int cmd_sample(int argc, char **argv)
                            "--steps N takes N uniform steps on [0, t-end] (t-end is 1, or 1 - 1e-3 for the\n"
                            "ve, vp and linear-vp paths); --time-grid gives the times explicitly; dopri5\n"
                            "adapts its steps between grid points. The number of function evaluations (NFE)\n"
-                           "is reported. With --x0 the ODE starts from the given points, so another program\n"
-                           "can reproduce the run from the same starting points.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0};
+                           "is reported. With --x0 the ODE starts from the given points (in the network's\n"
+                           "units: standard normal draws for the default source), so another program can\n"
+                           "reproduce the run from the same starting points. Nothing is written unless\n"
+                           "every output can be.",
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
@@ -75,14 +85,15 @@ int cmd_sample(int argc, char **argv)
     if (!model) BAD("--model is required");
     if (n == 0 || n < -1 || n > (1 << 28)) BAD("--n %d is invalid", n);
     if (save_every < 0) BAD("--save-every must be >= 0");
-    if (threads < 0) BAD("--threads must be >= 0");
+    if (threads < 0 || threads > 1024) BAD("--threads must lie in 0..1024");
     if (!(range > 0)) BAD("--range must be > 0");
     if (seed < 0) BAD("--seed must be >= 0");
     if (!cli_has_suffix(out, ".npy") && !cli_has_suffix(out, ".csv")) BAD("--out '%s' must end in .npy or .csv", out);
+    if (traj_out && !cli_has_suffix(traj_out, ".npy")) BAD("--traj '%s' must end in .npy", traj_out);
     if (figure && !cli_has_suffix(figure, ".svg")) BAD("--figure '%s' must end in .svg", figure);
     if (scatter && !cli_has_suffix(scatter, ".svg")) BAD("--scatter '%s' must end in .svg", scatter);
 #undef BAD
-    if ((rc = cli_solver_check("sample", &so)) >= 0) return rc;
+    if ((rc = cli_solver_check("sample", &so, !x0file)) >= 0) return rc;
     fm_set_threads(threads);
     fm_flow *f;
     if ((rc = cli_load_model("sample", model, !no_ema, &f)) >= 0) return rc;
@@ -91,32 +102,44 @@ int cmd_sample(int argc, char **argv)
     fm_solver_config sc;
     double *grid = NULL;
     int ngrid = 0;
-    rc = cli_solver_setup("sample", &so, &fc->path, &sc, &grid, &ngrid);
     fm_table x0 = {0};
-    float *xs = NULL;
+    float *xs = NULL, *ref = NULL;
+    char *tp = NULL;
     keeper k = {0};
+    fm_dataset *ds = NULL;
+    cli_outputs outs = {0};
+    rc = cli_solver_setup("sample", &so, &fc->path, &sc, &grid, &ngrid, !x0file);
     if (rc >= 0) goto done;
+    rc = -1;
     if (x0file) {
         if (fm_points_read(x0file, &x0) != FM_OK) {
             rc = cli_error("sample", "%s", fm_last_error());
             goto done;
         }
-        if (x0.cols != d) {
-            rc = cli_error("sample", "%s has %d columns but the model is %d-dimensional", x0file, x0.cols, d);
-            goto done;
-        }
-        if (n > 0 && n != x0.rows) {
-            rc = cli_error("sample", "--n %d disagrees with the %d rows of %s", n, x0.rows, x0file);
-            goto done;
-        }
+        long bad = first_nonfinite(x0.data, (size_t)x0.rows * x0.cols);
+        if (x0.cols != d) rc = cli_error("sample", "%s has %d columns but the model is %d-dimensional", x0file, x0.cols, d);
+        else if (n > 0 && n != x0.rows) rc = cli_error("sample", "--n %d disagrees with the %d rows of %s", n, x0.rows, x0file);
+        else if (bad >= 0) rc = cli_error("sample", "%s: row %ld holds a NaN or infinite value", x0file, bad / d + 1);
+        if (rc >= 0) goto done;
         n = x0.rows;
     }
     if (n < 0) n = 2000;
+    size_t nd = (size_t)n * d;
+    if (scatter) { /* the comparison data must be drawable before anything is written */
+        ds = fm_dataset_open(fc->data);
+        ref = ds ? malloc(nd * sizeof(float)) : NULL;
+        fm_rng rd;
+        fm_rng_seed(&rd, (uint64_t)seed + 1, FM_STREAM_DATA);
+        if (!ds || !ref || fm_dataset_sample(ds, &rd, ref, n) != FM_OK) {
+            rc = cli_error("sample", "--scatter needs the model's training data '%s': %s", fc->data,
+                           ref ? fm_last_error() : ds ? "out of memory" : fm_last_error());
+            goto done;
+        }
+    }
     k.n = n;
     k.d = d;
     k.ngrid = ngrid;
     k.every = save_every;
-    size_t nd = (size_t)n * d;
     if (save_every > 0) {
         int nt = 0;
         for (int g = 0; g < ngrid; g++) nt += keep_traj(&k, g);
@@ -154,37 +177,33 @@ int cmd_sample(int argc, char **argv)
         rc = cli_error("sample", "%s", fm_last_error());
         goto done;
     }
-    if ((rc = cli_write_points("sample", out, xs, n, d)) >= 0) goto done;
-    char *tp = NULL;
+    /* every output under a temporary name first; all renamed at the end */
+    const char *to = cli_out_stage(&outs, out);
+    if (to && (rc = cli_write_points("sample", to, xs, n, d)) >= 0) goto done;
     if (k.traj) {
         tp = traj_out ? NULL : cli_derive(out, "_traj.npy");
         int64_t shape[3] = {k.ntraj, n, d};
-        if (fm_npy_write(traj_out ? traj_out : tp, k.traj, 3, shape) != FM_OK) {
-            free(tp);
-            rc = cli_error("sample", "%s", fm_last_error());
+        const char *tt = cli_out_stage(&outs, traj_out ? traj_out : tp);
+        if (!tt || fm_npy_write(tt, k.traj, 3, shape) != FM_OK) {
+            rc = cli_error("sample", "%s", tt ? fm_last_error() : "out of memory");
             goto done;
         }
     }
-    if (figure && fm_svg_trajectory(figure, k.figs, k.fig_t, k.nfig, n, d, range) != FM_OK) {
-        free(tp);
-        rc = cli_error("sample", "%s", fm_last_error());
+    const char *tf = figure ? cli_out_stage(&outs, figure) : NULL;
+    if (figure && (!tf || fm_svg_trajectory(tf, k.figs, k.fig_t, k.nfig, n, d, range) != FM_OK)) {
+        rc = cli_error("sample", "%s", tf ? fm_last_error() : "out of memory");
         goto done;
     }
-    if (scatter) {
-        fm_dataset *ds = fm_dataset_open(fc->data);
-        float *ref = ds ? malloc(nd * sizeof(float)) : NULL;
-        fm_rng rd;
-        fm_rng_seed(&rd, (uint64_t)seed + 1, FM_STREAM_DATA);
-        if (!ds || !ref || fm_dataset_sample(ds, &rd, ref, n) != FM_OK ||
-            fm_svg_scatter(scatter, "samples and data", xs, n, "samples", ref, n, fc->data, d, range) != FM_OK)
-            rc = cli_error("sample", "--scatter: %s", ds ? fm_last_error() : "the model's training data cannot be drawn");
-        free(ref);
-        fm_dataset_free(ds);
-        if (rc >= 0) {
-            free(tp);
-            goto done;
-        }
+    const char *ts = scatter ? cli_out_stage(&outs, scatter) : NULL;
+    if (scatter && (!ts || fm_svg_scatter(ts, "samples and data", xs, n, "samples", ref, n, fc->data, d, range) != FM_OK)) {
+        rc = cli_error("sample", "%s", ts ? fm_last_error() : "out of memory");
+        goto done;
     }
+    if (!to) {
+        rc = cli_error("sample", "out of memory");
+        goto done;
+    }
+    if ((rc = cli_out_commit("sample", &outs)) >= 0) goto done;
     if (!quiet) {
         printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", n, fm_solver_name(sc.kind), ngrid,
                grid[0], grid[ngrid - 1], st.nfe);
@@ -195,15 +214,18 @@ int cmd_sample(int argc, char **argv)
         if (scatter) printf(", %s", scatter);
         printf("\n");
     }
-    free(tp);
     rc = CLI_OK;
 done:
+    cli_out_abort(&outs);
+    free(tp);
     free(grid);
     free(xs);
+    free(ref);
     free(k.traj);
     free(k.traj_t);
     free(k.figs);
     free(k.fig_t);
+    fm_dataset_free(ds);
     fm_table_free(&x0);
     fm_flow_free(f);
     return rc;

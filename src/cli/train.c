@@ -80,24 +80,41 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
 }
 
 int cli_write_losses(const char *cmd, const char *csv, const char *svg, const float *losses, const float *lrs,
-                     int64_t n, int64_t first_iter)
+                     int64_t n, int64_t first_iter, const char *earlier)
 {
     if (csv && *csv) {
-        float *rows = malloc((size_t)(n ? n : 1) * 3 * sizeof(float));
-        if (!rows) return cli_error(cmd, "out of memory");
+        /* when resuming, keep the earlier run's rows up to where this one starts */
+        fm_table old = {0};
+        int keep = 0;
+        if (earlier && fm_csv_read(earlier, &old) == FM_OK && old.cols == 3)
+            while (keep < old.rows && old.data[3 * keep] <= (float)first_iter) keep++;
+        float *rows = malloc((size_t)(n + keep + 1) * 3 * sizeof(float));
+        if (!rows) {
+            fm_table_free(&old);
+            return cli_error(cmd, "out of memory");
+        }
+        if (keep) memcpy(rows, old.data, (size_t)keep * 3 * sizeof(float));
+        fm_table_free(&old);
         for (int64_t i = 0; i < n; i++) {
-            rows[3 * i] = (float)(first_iter + i + 1);
-            rows[3 * i + 1] = losses[i];
-            rows[3 * i + 2] = lrs[i];
+            rows[3 * (keep + i)] = (float)(first_iter + i + 1);
+            rows[3 * (keep + i) + 1] = losses[i];
+            rows[3 * (keep + i) + 2] = lrs[i];
         }
         const char *names[3] = {"iter", "loss", "lr"};
-        fm_status s = fm_csv_write(csv, rows, (int)n, 3, names);
+        fm_status s = fm_csv_write(csv, rows, (int)(n + keep), 3, names);
         free(rows);
         if (s) return cli_error(cmd, "%s", fm_last_error());
     }
     if (svg && *svg && n > 0 && fm_svg_loss(svg, losses, (int)n, "training loss") != FM_OK)
         return cli_error(cmd, "%s", fm_last_error());
     return -1;
+}
+
+static int given_iters(const unsigned char *given, const cli_opt *opts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (given[i] && !strcmp(opts[i].name, "iters")) return 1;
+    return 0;
 }
 
 int cmd_train(int argc, char **argv)
@@ -154,12 +171,15 @@ int cmd_train(int argc, char **argv)
         {"resume", OPT_STR, &resume, "FILE", "continue a checkpoint (its settings win; --iters sets the total)"},
         {"quiet", OPT_FLAG, &quiet, NULL, "no progress output"},
     };
+    unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     const cli_spec spec = {"train", NULL, "Train a flow-matching model.",
                            "Defaults reproduce the tutorial: moons (noise 0.05), MLP 3 x 64 ELU with input\n"
                            "concat(t, x), OT path with sigma_min 0, Adam lr 1e-2, batch 256, 10000 iterations.\n"
                            "The checkpoint holds everything `flowmatch sample` needs, and the optimizer, EMA\n"
-                           "and random state for --resume.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0};
+                           "and random state for --resume, which continues with the checkpoint's settings\n"
+                           "(only --iters, the outputs, --threads and the logging options may be given).\n"
+                           "The checkpoint and loss files are replaced only when the run succeeds.",
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
@@ -170,14 +190,24 @@ int cmd_train(int argc, char **argv)
         return CLI_USAGE;                                                                                          \
     } while (0)
     if (!cli_has_suffix(out, ".safetensors")) BAD("--out '%s' must end in .safetensors", out);
-    if (threads < 0) BAD("--threads %d must be >= 0", threads);
+    if (threads < 0 || threads > 1024) BAD("--threads %d must lie in 0..1024", threads);
     if (iters < 0) BAD("--iters %lld must be >= 0", (long long)iters);
     if (log_every < 0) BAD("--log-every must be >= 0");
     fm_set_threads(threads);
     fm_trainer *tr;
     if (resume) {
-        tr = fm_trainer_resume(resume, iters);
-        if (!tr) return cli_error("train", "cannot resume: %s", fm_last_error());
+        static const char *const allowed[] = {"resume", "iters", "out", "loss-csv", "loss-plot", "log-every", "quiet",
+                                              "threads"};
+        for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+            int ok = !given[i];
+            for (size_t k = 0; !ok && k < sizeof allowed / sizeof allowed[0]; k++) ok = !strcmp(opts[i].name, allowed[k]);
+            if (!ok) BAD("--%s cannot be changed when resuming: the checkpoint's settings are used", opts[i].name);
+        }
+        tr = fm_trainer_resume(resume, given_iters(given, opts, sizeof opts / sizeof opts[0]) ? iters : 0);
+        if (!tr) {
+            fprintf(stderr, "flowmatch train: cannot resume: %s\n", fm_last_error());
+            return cli_status_code(fm_last_status());
+        }
         iters = fm_trainer_get_config(tr)->iters;
     } else {
         int k;
@@ -235,10 +265,9 @@ int cmd_train(int argc, char **argv)
         c.flow.source = source;
         tr = fm_trainer_new(&c);
         if (!tr) {
-            /* A bad spec is a usage error; a file that cannot be read is not. */
-            int file = !strncmp(data, "csv:", 4) || !strncmp(source, "csv:", 4);
+            /* a bad spec or setting is a usage error; a file that cannot be read is not */
             fprintf(stderr, "flowmatch train: %s\n", fm_last_error());
-            return file ? CLI_FAIL : CLI_USAGE;
+            return cli_status_code(fm_last_status());
         }
     }
 #undef BAD
@@ -259,15 +288,22 @@ int cmd_train(int argc, char **argv)
         return rc;
     }
     char *csv = loss_csv ? NULL : cli_derive(out, "_loss.csv");
-    if (fm_trainer_save(tr, out) != FM_OK) rc = cli_error("train", "%s", fm_last_error());
-    if (rc < 0) rc = cli_write_losses("train", loss_csv ? loss_csv : csv, loss_svg, losses, lrs, done, first);
+    const char *csv_path = loss_csv ? loss_csv : csv;
+    cli_outputs outs = {0};
+    const char *t_out = cli_out_stage(&outs, out), *t_csv = csv_path ? cli_out_stage(&outs, csv_path) : NULL;
+    const char *t_svg = loss_svg ? cli_out_stage(&outs, loss_svg) : NULL;
+    if (!t_out || !t_csv || (loss_svg && !t_svg)) rc = cli_error("train", "out of memory");
+    if (rc < 0 && fm_trainer_save(tr, t_out) != FM_OK) rc = cli_error("train", "%s", fm_last_error());
+    if (rc < 0) rc = cli_write_losses("train", t_csv, t_svg, losses, lrs, done, first, resume ? csv_path : NULL);
+    if (rc < 0) rc = cli_out_commit("train", &outs);
+    cli_out_abort(&outs);
     if (rc < 0 && !quiet) {
         double tail = 0;
         int64_t m = done < 100 ? done : 100;
         for (int64_t i = done - m; i < done; i++) tail += losses[i];
         printf("trained %lld iterations in %.2f s (%.0f it/s); mean loss of the last %lld: %.4f\n", (long long)done,
                secs, done / fmax(secs, 1e-9), (long long)m, m ? tail / m : NAN);
-        printf("wrote %s, %s%s%s\n", out, loss_csv ? loss_csv : csv, loss_svg ? ", " : "", loss_svg ? loss_svg : "");
+        printf("wrote %s, %s%s%s\n", out, csv_path, loss_svg ? ", " : "", loss_svg ? loss_svg : "");
     }
     free(csv);
     free(losses);

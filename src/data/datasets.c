@@ -46,6 +46,9 @@ struct fm_dataset {
     double noise, scale, extra;
     fm_table table; /* DS_CSV */
     char *spec;
+    float *noise_buf;  /* (cap) normal draws for one call */
+    float *base;       /* (2 base_n) moons / circles before shuffling, for base_n points */
+    int cap, base_n;
 };
 
 int fm_dataset_count(void) { return DS_COUNT; }
@@ -68,7 +71,16 @@ void fm_dataset_free(fm_dataset *ds)
     if (!ds) return;
     fm_table_free(&ds->table);
     free(ds->spec);
+    free(ds->noise_buf);
+    free(ds->base);
     free(ds);
+}
+
+/* The shortest of %.15g / %.17g that reads back as v, so specs survive a round trip. */
+static void shortest(char *buf, double v)
+{
+    snprintf(buf, 32, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, 32, "%.17g", v);
 }
 
 static int parse_double(const char *s, size_t n, double *out)
@@ -124,7 +136,11 @@ fm_dataset *fm_dataset_open(const char *spec)
     ds->extra = in->extra;
     /* key=value pairs */
     const char *p = colon ? colon + 1 : NULL;
-    while (p && *p) {
+    if (p && !*p) {
+        fm__fail(FM_ERR_ARG, "dataset '%s': nothing after ':'", spec);
+        goto fail;
+    }
+    while (p) {
         const char *comma = strchr(p, ',');
         size_t plen = comma ? (size_t)(comma - p) : strlen(p);
         const char *eq = memchr(p, '=', plen);
@@ -151,11 +167,13 @@ fm_dataset *fm_dataset_open(const char *spec)
         p = comma ? comma + 1 : NULL;
     }
     ds->dim = k == DS_GAUSSIAN ? (int)ds->extra : 2;
-    char buf[160];
-    if (in->extra_name)
-        snprintf(buf, sizeof buf, "%s:noise=%g,scale=%g,%s=%g", in->name, ds->noise, ds->scale, in->extra_name, ds->extra);
-    else snprintf(buf, sizeof buf, "%s:noise=%g,scale=%g", in->name, ds->noise, ds->scale);
-    if (k == DS_GAUSSIAN) snprintf(buf, sizeof buf, "gaussian:dim=%d,scale=%g", ds->dim, ds->scale);
+    char buf[200], nz[32], sc[32], ex[32];
+    shortest(nz, ds->noise);
+    shortest(sc, ds->scale);
+    shortest(ex, ds->extra);
+    if (k == DS_GAUSSIAN) snprintf(buf, sizeof buf, "gaussian:dim=%d,scale=%s", ds->dim, sc);
+    else if (in->extra_name) snprintf(buf, sizeof buf, "%s:noise=%s,scale=%s,%s=%s", in->name, nz, sc, in->extra_name, ex);
+    else snprintf(buf, sizeof buf, "%s:noise=%s,scale=%s", in->name, nz, sc);
     ds->spec = fm__strdup(buf);
     if (!ds->spec) goto oom;
     return ds;
@@ -193,51 +211,84 @@ static double lin(int i, int n, double stop, int endpoint)
     return stop * i / n;
 }
 
+/* Scratch for n points' noise, and the noise itself (2n standard normals). */
+static const float *noise_for(fm_dataset *ds, fm_rng *r, int n)
+{
+    if (n * 2 > ds->cap) {
+        float *nb = realloc(ds->noise_buf, (size_t)n * 2 * sizeof(float));
+        if (!nb) return NULL;
+        ds->noise_buf = nb;
+        ds->cap = n * 2;
+    }
+    fm_rng_normal_fill(r, ds->noise_buf, (size_t)n * 2, 0.0f, 1.0f);
+    return ds->noise_buf;
+}
+
+/* make_moons / make_circles before shuffling: evenly spaced angles, outer
+ * half (n / 2 points) first. Cached for the last n. */
+static const float *ring_base(fm_dataset *ds, int n)
+{
+    if (ds->base && ds->base_n == n) return ds->base;
+    float *b = realloc(ds->base, (size_t)(n ? n : 1) * 2 * sizeof(float));
+    if (!b) return NULL;
+    ds->base = b;
+    ds->base_n = n;
+    int n_out = n / 2, n_in = n - n_out, moons = ds->kind == DS_MOONS;
+    for (int i = 0; i < n_out; i++) {
+        double a = moons ? lin(i, n_out, M_PI, 1) : lin(i, n_out, 2 * M_PI, 0);
+        b[2 * i] = (float)cos(a);
+        b[2 * i + 1] = (float)sin(a);
+    }
+    for (int i = 0; i < n_in; i++) {
+        double a = moons ? lin(i, n_in, M_PI, 1) : lin(i, n_in, 2 * M_PI, 0);
+        float *o = b + 2 * (n_out + i);
+        if (moons) {
+            o[0] = (float)(1.0 - cos(a));
+            o[1] = (float)(1.0 - sin(a) - 0.5);
+        } else {
+            o[0] = (float)(cos(a) * ds->extra);
+            o[1] = (float)(sin(a) * ds->extra);
+        }
+    }
+    return b;
+}
+
 fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
 {
     if (n < 0) return fm__fail(FM_ERR_ARG, "cannot draw %d points", n);
     double nz = ds->noise, sc = ds->scale;
     int d = ds->dim;
-    switch (ds->kind) {
-    case DS_GAUSSIAN:
+    if (ds->kind == DS_GAUSSIAN) {
         fm_rng_normal_fill(r, out, (size_t)n * d, 0.0f, (float)sc);
         return FM_OK;
-    case DS_CSV: {
+    }
+    if (ds->kind == DS_CSV) {
         const fm_table *t = &ds->table;
         for (int i = 0; i < n; i++)
             memcpy(out + (size_t)i * d, t->data + (size_t)uniform_int(r, (uint32_t)t->rows) * d, (size_t)d * sizeof(float));
         return FM_OK;
     }
-    case DS_MOONS:
-    case DS_CIRCLES: {
-        /* make_moons / make_circles: evenly spaced angles, shuffled, plus noise */
-        int n_out = n / 2, n_in = n - n_out;
-        int moons = ds->kind == DS_MOONS;
-        for (int i = 0; i < n_out; i++) {
-            double a = moons ? lin(i, n_out, M_PI, 1) : lin(i, n_out, 2 * M_PI, 0);
-            out[2 * i] = (float)cos(a);
-            out[2 * i + 1] = (float)sin(a);
-        }
-        for (int i = 0; i < n_in; i++) {
-            double a = moons ? lin(i, n_in, M_PI, 1) : lin(i, n_in, 2 * M_PI, 0);
-            float *o = out + 2 * (n_out + i);
-            if (moons) {
-                o[0] = (float)(1.0 - cos(a));
-                o[1] = (float)(1.0 - sin(a) - 0.5);
-            } else {
-                o[0] = (float)(cos(a) * ds->extra);
-                o[1] = (float)(sin(a) * ds->extra);
-            }
-        }
+    const float *e = NULL;
+    const float *base = NULL;
+    if (ds->kind == DS_MOONS || ds->kind == DS_CIRCLES) {
+        /* shuffle first, then the noise, as scikit-learn does */
+        base = ring_base(ds, n);
+        if (!base) return fm__fail(FM_ERR_NOMEM, "out of memory drawing %d points", n);
+        memcpy(out, base, (size_t)n * 2 * sizeof(float));
         shuffle_rows(r, out, n);
-        for (int i = 0; i < 2 * n; i++) out[i] = (float)(sc * (out[i] + nz * fm_rng_normal(r)));
-        return FM_OK;
     }
+    e = noise_for(ds, r, n);
+    if (!e) return fm__fail(FM_ERR_NOMEM, "out of memory drawing %d points", n);
+    switch (ds->kind) {
+    case DS_MOONS:
+    case DS_CIRCLES:
+        for (int i = 0; i < 2 * n; i++) out[i] = (float)(sc * (out[i] + nz * e[i]));
+        return FM_OK;
     case DS_8GAUSSIANS:
         for (int i = 0; i < n; i++) {
             double a = M_PI / 4 * (double)uniform_int(r, 8);
-            out[2 * i] = (float)(sc * cos(a) + nz * fm_rng_normal(r));
-            out[2 * i + 1] = (float)(sc * sin(a) + nz * fm_rng_normal(r));
+            out[2 * i] = (float)(sc * cos(a) + nz * e[2 * i]);
+            out[2 * i + 1] = (float)(sc * sin(a) + nz * e[2 * i + 1]);
         }
         return FM_OK;
     case DS_CHECKERBOARD:
@@ -245,23 +296,23 @@ fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
         for (int i = 0; i < n; i++) {
             double x = 4 * fm_rng_uniform(r) - 2;
             double y = fm_rng_uniform(r) - 2.0 * uniform_int(r, 2) + fmod(floor(x) + 4, 2.0);
-            out[2 * i] = (float)(sc * (x + nz * fm_rng_normal(r)));
-            out[2 * i + 1] = (float)(sc * (y + nz * fm_rng_normal(r)));
+            out[2 * i] = (float)(sc * (x + nz * e[2 * i]));
+            out[2 * i + 1] = (float)(sc * (y + nz * e[2 * i + 1]));
         }
         return FM_OK;
     case DS_SWISSROLL:
         for (int i = 0; i < n; i++) {
             double t = 1.5 * M_PI * (1 + 2 * fm_rng_uniform(r));
-            out[2 * i] = (float)(sc * (t * cos(t) / 5 + nz * fm_rng_normal(r)));
-            out[2 * i + 1] = (float)(sc * (t * sin(t) / 5 + nz * fm_rng_normal(r)));
+            out[2 * i] = (float)(sc * (t * cos(t) / 5 + nz * e[2 * i]));
+            out[2 * i + 1] = (float)(sc * (t * sin(t) / 5 + nz * e[2 * i + 1]));
         }
         return FM_OK;
     case DS_SCURVE:
         for (int i = 0; i < n; i++) {
             double t = 3 * M_PI * (fm_rng_uniform(r) - 0.5);
             double x = sin(t), z = (t < 0 ? -1.0 : 1.0) * (cos(t) - 1);
-            out[2 * i] = (float)(sc * (x + nz * fm_rng_normal(r)));
-            out[2 * i + 1] = (float)(sc * (z + nz * fm_rng_normal(r)));
+            out[2 * i] = (float)(sc * (x + nz * e[2 * i]));
+            out[2 * i + 1] = (float)(sc * (z + nz * e[2 * i + 1]));
         }
         return FM_OK;
     case DS_SPIRALS:
@@ -269,14 +320,14 @@ fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
             double th = sqrt(fm_rng_uniform(r)) * 3 * M_PI;
             double x = -cos(th) * th + 0.5 * fm_rng_uniform(r), y = sin(th) * th + 0.5 * fm_rng_uniform(r);
             double s = (i & 1) ? -1.0 : 1.0;
-            out[2 * i] = (float)(sc * (s * x / 3 + nz * fm_rng_normal(r)));
-            out[2 * i + 1] = (float)(sc * (s * y / 3 + nz * fm_rng_normal(r)));
+            out[2 * i] = (float)(sc * (s * x / 3 + nz * e[2 * i]));
+            out[2 * i + 1] = (float)(sc * (s * y / 3 + nz * e[2 * i + 1]));
         }
         return FM_OK;
     case DS_PINWHEEL: {
         int arms = (int)ds->extra;
         for (int i = 0; i < n; i++) {
-            double rad = 1 + nz * fm_rng_normal(r), tan_ = nz / 3 * fm_rng_normal(r);
+            double rad = 1 + nz * e[2 * i], tan_ = nz / 3 * e[2 * i + 1];
             double a = 2 * M_PI * (double)uniform_int(r, (uint32_t)arms) / arms + 0.25 * exp(rad);
             double c = cos(a), s = sin(a);
             out[2 * i] = (float)(sc * (c * rad - s * tan_));

@@ -12,6 +12,7 @@
 #endif
 
 static _Thread_local char fm__msg[1024];
+static _Thread_local fm_status fm__status;
 
 static const char *const status_names[FM_ERR_COUNT] = {
     "ok", "argument", "shape", "out of memory", "io", "format", "numeric", "state",
@@ -23,15 +24,24 @@ const char *fm_status_name(fm_status s)
 }
 
 const char *fm_last_error(void) { return fm__msg; }
+fm_status fm_last_status(void) { return fm__status; }
 
-void fm_clear_error(void) { fm__msg[0] = '\0'; }
+void fm_clear_error(void)
+{
+    fm__msg[0] = '\0';
+    fm__status = FM_OK;
+}
 
 fm_status fm__fail(fm_status s, const char *fmt, ...)
 {
+    /* Format apart first: callers may pass fm_last_error() itself as an argument. */
+    char buf[sizeof fm__msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(fm__msg, sizeof fm__msg, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(fm__msg, buf, sizeof buf);
+    fm__status = s;
     return s;
 }
 

@@ -1,13 +1,18 @@
 /* gemm.c - the matrix products behind linear layers.
  *
- * One routine, C (M, N) = [C +] op(A) B, where op(A)(i, k) = A[i*ars + k*aks]
- * covers A (the forward and dx products) and A^T (the weight gradient dy^T x)
- * without copying. A register tile of 4 rows by up to 64 columns stays in
- * vector registers for the whole k loop (GCC vector extensions: AVX-512 with
- * -march=native, narrower vectors or scalar code elsewhere). Every C element
- * is the sum over k in increasing order, added to C at the end when
- * accumulating, so results do not depend on the thread count or on what C held.
- * Threads split row tiles of C and never share an output.
+ * One routine, C (M, N) = [C +] [bias +] op(A) B, where
+ * op(A)(i, k) = A[i*ars + k*aks] covers A (the forward and dx products) and A^T
+ * (the weight gradient dy^T x) without copying. Columns in groups of 16 go
+ * through a register tile of 4 rows by up to 64 columns that stays in vector
+ * registers for the whole k loop (GCC vector extensions: AVX-512 with
+ * -march=native, narrower vectors or scalar code elsewhere). The last N % 16
+ * columns, a whole output for layers of width 2 or 3, use kernels that
+ * vectorise along k (dot products) or along the rows of C instead.
+ *
+ * Every C element is its bias, then the sum over k in a fixed order, added to
+ * C at the end when accumulating, so results depend neither on the thread
+ * count nor on what C held. Threads split rows of C and never share an output;
+ * a single thread runs without entering OpenMP at all.
  */
 #include "internal.h"
 
@@ -21,15 +26,27 @@ typedef float vfu __attribute__((vector_size(VL * sizeof(float)), aligned(4), ma
 static inline vf vload(const float *p) { return *(const vfu *)p; }
 static inline void vstore(float *p, vf v) { *(vfu *)p = v; }
 
+static inline float hsum(vf v)
+{
+    /* fixed pairwise order */
+    float s[VL];
+    memcpy(s, &v, sizeof s);
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++) s[i] += s[i + w];
+    return s[0];
+}
+
 /* Rows [0, mr) and vector columns [0, nv) of a tile; mr <= 4, nv <= 4 are
  * compile-time constants at every call so the accumulators live in registers. */
 static inline __attribute__((always_inline)) void tile(int mr, int nv, int K, const float *A, ptrdiff_t ars,
                                                        ptrdiff_t aks, const float *B, ptrdiff_t ldb, float *C,
-                                                       ptrdiff_t ldc, int acc)
+                                                       ptrdiff_t ldc, const float *bias, int acc)
 {
     vf c[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 4; j++) c[r][j] = (vf){0};
+    for (int j = 0; j < 4; j++) {
+        vf b0 = bias && j < nv ? vload(bias + j * VL) : (vf){0};
+        for (int r = 0; r < 4; r++) c[r][j] = b0;
+    }
     for (int k = 0; k < K; k++) {
         const float *b = B + k * ldb;
         vf bv[4];
@@ -46,52 +63,147 @@ static inline __attribute__((always_inline)) void tile(int mr, int nv, int K, co
         }
 }
 
-/* Columns that do not fill a vector. */
-static void tail_cols(int mr, int n0, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B,
-                      ptrdiff_t ldb, float *C, ptrdiff_t ldc, int acc)
-{
-    for (int r = 0; r < mr; r++)
-        for (int n = n0; n < N; n++) {
-            float s = 0.0f;
-            for (int k = 0; k < K; k++) s += A[r * ars + k * aks] * B[k * ldb + n];
-            C[r * ldc + n] = acc ? C[r * ldc + n] + s : s;
-        }
-}
-
 #define TILE_ROWS(MR)                                                                                       \
     do {                                                                                                    \
         int n = 0;                                                                                          \
-        for (; n + 4 * VL <= N; n += 4 * VL) tile(MR, 4, K, a, ars, aks, B + n, ldb, c + n, ldc, acc);      \
-        switch ((N - n) / VL) {                                                                             \
-        case 3: tile(MR, 3, K, a, ars, aks, B + n, ldb, c + n, ldc, acc); n += 3 * VL; break;               \
-        case 2: tile(MR, 2, K, a, ars, aks, B + n, ldb, c + n, ldc, acc); n += 2 * VL; break;               \
-        case 1: tile(MR, 1, K, a, ars, aks, B + n, ldb, c + n, ldc, acc); n += VL; break;                   \
+        for (; n + 4 * VL <= nfull; n += 4 * VL)                                                            \
+            tile(MR, 4, K, a, ars, aks, B + n, ldb, c + n, ldc, bias ? bias + n : NULL, acc);                \
+        switch ((nfull - n) / VL) {                                                                         \
+        case 3: tile(MR, 3, K, a, ars, aks, B + n, ldb, c + n, ldc, bias ? bias + n : NULL, acc); break;     \
+        case 2: tile(MR, 2, K, a, ars, aks, B + n, ldb, c + n, ldc, bias ? bias + n : NULL, acc); break;     \
+        case 1: tile(MR, 1, K, a, ars, aks, B + n, ldb, c + n, ldc, bias ? bias + n : NULL, acc); break;     \
         }                                                                                                   \
-        if (n < N) tail_cols(MR, n, N, K, a, ars, aks, B, ldb, c, ldc, acc);                                \
     } while (0)
 
-void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,
-              int ldc, int acc)
+typedef struct {
+    int M, N, K, nfull;
+    const float *A, *B, *bias;
+    ptrdiff_t ars, aks;
+    int ldb, ldc, acc;
+    float *C;
+} job;
+
+/* Row tiles [t0, t1) over the columns that fill whole vectors. */
+static void wide_rows(const job *J, int t0, int t1)
 {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        if (!acc)
-            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(float));
-        return;
-    }
-    int tiles = (M + 3) / 4;
-    int nt = fm__threads_for((double)M * N * K);
-    (void)nt;
-    FM__PARALLEL_FOR(nt)
-    for (int t = 0; t < tiles; t++) {
-        int i = 4 * t, mr = M - i < 4 ? M - i : 4;
-        const float *a = A + (ptrdiff_t)i * ars;
-        float *c = C + (ptrdiff_t)i * ldc;
+    int K = J->K, nfull = J->nfull, acc = J->acc;
+    ptrdiff_t ars = J->ars, aks = J->aks, ldb = J->ldb, ldc = J->ldc;
+    const float *B = J->B, *bias = J->bias;
+    for (int t = t0; t < t1; t++) {
+        int i = 4 * t, mr = J->M - i < 4 ? J->M - i : 4;
+        const float *a = J->A + (ptrdiff_t)i * ars;
+        float *c = J->C + (ptrdiff_t)i * ldc;
         switch (mr) {
         case 4: TILE_ROWS(4); break;
         case 3: TILE_ROWS(3); break;
         case 2: TILE_ROWS(2); break;
         default: TILE_ROWS(1); break;
         }
+    }
+}
+
+/* The last few columns [n0, N) when A's rows are contiguous (aks == 1): each
+ * output is a dot product of a row of A with a column of B, vectorised along
+ * k. The column is packed 256 values at a time so its loads are contiguous.
+ * Rows [i0, i1) of the result go to out (row stride ldo, column n - n0). */
+static void narrow_dot(const job *J, int i0, int i1, float *out, ptrdiff_t ldo)
+{
+    enum { KC = 256 };
+    int K = J->K, N = J->N, n0 = J->nfull;
+    float pack[VL][KC];
+    for (int kc = 0; kc < K; kc += KC) {
+        int kn = K - kc < KC ? K - kc : KC;
+        for (int n = n0; n < N; n++)
+            for (int k = 0; k < kn; k++) pack[n - n0][k] = J->B[(ptrdiff_t)(kc + k) * J->ldb + n];
+        for (int i = i0; i < i1; i++) {
+            const float *a = J->A + (ptrdiff_t)i * J->ars + kc;
+            float *o = out + (ptrdiff_t)(i - i0) * ldo;
+            for (int n = n0; n < N; n++) {
+                vf s = (vf){0};
+                int k = 0;
+                for (; k + VL <= kn; k += VL) s += vload(a + k) * vload(pack[n - n0] + k);
+                float t = hsum(s);
+                for (; k < kn; k++) t += a[k] * pack[n - n0][k];
+                /* bias first, then the chunks in order */
+                o[n - n0] = kc == 0 ? (J->bias ? J->bias[n] : 0.0f) + t : o[n - n0] + t;
+            }
+        }
+    }
+}
+
+/* The same when A is used transposed (ars == 1): vectorise along the rows of C,
+ * which are contiguous in A. */
+static void narrow_rows(const job *J, int i0, int i1)
+{
+    int K = J->K, N = J->N, n0 = J->nfull;
+    for (int n = n0; n < N; n++) {
+        int i = i0;
+        for (; i + VL <= i1; i += VL) {
+            vf s = (vf){0} + (J->bias ? J->bias[n] : 0.0f);
+            for (int k = 0; k < K; k++) s += vload(J->A + (ptrdiff_t)k * J->aks + i) * ((vf){0} + J->B[(ptrdiff_t)k * J->ldb + n]);
+            float v[VL];
+            memcpy(v, &s, sizeof v);
+            for (int r = 0; r < VL; r++) {
+                float *c = J->C + (ptrdiff_t)(i + r) * J->ldc + n;
+                *c = J->acc ? *c + v[r] : v[r];
+            }
+        }
+        for (; i < i1; i++) {
+            float s = J->bias ? J->bias[n] : 0.0f;
+            for (int k = 0; k < K; k++) s += J->A[(ptrdiff_t)k * J->aks + i] * J->B[(ptrdiff_t)k * J->ldb + n];
+            float *c = J->C + (ptrdiff_t)i * J->ldc + n;
+            *c = J->acc ? *c + s : s;
+        }
+    }
+}
+
+static void narrow(const job *J, int i0, int i1)
+{
+    int w = J->N - J->nfull;
+    if (w == 0) return;
+    if (J->ars == 1 && J->aks != 1) {
+        narrow_rows(J, i0, i1);
+    } else if (!J->acc) {
+        narrow_dot(J, i0, i1, J->C + (ptrdiff_t)i0 * J->ldc + J->nfull, J->ldc);
+    } else {
+        /* sum apart, then add to C, 64 rows at a time */
+        float tmp[64 * VL];
+        for (int r0 = i0; r0 < i1; r0 += 64) {
+            int r1 = i1 - r0 < 64 ? i1 : r0 + 64;
+            narrow_dot(J, r0, r1, tmp, w);
+            for (int i = r0; i < r1; i++)
+                for (int n = 0; n < w; n++) J->C[(ptrdiff_t)i * J->ldc + J->nfull + n] += tmp[(i - r0) * w + n];
+        }
+    }
+}
+
+void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,
+              int ldc, const float *bias, int acc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int n = 0; n < N; n++) {
+                float b = bias ? bias[n] : 0.0f;
+                C[(size_t)i * ldc + n] = acc ? C[(size_t)i * ldc + n] + b : b;
+            }
+        return;
+    }
+    job J = {M, N, K, N / VL * VL, A, B, bias, ars, aks, ldb, ldc, acc, C};
+    int tiles = (M + 3) / 4;
+    int nt = fm__threads_for((double)M * N * K);
+    if (nt > tiles) nt = tiles;
+    if (nt <= 1) {
+        wide_rows(&J, 0, tiles);
+        narrow(&J, 0, M);
+        return;
+    }
+    /* each thread a contiguous range of row tiles; narrow columns by the same rows */
+    FM__PARALLEL_FOR(nt)
+    for (int w = 0; w < nt; w++) {
+        int t0 = (int)((long)tiles * w / nt), t1 = (int)((long)tiles * (w + 1) / nt);
+        wide_rows(&J, t0, t1);
+        int i0 = 4 * t0, i1 = 4 * t1 < M ? 4 * t1 : M;
+        narrow(&J, i0, i1);
     }
 }

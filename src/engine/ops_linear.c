@@ -18,13 +18,13 @@ static void linear_backward(fm_tape *tp, fm_tensor *y)
         /* dx (B, in) += dy (B, out) W (out, in) */
         float *dx = fm__grad(tp, x);
         if (!dx) return;
-        fm__gemm(B, in, out, dy, out, 1, w->data, in, dx, in, 1);
+        fm__gemm(B, in, out, dy, out, 1, w->data, in, dx, in, NULL, 1);
     }
     if (fm__wants_grad(w)) {
         /* dW (out, in) += dy^T x */
         float *dw = fm__grad(tp, w);
         if (!dw) return;
-        fm__gemm(out, in, B, dy, 1, out, x->data, in, dw, in, 1);
+        fm__gemm(out, in, B, dy, 1, out, x->data, in, dw, in, NULL, 1);
     }
     if (fm__wants_grad(b)) {
         float *db = fm__grad(tp, b);
@@ -62,9 +62,6 @@ fm_tensor *fm_linear(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b)
     if (!wt) return NULL;
     for (int o = 0; o < out; o++)
         for (int i = 0; i < in; i++) wt[(size_t)i * out + o] = w->data[(size_t)o * in + i];
-    fm__gemm(B, out, in, x->data, in, 1, wt, out, y->data, out, 0);
-    if (b)
-        for (int i = 0; i < B; i++)
-            for (int o = 0; o < out; o++) y->data[(size_t)i * out + o] += b->data[o];
+    fm__gemm(B, out, in, x->data, in, 1, wt, out, y->data, out, b ? b->data : NULL, 0);
     return y;
 }

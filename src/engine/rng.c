@@ -6,6 +6,7 @@
  * Normals use Box-Muller in double precision. Not cryptographic.
  */
 #include "internal.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -83,16 +84,34 @@ void fm_rng_uniform_fill(fm_rng *r, float *out, size_t n, float lo, float hi)
     }
 }
 
+/* 16 Box-Muller pairs in float vectors: u1 from 32 bits (so |z| reaches 6.6),
+ * u2 from 24; z0 fills the first 16 outputs, z1 the next 16. */
+static void normal32(fm_rng *r, float *o)
+{
+    float u1[16], u2[16];
+    for (int i = 0; i < 16; i++) {
+        uint64_t x = fm_rng_next(r);
+        u1[i] = (float)((x >> 32) + 1) * 0x1.0p-32f; /* (0, 1] */
+        u2[i] = (float)(x & 0xFFFFFF) * 0x1.0p-24f;   /* [0, 1) */
+    }
+    fm_vf rad = fm_vsqrt(fm_vsplat(-2.0f) * fm_vlog(fm_vload(u1))), sn, cs;
+    fm_vsincos2pi(fm_vload(u2), &sn, &cs);
+    fm_vstore(o, rad * cs);
+    fm_vstore(o + 16, rad * sn);
+}
+
 void fm_rng_normal_fill(fm_rng *r, float *out, size_t n, float mean, float std)
 {
     size_t i = 0;
-    for (; i + 1 < n; i += 2) {
-        double a, b;
-        normal_pair(r, &a, &b);
-        out[i] = (float)(mean + std * a);
-        out[i + 1] = (float)(mean + std * b);
+    float tmp[32];
+    for (; i + 32 <= n; i += 32) {
+        normal32(r, out + i);
+        for (int k = 0; k < 32; k++) out[i + k] = mean + std * out[i + k];
     }
-    if (i < n) out[i] = (float)(mean + std * fm_rng_normal(r));
+    if (i < n) {
+        normal32(r, tmp);
+        for (size_t k = 0; i + k < n; k++) out[i + k] = mean + std * tmp[k];
+    }
 }
 
 void fm_rng_to_hex(const fm_rng *r, char *buf)

@@ -28,6 +28,16 @@ static inline fm_vf fm_vsel(fm_vi m, fm_vf a, fm_vf b)
 }
 
 static inline fm_vf fm_vmax(fm_vf a, fm_vf b) { return fm_vsel(a > b, a, b); }
+
+/* Lane-wise sqrt (the compiler emits the vector instruction; needs -fno-math-errno). */
+static inline fm_vf fm_vsqrt(fm_vf x)
+{
+    float t[FM_VL];
+    memcpy(t, &x, sizeof t);
+    for (int i = 0; i < FM_VL; i++) t[i] = __builtin_sqrtf(t[i]);
+    memcpy(&x, t, sizeof t);
+    return x;
+}
 static inline fm_vf fm_vmin(fm_vf a, fm_vf b) { return fm_vsel(a < b, a, b); }
 
 /* Range reduction shared by exp and expm1: x = n ln2 + r. */
@@ -86,6 +96,59 @@ static inline fm_vf fm_vexpm1(fm_vf x)
     e = fm_vsel(x < -88.0f, fm_vsplat(-1.0f), e);
     e = fm_vsel(x > 88.72283f, fm_vsplat(__builtin_inff()), e);
     return fm_vsel(x != x, x, e);
+}
+
+/* log(x) for positive normal x: x = m 2^e with m in [sqrt(1/2), sqrt 2),
+ * log(m) = f - f^2/2 + f^3 P(f) for f = m - 1 (a minimax polynomial, the
+ * classic single-precision one), plus e ln 2 in two parts. */
+static inline fm_vf fm_vlog(fm_vf x)
+{
+    fm_vi bits = (fm_vi)x;
+    fm_vi e = ((bits >> 23) & 0xFF) - 126;
+    fm_vf m = (fm_vf)((bits & 0x007FFFFF) | 0x3F000000); /* [0.5, 1) */
+    fm_vi small = m < 0.70710678f;
+    e = e - (small & 1);
+    m = fm_vsel(small, m + m, m) - 1.0f;
+    fm_vf z = m * m;
+    fm_vf p = fm_vsplat(7.0376836292e-2f);
+    p = p * m - 1.1514610310e-1f;
+    p = p * m + 1.1676998740e-1f;
+    p = p * m - 1.2420140846e-1f;
+    p = p * m + 1.4249322787e-1f;
+    p = p * m - 1.6668057665e-1f;
+    p = p * m + 2.0000714765e-1f;
+    p = p * m - 2.4999993993e-1f;
+    p = p * m + 3.3333331174e-1f;
+    fm_vf fe = __builtin_convertvector(e, fm_vf);
+    fm_vf y = p * m * z + fe * -2.12194440e-4f - 0.5f * z;
+    return m + y + fe * 0.693359375f;
+}
+
+/* sin and cos of 2 pi u for u in [0, 1): the quadrant is taken from u itself
+ * (exact in float), the rest is a Taylor polynomial on [-pi/4, pi/4] whose
+ * truncation error is far below float rounding. */
+static inline void fm_vsincos2pi(fm_vf u, fm_vf *sn, fm_vf *cs)
+{
+    fm_vf q = ((u * 4.0f) + 12582912.0f) - 12582912.0f; /* round(4u) */
+    fm_vi qi = __builtin_convertvector(q, fm_vi) & 3;
+    fm_vf a = (u - q * 0.25f) * 6.28318530717958648f;
+    fm_vf z = a * a;
+    fm_vf s = fm_vsplat(2.7557319224e-6f); /* 1/9! */
+    s = s * z - 1.9841269841e-4f;
+    s = s * z + 8.3333333333e-3f;
+    s = s * z - 1.6666666667e-1f;
+    s = s * z * a + a;
+    fm_vf c = fm_vsplat(-2.7557319224e-7f); /* -1/10! */
+    c = c * z + 2.4801587302e-5f;
+    c = c * z - 1.3888888889e-3f;
+    c = c * z + 4.1666666667e-2f;
+    c = c * z - 0.5f;
+    c = c * z + 1.0f;
+    /* rotate by the quadrant: q = 1 (c, -s), 2 (-s, -c), 3 (-c, s) */
+    fm_vi odd = (qi & 1) != 0, neg_s = (qi == 2) | (qi == 3), neg_c = (qi == 1) | (qi == 2);
+    fm_vf s2 = fm_vsel(odd, c, s), c2 = fm_vsel(odd, s, c);
+    *sn = fm_vsel(neg_s, -s2, s2);
+    *cs = fm_vsel(neg_c, -c2, c2);
 }
 
 #endif

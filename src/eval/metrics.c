@@ -94,6 +94,7 @@ fm_status fm_mmd_gaussian(const float *a, int na, const float *b, int nb, int d,
 {
     if (na < 2 || nb < 2 || d < 1) return fm__fail(FM_ERR_ARG, "MMD needs at least 2 points on each side");
     double h = bandwidth > 0 ? bandwidth : median_distance(a, na, b, nb, d);
+    if (isnan(h) && bandwidth <= 0) return fm__fail(FM_ERR_NOMEM, "out of memory for the median distance");
     if (!(h > 0)) return fm__fail(FM_ERR_NUMERIC, "MMD bandwidth %g is not positive (identical points?)", h);
     double *rows = malloc((size_t)(na > nb ? na : nb) * sizeof(double));
     if (!rows) return fm__fail(FM_ERR_NOMEM, "out of memory");

@@ -92,7 +92,12 @@ fm_status fm_flow_set_standardization(fm_flow *f, const float *mean, const float
             return fm__fail(FM_ERR_NUMERIC, "standardisation of column %d: mean %g, std %g", j + 1, mean[j], std[j]);
     f->mean = malloc((size_t)d * sizeof(float));
     f->std = malloc((size_t)d * sizeof(float));
-    if (!f->mean || !f->std) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    if (!f->mean || !f->std) {
+        free(f->mean);
+        free(f->std);
+        f->mean = f->std = NULL;
+        return fm__fail(FM_ERR_NOMEM, "out of memory");
+    }
     memcpy(f->mean, mean, (size_t)d * sizeof(float));
     memcpy(f->std, std, (size_t)d * sizeof(float));
     return FM_OK;

@@ -52,7 +52,9 @@ fm_status fm_path_check(const fm_path *p)
                         p->ve_sigma_max);
     if (!(p->beta_min > 0 && p->beta_max >= p->beta_min))
         return fm__fail(FM_ERR_ARG, "path vp: need 0 < beta_min (%g) <= beta_max (%g)", p->beta_min, p->beta_max);
-    if (!(p->exponent > 0)) return fm__fail(FM_ERR_ARG, "path poly: exponent %g must be > 0", p->exponent);
+    if (!(p->exponent >= 1))
+        return fm__fail(FM_ERR_ARG, "path poly: exponent %g must be >= 1 (below 1 the target is infinite at t = 0)",
+                        p->exponent);
     if (!(p->t_end > 0 && p->t_end <= 1)) return fm__fail(FM_ERR_ARG, "path end time %g must lie in (0, 1]", p->t_end);
     return FM_OK;
 }
@@ -98,8 +100,8 @@ void fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c)
         c->b = cos(M_PI_2 * t);
         c->db = -M_PI_2 * sin(M_PI_2 * t);
         break;
-    case FM_PATH_POLY: { /* alpha = t^n, sigma = 1 - t^n */
-        double n = p->exponent, tn = pow(t, n), dtn = t > 0 ? n * pow(t, n - 1) : (n == 1 ? 1.0 : (n > 1 ? 0.0 : INFINITY));
+    case FM_PATH_POLY: { /* alpha = t^n, sigma = 1 - t^n (n >= 1) */
+        double n = p->exponent, tn = pow(t, n), dtn = t > 0 ? n * pow(t, n - 1) : (n == 1 ? 1.0 : 0.0);
         c->a = tn;
         c->da = dtn;
         c->b = 1 - tn;

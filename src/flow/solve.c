@@ -169,6 +169,10 @@ static fm_status dopri5(const fm_solver_config *c, field *F, const double *grid,
                                 "dopri5 gave up after %ld steps at t = %.6g (raise the step limit or loosen rtol/atol)",
                                 steps, t);
             double hs = h, rest = fabs(tg - t);
+            if (rest <= 1e-14 * fmax(1.0, fabs(tg))) { /* nothing left to integrate */
+                t = tg;
+                break;
+            }
             int last = hs >= rest * (1 - 1e-12);
             if (last) hs = rest;
             if (hs < 1e-14 * fmax(1.0, fabs(t)))
@@ -245,5 +249,10 @@ fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const d
         }
     }
     free(buf);
+    if (s == FM_OK)
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(x[i]))
+                return fm__fail(FM_ERR_NUMERIC, "the ODE state became NaN or infinite (element %zu): the model or the "
+                                                "starting points are not finite, or the steps are too large", i);
     return s;
 }

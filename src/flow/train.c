@@ -176,7 +176,7 @@ fm_trainer *fm_trainer_new(const fm_train_config *cfg)
     if (standardize) {
         int d = tab->cols;
         float *m = malloc((size_t)d * 2 * sizeof(float));
-        fm_status s = m ? table_moments(tab, m, m + d) : fm__fail(FM_ERR_NOMEM, "out of memory");
+        fm_status s = m ? table_moments(tab, m, m + d) : fm__fail(FM_ERR_NOMEM, "out of memory for the data's moments");
         if (!s) s = fm_flow_set_standardization(tr->flow, m, m + d);
         free(m);
         if (s) {
@@ -311,6 +311,16 @@ static fm_status get_num(const fm_st *st, const char *key, double *out)
     return FM_OK;
 }
 
+/* A whole number in [lo, hi] from metadata. */
+static fm_status get_count(const fm_st *st, const char *key, double lo, double hi, double *out)
+{
+    fm_status s = get_num(st, key, out);
+    if (s) return s;
+    if (*out != floor(*out) || *out < lo || *out > hi)
+        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = %g is not a whole number in %g..%g", key, *out, lo, hi);
+    return FM_OK;
+}
+
 fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
 {
     fm_st *st = fm_st_load(path);
@@ -320,24 +330,31 @@ fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
     double it = 0, tot = 0, batch = 0, warm = 0, minlr = 0, clip = 0, ema = 0, stdz = 0;
     fm_status s = fm_flow_config_load(&c.flow, st);
     if (!s) s = fm_optim_config_load(&c.optim, st);
-    if (!s) s = get_num(st, "train.iter", &it);
-    if (!s) s = get_num(st, "train.iters", &tot);
-    if (!s) s = get_num(st, "train.batch", &batch);
+    if (!s) s = get_count(st, "train.iter", 0, 9e15, &it);
+    if (!s) s = get_count(st, "train.iters", 0, 9e15, &tot);
+    if (!s) s = get_count(st, "train.batch", 1, 1 << 24, &batch);
     const char *seed = fm_st_meta(st, "train.seed");
     char *seed_end = NULL;
     unsigned long long seed_v = seed ? strtoull(seed, &seed_end, 10) : 0;
     if (!s && (!seed || seed_end == seed || *seed_end))
         s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'train.seed' is missing or invalid");
-    if (!s) s = get_num(st, "train.warmup", &warm);
+    if (!s) s = get_count(st, "train.warmup", 0, 9e15, &warm);
     if (!s) s = get_num(st, "train.min_lr", &minlr);
     if (!s) s = get_num(st, "train.clip", &clip);
     if (!s) s = get_num(st, "train.ema", &ema);
-    if (!s) s = get_num(st, "train.standardize", &stdz);
+    if (!s) s = get_count(st, "train.standardize", -1, 1, &stdz);
+    if (!s && (!(minlr >= 0) || !(clip >= 0) || !(ema >= 0 && ema < 1)))
+        s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata: min_lr, clip or ema out of range");
     const char *sk = fm_st_meta(st, "train.schedule");
     int sched = fm_sched_from_name(sk);
     if (!s && sched < 0) s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'train.schedule' is invalid");
     if (s) goto done;
     c.iters = iters > 0 ? iters : (int64_t)tot;
+    if (c.iters <= (int64_t)it) {
+        fm__fail(FM_ERR_ARG, "%s has done %lld iterations already; ask for more than that (--iters)", path,
+                 (long long)it);
+        goto done;
+    }
     c.batch = (int)batch;
     c.seed = (uint64_t)seed_v;
     c.sched.kind = (fm_sched_kind)sched;

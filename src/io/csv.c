@@ -3,6 +3,8 @@
  * A table is rows of comma-separated numbers, all rows the same width. The
  * first line is a header when any of its fields is not a number. Blank lines
  * and lines starting with '#' are skipped; Windows line ends are accepted.
+ * The first line is a header when all its fields are names (none a number,
+ * none empty); numbers are decimal (no hex, no inf or nan).
  * Not a general CSV parser: no quoted fields, no missing values.
  */
 #include "../internal.h"
@@ -30,9 +32,29 @@ static char *trim(char *s, char *e)
     return s;
 }
 
+/* A decimal number: sign, digits, point, exponent; no hex, inf or nan. */
+static int decimal(const char *s)
+{
+    if (*s == '+' || *s == '-') s++;
+    int digits = 0;
+    while (*s >= '0' && *s <= '9') s++, digits++;
+    if (*s == '.') {
+        s++;
+        while (*s >= '0' && *s <= '9') s++, digits++;
+    }
+    if (!digits) return 0;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-') s++;
+        if (!(*s >= '0' && *s <= '9')) return 0;
+        while (*s >= '0' && *s <= '9') s++;
+    }
+    return *s == '\0';
+}
+
 static int parse_num(const char *s, float *out)
 {
-    if (!*s) return 0;
+    if (!*s || !decimal(s)) return 0;
     char *e;
     errno = 0;
     double v = strtod(s, &e);
@@ -96,10 +118,14 @@ fm_status fm_csv_read(const char *path, fm_table *t)
             fv[j] = trim(q, fe);
             q = c ? c + 1 : fe;
         }
-        int bad = -1;
-        for (int j = 0; j < nf && bad < 0; j++)
-            if (!parse_num(fv[j], &vals[j])) bad = j;
-        if (bad >= 0 && !header_done) {
+        int bad = -1, numeric = 0, empty = 0;
+        for (int j = 0; j < nf; j++) {
+            if (parse_num(fv[j], &vals[j])) numeric++;
+            else if (bad < 0) bad = j;
+            empty += !*fv[j];
+        }
+        /* The first line is a header only when it is all names: no number, no empty cell. */
+        if (bad >= 0 && !header_done && !numeric && !empty) {
             /* a header: keep the names */
             cols = nf;
             t->names = calloc((size_t)nf, sizeof(char *));

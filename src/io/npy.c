@@ -159,7 +159,11 @@ fm_status fm_npy_read(const char *path, float **data, int *ndim, int64_t *shape)
         BAD("unsupported .npy version %d", major);
     }
     if (hl > len - off) BAD("header length %zu runs past the end of the file", hl);
-    cursor c = {(const char *)buf + off, (const char *)buf + off + hl};
+    if (hl > 65536) BAD("header of %zu bytes is implausibly long", hl);
+    char htext[65537]; /* a terminated copy, so number parsing cannot run past it */
+    memcpy(htext, buf + off, hl);
+    htext[hl] = '\0';
+    cursor c = {htext, htext + hl};
     char descr[32] = "", key[32];
     int fortran = -1, nd = -1;
     int64_t sh[8];

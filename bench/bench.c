@@ -1,0 +1,222 @@
+/* bench.c - flowmatch's side of the benchmarks in bench/run.py.
+ *
+ *   bench ref-train  [--threads N] [--iters 10000]   the tutorial's training run
+ *   bench wide-step  [--threads N] [--steps 20]      MLP 4 x 512 SiLU, batch 4096, Adam
+ *   bench sample     [--threads N] [--n 1000000]     3 x 64 ELU, 8 midpoint steps
+ *   bench gemm       [--threads N]                   GFLOP/s: ours, OpenBLAS, the FMA peak
+ *
+ * Each prints one line "RESULT <name> <seconds or GFLOP/s> ..." for the driver.
+ * OpenBLAS is optional: it is loaded with dlopen at run time, never linked.
+ */
+#include "flowmatch.h"
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static long arg_long(int argc, char **argv, const char *name, long def)
+{
+    for (int i = 0; i + 1 < argc; i++)
+        if (!strcmp(argv[i], name)) return strtol(argv[i + 1], NULL, 10);
+    return def;
+}
+
+static int die(const char *what)
+{
+    fprintf(stderr, "bench: %s: %s\n", what, fm_last_error());
+    return 1;
+}
+
+static int ref_train(long iters)
+{
+    fm_train_config c = fm_train_config_default();
+    c.iters = iters;
+    fm_trainer *tr = fm_trainer_new(&c);
+    if (!tr) return die("trainer");
+    double t0 = now(), loss = 0;
+    for (long i = 0; i < iters; i++)
+        if (fm_trainer_step(tr, &loss) != FM_OK) return die("step");
+    double t = now() - t0;
+    printf("RESULT ref-train %.4f s (%ld iterations, final loss %.4f, %d threads)\n", t, iters, loss, fm_get_threads());
+    fm_trainer_free(tr);
+    return 0;
+}
+
+static int wide_step(long steps)
+{
+    fm_train_config c = fm_train_config_default();
+    c.flow.data = "checkerboard";
+    c.flow.net.act = FM_ACT_SILU;
+    c.flow.net.nhidden = 4;
+    for (int i = 0; i < 4; i++) c.flow.net.width[i] = 512;
+    c.optim.lr = 1e-3;
+    c.batch = 4096;
+    c.iters = steps + 3;
+    fm_trainer *tr = fm_trainer_new(&c);
+    if (!tr) return die("trainer");
+    double best = INFINITY, sum = 0;
+    for (long i = 0; i < steps + 3; i++) {
+        double t0 = now();
+        if (fm_trainer_step(tr, NULL) != FM_OK) return die("step");
+        double t = now() - t0;
+        if (i >= 3) { /* warm-up steps excluded */
+            sum += t;
+            best = fmin(best, t);
+        }
+    }
+    /* forward + dW + dx multiply-adds of the 5 linear layers */
+    double mac = 4096.0 * (3 * 512 + 3 * 512 * 512 + 512 * 2), flops = 2 * 3 * mac;
+    printf("RESULT wide-step %.5f s mean (best %.5f; %.1f GFLOP/s at the mean, %d threads)\n", sum / steps, best,
+           flops / (sum / steps) / 1e9, fm_get_threads());
+    fm_trainer_free(tr);
+    return 0;
+}
+
+static int sample(long n)
+{
+    fm_flow_config fc;
+    memset(&fc, 0, sizeof fc);
+    fc.dim = 2;
+    fc.net = fm_mlp_config_default(2);
+    fc.path = fm_path_default(FM_PATH_OT);
+    fc.data = "moons";
+    fc.source = "gaussian";
+    fm_flow *f = fm_flow_new(&fc);
+    if (!f) return die("flow");
+    fm_rng r;
+    fm_rng_seed(&r, 0, FM_STREAM_INIT);
+    fm_flow_init(f, &r);
+    float *x = malloc((size_t)n * 2 * sizeof(float));
+    fm_solver_config sc = fm_solver_config_default(FM_SOLVER_MIDPOINT);
+    double grid[9];
+    fm_time_grid_uniform(grid, 8, 0, 1);
+    fm_solve_stats st;
+    fm_rng_seed(&r, 0, FM_STREAM_NOISE);
+    double t0 = now();
+    if (fm_flow_sample(f, (int)n, NULL, &r, &sc, grid, 9, x, NULL, NULL, &st) != FM_OK) return die("sample");
+    double t = now() - t0;
+    printf("RESULT sample %.4f s (%ld points, NFE %ld, %d threads)\n", t, n, st.nfe, fm_get_threads());
+    free(x);
+    fm_flow_free(f);
+    return 0;
+}
+
+/* ---- GEMM */
+
+typedef void (*sgemm_fn)(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                         const float *b, int ldb, float beta, float *c, int ldc);
+
+static double time_it(void (*fn)(void *), void *ctx, double flops)
+{
+    int reps = (int)(1e9 / flops) + 1;
+    double best = INFINITY;
+    for (int r = 0; r < 7; r++) {
+        double t0 = now();
+        for (int i = 0; i < reps; i++) fn(ctx);
+        best = fmin(best, (now() - t0) / reps);
+    }
+    return flops / best / 1e9;
+}
+
+typedef struct {
+    int M, N, K, tn;
+    float *A, *B, *C;
+    sgemm_fn blas;
+} gctx;
+
+static void ours(void *p)
+{
+    gctx *g = p;
+    if (g->tn) fm__gemm(g->M, g->N, g->K, g->A, 1, g->M, g->B, g->N, g->C, g->N, NULL, 1);
+    else fm__gemm(g->M, g->N, g->K, g->A, g->K, 1, g->B, g->N, g->C, g->N, NULL, 0);
+}
+
+static void theirs(void *p)
+{
+    gctx *g = p;
+    /* CblasRowMajor = 101, CblasNoTrans = 111, CblasTrans = 112 */
+    if (g->tn) g->blas(101, 112, 111, g->M, g->N, g->K, 1.0f, g->A, g->M, g->B, g->N, 1.0f, g->C, g->N);
+    else g->blas(101, 111, 111, g->M, g->N, g->K, 1.0f, g->A, g->K, g->B, g->N, 0.0f, g->C, g->N);
+}
+
+typedef float v16 __attribute__((vector_size(64)));
+static void peak_loop(void *p)
+{
+    (void)p;
+    int th = fm_get_threads();
+    (void)th;
+#pragma omp parallel num_threads(th)
+    {
+        v16 a[12], b = (v16){0} + 1.0000001f, c = (v16){0} + 0.9999999f;
+        for (int i = 0; i < 12; i++) a[i] = (v16){0} + (float)i;
+        for (long it = 0; it < 100000; it++)
+            for (int i = 0; i < 12; i++) a[i] = a[i] * b + c;
+        float s = 0;
+        for (int i = 0; i < 12; i++) s += a[i][0];
+        if (s == 42.0f) printf(" ");
+    }
+}
+
+static int gemm(void)
+{
+    void *h = dlopen("libopenblas.so.0", RTLD_NOW);
+    sgemm_fn blas = h ? (sgemm_fn)dlsym(h, "cblas_sgemm") : NULL;
+    void (*set_threads)(int) = h ? (void (*)(int))dlsym(h, "openblas_set_num_threads") : NULL;
+    if (set_threads) set_threads(fm_get_threads());
+    static const struct {
+        const char *name;
+        int M, N, K, tn;
+    } shapes[] = {
+        {"ref-fwd", 256, 64, 64, 0},   {"ref-dW", 64, 64, 256, 1},    {"ref-out", 256, 2, 64, 0},
+        {"wide-fwd", 4096, 512, 512, 0}, {"wide-dW", 512, 512, 4096, 1}, {"square", 2048, 2048, 2048, 0},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        gctx g = {shapes[i].M, shapes[i].N, shapes[i].K, shapes[i].tn, NULL, NULL, NULL, blas};
+        size_t a = (size_t)g.M * g.K, b = (size_t)g.K * g.N, c = (size_t)g.M * g.N;
+        g.A = malloc(a * 4);
+        g.B = malloc(b * 4);
+        g.C = calloc(c, 4);
+        for (size_t k = 0; k < a; k++) g.A[k] = (float)(k % 13) * 0.01f;
+        for (size_t k = 0; k < b; k++) g.B[k] = (float)(k % 7) * 0.01f;
+        double fl = 2.0 * g.M * g.N * g.K;
+        double ours_g = time_it(ours, &g, fl), blas_g = blas ? time_it(theirs, &g, fl) : NAN;
+        printf("RESULT gemm-%s %.1f GFLOP/s (%d x %d x %d %s; OpenBLAS %.1f, %d threads)\n", shapes[i].name, ours_g, g.M,
+               g.N, g.K, g.tn ? "A^T B" : "A B", blas_g, fm_get_threads());
+        free(g.A);
+        free(g.B);
+        free(g.C);
+    }
+    double pk = time_it(peak_loop, NULL, 2.0 * 16 * 12 * 100000 * fm_get_threads());
+    printf("RESULT peak %.1f GFLOP/s (register-only FMA loop, %d threads)\n", pk, fm_get_threads());
+    if (!blas) printf("note: libopenblas.so.0 not found; install libopenblas0 to compare\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: bench ref-train|wide-step|sample|gemm [--threads N] [--iters N] [--steps N] [--n N]\n");
+        return 2;
+    }
+    fm_set_threads((int)arg_long(argc, argv, "--threads", 0));
+    if (!strcmp(argv[1], "ref-train")) return ref_train(arg_long(argc, argv, "--iters", 10000));
+    if (!strcmp(argv[1], "wide-step")) return wide_step(arg_long(argc, argv, "--steps", 20));
+    if (!strcmp(argv[1], "sample")) return sample(arg_long(argc, argv, "--n", 1000000));
+    if (!strcmp(argv[1], "gemm")) return gemm();
+    fprintf(stderr, "bench: unknown benchmark '%s'\n", argv[1]);
+    return 2;
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""PyTorch's side of the benchmarks in bench/run.py (Debian's python3-torch).
+
+    torch_bench.py ref-train  --threads N [--iters 10000]
+    torch_bench.py wide-step  --threads N [--steps 20]
+    torch_bench.py sample     --threads N [--n 1000000]
+
+Each prints "RESULT <name> <seconds> ..." like bench/bench.c. ref-train is the
+tutorial's loop as written (make_moons every iteration); wide-step is the
+checkerboard configuration of Meta's flow_matching 2D example (MLP 4 x 512
+SiLU on concat(x, t), batch 4096, Adam); sample is 8 of the tutorial's
+midpoint steps on 1,000,000 points under torch.no_grad().
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
+from tutorial_flow import Flow  # noqa: E402
+
+
+def ref_train(iters):
+    from sklearn.datasets import make_moons
+    torch.manual_seed(0)
+    flow = Flow()
+    opt = torch.optim.Adam(flow.parameters(), 1e-2)
+    loss_fn = nn.MSELoss()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        x_1 = torch.Tensor(make_moons(256, noise=0.05)[0])
+        x_0 = torch.randn_like(x_1)
+        t = torch.rand(len(x_1), 1)
+        x_t = (1 - t) * x_0 + t * x_1
+        opt.zero_grad()
+        loss = loss_fn(flow(t=t, x_t=x_t), x_1 - x_0)
+        loss.backward()
+        opt.step()
+    t = time.perf_counter() - t0
+    print(f"RESULT ref-train {t:.4f} s ({iters} iterations, final loss {loss.item():.4f}, "
+          f"{torch.get_num_threads()} threads)")
+
+
+def checkerboard(n):
+    x1 = torch.rand(n) * 4 - 2
+    x2 = torch.rand(n) - torch.randint(0, 2, (n,)).float() * 2 + torch.floor(x1) % 2
+    return torch.stack([x1, x2], 1) * 2
+
+
+def wide_step(steps):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 512), nn.SiLU(), nn.Linear(512, 512), nn.SiLU(), nn.Linear(512, 512),
+                        nn.SiLU(), nn.Linear(512, 512), nn.SiLU(), nn.Linear(512, 2))
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    times = []
+    for i in range(steps + 3):
+        t0 = time.perf_counter()
+        x1 = checkerboard(4096)
+        x0 = torch.randn_like(x1)
+        t = torch.rand(4096, 1)
+        xt = (1 - t) * x0 + t * x1
+        opt.zero_grad()
+        loss = ((net(torch.cat([xt, t], 1)) - (x1 - x0)) ** 2).mean()
+        loss.backward()
+        opt.step()
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    mac = 4096.0 * (3 * 512 + 3 * 512 * 512 + 512 * 2)
+    mean = sum(times) / len(times)
+    print(f"RESULT wide-step {mean:.5f} s mean (best {min(times):.5f}; {6 * mac / mean / 1e9:.1f} GFLOP/s at the "
+          f"mean, {torch.get_num_threads()} threads)")
+
+
+@torch.no_grad()
+def sample(n):
+    torch.manual_seed(0)
+    flow = Flow()
+    x = torch.randn(n, 2)
+    ts = torch.linspace(0, 1.0, 9)
+    t0 = time.perf_counter()
+    for i in range(8):
+        x = flow.step(x_t=x, t_start=ts[i], t_end=ts[i + 1])
+    t = time.perf_counter() - t0
+    print(f"RESULT sample {t:.4f} s ({n} points, NFE 16, {torch.get_num_threads()} threads)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("which", choices=["ref-train", "wide-step", "sample"])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=10000)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--n", type=int, default=1000000)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    {"ref-train": lambda: ref_train(a.iters), "wide-step": lambda: wide_step(a.steps),
+     "sample": lambda: sample(a.n)}[a.which]()
+
+
+if __name__ == "__main__":
+    main()
