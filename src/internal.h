@@ -130,6 +130,11 @@ int fm__threads_for(double work);
 /* ------------------------------------------------------------------ parameters */
 
 int fm__params_get_requires_grad(const fm_params *p);
+/* A parameter set that shares p's weights (and layout) but has a gradient
+ * buffer of its own, for data-parallel workers. Valid while p's layout stays. */
+fm_params *fm__params_replica(const fm_params *p);
+/* The MLP's forward with its weights taken from P (p or a replica of it). */
+fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x);
 /* A source spec that means N(0, I): empty, NULL or "gaussian". */
 int fm__is_gaussian_source(const char *spec);
 /* Where parameter i lives in the flat buffers. */

@@ -114,6 +114,9 @@ int fm_get_threads(void)
 
 int fm__threads_for(double work)
 {
+#ifdef _OPENMP
+    if (omp_in_parallel()) return 1; /* already one of several workers */
+#endif
     int n = fm_get_threads();
     if (n <= 1 || work < FM__PAR_MIN_WORK) return 1;
     int by_work = (int)(work / FM__PAR_MIN_WORK);

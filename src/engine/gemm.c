@@ -11,7 +11,8 @@
  *
  * Every C element is its bias, then the sum over k in a fixed order, added to
  * C at the end when accumulating, so results depend neither on the thread
- * count nor on what C held. Threads split rows of C and never share an output;
+ * count nor on what C held. Long k loops are cut into slices that keep B in
+ * cache; the slices are summed in a scratch block before C sees them. Threads split rows of C and never share an output;
  * a single thread runs without entering OpenMP at all.
  */
 #include "internal.h"
@@ -25,6 +26,16 @@ typedef float vfu __attribute__((vector_size(VL * sizeof(float)), aligned(4), ma
 
 static inline vf vload(const float *p) { return *(const vfu *)p; }
 static inline void vstore(float *p, vf v) { *(vfu *)p = v; }
+/* x in every lane. Not (vf){0} + x: adding +0 is not an identity for -0, so the
+ * compiler must emit the add. */
+static inline vf splat(float x) { return (vf){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+/* Keep v in a register: without it the compiler re-reads B from memory for
+ * every row of the tile, and the loads, not the FMAs, set the pace. */
+#if defined(__AVX512F__)
+#define PIN(v) __asm__("" : "+v"(v))
+#else
+#define PIN(v) ((void)0)
+#endif
 
 static inline float hsum(vf v)
 {
@@ -50,9 +61,12 @@ static inline __attribute__((always_inline)) void tile(int mr, int nv, int K, co
     for (int k = 0; k < K; k++) {
         const float *b = B + k * ldb;
         vf bv[4];
-        for (int j = 0; j < nv; j++) bv[j] = vload(b + j * VL);
+        for (int j = 0; j < nv; j++) {
+            bv[j] = vload(b + j * VL);
+            PIN(bv[j]);
+        }
         for (int r = 0; r < mr; r++) {
-            vf a = (vf){0} + A[r * ars + k * aks];
+            vf a = splat(A[r * ars + k * aks]);
             for (int j = 0; j < nv; j++) c[r][j] += a * bv[j];
         }
     }
@@ -139,8 +153,8 @@ static void narrow_rows(const job *J, int i0, int i1)
     for (int n = n0; n < N; n++) {
         int i = i0;
         for (; i + VL <= i1; i += VL) {
-            vf s = (vf){0} + (J->bias ? J->bias[n] : 0.0f);
-            for (int k = 0; k < K; k++) s += vload(J->A + (ptrdiff_t)k * J->aks + i) * ((vf){0} + J->B[(ptrdiff_t)k * J->ldb + n]);
+            vf s = splat(J->bias ? J->bias[n] : 0.0f);
+            for (int k = 0; k < K; k++) s += vload(J->A + (ptrdiff_t)k * J->aks + i) * splat(J->B[(ptrdiff_t)k * J->ldb + n]);
             float v[VL];
             memcpy(v, &s, sizeof v);
             for (int r = 0; r < VL; r++) {
@@ -177,6 +191,44 @@ static void narrow(const job *J, int i0, int i1)
     }
 }
 
+/* Long k loops (K > KC): for each block of 64 rows and 64 columns, sum over
+ * k in slices of KC into a scratch block that stays in L1 (the slice of B,
+ * KC x 64, stays in L1 or L2 while all 16 row tiles use it), then add the
+ * block to C once. */
+enum { KC = 256, MCB = 64 };
+
+static void blocked_rows(const job *J, int b0, int b1)
+{
+    float scratch[MCB * 4 * VL];
+    for (int rb = b0; rb < b1; rb++) {
+        int i0 = rb * MCB, mrows = J->M - i0 < MCB ? J->M - i0 : MCB;
+        for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) {
+            int ncols = J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL;
+            for (int kc = 0; kc < J->K; kc += KC) {
+                job S = *J;
+                S.M = mrows;
+                S.K = J->K - kc < KC ? J->K - kc : KC;
+                S.nfull = ncols;
+                S.A = J->A + (ptrdiff_t)i0 * J->ars + (ptrdiff_t)kc * J->aks;
+                S.B = J->B + (ptrdiff_t)kc * J->ldb + n0;
+                S.C = scratch;
+                S.ldc = 4 * VL;
+                S.bias = kc == 0 && J->bias ? J->bias + n0 : NULL;
+                S.acc = kc > 0;
+                wide_rows(&S, 0, (mrows + 3) / 4);
+            }
+            for (int i = 0; i < mrows; i++) {
+                float *c = J->C + (ptrdiff_t)(i0 + i) * J->ldc + n0;
+                const float *sc = scratch + (ptrdiff_t)i * 4 * VL;
+                if (J->acc)
+                    for (int n = 0; n < ncols; n++) c[n] += sc[n];
+                else
+                    memcpy(c, sc, (size_t)ncols * sizeof(float));
+            }
+        }
+    }
+}
+
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,
               int ldc, const float *bias, int acc)
 {
@@ -190,6 +242,23 @@ void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
         return;
     }
     job J = {M, N, K, N / VL * VL, A, B, bias, ars, aks, ldb, ldc, acc, C};
+    if (K > KC && J.nfull > 0) {
+        int blocks = (M + MCB - 1) / MCB, nt = fm__threads_for((double)M * N * K);
+        if (nt > blocks) nt = blocks;
+        if (nt <= 1) {
+            blocked_rows(&J, 0, blocks);
+            narrow(&J, 0, M);
+            return;
+        }
+        FM__PARALLEL_FOR(nt)
+        for (int w = 0; w < nt; w++) {
+            int b0 = (int)((long)blocks * w / nt), b1 = (int)((long)blocks * (w + 1) / nt);
+            blocked_rows(&J, b0, b1);
+            int i1 = b1 * MCB < M ? b1 * MCB : M;
+            narrow(&J, b0 * MCB, i1);
+        }
+        return;
+    }
     int tiles = (M + 3) / 4;
     int nt = fm__threads_for((double)M * N * K);
     if (nt > tiles) nt = tiles;

@@ -22,6 +22,7 @@ struct fm_params {
     float *data, *grad; /* (size) */
     size_t size;
     int requires_grad;
+    const fm_params *of; /* a replica: data belongs to `of`, names too */
 };
 
 fm_params *fm_params_new(void)
@@ -32,17 +33,6 @@ fm_params *fm_params_new(void)
     return p;
 }
 
-void fm_params_free(fm_params *p)
-{
-    if (!p) return;
-    for (int i = 0; i < p->n; i++) free(p->info[i].name);
-    free(p->info);
-    free(p->views);
-    free(p->data);
-    free(p->grad);
-    free(p);
-}
-
 static void relink(fm_params *p)
 {
     for (int i = 0; i < p->n; i++) {
@@ -51,9 +41,47 @@ static void relink(fm_params *p)
     }
 }
 
+void fm_params_free(fm_params *p)
+{
+    if (!p) return;
+    if (!p->of) {
+        for (int i = 0; i < p->n; i++) free(p->info[i].name);
+        free(p->data);
+    }
+    free(p->info);
+    free(p->views);
+    free(p->grad);
+    free(p);
+}
+
+fm_params *fm__params_replica(const fm_params *p)
+{
+    fm_params *r = calloc(1, sizeof *r);
+    if (!r) goto oom;
+    r->of = p;
+    r->n = r->cap = p->n;
+    r->size = p->size;
+    r->requires_grad = 1;
+    r->data = p->data;
+    r->info = malloc((size_t)(p->n ? p->n : 1) * sizeof *r->info);
+    r->views = malloc((size_t)(p->n ? p->n : 1) * sizeof *r->views);
+    r->grad = calloc(p->size ? p->size : 1, sizeof(float));
+    if (!r->info || !r->views || !r->grad) goto oom;
+    memcpy(r->info, p->info, (size_t)p->n * sizeof *r->info);
+    memcpy(r->views, p->views, (size_t)p->n * sizeof *r->views);
+    for (int i = 0; i < r->n; i++) r->views[i].requires_grad = 1;
+    relink(r);
+    return r;
+oom:
+    fm_params_free(r);
+    fm__fail(FM_ERR_NOMEM, "out of memory for a gradient replica");
+    return NULL;
+}
+
 int fm_params_add(fm_params *p, const char *name, int ndim, const int *shape)
 {
     char b[96];
+    FM_ASSERT(!p->of); /* replicas have a fixed layout */
     if (!p || !name || !*name) {
         fm__fail(FM_ERR_ARG, "fm_params_add: missing parameter set or name");
         return -1;

@@ -83,18 +83,31 @@ static inline fm_vf fm_vexp(fm_vf x)
     return fm_vsel(x != x, x, e);
 }
 
+/* expm1 from one polynomial: with x = n ln2 + r, expm1(x) = expm1(r) when
+ * n = 0 (full relative precision near 0) and 2^n (expm1(r) + 1) - 1 otherwise
+ * (no cancellation: the result is then at least 0.4 or at most -0.29). */
 static inline fm_vf fm_vexpm1(fm_vf x)
 {
     fm_vf xc = fm_vmin(fm_vmax(x, fm_vsplat(-88.0f)), fm_vsplat(88.72283f));
     fm_vf r;
     fm_vi n;
     fm__vreduce(xc, &r, &n);
-    fm_vf big = fm__vldexp(fm__vexpm1_small(r) + 1.0f, n) - 1.0f;
-    fm_vf small = fm__vexpm1_small(xc);
-    fm_vi near0 = (xc < 0.34657359f) & (xc > -0.34657359f);
-    fm_vf e = fm_vsel(near0, small, big);
-    e = fm_vsel(x < -88.0f, fm_vsplat(-1.0f), e);
+    fm_vf p = fm__vexpm1_small(r);
+    fm_vf e = fm_vsel(n == 0, p, fm__vldexp(p + 1.0f, n) - 1.0f);
     e = fm_vsel(x > 88.72283f, fm_vsplat(__builtin_inff()), e);
+    return fm_vsel(x != x, x, e);
+}
+
+/* expm1 for x <= 0 (ELU, SELU): n lies in [-127, 0], so one exponent factor
+ * suffices and nothing overflows; NaN passes through. */
+static inline fm_vf fm_vexpm1_neg(fm_vf x)
+{
+    fm_vf xc = fm_vmax(fm_vmin(x, fm_vsplat(0.0f)), fm_vsplat(-87.0f));
+    fm_vf r;
+    fm_vi n;
+    fm__vreduce(xc, &r, &n);
+    fm_vf p = fm__vexpm1_small(r);
+    fm_vf e = fm_vsel(n == 0, p, (p + 1.0f) * (fm_vf)((n + 127) << 23) - 1.0f);
     return fm_vsel(x != x, x, e);
 }
 

@@ -13,16 +13,17 @@
 #include <math.h>
 #include <string.h>
 
-#define CHUNK 512 /* rows per network evaluation */
+#define CHUNK 256      /* rows per network evaluation: activations stay in L2 */
+#define MAX_WORKERS 16
 
 struct fm_flow {
     fm_flow_config cfg; /* data and source point to owned copies */
     fm_params *P;
     fm_mlp *net;
-    float *mean, *std; /* (dim) when standardised, else NULL */
-    fm_tape *tp;
-    fm_dataset *src;   /* opened on first use when the source is a dataset */
-    float *tbuf;       /* (CHUNK) times */
+    float *mean, *std;              /* (dim) when standardised, else NULL */
+    fm_tape *tp[MAX_WORKERS];       /* one per worker, made on first use */
+    float *tbuf[MAX_WORKERS];       /* (CHUNK) times, one per worker */
+    fm_dataset *src;                /* opened on first use when the source is a dataset */
 };
 
 int fm__is_gaussian_source(const char *spec) { return !spec || !*spec || !strcmp(spec, "gaussian"); }
@@ -44,9 +45,7 @@ fm_flow *fm_flow_new(const fm_flow_config *cfg)
     f->cfg.data = fm__strdup(cfg->data ? cfg->data : "");
     f->cfg.source = fm__strdup(cfg->source ? cfg->source : "gaussian");
     f->P = fm_params_new();
-    f->tp = fm_tape_new(0);
-    f->tbuf = malloc(CHUNK * sizeof(float));
-    if (!f->cfg.data || !f->cfg.source || !f->P || !f->tp || !f->tbuf) goto oom;
+    if (!f->cfg.data || !f->cfg.source || !f->P) goto oom;
     f->net = fm_mlp_new(f->P, "net", &f->cfg.net);
     if (!f->net) {
         fm_flow_free(f);
@@ -68,9 +67,11 @@ void fm_flow_free(fm_flow *f)
     fm_params_free(f->P);
     free(f->mean);
     free(f->std);
-    fm_tape_free(f->tp);
+    for (int w = 0; w < MAX_WORKERS; w++) {
+        fm_tape_free(f->tp[w]);
+        free(f->tbuf[w]);
+    }
     fm_dataset_free(f->src);
-    free(f->tbuf);
     free(f);
 }
 
@@ -126,24 +127,53 @@ void fm_flow_to_data(const fm_flow *f, float *x, int n)
         for (int j = 0; j < d; j++) x[(size_t)i * d + j] = x[(size_t)i * d + j] * f->std[j] + f->mean[j];
 }
 
-fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n)
+/* Rows [i0, i0 + m) on worker w's tape. */
+static fm_status velocity_chunk(fm_flow *f, int w, double t, const float *x, float *v, int i0, int m)
 {
     int d = f->cfg.dim;
+    fm_tape *tp = f->tp[w];
+    fm_tape_reset(tp);
+    for (int i = 0; i < m; i++) f->tbuf[w][i] = (float)t;
+    int ts[2] = {m, 1}, xs[2] = {m, d};
+    fm_tensor *y = fm_mlp_forward(tp, f->net, fm_tensor_wrap(tp, f->tbuf[w], 2, ts),
+                                  fm_tensor_wrap(tp, (float *)x + (size_t)i0 * d, 2, xs));
+    if (!y) return fm_tape_status(tp);
+    memcpy(v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
+    return FM_OK;
+}
+
+fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n)
+{
+    /* Chunks of rows go to workers; each chunk's arithmetic is the same on any
+     * worker, so the result does not depend on the thread count. */
+    int chunks = (n + CHUNK - 1) / CHUNK, nw = fm_get_threads();
+    if (nw > chunks) nw = chunks;
+    if (nw > MAX_WORKERS) nw = MAX_WORKERS;
+    if (nw < 1) nw = 1;
+    for (int w = 0; w < nw; w++) {
+        if (!f->tp[w]) f->tp[w] = fm_tape_new(0);
+        if (!f->tbuf[w]) f->tbuf[w] = malloc(CHUNK * sizeof(float));
+        if (!f->tp[w] || !f->tbuf[w]) return fm__fail(FM_ERR_NOMEM, "out of memory for the velocity workers");
+    }
     int saved = fm__params_get_requires_grad(f->P);
     fm_params_requires_grad(f->P, 0);
-    fm_status s = FM_OK;
-    for (int i0 = 0; i0 < n && s == FM_OK; i0 += CHUNK) {
-        int m = n - i0 < CHUNK ? n - i0 : CHUNK;
-        fm_tape_reset(f->tp);
-        for (int i = 0; i < m; i++) f->tbuf[i] = (float)t;
-        int ts[2] = {m, 1}, xs[2] = {m, d};
-        fm_tensor *y = fm_mlp_forward(f->tp, f->net, fm_tensor_wrap(f->tp, f->tbuf, 2, ts),
-                                      fm_tensor_wrap(f->tp, (float *)x + (size_t)i0 * d, 2, xs));
-        if (!y) s = fm_tape_status(f->tp);
-        else memcpy(v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
+    fm_status st[MAX_WORKERS];
+    if (nw == 1) {
+        st[0] = FM_OK;
+        for (int c = 0; c < chunks && st[0] == FM_OK; c++)
+            st[0] = velocity_chunk(f, 0, t, x, v, c * CHUNK, n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK);
+    } else {
+        FM__PARALLEL_FOR(nw)
+        for (int w = 0; w < nw; w++) {
+            st[w] = FM_OK;
+            for (int c = (int)((long)chunks * w / nw); c < (int)((long)chunks * (w + 1) / nw) && st[w] == FM_OK; c++)
+                st[w] = velocity_chunk(f, w, t, x, v, c * CHUNK, n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK);
+        }
     }
     fm_params_requires_grad(f->P, saved);
-    return s;
+    for (int w = 0; w < nw; w++)
+        if (st[w] != FM_OK) return fm__fail(st[w], "%s", f->tp[w]->msg);
+    return FM_OK;
 }
 
 fm_status fm_flow_field(void *flow, double t, const float *x, float *v, size_t n)

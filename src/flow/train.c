@@ -6,6 +6,11 @@
  * mean |v(t, x_t) - u_t|^2. Data, source, time and initialisation use separate
  * random streams of one seed, so runs repeat bit for bit. The caller drives the
  * loop and reports progress; nothing here prints.
+ *
+ * With several threads the batch is split into contiguous shards, one per
+ * thread, each with its own tape and gradient buffer; the gradients are then
+ * added in shard order. The same seed and thread count therefore give the same
+ * bits; another thread count sums in another order.
  */
 #include "../internal.h"
 
@@ -13,13 +18,17 @@
 #include <math.h>
 #include <string.h>
 
+#define MAX_WORKERS 16
+
 struct fm_trainer {
     fm_train_config cfg; /* data / source point into flow's copies */
     fm_flow *flow;
     fm_dataset *data;
     fm_optim *opt;
     fm_ema *ema;
-    fm_tape *tp;
+    fm_tape *tp;                   /* worker 0's tape */
+    fm_tape *tps[MAX_WORKERS];     /* workers 1.. */
+    fm_params *rep[MAX_WORKERS];   /* their gradient replicas */
     fm_rng rdata, rnoise, rtime;
     int64_t iter;
     float *x1, *x0, *t, *xt, *ut, *eps; /* (batch * dim) each; t (batch) */
@@ -52,6 +61,10 @@ void fm_trainer_free(fm_trainer *tr)
     fm_optim_free(tr->opt);
     fm_ema_free(tr->ema);
     fm_tape_free(tr->tp);
+    for (int w = 0; w < MAX_WORKERS; w++) {
+        fm_tape_free(tr->tps[w]);
+        fm_params_free(tr->rep[w]);
+    }
     free(tr->x1);
     free(tr->x0);
     free(tr->t);
@@ -208,6 +221,49 @@ fm_ema *fm_trainer_ema(fm_trainer *tr) { return tr->ema; }
 
 double fm_trainer_lr(const fm_trainer *tr) { return fm_schedule_lr(&tr->cfg.sched, tr->cfg.optim.lr, tr->iter); }
 
+/* Workers for one step: the thread setting, but at least 32 rows and some
+ * real work each, and the tapes and replicas they need. */
+static int workers_for(fm_trainer *tr)
+{
+    int B = tr->cfg.batch, nw = fm_get_threads();
+    double work = (double)B * (double)fm_params_size(fm_flow_params(tr->flow)) * 3;
+    if (nw > B / 32) nw = B / 32;
+    if (nw > (int)(work / 1e6)) nw = (int)(work / 1e6);
+    if (nw > MAX_WORKERS) nw = MAX_WORKERS;
+    if (nw < 2) return 1;
+    for (int w = 1; w < nw; w++) {
+        if (!tr->tps[w]) tr->tps[w] = fm_tape_new(0);
+        if (!tr->rep[w]) tr->rep[w] = fm__params_replica(fm_flow_params(tr->flow));
+        if (!tr->tps[w] || !tr->rep[w]) return 1; /* out of memory: run on one */
+    }
+    return nw;
+}
+
+/* Forward and backward of rows [r0, r1): loss part sum |v - u|^2 / (B d) into
+ * *loss, gradients into worker w's buffer (P itself for worker 0). */
+static fm_status shard(fm_trainer *tr, int w, int r0, int r1, double *loss)
+{
+    int B = tr->cfg.batch, d = fm_flow_get_config(tr->flow)->dim, m = r1 - r0;
+    fm_tape *tp = w ? tr->tps[w] : tr->tp;
+    fm_params *P = w ? tr->rep[w] : fm_flow_params(tr->flow);
+    fm_tape_reset(tp);
+    int ts[2] = {m, 1}, xs[2] = {m, d};
+    fm_tensor *T = fm_tensor_wrap(tp, tr->t + r0, 2, ts);
+    fm_tensor *X = fm_tensor_wrap(tp, tr->xt + (size_t)r0 * d, 2, xs);
+    fm_tensor *U = fm_tensor_wrap(tp, tr->ut + (size_t)r0 * d, 2, xs);
+    fm_params_requires_grad(P, 1);
+    fm_tensor *sq = fm_mse_loss(tp, fm__mlp_forward_with(tp, fm_flow_net(tr->flow), P, T, X), U, FM_REDUCE_SUM);
+    fm_tensor *l = fm_scale(tp, sq, (float)(1.0 / ((double)B * d)));
+    if (!l) {
+        *loss = NAN;
+        return fm_tape_status(tp);
+    }
+    *loss = l->data[0];
+    fm_params_zero_grad(P);
+    if (!isfinite(*loss)) return FM_OK; /* reported by the caller, before any update */
+    return fm_backward(tp, l, NULL);
+}
+
 fm_status fm_trainer_step(fm_trainer *tr, double *loss_out)
 {
     const fm_flow_config *fc = fm_flow_get_config(tr->flow);
@@ -231,22 +287,36 @@ fm_status fm_trainer_step(fm_trainer *tr, double *loss_out)
             tr->ut[k] = (float)(c.da * tr->x1[k] + c.db * tr->x0[k] + c.dc * e);
         }
     }
-    fm_tape *tp = tr->tp;
-    fm_tape_reset(tp);
-    int ts[2] = {B, 1}, xs[2] = {B, d};
-    fm_tensor *T = fm_tensor_wrap(tp, tr->t, 2, ts);
-    fm_tensor *X = fm_tensor_wrap(tp, tr->xt, 2, xs), *U = fm_tensor_wrap(tp, tr->ut, 2, xs);
     fm_params *P = fm_flow_params(tr->flow);
-    fm_params_requires_grad(P, 1);
-    fm_tensor *loss = fm_mse_loss(tp, fm_mlp_forward(tp, fm_flow_net(tr->flow), T, X), U, FM_REDUCE_MEAN);
-    if (!loss) return fm_tape_status(tp);
-    double L = loss->data[0];
+    int nw = workers_for(tr);
+    double parts[MAX_WORKERS];
+    fm_status st[MAX_WORKERS];
+    if (nw == 1) {
+        st[0] = shard(tr, 0, 0, B, &parts[0]);
+    } else {
+        FM__PARALLEL_FOR(nw)
+        for (int w = 0; w < nw; w++) st[w] = shard(tr, w, (int)((long)B * w / nw), (int)((long)B * (w + 1) / nw), &parts[w]);
+    }
+    double L = 0;
+    for (int w = 0; w < nw; w++) {
+        if (st[w] != FM_OK) {
+            /* a worker's message is in its tape (fm_last_error is per thread) */
+            const char *msg = (w ? tr->tps[w] : tr->tp)->msg;
+            return fm__fail(st[w], "%s", msg[0] || w == 0 ? (msg[0] ? msg : fm_last_error()) : "a worker thread failed");
+        }
+        L += parts[w];
+    }
     if (loss_out) *loss_out = L;
     if (!isfinite(L))
         return fm__fail(FM_ERR_NUMERIC, "training diverged: the loss is %g at iteration %lld (learning rate %g)", L,
                         (long long)tr->iter + 1, fm_trainer_lr(tr));
-    fm_params_zero_grad(P);
-    if ((s = fm_backward(tp, loss, NULL))) return s;
+    /* worker 0 wrote into P's gradient; add the others in shard order */
+    float *g = fm_params_grad(P);
+    size_t np = fm_params_size(P);
+    for (int w = 1; w < nw; w++) {
+        const float *gw = fm_params_grad(tr->rep[w]);
+        for (size_t i = 0; i < np; i++) g[i] += gw[i];
+    }
     /* The norm is taken every step, clipping or not: a non-finite gradient
      * stops training before it reaches the weights. */
     s = fm_clip_grad_norm(P, tr->cfg.clip, NULL);

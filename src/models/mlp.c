@@ -114,6 +114,11 @@ void fm_mlp_init(fm_mlp *m, fm_rng *r)
 
 fm_tensor *fm_mlp_forward(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x)
 {
+    return fm__mlp_forward_with(tp, m, m->p, t, x);
+}
+
+fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x)
+{
     if (!fm__op_inputs_ok(tp, "mlp", &x, 1)) return NULL;
     const fm_mlp_config *c = &m->cfg;
     char s1[96], s2[96];
@@ -134,7 +139,7 @@ fm_tensor *fm_mlp_forward(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x)
         h = fm_concat(tp, parts, 2);
     }
     for (int l = 0; l < m->nlin; l++) {
-        h = fm_linear(tp, h, fm_params_tensor(m->p, m->w[l]), fm_params_tensor(m->p, m->b[l]));
+        h = fm_linear(tp, h, fm_params_tensor(P, m->w[l]), fm_params_tensor(P, m->b[l]));
         if (l + 1 < m->nlin && c->act != FM_ACT_NONE) h = fm_activation(tp, h, c->act);
     }
     return h;
