@@ -3,6 +3,7 @@
 #   make            library (libflowmatch.a) and tool (./flowmatch)
 #   make test       build and run every test (no Python needed)
 #   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-generic  the tests built for baseline x86-64 (no -march), the portable path
 #   make demo       the tutorial's 2D example end to end
 #   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
 #
@@ -41,7 +42,7 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(OMP) $(KFLAGS) -MMD -MP
 $(B)/src/engine/gemm.o $(A)/src/engine/gemm.o $(B)/src/engine/ops_act.o $(A)/src/engine/ops_act.o \
 $(B)/src/engine/rng.o $(A)/src/engine/rng.o: KFLAGS := -ffp-contract=fast
 
-.PHONY: all test asan demo bench fixtures clean
+.PHONY: all test asan test-generic demo bench fixtures clean
 all: libflowmatch.a flowmatch
 
 $(B)/%.o: %.c
@@ -82,6 +83,28 @@ asan: $(A)/run_tests $(A)/flowmatch
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	FM_CLI=$(A)/flowmatch FM_FIXTURES=tests/fixtures $(A)/run_tests
 
+# Portable build: the same sources without -march, so the vector code is
+# lowered to baseline SSE2 and the AVX-512 register pinning is compiled out.
+G        := build/generic
+G_LIB    := $(LIB_SRC:%.c=$(G)/%.o)
+G_CLI    := $(CLI_SRC:%.c=$(G)/%.o)
+G_TEST   := $(TEST_SRC:%.c=$(G)/%.o)
+
+$(G)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CSTD) $(WARN) $(OPT) $(OMP) $(KFLAGS) -MMD -MP -c $< -o $@
+
+$(G)/src/engine/gemm.o $(G)/src/engine/ops_act.o $(G)/src/engine/rng.o: KFLAGS := -ffp-contract=fast
+
+$(G)/flowmatch: $(G_CLI) $(G_LIB)
+	$(CC) $(OPT) $(OMP) $^ $(LDLIBS) -o $@
+
+$(G)/run_tests: $(G_TEST) $(G_LIB)
+	$(CC) $(OPT) $(OMP) $^ $(LDLIBS) -o $@
+
+test-generic: $(G)/run_tests $(G)/flowmatch
+	FM_CLI=$(G)/flowmatch FM_FIXTURES=tests/fixtures $(G)/run_tests
+
 demo: flowmatch
 	./flowmatch demo --out-dir demo
 
@@ -99,4 +122,5 @@ fixtures:
 clean:
 	rm -rf build libflowmatch.a flowmatch
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(A_LIB:.o=.d) $(A_CLI:.o=.d) $(A_TEST:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(A_LIB:.o=.d) $(A_CLI:.o=.d) $(A_TEST:.o=.d) \
+    $(G_LIB:.o=.d) $(G_CLI:.o=.d) $(G_TEST:.o=.d)

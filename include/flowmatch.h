@@ -632,8 +632,9 @@ fm_status fm_svg_loss(const char *path, const float *loss, int n, const char *ti
 /* ------------------------------------------------------------------ threads */
 
 /* Threads used by the engine's parallel loops (1 without OpenMP). n <= 0 means
- * all available. Results depend on the count only through float summation order
- * where stated; the kernels in this version give identical bits for any count. */
+ * all available. The kernels and sampling give identical bits for any count;
+ * training splits each batch across the threads, so its results are identical
+ * for the same seed and thread count. */
 void fm_set_threads(int n);
 int  fm_get_threads(void);
 
