@@ -111,7 +111,7 @@ demo: flowmatch
 # Side-by-side with PyTorch: needs python3-torch (and libopenblas0 for a fair
 # PyTorch and the GEMM comparison). BENCH_ARGS are passed to bench/run.py.
 $(B)/bench: bench/bench.c libflowmatch.a
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) bench/bench.c libflowmatch.a $(LDLIBS) -ldl -o $@
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -ffp-contract=fast bench/bench.c libflowmatch.a $(LDLIBS) -ldl -o $@
 
 bench: $(B)/bench flowmatch
 	$(PYTHON) bench/run.py --bench $(B)/bench $(BENCH_ARGS)

@@ -431,11 +431,15 @@ void        fm_dataset_free(fm_dataset *ds);
 int         fm_dataset_dim(const fm_dataset *ds);
 /* The canonical spec with every parameter spelled out ("moons:noise=0.05,scale=1"). */
 const char *fm_dataset_spec(const fm_dataset *ds);
-/* n points, row-major (n, dim), in data units. */
+/* n points, row-major (n, dim), in data units. A dataset keeps scratch
+ * buffers: one dataset must not be sampled from two threads at once. */
 fm_status   fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n);
 /* Rows of a CSV dataset (0 for generators) and the table itself (NULL for generators). */
 int         fm_dataset_rows(const fm_dataset *ds);
 const fm_table *fm_dataset_table(const fm_dataset *ds);
+/* Log-density of n points (n, dim) where the dataset has one in closed form
+ * (gaussian, 8gaussians); FM_ERR_ARG otherwise. */
+fm_status   fm_dataset_log_density(const fm_dataset *ds, const float *x, int n, double *out);
 /* Built-in datasets, for listings: name of entry i (NULL past the end) and a
  * description with its default parameters into params. */
 int         fm_dataset_count(void);
@@ -454,18 +458,19 @@ const char *fm_dataset_info(int i, char *params, size_t len);
  *   cosine     a = sin(pi t / 2),  b = cos(pi t / 2)
  *   poly       a = t^n,            b = 1 - t^n
  *   linear-vp  a = t,              b = sqrt(1 - t^2)
+ *   sb         a = t,              b = 1 - t, c = sigma sqrt(t (1 - t))   (Brownian bridge)
  * ve, vp and linear-vp are integrated to t_end = 1 - 1e-3 by default (their
  * fields are unbounded or their noise never vanishes at t = 1); ve's source is
  * N(0, smax^2 I), i.e. b(0) times a standard normal. */
 typedef enum {
     FM_PATH_OT = 0, FM_PATH_ICFM, FM_PATH_VE, FM_PATH_VP, FM_PATH_COSINE, FM_PATH_POLY, FM_PATH_LINEAR_VP,
-    FM_PATH_COUNT
+    FM_PATH_SB, FM_PATH_COUNT
 } fm_path_kind;
 
 typedef struct {
     fm_path_kind kind;
     double sigma_min;                  /* ot (default 0) */
-    double sigma;                      /* icfm (default 0) */
+    double sigma;                      /* icfm (default 0), sb (default 0.5) */
     double ve_sigma_min, ve_sigma_max; /* ve (0.01, 5) */
     double beta_min, beta_max;         /* vp (0.1, 20) */
     double exponent;                   /* poly (2), >= 1 */
@@ -476,7 +481,7 @@ typedef struct {
     double a, da, b, db, c, dc;
 } fm_path_coef;
 
-const char *fm_path_name(fm_path_kind k);        /* "ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp" */
+const char *fm_path_name(fm_path_kind k);        /* "ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp", "sb" */
 int         fm_path_from_name(const char *name); /* -1 if unknown */
 fm_path     fm_path_default(fm_path_kind k);
 fm_status   fm_path_check(const fm_path *p);
@@ -519,6 +524,22 @@ void             fm_time_grid_uniform(double *grid, int steps, double t0, double
 fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const double *grid, int ngrid, float *x,
                    size_t n, fm_observe_fn obs, void *octx, fm_solve_stats *stats);
 
+/* ------------------------------------------------------------------ couplings */
+
+/* How a training batch pairs source points x0 with data points x1. */
+typedef enum { FM_COUPLING_INDEPENDENT = 0, FM_COUPLING_OT, FM_COUPLING_SB, FM_COUPLING_COUNT } fm_coupling;
+const char *fm_coupling_name(fm_coupling c);        /* "independent", "ot", "sb" */
+int         fm_coupling_from_name(const char *name);
+/* Minibatch OT: match[i] = the data point paired with source point i, by the
+ * exact assignment minimising sum |x0_i - x1_match(i)|^2 (no point repeated). */
+fm_status fm_ot_pairing(const float *x0, const float *x1, int n, int d, int *match);
+/* The entropic OT plan between the two batches (uniform weights, cost
+ * |x0_i - x1_j|^2, regularisation eps), by log-domain Sinkhorn until the column
+ * marginals are within tol (L1) or max_iter iterations; then n pairs
+ * (i_out[k], j_out[k]) drawn from the plan with replacement. */
+fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, double eps, int max_iter, double tol,
+                            fm_rng *r, int *i_out, int *j_out, int *iters);
+
 /* ------------------------------------------------------------------ flows */
 
 /* A flow: the velocity network v(t, x), its probability path, the source its
@@ -557,6 +578,25 @@ fm_status  fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n);
 fm_status  fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
                           const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                           fm_solve_stats *st);
+/* Path energy (how straight the learned flow is): E = mean over n trajectories
+ * of the integral of |v_t(x_t)|^2 dt along the solver's grid, in network units,
+ * accumulated in double. The trajectories start from x_start (network units)
+ * or from fresh source draws; x0_out and x1_out (may be NULL) receive their
+ * starts (network units) and ends (data units). A flow that moves each point
+ * straight and at constant speed has E = mean |x1 - x0|^2, which for an optimal
+ * flow is W2^2(p0, p1): the normalised path energy |E - W2^2| / W2^2 (Tong et
+ * al.) measures the excess. */
+fm_status  fm_flow_path_energy(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                               const double *grid, int ngrid, float *x0_out, float *x1_out, double *energy,
+                               fm_solve_stats *st);
+/* A copy with its own weights (the configuration, standardisation and current
+ * weights of f). */
+fm_flow   *fm_flow_clone(fm_flow *f);
+/* Rectified flow's pairs: n starting points x0 (source draws, scaled as for
+ * sampling) and the ends x1 of their trajectories, both in network units. A
+ * trainer given them with fm_trainer_set_pairs learns the straightened flow. */
+fm_status  fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_config *sc, const double *grid, int ngrid,
+                              float *x0, float *x1);
 /* Configuration, standardisation and weights to a checkpoint, and back.
  * use_ema loads the EMA weights when the file has them. */
 fm_status  fm_flow_save(fm_flow *f, fm_st_writer *w);
@@ -576,6 +616,7 @@ typedef struct {
     int64_t iters;
     uint64_t seed;
     int standardize;       /* -1: for CSV data only (default), 0: never, 1: always */
+    fm_coupling coupling;  /* pairing of x0 and x1 in each batch; sb needs the sb path */
 } fm_train_config;
 
 /* The tutorial's run: moons, 3x64 ELU, OT path (sigma_min 0), Adam 1e-2,
@@ -597,6 +638,48 @@ fm_ema     *fm_trainer_ema(fm_trainer *tr);              /* NULL without EMA */
 const fm_train_config *fm_trainer_get_config(const fm_trainer *tr);
 /* Everything needed to sample or to resume, atomically. */
 fm_status   fm_trainer_save(fm_trainer *tr, const char *path);
+/* Train on fixed pairs (x0_i, x1_i) in network units instead of drawing data
+ * and source (rectified flow): batches draw pairs uniformly with replacement.
+ * The pairs are copied. Such a checkpoint cannot be resumed. */
+fm_status   fm_trainer_set_pairs(fm_trainer *tr, const float *x0, const float *x1, int n);
+/* Start from another flow's weights (and standardisation); the models must
+ * have the same shape. */
+fm_status   fm_trainer_init_from(fm_trainer *tr, fm_flow *from);
+
+/* ------------------------------------------------------------------ likelihood */
+
+/* A field with vector-Jacobian products: v (n, d) = v(t, x), and for each of
+ * the k cotangents e (k, n, d), u_k = e_k^T dv/dx row by row (u: (k, n, d)). */
+typedef fm_status (*fm_vjp_fn)(void *ctx, double t, const float *x, int n, int d, const float *e, int k, float *v,
+                               float *u);
+/* log-density at t = 0 of n points (n, d) into out (n). */
+typedef fm_status (*fm_logp0_fn)(void *ctx, const float *x0, int n, int d, double *out);
+
+typedef enum { FM_DIV_EXACT = 0, FM_DIV_HUTCH_RADEMACHER, FM_DIV_HUTCH_GAUSSIAN, FM_DIV_COUNT } fm_div_kind;
+const char *fm_div_name(fm_div_kind k); /* "exact", "rademacher", "gaussian" */
+
+typedef struct {
+    fm_solver_config solver;
+    const double *grid; /* from the points' time down to 0 */
+    int ngrid;
+    fm_div_kind div;
+    int probes;         /* Hutchinson: probes, fixed for the solve */
+    uint64_t seed;      /* Hutchinson: their random stream */
+} fm_nll_config;
+
+/* log p(x) for n points (n, d) at time grid[0]: the ODE is integrated to
+ * grid[ngrid - 1] = 0 with the log-density change dl/dt = div v accumulated in
+ * double, then log p0 is added. se (may be NULL) receives Hutchinson's standard
+ * error per point (the spread of the probes' estimates), 0 for exact. */
+fm_status fm_log_likelihood(fm_vjp_fn f, void *fctx, fm_logp0_fn p0, void *pctx, const float *x, int n, int d,
+                            const fm_nll_config *c, double *logp, double *se, fm_solve_stats *st);
+/* The same for a flow: x in data units, log-density of the data distribution
+ * (standardisation included) at the path's end time. The source must have a
+ * density: "gaussian" or a dataset with one (gaussian, 8gaussians). */
+fm_status fm_flow_log_likelihood(fm_flow *f, const float *x, int n, const fm_nll_config *c, double *logp, double *se,
+                                 fm_solve_stats *st);
+/* fm_vjp_fn over a flow (ctx is the fm_flow), in network units. */
+fm_status fm_flow_vjp(void *flow, double t, const float *x, int n, int d, const float *e, int k, float *v, float *u);
 
 /* ------------------------------------------------------------------ evaluation */
 
@@ -626,6 +709,10 @@ fm_status fm_svg_trajectory(const char *path, const float *frames, const double 
 /* Two point clouds in one panel with a legend; range <= 0 picks one to fit. */
 fm_status fm_svg_scatter(const char *path, const char *title, const float *a, int na, const char *la, const float *b,
                          int nb, const char *lb, int d, double range);
+/* A heat map of exp(logp) on a G x G grid over [lo, hi]^2 (row i at
+ * y = lo + (i + 0.5)(hi - lo)/G, column j likewise in x), beside the points. */
+fm_status fm_svg_density(const char *path, const char *title, const double *logp, int G, double lo, double hi,
+                         const float *pts, int n, int d);
 /* Loss per iteration on a log scale, raw and smoothed. */
 fm_status fm_svg_loss(const char *path, const float *loss, int n, const char *title);
 

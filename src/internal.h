@@ -131,7 +131,8 @@ int fm__threads_for(double work);
 
 int fm__params_get_requires_grad(const fm_params *p);
 /* A parameter set that shares p's weights (and layout) but has a gradient
- * buffer of its own, for data-parallel workers. Valid while p's layout stays. */
+ * buffer of its own, for data-parallel workers. It points into p's buffers: it
+ * is valid only while no parameter is added to p. */
 fm_params *fm__params_replica(const fm_params *p);
 /* The MLP's forward with its weights taken from P (p or a replica of it). */
 fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x);
@@ -162,6 +163,14 @@ fm_status fm__afile_commit(fm__afile *a); /* flush, fsync, close, rename */
 void fm__afile_abort(fm__afile *a);       /* close and remove the temporary */
 /* A whole file into malloc'ed memory. */
 fm_status fm__read_file(const char *path, unsigned char **out, size_t *len);
+
+/* ------------------------------------------------------------------ the ODE core */
+
+/* fm_solve on a double state: dy = f(t, y) for n doubles. */
+typedef fm_status (*fm__field_d)(void *ctx, double t, const double *y, double *dy, size_t n);
+typedef fm_status (*fm__observe_d)(void *ctx, int k, double t, const double *y, size_t n);
+fm_status fm__solve_d(const fm_solver_config *c, fm__field_d f, void *fctx, const double *grid, int ngrid, double *y,
+                      size_t n, fm__observe_d obs, void *octx, fm_solve_stats *stats);
 
 /* ------------------------------------------------------------------ small helpers */
 

@@ -75,7 +75,7 @@ void test_cli(void)
     t_check(rc == 2 && one_line("unknown command 'frobnicate'"), "unknown command: one line (exit %d)", rc);
     rc = cli("version");
     t_check(rc == 0 && strstr(out_buf, FM_VERSION), "version prints %s", FM_VERSION);
-    static const char *cmds[] = {"train", "sample", "eval", "demo", "datasets", "inspect"};
+    static const char *cmds[] = {"train", "sample", "eval", "nll", "reflow", "demo", "datasets", "inspect"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         rc = cli("%s --help", cmds[i]);
         t_check(rc == 0 && strstr(out_buf, "usage: flowmatch") && strstr(out_buf, "--help"), "%s --help (exit %d)",
@@ -117,6 +117,13 @@ void test_cli(void)
         {"eval --a moons --b circles --metrics ''", "--metrics is empty"},
         {"eval --a moons --b circles --n 1000000", "--n must lie in"},
         {"datasets --draw moons:", "nothing after ':'"},
+        {"train --coupling greedy", "unknown --coupling 'greedy'"},
+        {"train --coupling sb --path ot", "needs the sb path"},
+        {"nll --model m.safetensors", "--model and --data are required"},
+        {"nll --model m.safetensors --data moons --exact --hutchinson 4", "exclude each other"},
+        {"nll --model m.safetensors --data moons --probe sphere", "--probe must be rademacher or gaussian"},
+        {"reflow --model m.safetensors --rounds 0", "--rounds 0"},
+        {"reflow", "--model is required"},
         {"sample --model m.safetensors --out s.txt", "must end in .npy or .csv"},
         {"eval --a moons", "both --a and --b are required"},
         {"eval --a moons --b circles --metrics w3", "unknown metric 'w3'"},
@@ -184,7 +191,7 @@ void test_cli(void)
     t_check(rc == 0 && w2 > 0 && w2 < 0.5 && strstr(out_buf, "energy distance") && strstr(out_buf, "MMD^2"),
             "eval of 500 samples against moons: W2 %.3f, energy, MMD (exit %d)", w2, rc);
     rc = cli("eval --a %s --b moons --n 300 --metrics w2", m);
-    t_check(rc == 0 && strstr(out_buf, "samples") && !strstr(out_buf, "energy"), "eval of a model against a dataset (exit %d)",
+    t_check(rc == 0 && strstr(out_buf, "samples") && !strstr(out_buf, "energy distance"), "eval of a model against a dataset (exit %d)",
             rc);
     rc = cli("eval --a %s --b gaussian:dim=3", tmp("s.npy"));
     t_check(rc == 1 && one_line("2 and 3 dimensions"), "eval of 2-D against 3-D points: exit %d", rc);
@@ -227,6 +234,33 @@ void test_cli(void)
             "--resume with fewer --iters than done: exit %d, nothing written", rc);
     rc = cli("train --resume %s --iters 400 --batch 64 --out %s --quiet", m, tmp("m3.safetensors"));
     t_check(rc == 2 && one_line("--batch cannot be changed when resuming"), "--resume refuses --batch: exit %d", rc);
+
+    /* likelihood, couplings and reflow through the tool */
+    rc = cli("nll --model %s --data moons --n 300 --steps 20 --plot %s --out %s", m, tmp("dens.svg"), tmp("lp.npy"));
+    const char *ip = strstr(out_buf, "integrates to");
+    double mass = ip ? atof(ip + 14) : NAN;
+    t_check(rc == 0 && strstr(out_buf, "NLL") && strstr(out_buf, "bits per dimension") && fabs(mass - 1) < 0.05 &&
+                file_size(tmp("lp.npy")) == 128 + 300 * 4 && file_size(tmp("dens.svg")) > 10000,
+            "nll: per-point log p, mean NLL, a density map integrating to %.3f (exit %d)", mass, rc);
+    rc = cli("nll --model %s --data moons --n 200 --steps 10 --hutchinson 8 --probe gaussian", m);
+    t_check(rc == 0 && strstr(out_buf, "standard error"), "nll with Hutchinson reports its standard error (exit %d)", rc);
+    rc = cli("nll --model %s --data gaussian:dim=3 --n 10", m);
+    t_check(rc == 1 && one_line("3 dimensions, the model 2"), "nll of 3-D points under a 2-D model: exit %d", rc);
+    rc = cli("train --coupling ot --iters 30 --batch 64 --out %s --quiet", tmp("ot.safetensors"));
+    st = fm_st_load(tmp("ot.safetensors"));
+    t_check(rc == 0 && st && !strcmp(fm_st_meta(st, "train.coupling"), "ot"), "train --coupling ot (exit %d)", rc);
+    fm_st_free(st);
+    rc = cli("train --coupling sb --iters 10 --batch 64 --out %s --quiet", tmp("sb.safetensors"));
+    st = fm_st_load(tmp("sb.safetensors"));
+    t_check(rc == 0 && st && !strcmp(fm_st_meta(st, "path"), "sb") && !strcmp(fm_st_meta(st, "path.sigma"), "0.5"),
+            "train --coupling sb picks the bridge path with sigma 0.5 (exit %d)", rc);
+    fm_st_free(st);
+    rc = cli("reflow --model %s --rounds 1 --iters 50 --pairs 500 --eval-n 200 --solver rk4 --steps 10 --out %s --quiet", m,
+             tmp("rf.safetensors"));
+    t_check(rc == 0 && strstr(out_buf, "W2 (1 Euler step)") && strstr(out_buf, "\n    1 ") && file_size(tmp("rf.safetensors")) > 30000,
+            "reflow: one round, the before/after table and the checkpoint (exit %d)", rc);
+    rc = cli("eval --a %s --b moons --n 300 --metrics w2", m);
+    t_check(rc == 0 && strstr(out_buf, "normalised path energy"), "eval of a model reports its path energy (exit %d)", rc);
 
     rc = cli("datasets");
     t_check(rc == 0 && strstr(out_buf, "8gaussians") && strstr(out_buf, "pinwheel") && strstr(out_buf, "csv"),

@@ -117,6 +117,12 @@ void test_data(void)
         fm_dataset_free(ds);
     }
 
+    /* zero points is not an error */
+    ds = fm_dataset_open("moons");
+    t_check(ds && fm_dataset_sample(ds, &r, NULL, 0) == FM_OK, "drawing 0 points from a fresh dataset %s",
+            ds ? "" : fm_last_error());
+    fm_dataset_free(ds);
+
     /* a CSV table: draws come from its rows */
     char path[700], spec[720];
     snprintf(path, sizeof path, "%s/table.csv", t_tmpdir());

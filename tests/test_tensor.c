@@ -3,6 +3,7 @@
  * the arena's steady state.
  */
 #include "harness.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -155,6 +156,64 @@ void test_tensor(void)
     }
     t_check(mallocs == mallocs_at_3, "no arena malloc after warm-up (%zu at step 3, %zu at step 10, peak %zu KiB)",
             mallocs_at_3, mallocs, peak / 1024);
+
+    /* The matrix product: identical bits on 1, 2 and 3 threads for shapes that
+     * cut through its tiles (narrow outputs, A transposed, long k loops), and
+     * within float rounding of a double reference. */
+    int mismatched = 0;
+    double worst = 0;
+    /* first shapes that split threads off a 16-row boundary in a narrow
+     * transposed product (the case that once differed), then random ones */
+    static const int fixed[][3] = {{83, 135, 166}, {83, 3, 200}, {250, 2, 64}, {97, 17, 33}, {61, 31, 250}, {130, 5, 128}};
+    for (int trial = 0; trial < 60; trial++) {
+        int M = 1 + (int)(fm_rng_uniform(&r) * 300), N = 1 + (int)(fm_rng_uniform(&r) * 150);
+        int K = 1 + (int)(fm_rng_uniform(&r) * 600), tn = trial % 2, acc = trial % 3 == 0;
+        if (trial < 12) {
+            M = fixed[trial / 2][0];
+            N = fixed[trial / 2][1];
+            K = fixed[trial / 2][2];
+            tn = 1;
+        }
+        float *A = malloc((size_t)M * K * sizeof(float)), *Bm = malloc((size_t)K * N * sizeof(float));
+        float *bias = malloc((size_t)N * sizeof(float)), *C[3];
+        fm_rng_normal_fill(&r, A, (size_t)M * K, 0, 1);
+        fm_rng_normal_fill(&r, Bm, (size_t)K * N, 0, 1);
+        fm_rng_normal_fill(&r, bias, (size_t)N, 0, 1);
+        for (int q = 0; q < 3; q++) {
+            C[q] = malloc((size_t)M * N * sizeof(float));
+            for (size_t i = 0; i < (size_t)M * N; i++) C[q][i] = 0.25f;
+            fm_set_threads(q + 1);
+            if (tn) fm__gemm(M, N, K, A, 1, M, Bm, N, C[q], N, trial % 4 ? bias : NULL, acc); /* A read as (K, M) */
+            else fm__gemm(M, N, K, A, K, 1, Bm, N, C[q], N, trial % 4 ? bias : NULL, acc);
+        }
+        fm_set_threads(0);
+        mismatched += memcmp(C[0], C[1], (size_t)M * N * sizeof(float)) != 0;
+        mismatched += memcmp(C[0], C[2], (size_t)M * N * sizeof(float)) != 0;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                double s = (acc ? 0.25 : 0.0) + (trial % 4 ? bias[j] : 0.0), mag = fabs(s);
+                for (int k = 0; k < K; k++) {
+                    double av = tn ? A[(size_t)k * M + i] : A[(size_t)i * K + k], p = av * Bm[(size_t)k * N + j];
+                    s += p;
+                    mag += fabs(p);
+                }
+                worst = fmax(worst, fabs(C[0][(size_t)i * N + j] - s) / mag);
+            }
+        for (int q = 0; q < 3; q++) free(C[q]);
+        free(A);
+        free(Bm);
+        free(bias);
+    }
+    t_check(mismatched == 0 && worst < 1e-6,
+            "GEMM on 60 shapes: 1, 2 and 3 threads bit-identical (%d differ), max error %.1e relative to sum |terms|",
+            mismatched, worst);
+
+    /* tanh keeps NaN (its clamps would make it -1) */
+    fm_tape_reset(tp);
+    float nanv[3] = {NAN, 0.5f, -20.0f};
+    fm_tensor *tn3 = fm_tanh(tp, fm_tensor_copy(tp, nanv, 1, (int[]){3}));
+    t_check(tn3 && isnan(tn3->data[0]) && fabsf(tn3->data[1] - tanhf(0.5f)) < 1e-7f && tn3->data[2] == -1.0f,
+            "tanh(NaN) is NaN, tanh(0.5) %.7f, tanh(-20) %g", tn3 ? tn3->data[1] : 0.0f, tn3 ? tn3->data[2] : 0.0f);
 
     fm_mlp_free(m);
     fm_params_free(P);

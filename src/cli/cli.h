@@ -113,5 +113,7 @@ int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
+int cmd_nll(int argc, char **argv);
+int cmd_reflow(int argc, char **argv);
 
 #endif

@@ -7,9 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A model side: its flow, the starting points of its trajectories (network
+ * units) and their path energy. */
+typedef struct {
+    fm_flow *flow;
+    float *x0;
+    double energy;
+} model_side;
+
 /* Points for one side; -1 on success, else an exit code. */
 static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, const cli_solver_opts *so,
-                     fm_table *t, char *label, size_t llen)
+                     fm_table *t, char *label, size_t llen, model_side *ms)
 {
     memset(t, 0, sizeof *t);
     if (cli_has_suffix(spec, ".npy") || cli_has_suffix(spec, ".csv")) {
@@ -35,17 +43,23 @@ static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, co
             return rc;
         }
         t->data = malloc((size_t)n * d * sizeof(float));
+        ms->x0 = malloc((size_t)n * d * sizeof(float));
         fm_rng r;
         fm_rng_seed(&r, seed, stream);
         fm_solve_stats st;
-        fm_status s = t->data ? fm_flow_sample(f, n, NULL, &r, &sc, grid, ngrid, t->data, NULL, NULL, &st)
-                              : FM_ERR_NOMEM;
+        /* the samples are the ends of trajectories whose energy is kept too */
+        fm_status s = t->data && ms->x0 ? fm_flow_path_energy(f, n, NULL, &r, &sc, grid, ngrid, ms->x0, t->data,
+                                                              &ms->energy, &st)
+                                        : FM_ERR_NOMEM;
         free(grid);
-        fm_flow_free(f);
         if (s) {
+            fm_flow_free(f);
             fm_table_free(t);
+            free(ms->x0);
+            ms->x0 = NULL;
             return cli_error("eval", "sampling %s: %s", spec, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
         }
+        ms->flow = f;
         t->rows = n;
         t->cols = d;
         snprintf(label, llen, "%s (%d samples, %s, NFE %ld)", spec, n, fm_solver_name(sc.kind), st.nfe);
@@ -101,6 +115,25 @@ int cli_metrics(const char *cmd, const float *a, int na, const float *b, int nb,
     return -1;
 }
 
+/* For a model side: its path energy, and normalised by W2^2 between its
+ * starting points and the other side (both in the model's units). */
+static int path_energy_report(const char *which, const model_side *ms, const fm_table *self, const fm_table *other)
+{
+    if (!ms->flow) return -1;
+    int m = self->rows < other->rows ? self->rows : other->rows, d = self->cols;
+    float *o = malloc((size_t)m * d * sizeof(float));
+    if (!o) return cli_error("eval", "out of memory");
+    memcpy(o, other->data, (size_t)m * d * sizeof(float));
+    fm_flow_to_model(ms->flow, o, m);
+    double w2;
+    fm_status s = fm_w2_exact(ms->x0, o, m, d, &w2, NULL);
+    free(o);
+    if (s) return cli_error("eval", "%s", fm_last_error());
+    printf("path energy (%s)  %.6f   (W2^2 from its source to the other set %.6f; normalised path energy %.6f)\n",
+           which, ms->energy, w2 * w2, fabs(ms->energy - w2 * w2) / (w2 * w2));
+    return -1;
+}
+
 int cmd_eval(int argc, char **argv)
 {
     const char *a = NULL, *b = NULL, *metrics = "w2,energy,mmd";
@@ -122,7 +155,10 @@ int cmd_eval(int argc, char **argv)
                            "W2 is the exact optimal matching (Jonker-Volgenant) of equal numbers of points,\n"
                            "sqrt of the mean squared distance; energy distance and MMD^2 (Gaussian kernel)\n"
                            "are unbiased U-statistics. Models are sampled with the solver options; two sides\n"
-                           "drawn from models or datasets use different random streams.",
+                           "drawn from models or datasets use different random streams. For a model the\n"
+                           "path energy E = mean integral |v|^2 dt of its trajectories is reported too, and\n"
+                           "|E - W2^2| / W2^2 with W2 from its source to the other set (0 for straight,\n"
+                           "optimal paths).",
                            opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
@@ -151,9 +187,12 @@ int cmd_eval(int argc, char **argv)
     fm_set_threads(threads);
     fm_table ta, tb;
     char la[600], lb[600];
-    if ((rc = load_side(a, n, (uint64_t)seed, FM_STREAM_DATA, &so, &ta, la, sizeof la)) >= 0) return rc;
-    if ((rc = load_side(b, n, (uint64_t)seed + 1, FM_STREAM_NOISE, &so, &tb, lb, sizeof lb)) >= 0) {
+    model_side ma = {0}, mb = {0};
+    if ((rc = load_side(a, n, (uint64_t)seed, FM_STREAM_DATA, &so, &ta, la, sizeof la, &ma)) >= 0) return rc;
+    if ((rc = load_side(b, n, (uint64_t)seed + 1, FM_STREAM_NOISE, &so, &tb, lb, sizeof lb, &mb)) >= 0) {
         fm_table_free(&ta);
+        fm_flow_free(ma.flow);
+        free(ma.x0);
         return rc;
     }
     if (ta.cols != tb.cols) {
@@ -163,9 +202,15 @@ int cmd_eval(int argc, char **argv)
     } else {
         printf("a: %s\nb: %s\n", la, lb);
         rc = cli_metrics("eval", ta.data, ta.rows, tb.data, tb.rows, ta.cols, metrics, bw, 0, NULL);
+        if (rc < 0) rc = path_energy_report("a", &ma, &ta, &tb);
+        if (rc < 0) rc = path_energy_report("b", &mb, &tb, &ta);
         if (rc < 0) rc = CLI_OK;
     }
     fm_table_free(&ta);
     fm_table_free(&tb);
+    fm_flow_free(ma.flow);
+    fm_flow_free(mb.flow);
+    free(ma.x0);
+    free(mb.x0);
     return rc;
 }

@@ -15,6 +15,8 @@ static const command commands[] = {
     {"train", "train a flow-matching model on a dataset or a CSV file", cmd_train},
     {"sample", "draw samples from a trained model with an ODE solver", cmd_sample},
     {"eval", "compare two point sets: exact W2, energy distance, MMD", cmd_eval},
+    {"nll", "log-likelihood of points under a trained model", cmd_nll},
+    {"reflow", "rectified flow: straighten a trained model for few-step sampling", cmd_reflow},
     {"demo", "the tutorial's 2D example end to end", cmd_demo},
     {"datasets", "list the built-in datasets or draw points from one", cmd_datasets},
     {"inspect", "check a safetensors file and list its tensors and metadata", cmd_inspect},

@@ -122,7 +122,7 @@ int cmd_train(int argc, char **argv)
     fm_train_config c = fm_train_config_default();
     const char *data = "moons", *source = "gaussian", *path = "ot", *act = "elu", *optim = "adam",
                *sched = "constant", *out = "model.safetensors", *loss_csv = NULL, *loss_svg = NULL, *resume = NULL,
-               *standardize = "auto";
+               *standardize = "auto", *coupling = "independent";
     int width = 64, depth = 3, time_embed = 0, nesterov = 0, amsgrad = 0, threads = 0, quiet = 0, batch = 256;
     int64_t iters = 10000, seed = 0, warmup = 0, log_every = 1000;
     double lr = 1e-2, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, wd = NAN, momentum = 0, min_lr = 0, clip = 0, ema = 0;
@@ -132,9 +132,10 @@ int cmd_train(int argc, char **argv)
     const cli_opt opts[] = {
         {"data", OPT_STR, &data, "SPEC", "dataset: moons, circles, 8gaussians, ... or csv:FILE"},
         {"source", OPT_STR, &source, "SPEC", "source distribution: gaussian or a dataset"},
-        {"path", OPT_STR, &path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp"},
+        {"path", OPT_STR, &path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp, sb"},
+        {"coupling", OPT_STR, &coupling, "NAME", "independent, ot (minibatch OT) or sb (Schrodinger bridge)"},
         {"sigma-min", OPT_DOUBLE, &sigma_min, "X", "ot: final noise level"},
-        {"sigma", OPT_DOUBLE, &sigma, "X", "icfm: constant noise"},
+        {"sigma", OPT_DOUBLE, &sigma, "X", "icfm: constant noise; sb: bridge noise (default 0.5)"},
         {"ve-sigma-min", OPT_DOUBLE, &ve_min, "X", "ve: smallest noise"},
         {"ve-sigma-max", OPT_DOUBLE, &ve_max, "X", "ve: largest noise (source std)"},
         {"beta-min", OPT_DOUBLE, &beta_min, "X", "vp: beta at the data end"},
@@ -210,12 +211,21 @@ int cmd_train(int argc, char **argv)
         }
         iters = fm_trainer_get_config(tr)->iters;
     } else {
-        int k;
-        if ((k = fm_path_from_name(path)) < 0) BAD("unknown --path '%s' (ot, icfm, ve, vp, cosine, poly, linear-vp)", path);
+        int k, cp;
+        if ((cp = fm_coupling_from_name(coupling)) < 0) BAD("unknown --coupling '%s' (independent, ot, sb)", coupling);
+        c.coupling = (fm_coupling)cp;
+        int path_given = 0, sigma_given = 0;
+        for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+            if (given[i] && !strcmp(opts[i].name, "path")) path_given = 1;
+            if (given[i] && !strcmp(opts[i].name, "sigma")) sigma_given = 1;
+        }
+        if (cp == FM_COUPLING_SB && !path_given) path = "sb"; /* the bridge comes with its plan */
+        if ((k = fm_path_from_name(path)) < 0)
+            BAD("unknown --path '%s' (ot, icfm, ve, vp, cosine, poly, linear-vp, sb)", path);
         c.flow.path = fm_path_default((fm_path_kind)k);
         fm_path *p = &c.flow.path;
         p->sigma_min = sigma_min;
-        p->sigma = sigma;
+        if (sigma_given || k != FM_PATH_SB) p->sigma = sigma;
         p->ve_sigma_min = ve_min;
         p->ve_sigma_max = ve_max;
         p->beta_min = beta_min;

@@ -48,7 +48,8 @@ struct fm_dataset {
     char *spec;
     float *noise_buf;  /* (cap) normal draws for one call */
     float *base;       /* (2 base_n) moons / circles before shuffling, for base_n points */
-    int cap, base_n;
+    size_t cap;
+    int base_n;
 };
 
 int fm_dataset_count(void) { return DS_COUNT; }
@@ -211,14 +212,44 @@ static double lin(int i, int n, double stop, int endpoint)
     return stop * i / n;
 }
 
+fm_status fm_dataset_log_density(const fm_dataset *ds, const float *x, int n, double *out)
+{
+    int d = ds->dim;
+    if (ds->kind == DS_GAUSSIAN) {
+        double var = ds->scale * ds->scale;
+        for (int i = 0; i < n; i++) {
+            double ss = 0;
+            for (int j = 0; j < d; j++) ss += (double)x[(size_t)i * d + j] * x[(size_t)i * d + j];
+            out[i] = -0.5 * ss / var - 0.5 * d * log(2 * M_PI * var);
+        }
+        return FM_OK;
+    }
+    if (ds->kind == DS_8GAUSSIANS && ds->noise > 0) {
+        /* (1/8) sum_k N(x; scale (cos, sin)(k pi / 4), noise^2 I), by log-sum-exp */
+        double var = ds->noise * ds->noise;
+        for (int i = 0; i < n; i++) {
+            double lk[8], m = -INFINITY, acc = 0;
+            for (int k = 0; k < 8; k++) {
+                double dx = x[2 * i] - ds->scale * cos(M_PI / 4 * k), dy = x[2 * i + 1] - ds->scale * sin(M_PI / 4 * k);
+                lk[k] = -0.5 * (dx * dx + dy * dy) / var;
+                if (lk[k] > m) m = lk[k];
+            }
+            for (int k = 0; k < 8; k++) acc += exp(lk[k] - m);
+            out[i] = m + log(acc / 8) - log(2 * M_PI * var);
+        }
+        return FM_OK;
+    }
+    return fm__fail(FM_ERR_ARG, "dataset '%s' has no closed-form density (gaussian and 8gaussians do)", ds->spec);
+}
+
 /* Scratch for n points' noise, and the noise itself (2n standard normals). */
 static const float *noise_for(fm_dataset *ds, fm_rng *r, int n)
 {
-    if (n * 2 > ds->cap) {
+    if ((size_t)n * 2 > ds->cap) {
         float *nb = realloc(ds->noise_buf, (size_t)n * 2 * sizeof(float));
         if (!nb) return NULL;
         ds->noise_buf = nb;
-        ds->cap = n * 2;
+        ds->cap = (size_t)n * 2;
     }
     fm_rng_normal_fill(r, ds->noise_buf, (size_t)n * 2, 0.0f, 1.0f);
     return ds->noise_buf;
@@ -256,6 +287,7 @@ static const float *ring_base(fm_dataset *ds, int n)
 fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
 {
     if (n < 0) return fm__fail(FM_ERR_ARG, "cannot draw %d points", n);
+    if (n == 0) return FM_OK;
     double nz = ds->noise, sc = ds->scale;
     int d = ds->dim;
     if (ds->kind == DS_GAUSSIAN) {

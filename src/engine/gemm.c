@@ -146,29 +146,47 @@ static void narrow_dot(const job *J, int i0, int i1, float *out, ptrdiff_t ldo)
 }
 
 /* The same when A is used transposed (ars == 1): vectorise along the rows of C,
- * which are contiguous in A. */
+ * which are contiguous in A. A last block of fewer than 16 rows goes through
+ * the same vector arithmetic, zero-padded, so every row is computed the same
+ * way wherever a thread's range happens to start. */
 static void narrow_rows(const job *J, int i0, int i1)
 {
     int K = J->K, N = J->N, n0 = J->nfull;
-    for (int n = n0; n < N; n++) {
-        int i = i0;
-        for (; i + VL <= i1; i += VL) {
+    for (int n = n0; n < N; n++)
+        for (int i = i0; i < i1; i += VL) {
+            int m = i1 - i < VL ? i1 - i : VL;
             vf s = splat(J->bias ? J->bias[n] : 0.0f);
-            for (int k = 0; k < K; k++) s += vload(J->A + (ptrdiff_t)k * J->aks + i) * splat(J->B[(ptrdiff_t)k * J->ldb + n]);
+            for (int k = 0; k < K; k++) {
+                const float *a = J->A + (ptrdiff_t)k * J->aks + i;
+                vf av;
+                if (m == VL) {
+                    av = vload(a);
+                } else {
+                    float pad[VL] = {0};
+                    memcpy(pad, a, (size_t)m * sizeof(float));
+                    av = vload(pad);
+                }
+                s += av * splat(J->B[(ptrdiff_t)k * J->ldb + n]);
+            }
             float v[VL];
             memcpy(v, &s, sizeof v);
-            for (int r = 0; r < VL; r++) {
+            for (int r = 0; r < m; r++) {
                 float *c = J->C + (ptrdiff_t)(i + r) * J->ldc + n;
                 *c = J->acc ? *c + v[r] : v[r];
             }
         }
-        for (; i < i1; i++) {
+}
+
+/* Any other strides: plain sums (no caller uses them today). */
+static void narrow_scalar(const job *J, int i0, int i1)
+{
+    for (int i = i0; i < i1; i++)
+        for (int n = J->nfull; n < J->N; n++) {
             float s = J->bias ? J->bias[n] : 0.0f;
-            for (int k = 0; k < K; k++) s += J->A[(ptrdiff_t)k * J->aks + i] * J->B[(ptrdiff_t)k * J->ldb + n];
+            for (int k = 0; k < J->K; k++) s += J->A[(ptrdiff_t)i * J->ars + (ptrdiff_t)k * J->aks] * J->B[(ptrdiff_t)k * J->ldb + n];
             float *c = J->C + (ptrdiff_t)i * J->ldc + n;
             *c = J->acc ? *c + s : s;
         }
-    }
 }
 
 static void narrow(const job *J, int i0, int i1)
@@ -177,6 +195,8 @@ static void narrow(const job *J, int i0, int i1)
     if (w == 0) return;
     if (J->ars == 1 && J->aks != 1) {
         narrow_rows(J, i0, i1);
+    } else if (J->aks != 1) {
+        narrow_scalar(J, i0, i1);
     } else if (!J->acc) {
         narrow_dot(J, i0, i1, J->C + (ptrdiff_t)i0 * J->ldc + J->nfull, J->ldc);
     } else {

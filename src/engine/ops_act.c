@@ -49,7 +49,7 @@ static inline fm_vf vtanh(fm_vf x)
     /* tanh = expm1(2x) / (expm1(2x) + 2), exact near 0; |x| > 9 rounds to +-1 */
     fm_vf xc = fm_vmin(fm_vmax(x, fm_vsplat(-9.0f)), fm_vsplat(9.0f));
     fm_vf e = fm_vexpm1(xc + xc);
-    return e / (e + 2.0f);
+    return fm_vsel(x != x, x, e / (e + 2.0f)); /* the clamps would turn NaN into -1 */
 }
 
 static inline fm_vf vfwd(fm_act a, fm_vf x)

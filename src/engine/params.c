@@ -81,11 +81,11 @@ oom:
 int fm_params_add(fm_params *p, const char *name, int ndim, const int *shape)
 {
     char b[96];
-    FM_ASSERT(!p->of); /* replicas have a fixed layout */
     if (!p || !name || !*name) {
         fm__fail(FM_ERR_ARG, "fm_params_add: missing parameter set or name");
         return -1;
     }
+    FM_ASSERT(!p->of); /* replicas have a fixed layout */
     if (fm_params_find(p, name) >= 0) {
         fm__fail(FM_ERR_ARG, "parameter '%s' is already defined", name);
         return -1;

@@ -3,7 +3,8 @@
  * The generator and its jump polynomial are Blackman and Vigna's; seeding
  * expands a 64-bit seed with splitmix64, and stream k is the seeded state
  * jumped k times (2^128 draws each), so streams of one seed cannot overlap.
- * Normals use Box-Muller in double precision. Not cryptographic.
+ * fm_rng_normal uses Box-Muller in double; fm_rng_normal_fill computes 16
+ * pairs at a time in float vectors (|z| up to 6.6). Not cryptographic.
  */
 #include "internal.h"
 #include "vmath.h"

@@ -14,15 +14,34 @@
 #include <math.h>
 #include <string.h>
 
+/* Problems up to this size get their whole cost matrix computed once (8 MB at
+ * most); larger ones compute rows on demand. */
+#define DENSE_MAX 1024
+
 typedef struct {
     fm_cost_fn cost;
     void *ctx;
     int n;
-    double *buf; /* (n) */
+    double *buf;   /* (n) */
+    double *dense; /* (n, n) or NULL */
 } costs;
+
+/* Minimum of n doubles (no NaN), in 8 independent lanes: a minimum does not
+ * depend on the grouping, and the lanes keep the dependency chain short. */
+static double min_of(const double *x, int n)
+{
+    double m[8] = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int q = 0; q < 8; q++) m[q] = x[j + q] < m[q] ? x[j + q] : m[q];
+    for (; j < n; j++) m[0] = x[j] < m[0] ? x[j] : m[0];
+    for (int q = 1; q < 8; q++) m[0] = m[q] < m[0] ? m[q] : m[0];
+    return m[0];
+}
 
 static const double *get_row(costs *c, int i)
 {
+    if (c->dense) return c->dense + (size_t)i * c->n;
     c->cost(c->ctx, i, NULL, c->n, c->buf);
     return c->buf;
 }
@@ -34,12 +53,14 @@ fm_status fm_assignment(int n, fm_cost_fn row, void *ctx, int *x, double *u, dou
     int *y = malloc(N * sizeof(int)), *freer = malloc(N * sizeof(int)), *col = malloc(N * sizeof(int));
     int *pred = malloc(N * sizeof(int)), *matches = calloc(N, sizeof(int)), *amin = malloc(N * sizeof(int));
     double *d = malloc(N * sizeof(double)), *buf = malloc(N * sizeof(double)), *vv = v ? v : malloc(N * sizeof(double));
-    costs C = {row, ctx, n, buf};
+    costs C = {row, ctx, n, buf, NULL};
     fm_status s = FM_OK;
     if (!y || !freer || !col || !pred || !matches || !amin || !d || !buf || !vv) {
         s = fm__fail(FM_ERR_NOMEM, "out of memory for an assignment of %d", n);
         goto out;
     }
+    if (n <= DENSE_MAX && (C.dense = malloc(N * N * sizeof(double))) != NULL)
+        for (int i = 0; i < n; i++) row(ctx, i, NULL, n, C.dense + (size_t)i * n);
     /* Column reduction: v_j = min_i c(i, j), found one row at a time. */
     for (int j = 0; j < n; j++) vv[j] = INFINITY;
     for (int i = 0; i < n; i++) {
@@ -88,21 +109,20 @@ fm_status fm_assignment(int n, fm_cost_fn row, void *ctx, int *x, double *u, dou
         while (k < prev) {
             int i = freer[k++];
             const double *c = get_row(&C, i);
-            double umin = c[0] - vv[0], usub = INFINITY;
-            int j1 = 0, j2 = -1;
-            for (int j = 1; j < n; j++) {
-                double h = c[j] - vv[j];
-                if (h < usub) {
-                    if (h >= umin) {
-                        usub = h;
-                        j2 = j;
-                    } else {
-                        usub = umin;
-                        umin = h;
-                        j2 = j1;
-                        j1 = j;
-                    }
-                }
+            /* the smallest reduced cost (first column reaching it) and the
+             * smallest among the other columns (first reaching it), as the
+             * sequential scan finds them, in branch-free passes */
+            for (int j = 0; j < n; j++) d[j] = c[j] - vv[j];
+            double umin = min_of(d, n), usub;
+            int j1 = 0;
+            while (d[j1] != umin) j1++;
+            d[j1] = INFINITY; /* the smallest of the others */
+            usub = min_of(d, n);
+            d[j1] = umin;
+            int j2 = -1;
+            if (n > 1) {
+                j2 = 0;
+                while (j2 == j1 || d[j2] != usub) j2++;
             }
             int i0 = y[j1];
             if (umin < usub) {
@@ -158,13 +178,18 @@ fm_status fm_assignment(int n, fm_cost_fn row, void *ctx, int *x, double *u, dou
             /* scan a column at the minimum: relax through its row, computing the
              * costs of the columns not yet reached only */
             int j1 = col[low++], i = y[j1], up0 = up;
+            const double *crow = C.dense ? C.dense + (size_t)i * n : NULL;
             double cij1;
-            row(ctx, i, &j1, 1, &cij1);
-            row(ctx, i, col + up0, n - up0, buf);
+            if (crow) {
+                cij1 = crow[j1];
+            } else {
+                row(ctx, i, &j1, 1, &cij1);
+                row(ctx, i, col + up0, n - up0, buf);
+            }
             double h = cij1 - vv[j1] - mn;
             for (int k = up0; k < n; k++) {
                 int j = col[k];
-                double v2 = buf[k - up0] - vv[j] - h;
+                double v2 = (crow ? crow[j] : buf[k - up0]) - vv[j] - h;
                 if (v2 < d[j]) {
                     pred[j] = i;
                     if (v2 == mn) {
@@ -210,6 +235,7 @@ out:
     free(amin);
     free(d);
     free(buf);
+    free(C.dense);
     if (!v) free(vv);
     return s;
 }

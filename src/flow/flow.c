@@ -176,6 +176,103 @@ fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n
     return FM_OK;
 }
 
+/* Rows [i0, i0 + m): v and the k vector-Jacobian products, on worker w's tape. */
+static fm_status vjp_chunk(fm_flow *f, int w, double t, const float *x, int n, const float *e, int k, float *v, float *u,
+                           int i0, int m)
+{
+    int d = f->cfg.dim;
+    size_t nd = (size_t)n * d;
+    fm_tape *tp = f->tp[w];
+    fm_tape_reset(tp);
+    for (int i = 0; i < m; i++) f->tbuf[w][i] = (float)t;
+    int ts[2] = {m, 1}, xs[2] = {m, d};
+    fm_tensor *X = fm_tensor_copy(tp, x + (size_t)i0 * d, 2, xs);
+    fm_tensor_requires_grad(X, 1);
+    fm_tensor *y = fm_mlp_forward(tp, f->net, fm_tensor_wrap(tp, f->tbuf[w], 2, ts), X);
+    if (!y) return fm_tape_status(tp);
+    memcpy(v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
+    for (int j = 0; j < k; j++) {
+        fm_status s = fm_backward(tp, y, e + (size_t)j * nd + (size_t)i0 * d);
+        if (s) return s;
+        memcpy(u + (size_t)j * nd + (size_t)i0 * d, X->grad, (size_t)m * d * sizeof(float));
+    }
+    return FM_OK;
+}
+
+fm_status fm_flow_vjp(void *flow, double t, const float *x, int n, int d, const float *e, int k, float *v, float *u)
+{
+    fm_flow *f = flow;
+    if (d != f->cfg.dim) return fm__fail(FM_ERR_SHAPE, "points of dimension %d for a %d-dimensional flow", d, f->cfg.dim);
+    int chunks = (n + CHUNK - 1) / CHUNK, nw = fm_get_threads();
+    if (nw > chunks) nw = chunks;
+    if (nw > MAX_WORKERS) nw = MAX_WORKERS;
+    if (nw < 1) nw = 1;
+    for (int w = 0; w < nw; w++) {
+        if (!f->tp[w]) f->tp[w] = fm_tape_new(0);
+        if (!f->tbuf[w]) f->tbuf[w] = malloc(CHUNK * sizeof(float));
+        if (!f->tp[w] || !f->tbuf[w]) return fm__fail(FM_ERR_NOMEM, "out of memory for the workers");
+    }
+    int saved = fm__params_get_requires_grad(f->P);
+    fm_params_requires_grad(f->P, 0); /* only the input's gradient is wanted */
+    fm_status st[MAX_WORKERS];
+    FM__PARALLEL_FOR(nw)
+    for (int w = 0; w < nw; w++) {
+        st[w] = FM_OK;
+        for (int c = (int)((long)chunks * w / nw); c < (int)((long)chunks * (w + 1) / nw) && st[w] == FM_OK; c++)
+            st[w] = vjp_chunk(f, w, t, x, n, e, k, v, u, c * CHUNK, n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK);
+    }
+    fm_params_requires_grad(f->P, saved);
+    for (int w = 0; w < nw; w++)
+        if (st[w] != FM_OK) return fm__fail(st[w], "%s", f->tp[w]->msg[0] ? f->tp[w]->msg : "a worker failed");
+    return FM_OK;
+}
+
+/* log p at t = 0: the source's density seen through x(0) = b(0) x0 + c(0) eps. */
+static fm_status flow_logp0(void *ctx, const float *x0, int n, int d, double *out)
+{
+    fm_flow *f = ctx;
+    fm_path_coef c;
+    fm_path_coef_at(&f->cfg.path, 0.0, &c);
+    if (fm__is_gaussian_source(f->cfg.source)) {
+        double var = c.b * c.b + c.c * c.c;
+        for (int i = 0; i < n; i++) {
+            double ss = 0;
+            for (int j = 0; j < d; j++) ss += (double)x0[(size_t)i * d + j] * x0[(size_t)i * d + j];
+            out[i] = -0.5 * ss / var - 0.5 * d * log(2 * M_PI * var);
+        }
+        return FM_OK;
+    }
+    if (c.c != 0.0)
+        return fm__fail(FM_ERR_ARG, "the density at t = 0 of a dataset source with path noise has no closed form");
+    if (!f->src && !(f->src = fm_dataset_open(f->cfg.source))) return fm__fail(FM_ERR_ARG, "source: %s", fm_last_error());
+    float *scaled = malloc((size_t)n * d * sizeof(float));
+    if (!scaled) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < (size_t)n * d; i++) scaled[i] = (float)(x0[i] / c.b);
+    fm_status s = fm_dataset_log_density(f->src, scaled, n, out);
+    free(scaled);
+    if (s) return s;
+    for (int i = 0; i < n; i++) out[i] -= d * log(fabs(c.b));
+    return FM_OK;
+}
+
+fm_status fm_flow_log_likelihood(fm_flow *f, const float *x, int n, const fm_nll_config *c, double *logp, double *se,
+                                 fm_solve_stats *st)
+{
+    int d = f->cfg.dim;
+    float *xm = malloc((size_t)n * d * sizeof(float));
+    if (!xm) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    memcpy(xm, x, (size_t)n * d * sizeof(float));
+    fm_flow_to_model(f, xm, n);
+    fm_status s = fm_log_likelihood(fm_flow_vjp, f, flow_logp0, f, xm, n, d, c, logp, se, st);
+    free(xm);
+    if (s == FM_OK && f->mean) { /* density of the data: divide by the standardisation's Jacobian */
+        double lj = 0;
+        for (int j = 0; j < d; j++) lj += log((double)f->std[j]);
+        for (int i = 0; i < n; i++) logp[i] -= lj;
+    }
+    return s;
+}
+
 fm_status fm_flow_field(void *flow, double t, const float *x, float *v, size_t n)
 {
     fm_flow *f = flow;
@@ -246,6 +343,97 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
     free(w.tmp);
     if (s == FM_OK) fm_flow_to_data(f, out, n);
     return s;
+}
+
+/* ------------------------------------------------------------------ path energy */
+
+typedef struct {
+    fm_flow *f;
+    int n, d;
+    float *x, *v; /* (n d) */
+} energy_aug;
+
+/* [x | e]: dx/dt = v(t, x), de/dt = |v(t, x)|^2 per point */
+static fm_status energy_field(void *ctx, double t, const double *y, double *dy, size_t total)
+{
+    energy_aug *a = ctx;
+    size_t nd = (size_t)a->n * a->d;
+    (void)total;
+    for (size_t i = 0; i < nd; i++) a->x[i] = (float)y[i];
+    fm_status s = fm_flow_velocity(a->f, t, a->x, a->v, a->n);
+    if (s) return s;
+    for (size_t i = 0; i < nd; i++) dy[i] = a->v[i];
+    for (int i = 0; i < a->n; i++) {
+        double e = 0;
+        for (int j = 0; j < a->d; j++) e += (double)a->v[(size_t)i * a->d + j] * a->v[(size_t)i * a->d + j];
+        dy[nd + i] = e;
+    }
+    return FM_OK;
+}
+
+fm_status fm_flow_path_energy(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                              const double *grid, int ngrid, float *x0_out, float *x1_out, double *energy,
+                              fm_solve_stats *st)
+{
+    int d = f->cfg.dim;
+    size_t nd = (size_t)n * d;
+    energy_aug a = {f, n, d, malloc(nd * sizeof(float)), malloc(nd * sizeof(float))};
+    double *y = malloc((nd + (size_t)n) * sizeof(double));
+    fm_status s = FM_OK;
+    if (!a.x || !a.v || !y) {
+        s = fm__fail(FM_ERR_NOMEM, "out of memory for the path energy of %d points", n);
+        goto out;
+    }
+    if (x_start) {
+        memcpy(a.x, x_start, nd * sizeof(float));
+    } else {
+        if ((s = fm_flow_source(f, r, a.x, n))) goto out;
+        fm_path_coef c;
+        fm_path_coef_at(&f->cfg.path, grid[0], &c);
+        for (size_t i = 0; i < nd; i++) a.x[i] = (float)(c.b * a.x[i] + (c.c != 0.0 ? c.c * fm_rng_normal(r) : 0.0));
+    }
+    if (x0_out) memcpy(x0_out, a.x, nd * sizeof(float));
+    for (size_t i = 0; i < nd; i++) y[i] = a.x[i];
+    memset(y + nd, 0, (size_t)n * sizeof(double));
+    if ((s = fm__solve_d(sc, energy_field, &a, grid, ngrid, y, nd + (size_t)n, NULL, NULL, st))) goto out;
+    double e = 0;
+    for (int i = 0; i < n; i++) e += y[nd + i];
+    *energy = e / n;
+    if (x1_out) {
+        for (size_t i = 0; i < nd; i++) x1_out[i] = (float)y[i];
+        fm_flow_to_data(f, x1_out, n);
+    }
+out:
+    free(a.x);
+    free(a.v);
+    free(y);
+    return s;
+}
+
+fm_flow *fm_flow_clone(fm_flow *f)
+{
+    fm_flow *g = fm_flow_new(&f->cfg);
+    if (!g) return NULL;
+    memcpy(fm_params_data(g->P), fm_params_data(f->P), fm_params_size(f->P) * sizeof(float));
+    if (f->mean && fm_flow_set_standardization(g, f->mean, f->std) != FM_OK) {
+        fm_flow_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+fm_status fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_config *sc, const double *grid, int ngrid,
+                             float *x0, float *x1)
+{
+    int d = f->cfg.dim;
+    size_t nd = (size_t)n * d;
+    fm_status s = fm_flow_source(f, r, x0, n);
+    if (s) return s;
+    fm_path_coef c;
+    fm_path_coef_at(&f->cfg.path, grid[0], &c);
+    for (size_t i = 0; i < nd; i++) x0[i] = (float)(c.b * x0[i] + (c.c != 0.0 ? c.c * fm_rng_normal(r) : 0.0));
+    memcpy(x1, x0, nd * sizeof(float));
+    return fm_solve(sc, fm_flow_field, f, grid, ngrid, x1, nd, NULL, NULL, NULL);
 }
 
 /* ------------------------------------------------------------------ checkpoints */

@@ -13,7 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const path_names[FM_PATH_COUNT] = {"ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp"};
+static const char *const path_names[FM_PATH_COUNT] = {"ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp", "sb"};
 
 const char *fm_path_name(fm_path_kind k) { return (k >= 0 && k < FM_PATH_COUNT) ? path_names[k] : "?"; }
 
@@ -30,7 +30,7 @@ fm_path fm_path_default(fm_path_kind k)
     memset(&p, 0, sizeof p);
     p.kind = k;
     p.sigma_min = 0.0;     /* ot */
-    p.sigma = 0.0;         /* icfm */
+    p.sigma = k == FM_PATH_SB ? 0.5 : 0.0; /* icfm, sb */
     p.ve_sigma_min = 0.01; /* ve */
     p.ve_sigma_max = 5.0;
     p.beta_min = 0.1; /* vp */
@@ -46,7 +46,7 @@ fm_status fm_path_check(const fm_path *p)
     if (p->kind < 0 || p->kind >= FM_PATH_COUNT) return fm__fail(FM_ERR_ARG, "unknown path kind %d", (int)p->kind);
     if (!(p->sigma_min >= 0 && p->sigma_min < 1))
         return fm__fail(FM_ERR_ARG, "path ot: sigma_min %g must lie in [0, 1)", p->sigma_min);
-    if (!(p->sigma >= 0)) return fm__fail(FM_ERR_ARG, "path icfm: sigma %g must be >= 0", p->sigma);
+    if (!(p->sigma >= 0)) return fm__fail(FM_ERR_ARG, "path %s: sigma %g must be >= 0", path_names[p->kind], p->sigma);
     if (!(p->ve_sigma_min > 0 && p->ve_sigma_max > p->ve_sigma_min))
         return fm__fail(FM_ERR_ARG, "path ve: need 0 < sigma_min (%g) < sigma_max (%g)", p->ve_sigma_min,
                         p->ve_sigma_max);
@@ -114,6 +114,16 @@ void fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c)
         c->b = sqrt(1 - t * t);
         c->db = c->b > 0 ? -t / c->b : -INFINITY;
         break;
+    case FM_PATH_SB: { /* x_t = t x1 + (1 - t) x0 + sigma sqrt(t (1 - t)) eps */
+        double q = t * (1 - t), r = q > 0 ? sqrt(q) : 0.0;
+        c->a = t;
+        c->da = 1;
+        c->b = 1 - t;
+        c->db = -1;
+        c->c = p->sigma * r;
+        c->dc = r > 0 ? p->sigma * (1 - 2 * t) / (2 * r) : (p->sigma > 0 ? INFINITY : 0.0);
+        break;
+    }
     default: FM_ASSERT(0 && "unknown path");
     }
 }

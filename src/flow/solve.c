@@ -1,11 +1,12 @@
 /* solve.c - stateless ODE solvers over a batched velocity callback.
  *
- * dx/dt = f(t, x) for a whole batch at once, from grid[0] to grid[ngrid-1]
+ * dy/dt = f(t, y) for a whole batch at once, from grid[0] to grid[ngrid-1]
  * (increasing or decreasing). Fixed-step methods take one step per grid
  * interval; Dormand-Prince 5(4) adapts its steps between grid points and lands
- * on each exactly. Time is double; the state stays float32 and each update is
- * summed in double before rounding. Not here: the model (the callback) and
- * where the initial points come from.
+ * on each exactly. The core works on a double state, so an augmented system
+ * (a log-density beside the points) accumulates in float64; fm_solve wraps it
+ * for a float32 state and a float32 field. Not here: the model (the callback)
+ * and where the initial points come from.
  */
 #include "../internal.h"
 
@@ -39,54 +40,55 @@ void fm_time_grid_uniform(double *grid, int steps, double t0, double t1)
 }
 
 typedef struct {
-    fm_field_fn f;
+    fm__field_d f;
     void *ctx;
     fm_solve_stats *st;
 } field;
 
-static fm_status eval(field *F, double t, const float *x, float *v, size_t n)
+static fm_status eval(field *F, double t, const double *x, double *v, size_t n)
 {
     F->st->nfe++;
     return F->f(F->ctx, t, x, v, n);
 }
 
-/* out = x + h sum_k w_k K_k over nk stages, summed in double. */
-static void combine(float *out, const float *x, double h, int nk, const double *w, float *const *K, size_t n)
+/* out = x + h sum_k w_k K_k over nk stages. */
+static void combine(double *out, const double *x, double h, int nk, const double *w, double *const *K, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         double s = 0.0;
         for (int k = 0; k < nk; k++)
             if (w[k] != 0.0) s += w[k] * K[k][i];
-        out[i] = (float)(x[i] + h * s);
+        out[i] = x[i] + h * s;
     }
 }
 
-static fm_status fixed_step(fm_solver_kind kind, field *F, double t, double h, float *x, float **K, float *tmp, size_t n)
+static fm_status fixed_step(fm_solver_kind kind, field *F, double t, double h, double *x, double **K, double *tmp,
+                            size_t n)
 {
     fm_status s;
     switch (kind) {
     case FM_SOLVER_EULER: /* x += h f(t, x) */
         if ((s = eval(F, t, x, K[0], n))) return s;
-        for (size_t i = 0; i < n; i++) x[i] = (float)(x[i] + h * K[0][i]);
+        for (size_t i = 0; i < n; i++) x[i] = x[i] + h * K[0][i];
         return FM_OK;
     case FM_SOLVER_MIDPOINT: /* k1 = f(t, x); k2 = f(t + h/2, x + h/2 k1); x += h k2 */
         if ((s = eval(F, t, x, K[0], n))) return s;
-        for (size_t i = 0; i < n; i++) tmp[i] = (float)(x[i] + 0.5 * h * K[0][i]);
+        for (size_t i = 0; i < n; i++) tmp[i] = x[i] + 0.5 * h * K[0][i];
         if ((s = eval(F, t + 0.5 * h, tmp, K[1], n))) return s;
-        for (size_t i = 0; i < n; i++) x[i] = (float)(x[i] + h * K[1][i]);
+        for (size_t i = 0; i < n; i++) x[i] = x[i] + h * K[1][i];
         return FM_OK;
     case FM_SOLVER_HEUN: /* k1 = f(t, x); k2 = f(t + h, x + h k1); x += h/2 (k1 + k2) */
         if ((s = eval(F, t, x, K[0], n))) return s;
-        for (size_t i = 0; i < n; i++) tmp[i] = (float)(x[i] + h * K[0][i]);
+        for (size_t i = 0; i < n; i++) tmp[i] = x[i] + h * K[0][i];
         if ((s = eval(F, t + h, tmp, K[1], n))) return s;
-        for (size_t i = 0; i < n; i++) x[i] = (float)(x[i] + 0.5 * h * ((double)K[0][i] + K[1][i]));
+        for (size_t i = 0; i < n; i++) x[i] = x[i] + 0.5 * h * (K[0][i] + K[1][i]);
         return FM_OK;
     case FM_SOLVER_RK4: {
         static const double c[4] = {0, 0.5, 0.5, 1};
         for (int k = 0; k < 4; k++) {
-            const float *in = x;
+            const double *in = x;
             if (k) {
-                for (size_t i = 0; i < n; i++) tmp[i] = (float)(x[i] + c[k] * h * K[k - 1][i]);
+                for (size_t i = 0; i < n; i++) tmp[i] = x[i] + c[k] * h * K[k - 1][i];
                 in = tmp;
             }
             if ((s = eval(F, t + c[k] * h, in, K[k], n))) return s;
@@ -118,12 +120,12 @@ static const double DP_E[7] = {35.0 / 384 - 5179.0 / 57600, 0, 500.0 / 1113 - 75
                                11.0 / 84 - 187.0 / 2100, -1.0 / 40};
 
 /* RMS of v / (atol + rtol |x|) */
-static double wnorm(const float *v, const float *x, const float *x2, double rtol, double atol, size_t n)
+static double wnorm(const double *v, const double *x, const double *x2, double rtol, double atol, size_t n)
 {
     double s = 0;
     for (size_t i = 0; i < n; i++) {
-        double m = fabs((double)x[i]);
-        if (x2 && fabs((double)x2[i]) > m) m = fabs((double)x2[i]);
+        double m = fabs(x[i]);
+        if (x2 && fabs(x2[i]) > m) m = fabs(x2[i]);
         double e = v[i] / (atol + rtol * m);
         s += e * e;
     }
@@ -131,13 +133,13 @@ static double wnorm(const float *v, const float *x, const float *x2, double rtol
 }
 
 /* Hairer, Norsett and Wanner's starting step (Solving ODEs I, II.4). */
-static fm_status initial_step(field *F, const fm_solver_config *c, double t, double dir, const float *x, float *f0,
-                              float *x1, float *f1, size_t n, double span, double *h)
+static fm_status initial_step(field *F, const fm_solver_config *c, double t, double dir, const double *x, double *f0,
+                              double *x1, double *f1, size_t n, double span, double *h)
 {
     double d0 = wnorm(x, x, NULL, c->rtol, c->atol, n), d1 = wnorm(f0, x, NULL, c->rtol, c->atol, n);
     double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
     if (h0 > span) h0 = span;
-    for (size_t i = 0; i < n; i++) x1[i] = (float)(x[i] + dir * h0 * f0[i]);
+    for (size_t i = 0; i < n; i++) x1[i] = x[i] + dir * h0 * f0[i];
     fm_status s = eval(F, t + dir * h0, x1, f1, n);
     if (s) return s;
     for (size_t i = 0; i < n; i++) x1[i] = f1[i] - f0[i];
@@ -149,10 +151,10 @@ static fm_status initial_step(field *F, const fm_solver_config *c, double t, dou
     return FM_OK;
 }
 
-static fm_status dopri5(const fm_solver_config *c, field *F, const double *grid, int ngrid, float *x, size_t n,
-                        fm_observe_fn obs, void *octx, float *buf)
+static fm_status dopri5(const fm_solver_config *c, field *F, const double *grid, int ngrid, double *x, size_t n,
+                        fm__observe_d obs, void *octx, double *buf)
 {
-    float *K[7], *y = buf + 7 * n, *err = buf + 8 * n;
+    double *K[7], *y = buf + 7 * n, *err = buf + 8 * n;
     for (int k = 0; k < 7; k++) K[k] = buf + (size_t)k * n;
     double t = grid[0], dir = grid[ngrid - 1] >= grid[0] ? 1.0 : -1.0;
     fm_status s = eval(F, t, x, K[0], n);
@@ -186,7 +188,7 @@ static fm_status dopri5(const fm_solver_config *c, field *F, const double *grid,
             for (size_t i = 0; i < n; i++) {
                 double e = 0;
                 for (int k = 0; k < 7; k++) e += DP_E[k] * K[k][i];
-                err[i] = (float)(hd * e);
+                err[i] = hd * e;
             }
             double en = wnorm(err, x, y, c->rtol, c->atol, n);
             steps++;
@@ -195,8 +197,8 @@ static fm_status dopri5(const fm_solver_config *c, field *F, const double *grid,
                 return fm__fail(FM_ERR_NUMERIC, "dopri5: the state became NaN or infinite at t = %.6g", t);
             if (en <= 1.0) {
                 t = last ? tg : t + hd;
-                memcpy(x, y, n * sizeof(float));
-                float *tk = K[0];
+                memcpy(x, y, n * sizeof(double));
+                double *tk = K[0];
                 K[0] = K[6];
                 K[6] = tk; /* FSAL: f(t_new, y) */
                 double fac = en == 0 ? 10.0 : fmin(10.0, fmax(0.2, 0.9 * pow(en, -0.2)));
@@ -212,8 +214,8 @@ static fm_status dopri5(const fm_solver_config *c, field *F, const double *grid,
     return FM_OK;
 }
 
-fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const double *grid, int ngrid, float *x,
-                   size_t n, fm_observe_fn obs, void *octx, fm_solve_stats *stats)
+fm_status fm__solve_d(const fm_solver_config *c, fm__field_d f, void *fctx, const double *grid, int ngrid, double *x,
+                      size_t n, fm__observe_d obs, void *octx, fm_solve_stats *stats)
 {
     fm_solve_stats local;
     if (!stats) stats = &local;
@@ -231,8 +233,8 @@ fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const d
         return fm__fail(FM_ERR_ARG, "dopri5 needs rtol > 0, atol > 0 and a positive step limit");
     size_t nbuf = c->kind == FM_SOLVER_DOPRI5 ? 9 : 5;
     size_t bytes;
-    if (!fm__mul_ok(n, nbuf * sizeof(float), &bytes)) return fm__fail(FM_ERR_NOMEM, "solver state too large");
-    float *buf = malloc(bytes ? bytes : 1);
+    if (!fm__mul_ok(n, nbuf * sizeof(double), &bytes)) return fm__fail(FM_ERR_NOMEM, "solver state too large");
+    double *buf = malloc(bytes ? bytes : 1);
     if (!buf) return fm__fail(FM_ERR_NOMEM, "out of memory for the solver's %zu stage buffers", nbuf);
     field F = {f, fctx, stats};
     fm_status s = obs ? obs(octx, 0, grid[0], x, n) : FM_OK;
@@ -240,7 +242,7 @@ fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const d
         if (c->kind == FM_SOLVER_DOPRI5) {
             s = dopri5(c, &F, grid, ngrid, x, n, obs, octx, buf);
         } else {
-            float *K[4] = {buf, buf + n, buf + 2 * n, buf + 3 * n};
+            double *K[4] = {buf, buf + n, buf + 2 * n, buf + 3 * n};
             for (int g = 1; g < ngrid && s == FM_OK; g++) {
                 s = fixed_step(c->kind, &F, grid[g - 1], grid[g] - grid[g - 1], x, K, buf + 4 * n, n);
                 stats->steps++;
@@ -254,5 +256,52 @@ fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const d
             if (!isfinite(x[i]))
                 return fm__fail(FM_ERR_NUMERIC, "the ODE state became NaN or infinite (element %zu): the model or the "
                                                 "starting points are not finite, or the steps are too large", i);
+    return s;
+}
+
+/* ---- the float32 face: a double state behind a float field and observer */
+
+typedef struct {
+    fm_field_fn f;
+    void *fctx;
+    fm_observe_fn obs;
+    void *octx;
+    float *x, *v; /* (n) conversion buffers */
+} float_face;
+
+static fm_status face_field(void *ctx, double t, const double *y, double *dy, size_t n)
+{
+    float_face *w = ctx;
+    for (size_t i = 0; i < n; i++) w->x[i] = (float)y[i];
+    fm_status s = w->f(w->fctx, t, w->x, w->v, n);
+    for (size_t i = 0; i < n; i++) dy[i] = w->v[i];
+    return s;
+}
+
+static fm_status face_observe(void *ctx, int k, double t, const double *y, size_t n)
+{
+    float_face *w = ctx;
+    for (size_t i = 0; i < n; i++) w->x[i] = (float)y[i];
+    return w->obs(w->octx, k, t, w->x, n);
+}
+
+fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const double *grid, int ngrid, float *x,
+                   size_t n, fm_observe_fn obs, void *octx, fm_solve_stats *stats)
+{
+    size_t bytes;
+    if (!fm__mul_ok(n, sizeof(double), &bytes)) return fm__fail(FM_ERR_NOMEM, "solver state too large");
+    double *y = malloc(bytes ? bytes : 1);
+    float_face w = {f, fctx, obs, octx, malloc(n ? n * sizeof(float) : 1), malloc(n ? n * sizeof(float) : 1)};
+    fm_status s = FM_OK;
+    if (!y || !w.x || !w.v) s = fm__fail(FM_ERR_NOMEM, "out of memory for the solver state");
+    if (!s) {
+        for (size_t i = 0; i < n; i++) y[i] = x[i];
+        s = fm__solve_d(c, face_field, &w, grid, ngrid, y, n, obs ? face_observe : NULL, &w, stats);
+        if (!s)
+            for (size_t i = 0; i < n; i++) x[i] = (float)y[i];
+    }
+    free(y);
+    free(w.x);
+    free(w.v);
     return s;
 }

@@ -32,6 +32,10 @@ struct fm_trainer {
     fm_rng rdata, rnoise, rtime;
     int64_t iter;
     float *x1, *x0, *t, *xt, *ut, *eps; /* (batch * dim) each; t (batch) */
+    int *match, *pi, *pj;               /* (batch) coupling indices */
+    float *scratch;                     /* (2 batch dim) for re-pairing */
+    float *pair0, *pair1;               /* (npairs, dim) fixed pairs (reflow), network units */
+    int npairs;
 };
 
 fm_train_config fm_train_config_default(void)
@@ -71,6 +75,12 @@ void fm_trainer_free(fm_trainer *tr)
     free(tr->xt);
     free(tr->ut);
     free(tr->eps);
+    free(tr->match);
+    free(tr->pi);
+    free(tr->pj);
+    free(tr->scratch);
+    free(tr->pair0);
+    free(tr->pair1);
     free(tr);
 }
 
@@ -118,6 +128,15 @@ static fm_trainer *trainer_build(const fm_train_config *cfg, fm_dataset *data)
         fm__fail(FM_ERR_ARG, "clip must be >= 0 and EMA decay in [0, 1)");
         goto fail;
     }
+    if (cfg->coupling < 0 || cfg->coupling >= FM_COUPLING_COUNT) {
+        fm__fail(FM_ERR_ARG, "unknown coupling %d", (int)cfg->coupling);
+        goto fail;
+    }
+    if (cfg->coupling == FM_COUPLING_SB && !(cfg->flow.path.kind == FM_PATH_SB && cfg->flow.path.sigma > 0)) {
+        fm__fail(FM_ERR_ARG, "the Schrodinger-bridge coupling needs the sb path with sigma > 0 (its plan's "
+                             "regularisation is 2 sigma^2)");
+        goto fail;
+    }
     fm_flow_config fc = cfg->flow;
     fc.dim = fm_dataset_dim(data);
     fc.data = fm_dataset_spec(data);
@@ -158,7 +177,12 @@ static fm_trainer *trainer_build(const fm_train_config *cfg, fm_dataset *data)
     tr->ut = malloc(n * sizeof(float));
     tr->eps = malloc(n * sizeof(float));
     tr->t = malloc((size_t)cfg->batch * sizeof(float));
-    if (!tr->tp || !tr->x1 || !tr->x0 || !tr->xt || !tr->ut || !tr->eps || !tr->t) {
+    tr->match = malloc((size_t)cfg->batch * sizeof(int));
+    tr->pi = malloc((size_t)cfg->batch * sizeof(int));
+    tr->pj = malloc((size_t)cfg->batch * sizeof(int));
+    tr->scratch = malloc(2 * n * sizeof(float));
+    if (!tr->tp || !tr->x1 || !tr->x0 || !tr->xt || !tr->ut || !tr->eps || !tr->t || !tr->match || !tr->pi ||
+        !tr->pj || !tr->scratch) {
         fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", cfg->batch);
         goto fail;
     }
@@ -264,18 +288,91 @@ static fm_status shard(fm_trainer *tr, int w, int r0, int r1, double *loss)
     return fm_backward(tp, l, NULL);
 }
 
+/* Re-pair the batch's x0 and x1 by the configured coupling. */
+static fm_status couple(fm_trainer *tr, int B, int d)
+{
+    const fm_train_config *c = &tr->cfg;
+    size_t n = (size_t)B * d;
+    if (c->coupling == FM_COUPLING_OT) {
+        fm_status s = fm_ot_pairing(tr->x0, tr->x1, B, d, tr->match);
+        if (s) return s;
+        memcpy(tr->scratch, tr->x1, n * sizeof(float));
+        for (int i = 0; i < B; i++)
+            memcpy(tr->x1 + (size_t)i * d, tr->scratch + (size_t)tr->match[i] * d, (size_t)d * sizeof(float));
+    } else if (c->coupling == FM_COUPLING_SB) {
+        double sg = c->flow.path.sigma;
+        fm_status s = fm_sinkhorn_pairs(tr->x0, tr->x1, B, d, 2 * sg * sg, 1000, 1e-4, &tr->rnoise, tr->pi, tr->pj, NULL);
+        if (s) return s;
+        memcpy(tr->scratch, tr->x0, n * sizeof(float));
+        memcpy(tr->scratch + n, tr->x1, n * sizeof(float));
+        for (int i = 0; i < B; i++) {
+            memcpy(tr->x0 + (size_t)i * d, tr->scratch + (size_t)tr->pi[i] * d, (size_t)d * sizeof(float));
+            memcpy(tr->x1 + (size_t)i * d, tr->scratch + n + (size_t)tr->pj[i] * d, (size_t)d * sizeof(float));
+        }
+    }
+    return FM_OK;
+}
+
+fm_status fm_trainer_set_pairs(fm_trainer *tr, const float *x0, const float *x1, int n)
+{
+    int d = fm_flow_get_config(tr->flow)->dim;
+    if (n < 1) return fm__fail(FM_ERR_ARG, "no pairs given");
+    float *a = malloc((size_t)n * d * sizeof(float)), *b = malloc((size_t)n * d * sizeof(float));
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return fm__fail(FM_ERR_NOMEM, "out of memory for %d pairs", n);
+    }
+    memcpy(a, x0, (size_t)n * d * sizeof(float));
+    memcpy(b, x1, (size_t)n * d * sizeof(float));
+    free(tr->pair0);
+    free(tr->pair1);
+    tr->pair0 = a;
+    tr->pair1 = b;
+    tr->npairs = n;
+    return FM_OK;
+}
+
+fm_status fm_trainer_init_from(fm_trainer *tr, fm_flow *from)
+{
+    fm_params *P = fm_flow_params(tr->flow), *Q = fm_flow_params(from);
+    if (fm_params_size(P) != fm_params_size(Q) || fm_params_count(P) != fm_params_count(Q))
+        return fm__fail(FM_ERR_SHAPE, "the models differ in shape (%zu and %zu parameters)", fm_params_size(P),
+                        fm_params_size(Q));
+    memcpy(fm_params_data(P), fm_params_data(Q), fm_params_size(P) * sizeof(float));
+    const float *mean, *sd;
+    if (fm_flow_standardized(from, &mean, &sd)) {
+        fm_status s = fm_flow_set_standardization(tr->flow, mean, sd);
+        if (s) return s;
+    }
+    if (tr->ema) memcpy(fm_ema_data(tr->ema), fm_params_data(P), fm_params_size(P) * sizeof(float));
+    return FM_OK;
+}
+
 fm_status fm_trainer_step(fm_trainer *tr, double *loss_out)
 {
     const fm_flow_config *fc = fm_flow_get_config(tr->flow);
     const fm_path *path = &fc->path;
     int B = tr->cfg.batch, d = fc->dim;
     size_t n = (size_t)B * d;
-    fm_status s = fm_dataset_sample(tr->data, &tr->rdata, tr->x1, B);
-    if (!s) s = fm_flow_source(tr->flow, &tr->rnoise, tr->x0, B);
-    if (s) return s;
-    fm_flow_to_model(tr->flow, tr->x1, B);
-    fm_rng_uniform_fill(&tr->rtime, tr->t, (size_t)B, 0.0f, (float)path->t_end);
-    int noisy = path->kind == FM_PATH_ICFM && path->sigma > 0;
+    fm_status s = FM_OK;
+    if (tr->npairs) { /* fixed pairs (reflow), already in network units */
+        for (int i = 0; i < B; i++) {
+            uint32_t k = (uint32_t)(((fm_rng_next(&tr->rdata) >> 32) * (uint64_t)tr->npairs) >> 32);
+            memcpy(tr->x0 + (size_t)i * d, tr->pair0 + (size_t)k * d, (size_t)d * sizeof(float));
+            memcpy(tr->x1 + (size_t)i * d, tr->pair1 + (size_t)k * d, (size_t)d * sizeof(float));
+        }
+    } else {
+        s = fm_dataset_sample(tr->data, &tr->rdata, tr->x1, B);
+        if (!s) s = fm_flow_source(tr->flow, &tr->rnoise, tr->x0, B);
+        if (s) return s;
+        fm_flow_to_model(tr->flow, tr->x1, B);
+        if ((s = couple(tr, B, d))) return s;
+    }
+    /* t in (0, t_end): never exactly an end, where some paths' targets are infinite */
+    fm_rng_uniform_fill(&tr->rtime, tr->t, (size_t)B, 0.0f, 1.0f);
+    for (int i = 0; i < B; i++) tr->t[i] = (float)(path->t_end * (tr->t[i] + 0x1.0p-25));
+    int noisy = (path->kind == FM_PATH_ICFM || path->kind == FM_PATH_SB) && path->sigma > 0;
     if (noisy) fm_rng_normal_fill(&tr->rnoise, tr->eps, n, 0.0f, 1.0f);
     for (int i = 0; i < B; i++) {
         fm_path_coef c;
@@ -360,6 +457,7 @@ fm_status fm_trainer_save(fm_trainer *tr, const char *path)
     if (!s) s = meta_num(w, "train.clip", c->clip);
     if (!s) s = meta_num(w, "train.ema", c->ema_decay);
     if (!s) s = meta_num(w, "train.standardize", c->standardize);
+    if (!s) s = fm_st_writer_meta(w, "train.coupling", tr->npairs ? "reflow" : fm_coupling_name(c->coupling));
     if (!s) fm_rng_to_hex(&tr->rdata, hex), s = fm_st_writer_meta(w, "rng.data", hex);
     if (!s) fm_rng_to_hex(&tr->rnoise, hex), s = fm_st_writer_meta(w, "rng.noise", hex);
     if (!s) fm_rng_to_hex(&tr->rtime, hex), s = fm_st_writer_meta(w, "rng.time", hex);
@@ -415,6 +513,12 @@ fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
     if (!s) s = get_count(st, "train.standardize", -1, 1, &stdz);
     if (!s && (!(minlr >= 0) || !(clip >= 0) || !(ema >= 0 && ema < 1)))
         s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata: min_lr, clip or ema out of range");
+    const char *ck = fm_st_meta(st, "train.coupling");
+    if (!s && ck && !strcmp(ck, "reflow"))
+        s = fm__fail(FM_ERR_ARG, "%s was trained by reflow on pairs the checkpoint does not keep: it cannot be resumed",
+                     path);
+    int coupling = ck ? fm_coupling_from_name(ck) : FM_COUPLING_INDEPENDENT;
+    if (!s && coupling < 0) s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'train.coupling' = '%s' is unknown", ck);
     const char *sk = fm_st_meta(st, "train.schedule");
     int sched = fm_sched_from_name(sk);
     if (!s && sched < 0) s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'train.schedule' is invalid");
@@ -434,6 +538,7 @@ fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
     c.clip = clip;
     c.ema_decay = ema;
     c.standardize = (int)stdz;
+    c.coupling = (fm_coupling)coupling;
     fm_dataset *data = fm_dataset_open(c.flow.data);
     if (!data) {
         fm__fail(FM_ERR_ARG, "%s: its training data: %s", path, fm_last_error());

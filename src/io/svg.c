@@ -243,3 +243,62 @@ fm_status fm_svg_loss(const char *path, const float *loss, int n, const char *ti
     sb_printf(&b, "</svg>\n");
     return sb_save(&b, path);
 }
+
+static int cmp_double_asc(const void *p, const void *q)
+{
+    double a = *(const double *)p, b = *(const double *)q;
+    return a < b ? -1 : a > b;
+}
+
+/* Viridis-like ramp through five anchors, u in [0, 1]. */
+static void ramp(double u, int *r, int *g, int *b)
+{
+    static const int c[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+    if (!(u > 0)) u = 0;
+    if (u > 1) u = 1;
+    double x = u * 4;
+    int k = x >= 4 ? 3 : (int)x;
+    double f = x - k;
+    *r = (int)lround(c[k][0] + f * (c[k + 1][0] - c[k][0]));
+    *g = (int)lround(c[k][1] + f * (c[k + 1][1] - c[k][1]));
+    *b = (int)lround(c[k][2] + f * (c[k + 1][2] - c[k][2]));
+}
+
+fm_status fm_svg_density(const char *path, const char *title, const double *logp, int G, double lo, double hi,
+                         const float *pts, int n, int d)
+{
+    if (G < 2 || !(hi > lo)) return fm__fail(FM_ERR_ARG, "%s: a density grid needs G >= 2 and lo < hi", path);
+    double mx = -INFINITY;
+    for (int i = 0; i < G * G; i++)
+        if (isfinite(logp[i]) && logp[i] > mx) mx = logp[i];
+    if (!isfinite(mx)) return fm__fail(FM_ERR_NUMERIC, "%s: the density is nowhere finite", path);
+    /* colour scale up to the 99.5th percentile of the density, so one sharp
+     * peak does not leave the rest of the map dark */
+    double *dens = malloc((size_t)G * G * sizeof(double));
+    if (!dens) return fm__fail(FM_ERR_NOMEM, "%s: out of memory", path);
+    for (int i = 0; i < G * G; i++) dens[i] = isfinite(logp[i]) ? exp(logp[i] - mx) : 0.0;
+    qsort(dens, (size_t)G * G, sizeof(double), cmp_double_asc);
+    double top = dens[(size_t)((G * G - 1) * 0.995)];
+    free(dens);
+    if (!(top > 0)) top = 1;
+    sbuf b = {0};
+    double s = 400, m = 50, gap = 60, cell = s / G;
+    header(&b, (int)(2 * s + 2 * m + gap), (int)(s + 2 * m));
+    axes(&b, 0, m, m, s, lo, hi, title ? title : "model density");
+    sb_printf(&b, "<g shape-rendering=\"crispEdges\">\n");
+    for (int i = 0; i < G; i++)
+        for (int j = 0; j < G; j++) {
+            int r, g, bl;
+            ramp(isfinite(logp[i * G + j]) ? exp(logp[i * G + j] - mx) / top : 0.0, &r, &g, &bl);
+            /* row i is y = lo + (i + 0.5) cell, drawn from the bottom */
+            sb_printf(&b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#%02x%02x%02x\"/>\n",
+                      m + j * cell, m + s - (i + 1) * cell, cell + 0.5, cell + 0.5, r, g, bl);
+        }
+    sb_printf(&b, "</g>\n");
+    sb_printf(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n", m, m, s, s);
+    double x1 = m + s + gap;
+    axes(&b, 1, x1, m, s, lo, hi, "data");
+    if (pts && n) points(&b, 1, pts, n, d, x1, m, s, lo, hi, "#1f77b4");
+    sb_printf(&b, "</svg>\n");
+    return sb_save(&b, path);
+}

@@ -1,0 +1,173 @@
+/* test_coupling.c - minibatch OT and Schrodinger-bridge pairings, path
+ * energy, and rectified flow through the library: OT pairs are optimal, the
+ * entropic plan goes from independent to OT as its regularisation shrinks,
+ * OT-CFM learns straighter paths than independent coupling, and a reflow round
+ * makes one Euler step far better.
+ */
+#include "harness.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double pair_cost(const float *a, const float *b, const int *m, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++) s += pow(a[2 * i] - b[2 * m[i]], 2) + pow(a[2 * i + 1] - b[2 * m[i] + 1], 2);
+    return s;
+}
+
+static double w2_one_step(fm_flow *f, int steps, uint64_t seed)
+{
+    int n = 800;
+    float *x = malloc((size_t)n * 2 * sizeof(float)), *ref = malloc((size_t)n * 2 * sizeof(float));
+    fm_solver_config eu = fm_solver_config_default(FM_SOLVER_EULER);
+    double grid[9], w2 = NAN;
+    fm_time_grid_uniform(grid, steps, 0, 1);
+    fm_rng r, rd;
+    fm_rng_seed(&r, seed, FM_STREAM_NOISE);
+    fm_rng_seed(&rd, seed, FM_STREAM_DATA);
+    fm_dataset *ds = fm_dataset_open("moons");
+    if (fm_flow_sample(f, n, NULL, &r, &eu, grid, steps + 1, x, NULL, NULL, NULL) == FM_OK &&
+        fm_dataset_sample(ds, &rd, ref, n) == FM_OK)
+        fm_w2_exact(x, ref, n, 2, &w2, NULL);
+    fm_dataset_free(ds);
+    free(x);
+    free(ref);
+    return w2;
+}
+
+/* Normalised path energy over 50 Euler steps, against W2^2 from the source to moons. */
+static double npe(fm_flow *f)
+{
+    int n = 600;
+    float *x0 = malloc((size_t)n * 2 * sizeof(float)), *ref = malloc((size_t)n * 2 * sizeof(float));
+    fm_solver_config eu = fm_solver_config_default(FM_SOLVER_EULER);
+    double grid[51], e = NAN, w2 = NAN;
+    fm_time_grid_uniform(grid, 50, 0, 1);
+    fm_rng r, rd;
+    fm_rng_seed(&r, 3, FM_STREAM_NOISE);
+    fm_rng_seed(&rd, 3, FM_STREAM_DATA);
+    fm_dataset *ds = fm_dataset_open("moons");
+    if (fm_flow_path_energy(f, n, NULL, &r, &eu, grid, 51, x0, NULL, &e, NULL) == FM_OK &&
+        fm_dataset_sample(ds, &rd, ref, n) == FM_OK)
+        fm_w2_exact(x0, ref, n, 2, &w2, NULL);
+    fm_dataset_free(ds);
+    free(x0);
+    free(ref);
+    return fabs(e - w2 * w2) / (w2 * w2);
+}
+
+static fm_trainer *trained(fm_coupling cp, fm_path_kind path, int iters)
+{
+    fm_train_config c = fm_train_config_default();
+    c.flow.path = fm_path_default(path);
+    c.coupling = cp;
+    c.iters = iters;
+    fm_trainer *tr = fm_trainer_new(&c);
+    for (int i = 0; tr && i < iters; i++)
+        if (fm_trainer_step(tr, NULL) != FM_OK) {
+            fm_trainer_free(tr);
+            return NULL;
+        }
+    return tr;
+}
+
+void test_coupling(void)
+{
+    fm_rng r;
+    fm_rng_seed(&r, 12, 0);
+    /* OT pairing: a permutation no cheaper one beats (all 720 of n = 6) */
+    int worse = 0, perms_bad = 0;
+    for (int trial = 0; trial < 30; trial++) {
+        int n = 6, m[6], p[6] = {0, 1, 2, 3, 4, 5}, seen[6] = {0};
+        float a[12], b[12];
+        fm_rng_normal_fill(&r, a, 12, 0, 1);
+        fm_rng_normal_fill(&r, b, 12, 1, 0.5f);
+        fm_ot_pairing(a, b, n, 2, m);
+        for (int i = 0; i < n; i++) perms_bad += seen[m[i]]++ != 0;
+        double best = pair_cost(a, b, m, n);
+        for (;;) { /* every permutation */
+            if (pair_cost(a, b, p, n) < best - 1e-9) worse++;
+            int i = n - 2;
+            while (i >= 0 && p[i] > p[i + 1]) i--;
+            if (i < 0) break;
+            int j = n - 1;
+            while (p[j] < p[i]) j--;
+            int t = p[i];
+            p[i] = p[j];
+            p[j] = t;
+            for (int q = i + 1, e = n - 1; q < e; q++, e--) t = p[q], p[q] = p[e], p[e] = t;
+        }
+    }
+    t_check(worse == 0 && perms_bad == 0, "OT pairing: a permutation, and no permutation is cheaper (30 problems)");
+
+    /* Sinkhorn: huge eps gives the independent coupling, small eps the OT one */
+    float a[8] = {0, 0, 1, 0, 0, 1, 1, 1}, b[8] = {0.1f, 0.1f, 1.1f, 0.1f, 0.1f, 1.1f, 1.1f, 1.1f};
+    int counts[2][16] = {{0}}, pi[4], pj[4], iters = 0;
+    double eps[2] = {1e6, 0.01};
+    for (int q = 0; q < 2; q++)
+        for (int rep = 0; rep < 4000; rep++) {
+            if (fm_sinkhorn_pairs(a, b, 4, 2, eps[q], 1000, 1e-9, &r, pi, pj, &iters) != FM_OK) break;
+            for (int k = 0; k < 4; k++) counts[q][pi[k] * 4 + pj[k]]++;
+        }
+    double dev_uniform = 0, diag = 0;
+    for (int k = 0; k < 16; k++) dev_uniform = fmax(dev_uniform, fabs(counts[0][k] / 16000.0 - 1.0 / 16));
+    for (int i = 0; i < 4; i++) diag += counts[1][i * 4 + i] / 16000.0;
+    t_check(dev_uniform < 0.01 && diag > 0.99, "Sinkhorn plan: eps 1e6 uniform (max deviation %.4f), eps 0.01 the matching (%.4f)",
+            dev_uniform, diag);
+    int its = 0;
+    float ga[512], gb[512];
+    fm_rng_normal_fill(&r, ga, 512, 0, 1);
+    fm_rng_normal_fill(&r, gb, 512, 0.5f, 1);
+    int pi2[256], pj2[256];
+    fm_status s = fm_sinkhorn_pairs(ga, gb, 256, 2, 0.5, 1000, 1e-6, &r, pi2, pj2, &its);
+    t_check(s == FM_OK && its < 1000, "Sinkhorn on 256 points, eps 0.5, converges in %d iterations", its);
+
+    /* training: OT coupling straightens the paths; the bridge trains */
+    fm_trainer *ind = trained(FM_COUPLING_INDEPENDENT, FM_PATH_OT, 800), *ot = trained(FM_COUPLING_OT, FM_PATH_OT, 400);
+    double n_ind = ind ? npe(fm_trainer_flow(ind)) : NAN, n_ot = ot ? npe(fm_trainer_flow(ot)) : NAN;
+    t_check(n_ot < 0.25 && n_ot < 0.4 * n_ind, "normalised path energy: OT coupling %.3f, independent %.3f", n_ot, n_ind);
+    fm_trainer *sb = trained(FM_COUPLING_SB, FM_PATH_SB, 300);
+    double w_sb = sb ? w2_one_step(fm_trainer_flow(sb), 8, 5) : NAN;
+    t_check(sb && w_sb < 0.45, "SB-CFM (sigma 0.5) trains: W2 %.3f after 8 Euler steps", w_sb);
+    fm_trainer_free(sb);
+    fm_train_config bad = fm_train_config_default();
+    bad.coupling = FM_COUPLING_SB;
+    t_check(!fm_trainer_new(&bad) && strstr(fm_last_error(), "needs the sb path"), "sb coupling on the ot path refused: %s",
+            fm_last_error());
+
+    /* rectified flow: one round from the independent model's own pairs */
+    if (ind) {
+        fm_flow *f = fm_trainer_flow(ind);
+        double before = w2_one_step(f, 1, 9);
+        int np = 4000;
+        float *x0 = malloc((size_t)np * 2 * sizeof(float)), *x1 = malloc((size_t)np * 2 * sizeof(float));
+        fm_solver_config sc = fm_solver_config_default(FM_SOLVER_RK4);
+        double grid[21];
+        fm_time_grid_uniform(grid, 20, 0, 1);
+        fm_rng_seed(&r, 1, FM_STREAM_NOISE);
+        s = fm_flow_make_pairs(f, np, &r, &sc, grid, 21, x0, x1);
+        fm_train_config c = fm_train_config_default();
+        c.optim.lr = 1e-3;
+        c.iters = 800;
+        fm_trainer *rf = s ? NULL : fm_trainer_new(&c);
+        int ok = rf && fm_trainer_set_pairs(rf, x0, x1, np) == FM_OK && fm_trainer_init_from(rf, f) == FM_OK;
+        for (int i = 0; ok && i < 800; i++) ok = fm_trainer_step(rf, NULL) == FM_OK;
+        double after = ok ? w2_one_step(fm_trainer_flow(rf), 1, 9) : NAN;
+        t_check(ok && after < 0.5 * before, "one reflow round: W2 after 1 Euler step %.3f -> %.3f", before, after);
+        char path[700];
+        snprintf(path, sizeof path, "%s/rf.safetensors", t_tmpdir());
+        if (ok) fm_trainer_save(rf, path);
+        fm_trainer *res = ok ? fm_trainer_resume(path, 2000) : NULL;
+        t_check(ok && !res && strstr(fm_last_error(), "cannot be resumed"), "a reflow checkpoint refuses --resume: %s",
+                fm_last_error());
+        fm_trainer_free(res);
+        fm_trainer_free(rf);
+        free(x0);
+        free(x1);
+    }
+    fm_trainer_free(ind);
+    fm_trainer_free(ot);
+}
