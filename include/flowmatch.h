@@ -438,8 +438,9 @@ fm_status   fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n);
 int         fm_dataset_rows(const fm_dataset *ds);
 const fm_table *fm_dataset_table(const fm_dataset *ds);
 /* Log-density of n points (n, dim) where the dataset has one in closed form
- * (gaussian, 8gaussians); FM_ERR_ARG otherwise. */
-fm_status   fm_dataset_log_density(const fm_dataset *ds, const float *x, int n, double *out);
+ * (gaussian, 8gaussians), after adding independent N(0, blur^2 I) noise (blur
+ * 0: the dataset itself); FM_ERR_ARG otherwise. */
+fm_status   fm_dataset_log_density(const fm_dataset *ds, const float *x, int n, double blur, double *out);
 /* Built-in datasets, for listings: name of entry i (NULL past the end) and a
  * description with its default parameters into params. */
 int         fm_dataset_count(void);

@@ -172,6 +172,23 @@ typedef fm_status (*fm__observe_d)(void *ctx, int k, double t, const double *y, 
 fm_status fm__solve_d(const fm_solver_config *c, fm__field_d f, void *fctx, const double *grid, int ngrid, double *y,
                       size_t n, fm__observe_d obs, void *octx, fm_solve_stats *stats);
 
+/* ------------------------------------------------------------------ shared pieces */
+
+/* Squared Euclidean costs between point sets a and b (rows of d floats), as
+ * an fm_cost_fn with ctx a fm__sqdist. */
+typedef struct {
+    const float *a, *b;
+    int d;
+} fm__sqdist;
+void fm__sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out);
+
+/* Numbers in safetensors metadata: written as the shortest decimal that reads
+ * back exactly; read with a message naming the key when missing or invalid. */
+fm_status fm__meta_put_num(fm_st_writer *w, const char *key, double v);
+fm_status fm__meta_get_num(const fm_st *st, const char *key, double *out);
+/* ... a whole number in [lo, hi] */
+fm_status fm__meta_get_whole(const fm_st *st, const char *key, double lo, double hi, double *out);
+
 /* ------------------------------------------------------------------ small helpers */
 
 char *fm__strdup(const char *s);

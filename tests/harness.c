@@ -176,3 +176,40 @@ int main(int argc, char **argv)
            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), n_pass, n_fail);
     return n_fail ? 1 : 0;
 }
+
+int t_next_perm(int *p, int n)
+{
+    int i = n - 2;
+    while (i >= 0 && p[i] > p[i + 1]) i--;
+    if (i < 0) return 0;
+    int j = n - 1;
+    while (p[j] < p[i]) j--;
+    int t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+    for (int a = i + 1, b = n - 1; a < b; a++, b--) t = p[a], p[a] = p[b], p[b] = t;
+    return 1;
+}
+
+double t_flow_w2(fm_flow *f, const char *data, int n, fm_solver_kind kind, int steps, uint64_t seed)
+{
+    int d = fm_flow_get_config(f)->dim;
+    float *x = malloc((size_t)n * d * sizeof(float)), *ref = malloc((size_t)n * d * sizeof(float));
+    double *grid = malloc((size_t)(steps + 1) * sizeof(double)), w2 = NAN;
+    fm_dataset *ds = fm_dataset_open(data);
+    if (x && ref && grid && ds) {
+        fm_solver_config sc = fm_solver_config_default(kind);
+        fm_time_grid_uniform(grid, steps, 0, fm_flow_get_config(f)->path.t_end);
+        fm_rng r, rd;
+        fm_rng_seed(&r, seed, FM_STREAM_NOISE);
+        fm_rng_seed(&rd, seed, FM_STREAM_DATA);
+        if (fm_flow_sample(f, n, NULL, &r, &sc, grid, steps + 1, x, NULL, NULL, NULL) == FM_OK &&
+            fm_dataset_sample(ds, &rd, ref, n) == FM_OK)
+            fm_w2_exact(x, ref, n, d, &w2, NULL);
+    }
+    fm_dataset_free(ds);
+    free(grid);
+    free(x);
+    free(ref);
+    return w2;
+}

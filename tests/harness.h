@@ -43,6 +43,15 @@ float *t_read(const fm_st *st, const char *name, size_t *n);
 /* The largest error seen per family, for the summary table. */
 void t_family_max(const char *family, double err);
 
+/* W2 between n samples of flow f (solver kind, `steps` uniform steps on
+ * [0, t_end], source draws from `seed`) and n fresh points of dataset `data`;
+ * NaN on failure. */
+double t_flow_w2(fm_flow *f, const char *data, int n, fm_solver_kind kind, int steps, uint64_t seed);
+
+/* Step p (a permutation of 0..n-1) to the next in lexicographic order;
+ * returns 0 after the last. */
+int t_next_perm(int *p, int n);
+
 /* Path of the command-line tool under test (FM_CLI), and a scratch directory. */
 const char *t_cli(void);
 const char *t_tmpdir(void);

@@ -18,26 +18,6 @@ static double pair_cost(const float *a, const float *b, const int *m, int n)
     return s;
 }
 
-static double w2_one_step(fm_flow *f, int steps, uint64_t seed)
-{
-    int n = 800;
-    float *x = malloc((size_t)n * 2 * sizeof(float)), *ref = malloc((size_t)n * 2 * sizeof(float));
-    fm_solver_config eu = fm_solver_config_default(FM_SOLVER_EULER);
-    double grid[9], w2 = NAN;
-    fm_time_grid_uniform(grid, steps, 0, 1);
-    fm_rng r, rd;
-    fm_rng_seed(&r, seed, FM_STREAM_NOISE);
-    fm_rng_seed(&rd, seed, FM_STREAM_DATA);
-    fm_dataset *ds = fm_dataset_open("moons");
-    if (fm_flow_sample(f, n, NULL, &r, &eu, grid, steps + 1, x, NULL, NULL, NULL) == FM_OK &&
-        fm_dataset_sample(ds, &rd, ref, n) == FM_OK)
-        fm_w2_exact(x, ref, n, 2, &w2, NULL);
-    fm_dataset_free(ds);
-    free(x);
-    free(ref);
-    return w2;
-}
-
 /* Normalised path energy over 50 Euler steps, against W2^2 from the source to moons. */
 static double npe(fm_flow *f)
 {
@@ -88,18 +68,9 @@ void test_coupling(void)
         fm_ot_pairing(a, b, n, 2, m);
         for (int i = 0; i < n; i++) perms_bad += seen[m[i]]++ != 0;
         double best = pair_cost(a, b, m, n);
-        for (;;) { /* every permutation */
-            if (pair_cost(a, b, p, n) < best - 1e-9) worse++;
-            int i = n - 2;
-            while (i >= 0 && p[i] > p[i + 1]) i--;
-            if (i < 0) break;
-            int j = n - 1;
-            while (p[j] < p[i]) j--;
-            int t = p[i];
-            p[i] = p[j];
-            p[j] = t;
-            for (int q = i + 1, e = n - 1; q < e; q++, e--) t = p[q], p[q] = p[e], p[e] = t;
-        }
+        do /* every permutation */
+            worse += pair_cost(a, b, p, n) < best - 1e-9;
+        while (t_next_perm(p, n));
     }
     t_check(worse == 0 && perms_bad == 0, "OT pairing: a permutation, and no permutation is cheaper (30 problems)");
 
@@ -130,7 +101,7 @@ void test_coupling(void)
     double n_ind = ind ? npe(fm_trainer_flow(ind)) : NAN, n_ot = ot ? npe(fm_trainer_flow(ot)) : NAN;
     t_check(n_ot < 0.25 && n_ot < 0.4 * n_ind, "normalised path energy: OT coupling %.3f, independent %.3f", n_ot, n_ind);
     fm_trainer *sb = trained(FM_COUPLING_SB, FM_PATH_SB, 300);
-    double w_sb = sb ? w2_one_step(fm_trainer_flow(sb), 8, 5) : NAN;
+    double w_sb = sb ? t_flow_w2(fm_trainer_flow(sb), "moons", 800, FM_SOLVER_EULER, 8, 5) : NAN;
     t_check(sb && w_sb < 0.45, "SB-CFM (sigma 0.5) trains: W2 %.3f after 8 Euler steps", w_sb);
     fm_trainer_free(sb);
     fm_train_config bad = fm_train_config_default();
@@ -141,7 +112,7 @@ void test_coupling(void)
     /* rectified flow: one round from the independent model's own pairs */
     if (ind) {
         fm_flow *f = fm_trainer_flow(ind);
-        double before = w2_one_step(f, 1, 9);
+        double before = t_flow_w2(f, "moons", 800, FM_SOLVER_EULER, 1, 9);
         int np = 4000;
         float *x0 = malloc((size_t)np * 2 * sizeof(float)), *x1 = malloc((size_t)np * 2 * sizeof(float));
         fm_solver_config sc = fm_solver_config_default(FM_SOLVER_RK4);
@@ -155,7 +126,7 @@ void test_coupling(void)
         fm_trainer *rf = s ? NULL : fm_trainer_new(&c);
         int ok = rf && fm_trainer_set_pairs(rf, x0, x1, np) == FM_OK && fm_trainer_init_from(rf, f) == FM_OK;
         for (int i = 0; ok && i < 800; i++) ok = fm_trainer_step(rf, NULL) == FM_OK;
-        double after = ok ? w2_one_step(fm_trainer_flow(rf), 1, 9) : NAN;
+        double after = ok ? t_flow_w2(fm_trainer_flow(rf), "moons", 800, FM_SOLVER_EULER, 1, 9) : NAN;
         t_check(ok && after < 0.5 * before, "one reflow round: W2 after 1 Euler step %.3f -> %.3f", before, after);
         char path[700];
         snprintf(path, sizeof path, "%s/rf.safetensors", t_tmpdir());

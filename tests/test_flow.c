@@ -10,26 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double w2_to_data(fm_flow *f, const char *data, int n, uint64_t seed)
-{
-    float *s = malloc((size_t)n * 2 * sizeof(float)), *d = malloc((size_t)n * 2 * sizeof(float));
-    fm_rng r;
-    fm_rng_seed(&r, seed, FM_STREAM_NOISE);
-    fm_solver_config sc = fm_solver_config_default(FM_SOLVER_MIDPOINT);
-    double grid[9], w2 = NAN;
-    fm_time_grid_uniform(grid, 8, 0, fm_flow_get_config(f)->path.t_end);
-    fm_dataset *ds = fm_dataset_open(data);
-    fm_rng rd;
-    fm_rng_seed(&rd, seed, FM_STREAM_DATA);
-    if (fm_flow_sample(f, n, NULL, &r, &sc, grid, 9, s, NULL, NULL, NULL) == FM_OK &&
-        fm_dataset_sample(ds, &rd, d, n) == FM_OK)
-        fm_w2_exact(s, d, n, 2, &w2, NULL);
-    fm_dataset_free(ds);
-    free(s);
-    free(d);
-    return w2;
-}
-
 static int train(fm_trainer *tr, int iters)
 {
     for (int i = 0; i < iters; i++)
@@ -49,12 +29,12 @@ void test_flow(void)
     c.ema_decay = 0.99;
     fm_trainer *tr = fm_trainer_new(&c);
     if (!t_check(tr != NULL, "trainer for the tutorial's configuration %s", T_ERRP(tr))) return;
-    double w0 = w2_to_data(fm_trainer_flow(tr), "moons", 500, 5);
+    double w0 = t_flow_w2(fm_trainer_flow(tr), "moons", 500, FM_SOLVER_MIDPOINT, 8, 5);
     int ok = train(tr, 300);
     fm_status ws = ok ? fm_trainer_save(tr, path) : FM_ERR_STATE;
     t_check(ok && ws == FM_OK, "300 steps run and the checkpoint is written %s", ok ? T_ERR(ws) : fm_last_error());
     ok &= train(tr, 300);
-    double w1 = w2_to_data(fm_trainer_flow(tr), "moons", 500, 5);
+    double w1 = t_flow_w2(fm_trainer_flow(tr), "moons", 500, FM_SOLVER_MIDPOINT, 8, 5);
     t_check(ok && w1 < 0.6 * w0, "600 steps: W2 to moons falls from %.3f to %.3f", w0, w1);
 
     /* resume from step 300 and finish: identical weights */
@@ -74,7 +54,8 @@ void test_flow(void)
     t_check(loaded && loaded_ema && fm_flow_has_ema(st), "checkpoint loads as a flow, with and without EMA %s",
             T_ERRP(loaded));
     if (loaded) {
-        double a = w2_to_data(fm_trainer_flow(tr), "moons", 300, 8), b = w2_to_data(loaded, "moons", 300, 8);
+        double a = t_flow_w2(fm_trainer_flow(tr), "moons", 300, FM_SOLVER_MIDPOINT, 8, 8);
+        double b = t_flow_w2(loaded, "moons", 300, FM_SOLVER_MIDPOINT, 8, 8);
         t_check(a == b, "samples of the loaded flow are bit-identical (W2 %.6f and %.6f)", a, b);
         /* x_start: the ODE starts where we say */
         float z[20], out1[20], out2[20];
@@ -121,9 +102,9 @@ void test_flow(void)
         fm_trainer *pt = fm_trainer_new(&pc);
         double loss = NAN;
         ok = pt != NULL;
-        double w_init = ok ? w2_to_data(fm_trainer_flow(pt), "moons", 300, 3) : NAN;
+        double w_init = ok ? t_flow_w2(fm_trainer_flow(pt), "moons", 300, FM_SOLVER_MIDPOINT, 8, 3) : NAN;
         for (int i = 0; ok && i < 400; i++) ok = fm_trainer_step(pt, &loss) == FM_OK;
-        double w = ok ? w2_to_data(fm_trainer_flow(pt), "moons", 300, 3) : NAN;
+        double w = ok ? t_flow_w2(fm_trainer_flow(pt), "moons", 300, FM_SOLVER_MIDPOINT, 8, 3) : NAN;
         t_check(ok && w < 0.5 && w < 0.6 * w_init, "path %-9s%s: 400 steps, loss %.3f, W2 %.3f (untrained %.3f)",
                 fm_path_name(pc.flow.path.kind), k == FM_PATH_ICFM ? " from 8gaussians" : "", loss, w, w_init);
         fm_trainer_free(pt);

@@ -166,13 +166,20 @@ void test_likelihood(void)
     fm_dataset *eg = fm_dataset_open("8gaussians");
     float pt[4] = {2.0f, 0.0f, 0.0f, 0.0f};
     double ld[2];
-    fm_status es = fm_dataset_log_density(eg, pt, 2, ld);
+    fm_status es = fm_dataset_log_density(eg, pt, 2, 0.0, ld);
     double want = log(1.0 / 8 / (2 * M_PI * 0.01)); /* at a centre, the other modes negligible */
     t_check(es == FM_OK && fabs(ld[0] - want) < 1e-9 && ld[1] < -100, "8gaussians log-density %.6f at a centre (%.6f)",
             ld[0], want);
+    double blurred, mix = 0;
+    fm_dataset_log_density(eg, pt, 1, 0.3, &blurred); /* variance 0.01 + 0.09 */
+    for (int k = 0; k < 8; k++) { /* the mixture at (2, 0), every mode included */
+        double dx = 2 - 2 * cos(M_PI / 4 * k), dy = -2 * sin(M_PI / 4 * k);
+        mix += exp(-(dx * dx + dy * dy) / 0.2) / 8 / (2 * M_PI * 0.1);
+    }
+    t_check(fabs(blurred - log(mix)) < 1e-9, "8gaussians blurred by 0.3: %.9f (direct sum %.9f)", blurred, log(mix));
     fm_dataset_free(eg);
     eg = fm_dataset_open("moons");
-    t_check(fm_dataset_log_density(eg, pt, 1, ld) == FM_ERR_ARG && strstr(fm_last_error(), "no closed-form density"),
+    t_check(fm_dataset_log_density(eg, pt, 1, 0.0, ld) == FM_ERR_ARG && strstr(fm_last_error(), "no closed-form density"),
             "moons has no closed-form density: %s", fm_last_error());
     fm_dataset_free(eg);
 }

@@ -26,20 +26,11 @@ static double brute(const double *c, int n)
     int p[8];
     for (int i = 0; i < n; i++) p[i] = i;
     double best = INFINITY;
-    for (;;) {
+    do {
         double s = 0;
         for (int i = 0; i < n; i++) s += c[i * n + p[i]];
         if (s < best) best = s;
-        int i = n - 2; /* next permutation */
-        while (i >= 0 && p[i] > p[i + 1]) i--;
-        if (i < 0) break;
-        int j = n - 1;
-        while (p[j] < p[i]) j--;
-        int t = p[i];
-        p[i] = p[j];
-        p[j] = t;
-        for (int a = i + 1, b = n - 1; a < b; a++, b--) t = p[a], p[a] = p[b], p[b] = t;
-    }
+    } while (t_next_perm(p, n));
     return best;
 }
 

@@ -12,15 +12,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void vreport(const char *cmd, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "flowmatch %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 int cli_error(const char *cmd, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "flowmatch %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vreport(cmd, fmt, ap);
     va_end(ap);
     return CLI_FAIL;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(cmd, fmt, ap);
+    va_end(ap);
+    return CLI_USAGE;
 }
 
 static void print_default(const cli_opt *o, FILE *f)

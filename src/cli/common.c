@@ -132,23 +132,17 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
                      double **grid, int *ngrid, int from_noise)
 {
     int k = fm_solver_from_name(o->solver);
-    if (k < 0) {
-        fprintf(stderr, "flowmatch %s: unknown solver '%s' (euler, midpoint, heun, rk4, dopri5)\n", cmd, o->solver);
-        return CLI_USAGE;
-    }
+    if (k < 0)
+        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5)", o->solver);
     *sc = fm_solver_config_default((fm_solver_kind)k);
     sc->rtol = o->rtol;
     sc->atol = o->atol;
     sc->max_steps = o->max_steps;
-    if (!(o->rtol > 0) || !(o->atol > 0) || o->max_steps < 1) {
-        fprintf(stderr, "flowmatch %s: --rtol and --atol must be > 0 and --max-steps >= 1\n", cmd);
-        return CLI_USAGE;
-    }
+    if (!(o->rtol > 0) || !(o->atol > 0) || o->max_steps < 1)
+        return cli_usage_error(cmd, "--rtol and --atol must be > 0 and --max-steps >= 1");
     double t_end = o->t_end > 0 ? o->t_end : path->t_end;
-    if (!(t_end > 0 && t_end <= 1) || o->t_end < 0) {
-        fprintf(stderr, "flowmatch %s: --t-end %g must lie in (0, 1]\n", cmd, o->t_end);
-        return CLI_USAGE;
-    }
+    if (!(t_end > 0 && t_end <= 1) || o->t_end < 0)
+        return cli_usage_error(cmd, "--t-end %g must lie in (0, 1]", o->t_end);
     if (o->time_grid) {
         int n = 0;
         double *g = parse_grid(cmd, o->time_grid, &n);
@@ -168,10 +162,8 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
         *ngrid = n;
         return -1;
     }
-    if (o->steps < 1 || o->steps > 1000000) {
-        fprintf(stderr, "flowmatch %s: --steps %d must be between 1 and 1000000\n", cmd, o->steps);
-        return CLI_USAGE;
-    }
+    if (o->steps < 1 || o->steps > 1000000)
+        return cli_usage_error(cmd, "--steps %d must be between 1 and 1000000", o->steps);
     *grid = malloc((size_t)(o->steps + 1) * sizeof(double));
     if (!*grid) return cli_error(cmd, "out of memory");
     fm_time_grid_uniform(*grid, o->steps, 0.0, t_end);
@@ -188,8 +180,7 @@ int cli_write_points(const char *cmd, const char *path, const float *x, int n, i
         int64_t shape[2] = {n, d};
         s = fm_npy_write(path, x, 2, shape);
     } else {
-        fprintf(stderr, "flowmatch %s: output '%s' must end in .npy or .csv\n", cmd, path);
-        return CLI_USAGE;
+        return cli_usage_error(cmd, "output '%s' must end in .npy or .csv", path);
     }
     return s == FM_OK ? -1 : cli_error(cmd, "%s", fm_last_error());
 }

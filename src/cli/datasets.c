@@ -26,10 +26,8 @@ int cmd_datasets(int argc, char **argv)
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
     if (!draw) {
-        if (out || plot) {
-            fprintf(stderr, "flowmatch datasets: --out and --plot need --draw SPEC\n");
-            return CLI_USAGE;
-        }
+        if (out || plot)
+            return cli_usage_error("datasets", "--out and --plot need --draw SPEC");
         char info[256];
         for (int i = 0; i < fm_dataset_count(); i++) {
             const char *name = fm_dataset_info(i, info, sizeof info);
@@ -37,14 +35,10 @@ int cmd_datasets(int argc, char **argv)
         }
         return CLI_OK;
     }
-    if (n < 1 || n > (1 << 26) || seed < 0) {
-        fprintf(stderr, "flowmatch datasets: --n must be >= 1 and --seed >= 0\n");
-        return CLI_USAGE;
-    }
-    if (plot && !cli_has_suffix(plot, ".svg")) {
-        fprintf(stderr, "flowmatch datasets: --plot '%s' must end in .svg\n", plot);
-        return CLI_USAGE;
-    }
+    if (n < 1 || n > (1 << 26) || seed < 0)
+        return cli_usage_error("datasets", "--n must be >= 1 and --seed >= 0");
+    if (plot && !cli_has_suffix(plot, ".svg"))
+        return cli_usage_error("datasets", "--plot '%s' must end in .svg", plot);
     fm_dataset *ds = fm_dataset_open(draw);
     if (!ds) {
         fprintf(stderr, "flowmatch datasets: %s\n", fm_last_error());

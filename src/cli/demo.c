@@ -43,10 +43,8 @@ int cmd_demo(int argc, char **argv)
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
-    if (seed < 0 || iters < 1 || threads < 0) {
-        fprintf(stderr, "flowmatch demo: --seed and --threads must be >= 0 and --iters >= 1\n");
-        return CLI_USAGE;
-    }
+    if (seed < 0 || iters < 1 || threads < 0)
+        return cli_usage_error("demo", "--seed and --threads must be >= 0 and --iters >= 1");
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) return cli_error("demo", "cannot create %s: %s", dir, strerror(errno));
     fm_set_threads(threads);
     double t_start = cli_now();

@@ -163,24 +163,16 @@ int cmd_eval(int argc, char **argv)
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
-    if (!a || !b) {
-        fprintf(stderr, "flowmatch eval: both --a and --b are required\n");
-        return CLI_USAGE;
-    }
-    if (n < 2 || n > 100000 || seed < 0 || threads < 0 || threads > 1024 || !(bw >= 0)) {
-        fprintf(stderr, "flowmatch eval: --n must lie in 2..100000, --threads in 0..1024; --seed and --bandwidth >= 0\n");
-        return CLI_USAGE;
-    }
-    if (!*metrics) {
-        fprintf(stderr, "flowmatch eval: --metrics is empty (w2, energy, mmd)\n");
-        return CLI_USAGE;
-    }
+    if (!a || !b)
+        return cli_usage_error("eval", "both --a and --b are required");
+    if (n < 2 || n > 100000 || seed < 0 || threads < 0 || threads > 1024 || !(bw >= 0))
+        return cli_usage_error("eval", "--n must lie in 2..100000, --threads in 0..1024; --seed and --bandwidth >= 0");
+    if (!*metrics)
+        return cli_usage_error("eval", "--metrics is empty (w2, energy, mmd)");
     for (const char *p = metrics; *p;) {
         size_t k = strcspn(p, ",");
-        if (!((k == 2 && !strncmp(p, "w2", 2)) || (k == 6 && !strncmp(p, "energy", 6)) || (k == 3 && !strncmp(p, "mmd", 3)))) {
-            fprintf(stderr, "flowmatch eval: unknown metric '%.*s' in --metrics (w2, energy, mmd)\n", (int)k, p);
-            return CLI_USAGE;
-        }
+        if (!((k == 2 && !strncmp(p, "w2", 2)) || (k == 6 && !strncmp(p, "energy", 6)) || (k == 3 && !strncmp(p, "mmd", 3))))
+            return cli_usage_error("eval", "unknown metric '%.*s' in --metrics (w2, energy, mmd)", (int)k, p);
         p += k + (p[k] == ',');
     }
     if ((rc = cli_solver_check("eval", &so, 1)) >= 0) return rc;

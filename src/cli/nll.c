@@ -43,12 +43,7 @@ int cmd_nll(int argc, char **argv)
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
-#define BAD(...)                                                                                                   \
-    do {                                                                                                           \
-        fprintf(stderr, "flowmatch nll: " __VA_ARGS__);                                                            \
-        fputc('\n', stderr);                                                                                       \
-        return CLI_USAGE;                                                                                          \
-    } while (0)
+#define BAD(...) return cli_usage_error("nll", __VA_ARGS__)
     if (!model || !data) BAD("--model and --data are required");
     if (n < 1 || n > (1 << 24)) BAD("--n %d is invalid", n);
     if (hutch < 0 || hutch > 1024) BAD("--hutchinson %d must lie in 1..1024", hutch);

@@ -101,12 +101,7 @@ int cmd_reflow(int argc, char **argv)
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
-#define BAD(...)                                                                                                   \
-    do {                                                                                                           \
-        fprintf(stderr, "flowmatch reflow: " __VA_ARGS__);                                                         \
-        fputc('\n', stderr);                                                                                       \
-        return CLI_USAGE;                                                                                          \
-    } while (0)
+#define BAD(...) return cli_usage_error("reflow", __VA_ARGS__)
     if (!model) BAD("--model is required");
     if (rounds < 1 || rounds > 100) BAD("--rounds %d must lie in 1..100", rounds);
     if (npairs < 2 || npairs > (1 << 24)) BAD("--pairs %d is invalid", npairs);

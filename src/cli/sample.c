@@ -76,12 +76,7 @@ int cmd_sample(int argc, char **argv)
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
-#define BAD(...)                                                                                                   \
-    do {                                                                                                           \
-        fprintf(stderr, "flowmatch sample: " __VA_ARGS__);                                                         \
-        fputc('\n', stderr);                                                                                       \
-        return CLI_USAGE;                                                                                          \
-    } while (0)
+#define BAD(...) return cli_usage_error("sample", __VA_ARGS__)
     if (!model) BAD("--model is required");
     if (n == 0 || n < -1 || n > (1 << 28)) BAD("--n %d is invalid", n);
     if (save_every < 0) BAD("--save-every must be >= 0");

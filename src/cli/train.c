@@ -184,12 +184,7 @@ int cmd_train(int argc, char **argv)
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
-#define BAD(...)                                                                                                   \
-    do {                                                                                                           \
-        fprintf(stderr, "flowmatch train: " __VA_ARGS__);                                                          \
-        fputc('\n', stderr);                                                                                       \
-        return CLI_USAGE;                                                                                          \
-    } while (0)
+#define BAD(...) return cli_usage_error("train", __VA_ARGS__)
     if (!cli_has_suffix(out, ".safetensors")) BAD("--out '%s' must end in .safetensors", out);
     if (threads < 0 || threads > 1024) BAD("--threads %d must lie in 0..1024", threads);
     if (iters < 0) BAD("--iters %lld must be >= 0", (long long)iters);

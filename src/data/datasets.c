@@ -212,11 +212,11 @@ static double lin(int i, int n, double stop, int endpoint)
     return stop * i / n;
 }
 
-fm_status fm_dataset_log_density(const fm_dataset *ds, const float *x, int n, double *out)
+fm_status fm_dataset_log_density(const fm_dataset *ds, const float *x, int n, double blur, double *out)
 {
     int d = ds->dim;
     if (ds->kind == DS_GAUSSIAN) {
-        double var = ds->scale * ds->scale;
+        double var = ds->scale * ds->scale + blur * blur;
         for (int i = 0; i < n; i++) {
             double ss = 0;
             for (int j = 0; j < d; j++) ss += (double)x[(size_t)i * d + j] * x[(size_t)i * d + j];
@@ -224,9 +224,9 @@ fm_status fm_dataset_log_density(const fm_dataset *ds, const float *x, int n, do
         }
         return FM_OK;
     }
-    if (ds->kind == DS_8GAUSSIANS && ds->noise > 0) {
-        /* (1/8) sum_k N(x; scale (cos, sin)(k pi / 4), noise^2 I), by log-sum-exp */
-        double var = ds->noise * ds->noise;
+    if (ds->kind == DS_8GAUSSIANS && ds->noise * ds->noise + blur * blur > 0) {
+        /* (1/8) sum_k N(x; scale (cos, sin)(k pi / 4), (noise^2 + blur^2) I), by log-sum-exp */
+        double var = ds->noise * ds->noise + blur * blur;
         for (int i = 0; i < n; i++) {
             double lk[8], m = -INFINITY, acc = 0;
             for (int k = 0; k < 8; k++) {

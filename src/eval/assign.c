@@ -242,14 +242,9 @@ out:
 
 /* ---- squared Euclidean costs between two point sets */
 
-typedef struct {
-    const float *a, *b;
-    int d;
-} sqdist;
-
-static void sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out)
+void fm__sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out)
 {
-    const sqdist *s = ctx;
+    const fm__sqdist *s = ctx;
     int d = s->d;
     const float *ai = s->a + (size_t)i * d;
     if (d == 2) { /* the common case, without the inner loop */
@@ -275,11 +270,11 @@ static void sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *ou
 fm_status fm_w2_exact(const float *a, const float *b, int n, int d, double *w2, int *match)
 {
     if (n < 1 || d < 1) return fm__fail(FM_ERR_ARG, "W2 needs points (got %d of dimension %d)", n, d);
-    sqdist ctx = {a, b, d};
+    fm__sqdist ctx = {a, b, d};
     int *x = match ? match : malloc((size_t)n * sizeof(int));
     if (!x) return fm__fail(FM_ERR_NOMEM, "out of memory");
     double total = 0;
-    fm_status s = fm_assignment(n, sqdist_cost, &ctx, x, NULL, NULL, &total);
+    fm_status s = fm_assignment(n, fm__sqdist_cost, &ctx, x, NULL, NULL, &total);
     if (!match) free(x);
     if (s == FM_OK) *w2 = sqrt(total / n);
     return s;

@@ -23,30 +23,10 @@ int fm_coupling_from_name(const char *name)
     return -1;
 }
 
-typedef struct {
-    const float *a, *b;
-    int d;
-} pairs;
-
-static void sq_cost(void *ctx, int i, const int *cols, int ncols, double *out)
-{
-    const pairs *p = ctx;
-    const float *ai = p->a + (size_t)i * p->d;
-    for (int k = 0; k < ncols; k++) {
-        const float *bj = p->b + (size_t)(cols ? cols[k] : k) * p->d;
-        double s = 0;
-        for (int m = 0; m < p->d; m++) {
-            double t = (double)ai[m] - bj[m];
-            s += t * t;
-        }
-        out[k] = s;
-    }
-}
-
 fm_status fm_ot_pairing(const float *x0, const float *x1, int n, int d, int *match)
 {
-    pairs p = {x0, x1, d};
-    return fm_assignment(n, sq_cost, &p, match, NULL, NULL, NULL);
+    fm__sqdist p = {x0, x1, d};
+    return fm_assignment(n, fm__sqdist_cost, &p, match, NULL, NULL, NULL);
 }
 
 /* log sum_j exp(p_j - c_j) for float rows p and c of length n: the maximum,
@@ -86,10 +66,10 @@ fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, doub
         s = fm__fail(FM_ERR_NOMEM, "out of memory for a %d x %d plan", n, n);
         goto out;
     }
-    pairs p = {x0, x1, d};
+    fm__sqdist p = {x0, x1, d};
     double *row = cdf; /* scratch for one row of costs */
     for (int i = 0; i < n; i++) {
-        sq_cost(&p, i, NULL, n, row);
+        fm__sqdist_cost(&p, i, NULL, n, row);
         for (int j = 0; j < n; j++) C[(size_t)i * n + j] = CT[(size_t)j * n + i] = (float)(row[j] / eps);
     }
     /* log pi_ij = u_i + v_j - C_ij / eps with uniform marginals 1/n */

@@ -127,25 +127,14 @@ void fm_flow_to_data(const fm_flow *f, float *x, int n)
         for (int j = 0; j < d; j++) x[(size_t)i * d + j] = x[(size_t)i * d + j] * f->std[j] + f->mean[j];
 }
 
-/* Rows [i0, i0 + m) on worker w's tape. */
-static fm_status velocity_chunk(fm_flow *f, int w, double t, const float *x, float *v, int i0, int m)
-{
-    int d = f->cfg.dim;
-    fm_tape *tp = f->tp[w];
-    fm_tape_reset(tp);
-    for (int i = 0; i < m; i++) f->tbuf[w][i] = (float)t;
-    int ts[2] = {m, 1}, xs[2] = {m, d};
-    fm_tensor *y = fm_mlp_forward(tp, f->net, fm_tensor_wrap(tp, f->tbuf[w], 2, ts),
-                                  fm_tensor_wrap(tp, (float *)x + (size_t)i0 * d, 2, xs));
-    if (!y) return fm_tape_status(tp);
-    memcpy(v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
-    return FM_OK;
-}
+/* Work on rows [i0, i0 + m) with worker w's tape and time buffer. */
+typedef fm_status (*chunk_fn)(fm_flow *f, int w, int i0, int m, void *ctx);
 
-fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n)
+/* Runs fn over chunks of CHUNK rows of n, split among the workers with the
+ * parameters' gradients off. Each chunk's arithmetic is the same on any worker,
+ * so results do not depend on the thread count. */
+static fm_status run_chunks(fm_flow *f, int n, chunk_fn fn, void *ctx)
 {
-    /* Chunks of rows go to workers; each chunk's arithmetic is the same on any
-     * worker, so the result does not depend on the thread count. */
     int chunks = (n + CHUNK - 1) / CHUNK, nw = fm_get_threads();
     if (nw > chunks) nw = chunks;
     if (nw > MAX_WORKERS) nw = MAX_WORKERS;
@@ -153,48 +142,74 @@ fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n
     for (int w = 0; w < nw; w++) {
         if (!f->tp[w]) f->tp[w] = fm_tape_new(0);
         if (!f->tbuf[w]) f->tbuf[w] = malloc(CHUNK * sizeof(float));
-        if (!f->tp[w] || !f->tbuf[w]) return fm__fail(FM_ERR_NOMEM, "out of memory for the velocity workers");
+        if (!f->tp[w] || !f->tbuf[w]) return fm__fail(FM_ERR_NOMEM, "out of memory for the flow's workers");
     }
     int saved = fm__params_get_requires_grad(f->P);
     fm_params_requires_grad(f->P, 0);
     fm_status st[MAX_WORKERS];
-    if (nw == 1) {
-        st[0] = FM_OK;
-        for (int c = 0; c < chunks && st[0] == FM_OK; c++)
-            st[0] = velocity_chunk(f, 0, t, x, v, c * CHUNK, n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK);
-    } else {
-        FM__PARALLEL_FOR(nw)
-        for (int w = 0; w < nw; w++) {
-            st[w] = FM_OK;
-            for (int c = (int)((long)chunks * w / nw); c < (int)((long)chunks * (w + 1) / nw) && st[w] == FM_OK; c++)
-                st[w] = velocity_chunk(f, w, t, x, v, c * CHUNK, n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK);
-        }
+    FM__PARALLEL_FOR(nw)
+    for (int w = 0; w < nw; w++) {
+        st[w] = FM_OK;
+        for (int c = (int)((long)chunks * w / nw); c < (int)((long)chunks * (w + 1) / nw) && st[w] == FM_OK; c++)
+            st[w] = fn(f, w, c * CHUNK, n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK, ctx);
     }
     fm_params_requires_grad(f->P, saved);
     for (int w = 0; w < nw; w++)
-        if (st[w] != FM_OK) return fm__fail(st[w], "%s", f->tp[w]->msg);
+        if (st[w] != FM_OK) return fm__fail(st[w], "%s", f->tp[w]->msg[0] ? f->tp[w]->msg : "a flow worker failed");
     return FM_OK;
 }
 
-/* Rows [i0, i0 + m): v and the k vector-Jacobian products, on worker w's tape. */
-static fm_status vjp_chunk(fm_flow *f, int w, double t, const float *x, int n, const float *e, int k, float *v, float *u,
-                           int i0, int m)
+/* Resets worker w's tape and returns the (m, 1) time column holding t. */
+static fm_tensor *chunk_time(fm_flow *f, int w, double t, int m)
 {
-    int d = f->cfg.dim;
-    size_t nd = (size_t)n * d;
-    fm_tape *tp = f->tp[w];
-    fm_tape_reset(tp);
+    fm_tape_reset(f->tp[w]);
     for (int i = 0; i < m; i++) f->tbuf[w][i] = (float)t;
-    int ts[2] = {m, 1}, xs[2] = {m, d};
-    fm_tensor *X = fm_tensor_copy(tp, x + (size_t)i0 * d, 2, xs);
-    fm_tensor_requires_grad(X, 1);
-    fm_tensor *y = fm_mlp_forward(tp, f->net, fm_tensor_wrap(tp, f->tbuf[w], 2, ts), X);
+    int ts[2] = {m, 1};
+    return fm_tensor_wrap(f->tp[w], f->tbuf[w], 2, ts);
+}
+
+typedef struct {
+    double t;
+    const float *x, *e;
+    float *v, *u;
+    int n, k;
+} chunk_args;
+
+static fm_status velocity_chunk(fm_flow *f, int w, int i0, int m, void *ctx)
+{
+    const chunk_args *a = ctx;
+    int d = f->cfg.dim, xs[2] = {m, d};
+    fm_tape *tp = f->tp[w];
+    fm_tensor *T = chunk_time(f, w, a->t, m);
+    fm_tensor *y = fm_mlp_forward(tp, f->net, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs));
     if (!y) return fm_tape_status(tp);
-    memcpy(v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
-    for (int j = 0; j < k; j++) {
-        fm_status s = fm_backward(tp, y, e + (size_t)j * nd + (size_t)i0 * d);
+    memcpy(a->v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
+    return FM_OK;
+}
+
+fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n)
+{
+    chunk_args a = {.t = t, .x = x, .v = v, .n = n};
+    return run_chunks(f, n, velocity_chunk, &a);
+}
+
+/* v and the k vector-Jacobian products for rows [i0, i0 + m). */
+static fm_status vjp_chunk(fm_flow *f, int w, int i0, int m, void *ctx)
+{
+    const chunk_args *a = ctx;
+    int d = f->cfg.dim, xs[2] = {m, d};
+    size_t nd = (size_t)a->n * d, off = (size_t)i0 * d;
+    fm_tape *tp = f->tp[w];
+    fm_tensor *T = chunk_time(f, w, a->t, m);
+    fm_tensor *X = fm_tensor_copy(tp, a->x + off, 2, xs);
+    fm_tensor_requires_grad(X, 1);
+    fm_tensor *y = fm_mlp_forward(tp, f->net, T, X);
+    if (!y) return fm_tape_status(tp);
+    memcpy(a->v + off, y->data, (size_t)m * d * sizeof(float));
+    for (int j = 0; j < a->k; j++) {
+        fm_status s = fm_backward(tp, y, a->e + (size_t)j * nd + off);
         if (s) return s;
-        memcpy(u + (size_t)j * nd + (size_t)i0 * d, X->grad, (size_t)m * d * sizeof(float));
+        memcpy(a->u + (size_t)j * nd + off, X->grad, (size_t)m * d * sizeof(float));
     }
     return FM_OK;
 }
@@ -203,28 +218,8 @@ fm_status fm_flow_vjp(void *flow, double t, const float *x, int n, int d, const 
 {
     fm_flow *f = flow;
     if (d != f->cfg.dim) return fm__fail(FM_ERR_SHAPE, "points of dimension %d for a %d-dimensional flow", d, f->cfg.dim);
-    int chunks = (n + CHUNK - 1) / CHUNK, nw = fm_get_threads();
-    if (nw > chunks) nw = chunks;
-    if (nw > MAX_WORKERS) nw = MAX_WORKERS;
-    if (nw < 1) nw = 1;
-    for (int w = 0; w < nw; w++) {
-        if (!f->tp[w]) f->tp[w] = fm_tape_new(0);
-        if (!f->tbuf[w]) f->tbuf[w] = malloc(CHUNK * sizeof(float));
-        if (!f->tp[w] || !f->tbuf[w]) return fm__fail(FM_ERR_NOMEM, "out of memory for the workers");
-    }
-    int saved = fm__params_get_requires_grad(f->P);
-    fm_params_requires_grad(f->P, 0); /* only the input's gradient is wanted */
-    fm_status st[MAX_WORKERS];
-    FM__PARALLEL_FOR(nw)
-    for (int w = 0; w < nw; w++) {
-        st[w] = FM_OK;
-        for (int c = (int)((long)chunks * w / nw); c < (int)((long)chunks * (w + 1) / nw) && st[w] == FM_OK; c++)
-            st[w] = vjp_chunk(f, w, t, x, n, e, k, v, u, c * CHUNK, n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK);
-    }
-    fm_params_requires_grad(f->P, saved);
-    for (int w = 0; w < nw; w++)
-        if (st[w] != FM_OK) return fm__fail(st[w], "%s", f->tp[w]->msg[0] ? f->tp[w]->msg : "a worker failed");
-    return FM_OK;
+    chunk_args a = {.t = t, .x = x, .e = e, .v = v, .u = u, .n = n, .k = k};
+    return run_chunks(f, n, vjp_chunk, &a);
 }
 
 /* log p at t = 0: the source's density seen through x(0) = b(0) x0 + c(0) eps. */
@@ -242,13 +237,13 @@ static fm_status flow_logp0(void *ctx, const float *x0, int n, int d, double *ou
         }
         return FM_OK;
     }
-    if (c.c != 0.0)
-        return fm__fail(FM_ERR_ARG, "the density at t = 0 of a dataset source with path noise has no closed form");
     if (!f->src && !(f->src = fm_dataset_open(f->cfg.source))) return fm__fail(FM_ERR_ARG, "source: %s", fm_last_error());
+    /* x(0) = b x0 + c eps: the source scaled by b and blurred by c, i.e. x(0)/b
+     * has the source's density blurred by c/b, divided by |b|^d */
     float *scaled = malloc((size_t)n * d * sizeof(float));
     if (!scaled) return fm__fail(FM_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < (size_t)n * d; i++) scaled[i] = (float)(x0[i] / c.b);
-    fm_status s = fm_dataset_log_density(f->src, scaled, n, out);
+    fm_status s = fm_dataset_log_density(f->src, scaled, n, c.c / c.b, out);
     free(scaled);
     if (s) return s;
     for (int i = 0; i < n; i++) out[i] -= d * log(fabs(c.b));
@@ -438,14 +433,6 @@ fm_status fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_confi
 
 /* ------------------------------------------------------------------ checkpoints */
 
-static fm_status meta_num(fm_st_writer *w, const char *key, double v)
-{
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
-    return fm_st_writer_meta(w, key, buf);
-}
-
 static fm_status meta_list(fm_st_writer *w, const char *key, const float *v, int n)
 {
     size_t cap = (size_t)n * 20 + 1, o = 0;
@@ -465,35 +452,22 @@ fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
     fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
     if (!s) s = fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
     if (!s) s = fm_mlp_config_save(&c->net, w);
-    if (!s) s = meta_num(w, "flow.dim", c->dim);
+    if (!s) s = fm__meta_put_num(w, "flow.dim", c->dim);
     if (!s) s = fm_st_writer_meta(w, "flow.data", c->data);
     if (!s) s = fm_st_writer_meta(w, "flow.source", c->source);
     if (!s) s = fm_st_writer_meta(w, "path", fm_path_name(p->kind));
-    if (!s) s = meta_num(w, "path.sigma_min", p->sigma_min);
-    if (!s) s = meta_num(w, "path.sigma", p->sigma);
-    if (!s) s = meta_num(w, "path.ve_sigma_min", p->ve_sigma_min);
-    if (!s) s = meta_num(w, "path.ve_sigma_max", p->ve_sigma_max);
-    if (!s) s = meta_num(w, "path.beta_min", p->beta_min);
-    if (!s) s = meta_num(w, "path.beta_max", p->beta_max);
-    if (!s) s = meta_num(w, "path.exponent", p->exponent);
-    if (!s) s = meta_num(w, "path.t_end", p->t_end);
+    if (!s) s = fm__meta_put_num(w, "path.sigma_min", p->sigma_min);
+    if (!s) s = fm__meta_put_num(w, "path.sigma", p->sigma);
+    if (!s) s = fm__meta_put_num(w, "path.ve_sigma_min", p->ve_sigma_min);
+    if (!s) s = fm__meta_put_num(w, "path.ve_sigma_max", p->ve_sigma_max);
+    if (!s) s = fm__meta_put_num(w, "path.beta_min", p->beta_min);
+    if (!s) s = fm__meta_put_num(w, "path.beta_max", p->beta_max);
+    if (!s) s = fm__meta_put_num(w, "path.exponent", p->exponent);
+    if (!s) s = fm__meta_put_num(w, "path.t_end", p->t_end);
     if (!s && f->mean) s = meta_list(w, "flow.mean", f->mean, c->dim);
     if (!s && f->mean) s = meta_list(w, "flow.std", f->std, c->dim);
     if (!s) s = fm_params_save(f->P, w, NULL);
     return s;
-}
-
-static fm_status get_num(const fm_st *st, const char *key, double *out)
-{
-    const char *v = fm_st_meta(st, key);
-    if (!v) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
-    char *e;
-    errno = 0;
-    double d = strtod(v, &e);
-    if (e == v || *e || errno || !isfinite(d))
-        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not a number", key, v);
-    *out = d;
-    return FM_OK;
 }
 
 static fm_status get_list(const fm_st *st, const char *key, float *out, int n)
@@ -522,9 +496,7 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
     fm_status s = fm_mlp_config_load(&c->net, st);
     if (s) return s;
     double dim;
-    if ((s = get_num(st, "flow.dim", &dim))) return s;
-    if (dim != floor(dim) || dim < 1 || dim > (1 << 20))
-        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'flow.dim' = %g is invalid", dim);
+    if ((s = fm__meta_get_whole(st, "flow.dim", 1, 1 << 20, &dim))) return s;
     c->dim = (int)dim;
     if (c->net.in_dim != c->dim || c->net.out_dim != c->dim || !c->net.time_input)
         return fm__fail(FM_ERR_FORMAT, "checkpoint's network (%d -> %d) does not fit its %d-dimensional data",
@@ -534,11 +506,11 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
     if (k < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'path' = '%s' is not a path", pk ? pk : "(missing)");
     c->path = fm_path_default((fm_path_kind)k);
     fm_path *p = &c->path;
-    if ((s = get_num(st, "path.sigma_min", &p->sigma_min)) || (s = get_num(st, "path.sigma", &p->sigma)) ||
-        (s = get_num(st, "path.ve_sigma_min", &p->ve_sigma_min)) ||
-        (s = get_num(st, "path.ve_sigma_max", &p->ve_sigma_max)) || (s = get_num(st, "path.beta_min", &p->beta_min)) ||
-        (s = get_num(st, "path.beta_max", &p->beta_max)) || (s = get_num(st, "path.exponent", &p->exponent)) ||
-        (s = get_num(st, "path.t_end", &p->t_end)))
+    if ((s = fm__meta_get_num(st, "path.sigma_min", &p->sigma_min)) || (s = fm__meta_get_num(st, "path.sigma", &p->sigma)) ||
+        (s = fm__meta_get_num(st, "path.ve_sigma_min", &p->ve_sigma_min)) ||
+        (s = fm__meta_get_num(st, "path.ve_sigma_max", &p->ve_sigma_max)) || (s = fm__meta_get_num(st, "path.beta_min", &p->beta_min)) ||
+        (s = fm__meta_get_num(st, "path.beta_max", &p->beta_max)) || (s = fm__meta_get_num(st, "path.exponent", &p->exponent)) ||
+        (s = fm__meta_get_num(st, "path.t_end", &p->t_end)))
         return s;
     if ((s = fm_path_check(p))) return s;
     c->data = fm_st_meta(st, "flow.data");

@@ -426,14 +426,6 @@ fm_status fm_trainer_step(fm_trainer *tr, double *loss_out)
 
 /* ------------------------------------------------------------------ checkpoints */
 
-static fm_status meta_num(fm_st_writer *w, const char *key, double v)
-{
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
-    return fm_st_writer_meta(w, key, buf);
-}
-
 fm_status fm_trainer_save(fm_trainer *tr, const char *path)
 {
     fm_st_writer *w = fm_st_writer_new();
@@ -443,20 +435,20 @@ fm_status fm_trainer_save(fm_trainer *tr, const char *path)
     fm_status s = fm_flow_save(tr->flow, w);
     if (!s) s = fm_optim_save(tr->opt, w);
     if (!s && tr->ema) s = fm_ema_save(tr->ema, fm_flow_params(tr->flow), w);
-    if (!s) s = meta_num(w, "train.iter", (double)tr->iter);
-    if (!s) s = meta_num(w, "train.iters", (double)c->iters);
-    if (!s) s = meta_num(w, "train.batch", c->batch);
+    if (!s) s = fm__meta_put_num(w, "train.iter", (double)tr->iter);
+    if (!s) s = fm__meta_put_num(w, "train.iters", (double)c->iters);
+    if (!s) s = fm__meta_put_num(w, "train.batch", c->batch);
     if (!s) {
         char seed[32];
         snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
         s = fm_st_writer_meta(w, "train.seed", seed);
     }
     if (!s) s = fm_st_writer_meta(w, "train.schedule", fm_sched_name(c->sched.kind));
-    if (!s) s = meta_num(w, "train.warmup", (double)c->sched.warmup);
-    if (!s) s = meta_num(w, "train.min_lr", c->sched.min_lr);
-    if (!s) s = meta_num(w, "train.clip", c->clip);
-    if (!s) s = meta_num(w, "train.ema", c->ema_decay);
-    if (!s) s = meta_num(w, "train.standardize", c->standardize);
+    if (!s) s = fm__meta_put_num(w, "train.warmup", (double)c->sched.warmup);
+    if (!s) s = fm__meta_put_num(w, "train.min_lr", c->sched.min_lr);
+    if (!s) s = fm__meta_put_num(w, "train.clip", c->clip);
+    if (!s) s = fm__meta_put_num(w, "train.ema", c->ema_decay);
+    if (!s) s = fm__meta_put_num(w, "train.standardize", c->standardize);
     if (!s) s = fm_st_writer_meta(w, "train.coupling", tr->npairs ? "reflow" : fm_coupling_name(c->coupling));
     if (!s) fm_rng_to_hex(&tr->rdata, hex), s = fm_st_writer_meta(w, "rng.data", hex);
     if (!s) fm_rng_to_hex(&tr->rnoise, hex), s = fm_st_writer_meta(w, "rng.noise", hex);
@@ -464,29 +456,6 @@ fm_status fm_trainer_save(fm_trainer *tr, const char *path)
     if (!s) s = fm_st_writer_save(w, path);
     fm_st_writer_free(w);
     return s;
-}
-
-static fm_status get_num(const fm_st *st, const char *key, double *out)
-{
-    const char *v = fm_st_meta(st, key);
-    if (!v) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s' (not a training checkpoint?)", key);
-    char *e;
-    errno = 0;
-    double d = strtod(v, &e);
-    if (e == v || *e || errno || !isfinite(d))
-        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not a number", key, v);
-    *out = d;
-    return FM_OK;
-}
-
-/* A whole number in [lo, hi] from metadata. */
-static fm_status get_count(const fm_st *st, const char *key, double lo, double hi, double *out)
-{
-    fm_status s = get_num(st, key, out);
-    if (s) return s;
-    if (*out != floor(*out) || *out < lo || *out > hi)
-        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = %g is not a whole number in %g..%g", key, *out, lo, hi);
-    return FM_OK;
 }
 
 fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
@@ -497,20 +466,22 @@ fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
     fm_train_config c = fm_train_config_default();
     double it = 0, tot = 0, batch = 0, warm = 0, minlr = 0, clip = 0, ema = 0, stdz = 0;
     fm_status s = fm_flow_config_load(&c.flow, st);
+    if (!s && !fm_st_meta(st, "train.iter"))
+        s = fm__fail(FM_ERR_FORMAT, "%s holds a model but no training state (not a training checkpoint)", path);
     if (!s) s = fm_optim_config_load(&c.optim, st);
-    if (!s) s = get_count(st, "train.iter", 0, 9e15, &it);
-    if (!s) s = get_count(st, "train.iters", 0, 9e15, &tot);
-    if (!s) s = get_count(st, "train.batch", 1, 1 << 24, &batch);
+    if (!s) s = fm__meta_get_whole(st, "train.iter", 0, 9e15, &it);
+    if (!s) s = fm__meta_get_whole(st, "train.iters", 0, 9e15, &tot);
+    if (!s) s = fm__meta_get_whole(st, "train.batch", 1, 1 << 24, &batch);
     const char *seed = fm_st_meta(st, "train.seed");
     char *seed_end = NULL;
     unsigned long long seed_v = seed ? strtoull(seed, &seed_end, 10) : 0;
     if (!s && (!seed || seed_end == seed || *seed_end))
         s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'train.seed' is missing or invalid");
-    if (!s) s = get_count(st, "train.warmup", 0, 9e15, &warm);
-    if (!s) s = get_num(st, "train.min_lr", &minlr);
-    if (!s) s = get_num(st, "train.clip", &clip);
-    if (!s) s = get_num(st, "train.ema", &ema);
-    if (!s) s = get_count(st, "train.standardize", -1, 1, &stdz);
+    if (!s) s = fm__meta_get_whole(st, "train.warmup", 0, 9e15, &warm);
+    if (!s) s = fm__meta_get_num(st, "train.min_lr", &minlr);
+    if (!s) s = fm__meta_get_num(st, "train.clip", &clip);
+    if (!s) s = fm__meta_get_num(st, "train.ema", &ema);
+    if (!s) s = fm__meta_get_whole(st, "train.standardize", -1, 1, &stdz);
     if (!s && (!(minlr >= 0) || !(clip >= 0) || !(ema >= 0 && ema < 1)))
         s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata: min_lr, clip or ema out of range");
     const char *ck = fm_st_meta(st, "train.coupling");

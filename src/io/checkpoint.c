@@ -71,57 +71,35 @@ fm_status fm_params_load(fm_params *p, const fm_st *st, const char *prefix)
 
 /* ------------------------------------------------------------------ metadata helpers */
 
-static fm_status meta_double(fm_st_writer *w, const char *key, double v)
+fm_status fm__meta_put_num(fm_st_writer *w, const char *key, double v)
 {
-    /* The shortest of %.15g / %.17g that reads back as the same double. */
+    /* the shorter of %.15g / %.17g that reads back as the same double */
     char buf[64];
     snprintf(buf, sizeof buf, "%.15g", v);
     if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
     return fm_st_writer_meta(w, key, buf);
 }
 
-static fm_status meta_int(fm_st_writer *w, const char *key, long long v)
-{
-    char buf[32];
-    snprintf(buf, sizeof buf, "%lld", v);
-    return fm_st_writer_meta(w, key, buf);
-}
-
-static const char *need(const fm_st *st, const char *key, fm_status *s)
+fm_status fm__meta_get_num(const fm_st *st, const char *key, double *out)
 {
     const char *v = fm_st_meta(st, key);
-    if (!v && *s == FM_OK) *s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
-    return v;
-}
-
-static void get_double(const fm_st *st, const char *key, double *out, fm_status *s)
-{
-    const char *v = need(st, key, s);
-    if (!v) return;
+    if (!v) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
     char *end;
     errno = 0;
     double d = strtod(v, &end);
-    if (end == v || *end || errno == ERANGE || !isfinite(d)) {
-        if (*s == FM_OK) *s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not a number", key, v);
-        return;
-    }
+    if (end == v || *end || errno == ERANGE || !isfinite(d))
+        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not a number", key, v);
     *out = d;
+    return FM_OK;
 }
 
-static void get_int(const fm_st *st, const char *key, long long lo, long long hi, long long *out, fm_status *s)
+fm_status fm__meta_get_whole(const fm_st *st, const char *key, double lo, double hi, double *out)
 {
-    const char *v = need(st, key, s);
-    if (!v) return;
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (end == v || *end || errno == ERANGE || x < lo || x > hi) {
-        if (*s == FM_OK)
-            *s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not an integer in %lld..%lld", key,
-                          v, lo, hi);
-        return;
-    }
-    *out = x;
+    fm_status s = fm__meta_get_num(st, key, out);
+    if (s) return s;
+    if (*out != floor(*out) || *out < lo || *out > hi)
+        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = %g is not a whole number in %g..%g", key, *out, lo, hi);
+    return FM_OK;
 }
 
 /* ------------------------------------------------------------------ optimizer */
@@ -150,37 +128,36 @@ fm_status fm_optim_save(fm_optim *o, fm_st_writer *w)
         if (pre) s = save_flat(p, w, pre, buf[k], n);
     }
     if (s == FM_OK) s = fm_st_writer_meta(w, "optim.kind", fm_optim_name(c->kind));
-    if (s == FM_OK) s = meta_int(w, "optim.step", (long long)*step);
-    if (s == FM_OK) s = meta_double(w, "optim.lr", c->lr);
-    if (s == FM_OK) s = meta_double(w, "optim.beta1", c->beta1);
-    if (s == FM_OK) s = meta_double(w, "optim.beta2", c->beta2);
-    if (s == FM_OK) s = meta_double(w, "optim.eps", c->eps);
-    if (s == FM_OK) s = meta_double(w, "optim.weight_decay", c->weight_decay);
-    if (s == FM_OK) s = meta_int(w, "optim.amsgrad", c->amsgrad);
-    if (s == FM_OK) s = meta_double(w, "optim.momentum", c->momentum);
-    if (s == FM_OK) s = meta_double(w, "optim.dampening", c->dampening);
-    if (s == FM_OK) s = meta_int(w, "optim.nesterov", c->nesterov);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.step", (long long)*step);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.lr", c->lr);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.beta1", c->beta1);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.beta2", c->beta2);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.eps", c->eps);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.weight_decay", c->weight_decay);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.amsgrad", c->amsgrad);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.momentum", c->momentum);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.dampening", c->dampening);
+    if (s == FM_OK) s = fm__meta_put_num(w, "optim.nesterov", c->nesterov);
     return s;
 }
 
 fm_status fm_optim_config_load(fm_optim_config *c, const fm_st *st)
 {
-    fm_status s = FM_OK;
-    const char *kind = need(st, "optim.kind", &s);
-    if (!kind) return s;
+    const char *kind = fm_st_meta(st, "optim.kind");
+    if (!kind) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks 'optim.kind'");
     int k = fm_optim_from_name(kind);
     if (k < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'optim.kind' = '%s' is not an optimizer", kind);
     fm_optim_config t = fm_optim_config_default((fm_optim_kind)k);
-    long long ams = 0, nest = 0;
-    get_double(st, "optim.lr", &t.lr, &s);
-    get_double(st, "optim.beta1", &t.beta1, &s);
-    get_double(st, "optim.beta2", &t.beta2, &s);
-    get_double(st, "optim.eps", &t.eps, &s);
-    get_double(st, "optim.weight_decay", &t.weight_decay, &s);
-    get_int(st, "optim.amsgrad", 0, 1, &ams, &s);
-    get_double(st, "optim.momentum", &t.momentum, &s);
-    get_double(st, "optim.dampening", &t.dampening, &s);
-    get_int(st, "optim.nesterov", 0, 1, &nest, &s);
+    double ams = 0, nest = 0;
+    fm_status s = fm__meta_get_num(st, "optim.lr", &t.lr);
+    if (!s) s = fm__meta_get_num(st, "optim.beta1", &t.beta1);
+    if (!s) s = fm__meta_get_num(st, "optim.beta2", &t.beta2);
+    if (!s) s = fm__meta_get_num(st, "optim.eps", &t.eps);
+    if (!s) s = fm__meta_get_num(st, "optim.weight_decay", &t.weight_decay);
+    if (!s) s = fm__meta_get_whole(st, "optim.amsgrad", 0, 1, &ams);
+    if (!s) s = fm__meta_get_num(st, "optim.momentum", &t.momentum);
+    if (!s) s = fm__meta_get_num(st, "optim.dampening", &t.dampening);
+    if (!s) s = fm__meta_get_whole(st, "optim.nesterov", 0, 1, &nest);
     if (s != FM_OK) return s;
     t.amsgrad = (int)ams;
     t.nesterov = (int)nest;
@@ -201,9 +178,8 @@ fm_status fm_optim_load(fm_optim *o, const fm_st *st)
                         sgd_mom ? (saved.momentum != 0.0 ? " with momentum" : " without momentum") : "",
                         fm_optim_name(c->kind), c->amsgrad ? " (amsgrad)" : "",
                         sgd_mom ? (c->momentum != 0.0 ? " with momentum" : " without momentum") : "");
-    long long step = 0;
-    get_int(st, "optim.step", 0, INT64_MAX, &step, &s);
-    if (s != FM_OK) return s;
+    double step = 0;
+    if ((s = fm__meta_get_whole(st, "optim.step", 0, 9e15, &step))) return s;
     float *buf[3];
     int64_t *stp;
     size_t n;
@@ -233,7 +209,7 @@ fm_status fm_optim_load(fm_optim *o, const fm_st *st)
 fm_status fm_ema_save(fm_ema *e, fm_params *p, fm_st_writer *w)
 {
     fm_status s = save_flat(p, w, "ema.", fm_ema_data(e), fm__ema_size(e));
-    if (s == FM_OK) s = meta_double(w, "ema.decay", fm_ema_decay(e));
+    if (s == FM_OK) s = fm__meta_put_num(w, "ema.decay", fm_ema_decay(e));
     return s;
 }
 
@@ -244,7 +220,7 @@ fm_status fm_ema_load(fm_ema *e, fm_params *p, const fm_st *st)
         return fm__fail(FM_ERR_STATE, "EMA holds %zu weights but the model has %zu", fm__ema_size(e), n);
     double decay = fm_ema_decay(e);
     fm_status s = FM_OK;
-    if (fm_st_meta(st, "ema.decay")) get_double(st, "ema.decay", &decay, &s);
+    if (fm_st_meta(st, "ema.decay")) s = fm__meta_get_num(st, "ema.decay", &decay);
     if (s == FM_OK && !(decay >= 0 && decay <= 1))
         s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'ema.decay' = %g is outside [0, 1]", decay);
     if (s) return s;
@@ -268,32 +244,31 @@ fm_status fm_mlp_config_save(const fm_mlp_config *c, fm_st_writer *w)
     for (int i = 0; i < c->nhidden; i++)
         o += (size_t)snprintf(widths + o, sizeof widths - o, i ? ",%d" : "%d", c->width[i]);
     fm_status s = fm_st_writer_meta(w, "model", "mlp");
-    if (s == FM_OK) s = meta_int(w, "mlp.in_dim", c->in_dim);
-    if (s == FM_OK) s = meta_int(w, "mlp.out_dim", c->out_dim);
+    if (s == FM_OK) s = fm__meta_put_num(w, "mlp.in_dim", c->in_dim);
+    if (s == FM_OK) s = fm__meta_put_num(w, "mlp.out_dim", c->out_dim);
     if (s == FM_OK) s = fm_st_writer_meta(w, "mlp.widths", widths);
     if (s == FM_OK) s = fm_st_writer_meta(w, "mlp.act", fm_act_name(c->act));
-    if (s == FM_OK) s = meta_int(w, "mlp.time_input", c->time_input);
-    if (s == FM_OK) s = meta_int(w, "mlp.time_embed", c->time_embed);
+    if (s == FM_OK) s = fm__meta_put_num(w, "mlp.time_input", c->time_input);
+    if (s == FM_OK) s = fm__meta_put_num(w, "mlp.time_embed", c->time_embed);
     return s;
 }
 
 fm_status fm_mlp_config_load(fm_mlp_config *c, const fm_st *st)
 {
-    fm_status s = FM_OK;
-    const char *model = need(st, "model", &s);
-    if (!model) return s;
+    const char *model = fm_st_meta(st, "model");
+    if (!model) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks 'model'");
     if (strcmp(model, "mlp") != 0)
         return fm__fail(FM_ERR_FORMAT, "checkpoint holds a '%s' model, not an mlp", model);
     fm_mlp_config t;
     memset(&t, 0, sizeof t);
-    long long in = 0, out = 0, ti = 0, te = 0;
-    get_int(st, "mlp.in_dim", 1, 1 << 20, &in, &s);
-    get_int(st, "mlp.out_dim", 1, 1 << 20, &out, &s);
-    get_int(st, "mlp.time_input", 0, 1, &ti, &s);
-    get_int(st, "mlp.time_embed", 0, 1 << 16, &te, &s);
-    const char *act = need(st, "mlp.act", &s);
-    const char *widths = need(st, "mlp.widths", &s);
+    double in = 0, out = 0, ti = 0, te = 0;
+    fm_status s = fm__meta_get_whole(st, "mlp.in_dim", 1, 1 << 20, &in);
+    if (!s) s = fm__meta_get_whole(st, "mlp.out_dim", 1, 1 << 20, &out);
+    if (!s) s = fm__meta_get_whole(st, "mlp.time_input", 0, 1, &ti);
+    if (!s) s = fm__meta_get_whole(st, "mlp.time_embed", 0, 1 << 16, &te);
     if (s != FM_OK) return s;
+    const char *act = fm_st_meta(st, "mlp.act"), *widths = fm_st_meta(st, "mlp.widths");
+    if (!act || !widths) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks 'mlp.act' or 'mlp.widths'");
     int a = fm_act_from_name(act);
     if (a < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'mlp.act' = '%s' is not an activation", act);
     const char *q = widths;
