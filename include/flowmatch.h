@@ -537,7 +537,9 @@ fm_status fm_ot_pairing(const float *x0, const float *x1, int n, int d, int *mat
 /* The entropic OT plan between the two batches (uniform weights, cost
  * |x0_i - x1_j|^2, regularisation eps), by log-domain Sinkhorn until the column
  * marginals are within tol (L1) or max_iter iterations; then n pairs
- * (i_out[k], j_out[k]) drawn from the plan with replacement. */
+ * (i_out[k], j_out[k]) drawn from the plan with replacement. iters (may be
+ * NULL) receives the iterations taken, or -1 when tol was not reached (the
+ * plan is used as it stands). */
 fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, double eps, int max_iter, double tol,
                             fm_rng *r, int *i_out, int *j_out, int *iters);
 
@@ -593,9 +595,11 @@ fm_status  fm_flow_path_energy(fm_flow *f, int n, const float *x_start, fm_rng *
 /* A copy with its own weights (the configuration, standardisation and current
  * weights of f). */
 fm_flow   *fm_flow_clone(fm_flow *f);
-/* Rectified flow's pairs: n starting points x0 (source draws, scaled as for
- * sampling) and the ends x1 of their trajectories, both in network units. A
- * trainer given them with fm_trainer_set_pairs learns the straightened flow. */
+/* Rectified flow's pairs: n source draws x0 and the ends x1 of this model's
+ * trajectories from them (started, as when sampling, at b(0) x0 + c(0) eps),
+ * both in network units. A trainer on the straight ot path (sigma_min 0, which
+ * starts from x0 itself) given them with fm_trainer_set_pairs learns the
+ * straightened flow, whatever path this model was trained on. */
 fm_status  fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_config *sc, const double *grid, int ngrid,
                               float *x0, float *x1);
 /* Configuration, standardisation and weights to a checkpoint, and back.
@@ -646,6 +650,11 @@ fm_status   fm_trainer_set_pairs(fm_trainer *tr, const float *x0, const float *x
 /* Start from another flow's weights (and standardisation); the models must
  * have the same shape. */
 fm_status   fm_trainer_init_from(fm_trainer *tr, fm_flow *from);
+/* Batches so far (this session) whose Sinkhorn plan (sb coupling) missed its
+ * tolerance within FM_SINKHORN_MAX_ITER iterations: a small sigma makes the
+ * entropic problem slow to converge. */
+#define FM_SINKHORN_MAX_ITER 1000
+int64_t     fm_trainer_unconverged(const fm_trainer *tr);
 
 /* ------------------------------------------------------------------ likelihood */
 
@@ -668,15 +677,16 @@ typedef struct {
     uint64_t seed;      /* Hutchinson: their random stream */
 } fm_nll_config;
 
-/* log p(x) for n points (n, d) at time grid[0]: the ODE is integrated to
- * grid[ngrid - 1] = 0 with the log-density change dl/dt = div v accumulated in
- * double, then log p0 is added. se (may be NULL) receives Hutchinson's standard
+/* log p(x) for n points (n, d) at time grid[0] > 0: the ODE is integrated to
+ * grid[ngrid - 1], which must be 0, with the log-density change dl/dt = div v
+ * accumulated in double, then log p0 is added. se (may be NULL) receives Hutchinson's standard
  * error per point (the spread of the probes' estimates), 0 for exact. */
 fm_status fm_log_likelihood(fm_vjp_fn f, void *fctx, fm_logp0_fn p0, void *pctx, const float *x, int n, int d,
                             const fm_nll_config *c, double *logp, double *se, fm_solve_stats *st);
 /* The same for a flow: x in data units, log-density of the data distribution
- * (standardisation included) at the path's end time. The source must have a
- * density: "gaussian" or a dataset with one (gaussian, 8gaussians). */
+ * (standardisation included) at time grid[0], usually the path's end time.
+ * The source must have a density ("gaussian", or a dataset with one: gaussian,
+ * 8gaussians with noise); that is checked before the solve. */
 fm_status fm_flow_log_likelihood(fm_flow *f, const float *x, int n, const fm_nll_config *c, double *logp, double *se,
                                  fm_solve_stats *st);
 /* fm_vjp_fn over a flow (ctx is the fm_flow), in network units. */

@@ -53,6 +53,15 @@ void  fm__arena_reset(fm__arena *a);
 void *fm__arena_alloc(fm__arena *a, size_t bytes);   /* NULL when malloc fails */
 /* The same with a smaller alignment (a power of two <= 64), for many small objects. */
 void *fm__arena_alloc_aligned(fm__arena *a, size_t bytes, size_t align);
+/* A point to return to: fm__arena_rewind frees everything allocated since
+ * fm__arena_mark (blocks added since are released; the next reset makes one
+ * block large enough for the peak). */
+typedef struct {
+    fm__block *block;
+    size_t off, used;
+} fm__arena_mark;
+fm__arena_mark fm__arena_get_mark(const fm__arena *a);
+void fm__arena_rewind(fm__arena *a, const fm__arena_mark *m);
 
 /* ------------------------------------------------------------------ tape and ops */
 
@@ -82,6 +91,16 @@ fm_tensor *fm__op_fail(fm_tape *tp, fm_status s, const char *fmt, ...)
 /* Common prologue of an op: NULL if the tape has failed or an input is NULL
  * (setting an error naming op for the latter). */
 int fm__op_inputs_ok(fm_tape *tp, const char *op, fm_tensor *const *xs, int n);
+
+/* Rewind a tape to a mark: the tensors and memory (gradients included) made
+ * since are gone. Repeated backward passes over one forward pass rewind to a
+ * mark taken after it, so k passes need the memory of one. */
+typedef struct {
+    fm__arena_mark arena;
+    fm_tensor *last;
+} fm__tape_mark;
+fm__tape_mark fm__tape_get_mark(const fm_tape *tp);
+void fm__tape_rewind(fm_tape *tp, const fm__tape_mark *m);
 
 /* Arena memory from the tape; sets the sticky error on failure. */
 void *fm__tape_alloc(fm_tape *tp, size_t bytes);

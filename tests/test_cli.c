@@ -121,7 +121,8 @@ void test_cli(void)
         {"train --coupling sb --path ot", "needs the sb path"},
         {"nll --model m.safetensors", "--model and --data are required"},
         {"nll --model m.safetensors --data moons --exact --hutchinson 4", "exclude each other"},
-        {"nll --model m.safetensors --data moons --probe sphere", "--probe must be rademacher or gaussian"},
+        {"nll --model m.safetensors --data moons --hutchinson 4 --probe sphere", "--probe must be rademacher or gaussian"},
+        {"nll --model m.safetensors --data moons --probe gaussian", "--probe needs --hutchinson"},
         {"reflow --model m.safetensors --rounds 0", "--rounds 0"},
         {"reflow", "--model is required"},
         {"sample --model m.safetensors --out s.txt", "must end in .npy or .csv"},
@@ -246,6 +247,10 @@ void test_cli(void)
     t_check(rc == 0 && strstr(out_buf, "standard error"), "nll with Hutchinson reports its standard error (exit %d)", rc);
     rc = cli("nll --model %s --data gaussian:dim=3 --n 10", m);
     t_check(rc == 1 && one_line("3 dimensions, the model 2"), "nll of 3-D points under a 2-D model: exit %d", rc);
+    rc = cli("train --data circles --source moons --iters 2 --batch 16 --out %s --quiet", tmp("mm.safetensors"));
+    if (rc == 0) rc = cli("nll --model %s --data circles --n 10", tmp("mm.safetensors"));
+    t_check(rc == 1 && one_line("source 'moons") && one_line("has no density"),
+            "nll of a model whose source has no density: exit %d", rc);
     rc = cli("train --coupling ot --iters 30 --batch 64 --out %s --quiet", tmp("ot.safetensors"));
     st = fm_st_load(tmp("ot.safetensors"));
     t_check(rc == 0 && st && !strcmp(fm_st_meta(st, "train.coupling"), "ot"), "train --coupling ot (exit %d)", rc);

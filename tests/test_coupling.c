@@ -94,7 +94,9 @@ void test_coupling(void)
     fm_rng_normal_fill(&r, gb, 512, 0.5f, 1);
     int pi2[256], pj2[256];
     fm_status s = fm_sinkhorn_pairs(ga, gb, 256, 2, 0.5, 1000, 1e-6, &r, pi2, pj2, &its);
-    t_check(s == FM_OK && its < 1000, "Sinkhorn on 256 points, eps 0.5, converges in %d iterations", its);
+    t_check(s == FM_OK && its > 0 && its < 1000, "Sinkhorn on 256 points, eps 0.5, converges in %d iterations", its);
+    s = fm_sinkhorn_pairs(ga, gb, 256, 2, 1e-3, 5, 1e-6, &r, pi2, pj2, &its);
+    t_check(s == FM_OK && its == -1, "Sinkhorn stopped by its iteration cap says so (iters %d)", its);
 
     /* training: OT coupling straightens the paths; the bridge trains */
     fm_trainer *ind = trained(FM_COUPLING_INDEPENDENT, FM_PATH_OT, 800), *ot = trained(FM_COUPLING_OT, FM_PATH_OT, 400);
@@ -102,12 +104,50 @@ void test_coupling(void)
     t_check(n_ot < 0.25 && n_ot < 0.4 * n_ind, "normalised path energy: OT coupling %.3f, independent %.3f", n_ot, n_ind);
     fm_trainer *sb = trained(FM_COUPLING_SB, FM_PATH_SB, 300);
     double w_sb = sb ? t_flow_w2(fm_trainer_flow(sb), "moons", 800, FM_SOLVER_EULER, 8, 5) : NAN;
-    t_check(sb && w_sb < 0.45, "SB-CFM (sigma 0.5) trains: W2 %.3f after 8 Euler steps", w_sb);
+    t_check(sb && w_sb < 0.45 && fm_trainer_unconverged(sb) == 0,
+            "SB-CFM (sigma 0.5) trains: W2 %.3f after 8 Euler steps, every plan converged (%lld missed)", w_sb,
+            sb ? (long long)fm_trainer_unconverged(sb) : -1LL);
+    /* seed 11 draws u = 1 - 2^-24 at iteration 308, where t = u + 2^-25 rounds to
+     * 1 in float and the bridge's sigma sqrt(t (1 - t)) has an infinite slope */
+    fm_train_config cb = fm_train_config_default();
+    cb.flow.path = fm_path_default(FM_PATH_SB);
+    cb.seed = 11;
+    fm_trainer *tb = fm_trainer_new(&cb);
+    int bad_it = 0;
+    for (int i = 0; tb && i < 310 && !bad_it; i++)
+        if (fm_trainer_step(tb, NULL) != FM_OK) bad_it = i + 1;
+    t_check(tb && !bad_it, "times stay below t_end: 310 bridge iterations with seed 11 (first failure: %d)", bad_it);
+    fm_trainer_free(tb);
     fm_trainer_free(sb);
     fm_train_config bad = fm_train_config_default();
     bad.coupling = FM_COUPLING_SB;
     t_check(!fm_trainer_new(&bad) && strstr(fm_last_error(), "needs the sb path"), "sb coupling on the ot path refused: %s",
             fm_last_error());
+
+    /* pairs from a VE model (zero weights: v = 0, so x1 is its start b(0) x0):
+     * x0 are the plain source draws a straight model starts from */
+    {
+        fm_flow_config vc = fm_train_config_default().flow;
+        vc.dim = 2;
+        vc.path = fm_path_default(FM_PATH_VE);
+        vc.data = "moons";
+        vc.source = "gaussian";
+        fm_flow *vf = fm_flow_new(&vc);
+        float px0[2000], px1[2000];
+        double g2[3] = {0, 0.5, 1}, sd = 0, dev = INFINITY;
+        fm_path_coef c0;
+        fm_path_coef_at(&vc.path, 0.0, &c0);
+        fm_solver_config eu = fm_solver_config_default(FM_SOLVER_EULER);
+        fm_rng_seed(&r, 4, FM_STREAM_NOISE);
+        if (vf && fm_flow_make_pairs(vf, 1000, &r, &eu, g2, 3, px0, px1) == FM_OK) {
+            dev = 0;
+            for (int i = 0; i < 2000; i++) sd += (double)px0[i] * px0[i] / 2000, dev = fmax(dev, fabs(px1[i] - c0.b * px0[i]));
+            sd = sqrt(sd);
+        }
+        t_check(fabs(sd - 1) < 0.05 && dev < 1e-5 * c0.b, "VE pairs: x0 has std %.3f (source draws), x1 = b(0) x0 (b(0) = %g, max error %.2e)",
+                sd, c0.b, dev);
+        fm_flow_free(vf);
+    }
 
     /* rectified flow: one round from the independent model's own pairs */
     if (ind) {

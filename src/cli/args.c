@@ -156,3 +156,10 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, const char **pos, int
         return usage(spec, "missing argument %s%s", spec->args ? spec->args : "", "");
     return -1;
 }
+
+int cli_given(const cli_spec *spec, const char *name)
+{
+    for (int i = 0; spec->given && i < spec->nopts; i++)
+        if (spec->given[i] && !strcmp(spec->opts[i].name, name)) return 1;
+    return 0;
+}

@@ -37,6 +37,8 @@ typedef struct {
  * with the message already on stderr). */
 int cli_parse(const cli_spec *spec, int argc, char **argv, const char **pos, int *npos);
 void cli_help(const cli_spec *spec, FILE *f);
+/* Was option `name` on the command line? (spec->given must be set.) */
+int cli_given(const cli_spec *spec, const char *name);
 /* "flowmatch CMD: <message>" on stderr; returns CLI_FAIL. */
 int cli_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

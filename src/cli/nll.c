@@ -33,21 +33,24 @@ int cmd_nll(int argc, char **argv)
         {"no-ema", OPT_FLAG, &no_ema, NULL, "use the raw weights even if the checkpoint has EMA weights"},
         {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
     };
+    unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     const cli_spec spec = {"nll", NULL, "Log-likelihood of points under a trained flow.",
                            "log p1(x) = log p0(x0) - integral of div v_t along the ODE path from x back to t = 0,\n"
                            "accumulated in double. --steps N is a uniform grid of N steps from t-end down to 0\n"
-                           "(default rk4, 100 steps; dopri5 adapts). The divergence is exact by default or\n"
+                           "(default rk4, 100 steps; dopri5 adapts, from one step unless --steps is given). The divergence is exact by default or\n"
                            "Hutchinson's estimate with --hutchinson K probes, fixed for the solve, with its\n"
                            "standard error. The source must have a density: N(0, I) or 8gaussians.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
+    if (!strcmp(so.solver, "dopri5") && !cli_given(&spec, "steps")) so.steps = 1;
 #define BAD(...) return cli_usage_error("nll", __VA_ARGS__)
     if (!model || !data) BAD("--model and --data are required");
     if (n < 1 || n > (1 << 24)) BAD("--n %d is invalid", n);
     if (hutch < 0 || hutch > 1024) BAD("--hutchinson %d must lie in 1..1024", hutch);
     if (exact && hutch) BAD("--exact and --hutchinson exclude each other");
+    if (cli_given(&spec, "probe") && !hutch) BAD("--probe needs --hutchinson K");
     if (strcmp(probe, "rademacher") && strcmp(probe, "gaussian")) BAD("--probe must be rademacher or gaussian, not '%s'", probe);
     if (out && !cli_has_suffix(out, ".npy") && !cli_has_suffix(out, ".csv")) BAD("--out '%s' must end in .npy or .csv", out);
     if (plot && !cli_has_suffix(plot, ".svg")) BAD("--plot '%s' must end in .svg", plot);
@@ -128,7 +131,8 @@ int cmd_nll(int argc, char **argv)
         goto done;
     }
     double secs = cli_now() - t0, mean = 0, mse = 0;
-    for (int i = 0; i < pts.rows; i++) mean += logp[i] / pts.rows, mse += se[i] / pts.rows;
+    for (int i = 0; i < pts.rows; i++) mean += logp[i] / pts.rows, mse += se[i] * se[i];
+    mse = sqrt(mse) / pts.rows; /* the mean's standard error: the points' estimates are independent */
     double mass = NAN;
     if (plot) {
         int G = grid_n;
@@ -177,7 +181,7 @@ int cmd_nll(int argc, char **argv)
     printf(", %.2f s)\n", secs);
     printf("  mean log p   %.4f nats\n  NLL          %.4f nats, %.4f bits per dimension\n", mean, -mean,
            -mean / (d * log(2.0)));
-    if (hutch) printf("  Hutchinson's standard error, mean over points: %.4f nats\n", mse);
+    if (hutch) printf("  Hutchinson's standard error of the mean: %.4f nats\n", mse);
     if (plot) printf("  the density integrates to %.4f over the plot's grid\n", mass);
     rc = CLI_OK;
 done:

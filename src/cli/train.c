@@ -64,6 +64,14 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
     }
     if (tty && !quiet) fputc('\n', stderr);
     signal(SIGINT, old);
+    int64_t missed = fm_trainer_unconverged(tr);
+    if (missed > 0) {
+        double sg = fm_trainer_get_config(tr)->flow.path.sigma;
+        fprintf(stderr,
+                "flowmatch %s: warning: in %lld of %lld batches Sinkhorn missed its tolerance within %d iterations "
+                "(regularisation 2 sigma^2 = %g is small); those plans were used as they stood\n",
+                cmd, (long long)missed, (long long)k, FM_SINKHORN_MAX_ITER, 2 * sg * sg);
+    }
     if (interrupted && rc < 0 && !quiet)
         fprintf(stderr, "interrupted at iteration %lld; the checkpoint keeps the state so far\n",
                 (long long)(start + k));
@@ -108,13 +116,6 @@ int cli_write_losses(const char *cmd, const char *csv, const char *svg, const fl
     if (svg && *svg && n > 0 && fm_svg_loss(svg, losses, (int)n, "training loss") != FM_OK)
         return cli_error(cmd, "%s", fm_last_error());
     return -1;
-}
-
-static int given_iters(const unsigned char *given, const cli_opt *opts, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (given[i] && !strcmp(opts[i].name, "iters")) return 1;
-    return 0;
 }
 
 int cmd_train(int argc, char **argv)
@@ -199,7 +200,7 @@ int cmd_train(int argc, char **argv)
             for (size_t k = 0; !ok && k < sizeof allowed / sizeof allowed[0]; k++) ok = !strcmp(opts[i].name, allowed[k]);
             if (!ok) BAD("--%s cannot be changed when resuming: the checkpoint's settings are used", opts[i].name);
         }
-        tr = fm_trainer_resume(resume, given_iters(given, opts, sizeof opts / sizeof opts[0]) ? iters : 0);
+        tr = fm_trainer_resume(resume, cli_given(&spec, "iters") ? iters : 0);
         if (!tr) {
             fprintf(stderr, "flowmatch train: cannot resume: %s\n", fm_last_error());
             return cli_status_code(fm_last_status());

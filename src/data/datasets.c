@@ -239,7 +239,7 @@ fm_status fm_dataset_log_density(const fm_dataset *ds, const float *x, int n, do
         }
         return FM_OK;
     }
-    return fm__fail(FM_ERR_ARG, "dataset '%s' has no closed-form density (gaussian and 8gaussians do)", ds->spec);
+    return fm__fail(FM_ERR_ARG, "'%s' has no closed-form density (gaussian has, and 8gaussians with noise > 0)", ds->spec);
 }
 
 /* Scratch for n points' noise, and the noise itself (2n standard normals). */

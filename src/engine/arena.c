@@ -61,10 +61,12 @@ void fm__arena_free(fm__arena *a)
 
 void fm__arena_reset(fm__arena *a)
 {
-    if (a->head && a->head->next) {
-        /* Several blocks were needed: replace them by one that holds them all. */
+    if (a->head && (a->head->next || a->peak > a->head->cap)) {
+        /* Several blocks were needed (or were, before a rewind): replace them
+         * by one that holds them all. */
         size_t total = 0;
         for (fm__block *b = a->head; b; b = b->next) total += b->cap;
+        if (total < a->peak) total = a->peak;
         blocks_free(a->head);
         a->head = block_new(a, total + total / 4);
     } else if (a->head) {
@@ -101,4 +103,22 @@ void *fm__arena_alloc_aligned(fm__arena *a, size_t bytes, size_t align)
     a->used += need;
     if (a->used > a->peak) a->peak = a->used;
     return b->mem;
+}
+
+fm__arena_mark fm__arena_get_mark(const fm__arena *a)
+{
+    fm__arena_mark m = {a->head, a->head ? a->head->off : 0, a->used};
+    return m;
+}
+
+void fm__arena_rewind(fm__arena *a, const fm__arena_mark *m)
+{
+    while (a->head && a->head != m->block) { /* blocks added since the mark */
+        fm__block *b = a->head;
+        a->head = b->next;
+        b->next = NULL;
+        blocks_free(b);
+    }
+    if (a->head) a->head->off = m->off;
+    a->used = m->used;
 }

@@ -37,6 +37,18 @@ void fm_tape_reset(fm_tape *tp)
     tp->msg[0] = '\0';
 }
 
+fm__tape_mark fm__tape_get_mark(const fm_tape *tp)
+{
+    fm__tape_mark m = {fm__arena_get_mark(&tp->arena), tp->last};
+    return m;
+}
+
+void fm__tape_rewind(fm_tape *tp, const fm__tape_mark *m)
+{
+    fm__arena_rewind(&tp->arena, &m->arena);
+    tp->last = m->last;
+}
+
 fm_status fm_tape_status(const fm_tape *tp) { return tp->status; }
 
 void fm_tape_stats(const fm_tape *tp, size_t *used, size_t *peak, size_t *mallocs)

@@ -74,7 +74,7 @@ fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, doub
     }
     /* log pi_ij = u_i + v_j - C_ij / eps with uniform marginals 1/n */
     double la = -log((double)n);
-    int it = 0;
+    int it = 0, converged = 0;
     for (; it < max_iter; it++) {
         for (int i = 0; i < n; i++) {
             u[i] = la - lse_diff(vf, C + (size_t)i * n, n);
@@ -91,10 +91,11 @@ fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, doub
         }
         if (err < tol) {
             it++;
+            converged = 1;
             break;
         }
     }
-    if (iters) *iters = it;
+    if (iters) *iters = converged ? it : -1;
     /* draw n pairs from the plan (with replacement) */
     double acc = 0;
     float e[FM_VL];

@@ -206,10 +206,12 @@ static fm_status vjp_chunk(fm_flow *f, int w, int i0, int m, void *ctx)
     fm_tensor *y = fm_mlp_forward(tp, f->net, T, X);
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + off, y->data, (size_t)m * d * sizeof(float));
+    fm__tape_mark mk = fm__tape_get_mark(tp); /* each pass reuses the memory of the last */
     for (int j = 0; j < a->k; j++) {
         fm_status s = fm_backward(tp, y, a->e + (size_t)j * nd + off);
         if (s) return s;
         memcpy(a->u + (size_t)j * nd + off, X->grad, (size_t)m * d * sizeof(float));
+        fm__tape_rewind(tp, &mk);
     }
     return FM_OK;
 }
@@ -220,6 +222,21 @@ fm_status fm_flow_vjp(void *flow, double t, const float *x, int n, int d, const 
     if (d != f->cfg.dim) return fm__fail(FM_ERR_SHAPE, "points of dimension %d for a %d-dimensional flow", d, f->cfg.dim);
     chunk_args a = {.t = t, .x = x, .e = e, .v = v, .u = u, .n = n, .k = k};
     return run_chunks(f, n, vjp_chunk, &a);
+}
+
+/* Opens a dataset source on first use, checking its dimension. */
+static fm_status open_source(fm_flow *f)
+{
+    if (f->src || fm__is_gaussian_source(f->cfg.source)) return FM_OK;
+    f->src = fm_dataset_open(f->cfg.source);
+    if (!f->src) return fm__fail(FM_ERR_ARG, "source dataset: %s", fm_last_error());
+    int sd = fm_dataset_dim(f->src);
+    if (sd != f->cfg.dim) {
+        fm_dataset_free(f->src);
+        f->src = NULL;
+        return fm__fail(FM_ERR_SHAPE, "source '%s' has %d dimensions, the model %d", f->cfg.source, sd, f->cfg.dim);
+    }
+    return FM_OK;
 }
 
 /* log p at t = 0: the source's density seen through x(0) = b(0) x0 + c(0) eps. */
@@ -237,13 +254,14 @@ static fm_status flow_logp0(void *ctx, const float *x0, int n, int d, double *ou
         }
         return FM_OK;
     }
-    if (!f->src && !(f->src = fm_dataset_open(f->cfg.source))) return fm__fail(FM_ERR_ARG, "source: %s", fm_last_error());
+    fm_status s = open_source(f);
+    if (s) return s;
     /* x(0) = b x0 + c eps: the source scaled by b and blurred by c, i.e. x(0)/b
      * has the source's density blurred by c/b, divided by |b|^d */
     float *scaled = malloc((size_t)n * d * sizeof(float));
     if (!scaled) return fm__fail(FM_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < (size_t)n * d; i++) scaled[i] = (float)(x0[i] / c.b);
-    fm_status s = fm_dataset_log_density(f->src, scaled, n, c.c / c.b, out);
+    s = fm_dataset_log_density(f->src, scaled, n, c.c / c.b, out);
     free(scaled);
     if (s) return s;
     for (int i = 0; i < n; i++) out[i] -= d * log(fabs(c.b));
@@ -254,11 +272,21 @@ fm_status fm_flow_log_likelihood(fm_flow *f, const float *x, int n, const fm_nll
                                  fm_solve_stats *st)
 {
     int d = f->cfg.dim;
-    float *xm = malloc((size_t)n * d * sizeof(float));
+    /* the source's density, tried on one point before the solve */
+    fm_path_coef c0;
+    fm_path_coef_at(&f->cfg.path, 0.0, &c0);
+    float *xm = calloc((size_t)n * d, sizeof(float));
     if (!xm) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    double probe;
+    fm_status s = c0.b != 0 ? flow_logp0(f, xm, 1, d, &probe) : FM_ERR_ARG;
+    if (s) {
+        free(xm);
+        return fm__fail(s, "the model's source '%s' has no density to start the likelihood from%s%s", f->cfg.source,
+                        c0.b != 0 ? ": " : "", c0.b != 0 ? fm_last_error() : " (the path's b(0) is 0)");
+    }
     memcpy(xm, x, (size_t)n * d * sizeof(float));
     fm_flow_to_model(f, xm, n);
-    fm_status s = fm_log_likelihood(fm_flow_vjp, f, flow_logp0, f, xm, n, d, c, logp, se, st);
+    s = fm_log_likelihood(fm_flow_vjp, f, flow_logp0, f, xm, n, d, c, logp, se, st);
     free(xm);
     if (s == FM_OK && f->mean) { /* density of the data: divide by the standardisation's Jacobian */
         double lj = 0;
@@ -276,22 +304,12 @@ fm_status fm_flow_field(void *flow, double t, const float *x, float *v, size_t n
 
 fm_status fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n)
 {
-    int d = f->cfg.dim;
     if (fm__is_gaussian_source(f->cfg.source)) {
-        fm_rng_normal_fill(r, x0, (size_t)n * d, 0.0f, 1.0f);
+        fm_rng_normal_fill(r, x0, (size_t)n * f->cfg.dim, 0.0f, 1.0f);
         return FM_OK;
     }
-    if (!f->src) {
-        f->src = fm_dataset_open(f->cfg.source);
-        if (!f->src) return fm__fail(FM_ERR_ARG, "source dataset: %s", fm_last_error());
-        int sd = fm_dataset_dim(f->src);
-        if (sd != d) {
-            fm_dataset_free(f->src);
-            f->src = NULL;
-            return fm__fail(FM_ERR_SHAPE, "source '%s' has %d dimensions, the model %d", f->cfg.source, sd, d);
-        }
-    }
-    return fm_dataset_sample(f->src, r, x0, n);
+    fm_status s = open_source(f);
+    return s ? s : fm_dataset_sample(f->src, r, x0, n);
 }
 
 /* Observer wrapper: hand the user data-space states. */
@@ -424,10 +442,11 @@ fm_status fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_confi
     size_t nd = (size_t)n * d;
     fm_status s = fm_flow_source(f, r, x0, n);
     if (s) return s;
+    /* x0 stays the plain source draw, where the straight model will start;
+     * this model starts, as when sampling, from b x0 + c eps */
     fm_path_coef c;
     fm_path_coef_at(&f->cfg.path, grid[0], &c);
-    for (size_t i = 0; i < nd; i++) x0[i] = (float)(c.b * x0[i] + (c.c != 0.0 ? c.c * fm_rng_normal(r) : 0.0));
-    memcpy(x1, x0, nd * sizeof(float));
+    for (size_t i = 0; i < nd; i++) x1[i] = (float)(c.b * x0[i] + (c.c != 0.0 ? c.c * fm_rng_normal(r) : 0.0));
     return fm_solve(sc, fm_flow_field, f, grid, ngrid, x1, nd, NULL, NULL, NULL);
 }
 

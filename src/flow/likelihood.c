@@ -66,8 +66,14 @@ fm_status fm_log_likelihood(fm_vjp_fn f, void *fctx, fm_logp0_fn p0, void *pctx,
     if (!exact && (probes < 1 || probes > 1024))
         return fm__fail(FM_ERR_ARG, "Hutchinson needs 1 to 1024 probes, not %d", probes);
     if (exact && d > 4096) return fm__fail(FM_ERR_ARG, "exact divergence in %d dimensions is too costly: use Hutchinson", d);
+    if (!c->grid || c->ngrid < 2 || c->grid[c->ngrid - 1] != 0.0 || !(c->grid[0] > 0.0))
+        return fm__fail(FM_ERR_ARG, "the likelihood's time grid must run from the points' time (> 0) down to 0");
     int k = exact ? d : probes; /* cotangents per evaluation */
     size_t nd = (size_t)n * d, total = nd + (size_t)n * probes;
+    if ((double)k * nd * 2 * sizeof(float) > 4e9)
+        return fm__fail(FM_ERR_ARG, "%s divergence of %d points in %d dimensions needs %.1f GB: use fewer points%s",
+                        exact ? "the exact" : "Hutchinson's", n, d, (double)k * nd * 2 * sizeof(float) / 1e9,
+                        exact ? " or Hutchinson's estimate" : " or probes");
     aug a = {f, fctx, n, d, k, exact, NULL, NULL, NULL, NULL};
     float *e = malloc((size_t)k * nd * sizeof(float));
     a.x = malloc(nd * sizeof(float));

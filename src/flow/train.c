@@ -36,6 +36,7 @@ struct fm_trainer {
     float *scratch;                     /* (2 batch dim) for re-pairing */
     float *pair0, *pair1;               /* (npairs, dim) fixed pairs (reflow), network units */
     int npairs;
+    int64_t unconverged;                /* Sinkhorn plans that missed their tolerance */
 };
 
 fm_train_config fm_train_config_default(void)
@@ -243,6 +244,8 @@ int64_t fm_trainer_iter(const fm_trainer *tr) { return tr->iter; }
 const fm_train_config *fm_trainer_get_config(const fm_trainer *tr) { return &tr->cfg; }
 fm_ema *fm_trainer_ema(fm_trainer *tr) { return tr->ema; }
 
+int64_t fm_trainer_unconverged(const fm_trainer *tr) { return tr->unconverged; }
+
 double fm_trainer_lr(const fm_trainer *tr) { return fm_schedule_lr(&tr->cfg.sched, tr->cfg.optim.lr, tr->iter); }
 
 /* Workers for one step: the thread setting, but at least 32 rows and some
@@ -301,8 +304,11 @@ static fm_status couple(fm_trainer *tr, int B, int d)
             memcpy(tr->x1 + (size_t)i * d, tr->scratch + (size_t)tr->match[i] * d, (size_t)d * sizeof(float));
     } else if (c->coupling == FM_COUPLING_SB) {
         double sg = c->flow.path.sigma;
-        fm_status s = fm_sinkhorn_pairs(tr->x0, tr->x1, B, d, 2 * sg * sg, 1000, 1e-4, &tr->rnoise, tr->pi, tr->pj, NULL);
+        int it = 0;
+        fm_status s = fm_sinkhorn_pairs(tr->x0, tr->x1, B, d, 2 * sg * sg, FM_SINKHORN_MAX_ITER, 1e-4, &tr->rnoise,
+                                        tr->pi, tr->pj, &it);
         if (s) return s;
+        tr->unconverged += it < 0;
         memcpy(tr->scratch, tr->x0, n * sizeof(float));
         memcpy(tr->scratch + n, tr->x1, n * sizeof(float));
         for (int i = 0; i < B; i++) {
@@ -371,7 +377,11 @@ fm_status fm_trainer_step(fm_trainer *tr, double *loss_out)
     }
     /* t in (0, t_end): never exactly an end, where some paths' targets are infinite */
     fm_rng_uniform_fill(&tr->rtime, tr->t, (size_t)B, 0.0f, 1.0f);
-    for (int i = 0; i < B; i++) tr->t[i] = (float)(path->t_end * (tr->t[i] + 0x1.0p-25));
+    for (int i = 0; i < B; i++) { /* u + 2^-25 can round to 1 in float: step back below t_end */
+        float t = (float)(path->t_end * (tr->t[i] + 0x1.0p-25));
+        while ((double)t >= path->t_end) t = nextafterf(t, 0.0f);
+        tr->t[i] = t;
+    }
     int noisy = (path->kind == FM_PATH_ICFM || path->kind == FM_PATH_SB) && path->sigma > 0;
     if (noisy) fm_rng_normal_fill(&tr->rnoise, tr->eps, n, 0.0f, 1.0f);
     for (int i = 0; i < B; i++) {
