@@ -3,7 +3,8 @@
 # 8gaussians -> moons) and seed, train I-CFM, OT-CFM and SB-CFM (10,000
 # iterations of 256), straighten the I-CFM model by reflow (1 and 2 rounds),
 # and measure W2 to 2000 fresh points and the path energy after 1, 2, 8 and
-# 100 Euler steps, plus the NLL of 2000 data points (rk4, 100 steps).
+# 100 Euler steps, plus the NLL of 2000 data points (rk4, 100 steps), and
+# the floor: W2 between two independent 2000-point draws of the data.
 #
 #   bench/couplings.sh [OUTDIR] [SEEDS...]      (default: bench/couplings 0 1 2)
 #
@@ -45,6 +46,10 @@ for s in "${settings[@]}"; do
                 echo "$name,$m,$seed,$steps,$w2,$pe,$npe,$nll" >> "$csv"
             done
         done
+        # the floor: W2 between two independent draws of the data, same sizes
+        line=$("$fm" eval --a "$data" --b "$data" --n 2000 --seed $((seed + 200)) --metrics w2)
+        w2=$(echo "$line" | awk '/^W2/{print $3}')
+        for steps in 1 2 8 100; do echo "$name,data,$seed,$steps,$w2,,," >> "$csv"; done
         echo "done: $name seed $seed" >&2
     done
 done

@@ -5,11 +5,13 @@ import statistics
 import sys
 from collections import defaultdict
 
-NAMES = {"icfm": "I-CFM", "otcfm": "OT-CFM", "sbcfm": "SB-CFM", "rf1": "1-rectified", "rf2": "2-rectified"}
+NAMES = {"data": "data vs data (floor)", "icfm": "I-CFM", "otcfm": "OT-CFM", "sbcfm": "SB-CFM", "rf1": "1-rectified", "rf2": "2-rectified"}
 
 
 def ms(xs):
-    xs = [float(x) for x in xs]
+    xs = [float(x) for x in xs if x != ""]
+    if not xs:
+        return ""
     if len(xs) < 2:
         return f"{xs[0]:.3f}"
     return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}"
@@ -40,5 +42,7 @@ print()
 print("| setting | method | 1 step | 2 steps | 8 steps |")
 print("| --- | --- | --- | --- | --- |")
 for key in order:
+    if key[1] == "data":
+        continue
     d = rows[key]
     print(f"| {key[0]} | {NAMES.get(key[1], key[1])} | " + " | ".join(ms(d[("pe", s)]) for s in ("1", "2", "8")) + " |")

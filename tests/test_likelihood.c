@@ -158,6 +158,22 @@ void test_likelihood(void)
     fm_flow_log_likelihood(f, on, 1, &fc, &lon, NULL, NULL);
     fm_flow_log_likelihood(f, off, 1, &fc, &loff, NULL, NULL);
     t_check(lon > loff + 5, "log p on the upper moon %.2f, at (-2.5, -2.5) %.2f", lon, loff);
+    /* the same bits on any thread count, for few points (smaller chunks) and many */
+    int sizes[2] = {300, 2000}, differ = 0;
+    fc.div = FM_DIV_HUTCH_RADEMACHER;
+    fc.probes = 3;
+    for (int q = 0; q < 2; q++) {
+        double *l1 = malloc((size_t)sizes[q] * 3 * sizeof(double));
+        for (int th = 1; th <= 3; th++) {
+            fm_set_threads(th);
+            if (fm_flow_log_likelihood(f, pts, sizes[q], &fc, l1 + (size_t)(th - 1) * sizes[q], NULL, NULL)) differ++;
+        }
+        differ += memcmp(l1, l1 + sizes[q], (size_t)sizes[q] * sizeof(double)) != 0;
+        differ += memcmp(l1, l1 + 2 * (size_t)sizes[q], (size_t)sizes[q] * sizeof(double)) != 0;
+        free(l1);
+    }
+    fm_set_threads(0);
+    t_check(differ == 0, "log p of 300 and 2000 points: identical bits on 1, 2 and 3 threads (%d differ)", differ);
     free(pts);
     free(lp);
     fm_trainer_free(tr);

@@ -135,10 +135,20 @@ typedef fm_status (*chunk_fn)(fm_flow *f, int w, int i0, int m, void *ctx);
  * so results do not depend on the thread count. */
 static fm_status run_chunks(fm_flow *f, int n, chunk_fn fn, void *ctx)
 {
-    int chunks = (n + CHUNK - 1) / CHUNK, nw = fm_get_threads();
-    if (nw > chunks) nw = chunks;
+    int nw = fm_get_threads();
     if (nw > MAX_WORKERS) nw = MAX_WORKERS;
     if (nw < 1) nw = 1;
+    /* Fewer rows than CHUNK per worker: smaller chunks, so every worker has
+     * some (a row's arithmetic does not depend on its chunk's size), rather
+     * than one chunk whose small matrix products fork threads of their own. */
+    int rows = CHUNK;
+    if ((long)n < (long)nw * CHUNK) {
+        rows = (n + nw - 1) / nw;
+        rows = rows < 32 ? 32 : (rows + 15) / 16 * 16;
+        if (rows > CHUNK) rows = CHUNK;
+    }
+    int chunks = (n + rows - 1) / rows;
+    if (nw > chunks) nw = chunks;
     for (int w = 0; w < nw; w++) {
         if (!f->tp[w]) f->tp[w] = fm_tape_new(0);
         if (!f->tbuf[w]) f->tbuf[w] = malloc(CHUNK * sizeof(float));
@@ -151,7 +161,7 @@ static fm_status run_chunks(fm_flow *f, int n, chunk_fn fn, void *ctx)
     for (int w = 0; w < nw; w++) {
         st[w] = FM_OK;
         for (int c = (int)((long)chunks * w / nw); c < (int)((long)chunks * (w + 1) / nw) && st[w] == FM_OK; c++)
-            st[w] = fn(f, w, c * CHUNK, n - c * CHUNK < CHUNK ? n - c * CHUNK : CHUNK, ctx);
+            st[w] = fn(f, w, c * rows, n - c * rows < rows ? n - c * rows : rows, ctx);
     }
     fm_params_requires_grad(f->P, saved);
     for (int w = 0; w < nw; w++)
