@@ -166,6 +166,7 @@ fm_tensor *fm_add(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a + b */
 fm_tensor *fm_sub(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a - b */
 fm_tensor *fm_mul(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a * b */
 fm_tensor *fm_scale(fm_tape *tp, fm_tensor *x, float s);      /* s x */
+fm_tensor *fm_exp(fm_tape *tp, fm_tensor *x);                 /* exp(x) elementwise */
 /* Concatenate n tensors along dim 1 (features of (B, F), channels of NCHW). */
 fm_tensor *fm_concat(fm_tape *tp, fm_tensor *const *xs, int n);
 fm_tensor *fm_sum(fm_tape *tp, fm_tensor *x);                 /* scalar sum_i x_i */
@@ -215,6 +216,10 @@ fm_tensor *fm_bce_logits_loss(fm_tape *tp, fm_tensor *z, fm_tensor *y, fm_reduce
 /* KL(N(mu, exp(logvar)) || N(0, I)) = -1/2 (1 + logvar - mu^2 - exp(logvar)),
  * summed, or averaged over elements. */
 fm_tensor *fm_kl_normal_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_reduce r);
+/* -log N(x; mu, exp(logvar)) = 1/2 (log 2 pi + logvar + (x - mu)^2 exp(-logvar)),
+ * summed or averaged over elements; logvar has mu's shape or is one row (the
+ * size of mu's last dimension) shared by every row. x is a constant target. */
+fm_tensor *fm_gaussian_nll_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_tensor *x, fm_reduce r);
 
 /* ------------------------------------------------------------------ parameters */
 
@@ -490,7 +495,11 @@ void        fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c);
 
 /* ------------------------------------------------------------------ ODE solvers */
 
-typedef enum { FM_SOLVER_EULER = 0, FM_SOLVER_MIDPOINT, FM_SOLVER_HEUN, FM_SOLVER_RK4, FM_SOLVER_DOPRI5, FM_SOLVER_COUNT } fm_solver_kind;
+/* The ODE solvers, then DDPM's two samplers (fm_ddpm_sample; fm_solve refuses them). */
+typedef enum {
+    FM_SOLVER_EULER = 0, FM_SOLVER_MIDPOINT, FM_SOLVER_HEUN, FM_SOLVER_RK4, FM_SOLVER_DOPRI5,
+    FM_SOLVER_ANCESTRAL, FM_SOLVER_DDIM, FM_SOLVER_COUNT
+} fm_solver_kind;
 
 /* v = f(t, x) for a whole batch: x and v hold n floats. */
 typedef fm_status (*fm_field_fn)(void *ctx, double t, const float *x, float *v, size_t n);
@@ -509,7 +518,8 @@ typedef struct {
     long rejected; /* dopri5 */
 } fm_solve_stats;
 
-const char      *fm_solver_name(fm_solver_kind k);        /* "euler", "midpoint", "heun", "rk4", "dopri5" */
+/* "euler", "midpoint", "heun", "rk4", "dopri5", "ancestral", "ddim" */
+const char      *fm_solver_name(fm_solver_kind k);
 int              fm_solver_from_name(const char *name);   /* -1 if unknown */
 fm_solver_config fm_solver_config_default(fm_solver_kind k); /* rtol = atol = 1e-5, 10000 steps */
 /* steps + 1 points, uniformly from t0 to t1 (the last exactly t1). */
@@ -524,6 +534,45 @@ void             fm_time_grid_uniform(double *grid, int steps, double t0, double
  * obs (may be NULL) sees the state at every grid point. stats may be NULL. */
 fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const double *grid, int ngrid, float *x,
                    size_t n, fm_observe_fn obs, void *octx, fm_solve_stats *stats);
+
+/* ------------------------------------------------------------------ methods */
+
+/* The generative models flowmatch trains: flow matching, and the models it grew
+ * out of as baselines measured on the same data. */
+typedef enum { FM_METHOD_FM = 0, FM_METHOD_DDPM, FM_METHOD_VAE, FM_METHOD_GAN, FM_METHOD_COUNT } fm_method;
+const char *fm_method_name(fm_method m);           /* "fm", "ddpm", "vae", "gan" */
+int         fm_method_from_name(const char *name);  /* -1 if unknown */
+
+/* ------------------------------------------------------------------ diffusion (DDPM) */
+
+/* In diffusion's own time step t = 1..T runs from data towards noise:
+ *   beta_t = beta_start + (beta_end - beta_start) (t - 1) / (T - 1),
+ *   abar_t = prod_{s <= t} (1 - beta_s),  q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I).
+ * A DDPM network predicts the noise eps of x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps
+ * from (t / T, x_t). */
+typedef struct {
+    int T;
+    double beta_start, beta_end;
+} fm_ddpm_schedule;
+
+fm_ddpm_schedule fm_ddpm_schedule_default(void);   /* T = 1000, beta 1e-4 .. 0.02 */
+fm_status        fm_ddpm_check(const fm_ddpm_schedule *s);
+/* beta[t] and abar[t] for t = 0..T (beta[0] = 0, abar[0] = 1), in double. */
+void             fm_ddpm_tables(const fm_ddpm_schedule *s, double *beta, double *abar);
+/* eps (n, d) predicted for x (n, d) at step t in 1..T. */
+typedef fm_status (*fm_eps_fn)(void *ctx, int t, const float *x, float *eps, int n, int d);
+/* The reverse process on x (n, d): x_T on entry, x_0 on return, in `steps`
+ * steps through t_i = round(i T / steps), i = steps .. 1, with t_0 = 0:
+ *   ancestral  x <- (x - b / sqrt(1 - abar_t) eps) / sqrt(1 - b) + sqrt(b) z,
+ *              b = 1 - abar_t / abar_prev, z ~ N(0, I) from r, except z = 0 on
+ *              the last step (as in the DDPM paper); with steps = T, b = beta_t:
+ *              the reference's step
+ *   ddim       x <- sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps,
+ *              x0 = (x - sqrt(1 - abar_t) eps) / sqrt(abar_t)   (deterministic)
+ * obs sees every state (k = 0 .. steps) with flow-matching time 1 - t_i / T
+ * (0 = noise, 1 = data). */
+fm_status fm_ddpm_sample(const fm_ddpm_schedule *s, fm_eps_fn f, void *fctx, fm_solver_kind kind, int steps,
+                         fm_rng *r, float *x, int n, int d, fm_observe_fn obs, void *octx);
 
 /* ------------------------------------------------------------------ couplings */
 
@@ -547,13 +596,17 @@ fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, doub
 
 /* A flow: the velocity network v(t, x), its probability path, the source its
  * noise comes from, and (for CSV data) the standardisation of the data. The
- * network works on standardised data; samples come back in data units. */
+ * network works on standardised data; samples come back in data units.
+ * A DDPM model is the same object with method FM_METHOD_DDPM: its network
+ * predicts noise from (t / T, x_t) and it samples with fm_ddpm_sample. */
 typedef struct {
     int dim;              /* data dimension */
     fm_mlp_config net;    /* in_dim, out_dim and time_input are set from dim */
     fm_path path;
     const char *data;     /* dataset spec it was trained on (informational) */
     const char *source;   /* "gaussian" (N(0, I)) or a dataset spec */
+    fm_method method;     /* FM_METHOD_FM (a velocity) or FM_METHOD_DDPM (a noise predictor) */
+    fm_ddpm_schedule ddpm; /* DDPM's schedule (its source is N(0, I); path is unused) */
 } fm_flow_config;
 
 typedef struct fm_flow fm_flow;
@@ -577,7 +630,8 @@ fm_status  fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n);
 /* Draw n samples into out (n, dim), data units. The ODE starts from x_start
  * (network units) when given, else from b(0) x0 + c(0) eps with x0 from the
  * source. grid: the solver's time grid, usually 0 .. path.t_end. obs sees
- * every grid state in data units. */
+ * every grid state in data units. A DDPM model needs sc->kind ancestral or
+ * ddim and takes ngrid - 1 steps (the grid's values are not used). */
 fm_status  fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
                           const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                           fm_solve_stats *st);
@@ -609,10 +663,119 @@ fm_status  fm_flow_config_load(fm_flow_config *c, const fm_st *st); /* specs poi
 fm_flow   *fm_flow_load(const fm_st *st, int use_ema);
 int        fm_flow_has_ema(const fm_st *st);
 
+/* ------------------------------------------------------------------ VAE */
+
+/* How the decoder scores data: a diagonal Gaussian with a learned variance per
+ * dimension (real-valued data), or independent Bernoullis (data in [0, 1]). */
+typedef enum { FM_VAE_GAUSSIAN = 0, FM_VAE_BERNOULLI, FM_VAE_LIKELIHOOD_COUNT } fm_vae_likelihood;
+const char *fm_vae_likelihood_name(fm_vae_likelihood k);   /* "gaussian", "bernoulli" */
+int         fm_vae_likelihood_from_name(const char *name);
+
+/* Encoder: MLP dim -> width[0] .. width[nhidden-1], act after every layer, then
+ * linear heads to mu and logvar (latent each). Decoder: MLP latent ->
+ * width[nhidden-1] .. width[0] -> dim. PyTorch names: encoder.0.weight, ...,
+ * fc_mu.*, fc_logvar.*, decoder.0.weight, ..., and dec_logvar (Gaussian). */
+typedef struct {
+    int dim, latent;
+    int nhidden;                   /* >= 1 */
+    int width[FM_MLP_MAX_LAYERS];
+    fm_act act;
+    fm_vae_likelihood likelihood;
+    double beta;                   /* weight of the KL term */
+    const char *data;              /* informational */
+} fm_vae_config;
+fm_vae_config fm_vae_config_default(int dim);   /* latent 2, 3 x 64 ELU, Gaussian, beta 1 */
+
+typedef struct fm_vae fm_vae;
+fm_vae    *fm_vae_new(const fm_vae_config *c);
+void       fm_vae_free(fm_vae *v);
+void       fm_vae_init(fm_vae *v, fm_rng *r);     /* nn.Linear's default; dec_logvar 0 */
+const fm_vae_config *fm_vae_get_config(const fm_vae *v);
+fm_params *fm_vae_params(fm_vae *v);
+/* The loss on a batch x (B, dim; network units) with reparameterisation noise
+ * eps (B, latent): z = mu + eps exp(logvar / 2), loss = (rec + beta kl) / B with
+ * rec = -log p(x | z) summed (Bernoulli: BCE on the decoder's logits; Gaussian:
+ * fm_gaussian_nll_loss) and kl = KL(q(z | x) || N(0, I)) summed. *rec and *kl
+ * (may be NULL) receive the two sums divided by B. */
+fm_tensor *fm_vae_loss(fm_tape *tp, fm_vae *v, fm_tensor *x, fm_tensor *eps, fm_tensor **rec, fm_tensor **kl);
+/* Data units in and out. decode: the decoder's mean (Bernoulli: probabilities),
+ * plus its Gaussian noise when r is given. */
+fm_status  fm_vae_encode(fm_vae *v, const float *x, int n, float *mu, float *logvar);
+fm_status  fm_vae_decode(fm_vae *v, const float *z, int n, fm_rng *r, float *x);
+/* decode(mu(x)): the reconstruction's mean. */
+fm_status  fm_vae_reconstruct(fm_vae *v, const float *x, int n, float *out);
+
+/* ------------------------------------------------------------------ GAN */
+
+/* Generator MLP latent -> width -> dim, discriminator MLP dim -> d_width -> 1
+ * logit. PyTorch names generator.0.weight, ..., discriminator.0.weight, ... */
+typedef enum { FM_GAN_NONSATURATING = 0, FM_GAN_MINIMAX, FM_GAN_LOSS_COUNT } fm_gan_loss;
+const char *fm_gan_loss_name(fm_gan_loss k);      /* "nonsaturating", "minimax" */
+int         fm_gan_loss_from_name(const char *name);
+
+typedef struct {
+    int dim, latent;
+    int nhidden, width[FM_MLP_MAX_LAYERS];
+    fm_act act;
+    int d_nhidden, d_width[FM_MLP_MAX_LAYERS];
+    fm_act d_act;
+    fm_gan_loss loss;
+    const char *data;              /* informational */
+} fm_gan_config;
+fm_gan_config fm_gan_config_default(int dim);   /* latent 2, both 3 x 64 ELU, non-saturating */
+
+typedef struct fm_gan fm_gan;
+fm_gan    *fm_gan_new(const fm_gan_config *c);
+void       fm_gan_free(fm_gan *g);
+void       fm_gan_init(fm_gan *g, fm_rng *r);
+const fm_gan_config *fm_gan_get_config(const fm_gan *g);
+fm_params *fm_gan_generator_params(fm_gan *g);
+fm_params *fm_gan_discriminator_params(fm_gan *g);
+/* On a batch (network units; means over the batch, logits D):
+ *   discriminator   BCE(D(x), 1) + BCE(D(G(z)), 0), i.e. -[log D(x) + log(1 - D(G(z)))]
+ *   generator       non-saturating BCE(D(G(z)), 1) = -log D(G(z)),
+ *                   minimax -BCE(D(G(z)), 0) = log(1 - D(G(z))).
+ * Gradients reach whichever parameter sets require them. */
+fm_tensor *fm_gan_d_loss(fm_tape *tp, fm_gan *g, fm_tensor *x, fm_tensor *z);
+fm_tensor *fm_gan_g_loss(fm_tape *tp, fm_gan *g, fm_tensor *z);
+/* G(z) for latent points z (n, latent), data units. */
+fm_status  fm_gan_generate(fm_gan *g, const float *z, int n, float *out);
+
+/* ------------------------------------------------------------------ any model */
+
+/* A trained model of any method, as a checkpoint holds it; sample and eval use
+ * it without being told the method. */
+typedef struct fm_model fm_model;
+/* Loads a checkpoint written by any trainer ("method" in its metadata, fm
+ * when absent). use_ema takes the EMA weights when the file has them. */
+fm_model  *fm_model_load(const fm_st *st, int use_ema);
+void       fm_model_free(fm_model *m);
+fm_method  fm_model_method(const fm_model *m);
+int        fm_model_dim(const fm_model *m);
+const char *fm_model_data(const fm_model *m);   /* the training data's spec */
+size_t     fm_model_size(const fm_model *m);    /* trainable parameters (GAN: both networks) */
+fm_flow   *fm_model_flow(fm_model *m);          /* fm and ddpm; NULL otherwise */
+fm_vae    *fm_model_vae(fm_model *m);
+fm_gan    *fm_model_gan(fm_model *m);
+/* The flow inside m, which the caller then owns and frees; m itself is freed. */
+fm_flow   *fm_model_take_flow(fm_model *m);
+/* The sampler a model takes when none is named: midpoint for flows (8 steps),
+ * ancestral with T steps for DDPM, one decoder / generator pass otherwise. */
+fm_solver_kind fm_model_default_solver(const fm_model *m, int *steps);
+/* n samples in data units. Flows solve their ODE along grid with sc; DDPM runs
+ * sc->kind (ancestral or ddim) for ngrid - 1 steps; VAE and GAN decode latent
+ * noise in one network evaluation (sc and grid unused, may be NULL). obs sees
+ * the states of flows and DDPM. st->nfe counts network evaluations. */
+fm_status  fm_model_sample(fm_model *m, int n, fm_rng *r, const fm_solver_config *sc, const double *grid, int ngrid,
+                           float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st);
+
 /* ------------------------------------------------------------------ training */
 
 typedef struct {
-    fm_flow_config flow;   /* data: dataset spec to train on; dim is taken from it */
+    fm_method method;      /* what to train (default fm) */
+    fm_flow_config flow;   /* data: dataset spec to train on; dim is taken from it. Its
+                            * net's hidden layers and activation also shape the other
+                            * methods' networks (VAE encoder and decoder, GAN generator) */
     fm_optim_config optim;
     fm_schedule sched;     /* sched.total is usually iters */
     double clip;           /* gradient-norm clipping, 0 = off */
@@ -622,10 +785,23 @@ typedef struct {
     uint64_t seed;
     int standardize;       /* -1: for CSV data only (default), 0: never, 1: always */
     fm_coupling coupling;  /* pairing of x0 and x1 in each batch; sb needs the sb path */
+    struct {
+        int latent;                  /* 2 */
+        double beta;                 /* KL weight, 1 */
+        fm_vae_likelihood likelihood;
+    } vae;
+    struct {
+        int latent;                  /* 2 */
+        int k;                       /* discriminator steps per generator step, 1 */
+        fm_gan_loss loss;
+        int d_nhidden, d_width[FM_MLP_MAX_LAYERS]; /* the discriminator; d_nhidden -1 copies the generator's */
+        fm_optim_config d_optim;     /* its optimizer; lr 0 copies optim */
+    } gan;
 } fm_train_config;
 
 /* The tutorial's run: moons, 3x64 ELU, OT path (sigma_min 0), Adam 1e-2,
- * batch 256, 10,000 iterations, seed 0. */
+ * batch 256, 10,000 iterations, seed 0; for the other methods DDPM's default
+ * schedule, latent 2, beta 1, Gaussian decoder, k 1, non-saturating loss. */
 fm_train_config fm_train_config_default(void);
 
 typedef struct fm_trainer fm_trainer;
@@ -633,13 +809,18 @@ fm_trainer *fm_trainer_new(const fm_train_config *cfg);
 /* Continue a checkpoint written by fm_trainer_save; iters > 0 sets a new total. */
 fm_trainer *fm_trainer_resume(const char *path, int64_t iters);
 void        fm_trainer_free(fm_trainer *tr);
-/* One iteration. A non-finite loss or gradient returns FM_ERR_NUMERIC before
- * the weights change. */
+/* One iteration. loss: the regression loss (fm, ddpm), the negative ELBO per
+ * point (vae), or the discriminator's loss (gan; the parts give both). A
+ * non-finite loss or gradient returns FM_ERR_NUMERIC before the weights change. */
 fm_status   fm_trainer_step(fm_trainer *tr, double *loss);
 int64_t     fm_trainer_iter(const fm_trainer *tr);       /* iterations done */
 double      fm_trainer_lr(const fm_trainer *tr);         /* learning rate of the next step */
-fm_flow    *fm_trainer_flow(fm_trainer *tr);
-fm_ema     *fm_trainer_ema(fm_trainer *tr);              /* NULL without EMA */
+fm_flow    *fm_trainer_flow(fm_trainer *tr);              /* fm and ddpm; NULL otherwise */
+fm_model   *fm_trainer_model(fm_trainer *tr);             /* the model being trained */
+/* The parts of the last step's loss: VAE "rec" and "kl" (per point), GAN "d"
+ * and "g"; none for fm and ddpm. Returns how many (at most 4). */
+int         fm_trainer_loss_parts(const fm_trainer *tr, const char **names, double *values);
+fm_ema     *fm_trainer_ema(fm_trainer *tr);              /* NULL without EMA (GAN: the generator's) */
 const fm_train_config *fm_trainer_get_config(const fm_trainer *tr);
 /* Everything needed to sample or to resume, atomically. */
 fm_status   fm_trainer_save(fm_trainer *tr, const char *path);
@@ -714,7 +895,10 @@ fm_status fm_mmd_gaussian(const float *a, int na, const float *b, int nb, int d,
 /* ------------------------------------------------------------------ figures (SVG) */
 
 /* nframes panels side by side, frame f showing frames[f] (n points of d dims,
- * first two drawn) titled "t = %.2f" with times[f], axes fixed to [-range, range]. */
+ * first two drawn) titled titles[f], axes fixed to [-range, range]. */
+fm_status fm_svg_panels(const char *path, const float *frames, const char *const *titles, int nframes, int n, int d,
+                        double range);
+/* The same titled "t = %.2f" with times[f] (at most 64 frames). */
 fm_status fm_svg_trajectory(const char *path, const float *frames, const double *times, int nframes, int n, int d,
                             double range);
 /* Two point clouds in one panel with a legend; range <= 0 picks one to fit. */

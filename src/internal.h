@@ -207,6 +207,66 @@ fm_status fm__meta_put_num(fm_st_writer *w, const char *key, double v);
 fm_status fm__meta_get_num(const fm_st *st, const char *key, double *out);
 /* ... a whole number in [lo, hi] */
 fm_status fm__meta_get_whole(const fm_st *st, const char *key, double lo, double hi, double *out);
+/* Hidden-layer widths as "64,64,64" (n may be 0), and an activation's name. */
+fm_status fm__meta_put_widths(fm_st_writer *w, const char *key, int n, const int *width);
+fm_status fm__meta_get_widths(const fm_st *st, const char *key, int *n, int *width);
+fm_status fm__meta_get_act(const fm_st *st, const char *key, fm_act *out);
+/* Optimizer state under "<prefix>." keys (fm_optim_save uses "optim"). */
+fm_status fm__optim_save_as(fm_optim *o, fm_st_writer *w, const char *prefix);
+fm_status fm__optim_config_load_as(fm_optim_config *c, const fm_st *st, const char *prefix);
+fm_status fm__optim_load_as(fm_optim *o, const fm_st *st, const char *prefix);
+
+/* Evaluating a model on n rows in chunks of at most FM__CHUNK, spread over the
+ * threads; fn gets a freshly reset tape and a (FM__CHUNK) scratch buffer for
+ * rows [i0, i0 + m). The parameter sets P (at most 4) have their gradients
+ * switched off meanwhile. */
+#define FM__CHUNK 256
+#define FM__MAX_WORKERS 16
+typedef struct {
+    fm_tape *tp[FM__MAX_WORKERS];
+    float *tbuf[FM__MAX_WORKERS];
+} fm__workers;
+typedef fm_status (*fm__chunk_fn)(fm_tape *tp, float *tbuf, int i0, int m, void *ctx);
+fm_status fm__run_chunks(fm__workers *wk, fm_params *const *P, int nP, int n, fm__chunk_fn fn, void *ctx);
+void fm__workers_free(fm__workers *wk);
+
+/* Per-column standardisation (x - mean) / std; mean NULL when off. Checkpoint
+ * metadata keys are "<prefix>.mean" and "<prefix>.std". */
+typedef struct {
+    float *mean, *std;
+    int d;
+} fm__stdz;
+fm_status fm__stdz_set(fm__stdz *z, int d, const float *mean, const float *std); /* mean NULL: off */
+void fm__stdz_free(fm__stdz *z);
+void fm__stdz_to_model(const fm__stdz *z, float *x, int n);
+void fm__stdz_to_data(const fm__stdz *z, float *x, int n);
+fm_status fm__stdz_save(const fm__stdz *z, fm_st_writer *w, const char *prefix);
+fm_status fm__stdz_load(fm__stdz *z, const fm_st *st, const char *prefix, int d);
+
+/* ------------------------------------------------------------------ baselines */
+
+fm__stdz *fm__flow_stdz(fm_flow *f);
+fm__stdz *fm__vae_stdz(fm_vae *v);
+fm__stdz *fm__gan_stdz(fm_gan *g);
+/* The VAE's loss with the parameters of P (v's layout, e.g. a gradient
+ * replica): (rec + beta kl) * scale; rec and kl receive the unscaled sums. */
+fm_tensor *fm__vae_loss_with(fm_tape *tp, fm_vae *v, fm_params *P, fm_tensor *x, fm_tensor *eps, double scale,
+                             fm_tensor **rec, fm_tensor **kl);
+/* GAN losses (sums times scale) with given generator and discriminator sets. */
+fm_tensor *fm__gan_d_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *x, fm_tensor *z,
+                               double scale);
+fm_tensor *fm__gan_g_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *z, double scale);
+/* Latent noise through the decoder / generator, data units. */
+fm_status fm__vae_sample(fm_vae *v, int n, fm_rng *r, float *out);
+fm_status fm__gan_sample(fm_gan *g, int n, fm_rng *r, float *out);
+/* Checkpoints: configuration in metadata, then the parameters. */
+fm_status fm__vae_save(fm_vae *v, fm_st_writer *w);
+fm_vae *fm__vae_load(const fm_st *st, int use_ema);
+fm_status fm__gan_save(fm_gan *g, fm_st_writer *w);
+fm_gan *fm__gan_load(const fm_st *st, int use_ema);
+/* A handle over a model the caller keeps owning (release frees the handle only). */
+fm_model *fm__model_wrap(fm_method m, fm_flow *f, fm_vae *v, fm_gan *g);
+void fm__model_release(fm_model *m);
 
 /* ------------------------------------------------------------------ small helpers */
 

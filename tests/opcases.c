@@ -35,6 +35,9 @@ static fm_tensor *r_bcel_mean(fm_tape *tp, fm_tensor **in) { return fm_bce_logit
 static fm_tensor *r_bcel_sum(fm_tape *tp, fm_tensor **in) { return fm_bce_logits_loss(tp, in[0], in[1], FM_REDUCE_SUM); }
 static fm_tensor *r_kl_mean(fm_tape *tp, fm_tensor **in) { return fm_kl_normal_loss(tp, in[0], in[1], FM_REDUCE_MEAN); }
 static fm_tensor *r_kl_sum(fm_tape *tp, fm_tensor **in) { return fm_kl_normal_loss(tp, in[0], in[1], FM_REDUCE_SUM); }
+static fm_tensor *r_exp(fm_tape *tp, fm_tensor **in) { return fm_exp(tp, in[0]); }
+static fm_tensor *r_gnll_mean(fm_tape *tp, fm_tensor **in) { return fm_gaussian_nll_loss(tp, in[0], in[1], in[2], FM_REDUCE_MEAN); }
+static fm_tensor *r_gnll_sum(fm_tape *tp, fm_tensor **in) { return fm_gaussian_nll_loss(tp, in[0], in[1], in[2], FM_REDUCE_SUM); }
 
 #define ARITH(op, fn)                                                                              \
     {op "_same", "arith", 2, fn, 1e-2}, {op "_row", "arith", 2, fn, 1e-2},                         \
@@ -71,6 +74,10 @@ const opcase op_cases[] = {
     {"bce_logits_sum", "loss", 2, r_bcel_sum, 1e-2},
     {"kl_mean", "loss", 2, r_kl_mean, 1e-2},
     {"kl_sum", "loss", 2, r_kl_sum, 1e-2},
+    {"exp", "activation", 1, r_exp, 1e-2},
+    {"gaussian_nll_mean", "loss", 3, r_gnll_mean, 1e-2},
+    {"gaussian_nll_sum", "loss", 3, r_gnll_sum, 1e-2},
+    {"gaussian_nll_row", "loss", 3, r_gnll_sum, 1e-2},
 };
 const int n_op_cases = (int)(sizeof op_cases / sizeof op_cases[0]);
 

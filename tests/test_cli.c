@@ -75,7 +75,7 @@ void test_cli(void)
     t_check(rc == 2 && one_line("unknown command 'frobnicate'"), "unknown command: one line (exit %d)", rc);
     rc = cli("version");
     t_check(rc == 0 && strstr(out_buf, FM_VERSION), "version prints %s", FM_VERSION);
-    static const char *cmds[] = {"train", "sample", "eval", "nll", "reflow", "demo", "datasets", "inspect"};
+    static const char *cmds[] = {"train", "sample", "eval", "nll", "reflow", "compare", "demo", "datasets", "inspect"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         rc = cli("%s --help", cmds[i]);
         t_check(rc == 0 && strstr(out_buf, "usage: flowmatch") && strstr(out_buf, "--help"), "%s --help (exit %d)",
@@ -103,6 +103,16 @@ void test_cli(void)
         {"train --schedule step", "unknown --schedule 'step'"},
         {"train --out model.pt", "must end in .safetensors"},
         {"train --sigma-min 2", "sigma_min 2"},
+        {"train --method dpm", "unknown --method 'dpm'"},
+        {"train --method vae --path ot", "--path does not apply to --method vae"},
+        {"train --method ddpm --latent 3", "--latent does not apply to --method ddpm"},
+        {"train --method gan --k 0", "--k 0"},
+        {"train --method ddpm --T 0", "T = 0"},
+        {"train --method vae --likelihood poisson", "unknown --likelihood 'poisson'"},
+        {"train --method gan --gan-loss wasserstein", "unknown --gan-loss 'wasserstein'"},
+        {"train --method vae --depth 0", "at least one hidden layer"},
+        {"compare --methods fm-ot,flowgan", "unknown method 'flowgan'"},
+        {"compare --nfe 0,2", "--nfe '0,2'"},
         {"sample", "--model is required"},
         {"sample --model m.safetensors --steps 0", "--steps 0"},
         {"sample --model m.safetensors --solver rk45", "unknown solver 'rk45'"},
@@ -266,6 +276,67 @@ void test_cli(void)
             "reflow: one round, the before/after table and the checkpoint (exit %d)", rc);
     rc = cli("eval --a %s --b moons --n 300 --metrics w2", m);
     t_check(rc == 0 && strstr(out_buf, "normalised path energy"), "eval of a model reports its path energy (exit %d)", rc);
+
+    /* the baselines through the tool: train, sample, eval, and what each refuses */
+    const char *md = tmp("ddpm.safetensors"), *mv = tmp("vae.safetensors"), *mg = tmp("gan.safetensors");
+    rc = cli("train --method ddpm --iters 30 --batch 64 --out %s --quiet", md);
+    rc2 = cli("train --method vae --iters 30 --batch 64 --out %s --quiet", mv);
+    int rc3 = cli("train --method gan --iters 30 --batch 64 --lr 2e-4 --out %s --loss-csv %s --quiet", mg, tmp("gl.csv"));
+    char gl[200000];
+    slurp(tmp("gl.csv"), gl, sizeof gl);
+    t_check(rc == 0 && rc2 == 0 && rc3 == 0 && !strncmp(gl, "iter,loss,lr,d,g\n", 16),
+            "train --method ddpm, vae, gan; the GAN's loss CSV has both losses (exits %d %d %d)", rc, rc2, rc3);
+    rc = cli("sample --model %s --n 200 --solver ddim --steps 5 --figure %s --out %s", md, tmp("dd.svg"), tmp("dd.npy"));
+    t_check(rc == 0 && strstr(out_buf, "DDPM ddim in 5 steps, NFE 5") && file_size(tmp("dd.npy")) == 128 + 200 * 8 &&
+                file_size(tmp("dd.svg")) > 1000,
+            "sample a DDPM model with DDIM, trajectory figure (exit %d) %.100s", rc, out_buf);
+    rc = cli("sample --model %s --n 100 --out %s", md, tmp("da.npy"));
+    t_check(rc == 0 && strstr(out_buf, "ancestral in 1000 steps, NFE 1000"), "a DDPM model samples ancestrally by default (exit %d)",
+            rc);
+    rc = cli("sample --model %s --n 100 --out %s", mv, tmp("vs.npy"));
+    rc2 = cli("sample --model %s --reconstruct %s --out %s", mv, tmp("dd.npy"), tmp("vr.npy"));
+    t_check(rc == 0 && rc2 == 0 && file_size(tmp("vs.npy")) == 128 + 100 * 8 && file_size(tmp("vr.npy")) == 128 + 200 * 8 &&
+                strstr(out_buf, "reconstructed 200 points"),
+            "sample a VAE, and reconstruct points through it (exits %d %d)", rc, rc2);
+    rc = cli("eval --a %s --b moons --n 200 --metrics w2,energy", mg);
+    t_check(rc == 0 && strstr(out_buf, "gan, NFE 1") && strstr(out_buf, "energy distance") && !strstr(out_buf, "path energy"),
+            "eval of a GAN model (exit %d)", rc);
+    rc = cli("eval --a %s --b %s --n 200 --metrics w2 --solver ddim --steps 10", md, mv);
+    t_check(rc == 0 && strstr(out_buf, "ddpm ddim, NFE 10") && strstr(out_buf, "vae, NFE 1"), "eval of a DDPM model against a VAE (exit %d)",
+            rc);
+    static const struct {
+        const char *cmd, *model, *want;
+        int code;
+    } refuse[] = {
+        {"sample --solver euler --model", "ddpm", "samples with --solver ancestral or ddim", 2},
+        {"sample --steps 2000 --model", "ddpm", "--steps 2000 must lie in 1..T = 1000", 2},
+        {"sample --steps 3 --model", "gan", "--steps does not apply to a GAN model", 2},
+        {"sample --figure x.svg --model", "vae", "need a flow or DDPM model", 2},
+        {"sample --reconstruct x.npy --model", "gan", "--reconstruct needs a VAE model", 2},
+        {"nll --data moons --model", "ddpm", "needs a flow-matching model", 1},
+        {"reflow --model", "vae", "needs a flow-matching model", 1},
+        {"sample --solver ddim --model", "m", "is a DDPM sampler", 2},
+    };
+    for (size_t i = 0; i < sizeof refuse / sizeof refuse[0]; i++) {
+        char mp[100];
+        snprintf(mp, sizeof mp, "%s.safetensors", refuse[i].model);
+        rc = cli("%s %s", refuse[i].cmd, tmp(mp));
+        t_check(rc == refuse[i].code && one_line(refuse[i].want), "'%s %s' -> exit %d: %s", refuse[i].cmd, refuse[i].model,
+                rc, err_buf);
+    }
+    /* compare end to end on a tiny budget */
+    rc = cli("compare --iters 20 --batch 32 --n 100 --nfe 1,4 --out-dir %s --quiet", tmp("cmp"));
+    char csv_txt[20000], md_txt[20000];
+    slurp(tmp("cmp/compare.csv"), csv_txt, sizeof csv_txt);
+    int crows = -1; /* lines after the header */
+    for (const char *q = csv_txt; *q; q++) crows += *q == '\n';
+    slurp(tmp("cmp/compare.md"), md_txt, sizeof md_txt);
+    /* data + 3 flows x (2 euler + midpoint) + ddpm (2 ddim + 2 ancestral) + vae + gan */
+    t_check(rc == 0 && crows == 1 + 9 + 4 + 2 && strstr(md_txt, "| fm-ot | euler | 4 |") &&
+                strstr(md_txt, "| ddpm | ancestral | 1000 |") && strstr(md_txt, "| gan | one pass | 1 |") &&
+                file_size(tmp("cmp/compare.svg")) > 10000 && file_size(tmp("cmp/vae.safetensors")) > 1000,
+            "compare: trains six methods, writes the table (%d rows), the figure and the checkpoints (exit %d) %.200s",
+            crows, rc, err_buf);
 
     rc = cli("datasets");
     t_check(rc == 0 && strstr(out_buf, "8gaussians") && strstr(out_buf, "pinwheel") && strstr(out_buf, "csv"),

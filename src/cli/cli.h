@@ -64,8 +64,8 @@ typedef struct {
 
 #define CLI_SOLVER_DEFAULTS {"midpoint", 8, NULL, 0.0, 1e-5, 1e-5, 10000}
 #define CLI_SOLVER_OPTIONS(o)                                                                                 \
-    {"solver", OPT_STR, &(o).solver, "NAME", "euler, midpoint, heun, rk4 or dopri5"},                         \
-    {"steps", OPT_INT, &(o).steps, "N", "uniform grid of N steps on [0, t-end]"},                             \
+    {"solver", OPT_STR, &(o).solver, "NAME", "euler, midpoint, heun, rk4, dopri5; DDPM: ancestral, ddim"},    \
+    {"steps", OPT_INT, &(o).steps, "N", "uniform grid of N steps on [0, t-end] (DDPM: sampler steps)"},       \
     {"time-grid", OPT_STR, &(o).time_grid, "T0,T1,...", "explicit increasing times instead of --steps"},      \
     {"t-end", OPT_DOUBLE, &(o).t_end, "T", "end time (0: the path's, 1 or 1 - 1e-3 for ve/vp/linear-vp)"},   \
     {"rtol", OPT_DOUBLE, &(o).rtol, "X", "dopri5 relative tolerance"},                                       \
@@ -78,7 +78,7 @@ int cli_status_code(fm_status s);
 /* Outputs written under temporary names and renamed together at the end, so a
  * command that fails part-way replaces none of its earlier outputs. */
 typedef struct {
-    char *final[8], *tmp[8];
+    char *final[16], *tmp[16];
     int n;
 } cli_outputs;
 /* The temporary name to write final's contents to (same extension). */
@@ -99,17 +99,37 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
                      double **grid, int *ngrid, int from_noise);
 /* Points to .npy or .csv by extension; -1 on success, else an exit code. */
 int cli_write_points(const char *cmd, const char *path, const float *x, int n, int d);
-/* A flow from a checkpoint; -1 on success, else an exit code. */
-int cli_load_model(const char *cmd, const char *path, int use_ema, fm_flow **out);
+/* A model of any method from a checkpoint; -1 on success, else an exit code. */
+int cli_load_model(const char *cmd, const char *path, int use_ema, fm_model **out);
+/* The same for commands that need a flow-matching model: *out is the flow
+ * inside *holder (free the holder). */
+int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **holder, fm_flow **out);
+/* The sampler for model m from the solver options, its own default where
+ * --solver / --steps were not given (spec->given must be set): an ODE solver
+ * and time grid for flows, ancestral or ddim with --steps for DDPM, nothing
+ * (grid NULL) for VAE and GAN, which refuse solver options when strict (eval,
+ * whose options may be meant for its other side, is not). -1 to go on. */
+int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int from_noise,
+                      int strict, fm_solver_config *sc, double **grid, int *ngrid);
 
-/* The training loop with progress and Ctrl-C handling, shared by train and
- * demo. On success (-1) losses / lrs hold `done` entries (caller frees). */
-int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_every, int quiet, float **losses,
-                   float **lrs, int64_t *done, double *seconds);
-/* Losses (and learning rates) of iterations first_iter + 1 ... to csv and svg;
- * earlier: a previous loss CSV whose rows up to first_iter are kept. */
-int cli_write_losses(const char *cmd, const char *csv, const char *svg, const float *losses, const float *lrs,
-                     int64_t n, int64_t first_iter, const char *earlier);
+/* Losses per iteration of a training run: the loss, the learning rate, and
+ * the trainer's loss parts (up to 4 per iteration, names in names). */
+typedef struct {
+    float *loss, *lr, *parts; /* (n), (n), (n * 4) */
+    const char *names[4];
+    int nparts;
+    int64_t n;
+} cli_losses;
+void cli_losses_free(cli_losses *log);
+/* The training loop with progress and Ctrl-C handling, shared by train, demo,
+ * reflow and compare. On success (-1) log holds the iterations done (caller
+ * frees); otherwise it is freed. */
+int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_every, int quiet, cli_losses *log,
+                   double *seconds);
+/* Losses of iterations first_iter + 1 ... to csv (iter, loss, lr, parts) and
+ * svg; earlier: a previous loss CSV whose rows up to first_iter are kept. */
+int cli_write_losses(const char *cmd, const char *csv, const char *svg, const cli_losses *log, int64_t first_iter,
+                     const char *earlier);
 
 /* Print the metrics named in which ("w2,energy,mmd"); -1 on success. */
 int cli_metrics(const char *cmd, const float *a, int na, const float *b, int nb, int d, const char *which, double bw,
@@ -123,5 +143,6 @@ int cmd_demo(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
 int cmd_nll(int argc, char **argv);
 int cmd_reflow(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 
 #endif

@@ -40,7 +40,7 @@ int cli_status_code(fm_status s) { return (s == FM_ERR_ARG || s == FM_ERR_SHAPE)
 
 const char *cli_out_stage(cli_outputs *o, const char *final)
 {
-    if (o->n == 8) return NULL;
+    if (o->n == (int)(sizeof o->final / sizeof o->final[0])) return NULL;
     const char *dot = strrchr(final, '.'), *slash = strrchr(final, '/');
     const char *ext = (dot && (!slash || dot > slash)) ? dot : "";
     size_t n = strlen(final) + strlen(ext) + 32;
@@ -133,7 +133,8 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
 {
     int k = fm_solver_from_name(o->solver);
     if (k < 0)
-        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5)", o->solver);
+        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5; ancestral, ddim)",
+                               o->solver);
     *sc = fm_solver_config_default((fm_solver_kind)k);
     sc->rtol = o->rtol;
     sc->atol = o->atol;
@@ -185,12 +186,69 @@ int cli_write_points(const char *cmd, const char *path, const float *x, int n, i
     return s == FM_OK ? -1 : cli_error(cmd, "%s", fm_last_error());
 }
 
-int cli_load_model(const char *cmd, const char *path, int use_ema, fm_flow **out)
+int cli_load_model(const char *cmd, const char *path, int use_ema, fm_model **out)
 {
     fm_st *st = fm_st_load(path);
     if (!st) return cli_error(cmd, "%s", fm_last_error());
-    *out = fm_flow_load(st, use_ema);
+    *out = fm_model_load(st, use_ema);
     fm_st_free(st);
     if (!*out) return cli_error(cmd, "%s: %s", path, fm_last_error());
     return -1;
+}
+
+int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **holder, fm_flow **out)
+{
+    int rc = cli_load_model(cmd, path, use_ema, holder);
+    if (rc >= 0) return rc;
+    if (fm_model_method(*holder) != FM_METHOD_FM) {
+        rc = cli_error(cmd, "%s holds a %s model; this command needs a flow-matching model", path,
+                       fm_method_name(fm_model_method(*holder)));
+        fm_model_free(*holder);
+        *holder = NULL;
+        return rc;
+    }
+    *out = fm_model_flow(*holder);
+    return -1;
+}
+
+int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int from_noise,
+                      int strict, fm_solver_config *sc, double **grid, int *ngrid)
+{
+    fm_method meth = fm_model_method(m);
+    static const char *const ode_opts[] = {"solver", "steps", "time-grid", "t-end", "rtol", "atol", "max-steps"};
+    *grid = NULL;
+    *ngrid = 0;
+    if (meth == FM_METHOD_VAE || meth == FM_METHOD_GAN) {
+        for (size_t i = 0; strict && i < sizeof ode_opts / sizeof ode_opts[0]; i++)
+            if (cli_given(spec, ode_opts[i]))
+                return cli_usage_error(cmd, "--%s does not apply to a %s model: it samples in one network pass",
+                                       ode_opts[i], meth == FM_METHOD_VAE ? "VAE" : "GAN");
+        *sc = fm_solver_config_default(FM_SOLVER_EULER);
+        return -1;
+    }
+    if (meth == FM_METHOD_DDPM) {
+        for (size_t i = 2; i < sizeof ode_opts / sizeof ode_opts[0]; i++)
+            if (cli_given(spec, ode_opts[i]))
+                return cli_usage_error(cmd, "--%s does not apply to a DDPM model (--solver ancestral or ddim, --steps)",
+                                       ode_opts[i]);
+        int T = fm_flow_get_config(fm_model_flow(m))->ddpm.T;
+        if (!cli_given(spec, "solver")) so->solver = "ancestral";
+        int k = fm_solver_from_name(so->solver);
+        if (k != FM_SOLVER_ANCESTRAL && k != FM_SOLVER_DDIM)
+            return cli_usage_error(cmd, "a DDPM model samples with --solver ancestral or ddim, not '%s'", so->solver);
+        if (!cli_given(spec, "steps")) so->steps = k == FM_SOLVER_ANCESTRAL ? T : (T < 50 ? T : 50);
+        if (so->steps < 1 || so->steps > T)
+            return cli_usage_error(cmd, "--steps %d must lie in 1..T = %d for this DDPM model", so->steps, T);
+        *sc = fm_solver_config_default((fm_solver_kind)k);
+        *grid = malloc((size_t)(so->steps + 1) * sizeof(double));
+        if (!*grid) return cli_error(cmd, "out of memory");
+        fm_time_grid_uniform(*grid, so->steps, 0.0, 1.0); /* for the observers: flow-matching time */
+        *ngrid = so->steps + 1;
+        return -1;
+    }
+    int k = fm_solver_from_name(so->solver);
+    if (k == FM_SOLVER_ANCESTRAL || k == FM_SOLVER_DDIM)
+        return cli_usage_error(cmd, "--solver %s is a DDPM sampler; a flow takes euler, midpoint, heun, rk4 or dopri5",
+                               so->solver);
+    return cli_solver_setup(cmd, so, &fm_flow_get_config(fm_model_flow(m))->path, sc, grid, ngrid, from_noise);
 }

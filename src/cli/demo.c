@@ -60,10 +60,10 @@ int cmd_demo(int argc, char **argv)
     fm_trainer *tr = fm_trainer_new(&c);
     if (!tr) return cli_error("demo", "%s", fm_last_error());
     if (!quiet) fprintf(stderr, "training the tutorial's flow on moons: %lld iterations of 256\n", (long long)iters);
-    float *losses = NULL, *lrs = NULL;
-    int64_t done;
+    cli_losses log;
     double train_s;
-    rc = cli_train_loop("demo", tr, iters, 1000, quiet, &losses, &lrs, &done, &train_s);
+    rc = cli_train_loop("demo", tr, iters, 1000, quiet, &log, &train_s);
+    int64_t done = log.n;
     if (rc >= 0) {
         fm_trainer_free(tr);
         return rc;
@@ -71,9 +71,8 @@ int cmd_demo(int argc, char **argv)
     if (fm_trainer_save(tr, FILE_IN("model.safetensors")) != FM_OK) rc = cli_error("demo", "%s", fm_last_error());
     char csv[4096];
     snprintf(csv, sizeof csv, "%s/loss.csv", dir);
-    if (rc < 0) rc = cli_write_losses("demo", csv, FILE_IN("loss.svg"), losses, lrs, done, 0, NULL);
-    free(losses);
-    free(lrs);
+    if (rc < 0) rc = cli_write_losses("demo", csv, FILE_IN("loss.svg"), &log, 0, NULL);
+    cli_losses_free(&log);
 
     fm_flow *f = fm_trainer_flow(tr);
     fm_solver_config sc = fm_solver_config_default(FM_SOLVER_MIDPOINT);

@@ -7,17 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A model side: its flow, the starting points of its trajectories (network
- * units) and their path energy. */
+/* A model side: the model, and for a flow-matching model the starting points
+ * of its trajectories (network units) and their path energy. */
 typedef struct {
-    fm_flow *flow;
+    fm_model *model;
+    fm_flow *flow; /* flow matching only: it has a path energy */
     float *x0;
     double energy;
 } model_side;
 
 /* Points for one side; -1 on success, else an exit code. */
-static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, const cli_solver_opts *so,
-                     fm_table *t, char *label, size_t llen, model_side *ms)
+static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, const cli_spec *cs,
+                     const cli_solver_opts *opts, fm_table *t, char *label, size_t llen, model_side *ms)
 {
     memset(t, 0, sizeof *t);
     if (cli_has_suffix(spec, ".npy") || cli_has_suffix(spec, ".csv")) {
@@ -31,38 +32,46 @@ static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, co
         return -1;
     }
     if (cli_has_suffix(spec, ".safetensors")) {
-        fm_flow *f;
-        int rc = cli_load_model("eval", spec, 1, &f);
+        fm_model *m;
+        int rc = cli_load_model("eval", spec, 1, &m);
         if (rc >= 0) return rc;
         fm_solver_config sc;
         double *grid;
-        int ngrid, d = fm_flow_get_config(f)->dim;
-        rc = cli_solver_setup("eval", so, &fm_flow_get_config(f)->path, &sc, &grid, &ngrid, 1);
+        int ngrid, d = fm_model_dim(m);
+        cli_solver_opts so = *opts;
+        rc = cli_sampler_setup("eval", cs, &so, m, 1, 0, &sc, &grid, &ngrid);
         if (rc >= 0) {
-            fm_flow_free(f);
+            fm_model_free(m);
             return rc;
         }
+        int is_fm = fm_model_method(m) == FM_METHOD_FM;
         t->data = malloc((size_t)n * d * sizeof(float));
-        ms->x0 = malloc((size_t)n * d * sizeof(float));
+        ms->x0 = is_fm ? malloc((size_t)n * d * sizeof(float)) : NULL;
         fm_rng r;
         fm_rng_seed(&r, seed, stream);
         fm_solve_stats st;
-        /* the samples are the ends of trajectories whose energy is kept too */
-        fm_status s = t->data && ms->x0 ? fm_flow_path_energy(f, n, NULL, &r, &sc, grid, ngrid, ms->x0, t->data,
-                                                              &ms->energy, &st)
-                                        : FM_ERR_NOMEM;
+        /* a flow's samples are the ends of trajectories whose energy is kept too */
+        fm_status s = !t->data || (is_fm && !ms->x0) ? FM_ERR_NOMEM
+                      : is_fm ? fm_flow_path_energy(fm_model_flow(m), n, NULL, &r, &sc, grid, ngrid, ms->x0, t->data,
+                                                    &ms->energy, &st)
+                              : fm_model_sample(m, n, &r, &sc, grid, ngrid, t->data, NULL, NULL, &st);
         free(grid);
         if (s) {
-            fm_flow_free(f);
+            fm_model_free(m);
             fm_table_free(t);
             free(ms->x0);
             ms->x0 = NULL;
             return cli_error("eval", "sampling %s: %s", spec, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
         }
-        ms->flow = f;
+        ms->model = m;
+        ms->flow = is_fm ? fm_model_flow(m) : NULL;
         t->rows = n;
         t->cols = d;
-        snprintf(label, llen, "%s (%d samples, %s, NFE %ld)", spec, n, fm_solver_name(sc.kind), st.nfe);
+        if (fm_model_method(m) == FM_METHOD_VAE || fm_model_method(m) == FM_METHOD_GAN)
+            snprintf(label, llen, "%s (%d samples, %s, NFE 1)", spec, n, fm_method_name(fm_model_method(m)));
+        else
+            snprintf(label, llen, "%s (%d samples, %s%s, NFE %ld)", spec, n, is_fm ? "" : "ddpm ",
+                     fm_solver_name(sc.kind), st.nfe);
         return -1;
     }
     fm_dataset *ds = fm_dataset_open(spec);
@@ -151,6 +160,7 @@ int cmd_eval(int argc, char **argv)
         CLI_SOLVER_OPTIONS(so),
         {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
     };
+    unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     const cli_spec spec = {"eval", NULL, "Compare two point sets: exact 2-Wasserstein, energy distance and MMD.",
                            "W2 is the exact optimal matching (Jonker-Volgenant) of equal numbers of points,\n"
                            "sqrt of the mean squared distance; energy distance and MMD^2 (Gaussian kernel)\n"
@@ -158,8 +168,9 @@ int cmd_eval(int argc, char **argv)
                            "drawn from models or datasets use different random streams. For a model the\n"
                            "path energy E = mean integral |v|^2 dt of its trajectories is reported too, and\n"
                            "|E - W2^2| / W2^2 with W2 from its source to the other set (0 for straight,\n"
-                           "optimal paths).",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
+                           "optimal paths). DDPM models sample with ancestral (T steps) unless --solver ddim\n"
+                           "--steps N; VAE and GAN models in one pass.",
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
@@ -180,10 +191,10 @@ int cmd_eval(int argc, char **argv)
     fm_table ta, tb;
     char la[600], lb[600];
     model_side ma = {0}, mb = {0};
-    if ((rc = load_side(a, n, (uint64_t)seed, FM_STREAM_DATA, &so, &ta, la, sizeof la, &ma)) >= 0) return rc;
-    if ((rc = load_side(b, n, (uint64_t)seed + 1, FM_STREAM_NOISE, &so, &tb, lb, sizeof lb, &mb)) >= 0) {
+    if ((rc = load_side(a, n, (uint64_t)seed, FM_STREAM_DATA, &spec, &so, &ta, la, sizeof la, &ma)) >= 0) return rc;
+    if ((rc = load_side(b, n, (uint64_t)seed + 1, FM_STREAM_NOISE, &spec, &so, &tb, lb, sizeof lb, &mb)) >= 0) {
         fm_table_free(&ta);
-        fm_flow_free(ma.flow);
+        fm_model_free(ma.model);
         free(ma.x0);
         return rc;
     }
@@ -200,8 +211,8 @@ int cmd_eval(int argc, char **argv)
     }
     fm_table_free(&ta);
     fm_table_free(&tb);
-    fm_flow_free(ma.flow);
-    fm_flow_free(mb.flow);
+    fm_model_free(ma.model);
+    fm_model_free(mb.model);
     free(ma.x0);
     free(mb.x0);
     return rc;

@@ -59,8 +59,9 @@ int cmd_nll(int argc, char **argv)
 #undef BAD
     if ((rc = cli_solver_check("nll", &so, 1)) >= 0) return rc;
     fm_set_threads(threads);
+    fm_model *holder;
     fm_flow *f;
-    if ((rc = cli_load_model("nll", model, !no_ema, &f)) >= 0) return rc;
+    if ((rc = cli_load_flow("nll", model, !no_ema, &holder, &f)) >= 0) return rc;
     const fm_flow_config *fc = fm_flow_get_config(f);
     int d = fc->dim;
     fm_table pts = {0};
@@ -192,6 +193,6 @@ done:
     free(gp);
     free(gl);
     fm_table_free(&pts);
-    fm_flow_free(f);
+    fm_model_free(holder);
     return rc;
 }

@@ -113,8 +113,10 @@ int cmd_reflow(int argc, char **argv)
 #undef BAD
     if ((rc = cli_solver_check("reflow", &so, 1)) >= 0) return rc;
     fm_set_threads(threads);
+    fm_model *holder;
     fm_flow *cur;
-    if ((rc = cli_load_model("reflow", model, 1, &cur)) >= 0) return rc;
+    if ((rc = cli_load_flow("reflow", model, 1, &holder, &cur)) >= 0) return rc;
+    cur = fm_model_take_flow(holder); /* keep the flow alone: rounds replace it */
     const fm_flow_config *fc0 = fm_flow_get_config(cur);
     int d = fc0->dim;
     char *data = malloc(strlen(fc0->data) + 1);
@@ -159,12 +161,10 @@ int cmd_reflow(int argc, char **argv)
             rc = cli_error("reflow", "%s", fm_last_error());
             goto done;
         }
-        float *losses = NULL, *lrs = NULL;
-        int64_t done_it;
+        cli_losses log;
         double secs;
-        rc = cli_train_loop("reflow", tr, iters, 1000, quiet, &losses, &lrs, &done_it, &secs);
-        free(losses);
-        free(lrs);
+        rc = cli_train_loop("reflow", tr, iters, 1000, quiet, &log, &secs);
+        cli_losses_free(&log);
         if (rc >= 0) goto done;
         fm_flow *next = fm_trainer_flow(tr);
         if (ema > 0) fm_ema_swap(fm_trainer_ema(tr), fm_flow_params(next));

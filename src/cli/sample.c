@@ -1,5 +1,7 @@
-/* sample.c - `flowmatch sample`: draw points from a trained flow with the
- * ODE solver of your choice; optionally keep the trajectory and draw it.
+/* sample.c - `flowmatch sample`: draw points from a trained model of any
+ * method: a flow with the ODE solver of your choice, DDPM with its ancestral or
+ * DDIM sampler, a VAE or GAN in one pass; optionally keep the trajectory and
+ * draw it, or reconstruct points through a VAE.
  */
 #include "cli.h"
 
@@ -43,7 +45,8 @@ static long first_nonfinite(const float *x, size_t n)
 
 int cmd_sample(int argc, char **argv)
 {
-    const char *model = NULL, *out = "samples.npy", *x0file = NULL, *figure = NULL, *traj_out = NULL, *scatter = NULL;
+    const char *model = NULL, *out = "samples.npy", *x0file = NULL, *figure = NULL, *traj_out = NULL, *scatter = NULL,
+               *recon = NULL;
     int n = -1, save_every = 0, no_ema = 0, threads = 0, quiet = 0;
     int64_t seed = 0;
     double range = 3.0;
@@ -53,7 +56,8 @@ int cmd_sample(int argc, char **argv)
         {"n", OPT_INT, &n, "N", "number of samples (default 2000, or the rows of --x0)"},
         CLI_SOLVER_OPTIONS(so),
         {"seed", OPT_I64, &seed, "N", "random seed for the starting noise"},
-        {"x0", OPT_STR, &x0file, "FILE", "start the ODE from these points (.npy or .csv) instead of fresh noise"},
+        {"x0", OPT_STR, &x0file, "FILE", "start from these points (.npy or .csv) instead of fresh noise"},
+        {"reconstruct", OPT_STR, &recon, "FILE", "vae: encode and decode these points instead of sampling"},
         {"out", OPT_STR, &out, "FILE", "samples (.npy or .csv)"},
         {"save-every", OPT_INT, &save_every, "K", "also keep the state every K grid points"},
         {"traj", OPT_STR, &traj_out, "FILE", "where --save-every writes (n_states, n, dim) (default: <out>_traj.npy)"},
@@ -64,15 +68,18 @@ int cmd_sample(int argc, char **argv)
         {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
         {"quiet", OPT_FLAG, &quiet, NULL, "no summary line"},
     };
-    const cli_spec spec = {"sample", NULL, "Draw samples from a trained flow by solving its ODE from t = 0 to t-end.",
+    unsigned char given[sizeof opts / sizeof opts[0]] = {0};
+    const cli_spec spec = {"sample", NULL, "Draw samples from a trained model (flow, DDPM, VAE or GAN).",
                            "--steps N takes N uniform steps on [0, t-end] (t-end is 1, or 1 - 1e-3 for the\n"
                            "ve, vp and linear-vp paths); --time-grid gives the times explicitly; dopri5\n"
                            "adapts its steps between grid points. The number of function evaluations (NFE)\n"
                            "is reported. With --x0 the ODE starts from the given points (in the network's\n"
                            "units: standard normal draws for the default source), so another program can\n"
-                           "reproduce the run from the same starting points. Nothing is written unless\n"
-                           "every output can be.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
+                           "reproduce the run from the same starting points. A DDPM model samples with\n"
+                           "--solver ancestral (default, T steps) or ddim (default 50 steps), --x0 being x_T;\n"
+                           "a VAE or GAN decodes latent noise in one pass (--x0: latent points). Nothing is\n"
+                           "written unless every output can be.",
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
@@ -87,13 +94,18 @@ int cmd_sample(int argc, char **argv)
     if (traj_out && !cli_has_suffix(traj_out, ".npy")) BAD("--traj '%s' must end in .npy", traj_out);
     if (figure && !cli_has_suffix(figure, ".svg")) BAD("--figure '%s' must end in .svg", figure);
     if (scatter && !cli_has_suffix(scatter, ".svg")) BAD("--scatter '%s' must end in .svg", scatter);
+    if (recon && x0file) BAD("--reconstruct and --x0 exclude each other");
 #undef BAD
     if ((rc = cli_solver_check("sample", &so, !x0file)) >= 0) return rc;
     fm_set_threads(threads);
-    fm_flow *f;
-    if ((rc = cli_load_model("sample", model, !no_ema, &f)) >= 0) return rc;
-    const fm_flow_config *fc = fm_flow_get_config(f);
-    int d = fc->dim;
+    fm_model *M;
+    if ((rc = cli_load_model("sample", model, !no_ema, &M)) >= 0) return rc;
+    fm_method meth = fm_model_method(M);
+    fm_flow *f = fm_model_flow(M);
+    int d = fm_model_dim(M), in_d = d; /* in_d: columns of --x0 */
+    if (fm_model_vae(M)) in_d = fm_vae_get_config(fm_model_vae(M))->latent;
+    if (fm_model_gan(M)) in_d = fm_gan_get_config(fm_model_gan(M))->latent;
+    const char *data_spec = fm_model_data(M);
     fm_solver_config sc;
     double *grid = NULL;
     int ngrid = 0;
@@ -103,30 +115,45 @@ int cmd_sample(int argc, char **argv)
     keeper k = {0};
     fm_dataset *ds = NULL;
     cli_outputs outs = {0};
-    rc = cli_solver_setup("sample", &so, &fc->path, &sc, &grid, &ngrid, !x0file);
+    if (!f && (save_every || figure || traj_out)) {
+        rc = cli_usage_error("sample", "--save-every, --traj and --figure need a flow or DDPM model (%s has no trajectory)",
+                             fm_method_name(meth));
+        goto done;
+    }
+    if (recon && meth != FM_METHOD_VAE) {
+        rc = cli_usage_error("sample", "--reconstruct needs a VAE model, not %s", fm_method_name(meth));
+        goto done;
+    }
+    rc = cli_sampler_setup("sample", &spec, &so, M, !x0file, 1, &sc, &grid, &ngrid);
     if (rc >= 0) goto done;
     rc = -1;
+    if (recon) {
+        in_d = d;
+        x0file = recon;
+    }
     if (x0file) {
         if (fm_points_read(x0file, &x0) != FM_OK) {
             rc = cli_error("sample", "%s", fm_last_error());
             goto done;
         }
         long bad = first_nonfinite(x0.data, (size_t)x0.rows * x0.cols);
-        if (x0.cols != d) rc = cli_error("sample", "%s has %d columns but the model is %d-dimensional", x0file, x0.cols, d);
+        if (x0.cols != in_d)
+            rc = cli_error("sample", "%s has %d columns but the model %s %d", x0file, x0.cols,
+                           in_d == d ? "is" : "has a latent dimension of", in_d);
         else if (n > 0 && n != x0.rows) rc = cli_error("sample", "--n %d disagrees with the %d rows of %s", n, x0.rows, x0file);
-        else if (bad >= 0) rc = cli_error("sample", "%s: row %ld holds a NaN or infinite value", x0file, bad / d + 1);
+        else if (bad >= 0) rc = cli_error("sample", "%s: row %ld holds a NaN or infinite value", x0file, bad / in_d + 1);
         if (rc >= 0) goto done;
         n = x0.rows;
     }
     if (n < 0) n = 2000;
     size_t nd = (size_t)n * d;
     if (scatter) { /* the comparison data must be drawable before anything is written */
-        ds = fm_dataset_open(fc->data);
+        ds = fm_dataset_open(data_spec);
         ref = ds ? malloc(nd * sizeof(float)) : NULL;
         fm_rng rd;
         fm_rng_seed(&rd, (uint64_t)seed + 1, FM_STREAM_DATA);
         if (!ds || !ref || fm_dataset_sample(ds, &rd, ref, n) != FM_OK) {
-            rc = cli_error("sample", "--scatter needs the model's training data '%s': %s", fc->data,
+            rc = cli_error("sample", "--scatter needs the model's training data '%s': %s", data_spec,
                            ref ? fm_last_error() : ds ? "out of memory" : fm_last_error());
             goto done;
         }
@@ -160,13 +187,23 @@ int cmd_sample(int argc, char **argv)
         rc = cli_error("sample", "out of memory for %d samples", n);
         goto done;
     }
-    if (x0file) memcpy(xs, x0.data, nd * sizeof(float)); /* the ODE's initial state, network units */
     fm_rng r;
     fm_rng_seed(&r, (uint64_t)seed, FM_STREAM_NOISE);
-    fm_solve_stats st;
+    fm_solve_stats st = {1, 1, 0};
     double t0 = cli_now();
-    fm_status s = fm_flow_sample(f, n, x0file ? xs : NULL, &r, &sc, grid, ngrid, xs,
-                                 (k.traj || k.figs) ? observe : NULL, &k, &st);
+    fm_status s;
+    if (recon) {
+        s = fm_vae_reconstruct(fm_model_vae(M), x0.data, n, xs);
+    } else if (f) {
+        if (x0file) memcpy(xs, x0.data, nd * sizeof(float)); /* the initial state, network units */
+        s = fm_flow_sample(f, n, x0file ? xs : NULL, &r, &sc, grid, ngrid, xs, (k.traj || k.figs) ? observe : NULL, &k,
+                           &st);
+    } else if (x0file) { /* latent points */
+        s = fm_model_vae(M) ? fm_vae_decode(fm_model_vae(M), x0.data, n, &r, xs)
+                            : fm_gan_generate(fm_model_gan(M), x0.data, n, xs);
+    } else {
+        s = fm_model_sample(M, n, &r, &sc, grid, ngrid, xs, NULL, NULL, &st);
+    }
     double secs = cli_now() - t0;
     if (s) {
         rc = cli_error("sample", "%s", fm_last_error());
@@ -190,7 +227,7 @@ int cmd_sample(int argc, char **argv)
         goto done;
     }
     const char *ts = scatter ? cli_out_stage(&outs, scatter) : NULL;
-    if (scatter && (!ts || fm_svg_scatter(ts, "samples and data", xs, n, "samples", ref, n, fc->data, d, range) != FM_OK)) {
+    if (scatter && (!ts || fm_svg_scatter(ts, "samples and data", xs, n, "samples", ref, n, data_spec, d, range) != FM_OK)) {
         rc = cli_error("sample", "%s", ts ? fm_last_error() : "out of memory");
         goto done;
     }
@@ -199,7 +236,18 @@ int cmd_sample(int argc, char **argv)
         goto done;
     }
     if ((rc = cli_out_commit("sample", &outs)) >= 0) goto done;
-    if (!quiet) {
+    if (!quiet && !f) {
+        printf("%s %d points %s (NFE 1), %.3f s -> %s%s%s\n", recon ? "reconstructed" : "sampled", n,
+               meth == FM_METHOD_VAE ? "through the VAE's decoder" : "from the GAN's generator", secs, out,
+               scatter ? ", " : "", scatter ? scatter : "");
+    } else if (!quiet && meth == FM_METHOD_DDPM) {
+        printf("sampled %d points with DDPM %s in %d steps, NFE %ld, %.3f s -> %s", n, fm_solver_name(sc.kind),
+               ngrid - 1, st.nfe, secs, out);
+        if (k.traj) printf(", %s (%d states)", traj_out ? traj_out : tp, k.ntraj);
+        if (figure) printf(", %s", figure);
+        if (scatter) printf(", %s", scatter);
+        printf("\n");
+    } else if (!quiet) {
         printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", n, fm_solver_name(sc.kind), ngrid,
                grid[0], grid[ngrid - 1], st.nfe);
         if (sc.kind == FM_SOLVER_DOPRI5) printf(" (%ld steps, %ld rejected)", st.steps, st.rejected);
@@ -222,6 +270,6 @@ done:
     free(k.fig_t);
     fm_dataset_free(ds);
     fm_table_free(&x0);
-    fm_flow_free(f);
+    fm_model_free(M);
     return rc;
 }

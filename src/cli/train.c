@@ -20,16 +20,26 @@ static void on_sigint(int sig)
     interrupted = 1;
 }
 
-int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_every, int quiet, float **losses_out,
-                   float **lrs_out, int64_t *done_out, double *seconds)
+void cli_losses_free(cli_losses *log)
+{
+    free(log->loss);
+    free(log->lr);
+    free(log->parts);
+    memset(log, 0, sizeof *log);
+}
+
+int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_every, int quiet, cli_losses *log,
+                   double *seconds)
 {
     int64_t start = fm_trainer_iter(tr), todo = iters - start;
     if (todo < 0) todo = 0;
-    float *losses = malloc((size_t)(todo ? todo : 1) * sizeof(float));
-    float *lrs = malloc((size_t)(todo ? todo : 1) * sizeof(float));
-    if (!losses || !lrs) {
-        free(losses);
-        free(lrs);
+    memset(log, 0, sizeof *log);
+    size_t cap = (size_t)(todo ? todo : 1);
+    log->loss = malloc(cap * sizeof(float));
+    log->lr = malloc(cap * sizeof(float));
+    log->parts = malloc(cap * 4 * sizeof(float));
+    if (!log->loss || !log->lr || !log->parts) {
+        cli_losses_free(log);
         return cli_error(cmd, "out of memory for %lld losses", (long long)todo);
     }
     int tty = isatty(fileno(stderr));
@@ -39,15 +49,17 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
     int64_t k = 0;
     int rc = -1;
     for (; k < todo && !interrupted; k++) {
-        double lr = fm_trainer_lr(tr), loss = 0;
+        double lr = fm_trainer_lr(tr), loss = 0, pv[4];
         fm_status s = fm_trainer_step(tr, &loss);
         if (s != FM_OK) {
             if (tty && !quiet) fputc('\n', stderr);
             rc = cli_error(cmd, "%s", fm_last_error());
             break;
         }
-        losses[k] = (float)loss;
-        lrs[k] = (float)lr;
+        log->nparts = fm_trainer_loss_parts(tr, log->names, pv);
+        for (int j = 0; j < log->nparts; j++) log->parts[4 * k + j] = (float)pv[j];
+        log->loss[k] = (float)loss;
+        log->lr[k] = (float)lr;
         avg = 0.98 * avg + 0.02 * loss;
         wsum = 0.98 * wsum + 0.02;
         int64_t it = start + k + 1;
@@ -56,8 +68,11 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
         int due = tty ? (now - last_print > 0.1 || it == iters) : (log_every > 0 && (it % log_every == 0 || it == iters));
         if (due) {
             double rate = (double)(k + 1) / fmax(now - t0, 1e-9);
-            fprintf(stderr, "%siter %lld/%lld  loss %.4f  (smoothed %.4f)  lr %.2e  %.0f it/s  ETA %.1f s%s",
-                    tty ? "\r" : "", (long long)it, (long long)iters, loss, avg / wsum, lr, rate,
+            char extra[96] = "";
+            for (int j = 0, o = 0; j < log->nparts; j++)
+                o += snprintf(extra + o, sizeof extra - (size_t)o, "  %s %.4f", log->names[j], pv[j]);
+            fprintf(stderr, "%siter %lld/%lld  loss %.4f  (smoothed %.4f)%s  lr %.2e  %.0f it/s  ETA %.1f s%s",
+                    tty ? "\r" : "", (long long)it, (long long)iters, loss, avg / wsum, extra, lr, rate,
                     (double)(iters - it) / rate, tty ? "   " : "\n");
             last_print = now;
         }
@@ -76,44 +91,43 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
         fprintf(stderr, "interrupted at iteration %lld; the checkpoint keeps the state so far\n",
                 (long long)(start + k));
     *seconds = cli_now() - t0;
-    *done_out = k;
-    if (rc >= 0) {
-        free(losses);
-        free(lrs);
-        return rc;
-    }
-    *losses_out = losses;
-    *lrs_out = lrs;
-    return -1;
+    log->n = k;
+    if (rc >= 0) cli_losses_free(log);
+    return rc;
 }
 
-int cli_write_losses(const char *cmd, const char *csv, const char *svg, const float *losses, const float *lrs,
-                     int64_t n, int64_t first_iter, const char *earlier)
+int cli_write_losses(const char *cmd, const char *csv, const char *svg, const cli_losses *log, int64_t first_iter,
+                     const char *earlier)
 {
+    int64_t n = log->n;
+    int cols = 3 + log->nparts;
     if (csv && *csv) {
         /* when resuming, keep the earlier run's rows up to where this one starts */
         fm_table old = {0};
         int keep = 0;
-        if (earlier && fm_csv_read(earlier, &old) == FM_OK && old.cols == 3)
-            while (keep < old.rows && old.data[3 * keep] <= (float)first_iter) keep++;
-        float *rows = malloc((size_t)(n + keep + 1) * 3 * sizeof(float));
+        if (earlier && fm_csv_read(earlier, &old) == FM_OK && old.cols == cols)
+            while (keep < old.rows && old.data[(size_t)cols * keep] <= (float)first_iter) keep++;
+        float *rows = malloc((size_t)(n + keep + 1) * cols * sizeof(float));
         if (!rows) {
             fm_table_free(&old);
             return cli_error(cmd, "out of memory");
         }
-        if (keep) memcpy(rows, old.data, (size_t)keep * 3 * sizeof(float));
+        if (keep) memcpy(rows, old.data, (size_t)keep * cols * sizeof(float));
         fm_table_free(&old);
         for (int64_t i = 0; i < n; i++) {
-            rows[3 * (keep + i)] = (float)(first_iter + i + 1);
-            rows[3 * (keep + i) + 1] = losses[i];
-            rows[3 * (keep + i) + 2] = lrs[i];
+            float *r = rows + (size_t)cols * (keep + i);
+            r[0] = (float)(first_iter + i + 1);
+            r[1] = log->loss[i];
+            r[2] = log->lr[i];
+            for (int j = 0; j < log->nparts; j++) r[3 + j] = log->parts[4 * i + j];
         }
-        const char *names[3] = {"iter", "loss", "lr"};
-        fm_status s = fm_csv_write(csv, rows, (int)(n + keep), 3, names);
+        const char *names[7] = {"iter", "loss", "lr"};
+        for (int j = 0; j < log->nparts; j++) names[3 + j] = log->names[j];
+        fm_status s = fm_csv_write(csv, rows, (int)(n + keep), cols, names);
         free(rows);
         if (s) return cli_error(cmd, "%s", fm_last_error());
     }
-    if (svg && *svg && n > 0 && fm_svg_loss(svg, losses, (int)n, "training loss") != FM_OK)
+    if (svg && *svg && n > 0 && fm_svg_loss(svg, log->loss, (int)n, "training loss") != FM_OK)
         return cli_error(cmd, "%s", fm_last_error());
     return -1;
 }
@@ -123,7 +137,10 @@ int cmd_train(int argc, char **argv)
     fm_train_config c = fm_train_config_default();
     const char *data = "moons", *source = "gaussian", *path = "ot", *act = "elu", *optim = "adam",
                *sched = "constant", *out = "model.safetensors", *loss_csv = NULL, *loss_svg = NULL, *resume = NULL,
-               *standardize = "auto", *coupling = "independent";
+               *standardize = "auto", *coupling = "independent", *method = "fm", *likelihood = "gaussian",
+               *gan_loss = "nonsaturating";
+    int T = 1000, latent = 2, gan_k = 1, d_width = 0, d_depth = -1;
+    double beta_start = 1e-4, beta_end = 0.02, kl_weight = 1.0, d_lr = 0;
     int width = 64, depth = 3, time_embed = 0, nesterov = 0, amsgrad = 0, threads = 0, quiet = 0, batch = 256;
     int64_t iters = 10000, seed = 0, warmup = 0, log_every = 1000;
     double lr = 1e-2, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, wd = NAN, momentum = 0, min_lr = 0, clip = 0, ema = 0;
@@ -131,6 +148,7 @@ int cmd_train(int argc, char **argv)
     double sigma_min = pd.sigma_min, sigma = pd.sigma, ve_min = pv.ve_sigma_min, ve_max = pv.ve_sigma_max,
            beta_min = pd.beta_min, beta_max = pd.beta_max, exponent = pd.exponent, t_end = 0;
     const cli_opt opts[] = {
+        {"method", OPT_STR, &method, "NAME", "fm (flow matching), or a baseline: ddpm, vae, gan"},
         {"data", OPT_STR, &data, "SPEC", "dataset: moons, circles, 8gaussians, ... or csv:FILE"},
         {"source", OPT_STR, &source, "SPEC", "source distribution: gaussian or a dataset"},
         {"path", OPT_STR, &path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp, sb"},
@@ -143,7 +161,18 @@ int cmd_train(int argc, char **argv)
         {"beta-max", OPT_DOUBLE, &beta_max, "X", "vp: beta at the noise end"},
         {"exponent", OPT_DOUBLE, &exponent, "N", "poly: alpha_t = t^N"},
         {"t-end", OPT_DOUBLE, &t_end, "T", "train on t in [0, T] (0: 1, or 1 - 1e-3 for ve/vp/linear-vp)"},
-        {"width", OPT_INT, &width, "N", "hidden layer width"},
+        {"T", OPT_INT, &T, "N", "ddpm: diffusion steps"},
+        {"beta-start", OPT_DOUBLE, &beta_start, "X", "ddpm: beta_1 of the linear schedule"},
+        {"beta-end", OPT_DOUBLE, &beta_end, "X", "ddpm: beta_T"},
+        {"latent", OPT_INT, &latent, "N", "vae, gan: latent dimension"},
+        {"kl-weight", OPT_DOUBLE, &kl_weight, "X", "vae: weight beta of the KL term"},
+        {"likelihood", OPT_STR, &likelihood, "NAME", "vae: gaussian (real data) or bernoulli (data in [0, 1])"},
+        {"k", OPT_INT, &gan_k, "N", "gan: discriminator steps per generator step"},
+        {"gan-loss", OPT_STR, &gan_loss, "NAME", "gan: nonsaturating (-log D(G(z))) or minimax (log(1 - D(G(z))))"},
+        {"d-width", OPT_INT, &d_width, "N", "gan: discriminator width (default: --width)"},
+        {"d-depth", OPT_INT, &d_depth, "N", "gan: discriminator hidden layers (default: --depth)"},
+        {"d-lr", OPT_DOUBLE, &d_lr, "X", "gan: discriminator learning rate (default: --lr)"},
+        {"width", OPT_INT, &width, "N", "hidden layer width (vae: encoder and decoder; gan: generator)"},
         {"depth", OPT_INT, &depth, "N", "hidden layers"},
         {"act", OPT_STR, &act, "NAME", "relu, elu, silu, gelu, gelu_tanh, tanh, sigmoid, selu, softplus"},
         {"time-embed", OPT_INT, &time_embed, "N", "sinusoidal time embedding size (0: raw t)"},
@@ -174,9 +203,14 @@ int cmd_train(int argc, char **argv)
         {"quiet", OPT_FLAG, &quiet, NULL, "no progress output"},
     };
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};
-    const cli_spec spec = {"train", NULL, "Train a flow-matching model.",
+    const cli_spec spec = {"train", NULL, "Train a flow-matching model, or a DDPM, VAE or GAN baseline.",
                            "Defaults reproduce the tutorial: moons (noise 0.05), MLP 3 x 64 ELU with input\n"
                            "concat(t, x), OT path with sigma_min 0, Adam lr 1e-2, batch 256, 10000 iterations.\n"
+                           "--method ddpm trains a noise predictor on (t / T, x_t) with the linear schedule\n"
+                           "(T 1000, beta 1e-4 .. 0.02); vae an MLP encoder and decoder with the negative ELBO\n"
+                           "(Gaussian likelihood with a learned variance, or Bernoulli for data in [0, 1]);\n"
+                           "gan a generator and a discriminator, k discriminator steps per generator step.\n"
+                           "The same --width, --depth and --act shape every method's networks.\n"
                            "The checkpoint holds everything `flowmatch sample` needs, and the optimizer, EMA\n"
                            "and random state for --resume, which continues with the checkpoint's settings\n"
                            "(only --iters, the outputs, --threads and the logging options may be given).\n"
@@ -207,14 +241,25 @@ int cmd_train(int argc, char **argv)
         }
         iters = fm_trainer_get_config(tr)->iters;
     } else {
-        int k, cp;
+        int k, cp, m;
+        if ((m = fm_method_from_name(method)) < 0) BAD("unknown --method '%s' (fm, ddpm, vae, gan)", method);
+        c.method = (fm_method)m;
+        /* options that belong to some methods only */
+        static const struct {
+            const char *name;
+            unsigned methods; /* bit per fm_method */
+        } owner[] = {
+            {"source", 1}, {"path", 1}, {"coupling", 1}, {"sigma-min", 1}, {"sigma", 1}, {"ve-sigma-min", 1},
+            {"ve-sigma-max", 1}, {"beta-min", 1}, {"beta-max", 1}, {"exponent", 1}, {"t-end", 1}, {"time-embed", 3},
+            {"T", 2}, {"beta-start", 2}, {"beta-end", 2}, {"latent", 12}, {"kl-weight", 4}, {"likelihood", 4},
+            {"k", 8}, {"gan-loss", 8}, {"d-width", 8}, {"d-depth", 8}, {"d-lr", 8},
+        };
+        for (size_t i = 0; i < sizeof owner / sizeof owner[0]; i++)
+            if (cli_given(&spec, owner[i].name) && !(owner[i].methods & (1u << m)))
+                BAD("--%s does not apply to --method %s", owner[i].name, method);
         if ((cp = fm_coupling_from_name(coupling)) < 0) BAD("unknown --coupling '%s' (independent, ot, sb)", coupling);
         c.coupling = (fm_coupling)cp;
-        int path_given = 0, sigma_given = 0;
-        for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
-            if (given[i] && !strcmp(opts[i].name, "path")) path_given = 1;
-            if (given[i] && !strcmp(opts[i].name, "sigma")) sigma_given = 1;
-        }
+        int path_given = cli_given(&spec, "path"), sigma_given = cli_given(&spec, "sigma");
         if (cp == FM_COUPLING_SB && !path_given) path = "sb"; /* the bridge comes with its plan */
         if ((k = fm_path_from_name(path)) < 0)
             BAD("unknown --path '%s' (ot, icfm, ve, vp, cosine, poly, linear-vp, sb)", path);
@@ -237,6 +282,26 @@ int cmd_train(int argc, char **argv)
         for (int i = 0; i < depth; i++) c.flow.net.width[i] = width;
         if (time_embed < 0 || time_embed % 2 || time_embed > 4096) BAD("--time-embed %d must be even and in 0..4096", time_embed);
         c.flow.net.time_embed = time_embed;
+        c.flow.ddpm.T = T;
+        c.flow.ddpm.beta_start = beta_start;
+        c.flow.ddpm.beta_end = beta_end;
+        if (m == FM_METHOD_DDPM && fm_ddpm_check(&c.flow.ddpm) != FM_OK) BAD("%s", fm_last_error());
+        if (m >= FM_METHOD_VAE && depth < 1) BAD("--depth %d: the %s needs at least one hidden layer", depth, method);
+        if (latent < 1 || latent > 65536) BAD("--latent %d must lie in 1..65536", latent);
+        c.vae.latent = c.gan.latent = latent;
+        if (!(kl_weight >= 0) || !isfinite(kl_weight)) BAD("--kl-weight %g must be >= 0", kl_weight);
+        c.vae.beta = kl_weight;
+        if ((k = fm_vae_likelihood_from_name(likelihood)) < 0) BAD("unknown --likelihood '%s' (gaussian, bernoulli)", likelihood);
+        c.vae.likelihood = (fm_vae_likelihood)k;
+        if (gan_k < 1 || gan_k > 100) BAD("--k %d must lie in 1..100", gan_k);
+        c.gan.k = gan_k;
+        if ((k = fm_gan_loss_from_name(gan_loss)) < 0) BAD("unknown --gan-loss '%s' (nonsaturating, minimax)", gan_loss);
+        c.gan.loss = (fm_gan_loss)k;
+        if (d_depth > FM_MLP_MAX_LAYERS || d_width < 0 || d_width > 65536 || (cli_given(&spec, "d-depth") && d_depth < 0))
+            BAD("--d-width must lie in 1..65536 and --d-depth in 0..%d", FM_MLP_MAX_LAYERS);
+        c.gan.d_nhidden = d_depth >= 0 ? d_depth : depth;
+        for (int i = 0; i < c.gan.d_nhidden; i++) c.gan.d_width[i] = d_width > 0 ? d_width : width;
+        if (!(d_lr >= 0)) BAD("--d-lr %g must be >= 0", d_lr);
         if ((k = fm_optim_from_name(optim)) < 0) BAD("unknown --optim '%s' (adam, adamw, sgd)", optim);
         c.optim = fm_optim_config_default((fm_optim_kind)k);
         c.optim.lr = lr;
@@ -247,6 +312,8 @@ int cmd_train(int argc, char **argv)
         c.optim.momentum = momentum;
         c.optim.nesterov = nesterov;
         c.optim.amsgrad = amsgrad;
+        c.gan.d_optim = c.optim;
+        c.gan.d_optim.lr = d_lr; /* 0: the generator's */
         if (!(lr > 0)) BAD("--lr %g must be > 0", lr);
         if ((k = fm_sched_from_name(sched)) < 0) BAD("unknown --schedule '%s' (constant, cosine, linear)", sched);
         if (warmup < 0 || !(min_lr >= 0)) BAD("--warmup and --min-lr must be >= 0");
@@ -280,15 +347,28 @@ int cmd_train(int argc, char **argv)
     const fm_train_config *tc = fm_trainer_get_config(tr);
     const fm_flow_config *fc = &tc->flow;
     if (!quiet) {
-        fprintf(stderr, "training %s -> %s, path %s, MLP %d x %d %s, %s lr %g, batch %d, %lld iterations, seed %llu%s\n",
-                fc->source, fc->data, fm_path_name(fc->path.kind), fc->net.nhidden,
-                fc->net.nhidden ? fc->net.width[0] : 0, fm_act_name(fc->net.act), fm_optim_name(tc->optim.kind),
-                tc->optim.lr, tc->batch, (long long)iters, (unsigned long long)tc->seed, resume ? " (resumed)" : "");
+        char what[160];
+        if (tc->method == FM_METHOD_FM)
+            snprintf(what, sizeof what, "flow matching %s -> %s, path %s", fc->source, fc->data, fm_path_name(fc->path.kind));
+        else if (tc->method == FM_METHOD_DDPM)
+            snprintf(what, sizeof what, "DDPM on %s, T %d, beta %g .. %g", fc->data, fc->ddpm.T, fc->ddpm.beta_start,
+                     fc->ddpm.beta_end);
+        else if (tc->method == FM_METHOD_VAE)
+            snprintf(what, sizeof what, "VAE on %s, latent %d, %s likelihood, KL weight %g", fc->data, tc->vae.latent,
+                     fm_vae_likelihood_name(tc->vae.likelihood), tc->vae.beta);
+        else
+            snprintf(what, sizeof what, "GAN on %s, latent %d, %s loss, k %d", fc->data, tc->gan.latent,
+                     fm_gan_loss_name(tc->gan.loss), tc->gan.k);
+        fprintf(stderr, "training %s; MLP %d x %d %s, %s lr %g, batch %d, %lld iterations, seed %llu%s (%zu parameters)\n",
+                what, fc->net.nhidden, fc->net.nhidden ? fc->net.width[0] : 0, fm_act_name(fc->net.act),
+                fm_optim_name(tc->optim.kind), tc->optim.lr, tc->batch, (long long)iters, (unsigned long long)tc->seed,
+                resume ? " (resumed)" : "", fm_model_size(fm_trainer_model(tr)));
     }
-    int64_t first = fm_trainer_iter(tr), done = 0;
-    float *losses = NULL, *lrs = NULL;
+    int64_t first = fm_trainer_iter(tr);
+    cli_losses log;
     double secs = 0;
-    rc = cli_train_loop("train", tr, iters, log_every, quiet, &losses, &lrs, &done, &secs);
+    rc = cli_train_loop("train", tr, iters, log_every, quiet, &log, &secs);
+    int64_t done = log.n;
     if (rc >= 0) {
         fm_trainer_free(tr);
         return rc;
@@ -300,20 +380,19 @@ int cmd_train(int argc, char **argv)
     const char *t_svg = loss_svg ? cli_out_stage(&outs, loss_svg) : NULL;
     if (!t_out || !t_csv || (loss_svg && !t_svg)) rc = cli_error("train", "out of memory");
     if (rc < 0 && fm_trainer_save(tr, t_out) != FM_OK) rc = cli_error("train", "%s", fm_last_error());
-    if (rc < 0) rc = cli_write_losses("train", t_csv, t_svg, losses, lrs, done, first, resume ? csv_path : NULL);
+    if (rc < 0) rc = cli_write_losses("train", t_csv, t_svg, &log, first, resume ? csv_path : NULL);
     if (rc < 0) rc = cli_out_commit("train", &outs);
     cli_out_abort(&outs);
     if (rc < 0 && !quiet) {
         double tail = 0;
         int64_t m = done < 100 ? done : 100;
-        for (int64_t i = done - m; i < done; i++) tail += losses[i];
+        for (int64_t i = done - m; i < done; i++) tail += log.loss[i];
         printf("trained %lld iterations in %.2f s (%.0f it/s); mean loss of the last %lld: %.4f\n", (long long)done,
                secs, done / fmax(secs, 1e-9), (long long)m, m ? tail / m : NAN);
         printf("wrote %s, %s%s%s\n", out, csv_path, loss_svg ? ", " : "", loss_svg ? loss_svg : "");
     }
     free(csv);
-    free(losses);
-    free(lrs);
+    cli_losses_free(&log);
     fm_trainer_free(tr);
     return rc < 0 ? CLI_OK : rc;
 }

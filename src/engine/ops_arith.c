@@ -1,4 +1,4 @@
-/* ops_arith.c - add, sub, mul with NumPy broadcasting, and scale.
+/* ops_arith.c - add, sub, mul with NumPy broadcasting, scale and exp.
  *
  * Shapes align at their trailing dimension; a dimension of 1 (or a missing
  * leading one) stretches to the other operand's. Backward sums the gradient
@@ -6,6 +6,7 @@
  */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 enum { ARITH_ADD, ARITH_SUB, ARITH_MUL };
@@ -156,5 +157,27 @@ fm_tensor *fm_scale(fm_tape *tp, fm_tensor *x, float s)
     if (!y) return NULL;
     y->arg.f[0] = s;
     for (size_t i = 0; i < y->size; i++) y->data[i] = s * x->data[i];
+    return y;
+}
+
+/* ---- exp: the backward reuses the output */
+
+static void exp_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *x = y->src[0];
+    if (!fm__wants_grad(x)) return;
+    float *gx = fm__grad(tp, x);
+    if (!gx) return;
+    for (size_t i = 0; i < y->size; i++) gx[i] += y->data[i] * y->grad[i];
+}
+
+static const fm_op OP_EXP = {"exp", exp_backward};
+
+fm_tensor *fm_exp(fm_tape *tp, fm_tensor *x)
+{
+    if (!fm__op_inputs_ok(tp, "exp", &x, 1)) return NULL;
+    fm_tensor *y = fm__node(tp, &OP_EXP, x->ndim, x->shape, &x, 1);
+    if (!y) return NULL;
+    for (size_t i = 0; i < y->size; i++) y->data[i] = expf(x->data[i]);
     return y;
 }

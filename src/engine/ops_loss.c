@@ -1,5 +1,6 @@
 /* ops_loss.c - scalar losses: MSE, binary cross-entropy (on probabilities and
- * on logits) and the KL divergence of a diagonal Gaussian from N(0, I).
+ * on logits), the KL divergence of a diagonal Gaussian from N(0, I) and the
+ * negative log-likelihood of a diagonal Gaussian.
  *
  * Each accumulates in double. Reduction MEAN divides by the number of
  * elements (PyTorch's reduction='mean'); SUM does not divide.
@@ -160,4 +161,47 @@ fm_tensor *fm_kl_normal_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_r
         s += -0.5 * (1.0 + l - m * m - exp(l));
     }
     return loss_node(tp, &OP_KL, mu, logvar, r, s);
+}
+
+/* ---- Gaussian NLL: 1/2 (log 2 pi + logvar + (x - mu)^2 exp(-logvar)) */
+
+static void gauss_nll_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *mu = y->src[0], *lv = y->src[1], *x = y->src[2];
+    float g = y->grad[0] * y->arg.f[0];
+    float *gm = fm__wants_grad(mu) ? fm__grad(tp, mu) : NULL;
+    float *gl = fm__wants_grad(lv) ? fm__grad(tp, lv) : NULL;
+    if (tp->status != FM_OK) return;
+    for (size_t i = 0; i < mu->size; i++) {
+        size_t k = lv->size == mu->size ? i : i % lv->size; /* logvar: mu's shape, or one row */
+        double iv = exp(-(double)lv->data[k]), r = (double)mu->data[i] - x->data[i];
+        if (gm) gm[i] += (float)(g * r * iv);
+        if (gl) gl[k] += (float)(0.5 * g * (1.0 - r * r * iv));
+    }
+}
+
+static const fm_op OP_GAUSS_NLL = {"gaussian_nll_loss", gauss_nll_backward};
+
+fm_tensor *fm_gaussian_nll_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_tensor *x, fm_reduce r)
+{
+    fm_tensor *in[3] = {mu, logvar, x};
+    if (!fm__op_inputs_ok(tp, "gaussian_nll_loss", in, 3)) return NULL;
+    if (!loss_args(tp, "gaussian_nll_loss", mu, x, r)) return NULL;
+    int row = logvar->ndim == 1 && mu->ndim >= 1 && logvar->shape[0] == mu->shape[mu->ndim - 1];
+    if (!fm__same_shape(mu, logvar) && !row) {
+        char s1[96], s2[96];
+        return fm__op_fail(tp, FM_ERR_SHAPE, "gaussian_nll_loss: logvar %s fits neither mu %s nor its rows",
+                           fm_shape_str(logvar, s1, sizeof s1), fm_shape_str(mu, s2, sizeof s2));
+    }
+    double s = 0.0, l2pi = log(2.0 * M_PI);
+    for (size_t i = 0; i < mu->size; i++) {
+        double l = logvar->data[logvar->size == mu->size ? i : i % logvar->size], e = (double)x->data[i] - mu->data[i];
+        s += 0.5 * (l2pi + l + e * e * exp(-l));
+    }
+    fm_tensor *y = fm__node(tp, &OP_GAUSS_NLL, 0, NULL, in, 3);
+    if (!y) return NULL;
+    double k = r == FM_REDUCE_MEAN ? 1.0 / (double)mu->size : 1.0;
+    y->data[0] = (float)(s * k);
+    y->arg.f[0] = (float)k;
+    return y;
 }

@@ -1,5 +1,6 @@
 /* flow.c - a trained flow: the velocity network, its probability path, where
- * its noise comes from and how its data were standardised.
+ * its noise comes from and how its data were standardised. A DDPM model is the
+ * same network predicting noise, sampled by fm_ddpm_sample.
  *
  * Sampling draws x(0) = b(0) x0 + c(0) eps from the source, integrates
  * dx/dt = v(t, x) to the path's end time and maps the result back to data
@@ -13,16 +14,13 @@
 #include <math.h>
 #include <string.h>
 
-#define CHUNK 256      /* rows per network evaluation: activations stay in L2 */
-#define MAX_WORKERS 16
 
 struct fm_flow {
     fm_flow_config cfg; /* data and source point to owned copies */
     fm_params *P;
     fm_mlp *net;
-    float *mean, *std;              /* (dim) when standardised, else NULL */
-    fm_tape *tp[MAX_WORKERS];       /* one per worker, made on first use */
-    float *tbuf[MAX_WORKERS];       /* (CHUNK) times, one per worker */
+    fm__stdz z;                     /* the data's standardisation (z.mean NULL when off) */
+    fm__workers wk;                 /* tapes and time buffers for evaluations */
     fm_dataset *src;                /* opened on first use when the source is a dataset */
 };
 
@@ -31,6 +29,13 @@ int fm__is_gaussian_source(const char *spec) { return !spec || !*spec || !strcmp
 static fm_status config_check(const fm_flow_config *c)
 {
     if (c->dim < 1 || c->dim > (1 << 20)) return fm__fail(FM_ERR_ARG, "flow: data dimension %d is invalid", c->dim);
+    if (c->method == FM_METHOD_DDPM) {
+        if (!fm__is_gaussian_source(c->source))
+            return fm__fail(FM_ERR_ARG, "ddpm: the source is N(0, I), not '%s'", c->source);
+        return fm_ddpm_check(&c->ddpm);
+    }
+    if (c->method != FM_METHOD_FM)
+        return fm__fail(FM_ERR_ARG, "a flow is a flow-matching or DDPM model, not %s", fm_method_name(c->method));
     return fm_path_check(&c->path);
 }
 
@@ -65,12 +70,8 @@ void fm_flow_free(fm_flow *f)
     free((char *)f->cfg.source);
     fm_mlp_free(f->net);
     fm_params_free(f->P);
-    free(f->mean);
-    free(f->std);
-    for (int w = 0; w < MAX_WORKERS; w++) {
-        fm_tape_free(f->tp[w]);
-        free(f->tbuf[w]);
-    }
+    fm__stdz_free(&f->z);
+    fm__workers_free(&f->wk);
     fm_dataset_free(f->src);
     free(f);
 }
@@ -83,115 +84,43 @@ void fm_flow_init(fm_flow *f, fm_rng *r) { fm_mlp_init(f->net, r); }
 
 fm_status fm_flow_set_standardization(fm_flow *f, const float *mean, const float *std)
 {
-    int d = f->cfg.dim;
-    free(f->mean);
-    free(f->std);
-    f->mean = f->std = NULL;
-    if (!mean) return FM_OK;
-    for (int j = 0; j < d; j++)
-        if (!isfinite(mean[j]) || !(std[j] > 0) || !isfinite(std[j]))
-            return fm__fail(FM_ERR_NUMERIC, "standardisation of column %d: mean %g, std %g", j + 1, mean[j], std[j]);
-    f->mean = malloc((size_t)d * sizeof(float));
-    f->std = malloc((size_t)d * sizeof(float));
-    if (!f->mean || !f->std) {
-        free(f->mean);
-        free(f->std);
-        f->mean = f->std = NULL;
-        return fm__fail(FM_ERR_NOMEM, "out of memory");
-    }
-    memcpy(f->mean, mean, (size_t)d * sizeof(float));
-    memcpy(f->std, std, (size_t)d * sizeof(float));
-    return FM_OK;
+    return fm__stdz_set(&f->z, f->cfg.dim, mean, std);
 }
 
 int fm_flow_standardized(const fm_flow *f, const float **mean, const float **std)
 {
-    if (mean) *mean = f->mean;
-    if (std) *std = f->std;
-    return f->mean != NULL;
+    if (mean) *mean = f->z.mean;
+    if (std) *std = f->z.std;
+    return f->z.mean != NULL;
 }
 
-void fm_flow_to_model(const fm_flow *f, float *x, int n)
-{
-    if (!f->mean) return;
-    int d = f->cfg.dim;
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < d; j++) x[(size_t)i * d + j] = (x[(size_t)i * d + j] - f->mean[j]) / f->std[j];
-}
+fm__stdz *fm__flow_stdz(fm_flow *f) { return &f->z; }
 
-void fm_flow_to_data(const fm_flow *f, float *x, int n)
-{
-    if (!f->mean) return;
-    int d = f->cfg.dim;
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < d; j++) x[(size_t)i * d + j] = x[(size_t)i * d + j] * f->std[j] + f->mean[j];
-}
+void fm_flow_to_model(const fm_flow *f, float *x, int n) { fm__stdz_to_model(&f->z, x, n); }
+void fm_flow_to_data(const fm_flow *f, float *x, int n) { fm__stdz_to_data(&f->z, x, n); }
 
-/* Work on rows [i0, i0 + m) with worker w's tape and time buffer. */
-typedef fm_status (*chunk_fn)(fm_flow *f, int w, int i0, int m, void *ctx);
-
-/* Runs fn over chunks of CHUNK rows of n, split among the workers with the
- * parameters' gradients off. Each chunk's arithmetic is the same on any worker,
- * so results do not depend on the thread count. */
-static fm_status run_chunks(fm_flow *f, int n, chunk_fn fn, void *ctx)
+/* The (m, 1) time column holding t, in the worker's buffer. */
+static fm_tensor *chunk_time(fm_tape *tp, float *tbuf, double t, int m)
 {
-    int nw = fm_get_threads();
-    if (nw > MAX_WORKERS) nw = MAX_WORKERS;
-    if (nw < 1) nw = 1;
-    /* Fewer rows than CHUNK per worker: smaller chunks, so every worker has
-     * some (a row's arithmetic does not depend on its chunk's size), rather
-     * than one chunk whose small matrix products fork threads of their own. */
-    int rows = CHUNK;
-    if ((long)n < (long)nw * CHUNK) {
-        rows = (n + nw - 1) / nw;
-        rows = rows < 32 ? 32 : (rows + 15) / 16 * 16;
-        if (rows > CHUNK) rows = CHUNK;
-    }
-    int chunks = (n + rows - 1) / rows;
-    if (nw > chunks) nw = chunks;
-    for (int w = 0; w < nw; w++) {
-        if (!f->tp[w]) f->tp[w] = fm_tape_new(0);
-        if (!f->tbuf[w]) f->tbuf[w] = malloc(CHUNK * sizeof(float));
-        if (!f->tp[w] || !f->tbuf[w]) return fm__fail(FM_ERR_NOMEM, "out of memory for the flow's workers");
-    }
-    int saved = fm__params_get_requires_grad(f->P);
-    fm_params_requires_grad(f->P, 0);
-    fm_status st[MAX_WORKERS];
-    FM__PARALLEL_FOR(nw)
-    for (int w = 0; w < nw; w++) {
-        st[w] = FM_OK;
-        for (int c = (int)((long)chunks * w / nw); c < (int)((long)chunks * (w + 1) / nw) && st[w] == FM_OK; c++)
-            st[w] = fn(f, w, c * rows, n - c * rows < rows ? n - c * rows : rows, ctx);
-    }
-    fm_params_requires_grad(f->P, saved);
-    for (int w = 0; w < nw; w++)
-        if (st[w] != FM_OK) return fm__fail(st[w], "%s", f->tp[w]->msg[0] ? f->tp[w]->msg : "a flow worker failed");
-    return FM_OK;
-}
-
-/* Resets worker w's tape and returns the (m, 1) time column holding t. */
-static fm_tensor *chunk_time(fm_flow *f, int w, double t, int m)
-{
-    fm_tape_reset(f->tp[w]);
-    for (int i = 0; i < m; i++) f->tbuf[w][i] = (float)t;
+    for (int i = 0; i < m; i++) tbuf[i] = (float)t;
     int ts[2] = {m, 1};
-    return fm_tensor_wrap(f->tp[w], f->tbuf[w], 2, ts);
+    return fm_tensor_wrap(tp, tbuf, 2, ts);
 }
 
 typedef struct {
+    fm_flow *f;
     double t;
     const float *x, *e;
     float *v, *u;
     int n, k;
 } chunk_args;
 
-static fm_status velocity_chunk(fm_flow *f, int w, int i0, int m, void *ctx)
+static fm_status velocity_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
 {
     const chunk_args *a = ctx;
-    int d = f->cfg.dim, xs[2] = {m, d};
-    fm_tape *tp = f->tp[w];
-    fm_tensor *T = chunk_time(f, w, a->t, m);
-    fm_tensor *y = fm_mlp_forward(tp, f->net, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs));
+    int d = a->f->cfg.dim, xs[2] = {m, d};
+    fm_tensor *T = chunk_time(tp, tbuf, a->t, m);
+    fm_tensor *y = fm_mlp_forward(tp, a->f->net, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs));
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
     return FM_OK;
@@ -199,21 +128,20 @@ static fm_status velocity_chunk(fm_flow *f, int w, int i0, int m, void *ctx)
 
 fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n)
 {
-    chunk_args a = {.t = t, .x = x, .v = v, .n = n};
-    return run_chunks(f, n, velocity_chunk, &a);
+    chunk_args a = {.f = f, .t = t, .x = x, .v = v, .n = n};
+    return fm__run_chunks(&f->wk, &f->P, 1, n, velocity_chunk, &a);
 }
 
 /* v and the k vector-Jacobian products for rows [i0, i0 + m). */
-static fm_status vjp_chunk(fm_flow *f, int w, int i0, int m, void *ctx)
+static fm_status vjp_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
 {
     const chunk_args *a = ctx;
-    int d = f->cfg.dim, xs[2] = {m, d};
+    int d = a->f->cfg.dim, xs[2] = {m, d};
     size_t nd = (size_t)a->n * d, off = (size_t)i0 * d;
-    fm_tape *tp = f->tp[w];
-    fm_tensor *T = chunk_time(f, w, a->t, m);
+    fm_tensor *T = chunk_time(tp, tbuf, a->t, m);
     fm_tensor *X = fm_tensor_copy(tp, a->x + off, 2, xs);
     fm_tensor_requires_grad(X, 1);
-    fm_tensor *y = fm_mlp_forward(tp, f->net, T, X);
+    fm_tensor *y = fm_mlp_forward(tp, a->f->net, T, X);
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + off, y->data, (size_t)m * d * sizeof(float));
     fm__tape_mark mk = fm__tape_get_mark(tp); /* each pass reuses the memory of the last */
@@ -230,8 +158,8 @@ fm_status fm_flow_vjp(void *flow, double t, const float *x, int n, int d, const 
 {
     fm_flow *f = flow;
     if (d != f->cfg.dim) return fm__fail(FM_ERR_SHAPE, "points of dimension %d for a %d-dimensional flow", d, f->cfg.dim);
-    chunk_args a = {.t = t, .x = x, .e = e, .v = v, .u = u, .n = n, .k = k};
-    return run_chunks(f, n, vjp_chunk, &a);
+    chunk_args a = {.f = f, .t = t, .x = x, .e = e, .v = v, .u = u, .n = n, .k = k};
+    return fm__run_chunks(&f->wk, &f->P, 1, n, vjp_chunk, &a);
 }
 
 /* Opens a dataset source on first use, checking its dimension. */
@@ -282,6 +210,8 @@ fm_status fm_flow_log_likelihood(fm_flow *f, const float *x, int n, const fm_nll
                                  fm_solve_stats *st)
 {
     int d = f->cfg.dim;
+    if (f->cfg.method != FM_METHOD_FM)
+        return fm__fail(FM_ERR_ARG, "the likelihood is for flow-matching models, not %s", fm_method_name(f->cfg.method));
     /* the source's density, tried on one point before the solve */
     fm_path_coef c0;
     fm_path_coef_at(&f->cfg.path, 0.0, &c0);
@@ -298,9 +228,9 @@ fm_status fm_flow_log_likelihood(fm_flow *f, const float *x, int n, const fm_nll
     fm_flow_to_model(f, xm, n);
     s = fm_log_likelihood(fm_flow_vjp, f, flow_logp0, f, xm, n, d, c, logp, se, st);
     free(xm);
-    if (s == FM_OK && f->mean) { /* density of the data: divide by the standardisation's Jacobian */
+    if (s == FM_OK && f->z.mean) { /* density of the data: divide by the standardisation's Jacobian */
         double lj = 0;
-        for (int j = 0; j < d; j++) lj += log((double)f->std[j]);
+        for (int j = 0; j < d; j++) lj += log((double)f->z.std[j]);
         for (int i = 0; i < n; i++) logp[i] -= lj;
     }
     return s;
@@ -333,10 +263,37 @@ typedef struct {
 static fm_status observe_data(void *ctx, int k, double t, const float *x, size_t n)
 {
     obs_wrap *w = ctx;
-    if (!w->f->mean) return w->obs(w->octx, k, t, x, n);
+    if (!w->f->z.mean) return w->obs(w->octx, k, t, x, n);
     memcpy(w->tmp, x, n * sizeof(float));
     fm_flow_to_data(w->f, w->tmp, (int)(n / (size_t)w->f->cfg.dim));
     return w->obs(w->octx, k, t, w->tmp, n);
+}
+
+/* DDPM's noise prediction: the network at t / T. */
+static fm_status ddpm_eps(void *ctx, int t, const float *x, float *eps, int n, int d)
+{
+    fm_flow *f = ctx;
+    (void)d;
+    return fm_flow_velocity(f, (double)t / f->cfg.ddpm.T, x, eps, n);
+}
+
+static fm_status ddpm_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                             int steps, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
+{
+    size_t total = (size_t)n * f->cfg.dim;
+    if (x_start) memcpy(out, x_start, total * sizeof(float));
+    else fm_rng_normal_fill(r, out, total, 0.0f, 1.0f);
+    obs_wrap w = {f, obs, octx, NULL};
+    if (obs && f->z.mean && !(w.tmp = malloc(total * sizeof(float)))) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    fm_status s = fm_ddpm_sample(&f->cfg.ddpm, ddpm_eps, f, sc->kind, steps, r, out, n, f->cfg.dim,
+                                 obs ? observe_data : NULL, &w);
+    free(w.tmp);
+    if (st) {
+        memset(st, 0, sizeof *st);
+        st->nfe = st->steps = s ? 0 : steps;
+    }
+    if (s == FM_OK) fm_flow_to_data(f, out, n);
+    return s;
 }
 
 fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
@@ -344,6 +301,7 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
 {
     int d = f->cfg.dim;
     size_t total = (size_t)n * d;
+    if (f->cfg.method == FM_METHOD_DDPM) return ddpm_sample(f, n, x_start, r, sc, ngrid - 1, out, obs, octx, st);
     if (x_start) {
         memcpy(out, x_start, total * sizeof(float));
     } else {
@@ -358,7 +316,7 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
         }
     }
     obs_wrap w = {f, obs, octx, NULL};
-    if (obs && f->mean) {
+    if (obs && f->z.mean) {
         w.tmp = malloc(total * sizeof(float));
         if (!w.tmp) return fm__fail(FM_ERR_NOMEM, "out of memory");
     }
@@ -398,6 +356,8 @@ fm_status fm_flow_path_energy(fm_flow *f, int n, const float *x_start, fm_rng *r
                               const double *grid, int ngrid, float *x0_out, float *x1_out, double *energy,
                               fm_solve_stats *st)
 {
+    if (f->cfg.method != FM_METHOD_FM)
+        return fm__fail(FM_ERR_ARG, "path energy is for flow-matching models, not %s", fm_method_name(f->cfg.method));
     int d = f->cfg.dim;
     size_t nd = (size_t)n * d;
     energy_aug a = {f, n, d, malloc(nd * sizeof(float)), malloc(nd * sizeof(float))};
@@ -438,7 +398,7 @@ fm_flow *fm_flow_clone(fm_flow *f)
     fm_flow *g = fm_flow_new(&f->cfg);
     if (!g) return NULL;
     memcpy(fm_params_data(g->P), fm_params_data(f->P), fm_params_size(f->P) * sizeof(float));
-    if (f->mean && fm_flow_set_standardization(g, f->mean, f->std) != FM_OK) {
+    if (f->z.mean && fm_flow_set_standardization(g, f->z.mean, f->z.std) != FM_OK) {
         fm_flow_free(g);
         return NULL;
     }
@@ -448,6 +408,8 @@ fm_flow *fm_flow_clone(fm_flow *f)
 fm_status fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_config *sc, const double *grid, int ngrid,
                              float *x0, float *x1)
 {
+    if (f->cfg.method != FM_METHOD_FM)
+        return fm__fail(FM_ERR_ARG, "reflow pairs come from flow-matching models, not %s", fm_method_name(f->cfg.method));
     int d = f->cfg.dim;
     size_t nd = (size_t)n * d;
     fm_status s = fm_flow_source(f, r, x0, n);
@@ -462,18 +424,6 @@ fm_status fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_confi
 
 /* ------------------------------------------------------------------ checkpoints */
 
-static fm_status meta_list(fm_st_writer *w, const char *key, const float *v, int n)
-{
-    size_t cap = (size_t)n * 20 + 1, o = 0;
-    char *buf = malloc(cap);
-    if (!buf) return fm__fail(FM_ERR_NOMEM, "out of memory");
-    buf[0] = '\0';
-    for (int i = 0; i < n; i++) o += (size_t)snprintf(buf + o, cap - o, i ? ",%.9g" : "%.9g", (double)v[i]);
-    fm_status s = fm_st_writer_meta(w, key, buf);
-    free(buf);
-    return s;
-}
-
 fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
 {
     const fm_flow_config *c = &f->cfg;
@@ -484,6 +434,10 @@ fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
     if (!s) s = fm__meta_put_num(w, "flow.dim", c->dim);
     if (!s) s = fm_st_writer_meta(w, "flow.data", c->data);
     if (!s) s = fm_st_writer_meta(w, "flow.source", c->source);
+    if (!s) s = fm_st_writer_meta(w, "method", fm_method_name(c->method));
+    if (!s && c->method == FM_METHOD_DDPM) s = fm__meta_put_num(w, "ddpm.T", c->ddpm.T);
+    if (!s && c->method == FM_METHOD_DDPM) s = fm__meta_put_num(w, "ddpm.beta_start", c->ddpm.beta_start);
+    if (!s && c->method == FM_METHOD_DDPM) s = fm__meta_put_num(w, "ddpm.beta_end", c->ddpm.beta_end);
     if (!s) s = fm_st_writer_meta(w, "path", fm_path_name(p->kind));
     if (!s) s = fm__meta_put_num(w, "path.sigma_min", p->sigma_min);
     if (!s) s = fm__meta_put_num(w, "path.sigma", p->sigma);
@@ -493,26 +447,9 @@ fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
     if (!s) s = fm__meta_put_num(w, "path.beta_max", p->beta_max);
     if (!s) s = fm__meta_put_num(w, "path.exponent", p->exponent);
     if (!s) s = fm__meta_put_num(w, "path.t_end", p->t_end);
-    if (!s && f->mean) s = meta_list(w, "flow.mean", f->mean, c->dim);
-    if (!s && f->mean) s = meta_list(w, "flow.std", f->std, c->dim);
+    if (!s) s = fm__stdz_save(&f->z, w, "flow");
     if (!s) s = fm_params_save(f->P, w, NULL);
     return s;
-}
-
-static fm_status get_list(const fm_st *st, const char *key, float *out, int n)
-{
-    const char *v = fm_st_meta(st, key);
-    if (!v) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
-    const char *p = v;
-    for (int i = 0; i < n; i++) {
-        char *e;
-        double d = strtod(p, &e);
-        if (e == p || !isfinite(d) || (i + 1 < n && *e != ',') || (i + 1 == n && *e))
-            return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' is not a list of %d numbers", key, n);
-        out[i] = (float)d;
-        p = e + 1;
-    }
-    return FM_OK;
 }
 
 fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
@@ -542,6 +479,20 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
         (s = fm__meta_get_num(st, "path.t_end", &p->t_end)))
         return s;
     if ((s = fm_path_check(p))) return s;
+    const char *mk = fm_st_meta(st, "method");
+    int m = mk ? fm_method_from_name(mk) : FM_METHOD_FM;
+    if (m != FM_METHOD_FM && m != FM_METHOD_DDPM)
+        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'method' = '%s' is not a flow-matching or DDPM model", mk);
+    c->method = (fm_method)m;
+    if (m == FM_METHOD_DDPM) {
+        double T;
+        if ((s = fm__meta_get_whole(st, "ddpm.T", 1, 100000, &T)) ||
+            (s = fm__meta_get_num(st, "ddpm.beta_start", &c->ddpm.beta_start)) ||
+            (s = fm__meta_get_num(st, "ddpm.beta_end", &c->ddpm.beta_end)))
+            return s;
+        c->ddpm.T = (int)T;
+        if ((s = fm_ddpm_check(&c->ddpm))) return s;
+    }
     c->data = fm_st_meta(st, "flow.data");
     c->source = fm_st_meta(st, "flow.source");
     if (!c->data || !c->source) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks 'flow.data' or 'flow.source'");
@@ -556,14 +507,7 @@ fm_flow *fm_flow_load(const fm_st *st, int use_ema)
     if (!f) return NULL;
     int ema = use_ema && fm_st_find(st, "ema.net.0.weight") >= 0;
     fm_status s = fm_params_load(f->P, st, ema ? "ema." : NULL);
-    if (!s && fm_st_meta(st, "flow.mean")) {
-        float *m = malloc((size_t)c.dim * 2 * sizeof(float));
-        if (!m) s = fm__fail(FM_ERR_NOMEM, "out of memory");
-        if (!s) s = get_list(st, "flow.mean", m, c.dim);
-        if (!s) s = get_list(st, "flow.std", m + c.dim, c.dim);
-        if (!s) s = fm_flow_set_standardization(f, m, m + c.dim);
-        free(m);
-    }
+    if (!s) s = fm__stdz_load(&f->z, st, "flow", c.dim);
     if (s) {
         fm_flow_free(f);
         return NULL;

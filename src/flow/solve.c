@@ -13,7 +13,8 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const solver_names[FM_SOLVER_COUNT] = {"euler", "midpoint", "heun", "rk4", "dopri5"};
+static const char *const solver_names[FM_SOLVER_COUNT] = {"euler", "midpoint", "heun",     "rk4",
+                                                          "dopri5", "ancestral", "ddim"};
 
 const char *fm_solver_name(fm_solver_kind k) { return (k >= 0 && k < FM_SOLVER_COUNT) ? solver_names[k] : "?"; }
 
@@ -221,6 +222,9 @@ fm_status fm__solve_d(const fm_solver_config *c, fm__field_d f, void *fctx, cons
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
     if (!c || c->kind < 0 || c->kind >= FM_SOLVER_COUNT) return fm__fail(FM_ERR_ARG, "unknown solver");
+    if (c->kind == FM_SOLVER_ANCESTRAL || c->kind == FM_SOLVER_DDIM)
+        return fm__fail(FM_ERR_ARG, "%s is a DDPM sampler, not an ODE solver (euler, midpoint, heun, rk4, dopri5)",
+                        fm_solver_name(c->kind));
     if (ngrid < 2) return fm__fail(FM_ERR_ARG, "the time grid needs at least 2 points, got %d", ngrid);
     double dir = grid[ngrid - 1] >= grid[0] ? 1.0 : -1.0;
     for (int i = 0; i < ngrid; i++) {

@@ -104,17 +104,20 @@ fm_status fm__meta_get_whole(const fm_st *st, const char *key, double lo, double
 
 /* ------------------------------------------------------------------ optimizer */
 
-static const char *optim_slots(const fm_optim_config *c, int k)
+/* "<prefix>.<key>" into a static-size buffer. */
+#define PKEY(buf, prefix, key) (snprintf(buf, sizeof buf, "%s.%s", prefix, key), buf)
+
+static const char *optim_slot(const fm_optim_config *c, int k)
 {
     /* slot k of the state buffers under PyTorch's names */
-    if (c->kind == FM_OPTIM_SGD) return k == 0 && c->momentum != 0.0 ? "optim.momentum_buffer." : NULL;
-    if (k == 0) return "optim.exp_avg.";
-    if (k == 1) return "optim.exp_avg_sq.";
-    if (k == 2 && c->amsgrad) return "optim.max_exp_avg_sq.";
+    if (c->kind == FM_OPTIM_SGD) return k == 0 && c->momentum != 0.0 ? "momentum_buffer." : NULL;
+    if (k == 0) return "exp_avg.";
+    if (k == 1) return "exp_avg_sq.";
+    if (k == 2 && c->amsgrad) return "max_exp_avg_sq.";
     return NULL;
 }
 
-fm_status fm_optim_save(fm_optim *o, fm_st_writer *w)
+fm_status fm__optim_save_as(fm_optim *o, fm_st_writer *w, const char *prefix)
 {
     const fm_optim_config *c = fm_optim_get_config(o);
     float *buf[3];
@@ -123,41 +126,45 @@ fm_status fm_optim_save(fm_optim *o, fm_st_writer *w)
     fm__optim_view(o, &buf[0], &buf[1], &buf[2], &step, &n);
     fm_params *p = fm__optim_params(o);
     fm_status s = FM_OK;
+    char key[96];
     for (int k = 0; k < 3 && s == FM_OK; k++) {
-        const char *pre = optim_slots(c, k);
-        if (pre) s = save_flat(p, w, pre, buf[k], n);
+        const char *slot = optim_slot(c, k);
+        if (slot) s = save_flat(p, w, PKEY(key, prefix, slot), buf[k], n);
     }
-    if (s == FM_OK) s = fm_st_writer_meta(w, "optim.kind", fm_optim_name(c->kind));
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.step", (long long)*step);
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.lr", c->lr);
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.beta1", c->beta1);
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.beta2", c->beta2);
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.eps", c->eps);
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.weight_decay", c->weight_decay);
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.amsgrad", c->amsgrad);
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.momentum", c->momentum);
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.dampening", c->dampening);
-    if (s == FM_OK) s = fm__meta_put_num(w, "optim.nesterov", c->nesterov);
+    if (s == FM_OK) s = fm_st_writer_meta(w, PKEY(key, prefix, "kind"), fm_optim_name(c->kind));
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "step"), (double)*step);
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "lr"), c->lr);
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "beta1"), c->beta1);
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "beta2"), c->beta2);
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "eps"), c->eps);
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "weight_decay"), c->weight_decay);
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "amsgrad"), c->amsgrad);
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "momentum"), c->momentum);
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "dampening"), c->dampening);
+    if (s == FM_OK) s = fm__meta_put_num(w, PKEY(key, prefix, "nesterov"), c->nesterov);
     return s;
 }
 
-fm_status fm_optim_config_load(fm_optim_config *c, const fm_st *st)
+fm_status fm_optim_save(fm_optim *o, fm_st_writer *w) { return fm__optim_save_as(o, w, "optim"); }
+
+fm_status fm__optim_config_load_as(fm_optim_config *c, const fm_st *st, const char *prefix)
 {
-    const char *kind = fm_st_meta(st, "optim.kind");
-    if (!kind) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks 'optim.kind'");
+    char key[96];
+    const char *kind = fm_st_meta(st, PKEY(key, prefix, "kind"));
+    if (!kind) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
     int k = fm_optim_from_name(kind);
-    if (k < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'optim.kind' = '%s' is not an optimizer", kind);
+    if (k < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not an optimizer", key, kind);
     fm_optim_config t = fm_optim_config_default((fm_optim_kind)k);
     double ams = 0, nest = 0;
-    fm_status s = fm__meta_get_num(st, "optim.lr", &t.lr);
-    if (!s) s = fm__meta_get_num(st, "optim.beta1", &t.beta1);
-    if (!s) s = fm__meta_get_num(st, "optim.beta2", &t.beta2);
-    if (!s) s = fm__meta_get_num(st, "optim.eps", &t.eps);
-    if (!s) s = fm__meta_get_num(st, "optim.weight_decay", &t.weight_decay);
-    if (!s) s = fm__meta_get_whole(st, "optim.amsgrad", 0, 1, &ams);
-    if (!s) s = fm__meta_get_num(st, "optim.momentum", &t.momentum);
-    if (!s) s = fm__meta_get_num(st, "optim.dampening", &t.dampening);
-    if (!s) s = fm__meta_get_whole(st, "optim.nesterov", 0, 1, &nest);
+    fm_status s = fm__meta_get_num(st, PKEY(key, prefix, "lr"), &t.lr);
+    if (!s) s = fm__meta_get_num(st, PKEY(key, prefix, "beta1"), &t.beta1);
+    if (!s) s = fm__meta_get_num(st, PKEY(key, prefix, "beta2"), &t.beta2);
+    if (!s) s = fm__meta_get_num(st, PKEY(key, prefix, "eps"), &t.eps);
+    if (!s) s = fm__meta_get_num(st, PKEY(key, prefix, "weight_decay"), &t.weight_decay);
+    if (!s) s = fm__meta_get_whole(st, PKEY(key, prefix, "amsgrad"), 0, 1, &ams);
+    if (!s) s = fm__meta_get_num(st, PKEY(key, prefix, "momentum"), &t.momentum);
+    if (!s) s = fm__meta_get_num(st, PKEY(key, prefix, "dampening"), &t.dampening);
+    if (!s) s = fm__meta_get_whole(st, PKEY(key, prefix, "nesterov"), 0, 1, &nest);
     if (s != FM_OK) return s;
     t.amsgrad = (int)ams;
     t.nesterov = (int)nest;
@@ -165,11 +172,13 @@ fm_status fm_optim_config_load(fm_optim_config *c, const fm_st *st)
     return FM_OK;
 }
 
-fm_status fm_optim_load(fm_optim *o, const fm_st *st)
+fm_status fm_optim_config_load(fm_optim_config *c, const fm_st *st) { return fm__optim_config_load_as(c, st, "optim"); }
+
+fm_status fm__optim_load_as(fm_optim *o, const fm_st *st, const char *prefix)
 {
     const fm_optim_config *c = fm_optim_get_config(o);
     fm_optim_config saved;
-    fm_status s = fm_optim_config_load(&saved, st);
+    fm_status s = fm__optim_config_load_as(&saved, st, prefix);
     if (s != FM_OK) return s;
     int sgd_mom = c->kind == FM_OPTIM_SGD && (saved.momentum != 0.0) != (c->momentum != 0.0);
     if (saved.kind != c->kind || saved.amsgrad != c->amsgrad || sgd_mom)
@@ -179,7 +188,8 @@ fm_status fm_optim_load(fm_optim *o, const fm_st *st)
                         fm_optim_name(c->kind), c->amsgrad ? " (amsgrad)" : "",
                         sgd_mom ? (c->momentum != 0.0 ? " with momentum" : " without momentum") : "");
     double step = 0;
-    if ((s = fm__meta_get_whole(st, "optim.step", 0, 9e15, &step))) return s;
+    char key[96];
+    if ((s = fm__meta_get_whole(st, PKEY(key, prefix, "step"), 0, 9e15, &step))) return s;
     float *buf[3];
     int64_t *stp;
     size_t n;
@@ -192,17 +202,19 @@ fm_status fm_optim_load(fm_optim *o, const fm_st *st)
     float *tmp = malloc((3 * n + 1) * sizeof(float));
     if (!tmp) return fm__fail(FM_ERR_NOMEM, "out of memory loading optimizer state");
     for (int k = 0; k < 3 && s == FM_OK; k++) {
-        const char *pre = optim_slots(c, k);
-        if (pre) s = load_flat(p, st, pre, tmp + k * n);
+        const char *slot = optim_slot(c, k);
+        if (slot) s = load_flat(p, st, PKEY(key, prefix, slot), tmp + k * n);
     }
     if (s == FM_OK) {
         for (int k = 0; k < 3; k++)
-            if (optim_slots(c, k)) memcpy(buf[k], tmp + k * n, n * sizeof(float));
+            if (optim_slot(c, k)) memcpy(buf[k], tmp + k * n, n * sizeof(float));
         *stp = (int64_t)step;
     }
     free(tmp);
     return s;
 }
+
+fm_status fm_optim_load(fm_optim *o, const fm_st *st) { return fm__optim_load_as(o, st, "optim"); }
 
 /* ------------------------------------------------------------------ EMA */
 
@@ -237,16 +249,49 @@ fm_status fm_ema_load(fm_ema *e, fm_params *p, const fm_st *st)
 
 /* ------------------------------------------------------------------ MLP configuration */
 
-fm_status fm_mlp_config_save(const fm_mlp_config *c, fm_st_writer *w)
+fm_status fm__meta_put_widths(fm_st_writer *w, const char *key, int n, const int *width)
 {
     char widths[FM_MLP_MAX_LAYERS * 12 + 1] = "";
     size_t o = 0;
-    for (int i = 0; i < c->nhidden; i++)
-        o += (size_t)snprintf(widths + o, sizeof widths - o, i ? ",%d" : "%d", c->width[i]);
+    for (int i = 0; i < n; i++) o += (size_t)snprintf(widths + o, sizeof widths - o, i ? ",%d" : "%d", width[i]);
+    return fm_st_writer_meta(w, key, widths);
+}
+
+fm_status fm__meta_get_widths(const fm_st *st, const char *key, int *n, int *width)
+{
+    const char *widths = fm_st_meta(st, key);
+    if (!widths) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
+    int k = 0;
+    const char *q = widths;
+    while (*q) {
+        char *end;
+        errno = 0;
+        long v = strtol(q, &end, 10);
+        if (end == q || v < 1 || v > (1 << 20) || errno || (*end && *end != ',') || k == FM_MLP_MAX_LAYERS)
+            return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not a list of widths", key, widths);
+        width[k++] = (int)v;
+        q = *end ? end + 1 : end;
+    }
+    *n = k;
+    return FM_OK;
+}
+
+fm_status fm__meta_get_act(const fm_st *st, const char *key, fm_act *out)
+{
+    const char *act = fm_st_meta(st, key);
+    if (!act) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks '%s'", key);
+    int a = fm_act_from_name(act);
+    if (a < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata '%s' = '%s' is not an activation", key, act);
+    *out = (fm_act)a;
+    return FM_OK;
+}
+
+fm_status fm_mlp_config_save(const fm_mlp_config *c, fm_st_writer *w)
+{
     fm_status s = fm_st_writer_meta(w, "model", "mlp");
     if (s == FM_OK) s = fm__meta_put_num(w, "mlp.in_dim", c->in_dim);
     if (s == FM_OK) s = fm__meta_put_num(w, "mlp.out_dim", c->out_dim);
-    if (s == FM_OK) s = fm_st_writer_meta(w, "mlp.widths", widths);
+    if (s == FM_OK) s = fm__meta_put_widths(w, "mlp.widths", c->nhidden, c->width);
     if (s == FM_OK) s = fm_st_writer_meta(w, "mlp.act", fm_act_name(c->act));
     if (s == FM_OK) s = fm__meta_put_num(w, "mlp.time_input", c->time_input);
     if (s == FM_OK) s = fm__meta_put_num(w, "mlp.time_embed", c->time_embed);
@@ -266,25 +311,11 @@ fm_status fm_mlp_config_load(fm_mlp_config *c, const fm_st *st)
     if (!s) s = fm__meta_get_whole(st, "mlp.out_dim", 1, 1 << 20, &out);
     if (!s) s = fm__meta_get_whole(st, "mlp.time_input", 0, 1, &ti);
     if (!s) s = fm__meta_get_whole(st, "mlp.time_embed", 0, 1 << 16, &te);
+    if (!s) s = fm__meta_get_act(st, "mlp.act", &t.act);
+    if (!s) s = fm__meta_get_widths(st, "mlp.widths", &t.nhidden, t.width);
     if (s != FM_OK) return s;
-    const char *act = fm_st_meta(st, "mlp.act"), *widths = fm_st_meta(st, "mlp.widths");
-    if (!act || !widths) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks 'mlp.act' or 'mlp.widths'");
-    int a = fm_act_from_name(act);
-    if (a < 0) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'mlp.act' = '%s' is not an activation", act);
-    const char *q = widths;
-    while (*q) {
-        char *end;
-        errno = 0;
-        long v = strtol(q, &end, 10);
-        if (end == q || v < 1 || v > (1 << 20) || errno || (*end && *end != ',') || t.nhidden == FM_MLP_MAX_LAYERS)
-            return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'mlp.widths' = '%s' is not a list of widths",
-                            widths);
-        t.width[t.nhidden++] = (int)v;
-        q = *end ? end + 1 : end;
-    }
     t.in_dim = (int)in;
     t.out_dim = (int)out;
-    t.act = (fm_act)a;
     t.time_input = (int)ti;
     t.time_embed = (int)te;
     *c = t;

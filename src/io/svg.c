@@ -126,8 +126,8 @@ static void points(sbuf *b, int id, const float *p, int n, int d, double x0, dou
     sb_printf(b, "</g>\n");
 }
 
-fm_status fm_svg_trajectory(const char *path, const float *frames, const double *times, int nframes, int n, int d,
-                            double range)
+fm_status fm_svg_panels(const char *path, const float *frames, const char *const *titles, int nframes, int n, int d,
+                        double range)
 {
     if (nframes < 1 || n < 0 || d < 1 || !(range > 0))
         return fm__fail(FM_ERR_ARG, "%s: nothing to draw (%d frames of %d points)", path, nframes, n);
@@ -136,14 +136,25 @@ fm_status fm_svg_trajectory(const char *path, const float *frames, const double 
     int w = (int)(m + nframes * (s + gap)), h = (int)(s + 2 * m + 10);
     header(&b, w, h);
     for (int f = 0; f < nframes; f++) {
-        char title[32];
-        snprintf(title, sizeof title, "t = %.2f", times[f]);
         double x0 = m + f * (s + gap), y0 = m;
-        axes(&b, f, x0, y0, s, -range, range, title);
+        axes(&b, f, x0, y0, s, -range, range, titles ? titles[f] : NULL);
         points(&b, f, frames + (size_t)f * n * d, n, d, x0, y0, s, -range, range, "#1f77b4");
     }
     sb_printf(&b, "</svg>\n");
     return sb_save(&b, path);
+}
+
+fm_status fm_svg_trajectory(const char *path, const float *frames, const double *times, int nframes, int n, int d,
+                            double range)
+{
+    if (nframes < 1 || nframes > 64) return fm__fail(FM_ERR_ARG, "%s: %d frames (1..64)", path, nframes);
+    char buf[64][32];
+    const char *titles[64];
+    for (int f = 0; f < nframes; f++) {
+        snprintf(buf[f], sizeof buf[f], "t = %.2f", times[f]);
+        titles[f] = buf[f];
+    }
+    return fm_svg_panels(path, frames, titles, nframes, n, d, range);
 }
 
 /* Symmetric range covering both clouds (robust: 99.5% of coordinates). */

@@ -6,6 +6,7 @@
 Needs Debian's python3-torch and python3-sklearn. Files written:
   ops.safetensors      every op: inputs, upstream gradient, output, input gradients
   train.safetensors    10 optimizer steps of the tutorial's flow-matching MLP
+  baselines.safetensors  VAE and GAN losses and gradients (every parameter)
   formats.safetensors  F64 / F16 / BF16 / I64 tensors and escaped metadata
   rng.safetensors      xoshiro256** outputs from an independent implementation
   datasets.safetensors scikit-learn's make_moons / make_circles without noise
@@ -93,6 +94,19 @@ for red in ("mean", "sum"):
     case("bce_logits_" + red, lambda z, t, r=red: F.binary_cross_entropy_with_logits(z, t, reduction=r),
          [rnd(4, 3, lo=-5, hi=5), y], [True, False])
     case("kl_" + red, lambda m, l, r=red: kl(m, l, r), [rnd(4, 3), rnd(4, 3)])
+case("exp", torch.exp, [rnd(5, 4, lo=-3, hi=3)])
+
+
+def gaussian_nll(mu, lv, x, red):
+    e = 0.5 * (math.log(2 * math.pi) + lv + (x - mu) ** 2 * torch.exp(-lv))
+    return e.sum() if red == "sum" else e.mean()
+
+
+for red in ("mean", "sum"):
+    case("gaussian_nll_" + red, lambda m, l, x, r=red: gaussian_nll(m, l, x, r), [rnd(4, 3), rnd(4, 3), rnd(4, 3)],
+         [True, True, False])
+case("gaussian_nll_row", lambda m, l, x: gaussian_nll(m, l, x, "sum"), [rnd(5, 3), rnd(3), rnd(5, 3)],
+     [True, True, False])
 
 
 def gen_ops():
@@ -158,6 +172,102 @@ def gen_train():
                     tensors[f"{oname}.state.{slot}.{k}"] = v.clone()
     st.save(os.path.join(OUT, "train.safetensors"), tensors,
             {"optimizers": ",".join(OPTIMS), "steps": STEPS, "torch": torch.__version__})
+
+
+class VAE(torch.nn.Module):
+    """flowmatch's VAE: encoder MLP (act after every layer), heads, decoder MLP."""
+
+    def __init__(self, dim, latent, widths, gaussian):
+        super().__init__()
+        enc, i = [], dim
+        for w in widths:
+            enc += [torch.nn.Linear(i, w), torch.nn.ELU()]
+            i = w
+        self.encoder = torch.nn.Sequential(*enc)
+        self.fc_mu = torch.nn.Linear(i, latent)
+        self.fc_logvar = torch.nn.Linear(i, latent)
+        dec, i = [], latent
+        for w in reversed(widths):
+            dec += [torch.nn.Linear(i, w), torch.nn.ELU()]
+            i = w
+        self.decoder = torch.nn.Sequential(*dec, torch.nn.Linear(i, dim))
+        self.gaussian = gaussian
+        if gaussian:
+            self.dec_logvar = torch.nn.Parameter(torch.randn(dim, generator=G) * 0.3)
+
+    def loss(self, x, eps):
+        h = self.encoder(x)
+        mu, lv = self.fc_mu(h), self.fc_logvar(h)
+        z = mu + eps * torch.exp(0.5 * lv)
+        out = self.decoder(z)
+        if self.gaussian:
+            rec = gaussian_nll(out, self.dec_logvar.expand_as(out), x, "sum")
+        else:  # the tutorial's BCE(sigmoid(out), x, sum)
+            rec = F.binary_cross_entropy(torch.sigmoid(out), x, reduction="sum")
+        kld = -0.5 * torch.sum(1 + lv - mu.pow(2) - lv.exp())
+        return rec, kld
+
+
+def mlp(i, widths, o):
+    layers = []
+    for w in widths:
+        layers += [torch.nn.Linear(i, w), torch.nn.ELU()]
+        i = w
+    return torch.nn.Sequential(*layers, torch.nn.Linear(i, o))
+
+
+def gen_baselines():
+    """A VAE (both likelihoods, beta 0.5) and a GAN (both generator losses):
+    inputs, loss parts and every parameter's gradient, in float64."""
+    torch.manual_seed(7)
+    t = {}
+    for name, gaussian in (("vae_bernoulli", False), ("vae_gaussian", True)):
+        m = VAE(4, 2, [5, 6], gaussian).double()
+        x = torch.rand(5, 4, generator=G, dtype=torch.float64) if not gaussian else \
+            torch.randn(5, 4, generator=G, dtype=torch.float64)
+        eps = torch.randn(5, 2, generator=G, dtype=torch.float64)
+        for k, v in m.state_dict().items():
+            t[f"{name}.{k}"] = v.float()
+        x, eps = x.float().double(), eps.float().double()
+        m.load_state_dict({k: v.float().double() for k, v in m.state_dict().items()})
+        rec, kld = m.loss(x, eps)
+        loss = (rec + 0.5 * kld) / 5
+        loss.backward()
+        t[f"{name}.x"], t[f"{name}.eps"] = x.float(), eps.float()
+        t[f"{name}.loss"] = loss.detach().reshape(1)
+        t[f"{name}.rec"] = (rec / 5).detach().reshape(1)
+        t[f"{name}.kl"] = (kld / 5).detach().reshape(1)
+        for k, p in m.named_parameters():
+            t[f"{name}.grad.{k}"] = p.grad
+    g = mlp(3, [5, 4], 2).double()
+    d = mlp(2, [6, 5], 1).double()
+    for k, v in g.state_dict().items():
+        t[f"gan.generator.{k}"] = v.float()
+    for k, v in d.state_dict().items():
+        t[f"gan.discriminator.{k}"] = v.float()
+    g.load_state_dict({k: v.float().double() for k, v in g.state_dict().items()})
+    d.load_state_dict({k: v.float().double() for k, v in d.state_dict().items()})
+    x = torch.randn(6, 2, generator=G, dtype=torch.float64).float().double()
+    z = torch.randn(6, 3, generator=G, dtype=torch.float64).float().double()
+    t["gan.x"], t["gan.z"] = x.float(), z.float()
+    ones, zeros = torch.ones(6, 1, dtype=torch.float64), torch.zeros(6, 1, dtype=torch.float64)
+    bce = F.binary_cross_entropy_with_logits
+    cases = {
+        "d": lambda: bce(d(x), ones) + bce(d(g(z)), zeros),
+        "g_nonsaturating": lambda: bce(d(g(z)), ones),
+        "g_minimax": lambda: -bce(d(g(z)), zeros),
+    }
+    for cname, fn in cases.items():
+        g.zero_grad()
+        d.zero_grad()
+        loss = fn()
+        loss.backward()
+        t[f"gan.{cname}.loss"] = loss.detach().reshape(1)
+        for k, p in g.named_parameters():
+            t[f"gan.{cname}.grad.generator.{k}"] = p.grad.clone()
+        for k, p in d.named_parameters():
+            t[f"gan.{cname}.grad.discriminator.{k}"] = p.grad.clone()
+    st.save(os.path.join(OUT, "baselines.safetensors"), t, {"torch": torch.__version__})
 
 
 def gen_formats():
@@ -253,6 +363,7 @@ def gen_npy():
 if __name__ == "__main__":
     gen_ops()
     gen_train()
+    gen_baselines()
     gen_formats()
     gen_rng()
     gen_datasets()

@@ -1,0 +1,264 @@
+/* gan.c - the generative adversarial network baseline.
+ *
+ * Generator MLP from latent noise to data, discriminator MLP from data to one
+ * logit. Both losses are binary cross-entropies on the logits, computed
+ * stably: the discriminator ascends log D(x) + log(1 - D(G(z))) by descending
+ * BCE(D(x), 1) + BCE(D(G(z)), 0); the generator descends log(1 - D(G(z)))
+ * (minimax) or -log D(G(z)) (non-saturating). The trainer switches off the
+ * gradients of the network that is not being updated.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+struct fm_gan {
+    fm_gan_config cfg; /* data points to an owned copy */
+    fm_params *PG, *PD;
+    fm_mlp *G, *D;
+    fm__stdz z;
+    fm__workers wk;
+};
+
+static const char *const loss_names[FM_GAN_LOSS_COUNT] = {"nonsaturating", "minimax"};
+
+const char *fm_gan_loss_name(fm_gan_loss k) { return k >= 0 && k < FM_GAN_LOSS_COUNT ? loss_names[k] : "?"; }
+
+int fm_gan_loss_from_name(const char *name)
+{
+    for (int i = 0; i < FM_GAN_LOSS_COUNT; i++)
+        if (name && !strcmp(name, loss_names[i])) return i;
+    return -1;
+}
+
+fm_gan_config fm_gan_config_default(int dim)
+{
+    fm_gan_config c;
+    memset(&c, 0, sizeof c);
+    c.dim = dim;
+    c.latent = 2;
+    c.nhidden = c.d_nhidden = 3;
+    for (int i = 0; i < 3; i++) c.width[i] = c.d_width[i] = 64;
+    c.act = c.d_act = FM_ACT_ELU;
+    c.loss = FM_GAN_NONSATURATING;
+    return c;
+}
+
+fm_gan *fm_gan_new(const fm_gan_config *cfg)
+{
+    if (!cfg) return NULL;
+    if (cfg->dim < 1 || cfg->dim > (1 << 20) || cfg->latent < 1 || cfg->latent > (1 << 16)) {
+        fm__fail(FM_ERR_ARG, "gan: data dimension %d or latent size %d is invalid", cfg->dim, cfg->latent);
+        return NULL;
+    }
+    if (cfg->loss < 0 || cfg->loss >= FM_GAN_LOSS_COUNT) {
+        fm__fail(FM_ERR_ARG, "gan: unknown loss %d", (int)cfg->loss);
+        return NULL;
+    }
+    fm_gan *g = calloc(1, sizeof *g);
+    if (!g) {
+        fm__fail(FM_ERR_NOMEM, "out of memory creating a GAN");
+        return NULL;
+    }
+    g->cfg = *cfg;
+    g->cfg.data = fm__strdup(cfg->data ? cfg->data : "");
+    g->PG = fm_params_new();
+    g->PD = fm_params_new();
+    g->z.d = cfg->dim;
+    if (!g->cfg.data || !g->PG || !g->PD) {
+        fm__fail(FM_ERR_NOMEM, "out of memory creating a GAN");
+        fm_gan_free(g);
+        return NULL;
+    }
+    fm_mlp_config gc, dc;
+    memset(&gc, 0, sizeof gc);
+    memset(&dc, 0, sizeof dc);
+    gc.in_dim = cfg->latent;
+    gc.out_dim = cfg->dim;
+    gc.nhidden = cfg->nhidden;
+    memcpy(gc.width, cfg->width, sizeof gc.width);
+    gc.act = cfg->act;
+    dc.in_dim = cfg->dim;
+    dc.out_dim = 1;
+    dc.nhidden = cfg->d_nhidden;
+    memcpy(dc.width, cfg->d_width, sizeof dc.width);
+    dc.act = cfg->d_act;
+    if (!(g->G = fm_mlp_new(g->PG, "generator", &gc)) || !(g->D = fm_mlp_new(g->PD, "discriminator", &dc))) {
+        fm_gan_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+void fm_gan_free(fm_gan *g)
+{
+    if (!g) return;
+    free((char *)g->cfg.data);
+    fm_mlp_free(g->G);
+    fm_mlp_free(g->D);
+    fm_params_free(g->PG);
+    fm_params_free(g->PD);
+    fm__stdz_free(&g->z);
+    fm__workers_free(&g->wk);
+    free(g);
+}
+
+void fm_gan_init(fm_gan *g, fm_rng *r)
+{
+    fm_mlp_init(g->G, r);
+    fm_mlp_init(g->D, r);
+}
+
+const fm_gan_config *fm_gan_get_config(const fm_gan *g) { return &g->cfg; }
+fm_params *fm_gan_generator_params(fm_gan *g) { return g->PG; }
+fm_params *fm_gan_discriminator_params(fm_gan *g) { return g->PD; }
+fm__stdz *fm__gan_stdz(fm_gan *g) { return &g->z; }
+
+/* A (B, 1) column of v. */
+static fm_tensor *column(fm_tape *tp, int B, float v)
+{
+    fm_tensor *c = fm_tensor_2d(tp, B, 1);
+    if (c)
+        for (int i = 0; i < B; i++) c->data[i] = v;
+    return c;
+}
+
+fm_tensor *fm__gan_d_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *x, fm_tensor *z,
+                               double scale)
+{
+    if (!x || !z) return fm__op_fail(tp, FM_ERR_ARG, "gan: missing data or latent batch");
+    fm_tensor *fake = fm__mlp_forward_with(tp, g->G, PG, NULL, z);
+    fm_tensor *real = fm__mlp_forward_with(tp, g->D, PD, NULL, x);
+    fm_tensor *lf = fm__mlp_forward_with(tp, g->D, PD, NULL, fake);
+    fm_tensor *a = fm_bce_logits_loss(tp, real, column(tp, x->shape[0], 1.0f), FM_REDUCE_SUM);
+    fm_tensor *b = fm_bce_logits_loss(tp, lf, column(tp, z->shape[0], 0.0f), FM_REDUCE_SUM);
+    return fm_scale(tp, fm_add(tp, a, b), (float)scale);
+}
+
+fm_tensor *fm__gan_g_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *z, double scale)
+{
+    if (!z) return fm__op_fail(tp, FM_ERR_ARG, "gan: missing latent batch");
+    fm_tensor *lf = fm__mlp_forward_with(tp, g->D, PD, NULL, fm__mlp_forward_with(tp, g->G, PG, NULL, z));
+    int B = z->shape[0];
+    if (g->cfg.loss == FM_GAN_NONSATURATING)
+        return fm_scale(tp, fm_bce_logits_loss(tp, lf, column(tp, B, 1.0f), FM_REDUCE_SUM), (float)scale);
+    return fm_scale(tp, fm_bce_logits_loss(tp, lf, column(tp, B, 0.0f), FM_REDUCE_SUM), (float)-scale);
+}
+
+static int batch_ok(fm_tape *tp, const fm_gan *g, fm_tensor *x, fm_tensor *z)
+{
+    char s1[96], s2[96];
+    if (z && (z->ndim != 2 || z->shape[1] != g->cfg.latent)) {
+        fm__op_fail(tp, FM_ERR_SHAPE, "gan: latent batch %s is not [B, %d]", fm_shape_str(z, s1, sizeof s1),
+                    g->cfg.latent);
+        return 0;
+    }
+    if (x && (x->ndim != 2 || x->shape[1] != g->cfg.dim || x->shape[0] != z->shape[0])) {
+        fm__op_fail(tp, FM_ERR_SHAPE, "gan: data batch %s does not fit [%d, %d] (latent %s)",
+                    fm_shape_str(x, s1, sizeof s1), z->shape[0], g->cfg.dim, fm_shape_str(z, s2, sizeof s2));
+        return 0;
+    }
+    return 1;
+}
+
+fm_tensor *fm_gan_d_loss(fm_tape *tp, fm_gan *g, fm_tensor *x, fm_tensor *z)
+{
+    fm_tensor *in[2] = {x, z};
+    if (!fm__op_inputs_ok(tp, "gan_d_loss", in, 2) || !batch_ok(tp, g, x, z)) return NULL;
+    return fm__gan_d_loss_with(tp, g, g->PG, g->PD, x, z, 1.0 / x->shape[0]);
+}
+
+fm_tensor *fm_gan_g_loss(fm_tape *tp, fm_gan *g, fm_tensor *z)
+{
+    if (!fm__op_inputs_ok(tp, "gan_g_loss", &z, 1) || !batch_ok(tp, g, NULL, z)) return NULL;
+    return fm__gan_g_loss_with(tp, g, g->PG, g->PD, z, 1.0 / z->shape[0]);
+}
+
+typedef struct {
+    fm_gan *g;
+    const float *z;
+    float *out;
+} gen_args;
+
+static fm_status generate_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
+{
+    gen_args *a = ctx;
+    int d = a->g->cfg.dim, L = a->g->cfg.latent, zs[2] = {m, L};
+    (void)tbuf;
+    fm_tensor *y = fm_mlp_forward(tp, a->g->G, NULL, fm_tensor_wrap(tp, (float *)a->z + (size_t)i0 * L, 2, zs));
+    if (!y) return fm_tape_status(tp);
+    memcpy(a->out + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
+    return FM_OK;
+}
+
+fm_status fm_gan_generate(fm_gan *g, const float *z, int n, float *out)
+{
+    gen_args a = {g, z, out};
+    fm_status s = fm__run_chunks(&g->wk, &g->PG, 1, n, generate_chunk, &a);
+    if (!s) fm__stdz_to_data(&g->z, out, n);
+    return s;
+}
+
+fm_status fm__gan_sample(fm_gan *g, int n, fm_rng *r, float *out)
+{
+    float *z = malloc((size_t)n * g->cfg.latent * sizeof(float));
+    if (!z) return fm__fail(FM_ERR_NOMEM, "out of memory sampling %d points", n);
+    fm_rng_normal_fill(r, z, (size_t)n * g->cfg.latent, 0.0f, 1.0f);
+    fm_status s = fm_gan_generate(g, z, n, out);
+    free(z);
+    return s;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+fm_status fm__gan_save(fm_gan *g, fm_st_writer *w)
+{
+    const fm_gan_config *c = &g->cfg;
+    fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
+    if (!s) s = fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
+    if (!s) s = fm_st_writer_meta(w, "method", "gan");
+    if (!s) s = fm_st_writer_meta(w, "gan.data", c->data);
+    if (!s) s = fm__meta_put_num(w, "gan.dim", c->dim);
+    if (!s) s = fm__meta_put_num(w, "gan.latent", c->latent);
+    if (!s) s = fm__meta_put_widths(w, "gan.widths", c->nhidden, c->width);
+    if (!s) s = fm_st_writer_meta(w, "gan.act", fm_act_name(c->act));
+    if (!s) s = fm__meta_put_widths(w, "gan.d_widths", c->d_nhidden, c->d_width);
+    if (!s) s = fm_st_writer_meta(w, "gan.d_act", fm_act_name(c->d_act));
+    if (!s) s = fm_st_writer_meta(w, "gan.loss", fm_gan_loss_name(c->loss));
+    if (!s) s = fm__stdz_save(&g->z, w, "gan");
+    if (!s) s = fm_params_save(g->PG, w, NULL);
+    if (!s) s = fm_params_save(g->PD, w, NULL);
+    return s;
+}
+
+fm_gan *fm__gan_load(const fm_st *st, int use_ema)
+{
+    fm_gan_config c;
+    memset(&c, 0, sizeof c);
+    double dim, latent;
+    const char *lk = fm_st_meta(st, "gan.loss");
+    fm_status s = fm__meta_get_whole(st, "gan.dim", 1, 1 << 20, &dim);
+    if (!s) s = fm__meta_get_whole(st, "gan.latent", 1, 1 << 16, &latent);
+    if (!s) s = fm__meta_get_widths(st, "gan.widths", &c.nhidden, c.width);
+    if (!s) s = fm__meta_get_act(st, "gan.act", &c.act);
+    if (!s) s = fm__meta_get_widths(st, "gan.d_widths", &c.d_nhidden, c.d_width);
+    if (!s) s = fm__meta_get_act(st, "gan.d_act", &c.d_act);
+    if (!s && fm_gan_loss_from_name(lk) < 0)
+        s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'gan.loss' = '%s' is not a GAN loss", lk ? lk : "(missing)");
+    if (s) return NULL;
+    c.dim = (int)dim;
+    c.latent = (int)latent;
+    c.loss = (fm_gan_loss)fm_gan_loss_from_name(lk);
+    c.data = fm_st_meta(st, "gan.data");
+    fm_gan *g = fm_gan_new(&c);
+    if (!g) return NULL;
+    int ema = use_ema && fm_st_find(st, "ema.generator.0.weight") >= 0;
+    s = fm_params_load(g->PG, st, ema ? "ema." : NULL);
+    if (!s) s = fm_params_load(g->PD, st, NULL);
+    if (!s) s = fm__stdz_load(&g->z, st, "gan", c.dim);
+    if (s) {
+        fm_gan_free(g);
+        return NULL;
+    }
+    return g;
+}

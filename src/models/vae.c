@@ -1,0 +1,312 @@
+/* vae.c - the variational autoencoder baseline.
+ *
+ * Encoder MLP to a hidden code, linear heads to mu and logvar; z = mu + eps
+ * exp(logvar / 2); decoder MLP back to the data. The loss is the negative ELBO
+ * per point: the reconstruction term (Bernoulli on the decoder's logits, or a
+ * Gaussian with one learned log-variance per dimension) plus beta times the
+ * KL divergence from N(0, I), as in the tutorial (BCE summed + KLD), divided
+ * by the batch size. The network sees standardised data when the training
+ * data were standardised; encode, decode and reconstruct work in data units.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+struct fm_vae {
+    fm_vae_config cfg; /* data points to an owned copy */
+    fm_params *P;
+    fm_mlp *enc, *dec;
+    int mu_w, mu_b, lv_w, lv_b, dec_lv; /* parameter indices (dec_lv -1 for Bernoulli) */
+    fm__stdz z;
+    fm__workers wk;
+};
+
+static const char *const lik_names[FM_VAE_LIKELIHOOD_COUNT] = {"gaussian", "bernoulli"};
+
+const char *fm_vae_likelihood_name(fm_vae_likelihood k)
+{
+    return k >= 0 && k < FM_VAE_LIKELIHOOD_COUNT ? lik_names[k] : "?";
+}
+
+int fm_vae_likelihood_from_name(const char *name)
+{
+    for (int i = 0; i < FM_VAE_LIKELIHOOD_COUNT; i++)
+        if (name && !strcmp(name, lik_names[i])) return i;
+    return -1;
+}
+
+fm_vae_config fm_vae_config_default(int dim)
+{
+    fm_vae_config c;
+    memset(&c, 0, sizeof c);
+    c.dim = dim;
+    c.latent = 2;
+    c.nhidden = 3;
+    for (int i = 0; i < 3; i++) c.width[i] = 64;
+    c.act = FM_ACT_ELU;
+    c.likelihood = FM_VAE_GAUSSIAN;
+    c.beta = 1.0;
+    return c;
+}
+
+static fm_status config_check(const fm_vae_config *c)
+{
+    if (c->dim < 1 || c->dim > (1 << 20)) return fm__fail(FM_ERR_ARG, "vae: data dimension %d is invalid", c->dim);
+    if (c->latent < 1 || c->latent > (1 << 16)) return fm__fail(FM_ERR_ARG, "vae: latent size %d is invalid", c->latent);
+    if (c->nhidden < 1 || c->nhidden > FM_MLP_MAX_LAYERS)
+        return fm__fail(FM_ERR_ARG, "vae: %d hidden layers is outside 1..%d", c->nhidden, FM_MLP_MAX_LAYERS);
+    if (c->likelihood < 0 || c->likelihood >= FM_VAE_LIKELIHOOD_COUNT)
+        return fm__fail(FM_ERR_ARG, "vae: unknown likelihood %d", (int)c->likelihood);
+    if (!(c->beta >= 0) || !isfinite(c->beta)) return fm__fail(FM_ERR_ARG, "vae: beta %g must be >= 0", c->beta);
+    return FM_OK;
+}
+
+static int add_linear(fm_params *P, const char *name, int out, int in, int *wi, int *bi)
+{
+    char k[64];
+    int ws[2] = {out, in}, bs[1] = {out};
+    snprintf(k, sizeof k, "%s.weight", name);
+    *wi = fm_params_add(P, k, 2, ws);
+    snprintf(k, sizeof k, "%s.bias", name);
+    *bi = fm_params_add(P, k, 1, bs);
+    return *wi >= 0 && *bi >= 0;
+}
+
+fm_vae *fm_vae_new(const fm_vae_config *cfg)
+{
+    if (!cfg || config_check(cfg)) return NULL;
+    fm_vae *v = calloc(1, sizeof *v);
+    if (!v) {
+        fm__fail(FM_ERR_NOMEM, "out of memory creating a VAE");
+        return NULL;
+    }
+    v->cfg = *cfg;
+    v->cfg.data = fm__strdup(cfg->data ? cfg->data : "");
+    v->P = fm_params_new();
+    v->z.d = cfg->dim;
+    v->dec_lv = -1;
+    if (!v->cfg.data || !v->P) goto oom;
+    int nh = cfg->nhidden, top = cfg->width[nh - 1];
+    fm_mlp_config e, d;
+    memset(&e, 0, sizeof e);
+    memset(&d, 0, sizeof d);
+    e.in_dim = cfg->dim;
+    e.out_dim = top;
+    e.nhidden = nh - 1;
+    for (int i = 0; i < nh - 1; i++) e.width[i] = cfg->width[i];
+    e.act = d.act = cfg->act;
+    d.in_dim = cfg->latent;
+    d.out_dim = cfg->dim;
+    d.nhidden = nh;
+    for (int i = 0; i < nh; i++) d.width[i] = cfg->width[nh - 1 - i];
+    if (!(v->enc = fm_mlp_new(v->P, "encoder", &e))) goto fail;
+    if (!add_linear(v->P, "fc_mu", cfg->latent, top, &v->mu_w, &v->mu_b)) goto fail;
+    if (!add_linear(v->P, "fc_logvar", cfg->latent, top, &v->lv_w, &v->lv_b)) goto fail;
+    if (!(v->dec = fm_mlp_new(v->P, "decoder", &d))) goto fail;
+    if (cfg->likelihood == FM_VAE_GAUSSIAN) {
+        int s1[1] = {cfg->dim};
+        if ((v->dec_lv = fm_params_add(v->P, "dec_logvar", 1, s1)) < 0) goto fail;
+    }
+    return v;
+oom:
+    fm__fail(FM_ERR_NOMEM, "out of memory creating a VAE");
+fail:
+    fm_vae_free(v);
+    return NULL;
+}
+
+void fm_vae_free(fm_vae *v)
+{
+    if (!v) return;
+    free((char *)v->cfg.data);
+    fm_mlp_free(v->enc);
+    fm_mlp_free(v->dec);
+    fm_params_free(v->P);
+    fm__stdz_free(&v->z);
+    fm__workers_free(&v->wk);
+    free(v);
+}
+
+void fm_vae_init(fm_vae *v, fm_rng *r)
+{
+    fm_mlp_init(v->enc, r);
+    fm_init_linear(r, fm_params_tensor(v->P, v->mu_w), fm_params_tensor(v->P, v->mu_b));
+    fm_init_linear(r, fm_params_tensor(v->P, v->lv_w), fm_params_tensor(v->P, v->lv_b));
+    fm_mlp_init(v->dec, r);
+    if (v->dec_lv >= 0) memset(fm_params_tensor(v->P, v->dec_lv)->data, 0, (size_t)v->cfg.dim * sizeof(float));
+}
+
+const fm_vae_config *fm_vae_get_config(const fm_vae *v) { return &v->cfg; }
+fm_params *fm_vae_params(fm_vae *v) { return v->P; }
+fm__stdz *fm__vae_stdz(fm_vae *v) { return &v->z; }
+
+/* mu (returned) and logvar of x, with the parameters of P (v's layout). */
+static fm_tensor *encode_with(fm_tape *tp, fm_vae *v, fm_params *P, fm_tensor *x, fm_tensor **lv)
+{
+    fm_tensor *h = fm__mlp_forward_with(tp, v->enc, P, NULL, x);
+    if (v->cfg.act != FM_ACT_NONE) h = fm_activation(tp, h, v->cfg.act);
+    *lv = fm_linear(tp, h, fm_params_tensor(P, v->lv_w), fm_params_tensor(P, v->lv_b));
+    return fm_linear(tp, h, fm_params_tensor(P, v->mu_w), fm_params_tensor(P, v->mu_b));
+}
+
+fm_tensor *fm__vae_loss_with(fm_tape *tp, fm_vae *v, fm_params *P, fm_tensor *x, fm_tensor *eps, double scale,
+                             fm_tensor **rec_out, fm_tensor **kl_out)
+{
+    fm_tensor *lv, *mu = encode_with(tp, v, P, x, &lv);
+    fm_tensor *z = fm_add(tp, mu, fm_mul(tp, eps, fm_exp(tp, fm_scale(tp, lv, 0.5f))));
+    fm_tensor *out = fm__mlp_forward_with(tp, v->dec, P, NULL, z);
+    fm_tensor *rec = v->cfg.likelihood == FM_VAE_BERNOULLI
+                         ? fm_bce_logits_loss(tp, out, x, FM_REDUCE_SUM)
+                         : fm_gaussian_nll_loss(tp, out, fm_params_tensor(P, v->dec_lv), x, FM_REDUCE_SUM);
+    fm_tensor *kl = fm_kl_normal_loss(tp, mu, lv, FM_REDUCE_SUM);
+    fm_tensor *loss = fm_scale(tp, fm_add(tp, rec, fm_scale(tp, kl, (float)v->cfg.beta)), (float)scale);
+    if (rec_out) *rec_out = rec;
+    if (kl_out) *kl_out = kl;
+    return loss;
+}
+
+fm_tensor *fm_vae_loss(fm_tape *tp, fm_vae *v, fm_tensor *x, fm_tensor *eps, fm_tensor **rec, fm_tensor **kl)
+{
+    if (!fm__op_inputs_ok(tp, "vae_loss", &x, 1) || !fm__op_inputs_ok(tp, "vae_loss", &eps, 1)) return NULL;
+    char s1[96], s2[96];
+    if (x->ndim != 2 || x->shape[1] != v->cfg.dim || eps->ndim != 2 || eps->shape[0] != x->shape[0] ||
+        eps->shape[1] != v->cfg.latent)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "vae_loss: data %s and noise %s do not fit [B, %d] and [B, %d]",
+                           fm_shape_str(x, s1, sizeof s1), fm_shape_str(eps, s2, sizeof s2), v->cfg.dim,
+                           v->cfg.latent);
+    double B = x->shape[0];
+    fm_tensor *r = NULL, *k = NULL, *loss = fm__vae_loss_with(tp, v, v->P, x, eps, 1.0 / B, &r, &k);
+    if (rec) *rec = r ? fm_scale(tp, r, (float)(1.0 / B)) : NULL;
+    if (kl) *kl = k ? fm_scale(tp, k, (float)(1.0 / B)) : NULL;
+    return loss;
+}
+
+/* ------------------------------------------------------------------ evaluation in chunks */
+
+typedef struct {
+    fm_vae *v;
+    const float *in;
+    float *a, *b;
+} eval_args;
+
+static fm_status encode_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
+{
+    eval_args *e = ctx;
+    int d = e->v->cfg.dim, L = e->v->cfg.latent, xs[2] = {m, d};
+    (void)tbuf;
+    fm_tensor *lv, *mu = encode_with(tp, e->v, e->v->P, fm_tensor_wrap(tp, (float *)e->in + (size_t)i0 * d, 2, xs), &lv);
+    if (!mu || !lv) return fm_tape_status(tp);
+    memcpy(e->a + (size_t)i0 * L, mu->data, (size_t)m * L * sizeof(float));
+    if (e->b) memcpy(e->b + (size_t)i0 * L, lv->data, (size_t)m * L * sizeof(float));
+    return FM_OK;
+}
+
+static fm_status decode_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
+{
+    eval_args *e = ctx;
+    int d = e->v->cfg.dim, L = e->v->cfg.latent, zs[2] = {m, L};
+    (void)tbuf;
+    fm_tensor *out = fm_mlp_forward(tp, e->v->dec, NULL, fm_tensor_wrap(tp, (float *)e->in + (size_t)i0 * L, 2, zs));
+    if (out && e->v->cfg.likelihood == FM_VAE_BERNOULLI) out = fm_sigmoid(tp, out);
+    if (!out) return fm_tape_status(tp);
+    memcpy(e->a + (size_t)i0 * d, out->data, (size_t)m * d * sizeof(float));
+    return FM_OK;
+}
+
+fm_status fm_vae_encode(fm_vae *v, const float *x, int n, float *mu, float *logvar)
+{
+    float *xm = malloc((size_t)n * v->cfg.dim * sizeof(float));
+    if (!xm) return fm__fail(FM_ERR_NOMEM, "out of memory encoding %d points", n);
+    memcpy(xm, x, (size_t)n * v->cfg.dim * sizeof(float));
+    fm__stdz_to_model(&v->z, xm, n);
+    eval_args e = {v, xm, mu, logvar};
+    fm_status s = fm__run_chunks(&v->wk, &v->P, 1, n, encode_chunk, &e);
+    free(xm);
+    return s;
+}
+
+fm_status fm_vae_decode(fm_vae *v, const float *z, int n, fm_rng *r, float *x)
+{
+    eval_args e = {v, z, x, NULL};
+    fm_status s = fm__run_chunks(&v->wk, &v->P, 1, n, decode_chunk, &e);
+    if (s) return s;
+    if (r && v->dec_lv >= 0) { /* the Gaussian decoder's own noise */
+        int d = v->cfg.dim;
+        const float *lv = fm_params_tensor(v->P, v->dec_lv)->data;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < d; j++) x[(size_t)i * d + j] += expf(0.5f * lv[j]) * (float)fm_rng_normal(r);
+    }
+    fm__stdz_to_data(&v->z, x, n);
+    return FM_OK;
+}
+
+fm_status fm_vae_reconstruct(fm_vae *v, const float *x, int n, float *out)
+{
+    float *mu = malloc((size_t)n * v->cfg.latent * sizeof(float));
+    if (!mu) return fm__fail(FM_ERR_NOMEM, "out of memory reconstructing %d points", n);
+    fm_status s = fm_vae_encode(v, x, n, mu, NULL);
+    if (!s) s = fm_vae_decode(v, mu, n, NULL, out);
+    free(mu);
+    return s;
+}
+
+fm_status fm__vae_sample(fm_vae *v, int n, fm_rng *r, float *out)
+{
+    float *z = malloc((size_t)n * v->cfg.latent * sizeof(float));
+    if (!z) return fm__fail(FM_ERR_NOMEM, "out of memory sampling %d points", n);
+    fm_rng_normal_fill(r, z, (size_t)n * v->cfg.latent, 0.0f, 1.0f);
+    fm_status s = fm_vae_decode(v, z, n, r, out);
+    free(z);
+    return s;
+}
+
+/* ------------------------------------------------------------------ checkpoints */
+
+fm_status fm__vae_save(fm_vae *v, fm_st_writer *w)
+{
+    const fm_vae_config *c = &v->cfg;
+    fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
+    if (!s) s = fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
+    if (!s) s = fm_st_writer_meta(w, "method", "vae");
+    if (!s) s = fm_st_writer_meta(w, "vae.data", c->data);
+    if (!s) s = fm__meta_put_num(w, "vae.dim", c->dim);
+    if (!s) s = fm__meta_put_num(w, "vae.latent", c->latent);
+    if (!s) s = fm__meta_put_widths(w, "vae.widths", c->nhidden, c->width);
+    if (!s) s = fm_st_writer_meta(w, "vae.act", fm_act_name(c->act));
+    if (!s) s = fm_st_writer_meta(w, "vae.likelihood", fm_vae_likelihood_name(c->likelihood));
+    if (!s) s = fm__meta_put_num(w, "vae.beta", c->beta);
+    if (!s) s = fm__stdz_save(&v->z, w, "vae");
+    if (!s) s = fm_params_save(v->P, w, NULL);
+    return s;
+}
+
+fm_vae *fm__vae_load(const fm_st *st, int use_ema)
+{
+    fm_vae_config c;
+    memset(&c, 0, sizeof c);
+    double dim, latent;
+    const char *lk = fm_st_meta(st, "vae.likelihood");
+    fm_status s = fm__meta_get_whole(st, "vae.dim", 1, 1 << 20, &dim);
+    if (!s) s = fm__meta_get_whole(st, "vae.latent", 1, 1 << 16, &latent);
+    if (!s) s = fm__meta_get_widths(st, "vae.widths", &c.nhidden, c.width);
+    if (!s) s = fm__meta_get_act(st, "vae.act", &c.act);
+    if (!s) s = fm__meta_get_num(st, "vae.beta", &c.beta);
+    if (!s && fm_vae_likelihood_from_name(lk) < 0)
+        s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'vae.likelihood' = '%s' is not a likelihood", lk ? lk : "(missing)");
+    if (s) return NULL;
+    c.dim = (int)dim;
+    c.latent = (int)latent;
+    c.likelihood = (fm_vae_likelihood)fm_vae_likelihood_from_name(lk);
+    c.data = fm_st_meta(st, "vae.data");
+    fm_vae *v = fm_vae_new(&c);
+    if (!v) return NULL;
+    int ema = use_ema && fm_st_find(st, "ema.decoder.0.weight") >= 0;
+    s = fm_params_load(v->P, st, ema ? "ema." : NULL);
+    if (!s) s = fm__stdz_load(&v->z, st, "vae", c.dim);
+    if (s) {
+        fm_vae_free(v);
+        return NULL;
+    }
+    return v;
+}
