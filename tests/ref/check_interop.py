@@ -1,35 +1,70 @@
 #!/usr/bin/python3
-"""Check that a flowmatch checkpoint loads into the tutorial's PyTorch Flow and
-samples the same points from the same starting noise.
+"""Check that a flowmatch checkpoint loads into PyTorch with load_state_dict and
+computes the same outputs.
 
-    ./flowmatch demo --out-dir demo
-    ./flowmatch datasets --draw gaussian --n 300 --out x0.npy
-    ./flowmatch sample --model demo/model.safetensors --x0 x0.npy --no-ema --out s.npy
-    /usr/bin/python3 tests/ref/check_interop.py demo/model.safetensors x0.npy s.npy
+    flow (the tutorial's Flow; 8 midpoint steps from given noise):
+      ./flowmatch demo --out-dir demo
+      ./flowmatch datasets --draw gaussian --n 300 --out x0.npy
+      ./flowmatch sample --model demo/model.safetensors --x0 x0.npy --no-ema --out s.npy
+      /usr/bin/python3 tests/ref/check_interop.py demo/model.safetensors x0.npy s.npy
+    VAE (reconstruction of given points) and GAN (generator on given latents):
+      ./flowmatch sample --model vae.safetensors --reconstruct pts.npy --no-ema --out r.npy
+      /usr/bin/python3 tests/ref/check_interop.py vae.safetensors pts.npy r.npy
+      ./flowmatch sample --model gan.safetensors --x0 z.npy --no-ema --out g.npy
+      /usr/bin/python3 tests/ref/check_interop.py gan.safetensors z.npy g.npy
 
-Prints the largest difference between PyTorch's and flowmatch's samples
-(8 midpoint steps, the tutorial's Flow.step). Needs only python3-torch.
+Prints the largest difference between PyTorch's and flowmatch's outputs. The
+model must not be standardised (moons and the other generators are not).
+Needs only python3-torch.
 """
+import os
 import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import st  # noqa: E402
+from baselines import VAE, mlp  # noqa: E402
 from tutorial_flow import Flow  # noqa: E402
 
-model, x0_path, samples_path = sys.argv[1:4]
+model, in_path, out_path = sys.argv[1:4]
 state, meta = st.load(model)
-flow = Flow()
-flow.load_state_dict({k: v.float() for k, v in state.items() if k.startswith("net.")})  # strict
-x = torch.from_numpy(np.load(x0_path).astype(np.float32))
-ts = torch.linspace(0, 1.0, 9)
+method = meta.get("method", "fm")
+x = torch.from_numpy(np.load(in_path).astype(np.float32))
+
+
+def widths(key):
+    return [int(w) for w in meta[key].split(",") if w]
+
+
+def params(prefixes):
+    return {k: v.float() for k, v in state.items() if k.split(".")[0] in prefixes}
+
+
 with torch.no_grad():
-    for i in range(8):
-        x = flow.step(x_t=x, t_start=ts[i], t_end=ts[i + 1])
-ours = np.load(samples_path)
+    if method == "fm":
+        net = Flow()
+        sd = params(["net"])
+        net.load_state_dict(sd)  # strict
+        ts = torch.linspace(0, 1.0, 9)
+        for i in range(8):
+            x = net.step(x_t=x, t_start=ts[i], t_end=ts[i + 1])
+    elif method == "vae":
+        net = VAE(int(meta["vae.dim"]), int(meta["vae.latent"]), widths("vae.widths"),
+                  meta["vae.likelihood"] == "gaussian")
+        sd = params(["encoder", "fc_mu", "fc_logvar", "decoder", "dec_logvar"])
+        net.load_state_dict(sd)
+        x = net.reconstruct(x)
+    elif method == "gan":
+        net = mlp(int(meta["gan.latent"]), widths("gan.widths"), int(meta["gan.dim"]))
+        sd = {k[len("generator."):]: v for k, v in params(["generator"]).items()}
+        net.load_state_dict(sd)
+        x = net(x)
+    else:
+        sys.exit(f"no PyTorch counterpart here for method '{method}'")
+ours = np.load(out_path)
 diff = np.abs(x.numpy() - ours).max()
-print(f"loaded {len([k for k in state if k.startswith('net.')])} tensors with load_state_dict; "
-      f"max |PyTorch - flowmatch| over {len(ours)} samples: {diff:.2e}")
+print(f"{method}: loaded {len(sd)} tensors with load_state_dict; "
+      f"max |PyTorch - flowmatch| over {len(ours)} outputs: {diff:.2e}")
 sys.exit(0 if diff < 1e-4 else 1)
