@@ -400,6 +400,24 @@ void test_baselines(void)
         fm_trainer_free(full);
     }
 
+    /* a GAN step that fails part-way changes nothing: k = 3 with a huge
+     * discriminator learning rate diverges after the first update */
+    fm_train_config gc = fm_train_config_for(FM_METHOD_GAN);
+    gc.gan.k = 3;
+    gc.gan.d_optim = gc.optim;
+    gc.gan.d_optim.lr = 1e12;
+    fm_trainer *gt = fm_trainer_new(&gc);
+    fm_params *PD = gt ? fm_gan_discriminator_params(fm_model_gan(fm_trainer_model(gt))) : NULL;
+    size_t nd = PD ? fm_params_size(PD) : 0;
+    float *before = PD ? malloc(nd * sizeof(float)) : NULL;
+    if (before) memcpy(before, fm_params_data(PD), nd * sizeof(float));
+    fm_status gs = gt ? fm_trainer_step(gt, NULL) : FM_OK;
+    t_check(gs == FM_ERR_NUMERIC && before && !memcmp(before, fm_params_data(PD), nd * sizeof(float)) &&
+                fm_trainer_iter(gt) == 0 && strstr(fm_last_error(), "learning rate 1e+12"),
+            "a GAN step that diverges leaves the discriminator as it was: %s", fm_last_error());
+    free(before);
+    fm_trainer_free(gt);
+
     /* what each method refuses */
     fm_train_config c = fm_train_config_default();
     c.method = FM_METHOD_VAE;

@@ -304,6 +304,9 @@ void test_cli(void)
     rc = cli("eval --a %s --b %s --n 200 --metrics w2 --solver ddim --steps 10", md, mv);
     t_check(rc == 0 && strstr(out_buf, "ddpm ddim, NFE 10") && strstr(out_buf, "vae, NFE 1"), "eval of a DDPM model against a VAE (exit %d)",
             rc);
+    rc = cli("eval --a %s --b %s --n 200 --metrics w2 --solver euler --steps 20", md, m);
+    t_check(rc == 0 && strstr(out_buf, "ddpm ancestral, NFE 1000") && strstr(out_buf, "euler, NFE 20"),
+            "eval: a flow's solver options leave the DDPM side on its own sampler (exit %d)", rc);
     static const struct {
         const char *cmd, *model, *want;
         int code;

@@ -107,8 +107,9 @@ int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **hol
 /* The sampler for model m from the solver options, its own default where
  * --solver / --steps were not given (spec->given must be set): an ODE solver
  * and time grid for flows, ancestral or ddim with --steps for DDPM, nothing
- * (grid NULL) for VAE and GAN, which refuse solver options when strict (eval,
- * whose options may be meant for its other side, is not). -1 to go on. */
+ * (grid NULL) for VAE and GAN, which refuse solver options when strict. eval
+ * is not strict: its options may be meant for its other side, so a model
+ * that cannot use them takes its own default sampler. -1 to go on. */
 int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int from_noise,
                       int strict, fm_solver_config *sc, double **grid, int *ngrid);
 

@@ -192,7 +192,9 @@ int cli_load_model(const char *cmd, const char *path, int use_ema, fm_model **ou
     if (!st) return cli_error(cmd, "%s", fm_last_error());
     *out = fm_model_load(st, use_ema);
     fm_st_free(st);
-    if (!*out) return cli_error(cmd, "%s: %s", path, fm_last_error());
+    if (!*out) /* name the file once */
+        return strstr(fm_last_error(), path) ? cli_error(cmd, "%s", fm_last_error())
+                                             : cli_error(cmd, "%s: %s", path, fm_last_error());
     return -1;
 }
 
@@ -226,17 +228,19 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
         *sc = fm_solver_config_default(FM_SOLVER_EULER);
         return -1;
     }
+    int k = fm_solver_from_name(so->solver), ddpm_kind = k == FM_SOLVER_ANCESTRAL || k == FM_SOLVER_DDIM;
     if (meth == FM_METHOD_DDPM) {
-        for (size_t i = 2; i < sizeof ode_opts / sizeof ode_opts[0]; i++)
+        for (size_t i = 2; strict && i < sizeof ode_opts / sizeof ode_opts[0]; i++)
             if (cli_given(spec, ode_opts[i]))
                 return cli_usage_error(cmd, "--%s does not apply to a DDPM model (--solver ancestral or ddim, --steps)",
                                        ode_opts[i]);
         int T = fm_flow_get_config(fm_model_flow(m))->ddpm.T;
-        if (!cli_given(spec, "solver")) so->solver = "ancestral";
-        int k = fm_solver_from_name(so->solver);
+        int foreign = !strict && cli_given(spec, "solver") && !ddpm_kind; /* options meant for a flow */
+        if (!cli_given(spec, "solver") || foreign) so->solver = "ancestral";
+        k = fm_solver_from_name(so->solver);
         if (k != FM_SOLVER_ANCESTRAL && k != FM_SOLVER_DDIM)
             return cli_usage_error(cmd, "a DDPM model samples with --solver ancestral or ddim, not '%s'", so->solver);
-        if (!cli_given(spec, "steps")) so->steps = k == FM_SOLVER_ANCESTRAL ? T : (T < 50 ? T : 50);
+        if (foreign || !cli_given(spec, "steps")) so->steps = k == FM_SOLVER_ANCESTRAL ? T : (T < 50 ? T : 50);
         if (so->steps < 1 || so->steps > T)
             return cli_usage_error(cmd, "--steps %d must lie in 1..T = %d for this DDPM model", so->steps, T);
         *sc = fm_solver_config_default((fm_solver_kind)k);
@@ -246,9 +250,12 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
         *ngrid = so->steps + 1;
         return -1;
     }
-    int k = fm_solver_from_name(so->solver);
-    if (k == FM_SOLVER_ANCESTRAL || k == FM_SOLVER_DDIM)
+    if (ddpm_kind && strict)
         return cli_usage_error(cmd, "--solver %s is a DDPM sampler; a flow takes euler, midpoint, heun, rk4 or dopri5",
                                so->solver);
+    if (ddpm_kind) { /* options meant for a DDPM model: the flow's own sampler */
+        cli_solver_opts own = CLI_SOLVER_DEFAULTS;
+        *so = own;
+    }
     return cli_solver_setup(cmd, so, &fm_flow_get_config(fm_model_flow(m))->path, sc, grid, ngrid, from_noise);
 }

@@ -177,8 +177,8 @@ int cmd_train(int argc, char **argv)
         {"act", OPT_STR, &act, "NAME", "relu, elu, silu, gelu, gelu_tanh, tanh, sigmoid, selu, softplus"},
         {"time-embed", OPT_INT, &time_embed, "N", "sinusoidal time embedding size (0: raw t)"},
         {"optim", OPT_STR, &optim, "NAME", "adam, adamw or sgd"},
-        {"lr", OPT_DOUBLE, &lr, "X", "learning rate"},
-        {"beta1", OPT_DOUBLE, &beta1, "X", "Adam beta1"},
+        {"lr", OPT_DOUBLE, &lr, "X", "learning rate (vae: default 1e-3, gan: 2e-4)"},
+        {"beta1", OPT_DOUBLE, &beta1, "X", "Adam beta1 (gan: default 0.5)"},
         {"beta2", OPT_DOUBLE, &beta2, "X", "Adam beta2"},
         {"eps", OPT_DOUBLE, &eps, "X", "Adam epsilon"},
         {"weight-decay", OPT_DOUBLE, &wd, "X", "weight decay (default: 0, AdamW 0.01)"},
@@ -237,7 +237,7 @@ int cmd_train(int argc, char **argv)
         tr = fm_trainer_resume(resume, cli_given(&spec, "iters") ? iters : 0);
         if (!tr) {
             fprintf(stderr, "flowmatch train: cannot resume: %s\n", fm_last_error());
-            return cli_status_code(fm_last_status());
+            return fm_last_status() == FM_ERR_ARG ? CLI_USAGE : CLI_FAIL; /* a bad file is not a bad command line */
         }
         iters = fm_trainer_get_config(tr)->iters;
     } else {
@@ -299,13 +299,16 @@ int cmd_train(int argc, char **argv)
         c.gan.loss = (fm_gan_loss)k;
         if (d_depth > FM_MLP_MAX_LAYERS || d_width < 0 || d_width > 65536 || (cli_given(&spec, "d-depth") && d_depth < 0))
             BAD("--d-width must lie in 1..65536 and --d-depth in 0..%d", FM_MLP_MAX_LAYERS);
+        if (d_depth == 0 && cli_given(&spec, "d-width")) BAD("--d-width has no layer to set with --d-depth 0");
         c.gan.d_nhidden = d_depth >= 0 ? d_depth : depth;
         for (int i = 0; i < c.gan.d_nhidden; i++) c.gan.d_width[i] = d_width > 0 ? d_width : width;
         if (!(d_lr >= 0)) BAD("--d-lr %g must be >= 0", d_lr);
         if ((k = fm_optim_from_name(optim)) < 0) BAD("unknown --optim '%s' (adam, adamw, sgd)", optim);
+        fm_train_config md = fm_train_config_for(c.method); /* the method's own lr and beta1 unless given */
         c.optim = fm_optim_config_default((fm_optim_kind)k);
-        c.optim.lr = lr;
-        c.optim.beta1 = beta1;
+        c.optim.lr = cli_given(&spec, "lr") || k != FM_OPTIM_ADAM ? lr : md.optim.lr;
+        c.optim.beta1 = cli_given(&spec, "beta1") ? beta1 : md.optim.beta1;
+        lr = c.optim.lr;
         c.optim.beta2 = beta2;
         c.optim.eps = eps;
         if (!isnan(wd)) c.optim.weight_decay = wd;
@@ -357,8 +360,10 @@ int cmd_train(int argc, char **argv)
             snprintf(what, sizeof what, "VAE on %s, latent %d, %s likelihood, KL weight %g", fc->data, tc->vae.latent,
                      fm_vae_likelihood_name(tc->vae.likelihood), tc->vae.beta);
         else
-            snprintf(what, sizeof what, "GAN on %s, latent %d, %s loss, k %d", fc->data, tc->gan.latent,
-                     fm_gan_loss_name(tc->gan.loss), tc->gan.k);
+            snprintf(what, sizeof what, "GAN on %s, latent %d, %s loss, k %d, discriminator %d x %d", fc->data,
+                     tc->gan.latent, fm_gan_loss_name(tc->gan.loss), tc->gan.k,
+                     fm_gan_get_config(fm_model_gan(fm_trainer_model(tr)))->d_nhidden,
+                     fm_gan_get_config(fm_model_gan(fm_trainer_model(tr)))->d_width[0]);
         fprintf(stderr, "training %s; MLP %d x %d %s, %s lr %g, batch %d, %lld iterations, seed %llu%s (%zu parameters)\n",
                 what, fc->net.nhidden, fc->net.nhidden ? fc->net.width[0] : 0, fm_act_name(fc->net.act),
                 fm_optim_name(tc->optim.kind), tc->optim.lr, tc->batch, (long long)iters, (unsigned long long)tc->seed,

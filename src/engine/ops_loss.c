@@ -8,6 +8,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <string.h>
 
 /* Pairwise-shape check shared by the losses. */
 static int loss_args(fm_tape *tp, const char *op, fm_tensor *a, fm_tensor *b, fm_reduce r)
@@ -171,13 +172,18 @@ static void gauss_nll_backward(fm_tape *tp, fm_tensor *y)
     float g = y->grad[0] * y->arg.f[0];
     float *gm = fm__wants_grad(mu) ? fm__grad(tp, mu) : NULL;
     float *gl = fm__wants_grad(lv) ? fm__grad(tp, lv) : NULL;
+    int row = lv->size != mu->size; /* logvar: mu's shape, or one row shared by all */
+    double *acc = gl && row ? fm__tape_alloc(tp, lv->size * sizeof(double)) : NULL;
     if (tp->status != FM_OK) return;
+    if (acc) memset(acc, 0, lv->size * sizeof(double));
     for (size_t i = 0; i < mu->size; i++) {
-        size_t k = lv->size == mu->size ? i : i % lv->size; /* logvar: mu's shape, or one row */
-        double iv = exp(-(double)lv->data[k]), r = (double)mu->data[i] - x->data[i];
+        size_t k = row ? i % lv->size : i;
+        double iv = exp(-(double)lv->data[k]), r = (double)mu->data[i] - x->data[i], dl = 0.5 * g * (1.0 - r * r * iv);
         if (gm) gm[i] += (float)(g * r * iv);
-        if (gl) gl[k] += (float)(0.5 * g * (1.0 - r * r * iv));
+        if (acc) acc[k] += dl; /* a shared row sums over the rows in double */
+        else if (gl) gl[k] += (float)dl;
     }
+    for (size_t k = 0; acc && k < lv->size; k++) gl[k] += (float)acc[k];
 }
 
 static const fm_op OP_GAUSS_NLL = {"gaussian_nll_loss", gauss_nll_backward};

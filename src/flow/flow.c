@@ -301,6 +301,8 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
 {
     int d = f->cfg.dim;
     size_t total = (size_t)n * d;
+    if (!sc || n < 1 || (!x_start && !r))
+        return fm__fail(FM_ERR_ARG, "sampling needs a solver, n >= 1 (got %d) and a random stream or starting points", n);
     if (f->cfg.method == FM_METHOD_DDPM) return ddpm_sample(f, n, x_start, r, sc, ngrid - 1, out, obs, octx, st);
     if (x_start) {
         memcpy(out, x_start, total * sizeof(float));

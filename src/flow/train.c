@@ -52,6 +52,9 @@ struct fm_trainer {
     int64_t unconverged;                /* Sinkhorn plans that missed their tolerance */
     double parts[4];                    /* the last step's loss parts */
     int nparts;
+    float *dsnap;                       /* GAN: the discriminator and its optimizer at the step's start */
+    int64_t dsnap_step;
+    fm_rng dsnap_rng[2];
 };
 
 fm_train_config fm_train_config_default(void)
@@ -84,6 +87,15 @@ fm_train_config fm_train_config_default(void)
     return c;
 }
 
+fm_train_config fm_train_config_for(fm_method m)
+{
+    fm_train_config c = fm_train_config_default();
+    c.method = m;
+    if (m == FM_METHOD_VAE) c.optim.lr = 1e-3;
+    if (m == FM_METHOD_GAN) c.optim.lr = 2e-4, c.optim.beta1 = 0.5;
+    return c;
+}
+
 void fm_trainer_free(fm_trainer *tr)
 {
     if (!tr) return;
@@ -112,6 +124,7 @@ void fm_trainer_free(fm_trainer *tr)
     free(tr->scratch);
     free(tr->pair0);
     free(tr->pair1);
+    free(tr->dsnap);
     free(tr);
 }
 
@@ -262,7 +275,11 @@ static fm_trainer *trainer_build(const fm_train_config *cfg, fm_dataset *data)
         if (!(dc.lr > 0)) dc.lr = cfg->optim.lr;
         tr->cfg.gan.d_optim = dc;
         tr->optd = fm_optim_new(tr->PD, &dc);
-        if (!tr->optd) goto fail;
+        tr->dsnap = malloc(4 * (fm_params_size(tr->PD) + 1) * sizeof(float));
+        if (!tr->optd || !tr->dsnap) {
+            if (tr->optd) fm__fail(FM_ERR_NOMEM, "out of memory for the discriminator");
+            goto fail;
+        }
     }
     if (cfg->ema_decay > 0) {
         tr->ema = fm_ema_new(tr->P, (float)cfg->ema_decay);
@@ -470,7 +487,7 @@ static int workers_for(fm_trainer *tr, fm_params *P, fm_params **reps)
  * sums[0..2] and P's gradient complete; `frozen` (may be NULL) is read but gets
  * no gradient. */
 static fm_status run_shards(fm_trainer *tr, fm_params *P, fm_params **reps, fm_params *frozen, shard_fn fn,
-                            const char *what, double *sums)
+                            const char *what, double lr, double *sums)
 {
     int B = tr->cfg.batch;
     int nw = workers_for(tr, P, reps);
@@ -505,7 +522,7 @@ static fm_status run_shards(fm_trainer *tr, fm_params *P, fm_params **reps, fm_p
     }
     if (!isfinite(sums[0]))
         return fm__fail(FM_ERR_NUMERIC, "training diverged: the %s is %g at iteration %lld (learning rate %g)", what,
-                        sums[0], (long long)tr->iter + 1, fm_trainer_lr(tr));
+                        sums[0], (long long)tr->iter + 1, lr);
     /* worker 0 wrote into P's gradient; add the others in shard order */
     float *g = fm_params_grad(P);
     size_t np = fm_params_size(P);
@@ -658,7 +675,7 @@ static fm_status step_flow(fm_trainer *tr, double *loss_out)
         }
     }
     double sums[3] = {NAN, 0, 0};
-    s = run_shards(tr, tr->P, tr->rep, NULL, shard_regress, "loss", sums);
+    s = run_shards(tr, tr->P, tr->rep, NULL, shard_regress, "loss", fm_trainer_lr(tr), sums);
     *loss_out = sums[0];
     tr->nparts = 0;
     if (s) return s;
@@ -672,7 +689,7 @@ static fm_status step_vae(fm_trainer *tr, double *loss_out)
     if (s) return s;
     fm_rng_normal_fill(&tr->rnoise, tr->lat, (size_t)B * tr->cfg.vae.latent, 0.0f, 1.0f);
     double sums[3] = {NAN, 0, 0};
-    s = run_shards(tr, tr->P, tr->rep, NULL, shard_vae, "loss", sums);
+    s = run_shards(tr, tr->P, tr->rep, NULL, shard_vae, "loss", fm_trainer_lr(tr), sums);
     *loss_out = sums[0];
     if (s) return s;
     tr->parts[0] = sums[1];
@@ -681,7 +698,43 @@ static fm_status step_vae(fm_trainer *tr, double *loss_out)
     return update(tr, tr->P, tr->opt, fm_trainer_lr(tr));
 }
 
+/* Keep (or put back) the discriminator's weights, its optimizer state and the
+ * streams the step draws from, so a failed GAN step changes nothing. */
+static void gan_snapshot(fm_trainer *tr, int restore)
+{
+    float *buf[4];
+    int64_t *step;
+    size_t n;
+    fm__optim_view(tr->optd, &buf[1], &buf[2], &buf[3], &step, &n);
+    buf[0] = fm_params_data(tr->PD);
+    for (int k = 0; k < 4; k++) {
+        if (!buf[k]) continue;
+        float *s = tr->dsnap + (size_t)k * n;
+        if (restore) memcpy(buf[k], s, n * sizeof(float));
+        else memcpy(s, buf[k], n * sizeof(float));
+    }
+    if (restore) {
+        *step = tr->dsnap_step;
+        tr->rdata = tr->dsnap_rng[0];
+        tr->rnoise = tr->dsnap_rng[1];
+    } else {
+        tr->dsnap_step = *step;
+        tr->dsnap_rng[0] = tr->rdata;
+        tr->dsnap_rng[1] = tr->rnoise;
+    }
+}
+
+static fm_status step_gan_inner(fm_trainer *tr, double *loss_out);
+
 static fm_status step_gan(fm_trainer *tr, double *loss_out)
+{
+    gan_snapshot(tr, 0);
+    fm_status s = step_gan_inner(tr, loss_out);
+    if (s) gan_snapshot(tr, 1);
+    return s;
+}
+
+static fm_status step_gan_inner(fm_trainer *tr, double *loss_out)
 {
     int B = tr->cfg.batch, L = tr->cfg.gan.latent;
     double lr = fm_trainer_lr(tr), dlr = fm_schedule_lr(&tr->cfg.sched, tr->cfg.gan.d_optim.lr, tr->iter);
@@ -690,13 +743,13 @@ static fm_status step_gan(fm_trainer *tr, double *loss_out)
     for (int k = 0; k < tr->cfg.gan.k; k++) { /* ascend log D(x) + log(1 - D(G(z))) */
         if ((s = draw_data(tr, B))) return s;
         fm_rng_normal_fill(&tr->rnoise, tr->lat, (size_t)B * L, 0.0f, 1.0f);
-        s = run_shards(tr, tr->PD, tr->repd, tr->P, shard_gan_d, "discriminator's loss", sd);
+        s = run_shards(tr, tr->PD, tr->repd, tr->P, shard_gan_d, "discriminator's loss", dlr, sd);
         *loss_out = sd[0];
         if (s) return s;
         if ((s = update(tr, tr->PD, tr->optd, dlr))) return s;
     }
     fm_rng_normal_fill(&tr->rnoise, tr->lat, (size_t)B * L, 0.0f, 1.0f);
-    if ((s = run_shards(tr, tr->P, tr->rep, tr->PD, shard_gan_g, "generator's loss", sg))) return s;
+    if ((s = run_shards(tr, tr->P, tr->rep, tr->PD, shard_gan_g, "generator's loss", lr, sg))) return s;
     *loss_out = sd[0];
     tr->parts[0] = sd[0];
     tr->parts[1] = sg[0];
