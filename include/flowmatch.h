@@ -564,9 +564,10 @@ typedef fm_status (*fm_eps_fn)(void *ctx, int t, const float *x, float *eps, int
 /* The reverse process on x (n, d): x_T on entry, x_0 on return, in `steps`
  * steps through t_i = round(i T / steps), i = steps .. 1, with t_0 = 0:
  *   ancestral  x <- (x - b / sqrt(1 - abar_t) eps) / sqrt(1 - b) + sqrt(b) z,
- *              b = 1 - abar_t / abar_prev, z ~ N(0, I) from r, except z = 0 on
- *              the last step (as in the DDPM paper); with steps = T, b = beta_t:
- *              the reference's step
+ *              b = 1 - abar_t / abar_prev, z ~ N(0, I) from r; with steps = T,
+ *              b = beta_t and this is the reference's step, noise on every
+ *              step; a respaced chain (steps < T) takes z = 0 on its last
+ *              step, whose b is not small (the DDPM paper's z = 0 at t = 1)
  *   ddim       x <- sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps,
  *              x0 = (x - sqrt(1 - abar_t) eps) / sqrt(abar_t)   (deterministic)
  * obs sees every state (k = 0 .. steps) with flow-matching time 1 - t_i / T

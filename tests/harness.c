@@ -177,6 +177,17 @@ int main(int argc, char **argv)
     return n_fail ? 1 : 0;
 }
 
+fm_trainer *t_trained(const fm_train_config *c, int iters)
+{
+    fm_trainer *tr = fm_trainer_new(c);
+    for (int i = 0; tr && i < iters; i++)
+        if (fm_trainer_step(tr, NULL) != FM_OK) {
+            fm_trainer_free(tr);
+            return NULL;
+        }
+    return tr;
+}
+
 int t_next_perm(int *p, int n)
 {
     int i = n - 2;

@@ -48,6 +48,9 @@ void t_family_max(const char *family, double err);
  * NaN on failure. */
 double t_flow_w2(fm_flow *f, const char *data, int n, fm_solver_kind kind, int steps, uint64_t seed);
 
+/* A trainer from c after `iters` steps, or NULL (freed) if any step failed. */
+fm_trainer *t_trained(const fm_train_config *c, int iters);
+
 /* Step p (a permutation of 0..n-1) to the next in lexicographic order;
  * returns 0 after the last. */
 int t_next_perm(int *p, int n);

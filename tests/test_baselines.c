@@ -100,6 +100,43 @@ void test_ddpm(void)
             "an ODE solver is refused: %s", fm_last_error());
     t_check(fm_ddpm_sample(&sc, exact_eps, &g, FM_SOLVER_DDIM, 1001, NULL, x, n, d, NULL, NULL) == FM_ERR_ARG,
             "more steps than T refused: %s", fm_last_error());
+    /* one reverse step against the reference's formula, written out: with
+     * steps = T every step adds sqrt(beta_t) z, the last included; a respaced
+     * chain's last step adds none */
+    {
+        fm_ddpm_schedule s2 = {2, 0.1, 0.3};
+        double b2[3], a2[3];
+        fm_ddpm_tables(&s2, b2, a2);
+        gauss_eps g2 = {{0.7, -1.1}, {0.5, 2.0}, a2};
+        enum { M = 64 };
+        float xs[M * 2], want[M * 2], e[M * 2], zs[M * 2];
+        fm_rng r1, r2;
+        fm_rng_seed(&r1, 9, FM_STREAM_NOISE);
+        fm_rng_normal_fill(&r1, xs, M * 2, 0.0f, 1.0f);
+        memcpy(want, xs, sizeof xs);
+        fm_rng_seed(&r2, 11, FM_STREAM_NOISE);
+        for (int t = 2; t >= 1; t--) { /* x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(1 - beta_t) + sqrt(beta_t) z */
+            exact_eps(&g2, t, want, e, M, 2);
+            fm_rng_normal_fill(&r2, zs, M * 2, 0.0f, 1.0f);
+            for (int j = 0; j < M * 2; j++)
+                want[j] = (float)((want[j] - b2[t] / sqrt(1.0 - a2[t]) * e[j]) / sqrt(1.0 - b2[t]) + sqrt(b2[t]) * zs[j]);
+        }
+        fm_rng_seed(&r1, 11, FM_STREAM_NOISE);
+        fm_status s = fm_ddpm_sample(&s2, exact_eps, &g2, FM_SOLVER_ANCESTRAL, 2, &r1, xs, M, 2, NULL, NULL);
+        double e_full = t_relerr(xs, want, M * 2);
+        /* one respaced step from t = 2 to 0: b = 1 - abar_2, no noise */
+        fm_rng_seed(&r1, 9, FM_STREAM_NOISE);
+        fm_rng_normal_fill(&r1, xs, M * 2, 0.0f, 1.0f);
+        exact_eps(&g2, 2, xs, e, M, 2);
+        for (int j = 0; j < M * 2; j++)
+            want[j] = (float)((xs[j] - (1.0 - a2[2]) / sqrt(1.0 - a2[2]) * e[j]) / sqrt(a2[2]));
+        fm_status s1 = fm_ddpm_sample(&s2, exact_eps, &g2, FM_SOLVER_ANCESTRAL, 1, &r1, xs, M, 2, NULL, NULL);
+        double e_resp = t_relerr(xs, want, M * 2);
+        t_check(s == FM_OK && s1 == FM_OK && e_full < 1e-6 && e_resp < 1e-6,
+                "ancestral steps are the reference's formula (noise on every step of T), max rel err %.2e; "
+                "a respaced last step adds no noise, max rel err %.2e",
+                e_full, e_resp);
+    }
     fm_ddpm_schedule bad = {10, 0.5, 0.1};
     t_check(fm_ddpm_check(&bad) == FM_ERR_ARG, "beta_start > beta_end refused: %s", fm_last_error());
     fm_solver_config ode = fm_solver_config_default(FM_SOLVER_DDIM);
@@ -250,13 +287,7 @@ static fm_trainer *trained(fm_method m, int iters, uint64_t seed, double lr)
     c.optim.lr = lr;
     if (m == FM_METHOD_GAN) c.optim.beta1 = 0.5;
     c.gan.d_optim = c.optim;
-    fm_trainer *tr = fm_trainer_new(&c);
-    for (int i = 0; tr && i < iters; i++)
-        if (fm_trainer_step(tr, NULL) != FM_OK) {
-            fm_trainer_free(tr);
-            return NULL;
-        }
-    return tr;
+    return t_trained(&c, iters);
 }
 
 /* W2 of 600 samples of any model to 600 fresh moons. */

@@ -341,6 +341,13 @@ void test_cli(void)
             "compare: trains six methods, writes the table (%d rows), the figure and the checkpoints (exit %d) %.200s",
             crows, rc, err_buf);
 
+    /* the output folder is made with its parents; a file in the way is an error */
+    rc = cli("compare --methods gan --iters 5 --batch 16 --n 50 --out-dir %s --quiet", tmp("cmp2/a/b"));
+    int nested_ok = rc == 0 && file_size(tmp("cmp2/a/b/compare.csv")) > 0;
+    rc = cli("compare --methods gan --iters 5 --batch 16 --n 50 --out-dir %s --quiet", tmp("cmp/compare.csv/x"));
+    t_check(nested_ok && rc == 1 && strstr(err_buf, "output folder") && one_line("not a folder"),
+            "compare makes a nested output folder and refuses a file in the way (exit %d): %s", rc, err_buf);
+
     rc = cli("datasets");
     t_check(rc == 0 && strstr(out_buf, "8gaussians") && strstr(out_buf, "pinwheel") && strstr(out_buf, "csv"),
             "datasets lists the generators");

@@ -45,13 +45,7 @@ static fm_trainer *trained(fm_coupling cp, fm_path_kind path, int iters)
     c.flow.path = fm_path_default(path);
     c.coupling = cp;
     c.iters = iters;
-    fm_trainer *tr = fm_trainer_new(&c);
-    for (int i = 0; tr && i < iters; i++)
-        if (fm_trainer_step(tr, NULL) != FM_OK) {
-            fm_trainer_free(tr);
-            return NULL;
-        }
-    return tr;
+    return t_trained(&c, iters);
 }
 
 void test_coupling(void)

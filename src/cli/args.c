@@ -39,6 +39,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 
 static void print_default(const cli_opt *o, FILE *f)
 {
+    if (o->help && strstr(o->help, "default")) return; /* the help says it in words */
     switch (o->kind) {
     case OPT_STR: {
         const char *v = *(const char **)o->dst;

@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,25 @@ char *cli_derive(const char *path, const char *tail)
     memcpy(r, path, stem);
     strcpy(r + stem, tail);
     return r;
+}
+
+int cli_make_dir(const char *cmd, const char *dir)
+{
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf) return cli_error(cmd, "cannot use '%s' as the output folder: bad name", dir);
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        struct stat sb;
+        if (mkdir(buf, 0755) != 0 && (errno != EEXIST || stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+            return cli_error(cmd, "cannot use %s as the output folder: %s", dir,
+                             errno == EEXIST ? "a part of it exists and is not a folder" : strerror(errno));
+        buf[i] = c;
+    }
+    return -1;
 }
 
 int cli_status_code(fm_status s) { return (s == FM_ERR_ARG || s == FM_ERR_SHAPE) ? CLI_USAGE : CLI_FAIL; }

@@ -17,7 +17,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 enum { M_FM_OT, M_FM_VP, M_FM_VE, M_DDPM, M_VAE, M_GAN, M_COUNT };
 static const char *const mnames[M_COUNT] = {"fm-ot", "fm-vp", "fm-ve", "ddpm", "vae", "gan"};
@@ -225,12 +224,10 @@ int cmd_compare(int argc, char **argv)
         free(other);
         return cli_error("compare", "drawing %s: %s", data, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
     }
-    struct stat sb;
-    if (mkdir(dir, 0755) != 0 && (errno != EEXIST || stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))) {
+    if ((rc = cli_make_dir("compare", dir)) >= 0) {
         free(ref);
         free(other);
-        return cli_error("compare", "cannot use %s as the output folder: %s", dir,
-                         errno == EEXIST ? "it exists and is not a folder" : strerror(errno));
+        return rc;
     }
     if (n > 10000 && !quiet) fprintf(stderr, "note: exact W2 on %d points per row may take a while\n", n);
     fm_set_threads(threads);

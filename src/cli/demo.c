@@ -9,10 +9,8 @@
  */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* Observer: state k of n floats into frame k. */
 static fm_status keep_frame(void *frames, int k, double t, const float *x, size_t n)
@@ -45,7 +43,7 @@ int cmd_demo(int argc, char **argv)
     if (rc >= 0) return rc;
     if (seed < 0 || iters < 1 || threads < 0)
         return cli_usage_error("demo", "--seed and --threads must be >= 0 and --iters >= 1");
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return cli_error("demo", "cannot create %s: %s", dir, strerror(errno));
+    if ((rc = cli_make_dir("demo", dir)) >= 0) return rc;
     fm_set_threads(threads);
     double t_start = cli_now();
     char path[4096];

@@ -2,10 +2,11 @@
  *
  * The schedule is tabulated in double; a sampler step combines the network's
  * noise prediction with the current state in double and stores float. The
- * ancestral sampler with T steps is the reference's reverse step, with the
- * DDPM paper's z = 0 on the last step (x_1 -> x_0); fewer steps use the
- * respaced chain whose one-step variance is 1 - abar_t / abar_prev. DDIM
- * (eta = 0) is deterministic.
+ * ancestral sampler with T steps is the reference's reverse step verbatim,
+ * noise on every step (the last adds sqrt(beta_1) z); fewer steps use the
+ * respaced chain whose one-step variance is 1 - abar_t / abar_prev, and
+ * there the last step, whose variance is no longer small, adds no noise (the
+ * DDPM paper's z = 0 at t = 1). DDIM (eta = 0) is deterministic.
  */
 #include "internal.h"
 
@@ -65,8 +66,8 @@ fm_status fm_ddpm_sample(const fm_ddpm_schedule *s, fm_eps_fn f, void *fctx, fm_
         double ab = abar[t], abp = abar[tp];
         if (kind == FM_SOLVER_ANCESTRAL) {
             double b = 1.0 - ab / abp, c1 = 1.0 / sqrt(1.0 - b), c2 = b / sqrt(1.0 - ab), sb = sqrt(b);
-            if (tp > 0) fm_rng_normal_fill(r, z, nd, 0.0f, 1.0f);
-            else memset(z, 0, nd * sizeof(float)); /* the last step adds no noise */
+            if (tp > 0 || steps == s->T) fm_rng_normal_fill(r, z, nd, 0.0f, 1.0f);
+            else memset(z, 0, nd * sizeof(float)); /* a respaced chain's last step adds no noise */
             for (size_t j = 0; j < nd; j++) x[j] = (float)(c1 * ((double)x[j] - c2 * eps[j]) + sb * z[j]);
         } else {
             double sa = sqrt(ab), s1 = sqrt(1.0 - ab), sap = sqrt(abp), s1p = sqrt(1.0 - abp);
