@@ -118,8 +118,19 @@ def write_readme(rows, gemm_lines):
         m = re.match(r"peak ([0-9.]+) GFLOP/s .*?(\d) threads", line)
         if m:
             table.append(f"| FMA peak (register-only loop), GFLOP/s | {m.group(1)} | | | {machine}, {m.group(2)} thr | {date} |")
-    block = "<!-- table -->\n" + "\n".join(table) + "\n<!-- /table -->"
-    text = re.sub(r"<!-- table -->.*<!-- /table -->", block, text, flags=re.S)
+    # rows of benchmarks not run this time stay as they were; rerun ones are replaced in place
+    def key(row):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        return (cells[0].split(":")[0], cells[4] if cells[0].startswith(("GEMM", "FMA")) else "")
+
+    fresh = {key(r): r for r in table[2:]}
+    old = re.search(r"<!-- table -->\n(.*?)\n<!-- /table -->", text, flags=re.S)
+    merged = table[:2]
+    for r in (old.group(1).split("\n")[2:] if old else []):
+        merged.append(fresh.pop(key(r), r))
+    merged += [r for r in table[2:] if key(r) in fresh]
+    block = "<!-- table -->\n" + "\n".join(merged) + "\n<!-- /table -->"
+    text = re.sub(r"<!-- table -->.*<!-- /table -->", lambda _: block, text, flags=re.S)
     with open(path, "w") as f:
         f.write(text)
     print(f"\nupdated {path}")
