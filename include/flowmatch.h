@@ -422,6 +422,41 @@ fm_status fm_csv_write(const char *path, const float *data, int rows, int cols, 
 /* Points from a .npy (rank 1 or 2) or a .csv file, by extension. */
 fm_status fm_points_read(const char *path, fm_table *t);
 
+/* ------------------------------------------------------------------ IDX files (MNIST) */
+
+/* LeCun's IDX format, as MNIST ships: two zero bytes, an element type, the
+ * number of dimensions, one big-endian uint32 size per dimension, then the
+ * elements in C order, big-endian. The reader takes plain or gzip-compressed
+ * files (told apart by their first bytes, not by the name), rank 1 to 4, no
+ * size 0, fewer than FM_IDX_MAX_COUNT elements, and exactly as many bytes of
+ * data as the sizes need. */
+typedef enum {
+    FM_IDX_U8 = 0x08,   /* unsigned byte: MNIST's images and labels */
+    FM_IDX_I8 = 0x09,
+    FM_IDX_I16 = 0x0B,
+    FM_IDX_I32 = 0x0C,  /* converted to float: exact up to 2^24 */
+    FM_IDX_F32 = 0x0D,
+    FM_IDX_F64 = 0x0E
+} fm_idx_type;
+#define FM_IDX_MAX_COUNT ((int64_t)1 << 31)
+
+typedef struct {
+    fm_idx_type type;          /* the file's element type */
+    int ndim;                  /* 1..4 */
+    int dims[FM_MAX_DIMS];     /* (ndim); MNIST images 60000 x 28 x 28, labels 60000 */
+    int64_t count;             /* product of dims */
+    float *data;               /* fm_idx_read: (count) values as float, else NULL */
+    uint8_t *u8;               /* fm_idx_read_u8: (count) bytes as stored, else NULL */
+} fm_idx;
+/* Any element type, converted to float (bytes keep their values 0..255). On
+ * failure *out is left empty, with nothing to free. */
+fm_status fm_idx_read(const char *path, fm_idx *out);
+/* Unsigned-byte files only (a quarter of the memory): other types are an error. */
+fm_status fm_idx_read_u8(const char *path, fm_idx *out);
+void      fm_idx_free(fm_idx *x); /* frees the buffers and zeroes *x */
+/* Write unsigned bytes as an uncompressed IDX file (rank 1..4), atomically. */
+fm_status fm_idx_write_u8(const char *path, int ndim, const int *dims, const uint8_t *data);
+
 /* ------------------------------------------------------------------ datasets */
 
 /* A distribution to draw points from, named by a spec:
