@@ -20,7 +20,7 @@ WARN    := -Wall -Wextra -Wshadow -Wvla -Wstrict-prototypes -Wno-psabi $(if $(WE
 CSTD    := -std=c11 -D_DEFAULT_SOURCE -fno-math-errno
 CFLAGS  ?= $(OPT) $(ARCH)
 CPPFLAGS := -Iinclude -Isrc
-LDLIBS  := -lm -lz
+LDLIBS  := -lm -lz -lpng
 PYTHON  ?= /usr/bin/python3
 
 ifeq ($(NO_OMP),)

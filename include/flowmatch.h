@@ -457,6 +457,17 @@ void      fm_idx_free(fm_idx *x); /* frees the buffers and zeroes *x */
 /* Write unsigned bytes as an uncompressed IDX file (rank 1..4), atomically. */
 fm_status fm_idx_write_u8(const char *path, int ndim, const int *dims, const uint8_t *data);
 
+/* ------------------------------------------------------------------ PNG image grids */
+
+#define FM_PNG_PAD 2 /* black pixels around every tile */
+/* The pixel size of a grid of n images of h x w in `cols` columns (fewer if n
+ * is smaller), with FM_PNG_PAD around each tile. */
+fm_status fm_png_grid_size(int n, int h, int w, int cols, int *width, int *height);
+/* Tile n images x (n, c, h, w; c = 1 gray or 3 RGB) row by row, `cols` to a
+ * row, into a PNG written atomically. Value v becomes the byte
+ * round(255 (v - lo) / (hi - lo)), clamped to 0..255; NaN is black. */
+fm_status fm_png_write_grid(const char *path, const float *x, int n, int c, int h, int w, int cols, float lo, float hi);
+
 /* ------------------------------------------------------------------ datasets */
 
 /* A distribution to draw points from, named by a spec:
@@ -464,7 +475,10 @@ fm_status fm_idx_write_u8(const char *path, int ndim, const int *dims, const uin
  *   "spirals", "pinwheel" (2D), "gaussian" (any dim), each optionally with
  *   parameters, "moons:noise=0.1,scale=2", "circles:factor=0.3",
  *   "pinwheel:arms=3", "gaussian:dim=5";
- *   "csv:FILE" - the rows of a numeric CSV file, drawn with replacement. */
+ *   "csv:FILE" - the rows of a numeric CSV file, drawn with replacement;
+ *   "mnist:DIR" - MNIST's training images (DIR/train-images-idx3-ubyte and
+ *   train-labels-idx1-ubyte, plain or .gz), 784 pixels in [0, 1] per point,
+ *   drawn with replacement. */
 typedef struct fm_dataset fm_dataset;
 fm_dataset *fm_dataset_open(const char *spec);
 void        fm_dataset_free(fm_dataset *ds);
@@ -474,8 +488,13 @@ const char *fm_dataset_spec(const fm_dataset *ds);
 /* n points, row-major (n, dim), in data units. A dataset keeps scratch
  * buffers: one dataset must not be sampled from two threads at once. */
 fm_status   fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n);
-/* Rows of a CSV dataset (0 for generators) and the table itself (NULL for generators). */
+/* Rows of a CSV or image dataset (0 for generators); the CSV table itself
+ * (NULL otherwise); an image dataset's labels (NULL otherwise). */
 int         fm_dataset_rows(const fm_dataset *ds);
+const uint8_t *fm_dataset_labels(const fm_dataset *ds);
+/* 1 and the image shape (channels, height, width; any may be NULL) when a
+ * dataset spec names images ("mnist:..."), without opening it; else 0. */
+int         fm_spec_image_shape(const char *spec, int *c, int *h, int *w);
 const fm_table *fm_dataset_table(const fm_dataset *ds);
 /* Log-density of n points (n, dim) where the dataset has one in closed form
  * (gaussian, 8gaussians), after adding independent N(0, blur^2 I) noise (blur
@@ -819,7 +838,7 @@ typedef struct {
     int batch;
     int64_t iters;
     uint64_t seed;
-    int standardize;       /* -1: for CSV data only (default), 0: never, 1: always */
+    int standardize;       /* -1 (default): CSV columns by their moments, image pixels [0, 1] -> [-1, 1]; 0: never; 1: always */
     fm_coupling coupling;  /* pairing of x0 and x1 in each batch; sb needs the sb path */
     struct {
         int latent;                  /* 2 */

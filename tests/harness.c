@@ -139,7 +139,7 @@ const char *t_tmpdir(void)
 /* ---- registry */
 
 #define GROUPS(X)                                                                              \
-    X(rng) X(tensor) X(ops) X(gradcheck) X(optim) X(train) X(safetensors) X(checkpoint) X(io) X(idx) \
+    X(rng) X(tensor) X(ops) X(gradcheck) X(optim) X(train) X(safetensors) X(checkpoint) X(io) X(idx) X(image) \
         X(data) X(path) X(solve) X(metrics) X(flow) X(likelihood) X(coupling) X(ddpm) X(baselines) X(cli)
 
 #define DECL(g) void test_##g(void);
@@ -175,6 +175,15 @@ int main(int argc, char **argv)
     printf("\ntime %.2f s\n%d passed, %d failed\n",
            (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), n_pass, n_fail);
     return n_fail ? 1 : 0;
+}
+
+const char *t_path(const char *name)
+{
+    static char buf[64][1024];
+    static int k;
+    k = (k + 1) % 64;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", t_tmpdir(), name);
+    return buf[k];
 }
 
 fm_trainer *t_trained(const fm_train_config *c, int iters)

@@ -58,5 +58,7 @@ int t_next_perm(int *p, int n);
 /* Path of the command-line tool under test (FM_CLI), and a scratch directory. */
 const char *t_cli(void);
 const char *t_tmpdir(void);
+/* t_tmpdir()/name in one of a ring of 64 buffers: good for the next 63 calls. */
+const char *t_path(const char *name);
 
 #endif

@@ -47,16 +47,6 @@ static int cli(const char *fmt, ...)
 /* One line on stderr, naming the problem. */
 static int one_line(const char *want) { return strstr(err_buf, want) && strchr(err_buf, '\n') == strrchr(err_buf, '\n'); }
 
-/* A path in the scratch folder; 64 of them live at once. */
-static const char *tmp(const char *name)
-{
-    static char buf[64][700];
-    static int k;
-    k = (k + 1) % 64;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", t_tmpdir(), name);
-    return buf[k];
-}
-
 static long file_size(const char *p)
 {
     struct stat s;
@@ -149,24 +139,24 @@ void test_cli(void)
     }
 
     /* files that are missing or malformed: exit 1 with the file in the message */
-    FILE *f = fopen(tmp("ragged.csv"), "w");
+    FILE *f = fopen(t_path("ragged.csv"), "w");
     fprintf(f, "x,y\n1,2\n3\n");
     fclose(f);
-    rc = cli("train --data csv:%s --iters 5 --out %s --quiet", tmp("ragged.csv"), tmp("r.safetensors"));
+    rc = cli("train --data csv:%s --iters 5 --out %s --quiet", t_path("ragged.csv"), t_path("r.safetensors"));
     t_check(rc == 1 && one_line("ragged.csv:3: row has 1 fields, expected 2"), "train on a ragged CSV: exit %d, %.120s", rc,
             err_buf);
-    rc = cli("sample --model %s", tmp("missing.safetensors"));
+    rc = cli("sample --model %s", t_path("missing.safetensors"));
     t_check(rc == 1 && one_line("missing.safetensors: cannot open"), "sample from a missing model: exit %d", rc);
-    f = fopen(tmp("garbage.safetensors"), "wb");
+    f = fopen(t_path("garbage.safetensors"), "wb");
     fprintf(f, "definitely not safetensors");
     fclose(f);
-    rc = cli("sample --model %s", tmp("garbage.safetensors"));
+    rc = cli("sample --model %s", t_path("garbage.safetensors"));
     t_check(rc == 1 && one_line("header length"), "sample from a malformed model: exit %d, %.120s", rc, err_buf);
 
     /* a pipeline: train, sample (npy and csv, trajectory, figure), eval */
-    const char *m = tmp("m.safetensors");
-    rc = cli("train --iters 300 --seed 3 --ema 0.99 --out %s --loss-plot %s", m, tmp("loss.svg"));
-    t_check(rc == 0 && file_size(m) > 30000 && file_size(tmp("m_loss.csv")) > 3000 && file_size(tmp("loss.svg")) > 1000 &&
+    const char *m = t_path("m.safetensors");
+    rc = cli("train --iters 300 --seed 3 --ema 0.99 --out %s --loss-plot %s", m, t_path("loss.svg"));
+    t_check(rc == 0 && file_size(m) > 30000 && file_size(t_path("m_loss.csv")) > 3000 && file_size(t_path("loss.svg")) > 1000 &&
                 strstr(out_buf, "trained 300 iterations"),
             "train writes the checkpoint, the loss CSV and plot (exit %d) %.80s", rc, err_buf);
     rc = cli("inspect --meta %s", m);
@@ -174,28 +164,28 @@ void test_cli(void)
                 strstr(out_buf, "train.iter = 300"),
             "the checkpoint's metadata describes the model");
     rc = cli("sample --model %s --n 500 --solver rk4 --steps 4 --seed 2 --out %s --save-every 2 --figure %s", m,
-             tmp("s.npy"), tmp("traj.svg"));
-    t_check(rc == 0 && strstr(out_buf, "NFE 16") && file_size(tmp("s.npy")) == 128 + 500 * 2 * 4 &&
-                file_size(tmp("s_traj.npy")) == 128 + 3 * 500 * 2 * 4 && file_size(tmp("traj.svg")) > 10000,
+             t_path("s.npy"), t_path("traj.svg"));
+    t_check(rc == 0 && strstr(out_buf, "NFE 16") && file_size(t_path("s.npy")) == 128 + 500 * 2 * 4 &&
+                file_size(t_path("s_traj.npy")) == 128 + 3 * 500 * 2 * 4 && file_size(t_path("traj.svg")) > 10000,
             "sample: samples, 3 trajectory states, figure, NFE reported (exit %d) %.80s", rc, out_buf);
     fm_table t;
-    int ok = fm_points_read(tmp("s.npy"), &t) == FM_OK && t.rows == 500 && t.cols == 2;
+    int ok = fm_points_read(t_path("s.npy"), &t) == FM_OK && t.rows == 500 && t.cols == 2;
     if (ok) fm_table_free(&t);
     char svg[200000];
-    slurp(tmp("traj.svg"), svg, sizeof svg);
+    slurp(t_path("traj.svg"), svg, sizeof svg);
     t_check(ok && strstr(svg, "t = 0.00") && strstr(svg, "t = 0.50") && strstr(svg, "t = 1.00") && strstr(svg, "</svg>"),
             "the samples read back; the figure has panels t = 0.00, 0.50, 1.00");
     /* reproducible from given starting points, in another format */
-    rc = cli("sample --model %s --x0 %s --solver midpoint --steps 8 --out %s --quiet", m, tmp("s.npy"), tmp("a.csv"));
-    int rc2 = cli("sample --model %s --x0 %s --solver midpoint --steps 8 --out %s --quiet", m, tmp("s.npy"), tmp("b.csv"));
+    rc = cli("sample --model %s --x0 %s --solver midpoint --steps 8 --out %s --quiet", m, t_path("s.npy"), t_path("a.csv"));
+    int rc2 = cli("sample --model %s --x0 %s --solver midpoint --steps 8 --out %s --quiet", m, t_path("s.npy"), t_path("b.csv"));
     char a[65536], b[65536];
-    slurp(tmp("a.csv"), a, sizeof a);
-    slurp(tmp("b.csv"), b, sizeof b);
+    slurp(t_path("a.csv"), a, sizeof a);
+    slurp(t_path("b.csv"), b, sizeof b);
     t_check(rc == 0 && rc2 == 0 && strlen(a) > 1000 && !strcmp(a, b), "--x0: two runs from the same points agree");
-    rc = cli("sample --model %s --solver dopri5 --n 200 --out %s", m, tmp("d.npy"));
+    rc = cli("sample --model %s --solver dopri5 --n 200 --out %s", m, t_path("d.npy"));
     t_check(rc == 0 && strstr(out_buf, "dopri5") && strstr(out_buf, "rejected"), "dopri5 sampling reports its steps: %.100s",
             out_buf);
-    rc = cli("eval --a %s --b moons --n 500", tmp("s.npy"));
+    rc = cli("eval --a %s --b moons --n 500", t_path("s.npy"));
     double w2 = NAN;
     const char *p = strstr(out_buf, "W2 (exact)");
     if (p) w2 = atof(p + 10);
@@ -204,21 +194,21 @@ void test_cli(void)
     rc = cli("eval --a %s --b moons --n 300 --metrics w2", m);
     t_check(rc == 0 && strstr(out_buf, "samples") && !strstr(out_buf, "energy distance"), "eval of a model against a dataset (exit %d)",
             rc);
-    rc = cli("eval --a %s --b gaussian:dim=3", tmp("s.npy"));
+    rc = cli("eval --a %s --b gaussian:dim=3", t_path("s.npy"));
     t_check(rc == 1 && one_line("2 and 3 dimensions"), "eval of 2-D against 3-D points: exit %d", rc);
 
     /* a sample run that fails part-way replaces none of its outputs */
-    long s_before = file_size(tmp("s.npy"));
+    long s_before = file_size(t_path("s.npy"));
     char s_old[65536], s_new[65536];
-    slurp(tmp("s.npy"), s_old, sizeof s_old);
-    rc = cli("sample --model %s --n 500 --seed 9 --out %s --figure /nonexistent/f.svg --quiet", m, tmp("s.npy"));
-    slurp(tmp("s.npy"), s_new, sizeof s_new);
-    t_check(rc == 1 && file_size(tmp("s.npy")) == s_before && !memcmp(s_old, s_new, (size_t)s_before),
+    slurp(t_path("s.npy"), s_old, sizeof s_old);
+    rc = cli("sample --model %s --n 500 --seed 9 --out %s --figure /nonexistent/f.svg --quiet", m, t_path("s.npy"));
+    slurp(t_path("s.npy"), s_new, sizeof s_new);
+    t_check(rc == 1 && file_size(t_path("s.npy")) == s_before && !memcmp(s_old, s_new, (size_t)s_before),
             "sample with an unwritable figure exits 1 and leaves the earlier samples alone: %.100s", err_buf);
-    f = fopen(tmp("nan.csv"), "w");
+    f = fopen(t_path("nan.csv"), "w");
     fprintf(f, "0.5,1e39\n");
     fclose(f);
-    rc = cli("sample --model %s --x0 %s --out %s", m, tmp("nan.csv"), tmp("n.npy"));
+    rc = cli("sample --model %s --x0 %s --out %s", m, t_path("nan.csv"), t_path("n.npy"));
     t_check(rc == 1 && one_line("not a finite number"), "--x0 with an out-of-range value: exit %d, %.100s", rc, err_buf);
 
     /* a failed run never overwrites a good checkpoint */
@@ -230,72 +220,72 @@ void test_cli(void)
             "a diverging run exits 1 and leaves the earlier checkpoint intact: %.100s", err_buf);
     fm_st_free(st);
     /* resume continues to the new total and keeps the loss history */
-    rc = cli("train --resume %s --iters 350 --out %s --loss-csv %s --quiet", m, tmp("m2.safetensors"), tmp("m_loss.csv"));
-    st = fm_st_load(tmp("m2.safetensors"));
+    rc = cli("train --resume %s --iters 350 --out %s --loss-csv %s --quiet", m, t_path("m2.safetensors"), t_path("m_loss.csv"));
+    st = fm_st_load(t_path("m2.safetensors"));
     fm_table lt = {0};
-    int rows = fm_csv_read(tmp("m_loss.csv"), &lt) == FM_OK ? lt.rows : -1;
+    int rows = fm_csv_read(t_path("m_loss.csv"), &lt) == FM_OK ? lt.rows : -1;
     int contiguous = rows == 350;
     for (int i = 0; contiguous && i < rows; i++) contiguous = lt.data[3 * i] == (float)(i + 1);
     fm_table_free(&lt);
     t_check(rc == 0 && st && !strcmp(fm_st_meta(st, "train.iter"), "350") && contiguous,
             "--resume continues from 300 to 350; the loss CSV holds iterations 1..350 (%d rows; exit %d)", rows, rc);
     fm_st_free(st);
-    rc = cli("train --resume %s --iters 100 --out %s --quiet", m, tmp("m3.safetensors"));
-    t_check(rc == 2 && one_line("done 300 iterations already") && file_size(tmp("m3.safetensors")) < 0,
+    rc = cli("train --resume %s --iters 100 --out %s --quiet", m, t_path("m3.safetensors"));
+    t_check(rc == 2 && one_line("done 300 iterations already") && file_size(t_path("m3.safetensors")) < 0,
             "--resume with fewer --iters than done: exit %d, nothing written", rc);
-    rc = cli("train --resume %s --iters 400 --batch 64 --out %s --quiet", m, tmp("m3.safetensors"));
+    rc = cli("train --resume %s --iters 400 --batch 64 --out %s --quiet", m, t_path("m3.safetensors"));
     t_check(rc == 2 && one_line("--batch cannot be changed when resuming"), "--resume refuses --batch: exit %d", rc);
 
     /* likelihood, couplings and reflow through the tool */
-    rc = cli("nll --model %s --data moons --n 300 --steps 20 --plot %s --out %s", m, tmp("dens.svg"), tmp("lp.npy"));
+    rc = cli("nll --model %s --data moons --n 300 --steps 20 --plot %s --out %s", m, t_path("dens.svg"), t_path("lp.npy"));
     const char *ip = strstr(out_buf, "integrates to");
     double mass = ip ? atof(ip + 14) : NAN;
     t_check(rc == 0 && strstr(out_buf, "NLL") && strstr(out_buf, "bits per dimension") && fabs(mass - 1) < 0.05 &&
-                file_size(tmp("lp.npy")) == 128 + 300 * 4 && file_size(tmp("dens.svg")) > 10000,
+                file_size(t_path("lp.npy")) == 128 + 300 * 4 && file_size(t_path("dens.svg")) > 10000,
             "nll: per-point log p, mean NLL, a density map integrating to %.3f (exit %d)", mass, rc);
     rc = cli("nll --model %s --data moons --n 200 --steps 10 --hutchinson 8 --probe gaussian", m);
     t_check(rc == 0 && strstr(out_buf, "standard error"), "nll with Hutchinson reports its standard error (exit %d)", rc);
     rc = cli("nll --model %s --data gaussian:dim=3 --n 10", m);
     t_check(rc == 1 && one_line("3 dimensions, the model 2"), "nll of 3-D points under a 2-D model: exit %d", rc);
-    rc = cli("train --data circles --source moons --iters 2 --batch 16 --out %s --quiet", tmp("mm.safetensors"));
-    if (rc == 0) rc = cli("nll --model %s --data circles --n 10", tmp("mm.safetensors"));
+    rc = cli("train --data circles --source moons --iters 2 --batch 16 --out %s --quiet", t_path("mm.safetensors"));
+    if (rc == 0) rc = cli("nll --model %s --data circles --n 10", t_path("mm.safetensors"));
     t_check(rc == 1 && one_line("source 'moons") && one_line("has no density"),
             "nll of a model whose source has no density: exit %d", rc);
-    rc = cli("train --coupling ot --iters 30 --batch 64 --out %s --quiet", tmp("ot.safetensors"));
-    st = fm_st_load(tmp("ot.safetensors"));
+    rc = cli("train --coupling ot --iters 30 --batch 64 --out %s --quiet", t_path("ot.safetensors"));
+    st = fm_st_load(t_path("ot.safetensors"));
     t_check(rc == 0 && st && !strcmp(fm_st_meta(st, "train.coupling"), "ot"), "train --coupling ot (exit %d)", rc);
     fm_st_free(st);
-    rc = cli("train --coupling sb --iters 10 --batch 64 --out %s --quiet", tmp("sb.safetensors"));
-    st = fm_st_load(tmp("sb.safetensors"));
+    rc = cli("train --coupling sb --iters 10 --batch 64 --out %s --quiet", t_path("sb.safetensors"));
+    st = fm_st_load(t_path("sb.safetensors"));
     t_check(rc == 0 && st && !strcmp(fm_st_meta(st, "path"), "sb") && !strcmp(fm_st_meta(st, "path.sigma"), "0.5"),
             "train --coupling sb picks the bridge path with sigma 0.5 (exit %d)", rc);
     fm_st_free(st);
     rc = cli("reflow --model %s --rounds 1 --iters 50 --pairs 500 --eval-n 200 --solver rk4 --steps 10 --out %s --quiet", m,
-             tmp("rf.safetensors"));
-    t_check(rc == 0 && strstr(out_buf, "W2 (1 Euler step)") && strstr(out_buf, "\n    1 ") && file_size(tmp("rf.safetensors")) > 30000,
+             t_path("rf.safetensors"));
+    t_check(rc == 0 && strstr(out_buf, "W2 (1 Euler step)") && strstr(out_buf, "\n    1 ") && file_size(t_path("rf.safetensors")) > 30000,
             "reflow: one round, the before/after table and the checkpoint (exit %d)", rc);
     rc = cli("eval --a %s --b moons --n 300 --metrics w2", m);
     t_check(rc == 0 && strstr(out_buf, "normalised path energy"), "eval of a model reports its path energy (exit %d)", rc);
 
     /* the baselines through the tool: train, sample, eval, and what each refuses */
-    const char *md = tmp("ddpm.safetensors"), *mv = tmp("vae.safetensors"), *mg = tmp("gan.safetensors");
+    const char *md = t_path("ddpm.safetensors"), *mv = t_path("vae.safetensors"), *mg = t_path("gan.safetensors");
     rc = cli("train --method ddpm --iters 30 --batch 64 --out %s --quiet", md);
     rc2 = cli("train --method vae --iters 30 --batch 64 --out %s --quiet", mv);
-    int rc3 = cli("train --method gan --iters 30 --batch 64 --lr 2e-4 --out %s --loss-csv %s --quiet", mg, tmp("gl.csv"));
+    int rc3 = cli("train --method gan --iters 30 --batch 64 --lr 2e-4 --out %s --loss-csv %s --quiet", mg, t_path("gl.csv"));
     char gl[200000];
-    slurp(tmp("gl.csv"), gl, sizeof gl);
+    slurp(t_path("gl.csv"), gl, sizeof gl);
     t_check(rc == 0 && rc2 == 0 && rc3 == 0 && !strncmp(gl, "iter,loss,lr,d,g\n", 16),
             "train --method ddpm, vae, gan; the GAN's loss CSV has both losses (exits %d %d %d)", rc, rc2, rc3);
-    rc = cli("sample --model %s --n 200 --solver ddim --steps 5 --figure %s --out %s", md, tmp("dd.svg"), tmp("dd.npy"));
-    t_check(rc == 0 && strstr(out_buf, "DDPM ddim in 5 steps, NFE 5") && file_size(tmp("dd.npy")) == 128 + 200 * 8 &&
-                file_size(tmp("dd.svg")) > 1000,
+    rc = cli("sample --model %s --n 200 --solver ddim --steps 5 --figure %s --out %s", md, t_path("dd.svg"), t_path("dd.npy"));
+    t_check(rc == 0 && strstr(out_buf, "DDPM ddim in 5 steps, NFE 5") && file_size(t_path("dd.npy")) == 128 + 200 * 8 &&
+                file_size(t_path("dd.svg")) > 1000,
             "sample a DDPM model with DDIM, trajectory figure (exit %d) %.100s", rc, out_buf);
-    rc = cli("sample --model %s --n 100 --out %s", md, tmp("da.npy"));
+    rc = cli("sample --model %s --n 100 --out %s", md, t_path("da.npy"));
     t_check(rc == 0 && strstr(out_buf, "ancestral in 1000 steps, NFE 1000"), "a DDPM model samples ancestrally by default (exit %d)",
             rc);
-    rc = cli("sample --model %s --n 100 --out %s", mv, tmp("vs.npy"));
-    rc2 = cli("sample --model %s --reconstruct %s --out %s", mv, tmp("dd.npy"), tmp("vr.npy"));
-    t_check(rc == 0 && rc2 == 0 && file_size(tmp("vs.npy")) == 128 + 100 * 8 && file_size(tmp("vr.npy")) == 128 + 200 * 8 &&
+    rc = cli("sample --model %s --n 100 --out %s", mv, t_path("vs.npy"));
+    rc2 = cli("sample --model %s --reconstruct %s --out %s", mv, t_path("dd.npy"), t_path("vr.npy"));
+    t_check(rc == 0 && rc2 == 0 && file_size(t_path("vs.npy")) == 128 + 100 * 8 && file_size(t_path("vr.npy")) == 128 + 200 * 8 &&
                 strstr(out_buf, "reconstructed 200 points"),
             "sample a VAE, and reconstruct points through it (exits %d %d)", rc, rc2);
     rc = cli("eval --a %s --b moons --n 200 --metrics w2,energy", mg);
@@ -323,34 +313,62 @@ void test_cli(void)
     for (size_t i = 0; i < sizeof refuse / sizeof refuse[0]; i++) {
         char mp[100];
         snprintf(mp, sizeof mp, "%s.safetensors", refuse[i].model);
-        rc = cli("%s %s", refuse[i].cmd, tmp(mp));
+        rc = cli("%s %s", refuse[i].cmd, t_path(mp));
         t_check(rc == refuse[i].code && one_line(refuse[i].want), "'%s %s' -> exit %d: %s", refuse[i].cmd, refuse[i].model,
                 rc, err_buf);
     }
     /* compare end to end on a tiny budget */
-    rc = cli("compare --iters 20 --batch 32 --n 100 --nfe 1,4 --out-dir %s --quiet", tmp("cmp"));
+    rc = cli("compare --iters 20 --batch 32 --n 100 --nfe 1,4 --out-dir %s --quiet", t_path("cmp"));
     char csv_txt[20000], md_txt[20000];
-    slurp(tmp("cmp/compare.csv"), csv_txt, sizeof csv_txt);
+    slurp(t_path("cmp/compare.csv"), csv_txt, sizeof csv_txt);
     int crows = -1; /* lines after the header */
     for (const char *q = csv_txt; *q; q++) crows += *q == '\n';
-    slurp(tmp("cmp/compare.md"), md_txt, sizeof md_txt);
+    slurp(t_path("cmp/compare.md"), md_txt, sizeof md_txt);
     /* data + 3 flows x (2 euler + midpoint) + ddpm (2 ddim + 2 ancestral) + vae + gan */
     t_check(rc == 0 && crows == 1 + 9 + 4 + 2 && strstr(md_txt, "| fm-ot | euler | 4 |") &&
                 strstr(md_txt, "| ddpm | ancestral | 1000 |") && strstr(md_txt, "| gan | one pass | 1 |") &&
-                file_size(tmp("cmp/compare.svg")) > 10000 && file_size(tmp("cmp/vae.safetensors")) > 1000,
+                file_size(t_path("cmp/compare.svg")) > 10000 && file_size(t_path("cmp/vae.safetensors")) > 1000,
             "compare: trains six methods, writes the table (%d rows), the figure and the checkpoints (exit %d) %.200s",
             crows, rc, err_buf);
 
     /* the output folder is made with its parents; a file in the way is an error */
-    rc = cli("compare --methods gan --iters 5 --batch 16 --n 50 --out-dir %s --quiet", tmp("cmp2/a/b"));
-    int nested_ok = rc == 0 && file_size(tmp("cmp2/a/b/compare.csv")) > 0;
-    rc = cli("compare --methods gan --iters 5 --batch 16 --n 50 --out-dir %s --quiet", tmp("cmp/compare.csv/x"));
+    rc = cli("compare --methods gan --iters 5 --batch 16 --n 50 --out-dir %s --quiet", t_path("cmp2/a/b"));
+    int nested_ok = rc == 0 && file_size(t_path("cmp2/a/b/compare.csv")) > 0;
+    rc = cli("compare --methods gan --iters 5 --batch 16 --n 50 --out-dir %s --quiet", t_path("cmp/compare.csv/x"));
     t_check(nested_ok && rc == 1 && strstr(err_buf, "output folder") && one_line("not a folder"),
             "compare makes a nested output folder and refuses a file in the way (exit %d): %s", rc, err_buf);
+
+    /* images: a three-digit MNIST folder, drawn as a PNG grid, trained on, sampled to a grid */
+    {
+        static uint8_t im[3 * 784];
+        for (int i = 0; i < 3 * 784; i++) im[i] = (uint8_t)(i * 37 % 256);
+        uint8_t lab[3] = {0, 7, 9};
+        int dims[3] = {3, 28, 28}, nl = 3;
+        rc = cli("datasets --draw mnist:/no/such/dir --n 4"); /* before the folder exists */
+        int missing = rc == 1 && one_line("train-images-idx3-ubyte");
+        mkdir(t_path("mn"), 0755);
+        fm_idx_write_u8(t_path("mn/train-images-idx3-ubyte"), 3, dims, im);
+        fm_idx_write_u8(t_path("mn/train-labels-idx1-ubyte"), 1, &nl, lab);
+        rc = cli("datasets --draw mnist:%s --n 4 --plot %s", t_path("mn"), t_path("mn4.png"));
+        t_check(missing && rc == 0 && file_size(t_path("mn4.png")) > 100,
+                "datasets draws mnist:DIR as a PNG grid; a missing folder is exit 1 (exit %d) %s", rc, err_buf);
+        rc = cli("datasets --draw mnist:%s --n 4 --plot %s", t_path("mn"), t_path("mn4.svg"));
+        t_check(rc == 2 && one_line(".png"), "an image set's --plot must be .png (exit %d): %s", rc, err_buf);
+        rc = cli("train --data mnist:%s --width 32 --depth 1 --iters 3 --batch 2 --quiet --out %s", t_path("mn"),
+                 t_path("mnf.safetensors"));
+        int trained = rc == 0;
+        rc = cli("sample --model %s --n 6 --steps 2 --solver euler --grid %s --grid-cols 3 --out %s --quiet",
+                 t_path("mnf.safetensors"), t_path("mnf.png"), t_path("mnf.npy"));
+        t_check(trained && rc == 0 && file_size(t_path("mnf.png")) > 100 && file_size(t_path("mnf.npy")) == 128 + 6 * 784 * 4,
+                "a flow trains on mnist:DIR and samples to a PNG grid (exit %d) %s", rc, err_buf);
+        rc = cli("sample --model %s --grid %s", t_path("m.safetensors"), t_path("moons.png"));
+        t_check(rc == 2 && one_line("image model") && file_size(t_path("moons.png")) < 0,
+                "--grid on a 2D model refused, nothing written (exit %d): %s", rc, err_buf);
+    }
 
     rc = cli("datasets");
     t_check(rc == 0 && strstr(out_buf, "8gaussians") && strstr(out_buf, "pinwheel") && strstr(out_buf, "csv"),
             "datasets lists the generators");
-    rc = cli("datasets --draw spirals --n 100 --out %s --plot %s", tmp("sp.csv"), tmp("sp.svg"));
-    t_check(rc == 0 && file_size(tmp("sp.csv")) > 1000 && file_size(tmp("sp.svg")) > 1000, "datasets --draw writes points and a plot");
+    rc = cli("datasets --draw spirals --n 100 --out %s --plot %s", t_path("sp.csv"), t_path("sp.svg"));
+    t_check(rc == 0 && file_size(t_path("sp.csv")) > 1000 && file_size(t_path("sp.svg")) > 1000, "datasets --draw writes points and a plot");
 }

@@ -11,16 +11,6 @@
 #include <string.h>
 #include <zlib.h>
 
-/* name in the scratch folder; each call gets its own buffer of a ring of 8,
- * so the result is good for a few calls. */
-static const char *tmp(const char *name)
-{
-    static char path[8][1024];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(path[k], sizeof path[k], "%s/%s", t_tmpdir(), name);
-    return path[k];
-}
 
 static void write_bytes(const char *path, const void *p, size_t n)
 {
@@ -70,7 +60,7 @@ static const char *make_file(const char *name, int type, int ndim, const uint32_
     unsigned char *b = malloc(64 + n);
     size_t h = header(b, type, ndim, dims);
     for (size_t i = 0; i < n; i++) b[h + i] = (unsigned char)(i % 251);
-    const char *p = tmp(name);
+    const char *p = t_path(name);
     write_bytes(p, b, h + n);
     free(b);
     return p;
@@ -102,7 +92,7 @@ void test_idx(void)
     for (int i = 0; i < NI; i++) img[i] = (uint8_t)((i * 37 + i / 784) % 256);
     const int idims[3] = {5, 28, 28};
     char ipath[1024], lpath[1024], gpath[1024];
-    snprintf(ipath, sizeof ipath, "%s", tmp("images-idx3-ubyte"));
+    snprintf(ipath, sizeof ipath, "%s", t_path("images-idx3-ubyte"));
     fm_status s = fm_idx_write_u8(ipath, 3, idims, img);
     t_check(s == FM_OK, "write_u8 5 x 28 x 28 %s", T_ERR(s));
 
@@ -138,7 +128,7 @@ void test_idx(void)
     /* labels: one dimension */
     static const uint8_t lab[10] = {7, 2, 1, 0, 4, 1, 4, 9, 5, 9};
     const int ldims[1] = {10};
-    snprintf(lpath, sizeof lpath, "%s", tmp("labels-idx1-ubyte"));
+    snprintf(lpath, sizeof lpath, "%s", t_path("labels-idx1-ubyte"));
     s = fm_idx_write_u8(lpath, 1, ldims, lab);
     s = s ? s : fm_idx_read_u8(lpath, &x);
     ok = s == FM_OK && x.ndim == 1 && x.dims[0] == 10 && x.count == 10 && !memcmp(x.u8, lab, 10);
@@ -147,7 +137,7 @@ void test_idx(void)
     fm_idx_free(&x);
 
     /* the gzip copy reads identically */
-    snprintf(gpath, sizeof gpath, "%s", tmp("images-idx3-ubyte.gz"));
+    snprintf(gpath, sizeof gpath, "%s", t_path("images-idx3-ubyte.gz"));
     ok = gzip_copy(ipath, gpath);
     raw = slurp(gpath, &n);
     t_check(ok && raw && n > 2 && raw[0] == 0x1f && raw[1] == 0x8b, "zlib wrote a gzip copy: %zu bytes, magic %02x %02x",
@@ -157,7 +147,7 @@ void test_idx(void)
     t_check(ok, "gzip: read the same %lld bytes as the plain file %s", s ? 0LL : (long long)x.count, T_ERR(s));
     fm_idx_free(&x);
     /* ... also under a name without .gz */
-    const char *gpath2 = tmp("gz-without-extension");
+    const char *gpath2 = t_path("gz-without-extension");
     write_bytes(gpath2, raw, n);
     s = fm_idx_read(gpath2, &x);
     ok = s == FM_OK && x.count == NI && x.data[NI - 1] == (float)img[NI - 1];
@@ -169,14 +159,14 @@ void test_idx(void)
         unsigned char *bad = malloc(n);
         memcpy(bad, raw, n);
         for (size_t i = 12; i < 24; i++) bad[i] ^= 0xA5;
-        write_bytes(tmp("bad-deflate.gz"), bad, n);
-        rejects("a damaged deflate stream", tmp("bad-deflate.gz"), FM_ERR_FORMAT, "corrupt gzip stream");
+        write_bytes(t_path("bad-deflate.gz"), bad, n);
+        rejects("a damaged deflate stream", t_path("bad-deflate.gz"), FM_ERR_FORMAT, "corrupt gzip stream");
         memcpy(bad, raw, n);
         bad[n - 6] ^= 0x01; /* the trailer: CRC32 then length */
-        write_bytes(tmp("bad-crc.gz"), bad, n);
-        rejects("a gzip CRC mismatch", tmp("bad-crc.gz"), FM_ERR_FORMAT, "corrupt gzip stream: incorrect data check");
-        write_bytes(tmp("cut.gz"), raw, n / 2);
-        rejects("a gzip stream cut in half", tmp("cut.gz"), FM_ERR_FORMAT, "corrupt gzip stream: unexpected end");
+        write_bytes(t_path("bad-crc.gz"), bad, n);
+        rejects("a gzip CRC mismatch", t_path("bad-crc.gz"), FM_ERR_FORMAT, "corrupt gzip stream: incorrect data check");
+        write_bytes(t_path("cut.gz"), raw, n / 2);
+        rejects("a gzip stream cut in half", t_path("cut.gz"), FM_ERR_FORMAT, "corrupt gzip stream: unexpected end");
         free(bad);
     } else {
         t_check(0, "no gzip copy to damage");
@@ -194,15 +184,15 @@ void test_idx(void)
             memcpy(&u, &want[i], 4);
             for (int k = 0; k < 4; k++) b[h + 4 * i + k] = (unsigned char)(u >> (24 - 8 * k));
         }
-        write_bytes(tmp("f32"), b, h + 24);
-        s = fm_idx_read(tmp("f32"), &x);
+        write_bytes(t_path("f32"), b, h + 24);
+        s = fm_idx_read(t_path("f32"), &x);
         ok = s == FM_OK && x.type == FM_IDX_F32 && x.ndim == 2 && x.dims[0] == 2 && x.dims[1] == 3 &&
              !memcmp(x.data, want, sizeof want);
         t_check(ok, "float32 big-endian: [%g %g %g %g %g %g] bit-exact (first bytes %02x %02x %02x %02x = %g) %s",
                 ok ? x.data[0] : 0, ok ? x.data[1] : 0, ok ? x.data[2] : 0, ok ? x.data[3] : 0, ok ? x.data[4] : 0,
                 ok ? x.data[5] : 0, b[h], b[h + 1], b[h + 2], b[h + 3], be_f32(b + h), T_ERR(s));
         fm_idx_free(&x);
-        t_check(fm_idx_read_u8(tmp("f32"), &x) == FM_ERR_FORMAT && strstr(fm_last_error(), "float32 (type 0x0d)"),
+        t_check(fm_idx_read_u8(t_path("f32"), &x) == FM_ERR_FORMAT && strstr(fm_last_error(), "float32 (type 0x0d)"),
                 "read_u8 refuses float32: %s", fm_last_error());
 
         /* int8, int16, int32, float64: three values each */
@@ -225,8 +215,8 @@ void test_idx(void)
             const uint32_t d3[1] = {3};
             h = header(b, cases[c].type, 1, d3);
             memcpy(b + h, cases[c].bytes, 3 * (size_t)cases[c].size);
-            write_bytes(tmp("typed"), b, h + 3 * (size_t)cases[c].size);
-            s = fm_idx_read(tmp("typed"), &x);
+            write_bytes(t_path("typed"), b, h + 3 * (size_t)cases[c].size);
+            s = fm_idx_read(t_path("typed"), &x);
             ok = s == FM_OK && (int)x.type == cases[c].type && x.count == 3 && !memcmp(x.data, cases[c].want, 12);
             t_check(ok, "type 0x%02x big-endian: got [%g %g %g], want [%g %g %g] %s", cases[c].type,
                     ok ? x.data[0] : 0, ok ? x.data[1] : 0, ok ? x.data[2] : 0, cases[c].want[0], cases[c].want[1],
@@ -237,11 +227,11 @@ void test_idx(void)
 
     /* malformed files */
     const uint32_t d5[3] = {5, 28, 28};
-    rejects("a missing file", tmp("no-such-file"), FM_ERR_IO, "cannot open");
-    write_bytes(tmp("empty"), "", 0);
-    rejects("an empty file", tmp("empty"), FM_ERR_FORMAT, "0 bytes, shorter than the 4-byte magic");
-    write_bytes(tmp("npy"), "\x93NUMPY\x01\x00", 8);
-    rejects("bad magic", tmp("npy"), FM_ERR_FORMAT, "magic 93 4e 55 4d does not start with two zero bytes");
+    rejects("a missing file", t_path("no-such-file"), FM_ERR_IO, "cannot open");
+    write_bytes(t_path("empty"), "", 0);
+    rejects("an empty file", t_path("empty"), FM_ERR_FORMAT, "0 bytes, shorter than the 4-byte magic");
+    write_bytes(t_path("npy"), "\x93NUMPY\x01\x00", 8);
+    rejects("bad magic", t_path("npy"), FM_ERR_FORMAT, "magic 93 4e 55 4d does not start with two zero bytes");
     rejects("an unknown type code", make_file("type0a", 0x0A, 3, d5, NI), FM_ERR_FORMAT,
             "unknown IDX element type 0x0a");
     rejects("0 dimensions", make_file("dims0", 0x08, 0, d5, 10), FM_ERR_FORMAT, "0 dimensions; 1 to 4");
@@ -251,8 +241,8 @@ void test_idx(void)
     rejects("a zero dimension", make_file("zero", 0x08, 3, dz, 0), FM_ERR_FORMAT, "dimension 1 has size 0");
     unsigned char hb[16];
     header(hb, 0x08, 3, d5);
-    write_bytes(tmp("cuthdr"), hb, 10);
-    rejects("a header cut inside the sizes", tmp("cuthdr"), FM_ERR_FORMAT,
+    write_bytes(t_path("cuthdr"), hb, 10);
+    rejects("a header cut inside the sizes", t_path("cuthdr"), FM_ERR_FORMAT,
             "header ends after 6 of the 12 bytes of its 3 dimension sizes");
     rejects("truncated data", make_file("trunc", 0x08, 3, d5, NI - 1), FM_ERR_FORMAT,
             "truncated: sizes [5, 28, 28] of uint8 need 3920 bytes of data but the file has 3919");
@@ -281,7 +271,7 @@ void test_idx(void)
     s = fm_idx_write_u8(lpath, 5, ldims, lab);
     t_check(s == FM_ERR_ARG && strstr(fm_last_error(), "rank 5 is outside 1..4"), "write refuses rank 5: %s",
             fm_last_error());
-    s = fm_idx_write_u8(tmp("no-such-dir/x"), 1, ldims, lab);
+    s = fm_idx_write_u8(t_path("no-such-dir/x"), 1, ldims, lab);
     t_check(s == FM_ERR_IO && strstr(fm_last_error(), "cannot create"), "write to a missing folder: %s",
             fm_last_error());
     s = fm_idx_read_u8(lpath, &x);

@@ -78,7 +78,7 @@ static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, co
     if (!ds) {
         fprintf(stderr, "flowmatch eval: '%s' is not a .npy/.csv file, a .safetensors model or a dataset: %s\n", spec,
                 fm_last_error());
-        return strncmp(spec, "csv:", 4) ? CLI_USAGE : CLI_FAIL;
+        return cli_status_code(fm_last_status());
     }
     int d = fm_dataset_dim(ds);
     t->data = malloc((size_t)n * d * sizeof(float));

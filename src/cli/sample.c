@@ -46,8 +46,8 @@ static long first_nonfinite(const float *x, size_t n)
 int cmd_sample(int argc, char **argv)
 {
     const char *model = NULL, *out = "samples.npy", *x0file = NULL, *figure = NULL, *traj_out = NULL, *scatter = NULL,
-               *recon = NULL;
-    int n = -1, save_every = 0, no_ema = 0, threads = 0, quiet = 0;
+               *recon = NULL, *pgrid = NULL;
+    int n = -1, save_every = 0, no_ema = 0, threads = 0, quiet = 0, gcols = 8;
     int64_t seed = 0;
     double range = 3.0;
     cli_solver_opts so = CLI_SOLVER_DEFAULTS;
@@ -64,6 +64,8 @@ int cmd_sample(int argc, char **argv)
         {"figure", OPT_STR, &figure, "FILE", "trajectory panels (up to 9 states) as SVG"},
         {"scatter", OPT_STR, &scatter, "FILE", "samples against fresh training data as SVG"},
         {"range", OPT_DOUBLE, &range, "R", "figure axes span [-R, R]"},
+        {"grid", OPT_STR, &pgrid, "FILE", "image models: the samples as a PNG grid"},
+        {"grid-cols", OPT_INT, &gcols, "N", "images per row of --grid"},
         {"no-ema", OPT_FLAG, &no_ema, NULL, "use the raw weights even if the checkpoint has EMA weights"},
         {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
         {"quiet", OPT_FLAG, &quiet, NULL, "no summary line"},
@@ -95,6 +97,8 @@ int cmd_sample(int argc, char **argv)
     if (figure && !cli_has_suffix(figure, ".svg")) BAD("--figure '%s' must end in .svg", figure);
     if (scatter && !cli_has_suffix(scatter, ".svg")) BAD("--scatter '%s' must end in .svg", scatter);
     if (recon && x0file) BAD("--reconstruct and --x0 exclude each other");
+    if (pgrid && !cli_has_suffix(pgrid, ".png")) BAD("--grid '%s' must end in .png", pgrid);
+    if (gcols < 1 || gcols > 1024) BAD("--grid-cols must lie in 1..1024");
 #undef BAD
     if ((rc = cli_solver_check("sample", &so, !x0file)) >= 0) return rc;
     fm_set_threads(threads);
@@ -144,6 +148,11 @@ int cmd_sample(int argc, char **argv)
         else if (bad >= 0) rc = cli_error("sample", "%s: row %ld holds a NaN or infinite value", x0file, bad / in_d + 1);
         if (rc >= 0) goto done;
         n = x0.rows;
+    }
+    int ic = 0, ih = 0, iw = 0;
+    if (pgrid && (!fm_spec_image_shape(data_spec, &ic, &ih, &iw) || ic * ih * iw != d)) {
+        rc = cli_usage_error("sample", "--grid needs an image model; %s was trained on '%s'", model, data_spec);
+        goto done;
     }
     if (n < 0) n = 2000;
     size_t nd = (size_t)n * d;
@@ -231,6 +240,11 @@ int cmd_sample(int argc, char **argv)
         rc = cli_error("sample", "%s", ts ? fm_last_error() : "out of memory");
         goto done;
     }
+    const char *tg = pgrid ? cli_out_stage(&outs, pgrid) : NULL;
+    if (pgrid && (!tg || fm_png_write_grid(tg, xs, n, ic, ih, iw, gcols, 0.0f, 1.0f) != FM_OK)) {
+        rc = cli_error("sample", "%s", tg ? fm_last_error() : "out of memory");
+        goto done;
+    }
     if (!to) {
         rc = cli_error("sample", "out of memory");
         goto done;
@@ -240,12 +254,14 @@ int cmd_sample(int argc, char **argv)
         printf("%s %d points %s (NFE 1), %.3f s -> %s%s%s\n", recon ? "reconstructed" : "sampled", n,
                meth == FM_METHOD_VAE ? "through the VAE's decoder" : "from the GAN's generator", secs, out,
                scatter ? ", " : "", scatter ? scatter : "");
+        if (pgrid) printf("  grid: %s\n", pgrid);
     } else if (!quiet && meth == FM_METHOD_DDPM) {
         printf("sampled %d points with DDPM %s in %d steps, NFE %ld, %.3f s -> %s", n, fm_solver_name(sc.kind),
                ngrid - 1, st.nfe, secs, out);
         if (k.traj) printf(", %s (%d states)", traj_out ? traj_out : tp, k.ntraj);
         if (figure) printf(", %s", figure);
         if (scatter) printf(", %s", scatter);
+        if (pgrid) printf(", %s", pgrid);
         printf("\n");
     } else if (!quiet) {
         printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", n, fm_solver_name(sc.kind), ngrid,
@@ -255,6 +271,7 @@ int cmd_sample(int argc, char **argv)
         if (k.traj) printf(", %s (%d states)", traj_out ? traj_out : tp, k.ntraj);
         if (figure) printf(", %s", figure);
         if (scatter) printf(", %s", scatter);
+        if (pgrid) printf(", %s", pgrid);
         printf("\n");
     }
     rc = CLI_OK;

@@ -190,7 +190,7 @@ int cmd_train(int argc, char **argv)
         {"min-lr", OPT_DOUBLE, &min_lr, "X", "final learning rate of cosine / linear"},
         {"clip", OPT_DOUBLE, &clip, "X", "clip the gradient norm (0: off)"},
         {"ema", OPT_DOUBLE, &ema, "X", "EMA decay of the weights, e.g. 0.999 (0: off)"},
-        {"standardize", OPT_STR, &standardize, "auto|on|off", "standardise the data (auto: CSV only)"},
+        {"standardize", OPT_STR, &standardize, "auto|on|off", "standardise the data (auto: CSV columns, image pixels to [-1, 1])"},
         {"batch", OPT_INT, &batch, "N", "batch size"},
         {"iters", OPT_I64, &iters, "N", "iterations (total, when resuming)"},
         {"seed", OPT_I64, &seed, "N", "random seed"},

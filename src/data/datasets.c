@@ -17,7 +17,7 @@
 
 typedef enum {
     DS_GAUSSIAN, DS_MOONS, DS_CIRCLES, DS_8GAUSSIANS, DS_CHECKERBOARD, DS_SWISSROLL, DS_SCURVE, DS_SPIRALS,
-    DS_PINWHEEL, DS_CSV, DS_COUNT
+    DS_PINWHEEL, DS_CSV, DS_MNIST, DS_COUNT
 } ds_kind;
 
 typedef struct {
@@ -38,13 +38,16 @@ static const ds_info infos[DS_COUNT] = {
     [DS_SPIRALS] = {"spirals", 0.1, 1, 0, NULL, "two interleaved spirals"},
     [DS_PINWHEEL] = {"pinwheel", 0.3, 1.5, 5, "arms", "pinwheel of curved arms; noise is the radial std"},
     [DS_CSV] = {"csv", 0, 1, 0, NULL, "csv:FILE - rows of a numeric CSV file (optional header)"},
+    [DS_MNIST] = {"mnist", 0, 1, 0, NULL,
+                  "mnist:DIR - MNIST's training images (DIR/train-images-idx3-ubyte[.gz]) as 784 pixels in [0, 1]"},
 };
 
 struct fm_dataset {
     ds_kind kind;
     int dim;
     double noise, scale, extra;
-    fm_table table; /* DS_CSV */
+    fm_table table; /* DS_CSV; DS_MNIST: the images, (rows, 784) in [0, 1] */
+    uint8_t *labels; /* DS_MNIST: (rows) digits */
     char *spec;
     float *noise_buf;  /* (cap) normal draws for one call */
     float *base;       /* (2 base_n) moons / circles before shuffling, for base_n points */
@@ -59,7 +62,7 @@ const char *fm_dataset_info(int i, char *params, size_t len)
     if (i < 0 || i >= DS_COUNT) return NULL;
     const ds_info *d = &infos[i];
     if (params) {
-        if (i == DS_CSV) snprintf(params, len, "%s", d->help);
+        if (i == DS_CSV || i == DS_MNIST) snprintf(params, len, "%s", d->help);
         else if (d->extra_name)
             snprintf(params, len, "%s (noise=%g, scale=%g, %s=%g)", d->help, d->noise, d->scale, d->extra_name, d->extra);
         else snprintf(params, len, "%s (noise=%g, scale=%g)", d->help, d->noise, d->scale);
@@ -71,6 +74,7 @@ void fm_dataset_free(fm_dataset *ds)
 {
     if (!ds) return;
     fm_table_free(&ds->table);
+    free(ds->labels);
     free(ds->spec);
     free(ds->noise_buf);
     free(ds->base);
@@ -97,6 +101,65 @@ static int parse_double(const char *s, size_t n, double *out)
     return 1;
 }
 
+/* DIR/name, or DIR/name.gz when only that exists. */
+static void idx_path(char *buf, size_t len, const char *dir, const char *name)
+{
+    snprintf(buf, len, "%s/%s", dir, name);
+    FILE *f = fopen(buf, "rb");
+    if (f) {
+        fclose(f);
+        return;
+    }
+    snprintf(buf, len, "%s/%s.gz", dir, name);
+    f = fopen(buf, "rb");
+    if (f) fclose(f);
+    else snprintf(buf, len, "%s/%s", dir, name); /* name the plain file in the error */
+}
+
+/* MNIST's training images and labels from dir, pixels scaled to [0, 1]. */
+static fm_status mnist_load(fm_dataset *ds, const char *dir)
+{
+    if (!*dir) return fm__fail(FM_ERR_ARG, "dataset 'mnist:': no folder given (mnist:DIR, e.g. mnist:data/mnist)");
+    char ip[4096], lp[4096];
+    idx_path(ip, sizeof ip, dir, "train-images-idx3-ubyte");
+    idx_path(lp, sizeof lp, dir, "train-labels-idx1-ubyte");
+    fm_idx im, lb;
+    fm_status s = fm_idx_read_u8(ip, &im);
+    if (s) return s;
+    if (im.ndim != 3 || im.dims[1] != 28 || im.dims[2] != 28) {
+        s = fm__fail(FM_ERR_SHAPE, "%s: expected N x 28 x 28 images, found rank %d (%d x %d x %d)", ip, im.ndim,
+                     im.dims[0], im.ndim > 1 ? im.dims[1] : 0, im.ndim > 2 ? im.dims[2] : 0);
+        fm_idx_free(&im);
+        return s;
+    }
+    if ((s = fm_idx_read_u8(lp, &lb))) {
+        fm_idx_free(&im);
+        return s;
+    }
+    int n = im.dims[0];
+    if (lb.ndim != 1 || lb.dims[0] != n) {
+        s = fm__fail(FM_ERR_SHAPE, "%s: expected %d labels to match %s, found rank %d with %d", lp, n, ip, lb.ndim,
+                     lb.dims[0]);
+    } else {
+        for (int i = 0; i < n && !s; i++)
+            if (lb.u8[i] > 9) s = fm__fail(FM_ERR_FORMAT, "%s: label %d of image %d is not a digit", lp, lb.u8[i], i);
+    }
+    float *x = s ? NULL : malloc((size_t)n * 784 * sizeof(float));
+    if (!s && !x) s = fm__fail(FM_ERR_NOMEM, "out of memory for %d MNIST images", n);
+    if (!s) {
+        for (size_t i = 0; i < (size_t)n * 784; i++) x[i] = im.u8[i] / 255.0f;
+        ds->table.data = x;
+        ds->table.rows = n;
+        ds->table.cols = 784;
+        ds->labels = lb.u8; /* taken over */
+        lb.u8 = NULL;
+        ds->dim = 784;
+    }
+    fm_idx_free(&im);
+    fm_idx_free(&lb);
+    return s;
+}
+
 fm_dataset *fm_dataset_open(const char *spec)
 {
     if (!spec || !*spec) {
@@ -116,18 +179,26 @@ fm_dataset *fm_dataset_open(const char *spec)
         if (!ds->spec) goto oom;
         return ds;
     }
+    if (!strncmp(spec, "mnist:", 6)) {
+        ds->kind = DS_MNIST;
+        if (mnist_load(ds, spec + 6) != FM_OK) goto fail;
+        ds->spec = fm__strdup(spec);
+        if (!ds->spec) goto oom;
+        return ds;
+    }
     const char *colon = strchr(spec, ':');
     size_t nlen = colon ? (size_t)(colon - spec) : strlen(spec);
     int k = -1;
     for (int i = 0; i < DS_COUNT; i++)
-        if (i != DS_CSV && strlen(infos[i].name) == nlen && !strncmp(spec, infos[i].name, nlen)) k = i;
+        if (i != DS_CSV && i != DS_MNIST && strlen(infos[i].name) == nlen && !strncmp(spec, infos[i].name, nlen)) k = i;
     if (k < 0) {
         char names[256] = "";
-        for (int i = 0; i < DS_COUNT; i++) {
-            strcat(names, infos[i].name);
-            strcat(names, i + 1 < DS_COUNT ? ", " : "");
-        }
-        fm__fail(FM_ERR_ARG, "unknown dataset '%.*s' (known: %s:FILE)", (int)nlen, spec, names);
+        for (int i = 0; i < DS_COUNT; i++)
+            if (i != DS_CSV && i != DS_MNIST) {
+                strcat(names, infos[i].name);
+                strcat(names, ", ");
+            }
+        fm__fail(FM_ERR_ARG, "unknown dataset '%.*s' (known: %scsv:FILE, mnist:DIR)", (int)nlen, spec, names);
         goto fail;
     }
     const ds_info *in = &infos[k];
@@ -187,7 +258,18 @@ fail:
 
 int fm_dataset_dim(const fm_dataset *ds) { return ds->dim; }
 const char *fm_dataset_spec(const fm_dataset *ds) { return ds->spec; }
-int fm_dataset_rows(const fm_dataset *ds) { return ds->kind == DS_CSV ? ds->table.rows : 0; }
+int fm_dataset_rows(const fm_dataset *ds) { return ds->kind == DS_CSV || ds->kind == DS_MNIST ? ds->table.rows : 0; }
+
+const uint8_t *fm_dataset_labels(const fm_dataset *ds) { return ds->kind == DS_MNIST ? ds->labels : NULL; }
+
+int fm_spec_image_shape(const char *spec, int *c, int *h, int *w)
+{
+    if (!spec || strncmp(spec, "mnist:", 6)) return 0;
+    if (c) *c = 1;
+    if (h) *h = 28;
+    if (w) *w = 28;
+    return 1;
+}
 const fm_table *fm_dataset_table(const fm_dataset *ds) { return ds->kind == DS_CSV ? &ds->table : NULL; }
 
 /* Uniform integer in [0, n), by the high half of a 64x32 product. */
@@ -294,7 +376,7 @@ fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
         fm_rng_normal_fill(r, out, (size_t)n * d, 0.0f, (float)sc);
         return FM_OK;
     }
-    if (ds->kind == DS_CSV) {
+    if (ds->kind == DS_CSV || ds->kind == DS_MNIST) {
         const fm_table *t = &ds->table;
         for (int i = 0; i < n; i++)
             memcpy(out + (size_t)i * d, t->data + (size_t)uniform_int(r, (uint32_t)t->rows) * d, (size_t)d * sizeof(float));

@@ -338,10 +338,11 @@ fm_trainer *fm_trainer_new(const fm_train_config *cfg)
     fm_dataset *data = fm_dataset_open(cfg->flow.data);
     if (!data) return NULL;
     const fm_table *tab = fm_dataset_table(data);
-    int standardize = cfg->standardize < 0 ? tab != NULL : cfg->standardize;
+    int image = fm_spec_image_shape(cfg->flow.data, NULL, NULL, NULL);
+    int standardize = cfg->standardize < 0 ? tab != NULL || image : cfg->standardize;
     if (cfg->method == FM_METHOD_VAE && cfg->vae.likelihood == FM_VAE_BERNOULLI && cfg->standardize < 0) standardize = 0;
-    if (standardize && !tab) {
-        fm__fail(FM_ERR_ARG, "standardisation needs a CSV dataset ('%s' is a generator)", cfg->flow.data);
+    if (standardize && !tab && !image) {
+        fm__fail(FM_ERR_ARG, "standardisation needs a CSV or image dataset ('%s' is a generator)", cfg->flow.data);
         fm_dataset_free(data);
         return NULL;
     }
@@ -354,9 +355,13 @@ fm_trainer *fm_trainer_new(const fm_train_config *cfg)
     if (!tr) return NULL;
     tr->cfg.standardize = standardize;
     if (standardize) {
-        int d = tab->cols;
+        /* CSV columns by their moments; image pixels in [0, 1] to [-1, 1] */
+        int d = fm_dataset_dim(data);
         float *m = malloc((size_t)d * 2 * sizeof(float));
-        fm_status s = m ? table_moments(tab, m, m + d) : fm__fail(FM_ERR_NOMEM, "out of memory for the data's moments");
+        fm_status s = m ? FM_OK : fm__fail(FM_ERR_NOMEM, "out of memory for the data's moments");
+        if (!s && tab) s = table_moments(tab, m, m + d);
+        else if (!s)
+            for (int j = 0; j < 2 * d; j++) m[j] = 0.5f;
         if (!s) s = fm__stdz_set(tr->z, d, m, m + d);
         free(m);
         if (s) {
