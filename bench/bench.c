@@ -4,6 +4,7 @@
  *   bench wide-step  [--threads N] [--steps 20]      MLP 4 x 512 SiLU, batch 4096, Adam
  *   bench sample     [--threads N] [--n 1000000]     3 x 64 ELU, 8 midpoint steps
  *   bench gemm       [--threads N]                   GFLOP/s: ours, OpenBLAS, the FMA peak
+ *   bench conv       [--threads N] [--steps 20]      conv2d 3x3 forward + backward, 128x32x28x28 -> 32
  *
  * Each prints one line "RESULT <name> <seconds or GFLOP/s> ..." for the driver.
  * OpenBLAS is optional: it is loaded with dlopen at run time, never linked.
@@ -115,6 +116,50 @@ static int sample(long n)
     return 0;
 }
 
+/* ---- conv2d: one layer's forward and backward (dx, dW, db) */
+
+static int conv(long steps)
+{
+    enum { N = 128, C = 32, H = 28, W = 28, O = 32 };
+    fm_tape *tp = fm_tape_new(0);
+    fm_rng r;
+    fm_rng_seed(&r, 0, FM_STREAM_INIT);
+    size_t nx = (size_t)N * C * H * W, ny = (size_t)N * O * H * W;
+    float *xv = malloc(nx * sizeof(float)), *wv = malloc((size_t)O * C * 9 * sizeof(float));
+    float *bv = malloc(O * sizeof(float)), *dy = malloc(ny * sizeof(float));
+    fm_rng_normal_fill(&r, xv, nx, 0, 1);
+    fm_rng_normal_fill(&r, wv, (size_t)O * C * 9, 0, 0.06f);
+    fm_rng_normal_fill(&r, bv, O, 0, 0.1f);
+    fm_rng_normal_fill(&r, dy, ny, 0, 1);
+    double best = INFINITY, sum = 0;
+    for (long i = 0; i < steps + 2; i++) {
+        fm_tape_reset(tp);
+        fm_tensor *x = fm_tensor_wrap(tp, xv, 4, (int[]){N, C, H, W});
+        fm_tensor *w = fm_tensor_wrap(tp, wv, 4, (int[]){O, C, 3, 3});
+        fm_tensor *b = fm_tensor_wrap(tp, bv, 1, (int[]){O});
+        fm_tensor_requires_grad(x, 1);
+        fm_tensor_requires_grad(w, 1);
+        fm_tensor_requires_grad(b, 1);
+        double t0 = now();
+        fm_tensor *y = fm_conv2d(tp, x, w, b, 1, 1);
+        if (!y || fm_backward(tp, y, dy) != FM_OK) return die("conv2d");
+        double t = now() - t0;
+        if (i >= 2) { /* warm-up steps excluded */
+            sum += t;
+            best = fmin(best, t);
+        }
+    }
+    double flops = 3 * 2.0 * N * O * H * W * C * 9;
+    printf("RESULT conv %.5f s mean (best %.5f; %.1f GFLOP/s at the mean, %d threads)\n", sum / steps, best,
+           flops / (sum / steps) / 1e9, fm_get_threads());
+    fm_tape_free(tp);
+    free(xv);
+    free(wv);
+    free(bv);
+    free(dy);
+    return 0;
+}
+
 /* ---- GEMM */
 
 typedef void (*sgemm_fn)(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -209,7 +254,8 @@ static int gemm(void)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: bench ref-train|wide-step|sample|gemm [--threads N] [--iters N] [--steps N] [--n N]\n");
+        fprintf(stderr,
+                "usage: bench ref-train|wide-step|sample|gemm|conv [--threads N] [--iters N] [--steps N] [--n N]\n");
         return 2;
     }
     fm_set_threads((int)arg_long(argc, argv, "--threads", 0));
@@ -217,6 +263,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "wide-step")) return wide_step(arg_long(argc, argv, "--steps", 20));
     if (!strcmp(argv[1], "sample")) return sample(arg_long(argc, argv, "--n", 1000000));
     if (!strcmp(argv[1], "gemm")) return gemm();
+    if (!strcmp(argv[1], "conv")) return conv(arg_long(argc, argv, "--steps", 20));
     fprintf(stderr, "bench: unknown benchmark '%s'\n", argv[1]);
     return 2;
 }

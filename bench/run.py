@@ -24,6 +24,7 @@ BENCHES = {
     "ref-train": ("the tutorial's training run: moons, 3x64 ELU, Adam 1e-2, 10,000 iterations of 256", "s"),
     "wide-step": ("one training step: MLP 4x512 SiLU, batch 4096, Adam", "s"),
     "sample": ("1,000,000 points, 3x64 ELU, 8 midpoint steps (16 evaluations)", "s"),
+    "conv": ("conv2d 3x3 pad 1, 128x32x28x28 -> 32, forward + backward (dx, dW, db)", "s"),
 }
 
 

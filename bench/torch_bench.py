@@ -4,12 +4,15 @@
     torch_bench.py ref-train  --threads N [--iters 10000]
     torch_bench.py wide-step  --threads N [--steps 20]
     torch_bench.py sample     --threads N [--n 1000000]
+    torch_bench.py conv       --threads N [--steps 20]
 
 Each prints "RESULT <name> <seconds> ..." like bench/bench.c. ref-train is the
 tutorial's loop as written (make_moons every iteration); wide-step is the
 checkerboard configuration of Meta's flow_matching 2D example (MLP 4 x 512
 SiLU on concat(x, t), batch 4096, Adam); sample is 8 of the tutorial's
-midpoint steps on 1,000,000 points under torch.no_grad().
+midpoint steps on 1,000,000 points under torch.no_grad(); conv is one
+F.conv2d layer (3x3, padding 1, 128 x 32 x 28 x 28 -> 32) forward and backward
+to the input, weight and bias.
 """
 import argparse
 import os
@@ -87,9 +90,30 @@ def sample(n):
     print(f"RESULT sample {t:.4f} s ({n} points, NFE 16, {torch.get_num_threads()} threads)")
 
 
+def conv(steps):
+    torch.manual_seed(0)
+    N, C, H, W, O = 128, 32, 28, 28, 32
+    x = torch.randn(N, C, H, W, requires_grad=True)
+    w = (torch.randn(O, C, 3, 3) * 0.06).requires_grad_()
+    b = (torch.randn(O) * 0.1).requires_grad_()
+    dy = torch.randn(N, O, H, W)
+    times = []
+    for i in range(steps + 2):
+        x.grad = w.grad = b.grad = None
+        t0 = time.perf_counter()
+        y = torch.nn.functional.conv2d(x, w, b, stride=1, padding=1)
+        y.backward(dy)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    mean = sum(times) / len(times)
+    flops = 3 * 2.0 * N * O * H * W * C * 9
+    print(f"RESULT conv {mean:.5f} s mean (best {min(times):.5f}; {flops / mean / 1e9:.1f} GFLOP/s at the mean, "
+          f"{torch.get_num_threads()} threads)")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("which", choices=["ref-train", "wide-step", "sample"])
+    ap.add_argument("which", choices=["ref-train", "wide-step", "sample", "conv"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=10000)
     ap.add_argument("--steps", type=int, default=20)
@@ -97,7 +121,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     {"ref-train": lambda: ref_train(a.iters), "wide-step": lambda: wide_step(a.steps),
-     "sample": lambda: sample(a.n)}[a.which]()
+     "sample": lambda: sample(a.n), "conv": lambda: conv(a.steps)}[a.which]()
 
 
 if __name__ == "__main__":

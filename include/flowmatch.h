@@ -161,6 +161,15 @@ typedef enum { FM_REDUCE_MEAN = 0, FM_REDUCE_SUM, FM_REDUCE_COUNT } fm_reduce;
 
 /* y = x W^T + b. x (B, in), W (out, in) as nn.Linear stores it, b (out) or NULL. */
 fm_tensor *fm_linear(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b);
+/* 2-D convolution (cross-correlation, as nn.Conv2d). x (N, C, H, W), w (O, C, kh, kw)
+ * as nn.Conv2d stores it, b (O) or NULL; stride >= 1, pad >= 0 zeros on every
+ * side. Out (N, O, Ho, Wo), Ho = (H + 2 pad - kh) / stride + 1, Wo likewise. */
+fm_tensor *fm_conv2d(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b, int stride, int pad);
+/* Nearest-neighbour upsampling (N, C, H, W) -> (N, C, factor H, factor W). */
+fm_tensor *fm_upsample_nearest2d(fm_tape *tp, fm_tensor *x, int factor);
+/* Mean over k x k blocks (kernel = stride = k, no padding): (N, C, H, W) ->
+ * (N, C, H / k, W / k); H and W must be multiples of k. */
+fm_tensor *fm_avg_pool2d(fm_tape *tp, fm_tensor *x, int k);
 /* Elementwise with NumPy broadcasting (align trailing dims; a dim of 1 stretches). */
 fm_tensor *fm_add(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a + b */
 fm_tensor *fm_sub(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a - b */
@@ -241,7 +250,8 @@ float     *fm_params_grad(fm_params *p);                /* (size) */
 void       fm_params_zero_grad(fm_params *p);
 void       fm_params_requires_grad(fm_params *p, int on);
 /* PyTorch nn.Linear default initialisation for a (out, in) weight and its bias:
- * both U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt 5). */
+ * both U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt 5). For a
+ * (O, C, kh, kw) weight, in = C kh kw: nn.Conv2d's default. */
 void       fm_init_linear(fm_rng *r, fm_tensor *w, fm_tensor *b);
 
 /* ------------------------------------------------------------------ models */

@@ -1,4 +1,5 @@
-/* opcases.c - how each fixture case calls the op under test. */
+/* opcases.c - how each fixture case calls the op under test, and which
+ * fixture file holds each table of cases. */
 #include "opcases.h"
 
 #include "harness.h"
@@ -38,6 +39,16 @@ static fm_tensor *r_kl_sum(fm_tape *tp, fm_tensor **in) { return fm_kl_normal_lo
 static fm_tensor *r_exp(fm_tape *tp, fm_tensor **in) { return fm_exp(tp, in[0]); }
 static fm_tensor *r_gnll_mean(fm_tape *tp, fm_tensor **in) { return fm_gaussian_nll_loss(tp, in[0], in[1], in[2], FM_REDUCE_MEAN); }
 static fm_tensor *r_gnll_sum(fm_tape *tp, fm_tensor **in) { return fm_gaussian_nll_loss(tp, in[0], in[1], in[2], FM_REDUCE_SUM); }
+static fm_tensor *r_conv_s1p1(fm_tape *tp, fm_tensor **in) { return fm_conv2d(tp, in[0], in[1], in[2], 1, 1); }
+static fm_tensor *r_conv_s2p1(fm_tape *tp, fm_tensor **in) { return fm_conv2d(tp, in[0], in[1], in[2], 2, 1); }
+static fm_tensor *r_conv_s1p0(fm_tape *tp, fm_tensor **in) { return fm_conv2d(tp, in[0], in[1], in[2], 1, 0); }
+static fm_tensor *r_conv_s2p0(fm_tape *tp, fm_tensor **in) { return fm_conv2d(tp, in[0], in[1], in[2], 2, 0); }
+static fm_tensor *r_conv_s1p2(fm_tape *tp, fm_tensor **in) { return fm_conv2d(tp, in[0], in[1], in[2], 1, 2); }
+static fm_tensor *r_conv_nb(fm_tape *tp, fm_tensor **in) { return fm_conv2d(tp, in[0], in[1], NULL, 1, 1); }
+static fm_tensor *r_up2(fm_tape *tp, fm_tensor **in) { return fm_upsample_nearest2d(tp, in[0], 2); }
+static fm_tensor *r_up3(fm_tape *tp, fm_tensor **in) { return fm_upsample_nearest2d(tp, in[0], 3); }
+static fm_tensor *r_pool2(fm_tape *tp, fm_tensor **in) { return fm_avg_pool2d(tp, in[0], 2); }
+static fm_tensor *r_pool3(fm_tape *tp, fm_tensor **in) { return fm_avg_pool2d(tp, in[0], 3); }
 
 #define ARITH(op, fn)                                                                              \
     {op "_same", "arith", 2, fn, 1e-2}, {op "_row", "arith", 2, fn, 1e-2},                         \
@@ -80,6 +91,30 @@ const opcase op_cases[] = {
     {"gaussian_nll_row", "loss", 3, r_gnll_sum, 1e-2},
 };
 const int n_op_cases = (int)(sizeof op_cases / sizeof op_cases[0]);
+
+/* The image ops are linear in each input, so a finite difference has no
+ * truncation error and a large step only shrinks the rounding noise. */
+const opcase conv_cases[] = {
+    {"conv3x3", "conv", 3, r_conv_s1p1, 0.25},
+    {"conv3x3_s2", "conv", 3, r_conv_s2p1, 0.25},
+    {"conv1x1", "conv", 3, r_conv_s1p0, 0.25},
+    {"conv1x1_s2", "conv", 3, r_conv_s2p0, 0.25},
+    {"conv3x3_nobias", "conv", 2, r_conv_nb, 0.25},
+    {"conv3x3_rect", "conv", 3, r_conv_s1p1, 0.25},
+    {"conv3x3_valid", "conv", 3, r_conv_s1p0, 0.25},
+    {"conv2x3_s2", "conv", 3, r_conv_s2p0, 0.25},
+    {"conv5x5_pad2", "conv", 3, r_conv_s1p2, 0.25},
+    {"upsample2", "resample", 1, r_up2, 0.25},
+    {"upsample3", "resample", 1, r_up3, 0.25},
+    {"avg_pool2", "resample", 1, r_pool2, 0.25},
+    {"avg_pool3", "resample", 1, r_pool3, 0.25},
+};
+
+const opcase_set op_sets[] = {
+    {"ops.safetensors", op_cases, (int)(sizeof op_cases / sizeof op_cases[0])},
+    {"conv.safetensors", conv_cases, (int)(sizeof conv_cases / sizeof conv_cases[0])},
+};
+const int n_op_sets = (int)(sizeof op_sets / sizeof op_sets[0]);
 
 int opcase_inputs(fm_tape *tp, const fm_st *st, const opcase *c, fm_tensor **in)
 {

@@ -1,5 +1,6 @@
 /* opcases.h - the op cases shared by the PyTorch comparison and the finite-
- * difference checks. Names match tests/ref/gen_fixtures.py's CASES.
+ * difference checks. Names match tests/ref/gen_fixtures.py's CASES
+ * (ops.safetensors) and CONV_CASES (conv.safetensors).
  */
 #ifndef FM_TEST_OPCASES_H
 #define FM_TEST_OPCASES_H
@@ -16,6 +17,16 @@ typedef struct {
 
 extern const opcase op_cases[];
 extern const int n_op_cases;
+
+/* A fixture file and the cases it holds. */
+typedef struct {
+    const char *file;
+    const opcase *cases;
+    int n;
+} opcase_set;
+
+extern const opcase_set op_sets[];   /* ops.safetensors, conv.safetensors */
+extern const int n_op_sets;
 
 /* Leaves for case c's inputs from the fixture (requires_grad where the fixture
  * has a gradient). Returns 0 and records a failure if something is missing. */

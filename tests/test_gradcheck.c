@@ -5,7 +5,8 @@
  * input, L and the difference quotient are float64, and the fourth-order
  * stencil (8 (L(+h) - L(-h)) - (L(+2h) - L(-2h))) / 12h keeps the truncation
  * error below the float32 rounding of f. Kinked activations use a step smaller
- * than the fixture's distance from the kink (1e-2).
+ * than the fixture's distance from the kink (1e-2); the image ops, linear in
+ * each input, a large one (0.25). Both fixture files' cases are checked.
  */
 #include "harness.h"
 #include "opcases.h"
@@ -31,13 +32,13 @@ static double objective(fm_tape *tp, const fm_st *st, const opcase *oc, const fl
     return L;
 }
 
-void test_gradcheck(void)
+static void run_set(const opcase_set *set)
 {
-    fm_st *st = t_fixture("ops.safetensors");
+    fm_st *st = t_fixture(set->file);
     if (!st) return;
     fm_tape *tp = fm_tape_new(0);
-    for (int c = 0; c < n_op_cases; c++) {
-        const opcase *oc = &op_cases[c];
+    for (int c = 0; c < set->n; c++) {
+        const opcase *oc = &set->cases[c];
         char name[128];
         snprintf(name, sizeof name, "%s.dy", oc->name);
         size_t ny;
@@ -97,4 +98,9 @@ void test_gradcheck(void)
     }
     fm_tape_free(tp);
     fm_st_free(st);
+}
+
+void test_gradcheck(void)
+{
+    for (int i = 0; i < n_op_sets; i++) run_set(&op_sets[i]);
 }

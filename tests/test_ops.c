@@ -1,5 +1,6 @@
 /* test_ops.c - every op's forward and backward against PyTorch (float64
- * references from tests/ref/gen_fixtures.py), normwise relative error <= 1e-5.
+ * references from tests/ref/gen_fixtures.py: ops.safetensors, and
+ * conv.safetensors for the image ops), normwise relative error <= 1e-5.
  */
 #include "harness.h"
 #include "opcases.h"
@@ -9,13 +10,13 @@
 
 #define TOL 1e-5
 
-void test_ops(void)
+static void run_set(const opcase_set *set)
 {
-    fm_st *st = t_fixture("ops.safetensors");
+    fm_st *st = t_fixture(set->file);
     if (!st) return;
     fm_tape *tp = fm_tape_new(0);
-    for (int c = 0; c < n_op_cases; c++) {
-        const opcase *oc = &op_cases[c];
+    for (int c = 0; c < set->n; c++) {
+        const opcase *oc = &set->cases[c];
         fm_tape_reset(tp);
         fm_tensor *in[4] = {0};
         if (!opcase_inputs(tp, st, oc, in)) continue;
@@ -61,4 +62,9 @@ void test_ops(void)
     }
     fm_tape_free(tp);
     fm_st_free(st);
+}
+
+void test_ops(void)
+{
+    for (int i = 0; i < n_op_sets; i++) run_set(&op_sets[i]);
 }

@@ -2,9 +2,11 @@
 """Write the PyTorch reference fixtures that `make test` compares against.
 
     /usr/bin/python3 tests/ref/gen_fixtures.py tests/fixtures   (or: make fixtures)
+    /usr/bin/python3 tests/ref/gen_fixtures.py tests/fixtures conv   (only conv.safetensors)
 
 Needs Debian's python3-torch and python3-sklearn. Files written:
   ops.safetensors      every op: inputs, upstream gradient, output, input gradients
+  conv.safetensors     the same for the image ops (conv2d, upsampling, pooling)
   train.safetensors    10 optimizer steps of the tutorial's flow-matching MLP
   baselines.safetensors  VAE and GAN losses and gradients (every parameter)
   formats.safetensors  F64 / F16 / BF16 / I64 tensors and escaped metadata
@@ -32,11 +34,14 @@ from tutorial_flow import Flow  # noqa: E402
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
 os.makedirs(OUT, exist_ok=True)
 G = torch.Generator().manual_seed(1234)
+# The image ops draw from a stream of their own, so adding cases there leaves
+# every other fixture's bytes as they were.
+GC = torch.Generator().manual_seed(4321)
 
 
-def rnd(*shape, lo=-2.0, hi=2.0, avoid=0.0):
+def rnd(*shape, lo=-2.0, hi=2.0, avoid=0.0, gen=G):
     """float32 values in [lo, hi), at least `avoid` away from 0 (kinks)."""
-    x = torch.rand(*shape, generator=G, dtype=torch.float64) * (hi - lo) + lo
+    x = torch.rand(*shape, generator=gen, dtype=torch.float64) * (hi - lo) + lo
     if avoid:
         x = torch.where(x.abs() < avoid, torch.sign(x + 1e-30) * avoid + x, x)
     return x.float()
@@ -58,8 +63,8 @@ def kl(mu, lv, red):
 CASES = {}
 
 
-def case(name, fn, inputs, grads=None):
-    CASES[name] = (fn, inputs, grads if grads is not None else [True] * len(inputs))
+def case(name, fn, inputs, grads=None, table=CASES):
+    table[name] = (fn, inputs, grads if grads is not None else [True] * len(inputs))
 
 
 case("linear", lambda x, w, b: F.linear(x, w, b), [rnd(5, 7), rnd(3, 7, lo=-0.5, hi=0.5), rnd(3)])
@@ -110,12 +115,43 @@ case("gaussian_nll_row", lambda m, l, x: gaussian_nll(m, l, x, "sum"), [rnd(5, 3
      [True, True, False])
 
 
-def gen_ops():
+# Image ops (NCHW); the C side's calls are in tests/opcases.c's conv_cases.
+CONV_CASES = {}
+
+
+def conv_case(name, fn, inputs):
+    case(name, fn, inputs, table=CONV_CASES)
+
+
+def crnd(*shape, lo=-2.0, hi=2.0):
+    return rnd(*shape, lo=lo, hi=hi, gen=GC)
+
+
+def conv(stride, pad):
+    return lambda x, w, b=None: F.conv2d(x, w, b, stride=stride, padding=pad)
+
+
+conv_case("conv3x3", conv(1, 1), [crnd(2, 3, 6, 6), crnd(4, 3, 3, 3, lo=-0.5, hi=0.5), crnd(4)])
+conv_case("conv3x3_s2", conv(2, 1), [crnd(2, 3, 6, 7), crnd(5, 3, 3, 3, lo=-0.5, hi=0.5), crnd(5)])
+conv_case("conv1x1", conv(1, 0), [crnd(2, 4, 5, 6), crnd(3, 4, 1, 1, lo=-0.5, hi=0.5), crnd(3)])
+conv_case("conv1x1_s2", conv(2, 0), [crnd(2, 4, 5, 6), crnd(3, 4, 1, 1, lo=-0.5, hi=0.5), crnd(3)])
+conv_case("conv3x3_nobias", conv(1, 1), [crnd(2, 3, 5, 6), crnd(4, 3, 3, 3, lo=-0.5, hi=0.5)])
+conv_case("conv3x3_rect", conv(1, 1), [crnd(2, 3, 7, 5), crnd(4, 3, 3, 3, lo=-0.5, hi=0.5), crnd(4)])
+conv_case("conv3x3_valid", conv(1, 0), [crnd(1, 2, 5, 6), crnd(2, 2, 3, 3, lo=-0.5, hi=0.5), crnd(2)])
+conv_case("conv2x3_s2", conv(2, 0), [crnd(2, 2, 7, 5), crnd(3, 2, 2, 3, lo=-0.5, hi=0.5), crnd(3)])
+conv_case("conv5x5_pad2", conv(1, 2), [crnd(1, 2, 4, 4), crnd(3, 2, 5, 5, lo=-0.5, hi=0.5), crnd(3)])
+conv_case("upsample2", lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), [crnd(2, 3, 3, 4)])
+conv_case("upsample3", lambda x: F.interpolate(x, scale_factor=3, mode="nearest"), [crnd(1, 2, 2, 3)])
+conv_case("avg_pool2", lambda x: F.avg_pool2d(x, 2), [crnd(2, 3, 4, 6)])
+conv_case("avg_pool3", lambda x: F.avg_pool2d(x, 3), [crnd(1, 2, 6, 3)])
+
+
+def gen_cases(cases, fname, gen):
     tensors = {}
-    for name, (fn, inputs, grads) in CASES.items():
+    for name, (fn, inputs, grads) in cases.items():
         xs = [x.double().requires_grad_(g) for x, g in zip(inputs, grads)]
         y = fn(*xs)
-        dy = torch.randn(y.shape, generator=G, dtype=torch.float64).float()
+        dy = torch.randn(y.shape, generator=gen, dtype=torch.float64).float()
         y.backward(dy.double())
         for k, x in enumerate(inputs):
             tensors[f"{name}.in{k}"] = x
@@ -124,8 +160,15 @@ def gen_ops():
         for k, x in enumerate(xs):
             if grads[k]:
                 tensors[f"{name}.grad{k}"] = x.grad
-    st.save(os.path.join(OUT, "ops.safetensors"), tensors,
-            {"cases": ",".join(CASES), "torch": torch.__version__})
+    st.save(os.path.join(OUT, fname), tensors, {"cases": ",".join(cases), "torch": torch.__version__})
+
+
+def gen_ops():
+    gen_cases(CASES, "ops.safetensors", G)
+
+
+def gen_conv():
+    gen_cases(CONV_CASES, "conv.safetensors", GC)
 
 
 OPTIMS = {
@@ -323,13 +366,18 @@ def gen_npy():
 
 
 if __name__ == "__main__":
-    gen_ops()
-    gen_train()
-    gen_baselines()
-    gen_formats()
-    gen_rng()
-    gen_datasets()
-    gen_npy()
+    # Order matters: ops and baselines share the stream G.
+    ALL = {"ops": gen_ops, "train": gen_train, "baselines": gen_baselines, "formats": gen_formats,
+           "rng": gen_rng, "datasets": gen_datasets, "npy": gen_npy, "conv": gen_conv}
+    which = sys.argv[2:] or list(ALL)
+    for w in which:
+        if w not in ALL:
+            sys.exit(f"unknown fixture set {w!r}; one of {', '.join(ALL)}")
+    if "baselines" in which and "ops" not in which:
+        sys.exit("baselines draws from the stream after ops: generate both")
+    for w in ALL:
+        if w in which:
+            ALL[w]()
     for root, _, files in sorted(os.walk(OUT)):
         for f in sorted(files):
             print(f"{os.path.join(root, f)}: {os.path.getsize(os.path.join(root, f))} bytes")

@@ -1,0 +1,535 @@
+/* ops_conv.c - 2-D convolution, nearest-neighbour upsampling and average
+ * pooling on NCHW tensors.
+ *
+ * conv2d takes its weight (O, C, kh, kw) as nn.Conv2d stores it. Each image is
+ * unfolded (im2col) into a (K, P) matrix in tape memory, K = C kh kw, P = Ho Wo,
+ * row (c, i, j) holding the input pixel under kernel tap (i, j) of channel c
+ * for every output position (zero where the tap falls in the padding). The
+ * convolution is then one product per image, y_n (O, P) = [b +] W (O, K) col_n.
+ * Backward, per image: dcol = W^T dy_n, folded back onto dx (col2im, a
+ * scatter-add in a fixed order); dW^T (K, O) = col_n dy_n^T into a buffer of
+ * its own, and the images' buffers summed into dW in image order (in double);
+ * db sums dy over images and pixels in double. A 1x1 kernel with stride 1 and
+ * no padding skips the unfolding: col_n is x_n itself. Images of more than
+ * about 1024 output pixels are unfolded a band of output rows at a time. With
+ * stride 1 and "same" width (Wo = W) a tap's band is one contiguous run of the
+ * input plane, copied (or, backward, added) whole, with the entries that wrap
+ * round a row edge zeroed.
+ *
+ * Images are spread over the threads, each writing only its own images'
+ * outputs and buffers; the matrix products give the same bits on any thread
+ * count, and so does the op. The unfolded images are scratch, returned to the
+ * tape when the op (or its backward) is done.
+ *
+ * upsample_nearest2d repeats each pixel in a factor x factor block; backward
+ * sums the block. avg_pool2d averages k x k blocks (stride k, no padding);
+ * backward spreads dy / k^2 over the block.
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ conv2d */
+
+typedef struct {
+    int N, C, H, W;      /* input */
+    int O, kh, kw;       /* weight */
+    int stride, pad;
+    int Ho, Wo;          /* output */
+    int K, P;            /* C kh kw, Ho Wo */
+    int direct;          /* 1x1, stride 1, no padding: col_n = x_n */
+    int rows;            /* output rows per slice of the unfolded image */
+} conv_geom;
+
+/* Output positions per band of an unfolded image, about: large images are
+ * unfolded a band of output rows at a time, so the scratch stays small while
+ * the products stay wide enough to run at speed. */
+#define CONV_SLICE_COLS 1024
+
+static conv_geom geom_of(const fm_tensor *x, const fm_tensor *w, int stride, int pad)
+{
+    conv_geom g;
+    g.N = x->shape[0];
+    g.C = x->shape[1];
+    g.H = x->shape[2];
+    g.W = x->shape[3];
+    g.O = w->shape[0];
+    g.kh = w->shape[2];
+    g.kw = w->shape[3];
+    g.stride = stride;
+    g.pad = pad;
+    g.Ho = (g.H + 2 * pad - g.kh) / stride + 1;
+    g.Wo = (g.W + 2 * pad - g.kw) / stride + 1;
+    g.K = g.C * g.kh * g.kw;
+    g.P = g.Ho * g.Wo;
+    g.direct = g.kh == 1 && g.kw == 1 && stride == 1 && pad == 0;
+    int slices = (int)(((long long)g.P + CONV_SLICE_COLS - 1) / CONV_SLICE_COLS);
+    g.rows = g.direct ? g.Ho : (g.Ho + slices - 1) / slices;
+    return g;
+}
+
+/* Output columns [*lo, *hi) whose tap at kernel offset j lands inside a row of
+ * length n (input index o*stride - pad + j in [0, n)); the others read padding. */
+static void tap_range(int n, int nout, int stride, int pad, int j, int *lo, int *hi)
+{
+    int a = pad - j, b = n + pad - j; /* need a <= o*stride < b */
+    int l = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int h = b <= 0 ? 0 : (b + stride - 1) / stride;
+    if (l > nout) l = nout;
+    if (h > nout) h = nout;
+    if (h < l) h = l;
+    *lo = l;
+    *hi = h;
+}
+
+/* Where tap (i, j) of a band of output rows [oh0, oh1) reads when the
+ * stride is 1 and the output is as wide as the input (Wo = W, "same"
+ * padding): entry q = (oh - oh0) W + ow of the band's row reads input pixel
+ * q + shift of the channel's plane, so the band is one contiguous run
+ * [qa, qb) of the plane, less the entries that wrap round a row edge (ow
+ * outside [lo, hi), which read padding). Rows above or below the input are
+ * outside [qa, qb) too. */
+typedef struct {
+    ptrdiff_t qa, qb, shift;
+    int lo, hi;
+} tap_run;
+
+static tap_run same_run(const conv_geom *g, int oh0, int oh1, int i, int j)
+{
+    tap_run t;
+    ptrdiff_t W = g->W, plane = (ptrdiff_t)g->H * W;
+    tap_range(g->W, g->W, 1, g->pad, j, &t.lo, &t.hi);
+    /* output rows [va, vb) of the band read input rows */
+    int va = g->pad - i, vb = g->H + g->pad - i;
+    va = va < oh0 ? oh0 : va > oh1 ? oh1 : va;
+    vb = vb < va ? va : vb > oh1 ? oh1 : vb;
+    t.shift = (ptrdiff_t)(oh0 - g->pad + i) * W + (j - g->pad);
+    ptrdiff_t a = (va - oh0) * W, b = (vb - oh0) * W;
+    /* the first and last few entries may fall before or after the plane
+     * (padding taps at its corners) */
+    t.qa = -t.shift > a ? -t.shift : a;
+    if (t.qa > b) t.qa = b;
+    t.qb = plane - t.shift < b ? plane - t.shift : b;
+    if (t.qb < t.qa) t.qb = t.qa;
+    return t;
+}
+
+/* Output rows [oh0, oh1) of the unfolded image x (C, H, W): col (K, pc),
+ * pc = (oh1 - oh0) Wo, row (c, i, j) the input under tap (i, j) of channel c. */
+static void im2col(const conv_geom *g, const float *x, int oh0, int oh1, float *col)
+{
+    int s = g->stride, Wo = g->Wo, same = s == 1 && Wo == g->W;
+    size_t pc = (size_t)(oh1 - oh0) * Wo;
+    for (int c = 0; c < g->C; c++) {
+        const float *xc = x + (size_t)c * g->H * g->W;
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                float *row = col + ((size_t)(c * g->kh + i) * g->kw + j) * pc;
+                if (same) {
+                    tap_run t = same_run(g, oh0, oh1, i, j);
+                    memset(row, 0, (size_t)t.qa * sizeof(float));
+                    memcpy(row + t.qa, xc + t.qa + t.shift, (size_t)(t.qb - t.qa) * sizeof(float));
+                    memset(row + t.qb, 0, (pc - (size_t)t.qb) * sizeof(float));
+                    if (t.lo > 0 || t.hi < Wo)
+                        for (ptrdiff_t q = 0; q < t.qb; q += Wo) {
+                            for (int ow = 0; ow < t.lo; ow++) row[q + ow] = 0.0f;
+                            for (int ow = t.hi; ow < Wo; ow++) row[q + ow] = 0.0f;
+                        }
+                    continue;
+                }
+                int lo, hi, off = j - g->pad; /* input column = ow s + off */
+                tap_range(g->W, Wo, s, g->pad, j, &lo, &hi);
+                for (int oh = oh0; oh < oh1; oh++) {
+                    float *r = row + (size_t)(oh - oh0) * Wo;
+                    int ih = oh * s - g->pad + i;
+                    if (ih < 0 || ih >= g->H) {
+                        for (int ow = 0; ow < Wo; ow++) r[ow] = 0.0f;
+                        continue;
+                    }
+                    const float *xr = xc + (size_t)ih * g->W;
+                    for (int ow = 0; ow < lo; ow++) r[ow] = 0.0f;
+                    if (s == 1)
+                        for (int ow = lo; ow < hi; ow++) r[ow] = xr[ow + off];
+                    else
+                        for (int ow = lo; ow < hi; ow++) r[ow] = xr[ow * s + off];
+                    for (int ow = hi; ow < Wo; ow++) r[ow] = 0.0f;
+                }
+            }
+    }
+}
+
+/* dx (C, H, W) += the fold of dcol (K, pc) for output rows [oh0, oh1): each
+ * entry goes back to the input pixel it was copied from, rows of dcol in
+ * order. The entries that read padding are dropped (with "same" padding they
+ * are zeroed in dcol, which is scratch, and the run is added whole). */
+static void col2im(const conv_geom *g, float *dcol, int oh0, int oh1, float *dx)
+{
+    int s = g->stride, Wo = g->Wo, same = s == 1 && Wo == g->W;
+    size_t pc = (size_t)(oh1 - oh0) * Wo;
+    for (int c = 0; c < g->C; c++) {
+        float *dc = dx + (size_t)c * g->H * g->W;
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                float *row = dcol + ((size_t)(c * g->kh + i) * g->kw + j) * pc;
+                if (same) {
+                    tap_run t = same_run(g, oh0, oh1, i, j);
+                    if (t.lo > 0 || t.hi < Wo)
+                        for (ptrdiff_t q = 0; q < t.qb; q += Wo) {
+                            for (int ow = 0; ow < t.lo; ow++) row[q + ow] = 0.0f;
+                            for (int ow = t.hi; ow < Wo; ow++) row[q + ow] = 0.0f;
+                        }
+                    float *d = dc + t.qa + t.shift; /* inside the plane */
+                    const float *r = row + t.qa;
+                    for (ptrdiff_t q = 0; q < t.qb - t.qa; q++) d[q] += r[q];
+                    continue;
+                }
+                int lo, hi, off = j - g->pad;
+                tap_range(g->W, Wo, s, g->pad, j, &lo, &hi);
+                for (int oh = oh0; oh < oh1; oh++) {
+                    int ih = oh * s - g->pad + i;
+                    if (ih < 0 || ih >= g->H) continue;
+                    const float *r = row + (size_t)(oh - oh0) * Wo;
+                    float *dr = dc + (size_t)ih * g->W;
+                    if (s == 1)
+                        for (int ow = lo; ow < hi; ow++) dr[ow + off] += r[ow];
+                    else
+                        for (int ow = lo; ow < hi; ow++) dr[ow * s + off] += r[ow];
+                }
+            }
+    }
+}
+
+/* Images [n0, n1) of the forward pass; col is this worker's (K, rows Wo) scratch. */
+static void conv_forward_images(const conv_geom *g, const float *x, const float *w, const float *b, float *y,
+                                float *col, int n0, int n1)
+{
+    size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->P;
+    for (int n = n0; n < n1; n++) {
+        const float *xn = x + (size_t)n * xs;
+        for (int oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
+            int oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, pc = (oh1 - oh0) * g->Wo;
+            float *yc = y + (size_t)n * ys + (size_t)oh0 * g->Wo;
+            const float *B = xn;
+            if (!g->direct) {
+                im2col(g, xn, oh0, oh1, col);
+                B = col;
+            }
+            if (b) /* bias first, then the sum over k added to it */
+                for (int o = 0; o < g->O; o++)
+                    for (int p = 0; p < pc; p++) yc[(size_t)o * g->P + p] = b[o];
+            fm__gemm(g->O, pc, g->K, w, g->K, 1, B, pc, yc, g->P, NULL, b != NULL);
+        }
+    }
+}
+
+/* Per-worker scratch of the backward pass. */
+typedef struct {
+    float *col;  /* (K, rows Wo), a slice of the unfolded image (not when direct) */
+    float *dcol; /* (K, rows Wo), its gradient (not when direct) */
+    float *dyt;  /* (rows Wo, O), the slice of dy_n transposed */
+} conv_scratch;
+
+/* Backward of image n: dx_n += fold(W^T dy_n); part (K, O) = col_n dy_n^T,
+ * summed over the slices in order. */
+static void conv_backward_image(const conv_geom *g, const float *x, const float *w, const float *dy, float *dx,
+                                float *part, const conv_scratch *sc, int n)
+{
+    size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->P;
+    const float *xn = x + (size_t)n * xs;
+    for (int oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
+        int oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, pc = (oh1 - oh0) * g->Wo;
+        const float *dyc = dy + (size_t)n * ys + (size_t)oh0 * g->Wo;
+        if (part) {
+            const float *col = xn;
+            if (!g->direct) {
+                im2col(g, xn, oh0, oh1, sc->col);
+                col = sc->col;
+            }
+            /* transposed in 16 x 16 blocks */
+            for (int o0 = 0; o0 < g->O; o0 += 16)
+                for (int p0 = 0; p0 < pc; p0 += 16) {
+                    int o1 = o0 + 16 < g->O ? o0 + 16 : g->O, p1 = p0 + 16 < pc ? p0 + 16 : pc;
+                    for (int p = p0; p < p1; p++)
+                        for (int o = o0; o < o1; o++) sc->dyt[(size_t)p * g->O + o] = dyc[(size_t)o * g->P + p];
+                }
+            fm__gemm(g->K, g->O, pc, col, pc, 1, sc->dyt, g->O, part, g->O, NULL, oh0 > 0);
+        }
+        if (dx) {
+            float *dxn = dx + (size_t)n * xs;
+            /* W^T: op(A)(k, o) = W[o K + k] */
+            if (g->direct) {
+                fm__gemm(g->K, pc, g->O, w, 1, g->K, dyc, g->P, dxn + (size_t)oh0 * g->Wo, g->P, NULL, 1);
+            } else {
+                fm__gemm(g->K, pc, g->O, w, 1, g->K, dyc, g->P, sc->dcol, pc, NULL, 0);
+                col2im(g, sc->dcol, oh0, oh1, dxn);
+            }
+        }
+    }
+}
+
+/* Worker count for a loop over `items` images doing `work` multiply-adds. */
+static int image_threads(double work, int items)
+{
+    int nt = fm__threads_for(work);
+    if (nt > items) nt = items;
+    if (nt > FM__MAX_WORKERS) nt = FM__MAX_WORKERS;
+    return nt < 1 ? 1 : nt;
+}
+
+/* Floats of weight-gradient buffers (one per image) kept at once; the images
+ * are taken in groups of this size, which depends only on the shapes. */
+#define CONV_PART_FLOATS ((size_t)1 << 22)
+
+static void conv2d_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *x = y->src[0], *w = y->src[1], *b = y->nsrc > 2 ? y->src[2] : NULL;
+    conv_geom g = geom_of(x, w, y->arg.i[0], y->arg.i[1]);
+    float *dx = fm__wants_grad(x) ? fm__grad(tp, x) : NULL;
+    float *dw = fm__wants_grad(w) ? fm__grad(tp, w) : NULL;
+    float *db = fm__wants_grad(b) ? fm__grad(tp, b) : NULL;
+    if (tp->status != FM_OK) return;
+    const float *dy = y->grad;
+    if (db) {
+        for (int o = 0; o < g.O; o++) {
+            /* eight running sums (p mod 8), combined pairwise at the end */
+            double s[8] = {0};
+            for (int n = 0; n < g.N; n++) {
+                const float *d = dy + ((size_t)n * g.O + o) * g.P;
+                int p = 0;
+                for (; p + 8 <= g.P; p += 8)
+                    for (int l = 0; l < 8; l++) s[l] += d[p + l];
+                for (; p < g.P; p++) s[p % 8] += d[p];
+            }
+            db[o] += (float)(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
+        }
+    }
+    if (!dx && !dw) return;
+
+    /* Everything below is scratch, given back at the end. */
+    fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
+    size_t slice = (size_t)g.K * g.rows * g.Wo, ko = (size_t)g.K * g.O;
+    int group = g.N;
+    if (dw) {
+        size_t fit = CONV_PART_FLOATS / ko;
+        group = fit < 1 ? 1 : fit < (size_t)g.N ? (int)fit : g.N;
+    }
+    double work = (double)g.N * g.O * g.P * g.K * ((dx != NULL) + (dw != NULL));
+    int nt = image_threads(work, group);
+    conv_scratch sc[FM__MAX_WORKERS];
+    float *part = NULL;
+    double *acc = NULL;
+    for (int t = 0; t < nt; t++) {
+        sc[t].col = !g.direct && dw ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
+        sc[t].dcol = !g.direct && dx ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
+        sc[t].dyt = dw ? fm__tape_alloc(tp, (size_t)g.rows * g.Wo * g.O * sizeof(float)) : NULL;
+    }
+    if (dw) {
+        part = fm__tape_alloc(tp, (size_t)group * ko * sizeof(float));
+        acc = fm__tape_alloc(tp, ko * sizeof(double));
+        if (acc) memset(acc, 0, ko * sizeof(double));
+    }
+    if (tp->status != FM_OK) return;
+
+    for (int n0 = 0; n0 < g.N; n0 += group) {
+        int m = g.N - n0 < group ? g.N - n0 : group;
+        int ntm = nt < m ? nt : m;
+        FM__PARALLEL_FOR(ntm)
+        for (int t = 0; t < ntm; t++) {
+            int i0 = (int)((long)m * t / ntm), i1 = (int)((long)m * (t + 1) / ntm);
+            for (int i = i0; i < i1; i++)
+                conv_backward_image(&g, x->data, w->data, dy, dx, part ? part + (size_t)i * ko : NULL, &sc[t],
+                                    n0 + i);
+        }
+        /* the images' weight gradients in image order */
+        for (int i = 0; dw && i < m; i++) {
+            const float *pi = part + (size_t)i * ko;
+            for (size_t k = 0; k < ko; k++) acc[k] += pi[k];
+        }
+    }
+    if (dw)
+        for (int o = 0; o < g.O; o++)
+            for (int k = 0; k < g.K; k++) dw[(size_t)o * g.K + k] += (float)acc[(size_t)k * g.O + o];
+    fm__arena_rewind(&tp->arena, &mark);
+}
+
+static const fm_op OP_CONV2D = {"conv2d", conv2d_backward};
+
+fm_tensor *fm_conv2d(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b, int stride, int pad)
+{
+    fm_tensor *in3[3] = {x, w, b};
+    if (!fm__op_inputs_ok(tp, "conv2d", in3, 2)) return NULL;
+    char s1[96], s2[96], s3[96];
+    if (x->ndim != 4)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "conv2d: input %s is not [N, C, H, W]", fm_shape_str(x, s1, sizeof s1));
+    if (w->ndim != 4)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "conv2d: weight %s is not [O, C, kh, kw]",
+                           fm_shape_str(w, s2, sizeof s2));
+    if (x->shape[1] != w->shape[1])
+        return fm__op_fail(tp, FM_ERR_SHAPE, "conv2d: input %s has %d channels but weight %s expects %d",
+                           fm_shape_str(x, s1, sizeof s1), x->shape[1], fm_shape_str(w, s2, sizeof s2),
+                           w->shape[1]);
+    if (stride < 1)
+        return fm__op_fail(tp, FM_ERR_ARG, "conv2d: stride %d must be at least 1 (input %s, weight %s)", stride,
+                           fm_shape_str(x, s1, sizeof s1), fm_shape_str(w, s2, sizeof s2));
+    if (pad < 0)
+        return fm__op_fail(tp, FM_ERR_ARG, "conv2d: padding %d must be at least 0 (input %s, weight %s)", pad,
+                           fm_shape_str(x, s1, sizeof s1), fm_shape_str(w, s2, sizeof s2));
+    long long ph = (long long)x->shape[2] + 2LL * pad, pw = (long long)x->shape[3] + 2LL * pad;
+    if (w->shape[2] > ph || w->shape[3] > pw)
+        return fm__op_fail(tp, FM_ERR_SHAPE,
+                           "conv2d: kernel %dx%d of weight %s is larger than input %s padded by %d (%lldx%lld)",
+                           w->shape[2], w->shape[3], fm_shape_str(w, s2, sizeof s2), fm_shape_str(x, s1, sizeof s1),
+                           pad, ph, pw);
+    /* the unfolded image (K, P) must be indexable by int rows and columns */
+    long long K = (long long)(w->size / (size_t)w->shape[0]);
+    long long P = ((ph - w->shape[2]) / stride + 1) * ((pw - w->shape[3]) / stride + 1);
+    if (ph > INT_MAX || pw > INT_MAX || K > INT_MAX || P > INT_MAX || (double)K * (double)P > 0x1p40)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "conv2d: input %s with weight %s (padding %d) is too large to unfold",
+                           fm_shape_str(x, s1, sizeof s1), fm_shape_str(w, s2, sizeof s2), pad);
+    if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
+        return fm__op_fail(tp, FM_ERR_SHAPE, "conv2d: bias %s does not fit weight %s (expected [%d])",
+                           fm_shape_str(b, s3, sizeof s3), fm_shape_str(w, s2, sizeof s2), w->shape[0]);
+    conv_geom g = geom_of(x, w, stride, pad);
+    int shape[4] = {g.N, g.O, g.Ho, g.Wo};
+    fm_tensor *y = fm__node(tp, &OP_CONV2D, 4, shape, in3, b ? 3 : 2);
+    if (!y) return NULL;
+    y->arg.i[0] = stride;
+    y->arg.i[1] = pad;
+
+    fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
+    int nt = image_threads((double)g.N * g.O * g.P * g.K, g.N);
+    float *col[FM__MAX_WORKERS] = {0};
+    for (int t = 0; t < nt && !g.direct; t++)
+        if (!(col[t] = fm__tape_alloc(tp, (size_t)g.K * g.rows * g.Wo * sizeof(float)))) return NULL;
+    const float *bias = b ? b->data : NULL;
+    FM__PARALLEL_FOR(nt)
+    for (int t = 0; t < nt; t++) {
+        int n0 = (int)((long)g.N * t / nt), n1 = (int)((long)g.N * (t + 1) / nt);
+        conv_forward_images(&g, x->data, w->data, bias, y->data, col[t], n0, n1);
+    }
+    fm__arena_rewind(&tp->arena, &mark);
+    return y;
+}
+
+/* ------------------------------------------------------------------ upsampling and pooling */
+
+static int image_input_ok(fm_tape *tp, const char *op, fm_tensor *x)
+{
+    if (!fm__op_inputs_ok(tp, op, &x, 1)) return 0;
+    if (x->ndim != 4) {
+        char s[96];
+        fm__op_fail(tp, FM_ERR_SHAPE, "%s: input %s is not [N, C, H, W]", op, fm_shape_str(x, s, sizeof s));
+        return 0;
+    }
+    return 1;
+}
+
+static void upsample_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *x = y->src[0];
+    if (!fm__wants_grad(x)) return;
+    float *dx = fm__grad(tp, x);
+    if (!dx) return;
+    int f = y->arg.i[0], H = x->shape[2], W = x->shape[3], Wy = y->shape[3];
+    size_t planes = (size_t)x->shape[0] * x->shape[1];
+    for (size_t q = 0; q < planes; q++) {
+        const float *g = y->grad + q * (size_t)y->shape[2] * Wy;
+        float *d = dx + q * (size_t)H * W;
+        for (int h = 0; h < H; h++)
+            for (int w = 0; w < W; w++) {
+                float s = 0.0f;
+                for (int i = 0; i < f; i++)
+                    for (int j = 0; j < f; j++) s += g[(size_t)(h * f + i) * Wy + (size_t)w * f + j];
+                d[(size_t)h * W + w] += s;
+            }
+    }
+}
+
+static const fm_op OP_UPSAMPLE = {"upsample_nearest2d", upsample_backward};
+
+fm_tensor *fm_upsample_nearest2d(fm_tape *tp, fm_tensor *x, int factor)
+{
+    if (!image_input_ok(tp, "upsample_nearest2d", x)) return NULL;
+    char s[96];
+    if (factor < 1)
+        return fm__op_fail(tp, FM_ERR_ARG, "upsample_nearest2d: factor %d must be at least 1 (input %s)", factor,
+                           fm_shape_str(x, s, sizeof s));
+    int H = x->shape[2], W = x->shape[3];
+    if ((long long)H * factor > INT_MAX || (long long)W * factor > INT_MAX)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "upsample_nearest2d: input %s times %d is too large",
+                           fm_shape_str(x, s, sizeof s), factor);
+    int shape[4] = {x->shape[0], x->shape[1], H * factor, W * factor};
+    fm_tensor *y = fm__node(tp, &OP_UPSAMPLE, 4, shape, &x, 1);
+    if (!y) return NULL;
+    y->arg.i[0] = factor;
+    size_t planes = (size_t)shape[0] * shape[1], Wy = (size_t)shape[3];
+    for (size_t q = 0; q < planes; q++) {
+        const float *xp = x->data + q * (size_t)H * W;
+        float *yp = y->data + q * (size_t)shape[2] * Wy;
+        for (int h = 0; h < H; h++) {
+            float *row = yp + (size_t)h * factor * Wy;
+            for (int w = 0; w < W; w++)
+                for (int j = 0; j < factor; j++) row[(size_t)w * factor + j] = xp[(size_t)h * W + w];
+            for (int i = 1; i < factor; i++) memcpy(row + (size_t)i * Wy, row, Wy * sizeof(float));
+        }
+    }
+    return y;
+}
+
+static void avg_pool_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *x = y->src[0];
+    if (!fm__wants_grad(x)) return;
+    float *dx = fm__grad(tp, x);
+    if (!dx) return;
+    int k = y->arg.i[0], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
+    float inv = y->arg.f[1];
+    size_t planes = (size_t)x->shape[0] * x->shape[1];
+    for (size_t q = 0; q < planes; q++) {
+        const float *g = y->grad + q * (size_t)Ho * Wo;
+        float *d = dx + q * (size_t)x->shape[2] * W;
+        for (int h = 0; h < Ho; h++)
+            for (int w = 0; w < Wo; w++) {
+                float v = g[(size_t)h * Wo + w] * inv;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++) d[(size_t)(h * k + i) * W + (size_t)w * k + j] += v;
+            }
+    }
+}
+
+static const fm_op OP_AVG_POOL = {"avg_pool2d", avg_pool_backward};
+
+fm_tensor *fm_avg_pool2d(fm_tape *tp, fm_tensor *x, int k)
+{
+    if (!image_input_ok(tp, "avg_pool2d", x)) return NULL;
+    char s[96];
+    if (k < 1)
+        return fm__op_fail(tp, FM_ERR_ARG, "avg_pool2d: kernel %d must be at least 1 (input %s)", k,
+                           fm_shape_str(x, s, sizeof s));
+    int H = x->shape[2], W = x->shape[3];
+    if (H % k || W % k)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "avg_pool2d: input %s does not divide into %dx%d blocks",
+                           fm_shape_str(x, s, sizeof s), k, k);
+    int shape[4] = {x->shape[0], x->shape[1], H / k, W / k};
+    fm_tensor *y = fm__node(tp, &OP_AVG_POOL, 4, shape, &x, 1);
+    if (!y) return NULL;
+    double kk = (double)k * k;
+    y->arg.i[0] = k;
+    y->arg.f[1] = (float)(1.0 / kk);
+    size_t planes = (size_t)shape[0] * shape[1];
+    int Ho = shape[2], Wo = shape[3];
+    for (size_t q = 0; q < planes; q++) {
+        const float *xp = x->data + q * (size_t)H * W;
+        float *yp = y->data + q * (size_t)Ho * Wo;
+        for (int h = 0; h < Ho; h++)
+            for (int w = 0; w < Wo; w++) {
+                double sum = 0.0;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++) sum += xp[(size_t)(h * k + i) * W + (size_t)w * k + j];
+                yp[(size_t)h * Wo + w] = (float)(sum / kk);
+            }
+    }
+    return y;
+}
