@@ -361,6 +361,18 @@ void test_cli(void)
                  t_path("mnf.safetensors"), t_path("mnf.png"), t_path("mnf.npy"));
         t_check(trained && rc == 0 && file_size(t_path("mnf.png")) > 100 && file_size(t_path("mnf.npy")) == 128 + 6 * 784 * 4,
                 "a flow trains on mnist:DIR and samples to a PNG grid (exit %d) %s", rc, err_buf);
+        rc = cli("sample --model %s --n 3 --steps 4 --solver euler --traj-grid %s --out %s --quiet", t_path("mnf.safetensors"),
+                 t_path("mnt.png"), t_path("mnt.npy"));
+        int tw = 0, th = 0;
+        fm_png_grid_size(3 * 5, 28, 28, 5, &tw, &th); /* 3 samples at 5 states */
+        FILE *pf = fopen(t_path("mnt.png"), "rb");
+        unsigned char hdr[24] = {0};
+        size_t got = pf ? fread(hdr, 1, 24, pf) : 0;
+        if (pf) fclose(pf);
+        int pw = got == 24 ? hdr[16] << 24 | hdr[17] << 16 | hdr[18] << 8 | hdr[19] : -1;
+        int ph = got == 24 ? hdr[20] << 24 | hdr[21] << 16 | hdr[22] << 8 | hdr[23] : -1;
+        t_check(rc == 0 && pw == tw && ph == th, "--traj-grid: 3 samples x 5 states, a %d x %d PNG (expected %d x %d; exit %d) %s",
+                pw, ph, tw, th, rc, err_buf);
         rc = cli("sample --model %s --grid %s", t_path("m.safetensors"), t_path("moons.png"));
         t_check(rc == 2 && one_line("image model") && file_size(t_path("moons.png")) < 0,
                 "--grid on a 2D model refused, nothing written (exit %d): %s", rc, err_buf);

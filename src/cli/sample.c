@@ -43,10 +43,25 @@ static long first_nonfinite(const float *x, size_t n)
     return -1;
 }
 
+/* Up to 8 samples (rows) at the kept figure states (columns), as one PNG. */
+static int traj_grid(const char *path, const keeper *k, int c, int h, int w)
+{
+    int rows = k->n < 8 ? k->n : 8, cols = k->nfig;
+    size_t img = (size_t)c * h * w;
+    float *tiles = malloc((size_t)rows * cols * img * sizeof(float));
+    if (!tiles) return cli_error("sample", "out of memory for the trajectory grid");
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < cols; q++)
+            memcpy(tiles + ((size_t)r * cols + q) * img, k->figs + ((size_t)q * k->n + r) * img, img * sizeof(float));
+    fm_status s = fm_png_write_grid(path, tiles, rows * cols, c, h, w, cols, 0.0f, 1.0f);
+    free(tiles);
+    return s ? cli_error("sample", "%s", fm_last_error()) : -1;
+}
+
 int cmd_sample(int argc, char **argv)
 {
     const char *model = NULL, *out = "samples.npy", *x0file = NULL, *figure = NULL, *traj_out = NULL, *scatter = NULL,
-               *recon = NULL, *pgrid = NULL;
+               *recon = NULL, *pgrid = NULL, *tgrid = NULL;
     int n = -1, save_every = 0, no_ema = 0, threads = 0, quiet = 0, gcols = 8;
     int64_t seed = 0;
     double range = 3.0;
@@ -66,6 +81,7 @@ int cmd_sample(int argc, char **argv)
         {"range", OPT_DOUBLE, &range, "R", "figure axes span [-R, R]"},
         {"grid", OPT_STR, &pgrid, "FILE", "image models: the samples as a PNG grid"},
         {"grid-cols", OPT_INT, &gcols, "N", "images per row of --grid"},
+        {"traj-grid", OPT_STR, &tgrid, "FILE", "image flows: up to 8 samples (rows) at 9 times (columns) as PNG"},
         {"no-ema", OPT_FLAG, &no_ema, NULL, "use the raw weights even if the checkpoint has EMA weights"},
         {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
         {"quiet", OPT_FLAG, &quiet, NULL, "no summary line"},
@@ -98,6 +114,7 @@ int cmd_sample(int argc, char **argv)
     if (scatter && !cli_has_suffix(scatter, ".svg")) BAD("--scatter '%s' must end in .svg", scatter);
     if (recon && x0file) BAD("--reconstruct and --x0 exclude each other");
     if (pgrid && !cli_has_suffix(pgrid, ".png")) BAD("--grid '%s' must end in .png", pgrid);
+    if (tgrid && !cli_has_suffix(tgrid, ".png")) BAD("--traj-grid '%s' must end in .png", tgrid);
     if (gcols < 1 || gcols > 1024) BAD("--grid-cols must lie in 1..1024");
 #undef BAD
     if ((rc = cli_solver_check("sample", &so, !x0file)) >= 0) return rc;
@@ -119,8 +136,9 @@ int cmd_sample(int argc, char **argv)
     keeper k = {0};
     fm_dataset *ds = NULL;
     cli_outputs outs = {0};
-    if (!f && (save_every || figure || traj_out)) {
-        rc = cli_usage_error("sample", "--save-every, --traj and --figure need a flow or DDPM model (%s has no trajectory)",
+    if (!f && (save_every || figure || traj_out || tgrid)) {
+        rc = cli_usage_error("sample",
+                             "--save-every, --traj, --figure and --traj-grid need a flow or DDPM model (%s has no trajectory)",
                              fm_method_name(meth));
         goto done;
     }
@@ -150,8 +168,9 @@ int cmd_sample(int argc, char **argv)
         n = x0.rows;
     }
     int ic = 0, ih = 0, iw = 0;
-    if (pgrid && (!fm_spec_image_shape(data_spec, &ic, &ih, &iw) || ic * ih * iw != d)) {
-        rc = cli_usage_error("sample", "--grid needs an image model; %s was trained on '%s'", model, data_spec);
+    if ((pgrid || tgrid) && (!fm_spec_image_shape(data_spec, &ic, &ih, &iw) || ic * ih * iw != d)) {
+        rc = cli_usage_error("sample", "--%s needs an image model; %s was trained on '%s'", pgrid ? "grid" : "traj-grid",
+                             model, data_spec);
         goto done;
     }
     if (n < 0) n = 2000;
@@ -181,7 +200,7 @@ int cmd_sample(int argc, char **argv)
             goto done;
         }
     }
-    if (figure) {
+    if (figure || tgrid) {
         k.nfig = ngrid < 9 ? ngrid : 9;
         for (int i = 0; i < k.nfig; i++) k.fig[i] = k.nfig == ngrid ? i : (int)lround((double)i * (ngrid - 1) / 8);
         k.figs = malloc((size_t)k.nfig * nd * sizeof(float));
@@ -240,6 +259,11 @@ int cmd_sample(int argc, char **argv)
         rc = cli_error("sample", "%s", ts ? fm_last_error() : "out of memory");
         goto done;
     }
+    const char *tt2 = tgrid ? cli_out_stage(&outs, tgrid) : NULL;
+    if (tgrid && (!tt2 || (rc = traj_grid(tt2, &k, ic, ih, iw)) >= 0)) {
+        if (!tt2) rc = cli_error("sample", "out of memory");
+        goto done;
+    }
     const char *tg = pgrid ? cli_out_stage(&outs, pgrid) : NULL;
     if (pgrid && (!tg || fm_png_write_grid(tg, xs, n, ic, ih, iw, gcols, 0.0f, 1.0f) != FM_OK)) {
         rc = cli_error("sample", "%s", tg ? fm_last_error() : "out of memory");
@@ -262,6 +286,7 @@ int cmd_sample(int argc, char **argv)
         if (figure) printf(", %s", figure);
         if (scatter) printf(", %s", scatter);
         if (pgrid) printf(", %s", pgrid);
+        if (tgrid) printf(", %s", tgrid);
         printf("\n");
     } else if (!quiet) {
         printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", n, fm_solver_name(sc.kind), ngrid,
@@ -272,6 +297,7 @@ int cmd_sample(int argc, char **argv)
         if (figure) printf(", %s", figure);
         if (scatter) printf(", %s", scatter);
         if (pgrid) printf(", %s", pgrid);
+        if (tgrid) printf(", %s", tgrid);
         printf("\n");
     }
     rc = CLI_OK;
