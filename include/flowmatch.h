@@ -502,6 +502,11 @@ fm_status   fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n);
  * (NULL otherwise); an image dataset's labels (NULL otherwise). */
 int         fm_dataset_rows(const fm_dataset *ds);
 const uint8_t *fm_dataset_labels(const fm_dataset *ds);
+/* Uniform dequantisation of pixels x = b / 255 (b a byte, recovered by
+ * rounding and clamping to 0..255): x <- (b + u) / 256 with u ~ U[0, 1) from r,
+ * so a density over [0, 1) gives the bytes' probabilities by integrating over
+ * their cells of side 1/256. */
+void        fm_dequantize(float *x, size_t n, fm_rng *r);
 /* 1 and the image shape (channels, height, width; any may be NULL) when a
  * dataset spec names images ("mnist:..."), without opening it; else 0. */
 int         fm_spec_image_shape(const char *spec, int *c, int *h, int *w);
@@ -850,6 +855,9 @@ typedef struct {
     uint64_t seed;
     int standardize;       /* -1 (default): CSV columns by their moments, image pixels [0, 1] -> [-1, 1]; 0: never; 1: always */
     fm_coupling coupling;  /* pairing of x0 and x1 in each batch; sb needs the sb path */
+    int dequantize;        /* image data: pixel bytes b = 255 x spread uniformly over
+                            * [b / 256, (b + 1) / 256) in every batch (for likelihoods
+                            * in bits per dimension); 0 = off */
     struct {
         int latent;                  /* 2 */
         double beta;                 /* KL weight, 1 */

@@ -361,6 +361,12 @@ void test_cli(void)
                  t_path("mnf.safetensors"), t_path("mnf.png"), t_path("mnf.npy"));
         t_check(trained && rc == 0 && file_size(t_path("mnf.png")) > 100 && file_size(t_path("mnf.npy")) == 128 + 6 * 784 * 4,
                 "a flow trains on mnist:DIR and samples to a PNG grid (exit %d) %s", rc, err_buf);
+        rc = cli("nll --model %s --data mnist:%s --n 4 --hutchinson 2 --solver euler --steps 3 --dequantize",
+                 t_path("mnf.safetensors"), t_path("mn"));
+        t_check(rc == 0 && strstr(out_buf, "of the 8-bit pixels (dequantised, an upper bound)"),
+                "nll --dequantize reports bits per dimension of the 8-bit pixels (exit %d) %s", rc, err_buf);
+        rc = cli("nll --model %s --data moons --n 4 --dequantize", t_path("m.safetensors"));
+        t_check(rc == 2 && one_line("image model"), "nll --dequantize on a 2D model refused (exit %d): %s", rc, err_buf);
         rc = cli("sample --model %s --n 3 --steps 4 --solver euler --traj-grid %s --out %s --quiet", t_path("mnf.safetensors"),
                  t_path("mnt.png"), t_path("mnt.npy"));
         int tw = 0, th = 0;

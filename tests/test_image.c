@@ -229,6 +229,15 @@ static void mnist_sets(void)
     t_check(tr && stdz && off == 0, "a flow trained on mnist:DIR standardises every pixel by mean 0.5, std 0.5 %s",
             T_ERRP(tr));
     fm_trainer_free(tr);
+    tc.dequantize = 1;
+    tr = t_trained(&tc, 2);
+    const char *ck = t_path("deq.safetensors");
+    fm_status cs = tr ? fm_trainer_save(tr, ck) : FM_ERR_ARG;
+    fm_trainer_free(tr);
+    tr = cs ? NULL : fm_trainer_resume(ck, 4);
+    t_check(tr && fm_trainer_get_config(tr)->dequantize == 1, "a dequantised run trains, saves and resumes as one %s",
+            T_ERRP(tr));
+    fm_trainer_free(tr);
     tc = fm_train_config_for(FM_METHOD_VAE);
     tc.flow.data = spec;
     tc.batch = 4;
@@ -238,8 +247,38 @@ static void mnist_sets(void)
     fm_trainer_free(tr);
 }
 
+static void dequantisation(void)
+{
+    /* every byte value, many times: each lands in its own cell, uniformly */
+    enum { REP = 400 };
+    static float x[256 * REP];
+    for (int i = 0; i < 256 * REP; i++) x[i] = (float)(i % 256) / 255.0f;
+    fm_rng r;
+    fm_rng_seed(&r, 3, FM_STREAM_NOISE);
+    fm_dequantize(x, 256 * REP, &r);
+    int outside = 0;
+    double frac = 0, frac2 = 0;
+    for (int i = 0; i < 256 * REP; i++) {
+        double y = 256.0 * x[i] - (i % 256);
+        outside += !(y >= 0 && y <= 1); /* float rounding may reach the cell's top edge */
+        frac += y;
+        frac2 += y * y;
+    }
+    double m = frac / (256 * REP), v = frac2 / (256 * REP) - m * m, se = sqrt(1.0 / 12 / (256 * REP));
+    t_check(outside == 0 && fabs(m - 0.5) < 4 * se && fabs(v - 1.0 / 12) < 0.01,
+            "dequantisation: all %d pixels in their byte's cell, offset mean %.4f (0.5, %.1f SE), variance %.4f (1/12)",
+            256 * REP, m, fabs(m - 0.5) / se, v);
+    fm_train_config tc = fm_train_config_default();
+    tc.flow.data = "moons";
+    tc.dequantize = 1;
+    fm_trainer *tr = fm_trainer_new(&tc);
+    t_check(!tr && strstr(fm_last_error(), "image data"), "dequantising moons refused: %s", fm_last_error());
+    fm_trainer_free(tr);
+}
+
 void test_image(void)
 {
     png_grids();
     mnist_sets();
+    dequantisation();
 }

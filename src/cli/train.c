@@ -141,7 +141,8 @@ int cmd_train(int argc, char **argv)
                *gan_loss = "nonsaturating";
     int T = 1000, latent = 2, gan_k = 1, d_width = 0, d_depth = -1;
     double beta_start = 1e-4, beta_end = 0.02, kl_weight = 1.0, d_lr = 0;
-    int width = 64, depth = 3, time_embed = 0, nesterov = 0, amsgrad = 0, threads = 0, quiet = 0, batch = 256;
+    int width = 64, depth = 3, time_embed = 0, nesterov = 0, amsgrad = 0, threads = 0, quiet = 0, batch = 256,
+        dequantize = 0;
     int64_t iters = 10000, seed = 0, warmup = 0, log_every = 1000;
     double lr = 1e-2, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, wd = NAN, momentum = 0, min_lr = 0, clip = 0, ema = 0;
     fm_path pd = fm_path_default(FM_PATH_OT), pv = fm_path_default(FM_PATH_VE);
@@ -191,6 +192,7 @@ int cmd_train(int argc, char **argv)
         {"clip", OPT_DOUBLE, &clip, "X", "clip the gradient norm (0: off)"},
         {"ema", OPT_DOUBLE, &ema, "X", "EMA decay of the weights, e.g. 0.999 (0: off)"},
         {"standardize", OPT_STR, &standardize, "auto|on|off", "standardise the data (auto: CSV columns, image pixels to [-1, 1])"},
+        {"dequantize", OPT_FLAG, &dequantize, NULL, "image data: spread each pixel byte uniformly over its 1/256 cell"},
         {"batch", OPT_INT, &batch, "N", "batch size"},
         {"iters", OPT_I64, &iters, "N", "iterations (total, when resuming)"},
         {"seed", OPT_I64, &seed, "N", "random seed"},
@@ -339,6 +341,7 @@ int cmd_train(int argc, char **argv)
         else BAD("--standardize must be auto, on or off, not '%s'", standardize);
         c.flow.data = data;
         c.flow.source = source;
+        c.dequantize = dequantize;
         tr = fm_trainer_new(&c);
         if (!tr) {
             /* a bad spec or setting is a usage error; a file that cannot be read is not */

@@ -262,6 +262,15 @@ int fm_dataset_rows(const fm_dataset *ds) { return ds->kind == DS_CSV || ds->kin
 
 const uint8_t *fm_dataset_labels(const fm_dataset *ds) { return ds->kind == DS_MNIST ? ds->labels : NULL; }
 
+void fm_dequantize(float *x, size_t n, fm_rng *r)
+{
+    for (size_t i = 0; i < n; i++) {
+        double b = floor(255.0 * x[i] + 0.5);
+        b = b < 0 ? 0 : b > 255 ? 255 : b;
+        x[i] = (float)((b + fm_rng_uniform(r)) / 256.0);
+    }
+}
+
 int fm_spec_image_shape(const char *spec, int *c, int *h, int *w)
 {
     if (!spec || strncmp(spec, "mnist:", 6)) return 0;

@@ -212,6 +212,9 @@ static fm_status config_check(const fm_train_config *cfg)
     if (cfg->iters < 0) return fm__fail(FM_ERR_ARG, "iteration count %lld is invalid", (long long)cfg->iters);
     if (!(cfg->clip >= 0) || !(cfg->ema_decay >= 0 && cfg->ema_decay < 1))
         return fm__fail(FM_ERR_ARG, "clip must be >= 0 and EMA decay in [0, 1)");
+    if (cfg->dequantize && !fm_spec_image_shape(cfg->flow.data, NULL, NULL, NULL))
+        return fm__fail(FM_ERR_ARG, "dequantisation spreads pixel bytes: it needs image data ('%s' is not)",
+                        cfg->flow.data ? cfg->flow.data : "none");
     if (cfg->coupling < 0 || cfg->coupling >= FM_COUPLING_COUNT)
         return fm__fail(FM_ERR_ARG, "unknown coupling %d", (int)cfg->coupling);
     if (cfg->method != FM_METHOD_FM && cfg->coupling != FM_COUPLING_INDEPENDENT)
@@ -552,6 +555,7 @@ static fm_status draw_data(fm_trainer *tr, int B)
 {
     fm_status s = fm_dataset_sample(tr->data, &tr->rdata, tr->x1, B);
     if (s) return s;
+    if (tr->cfg.dequantize) fm_dequantize(tr->x1, (size_t)B * tr->cfg.flow.dim, &tr->rdata);
     fm__stdz_to_model(tr->z, tr->x1, B);
     if (tr->vae && tr->cfg.vae.likelihood == FM_VAE_BERNOULLI)
         for (size_t i = 0; i < (size_t)B * tr->cfg.flow.dim; i++)
@@ -802,6 +806,7 @@ fm_status fm_trainer_save(fm_trainer *tr, const char *path)
     if (!s) s = fm__meta_put_num(w, "train.ema", c->ema_decay);
     if (!s) s = fm__meta_put_num(w, "train.standardize", c->standardize);
     if (!s) s = fm_st_writer_meta(w, "train.coupling", tr->npairs ? "reflow" : fm_coupling_name(c->coupling));
+    if (!s) s = fm__meta_put_num(w, "train.dequantize", c->dequantize);
     if (!s && tr->gan) s = fm__meta_put_num(w, "train.gan_k", c->gan.k);
     if (!s) fm_rng_to_hex(&tr->rdata, hex), s = fm_st_writer_meta(w, "rng.data", hex);
     if (!s) fm_rng_to_hex(&tr->rnoise, hex), s = fm_st_writer_meta(w, "rng.noise", hex);
@@ -875,6 +880,8 @@ fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
     if (!s) s = fm__meta_get_num(st, "train.clip", &clip);
     if (!s) s = fm__meta_get_num(st, "train.ema", &ema);
     if (!s) s = fm__meta_get_whole(st, "train.standardize", -1, 1, &stdz);
+    double deq = 0; /* absent in checkpoints from before dequantisation */
+    if (!s && fm_st_meta(st, "train.dequantize")) s = fm__meta_get_whole(st, "train.dequantize", 0, 1, &deq);
     if (!s && (!(minlr >= 0) || !(clip >= 0) || !(ema >= 0 && ema < 1)))
         s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata: min_lr, clip or ema out of range");
     const char *ck = fm_st_meta(st, "train.coupling");
@@ -903,6 +910,7 @@ fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
     c.ema_decay = ema;
     c.standardize = (int)stdz;
     c.coupling = (fm_coupling)coupling;
+    c.dequantize = (int)deq;
     fm_dataset *data = fm_dataset_open(c.flow.data);
     if (!data) {
         fm__fail(FM_ERR_ARG, "%s: its training data: %s", path, fm_last_error());
