@@ -119,7 +119,7 @@ struct fm_tensor {
     const fm_op *op;        /* NULL for leaves */
     fm_tensor *prev;        /* previous tensor on the tape */
     union { float f[4]; int i[4]; } arg;
-    float *aux;             /* op-private saved values */
+    void *aux;              /* op-private saved values, laid out by the op */
 };
 
 /* A tape owns an arena: every tensor, its data and its gradient come from it.
@@ -170,6 +170,23 @@ fm_tensor *fm_upsample_nearest2d(fm_tape *tp, fm_tensor *x, int factor);
 /* Mean over k x k blocks (kernel = stride = k, no padding): (N, C, H, W) ->
  * (N, C, H / k, W / k); H and W must be multiples of k. */
 fm_tensor *fm_avg_pool2d(fm_tape *tp, fm_tensor *x, int k);
+/* Group normalisation as torch.nn.functional.group_norm. x (N, C), (N, C, L)
+ * or (N, C, H, W); C divisible by groups >= 1. Each sample's group of C / groups
+ * consecutive channels is normalised by its own mean and biased variance
+ * (computed in double), then y = xhat gamma[c] + beta[c]. gamma (C) and beta
+ * (C) may each be NULL (1 and 0). eps >= 0; PyTorch's default is 1e-5. */
+fm_tensor *fm_group_norm(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps);
+/* Rows of weight (num, dim) picked by ids[0 .. n), each in [0, num) (the ids are
+ * copied): out (n, dim). Backward adds each row of the output's gradient into
+ * its id's row of weight's gradient (a repeated id sums, in double). */
+fm_tensor *fm_embedding(fm_tape *tp, fm_tensor *weight, const int *ids, int n);
+/* Inverted dropout as torch: while training, each element is kept with
+ * probability 1 - p and divided by 1 - p (the quotient rounded once), or set
+ * to 0 (even where x is infinite or NaN, which torch would turn to NaN); backward passes dy through the same mask, scaled the same way. One
+ * draw of fm_rng_uniform per element, in order (keep when u >= p). Without
+ * training, or with p = 0, x itself is returned and rng is not used (it may be
+ * NULL). p must lie in [0, 1). */
+fm_tensor *fm_dropout(fm_tape *tp, fm_tensor *x, float p, fm_rng *rng, int training);
 /* Elementwise with NumPy broadcasting (align trailing dims; a dim of 1 stretches). */
 fm_tensor *fm_add(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a + b */
 fm_tensor *fm_sub(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a - b */
@@ -229,6 +246,10 @@ fm_tensor *fm_kl_normal_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_r
  * summed or averaged over elements; logvar has mu's shape or is one row (the
  * size of mu's last dimension) shared by every row. x is a constant target. */
 fm_tensor *fm_gaussian_nll_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_tensor *x, fm_reduce r);
+/* -log softmax(z)[label] for each row of logits z (B, K), the log-softmax
+ * computed stably (max subtracted, in double); labels[0 .. B) in [0, K), copied.
+ * MEAN divides by B (PyTorch's cross_entropy), SUM does not. */
+fm_tensor *fm_cross_entropy(fm_tape *tp, fm_tensor *logits, const int *labels, fm_reduce r);
 
 /* ------------------------------------------------------------------ parameters */
 

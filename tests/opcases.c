@@ -49,6 +49,35 @@ static fm_tensor *r_up2(fm_tape *tp, fm_tensor **in) { return fm_upsample_neares
 static fm_tensor *r_up3(fm_tape *tp, fm_tensor **in) { return fm_upsample_nearest2d(tp, in[0], 3); }
 static fm_tensor *r_pool2(fm_tape *tp, fm_tensor **in) { return fm_avg_pool2d(tp, in[0], 2); }
 static fm_tensor *r_pool3(fm_tape *tp, fm_tensor **in) { return fm_avg_pool2d(tp, in[0], 3); }
+/* Integer inputs (ids, labels) come as float32 tensors holding whole numbers. */
+static int as_ints(const fm_tensor *t, int *out, int cap)
+{
+    int n = (int)t->size < cap ? (int)t->size : cap;
+    for (int i = 0; i < n; i++) out[i] = (int)t->data[i];
+    return n;
+}
+static fm_tensor *r_gn1(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 1, in[1], in[2], 1e-5f); }
+static fm_tensor *r_gn2(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 2, in[1], in[2], 1e-5f); }
+static fm_tensor *r_gn3(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 3, in[1], in[2], 1e-5f); }
+static fm_tensor *r_gn8(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 8, in[1], in[2], 1e-5f); }
+static fm_tensor *r_gn3_eps(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 3, in[1], in[2], 0.1f); }
+static fm_tensor *r_gn2_plain(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 2, NULL, NULL, 1e-5f); }
+static fm_tensor *r_gn3_plain(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 3, NULL, NULL, 1e-5f); }
+static fm_tensor *r_gn2_gamma(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 2, in[1], NULL, 1e-5f); }
+static fm_tensor *r_gn2_beta(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 2, NULL, in[1], 1e-5f); }
+static fm_tensor *r_embedding(fm_tape *tp, fm_tensor **in)
+{
+    int ids[64];
+    return fm_embedding(tp, in[0], ids, as_ints(in[1], ids, 64));
+}
+static fm_tensor *r_ce(fm_tape *tp, fm_tensor **in, fm_reduce r)
+{
+    int labels[64];
+    if (as_ints(in[1], labels, 64) != in[0]->shape[0]) return NULL;
+    return fm_cross_entropy(tp, in[0], labels, r);
+}
+static fm_tensor *r_ce_mean(fm_tape *tp, fm_tensor **in) { return r_ce(tp, in, FM_REDUCE_MEAN); }
+static fm_tensor *r_ce_sum(fm_tape *tp, fm_tensor **in) { return r_ce(tp, in, FM_REDUCE_SUM); }
 
 #define ARITH(op, fn)                                                                              \
     {op "_same", "arith", 2, fn, 1e-2}, {op "_row", "arith", 2, fn, 1e-2},                         \
@@ -110,9 +139,34 @@ const opcase conv_cases[] = {
     {"avg_pool3", "resample", 1, r_pool3, 0.25},
 };
 
+/* Group norm is smooth; the two-value groups of gn_2d(_plain) have a spread
+ * of about 0.005, so their step is far smaller; gn_offset's values are near
+ * 52. The logits of ce_large are near 1e4, where a step of 1e-5 |x| is 0.1.
+ * Embedding is linear. */
+const opcase ops2_cases[] = {
+    {"gn_g1", "norm", 3, r_gn1, 1e-2},
+    {"gn_g2", "norm", 3, r_gn2, 1e-2},
+    {"gn_g8", "norm", 3, r_gn8, 1e-2},
+    {"gn_g2_plain", "norm", 1, r_gn2_plain, 1e-2},
+    {"gn_g2_gamma", "norm", 2, r_gn2_gamma, 1e-2},
+    {"gn_g2_beta", "norm", 2, r_gn2_beta, 1e-2},
+    {"gn_2d", "norm", 3, r_gn3, 1e-4},
+    {"gn_2d_affine", "norm", 3, r_gn3, 1e-2},
+    {"gn_2d_plain", "norm", 1, r_gn3_plain, 1e-4},
+    {"gn_2d_eps", "norm", 3, r_gn3_eps, 1e-2},
+    {"gn_3d", "norm", 3, r_gn2, 1e-2},
+    {"gn_offset", "norm", 3, r_gn2, 1e-3},
+    {"embedding", "embedding", 2, r_embedding, 0.25},
+    {"embedding_one", "embedding", 2, r_embedding, 0.25},
+    {"ce_mean", "cross_entropy", 2, r_ce_mean, 1e-2},
+    {"ce_sum", "cross_entropy", 2, r_ce_sum, 1e-2},
+    {"ce_large", "cross_entropy", 2, r_ce_mean, 1e-5},
+};
+
 const opcase_set op_sets[] = {
     {"ops.safetensors", op_cases, (int)(sizeof op_cases / sizeof op_cases[0])},
     {"conv.safetensors", conv_cases, (int)(sizeof conv_cases / sizeof conv_cases[0])},
+    {"ops2.safetensors", ops2_cases, (int)(sizeof ops2_cases / sizeof ops2_cases[0])},
 };
 const int n_op_sets = (int)(sizeof op_sets / sizeof op_sets[0]);
 

@@ -1,6 +1,7 @@
 /* opcases.h - the op cases shared by the PyTorch comparison and the finite-
  * difference checks. Names match tests/ref/gen_fixtures.py's CASES
- * (ops.safetensors) and CONV_CASES (conv.safetensors).
+ * (ops.safetensors), CONV_CASES (conv.safetensors) and OPS2_CASES
+ * (ops2.safetensors).
  */
 #ifndef FM_TEST_OPCASES_H
 #define FM_TEST_OPCASES_H
@@ -25,7 +26,7 @@ typedef struct {
     int n;
 } opcase_set;
 
-extern const opcase_set op_sets[];   /* ops.safetensors, conv.safetensors */
+extern const opcase_set op_sets[];   /* ops, conv and ops2.safetensors */
 extern const int n_op_sets;
 
 /* Leaves for case c's inputs from the fixture (requires_grad where the fixture

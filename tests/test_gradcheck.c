@@ -6,7 +6,9 @@
  * stencil (8 (L(+h) - L(-h)) - (L(+2h) - L(-2h))) / 12h keeps the truncation
  * error below the float32 rounding of f. Kinked activations use a step smaller
  * than the fixture's distance from the kink (1e-2); the image ops, linear in
- * each input, a large one (0.25). Both fixture files' cases are checked.
+ * each input, a large one (0.25); tests/opcases.c gives each case's step.
+ * Every fixture file's cases are checked (integer inputs such as labels have
+ * no gradient and are not perturbed).
  */
 #include "harness.h"
 #include "opcases.h"

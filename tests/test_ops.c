@@ -1,6 +1,7 @@
 /* test_ops.c - every op's forward and backward against PyTorch (float64
- * references from tests/ref/gen_fixtures.py: ops.safetensors, and
- * conv.safetensors for the image ops), normwise relative error <= 1e-5.
+ * references from tests/ref/gen_fixtures.py: ops.safetensors,
+ * conv.safetensors for the image ops, ops2.safetensors for group norm,
+ * embedding and cross-entropy), normwise relative error <= 1e-5.
  */
 #include "harness.h"
 #include "opcases.h"

@@ -1,9 +1,11 @@
 /* ops_loss.c - scalar losses: MSE, binary cross-entropy (on probabilities and
- * on logits), the KL divergence of a diagonal Gaussian from N(0, I) and the
- * negative log-likelihood of a diagonal Gaussian.
+ * on logits), the KL divergence of a diagonal Gaussian from N(0, I), the
+ * negative log-likelihood of a diagonal Gaussian, and the cross-entropy of
+ * class logits against integer labels.
  *
  * Each accumulates in double. Reduction MEAN divides by the number of
- * elements (PyTorch's reduction='mean'); SUM does not divide.
+ * elements (PyTorch's reduction='mean'), for the cross-entropy the number of
+ * rows; SUM does not divide.
  */
 #include "internal.h"
 
@@ -209,5 +211,88 @@ fm_tensor *fm_gaussian_nll_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, f
     double k = r == FM_REDUCE_MEAN ? 1.0 / (double)mu->size : 1.0;
     y->data[0] = (float)(s * k);
     y->arg.f[0] = (float)k;
+    return y;
+}
+
+/* ---- cross-entropy of logits (B, K) against labels
+ *
+ * With a the row's (first) largest logit m and s = sum over j != a of
+ * exp(z_j - m), log-sum-exp(z) = m + log1p(s), so the loss of a row is
+ * (m - z_label) + log1p(s) and log p_j = (z_j - m) - log1p(s): nothing
+ * overflows, and a confident row's loss and its label's gradient p - 1
+ * (expm1 of log p) keep their relative precision however close p is to 1. */
+
+/* What the backward needs: the labels (copied), each row's argmax and log1p(s). */
+typedef struct {
+    int *labels, *argmax;
+    double *l1;
+} ce_saved;
+
+static void cross_entropy_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *z = y->src[0];
+    if (!fm__wants_grad(z)) return;
+    float *gz = fm__grad(tp, z);
+    if (!gz) return;
+    const ce_saved *sv = y->aux;
+    int B = z->shape[0], K = z->shape[1];
+    double g = (double)y->grad[0] * y->arg.f[0];
+    for (int i = 0; i < B; i++) {
+        const float *zi = z->data + (size_t)i * K;
+        float *gi = gz + (size_t)i * K;
+        double m = zi[sv->argmax[i]];
+        /* d/dz_j = p_j - [j = label], in double and rounded once */
+        for (int j = 0; j < K; j++) {
+            double lp = (zi[j] - m) - sv->l1[i];
+            gi[j] += (float)(g * (j == sv->labels[i] ? expm1(lp) : exp(lp)));
+        }
+    }
+}
+
+static const fm_op OP_CROSS_ENTROPY = {"cross_entropy", cross_entropy_backward};
+
+fm_tensor *fm_cross_entropy(fm_tape *tp, fm_tensor *logits, const int *labels, fm_reduce r)
+{
+    if (!fm__op_inputs_ok(tp, "cross_entropy", &logits, 1)) return NULL;
+    char s1[96];
+    if (r < 0 || r >= FM_REDUCE_COUNT) return fm__op_fail(tp, FM_ERR_ARG, "cross_entropy: unknown reduction %d", (int)r);
+    if (logits->ndim != 2)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "cross_entropy: logits %s are not [B, K]",
+                           fm_shape_str(logits, s1, sizeof s1));
+    int B = logits->shape[0], K = logits->shape[1];
+    if (!labels)
+        return fm__op_fail(tp, FM_ERR_ARG, "cross_entropy: labels is NULL (logits %s)",
+                           fm_shape_str(logits, s1, sizeof s1));
+    for (int i = 0; i < B; i++)
+        if (labels[i] < 0 || labels[i] >= K)
+            return fm__op_fail(tp, FM_ERR_ARG, "cross_entropy: label %d of row %d is outside [0, %d) for logits %s",
+                               labels[i], i, K, fm_shape_str(logits, s1, sizeof s1));
+    fm_tensor *y = fm__node(tp, &OP_CROSS_ENTROPY, 0, NULL, &logits, 1);
+    if (!y) return NULL;
+    ce_saved *sv = fm__tape_alloc(tp, sizeof *sv);
+    if (!sv) return NULL;
+    sv->labels = fm__tape_alloc(tp, (size_t)B * sizeof(int));
+    sv->argmax = fm__tape_alloc(tp, (size_t)B * sizeof(int));
+    sv->l1 = fm__tape_alloc(tp, (size_t)B * sizeof(double));
+    if (!sv->labels || !sv->argmax || !sv->l1) return NULL;
+    memcpy(sv->labels, labels, (size_t)B * sizeof(int));
+    double total = 0.0;
+    for (int i = 0; i < B; i++) {
+        const float *zi = logits->data + (size_t)i * K;
+        int a = 0;
+        for (int j = 1; j < K; j++)
+            if (zi[j] > zi[a]) a = j;
+        double m = zi[a], s = 0.0;
+        for (int j = 0; j < K; j++)
+            if (j != a) s += exp(zi[j] - m);
+        sv->argmax[i] = a;
+        sv->l1[i] = log1p(s);
+        total += (m - zi[labels[i]]) + sv->l1[i];
+    }
+    double k = r == FM_REDUCE_MEAN ? 1.0 / (double)B : 1.0;
+    y->data[0] = (float)(total * k);
+    y->arg.f[0] = (float)k;
+    y->arg.i[1] = r;
+    y->aux = sv;
     return y;
 }

@@ -7,6 +7,7 @@
 Needs Debian's python3-torch and python3-sklearn. Files written:
   ops.safetensors      every op: inputs, upstream gradient, output, input gradients
   conv.safetensors     the same for the image ops (conv2d, upsampling, pooling)
+  ops2.safetensors     the same for group_norm, embedding and cross_entropy
   train.safetensors    10 optimizer steps of the tutorial's flow-matching MLP
   baselines.safetensors  VAE and GAN losses and gradients (every parameter)
   formats.safetensors  F64 / F16 / BF16 / I64 tensors and escaped metadata
@@ -146,6 +147,60 @@ conv_case("avg_pool2", lambda x: F.avg_pool2d(x, 2), [crnd(2, 3, 4, 6)])
 conv_case("avg_pool3", lambda x: F.avg_pool2d(x, 3), [crnd(1, 2, 6, 3)])
 
 
+# Normalisation, embedding and classification ops; a stream of their own too.
+# Integer inputs (ids, labels) are stored as float32 and have no gradient.
+GO = torch.Generator().manual_seed(8642)
+OPS2_CASES = {}
+
+
+def ops2_case(name, fn, inputs, grads=None):
+    case(name, fn, inputs, grads, table=OPS2_CASES)
+
+
+def ornd(*shape, lo=-2.0, hi=2.0):
+    return rnd(*shape, lo=lo, hi=hi, gen=GO)
+
+
+def gn(groups):
+    return lambda x, w=None, b=None: F.group_norm(x, groups, w, b, eps=1e-5)
+
+
+for g in (1, 2, 8):
+    ops2_case(f"gn_g{g}", gn(g), [ornd(2, 8, 5, 3), ornd(8, lo=0.5, hi=1.5), ornd(8)])
+ops2_case("gn_g2_plain", gn(2), [ornd(2, 8, 5, 3)])
+ops2_case("gn_g2_gamma", gn(2), [ornd(2, 8, 5, 3), ornd(8, lo=0.5, hi=1.5)])
+# (this torch's group_norm backward fails with a bias and no weight: a
+# constant weight of ones stands in for the missing gamma)
+ops2_case("gn_g2_beta", lambda x, b: F.group_norm(x, 2, torch.ones_like(b), b, eps=1e-5),
+          [ornd(2, 8, 5, 3), ornd(8)])
+# [3, 6] in 3 groups: two values per group. With var >> eps their normalised
+# values are +-1 whatever x, so dx is almost 0 and a finite difference of it is
+# all rounding noise: dx is checked on values whose spread (about 0.005) is
+# near sqrt(eps), gamma and beta on ordinary values, and eps 0.1 on both.
+ops2_case("gn_2d", gn(3), [ornd(3, 6, lo=-0.01, hi=0.01), ornd(6, lo=0.5, hi=1.5), ornd(6)], [True, False, False])
+ops2_case("gn_2d_affine", gn(3), [ornd(3, 6), ornd(6, lo=0.5, hi=1.5), ornd(6)], [False, True, True])
+ops2_case("gn_2d_plain", gn(3), [ornd(3, 6, lo=-0.01, hi=0.01)])
+ops2_case("gn_2d_eps", lambda x, w, b: F.group_norm(x, 3, w, b, eps=0.1), [ornd(3, 6), ornd(6, lo=0.5, hi=1.5), ornd(6)])
+ops2_case("gn_3d", gn(2), [ornd(2, 4, 7), ornd(4, lo=0.5, hi=1.5), ornd(4)])
+# far from zero: the variance is computed about the mean
+ops2_case("gn_offset", gn(2), [ornd(2, 4, 3, 3, lo=50, hi=54), ornd(4, lo=0.5, hi=1.5), ornd(4)])
+
+# 10 labels and the "no label" class 10; ids repeat so gradients add up
+ops2_case("embedding", lambda w, i: F.embedding(i.long(), w),
+          [ornd(11, 6), torch.tensor([3, 10, 3, 0, 7, 3, 10, 9], dtype=torch.float32)], [True, False])
+ops2_case("embedding_one", lambda w, i: F.embedding(i.long(), w),
+          [ornd(4, 3), torch.tensor([2], dtype=torch.float32)], [True, False])
+
+LABELS = torch.tensor([0, 3, 3, 1, 2], dtype=torch.float32)
+for red in ("mean", "sum"):
+    ops2_case("ce_" + red, lambda z, y, r=red: F.cross_entropy(z, y.long(), reduction=r), [ornd(5, 4), LABELS],
+              [True, False])
+# logits around +-1e4 (exp overflows even double) with spreads of a few units
+big = ornd(4, 5, lo=-3, hi=3) + torch.tensor([[1e4], [-1e4], [5e3], [-2e4]])
+ops2_case("ce_large", lambda z, y: F.cross_entropy(z, y.long()), [big, torch.tensor([4, 0, 2, 2.0])],
+          [True, False])
+
+
 def gen_cases(cases, fname, gen):
     tensors = {}
     for name, (fn, inputs, grads) in cases.items():
@@ -169,6 +224,10 @@ def gen_ops():
 
 def gen_conv():
     gen_cases(CONV_CASES, "conv.safetensors", GC)
+
+
+def gen_ops2():
+    gen_cases(OPS2_CASES, "ops2.safetensors", GO)
 
 
 OPTIMS = {
@@ -368,7 +427,8 @@ def gen_npy():
 if __name__ == "__main__":
     # Order matters: ops and baselines share the stream G.
     ALL = {"ops": gen_ops, "train": gen_train, "baselines": gen_baselines, "formats": gen_formats,
-           "rng": gen_rng, "datasets": gen_datasets, "npy": gen_npy, "conv": gen_conv}
+           "rng": gen_rng, "datasets": gen_datasets, "npy": gen_npy, "conv": gen_conv,
+           "ops2": gen_ops2}
     which = sys.argv[2:] or list(ALL)
     for w in which:
         if w not in ALL:

@@ -1,0 +1,236 @@
+/* ops_norm.c - group normalisation, as torch.nn.functional.group_norm.
+ *
+ * x (N, C, ...) is split per sample into G groups of C / G consecutive
+ * channels; a group is one contiguous run of m = (C / G) S values, S the
+ * values per channel. Each group's mean and biased variance are computed in
+ * double (two passes, four running sums each, combined pairwise) and
+ * rstd = 1 / sqrt(var + eps); y = xhat gamma[c] + beta[c] with
+ * xhat = (x - mean) rstd, evaluated in double. The groups' mean and rstd stay
+ * on the tape. Backward, with g = dy gamma[c] over a group:
+ *   dx = rstd (g - mean(g) - xhat mean(g xhat)),
+ *   dgamma[c] += sum over samples and pixels of dy xhat, dbeta[c] += sum of dy,
+ * every sum in double. Groups are spread over the threads, each writing only
+ * its own groups' outputs and its own per-(sample, channel) partial sums of
+ * dgamma and dbeta; those are added over the samples in order afterwards, so
+ * the bits do not depend on the thread count.
+ */
+#include "internal.h"
+
+#include <limits.h>
+#include <math.h>
+
+/* Where the optional inputs sit among the node's sources (-1: absent). */
+#define GN_GAMMA 1
+#define GN_BETA 2
+
+typedef struct {
+    int N, C, G, cg; /* samples, channels, groups, channels per group */
+    size_t S, m;     /* values per channel, per group */
+} gn_geom;
+
+static gn_geom gn_geom_of(const fm_tensor *x, int groups)
+{
+    gn_geom g;
+    g.N = x->shape[0];
+    g.C = x->shape[1];
+    g.G = groups;
+    g.cg = g.C / groups;
+    g.S = x->size / ((size_t)g.N * g.C);
+    g.m = (size_t)g.cg * g.S;
+    return g;
+}
+
+/* sum of v[0 .. n) in double: four running sums combined pairwise */
+static double sum_d(const float *v, size_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int l = 0; l < 4; l++) s[l] += v[i + l];
+    for (; i < n; i++) s[i % 4] += v[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* sum of (v - c)^2 the same way */
+static double sumsq_d(const float *v, size_t n, double c)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int l = 0; l < 4; l++) {
+            double d = v[i + l] - c;
+            s[l] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = v[i] - c;
+        s[i % 4] += d * d;
+    }
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* Groups [q0, q1) (q = n G + group) of the forward pass; stats gets (mean, rstd) per group. */
+static void gn_forward_groups(const gn_geom *g, const float *x, const float *gamma, const float *beta, double eps,
+                              float *y, double *stats, int q0, int q1)
+{
+    for (int q = q0; q < q1; q++) {
+        const float *xq = x + (size_t)q * g->m;
+        float *yq = y + (size_t)q * g->m;
+        double mean = sum_d(xq, g->m) / (double)g->m;
+        double var = sumsq_d(xq, g->m, mean) / (double)g->m;
+        double rstd = 1.0 / sqrt(var + eps);
+        stats[2 * (size_t)q] = mean;
+        stats[2 * (size_t)q + 1] = rstd;
+        int c0 = (q % g->G) * g->cg;
+        for (int c = 0; c < g->cg; c++) {
+            /* y = x a + b with a = gamma rstd, b = beta - mean a */
+            double a = (gamma ? (double)gamma[c0 + c] : 1.0) * rstd;
+            double b = (beta ? (double)beta[c0 + c] : 0.0) - mean * a;
+            const float *xc = xq + (size_t)c * g->S;
+            float *yc = yq + (size_t)c * g->S;
+            for (size_t s = 0; s < g->S; s++) yc[s] = (float)(xc[s] * a + b);
+        }
+    }
+}
+
+/* Backward of groups [q0, q1): dx (if wanted) and the per-(sample, channel)
+ * sums pg = sum dy xhat, pb = sum dy (if wanted). */
+static void gn_backward_groups(const gn_geom *g, const float *x, const float *gamma, const float *dy,
+                               const double *stats, float *dx, double *pg, double *pb, int q0, int q1)
+{
+    for (int q = q0; q < q1; q++) {
+        double mean = stats[2 * (size_t)q], rstd = stats[2 * (size_t)q + 1];
+        int n = q / g->G, c0 = (q % g->G) * g->cg;
+        const float *xq = x + (size_t)q * g->m, *dq = dy + (size_t)q * g->m;
+        double sg = 0.0, sgx = 0.0; /* sums of g and g xhat over the group */
+        for (int c = 0; c < g->cg; c++) {
+            const float *xc = xq + (size_t)c * g->S, *dc = dq + (size_t)c * g->S;
+            double sd[2] = {0, 0}, sdx[2] = {0, 0};
+            for (size_t s = 0; s < g->S; s++) {
+                double xh = (xc[s] - mean) * rstd;
+                sd[s & 1] += dc[s];
+                sdx[s & 1] += dc[s] * xh;
+            }
+            double d = sd[0] + sd[1], dxh = sdx[0] + sdx[1];
+            if (pb) pb[(size_t)n * g->C + c0 + c] = d;
+            if (pg) pg[(size_t)n * g->C + c0 + c] = dxh;
+            double gm = gamma ? (double)gamma[c0 + c] : 1.0;
+            sg += gm * d;
+            sgx += gm * dxh;
+        }
+        if (!dx) continue;
+        double mg = sg / (double)g->m, mgx = sgx / (double)g->m;
+        float *dxq = dx + (size_t)q * g->m;
+        for (int c = 0; c < g->cg; c++) {
+            double gm = gamma ? (double)gamma[c0 + c] : 1.0;
+            const float *xc = xq + (size_t)c * g->S, *dc = dq + (size_t)c * g->S;
+            float *dxc = dxq + (size_t)c * g->S;
+            for (size_t s = 0; s < g->S; s++) {
+                double xh = (xc[s] - mean) * rstd;
+                dxc[s] += (float)(rstd * (gm * dc[s] - mg - xh * mgx));
+            }
+        }
+    }
+}
+
+/* Workers for a loop over `items` groups doing about `work` operations. */
+static int group_threads(double work, int items)
+{
+    int nt = fm__threads_for(work);
+    if (nt > items) nt = items;
+    return nt < 1 ? 1 : nt;
+}
+
+static void group_norm_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *x = y->src[0];
+    fm_tensor *gamma = y->arg.i[GN_GAMMA] >= 0 ? y->src[y->arg.i[GN_GAMMA]] : NULL;
+    fm_tensor *beta = y->arg.i[GN_BETA] >= 0 ? y->src[y->arg.i[GN_BETA]] : NULL;
+    gn_geom g = gn_geom_of(x, y->arg.i[0]);
+    float *dx = fm__wants_grad(x) ? fm__grad(tp, x) : NULL;
+    float *dgamma = fm__wants_grad(gamma) ? fm__grad(tp, gamma) : NULL;
+    float *dbeta = fm__wants_grad(beta) ? fm__grad(tp, beta) : NULL;
+    if (tp->status != FM_OK) return;
+    fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
+    size_t nc = (size_t)g.N * g.C;
+    double *pg = dgamma ? fm__tape_alloc(tp, nc * sizeof(double)) : NULL;
+    double *pb = dbeta ? fm__tape_alloc(tp, nc * sizeof(double)) : NULL;
+    if (tp->status != FM_OK) return;
+    const double *stats = y->aux;
+    const float *gm = gamma ? gamma->data : NULL;
+    int nq = g.N * g.G, nt = group_threads(8.0 * (double)x->size, nq);
+    FM__PARALLEL_FOR(nt)
+    for (int t = 0; t < nt; t++) {
+        int q0 = (int)((long)nq * t / nt), q1 = (int)((long)nq * (t + 1) / nt);
+        gn_backward_groups(&g, x->data, gm, y->grad, stats, dx, pg, pb, q0, q1);
+    }
+    /* the samples' sums per channel, in sample order */
+    for (int c = 0; c < g.C; c++) {
+        double sg = 0.0, sb = 0.0;
+        for (int n = 0; n < g.N; n++) {
+            if (pg) sg += pg[(size_t)n * g.C + c];
+            if (pb) sb += pb[(size_t)n * g.C + c];
+        }
+        if (dgamma) dgamma[c] += (float)sg;
+        if (dbeta) dbeta[c] += (float)sb;
+    }
+    fm__arena_rewind(&tp->arena, &mark);
+}
+
+static const fm_op OP_GROUP_NORM = {"group_norm", group_norm_backward};
+
+fm_tensor *fm_group_norm(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps)
+{
+    if (!fm__op_inputs_ok(tp, "group_norm", &x, 1)) return NULL;
+    char s1[96], s2[96];
+    if (x->ndim < 2)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "group_norm: input %s is not [N, C], [N, C, L] or [N, C, H, W]",
+                           fm_shape_str(x, s1, sizeof s1));
+    int C = x->shape[1];
+    if (groups < 1)
+        return fm__op_fail(tp, FM_ERR_ARG, "group_norm: groups %d must be at least 1 (input %s)", groups,
+                           fm_shape_str(x, s1, sizeof s1));
+    if (C % groups)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "group_norm: input %s has %d channels, which do not divide into %d groups",
+                           fm_shape_str(x, s1, sizeof s1), C, groups);
+    if (!(eps >= 0.0f) || !isfinite(eps))
+        return fm__op_fail(tp, FM_ERR_ARG, "group_norm: eps %g must be finite and at least 0 (input %s)", (double)eps,
+                           fm_shape_str(x, s1, sizeof s1));
+    fm_tensor *aff[2] = {gamma, beta};
+    static const char *const aff_name[2] = {"gamma", "beta"};
+    for (int k = 0; k < 2; k++)
+        if (aff[k] && (aff[k]->ndim != 1 || aff[k]->shape[0] != C))
+            return fm__op_fail(tp, FM_ERR_SHAPE, "group_norm: %s %s does not fit input %s (expected [%d])",
+                               aff_name[k], fm_shape_str(aff[k], s2, sizeof s2), fm_shape_str(x, s1, sizeof s1), C);
+    if ((size_t)x->shape[0] * (size_t)groups > (size_t)INT_MAX)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "group_norm: input %s in %d groups has too many groups",
+                           fm_shape_str(x, s1, sizeof s1), groups);
+
+    fm_tensor *src[3] = {x, NULL, NULL};
+    int nsrc = 1, gi = -1, bi = -1;
+    if (gamma) {
+        gi = nsrc;
+        src[nsrc++] = gamma;
+    }
+    if (beta) {
+        bi = nsrc;
+        src[nsrc++] = beta;
+    }
+    fm_tensor *y = fm__node(tp, &OP_GROUP_NORM, x->ndim, x->shape, src, nsrc);
+    if (!y) return NULL;
+    gn_geom g = gn_geom_of(x, groups);
+    int nq = g.N * g.G;
+    double *stats = fm__tape_alloc(tp, 2 * (size_t)nq * sizeof(double));
+    if (!stats) return NULL;
+    y->arg.i[0] = groups;
+    y->arg.i[GN_GAMMA] = gi;
+    y->arg.i[GN_BETA] = bi;
+    y->aux = stats;
+    const float *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
+    int nt = group_threads(6.0 * (double)x->size, nq);
+    FM__PARALLEL_FOR(nt)
+    for (int t = 0; t < nt; t++) {
+        int q0 = (int)((long)nq * t / nt), q1 = (int)((long)nq * (t + 1) / nt);
+        gn_forward_groups(&g, x->data, gm, bt, (double)eps, y->data, stats, q0, q1);
+    }
+    return y;
+}
