@@ -990,6 +990,16 @@ fm_status fm_energy_distance(const float *a, int na, const float *b, int nb, int
 fm_status fm_mmd_gaussian(const float *a, int na, const float *b, int nb, int d, double bandwidth, double *mmd2,
                           double *used);
 
+/* Frechet distance between Gaussians fitted to two feature sets (a: na x d,
+ * b: nb x d; means, and covariances divided by n - 1, in double):
+ * |mu_a - mu_b|^2 + tr(Sa + Sb - 2 (Sa^1/2 Sb Sa^1/2)^1/2), the squared
+ * 2-Wasserstein distance of the two Gaussians; with a classifier's features
+ * this is the Frechet distance image generators are scored by. */
+fm_status fm_frechet_distance(const float *a, int na, const float *b, int nb, int d, double *out);
+/* The same from given means (d) and symmetric covariances (d x d, row-major). */
+fm_status fm_frechet_gaussians(const double *mu_a, const double *sa, const double *mu_b, const double *sb, int d,
+                               double *out);
+
 /* ------------------------------------------------------------------ figures (SVG) */
 
 /* nframes panels side by side, frame f showing frames[f] (n points of d dims,

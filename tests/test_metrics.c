@@ -34,6 +34,118 @@ static double brute(const double *c, int n)
     return best;
 }
 
+/* A random symmetric positive definite d x d matrix: G G^T / d + 0.1 I. */
+static void random_spd(fm_rng *r, int d, double *s)
+{
+    double *g = malloc((size_t)d * d * sizeof(double));
+    for (int i = 0; i < d * d; i++) g[i] = 2 * fm_rng_uniform(r) - 1;
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double v = 0;
+            for (int k = 0; k < d; k++) v += g[i * d + k] * g[j * d + k];
+            s[i * d + j] = v / d + (i == j ? 0.1 : 0);
+        }
+    free(g);
+}
+
+/* Q^T S Q for an orthogonal Q (rows of q), written into out. */
+static void rotate(const double *q, const double *s, int d, double *out)
+{
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double v = 0;
+            for (int k = 0; k < d; k++)
+                for (int l = 0; l < d; l++) v += q[k * d + i] * s[k * d + l] * q[l * d + j];
+            out[i * d + j] = v;
+        }
+}
+
+static void frechet_checks(fm_rng *r)
+{
+    /* 2 x 2: sqrt(A) = (A + sqrt(det A) I) / sqrt(tr A + 2 sqrt(det A)), non-commuting A, B */
+    double sa[4] = {2.0, 0.7, 0.7, 1.0}, sb[4] = {0.5, -0.3, -0.3, 1.5}, ma[2] = {0.3, -1.0}, mb[2] = {1.1, 0.4};
+    double got2, want2;
+    fm_status s = fm_frechet_gaussians(ma, sa, mb, sb, 2, &got2);
+    {
+        double dA = sa[0] * sa[3] - sa[1] * sa[2], k = sqrt(sa[0] + sa[3] + 2 * sqrt(dA));
+        double ra[4] = {(sa[0] + sqrt(dA)) / k, sa[1] / k, sa[2] / k, (sa[3] + sqrt(dA)) / k};
+        double t[4], m[4];
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) t[i * 2 + j] = sb[i * 2] * ra[j] + sb[i * 2 + 1] * ra[2 + j];
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) m[i * 2 + j] = ra[i * 2] * t[j] + ra[i * 2 + 1] * t[2 + j];
+        double dm = m[0] * m[3] - m[1] * m[2], tr_sqrt = sqrt(m[0] + m[3] + 2 * sqrt(dm)); /* tr sqrt(M) */
+        want2 = (ma[0] - mb[0]) * (ma[0] - mb[0]) + (ma[1] - mb[1]) * (ma[1] - mb[1]) + sa[0] + sa[3] + sb[0] + sb[3] -
+                2 * tr_sqrt;
+    }
+    double e2 = fabs(got2 - want2) / want2;
+    /* diagonal, commuting: sum (sqrt a_i - sqrt b_i)^2 */
+    enum { D = 5 };
+    double da[D * D] = {0}, db[D * D] = {0}, mu0[D] = {0}, gotd, wantd = 0;
+    for (int i = 0; i < D; i++) {
+        da[i * D + i] = 0.5 + i;
+        db[i * D + i] = 3.0 / (1 + i);
+        wantd += pow(sqrt(da[i * D + i]) - sqrt(db[i * D + i]), 2);
+    }
+    fm_status sd = fm_frechet_gaussians(mu0, da, mu0, db, D, &gotd);
+    double ed = fabs(gotd - wantd) / wantd;
+    t_check(s == FM_OK && sd == FM_OK && e2 < 1e-12 && ed < 1e-12,
+            "Frechet distance of Gaussians: 2x2 non-commuting closed form, rel err %.1e; diagonal, rel err %.1e (%.6f)", e2,
+            ed, gotd);
+
+    /* 16 dims: zero for equal Gaussians, symmetric, invariant under a common rotation */
+    enum { K = 16 };
+    static double A[K * K], B[K * K], QA[K * K], QB[K * K], Q[K * K], mu_a[K], mu_b[K], qa[K], qb[K];
+    random_spd(r, K, A);
+    random_spd(r, K, B);
+    for (int i = 0; i < K; i++) mu_a[i] = fm_rng_uniform(r), mu_b[i] = fm_rng_uniform(r);
+    /* Q: Gram-Schmidt of a random matrix */
+    for (int i = 0; i < K * K; i++) Q[i] = 2 * fm_rng_uniform(r) - 1;
+    for (int c = 0; c < K; c++) {
+        for (int p = 0; p < c; p++) {
+            double dot = 0;
+            for (int k = 0; k < K; k++) dot += Q[k * K + c] * Q[k * K + p];
+            for (int k = 0; k < K; k++) Q[k * K + c] -= dot * Q[k * K + p];
+        }
+        double nrm = 0;
+        for (int k = 0; k < K; k++) nrm += Q[k * K + c] * Q[k * K + c];
+        for (int k = 0; k < K; k++) Q[k * K + c] /= sqrt(nrm);
+    }
+    rotate(Q, A, K, QA);
+    rotate(Q, B, K, QB);
+    for (int i = 0; i < K; i++) {
+        qa[i] = qb[i] = 0;
+        for (int k = 0; k < K; k++) qa[i] += Q[k * K + i] * mu_a[k], qb[i] += Q[k * K + i] * mu_b[k];
+    }
+    double fab, fba, fq, f0;
+    fm_frechet_gaussians(mu_a, A, mu_b, B, K, &fab);
+    fm_frechet_gaussians(mu_b, B, mu_a, A, K, &fba);
+    fm_frechet_gaussians(qa, QA, qb, QB, K, &fq);
+    fm_frechet_gaussians(mu_a, A, mu_a, A, K, &f0);
+    double worst = fmax(fabs(fab - fba), fabs(fab - fq)) / fab;
+    t_check(worst < 1e-9 && f0 < 1e-12 * fab,
+            "Frechet distance in 16 dims (%.4f): symmetric and rotation-invariant within %.1e, %.1e for equal Gaussians",
+            fab, worst, f0);
+
+    /* from points: the same set gives 0; a shifted copy gives |shift|^2 exactly */
+    enum { N = 300, P = 8 };
+    static float xa[N * P], xb[N * P];
+    for (int i = 0; i < N * P; i++) xa[i] = (float)(2 * fm_rng_uniform(r) - 1) * (1 + i % P);
+    double shift2 = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < P; j++) xb[i * P + j] = xa[i * P + j] + 0.25f * (j + 1);
+    for (int j = 0; j < P; j++) shift2 += (double)(0.25f * (j + 1)) * (0.25f * (j + 1));
+    double same, shifted;
+    fm_status s1 = fm_frechet_distance(xa, N, xa, N, P, &same), s2 = fm_frechet_distance(xa, N, xb, N, P, &shifted);
+    t_check(s1 == FM_OK && s2 == FM_OK && same < 1e-9 && fabs(shifted - shift2) < 1e-5 * shift2,
+            "Frechet distance of points: %.1e for a set and itself, %.6f for a shifted copy (|shift|^2 = %.6f)", same,
+            shifted, shift2);
+    xb[5] = NAN;
+    t_check(fm_frechet_distance(xa, N, xb, N, P, &same) == FM_ERR_ARG && strstr(fm_last_error(), "NaN"),
+            "Frechet distance refuses a NaN: %s", fm_last_error());
+    t_check(fm_frechet_distance(xa, 1, xb, N, P, &same) == FM_ERR_ARG, "one point refused: %s", fm_last_error());
+}
+
 void test_metrics(void)
 {
     fm_rng r;
@@ -173,4 +285,5 @@ void test_metrics(void)
     free(q);
     free(a);
     free(b);
+    frechet_checks(&r);
 }
