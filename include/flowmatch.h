@@ -193,6 +193,9 @@ fm_tensor *fm_sub(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a - b */
 fm_tensor *fm_mul(fm_tape *tp, fm_tensor *a, fm_tensor *b);   /* a * b */
 fm_tensor *fm_scale(fm_tape *tp, fm_tensor *x, float s);      /* s x */
 fm_tensor *fm_exp(fm_tape *tp, fm_tensor *x);                 /* exp(x) elementwise */
+/* The same values (in the same order) seen with another shape of the same
+ * size; backward passes the gradient through unchanged. */
+fm_tensor *fm_reshape(fm_tape *tp, fm_tensor *x, int ndim, const int *shape);
 /* Concatenate n tensors along dim 1 (features of (B, F), channels of NCHW). */
 fm_tensor *fm_concat(fm_tape *tp, fm_tensor *const *xs, int n);
 fm_tensor *fm_sum(fm_tape *tp, fm_tensor *x);                 /* scalar sum_i x_i */
@@ -303,6 +306,59 @@ const fm_mlp_config *fm_mlp_get_config(const fm_mlp *m);
 void       fm_mlp_init(fm_mlp *m, fm_rng *r);
 /* t (B, 1) or NULL when the model takes no time; x (B, in_dim) -> (B, out_dim). */
 fm_tensor *fm_mlp_forward(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x);
+
+/* ------------------------------------------------------------------ U-Net */
+
+/* A small convolutional U-Net for images (NCHW), the velocity or noise network
+ * of a flow on image data. Level i works at (H / 2^i, W / 2^i) with
+ * C_i = base mult[i] channels. With emb = time_mlp(sinusoid(t)) (Linear, SiLU,
+ * Linear; sinusoid as fm_time_embed with scale 1000 and period 10000):
+ *   h = conv_in(x)                                      3x3, in_ch -> C_0
+ *   level i = 0 .. L-1: h = down.i(h, emb); keep h; avg_pool2d(h, 2) below the last
+ *   h = mid(h, emb)
+ *   j = 0 .. L-1, level i = L-1-j: h = up.j(concat(h, kept_i), emb)     2 C_i -> C_i
+ *                  above level 0: h = upconv.j(upsample_nearest2d(h, 2))  3x3, C_i -> C_{i-1}
+ *   out = conv_out(silu(norm_out(h)))                   3x3, C_0 -> in_ch
+ * A residual block (cin -> cout):
+ *   h = conv1(silu(norm1(x))) + temb(silu(emb))[:, :, None, None]
+ *   h = conv2(silu(norm2(h))),  out = h + (skip(x) if cin != cout else x)
+ * with GroupNorm(groups, eps 1e-5), 3x3 convolutions padded by 1 and a 1x1 skip.
+ * Parameter names are those of tests/ref/unet.py's UNet.state_dict():
+ * time_mlp.0.*, time_mlp.2.*, conv_in.*, down.<i>.{norm1,conv1,temb,norm2,conv2,skip}.*,
+ * mid.*, up.<j>.*, upconv.<j>.*, norm_out.*, conv_out.* (each .weight, .bias). */
+#define FM_UNET_MAX_LEVELS 6
+
+typedef struct {
+    int in_ch, height, width;          /* image shape; height and width divisible by 2^(nlevels - 1) */
+    int base;                          /* channels of level 0 (32) */
+    int nlevels;                       /* resolutions (3: 28, 14, 7) */
+    int mult[FM_UNET_MAX_LEVELS];      /* channel multipliers (1, 2, 2) */
+    int time_freq;                     /* sinusoid size, even; 0: base */
+    int time_dim;                      /* time embedding width; 0: 4 base */
+    int groups;                        /* GroupNorm groups (8); divides every C_i */
+    int num_classes;                   /* class conditioning (a place for it): must be 0 for now */
+} fm_unet_config;
+
+/* base 32, mult 1, 2, 2, groups 8, time sizes from base. */
+fm_unet_config fm_unet_config_default(int in_ch, int height, int width);
+
+typedef struct fm_unet fm_unet;
+/* Adds the parameters ("prefix." before every name above, none for "" or NULL)
+ * to p, GroupNorm weights 1 and the rest zero until fm_unet_init; p must
+ * outlive the model. time_freq and time_dim of 0 are resolved here. */
+fm_unet   *fm_unet_new(fm_params *p, const char *prefix, const fm_unet_config *cfg);
+void       fm_unet_free(fm_unet *u);
+const fm_unet_config *fm_unet_get_config(const fm_unet *u);
+/* PyTorch's defaults: convolutions and linear layers as fm_init_linear (in
+ * registration order), GroupNorm weight 1 and bias 0. */
+void       fm_unet_init(fm_unet *u, fm_rng *r);
+/* t (B, 1) or (B); x (B, in_ch, H, W) or flat (B, in_ch H W): out has x's shape. */
+fm_tensor *fm_unet_forward(fm_tape *tp, fm_unet *u, fm_tensor *t, fm_tensor *x);
+
+/* The network of a flow. */
+typedef enum { FM_ARCH_MLP = 0, FM_ARCH_UNET, FM_ARCH_COUNT } fm_arch;
+const char *fm_arch_name(fm_arch a);          /* "mlp", "unet" */
+int         fm_arch_from_name(const char *name);
 
 /* ------------------------------------------------------------------ optimizers */
 
@@ -429,6 +485,9 @@ fm_status fm_ema_load(fm_ema *e, fm_params *p, const fm_st *st);
 /* Model configuration to metadata and back ("mlp.widths" = "64,64,64", ...). */
 fm_status fm_mlp_config_save(const fm_mlp_config *c, fm_st_writer *w);
 fm_status fm_mlp_config_load(fm_mlp_config *c, const fm_st *st);
+/* The U-Net's: "model" = "unet", "unet.mult" = "1,2,2", "unet.base", ... */
+fm_status fm_unet_config_save(const fm_unet_config *c, fm_st_writer *w);
+fm_status fm_unet_config_load(fm_unet_config *c, const fm_st *st);
 
 /* ------------------------------------------------------------------ arrays and tables */
 
@@ -692,7 +751,10 @@ fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, doub
  * predicts noise from (t / T, x_t) and it samples with fm_ddpm_sample. */
 typedef struct {
     int dim;              /* data dimension */
-    fm_mlp_config net;    /* in_dim, out_dim and time_input are set from dim */
+    fm_arch arch;         /* the network: an MLP (default) or a U-Net (image data) */
+    fm_mlp_config net;    /* MLP: in_dim, out_dim and time_input are set from dim */
+    fm_unet_config unet;  /* U-Net: in_ch height width must equal dim; the flow's
+                           * points stay flat (B, dim) and are seen as images inside */
     fm_path path;
     const char *data;     /* dataset spec it was trained on (informational) */
     const char *source;   /* "gaussian" (N(0, I)) or a dataset spec */
@@ -706,7 +768,8 @@ void       fm_flow_free(fm_flow *f);
 void       fm_flow_init(fm_flow *f, fm_rng *r);      /* nn.Linear's default initialisation */
 const fm_flow_config *fm_flow_get_config(const fm_flow *f);
 fm_params *fm_flow_params(fm_flow *f);
-fm_mlp    *fm_flow_net(fm_flow *f);
+fm_mlp    *fm_flow_net(fm_flow *f);                 /* NULL for a U-Net */
+fm_unet   *fm_flow_unet(fm_flow *f);                /* NULL for an MLP */
 /* Data are standardised as (x - mean) / std per column; NULL mean turns it off. */
 fm_status  fm_flow_set_standardization(fm_flow *f, const float *mean, const float *std);
 int        fm_flow_standardized(const fm_flow *f, const float **mean, const float **std);

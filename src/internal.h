@@ -155,6 +155,10 @@ int fm__params_get_requires_grad(const fm_params *p);
 fm_params *fm__params_replica(const fm_params *p);
 /* The MLP's forward with its weights taken from P (p or a replica of it). */
 fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x);
+/* The U-Net's forward with its weights taken from P (p or a replica of it). */
+fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x);
+/* A flow's network (MLP or U-Net) on t (B, 1) and flat points x (B, dim), weights from P. */
+fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x);
 /* A source spec that means N(0, I): empty, NULL or "gaussian". */
 int fm__is_gaussian_source(const char *spec);
 /* Where parameter i lives in the flat buffers. */

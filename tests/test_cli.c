@@ -379,6 +379,31 @@ void test_cli(void)
         int ph = got == 24 ? hdr[20] << 24 | hdr[21] << 16 | hdr[22] << 8 | hdr[23] : -1;
         t_check(rc == 0 && pw == tw && ph == th, "--traj-grid: 3 samples x 5 states, a %d x %d PNG (expected %d x %d; exit %d) %s",
                 pw, ph, tw, th, rc, err_buf);
+        /* the U-Net: train, inspect, sample to a grid, eval, all without architecture flags after training */
+        rc = cli("train --data mnist:%s --arch unet --channels 8 --iters 2 --batch 2 --quiet --out %s", t_path("mn"),
+                 t_path("mnu.safetensors"));
+        int utrained = rc == 0;
+        rc = cli("inspect %s", t_path("mnu.safetensors"));
+        int uinspect = rc == 0 && strstr(out_buf, "net.conv_in.weight") && strstr(out_buf, "net.up.2.skip.weight") &&
+                       strstr(out_buf, "model = unet") && strstr(out_buf, "unet.mult = 1,2,2");
+        rc = cli("sample --model %s --n 4 --steps 2 --solver euler --grid %s --out %s --quiet", t_path("mnu.safetensors"),
+                 t_path("mnu.png"), t_path("mnu.npy"));
+        int usample = rc == 0 && file_size(t_path("mnu.png")) > 100 && file_size(t_path("mnu.npy")) == 128 + 4 * 784 * 4;
+        rc = cli("eval --a %s --b mnist:%s --n 4 --steps 2 --solver euler --metrics w2", t_path("mnu.safetensors"),
+                 t_path("mn"));
+        t_check(utrained && uinspect && usample && rc == 0,
+                "train --arch unet --channels 8 on mnist:DIR; inspect, sample --grid and eval take its checkpoint "
+                "(train %d, inspect %d, sample %d, eval exit %d) %s", utrained, uinspect, usample, rc, err_buf);
+        rc = cli("train --data moons --arch unet --iters 1 --out %s", t_path("mu.safetensors"));
+        int umoons = rc == 2 && one_line("image data");
+        rc = cli("train --data mnist:%s --arch unet --width 16 --iters 1 --out %s", t_path("mn"), t_path("mu.safetensors"));
+        int uwidth = rc == 2 && one_line("--width");
+        rc = cli("train --data mnist:%s --channels 16 --iters 1 --out %s", t_path("mn"), t_path("mu.safetensors"));
+        int uch = rc == 2 && one_line("--arch unet");
+        rc = cli("train --data mnist:%s --arch unet --channels 12 --iters 1 --out %s", t_path("mn"), t_path("mu.safetensors"));
+        t_check(umoons && uwidth && uch && rc == 2 && one_line("multiple of 8") && file_size(t_path("mu.safetensors")) < 0,
+                "--arch unet on moons, with --width, --channels without it and --channels 12 are usage errors (exit %d): %s",
+                rc, err_buf);
         rc = cli("sample --model %s --grid %s", t_path("m.safetensors"), t_path("moons.png"));
         t_check(rc == 2 && one_line("image model") && file_size(t_path("moons.png")) < 0,
                 "--grid on a 2D model refused, nothing written (exit %d): %s", rc, err_buf);

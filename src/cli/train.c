@@ -138,7 +138,8 @@ int cmd_train(int argc, char **argv)
     const char *data = "moons", *source = "gaussian", *path = "ot", *act = "elu", *optim = "adam",
                *sched = "constant", *out = "model.safetensors", *loss_csv = NULL, *loss_svg = NULL, *resume = NULL,
                *standardize = "auto", *coupling = "independent", *method = "fm", *likelihood = "gaussian",
-               *gan_loss = "nonsaturating";
+               *gan_loss = "nonsaturating", *arch = "mlp";
+    int channels = 32;
     int T = 1000, latent = 2, gan_k = 1, d_width = 0, d_depth = -1;
     double beta_start = 1e-4, beta_end = 0.02, kl_weight = 1.0, d_lr = 0;
     int width = 64, depth = 3, time_embed = 0, nesterov = 0, amsgrad = 0, threads = 0, quiet = 0, batch = 256,
@@ -173,6 +174,8 @@ int cmd_train(int argc, char **argv)
         {"d-width", OPT_INT, &d_width, "N", "gan: discriminator width (default: --width)"},
         {"d-depth", OPT_INT, &d_depth, "N", "gan: discriminator hidden layers (default: --depth)"},
         {"d-lr", OPT_DOUBLE, &d_lr, "X", "gan: discriminator learning rate (default: --lr)"},
+        {"arch", OPT_STR, &arch, "NAME", "fm, ddpm network: mlp, or unet (image data: a convolutional U-Net)"},
+        {"channels", OPT_INT, &channels, "N", "unet: base channels, a multiple of 8 (levels get 1, 2, 2 times as many)"},
         {"width", OPT_INT, &width, "N", "hidden layer width (vae: encoder and decoder; gan: generator)"},
         {"depth", OPT_INT, &depth, "N", "hidden layers"},
         {"act", OPT_STR, &act, "NAME", "relu, elu, silu, gelu, gelu_tanh, tanh, sigmoid, selu, softplus"},
@@ -276,6 +279,25 @@ int cmd_train(int argc, char **argv)
         p->exponent = exponent;
         if (t_end != 0) p->t_end = t_end;
         if (fm_path_check(p) != FM_OK) BAD("%s", fm_last_error());
+        int a = fm_arch_from_name(arch);
+        if (a < 0) BAD("unknown --arch '%s' (mlp, unet)", arch);
+        c.flow.arch = (fm_arch)a;
+        if (a == FM_ARCH_UNET) {
+            static const char *const mlp_only[] = {"width", "depth", "act", "time-embed"};
+            int ic, ih, iw;
+            if (m != FM_METHOD_FM && m != FM_METHOD_DDPM) BAD("--arch unet is for --method fm and ddpm, not %s", method);
+            if (!fm_spec_image_shape(data, &ic, &ih, &iw))
+                BAD("--arch unet needs image data (mnist:DIR), not '%s'", data);
+            for (size_t i = 0; i < sizeof mlp_only / sizeof mlp_only[0]; i++)
+                if (cli_given(&spec, mlp_only[i])) BAD("--%s shapes the MLP; it does not apply to --arch unet", mlp_only[i]);
+            if (channels < 8 || channels > 1024 || channels % 8)
+                BAD("--channels %d must be a multiple of 8 (GroupNorm's groups) in 8..1024", channels);
+            c.flow.unet = fm_unet_config_default(ic, ih, iw);
+            c.flow.unet.base = channels;
+            if (ih % 4 || iw % 4) BAD("--arch unet halves the image twice; %d x %d is not divisible by 4", ih, iw);
+        } else if (cli_given(&spec, "channels")) {
+            BAD("--channels shapes the U-Net; it needs --arch unet");
+        }
         if (width < 1 || width > 65536) BAD("--width %d must be between 1 and 65536", width);
         if (depth < 0 || depth > FM_MLP_MAX_LAYERS) BAD("--depth %d must be between 0 and %d", depth, FM_MLP_MAX_LAYERS);
         if ((k = fm_act_from_name(act)) < 0) BAD("unknown --act '%s'", act);
@@ -367,8 +389,16 @@ int cmd_train(int argc, char **argv)
                      tc->gan.latent, fm_gan_loss_name(tc->gan.loss), tc->gan.k,
                      fm_gan_get_config(fm_model_gan(fm_trainer_model(tr)))->d_nhidden,
                      fm_gan_get_config(fm_model_gan(fm_trainer_model(tr)))->d_width[0]);
-        fprintf(stderr, "training %s; MLP %d x %d %s, %s lr %g, batch %d, %lld iterations, seed %llu%s (%zu parameters)\n",
-                what, fc->net.nhidden, fc->net.nhidden ? fc->net.width[0] : 0, fm_act_name(fc->net.act),
+        char net[96];
+        if (fc->arch == FM_ARCH_UNET) {
+            int o = snprintf(net, sizeof net, "U-Net %d channels x", fc->unet.base);
+            for (int i = 0; i < fc->unet.nlevels; i++)
+                o += snprintf(net + o, sizeof net - (size_t)o, "%s%d", i ? "," : " ", fc->unet.mult[i]);
+        } else {
+            snprintf(net, sizeof net, "MLP %d x %d %s", fc->net.nhidden, fc->net.nhidden ? fc->net.width[0] : 0,
+                     fm_act_name(fc->net.act));
+        }
+        fprintf(stderr, "training %s; %s, %s lr %g, batch %d, %lld iterations, seed %llu%s (%zu parameters)\n", what, net,
                 fm_optim_name(tc->optim.kind), tc->optim.lr, tc->batch, (long long)iters, (unsigned long long)tc->seed,
                 resume ? " (resumed)" : "", fm_model_size(fm_trainer_model(tr)));
     }

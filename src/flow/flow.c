@@ -18,7 +18,8 @@
 struct fm_flow {
     fm_flow_config cfg; /* data and source point to owned copies */
     fm_params *P;
-    fm_mlp *net;
+    fm_mlp *net;                    /* arch mlp */
+    fm_unet *unet;                  /* arch unet */
     fm__stdz z;                     /* the data's standardisation (z.mean NULL when off) */
     fm__workers wk;                 /* tapes and time buffers for evaluations */
     fm_dataset *src;                /* opened on first use when the source is a dataset */
@@ -29,6 +30,10 @@ int fm__is_gaussian_source(const char *spec) { return !spec || !*spec || !strcmp
 static fm_status config_check(const fm_flow_config *c)
 {
     if (c->dim < 1 || c->dim > (1 << 20)) return fm__fail(FM_ERR_ARG, "flow: data dimension %d is invalid", c->dim);
+    if (c->arch < 0 || c->arch >= FM_ARCH_COUNT) return fm__fail(FM_ERR_ARG, "flow: unknown network architecture %d", (int)c->arch);
+    if (c->arch == FM_ARCH_UNET && (long)c->unet.in_ch * c->unet.height * c->unet.width != c->dim)
+        return fm__fail(FM_ERR_ARG, "flow: a U-Net on %d x %d x %d images does not fit %d-dimensional data (a U-Net needs "
+                        "image data)", c->unet.in_ch, c->unet.height, c->unet.width, c->dim);
     if (c->method == FM_METHOD_DDPM) {
         if (!fm__is_gaussian_source(c->source))
             return fm__fail(FM_ERR_ARG, "ddpm: the source is N(0, I), not '%s'", c->source);
@@ -51,8 +56,13 @@ fm_flow *fm_flow_new(const fm_flow_config *cfg)
     f->cfg.source = fm__strdup(cfg->source ? cfg->source : "gaussian");
     f->P = fm_params_new();
     if (!f->cfg.data || !f->cfg.source || !f->P) goto oom;
-    f->net = fm_mlp_new(f->P, "net", &f->cfg.net);
-    if (!f->net) {
+    if (f->cfg.arch == FM_ARCH_UNET) {
+        f->unet = fm_unet_new(f->P, "net", &f->cfg.unet);
+        if (f->unet) f->cfg.unet = *fm_unet_get_config(f->unet); /* time sizes resolved */
+    } else {
+        f->net = fm_mlp_new(f->P, "net", &f->cfg.net);
+    }
+    if (!f->net && !f->unet) {
         fm_flow_free(f);
         return NULL;
     }
@@ -69,6 +79,7 @@ void fm_flow_free(fm_flow *f)
     free((char *)f->cfg.data);
     free((char *)f->cfg.source);
     fm_mlp_free(f->net);
+    fm_unet_free(f->unet);
     fm_params_free(f->P);
     fm__stdz_free(&f->z);
     fm__workers_free(&f->wk);
@@ -79,8 +90,18 @@ void fm_flow_free(fm_flow *f)
 const fm_flow_config *fm_flow_get_config(const fm_flow *f) { return &f->cfg; }
 fm_params *fm_flow_params(fm_flow *f) { return f->P; }
 fm_mlp *fm_flow_net(fm_flow *f) { return f->net; }
+fm_unet *fm_flow_unet(fm_flow *f) { return f->unet; }
 
-void fm_flow_init(fm_flow *f, fm_rng *r) { fm_mlp_init(f->net, r); }
+void fm_flow_init(fm_flow *f, fm_rng *r)
+{
+    if (f->unet) fm_unet_init(f->unet, r);
+    else fm_mlp_init(f->net, r);
+}
+
+fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x)
+{
+    return f->unet ? fm__unet_forward_with(tp, f->unet, P, t, x) : fm__mlp_forward_with(tp, f->net, P, t, x);
+}
 
 fm_status fm_flow_set_standardization(fm_flow *f, const float *mean, const float *std)
 {
@@ -120,7 +141,7 @@ static fm_status velocity_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
     const chunk_args *a = ctx;
     int d = a->f->cfg.dim, xs[2] = {m, d};
     fm_tensor *T = chunk_time(tp, tbuf, a->t, m);
-    fm_tensor *y = fm_mlp_forward(tp, a->f->net, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs));
+    fm_tensor *y = fm__flow_forward_with(tp, a->f, a->f->P, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs));
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
     return FM_OK;
@@ -141,7 +162,7 @@ static fm_status vjp_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
     fm_tensor *T = chunk_time(tp, tbuf, a->t, m);
     fm_tensor *X = fm_tensor_copy(tp, a->x + off, 2, xs);
     fm_tensor_requires_grad(X, 1);
-    fm_tensor *y = fm_mlp_forward(tp, a->f->net, T, X);
+    fm_tensor *y = fm__flow_forward_with(tp, a->f, a->f->P, T, X);
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + off, y->data, (size_t)m * d * sizeof(float));
     fm__tape_mark mk = fm__tape_get_mark(tp); /* each pass reuses the memory of the last */
@@ -432,7 +453,7 @@ fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
     const fm_path *p = &c->path;
     fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
     if (!s) s = fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
-    if (!s) s = fm_mlp_config_save(&c->net, w);
+    if (!s) s = c->arch == FM_ARCH_UNET ? fm_unet_config_save(&c->unet, w) : fm_mlp_config_save(&c->net, w);
     if (!s) s = fm__meta_put_num(w, "flow.dim", c->dim);
     if (!s) s = fm_st_writer_meta(w, "flow.data", c->data);
     if (!s) s = fm_st_writer_meta(w, "flow.source", c->source);
@@ -461,12 +482,20 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
     if (!fmt || strcmp(fmt, "flowmatch") != 0)
         return fm__fail(FM_ERR_FORMAT, "not a flowmatch checkpoint (metadata 'format' is %s%s%s)", fmt ? "'" : "",
                         fmt ? fmt : "missing", fmt ? "'" : "");
-    fm_status s = fm_mlp_config_load(&c->net, st);
+    /* "model" names the network; checkpoints from before the U-Net hold an MLP */
+    const char *model = fm_st_meta(st, "model");
+    c->arch = model && !strcmp(model, "unet") ? FM_ARCH_UNET : FM_ARCH_MLP;
+    fm_status s = c->arch == FM_ARCH_UNET ? fm_unet_config_load(&c->unet, st) : fm_mlp_config_load(&c->net, st);
     if (s) return s;
     double dim;
     if ((s = fm__meta_get_whole(st, "flow.dim", 1, 1 << 20, &dim))) return s;
     c->dim = (int)dim;
-    if (c->net.in_dim != c->dim || c->net.out_dim != c->dim || !c->net.time_input)
+    if (c->arch == FM_ARCH_UNET) {
+        if ((long)c->unet.in_ch * c->unet.height * c->unet.width != c->dim)
+            return fm__fail(FM_ERR_FORMAT, "checkpoint's U-Net (%d x %d x %d images) does not fit its %d-dimensional data",
+                            c->unet.in_ch, c->unet.height, c->unet.width, c->dim);
+        c->net = fm_mlp_config_default(c->dim); /* unused */
+    } else if (c->net.in_dim != c->dim || c->net.out_dim != c->dim || !c->net.time_input)
         return fm__fail(FM_ERR_FORMAT, "checkpoint's network (%d -> %d) does not fit its %d-dimensional data",
                         c->net.in_dim, c->net.out_dim, c->dim);
     const char *pk = fm_st_meta(st, "path");
@@ -507,7 +536,7 @@ fm_flow *fm_flow_load(const fm_st *st, int use_ema)
     if (fm_flow_config_load(&c, st) != FM_OK) return NULL;
     fm_flow *f = fm_flow_new(&c);
     if (!f) return NULL;
-    int ema = use_ema && fm_st_find(st, "ema.net.0.weight") >= 0;
+    int ema = use_ema && fm_flow_has_ema(st);
     fm_status s = fm_params_load(f->P, st, ema ? "ema." : NULL);
     if (!s) s = fm__stdz_load(&f->z, st, "flow", c.dim);
     if (s) {
@@ -517,4 +546,11 @@ fm_flow *fm_flow_load(const fm_st *st, int use_ema)
     return f;
 }
 
-int fm_flow_has_ema(const fm_st *st) { return fm_st_find(st, "ema.net.0.weight") >= 0; }
+/* EMA weights are saved as "ema." before every parameter's name, and every
+ * network's names start with "net.". */
+int fm_flow_has_ema(const fm_st *st)
+{
+    for (int i = 0; i < fm_st_count(st); i++)
+        if (!strncmp(fm_st_entry(st, i, NULL, NULL, NULL), "ema.net.", 8)) return 1;
+    return 0;
+}

@@ -159,6 +159,16 @@ static fm_status make_model(fm_trainer *tr, const fm_train_config *cfg, int dim,
         fc.dim = dim;
         fc.data = data;
         fc.source = source;
+        if (fc.arch == FM_ARCH_UNET) {
+            int ic, ih, iw;
+            if (!fm_spec_image_shape(data, &ic, &ih, &iw))
+                return fm__fail(FM_ERR_ARG, "the U-Net is for image data; '%s' is not (use the MLP)", data);
+            if (!fc.unet.in_ch && !fc.unet.height && !fc.unet.width) { /* the data's shape unless set */
+                fc.unet.in_ch = ic;
+                fc.unet.height = ih;
+                fc.unet.width = iw;
+            }
+        }
         tr->flow = fm_flow_new(&fc);
         if (!tr->flow) return fm_last_status();
         tr->P = fm_flow_params(tr->flow);
@@ -215,6 +225,11 @@ static fm_status config_check(const fm_train_config *cfg)
     if (cfg->dequantize && !fm_spec_image_shape(cfg->flow.data, NULL, NULL, NULL))
         return fm__fail(FM_ERR_ARG, "dequantisation spreads pixel bytes: it needs image data ('%s' is not)",
                         cfg->flow.data ? cfg->flow.data : "none");
+    if (cfg->flow.arch < 0 || cfg->flow.arch >= FM_ARCH_COUNT)
+        return fm__fail(FM_ERR_ARG, "unknown network architecture %d", (int)cfg->flow.arch);
+    if (cfg->flow.arch != FM_ARCH_MLP && cfg->method != FM_METHOD_FM && cfg->method != FM_METHOD_DDPM)
+        return fm__fail(FM_ERR_ARG, "the %s network is for flow matching and DDPM; %s uses MLPs",
+                        fm_arch_name(cfg->flow.arch), fm_method_name(cfg->method));
     if (cfg->coupling < 0 || cfg->coupling >= FM_COUPLING_COUNT)
         return fm__fail(FM_ERR_ARG, "unknown coupling %d", (int)cfg->coupling);
     if (cfg->method != FM_METHOD_FM && cfg->coupling != FM_COUPLING_INDEPENDENT)
@@ -438,7 +453,7 @@ static fm_status shard_regress(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0
     fm_tensor *T = fm_tensor_wrap(tp, tr->t + r0, 2, ts);
     fm_tensor *X = fm_tensor_wrap(tp, tr->xt + (size_t)r0 * d, 2, xs);
     fm_tensor *U = fm_tensor_wrap(tp, tr->ut + (size_t)r0 * d, 2, xs);
-    fm_tensor *sq = fm_mse_loss(tp, fm__mlp_forward_with(tp, fm_flow_net(tr->flow), P, T, X), U, FM_REDUCE_SUM);
+    fm_tensor *sq = fm_mse_loss(tp, fm__flow_forward_with(tp, tr->flow, P, T, X), U, FM_REDUCE_SUM);
     return finish(tp, P, fm_scale(tp, sq, (float)(1.0 / ((double)B * d))), loss);
 }
 

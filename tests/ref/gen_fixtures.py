@@ -13,6 +13,7 @@ Needs Debian's python3-torch and python3-sklearn. Files written:
   formats.safetensors  F64 / F16 / BF16 / I64 tensors and escaped metadata
   rng.safetensors      xoshiro256** outputs from an independent implementation
   datasets.safetensors scikit-learn's make_moons / make_circles without noise
+  unet.safetensors     a tiny U-Net (tests/ref/unet.py): weights, input, output and every gradient
   npy/*.npy            arrays written by NumPy in several dtypes and orders
 
 Op references are computed in float64 from float32 inputs, so the C side's
@@ -410,6 +411,40 @@ def gen_datasets():
     st.save(os.path.join(OUT, "datasets.safetensors"), t, {"sklearn": __import__("sklearn").__version__})
 
 
+def gen_unet():
+    """A tiny U-Net (12 x 12 images, base 8, mult 1,2,2, 4 groups) on 3 images
+    in float64 from float32 weights and inputs, GroupNorm affine parameters
+    drawn too: the output, every parameter's gradient and the input's, for a
+    random upstream gradient. A generator of its own: other files are unchanged."""
+    from unet import UNet
+    gu = torch.Generator().manual_seed(2468)
+    torch.manual_seed(13)
+    cfg = dict(in_ch=1, base=8, mult=(1, 2, 2), groups=4, time_freq=8, time_dim=16)
+    m = UNet(**cfg)
+    with torch.no_grad():
+        for k, p in m.named_parameters():
+            if ".norm" in k or k.startswith("norm"):
+                base = 1.0 if k.endswith("weight") else 0.0
+                p.copy_(base + 0.2 * torch.randn(p.shape, generator=gu))
+            elif k.endswith("bias"):  # PyTorch's default biases are small; make them count
+                p.copy_(0.1 * torch.randn(p.shape, generator=gu))
+    t = {f"param.{k}": v.clone().float() for k, v in m.state_dict().items()}
+    m = m.double()
+    x = torch.randn(3, 1, 12, 12, generator=gu).float()
+    tt = torch.rand(3, 1, generator=gu).float()
+    xd = x.double().requires_grad_(True)
+    y = m(tt.double(), xd)
+    dy = torch.randn(y.shape, generator=gu, dtype=torch.float64).float()
+    y.backward(dy.double())
+    t["x"], t["t"], t["dy"], t["out"], t["grad_x"] = x, tt, dy, y.detach(), xd.grad
+    for k, p in m.named_parameters():
+        t[f"grad.{k}"] = p.grad
+    meta = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in cfg.items()}
+    meta["names"] = ",".join(k for k, _ in m.named_parameters())
+    meta["torch"] = torch.__version__
+    st.save(os.path.join(OUT, "unet.safetensors"), t, meta)
+
+
 def gen_npy():
     import numpy as np
     d = os.path.join(OUT, "npy")
@@ -428,7 +463,7 @@ if __name__ == "__main__":
     # Order matters: ops and baselines share the stream G.
     ALL = {"ops": gen_ops, "train": gen_train, "baselines": gen_baselines, "formats": gen_formats,
            "rng": gen_rng, "datasets": gen_datasets, "npy": gen_npy, "conv": gen_conv,
-           "ops2": gen_ops2}
+           "ops2": gen_ops2, "unet": gen_unet}
     which = sys.argv[2:] or list(ALL)
     for w in which:
         if w not in ALL:

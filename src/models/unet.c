@@ -1,0 +1,405 @@
+/* unet.c - a small convolutional U-Net over NCHW images (layout and names in
+ * flowmatch.h, next to fm_unet_config).
+ *
+ * The network owns indices into a parameter set, like the MLP; its forward
+ * takes the weights from any set laid out the same way (the model's own, or a
+ * training worker's gradient replica). Parameters are registered in the order
+ * a PyTorch module registers them (tests/ref/unet.py), which is also the order
+ * fm_unet_init draws their initial values in.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+#define TIME_EMBED_SCALE 1000.0f
+#define TIME_EMBED_PERIOD 10000.0f
+#define GN_EPS 1e-5f
+
+/* Parameter indices of a linear / conv / GroupNorm layer. */
+typedef struct {
+    int w, b;
+} layer;
+
+typedef struct {
+    int cin, cout;
+    layer norm1, conv1, temb, norm2, conv2, skip; /* skip.w -1 when cin == cout */
+} resblock;
+
+struct fm_unet {
+    fm_params *p;
+    fm_unet_config cfg;
+    int ch[FM_UNET_MAX_LEVELS]; /* C_i */
+    layer time0, time2, conv_in, norm_out, conv_out;
+    resblock down[FM_UNET_MAX_LEVELS], mid, up[FM_UNET_MAX_LEVELS];
+    layer upconv[FM_UNET_MAX_LEVELS];
+    char prefix[128];
+    int dry;    /* registering: only check that the names are free */
+    int failed; /* a parameter could not be added */
+};
+
+fm_unet_config fm_unet_config_default(int in_ch, int height, int width)
+{
+    fm_unet_config c;
+    memset(&c, 0, sizeof c);
+    c.in_ch = in_ch;
+    c.height = height;
+    c.width = width;
+    c.base = 32;
+    c.nlevels = 3;
+    c.mult[0] = 1;
+    c.mult[1] = 2;
+    c.mult[2] = 2;
+    c.groups = 8;
+    return c;
+}
+
+static fm_status config_check(const fm_unet_config *c)
+{
+    if (c->in_ch < 1 || c->in_ch > 64 || c->height < 1 || c->width < 1 || c->height > 4096 || c->width > 4096)
+        return fm__fail(FM_ERR_ARG, "unet: image shape %d x %d x %d is invalid", c->in_ch, c->height, c->width);
+    if (c->nlevels < 1 || c->nlevels > FM_UNET_MAX_LEVELS)
+        return fm__fail(FM_ERR_ARG, "unet: %d levels is outside 1..%d", c->nlevels, FM_UNET_MAX_LEVELS);
+    int f = 1 << (c->nlevels - 1);
+    if (c->height % f || c->width % f)
+        return fm__fail(FM_ERR_ARG, "unet: %d levels halve the image %d times; %d x %d is not divisible by %d",
+                        c->nlevels, c->nlevels - 1, c->height, c->width, f);
+    if (c->base < 1 || c->base > 4096) return fm__fail(FM_ERR_ARG, "unet: base channels %d is outside 1..4096", c->base);
+    if (c->groups < 1) return fm__fail(FM_ERR_ARG, "unet: %d GroupNorm groups; at least 1 is needed", c->groups);
+    for (int i = 0; i < c->nlevels; i++) {
+        if (c->mult[i] < 1 || c->mult[i] > 64)
+            return fm__fail(FM_ERR_ARG, "unet: channel multiplier %d of level %d is outside 1..64", c->mult[i], i);
+        if ((c->base * c->mult[i]) % c->groups)
+            return fm__fail(FM_ERR_ARG, "unet: level %d's %d channels are not divisible into %d GroupNorm groups", i,
+                            c->base * c->mult[i], c->groups);
+    }
+    if (c->time_freq < 0 || c->time_freq % 2 || c->time_freq > 65536)
+        return fm__fail(FM_ERR_ARG, "unet: sinusoid size %d must be even and in 0..65536", c->time_freq);
+    if (c->time_dim < 0 || c->time_dim > 65536)
+        return fm__fail(FM_ERR_ARG, "unet: time embedding width %d is outside 0..65536", c->time_dim);
+    if (c->num_classes != 0)
+        return fm__fail(FM_ERR_ARG, "unet: class conditioning (num_classes %d) is not supported yet; it must be 0",
+                        c->num_classes);
+    return FM_OK;
+}
+
+/* One named parameter; on failure marks the model failed and returns -1. */
+static int add(fm_unet *u, const char *name, int ndim, int d0, int d1, int d2, int d3)
+{
+    if (u->failed) return -1;
+    char full[320];
+    int n = snprintf(full, sizeof full, "%s%s%s", u->prefix, *u->prefix ? "." : "", name);
+    if (n < 0 || n >= (int)sizeof full || fm_params_find(u->p, full) >= 0) {
+        fm__fail(FM_ERR_ARG, "unet: parameter name '%.200s' is %s", full,
+                 n >= (int)sizeof full ? "too long" : "already defined");
+        u->failed = 1;
+        return -1;
+    }
+    if (u->dry) return 0;
+    int shape[4] = {d0, d1, d2, d3};
+    int i = fm_params_add(u->p, full, ndim, shape);
+    if (i < 0) u->failed = 1;
+    return i;
+}
+
+static layer add_linear(fm_unet *u, const char *name, int out, int in)
+{
+    char nm[200];
+    layer l;
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    l.w = add(u, nm, 2, out, in, 1, 1);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    l.b = add(u, nm, 1, out, 1, 1, 1);
+    return l;
+}
+
+static layer add_conv(fm_unet *u, const char *name, int out, int in, int k)
+{
+    char nm[200];
+    layer l;
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    l.w = add(u, nm, 4, out, in, k, k);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    l.b = add(u, nm, 1, out, 1, 1, 1);
+    return l;
+}
+
+static layer add_norm1d(fm_unet *u, const char *name, int c)
+{
+    char nm[200];
+    layer l;
+    snprintf(nm, sizeof nm, "%s.weight", name);
+    l.w = add(u, nm, 1, c, 1, 1, 1);
+    snprintf(nm, sizeof nm, "%s.bias", name);
+    l.b = add(u, nm, 1, c, 1, 1, 1);
+    return l;
+}
+
+static resblock add_block(fm_unet *u, const char *name, int cin, int cout)
+{
+    char nm[160];
+    resblock b;
+    b.cin = cin;
+    b.cout = cout;
+#define SUB(s) (snprintf(nm, sizeof nm, "%s.%s", name, s), nm)
+    b.norm1 = add_norm1d(u, SUB("norm1"), cin);
+    b.conv1 = add_conv(u, SUB("conv1"), cout, cin, 3);
+    b.temb = add_linear(u, SUB("temb"), cout, u->cfg.time_dim);
+    b.norm2 = add_norm1d(u, SUB("norm2"), cout);
+    b.conv2 = add_conv(u, SUB("conv2"), cout, cout, 3);
+    if (cin != cout) b.skip = add_conv(u, SUB("skip"), cout, cin, 1);
+    else b.skip.w = b.skip.b = -1;
+#undef SUB
+    return b;
+}
+
+static void register_all(fm_unet *u)
+{
+    const fm_unet_config *c = &u->cfg;
+    int L = c->nlevels, td = c->time_dim;
+    char nm[64];
+    u->time0 = add_linear(u, "time_mlp.0", td, c->time_freq);
+    u->time2 = add_linear(u, "time_mlp.2", td, td);
+    u->conv_in = add_conv(u, "conv_in", u->ch[0], c->in_ch, 3);
+    for (int i = 0; i < L; i++) {
+        snprintf(nm, sizeof nm, "down.%d", i);
+        u->down[i] = add_block(u, nm, i ? u->ch[i - 1] : u->ch[0], u->ch[i]);
+    }
+    u->mid = add_block(u, "mid", u->ch[L - 1], u->ch[L - 1]);
+    for (int j = 0; j < L; j++) {
+        int i = L - 1 - j;
+        snprintf(nm, sizeof nm, "up.%d", j);
+        u->up[j] = add_block(u, nm, 2 * u->ch[i], u->ch[i]);
+    }
+    for (int j = 0; j + 1 < L; j++) {
+        int i = L - 1 - j;
+        snprintf(nm, sizeof nm, "upconv.%d", j);
+        u->upconv[j] = add_conv(u, nm, u->ch[i - 1], u->ch[i], 3);
+    }
+    u->norm_out = add_norm1d(u, "norm_out", u->ch[0]);
+    u->conv_out = add_conv(u, "conv_out", c->in_ch, u->ch[0], 3);
+}
+
+fm_unet *fm_unet_new(fm_params *p, const char *prefix, const fm_unet_config *cfg)
+{
+    if (!p || !cfg) {
+        fm__fail(FM_ERR_ARG, "fm_unet_new: missing parameter set or configuration");
+        return NULL;
+    }
+    if (config_check(cfg) != FM_OK) return NULL;
+    const char *pre = prefix ? prefix : "";
+    if (strlen(pre) >= 100) {
+        fm__fail(FM_ERR_ARG, "unet: parameter prefix '%.40s...' is too long", pre);
+        return NULL;
+    }
+    fm_unet *u = calloc(1, sizeof *u);
+    if (!u) {
+        fm__fail(FM_ERR_NOMEM, "out of memory creating a U-Net");
+        return NULL;
+    }
+    u->p = p;
+    u->cfg = *cfg;
+    if (!u->cfg.time_freq) u->cfg.time_freq = cfg->base % 2 ? cfg->base + 1 : cfg->base;
+    if (!u->cfg.time_dim) u->cfg.time_dim = 4 * cfg->base;
+    for (int i = cfg->nlevels; i < FM_UNET_MAX_LEVELS; i++) u->cfg.mult[i] = 0;
+    strcpy(u->prefix, pre);
+    for (int i = 0; i < cfg->nlevels; i++) u->ch[i] = cfg->base * cfg->mult[i];
+    /* a first pass checks every name, so a failure adds nothing to p */
+    u->dry = 1;
+    register_all(u);
+    u->dry = 0;
+    if (!u->failed) register_all(u);
+    if (u->failed) {
+        free(u);
+        return NULL;
+    }
+    fm_unet_init(u, NULL);
+    return u;
+}
+
+void fm_unet_free(fm_unet *u) { free(u); }
+
+const fm_unet_config *fm_unet_get_config(const fm_unet *u) { return &u->cfg; }
+
+static void init_norm(fm_unet *u, layer l)
+{
+    fm_tensor *w = fm_params_tensor(u->p, l.w), *b = fm_params_tensor(u->p, l.b);
+    for (size_t k = 0; k < w->size; k++) w->data[k] = 1.0f;
+    memset(b->data, 0, b->size * sizeof(float));
+}
+
+static void init_lin(fm_unet *u, fm_rng *r, layer l)
+{
+    if (r) fm_init_linear(r, fm_params_tensor(u->p, l.w), fm_params_tensor(u->p, l.b));
+}
+
+static void init_block(fm_unet *u, fm_rng *r, const resblock *b)
+{
+    init_norm(u, b->norm1);
+    init_lin(u, r, b->conv1);
+    init_lin(u, r, b->temb);
+    init_norm(u, b->norm2);
+    init_lin(u, r, b->conv2);
+    if (b->skip.w >= 0) init_lin(u, r, b->skip);
+}
+
+/* r NULL: only the GroupNorm layers (1 and 0), as fm_unet_new leaves them. */
+void fm_unet_init(fm_unet *u, fm_rng *r)
+{
+    int L = u->cfg.nlevels;
+    init_lin(u, r, u->time0);
+    init_lin(u, r, u->time2);
+    init_lin(u, r, u->conv_in);
+    for (int i = 0; i < L; i++) init_block(u, r, &u->down[i]);
+    init_block(u, r, &u->mid);
+    for (int j = 0; j < L; j++) init_block(u, r, &u->up[j]);
+    for (int j = 0; j + 1 < L; j++) init_lin(u, r, u->upconv[j]);
+    init_norm(u, u->norm_out);
+    init_lin(u, r, u->conv_out);
+}
+
+/* ------------------------------------------------------------------ forward */
+
+typedef struct {
+    fm_tape *tp;
+    fm_params *P;
+    int groups;
+} fwd;
+
+static fm_tensor *W(const fwd *f, int i) { return fm_params_tensor(f->P, i); }
+
+static fm_tensor *norm_silu(const fwd *f, fm_tensor *x, layer n)
+{
+    return fm_silu(f->tp, fm_group_norm(f->tp, x, f->groups, W(f, n.w), W(f, n.b), GN_EPS));
+}
+
+static fm_tensor *conv(const fwd *f, fm_tensor *x, layer c, int pad)
+{
+    return fm_conv2d(f->tp, x, W(f, c.w), W(f, c.b), 1, pad);
+}
+
+/* semb: silu(emb), (N, time_dim). */
+static fm_tensor *block(const fwd *f, const resblock *b, fm_tensor *x, fm_tensor *semb)
+{
+    fm_tensor *h = conv(f, norm_silu(f, x, b->norm1), b->conv1, 1);
+    fm_tensor *te = fm_linear(f->tp, semb, W(f, b->temb.w), W(f, b->temb.b));
+    int ts[4] = {te ? te->shape[0] : 1, b->cout, 1, 1};
+    h = fm_add(f->tp, h, fm_reshape(f->tp, te, 4, ts));
+    h = conv(f, norm_silu(f, h, b->norm2), b->conv2, 1);
+    return fm_add(f->tp, h, b->skip.w >= 0 ? conv(f, x, b->skip, 0) : x);
+}
+
+fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x)
+{
+    fm_tensor *in2[2] = {x, t};
+    if (!fm__op_inputs_ok(tp, "unet", in2, 2)) return NULL;
+    const fm_unet_config *c = &u->cfg;
+    char s1[96], s2[96];
+    int B = x->shape[0], d = c->in_ch * c->height * c->width;
+    int flat = x->ndim == 2;
+    if (!(flat && x->shape[1] == d) &&
+        !(x->ndim == 4 && x->shape[1] == c->in_ch && x->shape[2] == c->height && x->shape[3] == c->width))
+        return fm__op_fail(tp, FM_ERR_SHAPE, "unet: input has shape %s, expected [B, %d, %d, %d] or [B, %d]",
+                           fm_shape_str(x, s1, sizeof s1), c->in_ch, c->height, c->width, d);
+    if (!((t->ndim == 2 && t->shape[1] == 1) || t->ndim == 1) || t->shape[0] != B)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "unet: times have shape %s, expected [%d, 1] for input %s",
+                           fm_shape_str(t, s1, sizeof s1), B, fm_shape_str(x, s2, sizeof s2));
+    fwd f = {tp, P, c->groups};
+    int L = c->nlevels;
+    fm_tensor *emb = fm_time_embed(tp, t, c->time_freq, TIME_EMBED_SCALE, TIME_EMBED_PERIOD);
+    emb = fm_linear(tp, emb, W(&f, u->time0.w), W(&f, u->time0.b));
+    emb = fm_linear(tp, fm_silu(tp, emb), W(&f, u->time2.w), W(&f, u->time2.b));
+    fm_tensor *semb = fm_silu(tp, emb);
+    int is[4] = {B, c->in_ch, c->height, c->width};
+    fm_tensor *h = flat ? fm_reshape(tp, x, 4, is) : x;
+    h = conv(&f, h, u->conv_in, 1);
+    fm_tensor *kept[FM_UNET_MAX_LEVELS];
+    for (int i = 0; i < L; i++) {
+        h = block(&f, &u->down[i], h, semb);
+        kept[i] = h;
+        if (i + 1 < L) h = fm_avg_pool2d(tp, h, 2);
+    }
+    h = block(&f, &u->mid, h, semb);
+    for (int j = 0; j < L; j++) {
+        int i = L - 1 - j;
+        fm_tensor *cat[2] = {h, kept[i]};
+        h = block(&f, &u->up[j], fm_concat(tp, cat, 2), semb);
+        if (i > 0) h = conv(&f, fm_upsample_nearest2d(tp, h, 2), u->upconv[j], 1);
+    }
+    h = conv(&f, norm_silu(&f, h, u->norm_out), u->conv_out, 1);
+    if (flat) {
+        int os[2] = {B, d};
+        h = fm_reshape(tp, h, 2, os);
+    }
+    return h;
+}
+
+fm_tensor *fm_unet_forward(fm_tape *tp, fm_unet *u, fm_tensor *t, fm_tensor *x)
+{
+    return fm__unet_forward_with(tp, u, u->p, t, x);
+}
+
+/* ------------------------------------------------------------------ names and metadata */
+
+const char *fm_arch_name(fm_arch a)
+{
+    static const char *const names[FM_ARCH_COUNT] = {"mlp", "unet"};
+    return a >= 0 && a < FM_ARCH_COUNT ? names[a] : "unknown";
+}
+
+int fm_arch_from_name(const char *name)
+{
+    for (int a = 0; name && a < FM_ARCH_COUNT; a++)
+        if (!strcmp(name, fm_arch_name((fm_arch)a))) return a;
+    return -1;
+}
+
+fm_status fm_unet_config_save(const fm_unet_config *c, fm_st_writer *w)
+{
+    fm_status s = fm_st_writer_meta(w, "model", "unet");
+    if (!s) s = fm__meta_put_num(w, "unet.in_ch", c->in_ch);
+    if (!s) s = fm__meta_put_num(w, "unet.height", c->height);
+    if (!s) s = fm__meta_put_num(w, "unet.width", c->width);
+    if (!s) s = fm__meta_put_num(w, "unet.base", c->base);
+    if (!s) s = fm__meta_put_widths(w, "unet.mult", c->nlevels, c->mult);
+    if (!s) s = fm__meta_put_num(w, "unet.time_freq", c->time_freq);
+    if (!s) s = fm__meta_put_num(w, "unet.time_dim", c->time_dim);
+    if (!s) s = fm__meta_put_num(w, "unet.groups", c->groups);
+    if (!s) s = fm__meta_put_num(w, "unet.num_classes", c->num_classes);
+    return s;
+}
+
+fm_status fm_unet_config_load(fm_unet_config *c, const fm_st *st)
+{
+    const char *model = fm_st_meta(st, "model");
+    if (!model) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks 'model'");
+    if (strcmp(model, "unet") != 0) return fm__fail(FM_ERR_FORMAT, "checkpoint holds a '%s' model, not a unet", model);
+    fm_unet_config t;
+    memset(&t, 0, sizeof t);
+    double in = 0, h = 0, wd = 0, base = 0, tf = 0, tdim = 0, g = 0, nc = 0;
+    int mult[FM_MLP_MAX_LAYERS] = {0}, nl = 0;
+    fm_status s = fm__meta_get_whole(st, "unet.in_ch", 1, 64, &in);
+    if (!s) s = fm__meta_get_whole(st, "unet.height", 1, 4096, &h);
+    if (!s) s = fm__meta_get_whole(st, "unet.width", 1, 4096, &wd);
+    if (!s) s = fm__meta_get_whole(st, "unet.base", 1, 4096, &base);
+    if (!s) s = fm__meta_get_widths(st, "unet.mult", &nl, mult);
+    if (!s) s = fm__meta_get_whole(st, "unet.time_freq", 0, 65536, &tf);
+    if (!s) s = fm__meta_get_whole(st, "unet.time_dim", 0, 65536, &tdim);
+    if (!s) s = fm__meta_get_whole(st, "unet.groups", 1, 4096, &g);
+    if (!s) s = fm__meta_get_whole(st, "unet.num_classes", 0, 0, &nc);
+    if (s) return s;
+    if (nl < 1 || nl > FM_UNET_MAX_LEVELS)
+        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'unet.mult' has %d levels, not 1..%d", nl, FM_UNET_MAX_LEVELS);
+    t.in_ch = (int)in;
+    t.height = (int)h;
+    t.width = (int)wd;
+    t.base = (int)base;
+    t.nlevels = nl;
+    memcpy(t.mult, mult, (size_t)nl * sizeof(int));
+    t.time_freq = (int)tf;
+    t.time_dim = (int)tdim;
+    t.groups = (int)g;
+    t.num_classes = (int)nc;
+    if (config_check(&t)) return fm__fail(FM_ERR_FORMAT, "checkpoint's U-Net: %s", fm_last_error());
+    *c = t;
+    return FM_OK;
+}

@@ -1,0 +1,348 @@
+/* test_unet.c - the convolutional U-Net and flows that use it.
+ *
+ * The whole network's output and every gradient (each parameter's and the
+ * input's) against PyTorch (tests/ref/unet.py, fixture unet.safetensors: a
+ * tiny U-Net on three 12 x 12 images); the reshape op; then a flow with a
+ * tiny U-Net on a small MNIST-like folder: training, checkpoints that sample
+ * the same bits, resuming that equals not stopping, the same bits again for
+ * the same thread count, EMA, DDPM and the likelihood's VJP path.
+ */
+#include "harness.h"
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define TOL 1e-4
+
+static void test_reshape(void)
+{
+    fm_tape *tp = fm_tape_new(0);
+    float v[6] = {1, 2, 3, 4, 5, 6}, dy[6] = {0.5f, -1, 2, 3, -4, 6};
+    int s23[2] = {2, 3}, s3111[4] = {3, 1, 2, 1}, s7[1] = {7};
+    fm_tensor *x = fm_tensor_copy(tp, v, 2, s23);
+    fm_tensor_requires_grad(x, 1);
+    fm_tensor *y = fm_reshape(tp, x, 4, s3111);
+    fm_status s = y ? fm_backward(tp, y, dy) : FM_ERR_ARG;
+    int ok = s == FM_OK && y->ndim == 4 && y->shape[0] == 3 && y->shape[2] == 2 && !memcmp(y->data, v, sizeof v) &&
+             x->grad && !memcmp(x->grad, dy, sizeof dy);
+    fm_tensor *bad = fm_reshape(tp, x, 1, s7);
+    t_check(ok && !bad && fm_tape_status(tp) == FM_ERR_SHAPE && strstr(fm_last_error(), "reshape"),
+            "reshape: [2, 3] -> [3, 1, 2, 1] keeps the values, passes the gradient; 6 values as [7] is a shape error: %s",
+            fm_last_error());
+    fm_tape_free(tp);
+}
+
+static void test_fixture(void)
+{
+    fm_st *st = t_fixture("unet.safetensors");
+    if (!st) return;
+    fm_unet_config c = fm_unet_config_default(1, 12, 12);
+    c.base = 8;
+    c.groups = 4;
+    c.time_freq = 8;
+    c.time_dim = 16;
+    fm_params *P = fm_params_new();
+    fm_unet *u = fm_unet_new(P, NULL, &c);
+    /* the names, in PyTorch's order */
+    const char *names = fm_st_meta(st, "names");
+    char joined[8192] = "";
+    for (int i = 0, o = 0; u && i < fm_params_count(P); i++)
+        o += snprintf(joined + o, sizeof joined - (size_t)o, "%s%s", i ? "," : "", fm_params_name(P, i));
+    t_check(u && names && !strcmp(joined, names), "unet: %d parameters named and ordered as PyTorch's state_dict",
+            u ? fm_params_count(P) : 0);
+    fm_status s = u ? fm_params_load(P, st, "param.") : FM_ERR_ARG;
+    size_t nx, nt, ndy, nout, ngx;
+    float *x = t_read(st, "x", &nx), *t = t_read(st, "t", &nt), *dy = t_read(st, "dy", &ndy),
+          *out = t_read(st, "out", &nout), *gx = t_read(st, "grad_x", &ngx);
+    if (s || !x || !t || !dy || !out || !gx) {
+        t_check(0, "unet fixture: %s", T_ERR(s));
+        goto done;
+    }
+    fm_tape *tp = fm_tape_new(0);
+    int xs[4] = {3, 1, 12, 12}, ts[2] = {3, 1};
+    fm_tensor *X = fm_tensor_copy(tp, x, 4, xs);
+    fm_tensor_requires_grad(X, 1);
+    fm_params_zero_grad(P);
+    fm_params_requires_grad(P, 1);
+    fm_tensor *Y = fm_unet_forward(tp, u, fm_tensor_wrap(tp, t, 2, ts), X);
+    s = Y ? fm_backward(tp, Y, dy) : fm_tape_status(tp);
+    if (s) {
+        t_check(0, "unet forward and backward: %s", fm_last_error());
+        fm_tape_free(tp);
+        goto done;
+    }
+    double worst = t_relerr(Y->data, out, nout), e;
+    t_close("unet: output [3, 1, 12, 12]", Y->data, out, nout, TOL);
+    e = t_relerr(X->grad, gx, ngx);
+    worst = fmax(worst, e);
+    t_close("unet: gradient of the input", X->grad, gx, ngx, TOL);
+    /* every parameter: one case with the largest error, naming the worst */
+    double pw = 0;
+    const char *pname = "";
+    int missing = 0;
+    for (int i = 0; i < fm_params_count(P); i++) {
+        char key[256];
+        snprintf(key, sizeof key, "grad.%s", fm_params_name(P, i));
+        size_t n;
+        float *g = t_read(st, key, &n);
+        fm_tensor *pt = fm_params_tensor(P, i);
+        if (!g || n != pt->size) {
+            missing++;
+            free(g);
+            continue;
+        }
+        e = t_relerr(pt->grad, g, n);
+        if (e > pw) pw = e, pname = fm_params_name(P, i);
+        free(g);
+    }
+    worst = fmax(worst, pw);
+    t_check(!missing && pw < TOL, "unet: gradients of all %d parameters, largest relative error %.2e (%s)",
+            fm_params_count(P), pw, pname);
+    t_family_max("unet", worst);
+    /* the flat input (B, C H W) gives the same bits */
+    float *y4 = malloc(nout * sizeof(float));
+    memcpy(y4, Y->data, nout * sizeof(float));
+    fm_tape_reset(tp);
+    int fs[2] = {3, 144};
+    fm_tensor *Yf = fm_unet_forward(tp, u, fm_tensor_wrap(tp, t, 1, ts), fm_tensor_wrap(tp, x, 2, fs));
+    t_check(Yf && Yf->ndim == 2 && Yf->shape[1] == 144 && !memcmp(Yf->data, y4, nout * sizeof(float)),
+            "unet: flat input [3, 144] and times [3] give the same bits as [3, 1, 12, 12]");
+    free(y4);
+    /* bad shapes and configurations are errors, not crashes */
+    fm_tape_reset(tp);
+    int bs[2] = {3, 145};
+    fm_tensor *Yb = fm_unet_forward(tp, u, fm_tensor_wrap(tp, t, 2, ts), fm_tensor_wrap(tp, x, 2, bs));
+    int bad_shape = !Yb && fm_tape_status(tp) == FM_ERR_SHAPE;
+    fm_unet_config bc = c;
+    bc.num_classes = 10;
+    fm_params *P2 = fm_params_new();
+    fm_unet *u2 = fm_unet_new(P2, NULL, &bc);
+    int no_classes = !u2 && strstr(fm_last_error(), "num_classes") && fm_params_count(P2) == 0;
+    bc = c;
+    bc.height = 10; /* two halvings need a multiple of 4 */
+    int bad_size = !fm_unet_new(P2, NULL, &bc) && fm_params_count(P2) == 0;
+    int clash = !fm_unet_new(P, NULL, &c) && strstr(fm_last_error(), "already defined");
+    t_check(bad_shape && no_classes && bad_size && clash,
+            "unet: a wrong input shape, num_classes != 0, 10 x 10 images with 3 levels and a name clash are errors");
+    fm_unet_free(u2);
+    fm_params_free(P2);
+    fm_tape_free(tp);
+done:
+    free(x);
+    free(t);
+    free(dy);
+    free(out);
+    free(gx);
+    fm_unet_free(u);
+    fm_params_free(P);
+    fm_st_free(st);
+}
+
+/* ---- flows with a U-Net */
+
+static const char *mnist_dir(void)
+{
+    static int made;
+    const char *dir = t_path("unet_mn");
+    if (!made) {
+        enum { N = 24 };
+        static uint8_t im[N * 784];
+        uint8_t lab[N];
+        for (int i = 0; i < N; i++) {
+            lab[i] = (uint8_t)(i % 10);
+            for (int p = 0; p < 784; p++) { /* a blob that moves with i */
+                int r = p / 28, c = p % 28, dr = r - 8 - i % 12, dc = c - 6 - (i * 7) % 15;
+                im[i * 784 + p] = (uint8_t)(dr * dr + dc * dc < 30 ? 255 - 3 * (dr * dr + dc * dc) : (i * p) % 17);
+            }
+        }
+        int dims[3] = {N, 28, 28}, nl = N;
+        mkdir(dir, 0755);
+        fm_idx_write_u8(t_path("unet_mn/train-images-idx3-ubyte"), 3, dims, im);
+        fm_idx_write_u8(t_path("unet_mn/train-labels-idx1-ubyte"), 1, &nl, lab);
+        made = 1;
+    }
+    return dir;
+}
+
+static fm_train_config unet_config(int batch)
+{
+    static char spec[1100];
+    snprintf(spec, sizeof spec, "mnist:%s", mnist_dir());
+    fm_train_config c = fm_train_config_default();
+    c.flow.data = spec;
+    c.flow.arch = FM_ARCH_UNET;
+    c.flow.unet.base = 8;
+    c.flow.unet.nlevels = 2;
+    c.flow.unet.mult[0] = 1;
+    c.flow.unet.mult[1] = 2;
+    c.flow.unet.groups = 4;
+    c.optim.lr = 1e-3;
+    c.batch = batch;
+    c.seed = 3;
+    return c;
+}
+
+static int same_params(fm_trainer *a, fm_trainer *b)
+{
+    fm_params *pa = fm_flow_params(fm_trainer_flow(a)), *pb = fm_flow_params(fm_trainer_flow(b));
+    return fm_params_size(pa) == fm_params_size(pb) &&
+           !memcmp(fm_params_data(pa), fm_params_data(pb), fm_params_size(pa) * sizeof(float));
+}
+
+static int sample4(fm_flow *f, float *out)
+{
+    fm_rng r;
+    fm_rng_seed(&r, 9, FM_STREAM_NOISE);
+    fm_solver_config sc = fm_solver_config_default(FM_SOLVER_EULER);
+    double grid[3];
+    fm_time_grid_uniform(grid, 2, 0.0, fm_flow_get_config(f)->path.t_end);
+    return fm_flow_sample(f, 4, NULL, &r, &sc, grid, 3, out, NULL, NULL, NULL) == FM_OK;
+}
+
+static void test_flow(void)
+{
+    int saved_threads = fm_get_threads();
+    fm_set_threads(1);
+    fm_train_config c = unet_config(8);
+    c.ema_decay = 0.9;
+    fm_trainer *tr = t_trained(&c, 3);
+    fm_flow *f = tr ? fm_trainer_flow(tr) : NULL;
+    int ok = f && fm_flow_unet(f) && !fm_flow_net(f) && fm_flow_get_config(f)->unet.in_ch == 1 &&
+             fm_flow_get_config(f)->unet.height == 28 && fm_params_find(fm_flow_params(f), "net.mid.skip.weight") < 0 &&
+             fm_params_find(fm_flow_params(f), "net.upconv.0.weight") >= 0;
+    t_check(ok, "a U-Net flow trains 3 steps on a 24-image MNIST folder (28 x 28, levels 28 and 14) %s", T_ERRP(f));
+    if (!ok) {
+        fm_trainer_free(tr);
+        fm_set_threads(saved_threads);
+        return;
+    }
+    /* save, load, sample the same bits */
+    const char *path = t_path("unet_flow.safetensors");
+    float a[4 * 784], b[4 * 784];
+    fm_status s = fm_trainer_save(tr, path);
+    fm_st *st = s ? NULL : fm_st_load(path);
+    fm_flow *g = st ? fm_flow_load(st, 0) : NULL;
+    fm_flow *ge = st ? fm_flow_load(st, 1) : NULL;
+    int has_ema = st && fm_flow_has_ema(st);
+    const char *model = st ? fm_st_meta(st, "model") : NULL;
+    ok = g && ge && has_ema && model && !strcmp(model, "unet") && sample4(f, a) && sample4(g, b) && !memcmp(a, b, sizeof a);
+    int finite = 1;
+    for (int i = 0; i < 4 * 784; i++) finite &= isfinite(a[i]) != 0;
+    /* the EMA weights load instead of the live ones */
+    int ema_differs = ge && memcmp(fm_params_data(fm_flow_params(ge)), fm_params_data(fm_flow_params(g)),
+                                   fm_params_size(fm_flow_params(g)) * sizeof(float)) != 0;
+    t_check(ok && finite && ema_differs,
+            "U-Net flow: saved (model = unet, EMA kept) and loaded, 4 samples of 784 pixels with the same bits; the "
+            "EMA weights load on request %s", T_ERR(s));
+    /* the likelihood's VJP path through the U-Net: Hutchinson, and exact on one point */
+    if (g) {
+        double grid[3], lp[2] = {NAN, NAN}, se[2], lpe = NAN;
+        fm_time_grid_uniform(grid, 2, fm_flow_get_config(g)->path.t_end, 0.0);
+        fm_nll_config nc = {fm_solver_config_default(FM_SOLVER_EULER), grid, 3, FM_DIV_HUTCH_RADEMACHER, 2, 1};
+        fm_status s1 = fm_flow_log_likelihood(g, a, 2, &nc, lp, se, NULL);
+        nc.div = FM_DIV_EXACT;
+        nc.ngrid = 2;
+        grid[1] = 0.0;
+        fm_status s2 = fm_flow_log_likelihood(g, a, 1, &nc, &lpe, NULL, NULL);
+        t_check(s1 == FM_OK && s2 == FM_OK && isfinite(lp[0]) && isfinite(lp[1]) && isfinite(lpe),
+                "U-Net flow: log-likelihood through its VJPs, Hutchinson (2 points, %.1f, %.1f) and exact (1 point, "
+                "784 backward passes, %.1f) %s",
+                lp[0], lp[1], lpe, s1 ? fm_last_error() : T_ERR(s2));
+    }
+    fm_flow_free(g);
+    fm_flow_free(ge);
+    fm_st_free(st);
+
+    /* resuming equals not stopping */
+    fm_train_config c2 = unet_config(8);
+    c2.iters = 4;
+    c2.sched.total = 4;
+    fm_trainer *full = t_trained(&c2, 4), *half = t_trained(&c2, 2), *res = NULL;
+    const char *p2 = t_path("unet_half.safetensors");
+    if (half && fm_trainer_save(half, p2) == FM_OK) res = fm_trainer_resume(p2, 4);
+    for (int i = 0; res && i < 2; i++)
+        if (fm_trainer_step(res, NULL) != FM_OK) {
+            fm_trainer_free(res);
+            res = NULL;
+        }
+    t_check(full && res && same_params(full, res) && fm_flow_unet(fm_trainer_flow(res)),
+            "U-Net flow: 2 steps, save, resume, 2 steps equals 4 steps bit for bit %s", T_ERRP(res));
+    fm_trainer_free(full);
+    fm_trainer_free(half);
+    fm_trainer_free(res);
+    fm_trainer_free(tr);
+
+    /* the same bits again for the same thread count (batch 64: two shards on two threads) */
+    fm_train_config c3 = unet_config(64);
+    fm_trainer *r1[2] = {NULL, NULL}, *r2[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        fm_set_threads(1);
+        r1[k] = t_trained(&c3, 2);
+        fm_set_threads(2);
+        r2[k] = t_trained(&c3, 2);
+    }
+    int det1 = r1[0] && r1[1] && same_params(r1[0], r1[1]), det2 = r2[0] && r2[1] && same_params(r2[0], r2[1]);
+    double diff = 0;
+    if (r1[0] && r2[0]) {
+        fm_params *pa = fm_flow_params(fm_trainer_flow(r1[0])), *pb = fm_flow_params(fm_trainer_flow(r2[0]));
+        diff = t_relerr(fm_params_data(pb), fm_params_data(pa), fm_params_size(pa));
+    }
+    t_check(det1 && det2 && diff < 1e-3,
+            "U-Net flow: 1 thread twice, 2 threads twice, each the same bits; 1 against 2 threads differ by %.1e", diff);
+    for (int k = 0; k < 2; k++) {
+        fm_trainer_free(r1[k]);
+        fm_trainer_free(r2[k]);
+    }
+    fm_set_threads(1);
+
+    /* DDPM with the same network */
+    fm_train_config cd = unet_config(8);
+    cd.method = FM_METHOD_DDPM;
+    cd.flow.ddpm.T = 50;
+    fm_trainer *td = t_trained(&cd, 2);
+    const char *pd = t_path("unet_ddpm.safetensors");
+    fm_st *sd = td && fm_trainer_save(td, pd) == FM_OK ? fm_st_load(pd) : NULL;
+    fm_model *m = sd ? fm_model_load(sd, 0) : NULL;
+    int ddpm_ok = 0;
+    if (m) {
+        int steps;
+        fm_solver_kind kind = fm_model_default_solver(m, &steps);
+        fm_solver_config sc = fm_solver_config_default(kind);
+        double grid[6];
+        fm_time_grid_uniform(grid, 5, 0.0, 1.0);
+        fm_rng r;
+        fm_rng_seed(&r, 1, FM_STREAM_NOISE);
+        float o[2 * 784];
+        ddpm_ok = fm_model_method(m) == FM_METHOD_DDPM && fm_flow_unet(fm_model_flow(m)) &&
+                  fm_model_sample(m, 2, &r, &sc, grid, 6, o, NULL, NULL, NULL) == FM_OK && isfinite(o[0]) && isfinite(o[783]);
+    }
+    t_check(ddpm_ok, "DDPM with a U-Net: trains, saves, loads and samples 5 steps %s", T_ERRP(m));
+    fm_model_free(m);
+    fm_st_free(sd);
+    fm_trainer_free(td);
+
+    /* the U-Net needs image data; VAE and GAN keep their MLPs */
+    fm_train_config cm = unet_config(8);
+    cm.flow.data = "moons";
+    fm_trainer *bad = fm_trainer_new(&cm);
+    int moons = !bad && fm_last_status() == FM_ERR_ARG && strstr(fm_last_error(), "image data");
+    fm_trainer_free(bad);
+    cm = unet_config(8);
+    cm.method = FM_METHOD_VAE;
+    bad = fm_trainer_new(&cm);
+    t_check(moons && !bad && strstr(fm_last_error(), "unet"),
+            "a U-Net on moons and a U-Net VAE are refused: %s", fm_last_error());
+    fm_trainer_free(bad);
+    fm_set_threads(saved_threads);
+}
+
+void test_unet(void)
+{
+    test_reshape();
+    test_fixture();
+    test_flow();
+}
