@@ -274,30 +274,23 @@ int cmd_sample(int argc, char **argv)
         goto done;
     }
     if ((rc = cli_out_commit("sample", &outs)) >= 0) goto done;
-    if (!quiet && !f) {
-        printf("%s %d points %s (NFE 1), %.3f s -> %s%s%s\n", recon ? "reconstructed" : "sampled", n,
-               meth == FM_METHOD_VAE ? "through the VAE's decoder" : "from the GAN's generator", secs, out,
-               scatter ? ", " : "", scatter ? scatter : "");
-        if (pgrid) printf("  grid: %s\n", pgrid);
-    } else if (!quiet && meth == FM_METHOD_DDPM) {
-        printf("sampled %d points with DDPM %s in %d steps, NFE %ld, %.3f s -> %s", n, fm_solver_name(sc.kind),
-               ngrid - 1, st.nfe, secs, out);
+    if (!quiet) {
+        if (!f)
+            printf("%s %d points %s (NFE 1), %.3f s -> %s", recon ? "reconstructed" : "sampled", n,
+                   meth == FM_METHOD_VAE ? "through the VAE's decoder" : "from the GAN's generator", secs, out);
+        else if (meth == FM_METHOD_DDPM)
+            printf("sampled %d points with DDPM %s in %d steps, NFE %ld, %.3f s -> %s", n, fm_solver_name(sc.kind),
+                   ngrid - 1, st.nfe, secs, out);
+        else {
+            printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", n, fm_solver_name(sc.kind),
+                   ngrid, grid[0], grid[ngrid - 1], st.nfe);
+            if (sc.kind == FM_SOLVER_DOPRI5) printf(" (%ld steps, %ld rejected)", st.steps, st.rejected);
+            printf(", %.3f s -> %s", secs, out);
+        }
         if (k.traj) printf(", %s (%d states)", traj_out ? traj_out : tp, k.ntraj);
-        if (figure) printf(", %s", figure);
-        if (scatter) printf(", %s", scatter);
-        if (pgrid) printf(", %s", pgrid);
-        if (tgrid) printf(", %s", tgrid);
-        printf("\n");
-    } else if (!quiet) {
-        printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", n, fm_solver_name(sc.kind), ngrid,
-               grid[0], grid[ngrid - 1], st.nfe);
-        if (sc.kind == FM_SOLVER_DOPRI5) printf(" (%ld steps, %ld rejected)", st.steps, st.rejected);
-        printf(", %.3f s -> %s", secs, out);
-        if (k.traj) printf(", %s (%d states)", traj_out ? traj_out : tp, k.ntraj);
-        if (figure) printf(", %s", figure);
-        if (scatter) printf(", %s", scatter);
-        if (pgrid) printf(", %s", pgrid);
-        if (tgrid) printf(", %s", tgrid);
+        const char *more[] = {figure, scatter, pgrid, tgrid};
+        for (int i = 0; i < 4; i++)
+            if (more[i]) printf(", %s", more[i]);
         printf("\n");
     }
     rc = CLI_OK;
