@@ -137,6 +137,10 @@ void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy,
  * costs more than it saves. */
 #define FM__PAR_MIN_WORK 200000
 int fm__threads_for(double work);
+/* The same, but no more workers than `items` to share out (at least 1). */
+int fm__threads_over(double work, int items);
+/* Worker t of nt takes items [fm__split(n, t, nt), fm__split(n, t + 1, nt)). */
+static inline int fm__split(int n, int t, int nt) { return (int)((long long)n * t / nt); }
 
 /* A static-schedule parallel for over nt threads (a plain loop without OpenMP). */
 #define FM__PRAGMA(x) _Pragma(#x)

@@ -122,3 +122,10 @@ int fm__threads_for(double work)
     int by_work = (int)(work / FM__PAR_MIN_WORK);
     return by_work < n ? (by_work > 1 ? by_work : 1) : n;
 }
+
+int fm__threads_over(double work, int items)
+{
+    int nt = fm__threads_for(work);
+    if (nt > items) nt = items;
+    return nt < 1 ? 1 : nt;
+}

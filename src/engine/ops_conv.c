@@ -96,6 +96,16 @@ typedef struct {
     int lo, hi;
 } tap_run;
 
+/* Zero the entries of a band row that wrap round a row edge (ow outside [lo, hi)). */
+static void zero_wrap(float *row, const tap_run *t, int Wo)
+{
+    if (t->lo == 0 && t->hi == Wo) return;
+    for (ptrdiff_t q = 0; q < t->qb; q += Wo) {
+        for (int ow = 0; ow < t->lo; ow++) row[q + ow] = 0.0f;
+        for (int ow = t->hi; ow < Wo; ow++) row[q + ow] = 0.0f;
+    }
+}
+
 static tap_run same_run(const conv_geom *g, int oh0, int oh1, int i, int j)
 {
     tap_run t;
@@ -132,11 +142,7 @@ static void im2col(const conv_geom *g, const float *x, int oh0, int oh1, float *
                     memset(row, 0, (size_t)t.qa * sizeof(float));
                     memcpy(row + t.qa, xc + t.qa + t.shift, (size_t)(t.qb - t.qa) * sizeof(float));
                     memset(row + t.qb, 0, (pc - (size_t)t.qb) * sizeof(float));
-                    if (t.lo > 0 || t.hi < Wo)
-                        for (ptrdiff_t q = 0; q < t.qb; q += Wo) {
-                            for (int ow = 0; ow < t.lo; ow++) row[q + ow] = 0.0f;
-                            for (int ow = t.hi; ow < Wo; ow++) row[q + ow] = 0.0f;
-                        }
+                    zero_wrap(row, &t, Wo);
                     continue;
                 }
                 int lo, hi, off = j - g->pad; /* input column = ow s + off */
@@ -175,11 +181,7 @@ static void col2im(const conv_geom *g, float *dcol, int oh0, int oh1, float *dx)
                 float *row = dcol + ((size_t)(c * g->kh + i) * g->kw + j) * pc;
                 if (same) {
                     tap_run t = same_run(g, oh0, oh1, i, j);
-                    if (t.lo > 0 || t.hi < Wo)
-                        for (ptrdiff_t q = 0; q < t.qb; q += Wo) {
-                            for (int ow = 0; ow < t.lo; ow++) row[q + ow] = 0.0f;
-                            for (int ow = t.hi; ow < Wo; ow++) row[q + ow] = 0.0f;
-                        }
+                    zero_wrap(row, &t, Wo);
                     float *d = dc + t.qa + t.shift; /* inside the plane */
                     const float *r = row + t.qa;
                     for (ptrdiff_t q = 0; q < t.qb - t.qa; q++) d[q] += r[q];
@@ -269,13 +271,12 @@ static void conv_backward_image(const conv_geom *g, const float *x, const float 
     }
 }
 
-/* Worker count for a loop over `items` images doing `work` multiply-adds. */
+/* Worker count for a loop over `items` images doing `work` multiply-adds
+ * (each worker keeps scratch, so at most FM__MAX_WORKERS). */
 static int image_threads(double work, int items)
 {
-    int nt = fm__threads_for(work);
-    if (nt > items) nt = items;
-    if (nt > FM__MAX_WORKERS) nt = FM__MAX_WORKERS;
-    return nt < 1 ? 1 : nt;
+    int nt = fm__threads_over(work, items);
+    return nt < FM__MAX_WORKERS ? nt : FM__MAX_WORKERS;
 }
 
 /* Floats of weight-gradient buffers (one per image) kept at once; the images
@@ -337,7 +338,7 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
         int ntm = nt < m ? nt : m;
         FM__PARALLEL_FOR(ntm)
         for (int t = 0; t < ntm; t++) {
-            int i0 = (int)((long)m * t / ntm), i1 = (int)((long)m * (t + 1) / ntm);
+            int i0 = fm__split(m, t, ntm), i1 = fm__split(m, t + 1, ntm);
             for (int i = i0; i < i1; i++)
                 conv_backward_image(&g, x->data, w->data, dy, dx, part ? part + (size_t)i * ko : NULL, &sc[t],
                                     n0 + i);
@@ -406,7 +407,7 @@ fm_tensor *fm_conv2d(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b, int 
     const float *bias = b ? b->data : NULL;
     FM__PARALLEL_FOR(nt)
     for (int t = 0; t < nt; t++) {
-        int n0 = (int)((long)g.N * t / nt), n1 = (int)((long)g.N * (t + 1) / nt);
+        int n0 = fm__split(g.N, t, nt), n1 = fm__split(g.N, t + 1, nt);
         conv_forward_images(&g, x->data, w->data, bias, y->data, col[t], n0, n1);
     }
     fm__arena_rewind(&tp->arena, &mark);
@@ -415,12 +416,18 @@ fm_tensor *fm_conv2d(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b, int 
 
 /* ------------------------------------------------------------------ upsampling and pooling */
 
-static int image_input_ok(fm_tape *tp, const char *op, fm_tensor *x)
+/* x is a live [N, C, H, W] tensor and the op's size parameter (what = v) is
+ * at least 1; else the op fails with a message naming both. */
+static int image_input_ok(fm_tape *tp, const char *op, fm_tensor *x, const char *what, int v)
 {
     if (!fm__op_inputs_ok(tp, op, &x, 1)) return 0;
+    char s[96];
     if (x->ndim != 4) {
-        char s[96];
         fm__op_fail(tp, FM_ERR_SHAPE, "%s: input %s is not [N, C, H, W]", op, fm_shape_str(x, s, sizeof s));
+        return 0;
+    }
+    if (v < 1) {
+        fm__op_fail(tp, FM_ERR_ARG, "%s: %s %d must be at least 1 (input %s)", op, what, v, fm_shape_str(x, s, sizeof s));
         return 0;
     }
     return 1;
@@ -451,11 +458,8 @@ static const fm_op OP_UPSAMPLE = {"upsample_nearest2d", upsample_backward};
 
 fm_tensor *fm_upsample_nearest2d(fm_tape *tp, fm_tensor *x, int factor)
 {
-    if (!image_input_ok(tp, "upsample_nearest2d", x)) return NULL;
+    if (!image_input_ok(tp, "upsample_nearest2d", x, "factor", factor)) return NULL;
     char s[96];
-    if (factor < 1)
-        return fm__op_fail(tp, FM_ERR_ARG, "upsample_nearest2d: factor %d must be at least 1 (input %s)", factor,
-                           fm_shape_str(x, s, sizeof s));
     int H = x->shape[2], W = x->shape[3];
     if ((long long)H * factor > INT_MAX || (long long)W * factor > INT_MAX)
         return fm__op_fail(tp, FM_ERR_SHAPE, "upsample_nearest2d: input %s times %d is too large",
@@ -503,11 +507,8 @@ static const fm_op OP_AVG_POOL = {"avg_pool2d", avg_pool_backward};
 
 fm_tensor *fm_avg_pool2d(fm_tape *tp, fm_tensor *x, int k)
 {
-    if (!image_input_ok(tp, "avg_pool2d", x)) return NULL;
+    if (!image_input_ok(tp, "avg_pool2d", x, "kernel", k)) return NULL;
     char s[96];
-    if (k < 1)
-        return fm__op_fail(tp, FM_ERR_ARG, "avg_pool2d: kernel %d must be at least 1 (input %s)", k,
-                           fm_shape_str(x, s, sizeof s));
     int H = x->shape[2], W = x->shape[3];
     if (H % k || W % k)
         return fm__op_fail(tp, FM_ERR_SHAPE, "avg_pool2d: input %s does not divide into %dx%d blocks",

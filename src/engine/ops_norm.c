@@ -132,14 +132,6 @@ static void gn_backward_groups(const gn_geom *g, const float *x, const float *ga
     }
 }
 
-/* Workers for a loop over `items` groups doing about `work` operations. */
-static int group_threads(double work, int items)
-{
-    int nt = fm__threads_for(work);
-    if (nt > items) nt = items;
-    return nt < 1 ? 1 : nt;
-}
-
 static void group_norm_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
@@ -157,10 +149,10 @@ static void group_norm_backward(fm_tape *tp, fm_tensor *y)
     if (tp->status != FM_OK) return;
     const double *stats = y->aux;
     const float *gm = gamma ? gamma->data : NULL;
-    int nq = g.N * g.G, nt = group_threads(8.0 * (double)x->size, nq);
+    int nq = g.N * g.G, nt = fm__threads_over(8.0 * (double)x->size, nq);
     FM__PARALLEL_FOR(nt)
     for (int t = 0; t < nt; t++) {
-        int q0 = (int)((long)nq * t / nt), q1 = (int)((long)nq * (t + 1) / nt);
+        int q0 = fm__split(nq, t, nt), q1 = fm__split(nq, t + 1, nt);
         gn_backward_groups(&g, x->data, gm, y->grad, stats, dx, pg, pb, q0, q1);
     }
     /* the samples' sums per channel, in sample order */
@@ -226,10 +218,10 @@ fm_tensor *fm_group_norm(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma
     y->arg.i[GN_BETA] = bi;
     y->aux = stats;
     const float *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
-    int nt = group_threads(6.0 * (double)x->size, nq);
+    int nt = fm__threads_over(6.0 * (double)x->size, nq);
     FM__PARALLEL_FOR(nt)
     for (int t = 0; t < nt; t++) {
-        int q0 = (int)((long)nq * t / nt), q1 = (int)((long)nq * (t + 1) / nt);
+        int q0 = fm__split(nq, t, nt), q1 = fm__split(nq, t + 1, nt);
         gn_forward_groups(&g, x->data, gm, bt, (double)eps, y->data, stats, q0, q1);
     }
     return y;

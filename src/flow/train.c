@@ -530,7 +530,7 @@ static fm_status run_shards(fm_trainer *tr, fm_params *P, fm_params **reps, fm_p
             fm_params *Pw = w ? reps[w] : P;
             fm_tape_reset(tp);
             fm_params_requires_grad(Pw, 1);
-            st[w] = fn(tr, tp, Pw, (int)((long)B * w / nw), (int)((long)B * (w + 1) / nw), parts[w]);
+            st[w] = fn(tr, tp, Pw, fm__split(B, w, nw), fm__split(B, w + 1, nw), parts[w]);
         }
     }
     if (frozen) fm_params_requires_grad(frozen, saved);

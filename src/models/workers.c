@@ -47,7 +47,7 @@ fm_status fm__run_chunks(fm__workers *wk, fm_params *const *P, int nP, int n, fm
     FM__PARALLEL_FOR(nw)
     for (int w = 0; w < nw; w++) {
         st[w] = FM_OK;
-        for (int c = (int)((long)chunks * w / nw); c < (int)((long)chunks * (w + 1) / nw) && st[w] == FM_OK; c++) {
+        for (int c = fm__split(chunks, w, nw); c < fm__split(chunks, w + 1, nw) && st[w] == FM_OK; c++) {
             fm_tape_reset(wk->tp[w]);
             st[w] = fn(wk->tp[w], wk->tbuf[w], c * rows, n - c * rows < rows ? n - c * rows : rows, ctx);
         }
