@@ -186,6 +186,16 @@ const char *t_path(const char *name)
     return buf[k];
 }
 
+void t_expect_fail(fm_tape *tp, fm_tensor *y, fm_status s, const char *what, const char *n1, const char *n2)
+{
+    const char *m = fm_last_error();
+    int ok = y == NULL && fm_tape_status(tp) == s && strstr(m, n1) && (!n2 || strstr(m, n2));
+    t_check(ok, "%s rejected: %s", what, m);
+    fm_tape_reset(tp);
+}
+
+fm_tensor *t_t4(fm_tape *tp, int a, int b, int c, int d) { return fm_tensor_new(tp, 4, (int[]){a, b, c, d}); }
+
 fm_trainer *t_trained(const fm_train_config *c, int iters)
 {
     fm_trainer *tr = fm_trainer_new(c);

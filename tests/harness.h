@@ -48,6 +48,12 @@ void t_family_max(const char *family, double err);
  * NaN on failure. */
 double t_flow_w2(fm_flow *f, const char *data, int n, fm_solver_kind kind, int steps, uint64_t seed);
 
+/* An op's refusal as one case: y is NULL, the tape's status is s and the
+ * message holds n1 (and n2 unless NULL); then the tape is reset. */
+void t_expect_fail(fm_tape *tp, fm_tensor *y, fm_status s, const char *what, const char *n1, const char *n2);
+/* A fresh [a, b, c, d] tensor on the tape. */
+fm_tensor *t_t4(fm_tape *tp, int a, int b, int c, int d);
+
 /* A trainer from c after `iters` steps, or NULL (freed) if any step failed. */
 fm_trainer *t_trained(const fm_train_config *c, int iters);
 

@@ -54,8 +54,10 @@ static void run_set(const opcase_set *set)
             continue;
         }
         fm_tensor *y = oc->run(tp, in);
-        if (!y || y->size != ny || fm_backward(tp, y, dy) != FM_OK) {
-            t_check(0, "%s: forward/backward failed: %s", oc->name, fm_last_error());
+        fm_status bs = y && y->size == ny ? fm_backward(tp, y, dy) : FM_ERR_SHAPE;
+        if (bs != FM_OK) {
+            if (y && y->size != ny) t_check(0, "%s: %zu outputs, the fixture's dy has %zu", oc->name, y->size, ny);
+            else t_check(0, "%s: forward/backward failed: %s", oc->name, fm_last_error());
             free(dy);
             continue;
         }
@@ -66,6 +68,7 @@ static void run_set(const opcase_set *set)
             sz[k] = in[k]->size;
             x0[k] = malloc(sz[k] * sizeof(float));
             memcpy(x0[k], in[k]->data, sz[k] * sizeof(float));
+            if (in[k]->requires_grad && !in[k]->grad) t_check(0, "%s: input %d got no gradient", oc->name, k);
             if (in[k]->requires_grad && in[k]->grad) {
                 an[k] = malloc(sz[k] * sizeof(float));
                 memcpy(an[k], in[k]->grad, sz[k] * sizeof(float));

@@ -40,6 +40,7 @@ static void run_set(const opcase_set *set)
         snprintf(name, sizeof name, "%s.dy", oc->name);
         float *dy = t_read(st, name, &n);
         if (!dy || n != y->size) {
+            if (dy) t_check(0, "%s: the fixture's dy has %zu values, the output %zu", oc->name, n, y->size);
             free(dy);
             continue;
         }
