@@ -12,15 +12,18 @@
 #include <math.h>
 #include <string.h>
 
+static int reduction_ok(fm_tape *tp, const char *op, fm_reduce r)
+{
+    if (r >= 0 && r < FM_REDUCE_COUNT) return 1;
+    fm__op_fail(tp, FM_ERR_ARG, "%s: unknown reduction %d", op, (int)r);
+    return 0;
+}
+
 /* Pairwise-shape check shared by the losses. */
 static int loss_args(fm_tape *tp, const char *op, fm_tensor *a, fm_tensor *b, fm_reduce r)
 {
     fm_tensor *in[2] = {a, b};
-    if (!fm__op_inputs_ok(tp, op, in, 2)) return 0;
-    if (r < 0 || r >= FM_REDUCE_COUNT) {
-        fm__op_fail(tp, FM_ERR_ARG, "%s: unknown reduction %d", op, (int)r);
-        return 0;
-    }
+    if (!fm__op_inputs_ok(tp, op, in, 2) || !reduction_ok(tp, op, r)) return 0;
     if (!fm__same_shape(a, b)) {
         char s1[96], s2[96];
         fm__op_fail(tp, FM_ERR_SHAPE, "%s: shapes %s and %s differ", op,
@@ -30,17 +33,16 @@ static int loss_args(fm_tape *tp, const char *op, fm_tensor *a, fm_tensor *b, fm
     return 1;
 }
 
-/* Scalar output with arg.f[0] = the factor each element's term is scaled by. */
-static fm_tensor *loss_node(fm_tape *tp, const fm_op *op, fm_tensor *a, fm_tensor *b,
-                            fm_reduce r, double total)
+/* Scalar output of the nin inputs with arg.f[0] = the factor each of the
+ * `count` terms is scaled by (1 / count for MEAN, 1 for SUM). */
+static fm_tensor *loss_node(fm_tape *tp, const fm_op *op, fm_tensor *const *in, int nin, size_t count, fm_reduce r,
+                            double total)
 {
-    fm_tensor *in[2] = {a, b};
-    fm_tensor *y = fm__node(tp, op, 0, NULL, in, 2);
+    fm_tensor *y = fm__node(tp, op, 0, NULL, in, nin);
     if (!y) return NULL;
-    double k = r == FM_REDUCE_MEAN ? 1.0 / (double)a->size : 1.0;
+    double k = r == FM_REDUCE_MEAN ? 1.0 / (double)count : 1.0;
     y->data[0] = (float)(total * k);
     y->arg.f[0] = (float)k;
-    y->arg.i[1] = r;
     return y;
 }
 
@@ -70,7 +72,7 @@ fm_tensor *fm_mse_loss(fm_tape *tp, fm_tensor *pred, fm_tensor *target, fm_reduc
         double d = (double)pred->data[i] - target->data[i];
         s += d * d;
     }
-    return loss_node(tp, &OP_MSE, pred, target, r, s);
+    return loss_node(tp, &OP_MSE, (fm_tensor *[]){pred, target}, 2, pred->size, r, s);
 }
 
 /* ---- BCE on probabilities */
@@ -106,7 +108,7 @@ fm_tensor *fm_bce_loss(fm_tape *tp, fm_tensor *p, fm_tensor *y, fm_reduce r)
         if (lq < -100.0) lq = -100.0;
         s -= v * lp + (1.0 - v) * lq;
     }
-    return loss_node(tp, &OP_BCE, p, y, r, s);
+    return loss_node(tp, &OP_BCE, (fm_tensor *[]){p, y}, 2, p->size, r, s);
 }
 
 /* ---- BCE on logits */
@@ -135,7 +137,7 @@ fm_tensor *fm_bce_logits_loss(fm_tape *tp, fm_tensor *z, fm_tensor *y, fm_reduce
         double v = z->data[i];
         s += (v > 0 ? v : 0.0) - v * y->data[i] + log1p(exp(-fabs(v)));
     }
-    return loss_node(tp, &OP_BCE_LOGITS, z, y, r, s);
+    return loss_node(tp, &OP_BCE_LOGITS, (fm_tensor *[]){z, y}, 2, z->size, r, s);
 }
 
 /* ---- KL(N(mu, exp(logvar)) || N(0, I)) */
@@ -163,7 +165,7 @@ fm_tensor *fm_kl_normal_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_r
         double m = mu->data[i], l = logvar->data[i];
         s += -0.5 * (1.0 + l - m * m - exp(l));
     }
-    return loss_node(tp, &OP_KL, mu, logvar, r, s);
+    return loss_node(tp, &OP_KL, (fm_tensor *[]){mu, logvar}, 2, mu->size, r, s);
 }
 
 /* ---- Gaussian NLL: 1/2 (log 2 pi + logvar + (x - mu)^2 exp(-logvar)) */
@@ -206,12 +208,7 @@ fm_tensor *fm_gaussian_nll_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, f
         double l = logvar->data[logvar->size == mu->size ? i : i % logvar->size], e = (double)x->data[i] - mu->data[i];
         s += 0.5 * (l2pi + l + e * e * exp(-l));
     }
-    fm_tensor *y = fm__node(tp, &OP_GAUSS_NLL, 0, NULL, in, 3);
-    if (!y) return NULL;
-    double k = r == FM_REDUCE_MEAN ? 1.0 / (double)mu->size : 1.0;
-    y->data[0] = (float)(s * k);
-    y->arg.f[0] = (float)k;
-    return y;
+    return loss_node(tp, &OP_GAUSS_NLL, in, 3, mu->size, r, s);
 }
 
 /* ---- cross-entropy of logits (B, K) against labels
@@ -253,9 +250,8 @@ static const fm_op OP_CROSS_ENTROPY = {"cross_entropy", cross_entropy_backward};
 
 fm_tensor *fm_cross_entropy(fm_tape *tp, fm_tensor *logits, const int *labels, fm_reduce r)
 {
-    if (!fm__op_inputs_ok(tp, "cross_entropy", &logits, 1)) return NULL;
+    if (!fm__op_inputs_ok(tp, "cross_entropy", &logits, 1) || !reduction_ok(tp, "cross_entropy", r)) return NULL;
     char s1[96];
-    if (r < 0 || r >= FM_REDUCE_COUNT) return fm__op_fail(tp, FM_ERR_ARG, "cross_entropy: unknown reduction %d", (int)r);
     if (logits->ndim != 2)
         return fm__op_fail(tp, FM_ERR_SHAPE, "cross_entropy: logits %s are not [B, K]",
                            fm_shape_str(logits, s1, sizeof s1));
@@ -267,8 +263,6 @@ fm_tensor *fm_cross_entropy(fm_tape *tp, fm_tensor *logits, const int *labels, f
         if (labels[i] < 0 || labels[i] >= K)
             return fm__op_fail(tp, FM_ERR_ARG, "cross_entropy: label %d of row %d is outside [0, %d) for logits %s",
                                labels[i], i, K, fm_shape_str(logits, s1, sizeof s1));
-    fm_tensor *y = fm__node(tp, &OP_CROSS_ENTROPY, 0, NULL, &logits, 1);
-    if (!y) return NULL;
     ce_saved *sv = fm__tape_alloc(tp, sizeof *sv);
     if (!sv) return NULL;
     sv->labels = fm__tape_alloc(tp, (size_t)B * sizeof(int));
@@ -289,10 +283,8 @@ fm_tensor *fm_cross_entropy(fm_tape *tp, fm_tensor *logits, const int *labels, f
         sv->l1[i] = log1p(s);
         total += (m - zi[labels[i]]) + sv->l1[i];
     }
-    double k = r == FM_REDUCE_MEAN ? 1.0 / (double)B : 1.0;
-    y->data[0] = (float)(total * k);
-    y->arg.f[0] = (float)k;
-    y->arg.i[1] = r;
+    fm_tensor *y = loss_node(tp, &OP_CROSS_ENTROPY, &logits, 1, (size_t)B, r, total);
+    if (!y) return NULL;
     y->aux = sv;
     return y;
 }
