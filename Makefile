@@ -38,10 +38,12 @@ TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(OMP) $(KFLAGS) -MMD -MP
 
+A        := build/asan
+G        := build/generic
+
 # Kernels may fuse a*b+c into one FMA: faster, deterministic for a given build,
-# and within the tests' tolerances of the unfused result.
-$(B)/src/engine/gemm.o $(A)/src/engine/gemm.o $(B)/src/engine/ops_act.o $(A)/src/engine/ops_act.o \
-$(B)/src/engine/rng.o $(A)/src/engine/rng.o: KFLAGS := -ffp-contract=fast
+# and within the tests' tolerances of the unfused result. (Every build folder.)
+$(foreach d,$(B) $(A) $(G),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rng.o)): KFLAGS := -ffp-contract=fast
 
 .PHONY: all test asan test-generic demo bench fixtures mnist clean
 all: libflowmatch.a flowmatch
@@ -64,7 +66,6 @@ test: $(B)/run_tests flowmatch
 	FM_CLI=./flowmatch FM_FIXTURES=tests/fixtures $(B)/run_tests
 
 # Sanitizer build: separate objects, same sources.
-A        := build/asan
 ASAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 A_LIB    := $(LIB_SRC:%.c=$(A)/%.o)
 A_CLI    := $(CLI_SRC:%.c=$(A)/%.o)
@@ -86,7 +87,6 @@ asan: $(A)/run_tests $(A)/flowmatch
 
 # Portable build: the same sources without -march, so the vector code is
 # lowered to baseline SSE2 and the AVX-512 register pinning is compiled out.
-G        := build/generic
 G_LIB    := $(LIB_SRC:%.c=$(G)/%.o)
 G_CLI    := $(CLI_SRC:%.c=$(G)/%.o)
 G_TEST   := $(TEST_SRC:%.c=$(G)/%.o)
@@ -94,8 +94,6 @@ G_TEST   := $(TEST_SRC:%.c=$(G)/%.o)
 $(G)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CSTD) $(WARN) $(OPT) $(OMP) $(KFLAGS) -MMD -MP -c $< -o $@
-
-$(G)/src/engine/gemm.o $(G)/src/engine/ops_act.o $(G)/src/engine/rng.o: KFLAGS := -ffp-contract=fast
 
 $(G)/flowmatch: $(G_CLI) $(G_LIB)
 	$(CC) $(OPT) $(OMP) $^ $(LDLIBS) -o $@
