@@ -16,11 +16,13 @@
 #include <string.h>
 
 /* Eigen-decomposition of the symmetric d x d matrix a (destroyed): eigenvalues
- * in w, eigenvectors in the columns of v. */
-static void jacobi_eigen(double *a, int d, double *w, double *v)
+ * in w, eigenvectors in the ROWS of vt. A rotation in the (p, q) plane
+ * changes only rows and columns p and q; the rows are updated in place and
+ * mirrored into the columns, so every pass reads memory along rows. */
+static void jacobi_eigen(double *a, int d, double *w, double *vt)
 {
     for (int i = 0; i < d; i++)
-        for (int j = 0; j < d; j++) v[(size_t)i * d + j] = i == j;
+        for (int j = 0; j < d; j++) vt[(size_t)i * d + j] = i == j;
     for (int sweep = 0; sweep < 100; sweep++) {
         double off = 0, diag = 0;
         for (int i = 0; i < d; i++) {
@@ -30,26 +32,29 @@ static void jacobi_eigen(double *a, int d, double *w, double *v)
         if (off <= 1e-30 * (diag + 1e-300)) break;
         for (int p = 0; p < d; p++)
             for (int q = p + 1; q < d; q++) {
-                double apq = a[(size_t)p * d + q];
+                double *ap = a + (size_t)p * d, *aq = a + (size_t)q * d, apq = ap[q];
                 if (fabs(apq) < 1e-300) continue;
-                double app = a[(size_t)p * d + p], aqq = a[(size_t)q * d + q];
-                double theta = (aqq - app) / (2 * apq);
+                double theta = (aq[q] - ap[p]) / (2 * apq);
                 double t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
                 double c = 1 / sqrt(t * t + 1), s = t * c;
-                for (int k = 0; k < d; k++) { /* columns p and q */
-                    double akp = a[(size_t)k * d + p], akq = a[(size_t)k * d + q];
-                    a[(size_t)k * d + p] = c * akp - s * akq;
-                    a[(size_t)k * d + q] = s * akp + c * akq;
-                }
-                for (int k = 0; k < d; k++) { /* rows p and q */
-                    double apk = a[(size_t)p * d + k], aqk = a[(size_t)q * d + k];
-                    a[(size_t)p * d + k] = c * apk - s * aqk;
-                    a[(size_t)q * d + k] = s * apk + c * aqk;
-                }
+                double app = ap[p] - t * apq, aqq = aq[q] + t * apq;
                 for (int k = 0; k < d; k++) {
-                    double vkp = v[(size_t)k * d + p], vkq = v[(size_t)k * d + q];
-                    v[(size_t)k * d + p] = c * vkp - s * vkq;
-                    v[(size_t)k * d + q] = s * vkp + c * vkq;
+                    double x = ap[k], y = aq[k];
+                    ap[k] = c * x - s * y;
+                    aq[k] = s * x + c * y;
+                }
+                ap[p] = app;
+                aq[q] = aqq;
+                ap[q] = aq[p] = 0.0;
+                for (int k = 0; k < d; k++) {
+                    a[(size_t)k * d + p] = ap[k];
+                    a[(size_t)k * d + q] = aq[k];
+                }
+                double *vp = vt + (size_t)p * d, *vq = vt + (size_t)q * d;
+                for (int k = 0; k < d; k++) {
+                    double x = vp[k], y = vq[k];
+                    vp[k] = c * x - s * y;
+                    vq[k] = s * x + c * y;
                 }
             }
     }
@@ -74,12 +79,15 @@ fm_status fm_frechet_gaussians(const double *mu_a, const double *sa, const doubl
         a[k] = 0.5 * (sa[k] + sa[kt]); /* r = Sa^1/2 = V diag(sqrt w) V^T, from the symmetric part */
     }
     jacobi_eigen(a, d, w, v);
-    for (int i = 0; i < d; i++)
-        for (int j = 0; j < d; j++) {
-            double s = 0;
-            for (int k = 0; k < d; k++) s += v[(size_t)i * d + k] * sqrt(fmax(w[k], 0)) * v[(size_t)j * d + k];
-            r[(size_t)i * d + j] = s;
+    for (int k = 0; k < d; k++) w[k] = sqrt(fmax(w[k], 0));
+    memset(r, 0, dd * sizeof(double)); /* r = sum_k sqrt(w_k) v_k v_k^T, v_k row k of v */
+    for (int k = 0; k < d; k++) {
+        const double *vk = v + (size_t)k * d;
+        for (int i = 0; i < d; i++) {
+            double f = w[k] * vk[i];
+            for (int j = 0; j < d; j++) r[(size_t)i * d + j] += f * vk[j];
         }
+    }
     /* a = r Sb r, symmetrised against rounding */
     for (int i = 0; i < d; i++)
         for (int j = 0; j < d; j++) {
