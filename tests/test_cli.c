@@ -346,15 +346,21 @@ void test_cli(void)
         int dims[3] = {3, 28, 28}, nl = 3;
         rc = cli("datasets --draw mnist:/no/such/dir --n 4"); /* before the folder exists */
         int missing = rc == 1 && one_line("train-images-idx3-ubyte");
-        mkdir(t_path("mn"), 0755);
-        fm_idx_write_u8(t_path("mn/train-images-idx3-ubyte"), 3, dims, im);
-        fm_idx_write_u8(t_path("mn/train-labels-idx1-ubyte"), 1, &nl, lab);
-        rc = cli("datasets --draw mnist:%s --n 4 --plot %s", t_path("mn"), t_path("mn4.png"));
+        mkdir(t_path("cli_mn"), 0755);
+        fm_idx_write_u8(t_path("cli_mn/train-images-idx3-ubyte"), 3, dims, im);
+        fm_idx_write_u8(t_path("cli_mn/train-labels-idx1-ubyte"), 1, &nl, lab);
+        rc = cli("datasets --draw mnist:%s --n 4 --plot %s", t_path("cli_mn"), t_path("mn4.png"));
         t_check(missing && rc == 0 && file_size(t_path("mn4.png")) > 100,
                 "datasets draws mnist:DIR as a PNG grid; a missing folder is exit 1 (exit %d) %s", rc, err_buf);
-        rc = cli("datasets --draw mnist:%s --n 4 --plot %s", t_path("mn"), t_path("mn4.svg"));
+        int d27[3] = {3, 27, 28}; /* images of the wrong size: a bad file, exit 1 */
+        mkdir(t_path("cli_mn27"), 0755);
+        fm_idx_write_u8(t_path("cli_mn27/train-images-idx3-ubyte"), 3, d27, im);
+        fm_idx_write_u8(t_path("cli_mn27/train-labels-idx1-ubyte"), 1, &nl, lab);
+        rc = cli("datasets --draw mnist:%s --n 4", t_path("cli_mn27"));
+        t_check(rc == 1 && one_line("28 x 28"), "27 x 28 images are a bad file, exit 1 (exit %d): %s", rc, err_buf);
+        rc = cli("datasets --draw mnist:%s --n 4 --plot %s", t_path("cli_mn"), t_path("mn4.svg"));
         t_check(rc == 2 && one_line(".png"), "an image set's --plot must be .png (exit %d): %s", rc, err_buf);
-        rc = cli("train --data mnist:%s --width 32 --depth 1 --iters 3 --batch 2 --quiet --out %s", t_path("mn"),
+        rc = cli("train --data mnist:%s --width 32 --depth 1 --iters 3 --batch 2 --quiet --out %s", t_path("cli_mn"),
                  t_path("mnf.safetensors"));
         int trained = rc == 0;
         rc = cli("sample --model %s --n 6 --steps 2 --solver euler --grid %s --grid-cols 3 --out %s --quiet",
@@ -362,7 +368,7 @@ void test_cli(void)
         t_check(trained && rc == 0 && file_size(t_path("mnf.png")) > 100 && file_size(t_path("mnf.npy")) == 128 + 6 * 784 * 4,
                 "a flow trains on mnist:DIR and samples to a PNG grid (exit %d) %s", rc, err_buf);
         rc = cli("nll --model %s --data mnist:%s --n 4 --hutchinson 2 --solver euler --steps 3 --dequantize",
-                 t_path("mnf.safetensors"), t_path("mn"));
+                 t_path("mnf.safetensors"), t_path("cli_mn"));
         t_check(rc == 0 && strstr(out_buf, "of the 8-bit pixels (dequantised, an upper bound)"),
                 "nll --dequantize reports bits per dimension of the 8-bit pixels (exit %d) %s", rc, err_buf);
         rc = cli("nll --model %s --data moons --n 4 --dequantize", t_path("m.safetensors"));
@@ -380,7 +386,7 @@ void test_cli(void)
         t_check(rc == 0 && pw == tw && ph == th, "--traj-grid: 3 samples x 5 states, a %d x %d PNG (expected %d x %d; exit %d) %s",
                 pw, ph, tw, th, rc, err_buf);
         /* the U-Net: train, inspect, sample to a grid, eval, all without architecture flags after training */
-        rc = cli("train --data mnist:%s --arch unet --channels 8 --iters 2 --batch 2 --quiet --out %s", t_path("mn"),
+        rc = cli("train --data mnist:%s --arch unet --channels 8 --iters 2 --batch 2 --quiet --out %s", t_path("cli_mn"),
                  t_path("mnu.safetensors"));
         int utrained = rc == 0;
         rc = cli("inspect %s", t_path("mnu.safetensors"));
@@ -390,17 +396,17 @@ void test_cli(void)
                  t_path("mnu.png"), t_path("mnu.npy"));
         int usample = rc == 0 && file_size(t_path("mnu.png")) > 100 && file_size(t_path("mnu.npy")) == 128 + 4 * 784 * 4;
         rc = cli("eval --a %s --b mnist:%s --n 4 --steps 2 --solver euler --metrics w2", t_path("mnu.safetensors"),
-                 t_path("mn"));
+                 t_path("cli_mn"));
         t_check(utrained && uinspect && usample && rc == 0,
                 "train --arch unet --channels 8 on mnist:DIR; inspect, sample --grid and eval take its checkpoint "
                 "(train %d, inspect %d, sample %d, eval exit %d) %s", utrained, uinspect, usample, rc, err_buf);
         rc = cli("train --data moons --arch unet --iters 1 --out %s", t_path("mu.safetensors"));
         int umoons = rc == 2 && one_line("image data");
-        rc = cli("train --data mnist:%s --arch unet --width 16 --iters 1 --out %s", t_path("mn"), t_path("mu.safetensors"));
+        rc = cli("train --data mnist:%s --arch unet --width 16 --iters 1 --out %s", t_path("cli_mn"), t_path("mu.safetensors"));
         int uwidth = rc == 2 && one_line("--width");
-        rc = cli("train --data mnist:%s --channels 16 --iters 1 --out %s", t_path("mn"), t_path("mu.safetensors"));
+        rc = cli("train --data mnist:%s --channels 16 --iters 1 --out %s", t_path("cli_mn"), t_path("mu.safetensors"));
         int uch = rc == 2 && one_line("--arch unet");
-        rc = cli("train --data mnist:%s --arch unet --channels 12 --iters 1 --out %s", t_path("mn"), t_path("mu.safetensors"));
+        rc = cli("train --data mnist:%s --arch unet --channels 12 --iters 1 --out %s", t_path("cli_mn"), t_path("mu.safetensors"));
         t_check(umoons && uwidth && uch && rc == 2 && one_line("multiple of 8") && file_size(t_path("mu.safetensors")) < 0,
                 "--arch unet on moons, with --width, --channels without it and --channels 12 are usage errors (exit %d): %s",
                 rc, err_buf);

@@ -39,11 +39,11 @@ int cli_parse(const cli_spec *spec, int argc, char **argv, const char **pos, int
 void cli_help(const cli_spec *spec, FILE *f);
 /* Was option `name` on the command line? (spec->given must be set.) */
 int cli_given(const cli_spec *spec, const char *name);
-/* "flowmatch CMD: <message>" on stderr; returns CLI_FAIL. */
 /* Create folder dir and its parents (like mkdir -p); an existing folder is
  * fine. On failure reports "cannot use DIR as the output folder: why" and
  * returns CLI_FAIL; -1 on success. */
 int cli_make_dir(const char *cmd, const char *dir);
+/* "flowmatch CMD: <message>" on stderr; returns CLI_FAIL. */
 int cli_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

@@ -116,9 +116,9 @@ int cmd_nll(int argc, char **argv)
             goto done;
         }
     if (deq) { /* pixels b / 255 -> (b + u) / 256, u from its own stream */
-        if (!fm_spec_image_shape(fm_flow_get_config(f)->data, NULL, NULL, NULL)) {
+        if (!fm_spec_image_shape(fc->data, NULL, NULL, NULL)) {
             rc = cli_usage_error("nll", "--dequantize needs an image model; %s was trained on '%s'", model,
-                                 fm_flow_get_config(f)->data);
+                                 fc->data);
             goto done;
         }
         fm_rng rq;

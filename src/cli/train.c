@@ -313,7 +313,7 @@ int cmd_train(int argc, char **argv)
         if (m >= FM_METHOD_VAE && depth < 1) BAD("--depth %d: the %s needs at least one hidden layer", depth, method);
         if (latent < 1 || latent > 65536) BAD("--latent %d must lie in 1..65536", latent);
         c.vae.latent = c.gan.latent = latent;
-        if (!(kl_weight >= 0) || !isfinite(kl_weight)) BAD("--kl-weight %g must be >= 0", kl_weight);
+        if (!(kl_weight >= 0)) BAD("--kl-weight %g must be >= 0", kl_weight);
         c.vae.beta = kl_weight;
         if ((k = fm_vae_likelihood_from_name(likelihood)) < 0) BAD("unknown --likelihood '%s' (gaussian, bernoulli)", likelihood);
         c.vae.likelihood = (fm_vae_likelihood)k;

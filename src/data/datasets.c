@@ -127,7 +127,7 @@ static fm_status mnist_load(fm_dataset *ds, const char *dir)
     fm_status s = fm_idx_read_u8(ip, &im);
     if (s) return s;
     if (im.ndim != 3 || im.dims[1] != 28 || im.dims[2] != 28) {
-        s = fm__fail(FM_ERR_SHAPE, "%s: expected N x 28 x 28 images, found rank %d (%d x %d x %d)", ip, im.ndim,
+        s = fm__fail(FM_ERR_FORMAT, "%s: expected N x 28 x 28 images, found rank %d (%d x %d x %d)", ip, im.ndim,
                      im.dims[0], im.ndim > 1 ? im.dims[1] : 0, im.ndim > 2 ? im.dims[2] : 0);
         fm_idx_free(&im);
         return s;
@@ -138,7 +138,7 @@ static fm_status mnist_load(fm_dataset *ds, const char *dir)
     }
     int n = im.dims[0];
     if (lb.ndim != 1 || lb.dims[0] != n) {
-        s = fm__fail(FM_ERR_SHAPE, "%s: expected %d labels to match %s, found rank %d with %d", lp, n, ip, lb.ndim,
+        s = fm__fail(FM_ERR_FORMAT, "%s: expected %d labels to match %s, found rank %d with %d", lp, n, ip, lb.ndim,
                      lb.dims[0]);
     } else {
         for (int i = 0; i < n && !s; i++)

@@ -60,12 +60,12 @@ fm_status fm_png_write_grid(const char *path, const float *x, int n, int c, int 
     im.width = (png_uint_32)W;
     im.height = (png_uint_32)H;
     im.format = c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-    png_alloc_size_t len = 0;
-    void *buf = NULL;
-    if (!png_image_write_to_memory(&im, NULL, &len, 0, pix, 0, NULL) || !(buf = malloc(len)) ||
-        !png_image_write_to_memory(&im, buf, &len, 0, pix, 0, NULL)) {
+    /* encode once into a buffer of libpng's worst-case size */
+    png_alloc_size_t len = PNG_IMAGE_PNG_SIZE_MAX(im);
+    void *buf = malloc(len);
+    if (!buf || !png_image_write_to_memory(&im, buf, &len, 0, pix, 0, NULL)) {
         s = buf ? fm__fail(FM_ERR_IO, "%s: libpng could not encode the image: %s", path, im.message)
-                : fm__fail(FM_ERR_NOMEM, "%s: out of memory encoding the image (%s)", path, im.message);
+                : fm__fail(FM_ERR_NOMEM, "%s: out of memory encoding a %d x %d image", path, W, H);
         free(buf);
         free(pix);
         png_image_free(&im);
