@@ -131,6 +131,11 @@ void fm__act_forward(fm_act a, const float *x, float *y, size_t n);
 void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx,
                       size_t n);
 
+/* The sinusoidal time embedding the networks put on t: fm_time_embed(t, dim,
+ * FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD). */
+#define FM__TIME_EMBED_SCALE 1000.0f
+#define FM__TIME_EMBED_PERIOD 10000.0f
+
 /* ------------------------------------------------------------------ threads */
 
 /* Work below this many multiply-adds runs on one thread: a parallel region
@@ -157,6 +162,9 @@ int fm__params_get_requires_grad(const fm_params *p);
  * buffer of its own, for data-parallel workers. It points into p's buffers: it
  * is valid only while no parameter is added to p. */
 fm_params *fm__params_replica(const fm_params *p);
+/* Drop every parameter added after the first n (a model that failed half-way
+ * takes back what it added); a no-op when there are n or fewer. */
+void fm__params_truncate(fm_params *p, int n);
 /* The MLP's forward with its weights taken from P (p or a replica of it). */
 fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x);
 /* The U-Net's forward with its weights taken from P (p or a replica of it). */

@@ -78,6 +78,14 @@ oom:
     return NULL;
 }
 
+void fm__params_truncate(fm_params *p, int n)
+{
+    if (!p || p->of || n < 0 || n >= p->n) return;
+    for (int i = n; i < p->n; i++) free(p->info[i].name);
+    p->size = p->info[n].off;
+    p->n = n;
+}
+
 int fm_params_add(fm_params *p, const char *name, int ndim, const int *shape)
 {
     char b[96];

@@ -10,8 +10,6 @@
 
 #include <string.h>
 
-#define TIME_EMBED_SCALE 1000.0f
-#define TIME_EMBED_PERIOD 10000.0f
 
 struct fm_mlp {
     fm_params *p;
@@ -64,6 +62,11 @@ fm_mlp *fm_mlp_new(fm_params *p, const char *prefix, const fm_mlp_config *cfg)
         return NULL;
     }
     if (config_check(cfg) != FM_OK) return NULL;
+    const char *pre = prefix ? prefix : "";
+    if (strlen(pre) > 200) {
+        fm__fail(FM_ERR_ARG, "mlp: parameter prefix '%.40s...' is too long", pre);
+        return NULL;
+    }
     fm_mlp *m = calloc(1, sizeof *m);
     if (!m) {
         fm__fail(FM_ERR_NOMEM, "out of memory creating an MLP");
@@ -73,19 +76,9 @@ fm_mlp *fm_mlp_new(fm_params *p, const char *prefix, const fm_mlp_config *cfg)
     m->cfg = *cfg;
     m->nlin = cfg->nhidden + 1;
     int in = mlp_input_width(cfg);
-    const char *pre = prefix ? prefix : "";
     const char *dot = *pre ? "." : "";
     char name[256];
-    /* Check every name first so a failure adds nothing to p. */
-    for (int l = 0; l < 2 * m->nlin; l++) {
-        int n = snprintf(name, sizeof name, "%s%s%d.%s", pre, dot, 2 * (l / 2), l % 2 ? "bias" : "weight");
-        if (n < 0 || n >= (int)sizeof name || fm_params_find(p, name) >= 0) {
-            fm__fail(FM_ERR_ARG, "mlp: parameter name '%.200s' is %s", name,
-                     n >= (int)sizeof name ? "too long" : "already defined");
-            free(m);
-            return NULL;
-        }
-    }
+    int n0 = fm_params_count(p); /* a failure takes back what was added */
     for (int l = 0; l < m->nlin; l++) {
         int out = l < cfg->nhidden ? cfg->width[l] : cfg->out_dim;
         int ws[2] = {out, in}, bs[1] = {out};
@@ -93,7 +86,8 @@ fm_mlp *fm_mlp_new(fm_params *p, const char *prefix, const fm_mlp_config *cfg)
         m->w[l] = fm_params_add(p, name, 2, ws);
         snprintf(name, sizeof name, "%s%s%d.bias", pre, dot, 2 * l);
         m->b[l] = fm_params_add(p, name, 1, bs);
-        if (m->w[l] < 0 || m->b[l] < 0) { /* out of memory */
+        if (m->w[l] < 0 || m->b[l] < 0) { /* a name taken, or out of memory */
+            fm__params_truncate(p, n0);
             free(m);
             return NULL;
         }
@@ -133,7 +127,7 @@ fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor 
                                fm_shape_str(t, s1, sizeof s1), x->shape[0],
                                fm_shape_str(x, s2, sizeof s2));
         fm_tensor *te = c->time_embed > 0
-                            ? fm_time_embed(tp, t, c->time_embed, TIME_EMBED_SCALE, TIME_EMBED_PERIOD)
+                            ? fm_time_embed(tp, t, c->time_embed, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD)
                             : t;
         fm_tensor *parts[2] = {te, x};
         h = fm_concat(tp, parts, 2);

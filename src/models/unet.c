@@ -11,8 +11,6 @@
 
 #include <string.h>
 
-#define TIME_EMBED_SCALE 1000.0f
-#define TIME_EMBED_PERIOD 10000.0f
 #define GN_EPS 1e-5f
 
 /* Parameter indices of a linear / conv / GroupNorm layer. */
@@ -21,7 +19,7 @@ typedef struct {
 } layer;
 
 typedef struct {
-    int cin, cout;
+    int cout;
     layer norm1, conv1, temb, norm2, conv2, skip; /* skip.w -1 when cin == cout */
 } resblock;
 
@@ -33,7 +31,6 @@ struct fm_unet {
     resblock down[FM_UNET_MAX_LEVELS], mid, up[FM_UNET_MAX_LEVELS];
     layer upconv[FM_UNET_MAX_LEVELS];
     char prefix[128];
-    int dry;    /* registering: only check that the names are free */
     int failed; /* a parameter could not be added */
 };
 
@@ -82,63 +79,30 @@ static fm_status config_check(const fm_unet_config *c)
     return FM_OK;
 }
 
-/* One named parameter; on failure marks the model failed and returns -1. */
-static int add(fm_unet *u, const char *name, int ndim, int d0, int d1, int d2, int d3)
+/* One named parameter weight + bias; the bias has d0 entries. On failure the
+ * model is marked failed (fm_unet_new then takes back what was added). */
+static layer add_wb(fm_unet *u, const char *name, int ndim, int d0, int d1, int k)
 {
-    if (u->failed) return -1;
+    layer l = {-1, -1};
+    if (u->failed) return l;
     char full[320];
-    int n = snprintf(full, sizeof full, "%s%s%s", u->prefix, *u->prefix ? "." : "", name);
-    if (n < 0 || n >= (int)sizeof full || fm_params_find(u->p, full) >= 0) {
-        fm__fail(FM_ERR_ARG, "unet: parameter name '%.200s' is %s", full,
-                 n >= (int)sizeof full ? "too long" : "already defined");
-        u->failed = 1;
-        return -1;
-    }
-    if (u->dry) return 0;
-    int shape[4] = {d0, d1, d2, d3};
-    int i = fm_params_add(u->p, full, ndim, shape);
-    if (i < 0) u->failed = 1;
-    return i;
-}
-
-static layer add_linear(fm_unet *u, const char *name, int out, int in)
-{
-    char nm[200];
-    layer l;
-    snprintf(nm, sizeof nm, "%s.weight", name);
-    l.w = add(u, nm, 2, out, in, 1, 1);
-    snprintf(nm, sizeof nm, "%s.bias", name);
-    l.b = add(u, nm, 1, out, 1, 1, 1);
+    int ws[4] = {d0, d1, k, k}, bs[1] = {d0};
+    snprintf(full, sizeof full, "%s%s%s.weight", u->prefix, *u->prefix ? "." : "", name);
+    l.w = fm_params_add(u->p, full, ndim, ws);
+    snprintf(full, sizeof full, "%s%s%s.bias", u->prefix, *u->prefix ? "." : "", name);
+    if (l.w >= 0) l.b = fm_params_add(u->p, full, 1, bs);
+    if (l.w < 0 || l.b < 0) u->failed = 1;
     return l;
 }
 
-static layer add_conv(fm_unet *u, const char *name, int out, int in, int k)
-{
-    char nm[200];
-    layer l;
-    snprintf(nm, sizeof nm, "%s.weight", name);
-    l.w = add(u, nm, 4, out, in, k, k);
-    snprintf(nm, sizeof nm, "%s.bias", name);
-    l.b = add(u, nm, 1, out, 1, 1, 1);
-    return l;
-}
-
-static layer add_norm1d(fm_unet *u, const char *name, int c)
-{
-    char nm[200];
-    layer l;
-    snprintf(nm, sizeof nm, "%s.weight", name);
-    l.w = add(u, nm, 1, c, 1, 1, 1);
-    snprintf(nm, sizeof nm, "%s.bias", name);
-    l.b = add(u, nm, 1, c, 1, 1, 1);
-    return l;
-}
+static layer add_linear(fm_unet *u, const char *name, int out, int in) { return add_wb(u, name, 2, out, in, 1); }
+static layer add_conv(fm_unet *u, const char *name, int out, int in, int k) { return add_wb(u, name, 4, out, in, k); }
+static layer add_norm1d(fm_unet *u, const char *name, int c) { return add_wb(u, name, 1, c, 1, 1); }
 
 static resblock add_block(fm_unet *u, const char *name, int cin, int cout)
 {
     char nm[160];
     resblock b;
-    b.cin = cin;
     b.cout = cout;
 #define SUB(s) (snprintf(nm, sizeof nm, "%s.%s", name, s), nm)
     b.norm1 = add_norm1d(u, SUB("norm1"), cin);
@@ -179,6 +143,8 @@ static void register_all(fm_unet *u)
     u->conv_out = add_conv(u, "conv_out", c->in_ch, u->ch[0], 3);
 }
 
+static void init_all(fm_unet *u, fm_rng *r);
+
 fm_unet *fm_unet_new(fm_params *p, const char *prefix, const fm_unet_config *cfg)
 {
     if (!p || !cfg) {
@@ -203,16 +169,14 @@ fm_unet *fm_unet_new(fm_params *p, const char *prefix, const fm_unet_config *cfg
     for (int i = cfg->nlevels; i < FM_UNET_MAX_LEVELS; i++) u->cfg.mult[i] = 0;
     strcpy(u->prefix, pre);
     for (int i = 0; i < cfg->nlevels; i++) u->ch[i] = cfg->base * cfg->mult[i];
-    /* a first pass checks every name, so a failure adds nothing to p */
-    u->dry = 1;
+    int n0 = fm_params_count(p);
     register_all(u);
-    u->dry = 0;
-    if (!u->failed) register_all(u);
-    if (u->failed) {
+    if (u->failed) { /* a name taken, or out of memory: take back what was added */
+        fm__params_truncate(p, n0);
         free(u);
         return NULL;
     }
-    fm_unet_init(u, NULL);
+    init_all(u, NULL);
     return u;
 }
 
@@ -242,8 +206,9 @@ static void init_block(fm_unet *u, fm_rng *r, const resblock *b)
     if (b->skip.w >= 0) init_lin(u, r, b->skip);
 }
 
-/* r NULL: only the GroupNorm layers (1 and 0), as fm_unet_new leaves them. */
-void fm_unet_init(fm_unet *u, fm_rng *r)
+/* Every layer; with r NULL only the GroupNorm layers (1 and 0), as fm_unet_new
+ * leaves them. */
+static void init_all(fm_unet *u, fm_rng *r)
 {
     int L = u->cfg.nlevels;
     init_lin(u, r, u->time0);
@@ -255,6 +220,12 @@ void fm_unet_init(fm_unet *u, fm_rng *r)
     for (int j = 0; j + 1 < L; j++) init_lin(u, r, u->upconv[j]);
     init_norm(u, u->norm_out);
     init_lin(u, r, u->conv_out);
+}
+
+void fm_unet_init(fm_unet *u, fm_rng *r)
+{
+    FM_ASSERT(r); /* a random stream is required */
+    init_all(u, r);
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -305,7 +276,7 @@ fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tenso
                            fm_shape_str(t, s1, sizeof s1), B, fm_shape_str(x, s2, sizeof s2));
     fwd f = {tp, P, c->groups};
     int L = c->nlevels;
-    fm_tensor *emb = fm_time_embed(tp, t, c->time_freq, TIME_EMBED_SCALE, TIME_EMBED_PERIOD);
+    fm_tensor *emb = fm_time_embed(tp, t, c->time_freq, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD);
     emb = fm_linear(tp, emb, W(&f, u->time0.w), W(&f, u->time0.b));
     emb = fm_linear(tp, fm_silu(tp, emb), W(&f, u->time2.w), W(&f, u->time2.b));
     fm_tensor *semb = fm_silu(tp, emb);
