@@ -280,9 +280,9 @@ fm_status fm__vae_save(fm_vae *v, fm_st_writer *w);
 fm_vae *fm__vae_load(const fm_st *st, int use_ema);
 fm_status fm__gan_save(fm_gan *g, fm_st_writer *w);
 fm_gan *fm__gan_load(const fm_st *st, int use_ema);
-/* A handle over a model the caller keeps owning (release frees the handle only). */
+/* The handle over a model's parts, which it owns from here on (fm_model_free
+ * frees them); when it cannot be made, the parts are freed. */
 fm_model *fm__model_wrap(fm_method m, fm_flow *f, fm_vae *v, fm_gan *g);
-void fm__model_release(fm_model *m);
 
 /* ------------------------------------------------------------------ small helpers */
 

@@ -282,19 +282,14 @@ int cmd_train(int argc, char **argv)
         int a = fm_arch_from_name(arch);
         if (a < 0) BAD("unknown --arch '%s' (mlp, unet)", arch);
         c.flow.arch = (fm_arch)a;
-        if (a == FM_ARCH_UNET) {
+        if (a == FM_ARCH_UNET) { /* the library checks the method and the data */
             static const char *const mlp_only[] = {"width", "depth", "act", "time-embed"};
-            int ic, ih, iw;
-            if (m != FM_METHOD_FM && m != FM_METHOD_DDPM) BAD("--arch unet is for --method fm and ddpm, not %s", method);
-            if (!fm_spec_image_shape(data, &ic, &ih, &iw))
-                BAD("--arch unet needs image data (mnist:DIR), not '%s'", data);
             for (size_t i = 0; i < sizeof mlp_only / sizeof mlp_only[0]; i++)
                 if (cli_given(&spec, mlp_only[i])) BAD("--%s shapes the MLP; it does not apply to --arch unet", mlp_only[i]);
-            if (channels < 8 || channels > 1024 || channels % 8)
-                BAD("--channels %d must be a multiple of 8 (GroupNorm's groups) in 8..1024", channels);
-            c.flow.unet = fm_unet_config_default(ic, ih, iw);
+            int g = c.flow.unet.groups;
+            if (channels < g || channels > 1024 || channels % g)
+                BAD("--channels %d must be a multiple of %d (GroupNorm's groups) in %d..1024", channels, g, g);
             c.flow.unet.base = channels;
-            if (ih % 4 || iw % 4) BAD("--arch unet halves the image twice; %d x %d is not divisible by 4", ih, iw);
         } else if (cli_given(&spec, "channels")) {
             BAD("--channels shapes the U-Net; it needs --arch unet");
         }

@@ -482,9 +482,13 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
     if (!fmt || strcmp(fmt, "flowmatch") != 0)
         return fm__fail(FM_ERR_FORMAT, "not a flowmatch checkpoint (metadata 'format' is %s%s%s)", fmt ? "'" : "",
                         fmt ? fmt : "missing", fmt ? "'" : "");
-    /* "model" names the network; checkpoints from before the U-Net hold an MLP */
+    /* "model" names the network, as the architecture's own name */
     const char *model = fm_st_meta(st, "model");
-    c->arch = model && !strcmp(model, "unet") ? FM_ARCH_UNET : FM_ARCH_MLP;
+    int arch = fm_arch_from_name(model);
+    if (arch < 0)
+        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'model' = '%s' is not a network (mlp, unet)",
+                        model ? model : "(missing)");
+    c->arch = (fm_arch)arch;
     fm_status s = c->arch == FM_ARCH_UNET ? fm_unet_config_load(&c->unet, st) : fm_mlp_config_load(&c->net, st);
     if (s) return s;
     double dim;
@@ -494,7 +498,6 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
         if ((long)c->unet.in_ch * c->unet.height * c->unet.width != c->dim)
             return fm__fail(FM_ERR_FORMAT, "checkpoint's U-Net (%d x %d x %d images) does not fit its %d-dimensional data",
                             c->unet.in_ch, c->unet.height, c->unet.width, c->dim);
-        c->net = fm_mlp_config_default(c->dim); /* unused */
     } else if (c->net.in_dim != c->dim || c->net.out_dim != c->dim || !c->net.time_input)
         return fm__fail(FM_ERR_FORMAT, "checkpoint's network (%d -> %d) does not fit its %d-dimensional data",
                         c->net.in_dim, c->net.out_dim, c->dim);

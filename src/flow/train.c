@@ -63,6 +63,7 @@ fm_train_config fm_train_config_default(void)
     memset(&c, 0, sizeof c);
     c.method = FM_METHOD_FM;
     c.flow.net = fm_mlp_config_default(2);
+    c.flow.unet = fm_unet_config_default(0, 0, 0); /* the image shape comes from the data */
     c.flow.path = fm_path_default(FM_PATH_OT);
     c.flow.ddpm = fm_ddpm_schedule_default();
     c.flow.dim = 2;
@@ -202,11 +203,8 @@ static fm_status make_model(fm_trainer *tr, const fm_train_config *cfg, int dim,
         tr->PD = fm_gan_discriminator_params(tr->gan);
         tr->z = fm__gan_stdz(tr->gan);
     }
-    tr->model = fm__model_wrap(cfg->method, tr->flow, tr->vae, tr->gan);
+    tr->model = fm__model_wrap(cfg->method, tr->flow, tr->vae, tr->gan); /* frees them on failure */
     if (!tr->model) {
-        fm_flow_free(tr->flow);
-        fm_vae_free(tr->vae);
-        fm_gan_free(tr->gan);
         tr->flow = NULL;
         tr->vae = NULL;
         tr->gan = NULL;

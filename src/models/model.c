@@ -26,7 +26,10 @@ struct fm_model {
 fm_model *fm__model_wrap(fm_method m, fm_flow *f, fm_vae *v, fm_gan *g)
 {
     fm_model *M = calloc(1, sizeof *M);
-    if (!M) {
+    if (!M) { /* the parts are the handle's: without one they go */
+        fm_flow_free(f);
+        fm_vae_free(v);
+        fm_gan_free(g);
         fm__fail(FM_ERR_NOMEM, "out of memory");
         return NULL;
     }
@@ -36,8 +39,6 @@ fm_model *fm__model_wrap(fm_method m, fm_flow *f, fm_vae *v, fm_gan *g)
     M->gan = g;
     return M;
 }
-
-void fm__model_release(fm_model *m) { free(m); } /* the handle only, not the model */
 
 fm_model *fm_model_load(const fm_st *st, int use_ema)
 {
@@ -60,13 +61,7 @@ fm_model *fm_model_load(const fm_st *st, int use_ema)
     else if (m == FM_METHOD_GAN) g = fm__gan_load(st, use_ema);
     else f = fm_flow_load(st, use_ema);
     if (!f && !v && !g) return NULL;
-    fm_model *M = fm__model_wrap((fm_method)m, f, v, g);
-    if (!M) {
-        fm_flow_free(f);
-        fm_vae_free(v);
-        fm_gan_free(g);
-    }
-    return M;
+    return fm__model_wrap((fm_method)m, f, v, g);
 }
 
 void fm_model_free(fm_model *m)
