@@ -41,8 +41,8 @@ int cmd_demo(int argc, char **argv)
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc >= 0) return rc;
-    if (seed < 0 || iters < 1 || threads < 0)
-        return cli_usage_error("demo", "--seed and --threads must be >= 0 and --iters >= 1");
+    if (seed < 0 || iters < 1 || threads < 0 || threads > 1024)
+        return cli_usage_error("demo", "--seed must be >= 0, --threads in 0..1024 and --iters >= 1");
     if ((rc = cli_make_dir("demo", dir)) >= 0) return rc;
     fm_set_threads(threads);
     double t_start = cli_now();

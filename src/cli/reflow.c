@@ -10,59 +10,68 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* W2 to fresh data after 1 and 2 Euler steps, and the path energy over 100
- * Euler steps, normalised by W2^2 from the source to the data. */
-static int report(const char *cmd, fm_flow *f, int round, int n, uint64_t seed, const char *data)
+/* What every round is scored against, drawn once: n fresh data points (and
+ * in the network's units), and W2 from the source to them (the first report
+ * computes it: the source draws repeat every round). */
+typedef struct {
+    int n, d;
+    float *ref, *refm, *x, *x0;
+    double w2src; /* < 0 until known */
+} eval_set;
+
+static void eval_free(eval_set *e)
 {
-    const fm_flow_config *fc = fm_flow_get_config(f);
-    int d = fc->dim;
+    free(e->ref);
+    free(e->refm);
+    free(e->x);
+    free(e->x0);
+}
+
+static int eval_setup(const char *cmd, fm_flow *f, int n, uint64_t seed, const char *data, eval_set *e)
+{
+    int d = fm_flow_get_config(f)->dim;
+    size_t nd = (size_t)n * d;
+    *e = (eval_set){n, d, malloc(nd * sizeof(float)), malloc(nd * sizeof(float)), malloc(nd * sizeof(float)),
+                    malloc(nd * sizeof(float)), -1.0};
     fm_dataset *ds = fm_dataset_open(data);
-    float *ref = malloc((size_t)n * d * sizeof(float)), *x = malloc((size_t)n * d * sizeof(float));
-    float *x0 = malloc((size_t)n * d * sizeof(float)), *refm = malloc((size_t)n * d * sizeof(float));
-    int rc = -1;
-    if (!ds || !ref || !x || !x0 || !refm) {
-        rc = cli_error(cmd, "cannot draw the evaluation data: %s", ds ? "out of memory" : fm_last_error());
-        goto out;
+    if (!ds || !e->ref || !e->refm || !e->x || !e->x0) {
+        fm_dataset_free(ds);
+        return cli_error(cmd, "cannot draw the evaluation data: %s", ds ? "out of memory" : fm_last_error());
     }
     fm_rng rd;
     fm_rng_seed(&rd, seed + 1000, FM_STREAM_DATA);
-    if (fm_dataset_sample(ds, &rd, ref, n) != FM_OK) {
-        rc = cli_error(cmd, "%s", fm_last_error());
-        goto out;
-    }
+    fm_status s = fm_dataset_sample(ds, &rd, e->ref, n);
+    fm_dataset_free(ds);
+    if (s) return cli_error(cmd, "%s", fm_last_error());
+    memcpy(e->refm, e->ref, nd * sizeof(float));
+    fm_flow_to_model(f, e->refm, n); /* reflow keeps the data's standardisation */
+    return -1;
+}
+
+/* W2 to the evaluation data after 1 and 2 Euler steps, and the path energy
+ * over 100 Euler steps, normalised by W2^2 from the source to the data. */
+static int report(const char *cmd, fm_flow *f, int round, uint64_t seed, eval_set *e)
+{
+    const fm_flow_config *fc = fm_flow_get_config(f);
     fm_solver_config eu = fm_solver_config_default(FM_SOLVER_EULER);
     double w2[2], grid[101], energy = 0;
+    fm_rng r;
     for (int k = 1; k <= 2; k++) {
         fm_time_grid_uniform(grid, k, 0.0, fc->path.t_end);
-        fm_rng r;
         fm_rng_seed(&r, seed + 1000, FM_STREAM_NOISE);
-        if (fm_flow_sample(f, n, NULL, &r, &eu, grid, k + 1, x, NULL, NULL, NULL) != FM_OK ||
-            fm_w2_exact(x, ref, n, d, &w2[k - 1], NULL) != FM_OK) {
-            rc = cli_error(cmd, "%s", fm_last_error());
-            goto out;
-        }
+        if (fm_flow_sample(f, e->n, NULL, &r, &eu, grid, k + 1, e->x, NULL, NULL, NULL) != FM_OK ||
+            fm_w2_exact(e->x, e->ref, e->n, e->d, &w2[k - 1], NULL) != FM_OK)
+            return cli_error(cmd, "%s", fm_last_error());
     }
     fm_time_grid_uniform(grid, 100, 0.0, fc->path.t_end);
-    fm_rng r;
     fm_rng_seed(&r, seed + 1000, FM_STREAM_NOISE);
-    double w2src;
-    memcpy(refm, ref, (size_t)n * d * sizeof(float));
-    fm_flow_to_model(f, refm, n);
-    if (fm_flow_path_energy(f, n, NULL, &r, &eu, grid, 101, x0, NULL, &energy, NULL) != FM_OK ||
-        fm_w2_exact(x0, refm, n, d, &w2src, NULL) != FM_OK) {
-        rc = cli_error(cmd, "%s", fm_last_error());
-        goto out;
-    }
-    printf("%5d  %17.4f  %17.4f  %11.4f  %10.4f\n", round, w2[0], w2[1], energy,
-           fabs(energy - w2src * w2src) / (w2src * w2src));
+    if (fm_flow_path_energy(f, e->n, NULL, &r, &eu, grid, 101, e->x0, NULL, &energy, NULL) != FM_OK ||
+        (e->w2src < 0 && fm_w2_exact(e->x0, e->refm, e->n, e->d, &e->w2src, NULL) != FM_OK))
+        return cli_error(cmd, "%s", fm_last_error());
+    double w = e->w2src * e->w2src;
+    printf("%5d  %17.4f  %17.4f  %11.4f  %10.4f\n", round, w2[0], w2[1], energy, fabs(energy - w) / w);
     fflush(stdout);
-out:
-    fm_dataset_free(ds);
-    free(ref);
-    free(x);
-    free(x0);
-    free(refm);
-    return rc;
+    return -1;
 }
 
 int cmd_reflow(int argc, char **argv)
@@ -125,13 +134,15 @@ int cmd_reflow(int argc, char **argv)
     int ngrid;
     fm_solver_config sc;
     fm_trainer *tr = NULL;
+    eval_set ev = {0};
     if (!data || !x0 || !x1) {
         rc = cli_error("reflow", "out of memory for %d pairs", npairs);
         goto done;
     }
     strcpy(data, fc0->data);
+    if ((rc = eval_setup("reflow", cur, eval_n, (uint64_t)seed, data, &ev)) >= 0) goto done;
     printf("round  W2 (1 Euler step)  W2 (2 Euler steps)  path energy  normalised\n");
-    if ((rc = report("reflow", cur, 0, eval_n, (uint64_t)seed, data)) >= 0) goto done;
+    if ((rc = report("reflow", cur, 0, (uint64_t)seed, &ev)) >= 0) goto done;
     for (int round = 1; round <= rounds; round++) {
         const fm_flow_config *fc = fm_flow_get_config(cur);
         free(grid);
@@ -176,7 +187,7 @@ int cmd_reflow(int argc, char **argv)
             rc = cli_error("reflow", "%s", fm_last_error());
             goto done;
         }
-        if ((rc = report("reflow", cur, round, eval_n, (uint64_t)seed, data)) >= 0) goto done;
+        if ((rc = report("reflow", cur, round, (uint64_t)seed, &ev)) >= 0) goto done;
         char *rp = NULL;
         if (save_rounds && round < rounds) {
             char tail[48];
@@ -194,6 +205,7 @@ int cmd_reflow(int argc, char **argv)
     if (!quiet) fprintf(stderr, "wrote %s\n", out);
     rc = CLI_OK;
 done:
+    eval_free(&ev);
     fm_trainer_free(tr);
     fm_flow_free(cur);
     free(data);
