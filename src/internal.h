@@ -234,8 +234,8 @@ fm_status fm__optim_load_as(fm_optim *o, const fm_st *st, const char *prefix);
 
 /* Evaluating a model on n rows in chunks of at most FM__CHUNK, spread over the
  * threads; fn gets a freshly reset tape and a (FM__CHUNK) scratch buffer for
- * rows [i0, i0 + m). The parameter sets P (at most 4) have their gradients
- * switched off meanwhile. */
+ * rows [i0, i0 + m). The model's parameters P have their gradients switched
+ * off meanwhile. */
 #define FM__CHUNK 256
 #define FM__MAX_WORKERS 16
 typedef struct {
@@ -243,7 +243,7 @@ typedef struct {
     float *tbuf[FM__MAX_WORKERS];
 } fm__workers;
 typedef fm_status (*fm__chunk_fn)(fm_tape *tp, float *tbuf, int i0, int m, void *ctx);
-fm_status fm__run_chunks(fm__workers *wk, fm_params *const *P, int nP, int n, fm__chunk_fn fn, void *ctx);
+fm_status fm__run_chunks(fm__workers *wk, fm_params *P, int n, fm__chunk_fn fn, void *ctx);
 void fm__workers_free(fm__workers *wk);
 
 /* Per-column standardisation (x - mean) / std; mean NULL when off. Checkpoint

@@ -150,7 +150,7 @@ static fm_status velocity_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
 fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n)
 {
     chunk_args a = {.f = f, .t = t, .x = x, .v = v, .n = n};
-    return fm__run_chunks(&f->wk, &f->P, 1, n, velocity_chunk, &a);
+    return fm__run_chunks(&f->wk, f->P, n, velocity_chunk, &a);
 }
 
 /* v and the k vector-Jacobian products for rows [i0, i0 + m). */
@@ -180,7 +180,7 @@ fm_status fm_flow_vjp(void *flow, double t, const float *x, int n, int d, const 
     fm_flow *f = flow;
     if (d != f->cfg.dim) return fm__fail(FM_ERR_SHAPE, "points of dimension %d for a %d-dimensional flow", d, f->cfg.dim);
     chunk_args a = {.f = f, .t = t, .x = x, .e = e, .v = v, .u = u, .n = n, .k = k};
-    return fm__run_chunks(&f->wk, &f->P, 1, n, vjp_chunk, &a);
+    return fm__run_chunks(&f->wk, f->P, n, vjp_chunk, &a);
 }
 
 /* Opens a dataset source on first use, checking its dimension. */

@@ -194,7 +194,7 @@ static fm_status generate_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
 fm_status fm_gan_generate(fm_gan *g, const float *z, int n, float *out)
 {
     gen_args a = {g, z, out};
-    fm_status s = fm__run_chunks(&g->wk, &g->PG, 1, n, generate_chunk, &a);
+    fm_status s = fm__run_chunks(&g->wk, g->PG, n, generate_chunk, &a);
     if (!s) fm__stdz_to_data(&g->z, out, n);
     return s;
 }

@@ -221,7 +221,7 @@ fm_status fm_vae_encode(fm_vae *v, const float *x, int n, float *mu, float *logv
     memcpy(xm, x, (size_t)n * v->cfg.dim * sizeof(float));
     fm__stdz_to_model(&v->z, xm, n);
     eval_args e = {v, xm, mu, logvar};
-    fm_status s = fm__run_chunks(&v->wk, &v->P, 1, n, encode_chunk, &e);
+    fm_status s = fm__run_chunks(&v->wk, v->P, n, encode_chunk, &e);
     free(xm);
     return s;
 }
@@ -229,7 +229,7 @@ fm_status fm_vae_encode(fm_vae *v, const float *x, int n, float *mu, float *logv
 fm_status fm_vae_decode(fm_vae *v, const float *z, int n, fm_rng *r, float *x)
 {
     eval_args e = {v, z, x, NULL};
-    fm_status s = fm__run_chunks(&v->wk, &v->P, 1, n, decode_chunk, &e);
+    fm_status s = fm__run_chunks(&v->wk, v->P, n, decode_chunk, &e);
     if (s) return s;
     if (r && v->dec_lv >= 0) { /* the Gaussian decoder's own noise */
         int d = v->cfg.dim;

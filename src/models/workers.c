@@ -8,8 +8,6 @@
  */
 #include "internal.h"
 
-#include <string.h>
-
 void fm__workers_free(fm__workers *wk)
 {
     for (int w = 0; w < FM__MAX_WORKERS; w++) {
@@ -20,7 +18,7 @@ void fm__workers_free(fm__workers *wk)
     }
 }
 
-fm_status fm__run_chunks(fm__workers *wk, fm_params *const *P, int nP, int n, fm__chunk_fn fn, void *ctx)
+fm_status fm__run_chunks(fm__workers *wk, fm_params *P, int n, fm__chunk_fn fn, void *ctx)
 {
     int nw = fm_get_threads();
     if (nw > FM__MAX_WORKERS) nw = FM__MAX_WORKERS;
@@ -38,11 +36,8 @@ fm_status fm__run_chunks(fm__workers *wk, fm_params *const *P, int nP, int n, fm
         if (!wk->tbuf[w]) wk->tbuf[w] = malloc(FM__CHUNK * sizeof(float));
         if (!wk->tp[w] || !wk->tbuf[w]) return fm__fail(FM_ERR_NOMEM, "out of memory for the model's workers");
     }
-    int saved[4];
-    for (int i = 0; i < nP; i++) {
-        saved[i] = fm__params_get_requires_grad(P[i]);
-        fm_params_requires_grad(P[i], 0);
-    }
+    int saved = fm__params_get_requires_grad(P);
+    fm_params_requires_grad(P, 0);
     fm_status st[FM__MAX_WORKERS];
     FM__PARALLEL_FOR(nw)
     for (int w = 0; w < nw; w++) {
@@ -52,7 +47,7 @@ fm_status fm__run_chunks(fm__workers *wk, fm_params *const *P, int nP, int n, fm
             st[w] = fn(wk->tp[w], wk->tbuf[w], c * rows, n - c * rows < rows ? n - c * rows : rows, ctx);
         }
     }
-    for (int i = 0; i < nP; i++) fm_params_requires_grad(P[i], saved[i]);
+    fm_params_requires_grad(P, saved);
     for (int w = 0; w < nw; w++)
         if (st[w] != FM_OK) return fm__fail(st[w], "%s", wk->tp[w]->msg[0] ? wk->tp[w]->msg : "a worker failed");
     return FM_OK;
