@@ -217,8 +217,11 @@ typedef struct {
 } fm__sqdist;
 void fm__sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out);
 
-/* Numbers in safetensors metadata: written as the shortest decimal that reads
- * back exactly; read with a message naming the key when missing or invalid. */
+/* v as the shorter of %.15g / %.17g that reads back as the same double (buf
+ * holds at least 32 characters). */
+void fm__fmt_num(char *buf, double v);
+/* Numbers in safetensors metadata: written with fm__fmt_num; read with a
+ * message naming the key when missing or invalid. */
 fm_status fm__meta_put_num(fm_st_writer *w, const char *key, double v);
 fm_status fm__meta_get_num(const fm_st *st, const char *key, double *out);
 /* ... a whole number in [lo, hi] */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static int n_pass, n_fail;
 static const char *group = "";
@@ -184,6 +185,29 @@ const char *t_path(const char *name)
     k = (k + 1) % 64;
     snprintf(buf[k], sizeof buf[k], "%s/%s", t_tmpdir(), name);
     return buf[k];
+}
+
+unsigned char *t_slurp(const char *path, size_t *n)
+{
+    *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    unsigned char *b = len >= 0 && fseek(f, 0, SEEK_SET) == 0 ? malloc((size_t)len + 1) : NULL;
+    if (b) *n = fread(b, 1, (size_t)len, f);
+    fclose(f);
+    return b;
+}
+
+int t_gzip_copy(const char *src, const char *dst)
+{
+    size_t n;
+    unsigned char *b = t_slurp(src, &n);
+    gzFile g = b ? gzopen(dst, "wb9") : NULL;
+    int ok = g && gzwrite(g, b, (unsigned)n) == (int)n;
+    if (g && gzclose(g) != Z_OK) ok = 0;
+    free(b);
+    return ok;
 }
 
 void t_expect_fail(fm_tape *tp, fm_tensor *y, fm_status s, const char *what, const char *n1, const char *n2)

@@ -48,6 +48,11 @@ void t_family_max(const char *family, double err);
  * NaN on failure. */
 double t_flow_w2(fm_flow *f, const char *data, int n, fm_solver_kind kind, int steps, uint64_t seed);
 
+/* The whole file src in a malloc'ed buffer (NULL if unreadable); *n its size. */
+unsigned char *t_slurp(const char *path, size_t *n);
+/* A gzip copy of src at dst through zlib; 1 on success. */
+int t_gzip_copy(const char *src, const char *dst);
+
 /* An op's refusal as one case: y is NULL, the tape's status is s and the
  * message holds n1 (and n2 unless NULL); then the tape is reset. */
 void t_expect_fail(fm_tape *tp, fm_tensor *y, fm_status s, const char *what, const char *n1, const char *n2);

@@ -49,12 +49,13 @@ static fm_tensor *r_up2(fm_tape *tp, fm_tensor **in) { return fm_upsample_neares
 static fm_tensor *r_up3(fm_tape *tp, fm_tensor **in) { return fm_upsample_nearest2d(tp, in[0], 3); }
 static fm_tensor *r_pool2(fm_tape *tp, fm_tensor **in) { return fm_avg_pool2d(tp, in[0], 2); }
 static fm_tensor *r_pool3(fm_tape *tp, fm_tensor **in) { return fm_avg_pool2d(tp, in[0], 3); }
-/* Integer inputs (ids, labels) come as float32 tensors holding whole numbers. */
+/* Integer inputs (ids, labels) come as float32 tensors holding whole numbers;
+ * -1 when there are more than cap (the case then fails, never truncated). */
 static int as_ints(const fm_tensor *t, int *out, int cap)
 {
-    int n = (int)t->size < cap ? (int)t->size : cap;
-    for (int i = 0; i < n; i++) out[i] = (int)t->data[i];
-    return n;
+    if (t->size > (size_t)cap) return -1;
+    for (size_t i = 0; i < t->size; i++) out[i] = (int)t->data[i];
+    return (int)t->size;
 }
 static fm_tensor *r_gn1(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 1, in[1], in[2], 1e-5f); }
 static fm_tensor *r_gn2(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 2, in[1], in[2], 1e-5f); }
@@ -67,8 +68,8 @@ static fm_tensor *r_gn2_gamma(fm_tape *tp, fm_tensor **in) { return fm_group_nor
 static fm_tensor *r_gn2_beta(fm_tape *tp, fm_tensor **in) { return fm_group_norm(tp, in[0], 2, NULL, in[1], 1e-5f); }
 static fm_tensor *r_embedding(fm_tape *tp, fm_tensor **in)
 {
-    int ids[64];
-    return fm_embedding(tp, in[0], ids, as_ints(in[1], ids, 64));
+    int ids[64], n = as_ints(in[1], ids, 64);
+    return n < 0 ? NULL : fm_embedding(tp, in[0], ids, n);
 }
 static fm_tensor *r_ce(fm_tape *tp, fm_tensor **in, fm_reduce r)
 {
@@ -84,7 +85,7 @@ static fm_tensor *r_ce_sum(fm_tape *tp, fm_tensor **in) { return r_ce(tp, in, FM
         {op "_col", "arith", 2, fn, 1e-2}, {op "_4d", "arith", 2, fn, 1e-2},                       \
         {op "_both", "arith", 2, fn, 1e-2}
 
-const opcase op_cases[] = {
+static const opcase op_cases[] = {
     {"linear", "linear", 3, r_linear, 1e-2},
     {"linear_nobias", "linear", 2, r_linear_nb, 1e-2},
     ARITH("add", r_add),
@@ -119,11 +120,10 @@ const opcase op_cases[] = {
     {"gaussian_nll_sum", "loss", 3, r_gnll_sum, 1e-2},
     {"gaussian_nll_row", "loss", 3, r_gnll_sum, 1e-2},
 };
-const int n_op_cases = (int)(sizeof op_cases / sizeof op_cases[0]);
 
 /* The image ops are linear in each input, so a finite difference has no
  * truncation error and a large step only shrinks the rounding noise. */
-const opcase conv_cases[] = {
+static const opcase conv_cases[] = {
     {"conv3x3", "conv", 3, r_conv_s1p1, 0.25},
     {"conv3x3_s2", "conv", 3, r_conv_s2p1, 0.25},
     {"conv1x1", "conv", 3, r_conv_s1p0, 0.25},
@@ -143,7 +143,7 @@ const opcase conv_cases[] = {
  * of about 0.005, so their step is far smaller; gn_offset's values are near
  * 52. The logits of ce_large are near 1e4, where a step of 1e-5 |x| is 0.1.
  * Embedding is linear. */
-const opcase ops2_cases[] = {
+static const opcase ops2_cases[] = {
     {"gn_g1", "norm", 3, r_gn1, 1e-2},
     {"gn_g2", "norm", 3, r_gn2, 1e-2},
     {"gn_g8", "norm", 3, r_gn8, 1e-2},

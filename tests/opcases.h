@@ -16,9 +16,6 @@ typedef struct {
     double fd_step;      /* finite-difference step */
 } opcase;
 
-extern const opcase op_cases[];
-extern const int n_op_cases;
-
 /* A fixture file and the cases it holds. */
 typedef struct {
     const char *file;

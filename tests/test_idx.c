@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 
 static void write_bytes(const char *path, const void *p, size_t n)
@@ -19,30 +18,6 @@ static void write_bytes(const char *path, const void *p, size_t n)
         fwrite(p, 1, n, f);
         fclose(f);
     }
-}
-
-/* The whole file into a malloc'ed buffer (NULL if unreadable). */
-static unsigned char *slurp(const char *path, size_t *n)
-{
-    *n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char *b = malloc(1 << 20);
-    if (b) *n = fread(b, 1, 1 << 20, f);
-    fclose(f);
-    return b;
-}
-
-/* A gzip copy of src at dst through zlib; 1 on success. */
-static int gzip_copy(const char *src, const char *dst)
-{
-    size_t n;
-    unsigned char *b = slurp(src, &n);
-    gzFile g = b ? gzopen(dst, "wb9") : NULL;
-    int ok = g && gzwrite(g, b, (unsigned)n) == (int)n;
-    if (g && gzclose(g) != Z_OK) ok = 0;
-    free(b);
-    return ok;
 }
 
 /* Header bytes: 00 00 type ndim, then big-endian sizes. Returns its length. */
@@ -97,7 +72,7 @@ void test_idx(void)
     t_check(s == FM_OK, "write_u8 5 x 28 x 28 %s", T_ERR(s));
 
     size_t n;
-    unsigned char *raw = slurp(ipath, &n);
+    unsigned char *raw = t_slurp(ipath, &n);
     static const unsigned char want_hdr[16] = {0, 0, 8, 3, 0, 0, 0, 5, 0, 0, 0, 28, 0, 0, 0, 28};
     t_check(raw && n == 16 + NI && !memcmp(raw, want_hdr, 16) && !memcmp(raw + 16, img, NI),
             "file is %zu bytes (want %d): header 00 00 08 03 | 5 28 28 big-endian, then the bytes", n, 16 + NI);
@@ -138,8 +113,8 @@ void test_idx(void)
 
     /* the gzip copy reads identically */
     snprintf(gpath, sizeof gpath, "%s", t_path("images-idx3-ubyte.gz"));
-    ok = gzip_copy(ipath, gpath);
-    raw = slurp(gpath, &n);
+    ok = t_gzip_copy(ipath, gpath);
+    raw = t_slurp(gpath, &n);
     t_check(ok && raw && n > 2 && raw[0] == 0x1f && raw[1] == 0x8b, "zlib wrote a gzip copy: %zu bytes, magic %02x %02x",
             n, raw && n > 1 ? raw[0] : 0, raw && n > 1 ? raw[1] : 0);
     s = fm_idx_read_u8(gpath, &x);

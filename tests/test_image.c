@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 /* A PNG read back as 8-bit samples in its own format (gray or RGB); NULL on failure. */
 static uint8_t *read_png(const char *path, int *w, int *h, int *c)
@@ -132,15 +131,9 @@ static void write_set(const char *dir, int n, int rows, const uint8_t *labels, i
         char tmpf[1300];
         snprintf(tmpf, sizeof tmpf, "%s.plain", p);
         fm_idx_write_u8(tmpf, 3, dims, im);
-        FILE *in = fopen(tmpf, "rb");
         char gzp[1300];
         snprintf(gzp, sizeof gzp, "%s.gz", p);
-        gzFile g = gzopen(gzp, "wb");
-        unsigned char buf[4096];
-        size_t r;
-        while (in && g && (r = fread(buf, 1, sizeof buf, in)) > 0) gzwrite(g, buf, (unsigned)r);
-        if (in) fclose(in);
-        if (g) gzclose(g);
+        t_gzip_copy(tmpf, gzp);
         remove(tmpf);
     } else {
         fm_idx_write_u8(p, 3, dims, im);

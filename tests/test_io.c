@@ -16,12 +16,6 @@ static const char *fx(const char *name)
     return path;
 }
 
-static const char *tmp(const char *name)
-{
-    static char path[1024];
-    snprintf(path, sizeof path, "%s/%s", t_tmpdir(), name);
-    return path;
-}
 
 static void write_text(const char *path, const char *text)
 {
@@ -33,9 +27,9 @@ static void write_text(const char *path, const char *text)
 /* The CSV text must be rejected with a message containing want. */
 static void csv_rejects(const char *what, const char *text, const char *want)
 {
-    write_text(tmp("bad.csv"), text);
+    write_text(t_path("bad.csv"), text);
     fm_table t;
-    fm_status s = fm_csv_read(tmp("bad.csv"), &t);
+    fm_status s = fm_csv_read(t_path("bad.csv"), &t);
     t_check(s == FM_ERR_FORMAT && strstr(fm_last_error(), want), "CSV rejects %s: %s", what,
             s ? fm_last_error() : "(accepted!)");
     if (!s) fm_table_free(&t);
@@ -75,44 +69,44 @@ void test_io(void)
     for (int i = 0; i < 24; i++) x[i] = (float)sin(i) * 1e3f;
     int64_t s3[3] = {2, 3, 4};
     float *back = NULL;
-    s = fm_npy_write(tmp("rt.npy"), x, 3, s3);
-    s = s ? s : fm_npy_read(tmp("rt.npy"), &back, &nd, sh);
+    s = fm_npy_write(t_path("rt.npy"), x, 3, s3);
+    s = s ? s : fm_npy_read(t_path("rt.npy"), &back, &nd, sh);
     t_check(s == FM_OK && nd == 3 && sh[0] == 2 && sh[1] == 3 && sh[2] == 4 && !memcmp(back, x, sizeof x),
             "npy: rank-3 round trip is bit-exact");
     free(back);
-    FILE *f = fopen(tmp("rt.npy"), "rb");
+    FILE *f = fopen(t_path("rt.npy"), "rb");
     unsigned char hdr[10];
     size_t got = fread(hdr, 1, 10, f);
     fclose(f);
     t_check(got == 10 && (10 + (hdr[8] | hdr[9] << 8)) % 64 == 0, "npy: data starts on a 64-byte boundary");
     int64_t s1[1] = {5};
-    s = fm_npy_write(tmp("rt1.npy"), x, 1, s1);
-    s = s ? s : fm_npy_read(tmp("rt1.npy"), &back, &nd, sh);
+    s = fm_npy_write(t_path("rt1.npy"), x, 1, s1);
+    s = s ? s : fm_npy_read(t_path("rt1.npy"), &back, &nd, sh);
     t_check(s == FM_OK && nd == 1 && sh[0] == 5, "npy: rank-1 shape written as (5,)");
     free(back);
 
     /* malformed .npy */
-    write_text(tmp("bad.npy"), "hello world, not numpy");
-    t_check(fm_npy_read(tmp("bad.npy"), &back, &nd, sh) == FM_ERR_FORMAT && strstr(fm_last_error(), "magic"),
+    write_text(t_path("bad.npy"), "hello world, not numpy");
+    t_check(fm_npy_read(t_path("bad.npy"), &back, &nd, sh) == FM_ERR_FORMAT && strstr(fm_last_error(), "magic"),
             "npy: wrong magic rejected: %s", fm_last_error());
-    f = fopen(tmp("trunc.npy"), "wb");
+    f = fopen(t_path("trunc.npy"), "wb");
     static const char th[] = "\x93NUMPY\x01\x00\x46\x00{'descr': '<f4', 'fortran_order': False, 'shape': (10, 2), }";
     fwrite(th, 1, sizeof th - 1, f);
     for (int i = 0; i < 70 - (int)(sizeof th - 11); i++) fputc(' ', f);
     fwrite(x, 4, 5, f);
     fclose(f);
-    t_check(fm_npy_read(tmp("trunc.npy"), &back, &nd, sh) == FM_ERR_FORMAT && strstr(fm_last_error(), "need 80 bytes"),
+    t_check(fm_npy_read(t_path("trunc.npy"), &back, &nd, sh) == FM_ERR_FORMAT && strstr(fm_last_error(), "need 80 bytes"),
             "npy: truncated data rejected: %s", fm_last_error());
 
     /* CSV */
-    write_text(tmp("h.csv"), "# comment\r\nx, y,z\r\n1,2,3\r\n\r\n4.5, -6e-1 ,7\r\n");
+    write_text(t_path("h.csv"), "# comment\r\nx, y,z\r\n1,2,3\r\n\r\n4.5, -6e-1 ,7\r\n");
     fm_table t;
-    s = fm_csv_read(tmp("h.csv"), &t);
+    s = fm_csv_read(t_path("h.csv"), &t);
     t_check(s == FM_OK && t.rows == 2 && t.cols == 3 && t.names && !strcmp(t.names[1], "y") && t.data[4] == -0.6f,
             "CSV: header, comments, CRLF, blank lines, spaces (%s)", T_ERR(s));
     if (!s) fm_table_free(&t);
-    write_text(tmp("n.csv"), "1,2\n3,4\n");
-    s = fm_csv_read(tmp("n.csv"), &t);
+    write_text(t_path("n.csv"), "1,2\n3,4\n");
+    s = fm_csv_read(t_path("n.csv"), &t);
     t_check(s == FM_OK && t.rows == 2 && !t.names && t.data[3] == 4.0f, "CSV: no header");
     if (!s) fm_table_free(&t);
     csv_rejects("a ragged row", "a,b\n1,2\n3,4,5\n", "bad.csv:3: row has 3 fields, expected 2");
@@ -126,12 +120,12 @@ void test_io(void)
     csv_rejects("a header only", "a,b\n", "no data rows");
     const char *names[2] = {"u", "v"};
     float w[6] = {1.5f, -2, 3.25e-7f, 4, 1e30f, 0};
-    s = fm_csv_write(tmp("w.csv"), w, 3, 2, names);
-    s = s ? s : fm_csv_read(tmp("w.csv"), &t);
+    s = fm_csv_write(t_path("w.csv"), w, 3, 2, names);
+    s = s ? s : fm_csv_read(t_path("w.csv"), &t);
     t_check(s == FM_OK && t.rows == 3 && !memcmp(t.data, w, sizeof w) && !strcmp(t.names[0], "u"),
             "CSV: round trip is bit-exact (%%.9g)");
     if (!s) fm_table_free(&t);
-    s = fm_points_read(tmp("w.txt"), &t);
+    s = fm_points_read(t_path("w.txt"), &t);
     t_check(s == FM_ERR_ARG && strstr(fm_last_error(), ".npy or .csv"), "points: unknown extension refused: %s",
             fm_last_error());
 }

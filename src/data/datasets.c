@@ -81,12 +81,6 @@ void fm_dataset_free(fm_dataset *ds)
     free(ds);
 }
 
-/* The shortest of %.15g / %.17g that reads back as v, so specs survive a round trip. */
-static void shortest(char *buf, double v)
-{
-    snprintf(buf, 32, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, 32, "%.17g", v);
-}
 
 static int parse_double(const char *s, size_t n, double *out)
 {
@@ -239,10 +233,10 @@ fm_dataset *fm_dataset_open(const char *spec)
         p = comma ? comma + 1 : NULL;
     }
     ds->dim = k == DS_GAUSSIAN ? (int)ds->extra : 2;
-    char buf[200], nz[32], sc[32], ex[32];
-    shortest(nz, ds->noise);
-    shortest(sc, ds->scale);
-    shortest(ex, ds->extra);
+    char buf[200], nz[32], sc[32], ex[32]; /* numbers that survive a round trip */
+    fm__fmt_num(nz, ds->noise);
+    fm__fmt_num(sc, ds->scale);
+    fm__fmt_num(ex, ds->extra);
     if (k == DS_GAUSSIAN) snprintf(buf, sizeof buf, "gaussian:dim=%d,scale=%s", ds->dim, sc);
     else if (in->extra_name) snprintf(buf, sizeof buf, "%s:noise=%s,scale=%s,%s=%s", in->name, nz, sc, in->extra_name, ex);
     else snprintf(buf, sizeof buf, "%s:noise=%s,scale=%s", in->name, nz, sc);

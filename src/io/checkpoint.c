@@ -71,12 +71,16 @@ fm_status fm_params_load(fm_params *p, const fm_st *st, const char *prefix)
 
 /* ------------------------------------------------------------------ metadata helpers */
 
+void fm__fmt_num(char *buf, double v)
+{
+    snprintf(buf, 32, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, 32, "%.17g", v);
+}
+
 fm_status fm__meta_put_num(fm_st_writer *w, const char *key, double v)
 {
-    /* the shorter of %.15g / %.17g that reads back as the same double */
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+    char buf[32];
+    fm__fmt_num(buf, v);
     return fm_st_writer_meta(w, key, buf);
 }
 
