@@ -136,9 +136,6 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
 int cli_write_losses(const char *cmd, const char *csv, const char *svg, const cli_losses *log, int64_t first_iter,
                      const char *earlier);
 
-/* Print the metrics named in which ("w2,energy,mmd"); -1 on success. */
-int cli_metrics(const char *cmd, const float *a, int na, const float *b, int nb, int d, const char *which, double bw,
-                int quiet, double *w2);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -294,12 +294,8 @@ int cmd_compare(int argc, char **argv)
             const char *tp = cli_out_stage(&outs, name);
             if (!tp || fm_trainer_save(tr, tp) != FM_OK)
                 rc = cli_error("compare", "%s", tp ? fm_last_error() : "out of memory");
-        }
-        if (rc < 0) { /* reload the saved model: what is measured is what the file holds */
-            fm_st *st = fm_st_load(outs.tmp[outs.n - 1]);
-            models[m] = st ? fm_model_load(st, 0) : NULL;
-            fm_st_free(st);
-            if (!models[m]) rc = cli_error("compare", "%s", fm_last_error());
+            else /* reload it: what is measured is what the file holds */
+                rc = cli_load_model("compare", tp, 0, &models[m]);
         }
         fm_trainer_free(tr);
         if (rc >= 0) goto done;
