@@ -312,7 +312,8 @@ fm_tensor *fm_mlp_forward(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x);
 /* A small convolutional U-Net for images (NCHW), the velocity or noise network
  * of a flow on image data. Level i works at (H / 2^i, W / 2^i) with
  * C_i = base mult[i] channels. With emb = time_mlp(sinusoid(t)) (Linear, SiLU,
- * Linear; sinusoid as fm_time_embed with scale 1000 and period 10000):
+ * Linear; sinusoid as fm_time_embed with scale 1000 and period 10000), plus
+ * label_emb(y) in a class-conditional network:
  *   h = conv_in(x)                                      3x3, in_ch -> C_0
  *   level i = 0 .. L-1: h = down.i(h, emb); keep h; avg_pool2d(h, 2) below the last
  *   h = mid(h, emb)
@@ -324,7 +325,7 @@ fm_tensor *fm_mlp_forward(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x);
  *   h = conv2(silu(norm2(h))),  out = h + (skip(x) if cin != cout else x)
  * with GroupNorm(groups, eps 1e-5), 3x3 convolutions padded by 1 and a 1x1 skip.
  * Parameter names are those of tests/ref/unet.py's UNet.state_dict():
- * time_mlp.0.*, time_mlp.2.*, conv_in.*, down.<i>.{norm1,conv1,temb,norm2,conv2,skip}.*,
+ * time_mlp.0.*, time_mlp.2.*, label_emb.weight (classes only), conv_in.*, down.<i>.{norm1,conv1,temb,norm2,conv2,skip}.*,
  * mid.*, up.<j>.*, upconv.<j>.*, norm_out.*, conv_out.* (each .weight, .bias). */
 #define FM_UNET_MAX_LEVELS 6
 
@@ -336,7 +337,7 @@ typedef struct {
     int time_freq;                     /* sinusoid size, even; 0: base */
     int time_dim;                      /* time embedding width; 0: 4 base */
     int groups;                        /* GroupNorm groups (8); divides every C_i */
-    int num_classes;                   /* class conditioning (a place for it): must be 0 for now */
+    int num_classes;                   /* > 0: class-conditional, labels 0 .. num_classes - 1 */
 } fm_unet_config;
 
 /* base 32, mult 1, 2, 2, groups 8, time sizes from base. */
@@ -352,8 +353,12 @@ const fm_unet_config *fm_unet_get_config(const fm_unet *u);
 /* PyTorch's defaults: convolutions and linear layers as fm_init_linear (in
  * registration order), GroupNorm weight 1 and bias 0. */
 void       fm_unet_init(fm_unet *u, fm_rng *r);
-/* t (B, 1) or (B); x (B, in_ch, H, W) or flat (B, in_ch H W): out has x's shape. */
-fm_tensor *fm_unet_forward(fm_tape *tp, fm_unet *u, fm_tensor *t, fm_tensor *x);
+/* t (B, 1) or (B); x (B, in_ch, H, W) or flat (B, in_ch H W): out has x's shape.
+ * A class-conditional network (num_classes K > 0) adds label_emb(y) to the time
+ * embedding before its SiLU, y = labels[i] in 0 .. K, K meaning "no label"
+ * (the row classifier-free guidance uses); labels NULL: every row K. A network
+ * without classes refuses labels. */
+fm_tensor *fm_unet_forward(fm_tape *tp, fm_unet *u, fm_tensor *t, fm_tensor *x, const int *labels);
 
 /* The network of a flow. */
 typedef enum { FM_ARCH_MLP = 0, FM_ARCH_UNET, FM_ARCH_COUNT } fm_arch;
@@ -582,6 +587,9 @@ fm_status   fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n);
  * (NULL otherwise); an image dataset's labels (NULL otherwise). */
 int         fm_dataset_rows(const fm_dataset *ds);
 const uint8_t *fm_dataset_labels(const fm_dataset *ds);
+/* fm_dataset_sample with the drawn rows' labels in labels[0 .. n) (the same
+ * draws and points); FM_ERR_ARG for a dataset without labels. */
+fm_status   fm_dataset_sample_labeled(fm_dataset *ds, fm_rng *r, float *out, int *labels, int n);
 /* Uniform dequantisation of pixels x = b / 255 (b a byte, recovered by
  * rounding and clamping to 0..255): x <- (b + u) / 256 with u ~ U[0, 1) from r,
  * so a density over [0, 1) gives the bytes' probabilities by integrating over
@@ -779,6 +787,17 @@ void       fm_flow_to_data(const fm_flow *f, float *x, int n);    /* and back */
 fm_status  fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n);
 /* fm_field_fn over a flow (ctx is the fm_flow). */
 fm_status  fm_flow_field(void *flow, double t, const float *x, float *v, size_t n);
+/* Classes of a class-conditional flow (its U-Net's num_classes), else 0. */
+int        fm_flow_num_classes(const fm_flow *f);
+/* The condition of every later evaluation (velocity, sampling, likelihood) of
+ * a class-conditional flow on n rows: row i asks for class labels[i] (0 ..
+ * K - 1, or -1: none) with classifier-free guidance
+ *   v = v_uncond + w (v_cond - v_uncond),
+ * w = guidance (1: the conditional network alone, one evaluation; 0: the
+ * unconditional one); a DDPM model mixes its noise predictions the same way.
+ * Evaluations then take exactly n rows. labels NULL (or n 0) clears it: every
+ * row unconditional. The labels are copied. */
+fm_status  fm_flow_set_condition(fm_flow *f, const int *labels, int n, double guidance);
 /* n source points x0 (before the path's b(0) scaling). */
 fm_status  fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n);
 /* Draw n samples into out (n, dim), data units. The ODE starts from x_start
@@ -942,6 +961,11 @@ typedef struct {
     int dequantize;        /* image data: pixel bytes b = 255 x spread uniformly over
                             * [b / 256, (b + 1) / 256) in every batch (for likelihoods
                             * in bits per dimension); 0 = off */
+    double label_dropout;  /* class-conditional U-Net (flow.unet.num_classes > 0, or -1:
+                            * as many as the data's labels): each training label is
+                            * replaced by "no label" with this probability (0.1), which
+                            * trains the unconditional model classifier-free guidance
+                            * needs */
     struct {
         int latent;                  /* 2 */
         double beta;                 /* KL weight, 1 */

@@ -168,9 +168,10 @@ void fm__params_truncate(fm_params *p, int n);
 /* The MLP's forward with its weights taken from P (p or a replica of it). */
 fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x);
 /* The U-Net's forward with its weights taken from P (p or a replica of it). */
-fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x);
-/* A flow's network (MLP or U-Net) on t (B, 1) and flat points x (B, dim), weights from P. */
-fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x);
+fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels);
+/* A flow's network (MLP or U-Net) on t (B, 1) and flat points x (B, dim), weights
+ * from P; labels (B) for a class-conditional U-Net (NULL: unconditional). */
+fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels);
 /* A source spec that means N(0, I): empty, NULL or "gaussian". */
 int fm__is_gaussian_source(const char *spec);
 /* Where parameter i lives in the flat buffers. */

@@ -410,6 +410,40 @@ void test_cli(void)
         t_check(umoons && uwidth && uch && rc == 2 && one_line("multiple of 8") && file_size(t_path("mu.safetensors")) < 0,
                 "--arch unet on moons, with --width, --channels without it and --channels 12 are usage errors (exit %d): %s",
                 rc, err_buf);
+        /* class-conditional: labels 0, 7 and 9 make 10 classes; one grid row per class */
+        rc = cli("train --data mnist:%s --arch unet --channels 8 --class-cond --label-dropout 0.2 --iters 2 --batch 4 "
+                 "--quiet --out %s", t_path("cli_mn"), t_path("mnc.safetensors"));
+        int ctrained = rc == 0;
+        fm_st *cst = fm_st_load(t_path("mnc.safetensors"));
+        const char *ncl = cst ? fm_st_meta(cst, "unet.num_classes") : NULL, *ldr = cst ? fm_st_meta(cst, "train.label_dropout") : NULL;
+        int cinspect = cst && fm_st_find(cst, "net.label_emb.weight") >= 0 && ncl && !strcmp(ncl, "10") && ldr && !strcmp(ldr, "0.2");
+        fm_st_free(cst);
+        rc = cli("sample --model %s --guidance 2 --steps 2 --solver euler --grid %s --grid-cols 3 --out %s",
+                 t_path("mnc.safetensors"), t_path("mnc.png"), t_path("mnc.npy"));
+        int cgrid = rc == 0 && file_size(t_path("mnc.npy")) == 128 + 30 * 784 * 4 &&
+                    file_size(t_path("mnc_labels.npy")) == 128 + 30 * 4 && strstr(out_buf, "labels by row (guidance 2");
+        fm_table labt = {0};
+        int rows_ok = cgrid && fm_points_read(t_path("mnc_labels.npy"), &labt) == FM_OK && labt.rows == 30;
+        for (int i = 0; rows_ok && i < 30; i++) rows_ok = labt.data[i] == (float)(i / 3);
+        fm_table_free(&labt);
+        rc = cli("sample --model %s --label 7 --n 2 --steps 2 --out %s --labels-out %s --quiet", t_path("mnc.safetensors"),
+                 t_path("mnc7.npy"), t_path("mnc7_l.npy"));
+        int one = rc == 0 && file_size(t_path("mnc7_l.npy")) == 128 + 2 * 4;
+        t_check(ctrained && cinspect && cgrid && rows_ok && one,
+                "train --class-cond: 10 classes, label dropout kept; sample --guidance 2 --grid: 10 rows of 3, labels "
+                "by row written next to the samples; --label 7 (train %d, inspect %d, grid %d, rows %d, one %d) %s",
+                ctrained, cinspect, cgrid, rows_ok, one, err_buf);
+        rc = cli("sample --model %s --label 10 --n 2", t_path("mnc.safetensors"));
+        int blabel = rc == 2 && one_line("0..9");
+        rc = cli("sample --model %s --guidance 2 --n 2", t_path("mnu.safetensors"));
+        int buncond = rc == 2 && one_line("class-conditional");
+        rc = cli("train --data mnist:%s --class-cond --iters 1 --out %s", t_path("cli_mn"), t_path("mu.safetensors"));
+        int bmlp = rc == 2 && one_line("--arch unet");
+        rc = cli("train --data mnist:%s --arch unet --label-dropout 0.5 --iters 1 --out %s", t_path("cli_mn"),
+                 t_path("mu.safetensors"));
+        t_check(blabel && buncond && bmlp && rc == 2 && one_line("--class-cond") && file_size(t_path("mu.safetensors")) < 0,
+                "label 10 of 10 classes, guidance for an unconditional model, --class-cond on the MLP, --label-dropout "
+                "alone are usage errors (exit %d): %s", rc, err_buf);
         rc = cli("sample --model %s --grid %s", t_path("m.safetensors"), t_path("moons.png"));
         t_check(rc == 2 && one_line("image model") && file_size(t_path("moons.png")) < 0,
                 "--grid on a 2D model refused, nothing written (exit %d): %s", rc, err_buf);

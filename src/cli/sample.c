@@ -61,7 +61,8 @@ static int traj_grid(const char *path, const keeper *k, int c, int h, int w)
 int cmd_sample(int argc, char **argv)
 {
     const char *model = NULL, *out = "samples.npy", *x0file = NULL, *figure = NULL, *traj_out = NULL, *scatter = NULL,
-               *recon = NULL, *pgrid = NULL, *tgrid = NULL;
+               *recon = NULL, *pgrid = NULL, *tgrid = NULL, *label = "all", *labels_out = NULL;
+    double guidance = 1.0;
     int n = -1, save_every = 0, no_ema = 0, threads = 0, quiet = 0, gcols = 8;
     int64_t seed = 0;
     double range = 3.0;
@@ -73,6 +74,9 @@ int cmd_sample(int argc, char **argv)
         {"seed", OPT_I64, &seed, "N", "random seed for the starting noise"},
         {"x0", OPT_STR, &x0file, "FILE", "start from these points (.npy or .csv) instead of fresh noise"},
         {"reconstruct", OPT_STR, &recon, "FILE", "vae: encode and decode these points instead of sampling"},
+        {"label", OPT_STR, &label, "L", "class-conditional models: a class, 'none', or 'all' (row r of --grid is class r)"},
+        {"guidance", OPT_DOUBLE, &guidance, "W", "classifier-free guidance v_u + W (v_c - v_u) (1: conditional only)"},
+        {"labels-out", OPT_STR, &labels_out, "FILE", "the requested labels, -1 for none (default: <out>_labels.npy)"},
         {"out", OPT_STR, &out, "FILE", "samples (.npy or .csv)"},
         {"save-every", OPT_INT, &save_every, "K", "also keep the state every K grid points"},
         {"traj", OPT_STR, &traj_out, "FILE", "where --save-every writes (n_states, n, dim) (default: <out>_traj.npy)"},
@@ -95,7 +99,10 @@ int cmd_sample(int argc, char **argv)
                            "units: standard normal draws for the default source), so another program can\n"
                            "reproduce the run from the same starting points. A DDPM model samples with\n"
                            "--solver ancestral (default, T steps) or ddim (default 50 steps), --x0 being x_T;\n"
-                           "a VAE or GAN decodes latent noise in one pass (--x0: latent points). Nothing is\n"
+                           "a VAE or GAN decodes latent noise in one pass (--x0: latent points).\n"
+                           "A class-conditional model samples --label L for every point, or with 'all' sample\n"
+                           "i asks for class (i / grid-cols) mod K, so --grid shows one row per class (and n\n"
+                           "defaults to K x grid-cols); the labels are written next to the samples. Nothing is\n"
                            "written unless every output can be.",
                            opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos;
@@ -116,6 +123,8 @@ int cmd_sample(int argc, char **argv)
     if (pgrid && !cli_has_suffix(pgrid, ".png")) BAD("--grid '%s' must end in .png", pgrid);
     if (tgrid && !cli_has_suffix(tgrid, ".png")) BAD("--traj-grid '%s' must end in .png", tgrid);
     if (gcols < 1 || gcols > 1024) BAD("--grid-cols must lie in 1..1024");
+    if (labels_out && !cli_has_suffix(labels_out, ".npy")) BAD("--labels-out '%s' must end in .npy", labels_out);
+    if (!isfinite(guidance) || fabs(guidance) > 1e4) BAD("--guidance %g must be a finite number within +-1e4", guidance);
 #undef BAD
     if ((rc = cli_solver_check("sample", &so, !x0file)) >= 0) return rc;
     fm_set_threads(threads);
@@ -135,12 +144,31 @@ int cmd_sample(int argc, char **argv)
     char *tp = NULL;
     keeper k = {0};
     fm_dataset *ds = NULL;
+    int *lab = NULL;
+    float *labf = NULL;
+    char *lp = NULL;
     cli_outputs outs = {0};
     if (!f && (save_every || figure || traj_out || tgrid)) {
         rc = cli_usage_error("sample",
                              "--save-every, --traj, --figure and --traj-grid need a flow or DDPM model (%s has no trajectory)",
                              fm_method_name(meth));
         goto done;
+    }
+    int K = f ? fm_flow_num_classes(f) : 0, fixed = -2; /* -2: all classes, -1: none, else one class */
+    if (!K && (cli_given(&spec, "label") || cli_given(&spec, "guidance") || labels_out)) {
+        rc = cli_usage_error("sample", "--label, --guidance and --labels-out need a class-conditional model; %s is not one",
+                             model);
+        goto done;
+    }
+    if (K && strcmp(label, "all")) {
+        char *end = NULL;
+        long v = strtol(label, &end, 10);
+        if (!strcmp(label, "none")) fixed = -1;
+        else if (end != label && !*end && v >= 0 && v < K) fixed = (int)v;
+        else {
+            rc = cli_usage_error("sample", "--label '%s' must be a class in 0..%d, 'none' or 'all'", label, K - 1);
+            goto done;
+        }
     }
     if (recon && meth != FM_METHOD_VAE) {
         rc = cli_usage_error("sample", "--reconstruct needs a VAE model, not %s", fm_method_name(meth));
@@ -173,7 +201,7 @@ int cmd_sample(int argc, char **argv)
                              model, data_spec);
         goto done;
     }
-    if (n < 0) n = 2000;
+    if (n < 0) n = K && fixed == -2 && pgrid ? K * gcols : 2000;
     size_t nd = (size_t)n * d;
     if (scatter) { /* the comparison data must be drawable before anything is written */
         ds = fm_dataset_open(data_spec);
@@ -215,6 +243,22 @@ int cmd_sample(int argc, char **argv)
         rc = cli_error("sample", "out of memory for %d samples", n);
         goto done;
     }
+    if (K) { /* the requested classes, with the guidance weight */
+        lab = malloc((size_t)n * sizeof(int));
+        labf = malloc((size_t)n * sizeof(float));
+        if (!lab || !labf) {
+            rc = cli_error("sample", "out of memory for %d labels", n);
+            goto done;
+        }
+        for (int i = 0; i < n; i++) {
+            lab[i] = fixed == -2 ? (i / gcols) % K : fixed;
+            labf[i] = (float)lab[i];
+        }
+        if (fm_flow_set_condition(f, lab, n, guidance) != FM_OK) {
+            rc = cli_error("sample", "%s", fm_last_error());
+            goto done;
+        }
+    }
     fm_rng r;
     fm_rng_seed(&r, (uint64_t)seed, FM_STREAM_NOISE);
     fm_solve_stats st = {1, 1, 0};
@@ -246,6 +290,15 @@ int cmd_sample(int argc, char **argv)
         const char *tt = cli_out_stage(&outs, traj_out ? traj_out : tp);
         if (!tt || fm_npy_write(tt, k.traj, 3, shape) != FM_OK) {
             rc = cli_error("sample", "%s", tt ? fm_last_error() : "out of memory");
+            goto done;
+        }
+    }
+    if (K) {
+        lp = labels_out ? NULL : cli_derive(out, "_labels.npy");
+        int64_t shape[1] = {n};
+        const char *tl = cli_out_stage(&outs, labels_out ? labels_out : lp);
+        if (!tl || fm_npy_write(tl, labf, 1, shape) != FM_OK) {
+            rc = cli_error("sample", "%s", tl ? fm_last_error() : "out of memory");
             goto done;
         }
     }
@@ -288,6 +341,9 @@ int cmd_sample(int argc, char **argv)
             printf(", %.3f s -> %s", secs, out);
         }
         if (k.traj) printf(", %s (%d states)", traj_out ? traj_out : tp, k.ntraj);
+        if (K)
+            printf(", labels %s (guidance %g%s) -> %s", fixed == -2 ? "by row" : label, guidance,
+                   guidance != 1.0 ? ", 2 network passes per evaluation" : "", labels_out ? labels_out : lp);
         const char *more[] = {figure, scatter, pgrid, tgrid};
         for (int i = 0; i < 4; i++)
             if (more[i]) printf(", %s", more[i]);
@@ -297,6 +353,9 @@ int cmd_sample(int argc, char **argv)
 done:
     cli_out_abort(&outs);
     free(tp);
+    free(lp);
+    free(lab);
+    free(labf);
     free(grid);
     free(xs);
     free(ref);

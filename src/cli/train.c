@@ -139,7 +139,8 @@ int cmd_train(int argc, char **argv)
                *sched = "constant", *out = "model.safetensors", *loss_csv = NULL, *loss_svg = NULL, *resume = NULL,
                *standardize = "auto", *coupling = "independent", *method = "fm", *likelihood = "gaussian",
                *gan_loss = "nonsaturating", *arch = "mlp";
-    int channels = 32;
+    int channels = 32, class_cond = 0;
+    double label_dropout = 0.1;
     int T = 1000, latent = 2, gan_k = 1, d_width = 0, d_depth = -1;
     double beta_start = 1e-4, beta_end = 0.02, kl_weight = 1.0, d_lr = 0;
     int width = 64, depth = 3, time_embed = 0, nesterov = 0, amsgrad = 0, threads = 0, quiet = 0, batch = 256,
@@ -176,6 +177,8 @@ int cmd_train(int argc, char **argv)
         {"d-lr", OPT_DOUBLE, &d_lr, "X", "gan: discriminator learning rate (default: --lr)"},
         {"arch", OPT_STR, &arch, "NAME", "fm, ddpm network: mlp, or unet (image data: a convolutional U-Net)"},
         {"channels", OPT_INT, &channels, "N", "unet: base channels, a multiple of 8 (levels get 1, 2, 2 times as many)"},
+        {"class-cond", OPT_FLAG, &class_cond, NULL, "unet: condition on the data's class labels (sample --label, --guidance)"},
+        {"label-dropout", OPT_DOUBLE, &label_dropout, "P", "class-cond: chance a training label becomes 'none' (default 0.1)"},
         {"width", OPT_INT, &width, "N", "hidden layer width (vae: encoder and decoder; gan: generator)"},
         {"depth", OPT_INT, &depth, "N", "hidden layers"},
         {"act", OPT_STR, &act, "NAME", "relu, elu, silu, gelu, gelu_tanh, tanh, sigmoid, selu, softplus"},
@@ -290,9 +293,13 @@ int cmd_train(int argc, char **argv)
             if (channels < g || channels > 1024 || channels % g)
                 BAD("--channels %d must be a multiple of %d (GroupNorm's groups) in %d..1024", channels, g, g);
             c.flow.unet.base = channels;
-        } else if (cli_given(&spec, "channels")) {
-            BAD("--channels shapes the U-Net; it needs --arch unet");
+        } else if (cli_given(&spec, "channels") || class_cond) {
+            BAD("--%s shapes the U-Net; it needs --arch unet", class_cond ? "class-cond" : "channels");
         }
+        if (cli_given(&spec, "label-dropout") && !class_cond) BAD("--label-dropout needs --class-cond");
+        if (!(label_dropout >= 0 && label_dropout < 1)) BAD("--label-dropout %g must lie in [0, 1)", label_dropout);
+        c.flow.unet.num_classes = class_cond ? -1 : 0; /* -1: as many as the data's labels */
+        c.label_dropout = label_dropout;
         if (width < 1 || width > 65536) BAD("--width %d must be between 1 and 65536", width);
         if (depth < 0 || depth > FM_MLP_MAX_LAYERS) BAD("--depth %d must be between 0 and %d", depth, FM_MLP_MAX_LAYERS);
         if ((k = fm_act_from_name(act)) < 0) BAD("unknown --act '%s'", act);
@@ -384,11 +391,14 @@ int cmd_train(int argc, char **argv)
                      tc->gan.latent, fm_gan_loss_name(tc->gan.loss), tc->gan.k,
                      fm_gan_get_config(fm_model_gan(fm_trainer_model(tr)))->d_nhidden,
                      fm_gan_get_config(fm_model_gan(fm_trainer_model(tr)))->d_width[0]);
-        char net[96];
+        char net[160];
         if (fc->arch == FM_ARCH_UNET) {
             int o = snprintf(net, sizeof net, "U-Net %d channels x", fc->unet.base);
             for (int i = 0; i < fc->unet.nlevels; i++)
                 o += snprintf(net + o, sizeof net - (size_t)o, "%s%d", i ? "," : " ", fc->unet.mult[i]);
+            if (fc->unet.num_classes)
+                snprintf(net + o, sizeof net - (size_t)o, ", %d classes, label dropout %g", fc->unet.num_classes,
+                         tc->label_dropout);
         } else {
             snprintf(net, sizeof net, "MLP %d x %d %s", fc->net.nhidden, fc->net.nhidden ? fc->net.width[0] : 0,
                      fm_act_name(fc->net.act));

@@ -369,6 +369,22 @@ static const float *ring_base(fm_dataset *ds, int n)
     return b;
 }
 
+fm_status fm_dataset_sample_labeled(fm_dataset *ds, fm_rng *r, float *out, int *labels, int n)
+{
+    if (!fm_dataset_labels(ds))
+        return fm__fail(FM_ERR_ARG, "dataset '%s' has no labels (class conditioning needs labelled images)",
+                        fm_dataset_spec(ds));
+    if (n < 0) return fm__fail(FM_ERR_ARG, "cannot draw %d points", n);
+    const fm_table *t = &ds->table;
+    int d = ds->dim;
+    for (int i = 0; i < n; i++) { /* the same draws as fm_dataset_sample */
+        uint32_t k = uniform_int(r, (uint32_t)t->rows);
+        memcpy(out + (size_t)i * d, t->data + (size_t)k * d, (size_t)d * sizeof(float));
+        labels[i] = ds->labels[k];
+    }
+    return FM_OK;
+}
+
 fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
 {
     if (n < 0) return fm__fail(FM_ERR_ARG, "cannot draw %d points", n);

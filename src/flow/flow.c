@@ -23,6 +23,9 @@ struct fm_flow {
     fm__stdz z;                     /* the data's standardisation (z.mean NULL when off) */
     fm__workers wk;                 /* tapes and time buffers for evaluations */
     fm_dataset *src;                /* opened on first use when the source is a dataset */
+    int *cond;                      /* (ncond) requested classes (K: none), NULL when unset */
+    int ncond;
+    double guidance;
 };
 
 int fm__is_gaussian_source(const char *spec) { return !spec || !*spec || !strcmp(spec, "gaussian"); }
@@ -84,6 +87,7 @@ void fm_flow_free(fm_flow *f)
     fm__stdz_free(&f->z);
     fm__workers_free(&f->wk);
     fm_dataset_free(f->src);
+    free(f->cond);
     free(f);
 }
 
@@ -98,9 +102,55 @@ void fm_flow_init(fm_flow *f, fm_rng *r)
     else fm_mlp_init(f->net, r);
 }
 
-fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x)
+fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels)
 {
-    return f->unet ? fm__unet_forward_with(tp, f->unet, P, t, x) : fm__mlp_forward_with(tp, f->net, P, t, x);
+    if (f->unet) return fm__unet_forward_with(tp, f->unet, P, t, x, labels);
+    if (labels) return fm__op_fail(tp, FM_ERR_ARG, "the MLP takes no class labels (class conditioning needs the U-Net)");
+    return fm__mlp_forward_with(tp, f->net, P, t, x);
+}
+
+int fm_flow_num_classes(const fm_flow *f) { return f->unet ? f->cfg.unet.num_classes : 0; }
+
+fm_status fm_flow_set_condition(fm_flow *f, const int *labels, int n, double guidance)
+{
+    int K = fm_flow_num_classes(f);
+    if (!labels || n == 0) {
+        free(f->cond);
+        f->cond = NULL;
+        f->ncond = 0;
+        return FM_OK;
+    }
+    if (!K) return fm__fail(FM_ERR_ARG, "the model is not class-conditional: it takes no labels");
+    if (n < 0) return fm__fail(FM_ERR_ARG, "a condition for %d rows", n);
+    if (!isfinite(guidance) || fabs(guidance) > 1e4)
+        return fm__fail(FM_ERR_ARG, "guidance weight %g is not a finite number of reasonable size", guidance);
+    for (int i = 0; i < n; i++)
+        if (labels[i] < -1 || labels[i] >= K)
+            return fm__fail(FM_ERR_ARG, "label %d (row %d) is outside 0..%d (or -1 for none)", labels[i], i, K - 1);
+    int *c = malloc((size_t)n * sizeof(int));
+    if (!c) return fm__fail(FM_ERR_NOMEM, "out of memory for %d labels", n);
+    for (int i = 0; i < n; i++) c[i] = labels[i] < 0 ? K : labels[i];
+    free(f->cond);
+    f->cond = c;
+    f->ncond = n;
+    f->guidance = guidance;
+    return FM_OK;
+}
+
+/* The network on (T, X), rows i0 .. of an evaluation over n rows,
+ * under the flow's condition: with guidance w != 1 a second, unconditional
+ * pass gives v_u + w (v_c - v_u). */
+static fm_tensor *forward_cond(fm_tape *tp, fm_flow *f, fm_tensor *T, fm_tensor *X, int i0, int n)
+{
+    if (!f->cond) return fm__flow_forward_with(tp, f, f->P, T, X, NULL);
+    if (n != f->ncond)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "the condition holds labels for %d rows; %d rows were given", f->ncond, n);
+    fm_tensor *yc = fm__flow_forward_with(tp, f, f->P, T, X, f->cond + i0);
+    if (!yc || f->guidance == 1.0) return yc;
+    fm_tensor *yu = fm__flow_forward_with(tp, f, f->P, T, X, NULL);
+    /* on the tape, for the likelihood's VJPs; rows asking for no class have
+     * yc = yu and get yu exactly */
+    return fm_add(tp, yu, fm_scale(tp, fm_sub(tp, yc, yu), (float)f->guidance));
 }
 
 fm_status fm_flow_set_standardization(fm_flow *f, const float *mean, const float *std)
@@ -141,7 +191,7 @@ static fm_status velocity_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
     const chunk_args *a = ctx;
     int d = a->f->cfg.dim, xs[2] = {m, d};
     fm_tensor *T = chunk_time(tp, tbuf, a->t, m);
-    fm_tensor *y = fm__flow_forward_with(tp, a->f, a->f->P, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs));
+    fm_tensor *y = forward_cond(tp, a->f, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs), i0, a->n);
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
     return FM_OK;
@@ -162,7 +212,7 @@ static fm_status vjp_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
     fm_tensor *T = chunk_time(tp, tbuf, a->t, m);
     fm_tensor *X = fm_tensor_copy(tp, a->x + off, 2, xs);
     fm_tensor_requires_grad(X, 1);
-    fm_tensor *y = fm__flow_forward_with(tp, a->f, a->f->P, T, X);
+    fm_tensor *y = forward_cond(tp, a->f, T, X, i0, a->n);
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + off, y->data, (size_t)m * d * sizeof(float));
     fm__tape_mark mk = fm__tape_get_mark(tp); /* each pass reuses the memory of the last */

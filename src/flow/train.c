@@ -46,6 +46,8 @@ struct fm_trainer {
     float *lat;                         /* (batch * latent): VAE noise, GAN input */
     double *abar;                       /* DDPM (T + 1) */
     int *match, *pi, *pj;               /* (batch) coupling indices */
+    int *labels, *lscratch;             /* (batch) class-conditional: x1's labels (K: none) */
+    int nclasses;                       /* K, 0 when unconditional */
     float *scratch;                     /* (2 batch dim) for re-pairing */
     float *pair0, *pair1;               /* (npairs, dim) fixed pairs (reflow), network units */
     int npairs;
@@ -76,6 +78,7 @@ fm_train_config fm_train_config_default(void)
     c.iters = 10000;
     c.seed = 0;
     c.standardize = -1;
+    c.label_dropout = 0.1;
     c.vae.latent = 2;
     c.vae.beta = 1.0;
     c.vae.likelihood = FM_VAE_GAUSSIAN;
@@ -122,6 +125,8 @@ void fm_trainer_free(fm_trainer *tr)
     free(tr->match);
     free(tr->pi);
     free(tr->pj);
+    free(tr->labels);
+    free(tr->lscratch);
     free(tr->scratch);
     free(tr->pair0);
     free(tr->pair1);
@@ -239,6 +244,11 @@ static fm_status config_check(const fm_train_config *cfg)
     if (cfg->coupling == FM_COUPLING_SB && !(cfg->flow.path.kind == FM_PATH_SB && cfg->flow.path.sigma > 0))
         return fm__fail(FM_ERR_ARG, "the Schrodinger-bridge coupling needs the sb path with sigma > 0 (its plan's "
                                     "regularisation is 2 sigma^2)");
+    if (cfg->flow.unet.num_classes && (cfg->flow.arch != FM_ARCH_UNET || cfg->method == FM_METHOD_VAE ||
+                                       cfg->method == FM_METHOD_GAN))
+        return fm__fail(FM_ERR_ARG, "class conditioning is for the U-Net of flow matching and DDPM (--arch unet)");
+    if (!(cfg->label_dropout >= 0 && cfg->label_dropout < 1))
+        return fm__fail(FM_ERR_ARG, "label dropout %g is outside [0, 1)", cfg->label_dropout);
     if (cfg->method == FM_METHOD_GAN && (cfg->gan.k < 1 || cfg->gan.k > 100))
         return fm__fail(FM_ERR_ARG, "gan: %d discriminator steps per generator step must lie in 1..100", cfg->gan.k);
     return FM_OK;
@@ -278,10 +288,30 @@ static fm_trainer *trainer_build(const fm_train_config *cfg, fm_dataset *data)
             goto fail;
         }
     }
-    fm_status s = make_model(tr, cfg, dim, fm_dataset_spec(data), canon ? canon : "gaussian");
+    fm_train_config mc = *cfg;
+    if (cfg->flow.unet.num_classes) { /* labelled data; -1: as many classes as the labels name */
+        const uint8_t *lab = fm_dataset_labels(data);
+        int K = 0;
+        for (int i = 0; lab && i < fm_dataset_rows(data); i++)
+            if (lab[i] + 1 > K) K = lab[i] + 1;
+        if (!lab) {
+            free(canon);
+            fm__fail(FM_ERR_ARG, "class conditioning needs labelled data; '%s' has no labels", fm_dataset_spec(data));
+            goto fail;
+        }
+        if (cfg->flow.unet.num_classes > 0 && K > cfg->flow.unet.num_classes) {
+            free(canon);
+            fm__fail(FM_ERR_ARG, "the data's labels go up to %d, more than the model's %d classes", K - 1,
+                     cfg->flow.unet.num_classes);
+            goto fail;
+        }
+        if (cfg->flow.unet.num_classes < 0) mc.flow.unet.num_classes = K;
+    }
+    fm_status s = make_model(tr, &mc, dim, fm_dataset_spec(data), canon ? canon : "gaussian");
     free(canon);
     if (s) goto fail;
     if (tr->flow) tr->cfg.flow = *fm_flow_get_config(tr->flow);
+    tr->nclasses = tr->flow ? fm_flow_num_classes(tr->flow) : 0;
     tr->cfg.flow.data = fm_model_data(tr->model);
     tr->cfg.flow.dim = dim;
     tr->opt = fm_optim_new(tr->P, &cfg->optim);
@@ -315,6 +345,14 @@ static fm_trainer *trainer_build(const fm_train_config *cfg, fm_dataset *data)
     tr->pi = malloc((size_t)cfg->batch * sizeof(int));
     tr->pj = malloc((size_t)cfg->batch * sizeof(int));
     tr->scratch = malloc(2 * n * sizeof(float));
+    if (tr->nclasses) {
+        tr->labels = malloc((size_t)cfg->batch * sizeof(int));
+        tr->lscratch = malloc((size_t)cfg->batch * sizeof(int));
+        if (!tr->labels || !tr->lscratch) {
+            fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", cfg->batch);
+            goto fail;
+        }
+    }
     if (!tr->tp || !tr->x1 || !tr->x0 || !tr->xt || !tr->ut || !tr->eps || !tr->lat || !tr->t || !tr->match ||
         !tr->pi || !tr->pj || !tr->scratch) {
         fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", cfg->batch);
@@ -451,7 +489,8 @@ static fm_status shard_regress(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0
     fm_tensor *T = fm_tensor_wrap(tp, tr->t + r0, 2, ts);
     fm_tensor *X = fm_tensor_wrap(tp, tr->xt + (size_t)r0 * d, 2, xs);
     fm_tensor *U = fm_tensor_wrap(tp, tr->ut + (size_t)r0 * d, 2, xs);
-    fm_tensor *sq = fm_mse_loss(tp, fm__flow_forward_with(tp, tr->flow, P, T, X), U, FM_REDUCE_SUM);
+    fm_tensor *sq = fm_mse_loss(tp, fm__flow_forward_with(tp, tr->flow, P, T, X, tr->labels ? tr->labels + r0 : NULL),
+                                U, FM_REDUCE_SUM);
     return finish(tp, P, fm_scale(tp, sq, (float)(1.0 / ((double)B * d))), loss);
 }
 
@@ -563,11 +602,15 @@ static fm_status update(fm_trainer *tr, fm_params *P, fm_optim *opt, double lr)
     return fm_optim_step(opt, lr);
 }
 
-/* A batch of data in network units; the Bernoulli VAE checks its range. */
+/* A batch of data in network units (and its labels, each dropped to "none"
+ * with the label-dropout probability); the Bernoulli VAE checks its range. */
 static fm_status draw_data(fm_trainer *tr, int B)
 {
-    fm_status s = fm_dataset_sample(tr->data, &tr->rdata, tr->x1, B);
+    fm_status s = tr->labels ? fm_dataset_sample_labeled(tr->data, &tr->rdata, tr->x1, tr->labels, B)
+                             : fm_dataset_sample(tr->data, &tr->rdata, tr->x1, B);
     if (s) return s;
+    for (int i = 0; tr->labels && i < B; i++)
+        if (fm_rng_uniform(&tr->rdata) < tr->cfg.label_dropout) tr->labels[i] = tr->nclasses;
     if (tr->cfg.dequantize) fm_dequantize(tr->x1, (size_t)B * tr->cfg.flow.dim, &tr->rdata);
     fm__stdz_to_model(tr->z, tr->x1, B);
     if (tr->vae && tr->cfg.vae.likelihood == FM_VAE_BERNOULLI)
@@ -588,6 +631,10 @@ static fm_status couple(fm_trainer *tr, int B, int d)
         memcpy(tr->scratch, tr->x1, n * sizeof(float));
         for (int i = 0; i < B; i++)
             memcpy(tr->x1 + (size_t)i * d, tr->scratch + (size_t)tr->match[i] * d, (size_t)d * sizeof(float));
+        if (tr->labels) { /* labels travel with their images */
+            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
+            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[tr->match[i]];
+        }
     } else if (c->coupling == FM_COUPLING_SB) {
         double sg = c->flow.path.sigma;
         int it = 0;
@@ -601,6 +648,10 @@ static fm_status couple(fm_trainer *tr, int B, int d)
             memcpy(tr->x0 + (size_t)i * d, tr->scratch + (size_t)tr->pi[i] * d, (size_t)d * sizeof(float));
             memcpy(tr->x1 + (size_t)i * d, tr->scratch + n + (size_t)tr->pj[i] * d, (size_t)d * sizeof(float));
         }
+        if (tr->labels) {
+            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
+            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[tr->pj[i]];
+        }
     }
     return FM_OK;
 }
@@ -608,6 +659,7 @@ static fm_status couple(fm_trainer *tr, int B, int d)
 fm_status fm_trainer_set_pairs(fm_trainer *tr, const float *x0, const float *x1, int n)
 {
     if (tr->method != FM_METHOD_FM) return fm__fail(FM_ERR_ARG, "fixed pairs train flow-matching models only");
+    if (tr->nclasses) return fm__fail(FM_ERR_ARG, "fixed pairs carry no labels: a class-conditional model cannot take them");
     int d = fm_flow_get_config(tr->flow)->dim;
     if (n < 1) return fm__fail(FM_ERR_ARG, "no pairs given");
     float *a = malloc((size_t)n * d * sizeof(float)), *b = malloc((size_t)n * d * sizeof(float));
@@ -820,6 +872,7 @@ fm_status fm_trainer_save(fm_trainer *tr, const char *path)
     if (!s) s = fm__meta_put_num(w, "train.standardize", c->standardize);
     if (!s) s = fm_st_writer_meta(w, "train.coupling", tr->npairs ? "reflow" : fm_coupling_name(c->coupling));
     if (!s) s = fm__meta_put_num(w, "train.dequantize", c->dequantize);
+    if (!s && tr->nclasses) s = fm__meta_put_num(w, "train.label_dropout", c->label_dropout);
     if (!s && tr->gan) s = fm__meta_put_num(w, "train.gan_k", c->gan.k);
     if (!s) fm_rng_to_hex(&tr->rdata, hex), s = fm_st_writer_meta(w, "rng.data", hex);
     if (!s) fm_rng_to_hex(&tr->rnoise, hex), s = fm_st_writer_meta(w, "rng.noise", hex);
@@ -895,6 +948,8 @@ fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
     if (!s) s = fm__meta_get_whole(st, "train.standardize", -1, 1, &stdz);
     double deq = 0; /* absent in checkpoints from before dequantisation */
     if (!s && fm_st_meta(st, "train.dequantize")) s = fm__meta_get_whole(st, "train.dequantize", 0, 1, &deq);
+    double ldrop = c.label_dropout;
+    if (!s && fm_st_meta(st, "train.label_dropout")) s = fm__meta_get_num(st, "train.label_dropout", &ldrop);
     if (!s && (!(minlr >= 0) || !(clip >= 0) || !(ema >= 0 && ema < 1)))
         s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata: min_lr, clip or ema out of range");
     const char *ck = fm_st_meta(st, "train.coupling");
@@ -924,6 +979,7 @@ fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
     c.standardize = (int)stdz;
     c.coupling = (fm_coupling)coupling;
     c.dequantize = (int)deq;
+    c.label_dropout = ldrop;
     fm_dataset *data = fm_dataset_open(c.flow.data);
     if (!data) {
         fm__fail(FM_ERR_ARG, "%s: its training data: %s", path, fm_last_error());

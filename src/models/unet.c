@@ -28,6 +28,7 @@ struct fm_unet {
     fm_unet_config cfg;
     int ch[FM_UNET_MAX_LEVELS]; /* C_i */
     layer time0, time2, conv_in, norm_out, conv_out;
+    int label_emb;              /* (num_classes + 1, time_dim), -1 without classes */
     resblock down[FM_UNET_MAX_LEVELS], mid, up[FM_UNET_MAX_LEVELS];
     layer upconv[FM_UNET_MAX_LEVELS];
     char prefix[128];
@@ -73,9 +74,8 @@ static fm_status config_check(const fm_unet_config *c)
         return fm__fail(FM_ERR_ARG, "unet: sinusoid size %d must be even and in 0..65536", c->time_freq);
     if (c->time_dim < 0 || c->time_dim > 65536)
         return fm__fail(FM_ERR_ARG, "unet: time embedding width %d is outside 0..65536", c->time_dim);
-    if (c->num_classes != 0)
-        return fm__fail(FM_ERR_ARG, "unet: class conditioning (num_classes %d) is not supported yet; it must be 0",
-                        c->num_classes);
+    if (c->num_classes < 0 || c->num_classes > 100000)
+        return fm__fail(FM_ERR_ARG, "unet: %d classes is outside 0..100000", c->num_classes);
     return FM_OK;
 }
 
@@ -123,6 +123,14 @@ static void register_all(fm_unet *u)
     char nm[64];
     u->time0 = add_linear(u, "time_mlp.0", td, c->time_freq);
     u->time2 = add_linear(u, "time_mlp.2", td, td);
+    u->label_emb = -1;
+    if (c->num_classes > 0 && !u->failed) { /* one row per class and one for "no label" */
+        char full[320];
+        int es[2] = {c->num_classes + 1, td};
+        snprintf(full, sizeof full, "%s%slabel_emb.weight", u->prefix, *u->prefix ? "." : "");
+        u->label_emb = fm_params_add(u->p, full, 2, es);
+        if (u->label_emb < 0) u->failed = 1;
+    }
     u->conv_in = add_conv(u, "conv_in", u->ch[0], c->in_ch, 3);
     for (int i = 0; i < L; i++) {
         snprintf(nm, sizeof nm, "down.%d", i);
@@ -213,6 +221,10 @@ static void init_all(fm_unet *u, fm_rng *r)
     int L = u->cfg.nlevels;
     init_lin(u, r, u->time0);
     init_lin(u, r, u->time2);
+    if (r && u->label_emb >= 0) { /* nn.Embedding's default: N(0, 1) */
+        fm_tensor *e = fm_params_tensor(u->p, u->label_emb);
+        fm_rng_normal_fill(r, e->data, e->size, 0.0f, 1.0f);
+    }
     init_lin(u, r, u->conv_in);
     for (int i = 0; i < L; i++) init_block(u, r, &u->down[i]);
     init_block(u, r, &u->mid);
@@ -259,7 +271,7 @@ static fm_tensor *block(const fwd *f, const resblock *b, fm_tensor *x, fm_tensor
     return fm_add(f->tp, h, b->skip.w >= 0 ? conv(f, x, b->skip, 0) : x);
 }
 
-fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x)
+fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels)
 {
     fm_tensor *in2[2] = {x, t};
     if (!fm__op_inputs_ok(tp, "unet", in2, 2)) return NULL;
@@ -279,6 +291,19 @@ fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tenso
     fm_tensor *emb = fm_time_embed(tp, t, c->time_freq, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD);
     emb = fm_linear(tp, emb, W(&f, u->time0.w), W(&f, u->time0.b));
     emb = fm_linear(tp, fm_silu(tp, emb), W(&f, u->time2.w), W(&f, u->time2.b));
+    if (u->label_emb >= 0) { /* + the class's embedding; no labels: the "no label" row */
+        int K = c->num_classes, *ids = fm__tape_alloc(tp, (size_t)B * sizeof(int));
+        if (!ids) return fm__op_fail(tp, FM_ERR_NOMEM, "unet: out of memory for %d labels", B);
+        for (int i = 0; i < B; i++) {
+            ids[i] = labels ? labels[i] : K;
+            if (ids[i] < 0 || ids[i] > K)
+                return fm__op_fail(tp, FM_ERR_ARG, "unet: label %d of row %d is outside 0..%d (%d: no label)", ids[i],
+                                   i, K, K);
+        }
+        emb = fm_add(tp, emb, fm_embedding(tp, W(&f, u->label_emb), ids, B));
+    } else if (labels) {
+        return fm__op_fail(tp, FM_ERR_ARG, "unet: labels given to a network without class conditioning");
+    }
     fm_tensor *semb = fm_silu(tp, emb);
     int is[4] = {B, c->in_ch, c->height, c->width};
     fm_tensor *h = flat ? fm_reshape(tp, x, 4, is) : x;
@@ -304,9 +329,9 @@ fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tenso
     return h;
 }
 
-fm_tensor *fm_unet_forward(fm_tape *tp, fm_unet *u, fm_tensor *t, fm_tensor *x)
+fm_tensor *fm_unet_forward(fm_tape *tp, fm_unet *u, fm_tensor *t, fm_tensor *x, const int *labels)
 {
-    return fm__unet_forward_with(tp, u, u->p, t, x);
+    return fm__unet_forward_with(tp, u, u->p, t, x, labels);
 }
 
 /* ------------------------------------------------------------------ names and metadata */
@@ -356,7 +381,7 @@ fm_status fm_unet_config_load(fm_unet_config *c, const fm_st *st)
     if (!s) s = fm__meta_get_whole(st, "unet.time_freq", 0, 65536, &tf);
     if (!s) s = fm__meta_get_whole(st, "unet.time_dim", 0, 65536, &tdim);
     if (!s) s = fm__meta_get_whole(st, "unet.groups", 1, 4096, &g);
-    if (!s) s = fm__meta_get_whole(st, "unet.num_classes", 0, 0, &nc);
+    if (!s) s = fm__meta_get_whole(st, "unet.num_classes", 0, 100000, &nc);
     if (s) return s;
     if (nl < 1 || nl > FM_UNET_MAX_LEVELS)
         return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'unet.mult' has %d levels, not 1..%d", nl, FM_UNET_MAX_LEVELS);

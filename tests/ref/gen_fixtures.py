@@ -14,6 +14,7 @@ Needs Debian's python3-torch and python3-sklearn. Files written:
   rng.safetensors      xoshiro256** outputs from an independent implementation
   datasets.safetensors scikit-learn's make_moons / make_circles without noise
   unet.safetensors     a tiny U-Net (tests/ref/unet.py): weights, input, output and every gradient
+  unet_cond.safetensors  the same with 3 classes: labels, output, gradients and a guided output
   npy/*.npy            arrays written by NumPy in several dtypes and orders
 
 Op references are computed in float64 from float32 inputs, so the C side's
@@ -411,6 +412,41 @@ def gen_datasets():
     st.save(os.path.join(OUT, "datasets.safetensors"), t, {"sklearn": __import__("sklearn").__version__})
 
 
+def gen_unet_cond():
+    """The tiny U-Net of gen_unet with 3 classes (a label embedding of 4 rows,
+    the last one "no label"): 4 images with labels 2, 0, 3 (none) and 1; the
+    output and every gradient. Its own file, so unet.safetensors is unchanged."""
+    from unet import UNet
+    gu = torch.Generator().manual_seed(1357)
+    torch.manual_seed(17)
+    cfg = dict(in_ch=1, base=8, mult=(1, 2, 2), groups=4, time_freq=8, time_dim=16, num_classes=3)
+    m = UNet(**cfg)
+    with torch.no_grad():
+        for k, p in m.named_parameters():
+            if k.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=gu))
+    t = {f"param.{k}": v.clone().float() for k, v in m.state_dict().items()}
+    m = m.double()
+    x = torch.randn(4, 1, 12, 12, generator=gu).float()
+    tt = torch.rand(4, 1, generator=gu).float()
+    y = torch.tensor([2, 0, 3, 1])
+    xd = x.double().requires_grad_(True)
+    out = m(tt.double(), xd, y)
+    dy = torch.randn(out.shape, generator=gu, dtype=torch.float64).float()
+    out.backward(dy.double())
+    t["x"], t["t"], t["dy"], t["out"], t["grad_x"] = x, tt, dy, out.detach(), xd.grad
+    t["labels"] = y.double()
+    for k, p in m.named_parameters():
+        t[f"grad.{k}"] = p.grad
+    with torch.no_grad():  # guidance w = 2.5 on the same inputs, labels 2, 0, none, 1
+        vu = m(tt.double(), x.double())
+        t["guided"] = vu + 2.5 * (m(tt.double(), x.double(), y) - vu)
+    meta = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in cfg.items()}
+    meta["names"] = ",".join(k for k, _ in m.named_parameters())
+    meta["torch"] = torch.__version__
+    st.save(os.path.join(OUT, "unet_cond.safetensors"), t, meta)
+
+
 def gen_unet():
     """A tiny U-Net (12 x 12 images, base 8, mult 1,2,2, 4 groups) on 3 images
     in float64 from float32 weights and inputs, GroupNorm affine parameters
@@ -463,7 +499,7 @@ if __name__ == "__main__":
     # Order matters: ops and baselines share the stream G.
     ALL = {"ops": gen_ops, "train": gen_train, "baselines": gen_baselines, "formats": gen_formats,
            "rng": gen_rng, "datasets": gen_datasets, "npy": gen_npy, "conv": gen_conv,
-           "ops2": gen_ops2, "unet": gen_unet}
+           "ops2": gen_ops2, "unet": gen_unet, "unet_cond": gen_unet_cond}
     which = sys.argv[2:] or list(ALL)
     for w in which:
         if w not in ALL:

@@ -45,12 +45,14 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     def __init__(self, in_ch=1, base=32, mult=(1, 2, 2), groups=8, time_freq=0, time_dim=0, num_classes=0):
         super().__init__()
-        assert num_classes == 0, "class conditioning is not part of the model yet"
+        self.num_classes = num_classes
         self.time_freq = time_freq or (base + base % 2)
         time_dim = time_dim or 4 * base
         ch = [base * m for m in mult]
         L = len(ch)
         self.time_mlp = nn.Sequential(nn.Linear(self.time_freq, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        if num_classes:  # one row per class and one for "no label" (index num_classes)
+            self.label_emb = nn.Embedding(num_classes + 1, time_dim)
         self.conv_in = nn.Conv2d(in_ch, ch[0], 3, padding=1)
         self.down = nn.ModuleList(ResBlock(ch[i - 1] if i else ch[0], ch[i], time_dim, groups) for i in range(L))
         self.mid = ResBlock(ch[-1], ch[-1], time_dim, groups)
@@ -59,9 +61,14 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(groups, ch[0])
         self.conv_out = nn.Conv2d(ch[0], in_ch, 3, padding=1)
 
-    def forward(self, t, x):
-        """t (B, 1) or (B), x (B, C, H, W)."""
-        semb = F.silu(self.time_mlp(sinusoid(t, self.time_freq)))
+    def forward(self, t, x, y=None):
+        """t (B, 1) or (B), x (B, C, H, W), y (B) labels in 0..num_classes (None: num_classes, no label)."""
+        emb = self.time_mlp(sinusoid(t, self.time_freq))
+        if self.num_classes:
+            if y is None:
+                y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long)
+            emb = emb + self.label_emb(y)
+        semb = F.silu(emb)
         h = self.conv_in(x)
         kept = []
         L = len(self.down)
@@ -92,7 +99,12 @@ class UNetFlow(nn.Module):
         return UNetFlow(int(meta["unet.in_ch"]), int(meta["unet.height"]), int(meta["unet.width"]),
                         base=int(meta["unet.base"]), mult=[int(m) for m in meta["unet.mult"].split(",")],
                         groups=int(meta["unet.groups"]), time_freq=int(meta["unet.time_freq"]),
-                        time_dim=int(meta["unet.time_dim"]))
+                        time_dim=int(meta["unet.time_dim"]), num_classes=int(meta.get("unet.num_classes", 0)))
 
-    def forward(self, t, x_t):
-        return self.net(t, x_t.reshape(-1, *self.shape)).reshape(x_t.shape[0], -1)
+    def forward(self, t, x_t, y=None):
+        return self.net(t, x_t.reshape(-1, *self.shape), y).reshape(x_t.shape[0], -1)
+
+    def guided(self, t, x_t, y, w):
+        """Classifier-free guidance: v_uncond + w (v_cond - v_uncond)."""
+        vu = self(t, x_t)
+        return vu + w * (self(t, x_t, y) - vu)
