@@ -433,6 +433,13 @@ void test_cli(void)
                 "train --class-cond: 10 classes, label dropout kept; sample --guidance 2 --grid: 10 rows of 3, labels "
                 "by row written next to the samples; --label 7 (train %d, inspect %d, grid %d, rows %d, one %d) %s",
                 ctrained, cinspect, cgrid, rows_ok, one, err_buf);
+        rc = cli("train --method ddpm --data mnist:%s --arch unet --channels 8 --class-cond --iters 1 --batch 4 --quiet "
+                 "--out %s", t_path("cli_mn"), t_path("mnd.safetensors"));
+        int dtrained = rc == 0;
+        rc = cli("sample --model %s --label 9 --guidance 3 --solver ddim --steps 2 --n 2 --out %s", t_path("mnd.safetensors"),
+                 t_path("mnd.npy"));
+        t_check(dtrained && rc == 0 && strstr(out_buf, "labels 9 (guidance 3") && file_size(t_path("mnd_labels.npy")) == 136,
+                "a class-conditional DDPM trains and samples --label 9 --guidance 3 with DDIM (exit %d) %s", rc, err_buf);
         rc = cli("sample --model %s --label 10 --n 2", t_path("mnc.safetensors"));
         int blabel = rc == 2 && one_line("0..9");
         rc = cli("sample --model %s --guidance 2 --n 2", t_path("mnu.safetensors"));
