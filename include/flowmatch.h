@@ -880,8 +880,9 @@ fm_status  fm_vae_reconstruct(fm_vae *v, const float *x, int n, float *out);
 
 /* ------------------------------------------------------------------ GAN */
 
-/* Generator MLP latent -> width -> dim, discriminator MLP dim -> d_width -> 1
- * logit. PyTorch names generator.0.weight, ..., discriminator.0.weight, ... */
+/* Generator MLP latent -> width -> dim, then out_act (none, or tanh for data
+ * in [-1, 1]); discriminator MLP dim -> d_width -> 1 logit. PyTorch names
+ * generator.0.weight, ..., discriminator.0.weight, ... (tanh has no weights). */
 typedef enum { FM_GAN_NONSATURATING = 0, FM_GAN_MINIMAX, FM_GAN_LOSS_COUNT } fm_gan_loss;
 const char *fm_gan_loss_name(fm_gan_loss k);      /* "nonsaturating", "minimax" */
 int         fm_gan_loss_from_name(const char *name);
@@ -890,12 +891,13 @@ typedef struct {
     int dim, latent;
     int nhidden, width[FM_MLP_MAX_LAYERS];
     fm_act act;
+    fm_act out_act;                /* on the generator's output: FM_ACT_NONE or FM_ACT_TANH */
     int d_nhidden, d_width[FM_MLP_MAX_LAYERS];
     fm_act d_act;
     fm_gan_loss loss;
     const char *data;              /* informational */
 } fm_gan_config;
-fm_gan_config fm_gan_config_default(int dim);   /* latent 2, both 3 x 64 ELU, non-saturating */
+fm_gan_config fm_gan_config_default(int dim);   /* latent 2, both 3 x 64 ELU, linear output, non-saturating */
 
 typedef struct fm_gan fm_gan;
 fm_gan    *fm_gan_new(const fm_gan_config *c);
@@ -975,6 +977,7 @@ typedef struct {
         int latent;                  /* 2 */
         int k;                       /* discriminator steps per generator step, 1 */
         fm_gan_loss loss;
+        fm_act out_act;              /* the generator's output: FM_ACT_NONE (linear) or FM_ACT_TANH */
         int d_nhidden, d_width[FM_MLP_MAX_LAYERS]; /* the discriminator; d_nhidden -1 copies the generator's */
         fm_optim_config d_optim;     /* its optimizer; lr 0 copies optim */
     } gan;
@@ -988,6 +991,14 @@ fm_train_config fm_train_config_default(void);
  * trains well with on the 2D sets: Adam 1e-3 for the VAE, Adam 2e-4 with
  * beta1 0.5 for the GAN (DCGAN's); flows and DDPM keep 1e-2. */
 fm_train_config fm_train_config_for(fm_method m);
+/* The same fitted to the data spec names (flow.data = spec): on image data
+ * ("mnist:...") the VAE is the tutorial's, 784 -> 400 ReLU -> latent 20 ->
+ * 400 ReLU -> 784 with the Bernoulli likelihood on the [0, 1] pixels, and the
+ * GAN has latent 64, 2 x 256 ELU layers in each network and a tanh output (the
+ * pixels are standardised to [-1, 1]), and flows and DDPM take Adam 1e-3 and
+ * (with the MLP) 3 x 512 SiLU layers; everything else is
+ * fm_train_config_for(m)'s. */
+fm_train_config fm_train_config_for_data(fm_method m, const char *spec);
 
 typedef struct fm_trainer fm_trainer;
 fm_trainer *fm_trainer_new(const fm_train_config *cfg);

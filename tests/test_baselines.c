@@ -462,8 +462,22 @@ void test_baselines(void)
     c.method = FM_METHOD_VAE;
     c.vae.likelihood = FM_VAE_BERNOULLI;
     fm_trainer *tb = fm_trainer_new(&c);
-    t_check(tb && fm_trainer_step(tb, NULL) == FM_ERR_ARG && strstr(fm_last_error(), "[0, 1]"),
-            "a Bernoulli VAE refuses moons (outside [0, 1]): %s", fm_last_error());
+    t_check(!tb && fm_last_status() == FM_ERR_ARG && strstr(fm_last_error(), "[0, 1]") && strstr(fm_last_error(), "moons"),
+            "a Bernoulli VAE refuses moons (real-valued points) before training: %s", fm_last_error());
+    fm_trainer_free(tb);
+    /* a table is checked value by value: 1.5 in row 3, column 2 is named */
+    char spec[700];
+    snprintf(spec, sizeof spec, "csv:%s", t_path("bern.csv"));
+    FILE *f = fopen(spec + 4, "w");
+    if (f) fputs("a,b\n0,1\n0.25,0.5\n1,1.5\n", f), fclose(f);
+    c.flow.data = spec;
+    tb = fm_trainer_new(&c);
+    t_check(!tb && strstr(fm_last_error(), "row 3, column 2") && strstr(fm_last_error(), "1.5"),
+            "a Bernoulli VAE refuses a table with a value outside [0, 1]: %s", fm_last_error());
+    fm_trainer_free(tb);
+    if ((f = fopen(spec + 4, "w"))) fputs("a,b\n0,1\n0.25,0.5\n1,0.75\n", f), fclose(f);
+    tb = t_trained(&c, 2);
+    t_check(tb && !fm_trainer_get_config(tb)->standardize, "... and trains on one inside it, unstandardised %s", T_ERRP(tb));
     fm_trainer_free(tb);
     fm_trainer *d = trained(FM_METHOD_DDPM, 1, 0, 1e-3);
     double lp = 0;

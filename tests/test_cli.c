@@ -5,6 +5,7 @@
 #include "harness.h"
 
 #include <math.h>
+#include <png.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,105 @@ static long file_size(const char *p)
 {
     struct stat s;
     return stat(p, &s) == 0 ? (long)s.st_size : -1;
+}
+
+/* Decode a PNG completely (a valid file) and give its size; 0 if it cannot. */
+static int png_dims(const char *path, int *w, int *h)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    *w = *h = -1;
+    if (!png_image_begin_read_from_file(&im, path)) return 0;
+    im.format = PNG_FORMAT_GRAY;
+    void *px = malloc(PNG_IMAGE_SIZE(im));
+    int ok = px && png_image_finish_read(&im, NULL, px, 0, NULL);
+    if (!ok) png_image_free(&im);
+    free(px);
+    if (ok) *w = (int)im.width, *h = (int)im.height;
+    return ok;
+}
+
+/* sample --grid wrote a valid PNG of n images in cols columns. */
+static int grid_ok(const char *path, int n, int cols)
+{
+    int w, h, ew = 0, eh = 0;
+    return png_dims(path, &w, &h) && fm_png_grid_size(n, 28, 28, cols, &ew, &eh) == FM_OK && w == ew && h == eh;
+}
+
+/* The smallest and largest value of a .npy of n x 784 values (lo > hi if it is not one). */
+static void npy_range(const char *path, int n, double *lo, double *hi)
+{
+    float *x = NULL;
+    int nd = 0;
+    int64_t sh[4] = {0};
+    *lo = INFINITY, *hi = -INFINITY;
+    if (fm_npy_read(path, &x, &nd, sh) == FM_OK && nd == 2 && sh[0] == n && sh[1] == 784)
+        for (int i = 0; i < n * 784; i++) *lo = fmin(*lo, x[i]), *hi = fmax(*hi, x[i]);
+    free(x);
+}
+
+/* The baselines on the folder of images `dir`, with the commands of 2D. */
+static void image_baselines(const char *dir)
+{
+    double lo, hi;
+    /* the tutorial's VAE by default: train, sample and reconstruct to grids, eval */
+    int rc = cli("train --method vae --data mnist:%s --iters 3 --batch 2 --threads 1 --out %s", dir, t_path("iv.safetensors"));
+    int header = strstr(err_buf, "latent 20, bernoulli likelihood") && strstr(err_buf, "MLP 1 x 400 relu") &&
+                 strstr(err_buf, "652824 parameters");
+    int trained = rc == 0;
+    rc = cli("sample --model %s --n 6 --grid %s --grid-cols 4 --out %s --quiet --threads 1", t_path("iv.safetensors"),
+             t_path("iv.png"), t_path("iv.npy"));
+    npy_range(t_path("iv.npy"), 6, &lo, &hi);
+    t_check(trained && header && rc == 0 && grid_ok(t_path("iv.png"), 6, 4) && lo >= 0 && hi <= 1,
+            "vae on mnist:DIR: the tutorial's network by default; sample --grid is a 6-image PNG in rows of 4, "
+            "Bernoulli means in [%.3g, %.3g] (exit %d) %s", lo, hi, rc, err_buf);
+    rc = cli("datasets --draw mnist:%s --n 3 --out %s", dir, t_path("ipts.npy"));
+    rc = rc ? rc : cli("sample --model %s --reconstruct %s --grid %s --out %s --quiet --threads 1", t_path("iv.safetensors"),
+                       t_path("ipts.npy"), t_path("ir.png"), t_path("ir.npy"));
+    npy_range(t_path("ir.npy"), 3, &lo, &hi);
+    int recon = rc == 0 && grid_ok(t_path("ir.png"), 3, 8) && lo >= 0 && hi <= 1;
+    rc = cli("eval --a %s --b mnist:%s --n 4 --threads 1", t_path("iv.safetensors"), dir);
+    t_check(recon && rc == 0 && strstr(out_buf, "W2 (exact)") && strstr(out_buf, "MMD^2"),
+            "vae: sample --reconstruct to a 3-image grid, eval against the images (exit %d) %s", rc, err_buf);
+    /* the GAN: tanh output, samples back in [0, 1] */
+    rc = cli("train --method gan --data mnist:%s --iters 3 --batch 2 --threads 1 --out %s", dir, t_path("ig.safetensors"));
+    header = strstr(err_buf, "GAN on") && strstr(err_buf, "latent 64") && strstr(err_buf, "MLP 2 x 256 elu");
+    fm_st *st = rc == 0 ? fm_st_load(t_path("ig.safetensors")) : NULL;
+    const char *oa = st ? fm_st_meta(st, "gan.out_act") : NULL;
+    int tanh_out = oa && !strcmp(oa, "tanh");
+    fm_st_free(st);
+    rc = cli("sample --model %s --n 5 --grid %s --out %s --quiet --threads 1", t_path("ig.safetensors"), t_path("ig.png"),
+             t_path("ig.npy"));
+    npy_range(t_path("ig.npy"), 5, &lo, &hi);
+    t_check(header && tanh_out && rc == 0 && grid_ok(t_path("ig.png"), 5, 8) && lo >= 0 && hi <= 1,
+            "gan on mnist:DIR: latent 64, 2 x 256, tanh output by default; a 5-image grid, samples in [%.3g, %.3g] "
+            "(exit %d) %s", lo, hi, rc, err_buf);
+    rc = cli("eval --a %s --b %s --n 4 --metrics w2,energy --threads 1", t_path("ig.safetensors"), t_path("iv.safetensors"));
+    t_check(rc == 0 && strstr(out_buf, "energy distance"), "eval compares the GAN's and the VAE's images (exit %d) %s",
+            rc, err_buf);
+    /* DDPM with either network, default samplers and DDIM */
+    rc = cli("train --method ddpm --data mnist:%s --width 16 --depth 1 --iters 3 --batch 2 --quiet --threads 1 --out %s", dir,
+             t_path("idm.safetensors"));
+    rc = rc ? rc : cli("sample --model %s --n 4 --grid %s --grid-cols 2 --out %s --quiet --threads 1", t_path("idm.safetensors"),
+                       t_path("idm.png"), t_path("idm.npy"));
+    int mlp = rc == 0 && grid_ok(t_path("idm.png"), 4, 2);
+    rc = cli("train --method ddpm --data mnist:%s --arch unet --channels 8 --iters 2 --batch 2 --quiet --threads 1 --out %s", dir,
+             t_path("idu.safetensors"));
+    rc = rc ? rc : cli("sample --model %s --n 2 --solver ddim --steps 2 --grid %s --out %s --quiet --threads 1",
+                       t_path("idu.safetensors"), t_path("idu.png"), t_path("idu.npy"));
+    t_check(mlp && rc == 0 && grid_ok(t_path("idu.png"), 2, 8),
+            "ddpm on mnist:DIR with --arch mlp (ancestral, 1000 steps) and --arch unet (ddim, 2 steps) samples to "
+            "grids (exit %d) %s", rc, err_buf);
+    /* what cannot work is refused on the command line */
+    rc = cli("train --method vae --likelihood bernoulli --data moons --iters 1 --out %s", t_path("ib.safetensors"));
+    int bern = rc == 2 && one_line("[0, 1]");
+    rc = cli("train --method gan --data mnist:%s --out-act relu --iters 1 --out %s", dir, t_path("ib.safetensors"));
+    int relu = rc == 2 && one_line("none or tanh");
+    rc = cli("train --method vae --data mnist:%s --out-act tanh --iters 1 --out %s", dir, t_path("ib.safetensors"));
+    t_check(bern && relu && rc == 2 && one_line("does not apply") && file_size(t_path("ib.safetensors")) < 0,
+            "a Bernoulli VAE on moons, --out-act relu and --out-act for a VAE are usage errors (exit %d): %s", rc,
+            err_buf);
 }
 
 void test_cli(void)
@@ -375,14 +475,9 @@ void test_cli(void)
         t_check(rc == 2 && one_line("image model"), "nll --dequantize on a 2D model refused (exit %d): %s", rc, err_buf);
         rc = cli("sample --model %s --n 3 --steps 4 --solver euler --traj-grid %s --out %s --quiet", t_path("mnf.safetensors"),
                  t_path("mnt.png"), t_path("mnt.npy"));
-        int tw = 0, th = 0;
+        int tw = 0, th = 0, pw, ph;
         fm_png_grid_size(3 * 5, 28, 28, 5, &tw, &th); /* 3 samples at 5 states */
-        FILE *pf = fopen(t_path("mnt.png"), "rb");
-        unsigned char hdr[24] = {0};
-        size_t got = pf ? fread(hdr, 1, 24, pf) : 0;
-        if (pf) fclose(pf);
-        int pw = got == 24 ? hdr[16] << 24 | hdr[17] << 16 | hdr[18] << 8 | hdr[19] : -1;
-        int ph = got == 24 ? hdr[20] << 24 | hdr[21] << 16 | hdr[22] << 8 | hdr[23] : -1;
+        png_dims(t_path("mnt.png"), &pw, &ph);
         t_check(rc == 0 && pw == tw && ph == th, "--traj-grid: 3 samples x 5 states, a %d x %d PNG (expected %d x %d; exit %d) %s",
                 pw, ph, tw, th, rc, err_buf);
         /* the U-Net: train, inspect, sample to a grid, eval, all without architecture flags after training */
@@ -454,6 +549,7 @@ void test_cli(void)
         rc = cli("sample --model %s --grid %s", t_path("m.safetensors"), t_path("moons.png"));
         t_check(rc == 2 && one_line("image model") && file_size(t_path("moons.png")) < 0,
                 "--grid on a 2D model refused, nothing written (exit %d): %s", rc, err_buf);
+        image_baselines(t_path("cli_mn"));
     }
 
     rc = cli("datasets");

@@ -1,7 +1,8 @@
 /* test_image.c - images: PNG grids read back through libpng pixel by pixel,
  * the mnist:DIR dataset on IDX files written here (pixels, labels, .gz
- * fallback, malformed sets), and a trainer on images standardising pixels
- * to [-1, 1].
+ * fallback, malformed sets), a trainer on images standardising pixels to
+ * [-1, 1], and the VAE and GAN baselines learning a two-pattern image set
+ * with their image defaults.
  */
 #include "harness.h"
 
@@ -269,9 +270,168 @@ static void dequantisation(void)
     fm_trainer_free(tr);
 }
 
+/* ---- the baselines on images */
+
+/* A trivially easy image set in dir: n binary digits, even ones with the top
+ * half white, odd ones the left half; labels 0 and 1. */
+static const char *pattern_set(const char *dir, int n)
+{
+    uint8_t *im = malloc((size_t)n * 784), lab[64];
+    for (int k = 0; k < n; k++) {
+        lab[k] = (uint8_t)(k % 2);
+        for (int p = 0; p < 784; p++) im[(size_t)k * 784 + p] = (k % 2 ? p % 28 < 14 : p / 28 < 14) ? 255 : 0;
+    }
+    static char spec[1100];
+    char p[1100];
+    mkdir(dir, 0755);
+    int dims[3] = {n, 28, 28};
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+    fm_idx_write_u8(p, 3, dims, im);
+    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
+    fm_idx_write_u8(p, 1, &n, lab);
+    free(im);
+    snprintf(spec, sizeof spec, "mnist:%s", dir);
+    return spec;
+}
+
+/* Mean loss over steps [from, to) of a run of `to` steps (NAN on failure). */
+static double run_mean(fm_trainer *tr, int from, int to, double *first)
+{
+    double s = 0, l = NAN;
+    for (int i = 0; i < to; i++) {
+        if (!tr || fm_trainer_step(tr, &l) != FM_OK) return NAN;
+        if (i == 0 && first) *first = l;
+        if (i >= from) s += l;
+    }
+    return s / (to - from);
+}
+
+static void image_baselines(void)
+{
+    fm_set_threads(1); /* small networks: one thread is quickest, also on a busy machine */
+    const char *spec = pattern_set(t_path("pat"), 16);
+    fm_train_config c = fm_train_config_for_data(FM_METHOD_VAE, spec);
+    const fm_mlp_config *n = &c.flow.net;
+    t_check(c.vae.latent == 20 && c.vae.likelihood == FM_VAE_BERNOULLI && n->nhidden == 1 && n->width[0] == 400 &&
+                n->act == FM_ACT_RELU && c.optim.lr == 1e-3 && !strcmp(c.flow.data, spec),
+            "image defaults: the tutorial's VAE, 784 -> %d %s -> latent %d, %s likelihood, Adam %g", n->width[0],
+            fm_act_name(n->act), c.vae.latent, fm_vae_likelihood_name(c.vae.likelihood), c.optim.lr);
+    int differ = 0;
+    for (int m = 0; m < FM_METHOD_COUNT; m++) { /* on 2D data nothing changes */
+        fm_train_config a = fm_train_config_for((fm_method)m), b = fm_train_config_for_data((fm_method)m, "moons");
+        differ += a.vae.latent != b.vae.latent || a.vae.likelihood != b.vae.likelihood || a.gan.latent != b.gan.latent ||
+                  a.gan.out_act != b.gan.out_act || a.optim.lr != b.optim.lr || a.flow.net.nhidden != b.flow.net.nhidden ||
+                  a.flow.net.act != b.flow.net.act || memcmp(a.flow.net.width, b.flow.net.width, sizeof a.flow.net.width) ||
+                  strcmp(b.flow.data, "moons");
+    }
+    t_check(differ == 0, "on 2D data every method's defaults are fm_train_config_for's (%d differ)", differ);
+
+    /* the tutorial's VAE on the two patterns: the negative ELBO falls from
+     * about 784 ln 2 nats to a few, and both patterns come back */
+    c.batch = 16;
+    fm_trainer *tr = fm_trainer_new(&c);
+    double first = NAN, last = run_mean(tr, 130, 150, &first);
+    float x[2 * 784], y[2 * 784];
+    for (int p = 0; p < 784; p++) {
+        x[p] = p / 28 < 14;
+        x[784 + p] = p % 28 < 14;
+    }
+    double err = tr && fm_vae_reconstruct(fm_model_vae(fm_trainer_model(tr)), x, 2, y) == FM_OK ? 0 : INFINITY;
+    for (int i = 0; i < 2 * 784; i++) err = fmax(err, fabs(x[i] - y[i]));
+    t_check(last < 0.1 * first && err < 0.1,
+            "VAE on 16 images of 2 patterns, 150 steps of 16: loss %.1f -> %.2f nats per image; both patterns "
+            "reconstructed, largest pixel error %.3f %s",
+            first, last, err, T_ERRP(tr));
+    /* samples decode Bernoulli means: pixels in [0, 1] */
+    static float s[64 * 784];
+    fm_rng r;
+    fm_rng_seed(&r, 5, FM_STREAM_NOISE);
+    fm_status ss = tr ? fm_model_sample(fm_trainer_model(tr), 64, &r, NULL, NULL, 0, s, NULL, NULL, NULL) : FM_ERR_ARG;
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; !ss && i < 64 * 784; i++) lo = fmin(lo, s[i]), hi = fmax(hi, s[i]);
+    t_check(!ss && lo >= 0 && hi <= 1, "VAE samples are Bernoulli means: pixels in [%.3g, %.3g] %s", lo, hi, T_ERR(ss));
+    fm_trainer_free(tr);
+
+    /* the GAN on images: latent 64, 2 x 256 ELU, tanh output by default; a
+     * narrower one (2 x 64, Adam 1e-3) learns the patterns in a few hundred
+     * steps: its samples come back in [0, 1], close to one pattern or the other */
+    c = fm_train_config_for_data(FM_METHOD_GAN, spec);
+    t_check(c.gan.latent == 64 && c.gan.out_act == FM_ACT_TANH && c.flow.net.nhidden == 2 && c.flow.net.width[1] == 256,
+            "image defaults: GAN latent %d, %d x %d %s, %s output", c.gan.latent, c.flow.net.nhidden, c.flow.net.width[1],
+            fm_act_name(c.flow.net.act), fm_act_name(c.gan.out_act));
+    c.batch = 16;
+    c.optim.lr = 1e-3;
+    c.flow.net.width[0] = c.flow.net.width[1] = 64;
+    double err_to[2] = {NAN, NAN}; /* mean |sample - nearest pattern| per pixel: untrained, trained */
+    int count[2] = {0, 0};
+    fm_trainer *gt = fm_trainer_new(&c);
+    for (int k = 0; k < 2 && gt; k++) {
+        fm_rng_seed(&r, 6, FM_STREAM_NOISE);
+        if ((k && isnan(run_mean(gt, 0, 600, NULL))) ||
+            fm_model_sample(fm_trainer_model(gt), 64, &r, NULL, NULL, 0, s, NULL, NULL, NULL))
+            break;
+        double e = 0;
+        lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i < 64; i++) {
+            double d[2] = {0, 0};
+            for (int p = 0; p < 784; p++) {
+                float v = s[i * 784 + p];
+                d[0] += fabs(v - x[p]) / 784, d[1] += fabs(v - x[784 + p]) / 784;
+                lo = fmin(lo, v), hi = fmax(hi, v);
+            }
+            e += fmin(d[0], d[1]) / 64;
+            if (k) count[d[1] < d[0]]++;
+        }
+        err_to[k] = e;
+    }
+    t_check(gt && err_to[1] < 0.1 && err_to[0] > 0.3 && lo >= 0 && hi <= 1,
+            "GAN (2 x 64) on the patterns, 600 steps: samples %.3f per pixel from the nearest pattern (untrained %.3f), "
+            "%d top and %d left; pixels in [%.3g, %.3g] %s",
+            err_to[1], err_to[0], count[0], count[1], lo, hi, T_ERRP(gt));
+    /* the checkpoint keeps the tanh: the loaded generator draws the same bits;
+     * one from before the output activation (no gan.out_act) loads as linear */
+    const char *ck = t_path("gan_img.safetensors");
+    size_t len = 0;
+    unsigned char *bytes = gt && fm_trainer_save(gt, ck) == FM_OK ? t_slurp(ck, &len) : NULL;
+    fm_st *st = bytes ? fm_st_parse(bytes, len, ck) : NULL;
+    fm_model *ld = st ? fm_model_load(st, 0) : NULL;
+    static float s2[64 * 784];
+    int same = 0;
+    if (ld) {
+        fm_rng r1, r2;
+        fm_rng_seed(&r1, 8, FM_STREAM_NOISE);
+        fm_rng_seed(&r2, 8, FM_STREAM_NOISE);
+        same = fm_gan_get_config(fm_model_gan(ld))->out_act == FM_ACT_TANH &&
+               fm_model_sample(fm_trainer_model(gt), 64, &r1, NULL, NULL, 0, s, NULL, NULL, NULL) == FM_OK &&
+               fm_model_sample(ld, 64, &r2, NULL, NULL, 0, s2, NULL, NULL, NULL) == FM_OK && !memcmp(s, s2, sizeof s);
+    }
+    fm_model_free(ld);
+    fm_st_free(st);
+    char *key = NULL;
+    for (size_t i = 0; bytes && !key && i + 11 < len; i++)
+        if (!memcmp(bytes + i, "gan.out_act", 11)) key = (char *)bytes + i;
+    if (key) memcpy(key, "gan.old_act", 11); /* same length: the header's offsets stand */
+    st = key ? fm_st_parse(bytes, len, ck) : NULL;
+    ld = st ? fm_model_load(st, 0) : NULL;
+    int linear = ld && fm_gan_get_config(fm_model_gan(ld))->out_act == FM_ACT_NONE;
+    t_check(same && linear, "the GAN checkpoint keeps its tanh output (the loaded model draws the same bits); without "
+                            "gan.out_act it loads as linear %s", T_ERRP(ld));
+    fm_model_free(ld);
+    fm_st_free(st);
+    free(bytes);
+    fm_trainer_free(gt);
+    fm_gan_config gc = fm_gan_config_default(784);
+    gc.out_act = FM_ACT_SIGMOID;
+    fm_gan *bad = fm_gan_new(&gc);
+    t_check(!bad && strstr(fm_last_error(), "linear or tanh"), "a sigmoid generator output refused: %s", fm_last_error());
+    fm_gan_free(bad);
+    fm_set_threads(0);
+}
+
 void test_image(void)
 {
     png_grids();
     mnist_sets();
     dequantisation();
+    image_baselines();
 }

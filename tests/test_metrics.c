@@ -146,6 +146,68 @@ static void frechet_checks(fm_rng *r)
     t_check(fm_frechet_distance(xa, 1, xb, N, P, &same) == FM_ERR_ARG, "one point refused: %s", fm_last_error());
 }
 
+/* Squared distances between rows of d floats, computed on demand in the
+ * order fm_w2_exact sums them. */
+typedef struct {
+    const float *a, *b;
+    int d;
+} pts;
+
+static void sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out)
+{
+    const pts *p = ctx;
+    for (int k = 0; k < ncols; k++) {
+        const float *x = p->a + (size_t)i * p->d, *y = p->b + (size_t)(cols ? cols[k] : k) * p->d;
+        double acc = 0;
+        for (int m = 0; m < p->d; m++) acc += ((double)x[m] - y[m]) * ((double)x[m] - y[m]);
+        out[k] = acc;
+    }
+}
+
+/* Many points of many dimensions (images): fm_w2_exact computes the whole
+ * cost matrix first, over threads; the answer is the on-demand one's. */
+static void hidim_w2(fm_rng *r)
+{
+    enum { N = 1100, D = 32 };
+    float *a = malloc((size_t)N * D * sizeof(float)), *b = malloc((size_t)N * D * sizeof(float));
+    int *match = malloc(N * sizeof(int)), *x = malloc(N * sizeof(int));
+    fm_rng_normal_fill(r, a, (size_t)N * D, 0, 1);
+    double shift2 = 0, w2[2] = {NAN, NAN}, w2s = NAN, total = NAN;
+    for (int i = 0; i < N; i++) /* b: a shuffled copy shifted by c_k = 0.01 k */
+        for (int k = 0; k < D; k++) b[(size_t)((i * 7919) % N) * D + k] = a[(size_t)i * D + k] + 0.01f * k;
+    for (int k = 0; k < D; k++) shift2 += 0.0001 * k * k;
+    fm_status s = fm_w2_exact(a, b, N, D, &w2s, match);
+    int found = 0;
+    for (int i = 0; s == FM_OK && i < N; i++) found += match[i] == (i * 7919) % N;
+    t_check(s == FM_OK && fabs(w2s - sqrt(shift2)) < 1e-5 && found == N,
+            "W2 of %d points in %d dimensions and their shifted, shuffled copy = %.6f (the shift %.6f); %d of %d "
+            "matched to their copies",
+            N, D, w2s, sqrt(shift2), found, N);
+    float *noise = malloc((size_t)N * D * sizeof(float)); /* b blurred: a problem whose answer is not known */
+    fm_rng_normal_fill(r, noise, (size_t)N * D, 0, 1.0f);
+    for (size_t i = 0; i < (size_t)N * D; i++) b[i] += noise[i];
+    free(noise);
+    pts p = {a, b, D};
+    s = fm_assignment(N, sqdist_cost, &p, x, NULL, NULL, &total);
+    for (int t = 1; t <= 2 && s == FM_OK; t++) {
+        fm_set_threads(t);
+        s = fm_w2_exact(a, b, N, D, &w2[t - 1], match);
+        for (int i = 0; s == FM_OK && i < N; i++) s = match[i] == x[i] ? FM_OK : FM_ERR_NUMERIC;
+    }
+    fm_set_threads(0);
+    int copies = 0;
+    for (int i = 0; i < N; i++) copies += x[i] == (i * 7919) % N;
+    t_note("%d of the %d points are still matched to their copies", copies, N);
+    t_check(s == FM_OK && w2[0] == sqrt(total / N) && w2[1] == w2[0],
+            "W2 of the same sets blurred (%d points, %d dimensions) = the on-demand assignment's, bit for bit, on 1 "
+            "and 2 threads (%.9f, %.9f, %.9f)",
+            N, D, sqrt(total / N), w2[0], w2[1]);
+    free(a);
+    free(b);
+    free(match);
+    free(x);
+}
+
 void test_metrics(void)
 {
     fm_rng r;
@@ -231,6 +293,7 @@ void test_metrics(void)
         worst3 = fmax(worst3, fabs(w3 - sqrt(brute(cc, m3) / m3)));
     }
     t_check(worst3 < 1e-9, "W2 of 3-D point sets = brute force (max |diff| %.1e)", worst3);
+    hidim_w2(&r);
 
     /* energy distance and MMD against the direct double sums */
     int na = 60, nb = 45, d = 3;

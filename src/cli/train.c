@@ -138,7 +138,7 @@ int cmd_train(int argc, char **argv)
     const char *data = "moons", *source = "gaussian", *path = "ot", *act = "elu", *optim = "adam",
                *sched = "constant", *out = "model.safetensors", *loss_csv = NULL, *loss_svg = NULL, *resume = NULL,
                *standardize = "auto", *coupling = "independent", *method = "fm", *likelihood = "gaussian",
-               *gan_loss = "nonsaturating", *arch = "mlp";
+               *gan_loss = "nonsaturating", *arch = "mlp", *out_act = "none";
     int channels = 32, class_cond = 0;
     double label_dropout = 0.1;
     int T = 1000, latent = 2, gan_k = 1, d_width = 0, d_depth = -1;
@@ -167,24 +167,27 @@ int cmd_train(int argc, char **argv)
         {"T", OPT_INT, &T, "N", "ddpm: diffusion steps"},
         {"beta-start", OPT_DOUBLE, &beta_start, "X", "ddpm: beta_1 of the linear schedule"},
         {"beta-end", OPT_DOUBLE, &beta_end, "X", "ddpm: beta_T"},
-        {"latent", OPT_INT, &latent, "N", "vae, gan: latent dimension"},
+        {"latent", OPT_INT, &latent, "N", "vae, gan: latent dimension (default: 2; on images vae 20, gan 64)"},
         {"kl-weight", OPT_DOUBLE, &kl_weight, "X", "vae: weight beta of the KL term"},
-        {"likelihood", OPT_STR, &likelihood, "NAME", "vae: gaussian (real data) or bernoulli (data in [0, 1])"},
+        {"likelihood", OPT_STR, &likelihood, "NAME", "vae: gaussian (real data) or bernoulli (data in [0, 1]; images' default)"},
         {"k", OPT_INT, &gan_k, "N", "gan: discriminator steps per generator step"},
         {"gan-loss", OPT_STR, &gan_loss, "NAME", "gan: nonsaturating (-log D(G(z))) or minimax (log(1 - D(G(z))))"},
         {"d-width", OPT_INT, &d_width, "N", "gan: discriminator width (default: --width)"},
         {"d-depth", OPT_INT, &d_depth, "N", "gan: discriminator hidden layers (default: --depth)"},
         {"d-lr", OPT_DOUBLE, &d_lr, "X", "gan: discriminator learning rate (default: --lr)"},
+        {"out-act", OPT_STR, &out_act, "NAME", "gan: the generator's output, none (linear) or tanh (default: tanh on images)"},
         {"arch", OPT_STR, &arch, "NAME", "fm, ddpm network: mlp, or unet (image data: a convolutional U-Net)"},
         {"channels", OPT_INT, &channels, "N", "unet: base channels, a multiple of 8 (levels get 1, 2, 2 times as many)"},
         {"class-cond", OPT_FLAG, &class_cond, NULL, "unet: condition on the data's class labels (sample --label, --guidance)"},
         {"label-dropout", OPT_DOUBLE, &label_dropout, "P", "class-cond: chance a training label becomes 'none' (default 0.1)"},
-        {"width", OPT_INT, &width, "N", "hidden layer width (vae: encoder and decoder; gan: generator)"},
-        {"depth", OPT_INT, &depth, "N", "hidden layers"},
-        {"act", OPT_STR, &act, "NAME", "relu, elu, silu, gelu, gelu_tanh, tanh, sigmoid, selu, softplus"},
+        {"width", OPT_INT, &width, "N",
+         "hidden layer width (vae: encoder and decoder; gan: generator) (default: 64; images 512, vae 400, gan 256)"},
+        {"depth", OPT_INT, &depth, "N", "hidden layers (default: 3; on images vae 1, gan 2)"},
+        {"act", OPT_STR, &act, "NAME",
+         "relu, elu, silu, gelu, gelu_tanh, tanh, sigmoid, selu, softplus (default: elu; images silu, vae relu)"},
         {"time-embed", OPT_INT, &time_embed, "N", "sinusoidal time embedding size (0: raw t)"},
         {"optim", OPT_STR, &optim, "NAME", "adam, adamw or sgd"},
-        {"lr", OPT_DOUBLE, &lr, "X", "learning rate (default: 0.01; vae 1e-3, gan 2e-4)"},
+        {"lr", OPT_DOUBLE, &lr, "X", "learning rate (default: 0.01, on images 1e-3; vae 1e-3, gan 2e-4)"},
         {"beta1", OPT_DOUBLE, &beta1, "X", "Adam beta1 (default: 0.9; gan 0.5)"},
         {"beta2", OPT_DOUBLE, &beta2, "X", "Adam beta2"},
         {"eps", OPT_DOUBLE, &eps, "X", "Adam epsilon"},
@@ -218,7 +221,10 @@ int cmd_train(int argc, char **argv)
                            "(T 1000, beta 1e-4 .. 0.02); vae an MLP encoder and decoder with the negative ELBO\n"
                            "(Gaussian likelihood with a learned variance, or Bernoulli for data in [0, 1]);\n"
                            "gan a generator and a discriminator, k discriminator steps per generator step.\n"
-                           "The same --width, --depth and --act shape every method's networks.\n"
+                           "The same --width, --depth and --act shape every method's networks. On image data\n"
+                           "(mnist:DIR) the VAE defaults to the tutorial's (784 -> 400 -> latent 20 -> 400 -> 784,\n"
+                           "ReLU, Bernoulli), the GAN to latent 64, 2 x 256 ELU and a tanh output, flows and\n"
+                           "DDPM to lr 1e-3 and an MLP of 3 x 512 SiLU.\n"
                            "The checkpoint holds everything `flowmatch sample` needs, and the optimizer, EMA\n"
                            "and random state for --resume, which continues with the checkpoint's settings\n"
                            "(only --iters, the outputs, --threads and the logging options may be given).\n"
@@ -260,11 +266,19 @@ int cmd_train(int argc, char **argv)
             {"source", 1}, {"path", 1}, {"coupling", 1}, {"sigma-min", 1}, {"sigma", 1}, {"ve-sigma-min", 1},
             {"ve-sigma-max", 1}, {"beta-min", 1}, {"beta-max", 1}, {"exponent", 1}, {"t-end", 1}, {"time-embed", 3},
             {"T", 2}, {"beta-start", 2}, {"beta-end", 2}, {"latent", 12}, {"kl-weight", 4}, {"likelihood", 4},
-            {"k", 8}, {"gan-loss", 8}, {"d-width", 8}, {"d-depth", 8}, {"d-lr", 8},
+            {"k", 8}, {"gan-loss", 8}, {"d-width", 8}, {"d-depth", 8}, {"d-lr", 8}, {"out-act", 8},
         };
         for (size_t i = 0; i < sizeof owner / sizeof owner[0]; i++)
             if (cli_given(&spec, owner[i].name) && !(owner[i].methods & (1u << m)))
                 BAD("--%s does not apply to --method %s", owner[i].name, method);
+        /* the method's defaults for this data (image data: the image baselines) where not given */
+        fm_train_config md = fm_train_config_for_data(c.method, data);
+        if (!cli_given(&spec, "width")) width = md.flow.net.width[0];
+        if (!cli_given(&spec, "depth")) depth = md.flow.net.nhidden;
+        if (!cli_given(&spec, "act")) act = fm_act_name(md.flow.net.act);
+        if (!cli_given(&spec, "latent")) latent = m == FM_METHOD_GAN ? md.gan.latent : md.vae.latent;
+        if (!cli_given(&spec, "likelihood")) likelihood = fm_vae_likelihood_name(md.vae.likelihood);
+        if (!cli_given(&spec, "out-act")) out_act = fm_act_name(md.gan.out_act);
         if ((cp = fm_coupling_from_name(coupling)) < 0) BAD("unknown --coupling '%s' (independent, ot, sb)", coupling);
         c.coupling = (fm_coupling)cp;
         int path_given = cli_given(&spec, "path"), sigma_given = cli_given(&spec, "sigma");
@@ -323,6 +337,9 @@ int cmd_train(int argc, char **argv)
         c.gan.k = gan_k;
         if ((k = fm_gan_loss_from_name(gan_loss)) < 0) BAD("unknown --gan-loss '%s' (nonsaturating, minimax)", gan_loss);
         c.gan.loss = (fm_gan_loss)k;
+        if ((k = fm_act_from_name(out_act)) != FM_ACT_NONE && k != FM_ACT_TANH)
+            BAD("--out-act '%s' must be none or tanh", out_act);
+        c.gan.out_act = (fm_act)k;
         if (d_depth > FM_MLP_MAX_LAYERS || d_width < 0 || d_width > 65536 || (cli_given(&spec, "d-depth") && d_depth < 0))
             BAD("--d-width must lie in 1..65536 and --d-depth in 0..%d", FM_MLP_MAX_LAYERS);
         if (d_depth == 0 && cli_given(&spec, "d-width")) BAD("--d-width has no layer to set with --d-depth 0");
@@ -330,9 +347,8 @@ int cmd_train(int argc, char **argv)
         for (int i = 0; i < c.gan.d_nhidden; i++) c.gan.d_width[i] = d_width > 0 ? d_width : width;
         if (!(d_lr >= 0)) BAD("--d-lr %g must be >= 0", d_lr);
         if ((k = fm_optim_from_name(optim)) < 0) BAD("unknown --optim '%s' (adam, adamw, sgd)", optim);
-        fm_train_config md = fm_train_config_for(c.method); /* the method's own lr and beta1 unless given */
         c.optim = fm_optim_config_default((fm_optim_kind)k);
-        c.optim.lr = cli_given(&spec, "lr") || k != FM_OPTIM_ADAM ? lr : md.optim.lr;
+        c.optim.lr = cli_given(&spec, "lr") || k != FM_OPTIM_ADAM ? lr : md.optim.lr; /* the method's own unless given */
         c.optim.beta1 = cli_given(&spec, "beta1") ? beta1 : md.optim.beta1;
         lr = c.optim.lr;
         c.optim.beta2 = beta2;

@@ -267,14 +267,45 @@ void fm__sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out)
     }
 }
 
+/* Costs read from a whole (n, n) matrix. */
+typedef struct {
+    const double *c;
+    int n;
+} dense_costs;
+
+static void dense_cost(void *ctx, int i, const int *cols, int ncols, double *out)
+{
+    const dense_costs *m = ctx;
+    const double *r = m->c + (size_t)i * m->n;
+    if (!cols) memcpy(out, r, (size_t)ncols * sizeof(double));
+    else
+        for (int k = 0; k < ncols; k++) out[k] = r[cols[k]];
+}
+
+/* Points of many dimensions (images): a cost is d multiply-adds and the
+ * shortest-path phase reads rows over and over, so above DENSE_MAX the whole
+ * matrix is computed once, rows spread over threads (the same sums, so the
+ * same bits), when it takes at most this much memory (n up to 8192). */
+#define DENSE_BYTES ((size_t)512 << 20)
+#define DENSE_MIN_DIM 16
+
 fm_status fm_w2_exact(const float *a, const float *b, int n, int d, double *w2, int *match)
 {
     if (n < 1 || d < 1) return fm__fail(FM_ERR_ARG, "W2 needs points (got %d of dimension %d)", n, d);
     fm__sqdist ctx = {a, b, d};
     int *x = match ? match : malloc((size_t)n * sizeof(int));
     if (!x) return fm__fail(FM_ERR_NOMEM, "out of memory");
-    double total = 0;
-    fm_status s = fm_assignment(n, fm__sqdist_cost, &ctx, x, NULL, NULL, &total);
+    double total = 0, *full = NULL;
+    if (d >= DENSE_MIN_DIM && n > DENSE_MAX && (size_t)n * n * sizeof(double) <= DENSE_BYTES &&
+        (full = malloc((size_t)n * n * sizeof(double))) != NULL) {
+        int nt = fm__threads_over((double)n * n * d, n);
+        FM__PARALLEL_FOR(nt)
+        for (int i = 0; i < n; i++) fm__sqdist_cost(&ctx, i, NULL, n, full + (size_t)i * n);
+    }
+    dense_costs dc = {full, n};
+    fm_status s = full ? fm_assignment(n, dense_cost, &dc, x, NULL, NULL, &total)
+                       : fm_assignment(n, fm__sqdist_cost, &ctx, x, NULL, NULL, &total);
+    free(full);
     if (!match) free(x);
     if (s == FM_OK) *w2 = sqrt(total / n);
     return s;

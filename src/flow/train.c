@@ -100,6 +100,30 @@ fm_train_config fm_train_config_for(fm_method m)
     return c;
 }
 
+fm_train_config fm_train_config_for_data(fm_method m, const char *spec)
+{
+    fm_train_config c = fm_train_config_for(m);
+    c.flow.data = spec;
+    if (!fm_spec_image_shape(spec, NULL, NULL, NULL)) return c;
+    if (m == FM_METHOD_VAE) {
+        c.vae.latent = 20;
+        c.vae.likelihood = FM_VAE_BERNOULLI;
+        c.flow.net.nhidden = 1;
+        c.flow.net.width[0] = 400;
+        c.flow.net.act = FM_ACT_RELU;
+    } else if (m == FM_METHOD_GAN) {
+        c.gan.latent = 64;
+        c.gan.out_act = FM_ACT_TANH;
+        c.flow.net.nhidden = 2;
+        c.flow.net.width[0] = c.flow.net.width[1] = 256;
+    } else { /* flows and DDPM: a wider MLP and a gentler step than 2D's 3 x 64, 1e-2 */
+        c.optim.lr = 1e-3;
+        c.flow.net.act = FM_ACT_SILU;
+        for (int i = 0; i < c.flow.net.nhidden; i++) c.flow.net.width[i] = 512;
+    }
+    return c;
+}
+
 void fm_trainer_free(fm_trainer *tr)
 {
     if (!tr) return;
@@ -196,6 +220,7 @@ static fm_status make_model(fm_trainer *tr, const fm_train_config *cfg, int dim,
         fm_gan_config gc = fm_gan_config_default(dim);
         gc.latent = cfg->gan.latent;
         gc.loss = cfg->gan.loss;
+        gc.out_act = cfg->gan.out_act;
         gc.nhidden = net->nhidden;
         memcpy(gc.width, net->width, sizeof gc.width);
         gc.act = gc.d_act = net->act;
@@ -383,6 +408,26 @@ static void model_init(fm_trainer *tr, fm_rng *r)
     else fm_gan_init(tr->gan, r);
 }
 
+/* The Bernoulli likelihood scores values in [0, 1]: images are, a table must
+ * be checked, a generator's real-valued points are not. */
+static int bernoulli_refuses(const fm_dataset *data)
+{
+    const fm_table *t = fm_dataset_table(data);
+    if (!t) {
+        fm__fail(FM_ERR_ARG, "the Bernoulli likelihood models data in [0, 1]; '%s' draws real-valued points (use the "
+                             "Gaussian likelihood)", fm_dataset_spec(data));
+        return 1;
+    }
+    for (size_t i = 0; i < (size_t)t->rows * t->cols; i++)
+        if (!(t->data[i] >= 0.0f && t->data[i] <= 1.0f)) {
+            fm__fail(FM_ERR_ARG, "the Bernoulli likelihood models data in [0, 1]; row %zu, column %zu of '%s' holds %g "
+                                 "(use the Gaussian likelihood)", i / (size_t)t->cols + 1, i % (size_t)t->cols + 1,
+                     fm_dataset_spec(data), t->data[i]);
+            return 1;
+        }
+    return 0;
+}
+
 fm_trainer *fm_trainer_new(const fm_train_config *cfg)
 {
     if (!cfg || !cfg->flow.data) {
@@ -402,6 +447,10 @@ fm_trainer *fm_trainer_new(const fm_train_config *cfg)
     }
     if (standardize && cfg->method == FM_METHOD_VAE && cfg->vae.likelihood == FM_VAE_BERNOULLI) {
         fm__fail(FM_ERR_ARG, "the Bernoulli likelihood models data in [0, 1]: standardising would leave that range");
+        fm_dataset_free(data);
+        return NULL;
+    }
+    if (cfg->method == FM_METHOD_VAE && cfg->vae.likelihood == FM_VAE_BERNOULLI && !image && bernoulli_refuses(data)) {
         fm_dataset_free(data);
         return NULL;
     }
@@ -908,6 +957,7 @@ static fm_status model_config_load(fm_train_config *c, const fm_st *st)
         c->flow.net.act = g->act;
         c->gan.latent = g->latent;
         c->gan.loss = g->loss;
+        c->gan.out_act = g->out_act;
         c->gan.d_nhidden = g->d_nhidden;
         memcpy(c->gan.d_width, g->d_width, sizeof g->d_width);
         c->flow.data = fm_st_meta(st, "gan.data");

@@ -1,11 +1,13 @@
 /* gan.c - the generative adversarial network baseline.
  *
- * Generator MLP from latent noise to data, discriminator MLP from data to one
- * logit. Both losses are binary cross-entropies on the logits, computed
- * stably: the discriminator ascends log D(x) + log(1 - D(G(z))) by descending
- * BCE(D(x), 1) + BCE(D(G(z)), 0); the generator descends log(1 - D(G(z)))
- * (minimax) or -log D(G(z)) (non-saturating). The trainer switches off the
- * gradients of the network that is not being updated.
+ * Generator MLP from latent noise to data (its last layer linear, or squashed
+ * by tanh into [-1, 1], the range image pixels are standardised to),
+ * discriminator MLP from data to one logit. Both losses are binary
+ * cross-entropies on the logits, computed stably: the discriminator ascends
+ * log D(x) + log(1 - D(G(z))) by descending BCE(D(x), 1) + BCE(D(G(z)), 0);
+ * the generator descends log(1 - D(G(z))) (minimax) or -log D(G(z))
+ * (non-saturating). The trainer switches off the gradients of the network
+ * that is not being updated.
  */
 #include "internal.h"
 
@@ -40,6 +42,7 @@ fm_gan_config fm_gan_config_default(int dim)
     c.nhidden = c.d_nhidden = 3;
     for (int i = 0; i < 3; i++) c.width[i] = c.d_width[i] = 64;
     c.act = c.d_act = FM_ACT_ELU;
+    c.out_act = FM_ACT_NONE;
     c.loss = FM_GAN_NONSATURATING;
     return c;
 }
@@ -53,6 +56,10 @@ fm_gan *fm_gan_new(const fm_gan_config *cfg)
     }
     if (cfg->loss < 0 || cfg->loss >= FM_GAN_LOSS_COUNT) {
         fm__fail(FM_ERR_ARG, "gan: unknown loss %d", (int)cfg->loss);
+        return NULL;
+    }
+    if (cfg->out_act != FM_ACT_NONE && cfg->out_act != FM_ACT_TANH) {
+        fm__fail(FM_ERR_ARG, "gan: the generator's output is linear or tanh, not %s", fm_act_name(cfg->out_act));
         return NULL;
     }
     fm_gan *g = calloc(1, sizeof *g);
@@ -114,6 +121,13 @@ fm_params *fm_gan_generator_params(fm_gan *g) { return g->PG; }
 fm_params *fm_gan_discriminator_params(fm_gan *g) { return g->PD; }
 fm__stdz *fm__gan_stdz(fm_gan *g) { return &g->z; }
 
+/* G(z) in network units, with the parameters of PG. */
+static fm_tensor *generate(fm_tape *tp, fm_gan *g, fm_params *PG, fm_tensor *z)
+{
+    fm_tensor *y = fm__mlp_forward_with(tp, g->G, PG, NULL, z);
+    return g->cfg.out_act == FM_ACT_NONE ? y : fm_activation(tp, y, g->cfg.out_act);
+}
+
 /* A (B, 1) column of v. */
 static fm_tensor *column(fm_tape *tp, int B, float v)
 {
@@ -127,7 +141,7 @@ fm_tensor *fm__gan_d_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params 
                                double scale)
 {
     if (!x || !z) return fm__op_fail(tp, FM_ERR_ARG, "gan: missing data or latent batch");
-    fm_tensor *fake = fm__mlp_forward_with(tp, g->G, PG, NULL, z);
+    fm_tensor *fake = generate(tp, g, PG, z);
     fm_tensor *real = fm__mlp_forward_with(tp, g->D, PD, NULL, x);
     fm_tensor *lf = fm__mlp_forward_with(tp, g->D, PD, NULL, fake);
     fm_tensor *a = fm_bce_logits_loss(tp, real, column(tp, x->shape[0], 1.0f), FM_REDUCE_SUM);
@@ -138,7 +152,7 @@ fm_tensor *fm__gan_d_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params 
 fm_tensor *fm__gan_g_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *z, double scale)
 {
     if (!z) return fm__op_fail(tp, FM_ERR_ARG, "gan: missing latent batch");
-    fm_tensor *lf = fm__mlp_forward_with(tp, g->D, PD, NULL, fm__mlp_forward_with(tp, g->G, PG, NULL, z));
+    fm_tensor *lf = fm__mlp_forward_with(tp, g->D, PD, NULL, generate(tp, g, PG, z));
     int B = z->shape[0];
     if (g->cfg.loss == FM_GAN_NONSATURATING)
         return fm_scale(tp, fm_bce_logits_loss(tp, lf, column(tp, B, 1.0f), FM_REDUCE_SUM), (float)scale);
@@ -185,7 +199,7 @@ static fm_status generate_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
     gen_args *a = ctx;
     int d = a->g->cfg.dim, L = a->g->cfg.latent, zs[2] = {m, L};
     (void)tbuf;
-    fm_tensor *y = fm_mlp_forward(tp, a->g->G, NULL, fm_tensor_wrap(tp, (float *)a->z + (size_t)i0 * L, 2, zs));
+    fm_tensor *y = generate(tp, a->g, a->g->PG, fm_tensor_wrap(tp, (float *)a->z + (size_t)i0 * L, 2, zs));
     if (!y) return fm_tape_status(tp);
     memcpy(a->out + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
     return FM_OK;
@@ -222,6 +236,7 @@ fm_status fm__gan_save(fm_gan *g, fm_st_writer *w)
     if (!s) s = fm__meta_put_num(w, "gan.latent", c->latent);
     if (!s) s = fm__meta_put_widths(w, "gan.widths", c->nhidden, c->width);
     if (!s) s = fm_st_writer_meta(w, "gan.act", fm_act_name(c->act));
+    if (!s) s = fm_st_writer_meta(w, "gan.out_act", fm_act_name(c->out_act));
     if (!s) s = fm__meta_put_widths(w, "gan.d_widths", c->d_nhidden, c->d_width);
     if (!s) s = fm_st_writer_meta(w, "gan.d_act", fm_act_name(c->d_act));
     if (!s) s = fm_st_writer_meta(w, "gan.loss", fm_gan_loss_name(c->loss));
@@ -241,6 +256,7 @@ fm_gan *fm__gan_load(const fm_st *st, int use_ema)
     if (!s) s = fm__meta_get_whole(st, "gan.latent", 1, 1 << 16, &latent);
     if (!s) s = fm__meta_get_widths(st, "gan.widths", &c.nhidden, c.width);
     if (!s) s = fm__meta_get_act(st, "gan.act", &c.act);
+    if (!s && fm_st_meta(st, "gan.out_act")) s = fm__meta_get_act(st, "gan.out_act", &c.out_act); /* absent: linear */
     if (!s) s = fm__meta_get_widths(st, "gan.d_widths", &c.d_nhidden, c.d_width);
     if (!s) s = fm__meta_get_act(st, "gan.d_act", &c.d_act);
     if (!s && fm_gan_loss_from_name(lk) < 0)

@@ -4,22 +4,25 @@ import math
 
 import torch
 
+# flowmatch's activation names (those the baselines use) as modules
+ACTS = {"elu": torch.nn.ELU, "relu": torch.nn.ReLU, "silu": torch.nn.SiLU, "tanh": torch.nn.Tanh}
+
 
 class VAE(torch.nn.Module):
     """flowmatch's VAE: encoder MLP (act after every layer), heads, decoder MLP."""
 
-    def __init__(self, dim, latent, widths, gaussian):
+    def __init__(self, dim, latent, widths, gaussian, act="elu"):
         super().__init__()
         enc, i = [], dim
         for w in widths:
-            enc += [torch.nn.Linear(i, w), torch.nn.ELU()]
+            enc += [torch.nn.Linear(i, w), ACTS[act]()]
             i = w
         self.encoder = torch.nn.Sequential(*enc)
         self.fc_mu = torch.nn.Linear(i, latent)
         self.fc_logvar = torch.nn.Linear(i, latent)
         dec, i = [], latent
         for w in reversed(widths):
-            dec += [torch.nn.Linear(i, w), torch.nn.ELU()]
+            dec += [torch.nn.Linear(i, w), ACTS[act]()]
             i = w
         self.decoder = torch.nn.Sequential(*dec, torch.nn.Linear(i, dim))
         self.gaussian = gaussian
@@ -45,9 +48,14 @@ class VAE(torch.nn.Module):
         return out if self.gaussian else torch.sigmoid(out)
 
 
-def mlp(i, widths, o):
+def mlp(i, widths, o, act="elu", out_act="none"):
+    """Linear and act layers; the GAN generator may end in a tanh (no weights,
+    so the state_dict names are the same)."""
     layers = []
     for w in widths:
-        layers += [torch.nn.Linear(i, w), torch.nn.ELU()]
+        layers += [torch.nn.Linear(i, w), ACTS[act]()]
         i = w
-    return torch.nn.Sequential(*layers, torch.nn.Linear(i, o))
+    layers.append(torch.nn.Linear(i, o))
+    if out_act != "none":
+        layers.append(ACTS[out_act]())
+    return torch.nn.Sequential(*layers)

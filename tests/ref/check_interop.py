@@ -14,7 +14,9 @@ computes the same outputs.
       /usr/bin/python3 tests/ref/check_interop.py gan.safetensors z.npy g.npy
 
 Prints the largest difference between PyTorch's and flowmatch's outputs. The
-model must not be standardised (moons and the other generators are not).
+flow and the VAE must not be standardised (moons and the other generators are
+not, nor are a Bernoulli VAE's images); a GAN's samples are G(z) taken back to
+data units (on images G(z) * 0.5 + 0.5).
 Needs only python3-torch.
 """
 import os
@@ -38,6 +40,10 @@ def widths(key):
     return [int(w) for w in meta[key].split(",") if w]
 
 
+def floats(key):
+    return [float(v) for v in meta[key].split(",")]
+
+
 def params(prefixes):
     return {k: v.float() for k, v in state.items() if k.split(".")[0] in prefixes}
 
@@ -52,15 +58,18 @@ with torch.no_grad():
             x = net.step(x_t=x, t_start=ts[i], t_end=ts[i + 1])
     elif method == "vae":
         net = VAE(int(meta["vae.dim"]), int(meta["vae.latent"]), widths("vae.widths"),
-                  meta["vae.likelihood"] == "gaussian")
+                  meta["vae.likelihood"] == "gaussian", meta["vae.act"])
         sd = params(["encoder", "fc_mu", "fc_logvar", "decoder", "dec_logvar"])
         net.load_state_dict(sd)
         x = net.reconstruct(x)
     elif method == "gan":
-        net = mlp(int(meta["gan.latent"]), widths("gan.widths"), int(meta["gan.dim"]))
+        net = mlp(int(meta["gan.latent"]), widths("gan.widths"), int(meta["gan.dim"]), meta["gan.act"],
+                  meta.get("gan.out_act", "none"))
         sd = {k[len("generator."):]: v for k, v in params(["generator"]).items()}
         net.load_state_dict(sd)
         x = net(x)
+        if "gan.mean" in meta:  # standardised data: back to data units
+            x = x * torch.tensor(floats("gan.std")) + torch.tensor(floats("gan.mean"))
     else:
         sys.exit(f"no PyTorch counterpart here for method '{method}'")
 ours = np.load(out_path)
