@@ -268,7 +268,7 @@ int cmd_eval(int argc, char **argv)
         {"metrics", OPT_STR, &metrics, "LIST", "any of w2, energy, mmd (with --classifier: only if given)"},
         {"bandwidth", OPT_DOUBLE, &bw, "H", "MMD kernel bandwidth (0: median heuristic)"},
         {"classifier", OPT_STR, &clf_path, "FILE", "images: score them by this classifier (flowmatch classifier)"},
-        {"labels", OPT_STR, &labels_path, "FILE", "with --classifier: the label each image of --a was asked to show (.npy)"},
+        {"labels", OPT_STR, &labels_path, "FILE", "with --classifier: the label each image of --a was asked to show (.npy or .csv, one per row)"},
         CLI_SOLVER_OPTIONS(so),
         {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
     };
