@@ -573,7 +573,9 @@ fm_status fm_png_write_grid(const char *path, const float *x, int n, int c, int 
  *   "csv:FILE" - the rows of a numeric CSV file, drawn with replacement;
  *   "mnist:DIR" - MNIST's training images (DIR/train-images-idx3-ubyte and
  *   train-labels-idx1-ubyte, plain or .gz), 784 pixels in [0, 1] per point,
- *   drawn with replacement. */
+ *   drawn with replacement; "mnist:DIR,split=test" - its test images
+ *   (t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte), the same way
+ *   (",split=train" is the default and the canonical spec leaves it out). */
 typedef struct fm_dataset fm_dataset;
 fm_dataset *fm_dataset_open(const char *spec);
 void        fm_dataset_free(fm_dataset *ds);
@@ -590,6 +592,9 @@ const uint8_t *fm_dataset_labels(const fm_dataset *ds);
 /* fm_dataset_sample with the drawn rows' labels in labels[0 .. n) (the same
  * draws and points); FM_ERR_ARG for a dataset without labels. */
 fm_status   fm_dataset_sample_labeled(fm_dataset *ds, fm_rng *r, float *out, int *labels, int n);
+/* Rows first .. first + n - 1 of a CSV or image dataset, in order (not drawn),
+ * into out (n, dim), data units; FM_ERR_ARG for a generator or rows past the end. */
+fm_status   fm_dataset_read_rows(const fm_dataset *ds, int first, int n, float *out);
 /* Uniform dequantisation of pixels x = b / 255 (b a byte, recovered by
  * rounding and clamping to 0..255): x <- (b + u) / 256 with u ~ U[0, 1) from r,
  * so a density over [0, 1) gives the bytes' probabilities by integrating over
@@ -1097,6 +1102,108 @@ fm_status fm_frechet_distance(const float *a, int na, const float *b, int nb, in
 /* The same from given means (d) and symmetric covariances (d x d, row-major). */
 fm_status fm_frechet_gaussians(const double *mu_a, const double *sa, const double *mu_b, const double *sb, int d,
                                double *out);
+
+/* ------------------------------------------------------------------ image classifier */
+
+/* A small convolutional classifier of images (MNIST digits by default): the
+ * feature extractor of the image metrics, a generator's Frechet distance in
+ * its features and the accuracy of class-conditional samples. On x
+ * (B, in_ch, H, W), or flat (B, in_ch H W):
+ *   h = avg_pool2d(act(conv1(x)), 2)       3x3 padded by 1, in_ch -> ch1
+ *   h = avg_pool2d(act(conv2(h)), 2)       3x3 padded by 1, ch1 -> ch2
+ *   f = act(fc1(flatten(h)))               ch2 (H / 4) (W / 4) -> hidden: the features
+ *   logits = fc2(f)                        hidden -> classes
+ * with act ReLU by default, flattened in NCHW order as torch.flatten. The parameter names are those of
+ * a PyTorch module with nn.Conv2d attributes conv1, conv2 and nn.Linear
+ * attributes fc1, fc2: conv1.weight, conv1.bias, conv2.*, fc1.*, fc2.*. */
+#define FM_CLASSIFIER_MAX_CLASSES 256
+typedef struct {
+    int in_ch, height, width;   /* image shape; height and width divisible by 4 */
+    int ch1, ch2;               /* convolution channels */
+    int hidden;                 /* features */
+    int classes;                /* 2 .. FM_CLASSIFIER_MAX_CLASSES */
+    fm_act act;                 /* after each convolution and fc1 */
+} fm_classifier_config;
+/* MNIST digits: 1 x 28 x 28, channels 32 and 64, 128 features, 10 classes,
+ * ReLU (421,642 parameters). */
+fm_classifier_config fm_classifier_config_default(void);
+
+typedef struct fm_classifier fm_classifier;
+fm_classifier *fm_classifier_new(const fm_classifier_config *c);   /* zero weights */
+void       fm_classifier_free(fm_classifier *c);
+/* PyTorch's defaults (fm_init_linear) for conv1, conv2, fc1, fc2 in this order. */
+void       fm_classifier_init(fm_classifier *c, fm_rng *r);
+const fm_classifier_config *fm_classifier_get_config(const fm_classifier *c);
+const char *fm_classifier_data(const fm_classifier *c);   /* the training data's spec ("" if unknown) */
+fm_params *fm_classifier_params(fm_classifier *c);
+/* Logits (B, classes) of x; *features (may be NULL) receives f (B, hidden). */
+fm_tensor *fm_classifier_forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, fm_tensor **features);
+/* Mean cross-entropy of the logits against labels[0 .. B), each in [0, classes). */
+fm_tensor *fm_classifier_loss(fm_tape *tp, fm_classifier *c, fm_tensor *x, const int *labels);
+/* n images x (n, in_ch H W), valued as in training (MNIST: pixels in [0, 1]),
+ * in chunks over the threads, with the same bits for any thread count: the
+ * logits (n, classes) and the predicted classes pred (n), the first largest
+ * logit; either may be NULL. */
+fm_status  fm_classifier_predict(fm_classifier *c, const float *x, int n, float *logits, int *pred);
+/* The features f (n, hidden) of n images. */
+fm_status  fm_classifier_features(fm_classifier *c, const float *x, int n, float *features);
+/* The configuration as metadata ("model" = "classifier", "classifier.in_ch",
+ * ".height", ".width", ".channels" = "32,64", ".hidden", ".classes", ".act", ".data")
+ * and the weights under their names; and back (a checkpoint of another model
+ * is an FM_ERR_FORMAT error that says what it holds). */
+fm_status  fm_classifier_save(fm_classifier *c, fm_st_writer *w);
+fm_classifier *fm_classifier_load(const fm_st *st);
+
+/* A set of images (a generator's samples, say) scored by a classifier. */
+typedef struct {
+    int n;                /* images scored */
+    long clamped;         /* their pixel values outside [0, 1], clamped before the classifier */
+    double frechet;       /* Frechet distance between their features and a reference set's; NaN without one */
+    int correct;          /* images classified as the label they were asked for */
+    double accuracy;      /* correct / n; NaN without labels */
+    int counts[FM_CLASSIFIER_MAX_CLASSES]; /* images predicted as each class */
+} fm_image_scores;
+/* x (n, in_ch H W): pixel values, clamped to [0, 1] (a NaN or infinite value
+ * is an FM_ERR_NUMERIC error); labels (n): the class each image was asked to
+ * show, or NULL; ref (nref, in_ch H W): real images for the Frechet distance
+ * (fm_frechet_distance of the features), or NULL. The distance needs n and
+ * nref of at least 2. */
+fm_status fm_classifier_score(fm_classifier *c, const float *x, int n, const int *labels, const float *ref, int nref,
+                              fm_image_scores *out);
+
+/* Training on labelled images: Adam on the mean cross-entropy of batches
+ * taken through the training images in a fresh shuffled order every epoch
+ * (the seed's data stream), each image moved by a random shift of up to
+ * `shift` pixels along each axis, zeros coming in at the edges, and with
+ * dropout on the features (both from the noise stream). One tape holds the whole batch; its convolutions and products
+ * spread over the threads with the same bits for any count, so a run gives
+ * the same weights on any number of threads. */
+typedef struct {
+    fm_classifier_config net;
+    const char *data;          /* labelled images: "mnist:DIR" */
+    fm_optim_config optim;     /* Adam, lr 2e-3 */
+    fm_schedule sched;         /* cosine to 0; sched.total is usually iters */
+    int batch;                 /* 64 */
+    int64_t iters;             /* 1500 (for the caller's loop) */
+    uint64_t seed;             /* 0 */
+    int shift;                 /* 2 pixels; 0: none */
+    double dropout;            /* dropout probability on the features before fc2 in training; 0: none */
+} fm_classifier_train_config;
+fm_classifier_train_config fm_classifier_train_config_default(void);
+
+typedef struct fm_classifier_trainer fm_classifier_trainer;
+fm_classifier_trainer *fm_classifier_trainer_new(const fm_classifier_train_config *c);
+void       fm_classifier_trainer_free(fm_classifier_trainer *tr);
+/* One step. loss: the batch's mean cross-entropy; acc: the fraction of the
+ * batch it classified right before the update (either may be NULL). A
+ * non-finite loss or gradient is FM_ERR_NUMERIC before the weights change. */
+fm_status  fm_classifier_trainer_step(fm_classifier_trainer *tr, double *loss, double *acc);
+int64_t    fm_classifier_trainer_iter(const fm_classifier_trainer *tr);   /* steps done */
+double     fm_classifier_trainer_lr(const fm_classifier_trainer *tr);     /* learning rate of the next step */
+fm_classifier *fm_classifier_trainer_model(fm_classifier_trainer *tr);    /* the trainer's own */
+const fm_classifier_train_config *fm_classifier_trainer_get_config(const fm_classifier_trainer *tr);
+/* The model (fm_classifier_save) and the training settings ("train.*") to w. */
+fm_status  fm_classifier_trainer_save(fm_classifier_trainer *tr, fm_st_writer *w);
 
 /* ------------------------------------------------------------------ figures (SVG) */
 

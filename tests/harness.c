@@ -141,7 +141,8 @@ const char *t_tmpdir(void)
 
 #define GROUPS(X)                                                                              \
     X(rng) X(tensor) X(ops) X(gradcheck) X(conv) X(ops2) X(optim) X(train) X(safetensors) X(checkpoint) X(io) X(idx)        \
-        X(image) X(data) X(path) X(solve) X(metrics) X(flow) X(likelihood) X(coupling) X(ddpm) X(baselines) X(unet) X(cli)
+        X(image) X(data) X(path) X(solve) X(metrics) X(flow) X(likelihood) X(coupling) X(ddpm) X(baselines) X(unet)     \
+            X(classifier) X(cli)
 
 #define DECL(g) void test_##g(void);
 GROUPS(DECL)
@@ -208,6 +209,40 @@ int t_gzip_copy(const char *src, const char *dst)
     if (g && gzclose(g) != Z_OK) ok = 0;
     free(b);
     return ok;
+}
+
+/* One split of t_digit_folder's set: images and labels under prefix. */
+static int digit_split(const char *dir, const char *prefix, int n, fm_rng *r)
+{
+    uint8_t *im = malloc((size_t)n * 784), *lab = malloc((size_t)n);
+    int ok = im && lab;
+    for (int i = 0; ok && i < n; i++) {
+        int k = i % 10, y0 = 5 + 12 * (k / 5) + (int)(fm_rng_next(r) % 3) - 1, x0 = 2 + 5 * (k % 5) + (int)(fm_rng_next(r) % 3) - 1;
+        lab[i] = (uint8_t)k;
+        for (int p = 0; p < 784; p++) {
+            int y = p / 28, x = p % 28, in = y >= y0 && y < y0 + 4 && x >= x0 && x < x0 + 4;
+            im[(size_t)i * 784 + p] = (uint8_t)(in ? 200 + fm_rng_next(r) % 56 : fm_rng_next(r) % 40);
+        }
+    }
+    char path[1200];
+    int dims[3] = {n, 28, 28};
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
+    ok = ok && fm_idx_write_u8(path, 3, dims, im) == FM_OK;
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    ok = ok && fm_idx_write_u8(path, 1, &n, lab) == FM_OK;
+    free(im);
+    free(lab);
+    return ok;
+}
+
+int t_digit_folder(const char *dir, int ntrain, int ntest)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    if (system(cmd) != 0) return 0;
+    fm_rng r;
+    fm_rng_seed(&r, 11, FM_STREAM_DATA);
+    return digit_split(dir, "train", ntrain, &r) && digit_split(dir, "t10k", ntest, &r);
 }
 
 void t_expect_fail(fm_tape *tp, fm_tensor *y, fm_status s, const char *what, const char *n1, const char *n2)

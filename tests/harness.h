@@ -66,6 +66,13 @@ fm_trainer *t_trained(const fm_train_config *c, int iters);
  * returns 0 after the last. */
 int t_next_perm(int *p, int n);
 
+/* An MNIST-like folder at dir (made if missing): ntrain training and ntest
+ * test images (train-* and t10k-* IDX files) of 28 x 28 bytes, image i of
+ * label i % 10, which is a bright 4 x 4 square at the label's own place
+ * (a 2 x 5 grid), moved by up to a pixel along each axis, on faint noise:
+ * a set a small classifier separates. 1 on success. */
+int t_digit_folder(const char *dir, int ntrain, int ntest);
+
 /* Path of the command-line tool under test (FM_CLI), and a scratch directory. */
 const char *t_cli(void);
 const char *t_tmpdir(void);

@@ -165,7 +165,8 @@ void test_cli(void)
     t_check(rc == 2 && one_line("unknown command 'frobnicate'"), "unknown command: one line (exit %d)", rc);
     rc = cli("version");
     t_check(rc == 0 && strstr(out_buf, FM_VERSION), "version prints %s", FM_VERSION);
-    static const char *cmds[] = {"train", "sample", "eval", "nll", "reflow", "compare", "demo", "datasets", "inspect"};
+    static const char *cmds[] = {"train",    "sample",   "eval",    "nll",       "reflow",
+                                 "compare",  "demo",     "datasets", "inspect",  "classifier"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         rc = cli("%s --help", cmds[i]);
         t_check(rc == 0 && strstr(out_buf, "usage: flowmatch") && strstr(out_buf, "--help"), "%s --help (exit %d)",
@@ -232,6 +233,14 @@ void test_cli(void)
         {"datasets --draw banana", "unknown dataset 'banana'"},
         {"demo --iters 0", "--iters >= 1"},
         {"inspect a b", "unexpected argument 'b'"},
+        {"classifier --channels 32", "--channels '32' must be two numbers"},
+        {"classifier --out c.pt", "must end in .safetensors"},
+        {"classifier --shift 9", "--shift 9"},
+        {"classifier --dropout 1", "--dropout 1"},
+        {"classifier --iters 0", "--iters 0"},
+        {"classifier --data moons --iters 1", "labelled images"},
+        {"classifier --data mnist:x,split=valid", "split must be train or test"},
+        {"eval --a moons --b circles --labels l.npy", "--labels needs --classifier"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         rc = cli("%s", bad[i].args);
@@ -550,6 +559,103 @@ void test_cli(void)
         t_check(rc == 2 && one_line("image model") && file_size(t_path("moons.png")) < 0,
                 "--grid on a 2D model refused, nothing written (exit %d): %s", rc, err_buf);
         image_baselines(t_path("cli_mn"));
+    }
+
+    /* the digit classifier: trained, tested and used by eval on synthetic digits */
+    {
+        const char *dg = t_path("cli_dg"), *clf = t_path("clf.safetensors");
+        int made = t_digit_folder(dg, 300, 100);
+        rc = cli("classifier --data mnist:%s --channels 4,8 --hidden 16 --iters 40 --batch 32 --lr 2e-2 --shift 1 "
+                 "--threads 1 --out %s",
+                 dg, clf);
+        const char *ap = strstr(out_buf, "test accuracy");
+        double acc = ap ? atof(ap + 13) : NAN;
+        t_check(made && rc == 0 && acc >= 95 && strstr(out_buf, "per class:") && strstr(err_buf, "iter 40/40") &&
+                    file_size(clf) > 20000,
+                "classifier trains on mnist:DIR and tests on its split=test: accuracy %.2f%%, checkpoint written (exit "
+                "%d) %s",
+                acc, rc, err_buf);
+        rc = cli("inspect --meta %s", clf);
+        t_check(rc == 0 && strstr(out_buf, "model = classifier") && strstr(out_buf, "classifier.channels = 4,8") &&
+                    strstr(out_buf, "classifier.test_accuracy") && strstr(out_buf, "split=test"),
+                "its checkpoint: model = classifier, channels, test accuracy and test set in the metadata (exit %d)", rc);
+        rc = cli("eval --a mnist:%s,split=test --b mnist:%s --classifier %s", dg, dg, clf);
+        const char *fp = strstr(out_buf, "Frechet distance"), *cp = strstr(out_buf, "accuracy  ");
+        double fd = fp ? atof(fp + 16) : NAN, eacc = cp ? atof(cp + 10) : NAN;
+        t_check(rc == 0 && fd > 0 && fabs(100 * eacc - acc) < 1e-9 && strstr(out_buf, "(all 100 images, in order)") &&
+                    strstr(out_buf, "predicted classes of a: 0: ") && !strstr(out_buf, "W2"),
+                "eval --classifier of the test split against the training images: Frechet distance %.3f, accuracy on "
+                "their own labels %.4f as the classifier's test, no W2 (exit %d) %s",
+                fd, eacc, rc, err_buf);
+        /* the same images as files, labels as floats: distance 0 to themselves */
+        char spec[1200];
+        snprintf(spec, sizeof spec, "mnist:%s,split=test", dg);
+        fm_dataset *ts = fm_dataset_open(spec);
+        float *x = malloc(100 * 784 * sizeof(float)), lab[100];
+        int wrote = ts && x && fm_dataset_read_rows(ts, 0, 100, x) == FM_OK;
+        for (int i = 0; wrote && i < 100; i++) lab[i] = fm_dataset_labels(ts)[i];
+        int64_t xs[2] = {100, 784}, ls[1] = {100}, ls50[1] = {50};
+        wrote = wrote && fm_npy_write(t_path("dg_x.npy"), x, 2, xs) == FM_OK &&
+                fm_npy_write(t_path("dg_l.npy"), lab, 1, ls) == FM_OK && fm_npy_write(t_path("dg_l50.npy"), lab, 1, ls50) == FM_OK;
+        lab[0] = 12;
+        wrote = wrote && fm_npy_write(t_path("dg_l12.npy"), lab, 1, ls) == FM_OK;
+        fm_dataset_free(ts);
+        free(x);
+        rc = cli("eval --a %s --b %s --classifier %s --labels %s --metrics w2", t_path("dg_x.npy"), spec, clf,
+                 t_path("dg_l.npy"));
+        fp = strstr(out_buf, "Frechet distance");
+        cp = strstr(out_buf, "accuracy  ");
+        fd = fp ? atof(fp + 16) : NAN;
+        double lacc = cp ? atof(cp + 10) : NAN;
+        t_check(wrote && rc == 0 && fabs(fd) < 1e-3 && lacc == eacc && strstr(out_buf, "requested label") &&
+                    strstr(out_buf, "W2 (exact)"),
+                "eval --classifier --labels of the same images from a .npy: Frechet distance %.4f to themselves, "
+                "accuracy %.4f, and W2 when --metrics asks (exit %d) %s",
+                fd, lacc, rc, err_buf);
+        /* a model's samples are scored the same way */
+        rc = cli("eval --a %s --b %s --classifier %s --n 20 --steps 2 --solver euler", t_path("mnf.safetensors"), spec,
+                 clf);
+        t_check(rc == 0 && strstr(out_buf, "20 samples") && strstr(out_buf, "Frechet distance") &&
+                    !strstr(out_buf, "accuracy  "),
+                "eval --classifier samples an image model: Frechet distance and predicted classes (exit %d) %s", rc,
+                err_buf);
+        static const struct {
+            const char *a, *labels, *want; /* files by their names in the scratch folder */
+        } clf_refuse[] = {
+            {"moons", NULL, "scores images of 784 pixels; 'moons' has 2"},
+            {"dg_x.npy", "dg_l50.npy", "has 50 labels for the 100 images"},
+            {"dg_x.npy", "dg_l12.npy", "row 1 holds 12"},
+        };
+        for (size_t i = 0; i < sizeof clf_refuse / sizeof clf_refuse[0]; i++) {
+            char extra[1200] = "";
+            if (clf_refuse[i].labels) snprintf(extra, sizeof extra, "--labels %s", t_path(clf_refuse[i].labels));
+            const char *side = strchr(clf_refuse[i].a, '.') ? t_path(clf_refuse[i].a) : clf_refuse[i].a;
+            rc = cli("eval --a %s --b %s --classifier %s %s", side, spec, clf, extra);
+            t_check(rc == 1 && one_line(clf_refuse[i].want), "eval --classifier with --a %s%s%s: exit %d, %s",
+                    clf_refuse[i].a, clf_refuse[i].labels ? " --labels " : "", clf_refuse[i].labels ? clf_refuse[i].labels : "",
+                    rc, err_buf);
+        }
+        rc = cli("eval --a %s --b %s --classifier %s", t_path("dg_x.npy"), spec, t_path("m.safetensors"));
+        int not_clf = rc == 1 && one_line("not a classifier");
+        rc = cli("sample --model %s --n 2", clf);
+        t_check(not_clf && rc == 1 && one_line("image classifier"),
+                "a flow as --classifier and the classifier as a model to sample are refused (exit %d): %s", rc, err_buf);
+        /* a folder without test files: refused before training, the good checkpoint left alone; --test none trains */
+        const char *nt = t_path("cli_dg_notest");
+        char cmd[3000];
+        snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/train-* '%s'", nt, dg, nt);
+        int copied = system(cmd) == 0;
+        long clf_size = file_size(clf);
+        char old[65536], now[65536];
+        slurp(clf, old, sizeof old);
+        rc = cli("classifier --data mnist:%s --channels 4,8 --hidden 16 --iters 5 --threads 1 --out %s", nt, clf);
+        slurp(clf, now, sizeof now);
+        int kept = rc == 1 && one_line("t10k-images-idx3-ubyte") && file_size(clf) == clf_size && !memcmp(old, now, sizeof old);
+        rc = cli("classifier --data mnist:%s --channels 4,8 --hidden 16 --iters 5 --threads 1 --test none --quiet --out %s",
+                 nt, t_path("clf2.safetensors"));
+        t_check(copied && kept && rc == 0 && file_size(t_path("clf2.safetensors")) > 20000,
+                "without test files: exit 1 naming them, the earlier checkpoint intact; --test none trains (exit %d) %s",
+                rc, err_buf);
     }
 
     rc = cli("datasets");

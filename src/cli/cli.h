@@ -117,6 +117,15 @@ int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **hol
 int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int from_noise,
                       int strict, fm_solver_config *sc, double **grid, int *ngrid);
 
+/* The image metrics of points a (na images, pixels in [0, 1], clamped there)
+ * by classifier c, printed: the Frechet distance between their features and
+ * those of ref (nref images; skipped when ref is NULL), the accuracy against
+ * labels (the class each image was asked to show, described by why, e.g.
+ * "their requested label"; skipped when NULL) and the predicted classes.
+ * -1 on success, else an exit code. */
+int cli_image_metrics(const char *cmd, fm_classifier *c, const float *a, int na, const int *labels, const char *why,
+                      const float *ref, int nref);
+
 /* Losses per iteration of a training run: the loss, the learning rate, and
  * the trainer's loss parts (up to 4 per iteration, names in names). */
 typedef struct {
@@ -145,5 +154,6 @@ int cmd_datasets(int argc, char **argv);
 int cmd_nll(int argc, char **argv);
 int cmd_reflow(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_classifier(int argc, char **argv);
 
 #endif

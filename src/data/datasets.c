@@ -1,10 +1,12 @@
 /* datasets.c - the toy distributions and CSV tables that flows are trained on.
  *
  * A dataset is named by a spec: "moons", "moons:noise=0.1,scale=2",
- * "gaussian:dim=3" or "csv:path/to/file.csv" (everything after "csv:" is the
- * path). Generators draw fresh points on every call from the caller's random
- * stream; a table is sampled uniformly with replacement. fm_dataset_spec gives
- * the canonical spec with every parameter, which checkpoints store.
+ * "gaussian:dim=3", "csv:path/to/file.csv" (everything after "csv:" is the
+ * path) or "mnist:DIR" ("mnist:DIR,split=test" for MNIST's test files).
+ * Generators draw fresh points on every call from the caller's random
+ * stream; a table is sampled uniformly with replacement, or read row by row
+ * in order. fm_dataset_spec gives the canonical spec with every parameter,
+ * which checkpoints store.
  *
  * The 2D sets follow scikit-learn (make_moons, make_circles, make_swiss_roll,
  * make_s_curve) and the toy sets common in the flow literature (8 Gaussians,
@@ -39,7 +41,8 @@ static const ds_info infos[DS_COUNT] = {
     [DS_PINWHEEL] = {"pinwheel", 0.3, 1.5, 5, "arms", "pinwheel of curved arms; noise is the radial std"},
     [DS_CSV] = {"csv", 0, 1, 0, NULL, "csv:FILE - rows of a numeric CSV file (optional header)"},
     [DS_MNIST] = {"mnist", 0, 1, 0, NULL,
-                  "mnist:DIR - MNIST's training images (DIR/train-images-idx3-ubyte[.gz]) as 784 pixels in [0, 1]"},
+                  "mnist:DIR - MNIST's training images (DIR/train-images-idx3-ubyte[.gz]) as 784 pixels in [0, 1]; "
+                  "mnist:DIR,split=test - its test images (DIR/t10k-images-idx3-ubyte[.gz])"},
 };
 
 struct fm_dataset {
@@ -110,13 +113,16 @@ static void idx_path(char *buf, size_t len, const char *dir, const char *name)
     else snprintf(buf, len, "%s/%s", dir, name); /* name the plain file in the error */
 }
 
-/* MNIST's training images and labels from dir, pixels scaled to [0, 1]. */
-static fm_status mnist_load(fm_dataset *ds, const char *dir)
+/* The images and labels of one of MNIST's splits from dir ("train" or
+ * "t10k", the files' own prefixes), pixels scaled to [0, 1]. */
+static fm_status mnist_load(fm_dataset *ds, const char *dir, const char *prefix)
 {
     if (!*dir) return fm__fail(FM_ERR_ARG, "dataset 'mnist:': no folder given (mnist:DIR, e.g. mnist:data/mnist)");
-    char ip[4096], lp[4096];
-    idx_path(ip, sizeof ip, dir, "train-images-idx3-ubyte");
-    idx_path(lp, sizeof lp, dir, "train-labels-idx1-ubyte");
+    char ip[4096], lp[4096], name[64];
+    snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
+    idx_path(ip, sizeof ip, dir, name);
+    snprintf(name, sizeof name, "%s-labels-idx1-ubyte", prefix);
+    idx_path(lp, sizeof lp, dir, name);
     fm_idx im, lb;
     fm_status s = fm_idx_read_u8(ip, &im);
     if (s) return s;
@@ -154,6 +160,36 @@ static fm_status mnist_load(fm_dataset *ds, const char *dir)
     return s;
 }
 
+/* "mnist:DIR" or "mnist:DIR,split=train|test": the folder and the split's
+ * file prefix; the canonical spec leaves the training split unsaid. */
+static fm_status mnist_open(fm_dataset *ds, const char *spec)
+{
+    const char *rest = spec + 6, *opt = NULL;
+    for (const char *p = strstr(rest, ",split="); p; p = strstr(p + 1, ",split=")) opt = p; /* the last one */
+    size_t dlen = opt ? (size_t)(opt - rest) : strlen(rest);
+    int test = 0;
+    if (opt) {
+        const char *v = opt + 7;
+        if (strcmp(v, "train") && strcmp(v, "test"))
+            return fm__fail(FM_ERR_ARG, "dataset '%s': split must be train or test, not '%s'", spec, v);
+        test = !strcmp(v, "test");
+    }
+    char *dir = malloc(dlen + 1), *canon = malloc(dlen + 32);
+    if (!dir || !canon) {
+        free(dir);
+        free(canon);
+        return fm__fail(FM_ERR_NOMEM, "out of memory");
+    }
+    memcpy(dir, rest, dlen);
+    dir[dlen] = '\0';
+    snprintf(canon, dlen + 32, "mnist:%s%s", dir, test ? ",split=test" : "");
+    fm_status s = mnist_load(ds, dir, test ? "t10k" : "train");
+    free(dir);
+    if (s) free(canon);
+    else ds->spec = canon;
+    return s;
+}
+
 fm_dataset *fm_dataset_open(const char *spec)
 {
     if (!spec || !*spec) {
@@ -175,9 +211,7 @@ fm_dataset *fm_dataset_open(const char *spec)
     }
     if (!strncmp(spec, "mnist:", 6)) {
         ds->kind = DS_MNIST;
-        if (mnist_load(ds, spec + 6) != FM_OK) goto fail;
-        ds->spec = fm__strdup(spec);
-        if (!ds->spec) goto oom;
+        if (mnist_open(ds, spec) != FM_OK) goto fail;
         return ds;
     }
     const char *colon = strchr(spec, ':');
@@ -255,6 +289,17 @@ const char *fm_dataset_spec(const fm_dataset *ds) { return ds->spec; }
 int fm_dataset_rows(const fm_dataset *ds) { return ds->kind == DS_CSV || ds->kind == DS_MNIST ? ds->table.rows : 0; }
 
 const uint8_t *fm_dataset_labels(const fm_dataset *ds) { return ds->kind == DS_MNIST ? ds->labels : NULL; }
+
+fm_status fm_dataset_read_rows(const fm_dataset *ds, int first, int n, float *out)
+{
+    if (ds->kind != DS_CSV && ds->kind != DS_MNIST)
+        return fm__fail(FM_ERR_ARG, "dataset '%s' is a generator: it has no rows to read in order", ds->spec);
+    if (first < 0 || n < 0 || first > ds->table.rows - n)
+        return fm__fail(FM_ERR_ARG, "rows %d..%d of dataset '%s' do not exist: it has %d rows", first, first + n - 1,
+                        ds->spec, ds->table.rows);
+    memcpy(out, ds->table.data + (size_t)first * ds->dim, (size_t)n * ds->dim * sizeof(float));
+    return FM_OK;
+}
 
 void fm_dequantize(float *x, size_t n, fm_rng *r)
 {

@@ -48,6 +48,12 @@ fm_model *fm_model_load(const fm_st *st, int use_ema)
                  fmt ? fmt : "missing", fmt ? "'" : "");
         return NULL;
     }
+    const char *net = fm_st_meta(st, "model");
+    if (net && !strcmp(net, "classifier")) {
+        fm__fail(FM_ERR_FORMAT, "the checkpoint holds an image classifier, not a generative model (eval takes it as "
+                                "--classifier)");
+        return NULL;
+    }
     const char *mk = fm_st_meta(st, "method");
     int m = mk ? fm_method_from_name(mk) : FM_METHOD_FM;
     if (m < 0) {

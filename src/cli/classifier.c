@@ -1,0 +1,257 @@
+/* classifier.c - `flowmatch classifier`: train the digit classifier that
+ * scores image models (eval --classifier), measure it on the test split and
+ * write its checkpoint.
+ *
+ * Progress goes to stderr as in `train`: a line rewritten in place on a
+ * terminal, plain lines every --log-every iterations otherwise. Ctrl-C stops
+ * after the current step; the model so far is still tested and written.
+ */
+#include "cli.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+/* "A,B": two whole numbers; 0 on success. */
+static int parse_pair(const char *s, int *a, int *b)
+{
+    char *e;
+    long x = strtol(s, &e, 10);
+    if (e == s || *e != ',') return -1;
+    const char *t = e + 1;
+    long y = strtol(t, &e, 10);
+    if (e == t || *e || x < 1 || y < 1 || x > 4096 || y > 4096) return -1;
+    *a = (int)x;
+    *b = (int)y;
+    return 0;
+}
+
+/* The test split beside a training spec: "mnist:DIR" -> "mnist:DIR,split=test". */
+static char *test_spec_of(const char *train)
+{
+    size_t n = strlen(train);
+    const char *tail = ",split=test";
+    if (cli_has_suffix(train, tail)) n -= strlen(tail);
+    char *s = malloc(n + strlen(tail) + 1);
+    if (!s) return NULL;
+    memcpy(s, train, n);
+    strcpy(s + n, tail);
+    return s;
+}
+
+/* The training loop with its progress line; -1 on success, else an exit code. */
+static int train_loop(fm_classifier_trainer *tr, int64_t iters, int64_t log_every, int quiet, double *seconds)
+{
+    int tty = isatty(fileno(stderr));
+    interrupted = 0;
+    void (*old)(int) = signal(SIGINT, on_sigint);
+    double t0 = cli_now(), last_print = t0, avg = 0, avg_acc = 0, wsum = 0;
+    int rc = -1;
+    for (int64_t k = 0; k < iters && !interrupted; k++) {
+        double lr = fm_classifier_trainer_lr(tr), loss = 0, acc = 0;
+        if (fm_classifier_trainer_step(tr, &loss, &acc) != FM_OK) {
+            if (tty && !quiet) fputc('\n', stderr);
+            rc = cli_error("classifier", "%s", fm_last_error());
+            break;
+        }
+        avg = 0.98 * avg + 0.02 * loss;
+        avg_acc = 0.98 * avg_acc + 0.02 * acc;
+        wsum = 0.98 * wsum + 0.02;
+        int64_t it = k + 1;
+        if (quiet) continue;
+        double now = cli_now();
+        int due = tty ? (now - last_print > 0.1 || it == iters) : (log_every > 0 && (it % log_every == 0 || it == iters));
+        if (due) {
+            double rate = (double)it / fmax(now - t0, 1e-9);
+            fprintf(stderr, "%siter %lld/%lld  loss %.4f  (smoothed %.4f)  batch accuracy %.3f  lr %.2e  %.1f it/s  ETA %.1f s%s",
+                    tty ? "\r" : "", (long long)it, (long long)iters, loss, avg / wsum, avg_acc / wsum, lr, rate,
+                    (double)(iters - it) / rate, tty ? "   " : "\n");
+            last_print = now;
+        }
+    }
+    if (tty && !quiet) fputc('\n', stderr);
+    signal(SIGINT, old);
+    if (interrupted && rc < 0 && !quiet)
+        fprintf(stderr, "interrupted at iteration %lld; the model so far is tested and written\n",
+                (long long)fm_classifier_trainer_iter(tr));
+    *seconds = cli_now() - t0;
+    return rc;
+}
+
+/* Accuracy of c on every image of the labelled set ts, printed with each
+ * class's; -1 on success. */
+static int test_report(fm_classifier *c, fm_dataset *ts, double *accuracy)
+{
+    int n = fm_dataset_rows(ts), d = fm_dataset_dim(ts), K = fm_classifier_get_config(c)->classes;
+    const uint8_t *lab = fm_dataset_labels(ts);
+    float *x = malloc((size_t)n * d * sizeof(float));
+    int *pred = malloc((size_t)n * sizeof(int));
+    int *seen = calloc((size_t)K, sizeof(int)), *right = calloc((size_t)K, sizeof(int));
+    int rc = -1;
+    double t0 = cli_now();
+    if (!x || !pred || !seen || !right) rc = cli_error("classifier", "out of memory for %d test images", n);
+    else if (fm_dataset_read_rows(ts, 0, n, x) != FM_OK || fm_classifier_predict(c, x, n, NULL, pred) != FM_OK)
+        rc = cli_error("classifier", "testing on %s: %s", fm_dataset_spec(ts), fm_last_error());
+    if (rc < 0) {
+        int total = 0;
+        for (int i = 0; i < n; i++) {
+            seen[lab[i]]++;
+            right[lab[i]] += pred[i] == lab[i];
+            total += pred[i] == lab[i];
+        }
+        *accuracy = (double)total / n;
+        printf("test accuracy %.2f%% (%d of %d) on %s (%.2f s)\nper class:", 100.0 * *accuracy, total, n,
+               fm_dataset_spec(ts), cli_now() - t0);
+        for (int k = 0; k < K; k++)
+            if (seen[k]) printf("  %d: %.1f%%", k, 100.0 * right[k] / seen[k]);
+        printf("\n");
+    }
+    free(x);
+    free(pred);
+    free(seen);
+    free(right);
+    return rc;
+}
+
+int cmd_classifier(int argc, char **argv)
+{
+    fm_classifier_train_config c = fm_classifier_train_config_default();
+    const char *data = "mnist:data/mnist", *test = NULL, *channels = "32,64", *sched = "cosine", *act = "relu",
+               *out = "classifier.safetensors";
+    int hidden = c.net.hidden, batch = c.batch, shift = c.shift, threads = 0, quiet = 0;
+    int64_t iters = c.iters, seed = 0, log_every = 100;
+    double lr = c.optim.lr, dropout = c.dropout;
+    const cli_opt opts[] = {
+        {"data", OPT_STR, &data, "SPEC", "labelled training images: mnist:DIR"},
+        {"test", OPT_STR, &test, "SPEC", "labelled test images, or none (default: the data's split=test)"},
+        {"channels", OPT_STR, &channels, "A,B", "channels of the two convolutions"},
+        {"hidden", OPT_INT, &hidden, "N", "features: width of the layer before the logits"},
+        {"act", OPT_STR, &act, "NAME", "activation after each convolution and the features' layer"},
+        {"iters", OPT_I64, &iters, "N", "iterations"},
+        {"batch", OPT_INT, &batch, "N", "batch size"},
+        {"lr", OPT_DOUBLE, &lr, "X", "Adam learning rate"},
+        {"schedule", OPT_STR, &sched, "NAME", "learning rate: cosine (to 0), linear or constant"},
+        {"shift", OPT_INT, &shift, "N", "augmentation: move each image by up to N pixels along each axis (0: off)"},
+        {"dropout", OPT_DOUBLE, &dropout, "P", "dropout probability on the features in training (0: none)"},
+        {"seed", OPT_I64, &seed, "N", "random seed"},
+        {"threads", OPT_INT, &threads, "N", "threads (0: all cores; the weights are the same for any count)"},
+        {"out", OPT_STR, &out, "FILE", "checkpoint (.safetensors)"},
+        {"log-every", OPT_I64, &log_every, "N", "progress line period when not on a terminal"},
+        {"quiet", OPT_FLAG, &quiet, NULL, "no progress output"},
+    };
+    const cli_spec spec = {"classifier", NULL, "Train a convolutional digit classifier for eval --classifier.",
+                           "The network: conv 3x3 (1 -> A) + ReLU, avg_pool 2, conv 3x3 (A -> B) + ReLU,\n"
+                           "avg_pool 2, flatten, Linear(B 7 7 -> N) + ReLU (the N features that eval's Frechet\n"
+                           "distance uses), Linear(N -> 10) logits. Adam on the cross-entropy of batches taken\n"
+                           "through the shuffled training images epoch by epoch, each image shifted at random\n"
+                           "by up to --shift pixels. Afterwards the classifier is tested on every image of the\n"
+                           "test split (MNIST's t10k files in the same folder) and its accuracy printed and\n"
+                           "stored in the checkpoint, which is replaced only when the run succeeds.\n"
+                           "Ctrl-C stops after the current step and still tests and writes the model.",
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
+    int npos;
+    int rc = cli_parse(&spec, argc, argv, NULL, &npos);
+    if (rc >= 0) return rc;
+#define BAD(...) return cli_usage_error("classifier", __VA_ARGS__)
+    if (!cli_has_suffix(out, ".safetensors")) BAD("--out '%s' must end in .safetensors", out);
+    if (parse_pair(channels, &c.net.ch1, &c.net.ch2)) BAD("--channels '%s' must be two numbers in 1..4096, e.g. 32,64", channels);
+    if (hidden < 1 || hidden > 65536) BAD("--hidden %d must lie in 1..65536", hidden);
+    int a = fm_act_from_name(act);
+    if (a < 0) BAD("unknown --act '%s' (relu, elu, silu, gelu, gelu_tanh, tanh, sigmoid, selu, softplus)", act);
+    c.net.act = (fm_act)a;
+    if (iters < 1) BAD("--iters %lld must be >= 1", (long long)iters);
+    if (batch < 1 || batch > 65536) BAD("--batch %d must lie in 1..65536", batch);
+    if (!(lr > 0)) BAD("--lr %g must be > 0", lr);
+    int k = fm_sched_from_name(sched);
+    if (k < 0) BAD("unknown --schedule '%s' (cosine, linear, constant)", sched);
+    if (shift < 0 || shift > 8) BAD("--shift %d must lie in 0..8", shift);
+    if (!(dropout >= 0 && dropout < 1)) BAD("--dropout %g must lie in [0, 1)", dropout);
+    if (seed < 0) BAD("--seed must be >= 0");
+    if (threads < 0 || threads > 1024) BAD("--threads %d must lie in 0..1024", threads);
+    if (log_every < 0) BAD("--log-every must be >= 0");
+#undef BAD
+    fm_set_threads(threads);
+    c.net.hidden = hidden;
+    c.data = data;
+    c.batch = batch;
+    c.iters = iters;
+    c.optim.lr = lr;
+    c.sched.kind = (fm_sched_kind)k;
+    c.sched.total = iters;
+    c.shift = shift;
+    c.dropout = dropout;
+    c.seed = (uint64_t)seed;
+    fm_classifier_trainer *tr = fm_classifier_trainer_new(&c);
+    if (!tr) {
+        fprintf(stderr, "flowmatch classifier: %s\n", fm_last_error());
+        return cli_status_code(fm_last_status());
+    }
+    fm_classifier *m = fm_classifier_trainer_model(tr);
+    const fm_classifier_config *nc = fm_classifier_get_config(m);
+    /* the test set is opened before training, so a missing one costs nothing */
+    fm_dataset *ts = NULL;
+    char *derived = NULL;
+    if (!test || strcmp(test, "none")) {
+        derived = test ? NULL : test_spec_of(fm_classifier_data(m));
+        const char *tspec = test ? test : derived;
+        ts = tspec ? fm_dataset_open(tspec) : NULL;
+        int bad = !ts || !fm_dataset_labels(ts) || fm_dataset_dim(ts) != nc->in_ch * nc->height * nc->width;
+        for (int i = 0; !bad && i < fm_dataset_rows(ts); i++) bad = fm_dataset_labels(ts)[i] >= nc->classes;
+        if (bad) {
+            if (!tspec) {
+                rc = cli_error("classifier", "out of memory");
+            } else if (!ts) {
+                fprintf(stderr, "flowmatch classifier: test set: %s%s\n", fm_last_error(),
+                        test ? "" : " (--test SPEC names another, --test none skips the test)");
+                rc = cli_status_code(fm_last_status());
+            } else {
+                rc = cli_error("classifier", "test set '%s' is not labelled images of %d x %d with labels below %d",
+                               fm_dataset_spec(ts), nc->height, nc->width, nc->classes);
+            }
+            free(derived);
+            fm_dataset_free(ts);
+            fm_classifier_trainer_free(tr);
+            return rc;
+        }
+    }
+    free(derived);
+    if (!quiet)
+        fprintf(stderr,
+                "training a classifier on %s: conv %d, %d, %d features, %d classes, %s (%zu parameters); adam lr "
+                "%g %s, batch %d, %lld iterations, shifts up to %d pixels, dropout %g, seed %lld, %d threads\n",
+                fm_classifier_data(m), nc->ch1, nc->ch2, nc->hidden, nc->classes, fm_act_name(nc->act),
+                fm_params_size(fm_classifier_params(m)), lr, sched, batch, (long long)iters, shift, dropout, (long long)seed,
+                fm_get_threads());
+    double secs = 0, acc = NAN;
+    rc = train_loop(tr, iters, log_every, quiet, &secs);
+    int64_t done = fm_classifier_trainer_iter(tr);
+    if (rc < 0 && !quiet)
+        printf("trained %lld iterations in %.1f s (%.1f it/s)\n", (long long)done, secs, done / fmax(secs, 1e-9));
+    if (rc < 0 && ts) rc = test_report(m, ts, &acc);
+    fm_st_writer *w = rc < 0 ? fm_st_writer_new() : NULL;
+    if (rc < 0) {
+        fm_status s = w ? fm_classifier_trainer_save(tr, w) : FM_ERR_NOMEM;
+        if (!s && ts) s = fm_st_writer_meta(w, "classifier.test_data", fm_dataset_spec(ts));
+        if (!s && ts) {
+            char num[32];
+            snprintf(num, sizeof num, "%.6f", acc);
+            s = fm_st_writer_meta(w, "classifier.test_accuracy", num);
+        }
+        if (!s) s = fm_st_writer_save(w, out);
+        if (s) rc = cli_error("classifier", "%s", s == FM_ERR_NOMEM && !w ? "out of memory" : fm_last_error());
+        else if (!quiet) printf("wrote %s\n", out);
+    }
+    fm_st_writer_free(w);
+    fm_dataset_free(ts);
+    fm_classifier_trainer_free(tr);
+    return rc < 0 ? CLI_OK : rc;
+}
