@@ -619,6 +619,16 @@ void test_cli(void)
                     !strstr(out_buf, "accuracy  "),
                 "eval --classifier samples an image model: Frechet distance and predicted classes (exit %d) %s", rc,
                 err_buf);
+        /* a class-conditional model is sampled class by class and scored against the classes it was asked for */
+        rc = cli("eval --a %s --b %s --classifier %s --n 20 --steps 2 --solver euler --guidance 2", t_path("mnc.safetensors"),
+                 spec, clf);
+        int cond_all = rc == 0 && strstr(out_buf, "class i mod K for sample i, guidance 2") &&
+                       strstr(out_buf, "of 20 images classified as the class it was asked for");
+        rc = cli("eval --a %s --b %s --classifier %s --n 20 --steps 2 --solver euler --label 10", t_path("mnc.safetensors"),
+                 spec, clf);
+        t_check(cond_all && rc == 1 && one_line("outside 0..9"),
+                "eval --classifier --guidance 2 on a class-conditional model: 2 samples of each class, accuracy on the "
+                "classes asked for; --label 10 of 10 classes refused (exit %d) %s", rc, err_buf);
         static const struct {
             const char *a, *labels, *want; /* files by their names in the scratch folder */
         } clf_refuse[] = {

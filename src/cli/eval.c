@@ -20,11 +20,32 @@ typedef struct {
 
 /* What a side must be for the classifier: points of want_dim values (0: any),
  * and a dataset with rows read in order rather than drawn; its labels, if it
- * has any, into *labels (malloc'ed) when labels is not NULL. */
+ * has any, into *labels (malloc'ed) when labels is not NULL. A
+ * class-conditional model asks for class `label` (-2: i mod K for sample i,
+ * -1: none) with guidance `guidance`, and its requested labels count as its
+ * own. */
 typedef struct {
     int want_dim, in_order;
     int **labels;
+    int label;
+    double guidance;
 } side_needs;
+
+/* The condition of a class-conditional flow for n samples (and the requested
+ * labels into *out when wanted); FM_OK for other models. */
+static fm_status condition_model(fm_model *m, int n, const side_needs *nd, int **out)
+{
+    fm_flow *f = fm_model_flow(m);
+    int K = f ? fm_flow_num_classes(f) : 0;
+    if (!K) return FM_OK;
+    int *lab = malloc((size_t)n * sizeof(int));
+    if (!lab) return FM_ERR_NOMEM;
+    for (int i = 0; i < n; i++) lab[i] = nd->label == -2 ? i % K : nd->label;
+    fm_status s = fm_flow_set_condition(f, lab, n, nd->guidance);
+    if (!s && out && nd->label != -1) *out = lab;
+    else free(lab);
+    return s;
+}
 
 /* Refuse points of the wrong size for the classifier; -1 if they fit. */
 static int check_dim(const char *spec, int d, const side_needs *nd)
@@ -79,10 +100,11 @@ static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, co
         fm_rng_seed(&r, seed, stream);
         fm_solve_stats st;
         /* a flow's samples are the ends of trajectories whose energy is kept too */
-        fm_status s = !t->data || (is_fm && !ms->x0) ? FM_ERR_NOMEM
-                      : is_fm ? fm_flow_path_energy(fm_model_flow(m), n, NULL, &r, &sc, grid, ngrid, ms->x0, t->data,
-                                                    &ms->energy, &st)
-                              : fm_model_sample(m, n, &r, &sc, grid, ngrid, t->data, NULL, NULL, &st);
+        fm_status s = !t->data || (is_fm && !ms->x0) ? FM_ERR_NOMEM : condition_model(m, n, nd, nd->labels);
+        if (!s)
+            s = is_fm ? fm_flow_path_energy(fm_model_flow(m), n, NULL, &r, &sc, grid, ngrid, ms->x0, t->data,
+                                            &ms->energy, &st)
+                      : fm_model_sample(m, n, &r, &sc, grid, ngrid, t->data, NULL, NULL, &st);
         free(grid);
         if (s) {
             fm_model_free(m);
@@ -97,9 +119,14 @@ static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, co
         t->cols = d;
         if (fm_model_method(m) == FM_METHOD_VAE || fm_model_method(m) == FM_METHOD_GAN)
             snprintf(label, llen, "%s (%d samples, %s, NFE 1)", spec, n, fm_method_name(fm_model_method(m)));
-        else
+        else if (!fm_flow_num_classes(fm_model_flow(m)))
             snprintf(label, llen, "%s (%d samples, %s%s, NFE %ld)", spec, n, is_fm ? "" : "ddpm ",
                      fm_solver_name(sc.kind), st.nfe);
+        else
+            snprintf(label, llen, "%s (%d samples, %s%s, NFE %ld; %s, guidance %g)", spec, n, is_fm ? "" : "ddpm ",
+                     fm_solver_name(sc.kind), st.nfe,
+                     nd->label == -2 ? "class i mod K for sample i" : nd->label == -1 ? "no class" : "one class",
+                     nd->guidance);
         return -1;
     }
     fm_dataset *ds = fm_dataset_open(spec);
@@ -255,7 +282,9 @@ static int load_classifier(const char *path, fm_classifier **out, char *about, s
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *a = NULL, *b = NULL, *metrics = "w2,energy,mmd", *clf_path = NULL, *labels_path = NULL;
+    const char *a = NULL, *b = NULL, *metrics = "w2,energy,mmd", *clf_path = NULL, *labels_path = NULL,
+               *label = "all";
+    double guidance = 1.0;
     int n = 2000, threads = 0;
     int64_t seed = 0;
     double bw = 0;
@@ -269,6 +298,8 @@ int cmd_eval(int argc, char **argv)
         {"bandwidth", OPT_DOUBLE, &bw, "H", "MMD kernel bandwidth (0: median heuristic)"},
         {"classifier", OPT_STR, &clf_path, "FILE", "images: score them by this classifier (flowmatch classifier)"},
         {"labels", OPT_STR, &labels_path, "FILE", "with --classifier: the label each image of --a was asked to show (.npy or .csv, one per row)"},
+        {"label", OPT_STR, &label, "L", "class-conditional models: 'all' (sample i asks for class i mod K), a class or 'none'"},
+        {"guidance", OPT_DOUBLE, &guidance, "W", "class-conditional models: classifier-free guidance weight"},
         CLI_SOLVER_OPTIONS(so),
         {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
     };
@@ -290,7 +321,9 @@ int cmd_eval(int argc, char **argv)
                            "--labels (one whole number per row of a, .npy or .csv) its accuracy against them;\n"
                            "a labelled image set as --a is scored against its own labels. Image datasets\n"
                            "give their first --n images in order instead of draws. --metrics adds the\n"
-                           "distances above.",
+                           "distances above. A class-conditional model is sampled for --label (by default\n"
+                           "sample i asks for class i mod K, so every class has its share) with --guidance,\n"
+                           "and scored against the labels it was asked for.",
                            opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
@@ -308,6 +341,16 @@ int cmd_eval(int argc, char **argv)
         p += k + (p[k] == ',');
     }
     if (labels_path && !clf_path) return cli_usage_error("eval", "--labels needs --classifier");
+    int want = -2;
+    if (!strcmp(label, "none")) want = -1;
+    else if (strcmp(label, "all")) {
+        char *end = NULL;
+        long v = strtol(label, &end, 10);
+        if (end == label || *end || v < 0 || v > 100000)
+            return cli_usage_error("eval", "--label '%s' must be a class number, 'none' or 'all'", label);
+        want = (int)v;
+    }
+    if (!isfinite(guidance) || fabs(guidance) > 1e4) return cli_usage_error("eval", "--guidance %g is not reasonable", guidance);
     if ((rc = cli_solver_check("eval", &so, 1)) >= 0) return rc;
     fm_set_threads(threads);
     /* the classifier and the labels first: their errors cost no sampling */
@@ -321,8 +364,8 @@ int cmd_eval(int argc, char **argv)
     }
     int *own = NULL; /* the labels of an image set given as --a */
     const fm_classifier_config *cc = clf ? fm_classifier_get_config(clf) : NULL;
-    side_needs na = {cc ? cc->in_ch * cc->height * cc->width : 0, clf != NULL, req ? NULL : &own};
-    side_needs nb = {na.want_dim, na.in_order, NULL};
+    side_needs na = {cc ? cc->in_ch * cc->height * cc->width : 0, clf != NULL, req ? NULL : &own, want, guidance};
+    side_needs nb = {na.want_dim, na.in_order, NULL, want, guidance};
     int classic = !clf || cli_given(&spec, "metrics"); /* W2, energy, MMD and the path energy */
     fm_table ta = {0}, tb = {0};
     char la[600], lb[600];
@@ -345,7 +388,8 @@ int cmd_eval(int argc, char **argv)
         if (rc < 0 && classic) rc = path_energy_report("b", &mb, &tb, &ta);
         if (rc < 0 && clf)
             rc = cli_image_metrics("eval", clf, ta.data, ta.rows, req ? req : own,
-                                   req ? NULL : "their label in the set", tb.data, tb.rows);
+                                   req ? NULL : ma.model ? "the class it was asked for" : "their label in the set",
+                                   tb.data, tb.rows);
         if (rc < 0) rc = CLI_OK;
     }
     fm_table_free(&ta);
