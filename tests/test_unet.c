@@ -36,6 +36,18 @@ static void test_reshape(void)
     fm_tape_free(tp);
 }
 
+/* The fixtures' tiny U-Net: 12 x 12 images, base 8, 4 groups, time sizes 8 and 16. */
+static fm_unet_config fixture_config(int classes)
+{
+    fm_unet_config c = fm_unet_config_default(1, 12, 12);
+    c.base = 8;
+    c.groups = 4;
+    c.time_freq = 8;
+    c.time_dim = 16;
+    c.num_classes = classes;
+    return c;
+}
+
 /* Every parameter's gradient against the fixture's grad.<name>: one case with
  * the largest relative error, naming the worst; returns that error. */
 static double check_param_grads(fm_params *P, const fm_st *st, const char *tag)
@@ -67,11 +79,7 @@ static void test_fixture(void)
 {
     fm_st *st = t_fixture("unet.safetensors");
     if (!st) return;
-    fm_unet_config c = fm_unet_config_default(1, 12, 12);
-    c.base = 8;
-    c.groups = 4;
-    c.time_freq = 8;
-    c.time_dim = 16;
+    fm_unet_config c = fixture_config(0);
     fm_params *P = fm_params_new();
     fm_unet *u = fm_unet_new(P, NULL, &c);
     /* the names, in PyTorch's order */
@@ -167,12 +175,7 @@ static void test_fixture_cond(void)
 {
     fm_st *st = t_fixture("unet_cond.safetensors");
     if (!st) return;
-    fm_unet_config c = fm_unet_config_default(1, 12, 12);
-    c.base = 8;
-    c.groups = 4;
-    c.time_freq = 8;
-    c.time_dim = 16;
-    c.num_classes = 3;
+    fm_unet_config c = fixture_config(3);
     fm_params *P = fm_params_new();
     fm_unet *u = fm_unet_new(P, NULL, &c);
     fm_flow_config fc = {.dim = 144, .arch = FM_ARCH_UNET, .unet = c, .path = fm_path_default(FM_PATH_OT)};
