@@ -110,6 +110,10 @@ fm_tensor *fm__node(fm_tape *tp, const fm_op *op, int ndim, const int *shape,
                     fm_tensor *const *srcs, int nsrc);
 /* x's gradient buffer, zero-filled on first use. NULL only on out-of-memory. */
 float *fm__grad(fm_tape *tp, fm_tensor *x);
+/* The same for a backward that writes every element of it: *fresh is 1 when
+ * this is the buffer's first use, which is left uninitialised (write, do not
+ * add), 0 when the gradient already holds something (add to it). */
+float *fm__grad_w(fm_tape *tp, fm_tensor *x, int *fresh);
 /* Gradient wanted for x? */
 static inline int fm__wants_grad(const fm_tensor *x) { return x && x->requires_grad; }
 
@@ -124,6 +128,11 @@ void fm__fill_shape(fm_tensor *t, int ndim, const int *shape);   /* sets size to
  * computed in a fixed order and then added, whatever the thread count. */
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,
               int ldc, const float *bias, int acc);
+/* The same with row i of A at A + aoff[i] (then k aks on) when aoff is set,
+ * and row k of B at B + boff[k] when boff is set; N a multiple of 16 when
+ * either is. */
+void fm__gemm_off(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const ptrdiff_t *aoff,
+                  const float *B, int ldb, const ptrdiff_t *boff, float *C, int ldc, const float *bias, int acc);
 
 /* Elementwise activation kernels shared by the op and fused paths. */
 void fm__act_forward(fm_act a, const float *x, float *y, size_t n);

@@ -13,7 +13,8 @@
  * C at the end when accumulating, so results depend neither on the thread
  * count nor on what C held. Long k loops are cut into slices that keep B in
  * cache; the slices are summed in a scratch block before C sees them. Threads split rows of C and never share an output;
- * a single thread runs without entering OpenMP at all.
+ * a single thread runs without entering OpenMP at all. fm__gemm_off reads the
+ * rows of A or of B at offsets from a table (the convolutions).
  */
 #include "internal.h"
 
@@ -247,6 +248,132 @@ static void blocked_rows(const job *J, int b0, int b1)
             }
         }
     }
+}
+
+/* ------------------------------------------------------------------ rows by offset
+ *
+ * The convolutions' products read their operands straight from padded copies
+ * of the images instead of unfolded matrices: row k of B (forward, dx) or row
+ * i of A (weight gradient) starts at a table's offset, and consecutive rows
+ * overlap. Row tiles of 4 by up to 64 columns as above; the columns in blocks
+ * of 64 are the outer loop, so a block of B stays in L1 while every row tile
+ * passes over it. N is a whole number of vectors. */
+
+/* Rows [0, mr) and vector columns [0, nv) over the whole k loop; A's rows are
+ * ar[r] (k stride aks), B's row k is B + boff[k] when boff is set, else
+ * B + k ldb. */
+static inline __attribute__((always_inline)) void tile_rows(int mr, int nv, int K, const float *const *ar,
+                                                            ptrdiff_t aks, const float *B, ptrdiff_t ldb,
+                                                            const ptrdiff_t *boff, float *C, ptrdiff_t ldc,
+                                                            const float *bias, int acc)
+{
+    vf c[4][4];
+    for (int j = 0; j < 4; j++) {
+        vf b0 = bias && j < nv ? vload(bias + j * VL) : (vf){0};
+        for (int r = 0; r < 4; r++) c[r][j] = b0;
+    }
+    for (int k = 0; k < K; k++) {
+        const float *b = boff ? B + boff[k] : B + k * ldb;
+        vf bv[4];
+        for (int j = 0; j < nv; j++) {
+            bv[j] = vload(b + j * VL);
+            PIN(bv[j]);
+        }
+        for (int r = 0; r < mr; r++) {
+            vf a = splat(ar[r][k * aks]);
+            for (int j = 0; j < nv; j++) c[r][j] += a * bv[j];
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nv; j++) {
+            float *p = C + r * ldc + j * VL;
+            vstore(p, acc ? vload(p) + c[r][j] : c[r][j]);
+        }
+}
+
+#define OFF_TILE(MR, NV, BOFF) tile_rows(MR, NV, K, ar, aks, B, ldb, BOFF, c, ldc, bias, acc)
+#define OFF_COLS(MR, BOFF)                                                                                  \
+    switch (nv) {                                                                                           \
+    case 4: OFF_TILE(MR, 4, BOFF); break;                                                                   \
+    case 3: OFF_TILE(MR, 3, BOFF); break;                                                                   \
+    case 2: OFF_TILE(MR, 2, BOFF); break;                                                                   \
+    default: OFF_TILE(MR, 1, BOFF); break;                                                                  \
+    }
+#define OFF_ROWS(BOFF)                                                                                      \
+    switch (mr) {                                                                                           \
+    case 4: OFF_COLS(4, BOFF); break;                                                                       \
+    case 3: OFF_COLS(3, BOFF); break;                                                                       \
+    case 2: OFF_COLS(2, BOFF); break;                                                                       \
+    default: OFF_COLS(1, BOFF); break;                                                                      \
+    }
+
+/* Row tiles [t0, t1) of a product whose rows (aoff) or B rows (boff) come by
+ * offset. When K > kc the k loop is cut into slices summed in a scratch block
+ * of 16 row tiles, as in blocked_rows, so that a slice of B serves them all. */
+static void offset_rows(const job *J, const ptrdiff_t *aoff, const ptrdiff_t *boff, int kc, int t0, int t1)
+{
+    enum { TB = MCB / 4 }; /* row tiles per block */
+    float scratch[MCB * 4 * VL];
+    ptrdiff_t aks = J->aks, ldb = J->ldb;
+    for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) {
+        int nv = (J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL) / VL;
+        for (int tb = t0; tb < t1; tb += TB) {
+            int te = tb + TB < t1 ? tb + TB : t1;
+            for (int k0 = 0; k0 < J->K; k0 += kc) {
+                int K = J->K - k0 < kc ? J->K - k0 : kc, single = K == J->K;
+                const float *B = J->B + n0 + (boff ? 0 : (ptrdiff_t)k0 * ldb);
+                const ptrdiff_t *bo = boff ? boff + k0 : NULL;
+                const float *bias = k0 == 0 && J->bias ? J->bias + n0 : NULL;
+                /* one slice goes straight to C; several are summed in scratch first */
+                int acc = single ? J->acc : k0 > 0;
+                ptrdiff_t ldc = single ? J->ldc : 4 * VL;
+                for (int t = tb; t < te; t++) {
+                    int i = 4 * t, mr = J->M - i < 4 ? J->M - i : 4;
+                    const float *ar[4];
+                    for (int r = 0; r < 4; r++) {
+                        int ir = i + (r < mr ? r : 0);
+                        ar[r] = (aoff ? J->A + aoff[ir] : J->A + (ptrdiff_t)ir * J->ars) + (ptrdiff_t)k0 * aks;
+                    }
+                    float *c = single ? J->C + (ptrdiff_t)i * J->ldc + n0 : scratch + (ptrdiff_t)(t - tb) * 4 * 4 * VL;
+                    if (bo) {
+                        OFF_ROWS(bo);
+                    } else {
+                        OFF_ROWS(NULL);
+                    }
+                }
+            }
+            if (J->K > kc)
+                for (int i = 4 * tb; i < 4 * te && i < J->M; i++) {
+                    float *d = J->C + (ptrdiff_t)i * J->ldc + n0;
+                    const float *sc = scratch + (ptrdiff_t)(i - 4 * tb) * 4 * VL;
+                    for (int n = 0; n < nv * VL; n++) d[n] = J->acc ? d[n] + sc[n] : sc[n];
+                }
+        }
+    }
+}
+
+void fm__gemm_off(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const ptrdiff_t *aoff,
+                  const float *B, int ldb, const ptrdiff_t *boff, float *C, int ldc, const float *bias, int acc)
+{
+    if (!aoff && !boff) {
+        fm__gemm(M, N, K, A, ars, aks, B, ldb, C, ldc, bias, acc);
+        return;
+    }
+    FM_ASSERT(N % VL == 0 && K > 0); /* whole vectors only */
+    if (M <= 0 || N <= 0) return;
+    job J = {M, N, K, N, A, B, bias, ars, aks, ldb, ldc, acc, C};
+    /* B rows by offset overlap and stay in cache: the whole k loop at once;
+     * A rows by offset (the weight gradient, k over pixels) in slices */
+    int kc = boff ? K : KC;
+    int tiles = (M + 3) / 4, nt = fm__threads_for((double)M * N * K);
+    if (nt > tiles) nt = tiles;
+    if (nt <= 1) {
+        offset_rows(&J, aoff, boff, kc, 0, tiles);
+        return;
+    }
+    FM__PARALLEL_FOR(nt)
+    for (int w = 0; w < nt; w++)
+        offset_rows(&J, aoff, boff, kc, (int)((long)tiles * w / nt), (int)((long)tiles * (w + 1) / nt));
 }
 
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,

@@ -1,25 +1,35 @@
 /* ops_conv.c - 2-D convolution, nearest-neighbour upsampling and average
  * pooling on NCHW tensors.
  *
- * conv2d takes its weight (O, C, kh, kw) as nn.Conv2d stores it. Each image is
- * unfolded (im2col) into a (K, P) matrix in tape memory, K = C kh kw, P = Ho Wo,
- * row (c, i, j) holding the input pixel under kernel tap (i, j) of channel c
- * for every output position (zero where the tap falls in the padding). The
- * convolution is then one product per image, y_n (O, P) = [b +] W (O, K) col_n.
- * Backward, per image: dcol = W^T dy_n, folded back onto dx (col2im, a
- * scatter-add in a fixed order); dW^T (K, O) = col_n dy_n^T into a buffer of
- * its own, and the images' buffers summed into dW in image order (in double);
- * db sums dy over images and pixels in double. A 1x1 kernel with stride 1 and
- * no padding skips the unfolding: col_n is x_n itself. Images of more than
- * about 1024 output pixels are unfolded a band of output rows at a time. With
- * stride 1 and "same" width (Wo = W) a tap's band is one contiguous run of the
- * input plane, copied (or, backward, added) whole, with the entries that wrap
- * round a row edge zeroed.
+ * conv2d takes its weight (O, C, kh, kw) as nn.Conv2d stores it. It is one
+ * matrix product per image, y_n (O, P) = [b +] W (O, K) col_n, K = C kh kw,
+ * P = Ho Wo, where col_n is the unfolded image: row (c, i, j) holds the input
+ * pixel under kernel tap (i, j) of channel c for every output position (zero
+ * where the tap falls in the padding). Backward, per image: dx_n gets W^T dy_n
+ * folded back; dW^T (K, O) = col_n dy_n^T; db sums dy over images and pixels
+ * in double.
  *
- * Images are spread over the threads, each writing only its own images'
- * outputs and buffers; the matrix products give the same bits on any thread
- * count, and so does the op. The unfolded images are scratch, returned to the
- * tape when the op (or its backward) is done.
+ * With stride 1 and an output as wide as the input (3x3 with padding 1, 1x1
+ * without: every convolution of the U-Net) col_n is never built: the products
+ * read its rows in place from shifted copies of the image's planes, and dx is
+ * the same kind of product on copies of dy with the kernel turned round
+ * (below, "the products on shifted copies"). The weight gradients of a chunk
+ * of 8 images add up in one float buffer; the chunks' buffers are summed in
+ * double in chunk order.
+ *
+ * Other convolutions unfold each image (im2col) into tape scratch, a band of
+ * output rows at a time for images of more than about 1024 output pixels, and
+ * fold dcol = W^T dy_n back onto dx (col2im, a scatter-add in a fixed order);
+ * each image's weight gradient has a buffer of its own, summed into dW in
+ * image order (in double). With stride 1 and "same" width (Wo = W) a tap's
+ * band is one contiguous run of the input plane, copied (or, backward, added)
+ * whole, with the entries that wrap round a row edge zeroed.
+ *
+ * Images (chunks, backward on shifted copies) are spread over the threads,
+ * each writing only its own outputs and buffers; the matrix products give the
+ * same bits on any thread count, and so does the op. Copies and unfolded
+ * images are scratch, returned to the tape when the op (or its backward) is
+ * done.
  *
  * upsample_nearest2d repeats each pixel in a factor x factor block; backward
  * sums the block. avg_pool2d averages k x k blocks (stride k, no padding);
@@ -39,8 +49,11 @@ typedef struct {
     int stride, pad;
     int Ho, Wo;          /* output */
     int K, P;            /* C kh kw, Ho Wo */
-    int direct;          /* 1x1, stride 1, no padding: col_n = x_n */
     int rows;            /* output rows per slice of the unfolded image */
+    /* the products on shifted copies (see below); the rest are for them */
+    int shifted;
+    int Np, Nx, Op;      /* P, H W and O rounded up to whole vectors */
+    size_t xps, dps;     /* floats per plane of the copies of x and of dy */
 } conv_geom;
 
 /* Output positions per band of an unfolded image, about: large images are
@@ -64,9 +77,16 @@ static conv_geom geom_of(const fm_tensor *x, const fm_tensor *w, int stride, int
     g.Wo = (g.W + 2 * pad - g.kw) / stride + 1;
     g.K = g.C * g.kh * g.kw;
     g.P = g.Ho * g.Wo;
-    g.direct = g.kh == 1 && g.kw == 1 && stride == 1 && pad == 0;
     int slices = (int)(((long long)g.P + CONV_SLICE_COLS - 1) / CONV_SLICE_COLS);
-    g.rows = g.direct ? g.Ho : (g.Ho + slices - 1) / slices;
+    g.rows = (g.Ho + slices - 1) / slices;
+    g.shifted = stride == 1 && g.kw == 2 * pad + 1 && pad < g.W && pad < g.kh;
+    g.Np = (g.P + 15) / 16 * 16;
+    g.Nx = (g.H * g.W + 15) / 16 * 16;
+    g.Op = (g.O + 15) / 16 * 16;
+    /* a plane: pad zeros, the rows read (output rows + kh - 1) of W, and room
+     * for the pad shift and for the rounded-up columns */
+    g.xps = 2 * (size_t)pad + (size_t)(g.Ho + g.kh - 1) * g.W + (size_t)(g.Np - g.P);
+    g.dps = 2 * (size_t)pad + (size_t)(g.H + g.kh - 1) * g.W + (size_t)(g.Nx - g.H * g.W);
     return g;
 }
 
@@ -203,6 +223,152 @@ static void col2im(const conv_geom *g, float *dcol, int oh0, int oh1, float *dx)
     }
 }
 
+/* ---- the products on shifted copies
+ *
+ * With stride 1 and an output as wide as the input (kw = 2 pad + 1, pad < W,
+ * pad < kh) the unfolded image need not be built: its row (c, i, j) is plane c
+ * shifted by i rows and d = j - pad columns, except where the shift carries
+ * a row's edge into the next row. So each plane is copied kw times, once per
+ * column shift d, with pad zeros before, zero rows above and below, and the
+ * columns that shift d reads only across a row edge set to zero (d < 0: the
+ * last -d columns; d > 0: the first d). Row (c, i, j) of the unfolded image
+ * is then the copy for shift d read from offset i W + j on, one contiguous
+ * run, and the products read those runs in place (fm__gemm_off), computing
+ * the output's columns rounded up to whole vectors (the extra ones read the
+ * zeros after the plane and are dropped).
+ *
+ * Forward, per image: y_n (O, P) = [b +] W (O, K) X_n with X_n's rows at the
+ * offsets into the copies of x_n. Input gradient: the transposed convolution
+ * is the same kind of product, dx_n (C, H W) += Wf (C, O kh kw) D_n, on copies
+ * of dy_n (kh - 1 - pad zero rows above and below) and the kernel turned by
+ * 180 degrees, Wf[c, (o, i, j)] = W[o, c, kh-1-i, kw-1-j]. Weight gradient:
+ * dW^T (K, O) = X_n dy_n^T, rows of X_n read in place again, dy_n transposed
+ * into (P, O) with O rounded up (zero columns). Images are taken in chunks of
+ * CONV_CHUNK in order; a chunk's images add their products into one float
+ * buffer, and the chunks' buffers are summed in double in chunk order, so the
+ * bits depend only on the shapes. */
+
+#define CONV_CHUNK 8
+
+/* The kw shifted copies of nc planes src (R rows of W), pt zero rows above:
+ * buf[(j nc + c) ps ...], the layout described above. */
+static void shift_copies(const float *src, int nc, int R, int W, int kw, int pad, int pt, size_t ps, float *buf)
+{
+    size_t head = (size_t)pad + (size_t)pt * W, body = (size_t)R * W;
+    for (int j = 0; j < kw; j++) {
+        int d = j - pad, lo = d > 0 ? d : 0, hi = d < 0 ? W + d : W; /* columns kept */
+        for (int c = 0; c < nc; c++) {
+            float *p = buf + ((size_t)j * nc + c) * ps;
+            const float *s = src + (size_t)c * body;
+            memset(p, 0, head * sizeof(float));
+            p += head;
+            if (lo == 0 && hi == W) {
+                memcpy(p, s, body * sizeof(float));
+            } else {
+                for (int r = 0; r < R; r++) {
+                    float *q = p + (size_t)r * W;
+                    const float *t = s + (size_t)r * W;
+                    for (int w = 0; w < lo; w++) q[w] = 0.0f;
+                    memcpy(q + lo, t + lo, (size_t)(hi - lo) * sizeof(float));
+                    for (int w = hi; w < W; w++) q[w] = 0.0f;
+                }
+            }
+            memset(p + body, 0, (ps - head - body) * sizeof(float));
+        }
+    }
+}
+
+/* Offsets of the rows (c, i, j), in that order, of the unfolded image in the
+ * copies of nc planes of stride ps. */
+static void shift_offsets(int nc, int kh, int kw, int W, size_t ps, ptrdiff_t *off)
+{
+    for (int c = 0; c < nc; c++)
+        for (int i = 0; i < kh; i++)
+            for (int j = 0; j < kw; j++)
+                off[((size_t)c * kh + i) * kw + j] = (ptrdiff_t)(((size_t)j * nc + c) * ps) + (ptrdiff_t)i * W + j;
+}
+
+/* Images [n0, n1) of the forward pass. xb: this worker's copies of an image;
+ * out: its (O, Np) block when Np > P (else the product goes to y directly). */
+static void shifted_forward_images(const conv_geom *g, const float *x, const float *w, const float *b,
+                                   const ptrdiff_t *xoff, float *y, float *xb, float *out, int n0, int n1)
+{
+    size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->P;
+    for (int n = n0; n < n1; n++) {
+        float *yn = y + (size_t)n * ys;
+        shift_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->kw, g->pad, g->pad, g->xps, xb);
+        if (g->Np == g->P) {
+            if (b) /* bias first, then the sum over k added to it */
+                for (int o = 0; o < g->O; o++)
+                    for (int p = 0; p < g->P; p++) yn[(size_t)o * g->P + p] = b[o];
+            fm__gemm_off(g->O, g->P, g->K, w, g->K, 1, NULL, xb, 0, xoff, yn, g->P, NULL, b != NULL);
+        } else {
+            fm__gemm_off(g->O, g->Np, g->K, w, g->K, 1, NULL, xb, 0, xoff, out, g->Np, NULL, 0);
+            for (int o = 0; o < g->O; o++) {
+                const float *r = out + (size_t)o * g->Np;
+                float *d = yn + (size_t)o * g->P, bo = b ? b[o] : 0.0f;
+                for (int p = 0; p < g->P; p++) d[p] = b ? bo + r[p] : r[p];
+            }
+        }
+    }
+}
+
+/* Per-worker scratch of the backward pass on shifted copies. */
+typedef struct {
+    float *xb;  /* copies of x_n (weight gradient) */
+    float *dyt; /* (P, Op): dy_n transposed, zero columns after O */
+    float *db;  /* copies of dy_n (input gradient) */
+    float *out; /* (C, Nx) when Nx > H W */
+} shift_scratch;
+
+/* Backward of the images of chunk q: dx_n += Wf D_n for each (dx_n = when
+ * dx_fresh), and part (K, Op) = the sum of X_n dy_n^T over the chunk's images
+ * in order. */
+static void shifted_backward_chunk(const conv_geom *g, const float *x, const float *dy, const float *wf,
+                                   const ptrdiff_t *xoff, const ptrdiff_t *doff, float *dx, int dx_fresh, float *part,
+                                   const shift_scratch *sc, int q)
+{
+    size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->P, hw = (size_t)g->H * g->W;
+    int n0 = q * CONV_CHUNK, n1 = n0 + CONV_CHUNK < g->N ? n0 + CONV_CHUNK : g->N;
+    int kd = g->O * g->kh * g->kw;
+    for (int n = n0; n < n1; n++) {
+        const float *dyn = dy + (size_t)n * ys;
+        if (part) {
+            shift_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->kw, g->pad, g->pad, g->xps, sc->xb);
+            /* transposed in 16 x 16 blocks */
+            for (int o0 = 0; o0 < g->Op; o0 += 16)
+                for (int p0 = 0; p0 < g->P; p0 += 16) {
+                    int o1 = o0 + 16 < g->O ? o0 + 16 : g->O, p1 = p0 + 16 < g->P ? p0 + 16 : g->P;
+                    for (int p = p0; p < p1; p++) {
+                        float *t = sc->dyt + (size_t)p * g->Op;
+                        for (int o = o0; o < o1; o++) t[o] = dyn[(size_t)o * g->P + p];
+                        for (int o = o1 > o0 ? o1 : o0; o < o0 + 16; o++) t[o] = 0.0f;
+                    }
+                }
+            fm__gemm_off(g->K, g->Op, g->P, sc->xb, 0, 1, xoff, sc->dyt, g->Op, NULL, part, g->Op, NULL, n > n0);
+        }
+        if (dx) {
+            float *dxn = dx + (size_t)n * xs;
+            shift_copies(dyn, g->O, g->Ho, g->W, g->kw, g->pad, g->kh - 1 - g->pad, g->dps, sc->db);
+            if (g->Nx == (int)hw) {
+                fm__gemm_off(g->C, g->Nx, kd, wf, kd, 1, NULL, sc->db, 0, doff, dxn, g->Nx, NULL, !dx_fresh);
+            } else {
+                fm__gemm_off(g->C, g->Nx, kd, wf, kd, 1, NULL, sc->db, 0, doff, sc->out, g->Nx, NULL, 0);
+                for (int c = 0; c < g->C; c++) {
+                    const float *r = sc->out + (size_t)c * g->Nx;
+                    float *d = dxn + (size_t)c * hw;
+                    if (dx_fresh)
+                        memcpy(d, r, hw * sizeof(float));
+                    else
+                        for (size_t p = 0; p < hw; p++) d[p] += r[p];
+                }
+            }
+        }
+    }
+}
+
+/* ---- the unfolded images (any other stride, padding or kernel) */
+
 /* Images [n0, n1) of the forward pass; col is this worker's (K, rows Wo) scratch. */
 static void conv_forward_images(const conv_geom *g, const float *x, const float *w, const float *b, float *y,
                                 float *col, int n0, int n1)
@@ -213,23 +379,19 @@ static void conv_forward_images(const conv_geom *g, const float *x, const float 
         for (int oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
             int oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, pc = (oh1 - oh0) * g->Wo;
             float *yc = y + (size_t)n * ys + (size_t)oh0 * g->Wo;
-            const float *B = xn;
-            if (!g->direct) {
-                im2col(g, xn, oh0, oh1, col);
-                B = col;
-            }
+            im2col(g, xn, oh0, oh1, col);
             if (b) /* bias first, then the sum over k added to it */
                 for (int o = 0; o < g->O; o++)
                     for (int p = 0; p < pc; p++) yc[(size_t)o * g->P + p] = b[o];
-            fm__gemm(g->O, pc, g->K, w, g->K, 1, B, pc, yc, g->P, NULL, b != NULL);
+            fm__gemm(g->O, pc, g->K, w, g->K, 1, col, pc, yc, g->P, NULL, b != NULL);
         }
     }
 }
 
 /* Per-worker scratch of the backward pass. */
 typedef struct {
-    float *col;  /* (K, rows Wo), a slice of the unfolded image (not when direct) */
-    float *dcol; /* (K, rows Wo), its gradient (not when direct) */
+    float *col;  /* (K, rows Wo), a slice of the unfolded image */
+    float *dcol; /* (K, rows Wo), its gradient */
     float *dyt;  /* (rows Wo, O), the slice of dy_n transposed */
 } conv_scratch;
 
@@ -244,11 +406,7 @@ static void conv_backward_image(const conv_geom *g, const float *x, const float 
         int oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, pc = (oh1 - oh0) * g->Wo;
         const float *dyc = dy + (size_t)n * ys + (size_t)oh0 * g->Wo;
         if (part) {
-            const float *col = xn;
-            if (!g->direct) {
-                im2col(g, xn, oh0, oh1, sc->col);
-                col = sc->col;
-            }
+            im2col(g, xn, oh0, oh1, sc->col);
             /* transposed in 16 x 16 blocks */
             for (int o0 = 0; o0 < g->O; o0 += 16)
                 for (int p0 = 0; p0 < pc; p0 += 16) {
@@ -256,17 +414,12 @@ static void conv_backward_image(const conv_geom *g, const float *x, const float 
                     for (int p = p0; p < p1; p++)
                         for (int o = o0; o < o1; o++) sc->dyt[(size_t)p * g->O + o] = dyc[(size_t)o * g->P + p];
                 }
-            fm__gemm(g->K, g->O, pc, col, pc, 1, sc->dyt, g->O, part, g->O, NULL, oh0 > 0);
+            fm__gemm(g->K, g->O, pc, sc->col, pc, 1, sc->dyt, g->O, part, g->O, NULL, oh0 > 0);
         }
         if (dx) {
-            float *dxn = dx + (size_t)n * xs;
             /* W^T: op(A)(k, o) = W[o K + k] */
-            if (g->direct) {
-                fm__gemm(g->K, pc, g->O, w, 1, g->K, dyc, g->P, dxn + (size_t)oh0 * g->Wo, g->P, NULL, 1);
-            } else {
-                fm__gemm(g->K, pc, g->O, w, 1, g->K, dyc, g->P, sc->dcol, pc, NULL, 0);
-                col2im(g, sc->dcol, oh0, oh1, dxn);
-            }
+            fm__gemm(g->K, pc, g->O, w, 1, g->K, dyc, g->P, sc->dcol, pc, NULL, 0);
+            col2im(g, sc->dcol, oh0, oh1, dx + (size_t)n * xs);
         }
     }
 }
@@ -279,15 +432,71 @@ static int image_threads(double work, int items)
     return nt < FM__MAX_WORKERS ? nt : FM__MAX_WORKERS;
 }
 
-/* Floats of weight-gradient buffers (one per image) kept at once; the images
- * are taken in groups of this size, which depends only on the shapes. */
+/* Floats of weight-gradient buffers (one per image, or per chunk of images on
+ * shifted copies) kept at once; they are taken in groups of this size, which
+ * depends only on the shapes. */
 #define CONV_PART_FLOATS ((size_t)1 << 22)
+
+/* The backward on shifted copies: dx, and dW summed over the chunks (in
+ * double, into acc (K, Op)). */
+static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, const float *w, const float *dy,
+                             float *dx, int dx_fresh, double *acc)
+{
+    size_t kop = (size_t)g->K * g->Op;
+    int kd = g->O * g->kh * g->kw, nq = (g->N + CONV_CHUNK - 1) / CONV_CHUNK, group = nq;
+    if (acc) {
+        size_t fit = CONV_PART_FLOATS / kop;
+        group = fit < 1 ? 1 : fit < (size_t)nq ? (int)fit : nq;
+    }
+    double work = (double)g->N * g->O * g->P * g->K * ((dx != NULL) + (acc != NULL));
+    int nt = image_threads(work, group);
+    ptrdiff_t *xoff = acc ? fm__tape_alloc(tp, (size_t)g->K * sizeof(ptrdiff_t)) : NULL;
+    ptrdiff_t *doff = dx ? fm__tape_alloc(tp, (size_t)kd * sizeof(ptrdiff_t)) : NULL;
+    float *wf = dx ? fm__tape_alloc(tp, (size_t)g->C * kd * sizeof(float)) : NULL;
+    float *part = acc ? fm__tape_alloc(tp, (size_t)group * kop * sizeof(float)) : NULL;
+    shift_scratch sc[FM__MAX_WORKERS];
+    for (int t = 0; t < nt; t++) {
+        sc[t].xb = acc ? fm__tape_alloc(tp, (size_t)g->kw * g->C * g->xps * sizeof(float)) : NULL;
+        sc[t].dyt = acc ? fm__tape_alloc(tp, (size_t)g->P * g->Op * sizeof(float)) : NULL;
+        sc[t].db = dx ? fm__tape_alloc(tp, (size_t)g->kw * g->O * g->dps * sizeof(float)) : NULL;
+        sc[t].out = dx && g->Nx > g->H * g->W ? fm__tape_alloc(tp, (size_t)g->C * g->Nx * sizeof(float)) : NULL;
+    }
+    if (tp->status != FM_OK) return;
+    if (xoff) shift_offsets(g->C, g->kh, g->kw, g->W, g->xps, xoff);
+    if (dx) {
+        shift_offsets(g->O, g->kh, g->kw, g->W, g->dps, doff);
+        /* Wf[c, (o, i, j)] = W[o, c, kh-1-i, kw-1-j] */
+        for (int c = 0; c < g->C; c++)
+            for (int o = 0; o < g->O; o++)
+                for (int i = 0; i < g->kh; i++)
+                    for (int j = 0; j < g->kw; j++)
+                        wf[(size_t)c * kd + ((size_t)o * g->kh + i) * g->kw + j] =
+                            w[(((size_t)o * g->C + c) * g->kh + g->kh - 1 - i) * g->kw + g->kw - 1 - j];
+    }
+    for (int q0 = 0; q0 < nq; q0 += group) {
+        int m = nq - q0 < group ? nq - q0 : group;
+        int ntm = nt < m ? nt : m;
+        FM__PARALLEL_FOR(ntm)
+        for (int t = 0; t < ntm; t++) {
+            int i0 = fm__split(m, t, ntm), i1 = fm__split(m, t + 1, ntm);
+            for (int i = i0; i < i1; i++)
+                shifted_backward_chunk(g, x, dy, wf, xoff, doff, dx, dx_fresh, part ? part + (size_t)i * kop : NULL,
+                                       &sc[t], q0 + i);
+        }
+        /* the chunks' weight gradients in chunk order */
+        for (int i = 0; acc && i < m; i++) {
+            const float *pi = part + (size_t)i * kop;
+            for (size_t k = 0; k < kop; k++) acc[k] += pi[k];
+        }
+    }
+}
 
 static void conv2d_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0], *w = y->src[1], *b = y->nsrc > 2 ? y->src[2] : NULL;
     conv_geom g = geom_of(x, w, y->arg.i[0], y->arg.i[1]);
-    float *dx = fm__wants_grad(x) ? fm__grad(tp, x) : NULL;
+    int dx_fresh = 0;
+    float *dx = fm__wants_grad(x) ? fm__grad_w(tp, x, &dx_fresh) : NULL;
     float *dw = fm__wants_grad(w) ? fm__grad(tp, w) : NULL;
     float *db = fm__wants_grad(b) ? fm__grad(tp, b) : NULL;
     if (tp->status != FM_OK) return;
@@ -310,48 +519,54 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
 
     /* Everything below is scratch, given back at the end. */
     fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
-    size_t slice = (size_t)g.K * g.rows * g.Wo, ko = (size_t)g.K * g.O;
-    int group = g.N;
-    if (dw) {
-        size_t fit = CONV_PART_FLOATS / ko;
-        group = fit < 1 ? 1 : fit < (size_t)g.N ? (int)fit : g.N;
-    }
-    double work = (double)g.N * g.O * g.P * g.K * ((dx != NULL) + (dw != NULL));
-    int nt = image_threads(work, group);
-    conv_scratch sc[FM__MAX_WORKERS];
-    float *part = NULL;
+    int ldo = g.shifted ? g.Op : g.O; /* columns of the (K, O) weight-gradient sums */
+    size_t ko = (size_t)g.K * ldo;
     double *acc = NULL;
-    for (int t = 0; t < nt; t++) {
-        sc[t].col = !g.direct && dw ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
-        sc[t].dcol = !g.direct && dx ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
-        sc[t].dyt = dw ? fm__tape_alloc(tp, (size_t)g.rows * g.Wo * g.O * sizeof(float)) : NULL;
-    }
     if (dw) {
-        part = fm__tape_alloc(tp, (size_t)group * ko * sizeof(float));
         acc = fm__tape_alloc(tp, ko * sizeof(double));
         if (acc) memset(acc, 0, ko * sizeof(double));
     }
     if (tp->status != FM_OK) return;
-
-    for (int n0 = 0; n0 < g.N; n0 += group) {
-        int m = g.N - n0 < group ? g.N - n0 : group;
-        int ntm = nt < m ? nt : m;
-        FM__PARALLEL_FOR(ntm)
-        for (int t = 0; t < ntm; t++) {
-            int i0 = fm__split(m, t, ntm), i1 = fm__split(m, t + 1, ntm);
-            for (int i = i0; i < i1; i++)
-                conv_backward_image(&g, x->data, w->data, dy, dx, part ? part + (size_t)i * ko : NULL, &sc[t],
-                                    n0 + i);
+    if (g.shifted) {
+        shifted_backward(tp, &g, x->data, w->data, dy, dx, dx_fresh, acc);
+    } else {
+        if (dx_fresh) memset(dx, 0, x->size * sizeof(float)); /* col2im adds */
+        size_t slice = (size_t)g.K * g.rows * g.Wo;
+        int group = g.N;
+        if (dw) {
+            size_t fit = CONV_PART_FLOATS / ko;
+            group = fit < 1 ? 1 : fit < (size_t)g.N ? (int)fit : g.N;
         }
-        /* the images' weight gradients in image order */
-        for (int i = 0; dw && i < m; i++) {
-            const float *pi = part + (size_t)i * ko;
-            for (size_t k = 0; k < ko; k++) acc[k] += pi[k];
+        double work = (double)g.N * g.O * g.P * g.K * ((dx != NULL) + (dw != NULL));
+        int nt = image_threads(work, group);
+        conv_scratch sc[FM__MAX_WORKERS];
+        float *part = dw ? fm__tape_alloc(tp, (size_t)group * ko * sizeof(float)) : NULL;
+        for (int t = 0; t < nt; t++) {
+            sc[t].col = dw ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
+            sc[t].dcol = dx ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
+            sc[t].dyt = dw ? fm__tape_alloc(tp, (size_t)g.rows * g.Wo * g.O * sizeof(float)) : NULL;
+        }
+        if (tp->status != FM_OK) return;
+        for (int n0 = 0; n0 < g.N; n0 += group) {
+            int m = g.N - n0 < group ? g.N - n0 : group;
+            int ntm = nt < m ? nt : m;
+            FM__PARALLEL_FOR(ntm)
+            for (int t = 0; t < ntm; t++) {
+                int i0 = fm__split(m, t, ntm), i1 = fm__split(m, t + 1, ntm);
+                for (int i = i0; i < i1; i++)
+                    conv_backward_image(&g, x->data, w->data, dy, dx, part ? part + (size_t)i * ko : NULL, &sc[t],
+                                        n0 + i);
+            }
+            /* the images' weight gradients in image order */
+            for (int i = 0; dw && i < m; i++) {
+                const float *pi = part + (size_t)i * ko;
+                for (size_t k = 0; k < ko; k++) acc[k] += pi[k];
+            }
         }
     }
-    if (dw)
+    if (tp->status == FM_OK && dw)
         for (int o = 0; o < g.O; o++)
-            for (int k = 0; k < g.K; k++) dw[(size_t)o * g.K + k] += (float)acc[(size_t)k * g.O + o];
+            for (int k = 0; k < g.K; k++) dw[(size_t)o * g.K + k] += (float)acc[(size_t)k * ldo + o];
     fm__arena_rewind(&tp->arena, &mark);
 }
 
@@ -401,14 +616,30 @@ fm_tensor *fm_conv2d(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b, int 
 
     fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
     int nt = image_threads((double)g.N * g.O * g.P * g.K, g.N);
-    float *col[FM__MAX_WORKERS] = {0};
-    for (int t = 0; t < nt && !g.direct; t++)
-        if (!(col[t] = fm__tape_alloc(tp, (size_t)g.K * g.rows * g.Wo * sizeof(float)))) return NULL;
     const float *bias = b ? b->data : NULL;
-    FM__PARALLEL_FOR(nt)
-    for (int t = 0; t < nt; t++) {
-        int n0 = fm__split(g.N, t, nt), n1 = fm__split(g.N, t + 1, nt);
-        conv_forward_images(&g, x->data, w->data, bias, y->data, col[t], n0, n1);
+    if (g.shifted) {
+        float *xb[FM__MAX_WORKERS] = {0}, *out[FM__MAX_WORKERS] = {0};
+        ptrdiff_t *xoff = fm__tape_alloc(tp, (size_t)g.K * sizeof(ptrdiff_t));
+        for (int t = 0; t < nt; t++) {
+            xb[t] = fm__tape_alloc(tp, (size_t)g.kw * g.C * g.xps * sizeof(float));
+            if (g.Np > g.P) out[t] = fm__tape_alloc(tp, (size_t)g.O * g.Np * sizeof(float));
+        }
+        if (tp->status != FM_OK) return NULL;
+        shift_offsets(g.C, g.kh, g.kw, g.W, g.xps, xoff);
+        FM__PARALLEL_FOR(nt)
+        for (int t = 0; t < nt; t++) {
+            int n0 = fm__split(g.N, t, nt), n1 = fm__split(g.N, t + 1, nt);
+            shifted_forward_images(&g, x->data, w->data, bias, xoff, y->data, xb[t], out[t], n0, n1);
+        }
+    } else {
+        float *col[FM__MAX_WORKERS] = {0};
+        for (int t = 0; t < nt; t++)
+            if (!(col[t] = fm__tape_alloc(tp, (size_t)g.K * g.rows * g.Wo * sizeof(float)))) return NULL;
+        FM__PARALLEL_FOR(nt)
+        for (int t = 0; t < nt; t++) {
+            int n0 = fm__split(g.N, t, nt), n1 = fm__split(g.N, t + 1, nt);
+            conv_forward_images(&g, x->data, w->data, bias, y->data, col[t], n0, n1);
+        }
     }
     fm__arena_rewind(&tp->arena, &mark);
     return y;
@@ -437,7 +668,8 @@ static void upsample_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
     if (!fm__wants_grad(x)) return;
-    float *dx = fm__grad(tp, x);
+    int fresh;
+    float *dx = fm__grad_w(tp, x, &fresh);
     if (!dx) return;
     int f = y->arg.i[0], H = x->shape[2], W = x->shape[3], Wy = y->shape[3];
     size_t planes = (size_t)x->shape[0] * x->shape[1];
@@ -449,7 +681,7 @@ static void upsample_backward(fm_tape *tp, fm_tensor *y)
                 float s = 0.0f;
                 for (int i = 0; i < f; i++)
                     for (int j = 0; j < f; j++) s += g[(size_t)(h * f + i) * Wy + (size_t)w * f + j];
-                d[(size_t)h * W + w] += s;
+                d[(size_t)h * W + w] = fresh ? s : d[(size_t)h * W + w] + s;
             }
     }
 }
@@ -486,7 +718,8 @@ static void avg_pool_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
     if (!fm__wants_grad(x)) return;
-    float *dx = fm__grad(tp, x);
+    int fresh;
+    float *dx = fm__grad_w(tp, x, &fresh);
     if (!dx) return;
     int k = y->arg.i[0], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
     float inv = y->arg.f[1];
@@ -498,7 +731,10 @@ static void avg_pool_backward(fm_tape *tp, fm_tensor *y)
             for (int w = 0; w < Wo; w++) {
                 float v = g[(size_t)h * Wo + w] * inv;
                 for (int i = 0; i < k; i++)
-                    for (int j = 0; j < k; j++) d[(size_t)(h * k + i) * W + (size_t)w * k + j] += v;
+                    for (int j = 0; j < k; j++) {
+                        float *e = d + (size_t)(h * k + i) * W + (size_t)w * k + j; /* one block each */
+                        *e = fresh ? v : *e + v;
+                    }
             }
     }
 }

@@ -95,7 +95,7 @@ static void gn_forward_groups(const gn_geom *g, const float *x, const float *gam
 /* Backward of groups [q0, q1): dx (if wanted) and the per-(sample, channel)
  * sums pg = sum dy xhat, pb = sum dy (if wanted). */
 static void gn_backward_groups(const gn_geom *g, const float *x, const float *gamma, const float *dy,
-                               const double *stats, float *dx, double *pg, double *pb, int q0, int q1)
+                               const double *stats, float *dx, int dx_fresh, double *pg, double *pb, int q0, int q1)
 {
     for (int q = q0; q < q1; q++) {
         double mean = stats[2 * (size_t)q], rstd = stats[2 * (size_t)q + 1];
@@ -124,10 +124,16 @@ static void gn_backward_groups(const gn_geom *g, const float *x, const float *ga
             double gm = gamma ? (double)gamma[c0 + c] : 1.0;
             const float *xc = xq + (size_t)c * g->S, *dc = dq + (size_t)c * g->S;
             float *dxc = dxq + (size_t)c * g->S;
-            for (size_t s = 0; s < g->S; s++) {
-                double xh = (xc[s] - mean) * rstd;
-                dxc[s] += (float)(rstd * (gm * dc[s] - mg - xh * mgx));
-            }
+            if (dx_fresh)
+                for (size_t s = 0; s < g->S; s++) {
+                    double xh = (xc[s] - mean) * rstd;
+                    dxc[s] = (float)(rstd * (gm * dc[s] - mg - xh * mgx));
+                }
+            else
+                for (size_t s = 0; s < g->S; s++) {
+                    double xh = (xc[s] - mean) * rstd;
+                    dxc[s] += (float)(rstd * (gm * dc[s] - mg - xh * mgx));
+                }
         }
     }
 }
@@ -138,7 +144,8 @@ static void group_norm_backward(fm_tape *tp, fm_tensor *y)
     fm_tensor *gamma = y->arg.i[GN_GAMMA] >= 0 ? y->src[y->arg.i[GN_GAMMA]] : NULL;
     fm_tensor *beta = y->arg.i[GN_BETA] >= 0 ? y->src[y->arg.i[GN_BETA]] : NULL;
     gn_geom g = gn_geom_of(x, y->arg.i[0]);
-    float *dx = fm__wants_grad(x) ? fm__grad(tp, x) : NULL;
+    int dx_fresh = 0;
+    float *dx = fm__wants_grad(x) ? fm__grad_w(tp, x, &dx_fresh) : NULL;
     float *dgamma = fm__wants_grad(gamma) ? fm__grad(tp, gamma) : NULL;
     float *dbeta = fm__wants_grad(beta) ? fm__grad(tp, beta) : NULL;
     if (tp->status != FM_OK) return;
@@ -153,7 +160,7 @@ static void group_norm_backward(fm_tape *tp, fm_tensor *y)
     FM__PARALLEL_FOR(nt)
     for (int t = 0; t < nt; t++) {
         int q0 = fm__split(nq, t, nt), q1 = fm__split(nq, t + 1, nt);
-        gn_backward_groups(&g, x->data, gm, y->grad, stats, dx, pg, pb, q0, q1);
+        gn_backward_groups(&g, x->data, gm, y->grad, stats, dx, dx_fresh, pg, pb, q0, q1);
     }
     /* the samples' sums per channel, in sample order */
     for (int c = 0; c < g.C; c++) {
