@@ -118,7 +118,7 @@ def unet_step(steps, channels_last):
     from unet_step import step_times
     times, n = step_times(torch.get_num_threads(), channels_last, steps=steps)
     print(f"RESULT unet-step {statistics.median(times):.4f} s median (best {min(times):.4f}, mean "
-          f"{sum(times) / len(times):.4f} of {len(times)} steps; {n} parameters, "
+          f"{sum(times) / len(times):.4f} of {len(times)} steps, CPU time {step_times.cpu:.4f} s per step; {n} parameters, "
           f"{'channels_last' if channels_last else 'NCHW'}, {torch.get_num_threads()} threads)")
 
 

@@ -136,9 +136,11 @@ void fm__gemm_off(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t 
 
 /* Elementwise activation kernels shared by the op and fused paths. */
 void fm__act_forward(fm_act a, const float *x, float *y, size_t n);
-/* dx += dy * f'(x), given x and y = f(x). */
-void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx,
-                      size_t n);
+/* dx += dy * f'(x), given x and y = f(x); dx = dy * f'(x) when overwrite. */
+void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx, size_t n, int overwrite);
+/* act(group_norm(x)) as one op, as fm_group_norm then fm_activation (FM_ACT_NONE: fm_group_norm). */
+fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps,
+                              fm_act act);
 
 /* The sinusoidal time embedding the networks put on t: fm_time_embed(t, dim,
  * FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD). */

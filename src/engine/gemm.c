@@ -255,9 +255,14 @@ static void blocked_rows(const job *J, int b0, int b1)
  * The convolutions' products read their operands straight from padded copies
  * of the images instead of unfolded matrices: row k of B (forward, dx) or row
  * i of A (weight gradient) starts at a table's offset, and consecutive rows
- * overlap. Row tiles of 4 by up to 64 columns as above; the columns in blocks
- * of 64 are the outer loop, so a block of B stays in L1 while every row tile
- * passes over it. N is a whole number of vectors. */
+ * overlap. Their tiles are taller than the 4 rows above, so that each vector
+ * of B loaded (often across two cache lines, from L2) serves more rows: 8
+ * rows by 3 vectors when C is wide, 6 by 4 or 8 by 2 when it is 64 or 32
+ * columns wide (24 or 16 accumulators). The columns in blocks are the outer
+ * loop, so a block of B stays in cache while every row tile passes over it.
+ * N is a whole number of vectors. */
+
+enum { OMR = 8 }; /* most rows of a tile */
 
 /* Rows [0, mr) and vector columns [0, nv) over the whole k loop; A's rows are
  * ar[r] (k stride aks), B's row k is B + boff[k] when boff is set, else
@@ -267,10 +272,10 @@ static inline __attribute__((always_inline)) void tile_rows(int mr, int nv, int 
                                                             const ptrdiff_t *boff, float *C, ptrdiff_t ldc,
                                                             const float *bias, int acc)
 {
-    vf c[4][4];
-    for (int j = 0; j < 4; j++) {
-        vf b0 = bias && j < nv ? vload(bias + j * VL) : (vf){0};
-        for (int r = 0; r < 4; r++) c[r][j] = b0;
+    vf c[OMR][4];
+    for (int j = 0; j < nv; j++) {
+        vf b0 = bias ? vload(bias + j * VL) : (vf){0};
+        for (int r = 0; r < mr; r++) c[r][j] = b0;
     }
     for (int k = 0; k < K; k++) {
         const float *b = boff ? B + boff[k] : B + k * ldb;
@@ -291,32 +296,52 @@ static inline __attribute__((always_inline)) void tile_rows(int mr, int nv, int 
         }
 }
 
+/* Every tile shape used: mr rows by nv vectors, mr nv <= 24. */
 #define OFF_TILE(MR, NV, BOFF) tile_rows(MR, NV, K, ar, aks, B, ldb, BOFF, c, ldc, bias, acc)
-#define OFF_COLS(MR, BOFF)                                                                                  \
+#define OFF_NV3(MR, BOFF)                                                                                   \
     switch (nv) {                                                                                           \
-    case 4: OFF_TILE(MR, 4, BOFF); break;                                                                   \
     case 3: OFF_TILE(MR, 3, BOFF); break;                                                                   \
     case 2: OFF_TILE(MR, 2, BOFF); break;                                                                   \
     default: OFF_TILE(MR, 1, BOFF); break;                                                                  \
     }
-#define OFF_ROWS(BOFF)                                                                                      \
+#define OFF_NV4(MR, BOFF)                                                                                   \
+    switch (nv) {                                                                                           \
+    case 4: OFF_TILE(MR, 4, BOFF); break;                                                                   \
+    default: OFF_NV3(MR, BOFF);                                                                             \
+    }
+#define OFF_TILES(BOFF)                                                                                     \
     switch (mr) {                                                                                           \
-    case 4: OFF_COLS(4, BOFF); break;                                                                       \
-    case 3: OFF_COLS(3, BOFF); break;                                                                       \
-    case 2: OFF_COLS(2, BOFF); break;                                                                       \
-    default: OFF_COLS(1, BOFF); break;                                                                      \
+    case 8: OFF_NV3(8, BOFF); break;                                                                        \
+    case 7: OFF_NV3(7, BOFF); break;                                                                        \
+    case 6: OFF_NV4(6, BOFF); break;                                                                        \
+    case 5: OFF_NV4(5, BOFF); break;                                                                        \
+    case 4: OFF_NV4(4, BOFF); break;                                                                        \
+    case 3: OFF_NV4(3, BOFF); break;                                                                        \
+    case 2: OFF_NV4(2, BOFF); break;                                                                        \
+    default: OFF_NV4(1, BOFF); break;                                                                       \
     }
 
-/* Row tiles [t0, t1) of a product whose rows (aoff) or B rows (boff) come by
- * offset. When K > kc the k loop is cut into slices summed in a scratch block
- * of 16 row tiles, as in blocked_rows, so that a slice of B serves them all. */
-static void offset_rows(const job *J, const ptrdiff_t *aoff, const ptrdiff_t *boff, int kc, int t0, int t1)
+/* The tile for an output nvec vectors wide: rows rt by vectors cv. */
+static void tile_shape(int nvec, int *rt, int *cv)
 {
-    enum { TB = MCB / 4 }; /* row tiles per block */
-    float scratch[MCB * 4 * VL];
+    if (nvec == 4) *rt = 6, *cv = 4;
+    else if (nvec == 2) *rt = 8, *cv = 2;
+    else if (nvec == 1) *rt = 8, *cv = 1;
+    else *rt = 8, *cv = 3;
+}
+
+/* Row tiles [t0, t1) (of rt rows) of a product whose A rows (aoff) or B rows
+ * (boff) come by offset. When K > kc the k loop is cut into slices summed in
+ * a scratch block (up to OMR * 8 rows of up to 4 vectors), as in
+ * blocked_rows, so that a slice of B serves every row tile of the block. */
+static void offset_rows(const job *J, const ptrdiff_t *aoff, const ptrdiff_t *boff, int kc, int rt, int cv, int t0,
+                        int t1)
+{
+    enum { TB = 8 }; /* row tiles per block */
+    float scratch[OMR * TB * 4 * VL];
     ptrdiff_t aks = J->aks, ldb = J->ldb;
-    for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) {
-        int nv = (J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL) / VL;
+    for (int n0 = 0; n0 < J->nfull; n0 += cv * VL) {
+        int nv = (J->nfull - n0 < cv * VL ? J->nfull - n0 : cv * VL) / VL;
         for (int tb = t0; tb < t1; tb += TB) {
             int te = tb + TB < t1 ? tb + TB : t1;
             for (int k0 = 0; k0 < J->K; k0 += kc) {
@@ -328,24 +353,24 @@ static void offset_rows(const job *J, const ptrdiff_t *aoff, const ptrdiff_t *bo
                 int acc = single ? J->acc : k0 > 0;
                 ptrdiff_t ldc = single ? J->ldc : 4 * VL;
                 for (int t = tb; t < te; t++) {
-                    int i = 4 * t, mr = J->M - i < 4 ? J->M - i : 4;
-                    const float *ar[4];
-                    for (int r = 0; r < 4; r++) {
+                    int i = rt * t, mr = J->M - i < rt ? J->M - i : rt;
+                    const float *ar[OMR];
+                    for (int r = 0; r < OMR; r++) {
                         int ir = i + (r < mr ? r : 0);
                         ar[r] = (aoff ? J->A + aoff[ir] : J->A + (ptrdiff_t)ir * J->ars) + (ptrdiff_t)k0 * aks;
                     }
-                    float *c = single ? J->C + (ptrdiff_t)i * J->ldc + n0 : scratch + (ptrdiff_t)(t - tb) * 4 * 4 * VL;
+                    float *c = single ? J->C + (ptrdiff_t)i * J->ldc + n0 : scratch + (ptrdiff_t)(i - rt * tb) * 4 * VL;
                     if (bo) {
-                        OFF_ROWS(bo);
+                        OFF_TILES(bo);
                     } else {
-                        OFF_ROWS(NULL);
+                        OFF_TILES(NULL);
                     }
                 }
             }
             if (J->K > kc)
-                for (int i = 4 * tb; i < 4 * te && i < J->M; i++) {
+                for (int i = rt * tb; i < rt * te && i < J->M; i++) {
                     float *d = J->C + (ptrdiff_t)i * J->ldc + n0;
-                    const float *sc = scratch + (ptrdiff_t)(i - 4 * tb) * 4 * VL;
+                    const float *sc = scratch + (ptrdiff_t)(i - rt * tb) * 4 * VL;
                     for (int n = 0; n < nv * VL; n++) d[n] = J->acc ? d[n] + sc[n] : sc[n];
                 }
         }
@@ -364,16 +389,17 @@ void fm__gemm_off(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t 
     job J = {M, N, K, N, A, B, bias, ars, aks, ldb, ldc, acc, C};
     /* B rows by offset overlap and stay in cache: the whole k loop at once;
      * A rows by offset (the weight gradient, k over pixels) in slices */
-    int kc = boff ? K : KC;
-    int tiles = (M + 3) / 4, nt = fm__threads_for((double)M * N * K);
+    int kc = boff ? K : KC, rt, cv;
+    tile_shape(N / VL, &rt, &cv);
+    int tiles = (M + rt - 1) / rt, nt = fm__threads_for((double)M * N * K);
     if (nt > tiles) nt = tiles;
     if (nt <= 1) {
-        offset_rows(&J, aoff, boff, kc, 0, tiles);
+        offset_rows(&J, aoff, boff, kc, rt, cv, 0, tiles);
         return;
     }
     FM__PARALLEL_FOR(nt)
     for (int w = 0; w < nt; w++)
-        offset_rows(&J, aoff, boff, kc, (int)((long)tiles * w / nt), (int)((long)tiles * (w + 1) / nt));
+        offset_rows(&J, aoff, boff, kc, rt, cv, (int)((long)tiles * w / nt), (int)((long)tiles * (w + 1) / nt));
 }
 
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,

@@ -144,9 +144,7 @@ void fm__act_forward(fm_act a, const float *x, float *y, size_t n)
     }
 }
 
-/* dx += dy f'(x), or dx = dy f'(x) when overwrite */
-static void act_backward_into(fm_act a, const float *x, const float *y, const float *dy, float *dx, size_t n,
-                              int overwrite)
+void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx, size_t n, int overwrite)
 {
     switch (a) {
         VEC_BWD(FM_ACT_RELU)
@@ -178,10 +176,6 @@ static void act_backward_into(fm_act a, const float *x, const float *y, const fl
     }
 }
 
-void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx, size_t n)
-{
-    act_backward_into(a, x, y, dy, dx, n, 0);
-}
 
 static void act_backward(fm_tape *tp, fm_tensor *y)
 {
@@ -190,7 +184,7 @@ static void act_backward(fm_tape *tp, fm_tensor *y)
     int fresh;
     float *gx = fm__grad_w(tp, x, &fresh);
     if (!gx) return;
-    act_backward_into((fm_act)y->arg.i[0], x->data, y->data, y->grad, gx, y->size, fresh);
+    fm__act_backward((fm_act)y->arg.i[0], x->data, y->data, y->grad, gx, y->size, fresh);
 }
 
 #define ACT_OP(name) {name, act_backward}

@@ -262,17 +262,13 @@ static void shift_copies(const float *src, int nc, int R, int W, int kw, int pad
             const float *s = src + (size_t)c * body;
             memset(p, 0, head * sizeof(float));
             p += head;
-            if (lo == 0 && hi == W) {
-                memcpy(p, s, body * sizeof(float));
-            } else {
+            memcpy(p, s, body * sizeof(float));
+            if (lo > 0 || hi < W) /* the columns read only across a row edge */
                 for (int r = 0; r < R; r++) {
                     float *q = p + (size_t)r * W;
-                    const float *t = s + (size_t)r * W;
                     for (int w = 0; w < lo; w++) q[w] = 0.0f;
-                    memcpy(q + lo, t + lo, (size_t)(hi - lo) * sizeof(float));
                     for (int w = hi; w < W; w++) q[w] = 0.0f;
                 }
-            }
             memset(p + body, 0, (ps - head - body) * sizeof(float));
         }
     }
@@ -313,6 +309,55 @@ static void shifted_forward_images(const conv_geom *g, const float *x, const flo
     }
 }
 
+/* dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride
+ * lds), in registers: four rounds that swap the off-diagonal s x s blocks of
+ * every 2s x 2s block, s = 8, 4, 2, 1. */
+typedef float v16f __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+typedef float v16fu __attribute__((vector_size(64), aligned(4), may_alias));
+
+static void transpose16(const float *src, ptrdiff_t lds, float *dst, ptrdiff_t ldd)
+{
+    v16f r[16];
+    for (int i = 0; i < 16; i++) r[i] = *(const v16fu *)(src + i * lds);
+#define T_ROUND(S, LO, HI)                                                                                  \
+    for (int i = 0; i < 16; i++)                                                                            \
+        if (!(i & (S))) {                                                                                   \
+            v16f a = r[i], b = r[i + (S)];                                                                  \
+            r[i] = __builtin_shuffle(a, b, (v16i)LO);                                                       \
+            r[i + (S)] = __builtin_shuffle(a, b, (v16i)HI);                                                 \
+        }
+    /* lo[l] = (l & s) ? 16 + l - s : l; hi[l] = (l & s) ? 16 + l : l + s */
+    T_ROUND(8, ((v16i){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+            ((v16i){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
+    T_ROUND(4, ((v16i){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+            ((v16i){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
+    T_ROUND(2, ((v16i){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+            ((v16i){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
+    T_ROUND(1, ((v16i){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+            ((v16i){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+#undef T_ROUND
+    for (int i = 0; i < 16; i++) *(v16fu *)(dst + i * ldd) = r[i];
+}
+
+/* dyt (P, Op) = dy_n (O, P) transposed, zero in the columns from O on. */
+static void transpose_dy(const float *dyn, int O, int P, int Op, float *dyt)
+{
+    for (int o0 = 0; o0 < Op; o0 += 16)
+        for (int p0 = 0; p0 < P; p0 += 16) {
+            if (o0 + 16 <= O && p0 + 16 <= P) {
+                transpose16(dyn + (size_t)o0 * P + p0, P, dyt + (size_t)p0 * Op + o0, Op);
+                continue;
+            }
+            int o1 = o0 + 16 < O ? o0 + 16 : O, p1 = p0 + 16 < P ? p0 + 16 : P;
+            for (int p = p0; p < p1; p++) {
+                float *t = dyt + (size_t)p * Op;
+                for (int o = o0; o < o1; o++) t[o] = dyn[(size_t)o * P + p];
+                for (int o = o1 > o0 ? o1 : o0; o < o0 + 16; o++) t[o] = 0.0f;
+            }
+        }
+}
+
 /* Per-worker scratch of the backward pass on shifted copies. */
 typedef struct {
     float *xb;  /* copies of x_n (weight gradient) */
@@ -335,16 +380,7 @@ static void shifted_backward_chunk(const conv_geom *g, const float *x, const flo
         const float *dyn = dy + (size_t)n * ys;
         if (part) {
             shift_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->kw, g->pad, g->pad, g->xps, sc->xb);
-            /* transposed in 16 x 16 blocks */
-            for (int o0 = 0; o0 < g->Op; o0 += 16)
-                for (int p0 = 0; p0 < g->P; p0 += 16) {
-                    int o1 = o0 + 16 < g->O ? o0 + 16 : g->O, p1 = p0 + 16 < g->P ? p0 + 16 : g->P;
-                    for (int p = p0; p < p1; p++) {
-                        float *t = sc->dyt + (size_t)p * g->Op;
-                        for (int o = o0; o < o1; o++) t[o] = dyn[(size_t)o * g->P + p];
-                        for (int o = o1 > o0 ? o1 : o0; o < o0 + 16; o++) t[o] = 0.0f;
-                    }
-                }
+            transpose_dy(dyn, g->O, g->P, g->Op, sc->dyt);
             fm__gemm_off(g->K, g->Op, g->P, sc->xb, 0, 1, xoff, sc->dyt, g->Op, NULL, part, g->Op, NULL, n > n0);
         }
         if (dx) {
