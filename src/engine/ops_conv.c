@@ -53,6 +53,7 @@ typedef struct {
     /* the products on shifted copies (see below); the rest are for them */
     int shifted;
     int Np, Nx, Op;      /* P, H W and O rounded up to whole vectors */
+    int Ow;              /* columns of the (K, O) weight-gradient sums: Op, or O when O < 16 (dot products) */
     size_t xps, dps;     /* floats per plane of the copies of x and of dy */
 } conv_geom;
 
@@ -83,6 +84,7 @@ static conv_geom geom_of(const fm_tensor *x, const fm_tensor *w, int stride, int
     g.Np = (g.P + 15) / 16 * 16;
     g.Nx = (g.H * g.W + 15) / 16 * 16;
     g.Op = (g.O + 15) / 16 * 16;
+    g.Ow = !g.shifted ? g.O : g.O < 16 ? g.O : g.Op;
     /* a plane: pad zeros, the rows read (output rows + kh - 1) of W, and room
      * for the pad shift and for the rounded-up columns */
     g.xps = 2 * (size_t)pad + (size_t)(g.Ho + g.kh - 1) * g.W + (size_t)(g.Np - g.P);
@@ -243,7 +245,9 @@ static void col2im(const conv_geom *g, float *dcol, int oh0, int oh1, float *dx)
  * of dy_n (kh - 1 - pad zero rows above and below) and the kernel turned by
  * 180 degrees, Wf[c, (o, i, j)] = W[o, c, kh-1-i, kw-1-j]. Weight gradient:
  * dW^T (K, O) = X_n dy_n^T, rows of X_n read in place again, dy_n transposed
- * into (P, O) with O rounded up (zero columns). Images are taken in chunks of
+ * into (P, O) with O rounded up (zero columns); with fewer than 16 outputs
+ * (a last layer to one channel) the rounding would multiply the work, so
+ * there each entry is a dot product along the pixels. Images are taken in chunks of
  * CONV_CHUNK in order; a chunk's images add their products into one float
  * buffer, and the chunks' buffers are summed in double in chunk order, so the
  * bits depend only on the shapes. */
@@ -358,6 +362,26 @@ static void transpose_dy(const float *dyn, int O, int P, int Op, float *dyt)
         }
 }
 
+/* part (K, O) (+)= X_n dy_n^T as K O dot products of length P (few outputs). */
+static void dots_dw(const conv_geom *g, const float *xb, const ptrdiff_t *xoff, const float *dyn, float *part, int acc)
+{
+    for (int k = 0; k < g->K; k++) {
+        const float *a = xb + xoff[k];
+        for (int o = 0; o < g->O; o++) {
+            const float *d = dyn + (size_t)o * g->P;
+            float s[16] = {0};
+            int p = 0;
+            for (; p + 16 <= g->P; p += 16)
+                for (int l = 0; l < 16; l++) s[l] += a[p + l] * d[p + l];
+            for (; p < g->P; p++) s[p % 16] += a[p] * d[p];
+            for (int w = 8; w >= 1; w /= 2)
+                for (int l = 0; l < w; l++) s[l] += s[l + w];
+            float *c = part + (size_t)k * g->O + o;
+            *c = acc ? *c + s[0] : s[0];
+        }
+    }
+}
+
 /* Per-worker scratch of the backward pass on shifted copies. */
 typedef struct {
     float *xb;  /* copies of x_n (weight gradient) */
@@ -366,22 +390,41 @@ typedef struct {
     float *out; /* (C, Nx) when Nx > H W */
 } shift_scratch;
 
+/* The sum of v[0 .. n) in double: 16 running sums (index mod 16), combined
+ * pairwise. */
+static double sum16_d(const float *v, int n)
+{
+    double s[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) s[l] += v[i + l];
+    for (; i < n; i++) s[i % 16] += v[i];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) s[l] += s[l + w];
+    return s[0];
+}
+
 /* Backward of the images of chunk q: dx_n += Wf D_n for each (dx_n = when
- * dx_fresh), and part (K, Op) = the sum of X_n dy_n^T over the chunk's images
- * in order. */
+ * dx_fresh), part (K, Op) = the sum of X_n dy_n^T over the chunk's images in
+ * order, and pdb[n O + o] = the sum of dy_n's channel o. */
 static void shifted_backward_chunk(const conv_geom *g, const float *x, const float *dy, const float *wf,
                                    const ptrdiff_t *xoff, const ptrdiff_t *doff, float *dx, int dx_fresh, float *part,
-                                   const shift_scratch *sc, int q)
+                                   double *pdb, const shift_scratch *sc, int q)
 {
     size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->P, hw = (size_t)g->H * g->W;
     int n0 = q * CONV_CHUNK, n1 = n0 + CONV_CHUNK < g->N ? n0 + CONV_CHUNK : g->N;
     int kd = g->O * g->kh * g->kw;
     for (int n = n0; n < n1; n++) {
         const float *dyn = dy + (size_t)n * ys;
+        for (int o = 0; pdb && o < g->O; o++) pdb[(size_t)n * g->O + o] = sum16_d(dyn + (size_t)o * g->P, g->P);
         if (part) {
             shift_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->kw, g->pad, g->pad, g->xps, sc->xb);
-            transpose_dy(dyn, g->O, g->P, g->Op, sc->dyt);
-            fm__gemm_off(g->K, g->Op, g->P, sc->xb, 0, 1, xoff, sc->dyt, g->Op, NULL, part, g->Op, NULL, n > n0);
+            if (g->Ow < g->Op) {
+                dots_dw(g, sc->xb, xoff, dyn, part, n > n0);
+            } else {
+                transpose_dy(dyn, g->O, g->P, g->Op, sc->dyt);
+                fm__gemm_off(g->K, g->Op, g->P, sc->xb, 0, 1, xoff, sc->dyt, g->Op, NULL, part, g->Op, NULL, n > n0);
+            }
         }
         if (dx) {
             float *dxn = dx + (size_t)n * xs;
@@ -473,12 +516,12 @@ static int image_threads(double work, int items)
  * depends only on the shapes. */
 #define CONV_PART_FLOATS ((size_t)1 << 22)
 
-/* The backward on shifted copies: dx, and dW summed over the chunks (in
- * double, into acc (K, Op)). */
+/* The backward on shifted copies: dx, dW summed over the chunks (in double,
+ * into acc (K, Op)), and the images' sums of dy per channel into pdb (N, O). */
 static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, const float *w, const float *dy,
-                             float *dx, int dx_fresh, double *acc)
+                             float *dx, int dx_fresh, double *acc, double *pdb)
 {
-    size_t kop = (size_t)g->K * g->Op;
+    size_t kop = (size_t)g->K * g->Ow;
     int kd = g->O * g->kh * g->kw, nq = (g->N + CONV_CHUNK - 1) / CONV_CHUNK, group = nq;
     if (acc) {
         size_t fit = CONV_PART_FLOATS / kop;
@@ -493,7 +536,7 @@ static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, co
     shift_scratch sc[FM__MAX_WORKERS];
     for (int t = 0; t < nt; t++) {
         sc[t].xb = acc ? fm__tape_alloc(tp, (size_t)g->kw * g->C * g->xps * sizeof(float)) : NULL;
-        sc[t].dyt = acc ? fm__tape_alloc(tp, (size_t)g->P * g->Op * sizeof(float)) : NULL;
+        sc[t].dyt = acc && g->Ow == g->Op ? fm__tape_alloc(tp, (size_t)g->P * g->Op * sizeof(float)) : NULL;
         sc[t].db = dx ? fm__tape_alloc(tp, (size_t)g->kw * g->O * g->dps * sizeof(float)) : NULL;
         sc[t].out = dx && g->Nx > g->H * g->W ? fm__tape_alloc(tp, (size_t)g->C * g->Nx * sizeof(float)) : NULL;
     }
@@ -517,7 +560,7 @@ static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, co
             int i0 = fm__split(m, t, ntm), i1 = fm__split(m, t + 1, ntm);
             for (int i = i0; i < i1; i++)
                 shifted_backward_chunk(g, x, dy, wf, xoff, doff, dx, dx_fresh, part ? part + (size_t)i * kop : NULL,
-                                       &sc[t], q0 + i);
+                                       pdb, &sc[t], q0 + i);
         }
         /* the chunks' weight gradients in chunk order */
         for (int i = 0; acc && i < m; i++) {
@@ -537,7 +580,9 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
     float *db = fm__wants_grad(b) ? fm__grad(tp, b) : NULL;
     if (tp->status != FM_OK) return;
     const float *dy = y->grad;
-    if (db) {
+    /* On shifted copies, each image's bias gradient comes with its other
+     * gradients (dy is read once); else here. */
+    if (db && !(g.shifted && (dx || dw))) {
         for (int o = 0; o < g.O; o++) {
             /* eight running sums (p mod 8), combined pairwise at the end */
             double s[8] = {0};
@@ -555,7 +600,7 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
 
     /* Everything below is scratch, given back at the end. */
     fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
-    int ldo = g.shifted ? g.Op : g.O; /* columns of the (K, O) weight-gradient sums */
+    int ldo = g.Ow;
     size_t ko = (size_t)g.K * ldo;
     double *acc = NULL;
     if (dw) {
@@ -564,7 +609,15 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
     }
     if (tp->status != FM_OK) return;
     if (g.shifted) {
-        shifted_backward(tp, &g, x->data, w->data, dy, dx, dx_fresh, acc);
+        double *pdb = db ? fm__tape_alloc(tp, (size_t)g.N * g.O * sizeof(double)) : NULL;
+        if (tp->status != FM_OK) return;
+        shifted_backward(tp, &g, x->data, w->data, dy, dx, dx_fresh, acc, pdb);
+        /* the images' bias gradients in image order */
+        for (int o = 0; pdb && tp->status == FM_OK && o < g.O; o++) {
+            double s = 0.0;
+            for (int n = 0; n < g.N; n++) s += pdb[(size_t)n * g.O + o];
+            db[o] += (float)s;
+        }
     } else {
         if (dx_fresh) memset(dx, 0, x->size * sizeof(float)); /* col2im adds */
         size_t slice = (size_t)g.K * g.rows * g.Wo;
@@ -712,13 +765,23 @@ static void upsample_backward(fm_tape *tp, fm_tensor *y)
     for (size_t q = 0; q < planes; q++) {
         const float *g = y->grad + q * (size_t)y->shape[2] * Wy;
         float *d = dx + q * (size_t)H * W;
-        for (int h = 0; h < H; h++)
+        for (int h = 0; h < H; h++) {
+            float *dr = d + (size_t)h * W;
+            if (f == 2) { /* the same sums in the same order, in a loop that vectorises */
+                const float *r0 = g + (size_t)(2 * h) * Wy, *r1 = r0 + Wy;
+                for (int w = 0; w < W; w++) {
+                    float s = ((r0[2 * w] + r0[2 * w + 1]) + r1[2 * w]) + r1[2 * w + 1];
+                    dr[w] = fresh ? s : dr[w] + s;
+                }
+                continue;
+            }
             for (int w = 0; w < W; w++) {
                 float s = 0.0f;
                 for (int i = 0; i < f; i++)
                     for (int j = 0; j < f; j++) s += g[(size_t)(h * f + i) * Wy + (size_t)w * f + j];
-                d[(size_t)h * W + w] = fresh ? s : d[(size_t)h * W + w] + s;
+                dr[w] = fresh ? s : dr[w] + s;
             }
+        }
     }
 }
 
@@ -742,8 +805,12 @@ fm_tensor *fm_upsample_nearest2d(fm_tape *tp, fm_tensor *x, int factor)
         float *yp = y->data + q * (size_t)shape[2] * Wy;
         for (int h = 0; h < H; h++) {
             float *row = yp + (size_t)h * factor * Wy;
-            for (int w = 0; w < W; w++)
-                for (int j = 0; j < factor; j++) row[(size_t)w * factor + j] = xp[(size_t)h * W + w];
+            const float *xr = xp + (size_t)h * W;
+            if (factor == 2)
+                for (int w = 0; w < W; w++) row[2 * w] = row[2 * w + 1] = xr[w];
+            else
+                for (int w = 0; w < W; w++)
+                    for (int j = 0; j < factor; j++) row[(size_t)w * factor + j] = xr[w];
             for (int i = 1; i < factor; i++) memcpy(row + (size_t)i * Wy, row, Wy * sizeof(float));
         }
     }
@@ -763,6 +830,23 @@ static void avg_pool_backward(fm_tape *tp, fm_tensor *y)
     for (size_t q = 0; q < planes; q++) {
         const float *g = y->grad + q * (size_t)Ho * Wo;
         float *d = dx + q * (size_t)x->shape[2] * W;
+        if (k == 2) { /* the same values in loops that vectorise */
+            for (int h = 0; h < Ho; h++) {
+                float *r0 = d + (size_t)(2 * h) * W, *r1 = r0 + W;
+                const float *gr = g + (size_t)h * Wo;
+                if (fresh)
+                    for (int w = 0; w < Wo; w++) r0[2 * w] = r0[2 * w + 1] = r1[2 * w] = r1[2 * w + 1] = gr[w] * inv;
+                else
+                    for (int w = 0; w < Wo; w++) {
+                        float v = gr[w] * inv;
+                        r0[2 * w] += v;
+                        r0[2 * w + 1] += v;
+                        r1[2 * w] += v;
+                        r1[2 * w + 1] += v;
+                    }
+            }
+            continue;
+        }
         for (int h = 0; h < Ho; h++)
             for (int w = 0; w < Wo; w++) {
                 float v = g[(size_t)h * Wo + w] * inv;
@@ -796,6 +880,15 @@ fm_tensor *fm_avg_pool2d(fm_tape *tp, fm_tensor *x, int k)
     for (size_t q = 0; q < planes; q++) {
         const float *xp = x->data + q * (size_t)H * W;
         float *yp = y->data + q * (size_t)Ho * Wo;
+        if (k == 2) { /* the same sums in the same order, in a loop that vectorises */
+            for (int h = 0; h < Ho; h++) {
+                const float *r0 = xp + (size_t)(2 * h) * W, *r1 = r0 + W;
+                float *yr = yp + (size_t)h * Wo;
+                for (int w = 0; w < Wo; w++)
+                    yr[w] = (float)(((((double)r0[2 * w] + r0[2 * w + 1]) + r1[2 * w]) + r1[2 * w + 1]) / 4.0);
+            }
+            continue;
+        }
         for (int h = 0; h < Ho; h++)
             for (int w = 0; w < Wo; w++) {
                 double sum = 0.0;

@@ -5,8 +5,11 @@
  * values per channel. Each group's mean and biased variance are computed in
  * double (two passes, GN_LANES running sums each, combined pairwise) and
  * rstd = 1 / sqrt(var + eps); y = xhat gamma[c] + beta[c] with
- * xhat = (x - mean) rstd, evaluated in double. The groups' mean and rstd stay
- * on the tape. Backward, with g = dy gamma[c] over a group:
+ * xhat = (x - mean) rstd. The elementwise arithmetic is in float, the mean
+ * taken off as a float and the float remainder of it, (x - m_hi) - m_lo: the
+ * first difference is exact when x is near the mean, so data far from zero
+ * keep their precision. The groups' mean and rstd stay on the tape.
+ * Backward, with g = dy gamma[c] over a group:
  *   dx = rstd (g - mean(g) - xhat mean(g xhat)),
  *   dgamma[c] += sum over samples and pixels of dy xhat, dbeta[c] += sum of dy,
  * every sum in double. Groups are spread over the threads, each writing only
@@ -85,24 +88,49 @@ static double sumsq_d(const float *v, size_t n, double c)
     return lanes_total(s);
 }
 
+/* A group's mean as a float and the float remainder, and rstd as a float. */
+typedef struct {
+    float hi, lo, rstd;
+} gn_center;
+
+static gn_center center_of(double mean, double rstd)
+{
+    gn_center z;
+    z.hi = (float)mean;
+    z.lo = (float)(mean - (double)z.hi);
+    z.rstd = (float)rstd;
+    return z;
+}
+
+/* x - mean, in float */
+static inline float centered(float x, gn_center z) { return (x - z.hi) - z.lo; }
+
 /* *sd = sum of d, *sdx = sum of d (x - mean) rstd, the same way */
-static void sums_dx(const float *x, const float *d, size_t n, double mean, double rstd, double *sd, double *sdx)
+static void sums_dx(const float *x, const float *d, size_t n, gn_center z, double *sd, double *sdx)
 {
     double a[GN_LANES] = {0}, b[GN_LANES] = {0};
     size_t i = 0;
     for (; i + GN_LANES <= n; i += GN_LANES)
         for (int l = 0; l < GN_LANES; l++) {
-            double xh = (x[i + l] - mean) * rstd;
+            float xh = centered(x[i + l], z) * z.rstd;
             a[l] += d[i + l];
             b[l] += d[i + l] * xh;
         }
     for (; i < n; i++) {
-        double xh = (x[i] - mean) * rstd;
+        float xh = centered(x[i], z) * z.rstd;
         a[i % GN_LANES] += d[i];
         b[i % GN_LANES] += d[i] * xh;
     }
     *sd = lanes_total(a);
     *sdx = lanes_total(b);
+}
+
+/* The norm's output for channel c of a group: h = (x - mean) a + beta,
+ * a = gamma rstd. The forward and the backward (which makes h again) both
+ * come here, so they agree to the bit. */
+static void norm_channel(const float *x, size_t S, gn_center z, float a, float beta, float *h)
+{
+    for (size_t s = 0; s < S; s++) h[s] = centered(x[s], z) * a + beta;
 }
 
 /* Groups [q0, q1) (q = n G + group) of the forward pass, then act; stats
@@ -118,14 +146,11 @@ static void gn_forward_groups(const gn_geom *g, const float *x, const float *gam
         double rstd = 1.0 / sqrt(var + eps);
         stats[2 * (size_t)q] = mean;
         stats[2 * (size_t)q + 1] = rstd;
+        gn_center z = center_of(mean, rstd);
         int c0 = (q % g->G) * g->cg;
         for (int c = 0; c < g->cg; c++) {
-            /* y = x a + b with a = gamma rstd, b = beta - mean a */
-            double a = (gamma ? (double)gamma[c0 + c] : 1.0) * rstd;
-            double b = (beta ? (double)beta[c0 + c] : 0.0) - mean * a;
-            const float *xc = xq + (size_t)c * g->S;
-            float *yc = yq + (size_t)c * g->S;
-            for (size_t s = 0; s < g->S; s++) yc[s] = (float)(xc[s] * a + b);
+            float a = (float)((gamma ? (double)gamma[c0 + c] : 1.0) * rstd), b = beta ? beta[c0 + c] : 0.0f;
+            norm_channel(xq + (size_t)c * g->S, g->S, z, a, b, yq + (size_t)c * g->S);
         }
         if (act != FM_ACT_NONE) fm__act_forward(act, yq, yq, g->m);
     }
@@ -140,16 +165,14 @@ static void gn_backward_groups(const gn_geom *g, const float *x, const float *ga
                                double *pg, double *pb, float *hs, float *gs, int q0, int q1)
 {
     for (int q = q0; q < q1; q++) {
-        double mean = stats[2 * (size_t)q], rstd = stats[2 * (size_t)q + 1];
+        double rstd = stats[2 * (size_t)q + 1];
+        gn_center z = center_of(stats[2 * (size_t)q], rstd);
         int n = q / g->G, c0 = (q % g->G) * g->cg;
         const float *xq = x + (size_t)q * g->m, *dq = dy + (size_t)q * g->m;
         if (act != FM_ACT_NONE) {
             for (int c = 0; c < g->cg; c++) {
-                double a = (gamma ? (double)gamma[c0 + c] : 1.0) * rstd;
-                double b = (beta ? (double)beta[c0 + c] : 0.0) - mean * a;
-                const float *xc = xq + (size_t)c * g->S;
-                float *hc = hs + (size_t)c * g->S;
-                for (size_t s = 0; s < g->S; s++) hc[s] = (float)(xc[s] * a + b);
+                float a = (float)((gamma ? (double)gamma[c0 + c] : 1.0) * rstd), b = beta ? beta[c0 + c] : 0.0f;
+                norm_channel(xq + (size_t)c * g->S, g->S, z, a, b, hs + (size_t)c * g->S);
             }
             fm__act_backward(act, hs, y + (size_t)q * g->m, dq, gs, g->m, 1);
             dq = gs;
@@ -157,7 +180,7 @@ static void gn_backward_groups(const gn_geom *g, const float *x, const float *ga
         double sg = 0.0, sgx = 0.0; /* sums of g and g xhat over the group */
         for (int c = 0; c < g->cg; c++) {
             double d, dxh;
-            sums_dx(xq + (size_t)c * g->S, dq + (size_t)c * g->S, g->S, mean, rstd, &d, &dxh);
+            sums_dx(xq + (size_t)c * g->S, dq + (size_t)c * g->S, g->S, z, &d, &dxh);
             if (pb) pb[(size_t)n * g->C + c0 + c] = d;
             if (pg) pg[(size_t)n * g->C + c0 + c] = dxh;
             double gm = gamma ? (double)gamma[c0 + c] : 1.0;
@@ -165,22 +188,17 @@ static void gn_backward_groups(const gn_geom *g, const float *x, const float *ga
             sgx += gm * dxh;
         }
         if (!dx) continue;
-        double mg = sg / (double)g->m, mgx = sgx / (double)g->m;
+        /* dx = rstd (gamma g - mg - xhat mgx) = u g - v - xhat w */
+        float v = (float)(rstd * sg / (double)g->m), w = (float)(rstd * sgx / (double)g->m);
         float *dxq = dx + (size_t)q * g->m;
         for (int c = 0; c < g->cg; c++) {
-            double gm = gamma ? (double)gamma[c0 + c] : 1.0;
+            float u = (float)(rstd * (gamma ? (double)gamma[c0 + c] : 1.0));
             const float *xc = xq + (size_t)c * g->S, *dc = dq + (size_t)c * g->S;
             float *dxc = dxq + (size_t)c * g->S;
             if (dx_fresh)
-                for (size_t s = 0; s < g->S; s++) {
-                    double xh = (xc[s] - mean) * rstd;
-                    dxc[s] = (float)(rstd * (gm * dc[s] - mg - xh * mgx));
-                }
+                for (size_t s = 0; s < g->S; s++) dxc[s] = u * dc[s] - v - centered(xc[s], z) * z.rstd * w;
             else
-                for (size_t s = 0; s < g->S; s++) {
-                    double xh = (xc[s] - mean) * rstd;
-                    dxc[s] += (float)(rstd * (gm * dc[s] - mg - xh * mgx));
-                }
+                for (size_t s = 0; s < g->S; s++) dxc[s] += u * dc[s] - v - centered(xc[s], z) * z.rstd * w;
         }
     }
 }
