@@ -128,11 +128,16 @@ void fm__fill_shape(fm_tensor *t, int ndim, const int *shape);   /* sets size to
  * computed in a fixed order and then added, whatever the thread count. */
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,
               int ldc, const float *bias, int acc);
-/* The same with row i of A at A + aoff[i] (then k aks on) when aoff is set,
- * and row k of B at B + boff[k] when boff is set; N a multiple of 16 when
- * either is. */
-void fm__gemm_off(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const ptrdiff_t *aoff,
-                  const float *B, int ldb, const ptrdiff_t *boff, float *C, int ldc, const float *bias, int acc);
+/* The convolutions' products on shifted planes (ops_conv.c), N a multiple of 16.
+ * bshift: C (M, N) [+]= A (M, K, row stride lda) B~, B~'s row k at B + boff[k];
+ * the k loop is nseg equal segments and in segment s an entry of column n
+ * counts only where 0 <= n mod W + d0 + s < W (W 0: everywhere).
+ * ashift: C (M, N) [+]= A~ B~ with A~(i, k) = A[aoff[i] + kk] and B~'s row k
+ * at B + kk ldb, kk = kidx[k] (kidx NULL: kk = k). */
+void fm__gemm_bshift(int M, int N, int K, const float *A, ptrdiff_t lda, const float *B, const ptrdiff_t *boff, int W,
+                     int d0, int nseg, float *C, int ldc, int acc);
+void fm__gemm_ashift(int M, int N, int K, const float *A, const ptrdiff_t *aoff, const ptrdiff_t *kidx, const float *B,
+                     int ldb, float *C, int ldc, int acc);
 
 /* Elementwise activation kernels shared by the op and fused paths. */
 void fm__act_forward(fm_act a, const float *x, float *y, size_t n);

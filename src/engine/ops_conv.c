@@ -11,11 +11,12 @@
  *
  * With stride 1 and an output as wide as the input (3x3 with padding 1, 1x1
  * without: every convolution of the U-Net) col_n is never built: the products
- * read its rows in place from shifted copies of the image's planes, and dx is
- * the same kind of product on copies of dy with the kernel turned round
- * (below, "the products on shifted copies"). The weight gradients of a chunk
- * of 8 images add up in one float buffer; the chunks' buffers are summed in
- * double in chunk order.
+ * read its rows in place from one zero-padded copy of the image's planes,
+ * masking the entries a shift carries across a row edge, and dx is the same
+ * kind of product on a copy of dy with the kernel turned round (below, "the
+ * products on shifted planes"). The weight gradients of a chunk of 8 images
+ * add up in one float buffer; the chunks' buffers are summed in double in
+ * chunk order.
  *
  * Other convolutions unfold each image (im2col) into tape scratch, a band of
  * output rows at a time for images of more than about 1024 output pixels, and
@@ -25,7 +26,7 @@
  * band is one contiguous run of the input plane, copied (or, backward, added)
  * whole, with the entries that wrap round a row edge zeroed.
  *
- * Images (chunks, backward on shifted copies) are spread over the threads,
+ * Images (chunks, backward on shifted planes) are spread over the threads,
  * each writing only its own outputs and buffers; the matrix products give the
  * same bits on any thread count, and so does the op. Copies and unfolded
  * images are scratch, returned to the tape when the op (or its backward) is
@@ -57,6 +58,9 @@ typedef struct {
     size_t xps, dps;     /* floats per plane of the copies of x and of dy */
 } conv_geom;
 
+/* Kernels up to this wide (pad 8) run on shifted planes. */
+#define CONV_MAX_SHIFTS 17
+
 /* Output positions per band of an unfolded image, about: large images are
  * unfolded a band of output rows at a time, so the scratch stays small while
  * the products stay wide enough to run at speed. */
@@ -80,7 +84,7 @@ static conv_geom geom_of(const fm_tensor *x, const fm_tensor *w, int stride, int
     g.P = g.Ho * g.Wo;
     int slices = (int)(((long long)g.P + CONV_SLICE_COLS - 1) / CONV_SLICE_COLS);
     g.rows = (g.Ho + slices - 1) / slices;
-    g.shifted = stride == 1 && g.kw == 2 * pad + 1 && pad < g.W && pad < g.kh;
+    g.shifted = stride == 1 && g.kw == 2 * pad + 1 && pad < g.W && pad < g.kh && g.kw <= CONV_MAX_SHIFTS;
     g.Np = (g.P + 15) / 16 * 16;
     g.Nx = (g.H * g.W + 15) / 16 * 16;
     g.Op = (g.O + 15) / 16 * 16;
@@ -225,85 +229,78 @@ static void col2im(const conv_geom *g, float *dcol, int oh0, int oh1, float *dx)
     }
 }
 
-/* ---- the products on shifted copies
+/* ---- the products on shifted planes
  *
  * With stride 1 and an output as wide as the input (kw = 2 pad + 1, pad < W,
  * pad < kh) the unfolded image need not be built: its row (c, i, j) is plane c
- * shifted by i rows and d = j - pad columns, except where the shift carries
- * a row's edge into the next row. So each plane is copied kw times, once per
- * column shift d, with pad zeros before, zero rows above and below, and the
- * columns that shift d reads only across a row edge set to zero (d < 0: the
- * last -d columns; d > 0: the first d). Row (c, i, j) of the unfolded image
- * is then the copy for shift d read from offset i W + j on, one contiguous
- * run, and the products read those runs in place (fm__gemm_off), computing
- * the output's columns rounded up to whole vectors (the extra ones read the
- * zeros after the plane and are dropped).
+ * shifted by i rows and d = j - pad columns, except where the shift carries a
+ * row's edge into the next row (output column ow with ow + d outside [0, W)),
+ * which must read zero. So each image's planes are copied once, with pad
+ * zeros before, zero rows above and below and zeros after, and row (c, i, j)
+ * of the unfolded image is the copy of plane c read from offset i W + j on,
+ * one contiguous run, except the entries across a row edge. The products
+ * read those runs in place (gemm.c): the forward and dx products take their
+ * k loop one shift d at a time and mask those columns; the weight gradient's
+ * k loop (over pixels) skips them. Output columns are rounded up to whole
+ * vectors; the extra ones read the zeros after the plane and are dropped.
  *
- * Forward, per image: y_n (O, P) = [b +] W (O, K) X_n with X_n's rows at the
- * offsets into the copies of x_n. Input gradient: the transposed convolution
- * is the same kind of product, dx_n (C, H W) += Wf (C, O kh kw) D_n, on copies
- * of dy_n (kh - 1 - pad zero rows above and below) and the kernel turned by
- * 180 degrees, Wf[c, (o, i, j)] = W[o, c, kh-1-i, kw-1-j]. Weight gradient:
- * dW^T (K, O) = X_n dy_n^T, rows of X_n read in place again, dy_n transposed
- * into (P, O) with O rounded up (zero columns); with fewer than 16 outputs
- * (a last layer to one channel) the rounding would multiply the work, so
- * there each entry is a dot product along the pixels. Images are taken in chunks of
- * CONV_CHUNK in order; a chunk's images add their products into one float
- * buffer, and the chunks' buffers are summed in double in chunk order, so the
- * bits depend only on the shapes. */
+ * Forward, per image: y_n (O, P) = [b +] W (O, K) X_n, with K ordered by
+ * (j, c, i) (the weight reordered to match, once per call). Input gradient:
+ * the transposed convolution is the same kind of product,
+ * dx_n (C, H W) += Wf D_n, on a copy of dy_n (kh - 1 - pad zero rows above
+ * and below) and the kernel turned by 180 degrees, Wf[c, (j, o, i)] =
+ * W[o, c, kh-1-i, kw-1-j]. Weight gradient: dW^T (K, O) = X_n dy_n^T, one
+ * product per shift, dy_n transposed into (P, O) with O rounded up (zero
+ * columns); with fewer than 16 outputs (a last layer to one channel) the
+ * rounding would multiply the work, so there each entry is a dot product
+ * along the pixels against dy_n with the pixels across an edge zeroed. Images
+ * are taken in chunks of CONV_CHUNK in order; a chunk's images add their
+ * products into one float buffer, and the chunks' buffers are summed in
+ * double in chunk order, so the bits depend only on the shapes. */
 
 #define CONV_CHUNK 8
 
-/* The kw shifted copies of nc planes src (R rows of W), pt zero rows above:
- * buf[(j nc + c) ps ...], the layout described above. */
-static void shift_copies(const float *src, int nc, int R, int W, int kw, int pad, int pt, size_t ps, float *buf)
+/* The copy of nc planes src (R rows of W), pt zero rows above: plane c at
+ * buf + c ps, the layout described above. */
+static void plane_copies(const float *src, int nc, int R, int W, int pad, int pt, size_t ps, float *buf)
 {
     size_t head = (size_t)pad + (size_t)pt * W, body = (size_t)R * W;
-    for (int j = 0; j < kw; j++) {
-        int d = j - pad, lo = d > 0 ? d : 0, hi = d < 0 ? W + d : W; /* columns kept */
-        for (int c = 0; c < nc; c++) {
-            float *p = buf + ((size_t)j * nc + c) * ps;
-            const float *s = src + (size_t)c * body;
-            memset(p, 0, head * sizeof(float));
-            p += head;
-            memcpy(p, s, body * sizeof(float));
-            if (lo > 0 || hi < W) /* the columns read only across a row edge */
-                for (int r = 0; r < R; r++) {
-                    float *q = p + (size_t)r * W;
-                    for (int w = 0; w < lo; w++) q[w] = 0.0f;
-                    for (int w = hi; w < W; w++) q[w] = 0.0f;
-                }
-            memset(p + body, 0, (ps - head - body) * sizeof(float));
-        }
+    for (int c = 0; c < nc; c++) {
+        float *p = buf + (size_t)c * ps;
+        memset(p, 0, head * sizeof(float));
+        memcpy(p + head, src + (size_t)c * body, body * sizeof(float));
+        memset(p + head + body, 0, (ps - head - body) * sizeof(float));
     }
 }
 
-/* Offsets of the rows (c, i, j), in that order, of the unfolded image in the
- * copies of nc planes of stride ps. */
-static void shift_offsets(int nc, int kh, int kw, int W, size_t ps, ptrdiff_t *off)
+/* Offsets of the rows (j, c, i), in that order, of the unfolded image in the
+ * copy of nc planes of stride ps. */
+static void plane_offsets(int nc, int kh, int kw, int W, size_t ps, ptrdiff_t *off)
 {
-    for (int c = 0; c < nc; c++)
-        for (int i = 0; i < kh; i++)
-            for (int j = 0; j < kw; j++)
-                off[((size_t)c * kh + i) * kw + j] = (ptrdiff_t)(((size_t)j * nc + c) * ps) + (ptrdiff_t)i * W + j;
+    for (int j = 0; j < kw; j++)
+        for (int c = 0; c < nc; c++)
+            for (int i = 0; i < kh; i++)
+                off[((size_t)j * nc + c) * kh + i] = (ptrdiff_t)((size_t)c * ps) + (ptrdiff_t)i * W + j;
 }
 
-/* Images [n0, n1) of the forward pass. xb: this worker's copies of an image;
- * out: its (O, Np) block when Np > P (else the product goes to y directly). */
-static void shifted_forward_images(const conv_geom *g, const float *x, const float *w, const float *b,
+/* Images [n0, n1) of the forward pass. wr: the weight in (j, c, i) order;
+ * xb: this worker's copy of an image; out: its (O, Np) block when Np > P
+ * (else the product goes to y directly). */
+static void shifted_forward_images(const conv_geom *g, const float *x, const float *wr, const float *b,
                                    const ptrdiff_t *xoff, float *y, float *xb, float *out, int n0, int n1)
 {
     size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->P;
+    int mw = g->kw > 1 ? g->W : 0; /* a 1-wide kernel shifts nothing: no masks */
     for (int n = n0; n < n1; n++) {
         float *yn = y + (size_t)n * ys;
-        shift_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->kw, g->pad, g->pad, g->xps, xb);
+        plane_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->pad, g->pad, g->xps, xb);
         if (g->Np == g->P) {
             if (b) /* bias first, then the sum over k added to it */
                 for (int o = 0; o < g->O; o++)
                     for (int p = 0; p < g->P; p++) yn[(size_t)o * g->P + p] = b[o];
-            fm__gemm_off(g->O, g->P, g->K, w, g->K, 1, NULL, xb, 0, xoff, yn, g->P, NULL, b != NULL);
+            fm__gemm_bshift(g->O, g->P, g->K, wr, g->K, xb, xoff, mw, -g->pad, g->kw, yn, g->P, b != NULL);
         } else {
-            fm__gemm_off(g->O, g->Np, g->K, w, g->K, 1, NULL, xb, 0, xoff, out, g->Np, NULL, 0);
+            fm__gemm_bshift(g->O, g->Np, g->K, wr, g->K, xb, xoff, mw, -g->pad, g->kw, out, g->Np, 0);
             for (int o = 0; o < g->O; o++) {
                 const float *r = out + (size_t)o * g->Np;
                 float *d = yn + (size_t)o * g->P, bo = b ? b[o] : 0.0f;
@@ -362,33 +359,49 @@ static void transpose_dy(const float *dyn, int O, int P, int Op, float *dyt)
         }
 }
 
-/* part (K, O) (+)= X_n dy_n^T as K O dot products of length P (few outputs). */
-static void dots_dw(const conv_geom *g, const float *xb, const ptrdiff_t *xoff, const float *dyn, float *part, int acc)
+/* part (K, O) (+)= X_n dy_n^T as K O dot products of length P (few outputs):
+ * row (c, i, j) of X_n at xb + xoff[(j C + c) kh + i], against dym[j] (dy_n
+ * with the pixels that shift j reads across an edge zeroed). */
+static void dots_dw(const conv_geom *g, const float *xb, const ptrdiff_t *xoff, const float *dym, float *part, int acc)
 {
-    for (int k = 0; k < g->K; k++) {
-        const float *a = xb + xoff[k];
-        for (int o = 0; o < g->O; o++) {
-            const float *d = dyn + (size_t)o * g->P;
-            float s[16] = {0};
-            int p = 0;
-            for (; p + 16 <= g->P; p += 16)
-                for (int l = 0; l < 16; l++) s[l] += a[p + l] * d[p + l];
-            for (; p < g->P; p++) s[p % 16] += a[p] * d[p];
-            for (int w = 8; w >= 1; w /= 2)
-                for (int l = 0; l < w; l++) s[l] += s[l + w];
-            float *c = part + (size_t)k * g->O + o;
-            *c = acc ? *c + s[0] : s[0];
-        }
-    }
+    for (int c = 0; c < g->C; c++)
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                const float *a = xb + xoff[((size_t)j * g->C + c) * g->kh + i];
+                int k = (c * g->kh + i) * g->kw + j;
+                for (int o = 0; o < g->O; o++) {
+                    const float *d = dym + ((size_t)j * g->O + o) * g->P;
+                    float s[16] = {0};
+                    int p = 0;
+                    for (; p + 16 <= g->P; p += 16)
+                        for (int l = 0; l < 16; l++) s[l] += a[p + l] * d[p + l];
+                    for (; p < g->P; p++) s[p % 16] += a[p] * d[p];
+                    for (int w = 8; w >= 1; w /= 2)
+                        for (int l = 0; l < w; l++) s[l] += s[l + w];
+                    float *e = part + (size_t)k * g->O + o;
+                    *e = acc ? *e + s[0] : s[0];
+                }
+            }
 }
 
-/* Per-worker scratch of the backward pass on shifted copies. */
+/* Per-worker scratch of the backward pass on shifted planes. */
 typedef struct {
-    float *xb;  /* copies of x_n (weight gradient) */
-    float *dyt; /* (P, Op): dy_n transposed, zero columns after O */
-    float *db;  /* copies of dy_n (input gradient) */
+    float *xb;  /* copy of x_n (weight gradient) */
+    float *dyt; /* (P, Op): dy_n transposed, zero columns after O; or, for
+                 * the dot products, (kw, O, P): dy_n masked per shift */
+    float *db;  /* copy of dy_n (input gradient) */
     float *out; /* (C, Nx) when Nx > H W */
 } shift_scratch;
+
+/* What the backward's products share: offsets and pixel tables. */
+typedef struct {
+    const float *wf;      /* (C, O kh kw) in (j, o, i) order: the kernel turned round */
+    const ptrdiff_t *xoff; /* (K): rows (j, c, i) of X_n */
+    const ptrdiff_t *aoff; /* (C kh): rows (c, i) of X_n for one shift (add j) */
+    const ptrdiff_t *doff; /* (O kh kw): rows (j, o, i) of D_n */
+    const ptrdiff_t *kidx[CONV_MAX_SHIFTS]; /* per shift j, the pixels it reads within a row (NULL: all) */
+    int klen[CONV_MAX_SHIFTS];
+} shift_tables;
 
 /* The sum of v[0 .. n) in double: 16 running sums (index mod 16), combined
  * pairwise. */
@@ -405,34 +418,45 @@ static double sum16_d(const float *v, int n)
 }
 
 /* Backward of the images of chunk q: dx_n += Wf D_n for each (dx_n = when
- * dx_fresh), part (K, Op) = the sum of X_n dy_n^T over the chunk's images in
+ * dx_fresh), part (K, Ow) = the sum of X_n dy_n^T over the chunk's images in
  * order, and pdb[n O + o] = the sum of dy_n's channel o. */
-static void shifted_backward_chunk(const conv_geom *g, const float *x, const float *dy, const float *wf,
-                                   const ptrdiff_t *xoff, const ptrdiff_t *doff, float *dx, int dx_fresh, float *part,
-                                   double *pdb, const shift_scratch *sc, int q)
+static void shifted_backward_chunk(const conv_geom *g, const float *x, const float *dy, const shift_tables *tb,
+                                   float *dx, int dx_fresh, float *part, double *pdb, const shift_scratch *sc, int q)
 {
     size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->P, hw = (size_t)g->H * g->W;
     int n0 = q * CONV_CHUNK, n1 = n0 + CONV_CHUNK < g->N ? n0 + CONV_CHUNK : g->N;
-    int kd = g->O * g->kh * g->kw;
+    int kd = g->O * g->kh * g->kw, mw = g->kw > 1 ? g->W : 0;
     for (int n = n0; n < n1; n++) {
         const float *dyn = dy + (size_t)n * ys;
         for (int o = 0; pdb && o < g->O; o++) pdb[(size_t)n * g->O + o] = sum16_d(dyn + (size_t)o * g->P, g->P);
         if (part) {
-            shift_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->kw, g->pad, g->pad, g->xps, sc->xb);
+            plane_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->pad, g->pad, g->xps, sc->xb);
             if (g->Ow < g->Op) {
-                dots_dw(g, sc->xb, xoff, dyn, part, n > n0);
+                for (int j = 0; j < g->kw; j++) {
+                    int d = j - g->pad;
+                    float *m = sc->dyt + (size_t)j * g->O * g->P;
+                    memcpy(m, dyn, (size_t)g->O * g->P * sizeof(float));
+                    if (d != 0) /* the columns shift d reads across a row edge */
+                        for (size_t r = 0; r < (size_t)g->O * g->Ho; r++)
+                            for (int ow = d < 0 ? 0 : g->W - d; ow < (d < 0 ? -d : g->W); ow++) m[r * g->W + ow] = 0.0f;
+                }
+                dots_dw(g, sc->xb, tb->xoff, sc->dyt, part, n > n0);
             } else {
                 transpose_dy(dyn, g->O, g->P, g->Op, sc->dyt);
-                fm__gemm_off(g->K, g->Op, g->P, sc->xb, 0, 1, xoff, sc->dyt, g->Op, NULL, part, g->Op, NULL, n > n0);
+                /* one product per shift j: rows (c, i, j) of dW^T, K kw apart */
+                for (int j = 0; j < g->kw; j++)
+                    fm__gemm_ashift(g->C * g->kh, g->Op, tb->klen[j], sc->xb + j, tb->aoff, tb->kidx[j], sc->dyt, g->Op,
+                                    part + (size_t)j * g->Op, g->kw * g->Op, n > n0);
             }
         }
         if (dx) {
             float *dxn = dx + (size_t)n * xs;
-            shift_copies(dyn, g->O, g->Ho, g->W, g->kw, g->pad, g->kh - 1 - g->pad, g->dps, sc->db);
+            plane_copies(dyn, g->O, g->Ho, g->W, g->pad, g->kh - 1 - g->pad, g->dps, sc->db);
             if (g->Nx == (int)hw) {
-                fm__gemm_off(g->C, g->Nx, kd, wf, kd, 1, NULL, sc->db, 0, doff, dxn, g->Nx, NULL, !dx_fresh);
+                fm__gemm_bshift(g->C, g->Nx, kd, tb->wf, kd, sc->db, tb->doff, mw, -g->pad, g->kw, dxn, g->Nx,
+                                !dx_fresh);
             } else {
-                fm__gemm_off(g->C, g->Nx, kd, wf, kd, 1, NULL, sc->db, 0, doff, sc->out, g->Nx, NULL, 0);
+                fm__gemm_bshift(g->C, g->Nx, kd, tb->wf, kd, sc->db, tb->doff, mw, -g->pad, g->kw, sc->out, g->Nx, 0);
                 for (int c = 0; c < g->C; c++) {
                     const float *r = sc->out + (size_t)c * g->Nx;
                     float *d = dxn + (size_t)c * hw;
@@ -516,8 +540,8 @@ static int image_threads(double work, int items)
  * depends only on the shapes. */
 #define CONV_PART_FLOATS ((size_t)1 << 22)
 
-/* The backward on shifted copies: dx, dW summed over the chunks (in double,
- * into acc (K, Op)), and the images' sums of dy per channel into pdb (N, O). */
+/* The backward on shifted planes: dx, dW summed over the chunks (in double,
+ * into acc (K, Ow)), and the images' sums of dy per channel into pdb (N, O). */
 static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, const float *w, const float *dy,
                              float *dx, int dx_fresh, double *acc, double *pdb)
 {
@@ -528,29 +552,56 @@ static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, co
         group = fit < 1 ? 1 : fit < (size_t)nq ? (int)fit : nq;
     }
     double work = (double)g->N * g->O * g->P * g->K * ((dx != NULL) + (acc != NULL));
-    int nt = image_threads(work, group);
+    int nt = image_threads(work, group), dots = g->Ow < g->Op;
+    shift_tables tb;
+    memset(&tb, 0, sizeof tb);
     ptrdiff_t *xoff = acc ? fm__tape_alloc(tp, (size_t)g->K * sizeof(ptrdiff_t)) : NULL;
+    ptrdiff_t *aoff = acc ? fm__tape_alloc(tp, (size_t)g->C * g->kh * sizeof(ptrdiff_t)) : NULL;
+    ptrdiff_t *kidx = acc && g->kw > 1 ? fm__tape_alloc(tp, (size_t)g->kw * g->P * sizeof(ptrdiff_t)) : NULL;
     ptrdiff_t *doff = dx ? fm__tape_alloc(tp, (size_t)kd * sizeof(ptrdiff_t)) : NULL;
     float *wf = dx ? fm__tape_alloc(tp, (size_t)g->C * kd * sizeof(float)) : NULL;
     float *part = acc ? fm__tape_alloc(tp, (size_t)group * kop * sizeof(float)) : NULL;
     shift_scratch sc[FM__MAX_WORKERS];
     for (int t = 0; t < nt; t++) {
-        sc[t].xb = acc ? fm__tape_alloc(tp, (size_t)g->kw * g->C * g->xps * sizeof(float)) : NULL;
-        sc[t].dyt = acc && g->Ow == g->Op ? fm__tape_alloc(tp, (size_t)g->P * g->Op * sizeof(float)) : NULL;
-        sc[t].db = dx ? fm__tape_alloc(tp, (size_t)g->kw * g->O * g->dps * sizeof(float)) : NULL;
+        sc[t].xb = acc ? fm__tape_alloc(tp, (size_t)g->C * g->xps * sizeof(float)) : NULL;
+        sc[t].dyt = !acc ? NULL
+                    : fm__tape_alloc(tp, (dots ? (size_t)g->kw * g->O : (size_t)g->Op) * g->P * sizeof(float));
+        sc[t].db = dx ? fm__tape_alloc(tp, (size_t)g->O * g->dps * sizeof(float)) : NULL;
         sc[t].out = dx && g->Nx > g->H * g->W ? fm__tape_alloc(tp, (size_t)g->C * g->Nx * sizeof(float)) : NULL;
     }
     if (tp->status != FM_OK) return;
-    if (xoff) shift_offsets(g->C, g->kh, g->kw, g->W, g->xps, xoff);
-    if (dx) {
-        shift_offsets(g->O, g->kh, g->kw, g->W, g->dps, doff);
-        /* Wf[c, (o, i, j)] = W[o, c, kh-1-i, kw-1-j] */
+    if (acc) {
+        plane_offsets(g->C, g->kh, g->kw, g->W, g->xps, xoff);
         for (int c = 0; c < g->C; c++)
-            for (int o = 0; o < g->O; o++)
-                for (int i = 0; i < g->kh; i++)
-                    for (int j = 0; j < g->kw; j++)
-                        wf[(size_t)c * kd + ((size_t)o * g->kh + i) * g->kw + j] =
+            for (int i = 0; i < g->kh; i++) aoff[c * g->kh + i] = (ptrdiff_t)((size_t)c * g->xps) + (ptrdiff_t)i * g->W;
+        tb.xoff = xoff;
+        tb.aoff = aoff;
+        /* shift d reads within the row at output columns [max(0, -d), min(W, W - d)) */
+        for (int j = 0; j < g->kw; j++) {
+            int d = j - g->pad, lo = d < 0 ? -d : 0, hi = d > 0 ? g->W - d : g->W, len = 0;
+            if (d == 0) {
+                tb.kidx[j] = NULL;
+                tb.klen[j] = g->P;
+                continue;
+            }
+            ptrdiff_t *t = kidx + (size_t)j * g->P;
+            for (int oh = 0; oh < g->Ho; oh++)
+                for (int ow = lo; ow < hi; ow++) t[len++] = (ptrdiff_t)oh * g->W + ow;
+            tb.kidx[j] = t;
+            tb.klen[j] = len;
+        }
+    }
+    if (dx) {
+        plane_offsets(g->O, g->kh, g->kw, g->W, g->dps, doff);
+        /* Wf[c, (j, o, i)] = W[o, c, kh-1-i, kw-1-j] */
+        for (int c = 0; c < g->C; c++)
+            for (int j = 0; j < g->kw; j++)
+                for (int o = 0; o < g->O; o++)
+                    for (int i = 0; i < g->kh; i++)
+                        wf[(size_t)c * kd + ((size_t)j * g->O + o) * g->kh + i] =
                             w[(((size_t)o * g->C + c) * g->kh + g->kh - 1 - i) * g->kw + g->kw - 1 - j];
+        tb.wf = wf;
+        tb.doff = doff;
     }
     for (int q0 = 0; q0 < nq; q0 += group) {
         int m = nq - q0 < group ? nq - q0 : group;
@@ -559,8 +610,8 @@ static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, co
         for (int t = 0; t < ntm; t++) {
             int i0 = fm__split(m, t, ntm), i1 = fm__split(m, t + 1, ntm);
             for (int i = i0; i < i1; i++)
-                shifted_backward_chunk(g, x, dy, wf, xoff, doff, dx, dx_fresh, part ? part + (size_t)i * kop : NULL,
-                                       pdb, &sc[t], q0 + i);
+                shifted_backward_chunk(g, x, dy, &tb, dx, dx_fresh, part ? part + (size_t)i * kop : NULL, pdb, &sc[t],
+                                       q0 + i);
         }
         /* the chunks' weight gradients in chunk order */
         for (int i = 0; acc && i < m; i++) {
@@ -709,16 +760,24 @@ fm_tensor *fm_conv2d(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b, int 
     if (g.shifted) {
         float *xb[FM__MAX_WORKERS] = {0}, *out[FM__MAX_WORKERS] = {0};
         ptrdiff_t *xoff = fm__tape_alloc(tp, (size_t)g.K * sizeof(ptrdiff_t));
+        float *wr = fm__tape_alloc(tp, (size_t)g.O * g.K * sizeof(float));
         for (int t = 0; t < nt; t++) {
-            xb[t] = fm__tape_alloc(tp, (size_t)g.kw * g.C * g.xps * sizeof(float));
+            xb[t] = fm__tape_alloc(tp, (size_t)g.C * g.xps * sizeof(float));
             if (g.Np > g.P) out[t] = fm__tape_alloc(tp, (size_t)g.O * g.Np * sizeof(float));
         }
         if (tp->status != FM_OK) return NULL;
-        shift_offsets(g.C, g.kh, g.kw, g.W, g.xps, xoff);
+        plane_offsets(g.C, g.kh, g.kw, g.W, g.xps, xoff);
+        /* the weight's columns in (j, c, i) order */
+        for (int o = 0; o < g.O; o++)
+            for (int j = 0; j < g.kw; j++)
+                for (int c = 0; c < g.C; c++)
+                    for (int i = 0; i < g.kh; i++)
+                        wr[(size_t)o * g.K + ((size_t)j * g.C + c) * g.kh + i] =
+                            w->data[(((size_t)o * g.C + c) * g.kh + i) * g.kw + j];
         FM__PARALLEL_FOR(nt)
         for (int t = 0; t < nt; t++) {
             int n0 = fm__split(g.N, t, nt), n1 = fm__split(g.N, t + 1, nt);
-            shifted_forward_images(&g, x->data, w->data, bias, xoff, y->data, xb[t], out[t], n0, n1);
+            shifted_forward_images(&g, x->data, wr, bias, xoff, y->data, xb[t], out[t], n0, n1);
         }
     } else {
         float *col[FM__MAX_WORKERS] = {0};
