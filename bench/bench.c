@@ -5,6 +5,7 @@
  *   bench sample     [--threads N] [--n 1000000]     3 x 64 ELU, 8 midpoint steps
  *   bench gemm       [--threads N]                   GFLOP/s: ours, OpenBLAS, the FMA peak
  *   bench conv       [--threads N] [--steps 20]      conv2d 3x3 forward + backward, 128x32x28x28 -> 32
+ *   bench unet-step  [--threads N] [--steps 10]      the default U-Net's training step, batch 128, Adam
  *
  * Each prints one line "RESULT <name> <seconds or GFLOP/s> ..." for the driver.
  * OpenBLAS is optional: it is loaded with dlopen at run time, never linked.
@@ -14,6 +15,7 @@
 
 #include <dlfcn.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,15 @@ static double now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* CPU time of the whole process: on a shared machine the wall clock also
+ * counts the time other jobs held the cores. */
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -160,6 +171,85 @@ static int conv(long steps)
     return 0;
 }
 
+/* ---- one U-Net training step */
+
+/* The U-Net trainer takes images from an MNIST folder: n random 28 x 28 images
+ * (the pixels do not change the work) written to a fresh temporary folder. */
+static int fake_mnist(char *dir, size_t len, int n)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, len, "%s/fm_bench_XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) return -1;
+    uint8_t *im = malloc((size_t)n * 784), *lb = malloc((size_t)n);
+    if (!im || !lb) return -1;
+    fm_rng r;
+    fm_rng_seed(&r, 0, FM_STREAM_DATA);
+    for (size_t i = 0; i < (size_t)n * 784; i++) im[i] = (uint8_t)(fm_rng_next(&r) >> 56);
+    for (int i = 0; i < n; i++) lb[i] = (uint8_t)(i % 10);
+    char p[1100];
+    int dims[3] = {n, 28, 28};
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+    fm_status s = fm_idx_write_u8(p, 3, dims, im);
+    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
+    if (!s) s = fm_idx_write_u8(p, 1, &n, lb);
+    free(im);
+    free(lb);
+    return s ? -1 : 0;
+}
+
+static void fake_mnist_remove(const char *dir)
+{
+    char p[1100];
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+    remove(p);
+    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
+    remove(p);
+    remove(dir);
+}
+
+static int unet_step(long steps)
+{
+    enum { WARMUP = 3 };
+    char dir[1024], spec[1100];
+    if (fake_mnist(dir, sizeof dir, 1024)) {
+        fprintf(stderr, "bench: could not write images under %s\n", dir);
+        return 1;
+    }
+    snprintf(spec, sizeof spec, "mnist:%s", dir);
+    fm_train_config c = fm_train_config_default();
+    c.flow.data = spec;
+    c.flow.arch = FM_ARCH_UNET; /* the default U-Net: base 32, mult 1,2,2, 8 groups */
+    c.optim.lr = 1e-3;
+    c.batch = 128;
+    c.iters = steps + WARMUP;
+    fm_trainer *tr = fm_trainer_new(&c);
+    fake_mnist_remove(dir); /* read by now */
+    if (!tr) return die("trainer");
+    double *t = malloc((size_t)steps * sizeof(double)), sum = 0, loss = 0, cpu = 0;
+    for (long i = 0; i < steps + WARMUP; i++) {
+        if (i == WARMUP) cpu = cpu_now(); /* warm-up steps excluded: the tape grows */
+        double t0 = now();
+        if (fm_trainer_step(tr, &loss) != FM_OK) return die("step");
+        if (i >= WARMUP) sum += t[i - WARMUP] = now() - t0;
+    }
+    cpu = cpu_now() - cpu;
+    /* median and best of the timed steps */
+    for (long i = 1; i < steps; i++)
+        for (long j = i; j > 0 && t[j - 1] > t[j]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = x;
+        }
+    double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
+    printf("RESULT unet-step %.4f s median (best %.4f, mean %.4f of %ld steps, CPU time %.4f s per step; %zu "
+           "parameters, loss %.4f, %d threads)\n",
+           med, t[0], sum / steps, steps, cpu / steps, fm_params_size(fm_flow_params(fm_trainer_flow(tr))), loss,
+           fm_get_threads());
+    free(t);
+    fm_trainer_free(tr);
+    return 0;
+}
+
 /* ---- GEMM */
 
 typedef void (*sgemm_fn)(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
@@ -255,7 +345,8 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr,
-                "usage: bench ref-train|wide-step|sample|gemm|conv [--threads N] [--iters N] [--steps N] [--n N]\n");
+                "usage: bench ref-train|wide-step|sample|gemm|conv|unet-step [--threads N] [--iters N] [--steps N] "
+                "[--n N]\n");
         return 2;
     }
     fm_set_threads((int)arg_long(argc, argv, "--threads", 0));
@@ -264,6 +355,10 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "sample")) return sample(arg_long(argc, argv, "--n", 1000000));
     if (!strcmp(argv[1], "gemm")) return gemm();
     if (!strcmp(argv[1], "conv")) return conv(arg_long(argc, argv, "--steps", 20));
+    if (!strcmp(argv[1], "unet-step")) {
+        long steps = arg_long(argc, argv, "--steps", 10);
+        return unet_step(steps > 0 ? steps : 1);
+    }
     fprintf(stderr, "bench: unknown benchmark '%s'\n", argv[1]);
     return 2;
 }

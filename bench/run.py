@@ -8,7 +8,9 @@ For each benchmark the runs alternate flowmatch (1 and 2 threads) and PyTorch
 (1 and 2 threads), `--repeats` times, so both see the same machine state. The
 median of each configuration is reported; the ratio compares the best
 flowmatch configuration with the best PyTorch configuration, as a user would
-pick them. --readme rewrites the table in bench/README.md.
+pick them. Where PyTorch has more than one way to run a benchmark (unet-step:
+the NCHW and channels_last memory formats) every one is run, and its best
+counts. --readme rewrites the table in bench/README.md.
 """
 import argparse
 import datetime
@@ -25,6 +27,11 @@ BENCHES = {
     "wide-step": ("one training step: MLP 4x512 SiLU, batch 4096, Adam", "s"),
     "sample": ("1,000,000 points, 3x64 ELU, 8 midpoint steps (16 evaluations)", "s"),
     "conv": ("conv2d 3x3 pad 1, 128x32x28x28 -> 32, forward + backward (dx, dW, db)", "s"),
+    "unet-step": ("one training step of the default U-Net (1x28x28, base 32, mult 1,2,2), batch 128, Adam", "s"),
+}
+# PyTorch's variants of a benchmark beyond the thread count: (label, extra arguments)
+TORCH_VARIANTS = {
+    "unet-step": [("", []), ("channels_last", ["--channels-last"])],
 }
 
 
@@ -35,6 +42,11 @@ def run(cmd):
         sys.stderr.write(f"failed: {' '.join(cmd)}\n{out.stdout}{out.stderr}")
         return None
     return float(m.group(2))
+
+
+def cfg(th, label):
+    """A configuration's name in the table: "2 thr" or "1 thr, channels_last"."""
+    return f"{th} thr" + (f", {label}" if label else "")
 
 
 def have_torch():
@@ -71,19 +83,20 @@ def main():
         runs = {}
         for _ in range(a.repeats):
             for th in (1, 2):
-                runs.setdefault(("flowmatch", th), []).append(run([a.bench, name, "--threads", str(th)]))
-                if torch_ok:
-                    runs.setdefault(("PyTorch", th), []).append(
-                        run(["/usr/bin/python3", os.path.join(HERE, "torch_bench.py"), name, "--threads", str(th)]))
+                runs.setdefault(("flowmatch", th, ""), []).append(run([a.bench, name, "--threads", str(th)]))
+                for label, extra in TORCH_VARIANTS.get(name, [("", [])]) if torch_ok else []:
+                    runs.setdefault(("PyTorch", th, label), []).append(
+                        run(["/usr/bin/python3", os.path.join(HERE, "torch_bench.py"), name, "--threads", str(th)]
+                            + extra))
         med = {k: statistics.median([x for x in v if x is not None]) for k, v in runs.items()
                if any(x is not None for x in v)}
-        fm = min((v, th) for (who, th), v in med.items() if who == "flowmatch")
-        pt = min(((v, th) for (who, th), v in med.items() if who == "PyTorch"), default=None)
+        fm = min((v, cfg(th, label)) for (who, th, label), v in med.items() if who == "flowmatch")
+        pt = min(((v, cfg(th, label)) for (who, th, label), v in med.items() if who == "PyTorch"), default=None)
         print(f"\n{name}: {desc}")
-        for (who, th), v in sorted(med.items()):
-            print(f"  {who:9s} {th} thread(s): {v:.4f} {unit}")
+        for (who, th, label), v in sorted(med.items()):
+            print(f"  {who:9s} {th} thread(s){', ' + label if label else '':15s}: {v:.4f} {unit}")
         if pt:
-            print(f"  ratio: flowmatch ({fm[1]} threads) is {pt[0] / fm[0]:.1f}x faster than PyTorch ({pt[1]} threads)")
+            print(f"  ratio: flowmatch ({fm[1]}) is {pt[0] / fm[0]:.2f}x faster than PyTorch ({pt[1]})")
         rows.append((name, desc, fm, pt, unit))
     gemm_lines = []
     if "gemm" in only:
@@ -106,9 +119,9 @@ def write_readme(rows, gemm_lines):
     machine = f"{cpu_name()}, {os.cpu_count()} cores"
     table = ["| benchmark | flowmatch | PyTorch | ratio | machine | date |", "| --- | --- | --- | --- | --- | --- |"]
     for name, desc, fm, pt, unit in rows:
-        ptxt = f"{pt[0]:.3f} {unit} ({pt[1]} thr)" if pt else "n/a"
+        ptxt = f"{pt[0]:.3f} {unit} ({pt[1]})" if pt else "n/a"
         ratio = f"{pt[0] / fm[0]:.1f}x" if pt else "n/a"
-        table.append(f"| {name}: {desc} | {fm[0]:.3f} {unit} ({fm[1]} thr) | {ptxt} | {ratio} | {machine} | {date} |")
+        table.append(f"| {name}: {desc} | {fm[0]:.3f} {unit} ({fm[1]}) | {ptxt} | {ratio} | {machine} | {date} |")
     for line in gemm_lines:
         m = re.match(r"gemm-(\S+) ([0-9.]+) GFLOP/s \((.*?); OpenBLAS ([0-9.na]+), (\d) threads\)", line)
         if m:

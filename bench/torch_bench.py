@@ -5,6 +5,7 @@
     torch_bench.py wide-step  --threads N [--steps 20]
     torch_bench.py sample     --threads N [--n 1000000]
     torch_bench.py conv       --threads N [--steps 20]
+    torch_bench.py unet-step  --threads N [--steps 10] [--channels-last]
 
 Each prints "RESULT <name> <seconds> ..." like bench/bench.c. ref-train is the
 tutorial's loop as written (make_moons every iteration); wide-step is the
@@ -12,7 +13,8 @@ checkerboard configuration of Meta's flow_matching 2D example (MLP 4 x 512
 SiLU on concat(x, t), batch 4096, Adam); sample is 8 of the tutorial's
 midpoint steps on 1,000,000 points under torch.no_grad(); conv is one
 F.conv2d layer (3x3, padding 1, 128 x 32 x 28 x 28 -> 32) forward and backward
-to the input, weight and bias.
+to the input, weight and bias; unet-step is one training step of the default
+U-Net (unet_step.py) at batch 128, in the NCHW or the channels_last format.
 """
 import argparse
 import os
@@ -111,17 +113,29 @@ def conv(steps):
           f"{torch.get_num_threads()} threads)")
 
 
+def unet_step(steps, channels_last):
+    import statistics
+    from unet_step import step_times
+    times, n = step_times(torch.get_num_threads(), channels_last, steps=steps)
+    print(f"RESULT unet-step {statistics.median(times):.4f} s median (best {min(times):.4f}, mean "
+          f"{sum(times) / len(times):.4f} of {len(times)} steps, CPU time {step_times.cpu:.4f} s per step; {n} parameters, "
+          f"{'channels_last' if channels_last else 'NCHW'}, {torch.get_num_threads()} threads)")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("which", choices=["ref-train", "wide-step", "sample", "conv"])
+    ap.add_argument("which", choices=["ref-train", "wide-step", "sample", "conv", "unet-step"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--iters", type=int, default=10000)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--n", type=int, default=1000000)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    {"ref-train": lambda: ref_train(a.iters), "wide-step": lambda: wide_step(a.steps),
-     "sample": lambda: sample(a.n), "conv": lambda: conv(a.steps)}[a.which]()
+    steps = a.steps or (10 if a.which == "unet-step" else 20)
+    {"ref-train": lambda: ref_train(a.iters), "wide-step": lambda: wide_step(steps),
+     "sample": lambda: sample(a.n), "conv": lambda: conv(steps),
+     "unet-step": lambda: unet_step(steps, a.channels_last)}[a.which]()
 
 
 if __name__ == "__main__":

@@ -110,6 +110,10 @@ fm_tensor *fm__node(fm_tape *tp, const fm_op *op, int ndim, const int *shape,
                     fm_tensor *const *srcs, int nsrc);
 /* x's gradient buffer, zero-filled on first use. NULL only on out-of-memory. */
 float *fm__grad(fm_tape *tp, fm_tensor *x);
+/* The same for a backward that writes every element of it: *fresh is 1 when
+ * this is the buffer's first use, which is left uninitialised (write, do not
+ * add), 0 when the gradient already holds something (add to it). */
+float *fm__grad_w(fm_tape *tp, fm_tensor *x, int *fresh);
 /* Gradient wanted for x? */
 static inline int fm__wants_grad(const fm_tensor *x) { return x && x->requires_grad; }
 
@@ -124,12 +128,24 @@ void fm__fill_shape(fm_tensor *t, int ndim, const int *shape);   /* sets size to
  * computed in a fixed order and then added, whatever the thread count. */
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,
               int ldc, const float *bias, int acc);
+/* The convolutions' products on shifted planes (ops_conv.c), N a multiple of 16.
+ * bshift: C (M, N) [+]= A (M, K, row stride lda) B~, B~'s row k at B + boff[k];
+ * the k loop is nseg equal segments and in segment s an entry of column n
+ * counts only where 0 <= n mod W + d0 + s < W (W 0: everywhere).
+ * ashift: C (M, N) [+]= A~ B~ with A~(i, k) = A[aoff[i] + kk] and B~'s row k
+ * at B + kk ldb, kk = kidx[k] (kidx NULL: kk = k). */
+void fm__gemm_bshift(int M, int N, int K, const float *A, ptrdiff_t lda, const float *B, const ptrdiff_t *boff, int W,
+                     int d0, int nseg, float *C, int ldc, int acc);
+void fm__gemm_ashift(int M, int N, int K, const float *A, const ptrdiff_t *aoff, const ptrdiff_t *kidx, const float *B,
+                     int ldb, float *C, int ldc, int acc);
 
 /* Elementwise activation kernels shared by the op and fused paths. */
 void fm__act_forward(fm_act a, const float *x, float *y, size_t n);
-/* dx += dy * f'(x), given x and y = f(x). */
-void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx,
-                      size_t n);
+/* dx += dy * f'(x), given x and y = f(x); dx = dy * f'(x) when overwrite. */
+void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx, size_t n, int overwrite);
+/* act(group_norm(x)) as one op, as fm_group_norm then fm_activation (FM_ACT_NONE: fm_group_norm). */
+fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps,
+                              fm_act act);
 
 /* The sinusoidal time embedding the networks put on t: fm_time_embed(t, dim,
  * FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD). */

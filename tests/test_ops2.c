@@ -2,7 +2,8 @@
  * PyTorch fixtures (those are in the ops and gradcheck groups): argument and
  * shape errors that return NULL with a message; group_norm against direct
  * float64 sums on an input large enough to be threaded, bit-identical on 1, 2
- * and 3 threads; embedding ids copied at the call; cross_entropy's gradient
+ * and 3 threads, and fused with an activation (fm__group_norm_act) the same
+ * bits as group_norm then the activation; embedding ids copied at the call; cross_entropy's gradient
  * on a confident row element by element; dropout's mask statistics,
  * exact scaling, backward through the same mask and the identity when not
  * training.
@@ -357,10 +358,67 @@ static void dropout_identity(void)
     fm_tape_free(tp);
 }
 
+/* fm__group_norm_act: the bits of fm_group_norm then fm_activation, forward
+ * and backward (x, gamma, beta), on 1 and 2 threads; a gradient that already
+ * holds something is added to. */
+static void gn_act_fused(void)
+{
+    static const fm_act acts[3] = {FM_ACT_SILU, FM_ACT_ELU, FM_ACT_GELU};
+    int shape[4] = {6, 32, 12, 12}, C = 32;
+    size_t n = (size_t)6 * C * 144;
+    float *res[2][4];
+    for (int a = 0; a < 3; a++) {
+        int same = 1;
+        for (int threads = 1; threads <= 2; threads++) {
+            for (int fused = 0; fused < 2; fused++) {
+                fm_set_threads(threads);
+                fm_rng r;
+                fm_rng_seed(&r, 31, 0);
+                fm_tape *tp = fm_tape_new(0);
+                fm_tensor *x = fm_tensor_new(tp, 4, shape), *g = t1(tp, C), *b = t1(tp, C);
+                fm_rng_normal_fill(&r, x->data, n, 2, 3);
+                fm_rng_normal_fill(&r, g->data, (size_t)C, 1, 0.5f);
+                fm_rng_normal_fill(&r, b->data, (size_t)C, 0, 0.5f);
+                fm_tensor_requires_grad(x, 1);
+                fm_tensor_requires_grad(g, 1);
+                fm_tensor_requires_grad(b, 1);
+                fm_tensor *y = fused ? fm__group_norm_act(tp, x, 8, g, b, 1e-5f, acts[a])
+                                     : fm_activation(tp, fm_group_norm(tp, x, 8, g, b, 1e-5f), acts[a]);
+                /* x also feeds the sum, so its gradient is added to after the norm's is written */
+                fm_tensor *l = y ? fm_add(tp, fm_sum(tp, fm_mul(tp, y, y)), fm_sum(tp, x)) : NULL;
+                if (!l || fm_backward(tp, l, NULL) != FM_OK) {
+                    t_check(0, "group_norm_act failed: %s", fm_last_error());
+                    fm_tape_free(tp);
+                    fm_set_threads(0);
+                    return;
+                }
+                res[fused][0] = dup(y->data, n);
+                res[fused][1] = dup(x->grad, n);
+                res[fused][2] = dup(g->grad, (size_t)C);
+                res[fused][3] = dup(b->grad, (size_t)C);
+                fm_tape_free(tp);
+                fm_set_threads(0);
+            }
+            for (int k = 0; k < 4; k++) {
+                same &= !memcmp(res[0][k], res[1][k], (k < 2 ? n : (size_t)C) * sizeof(float));
+                free(res[0][k]);
+                free(res[1][k]);
+            }
+        }
+        t_check(same, "group_norm_act (%s): output and gradients the bits of group_norm then %s, on 1 and 2 threads",
+                fm_act_name(acts[a]), fm_act_name(acts[a]));
+    }
+    fm_tape *tp = fm_tape_new(0);
+    t_expect_fail(tp, fm__group_norm_act(tp, t_t4(tp, 2, 6, 3, 3), 3, NULL, NULL, 1e-5f, (fm_act)99), FM_ERR_ARG,
+                  "group_norm_act unknown activation", "activation 99", "[2, 6, 3, 3]");
+    fm_tape_free(tp);
+}
+
 void test_ops2(void)
 {
     errors();
     gn_large();
+    gn_act_fused();
     embedding_ids_copied();
     cross_entropy_confident();
     dropout_props(0.3f);

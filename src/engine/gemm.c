@@ -13,7 +13,8 @@
  * C at the end when accumulating, so results depend neither on the thread
  * count nor on what C held. Long k loops are cut into slices that keep B in
  * cache; the slices are summed in a scratch block before C sees them. Threads split rows of C and never share an output;
- * a single thread runs without entering OpenMP at all.
+ * a single thread runs without entering OpenMP at all. fm__gemm_bshift and
+ * fm__gemm_ashift are the convolutions' products (below).
  */
 #include "internal.h"
 
@@ -247,6 +248,258 @@ static void blocked_rows(const job *J, int b0, int b1)
             }
         }
     }
+}
+
+/* ------------------------------------------------------------------ products on shifted planes
+ *
+ * The convolutions' products read their operands straight from a padded copy
+ * of the image planes instead of unfolded matrices (ops_conv.c): row k of B
+ * (forward, dx) or row i of A (weight gradient) starts at a table's offset,
+ * and consecutive rows overlap. Where a kernel tap's column shift d carries a
+ * row's edge into the next row, the entry must count as zero: the forward and
+ * dx products mask those columns of B (their k loop is taken a shift at a
+ * time, a mask per shift), the weight gradient's k loop skips those pixels
+ * (a table of the pixels it visits).
+ *
+ * Their tiles are taller than the 4 rows above, so that each vector of B
+ * loaded (often across two cache lines, from L2) serves more rows: 8 rows by
+ * 3 vectors for the forward and dx products (plus 3 masks: 31 registers),
+ * 6 by 4 or 8 by 2 for weight gradients 64 or 32 columns wide. The columns in
+ * blocks are the outer loop, so a block of B stays in cache while every row
+ * tile passes over it. N is a whole number of vectors. */
+
+enum { OMR = 8 }; /* most rows of a tile */
+typedef int vi __attribute__((vector_size(VL * sizeof(int))));
+
+/* B by row offsets, columns masked per shift: rows [0, mr), vector columns
+ * [0, nv) of C [+]= A B over k in [0, K), K = nseg segments; in segment s
+ * (shift d = d0 + s) a column whose place in its row, owv, plus d falls
+ * outside [0, W) takes zero from B (owv NULL: no masks). */
+static inline __attribute__((always_inline)) void tile_b(int mr, int nv, int K, const float *const *ar,
+                                                         const float *B, const ptrdiff_t *boff, const vi *owv, int W,
+                                                         int d0, int nseg, float *C, ptrdiff_t ldc, int acc)
+{
+    vf c[OMR][3];
+    for (int j = 0; j < nv; j++)
+        for (int r = 0; r < mr; r++) c[r][j] = (vf){0};
+    int ks = K / nseg;
+    for (int sg = 0; sg < nseg; sg++) {
+        int d = d0 + sg, k0 = sg * ks, k1 = k0 + ks;
+        if (owv && d != 0) {
+            vi m[3];
+            for (int j = 0; j < nv; j++) {
+                vi t = owv[j] + d;
+                m[j] = (t >= 0) & (t < W);
+                PIN(m[j]);
+            }
+            for (int k = k0; k < k1; k++) {
+                const float *b = B + boff[k];
+                vf bv[3];
+                for (int j = 0; j < nv; j++) {
+                    bv[j] = (vf)((vi)vload(b + j * VL) & m[j]);
+                    PIN(bv[j]);
+                }
+                for (int r = 0; r < mr; r++) {
+                    vf a = splat(ar[r][k]);
+                    for (int j = 0; j < nv; j++) c[r][j] += a * bv[j];
+                }
+            }
+        } else {
+            for (int k = k0; k < k1; k++) {
+                const float *b = B + boff[k];
+                vf bv[3];
+                for (int j = 0; j < nv; j++) {
+                    bv[j] = vload(b + j * VL);
+                    PIN(bv[j]);
+                }
+                for (int r = 0; r < mr; r++) {
+                    vf a = splat(ar[r][k]);
+                    for (int j = 0; j < nv; j++) c[r][j] += a * bv[j];
+                }
+            }
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nv; j++) {
+            float *p = C + r * ldc + j * VL;
+            vstore(p, acc ? vload(p) + c[r][j] : c[r][j]);
+        }
+}
+
+/* A by row offsets, k through a table: rows [0, mr), vector columns
+ * [0, nv) of C [+]= A B with A's entry (r, k) ar[r][kk] and B's row k
+ * B + kk ldb, kk = kidx[k] (kidx NULL: kk = k). */
+static inline __attribute__((always_inline)) void tile_a(int mr, int nv, int K, const float *const *ar,
+                                                         const ptrdiff_t *kidx, const float *B, ptrdiff_t ldb,
+                                                         float *C, ptrdiff_t ldc, int acc)
+{
+    vf c[OMR][4];
+    for (int j = 0; j < nv; j++)
+        for (int r = 0; r < mr; r++) c[r][j] = (vf){0};
+    for (int k = 0; k < K; k++) {
+        ptrdiff_t kk = kidx ? kidx[k] : k;
+        const float *b = B + kk * ldb;
+        vf bv[4];
+        for (int j = 0; j < nv; j++) {
+            bv[j] = vload(b + j * VL);
+            PIN(bv[j]);
+        }
+        for (int r = 0; r < mr; r++) {
+            vf a = splat(ar[r][kk]);
+            for (int j = 0; j < nv; j++) c[r][j] += a * bv[j];
+        }
+    }
+    for (int r = 0; r < mr; r++)
+        for (int j = 0; j < nv; j++) {
+            float *p = C + r * ldc + j * VL;
+            vstore(p, acc ? vload(p) + c[r][j] : c[r][j]);
+        }
+}
+
+/* Every tile shape used, mr rows by nv vectors. */
+#define B_TILE(MR, NV, MASK) tile_b(MR, NV, K, ar, Bt, boff, MASK, W, d0, nseg, c, ldc, acc)
+#define B_NV(MR, MASK)                                                                                      \
+    switch (nv) {                                                                                           \
+    case 3: B_TILE(MR, 3, MASK); break;                                                                     \
+    case 2: B_TILE(MR, 2, MASK); break;                                                                     \
+    default: B_TILE(MR, 1, MASK); break;                                                                    \
+    }
+#define B_TILES(MASK)                                                                                       \
+    switch (mr) {                                                                                           \
+    case 8: B_NV(8, MASK); break;                                                                           \
+    case 7: B_NV(7, MASK); break;                                                                           \
+    case 6: B_NV(6, MASK); break;                                                                           \
+    case 5: B_NV(5, MASK); break;                                                                           \
+    case 4: B_NV(4, MASK); break;                                                                           \
+    case 3: B_NV(3, MASK); break;                                                                           \
+    case 2: B_NV(2, MASK); break;                                                                           \
+    default: B_NV(1, MASK); break;                                                                          \
+    }
+#define A_TILE(MR, NV, KIDX) tile_a(MR, NV, Kt, ar, KIDX, Bt, ldb, c, ldc, acc)
+#define A_NV3(MR, KIDX)                                                                                     \
+    switch (nv) {                                                                                           \
+    case 3: A_TILE(MR, 3, KIDX); break;                                                                     \
+    case 2: A_TILE(MR, 2, KIDX); break;                                                                     \
+    default: A_TILE(MR, 1, KIDX); break;                                                                    \
+    }
+#define A_NV4(MR, KIDX)                                                                                     \
+    switch (nv) {                                                                                           \
+    case 4: A_TILE(MR, 4, KIDX); break;                                                                     \
+    default: A_NV3(MR, KIDX);                                                                               \
+    }
+#define A_TILES(KIDX)                                                                                       \
+    switch (mr) {                                                                                           \
+    case 8: A_NV3(8, KIDX); break;                                                                          \
+    case 7: A_NV3(7, KIDX); break;                                                                          \
+    case 6: A_NV4(6, KIDX); break;                                                                          \
+    case 5: A_NV4(5, KIDX); break;                                                                          \
+    case 4: A_NV4(4, KIDX); break;                                                                          \
+    case 3: A_NV4(3, KIDX); break;                                                                          \
+    case 2: A_NV4(2, KIDX); break;                                                                          \
+    default: A_NV4(1, KIDX); break;                                                                         \
+    }
+
+/* Row tiles [t0, t1) of rt rows of fm__gemm_bshift's product, column blocks
+ * of 3 vectors outermost. */
+static void bshift_rows(int M, int N, int K, const float *A, ptrdiff_t lda, const float *B, const ptrdiff_t *boff,
+                        int W, int d0, int nseg, float *C, ptrdiff_t ldc, int acc, int t0, int t1)
+{
+    enum { RT = 8, CV = 3 };
+    for (int n0 = 0; n0 < N; n0 += CV * VL) {
+        int nv = (N - n0 < CV * VL ? N - n0 : CV * VL) / VL;
+        vi owv[CV]; /* each column's place in its row */
+        for (int j = 0; j < nv; j++)
+            for (int l = 0; l < VL; l++) owv[j][l] = W ? (n0 + j * VL + l) % W : 0;
+        const float *Bt = B + n0;
+        for (int t = t0; t < t1; t++) {
+            int i = RT * t, mr = M - i < RT ? M - i : RT;
+            const float *ar[OMR];
+            for (int r = 0; r < OMR; r++) ar[r] = A + (ptrdiff_t)(i + (r < mr ? r : 0)) * lda;
+            float *c = C + (ptrdiff_t)i * ldc + n0;
+            if (W) {
+                B_TILES(owv);
+            } else {
+                B_TILES(NULL);
+            }
+        }
+    }
+}
+
+void fm__gemm_bshift(int M, int N, int K, const float *A, ptrdiff_t lda, const float *B, const ptrdiff_t *boff, int W,
+                     int d0, int nseg, float *C, int ldc, int acc)
+{
+    FM_ASSERT(N % VL == 0 && K > 0 && nseg > 0 && K % nseg == 0); /* whole vectors, whole segments */
+    if (M <= 0 || N <= 0) return;
+    int tiles = (M + 7) / 8, nt = fm__threads_for((double)M * N * K);
+    if (nt > tiles) nt = tiles;
+    if (nt <= 1) {
+        bshift_rows(M, N, K, A, lda, B, boff, W, d0, nseg, C, ldc, acc, 0, tiles);
+        return;
+    }
+    FM__PARALLEL_FOR(nt)
+    for (int w = 0; w < nt; w++)
+        bshift_rows(M, N, K, A, lda, B, boff, W, d0, nseg, C, ldc, acc, (int)((long)tiles * w / nt),
+                    (int)((long)tiles * (w + 1) / nt));
+}
+
+/* Row tiles [t0, t1) of rt rows of fm__gemm_ashift's product: the k loop in
+ * slices of KC summed in a scratch block of 8 row tiles, as in blocked_rows,
+ * so that a slice of B serves every row tile of the block. */
+static void ashift_rows(int M, int N, int K, const float *A, const ptrdiff_t *aoff, const ptrdiff_t *kidx,
+                        const float *B, ptrdiff_t ldb, float *C, ptrdiff_t ldcC, int accC, int rt, int cv, int t0,
+                        int t1)
+{
+    enum { TB = 8 }; /* row tiles per block */
+    float scratch[OMR * TB * 4 * VL];
+    for (int n0 = 0; n0 < N; n0 += cv * VL) {
+        int nv = (N - n0 < cv * VL ? N - n0 : cv * VL) / VL;
+        for (int tb = t0; tb < t1; tb += TB) {
+            int te = tb + TB < t1 ? tb + TB : t1;
+            for (int k0 = 0; k0 < K; k0 += KC) {
+                int Kt = K - k0 < KC ? K - k0 : KC, single = Kt == K;
+                /* one slice goes straight to C; several are summed in scratch first */
+                int acc = single ? accC : k0 > 0;
+                ptrdiff_t ldc = single ? ldcC : 4 * VL;
+                const float *Bt = B + n0 + (kidx ? 0 : (ptrdiff_t)k0 * ldb);
+                const ptrdiff_t *ki = kidx ? kidx + k0 : NULL;
+                for (int t = tb; t < te; t++) {
+                    int i = rt * t, mr = M - i < rt ? M - i : rt;
+                    const float *ar[OMR];
+                    for (int r = 0; r < OMR; r++) ar[r] = A + aoff[i + (r < mr ? r : 0)] + (kidx ? 0 : k0);
+                    float *c = single ? C + (ptrdiff_t)i * ldcC + n0 : scratch + (ptrdiff_t)(i - rt * tb) * 4 * VL;
+                    if (ki) {
+                        A_TILES(ki);
+                    } else {
+                        A_TILES(NULL);
+                    }
+                }
+            }
+            if (K > KC)
+                for (int i = rt * tb; i < rt * te && i < M; i++) {
+                    float *d = C + (ptrdiff_t)i * ldcC + n0;
+                    const float *sc = scratch + (ptrdiff_t)(i - rt * tb) * 4 * VL;
+                    for (int n = 0; n < nv * VL; n++) d[n] = accC ? d[n] + sc[n] : sc[n];
+                }
+        }
+    }
+}
+
+void fm__gemm_ashift(int M, int N, int K, const float *A, const ptrdiff_t *aoff, const ptrdiff_t *kidx, const float *B,
+                     int ldb, float *C, int ldc, int acc)
+{
+    FM_ASSERT(N % VL == 0 && K > 0); /* whole vectors only */
+    if (M <= 0 || N <= 0) return;
+    int nvec = N / VL, rt = nvec == 4 ? 6 : 8, cv = nvec == 4 ? 4 : nvec == 2 ? 2 : nvec == 1 ? 1 : 3;
+    int tiles = (M + rt - 1) / rt, nt = fm__threads_for((double)M * N * K);
+    if (nt > tiles) nt = tiles;
+    if (nt <= 1) {
+        ashift_rows(M, N, K, A, aoff, kidx, B, ldb, C, ldc, acc, rt, cv, 0, tiles);
+        return;
+    }
+    FM__PARALLEL_FOR(nt)
+    for (int w = 0; w < nt; w++)
+        ashift_rows(M, N, K, A, aoff, kidx, B, ldb, C, ldc, acc, rt, cv, (int)((long)tiles * w / nt),
+                    (int)((long)tiles * (w + 1) / nt));
 }
 
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,

@@ -105,8 +105,12 @@ static inline fm_vf vbwd(fm_act a, fm_vf x, fm_vf y, fm_vf dy)
 #define VEC_BWD(A)                                                                                          \
     case A: {                                                                                               \
         size_t i = 0;                                                                                       \
-        for (; i + FM_VL <= n; i += FM_VL)                                                                  \
-            fm_vstore(dx + i, fm_vload(dx + i) + vbwd(A, fm_vload(x + i), fm_vload(y + i), fm_vload(dy + i))); \
+        if (overwrite)                                                                                      \
+            for (; i + FM_VL <= n; i += FM_VL)                                                              \
+                fm_vstore(dx + i, vbwd(A, fm_vload(x + i), fm_vload(y + i), fm_vload(dy + i)));             \
+        else                                                                                                \
+            for (; i + FM_VL <= n; i += FM_VL)                                                              \
+                fm_vstore(dx + i, fm_vload(dx + i) + vbwd(A, fm_vload(x + i), fm_vload(y + i), fm_vload(dy + i))); \
         if (i < n) {                                                                                        \
             float tx[FM_VL] = {0}, ty[FM_VL] = {0}, td[FM_VL] = {0}, tg[FM_VL];                             \
             size_t r = (n - i) * sizeof(float);                                                             \
@@ -114,7 +118,7 @@ static inline fm_vf vbwd(fm_act a, fm_vf x, fm_vf y, fm_vf dy)
             memcpy(ty, y + i, r);                                                                           \
             memcpy(td, dy + i, r);                                                                          \
             fm_vstore(tg, vbwd(A, fm_vload(tx), fm_vload(ty), fm_vload(td)));                               \
-            for (size_t k = 0; k < n - i; k++) dx[i + k] += tg[k];                                          \
+            for (size_t k = 0; k < n - i; k++) dx[i + k] = overwrite ? tg[k] : dx[i + k] + tg[k];           \
         }                                                                                                   \
         return;                                                                                             \
     }
@@ -140,7 +144,7 @@ void fm__act_forward(fm_act a, const float *x, float *y, size_t n)
     }
 }
 
-void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx, size_t n)
+void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy, float *dx, size_t n, int overwrite)
 {
     switch (a) {
         VEC_BWD(FM_ACT_RELU)
@@ -151,30 +155,36 @@ void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy,
         VEC_BWD(FM_ACT_SIGMOID)
         VEC_BWD(FM_ACT_SELU)
     case FM_ACT_NONE:
-        for (size_t i = 0; i < n; i++) dx[i] += dy[i];
+        for (size_t i = 0; i < n; i++) dx[i] = overwrite ? dy[i] : dx[i] + dy[i];
         return;
     case FM_ACT_GELU: /* f' = Phi(x) + x phi(x) */
         for (size_t i = 0; i < n; i++) {
             float v = x[i];
             float cdf = 0.5f * (1.0f + erff(v * (float)M_SQRT1_2));
             float pdf = expf(-0.5f * v * v) * 0.3989422804014327f;
-            dx[i] += dy[i] * (cdf + v * pdf);
+            float g = dy[i] * (cdf + v * pdf);
+            dx[i] = overwrite ? g : dx[i] + g;
         }
         return;
     case FM_ACT_SOFTPLUS: /* f' = sigmoid(x) */
-        for (size_t i = 0; i < n; i++) dx[i] += x[i] > SOFTPLUS_THRESHOLD ? dy[i] : dy[i] * sigmoidf(x[i]);
+        for (size_t i = 0; i < n; i++) {
+            float g = x[i] > SOFTPLUS_THRESHOLD ? dy[i] : dy[i] * sigmoidf(x[i]);
+            dx[i] = overwrite ? g : dx[i] + g;
+        }
         return;
     default: FM_ASSERT(0 && "unknown activation");
     }
 }
 
+
 static void act_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
     if (!fm__wants_grad(x)) return;
-    float *gx = fm__grad(tp, x);
+    int fresh;
+    float *gx = fm__grad_w(tp, x, &fresh);
     if (!gx) return;
-    fm__act_backward((fm_act)y->arg.i[0], x->data, y->data, y->grad, gx, y->size);
+    fm__act_backward((fm_act)y->arg.i[0], x->data, y->data, y->grad, gx, y->size, fresh);
 }
 
 #define ACT_OP(name) {name, act_backward}

@@ -2,7 +2,11 @@
  *
  * Shapes align at their trailing dimension; a dimension of 1 (or a missing
  * leading one) stretches to the other operand's. Backward sums the gradient
- * over the stretched dimensions, in a fixed order.
+ * over the stretched dimensions, in a fixed order. When one operand is
+ * stretched over the last two dimensions and the other is not (a per-channel
+ * term on images, (N, C, H, W) and (N, C, 1, 1)), those H W values are one
+ * contiguous block: the loops run over whole blocks, and a block's sum is
+ * taken in double.
  */
 #include "internal.h"
 
@@ -47,6 +51,50 @@ static int bcast_plan(const fm_tensor *a, const fm_tensor *b, int *ndim, int *sh
     return 1;
 }
 
+/* Is one operand (the "full" one, strides f) whole over the last two
+ * dimensions and the other (strides c) stretched over both? */
+static int block_bcast(const bcast *p, const size_t *f, const size_t *c)
+{
+    return p->shape[2] * p->shape[3] > 1 && f[3] == 1 && f[2] == (size_t)p->shape[3] && c[2] == 0 && c[3] == 0;
+}
+
+/* Over each block: dfull (=)+= fsign g v (v = the other operand for mul, else 1)
+ * and dcst += csign times the sum of g u (u = the full operand for mul, else 1). */
+static void block_backward(const bcast *p, int kind, const float *g, const float *full, const float *cst,
+                           const size_t *sf, const size_t *sc, float *dfull, int ffresh, float fsign, float *dcst,
+                           float csign)
+{
+    size_t L = (size_t)p->shape[2] * p->shape[3], o = 0;
+    for (int i0 = 0; i0 < p->shape[0]; i0++)
+        for (int i1 = 0; i1 < p->shape[1]; i1++, o += L) {
+            size_t jf = i0 * sf[0] + i1 * sf[1], jc = i0 * sc[0] + i1 * sc[1];
+            const float *gb = g + o;
+            if (dfull) {
+                float v = fsign * (kind == ARITH_MUL ? cst[jc] : 1.0f);
+                float *d = dfull + jf;
+                if (ffresh)
+                    for (size_t t = 0; t < L; t++) d[t] = gb[t] * v;
+                else
+                    for (size_t t = 0; t < L; t++) d[t] += gb[t] * v;
+            }
+            if (dcst) {
+                double s[4] = {0, 0, 0, 0};
+                size_t t = 0;
+                if (kind == ARITH_MUL) {
+                    const float *u = full + jf;
+                    for (; t + 4 <= L; t += 4)
+                        for (int l = 0; l < 4; l++) s[l] += (double)gb[t + l] * u[t + l];
+                    for (; t < L; t++) s[t % 4] += (double)gb[t] * u[t];
+                } else {
+                    for (; t + 4 <= L; t += 4)
+                        for (int l = 0; l < 4; l++) s[l] += gb[t + l];
+                    for (; t < L; t++) s[t % 4] += gb[t];
+                }
+                dcst[jc] += csign * (float)((s[0] + s[1]) + (s[2] + s[3]));
+            }
+        }
+}
+
 static void arith_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *a = y->src[0], *b = y->src[1];
@@ -54,22 +102,47 @@ static void arith_backward(fm_tape *tp, fm_tensor *y)
     bcast p;
     int nd, shape[4];
     bcast_plan(a, b, &nd, shape, &p);
-    float *ga = fm__wants_grad(a) ? fm__grad(tp, a) : NULL;
-    float *gb = fm__wants_grad(b) ? fm__grad(tp, b) : NULL;
+    int fa = 0, fb = 0;
+    float *ga = fm__wants_grad(a) ? fm__grad_w(tp, a, &fa) : NULL;
+    float *gb = fm__wants_grad(b) ? fm__grad_w(tp, b, &fb) : NULL;
     if (tp->status != FM_OK) return;
     const float *g = y->grad;
     if (fm__same_shape(a, b)) {
-        for (size_t i = 0; i < y->size; i++) {
-            if (kind == ARITH_MUL) {
-                if (ga) ga[i] += g[i] * b->data[i];
-                if (gb) gb[i] += g[i] * a->data[i];
-            } else {
-                if (ga) ga[i] += g[i];
-                if (gb) gb[i] += kind == ARITH_SUB ? -g[i] : g[i];
-            }
+        /* a's part first: when a and b are one tensor, b's adds to it */
+        if (ga) {
+            if (kind == ARITH_MUL)
+                for (size_t i = 0; i < y->size; i++) ga[i] = (fa ? 0.0f : ga[i]) + g[i] * b->data[i];
+            else if (fa)
+                memcpy(ga, g, y->size * sizeof(float));
+            else
+                for (size_t i = 0; i < y->size; i++) ga[i] += g[i];
+        }
+        if (gb) {
+            if (kind == ARITH_MUL)
+                for (size_t i = 0; i < y->size; i++) gb[i] = (fb ? 0.0f : gb[i]) + g[i] * a->data[i];
+            else if (kind == ARITH_SUB)
+                for (size_t i = 0; i < y->size; i++) gb[i] = (fb ? 0.0f : gb[i]) - g[i];
+            else if (fb)
+                memcpy(gb, g, y->size * sizeof(float));
+            else
+                for (size_t i = 0; i < y->size; i++) gb[i] += g[i];
         }
         return;
     }
+    /* stretched: the sums over the stretched dimensions accumulate */
+    float sb = kind == ARITH_SUB ? -1.0f : 1.0f;
+    if (block_bcast(&p, p.sa, p.sb)) {
+        if (fb) memset(gb, 0, b->size * sizeof(float));
+        block_backward(&p, kind, g, a->data, b->data, p.sa, p.sb, ga, fa, 1.0f, gb, sb);
+        return;
+    }
+    if (block_bcast(&p, p.sb, p.sa)) {
+        if (fa) memset(ga, 0, a->size * sizeof(float));
+        block_backward(&p, kind, g, b->data, a->data, p.sb, p.sa, gb, fb, sb, ga, 1.0f);
+        return;
+    }
+    if (fa) memset(ga, 0, a->size * sizeof(float));
+    if (fb) memset(gb, 0, b->size * sizeof(float));
     size_t o = 0;
     for (int i0 = 0; i0 < p.shape[0]; i0++)
         for (int i1 = 0; i1 < p.shape[1]; i1++)
@@ -118,6 +191,33 @@ static fm_tensor *arith(fm_tape *tp, fm_tensor *a, fm_tensor *b, int kind)
             for (size_t i = 0; i < n; i++) out[i] = x[i] - z[i];
         else
             for (size_t i = 0; i < n; i++) out[i] = x[i] * z[i];
+        return y;
+    }
+    int afull = block_bcast(&p, p.sa, p.sb);
+    if (afull || block_bcast(&p, p.sb, p.sa)) {
+        size_t L = (size_t)p.shape[2] * p.shape[3], o = 0;
+        for (int i0 = 0; i0 < p.shape[0]; i0++)
+            for (int i1 = 0; i1 < p.shape[1]; i1++, o += L) {
+                const float *u = x + i0 * p.sa[0] + i1 * p.sa[1], *v = z + i0 * p.sb[0] + i1 * p.sb[1];
+                float *d = out + o;
+                if (afull) {
+                    float c = v[0];
+                    if (kind == ARITH_ADD)
+                        for (size_t t = 0; t < L; t++) d[t] = u[t] + c;
+                    else if (kind == ARITH_SUB)
+                        for (size_t t = 0; t < L; t++) d[t] = u[t] - c;
+                    else
+                        for (size_t t = 0; t < L; t++) d[t] = u[t] * c;
+                } else {
+                    float c = u[0];
+                    if (kind == ARITH_ADD)
+                        for (size_t t = 0; t < L; t++) d[t] = c + v[t];
+                    else if (kind == ARITH_SUB)
+                        for (size_t t = 0; t < L; t++) d[t] = c - v[t];
+                    else
+                        for (size_t t = 0; t < L; t++) d[t] = c * v[t];
+                }
+            }
         return y;
     }
     size_t o = 0;

@@ -1,25 +1,36 @@
 /* ops_conv.c - 2-D convolution, nearest-neighbour upsampling and average
  * pooling on NCHW tensors.
  *
- * conv2d takes its weight (O, C, kh, kw) as nn.Conv2d stores it. Each image is
- * unfolded (im2col) into a (K, P) matrix in tape memory, K = C kh kw, P = Ho Wo,
- * row (c, i, j) holding the input pixel under kernel tap (i, j) of channel c
- * for every output position (zero where the tap falls in the padding). The
- * convolution is then one product per image, y_n (O, P) = [b +] W (O, K) col_n.
- * Backward, per image: dcol = W^T dy_n, folded back onto dx (col2im, a
- * scatter-add in a fixed order); dW^T (K, O) = col_n dy_n^T into a buffer of
- * its own, and the images' buffers summed into dW in image order (in double);
- * db sums dy over images and pixels in double. A 1x1 kernel with stride 1 and
- * no padding skips the unfolding: col_n is x_n itself. Images of more than
- * about 1024 output pixels are unfolded a band of output rows at a time. With
- * stride 1 and "same" width (Wo = W) a tap's band is one contiguous run of the
- * input plane, copied (or, backward, added) whole, with the entries that wrap
- * round a row edge zeroed.
+ * conv2d takes its weight (O, C, kh, kw) as nn.Conv2d stores it. It is one
+ * matrix product per image, y_n (O, P) = [b +] W (O, K) col_n, K = C kh kw,
+ * P = Ho Wo, where col_n is the unfolded image: row (c, i, j) holds the input
+ * pixel under kernel tap (i, j) of channel c for every output position (zero
+ * where the tap falls in the padding). Backward, per image: dx_n gets W^T dy_n
+ * folded back; dW^T (K, O) = col_n dy_n^T; db sums dy over images and pixels
+ * in double.
  *
- * Images are spread over the threads, each writing only its own images'
- * outputs and buffers; the matrix products give the same bits on any thread
- * count, and so does the op. The unfolded images are scratch, returned to the
- * tape when the op (or its backward) is done.
+ * With stride 1 and an output as wide as the input (3x3 with padding 1, 1x1
+ * without: every convolution of the U-Net) col_n is never built: the products
+ * read its rows in place from one zero-padded copy of the image's planes,
+ * masking the entries a shift carries across a row edge, and dx is the same
+ * kind of product on a copy of dy with the kernel turned round (below, "the
+ * products on shifted planes"). The weight gradients of a chunk of 8 images
+ * add up in one float buffer; the chunks' buffers are summed in double in
+ * chunk order.
+ *
+ * Other convolutions unfold each image (im2col) into tape scratch, a band of
+ * output rows at a time for images of more than about 1024 output pixels, and
+ * fold dcol = W^T dy_n back onto dx (col2im, a scatter-add in a fixed order);
+ * each image's weight gradient has a buffer of its own, summed into dW in
+ * image order (in double). With stride 1 and "same" width (Wo = W) a tap's
+ * band is one contiguous run of the input plane, copied (or, backward, added)
+ * whole, with the entries that wrap round a row edge zeroed.
+ *
+ * Images (chunks, backward on shifted planes) are spread over the threads,
+ * each writing only its own outputs and buffers; the matrix products give the
+ * same bits on any thread count, and so does the op. Copies and unfolded
+ * images are scratch, returned to the tape when the op (or its backward) is
+ * done.
  *
  * upsample_nearest2d repeats each pixel in a factor x factor block; backward
  * sums the block. avg_pool2d averages k x k blocks (stride k, no padding);
@@ -39,9 +50,16 @@ typedef struct {
     int stride, pad;
     int Ho, Wo;          /* output */
     int K, P;            /* C kh kw, Ho Wo */
-    int direct;          /* 1x1, stride 1, no padding: col_n = x_n */
     int rows;            /* output rows per slice of the unfolded image */
+    /* the products on shifted copies (see below); the rest are for them */
+    int shifted;
+    int Np, Nx, Op;      /* P, H W and O rounded up to whole vectors */
+    int Ow;              /* columns of the (K, O) weight-gradient sums: Op, or O when O < 16 (dot products) */
+    size_t xps, dps;     /* floats per plane of the copies of x and of dy */
 } conv_geom;
+
+/* Kernels up to this wide (pad 8) run on shifted planes. */
+#define CONV_MAX_SHIFTS 17
 
 /* Output positions per band of an unfolded image, about: large images are
  * unfolded a band of output rows at a time, so the scratch stays small while
@@ -64,9 +82,17 @@ static conv_geom geom_of(const fm_tensor *x, const fm_tensor *w, int stride, int
     g.Wo = (g.W + 2 * pad - g.kw) / stride + 1;
     g.K = g.C * g.kh * g.kw;
     g.P = g.Ho * g.Wo;
-    g.direct = g.kh == 1 && g.kw == 1 && stride == 1 && pad == 0;
     int slices = (int)(((long long)g.P + CONV_SLICE_COLS - 1) / CONV_SLICE_COLS);
-    g.rows = g.direct ? g.Ho : (g.Ho + slices - 1) / slices;
+    g.rows = (g.Ho + slices - 1) / slices;
+    g.shifted = stride == 1 && g.kw == 2 * pad + 1 && pad < g.W && pad < g.kh && g.kw <= CONV_MAX_SHIFTS;
+    g.Np = (g.P + 15) / 16 * 16;
+    g.Nx = (g.H * g.W + 15) / 16 * 16;
+    g.Op = (g.O + 15) / 16 * 16;
+    g.Ow = !g.shifted ? g.O : g.O < 16 ? g.O : g.Op;
+    /* a plane: pad zeros, the rows read (output rows + kh - 1) of W, and room
+     * for the pad shift and for the rounded-up columns */
+    g.xps = 2 * (size_t)pad + (size_t)(g.Ho + g.kh - 1) * g.W + (size_t)(g.Np - g.P);
+    g.dps = 2 * (size_t)pad + (size_t)(g.H + g.kh - 1) * g.W + (size_t)(g.Nx - g.H * g.W);
     return g;
 }
 
@@ -203,6 +229,249 @@ static void col2im(const conv_geom *g, float *dcol, int oh0, int oh1, float *dx)
     }
 }
 
+/* ---- the products on shifted planes
+ *
+ * With stride 1 and an output as wide as the input (kw = 2 pad + 1, pad < W,
+ * pad < kh) the unfolded image need not be built: its row (c, i, j) is plane c
+ * shifted by i rows and d = j - pad columns, except where the shift carries a
+ * row's edge into the next row (output column ow with ow + d outside [0, W)),
+ * which must read zero. So each image's planes are copied once, with pad
+ * zeros before, zero rows above and below and zeros after, and row (c, i, j)
+ * of the unfolded image is the copy of plane c read from offset i W + j on,
+ * one contiguous run, except the entries across a row edge. The products
+ * read those runs in place (gemm.c): the forward and dx products take their
+ * k loop one shift d at a time and mask those columns; the weight gradient's
+ * k loop (over pixels) skips them. Output columns are rounded up to whole
+ * vectors; the extra ones read the zeros after the plane and are dropped.
+ *
+ * Forward, per image: y_n (O, P) = [b +] W (O, K) X_n, with K ordered by
+ * (j, c, i) (the weight reordered to match, once per call). Input gradient:
+ * the transposed convolution is the same kind of product,
+ * dx_n (C, H W) += Wf D_n, on a copy of dy_n (kh - 1 - pad zero rows above
+ * and below) and the kernel turned by 180 degrees, Wf[c, (j, o, i)] =
+ * W[o, c, kh-1-i, kw-1-j]. Weight gradient: dW^T (K, O) = X_n dy_n^T, one
+ * product per shift, dy_n transposed into (P, O) with O rounded up (zero
+ * columns); with fewer than 16 outputs (a last layer to one channel) the
+ * rounding would multiply the work, so there each entry is a dot product
+ * along the pixels against dy_n with the pixels across an edge zeroed. Images
+ * are taken in chunks of CONV_CHUNK in order; a chunk's images add their
+ * products into one float buffer, and the chunks' buffers are summed in
+ * double in chunk order, so the bits depend only on the shapes. */
+
+#define CONV_CHUNK 8
+
+/* The copy of nc planes src (R rows of W), pt zero rows above: plane c at
+ * buf + c ps, the layout described above. */
+static void plane_copies(const float *src, int nc, int R, int W, int pad, int pt, size_t ps, float *buf)
+{
+    size_t head = (size_t)pad + (size_t)pt * W, body = (size_t)R * W;
+    for (int c = 0; c < nc; c++) {
+        float *p = buf + (size_t)c * ps;
+        memset(p, 0, head * sizeof(float));
+        memcpy(p + head, src + (size_t)c * body, body * sizeof(float));
+        memset(p + head + body, 0, (ps - head - body) * sizeof(float));
+    }
+}
+
+/* Offsets of the rows (j, c, i), in that order, of the unfolded image in the
+ * copy of nc planes of stride ps. */
+static void plane_offsets(int nc, int kh, int kw, int W, size_t ps, ptrdiff_t *off)
+{
+    for (int j = 0; j < kw; j++)
+        for (int c = 0; c < nc; c++)
+            for (int i = 0; i < kh; i++)
+                off[((size_t)j * nc + c) * kh + i] = (ptrdiff_t)((size_t)c * ps) + (ptrdiff_t)i * W + j;
+}
+
+/* Images [n0, n1) of the forward pass. wr: the weight in (j, c, i) order;
+ * xb: this worker's copy of an image; out: its (O, Np) block when Np > P
+ * (else the product goes to y directly). */
+static void shifted_forward_images(const conv_geom *g, const float *x, const float *wr, const float *b,
+                                   const ptrdiff_t *xoff, float *y, float *xb, float *out, int n0, int n1)
+{
+    size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->P;
+    int mw = g->kw > 1 ? g->W : 0; /* a 1-wide kernel shifts nothing: no masks */
+    for (int n = n0; n < n1; n++) {
+        float *yn = y + (size_t)n * ys;
+        plane_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->pad, g->pad, g->xps, xb);
+        if (g->Np == g->P) {
+            if (b) /* bias first, then the sum over k added to it */
+                for (int o = 0; o < g->O; o++)
+                    for (int p = 0; p < g->P; p++) yn[(size_t)o * g->P + p] = b[o];
+            fm__gemm_bshift(g->O, g->P, g->K, wr, g->K, xb, xoff, mw, -g->pad, g->kw, yn, g->P, b != NULL);
+        } else {
+            fm__gemm_bshift(g->O, g->Np, g->K, wr, g->K, xb, xoff, mw, -g->pad, g->kw, out, g->Np, 0);
+            for (int o = 0; o < g->O; o++) {
+                const float *r = out + (size_t)o * g->Np;
+                float *d = yn + (size_t)o * g->P, bo = b ? b[o] : 0.0f;
+                for (int p = 0; p < g->P; p++) d[p] = b ? bo + r[p] : r[p];
+            }
+        }
+    }
+}
+
+/* dst (16 x 16, row stride ldd) = the transpose of src (16 x 16, row stride
+ * lds), in registers: four rounds that swap the off-diagonal s x s blocks of
+ * every 2s x 2s block, s = 8, 4, 2, 1. */
+typedef float v16f __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+typedef float v16fu __attribute__((vector_size(64), aligned(4), may_alias));
+
+static void transpose16(const float *src, ptrdiff_t lds, float *dst, ptrdiff_t ldd)
+{
+    v16f r[16];
+    for (int i = 0; i < 16; i++) r[i] = *(const v16fu *)(src + i * lds);
+#define T_ROUND(S, LO, HI)                                                                                  \
+    for (int i = 0; i < 16; i++)                                                                            \
+        if (!(i & (S))) {                                                                                   \
+            v16f a = r[i], b = r[i + (S)];                                                                  \
+            r[i] = __builtin_shuffle(a, b, (v16i)LO);                                                       \
+            r[i + (S)] = __builtin_shuffle(a, b, (v16i)HI);                                                 \
+        }
+    /* lo[l] = (l & s) ? 16 + l - s : l; hi[l] = (l & s) ? 16 + l : l + s */
+    T_ROUND(8, ((v16i){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
+            ((v16i){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
+    T_ROUND(4, ((v16i){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
+            ((v16i){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
+    T_ROUND(2, ((v16i){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
+            ((v16i){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
+    T_ROUND(1, ((v16i){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
+            ((v16i){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+#undef T_ROUND
+    for (int i = 0; i < 16; i++) *(v16fu *)(dst + i * ldd) = r[i];
+}
+
+/* dyt (P, Op) = dy_n (O, P) transposed, zero in the columns from O on. */
+static void transpose_dy(const float *dyn, int O, int P, int Op, float *dyt)
+{
+    for (int o0 = 0; o0 < Op; o0 += 16)
+        for (int p0 = 0; p0 < P; p0 += 16) {
+            if (o0 + 16 <= O && p0 + 16 <= P) {
+                transpose16(dyn + (size_t)o0 * P + p0, P, dyt + (size_t)p0 * Op + o0, Op);
+                continue;
+            }
+            int o1 = o0 + 16 < O ? o0 + 16 : O, p1 = p0 + 16 < P ? p0 + 16 : P;
+            for (int p = p0; p < p1; p++) {
+                float *t = dyt + (size_t)p * Op;
+                for (int o = o0; o < o1; o++) t[o] = dyn[(size_t)o * P + p];
+                for (int o = o1 > o0 ? o1 : o0; o < o0 + 16; o++) t[o] = 0.0f;
+            }
+        }
+}
+
+/* part (K, O) (+)= X_n dy_n^T as K O dot products of length P (few outputs):
+ * row (c, i, j) of X_n at xb + xoff[(j C + c) kh + i], against dym[j] (dy_n
+ * with the pixels that shift j reads across an edge zeroed). */
+static void dots_dw(const conv_geom *g, const float *xb, const ptrdiff_t *xoff, const float *dym, float *part, int acc)
+{
+    for (int c = 0; c < g->C; c++)
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                const float *a = xb + xoff[((size_t)j * g->C + c) * g->kh + i];
+                int k = (c * g->kh + i) * g->kw + j;
+                for (int o = 0; o < g->O; o++) {
+                    const float *d = dym + ((size_t)j * g->O + o) * g->P;
+                    float s[16] = {0};
+                    int p = 0;
+                    for (; p + 16 <= g->P; p += 16)
+                        for (int l = 0; l < 16; l++) s[l] += a[p + l] * d[p + l];
+                    for (; p < g->P; p++) s[p % 16] += a[p] * d[p];
+                    for (int w = 8; w >= 1; w /= 2)
+                        for (int l = 0; l < w; l++) s[l] += s[l + w];
+                    float *e = part + (size_t)k * g->O + o;
+                    *e = acc ? *e + s[0] : s[0];
+                }
+            }
+}
+
+/* Per-worker scratch of the backward pass on shifted planes. */
+typedef struct {
+    float *xb;  /* copy of x_n (weight gradient) */
+    float *dyt; /* (P, Op): dy_n transposed, zero columns after O; or, for
+                 * the dot products, (kw, O, P): dy_n masked per shift */
+    float *db;  /* copy of dy_n (input gradient) */
+    float *out; /* (C, Nx) when Nx > H W */
+} shift_scratch;
+
+/* What the backward's products share: offsets and pixel tables. */
+typedef struct {
+    const float *wf;      /* (C, O kh kw) in (j, o, i) order: the kernel turned round */
+    const ptrdiff_t *xoff; /* (K): rows (j, c, i) of X_n */
+    const ptrdiff_t *aoff; /* (C kh): rows (c, i) of X_n for one shift (add j) */
+    const ptrdiff_t *doff; /* (O kh kw): rows (j, o, i) of D_n */
+    const ptrdiff_t *kidx[CONV_MAX_SHIFTS]; /* per shift j, the pixels it reads within a row (NULL: all) */
+    int klen[CONV_MAX_SHIFTS];
+} shift_tables;
+
+/* The sum of v[0 .. n) in double: 16 running sums (index mod 16), combined
+ * pairwise. */
+static double sum16_d(const float *v, int n)
+{
+    double s[16] = {0};
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) s[l] += v[i + l];
+    for (; i < n; i++) s[i % 16] += v[i];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) s[l] += s[l + w];
+    return s[0];
+}
+
+/* Backward of the images of chunk q: dx_n += Wf D_n for each (dx_n = when
+ * dx_fresh), part (K, Ow) = the sum of X_n dy_n^T over the chunk's images in
+ * order, and pdb[n O + o] = the sum of dy_n's channel o. */
+static void shifted_backward_chunk(const conv_geom *g, const float *x, const float *dy, const shift_tables *tb,
+                                   float *dx, int dx_fresh, float *part, double *pdb, const shift_scratch *sc, int q)
+{
+    size_t xs = (size_t)g->C * g->H * g->W, ys = (size_t)g->O * g->P, hw = (size_t)g->H * g->W;
+    int n0 = q * CONV_CHUNK, n1 = n0 + CONV_CHUNK < g->N ? n0 + CONV_CHUNK : g->N;
+    int kd = g->O * g->kh * g->kw, mw = g->kw > 1 ? g->W : 0;
+    for (int n = n0; n < n1; n++) {
+        const float *dyn = dy + (size_t)n * ys;
+        for (int o = 0; pdb && o < g->O; o++) pdb[(size_t)n * g->O + o] = sum16_d(dyn + (size_t)o * g->P, g->P);
+        if (part) {
+            plane_copies(x + (size_t)n * xs, g->C, g->H, g->W, g->pad, g->pad, g->xps, sc->xb);
+            if (g->Ow < g->Op) {
+                for (int j = 0; j < g->kw; j++) {
+                    int d = j - g->pad;
+                    float *m = sc->dyt + (size_t)j * g->O * g->P;
+                    memcpy(m, dyn, (size_t)g->O * g->P * sizeof(float));
+                    if (d != 0) /* the columns shift d reads across a row edge */
+                        for (size_t r = 0; r < (size_t)g->O * g->Ho; r++)
+                            for (int ow = d < 0 ? 0 : g->W - d; ow < (d < 0 ? -d : g->W); ow++) m[r * g->W + ow] = 0.0f;
+                }
+                dots_dw(g, sc->xb, tb->xoff, sc->dyt, part, n > n0);
+            } else {
+                transpose_dy(dyn, g->O, g->P, g->Op, sc->dyt);
+                /* one product per shift j: rows (c, i, j) of dW^T, K kw apart */
+                for (int j = 0; j < g->kw; j++)
+                    fm__gemm_ashift(g->C * g->kh, g->Op, tb->klen[j], sc->xb + j, tb->aoff, tb->kidx[j], sc->dyt, g->Op,
+                                    part + (size_t)j * g->Op, g->kw * g->Op, n > n0);
+            }
+        }
+        if (dx) {
+            float *dxn = dx + (size_t)n * xs;
+            plane_copies(dyn, g->O, g->Ho, g->W, g->pad, g->kh - 1 - g->pad, g->dps, sc->db);
+            if (g->Nx == (int)hw) {
+                fm__gemm_bshift(g->C, g->Nx, kd, tb->wf, kd, sc->db, tb->doff, mw, -g->pad, g->kw, dxn, g->Nx,
+                                !dx_fresh);
+            } else {
+                fm__gemm_bshift(g->C, g->Nx, kd, tb->wf, kd, sc->db, tb->doff, mw, -g->pad, g->kw, sc->out, g->Nx, 0);
+                for (int c = 0; c < g->C; c++) {
+                    const float *r = sc->out + (size_t)c * g->Nx;
+                    float *d = dxn + (size_t)c * hw;
+                    if (dx_fresh)
+                        memcpy(d, r, hw * sizeof(float));
+                    else
+                        for (size_t p = 0; p < hw; p++) d[p] += r[p];
+                }
+            }
+        }
+    }
+}
+
+/* ---- the unfolded images (any other stride, padding or kernel) */
+
 /* Images [n0, n1) of the forward pass; col is this worker's (K, rows Wo) scratch. */
 static void conv_forward_images(const conv_geom *g, const float *x, const float *w, const float *b, float *y,
                                 float *col, int n0, int n1)
@@ -213,23 +482,19 @@ static void conv_forward_images(const conv_geom *g, const float *x, const float 
         for (int oh0 = 0; oh0 < g->Ho; oh0 += g->rows) {
             int oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, pc = (oh1 - oh0) * g->Wo;
             float *yc = y + (size_t)n * ys + (size_t)oh0 * g->Wo;
-            const float *B = xn;
-            if (!g->direct) {
-                im2col(g, xn, oh0, oh1, col);
-                B = col;
-            }
+            im2col(g, xn, oh0, oh1, col);
             if (b) /* bias first, then the sum over k added to it */
                 for (int o = 0; o < g->O; o++)
                     for (int p = 0; p < pc; p++) yc[(size_t)o * g->P + p] = b[o];
-            fm__gemm(g->O, pc, g->K, w, g->K, 1, B, pc, yc, g->P, NULL, b != NULL);
+            fm__gemm(g->O, pc, g->K, w, g->K, 1, col, pc, yc, g->P, NULL, b != NULL);
         }
     }
 }
 
 /* Per-worker scratch of the backward pass. */
 typedef struct {
-    float *col;  /* (K, rows Wo), a slice of the unfolded image (not when direct) */
-    float *dcol; /* (K, rows Wo), its gradient (not when direct) */
+    float *col;  /* (K, rows Wo), a slice of the unfolded image */
+    float *dcol; /* (K, rows Wo), its gradient */
     float *dyt;  /* (rows Wo, O), the slice of dy_n transposed */
 } conv_scratch;
 
@@ -244,11 +509,7 @@ static void conv_backward_image(const conv_geom *g, const float *x, const float 
         int oh1 = oh0 + g->rows < g->Ho ? oh0 + g->rows : g->Ho, pc = (oh1 - oh0) * g->Wo;
         const float *dyc = dy + (size_t)n * ys + (size_t)oh0 * g->Wo;
         if (part) {
-            const float *col = xn;
-            if (!g->direct) {
-                im2col(g, xn, oh0, oh1, sc->col);
-                col = sc->col;
-            }
+            im2col(g, xn, oh0, oh1, sc->col);
             /* transposed in 16 x 16 blocks */
             for (int o0 = 0; o0 < g->O; o0 += 16)
                 for (int p0 = 0; p0 < pc; p0 += 16) {
@@ -256,17 +517,12 @@ static void conv_backward_image(const conv_geom *g, const float *x, const float 
                     for (int p = p0; p < p1; p++)
                         for (int o = o0; o < o1; o++) sc->dyt[(size_t)p * g->O + o] = dyc[(size_t)o * g->P + p];
                 }
-            fm__gemm(g->K, g->O, pc, col, pc, 1, sc->dyt, g->O, part, g->O, NULL, oh0 > 0);
+            fm__gemm(g->K, g->O, pc, sc->col, pc, 1, sc->dyt, g->O, part, g->O, NULL, oh0 > 0);
         }
         if (dx) {
-            float *dxn = dx + (size_t)n * xs;
             /* W^T: op(A)(k, o) = W[o K + k] */
-            if (g->direct) {
-                fm__gemm(g->K, pc, g->O, w, 1, g->K, dyc, g->P, dxn + (size_t)oh0 * g->Wo, g->P, NULL, 1);
-            } else {
-                fm__gemm(g->K, pc, g->O, w, 1, g->K, dyc, g->P, sc->dcol, pc, NULL, 0);
-                col2im(g, sc->dcol, oh0, oh1, dxn);
-            }
+            fm__gemm(g->K, pc, g->O, w, 1, g->K, dyc, g->P, sc->dcol, pc, NULL, 0);
+            col2im(g, sc->dcol, oh0, oh1, dx + (size_t)n * xs);
         }
     }
 }
@@ -279,20 +535,105 @@ static int image_threads(double work, int items)
     return nt < FM__MAX_WORKERS ? nt : FM__MAX_WORKERS;
 }
 
-/* Floats of weight-gradient buffers (one per image) kept at once; the images
- * are taken in groups of this size, which depends only on the shapes. */
+/* Floats of weight-gradient buffers (one per image, or per chunk of images on
+ * shifted copies) kept at once; they are taken in groups of this size, which
+ * depends only on the shapes. */
 #define CONV_PART_FLOATS ((size_t)1 << 22)
+
+/* The backward on shifted planes: dx, dW summed over the chunks (in double,
+ * into acc (K, Ow)), and the images' sums of dy per channel into pdb (N, O). */
+static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, const float *w, const float *dy,
+                             float *dx, int dx_fresh, double *acc, double *pdb)
+{
+    size_t kop = (size_t)g->K * g->Ow;
+    int kd = g->O * g->kh * g->kw, nq = (g->N + CONV_CHUNK - 1) / CONV_CHUNK, group = nq;
+    if (acc) {
+        size_t fit = CONV_PART_FLOATS / kop;
+        group = fit < 1 ? 1 : fit < (size_t)nq ? (int)fit : nq;
+    }
+    double work = (double)g->N * g->O * g->P * g->K * ((dx != NULL) + (acc != NULL));
+    int nt = image_threads(work, group), dots = g->Ow < g->Op;
+    shift_tables tb;
+    memset(&tb, 0, sizeof tb);
+    ptrdiff_t *xoff = acc ? fm__tape_alloc(tp, (size_t)g->K * sizeof(ptrdiff_t)) : NULL;
+    ptrdiff_t *aoff = acc ? fm__tape_alloc(tp, (size_t)g->C * g->kh * sizeof(ptrdiff_t)) : NULL;
+    ptrdiff_t *kidx = acc && g->kw > 1 ? fm__tape_alloc(tp, (size_t)g->kw * g->P * sizeof(ptrdiff_t)) : NULL;
+    ptrdiff_t *doff = dx ? fm__tape_alloc(tp, (size_t)kd * sizeof(ptrdiff_t)) : NULL;
+    float *wf = dx ? fm__tape_alloc(tp, (size_t)g->C * kd * sizeof(float)) : NULL;
+    float *part = acc ? fm__tape_alloc(tp, (size_t)group * kop * sizeof(float)) : NULL;
+    shift_scratch sc[FM__MAX_WORKERS];
+    for (int t = 0; t < nt; t++) {
+        sc[t].xb = acc ? fm__tape_alloc(tp, (size_t)g->C * g->xps * sizeof(float)) : NULL;
+        sc[t].dyt = !acc ? NULL
+                    : fm__tape_alloc(tp, (dots ? (size_t)g->kw * g->O : (size_t)g->Op) * g->P * sizeof(float));
+        sc[t].db = dx ? fm__tape_alloc(tp, (size_t)g->O * g->dps * sizeof(float)) : NULL;
+        sc[t].out = dx && g->Nx > g->H * g->W ? fm__tape_alloc(tp, (size_t)g->C * g->Nx * sizeof(float)) : NULL;
+    }
+    if (tp->status != FM_OK) return;
+    if (acc) {
+        plane_offsets(g->C, g->kh, g->kw, g->W, g->xps, xoff);
+        for (int c = 0; c < g->C; c++)
+            for (int i = 0; i < g->kh; i++) aoff[c * g->kh + i] = (ptrdiff_t)((size_t)c * g->xps) + (ptrdiff_t)i * g->W;
+        tb.xoff = xoff;
+        tb.aoff = aoff;
+        /* shift d reads within the row at output columns [max(0, -d), min(W, W - d)) */
+        for (int j = 0; j < g->kw; j++) {
+            int d = j - g->pad, lo = d < 0 ? -d : 0, hi = d > 0 ? g->W - d : g->W, len = 0;
+            if (d == 0) {
+                tb.kidx[j] = NULL;
+                tb.klen[j] = g->P;
+                continue;
+            }
+            ptrdiff_t *t = kidx + (size_t)j * g->P;
+            for (int oh = 0; oh < g->Ho; oh++)
+                for (int ow = lo; ow < hi; ow++) t[len++] = (ptrdiff_t)oh * g->W + ow;
+            tb.kidx[j] = t;
+            tb.klen[j] = len;
+        }
+    }
+    if (dx) {
+        plane_offsets(g->O, g->kh, g->kw, g->W, g->dps, doff);
+        /* Wf[c, (j, o, i)] = W[o, c, kh-1-i, kw-1-j] */
+        for (int c = 0; c < g->C; c++)
+            for (int j = 0; j < g->kw; j++)
+                for (int o = 0; o < g->O; o++)
+                    for (int i = 0; i < g->kh; i++)
+                        wf[(size_t)c * kd + ((size_t)j * g->O + o) * g->kh + i] =
+                            w[(((size_t)o * g->C + c) * g->kh + g->kh - 1 - i) * g->kw + g->kw - 1 - j];
+        tb.wf = wf;
+        tb.doff = doff;
+    }
+    for (int q0 = 0; q0 < nq; q0 += group) {
+        int m = nq - q0 < group ? nq - q0 : group;
+        int ntm = nt < m ? nt : m;
+        FM__PARALLEL_FOR(ntm)
+        for (int t = 0; t < ntm; t++) {
+            int i0 = fm__split(m, t, ntm), i1 = fm__split(m, t + 1, ntm);
+            for (int i = i0; i < i1; i++)
+                shifted_backward_chunk(g, x, dy, &tb, dx, dx_fresh, part ? part + (size_t)i * kop : NULL, pdb, &sc[t],
+                                       q0 + i);
+        }
+        /* the chunks' weight gradients in chunk order */
+        for (int i = 0; acc && i < m; i++) {
+            const float *pi = part + (size_t)i * kop;
+            for (size_t k = 0; k < kop; k++) acc[k] += pi[k];
+        }
+    }
+}
 
 static void conv2d_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0], *w = y->src[1], *b = y->nsrc > 2 ? y->src[2] : NULL;
     conv_geom g = geom_of(x, w, y->arg.i[0], y->arg.i[1]);
-    float *dx = fm__wants_grad(x) ? fm__grad(tp, x) : NULL;
+    int dx_fresh = 0;
+    float *dx = fm__wants_grad(x) ? fm__grad_w(tp, x, &dx_fresh) : NULL;
     float *dw = fm__wants_grad(w) ? fm__grad(tp, w) : NULL;
     float *db = fm__wants_grad(b) ? fm__grad(tp, b) : NULL;
     if (tp->status != FM_OK) return;
     const float *dy = y->grad;
-    if (db) {
+    /* On shifted copies, each image's bias gradient comes with its other
+     * gradients (dy is read once); else here. */
+    if (db && !(g.shifted && (dx || dw))) {
         for (int o = 0; o < g.O; o++) {
             /* eight running sums (p mod 8), combined pairwise at the end */
             double s[8] = {0};
@@ -310,48 +651,62 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
 
     /* Everything below is scratch, given back at the end. */
     fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
-    size_t slice = (size_t)g.K * g.rows * g.Wo, ko = (size_t)g.K * g.O;
-    int group = g.N;
-    if (dw) {
-        size_t fit = CONV_PART_FLOATS / ko;
-        group = fit < 1 ? 1 : fit < (size_t)g.N ? (int)fit : g.N;
-    }
-    double work = (double)g.N * g.O * g.P * g.K * ((dx != NULL) + (dw != NULL));
-    int nt = image_threads(work, group);
-    conv_scratch sc[FM__MAX_WORKERS];
-    float *part = NULL;
+    int ldo = g.Ow;
+    size_t ko = (size_t)g.K * ldo;
     double *acc = NULL;
-    for (int t = 0; t < nt; t++) {
-        sc[t].col = !g.direct && dw ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
-        sc[t].dcol = !g.direct && dx ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
-        sc[t].dyt = dw ? fm__tape_alloc(tp, (size_t)g.rows * g.Wo * g.O * sizeof(float)) : NULL;
-    }
     if (dw) {
-        part = fm__tape_alloc(tp, (size_t)group * ko * sizeof(float));
         acc = fm__tape_alloc(tp, ko * sizeof(double));
         if (acc) memset(acc, 0, ko * sizeof(double));
     }
     if (tp->status != FM_OK) return;
-
-    for (int n0 = 0; n0 < g.N; n0 += group) {
-        int m = g.N - n0 < group ? g.N - n0 : group;
-        int ntm = nt < m ? nt : m;
-        FM__PARALLEL_FOR(ntm)
-        for (int t = 0; t < ntm; t++) {
-            int i0 = fm__split(m, t, ntm), i1 = fm__split(m, t + 1, ntm);
-            for (int i = i0; i < i1; i++)
-                conv_backward_image(&g, x->data, w->data, dy, dx, part ? part + (size_t)i * ko : NULL, &sc[t],
-                                    n0 + i);
+    if (g.shifted) {
+        double *pdb = db ? fm__tape_alloc(tp, (size_t)g.N * g.O * sizeof(double)) : NULL;
+        if (tp->status != FM_OK) return;
+        shifted_backward(tp, &g, x->data, w->data, dy, dx, dx_fresh, acc, pdb);
+        /* the images' bias gradients in image order */
+        for (int o = 0; pdb && tp->status == FM_OK && o < g.O; o++) {
+            double s = 0.0;
+            for (int n = 0; n < g.N; n++) s += pdb[(size_t)n * g.O + o];
+            db[o] += (float)s;
         }
-        /* the images' weight gradients in image order */
-        for (int i = 0; dw && i < m; i++) {
-            const float *pi = part + (size_t)i * ko;
-            for (size_t k = 0; k < ko; k++) acc[k] += pi[k];
+    } else {
+        if (dx_fresh) memset(dx, 0, x->size * sizeof(float)); /* col2im adds */
+        size_t slice = (size_t)g.K * g.rows * g.Wo;
+        int group = g.N;
+        if (dw) {
+            size_t fit = CONV_PART_FLOATS / ko;
+            group = fit < 1 ? 1 : fit < (size_t)g.N ? (int)fit : g.N;
+        }
+        double work = (double)g.N * g.O * g.P * g.K * ((dx != NULL) + (dw != NULL));
+        int nt = image_threads(work, group);
+        conv_scratch sc[FM__MAX_WORKERS];
+        float *part = dw ? fm__tape_alloc(tp, (size_t)group * ko * sizeof(float)) : NULL;
+        for (int t = 0; t < nt; t++) {
+            sc[t].col = dw ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
+            sc[t].dcol = dx ? fm__tape_alloc(tp, slice * sizeof(float)) : NULL;
+            sc[t].dyt = dw ? fm__tape_alloc(tp, (size_t)g.rows * g.Wo * g.O * sizeof(float)) : NULL;
+        }
+        if (tp->status != FM_OK) return;
+        for (int n0 = 0; n0 < g.N; n0 += group) {
+            int m = g.N - n0 < group ? g.N - n0 : group;
+            int ntm = nt < m ? nt : m;
+            FM__PARALLEL_FOR(ntm)
+            for (int t = 0; t < ntm; t++) {
+                int i0 = fm__split(m, t, ntm), i1 = fm__split(m, t + 1, ntm);
+                for (int i = i0; i < i1; i++)
+                    conv_backward_image(&g, x->data, w->data, dy, dx, part ? part + (size_t)i * ko : NULL, &sc[t],
+                                        n0 + i);
+            }
+            /* the images' weight gradients in image order */
+            for (int i = 0; dw && i < m; i++) {
+                const float *pi = part + (size_t)i * ko;
+                for (size_t k = 0; k < ko; k++) acc[k] += pi[k];
+            }
         }
     }
-    if (dw)
+    if (tp->status == FM_OK && dw)
         for (int o = 0; o < g.O; o++)
-            for (int k = 0; k < g.K; k++) dw[(size_t)o * g.K + k] += (float)acc[(size_t)k * g.O + o];
+            for (int k = 0; k < g.K; k++) dw[(size_t)o * g.K + k] += (float)acc[(size_t)k * ldo + o];
     fm__arena_rewind(&tp->arena, &mark);
 }
 
@@ -401,14 +756,38 @@ fm_tensor *fm_conv2d(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b, int 
 
     fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
     int nt = image_threads((double)g.N * g.O * g.P * g.K, g.N);
-    float *col[FM__MAX_WORKERS] = {0};
-    for (int t = 0; t < nt && !g.direct; t++)
-        if (!(col[t] = fm__tape_alloc(tp, (size_t)g.K * g.rows * g.Wo * sizeof(float)))) return NULL;
     const float *bias = b ? b->data : NULL;
-    FM__PARALLEL_FOR(nt)
-    for (int t = 0; t < nt; t++) {
-        int n0 = fm__split(g.N, t, nt), n1 = fm__split(g.N, t + 1, nt);
-        conv_forward_images(&g, x->data, w->data, bias, y->data, col[t], n0, n1);
+    if (g.shifted) {
+        float *xb[FM__MAX_WORKERS] = {0}, *out[FM__MAX_WORKERS] = {0};
+        ptrdiff_t *xoff = fm__tape_alloc(tp, (size_t)g.K * sizeof(ptrdiff_t));
+        float *wr = fm__tape_alloc(tp, (size_t)g.O * g.K * sizeof(float));
+        for (int t = 0; t < nt; t++) {
+            xb[t] = fm__tape_alloc(tp, (size_t)g.C * g.xps * sizeof(float));
+            if (g.Np > g.P) out[t] = fm__tape_alloc(tp, (size_t)g.O * g.Np * sizeof(float));
+        }
+        if (tp->status != FM_OK) return NULL;
+        plane_offsets(g.C, g.kh, g.kw, g.W, g.xps, xoff);
+        /* the weight's columns in (j, c, i) order */
+        for (int o = 0; o < g.O; o++)
+            for (int j = 0; j < g.kw; j++)
+                for (int c = 0; c < g.C; c++)
+                    for (int i = 0; i < g.kh; i++)
+                        wr[(size_t)o * g.K + ((size_t)j * g.C + c) * g.kh + i] =
+                            w->data[(((size_t)o * g.C + c) * g.kh + i) * g.kw + j];
+        FM__PARALLEL_FOR(nt)
+        for (int t = 0; t < nt; t++) {
+            int n0 = fm__split(g.N, t, nt), n1 = fm__split(g.N, t + 1, nt);
+            shifted_forward_images(&g, x->data, wr, bias, xoff, y->data, xb[t], out[t], n0, n1);
+        }
+    } else {
+        float *col[FM__MAX_WORKERS] = {0};
+        for (int t = 0; t < nt; t++)
+            if (!(col[t] = fm__tape_alloc(tp, (size_t)g.K * g.rows * g.Wo * sizeof(float)))) return NULL;
+        FM__PARALLEL_FOR(nt)
+        for (int t = 0; t < nt; t++) {
+            int n0 = fm__split(g.N, t, nt), n1 = fm__split(g.N, t + 1, nt);
+            conv_forward_images(&g, x->data, w->data, bias, y->data, col[t], n0, n1);
+        }
     }
     fm__arena_rewind(&tp->arena, &mark);
     return y;
@@ -437,20 +816,31 @@ static void upsample_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
     if (!fm__wants_grad(x)) return;
-    float *dx = fm__grad(tp, x);
+    int fresh;
+    float *dx = fm__grad_w(tp, x, &fresh);
     if (!dx) return;
     int f = y->arg.i[0], H = x->shape[2], W = x->shape[3], Wy = y->shape[3];
     size_t planes = (size_t)x->shape[0] * x->shape[1];
     for (size_t q = 0; q < planes; q++) {
         const float *g = y->grad + q * (size_t)y->shape[2] * Wy;
         float *d = dx + q * (size_t)H * W;
-        for (int h = 0; h < H; h++)
+        for (int h = 0; h < H; h++) {
+            float *dr = d + (size_t)h * W;
+            if (f == 2) { /* the same sums in the same order, in a loop that vectorises */
+                const float *r0 = g + (size_t)(2 * h) * Wy, *r1 = r0 + Wy;
+                for (int w = 0; w < W; w++) {
+                    float s = ((r0[2 * w] + r0[2 * w + 1]) + r1[2 * w]) + r1[2 * w + 1];
+                    dr[w] = fresh ? s : dr[w] + s;
+                }
+                continue;
+            }
             for (int w = 0; w < W; w++) {
                 float s = 0.0f;
                 for (int i = 0; i < f; i++)
                     for (int j = 0; j < f; j++) s += g[(size_t)(h * f + i) * Wy + (size_t)w * f + j];
-                d[(size_t)h * W + w] += s;
+                dr[w] = fresh ? s : dr[w] + s;
             }
+        }
     }
 }
 
@@ -474,8 +864,12 @@ fm_tensor *fm_upsample_nearest2d(fm_tape *tp, fm_tensor *x, int factor)
         float *yp = y->data + q * (size_t)shape[2] * Wy;
         for (int h = 0; h < H; h++) {
             float *row = yp + (size_t)h * factor * Wy;
-            for (int w = 0; w < W; w++)
-                for (int j = 0; j < factor; j++) row[(size_t)w * factor + j] = xp[(size_t)h * W + w];
+            const float *xr = xp + (size_t)h * W;
+            if (factor == 2)
+                for (int w = 0; w < W; w++) row[2 * w] = row[2 * w + 1] = xr[w];
+            else
+                for (int w = 0; w < W; w++)
+                    for (int j = 0; j < factor; j++) row[(size_t)w * factor + j] = xr[w];
             for (int i = 1; i < factor; i++) memcpy(row + (size_t)i * Wy, row, Wy * sizeof(float));
         }
     }
@@ -486,7 +880,8 @@ static void avg_pool_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
     if (!fm__wants_grad(x)) return;
-    float *dx = fm__grad(tp, x);
+    int fresh;
+    float *dx = fm__grad_w(tp, x, &fresh);
     if (!dx) return;
     int k = y->arg.i[0], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
     float inv = y->arg.f[1];
@@ -494,11 +889,31 @@ static void avg_pool_backward(fm_tape *tp, fm_tensor *y)
     for (size_t q = 0; q < planes; q++) {
         const float *g = y->grad + q * (size_t)Ho * Wo;
         float *d = dx + q * (size_t)x->shape[2] * W;
+        if (k == 2) { /* the same values in loops that vectorise */
+            for (int h = 0; h < Ho; h++) {
+                float *r0 = d + (size_t)(2 * h) * W, *r1 = r0 + W;
+                const float *gr = g + (size_t)h * Wo;
+                if (fresh)
+                    for (int w = 0; w < Wo; w++) r0[2 * w] = r0[2 * w + 1] = r1[2 * w] = r1[2 * w + 1] = gr[w] * inv;
+                else
+                    for (int w = 0; w < Wo; w++) {
+                        float v = gr[w] * inv;
+                        r0[2 * w] += v;
+                        r0[2 * w + 1] += v;
+                        r1[2 * w] += v;
+                        r1[2 * w + 1] += v;
+                    }
+            }
+            continue;
+        }
         for (int h = 0; h < Ho; h++)
             for (int w = 0; w < Wo; w++) {
                 float v = g[(size_t)h * Wo + w] * inv;
                 for (int i = 0; i < k; i++)
-                    for (int j = 0; j < k; j++) d[(size_t)(h * k + i) * W + (size_t)w * k + j] += v;
+                    for (int j = 0; j < k; j++) {
+                        float *e = d + (size_t)(h * k + i) * W + (size_t)w * k + j; /* one block each */
+                        *e = fresh ? v : *e + v;
+                    }
             }
     }
 }
@@ -524,6 +939,15 @@ fm_tensor *fm_avg_pool2d(fm_tape *tp, fm_tensor *x, int k)
     for (size_t q = 0; q < planes; q++) {
         const float *xp = x->data + q * (size_t)H * W;
         float *yp = y->data + q * (size_t)Ho * Wo;
+        if (k == 2) { /* the same sums in the same order, in a loop that vectorises */
+            for (int h = 0; h < Ho; h++) {
+                const float *r0 = xp + (size_t)(2 * h) * W, *r1 = r0 + W;
+                float *yr = yp + (size_t)h * Wo;
+                for (int w = 0; w < Wo; w++)
+                    yr[w] = (float)(((((double)r0[2 * w] + r0[2 * w + 1]) + r1[2 * w]) + r1[2 * w + 1]) / 4.0);
+            }
+            continue;
+        }
         for (int h = 0; h < Ho; h++)
             for (int w = 0; w < Wo; w++) {
                 double sum = 0.0;

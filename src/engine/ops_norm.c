@@ -3,16 +3,24 @@
  * x (N, C, ...) is split per sample into G groups of C / G consecutive
  * channels; a group is one contiguous run of m = (C / G) S values, S the
  * values per channel. Each group's mean and biased variance are computed in
- * double (two passes, four running sums each, combined pairwise) and
+ * double (two passes, GN_LANES running sums each, combined pairwise) and
  * rstd = 1 / sqrt(var + eps); y = xhat gamma[c] + beta[c] with
- * xhat = (x - mean) rstd, evaluated in double. The groups' mean and rstd stay
- * on the tape. Backward, with g = dy gamma[c] over a group:
+ * xhat = (x - mean) rstd. The elementwise arithmetic is in float, the mean
+ * taken off as a float and the float remainder of it, (x - m_hi) - m_lo: the
+ * first difference is exact when x is near the mean, so data far from zero
+ * keep their precision. The groups' mean and rstd stay on the tape.
+ * Backward, with g = dy gamma[c] over a group:
  *   dx = rstd (g - mean(g) - xhat mean(g xhat)),
  *   dgamma[c] += sum over samples and pixels of dy xhat, dbeta[c] += sum of dy,
  * every sum in double. Groups are spread over the threads, each writing only
  * its own groups' outputs and its own per-(sample, channel) partial sums of
  * dgamma and dbeta; those are added over the samples in order afterwards, so
  * the bits do not depend on the thread count.
+ *
+ * fm__group_norm_act is act(group_norm(x)) as one op (the U-Net's norm and
+ * SiLU): the normalised values h are not kept but made again, a group at a
+ * time, by the backward, which takes g = dy act'(h) in place of dy. That
+ * saves a tensor on the tape and two passes over memory each way.
  */
 #include "internal.h"
 
@@ -22,6 +30,7 @@
 /* Where the optional inputs sit among the node's sources (-1: absent). */
 #define GN_GAMMA 1
 #define GN_BETA 2
+#define GN_ACT 3 /* arg.i[3]: the activation after the norm */
 
 typedef struct {
     int N, C, G, cg; /* samples, channels, groups, channels per group */
@@ -40,37 +49,94 @@ static gn_geom gn_geom_of(const fm_tensor *x, int groups)
     return g;
 }
 
-/* sum of v[0 .. n) in double: four running sums combined pairwise */
+/* Running sums per lane (index mod GN_LANES): enough independent ones to
+ * fill the vector units rather than wait on one add after another. */
+#define GN_LANES 32
+
+static double lanes_total(double *s)
+{
+    for (int w = GN_LANES / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) s[l] += s[l + w];
+    return s[0];
+}
+
+/* sum of v[0 .. n) in double, by lanes combined pairwise */
 static double sum_d(const float *v, size_t n)
 {
-    double s[4] = {0, 0, 0, 0};
+    double s[GN_LANES] = {0};
     size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int l = 0; l < 4; l++) s[l] += v[i + l];
-    for (; i < n; i++) s[i % 4] += v[i];
-    return (s[0] + s[1]) + (s[2] + s[3]);
+    for (; i + GN_LANES <= n; i += GN_LANES)
+        for (int l = 0; l < GN_LANES; l++) s[l] += v[i + l];
+    for (; i < n; i++) s[i % GN_LANES] += v[i];
+    return lanes_total(s);
 }
 
 /* sum of (v - c)^2 the same way */
 static double sumsq_d(const float *v, size_t n, double c)
 {
-    double s[4] = {0, 0, 0, 0};
+    double s[GN_LANES] = {0};
     size_t i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int l = 0; l < 4; l++) {
+    for (; i + GN_LANES <= n; i += GN_LANES)
+        for (int l = 0; l < GN_LANES; l++) {
             double d = v[i + l] - c;
             s[l] += d * d;
         }
     for (; i < n; i++) {
         double d = v[i] - c;
-        s[i % 4] += d * d;
+        s[i % GN_LANES] += d * d;
     }
-    return (s[0] + s[1]) + (s[2] + s[3]);
+    return lanes_total(s);
 }
 
-/* Groups [q0, q1) (q = n G + group) of the forward pass; stats gets (mean, rstd) per group. */
+/* A group's mean as a float and the float remainder, and rstd as a float. */
+typedef struct {
+    float hi, lo, rstd;
+} gn_center;
+
+static gn_center center_of(double mean, double rstd)
+{
+    gn_center z;
+    z.hi = (float)mean;
+    z.lo = (float)(mean - (double)z.hi);
+    z.rstd = (float)rstd;
+    return z;
+}
+
+/* x - mean, in float */
+static inline float centered(float x, gn_center z) { return (x - z.hi) - z.lo; }
+
+/* *sd = sum of d, *sdx = sum of d (x - mean) rstd, the same way */
+static void sums_dx(const float *x, const float *d, size_t n, gn_center z, double *sd, double *sdx)
+{
+    double a[GN_LANES] = {0}, b[GN_LANES] = {0};
+    size_t i = 0;
+    for (; i + GN_LANES <= n; i += GN_LANES)
+        for (int l = 0; l < GN_LANES; l++) {
+            float xh = centered(x[i + l], z) * z.rstd;
+            a[l] += d[i + l];
+            b[l] += d[i + l] * xh;
+        }
+    for (; i < n; i++) {
+        float xh = centered(x[i], z) * z.rstd;
+        a[i % GN_LANES] += d[i];
+        b[i % GN_LANES] += d[i] * xh;
+    }
+    *sd = lanes_total(a);
+    *sdx = lanes_total(b);
+}
+
+/* The norm's output for channel c of a group: h = (x - mean) a + beta,
+ * a = gamma rstd. The forward and the backward (which makes h again) both
+ * come here, so they agree to the bit. */
+static void norm_channel(const float *x, size_t S, gn_center z, float a, float beta, float *h)
+{
+    for (size_t s = 0; s < S; s++) h[s] = centered(x[s], z) * a + beta;
+}
+
+/* Groups [q0, q1) (q = n G + group) of the forward pass, then act; stats
+ * gets (mean, rstd) per group. */
 static void gn_forward_groups(const gn_geom *g, const float *x, const float *gamma, const float *beta, double eps,
-                              float *y, double *stats, int q0, int q1)
+                              fm_act act, float *y, double *stats, int q0, int q1)
 {
     for (int q = q0; q < q1; q++) {
         const float *xq = x + (size_t)q * g->m;
@@ -80,37 +146,41 @@ static void gn_forward_groups(const gn_geom *g, const float *x, const float *gam
         double rstd = 1.0 / sqrt(var + eps);
         stats[2 * (size_t)q] = mean;
         stats[2 * (size_t)q + 1] = rstd;
+        gn_center z = center_of(mean, rstd);
         int c0 = (q % g->G) * g->cg;
         for (int c = 0; c < g->cg; c++) {
-            /* y = x a + b with a = gamma rstd, b = beta - mean a */
-            double a = (gamma ? (double)gamma[c0 + c] : 1.0) * rstd;
-            double b = (beta ? (double)beta[c0 + c] : 0.0) - mean * a;
-            const float *xc = xq + (size_t)c * g->S;
-            float *yc = yq + (size_t)c * g->S;
-            for (size_t s = 0; s < g->S; s++) yc[s] = (float)(xc[s] * a + b);
+            float a = (float)((gamma ? (double)gamma[c0 + c] : 1.0) * rstd), b = beta ? beta[c0 + c] : 0.0f;
+            norm_channel(xq + (size_t)c * g->S, g->S, z, a, b, yq + (size_t)c * g->S);
         }
+        if (act != FM_ACT_NONE) fm__act_forward(act, yq, yq, g->m);
     }
 }
 
 /* Backward of groups [q0, q1): dx (if wanted) and the per-(sample, channel)
- * sums pg = sum dy xhat, pb = sum dy (if wanted). */
-static void gn_backward_groups(const gn_geom *g, const float *x, const float *gamma, const float *dy,
-                               const double *stats, float *dx, double *pg, double *pb, int q0, int q1)
+ * sums pg = sum dy xhat, pb = sum dy (if wanted). With an activation, dy is
+ * first replaced by dy act'(h): h (the norm's output, made again as the
+ * forward made it) and that product go to hs and gs, a group each. */
+static void gn_backward_groups(const gn_geom *g, const float *x, const float *gamma, const float *beta, fm_act act,
+                               const float *y, const float *dy, const double *stats, float *dx, int dx_fresh,
+                               double *pg, double *pb, float *hs, float *gs, int q0, int q1)
 {
     for (int q = q0; q < q1; q++) {
-        double mean = stats[2 * (size_t)q], rstd = stats[2 * (size_t)q + 1];
+        double rstd = stats[2 * (size_t)q + 1];
+        gn_center z = center_of(stats[2 * (size_t)q], rstd);
         int n = q / g->G, c0 = (q % g->G) * g->cg;
         const float *xq = x + (size_t)q * g->m, *dq = dy + (size_t)q * g->m;
+        if (act != FM_ACT_NONE) {
+            for (int c = 0; c < g->cg; c++) {
+                float a = (float)((gamma ? (double)gamma[c0 + c] : 1.0) * rstd), b = beta ? beta[c0 + c] : 0.0f;
+                norm_channel(xq + (size_t)c * g->S, g->S, z, a, b, hs + (size_t)c * g->S);
+            }
+            fm__act_backward(act, hs, y + (size_t)q * g->m, dq, gs, g->m, 1);
+            dq = gs;
+        }
         double sg = 0.0, sgx = 0.0; /* sums of g and g xhat over the group */
         for (int c = 0; c < g->cg; c++) {
-            const float *xc = xq + (size_t)c * g->S, *dc = dq + (size_t)c * g->S;
-            double sd[2] = {0, 0}, sdx[2] = {0, 0};
-            for (size_t s = 0; s < g->S; s++) {
-                double xh = (xc[s] - mean) * rstd;
-                sd[s & 1] += dc[s];
-                sdx[s & 1] += dc[s] * xh;
-            }
-            double d = sd[0] + sd[1], dxh = sdx[0] + sdx[1];
+            double d, dxh;
+            sums_dx(xq + (size_t)c * g->S, dq + (size_t)c * g->S, g->S, z, &d, &dxh);
             if (pb) pb[(size_t)n * g->C + c0 + c] = d;
             if (pg) pg[(size_t)n * g->C + c0 + c] = dxh;
             double gm = gamma ? (double)gamma[c0 + c] : 1.0;
@@ -118,16 +188,17 @@ static void gn_backward_groups(const gn_geom *g, const float *x, const float *ga
             sgx += gm * dxh;
         }
         if (!dx) continue;
-        double mg = sg / (double)g->m, mgx = sgx / (double)g->m;
+        /* dx = rstd (gamma g - mg - xhat mgx) = u g - v - xhat w */
+        float v = (float)(rstd * sg / (double)g->m), w = (float)(rstd * sgx / (double)g->m);
         float *dxq = dx + (size_t)q * g->m;
         for (int c = 0; c < g->cg; c++) {
-            double gm = gamma ? (double)gamma[c0 + c] : 1.0;
+            float u = (float)(rstd * (gamma ? (double)gamma[c0 + c] : 1.0));
             const float *xc = xq + (size_t)c * g->S, *dc = dq + (size_t)c * g->S;
             float *dxc = dxq + (size_t)c * g->S;
-            for (size_t s = 0; s < g->S; s++) {
-                double xh = (xc[s] - mean) * rstd;
-                dxc[s] += (float)(rstd * (gm * dc[s] - mg - xh * mgx));
-            }
+            if (dx_fresh)
+                for (size_t s = 0; s < g->S; s++) dxc[s] = u * dc[s] - v - centered(xc[s], z) * z.rstd * w;
+            else
+                for (size_t s = 0; s < g->S; s++) dxc[s] += u * dc[s] - v - centered(xc[s], z) * z.rstd * w;
         }
     }
 }
@@ -137,8 +208,10 @@ static void group_norm_backward(fm_tape *tp, fm_tensor *y)
     fm_tensor *x = y->src[0];
     fm_tensor *gamma = y->arg.i[GN_GAMMA] >= 0 ? y->src[y->arg.i[GN_GAMMA]] : NULL;
     fm_tensor *beta = y->arg.i[GN_BETA] >= 0 ? y->src[y->arg.i[GN_BETA]] : NULL;
+    fm_act act = (fm_act)y->arg.i[GN_ACT];
     gn_geom g = gn_geom_of(x, y->arg.i[0]);
-    float *dx = fm__wants_grad(x) ? fm__grad(tp, x) : NULL;
+    int dx_fresh = 0;
+    float *dx = fm__wants_grad(x) ? fm__grad_w(tp, x, &dx_fresh) : NULL;
     float *dgamma = fm__wants_grad(gamma) ? fm__grad(tp, gamma) : NULL;
     float *dbeta = fm__wants_grad(beta) ? fm__grad(tp, beta) : NULL;
     if (tp->status != FM_OK) return;
@@ -146,14 +219,17 @@ static void group_norm_backward(fm_tape *tp, fm_tensor *y)
     size_t nc = (size_t)g.N * g.C;
     double *pg = dgamma ? fm__tape_alloc(tp, nc * sizeof(double)) : NULL;
     double *pb = dbeta ? fm__tape_alloc(tp, nc * sizeof(double)) : NULL;
+    int nq = g.N * g.G, nt = fm__threads_over(8.0 * (double)x->size, nq);
+    float *hs = act != FM_ACT_NONE ? fm__tape_alloc(tp, 2 * (size_t)nt * g.m * sizeof(float)) : NULL;
     if (tp->status != FM_OK) return;
     const double *stats = y->aux;
-    const float *gm = gamma ? gamma->data : NULL;
-    int nq = g.N * g.G, nt = fm__threads_over(8.0 * (double)x->size, nq);
+    const float *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
     FM__PARALLEL_FOR(nt)
     for (int t = 0; t < nt; t++) {
         int q0 = fm__split(nq, t, nt), q1 = fm__split(nq, t + 1, nt);
-        gn_backward_groups(&g, x->data, gm, y->grad, stats, dx, pg, pb, q0, q1);
+        float *h = hs ? hs + 2 * (size_t)t * g.m : NULL;
+        gn_backward_groups(&g, x->data, gm, bt, act, y->data, y->grad, stats, dx, dx_fresh, pg, pb, h,
+                           h ? h + g.m : NULL, q0, q1);
     }
     /* the samples' sums per channel, in sample order */
     for (int c = 0; c < g.C; c++) {
@@ -169,8 +245,10 @@ static void group_norm_backward(fm_tape *tp, fm_tensor *y)
 }
 
 static const fm_op OP_GROUP_NORM = {"group_norm", group_norm_backward};
+static const fm_op OP_GROUP_NORM_ACT = {"group_norm_act", group_norm_backward};
 
-fm_tensor *fm_group_norm(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps)
+static fm_tensor *group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps,
+                                 fm_act act)
 {
     if (!fm__op_inputs_ok(tp, "group_norm", &x, 1)) return NULL;
     char s1[96], s2[96];
@@ -207,7 +285,10 @@ fm_tensor *fm_group_norm(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma
         bi = nsrc;
         src[nsrc++] = beta;
     }
-    fm_tensor *y = fm__node(tp, &OP_GROUP_NORM, x->ndim, x->shape, src, nsrc);
+    if (act < 0 || act >= FM_ACT_COUNT)
+        return fm__op_fail(tp, FM_ERR_ARG, "group_norm: unknown activation %d (input %s)", (int)act,
+                           fm_shape_str(x, s1, sizeof s1));
+    fm_tensor *y = fm__node(tp, act == FM_ACT_NONE ? &OP_GROUP_NORM : &OP_GROUP_NORM_ACT, x->ndim, x->shape, src, nsrc);
     if (!y) return NULL;
     gn_geom g = gn_geom_of(x, groups);
     int nq = g.N * g.G;
@@ -216,13 +297,25 @@ fm_tensor *fm_group_norm(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma
     y->arg.i[0] = groups;
     y->arg.i[GN_GAMMA] = gi;
     y->arg.i[GN_BETA] = bi;
+    y->arg.i[GN_ACT] = act;
     y->aux = stats;
     const float *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
     int nt = fm__threads_over(6.0 * (double)x->size, nq);
     FM__PARALLEL_FOR(nt)
     for (int t = 0; t < nt; t++) {
         int q0 = fm__split(nq, t, nt), q1 = fm__split(nq, t + 1, nt);
-        gn_forward_groups(&g, x->data, gm, bt, (double)eps, y->data, stats, q0, q1);
+        gn_forward_groups(&g, x->data, gm, bt, (double)eps, act, y->data, stats, q0, q1);
     }
     return y;
+}
+
+fm_tensor *fm_group_norm(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps)
+{
+    return group_norm_act(tp, x, groups, gamma, beta, eps, FM_ACT_NONE);
+}
+
+fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps,
+                              fm_act act)
+{
+    return group_norm_act(tp, x, groups, gamma, beta, eps, act);
 }

@@ -17,10 +17,16 @@ static void concat_backward(fm_tape *tp, fm_tensor *y)
         fm_tensor *x = y->src[k];
         size_t w = (size_t)x->shape[1] * inner;
         if (fm__wants_grad(x)) {
-            float *gx = fm__grad(tp, x);
+            int fresh;
+            float *gx = fm__grad_w(tp, x, &fresh);
             if (!gx) return;
-            for (size_t n = 0; n < outer; n++)
-                for (size_t j = 0; j < w; j++) gx[n * w + j] += y->grad[n * row + off + j];
+            for (size_t n = 0; n < outer; n++) {
+                const float *g = y->grad + n * row + off;
+                if (fresh)
+                    memcpy(gx + n * w, g, w * sizeof(float));
+                else
+                    for (size_t j = 0; j < w; j++) gx[n * w + j] += g[j];
+            }
         }
         off += w;
     }

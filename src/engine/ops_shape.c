@@ -12,9 +12,13 @@ static void reshape_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
     if (!fm__wants_grad(x)) return;
-    float *dx = fm__grad(tp, x);
+    int fresh;
+    float *dx = fm__grad_w(tp, x, &fresh);
     if (!dx) return;
-    for (size_t i = 0; i < y->size; i++) dx[i] += y->grad[i];
+    if (fresh)
+        memcpy(dx, y->grad, y->size * sizeof(float));
+    else
+        for (size_t i = 0; i < y->size; i++) dx[i] += y->grad[i];
 }
 
 static const fm_op OP_RESHAPE = {"reshape", reshape_backward};

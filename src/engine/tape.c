@@ -206,14 +206,23 @@ fm_tensor *fm__node(fm_tape *tp, const fm_op *op, int ndim, const int *shape,
     return t;
 }
 
-float *fm__grad(fm_tape *tp, fm_tensor *x)
+float *fm__grad_w(fm_tape *tp, fm_tensor *x, int *fresh)
 {
+    *fresh = 0;
     if (!x->grad) {
         FM_ASSERT(!x->is_param); /* parameters always have their flat buffer */
         x->grad = fm__tape_alloc(tp, x->size * sizeof(float));
-        if (x->grad) memset(x->grad, 0, x->size * sizeof(float));
+        *fresh = x->grad != NULL;
     }
     return x->grad;
+}
+
+float *fm__grad(fm_tape *tp, fm_tensor *x)
+{
+    int fresh;
+    float *g = fm__grad_w(tp, x, &fresh);
+    if (fresh) memset(g, 0, x->size * sizeof(float));
+    return g;
 }
 
 fm_status fm_backward(fm_tape *tp, fm_tensor *y, const float *dy)

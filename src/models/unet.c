@@ -250,9 +250,10 @@ typedef struct {
 
 static fm_tensor *W(const fwd *f, int i) { return fm_params_tensor(f->P, i); }
 
+/* silu(group_norm(x)) as one op: the norm's output is not kept */
 static fm_tensor *norm_silu(const fwd *f, fm_tensor *x, layer n)
 {
-    return fm_silu(f->tp, fm_group_norm(f->tp, x, f->groups, W(f, n.w), W(f, n.b), GN_EPS));
+    return fm__group_norm_act(f->tp, x, f->groups, W(f, n.w), W(f, n.b), GN_EPS, FM_ACT_SILU);
 }
 
 static fm_tensor *conv(const fwd *f, fm_tensor *x, layer c, int pad)
