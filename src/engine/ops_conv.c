@@ -51,7 +51,7 @@ typedef struct {
     int Ho, Wo;          /* output */
     int K, P;            /* C kh kw, Ho Wo */
     int rows;            /* output rows per slice of the unfolded image */
-    /* the products on shifted copies (see below); the rest are for them */
+    /* the products on shifted planes (see below); the rest are for them */
     int shifted;
     int Np, Nx, Op;      /* P, H W and O rounded up to whole vectors */
     int Ow;              /* columns of the (K, O) weight-gradient sums: Op, or O when O < 16 (dot products) */
