@@ -536,7 +536,7 @@ static int image_threads(double work, int items)
 }
 
 /* Floats of weight-gradient buffers (one per image, or per chunk of images on
- * shifted copies) kept at once; they are taken in groups of this size, which
+ * shifted planes) kept at once; they are taken in groups of this size, which
  * depends only on the shapes. */
 #define CONV_PART_FLOATS ((size_t)1 << 22)
 
@@ -631,7 +631,7 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
     float *db = fm__wants_grad(b) ? fm__grad(tp, b) : NULL;
     if (tp->status != FM_OK) return;
     const float *dy = y->grad;
-    /* On shifted copies, each image's bias gradient comes with its other
+    /* On shifted planes, each image's bias gradient comes with its other
      * gradients (dy is read once); else here. */
     if (db && !(g.shifted && (dx || dw))) {
         for (int o = 0; o < g.O; o++) {
