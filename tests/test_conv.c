@@ -255,9 +255,12 @@ void test_conv(void)
         {6, 8, 16, 16, 16, 3, 3, 1, 1, "conv 3x3 6x8x16x16 -> 16"},
         {5, 8, 15, 13, 12, 3, 3, 2, 1, "conv 3x3 stride 2 5x8x15x13 -> 12"},
         {4, 16, 12, 12, 24, 1, 1, 1, 0, "conv 1x1 4x16x12x12 -> 24"},
-        /* K O = 576 x 512 floats per image: the images' weight gradients are
-         * kept 14 at a time, so 16 images make two groups */
-        {16, 64, 3, 3, 512, 3, 3, 1, 1, "conv 3x3 16x64x3x3 -> 512 (2 groups)"},
+        /* K O = 576 x 512 floats of weight gradient per chunk of 8 images:
+         * 16 images make two chunks, summed in order */
+        {16, 64, 3, 3, 512, 3, 3, 1, 1, "conv 3x3 16x64x3x3 -> 512 (2 chunks)"},
+        /* 2048 x 2048 floats per chunk: more than the buffers kept at once
+         * (2^22 floats), so the two chunks go one group each */
+        {16, 2048, 1, 1, 2048, 1, 1, 1, 0, "conv 1x1 16x2048x1x1 -> 2048 (2 groups)"},
         /* more than 1024 output pixels: unfolded in two bands of rows */
         {2, 3, 40, 36, 8, 3, 3, 1, 1, "conv 3x3 2x3x40x36 -> 8 (2 bands)"},
         {4, 8, 40, 36, 8, 3, 3, 1, 1, "conv 3x3 4x8x40x36 -> 8 (2 bands)"},

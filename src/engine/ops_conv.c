@@ -51,7 +51,7 @@ typedef struct {
     int Ho, Wo;          /* output */
     int K, P;            /* C kh kw, Ho Wo */
     int rows;            /* output rows per slice of the unfolded image */
-    /* the products on shifted copies (see below); the rest are for them */
+    /* the products on shifted planes (see below); the rest are for them */
     int shifted;
     int Np, Nx, Op;      /* P, H W and O rounded up to whole vectors */
     int Ow;              /* columns of the (K, O) weight-gradient sums: Op, or O when O < 16 (dot products) */
@@ -317,27 +317,46 @@ typedef float v16f __attribute__((vector_size(64)));
 typedef int v16i __attribute__((vector_size(64)));
 typedef float v16fu __attribute__((vector_size(64), aligned(4), may_alias));
 
+/* a and b's lanes picked by 16 constant indices, 0-15 from a, 16-31 from b */
+#if defined(__clang__) || __GNUC__ >= 12
+#define SHUF16(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUF16(a, b, ...) __builtin_shuffle(a, b, (v16i){__VA_ARGS__})
+#endif
+
 static void transpose16(const float *src, ptrdiff_t lds, float *dst, ptrdiff_t ldd)
 {
     v16f r[16];
     for (int i = 0; i < 16; i++) r[i] = *(const v16fu *)(src + i * lds);
+    /* round s: lo[l] = (l & s) ? 16 + l - s : l; hi[l] = (l & s) ? 16 + l : l + s */
 #define T_ROUND(S, LO, HI)                                                                                  \
     for (int i = 0; i < 16; i++)                                                                            \
         if (!(i & (S))) {                                                                                   \
             v16f a = r[i], b = r[i + (S)];                                                                  \
-            r[i] = __builtin_shuffle(a, b, (v16i)LO);                                                       \
-            r[i + (S)] = __builtin_shuffle(a, b, (v16i)HI);                                                 \
+            r[i] = SHUF16(a, b, LO);                                                                        \
+            r[i + (S)] = SHUF16(a, b, HI);                                                                  \
         }
-    /* lo[l] = (l & s) ? 16 + l - s : l; hi[l] = (l & s) ? 16 + l : l + s */
-    T_ROUND(8, ((v16i){0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}),
-            ((v16i){8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}))
-    T_ROUND(4, ((v16i){0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}),
-            ((v16i){4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}))
-    T_ROUND(2, ((v16i){0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}),
-            ((v16i){2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}))
-    T_ROUND(1, ((v16i){0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}),
-            ((v16i){1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}))
+#define L8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define H8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define L4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define H4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define L2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define H2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define L1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define H1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+    T_ROUND(8, L8, H8)
+    T_ROUND(4, L4, H4)
+    T_ROUND(2, L2, H2)
+    T_ROUND(1, L1, H1)
 #undef T_ROUND
+#undef L8
+#undef H8
+#undef L4
+#undef H4
+#undef L2
+#undef H2
+#undef L1
+#undef H1
     for (int i = 0; i < 16; i++) *(v16fu *)(dst + i * ldd) = r[i];
 }
 
@@ -536,7 +555,7 @@ static int image_threads(double work, int items)
 }
 
 /* Floats of weight-gradient buffers (one per image, or per chunk of images on
- * shifted copies) kept at once; they are taken in groups of this size, which
+ * shifted planes) kept at once; they are taken in groups of this size, which
  * depends only on the shapes. */
 #define CONV_PART_FLOATS ((size_t)1 << 22)
 
@@ -631,7 +650,7 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
     float *db = fm__wants_grad(b) ? fm__grad(tp, b) : NULL;
     if (tp->status != FM_OK) return;
     const float *dy = y->grad;
-    /* On shifted copies, each image's bias gradient comes with its other
+    /* On shifted planes, each image's bias gradient comes with its other
      * gradients (dy is read once); else here. */
     if (db && !(g.shifted && (dx || dw))) {
         for (int o = 0; o < g.O; o++) {
