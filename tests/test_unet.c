@@ -75,6 +75,50 @@ static double check_param_grads(fm_params *P, const fm_st *st, const char *tag)
     return missing ? INFINITY : pw;
 }
 
+/* The network u (weights loaded into P) on the fixture's n images, times and
+ * labels (NULL: none), backward from its dy: the output, the input's gradient
+ * and every parameter's gradient against PyTorch's, one case each, named by
+ * tag. The output tensor (on tp) into *Y, NULL on failure; returns the
+ * largest relative error (infinite on failure). */
+static double check_fixture_pass(fm_tape *tp, fm_unet *u, fm_params *P, const fm_st *st, int n, const int *labels,
+                                 const char *tag, fm_tensor **Y)
+{
+    size_t nx, nt, ndy, nout, ngx;
+    float *x = t_read(st, "x", &nx), *t = t_read(st, "t", &nt), *dy = t_read(st, "dy", &ndy),
+          *out = t_read(st, "out", &nout), *gx = t_read(st, "grad_x", &ngx);
+    double worst = INFINITY;
+    *Y = NULL;
+    if (x && t && dy && out && gx && nx == (size_t)n * 144 && nt == (size_t)n) {
+        int xs[4] = {n, 1, 12, 12}, ts[2] = {n, 1};
+        fm_tensor *X = fm_tensor_copy(tp, x, 4, xs);
+        fm_tensor_requires_grad(X, 1);
+        fm_params_zero_grad(P);
+        fm_params_requires_grad(P, 1);
+        fm_tensor *y = fm_unet_forward(tp, u, fm_tensor_copy(tp, t, 2, ts), X, labels);
+        fm_status s = y ? fm_backward(tp, y, dy) : fm_tape_status(tp);
+        if (s) {
+            t_check(0, "%s forward and backward: %s", tag, fm_last_error());
+        } else {
+            char name[96];
+            snprintf(name, sizeof name, "%s: output [%d, 1, 12, 12]", tag, n);
+            worst = fmax(t_relerr(y->data, out, nout), t_relerr(X->grad, gx, ngx));
+            t_close(name, y->data, out, nout, TOL);
+            snprintf(name, sizeof name, "%s: gradient of the input", tag);
+            t_close(name, X->grad, gx, ngx, TOL);
+            worst = fmax(worst, check_param_grads(P, st, tag));
+            *Y = y;
+        }
+    } else {
+        t_check(0, "%s fixture: x, t, dy, out and grad_x for %d images", tag, n);
+    }
+    free(x);
+    free(t);
+    free(dy);
+    free(out);
+    free(gx);
+    return worst;
+}
+
 static void test_fixture(void)
 {
     fm_st *st = t_fixture("unet.safetensors");
@@ -90,34 +134,18 @@ static void test_fixture(void)
     t_check(u && names && !strcmp(joined, names), "unet: %d parameters named and ordered as PyTorch's state_dict",
             u ? fm_params_count(P) : 0);
     fm_status s = u ? fm_params_load(P, st, "param.") : FM_ERR_ARG;
-    size_t nx, nt, ndy, nout, ngx;
-    float *x = t_read(st, "x", &nx), *t = t_read(st, "t", &nt), *dy = t_read(st, "dy", &ndy),
-          *out = t_read(st, "out", &nout), *gx = t_read(st, "grad_x", &ngx);
-    if (s || !x || !t || !dy || !out || !gx) {
+    size_t nx, nt;
+    float *x = t_read(st, "x", &nx), *t = t_read(st, "t", &nt);
+    fm_tape *tp = fm_tape_new(0);
+    fm_tensor *Y = NULL;
+    if (s || !x || !t) {
         t_check(0, "unet fixture: %s", T_ERR(s));
         goto done;
     }
-    fm_tape *tp = fm_tape_new(0);
-    int xs[4] = {3, 1, 12, 12}, ts[2] = {3, 1};
-    fm_tensor *X = fm_tensor_copy(tp, x, 4, xs);
-    fm_tensor_requires_grad(X, 1);
-    fm_params_zero_grad(P);
-    fm_params_requires_grad(P, 1);
-    fm_tensor *Y = fm_unet_forward(tp, u, fm_tensor_wrap(tp, t, 2, ts), X, NULL);
-    s = Y ? fm_backward(tp, Y, dy) : fm_tape_status(tp);
-    if (s) {
-        t_check(0, "unet forward and backward: %s", fm_last_error());
-        fm_tape_free(tp);
-        goto done;
-    }
-    double worst = t_relerr(Y->data, out, nout), e;
-    t_close("unet: output [3, 1, 12, 12]", Y->data, out, nout, TOL);
-    e = t_relerr(X->grad, gx, ngx);
-    worst = fmax(worst, e);
-    t_close("unet: gradient of the input", X->grad, gx, ngx, TOL);
-    /* every parameter: one case with the largest error, naming the worst */
-    worst = fmax(worst, check_param_grads(P, st, "unet"));
-    t_family_max("unet", worst);
+    t_family_max("unet", check_fixture_pass(tp, u, P, st, 3, NULL, "unet", &Y));
+    if (!Y) goto done;
+    size_t nout = Y->size;
+    int ts[2] = {3, 1};
     /* the flat input (B, C H W) gives the same bits */
     float *y4 = malloc(nout * sizeof(float));
     memcpy(y4, Y->data, nout * sizeof(float));
@@ -157,13 +185,10 @@ static void test_fixture(void)
             "a clash on the last name leaves the parameter set as it was");
     fm_unet_free(u2);
     fm_params_free(P2);
-    fm_tape_free(tp);
 done:
+    fm_tape_free(tp);
     free(x);
     free(t);
-    free(dy);
-    free(out);
-    free(gx);
     fm_unet_free(u);
     fm_params_free(P);
     fm_st_free(st);
@@ -181,34 +206,21 @@ static void test_fixture_cond(void)
     fm_flow_config fc = {.dim = 144, .arch = FM_ARCH_UNET, .unet = c, .path = fm_path_default(FM_PATH_OT)};
     fm_flow *f = fm_flow_new(&fc);
     fm_tape *tp = fm_tape_new(0);
-    size_t nx, nt, ndy, nout, ngx, nl, ng;
-    float *x = t_read(st, "x", &nx), *t = t_read(st, "t", &nt), *dy = t_read(st, "dy", &ndy),
-          *out = t_read(st, "out", &nout), *gx = t_read(st, "grad_x", &ngx), *lf = t_read(st, "labels", &nl),
+    size_t nx, nt, nl, ng;
+    float *x = t_read(st, "x", &nx), *t = t_read(st, "t", &nt), *lf = t_read(st, "labels", &nl),
           *guided = t_read(st, "guided", &ng);
     const char *names = fm_st_meta(st, "names");
     fm_status s = u && f && names && strstr(names, "time_mlp.2.bias,label_emb.weight,conv_in") ? fm_params_load(P, st, "param.")
                                                                                            : FM_ERR_ARG;
-    if (s || !x || !t || !dy || !out || !gx || !lf || !guided || nl != 4 || ng != 4 * 144) {
+    if (s || !x || !t || !lf || !guided || nl != 4 || ng != 4 * 144) {
         t_check(0, "conditional unet fixture: label_emb registered after time_mlp, as PyTorch's: %s", T_ERR(s));
         goto done;
     }
-    int lab[4], xs[4] = {4, 1, 12, 12}, ts[2] = {4, 1};
+    int lab[4];
     for (int i = 0; i < 4; i++) lab[i] = (int)lf[i];
-    fm_tensor *X = fm_tensor_copy(tp, x, 4, xs);
-    fm_tensor_requires_grad(X, 1);
-    fm_params_zero_grad(P);
-    fm_params_requires_grad(P, 1);
-    fm_tensor *Y = fm_unet_forward(tp, u, fm_tensor_wrap(tp, t, 2, ts), X, lab);
-    s = Y ? fm_backward(tp, Y, dy) : fm_tape_status(tp);
-    if (s) {
-        t_check(0, "conditional unet forward and backward: %s", fm_last_error());
-        goto done;
-    }
-    double worst = t_relerr(Y->data, out, nout);
-    t_close("conditional unet: output for labels 2, 0, none, 1", Y->data, out, nout, TOL);
-    worst = fmax(worst, t_relerr(X->grad, gx, ngx));
-    t_close("conditional unet: gradient of the input", X->grad, gx, ngx, TOL);
-    worst = fmax(worst, check_param_grads(P, st, "conditional unet"));
+    fm_tensor *Y;
+    double worst = check_fixture_pass(tp, u, P, st, 4, lab, "conditional unet (labels 2, 0, none, 1)", &Y);
+    if (!Y) goto done;
     /* guidance through the flow, a row at a time (each row has its own time) */
     memcpy(fm_params_data(fm_flow_params(f)), fm_params_data(P), fm_params_size(P) * sizeof(float));
     float v[4 * 144], vc[144], vu[144];
@@ -245,9 +257,6 @@ static void test_fixture_cond(void)
 done:
     free(x);
     free(t);
-    free(dy);
-    free(out);
-    free(gx);
     free(lf);
     free(guided);
     fm_tape_free(tp);
