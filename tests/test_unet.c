@@ -322,6 +322,25 @@ static int same_params(fm_trainer *a, fm_trainer *b)
            !memcmp(fm_params_data(pa), fm_params_data(pb), fm_params_size(pa) * sizeof(float));
 }
 
+/* 2 steps of c, save, resume, 2 more: the same bits as 4 steps in one run. */
+static void check_resume(fm_train_config c, const char *file, const char *what)
+{
+    c.iters = c.sched.total = 4;
+    fm_trainer *full = t_trained(&c, 4), *half = t_trained(&c, 2), *res = NULL;
+    const char *p2 = t_path(file);
+    if (half && fm_trainer_save(half, p2) == FM_OK) res = fm_trainer_resume(p2, 4);
+    for (int i = 0; res && i < 2; i++)
+        if (fm_trainer_step(res, NULL) != FM_OK) {
+            fm_trainer_free(res);
+            res = NULL;
+        }
+    t_check(full && res && same_params(full, res) && fm_flow_unet(fm_trainer_flow(res)),
+            "%s: 2 steps, save, resume, 2 steps equals 4 steps bit for bit %s", what, T_ERRP(res));
+    fm_trainer_free(full);
+    fm_trainer_free(half);
+    fm_trainer_free(res);
+}
+
 static int sample4(fm_flow *f, float *out)
 {
     fm_rng r;
@@ -387,22 +406,7 @@ static void test_flow(void)
     fm_st_free(st);
 
     /* resuming equals not stopping */
-    fm_train_config c2 = unet_config(8);
-    c2.iters = 4;
-    c2.sched.total = 4;
-    fm_trainer *full = t_trained(&c2, 4), *half = t_trained(&c2, 2), *res = NULL;
-    const char *p2 = t_path("unet_half.safetensors");
-    if (half && fm_trainer_save(half, p2) == FM_OK) res = fm_trainer_resume(p2, 4);
-    for (int i = 0; res && i < 2; i++)
-        if (fm_trainer_step(res, NULL) != FM_OK) {
-            fm_trainer_free(res);
-            res = NULL;
-        }
-    t_check(full && res && same_params(full, res) && fm_flow_unet(fm_trainer_flow(res)),
-            "U-Net flow: 2 steps, save, resume, 2 steps equals 4 steps bit for bit %s", T_ERRP(res));
-    fm_trainer_free(full);
-    fm_trainer_free(half);
-    fm_trainer_free(res);
+    check_resume(unet_config(8), "unet_half.safetensors", "U-Net flow");
     fm_trainer_free(tr);
 
     /* the same bits again for the same thread count (batch 64: two shards on two threads) */
@@ -582,20 +586,7 @@ static void test_cond_flow(void)
     fm_st_free(st);
     /* resuming equals not stopping */
     c.coupling = FM_COUPLING_INDEPENDENT;
-    c.iters = c.sched.total = 4;
-    fm_trainer *full = t_trained(&c, 4), *half = t_trained(&c, 2), *res = NULL;
-    const char *p2 = t_path("unet_cond_half.safetensors");
-    if (half && fm_trainer_save(half, p2) == FM_OK) res = fm_trainer_resume(p2, 4);
-    for (int i = 0; res && i < 2; i++)
-        if (fm_trainer_step(res, NULL) != FM_OK) {
-            fm_trainer_free(res);
-            res = NULL;
-        }
-    t_check(full && res && same_params(full, res),
-            "conditional U-Net flow: 2 steps, save, resume, 2 steps equals 4 steps bit for bit %s", T_ERRP(res));
-    fm_trainer_free(full);
-    fm_trainer_free(half);
-    fm_trainer_free(res);
+    check_resume(c, "unet_cond_half.safetensors", "conditional U-Net flow");
     fm_trainer_free(tr);
     /* batch 64 split over 2 threads: each shard sees its own rows' labels */
     fm_train_config c3 = unet_config(64);
