@@ -240,6 +240,18 @@ void fm__fmt_num(char *buf, double v);
 /* Numbers in safetensors metadata: written with fm__fmt_num; read with a
  * message naming the key when missing or invalid. */
 fm_status fm__meta_put_num(fm_st_writer *w, const char *key, double v);
+/* Clip P's gradient to norm clip (0: no clipping; the norm is taken either
+ * way, so a non-finite gradient stops training before it reaches the weights,
+ * with a message naming iteration iter + 1) and take opt's step at lr. */
+fm_status fm__clip_and_step(fm_params *P, fm_optim *opt, double clip, int64_t iter, double lr);
+/* A uniform integer in [0, n), by the high half of a 64 x 32 product. */
+static inline uint32_t fm__rng_below(fm_rng *r, uint32_t n) { return (uint32_t)(((fm_rng_next(r) >> 32) * (uint64_t)n) >> 32); }
+/* A 64-bit whole number (a seed) in decimal, every bit kept. */
+fm_status fm__meta_put_u64(fm_st_writer *w, const char *key, uint64_t v);
+/* Every checkpoint's "format" = "flowmatch" and "flowmatch.version", and
+ * the check of the first on loading (FM_ERR_FORMAT with a message). */
+fm_status fm__meta_put_format(fm_st_writer *w);
+fm_status fm__meta_check_format(const fm_st *st);
 fm_status fm__meta_get_num(const fm_st *st, const char *key, double *out);
 /* ... a whole number in [lo, hi] */
 fm_status fm__meta_get_whole(const fm_st *st, const char *key, double lo, double hi, double *out);

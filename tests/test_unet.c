@@ -322,6 +322,18 @@ static int same_params(fm_trainer *a, fm_trainer *b)
            !memcmp(fm_params_data(pa), fm_params_data(pb), fm_params_size(pa) * sizeof(float));
 }
 
+/* t_trained that also keeps the first step's loss. */
+static fm_trainer *trained_first_loss(const fm_train_config *c, int iters, double *first)
+{
+    fm_trainer *tr = fm_trainer_new(c);
+    for (int i = 0; tr && i < iters; i++)
+        if (fm_trainer_step(tr, i ? NULL : first) != FM_OK) {
+            fm_trainer_free(tr);
+            return NULL;
+        }
+    return tr;
+}
+
 /* 2 steps of c, save, resume, 2 more: the same bits as 4 steps in one run. */
 static void check_resume(fm_train_config c, const char *file, const char *what)
 {
@@ -415,19 +427,9 @@ static void test_flow(void)
     double loss1 = NAN, loss2 = NAN; /* the first step's loss on 1 and on 2 threads */
     for (int k = 0; k < 2; k++) {
         fm_set_threads(1);
-        r1[k] = t_trained(&c3, 2);
+        r1[k] = trained_first_loss(&c3, 2, &loss1);
         fm_set_threads(2);
-        r2[k] = t_trained(&c3, 2);
-    }
-    {
-        fm_set_threads(1);
-        fm_trainer *t1 = fm_trainer_new(&c3);
-        if (t1) fm_trainer_step(t1, &loss1);
-        fm_set_threads(2);
-        fm_trainer *t2 = fm_trainer_new(&c3);
-        if (t2) fm_trainer_step(t2, &loss2);
-        fm_trainer_free(t1);
-        fm_trainer_free(t2);
+        r2[k] = trained_first_loss(&c3, 2, &loss2);
     }
     int det1 = r1[0] && r1[1] && same_params(r1[0], r1[1]), det2 = r2[0] && r2[1] && same_params(r2[0], r2[1]);
     double diff = 0;
@@ -488,8 +490,8 @@ static void test_flow(void)
     fm_set_threads(saved_threads);
 }
 
-/* Rows of the label embedding that moved from their start (start NULL: just
- * a copy of the embedding into it, returning its size). */
+/* How many rows of the label embedding moved from start (a copy of it taken
+ * before training); moved[r] says which. -1 without an embedding. */
 static int moved_rows(fm_trainer *tr, const float *start, int *moved)
 {
     fm_params *P = fm_flow_params(fm_trainer_flow(tr));

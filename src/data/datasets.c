@@ -320,13 +320,10 @@ int fm_spec_image_shape(const char *spec, int *c, int *h, int *w)
 }
 const fm_table *fm_dataset_table(const fm_dataset *ds) { return ds->kind == DS_CSV ? &ds->table : NULL; }
 
-/* Uniform integer in [0, n), by the high half of a 64x32 product. */
-static uint32_t uniform_int(fm_rng *r, uint32_t n) { return (uint32_t)(((fm_rng_next(r) >> 32) * (uint64_t)n) >> 32); }
-
 static void shuffle_rows(fm_rng *r, float *x, int n)
 {
     for (int i = n - 1; i > 0; i--) {
-        int j = (int)uniform_int(r, (uint32_t)i + 1);
+        int j = (int)fm__rng_below(r, (uint32_t)i + 1);
         float a = x[2 * i], b = x[2 * i + 1];
         x[2 * i] = x[2 * j];
         x[2 * i + 1] = x[2 * j + 1];
@@ -414,19 +411,26 @@ static const float *ring_base(fm_dataset *ds, int n)
     return b;
 }
 
+/* n rows of a table drawn with replacement into out, and their labels into
+ * labels unless NULL: labelled or not, the same draws. */
+static void draw_rows(const fm_dataset *ds, fm_rng *r, float *out, int *labels, int n)
+{
+    const fm_table *t = &ds->table;
+    int d = ds->dim;
+    for (int i = 0; i < n; i++) {
+        uint32_t k = fm__rng_below(r, (uint32_t)t->rows);
+        memcpy(out + (size_t)i * d, t->data + (size_t)k * d, (size_t)d * sizeof(float));
+        if (labels) labels[i] = ds->labels[k];
+    }
+}
+
 fm_status fm_dataset_sample_labeled(fm_dataset *ds, fm_rng *r, float *out, int *labels, int n)
 {
     if (!fm_dataset_labels(ds))
         return fm__fail(FM_ERR_ARG, "dataset '%s' has no labels (class conditioning needs labelled images)",
                         fm_dataset_spec(ds));
     if (n < 0) return fm__fail(FM_ERR_ARG, "cannot draw %d points", n);
-    const fm_table *t = &ds->table;
-    int d = ds->dim;
-    for (int i = 0; i < n; i++) { /* the same draws as fm_dataset_sample */
-        uint32_t k = uniform_int(r, (uint32_t)t->rows);
-        memcpy(out + (size_t)i * d, t->data + (size_t)k * d, (size_t)d * sizeof(float));
-        labels[i] = ds->labels[k];
-    }
+    draw_rows(ds, r, out, labels, n);
     return FM_OK;
 }
 
@@ -441,9 +445,7 @@ fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
         return FM_OK;
     }
     if (ds->kind == DS_CSV || ds->kind == DS_MNIST) {
-        const fm_table *t = &ds->table;
-        for (int i = 0; i < n; i++)
-            memcpy(out + (size_t)i * d, t->data + (size_t)uniform_int(r, (uint32_t)t->rows) * d, (size_t)d * sizeof(float));
+        draw_rows(ds, r, out, NULL, n);
         return FM_OK;
     }
     const float *e = NULL;
@@ -464,7 +466,7 @@ fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
         return FM_OK;
     case DS_8GAUSSIANS:
         for (int i = 0; i < n; i++) {
-            double a = M_PI / 4 * (double)uniform_int(r, 8);
+            double a = M_PI / 4 * (double)fm__rng_below(r, 8);
             out[2 * i] = (float)(sc * cos(a) + nz * e[2 * i]);
             out[2 * i + 1] = (float)(sc * sin(a) + nz * e[2 * i + 1]);
         }
@@ -473,7 +475,7 @@ fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
         /* x in [-2, 2); y in the same column's dark squares */
         for (int i = 0; i < n; i++) {
             double x = 4 * fm_rng_uniform(r) - 2;
-            double y = fm_rng_uniform(r) - 2.0 * uniform_int(r, 2) + fmod(floor(x) + 4, 2.0);
+            double y = fm_rng_uniform(r) - 2.0 * fm__rng_below(r, 2) + fmod(floor(x) + 4, 2.0);
             out[2 * i] = (float)(sc * (x + nz * e[2 * i]));
             out[2 * i + 1] = (float)(sc * (y + nz * e[2 * i + 1]));
         }
@@ -506,7 +508,7 @@ fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
         int arms = (int)ds->extra;
         for (int i = 0; i < n; i++) {
             double rad = 1 + nz * e[2 * i], tan_ = nz / 3 * e[2 * i + 1];
-            double a = 2 * M_PI * (double)uniform_int(r, (uint32_t)arms) / arms + 0.25 * exp(rad);
+            double a = 2 * M_PI * (double)fm__rng_below(r, (uint32_t)arms) / arms + 0.25 * exp(rad);
             double c = cos(a), s = sin(a);
             out[2 * i] = (float)(sc * (c * rad - s * tan_));
             out[2 * i + 1] = (float)(sc * (s * rad + c * tan_));

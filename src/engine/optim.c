@@ -332,3 +332,10 @@ double fm_schedule_lr(const fm_schedule *s, double lr, int64_t step)
     if (s->kind == FM_SCHED_COSINE) return s->min_lr + (lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * p));
     return lr + (s->min_lr - lr) * p;
 }
+
+fm_status fm__clip_and_step(fm_params *P, fm_optim *opt, double clip, int64_t iter, double lr)
+{
+    fm_status s = fm_clip_grad_norm(P, clip, NULL);
+    if (s) return fm__fail(s, "iteration %lld: %s", (long long)iter + 1, fm_last_error());
+    return fm_optim_step(opt, lr);
+}

@@ -138,13 +138,14 @@ fm_status fm_flow_set_condition(fm_flow *f, const int *labels, int n, double gui
 }
 
 /* The network on (T, X), rows i0 .. of an evaluation over n rows,
- * under the flow's condition: with guidance w != 1 a second, unconditional
- * pass gives v_u + w (v_c - v_u). */
+ * under the flow's condition: with guidance w other than 0 and 1 a second,
+ * unconditional pass gives v_u + w (v_c - v_u). */
 static fm_tensor *forward_cond(fm_tape *tp, fm_flow *f, fm_tensor *T, fm_tensor *X, int i0, int n)
 {
     if (!f->cond) return fm__flow_forward_with(tp, f, f->P, T, X, NULL);
     if (n != f->ncond)
         return fm__op_fail(tp, FM_ERR_SHAPE, "the condition holds labels for %d rows; %d rows were given", f->ncond, n);
+    if (f->guidance == 0.0) return fm__flow_forward_with(tp, f, f->P, T, X, NULL); /* v_u alone: one pass */
     fm_tensor *yc = fm__flow_forward_with(tp, f, f->P, T, X, f->cond + i0);
     if (!yc || f->guidance == 1.0) return yc;
     fm_tensor *yu = fm__flow_forward_with(tp, f, f->P, T, X, NULL);
@@ -501,8 +502,7 @@ fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
 {
     const fm_flow_config *c = &f->cfg;
     const fm_path *p = &c->path;
-    fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
-    if (!s) s = fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
+    fm_status s = fm__meta_put_format(w);
     if (!s) s = c->arch == FM_ARCH_UNET ? fm_unet_config_save(&c->unet, w) : fm_mlp_config_save(&c->net, w);
     if (!s) s = fm__meta_put_num(w, "flow.dim", c->dim);
     if (!s) s = fm_st_writer_meta(w, "flow.data", c->data);
@@ -528,10 +528,8 @@ fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
 fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
 {
     memset(c, 0, sizeof *c);
-    const char *fmt = fm_st_meta(st, "format");
-    if (!fmt || strcmp(fmt, "flowmatch") != 0)
-        return fm__fail(FM_ERR_FORMAT, "not a flowmatch checkpoint (metadata 'format' is %s%s%s)", fmt ? "'" : "",
-                        fmt ? fmt : "missing", fmt ? "'" : "");
+    fm_status fs = fm__meta_check_format(st);
+    if (fs) return fs;
     /* "model" names the network, as the architecture's own name */
     const char *model = fm_st_meta(st, "model");
     int arch = fm_arch_from_name(model);

@@ -269,13 +269,28 @@ static fm_status config_check(const fm_train_config *cfg)
     if (cfg->coupling == FM_COUPLING_SB && !(cfg->flow.path.kind == FM_PATH_SB && cfg->flow.path.sigma > 0))
         return fm__fail(FM_ERR_ARG, "the Schrodinger-bridge coupling needs the sb path with sigma > 0 (its plan's "
                                     "regularisation is 2 sigma^2)");
-    if (cfg->flow.unet.num_classes && (cfg->flow.arch != FM_ARCH_UNET || cfg->method == FM_METHOD_VAE ||
-                                       cfg->method == FM_METHOD_GAN))
+    if (cfg->flow.unet.num_classes && cfg->flow.arch != FM_ARCH_UNET) /* the U-Net is refused for VAE and GAN above */
         return fm__fail(FM_ERR_ARG, "class conditioning is for the U-Net of flow matching and DDPM (--arch unet)");
     if (!(cfg->label_dropout >= 0 && cfg->label_dropout < 1))
         return fm__fail(FM_ERR_ARG, "label dropout %g is outside [0, 1)", cfg->label_dropout);
     if (cfg->method == FM_METHOD_GAN && (cfg->gan.k < 1 || cfg->gan.k > 100))
         return fm__fail(FM_ERR_ARG, "gan: %d discriminator steps per generator step must lie in 1..100", cfg->gan.k);
+    return FM_OK;
+}
+
+/* The class count of a class-conditional model on data: the labels' largest
+ * + 1 when asked for -1, else the configured count, which must cover them. */
+static fm_status classes_of(const fm_train_config *cfg, const fm_dataset *data, int *K)
+{
+    const uint8_t *lab = fm_dataset_labels(data);
+    if (!lab) return fm__fail(FM_ERR_ARG, "class conditioning needs labelled data; '%s' has no labels", fm_dataset_spec(data));
+    int k = 0;
+    for (int i = 0; i < fm_dataset_rows(data); i++)
+        if (lab[i] + 1 > k) k = lab[i] + 1;
+    if (cfg->flow.unet.num_classes > 0 && k > cfg->flow.unet.num_classes)
+        return fm__fail(FM_ERR_ARG, "the data's labels go up to %d, more than the model's %d classes", k - 1,
+                        cfg->flow.unet.num_classes);
+    *K = cfg->flow.unet.num_classes < 0 ? k : cfg->flow.unet.num_classes;
     return FM_OK;
 }
 
@@ -293,6 +308,8 @@ static fm_trainer *trainer_build(const fm_train_config *cfg, fm_dataset *data)
     tr->data = data;
     if (config_check(cfg)) goto fail;
     int dim = fm_dataset_dim(data);
+    fm_train_config mc = *cfg;
+    if (cfg->flow.unet.num_classes && classes_of(cfg, data, &mc.flow.unet.num_classes)) goto fail;
     char *canon = NULL;
     if (!fm__is_gaussian_source(cfg->flow.source)) {
         fm_dataset *src = fm_dataset_open(cfg->flow.source);
@@ -312,25 +329,6 @@ static fm_trainer *trainer_build(const fm_train_config *cfg, fm_dataset *data)
             fm__fail(FM_ERR_NOMEM, "out of memory");
             goto fail;
         }
-    }
-    fm_train_config mc = *cfg;
-    if (cfg->flow.unet.num_classes) { /* labelled data; -1: as many classes as the labels name */
-        const uint8_t *lab = fm_dataset_labels(data);
-        int K = 0;
-        for (int i = 0; lab && i < fm_dataset_rows(data); i++)
-            if (lab[i] + 1 > K) K = lab[i] + 1;
-        if (!lab) {
-            free(canon);
-            fm__fail(FM_ERR_ARG, "class conditioning needs labelled data; '%s' has no labels", fm_dataset_spec(data));
-            goto fail;
-        }
-        if (cfg->flow.unet.num_classes > 0 && K > cfg->flow.unet.num_classes) {
-            free(canon);
-            fm__fail(FM_ERR_ARG, "the data's labels go up to %d, more than the model's %d classes", K - 1,
-                     cfg->flow.unet.num_classes);
-            goto fail;
-        }
-        if (cfg->flow.unet.num_classes < 0) mc.flow.unet.num_classes = K;
     }
     fm_status s = make_model(tr, &mc, dim, fm_dataset_spec(data), canon ? canon : "gaussian");
     free(canon);
@@ -642,13 +640,9 @@ static fm_status run_shards(fm_trainer *tr, fm_params *P, fm_params **reps, fm_p
     return FM_OK;
 }
 
-/* Clip (the norm is taken every step, clipping or not: a non-finite gradient
- * stops training before it reaches the weights) and update. */
 static fm_status update(fm_trainer *tr, fm_params *P, fm_optim *opt, double lr)
 {
-    fm_status s = fm_clip_grad_norm(P, tr->cfg.clip, NULL);
-    if (s) return fm__fail(s, "iteration %lld: %s", (long long)tr->iter + 1, fm_last_error());
-    return fm_optim_step(opt, lr);
+    return fm__clip_and_step(P, opt, tr->cfg.clip, tr->iter, lr);
 }
 
 /* A batch of data in network units (and its labels, each dropped to "none"
@@ -753,7 +747,7 @@ static fm_status step_flow(fm_trainer *tr, double *loss_out)
     fm_status s = FM_OK;
     if (tr->npairs) { /* fixed pairs (reflow), already in network units */
         for (int i = 0; i < B; i++) {
-            uint32_t k = (uint32_t)(((fm_rng_next(&tr->rdata) >> 32) * (uint64_t)tr->npairs) >> 32);
+            uint32_t k = fm__rng_below(&tr->rdata, (uint32_t)tr->npairs);
             memcpy(tr->x0 + (size_t)i * d, tr->pair0 + (size_t)k * d, (size_t)d * sizeof(float));
             memcpy(tr->x1 + (size_t)i * d, tr->pair1 + (size_t)k * d, (size_t)d * sizeof(float));
         }
@@ -908,11 +902,7 @@ fm_status fm_trainer_save(fm_trainer *tr, const char *path)
     if (!s) s = fm__meta_put_num(w, "train.iter", (double)tr->iter);
     if (!s) s = fm__meta_put_num(w, "train.iters", (double)c->iters);
     if (!s) s = fm__meta_put_num(w, "train.batch", c->batch);
-    if (!s) {
-        char seed[32];
-        snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
-        s = fm_st_writer_meta(w, "train.seed", seed);
-    }
+    if (!s) s = fm__meta_put_u64(w, "train.seed", c->seed);
     if (!s) s = fm_st_writer_meta(w, "train.schedule", fm_sched_name(c->sched.kind));
     if (!s) s = fm__meta_put_num(w, "train.warmup", (double)c->sched.warmup);
     if (!s) s = fm__meta_put_num(w, "train.min_lr", c->sched.min_lr);

@@ -77,6 +77,28 @@ void fm__fmt_num(char *buf, double v)
     if (strtod(buf, NULL) != v) snprintf(buf, 32, "%.17g", v);
 }
 
+fm_status fm__meta_put_u64(fm_st_writer *w, const char *key, uint64_t v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    return fm_st_writer_meta(w, key, buf);
+}
+
+fm_status fm__meta_put_format(fm_st_writer *w)
+{
+    fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
+    return s ? s : fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
+}
+
+fm_status fm__meta_check_format(const fm_st *st)
+{
+    const char *fmt = fm_st_meta(st, "format");
+    if (!fmt || strcmp(fmt, "flowmatch") != 0)
+        return fm__fail(FM_ERR_FORMAT, "not a flowmatch checkpoint (metadata 'format' is %s%s%s)", fmt ? "'" : "",
+                        fmt ? fmt : "missing", fmt ? "'" : "");
+    return FM_OK;
+}
+
 fm_status fm__meta_put_num(fm_st_writer *w, const char *key, double v)
 {
     char buf[32];

@@ -158,6 +158,15 @@ fm_tensor *fm_classifier_loss(fm_tape *tp, fm_classifier *c, fm_tensor *x, const
 
 /* ------------------------------------------------------------------ evaluation in chunks */
 
+/* The index of the largest of row[0 .. K), the first on ties. */
+static int argmax(const float *row, int K)
+{
+    int best = 0;
+    for (int j = 1; j < K; j++)
+        if (row[j] > row[best]) best = j;
+    return best;
+}
+
 typedef struct {
     fm_classifier *c;
     const float *x;
@@ -175,13 +184,7 @@ static fm_status eval_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
     if (!z) return fm_tape_status(tp);
     if (e->features) memcpy(e->features + (size_t)i0 * k->hidden, f->data, (size_t)m * k->hidden * sizeof(float));
     if (e->logits) memcpy(e->logits + (size_t)i0 * K, z->data, (size_t)m * K * sizeof(float));
-    for (int i = 0; e->pred && i < m; i++) {
-        const float *row = z->data + (size_t)i * K;
-        int best = 0;
-        for (int j = 1; j < K; j++)
-            if (row[j] > row[best]) best = j;
-        e->pred[i0 + i] = best;
-    }
+    for (int i = 0; e->pred && i < m; i++) e->pred[i0 + i] = argmax(z->data + (size_t)i * K, K);
     return FM_OK;
 }
 
@@ -282,8 +285,7 @@ fm_status fm_classifier_save(fm_classifier *c, fm_st_writer *w)
 {
     const fm_classifier_config *k = &c->cfg;
     int ch[2] = {k->ch1, k->ch2};
-    fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
-    if (!s) s = fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
+    fm_status s = fm__meta_put_format(w);
     if (!s) s = fm_st_writer_meta(w, "model", "classifier");
     if (!s) s = fm_st_writer_meta(w, "classifier.data", c->data);
     if (!s) s = fm__meta_put_num(w, "classifier.in_ch", k->in_ch);
@@ -299,12 +301,8 @@ fm_status fm_classifier_save(fm_classifier *c, fm_st_writer *w)
 
 fm_classifier *fm_classifier_load(const fm_st *st)
 {
-    const char *fmt = fm_st_meta(st, "format"), *model = fm_st_meta(st, "model");
-    if (!fmt || strcmp(fmt, "flowmatch") != 0) {
-        fm__fail(FM_ERR_FORMAT, "not a flowmatch checkpoint (metadata 'format' is %s%s%s)", fmt ? "'" : "",
-                 fmt ? fmt : "missing", fmt ? "'" : "");
-        return NULL;
-    }
+    const char *model = fm_st_meta(st, "model");
+    if (fm__meta_check_format(st)) return NULL;
     if (!model || strcmp(model, "classifier") != 0) {
         fm__fail(FM_ERR_FORMAT, "checkpoint holds %s%s%s, not a classifier", model ? "a '" : "a generative model",
                  model ? model : "", model ? "' model" : "");
@@ -463,9 +461,6 @@ void fm_classifier_trainer_free(fm_classifier_trainer *tr)
     free(tr);
 }
 
-/* Uniform integer in [0, n), by the high half of a 64x32 product. */
-static int uniform_int(fm_rng *r, int n) { return (int)(((fm_rng_next(r) >> 32) * (uint64_t)n) >> 32); }
-
 /* img (C, H, W) moved by (dy, dx) pixels into out, zeros where nothing lands. */
 static void shifted(const float *img, float *out, int C, int H, int W, int dy, int dx)
 {
@@ -487,7 +482,7 @@ static fm_status draw_batch(fm_classifier_trainer *tr)
         if (tr->pos == n) {
             for (int i = 0; i < n; i++) tr->perm[i] = i;
             for (int i = n - 1; i > 0; i--) {
-                int j = uniform_int(&tr->rdata, i + 1), t = tr->perm[i];
+                int j = (int)fm__rng_below(&tr->rdata, (uint32_t)i + 1), t = tr->perm[i];
                 tr->perm[i] = tr->perm[j];
                 tr->perm[j] = t;
             }
@@ -499,7 +494,7 @@ static fm_status draw_batch(fm_classifier_trainer *tr)
         fm_status st = fm_dataset_read_rows(tr->ds, i, 1, s ? tr->row : dst);
         if (st) return st;
         if (s) {
-            int dy = uniform_int(&tr->rnoise, 2 * s + 1) - s, dx = uniform_int(&tr->rnoise, 2 * s + 1) - s;
+            int dy = (int)fm__rng_below(&tr->rnoise, 2u * s + 1) - s, dx = (int)fm__rng_below(&tr->rnoise, 2u * s + 1) - s;
             shifted(tr->row, dst, k->in_ch, k->height, k->width, dy, dx);
         }
     }
@@ -526,17 +521,9 @@ fm_status fm_classifier_trainer_step(fm_classifier_trainer *tr, double *loss, do
                         (long long)tr->iter + 1, lr);
     fm_params_zero_grad(P);
     if ((s = fm_backward(tr->tp, l, NULL))) return s;
-    if ((s = fm_clip_grad_norm(P, 0, NULL)))
-        return fm__fail(s, "iteration %lld: %s", (long long)tr->iter + 1, fm_last_error());
-    if ((s = fm_optim_step(tr->opt, lr))) return s;
+    if ((s = fm__clip_and_step(P, tr->opt, 0, tr->iter, lr))) return s;
     int right = 0;
-    for (int b = 0; b < B; b++) {
-        const float *row = z->data + (size_t)b * K;
-        int best = 0;
-        for (int j = 1; j < K; j++)
-            if (row[j] > row[best]) best = j;
-        right += best == tr->lab[b];
-    }
+    for (int b = 0; b < B; b++) right += argmax(z->data + (size_t)b * K, K) == tr->lab[b];
     tr->iter++;
     if (loss) *loss = lv;
     if (acc) *acc = (double)right / B;
@@ -560,7 +547,7 @@ fm_status fm_classifier_trainer_save(fm_classifier_trainer *tr, fm_st_writer *w)
     fm_status s = fm_classifier_save(tr->model, w);
     if (!s) s = fm__meta_put_num(w, "train.iter", (double)tr->iter);
     if (!s) s = fm__meta_put_num(w, "train.batch", c->batch);
-    if (!s) s = fm__meta_put_num(w, "train.seed", (double)c->seed);
+    if (!s) s = fm__meta_put_u64(w, "train.seed", c->seed);
     if (!s) s = fm__meta_put_num(w, "train.shift", c->shift);
     if (!s) s = fm__meta_put_num(w, "train.dropout", c->dropout);
     if (!s) s = fm_st_writer_meta(w, "train.optim", fm_optim_name(c->optim.kind));

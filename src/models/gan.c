@@ -228,8 +228,7 @@ fm_status fm__gan_sample(fm_gan *g, int n, fm_rng *r, float *out)
 fm_status fm__gan_save(fm_gan *g, fm_st_writer *w)
 {
     const fm_gan_config *c = &g->cfg;
-    fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
-    if (!s) s = fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
+    fm_status s = fm__meta_put_format(w);
     if (!s) s = fm_st_writer_meta(w, "method", "gan");
     if (!s) s = fm_st_writer_meta(w, "gan.data", c->data);
     if (!s) s = fm__meta_put_num(w, "gan.dim", c->dim);

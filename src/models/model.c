@@ -42,12 +42,7 @@ fm_model *fm__model_wrap(fm_method m, fm_flow *f, fm_vae *v, fm_gan *g)
 
 fm_model *fm_model_load(const fm_st *st, int use_ema)
 {
-    const char *fmt = fm_st_meta(st, "format");
-    if (!fmt || strcmp(fmt, "flowmatch") != 0) {
-        fm__fail(FM_ERR_FORMAT, "not a flowmatch checkpoint (metadata 'format' is %s%s%s)", fmt ? "'" : "",
-                 fmt ? fmt : "missing", fmt ? "'" : "");
-        return NULL;
-    }
+    if (fm__meta_check_format(st)) return NULL;
     const char *net = fm_st_meta(st, "model");
     if (net && !strcmp(net, "classifier")) {
         fm__fail(FM_ERR_FORMAT, "the checkpoint holds an image classifier, not a generative model (eval takes it as "

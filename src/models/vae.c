@@ -266,8 +266,7 @@ fm_status fm__vae_sample(fm_vae *v, int n, fm_rng *r, float *out)
 fm_status fm__vae_save(fm_vae *v, fm_st_writer *w)
 {
     const fm_vae_config *c = &v->cfg;
-    fm_status s = fm_st_writer_meta(w, "format", "flowmatch");
-    if (!s) s = fm_st_writer_meta(w, "flowmatch.version", FM_VERSION);
+    fm_status s = fm__meta_put_format(w);
     if (!s) s = fm_st_writer_meta(w, "method", "vae");
     if (!s) s = fm_st_writer_meta(w, "vae.data", c->data);
     if (!s) s = fm__meta_put_num(w, "vae.dim", c->dim);
