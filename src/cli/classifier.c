@@ -9,17 +9,8 @@
 #include "cli.h"
 
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
 
 /* "A,B": two whole numbers; 0 on success. */
 static int parse_pair(const char *s, int *a, int *b)
@@ -48,43 +39,23 @@ static char *test_spec_of(const char *train)
     return s;
 }
 
-/* The training loop with its progress line; -1 on success, else an exit code. */
-static int train_loop(fm_classifier_trainer *tr, int64_t iters, int64_t log_every, int quiet, double *seconds)
+typedef struct {
+    fm_classifier_trainer *tr;
+    double acc, wsum; /* the batch accuracy, smoothed like the loss */
+} clf_ctx;
+
+static fm_status clf_step(void *ctx, int64_t k, double *loss, double *lr, char *extra, size_t cap)
 {
-    int tty = isatty(fileno(stderr));
-    interrupted = 0;
-    void (*old)(int) = signal(SIGINT, on_sigint);
-    double t0 = cli_now(), last_print = t0, avg = 0, avg_acc = 0, wsum = 0;
-    int rc = -1;
-    for (int64_t k = 0; k < iters && !interrupted; k++) {
-        double lr = fm_classifier_trainer_lr(tr), loss = 0, acc = 0;
-        if (fm_classifier_trainer_step(tr, &loss, &acc) != FM_OK) {
-            if (tty && !quiet) fputc('\n', stderr);
-            rc = cli_error("classifier", "%s", fm_last_error());
-            break;
-        }
-        avg = 0.98 * avg + 0.02 * loss;
-        avg_acc = 0.98 * avg_acc + 0.02 * acc;
-        wsum = 0.98 * wsum + 0.02;
-        int64_t it = k + 1;
-        if (quiet) continue;
-        double now = cli_now();
-        int due = tty ? (now - last_print > 0.1 || it == iters) : (log_every > 0 && (it % log_every == 0 || it == iters));
-        if (due) {
-            double rate = (double)it / fmax(now - t0, 1e-9);
-            fprintf(stderr, "%siter %lld/%lld  loss %.4f  (smoothed %.4f)  batch accuracy %.3f  lr %.2e  %.1f it/s  ETA %.1f s%s",
-                    tty ? "\r" : "", (long long)it, (long long)iters, loss, avg / wsum, avg_acc / wsum, lr, rate,
-                    (double)(iters - it) / rate, tty ? "   " : "\n");
-            last_print = now;
-        }
-    }
-    if (tty && !quiet) fputc('\n', stderr);
-    signal(SIGINT, old);
-    if (interrupted && rc < 0 && !quiet)
-        fprintf(stderr, "interrupted at iteration %lld; the model so far is tested and written\n",
-                (long long)fm_classifier_trainer_iter(tr));
-    *seconds = cli_now() - t0;
-    return rc;
+    clf_ctx *c = ctx;
+    double acc = 0;
+    (void)k;
+    *lr = fm_classifier_trainer_lr(c->tr);
+    fm_status s = fm_classifier_trainer_step(c->tr, loss, &acc);
+    if (s) return s;
+    c->acc = 0.98 * c->acc + 0.02 * acc;
+    c->wsum = 0.98 * c->wsum + 0.02;
+    snprintf(extra, cap, "  batch accuracy %.3f", c->acc / c->wsum);
+    return FM_OK;
 }
 
 /* Accuracy of c on every image of the labelled set ts, printed with each
@@ -232,8 +203,11 @@ int cmd_classifier(int argc, char **argv)
                 fm_params_size(fm_classifier_params(m)), lr, sched, batch, (long long)iters, shift, dropout, (long long)seed,
                 fm_get_threads());
     double secs = 0, acc = NAN;
-    rc = train_loop(tr, iters, log_every, quiet, &secs);
-    int64_t done = fm_classifier_trainer_iter(tr);
+    clf_ctx cc = {tr, 0, 0};
+    int64_t done = 0;
+    rc = cli_step_loop("classifier", 0, iters, log_every, quiet, clf_step, &cc,
+                       "the model so far is tested and written", &done, &secs);
+    done = fm_classifier_trainer_iter(tr);
     if (rc < 0 && !quiet)
         printf("trained %lld iterations in %.1f s (%.1f it/s)\n", (long long)done, secs, done / fmax(secs, 1e-9));
     if (rc < 0 && ts) rc = test_report(m, ts, &acc);

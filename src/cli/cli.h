@@ -117,15 +117,6 @@ int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **hol
 int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int from_noise,
                       int strict, fm_solver_config *sc, double **grid, int *ngrid);
 
-/* The image metrics of points a (na images, pixels in [0, 1], clamped there)
- * by classifier c, printed: the Frechet distance between their features and
- * those of ref (nref images; skipped when ref is NULL), the accuracy against
- * labels (the class each image was asked to show, described by why, e.g.
- * "their requested label"; skipped when NULL) and the predicted classes.
- * -1 on success, else an exit code. */
-int cli_image_metrics(const char *cmd, fm_classifier *c, const float *a, int na, const int *labels, const char *why,
-                      const float *ref, int nref);
-
 /* Losses per iteration of a training run: the loss, the learning rate, and
  * the trainer's loss parts (up to 4 per iteration, names in names). */
 typedef struct {
@@ -135,6 +126,18 @@ typedef struct {
     int64_t n;
 } cli_losses;
 void cli_losses_free(cli_losses *log);
+/* One training step k (0-based) for cli_step_loop: its loss, the learning
+ * rate it used and any further figures for the progress line in extra
+ * ("  name value" pieces, cap bytes). */
+typedef fm_status (*cli_step_fn)(void *ctx, int64_t k, double *loss, double *lr, char *extra, size_t cap);
+/* Steps k = 0, 1, ... of a run at iteration start until iters (the total)
+ * or Ctrl-C, with a progress line (on a terminal, redrawn; otherwise every
+ * log_every iterations) of the loss, its smoothed value, extra, the rate and
+ * the time left; after Ctrl-C, "interrupted at iteration N; " and
+ * on_interrupt. *done: the steps taken, *seconds their time. -1 on success,
+ * else the failed step's exit code. */
+int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_every, int quiet, cli_step_fn step,
+                  void *ctx, const char *on_interrupt, int64_t *done, double *seconds);
 /* The training loop with progress and Ctrl-C handling, shared by train, demo,
  * reflow and compare. On success (-1) log holds the iterations done (caller
  * frees); otherwise it is freed. */
@@ -155,5 +158,11 @@ int cmd_nll(int argc, char **argv);
 int cmd_reflow(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_classifier(int argc, char **argv);
+
+/* --label and --guidance of a class-conditional model: *want = -2 for "all",
+ * -1 for "none", else the class number (checked against the model's classes
+ * later); the weight finite and within +-1e4. -1 if both are valid, else the
+ * usage error's exit code. */
+int cli_class_choice(const char *cmd, const char *label, double guidance, int *want);
 
 #endif

@@ -5,6 +5,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <stdlib.h>
@@ -278,4 +279,63 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
         *so = own;
     }
     return cli_solver_setup(cmd, so, &fm_flow_get_config(fm_model_flow(m))->path, sc, grid, ngrid, from_noise);
+}
+
+int cli_class_choice(const char *cmd, const char *label, double guidance, int *want)
+{
+    char *end = NULL;
+    long v = strtol(label, &end, 10);
+    if (!strcmp(label, "all")) *want = -2;
+    else if (!strcmp(label, "none")) *want = -1;
+    else if (end != label && !*end && v >= 0 && v <= 100000) *want = (int)v;
+    else return cli_usage_error(cmd, "--label '%s' must be a class number, 'none' or 'all'", label);
+    if (!isfinite(guidance) || fabs(guidance) > 1e4)
+        return cli_usage_error(cmd, "--guidance %g must be a finite number within +-1e4", guidance);
+    return -1;
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_every, int quiet, cli_step_fn step,
+                  void *ctx, const char *on_interrupt, int64_t *done, double *seconds)
+{
+    int64_t todo = iters - start > 0 ? iters - start : 0, k = 0;
+    int tty = isatty(fileno(stderr)), rc = -1;
+    interrupted = 0;
+    void (*old)(int) = signal(SIGINT, on_sigint);
+    double t0 = cli_now(), last_print = t0, avg = 0, wsum = 0;
+    for (; k < todo && !interrupted; k++) {
+        double loss = 0, lr = 0;
+        char extra[128] = "";
+        if (step(ctx, k, &loss, &lr, extra, sizeof extra) != FM_OK) {
+            if (tty && !quiet) fputc('\n', stderr);
+            rc = cli_error(cmd, "%s", fm_last_error());
+            break;
+        }
+        avg = 0.98 * avg + 0.02 * loss;
+        wsum = 0.98 * wsum + 0.02;
+        int64_t it = start + k + 1;
+        if (quiet) continue;
+        double now = cli_now();
+        int due = tty ? (now - last_print > 0.1 || it == iters) : (log_every > 0 && (it % log_every == 0 || it == iters));
+        if (due) {
+            double rate = (double)(k + 1) / fmax(now - t0, 1e-9);
+            fprintf(stderr, "%siter %lld/%lld  loss %.4f  (smoothed %.4f)%s  lr %.2e  %.1f it/s  ETA %.1f s%s",
+                    tty ? "\r" : "", (long long)it, (long long)iters, loss, avg / wsum, extra, lr, rate,
+                    (double)(iters - it) / rate, tty ? "   " : "\n");
+            last_print = now;
+        }
+    }
+    if (tty && !quiet) fputc('\n', stderr);
+    signal(SIGINT, old);
+    if (interrupted && rc < 0 && !quiet)
+        fprintf(stderr, "interrupted at iteration %lld; %s\n", (long long)(start + k), on_interrupt);
+    *done = k;
+    *seconds = cli_now() - t0;
+    return rc;
 }

@@ -18,14 +18,14 @@ typedef struct {
     double energy;
 } model_side;
 
-/* What a side must be for the classifier: points of want_dim values (0: any),
- * and a dataset with rows read in order rather than drawn; its labels, if it
+/* What a side must be for the classifier: points of want_dim values (0: no
+ * classifier), and then a dataset's rows read in order rather than drawn; its labels, if it
  * has any, into *labels (malloc'ed) when labels is not NULL. A
  * class-conditional model asks for class `label` (-2: i mod K for sample i,
  * -1: none) with guidance `guidance`, and its requested labels count as its
  * own. */
 typedef struct {
-    int want_dim, in_order;
+    int want_dim;
     int **labels;
     int label;
     double guidance;
@@ -141,7 +141,7 @@ static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, co
         return rc;
     }
     fm_status s;
-    if (nd->in_order && rows > 0) { /* a set of images: its first n, each once */
+    if (nd->want_dim && rows > 0) { /* a set of images: its first n, each once */
         int m = rows < n ? rows : n;
         const uint8_t *lab = fm_dataset_labels(ds);
         t->data = malloc((size_t)m * d * sizeof(float));
@@ -170,20 +170,23 @@ static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, co
     return -1;
 }
 
-int cli_image_metrics(const char *cmd, fm_classifier *c, const float *a, int na, const int *labels, const char *why,
-                      const float *ref, int nref)
+/* The image metrics of points a (na images, pixels in [0, 1], clamped there)
+ * by classifier c, printed: the Frechet distance between their features and
+ * those of ref (nref images), the accuracy against labels (the class each
+ * image was asked to show, described by why; skipped when NULL) and the
+ * predicted classes. -1 on success, else an exit code. */
+static int image_metrics(fm_classifier *c, const float *a, int na, const int *labels, const char *why, const float *ref,
+                         int nref)
 {
     fm_image_scores sc;
     double t0 = cli_now();
     if (fm_classifier_score(c, a, na, labels, ref, nref, &sc) != FM_OK)
-        return cli_error(cmd, "classifier scores: %s", fm_last_error());
+        return cli_error("eval", "classifier scores: %s", fm_last_error());
     int K = fm_classifier_get_config(c)->classes;
-    if (ref)
-        printf("Frechet distance %.4f   (the classifier's %d features of %d against %d images; %.2f s)\n", sc.frechet,
-               fm_classifier_get_config(c)->hidden, na, nref, cli_now() - t0);
+    printf("Frechet distance %.4f   (the classifier's %d features of %d against %d images; %.2f s)\n", sc.frechet,
+           fm_classifier_get_config(c)->hidden, na, nref, cli_now() - t0);
     if (labels)
-        printf("accuracy         %.4f   (%d of %d images classified as %s)\n", sc.accuracy, sc.correct, na,
-               why ? why : "their requested label");
+        printf("accuracy         %.4f   (%d of %d images classified as %s)\n", sc.accuracy, sc.correct, na, why);
     printf("predicted classes of a:");
     for (int k = 0; k < K; k++) printf("%s%d: %d", k ? "  " : " ", k, sc.counts[k]);
     printf("\n");
@@ -341,16 +344,8 @@ int cmd_eval(int argc, char **argv)
         p += k + (p[k] == ',');
     }
     if (labels_path && !clf_path) return cli_usage_error("eval", "--labels needs --classifier");
-    int want = -2;
-    if (!strcmp(label, "none")) want = -1;
-    else if (strcmp(label, "all")) {
-        char *end = NULL;
-        long v = strtol(label, &end, 10);
-        if (end == label || *end || v < 0 || v > 100000)
-            return cli_usage_error("eval", "--label '%s' must be a class number, 'none' or 'all'", label);
-        want = (int)v;
-    }
-    if (!isfinite(guidance) || fabs(guidance) > 1e4) return cli_usage_error("eval", "--guidance %g is not reasonable", guidance);
+    int want;
+    if ((rc = cli_class_choice("eval", label, guidance, &want)) >= 0) return rc;
     if ((rc = cli_solver_check("eval", &so, 1)) >= 0) return rc;
     fm_set_threads(threads);
     /* the classifier and the labels first: their errors cost no sampling */
@@ -364,8 +359,8 @@ int cmd_eval(int argc, char **argv)
     }
     int *own = NULL; /* the labels of an image set given as --a */
     const fm_classifier_config *cc = clf ? fm_classifier_get_config(clf) : NULL;
-    side_needs na = {cc ? cc->in_ch * cc->height * cc->width : 0, clf != NULL, req ? NULL : &own, want, guidance};
-    side_needs nb = {na.want_dim, na.in_order, NULL, want, guidance};
+    side_needs na = {cc ? cc->in_ch * cc->height * cc->width : 0, req ? NULL : &own, want, guidance};
+    side_needs nb = {na.want_dim, NULL, want, guidance};
     int classic = !clf || cli_given(&spec, "metrics"); /* W2, energy, MMD and the path energy */
     fm_table ta = {0}, tb = {0};
     char la[600], lb[600];
@@ -387,9 +382,9 @@ int cmd_eval(int argc, char **argv)
         if (rc < 0 && classic) rc = path_energy_report("a", &ma, &ta, &tb);
         if (rc < 0 && classic) rc = path_energy_report("b", &mb, &tb, &ta);
         if (rc < 0 && clf)
-            rc = cli_image_metrics("eval", clf, ta.data, ta.rows, req ? req : own,
-                                   req ? NULL : ma.model ? "the class it was asked for" : "their label in the set",
-                                   tb.data, tb.rows);
+            rc = image_metrics(clf, ta.data, ta.rows, req ? req : own,
+                               req ? "their requested label" : ma.model ? "the class it was asked for" : "their label in the set",
+                               tb.data, tb.rows);
         if (rc < 0) rc = CLI_OK;
     }
     fm_table_free(&ta);

@@ -124,7 +124,8 @@ int cmd_sample(int argc, char **argv)
     if (tgrid && !cli_has_suffix(tgrid, ".png")) BAD("--traj-grid '%s' must end in .png", tgrid);
     if (gcols < 1 || gcols > 1024) BAD("--grid-cols must lie in 1..1024");
     if (labels_out && !cli_has_suffix(labels_out, ".npy")) BAD("--labels-out '%s' must end in .npy", labels_out);
-    if (!isfinite(guidance) || fabs(guidance) > 1e4) BAD("--guidance %g must be a finite number within +-1e4", guidance);
+    int fixed;
+    if ((rc = cli_class_choice("sample", label, guidance, &fixed)) >= 0) return rc;
 #undef BAD
     if ((rc = cli_solver_check("sample", &so, !x0file)) >= 0) return rc;
     fm_set_threads(threads);
@@ -154,21 +155,15 @@ int cmd_sample(int argc, char **argv)
                              fm_method_name(meth));
         goto done;
     }
-    int K = f ? fm_flow_num_classes(f) : 0, fixed = -2; /* -2: all classes, -1: none, else one class */
+    int K = f ? fm_flow_num_classes(f) : 0; /* fixed: -2 all classes, -1 none, else one class */
     if (!K && (cli_given(&spec, "label") || cli_given(&spec, "guidance") || labels_out)) {
         rc = cli_usage_error("sample", "--label, --guidance and --labels-out need a class-conditional model; %s is not one",
                              model);
         goto done;
     }
-    if (K && strcmp(label, "all")) {
-        char *end = NULL;
-        long v = strtol(label, &end, 10);
-        if (!strcmp(label, "none")) fixed = -1;
-        else if (end != label && !*end && v >= 0 && v < K) fixed = (int)v;
-        else {
-            rc = cli_usage_error("sample", "--label '%s' must be a class in 0..%d, 'none' or 'all'", label, K - 1);
-            goto done;
-        }
+    if (K && fixed >= K) {
+        rc = cli_usage_error("sample", "--label '%s' must be a class in 0..%d, 'none' or 'all'", label, K - 1);
+        goto done;
     }
     if (recon && meth != FM_METHOD_VAE) {
         rc = cli_usage_error("sample", "--reconstruct needs a VAE model, not %s", fm_method_name(meth));

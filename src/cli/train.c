@@ -8,17 +8,8 @@
 #include "cli.h"
 
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig)
-{
-    (void)sig;
-    interrupted = 1;
-}
 
 void cli_losses_free(cli_losses *log)
 {
@@ -28,10 +19,34 @@ void cli_losses_free(cli_losses *log)
     memset(log, 0, sizeof *log);
 }
 
+typedef struct {
+    fm_trainer *tr;
+    cli_losses *log;
+} train_ctx;
+
+/* One step of a trainer, its loss, learning rate and loss parts kept in the log. */
+static fm_status train_step(void *ctx, int64_t k, double *loss, double *lr, char *extra, size_t cap)
+{
+    train_ctx *c = ctx;
+    cli_losses *log = c->log;
+    double pv[4];
+    *lr = fm_trainer_lr(c->tr);
+    fm_status s = fm_trainer_step(c->tr, loss);
+    if (s) return s;
+    log->nparts = fm_trainer_loss_parts(c->tr, log->names, pv);
+    for (int j = 0, o = 0; j < log->nparts; j++) {
+        log->parts[4 * k + j] = (float)pv[j];
+        o += snprintf(extra + o, cap - (size_t)o, "  %s %.4f", log->names[j], pv[j]);
+    }
+    log->loss[k] = (float)*loss;
+    log->lr[k] = (float)*lr;
+    return FM_OK;
+}
+
 int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_every, int quiet, cli_losses *log,
                    double *seconds)
 {
-    int64_t start = fm_trainer_iter(tr), todo = iters - start;
+    int64_t start = fm_trainer_iter(tr), todo = iters - start, k = 0;
     if (todo < 0) todo = 0;
     memset(log, 0, sizeof *log);
     size_t cap = (size_t)(todo ? todo : 1);
@@ -42,43 +57,9 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
         cli_losses_free(log);
         return cli_error(cmd, "out of memory for %lld losses", (long long)todo);
     }
-    int tty = isatty(fileno(stderr));
-    interrupted = 0;
-    void (*old)(int) = signal(SIGINT, on_sigint);
-    double t0 = cli_now(), last_print = t0, avg = 0, wsum = 0;
-    int64_t k = 0;
-    int rc = -1;
-    for (; k < todo && !interrupted; k++) {
-        double lr = fm_trainer_lr(tr), loss = 0, pv[4];
-        fm_status s = fm_trainer_step(tr, &loss);
-        if (s != FM_OK) {
-            if (tty && !quiet) fputc('\n', stderr);
-            rc = cli_error(cmd, "%s", fm_last_error());
-            break;
-        }
-        log->nparts = fm_trainer_loss_parts(tr, log->names, pv);
-        for (int j = 0; j < log->nparts; j++) log->parts[4 * k + j] = (float)pv[j];
-        log->loss[k] = (float)loss;
-        log->lr[k] = (float)lr;
-        avg = 0.98 * avg + 0.02 * loss;
-        wsum = 0.98 * wsum + 0.02;
-        int64_t it = start + k + 1;
-        if (quiet) continue;
-        double now = cli_now();
-        int due = tty ? (now - last_print > 0.1 || it == iters) : (log_every > 0 && (it % log_every == 0 || it == iters));
-        if (due) {
-            double rate = (double)(k + 1) / fmax(now - t0, 1e-9);
-            char extra[96] = "";
-            for (int j = 0, o = 0; j < log->nparts; j++)
-                o += snprintf(extra + o, sizeof extra - (size_t)o, "  %s %.4f", log->names[j], pv[j]);
-            fprintf(stderr, "%siter %lld/%lld  loss %.4f  (smoothed %.4f)%s  lr %.2e  %.0f it/s  ETA %.1f s%s",
-                    tty ? "\r" : "", (long long)it, (long long)iters, loss, avg / wsum, extra, lr, rate,
-                    (double)(iters - it) / rate, tty ? "   " : "\n");
-            last_print = now;
-        }
-    }
-    if (tty && !quiet) fputc('\n', stderr);
-    signal(SIGINT, old);
+    train_ctx c = {tr, log};
+    int rc = cli_step_loop(cmd, start, iters, log_every, quiet, train_step, &c, "the checkpoint keeps the state so far",
+                           &k, seconds);
     int64_t missed = fm_trainer_unconverged(tr);
     if (missed > 0) {
         double sg = fm_trainer_get_config(tr)->flow.path.sigma;
@@ -87,10 +68,6 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
                 "(regularisation 2 sigma^2 = %g is small); those plans were used as they stood\n",
                 cmd, (long long)missed, (long long)k, FM_SINKHORN_MAX_ITER, 2 * sg * sg);
     }
-    if (interrupted && rc < 0 && !quiet)
-        fprintf(stderr, "interrupted at iteration %lld; the checkpoint keeps the state so far\n",
-                (long long)(start + k));
-    *seconds = cli_now() - t0;
     log->n = k;
     if (rc >= 0) cli_losses_free(log);
     return rc;
