@@ -12,20 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* "A,B": two whole numbers; 0 on success. */
-static int parse_pair(const char *s, int *a, int *b)
-{
-    char *e;
-    long x = strtol(s, &e, 10);
-    if (e == s || *e != ',') return -1;
-    const char *t = e + 1;
-    long y = strtol(t, &e, 10);
-    if (e == t || *e || x < 1 || y < 1 || x > 4096 || y > 4096) return -1;
-    *a = (int)x;
-    *b = (int)y;
-    return 0;
-}
-
 /* The test split beside a training spec: "mnist:DIR" -> "mnist:DIR,split=test". */
 static char *test_spec_of(const char *train)
 {
@@ -96,7 +82,8 @@ static int test_report(fm_classifier *c, fm_dataset *ts, double *accuracy)
 int cmd_classifier(int argc, char **argv)
 {
     fm_classifier_train_config c = fm_classifier_train_config_default();
-    const char *data = "mnist:data/mnist", *test = NULL, *channels = "32,64", *sched = "cosine", *act = "relu",
+    const char *data = c.data, *test = NULL, *channels = "32,64", *sched = fm_sched_name(c.sched.kind),
+               *act = fm_act_name(c.net.act),
                *out = "classifier.safetensors";
     int hidden = c.net.hidden, batch = c.batch, shift = c.shift, threads = 0, quiet = 0;
     int64_t iters = c.iters, seed = 0, log_every = 100;
@@ -120,8 +107,8 @@ int cmd_classifier(int argc, char **argv)
         {"quiet", OPT_FLAG, &quiet, NULL, "no progress output"},
     };
     const cli_spec spec = {"classifier", NULL, "Train a convolutional digit classifier for eval --classifier.",
-                           "The network: conv 3x3 (1 -> A) + ReLU, avg_pool 2, conv 3x3 (A -> B) + ReLU,\n"
-                           "avg_pool 2, flatten, Linear(B 7 7 -> N) + ReLU (the N features that eval's Frechet\n"
+                           "The network: conv 3x3 (1 -> A) + act, avg_pool 2, conv 3x3 (A -> B) + act,\n"
+                           "avg_pool 2, flatten, Linear(B 7 7 -> N) + act (the N features that eval's Frechet\n"
                            "distance uses), Linear(N -> 10) logits. Adam on the cross-entropy of batches taken\n"
                            "through the shuffled training images epoch by epoch, each image shifted at random\n"
                            "by up to --shift pixels. Afterwards the classifier is tested on every image of the\n"
@@ -134,7 +121,11 @@ int cmd_classifier(int argc, char **argv)
     if (rc >= 0) return rc;
 #define BAD(...) return cli_usage_error("classifier", __VA_ARGS__)
     if (!cli_has_suffix(out, ".safetensors")) BAD("--out '%s' must end in .safetensors", out);
-    if (parse_pair(channels, &c.net.ch1, &c.net.ch2)) BAD("--channels '%s' must be two numbers in 1..4096, e.g. 32,64", channels);
+    int ch[2];
+    if (cli_parse_ints(channels, ch, 2) != 2 || ch[0] > 4096 || ch[1] > 4096)
+        BAD("--channels '%s' must be two numbers in 1..4096, e.g. 32,64", channels);
+    c.net.ch1 = ch[0];
+    c.net.ch2 = ch[1];
     if (hidden < 1 || hidden > 65536) BAD("--hidden %d must lie in 1..65536", hidden);
     int a = fm_act_from_name(act);
     if (a < 0) BAD("unknown --act '%s' (relu, elu, silu, gelu, gelu_tanh, tanh, sigmoid, selu, softplus)", act);

@@ -159,6 +159,9 @@ int cmd_reflow(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_classifier(int argc, char **argv);
 
+/* A comma-separated list of up to cap whole numbers in 1..100000 into v: their
+ * count, or -1 if s is not such a list. */
+int cli_parse_ints(const char *s, int *v, int cap);
 /* --label and --guidance of a class-conditional model: *want = -2 for "all",
  * -1 for "none", else the class number (checked against the model's classes
  * later); the weight finite and within +-1e4. -1 if both are valid, else the

@@ -339,3 +339,17 @@ int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_eve
     *seconds = cli_now() - t0;
     return rc;
 }
+
+int cli_parse_ints(const char *s, int *v, int cap)
+{
+    int n = 0;
+    while (*s) {
+        char *e;
+        errno = 0;
+        long x = strtol(s, &e, 10);
+        if (e == s || errno || x < 1 || x > 100000 || n == cap || (*e && *e != ',')) return -1;
+        v[n++] = (int)x;
+        s = *e ? e + 1 : e;
+    }
+    return n;
+}

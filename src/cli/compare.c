@@ -58,21 +58,6 @@ typedef struct {
     double w2, energy, train_s, sample_ms;
 } row;
 
-/* Parse "1,2,4" into v (at most cap); count or -1. */
-static int parse_ints(const char *s, int *v, int cap)
-{
-    int n = 0;
-    while (*s) {
-        char *e;
-        errno = 0;
-        long x = strtol(s, &e, 10);
-        if (e == s || errno || x < 1 || x > 100000 || n == cap || (*e && *e != ',')) return -1;
-        v[n++] = (int)x;
-        s = *e ? e + 1 : e;
-    }
-    return n;
-}
-
 /* Sample n points from model m with the given sampler and NFE, time them and
  * score them against ref. */
 static int measure(fm_model *m, const char *mname, long sampling_params, const char *sampler, int nfe, int n,
@@ -197,7 +182,7 @@ int cmd_compare(int argc, char **argv)
     }
     if (!nwant) BAD("--methods is empty");
     int nfe[32];
-    int nnfe = parse_ints(nfe_list, nfe, 32);
+    int nnfe = cli_parse_ints(nfe_list, nfe, 32);
     if (nnfe < 1) BAD("--nfe '%s' is not a list of up to 32 counts in 1..100000", nfe_list);
     if (iters < 1 || batch < 1 || batch > (1 << 20) || n < 2 || n > 20000 || seed < 0 || threads < 0 || threads > 1024)
         BAD("--iters and --batch must be >= 1, --n in 2..20000, --seed >= 0, --threads in 0..1024");

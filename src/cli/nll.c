@@ -75,6 +75,10 @@ int cmd_nll(int argc, char **argv)
         rc = cli_error("nll", "--plot needs a 2-dimensional model, this one has %d dimensions", d);
         goto done;
     }
+    if (deq && !fm_spec_image_shape(fc->data, NULL, NULL, NULL)) {
+        rc = cli_usage_error("nll", "--dequantize needs an image model; %s was trained on '%s'", model, fc->data);
+        goto done;
+    }
     /* the grid runs from the path's end time down to 0 */
     if ((rc = cli_solver_setup("nll", &so, &fc->path, &sc, &grid, &ngrid, 1)) >= 0) goto done;
     for (int i = 0; i < ngrid / 2; i++) {
@@ -116,11 +120,6 @@ int cmd_nll(int argc, char **argv)
             goto done;
         }
     if (deq) { /* pixels b / 255 -> (b + u) / 256, u from its own stream */
-        if (!fm_spec_image_shape(fc->data, NULL, NULL, NULL)) {
-            rc = cli_usage_error("nll", "--dequantize needs an image model; %s was trained on '%s'", model,
-                                 fc->data);
-            goto done;
-        }
         fm_rng rq;
         fm_rng_seed(&rq, (uint64_t)seed + 7, FM_STREAM_NOISE);
         fm_dequantize(pts.data, (size_t)pts.rows * d, &rq);
