@@ -261,13 +261,14 @@ void test_conv(void)
         /* 2048 x 2048 floats per chunk: more than the buffers kept at once
          * (2^22 floats), so the two chunks go one group each */
         {16, 2048, 1, 1, 2048, 1, 1, 1, 0, "conv 1x1 16x2048x1x1 -> 2048 (2 groups)"},
-        /* more than 1024 output pixels: unfolded in two bands of rows */
-        {2, 3, 40, 36, 8, 3, 3, 1, 1, "conv 3x3 2x3x40x36 -> 8 (2 bands)"},
-        {4, 8, 40, 36, 8, 3, 3, 1, 1, "conv 3x3 4x8x40x36 -> 8 (2 bands)"},
+        /* 1440 output pixels on shifted planes, which never cut an image */
+        {2, 3, 40, 36, 8, 3, 3, 1, 1, "conv 3x3 2x3x40x36 -> 8 (shifted planes, 1440 pixels)"},
+        {4, 8, 40, 36, 8, 3, 3, 1, 1, "conv 3x3 4x8x40x36 -> 8 (shifted planes, 1440 pixels)"},
+        /* more than 1024 output pixels unfolded: two bands of rows */
         {1, 2, 70, 66, 3, 3, 3, 2, 1, "conv 3x3 stride 2 1x2x70x66 (2 bands)"},
         {2, 2, 42, 30, 3, 3, 3, 1, 0, "conv 3x3 valid 2x2x42x30 (2 bands)"},
-        /* kernels of unequal sides: rows of padding above and below the
-         * input with the full-width copy (1x3), and the row-by-row copy (3x1) */
+        /* kernels of unequal sides, unfolded: rows of padding above and
+         * below the input (1x3), columns beside it (3x1) */
         {2, 3, 9, 11, 5, 1, 3, 1, 1, "conv 1x3 pad 1 2x3x9x11 -> 5"},
         {2, 3, 9, 11, 5, 3, 1, 1, 1, "conv 3x1 pad 1 2x3x9x11 -> 5"},
         /* padding wider than the input */
@@ -291,8 +292,8 @@ void test_conv(void)
     fm_tape_stats(tp, &after_bw, NULL, NULL);
     size_t grads = (x->size + w->size + (y ? y->size : 0) + 1) * sizeof(float);
     t_check(y && s == FM_OK && after - before < ybytes + 1024 && after_bw - after < grads + 4096,
-            "conv2d keeps %zu KiB on the tape for a %zu KiB output (an unfolded image is %zu KiB); backward %zu KiB "
-            "for %zu KiB of gradients",
+            "conv2d keeps %zu KiB on the tape for a %zu KiB output (unfolding an image would take %zu KiB); backward "
+            "%zu KiB for %zu KiB of gradients",
             (after - before) / 1024, ybytes / 1024, colbytes / 1024, (after_bw - after) / 1024, grads / 1024);
     fm_tape_free(tp);
 }

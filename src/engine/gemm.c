@@ -430,16 +430,15 @@ void fm__gemm_bshift(int M, int N, int K, const float *A, ptrdiff_t lda, const f
 {
     FM_ASSERT(N % VL == 0 && K > 0 && nseg > 0 && K % nseg == 0); /* whole vectors, whole segments */
     if (M <= 0 || N <= 0) return;
-    int tiles = (M + 7) / 8, nt = fm__threads_for((double)M * N * K);
-    if (nt > tiles) nt = tiles;
+    int tiles = (M + 7) / 8, nt = fm__threads_over((double)M * N * K, tiles);
     if (nt <= 1) {
         bshift_rows(M, N, K, A, lda, B, boff, W, d0, nseg, C, ldc, acc, 0, tiles);
         return;
     }
     FM__PARALLEL_FOR(nt)
     for (int w = 0; w < nt; w++)
-        bshift_rows(M, N, K, A, lda, B, boff, W, d0, nseg, C, ldc, acc, (int)((long)tiles * w / nt),
-                    (int)((long)tiles * (w + 1) / nt));
+        bshift_rows(M, N, K, A, lda, B, boff, W, d0, nseg, C, ldc, acc, fm__split(tiles, w, nt),
+                    fm__split(tiles, w + 1, nt));
 }
 
 /* Row tiles [t0, t1) of rt rows of fm__gemm_ashift's product: the k loop in
@@ -490,16 +489,15 @@ void fm__gemm_ashift(int M, int N, int K, const float *A, const ptrdiff_t *aoff,
     FM_ASSERT(N % VL == 0 && K > 0); /* whole vectors only */
     if (M <= 0 || N <= 0) return;
     int nvec = N / VL, rt = nvec == 4 ? 6 : 8, cv = nvec == 4 ? 4 : nvec == 2 ? 2 : nvec == 1 ? 1 : 3;
-    int tiles = (M + rt - 1) / rt, nt = fm__threads_for((double)M * N * K);
-    if (nt > tiles) nt = tiles;
+    int tiles = (M + rt - 1) / rt, nt = fm__threads_over((double)M * N * K, tiles);
     if (nt <= 1) {
         ashift_rows(M, N, K, A, aoff, kidx, B, ldb, C, ldc, acc, rt, cv, 0, tiles);
         return;
     }
     FM__PARALLEL_FOR(nt)
     for (int w = 0; w < nt; w++)
-        ashift_rows(M, N, K, A, aoff, kidx, B, ldb, C, ldc, acc, rt, cv, (int)((long)tiles * w / nt),
-                    (int)((long)tiles * (w + 1) / nt));
+        ashift_rows(M, N, K, A, aoff, kidx, B, ldb, C, ldc, acc, rt, cv, fm__split(tiles, w, nt),
+                    fm__split(tiles, w + 1, nt));
 }
 
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,

@@ -22,9 +22,7 @@
  * output rows at a time for images of more than about 1024 output pixels, and
  * fold dcol = W^T dy_n back onto dx (col2im, a scatter-add in a fixed order);
  * each image's weight gradient has a buffer of its own, summed into dW in
- * image order (in double). With stride 1 and "same" width (Wo = W) a tap's
- * band is one contiguous run of the input plane, copied (or, backward, added)
- * whole, with the entries that wrap round a row edge zeroed.
+ * image order (in double).
  *
  * Images (chunks, backward on shifted planes) are spread over the threads,
  * each writing only its own outputs and buffers; the matrix products give the
@@ -110,67 +108,17 @@ static void tap_range(int n, int nout, int stride, int pad, int j, int *lo, int 
     *hi = h;
 }
 
-/* Where tap (i, j) of a band of output rows [oh0, oh1) reads when the
- * stride is 1 and the output is as wide as the input (Wo = W, "same"
- * padding): entry q = (oh - oh0) W + ow of the band's row reads input pixel
- * q + shift of the channel's plane, so the band is one contiguous run
- * [qa, qb) of the plane, less the entries that wrap round a row edge (ow
- * outside [lo, hi), which read padding). Rows above or below the input are
- * outside [qa, qb) too. */
-typedef struct {
-    ptrdiff_t qa, qb, shift;
-    int lo, hi;
-} tap_run;
-
-/* Zero the entries of a band row that wrap round a row edge (ow outside [lo, hi)). */
-static void zero_wrap(float *row, const tap_run *t, int Wo)
-{
-    if (t->lo == 0 && t->hi == Wo) return;
-    for (ptrdiff_t q = 0; q < t->qb; q += Wo) {
-        for (int ow = 0; ow < t->lo; ow++) row[q + ow] = 0.0f;
-        for (int ow = t->hi; ow < Wo; ow++) row[q + ow] = 0.0f;
-    }
-}
-
-static tap_run same_run(const conv_geom *g, int oh0, int oh1, int i, int j)
-{
-    tap_run t;
-    ptrdiff_t W = g->W, plane = (ptrdiff_t)g->H * W;
-    tap_range(g->W, g->W, 1, g->pad, j, &t.lo, &t.hi);
-    /* output rows [va, vb) of the band read input rows */
-    int va = g->pad - i, vb = g->H + g->pad - i;
-    va = va < oh0 ? oh0 : va > oh1 ? oh1 : va;
-    vb = vb < va ? va : vb > oh1 ? oh1 : vb;
-    t.shift = (ptrdiff_t)(oh0 - g->pad + i) * W + (j - g->pad);
-    ptrdiff_t a = (va - oh0) * W, b = (vb - oh0) * W;
-    /* the first and last few entries may fall before or after the plane
-     * (padding taps at its corners) */
-    t.qa = -t.shift > a ? -t.shift : a;
-    if (t.qa > b) t.qa = b;
-    t.qb = plane - t.shift < b ? plane - t.shift : b;
-    if (t.qb < t.qa) t.qb = t.qa;
-    return t;
-}
-
 /* Output rows [oh0, oh1) of the unfolded image x (C, H, W): col (K, pc),
  * pc = (oh1 - oh0) Wo, row (c, i, j) the input under tap (i, j) of channel c. */
 static void im2col(const conv_geom *g, const float *x, int oh0, int oh1, float *col)
 {
-    int s = g->stride, Wo = g->Wo, same = s == 1 && Wo == g->W;
+    int s = g->stride, Wo = g->Wo;
     size_t pc = (size_t)(oh1 - oh0) * Wo;
     for (int c = 0; c < g->C; c++) {
         const float *xc = x + (size_t)c * g->H * g->W;
         for (int i = 0; i < g->kh; i++)
             for (int j = 0; j < g->kw; j++) {
                 float *row = col + ((size_t)(c * g->kh + i) * g->kw + j) * pc;
-                if (same) {
-                    tap_run t = same_run(g, oh0, oh1, i, j);
-                    memset(row, 0, (size_t)t.qa * sizeof(float));
-                    memcpy(row + t.qa, xc + t.qa + t.shift, (size_t)(t.qb - t.qa) * sizeof(float));
-                    memset(row + t.qb, 0, (pc - (size_t)t.qb) * sizeof(float));
-                    zero_wrap(row, &t, Wo);
-                    continue;
-                }
                 int lo, hi, off = j - g->pad; /* input column = ow s + off */
                 tap_range(g->W, Wo, s, g->pad, j, &lo, &hi);
                 for (int oh = oh0; oh < oh1; oh++) {
@@ -194,25 +142,16 @@ static void im2col(const conv_geom *g, const float *x, int oh0, int oh1, float *
 
 /* dx (C, H, W) += the fold of dcol (K, pc) for output rows [oh0, oh1): each
  * entry goes back to the input pixel it was copied from, rows of dcol in
- * order. The entries that read padding are dropped (with "same" padding they
- * are zeroed in dcol, which is scratch, and the run is added whole). */
-static void col2im(const conv_geom *g, float *dcol, int oh0, int oh1, float *dx)
+ * order. The entries that read padding are dropped. */
+static void col2im(const conv_geom *g, const float *dcol, int oh0, int oh1, float *dx)
 {
-    int s = g->stride, Wo = g->Wo, same = s == 1 && Wo == g->W;
+    int s = g->stride, Wo = g->Wo;
     size_t pc = (size_t)(oh1 - oh0) * Wo;
     for (int c = 0; c < g->C; c++) {
         float *dc = dx + (size_t)c * g->H * g->W;
         for (int i = 0; i < g->kh; i++)
             for (int j = 0; j < g->kw; j++) {
-                float *row = dcol + ((size_t)(c * g->kh + i) * g->kw + j) * pc;
-                if (same) {
-                    tap_run t = same_run(g, oh0, oh1, i, j);
-                    zero_wrap(row, &t, Wo);
-                    float *d = dc + t.qa + t.shift; /* inside the plane */
-                    const float *r = row + t.qa;
-                    for (ptrdiff_t q = 0; q < t.qb - t.qa; q++) d[q] += r[q];
-                    continue;
-                }
+                const float *row = dcol + ((size_t)(c * g->kh + i) * g->kw + j) * pc;
                 int lo, hi, off = j - g->pad;
                 tap_range(g->W, Wo, s, g->pad, j, &lo, &hi);
                 for (int oh = oh0; oh < oh1; oh++) {
@@ -575,7 +514,6 @@ static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, co
     shift_tables tb;
     memset(&tb, 0, sizeof tb);
     ptrdiff_t *xoff = acc ? fm__tape_alloc(tp, (size_t)g->K * sizeof(ptrdiff_t)) : NULL;
-    ptrdiff_t *aoff = acc ? fm__tape_alloc(tp, (size_t)g->C * g->kh * sizeof(ptrdiff_t)) : NULL;
     ptrdiff_t *kidx = acc && g->kw > 1 ? fm__tape_alloc(tp, (size_t)g->kw * g->P * sizeof(ptrdiff_t)) : NULL;
     ptrdiff_t *doff = dx ? fm__tape_alloc(tp, (size_t)kd * sizeof(ptrdiff_t)) : NULL;
     float *wf = dx ? fm__tape_alloc(tp, (size_t)g->C * kd * sizeof(float)) : NULL;
@@ -591,10 +529,8 @@ static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, co
     if (tp->status != FM_OK) return;
     if (acc) {
         plane_offsets(g->C, g->kh, g->kw, g->W, g->xps, xoff);
-        for (int c = 0; c < g->C; c++)
-            for (int i = 0; i < g->kh; i++) aoff[c * g->kh + i] = (ptrdiff_t)((size_t)c * g->xps) + (ptrdiff_t)i * g->W;
         tb.xoff = xoff;
-        tb.aoff = aoff;
+        tb.aoff = xoff; /* its shift j = 0 block: rows (c, i) at c xps + i W */
         /* shift d reads within the row at output columns [max(0, -d), min(W, W - d)) */
         for (int j = 0; j < g->kw; j++) {
             int d = j - g->pad, lo = d < 0 ? -d : 0, hi = d > 0 ? g->W - d : g->W, len = 0;

@@ -15,12 +15,15 @@ static void dropout_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
     if (!fm__wants_grad(x)) return;
-    float *dx = fm__grad(tp, x);
+    int fresh;
+    float *dx = fm__grad_w(tp, x, &fresh); /* every element written */
     if (!dx) return;
     const unsigned char *keep = y->aux;
     double q = 1.0 - (double)y->arg.f[0];
-    for (size_t i = 0; i < x->size; i++)
-        if (keep[i]) dx[i] += (float)(y->grad[i] / q);
+    for (size_t i = 0; i < x->size; i++) {
+        float v = keep[i] ? (float)(y->grad[i] / q) : 0.0f;
+        dx[i] = fresh ? v : dx[i] + v;
+    }
 }
 
 static const fm_op OP_DROPOUT = {"dropout", dropout_backward};

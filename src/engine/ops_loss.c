@@ -229,7 +229,8 @@ static void cross_entropy_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *z = y->src[0];
     if (!fm__wants_grad(z)) return;
-    float *gz = fm__grad(tp, z);
+    int fresh;
+    float *gz = fm__grad_w(tp, z, &fresh); /* every element written */
     if (!gz) return;
     const ce_saved *sv = y->aux;
     int B = z->shape[0], K = z->shape[1];
@@ -241,7 +242,8 @@ static void cross_entropy_backward(fm_tape *tp, fm_tensor *y)
         /* d/dz_j = p_j - [j = label], in double and rounded once */
         for (int j = 0; j < K; j++) {
             double lp = (zi[j] - m) - sv->l1[i];
-            gi[j] += (float)(g * (j == sv->labels[i] ? expm1(lp) : exp(lp)));
+            float v = (float)(g * (j == sv->labels[i] ? expm1(lp) : exp(lp)));
+            gi[j] = fresh ? v : gi[j] + v;
         }
     }
 }

@@ -247,8 +247,8 @@ static void group_norm_backward(fm_tape *tp, fm_tensor *y)
 static const fm_op OP_GROUP_NORM = {"group_norm", group_norm_backward};
 static const fm_op OP_GROUP_NORM_ACT = {"group_norm_act", group_norm_backward};
 
-static fm_tensor *group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps,
-                                 fm_act act)
+fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps,
+                              fm_act act)
 {
     if (!fm__op_inputs_ok(tp, "group_norm", &x, 1)) return NULL;
     char s1[96], s2[96];
@@ -311,11 +311,5 @@ static fm_tensor *group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tenso
 
 fm_tensor *fm_group_norm(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps)
 {
-    return group_norm_act(tp, x, groups, gamma, beta, eps, FM_ACT_NONE);
-}
-
-fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps,
-                              fm_act act)
-{
-    return group_norm_act(tp, x, groups, gamma, beta, eps, act);
+    return fm__group_norm_act(tp, x, groups, gamma, beta, eps, FM_ACT_NONE);
 }
