@@ -3,6 +3,7 @@
  * formulas and known values.
  */
 #include "harness.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -146,24 +147,6 @@ static void frechet_checks(fm_rng *r)
     t_check(fm_frechet_distance(xa, 1, xb, N, P, &same) == FM_ERR_ARG, "one point refused: %s", fm_last_error());
 }
 
-/* Squared distances between rows of d floats, computed on demand in the
- * order fm_w2_exact sums them. */
-typedef struct {
-    const float *a, *b;
-    int d;
-} pts;
-
-static void sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out)
-{
-    const pts *p = ctx;
-    for (int k = 0; k < ncols; k++) {
-        const float *x = p->a + (size_t)i * p->d, *y = p->b + (size_t)(cols ? cols[k] : k) * p->d;
-        double acc = 0;
-        for (int m = 0; m < p->d; m++) acc += ((double)x[m] - y[m]) * ((double)x[m] - y[m]);
-        out[k] = acc;
-    }
-}
-
 /* Many points of many dimensions (images): fm_w2_exact computes the whole
  * cost matrix first, over threads; the answer is the on-demand one's. */
 static void hidim_w2(fm_rng *r)
@@ -187,8 +170,8 @@ static void hidim_w2(fm_rng *r)
     fm_rng_normal_fill(r, noise, (size_t)N * D, 0, 1.0f);
     for (size_t i = 0; i < (size_t)N * D; i++) b[i] += noise[i];
     free(noise);
-    pts p = {a, b, D};
-    s = fm_assignment(N, sqdist_cost, &p, x, NULL, NULL, &total);
+    fm__sqdist p = {a, b, D}; /* the library's costs, computed on demand */
+    s = fm_assignment(N, fm__sqdist_cost, &p, x, NULL, NULL, &total);
     for (int t = 1; t <= 2 && s == FM_OK; t++) {
         fm_set_threads(t);
         s = fm_w2_exact(a, b, N, D, &w2[t - 1], match);

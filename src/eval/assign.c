@@ -23,7 +23,7 @@ typedef struct {
     void *ctx;
     int n;
     double *buf;   /* (n) */
-    double *dense; /* (n, n) or NULL */
+    const double *dense; /* (n, n) or NULL */
 } costs;
 
 /* Minimum of n doubles (no NaN), in 8 independent lanes: a minimum does not
@@ -46,21 +46,27 @@ static const double *get_row(costs *c, int i)
     return c->buf;
 }
 
-fm_status fm_assignment(int n, fm_cost_fn row, void *ctx, int *x, double *u, double *v, double *total)
+/* fm_assignment with the whole cost matrix given (given, (n, n), kept by the
+ * caller) or, when given is NULL, computed here for small n. */
+static fm_status assign(int n, fm_cost_fn row, void *ctx, const double *given, int *x, double *u, double *v,
+                        double *total)
 {
     if (n < 1) return fm__fail(FM_ERR_ARG, "assignment of %d rows", n);
     size_t N = (size_t)n;
     int *y = malloc(N * sizeof(int)), *freer = malloc(N * sizeof(int)), *col = malloc(N * sizeof(int));
     int *pred = malloc(N * sizeof(int)), *matches = calloc(N, sizeof(int)), *amin = malloc(N * sizeof(int));
     double *d = malloc(N * sizeof(double)), *buf = malloc(N * sizeof(double)), *vv = v ? v : malloc(N * sizeof(double));
-    costs C = {row, ctx, n, buf, NULL};
+    costs C = {row, ctx, n, buf, given};
+    double *own = NULL; /* the matrix computed here */
     fm_status s = FM_OK;
     if (!y || !freer || !col || !pred || !matches || !amin || !d || !buf || !vv) {
         s = fm__fail(FM_ERR_NOMEM, "out of memory for an assignment of %d", n);
         goto out;
     }
-    if (n <= DENSE_MAX && (C.dense = malloc(N * N * sizeof(double))) != NULL)
-        for (int i = 0; i < n; i++) row(ctx, i, NULL, n, C.dense + (size_t)i * n);
+    if (!given && n <= DENSE_MAX && (own = malloc(N * N * sizeof(double))) != NULL) {
+        for (int i = 0; i < n; i++) row(ctx, i, NULL, n, own + (size_t)i * n);
+        C.dense = own;
+    }
     /* Column reduction: v_j = min_i c(i, j), found one row at a time. */
     for (int j = 0; j < n; j++) vv[j] = INFINITY;
     for (int i = 0; i < n; i++) {
@@ -235,9 +241,14 @@ out:
     free(amin);
     free(d);
     free(buf);
-    free(C.dense);
+    free(own);
     if (!v) free(vv);
     return s;
+}
+
+fm_status fm_assignment(int n, fm_cost_fn row, void *ctx, int *x, double *u, double *v, double *total)
+{
+    return assign(n, row, ctx, NULL, x, u, v, total);
 }
 
 /* ---- squared Euclidean costs between two point sets */
@@ -267,21 +278,6 @@ void fm__sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out)
     }
 }
 
-/* Costs read from a whole (n, n) matrix. */
-typedef struct {
-    const double *c;
-    int n;
-} dense_costs;
-
-static void dense_cost(void *ctx, int i, const int *cols, int ncols, double *out)
-{
-    const dense_costs *m = ctx;
-    const double *r = m->c + (size_t)i * m->n;
-    if (!cols) memcpy(out, r, (size_t)ncols * sizeof(double));
-    else
-        for (int k = 0; k < ncols; k++) out[k] = r[cols[k]];
-}
-
 /* Points of many dimensions (images): a cost is d multiply-adds and the
  * shortest-path phase reads rows over and over, so above DENSE_MAX the whole
  * matrix is computed once, rows spread over threads (the same sums, so the
@@ -302,9 +298,7 @@ fm_status fm_w2_exact(const float *a, const float *b, int n, int d, double *w2, 
         FM__PARALLEL_FOR(nt)
         for (int i = 0; i < n; i++) fm__sqdist_cost(&ctx, i, NULL, n, full + (size_t)i * n);
     }
-    dense_costs dc = {full, n};
-    fm_status s = full ? fm_assignment(n, dense_cost, &dc, x, NULL, NULL, &total)
-                       : fm_assignment(n, fm__sqdist_cost, &ctx, x, NULL, NULL, &total);
+    fm_status s = assign(n, fm__sqdist_cost, &ctx, full, x, NULL, NULL, &total);
     free(full);
     if (!match) free(x);
     if (s == FM_OK) *w2 = sqrt(total / n);
