@@ -211,6 +211,19 @@ int t_gzip_copy(const char *src, const char *dst)
     return ok;
 }
 
+int t_mnist_write(const char *dir, const char *prefix, int n, int rows, const uint8_t *im, const uint8_t *lab,
+                  int nlab)
+{
+    char path[1200];
+    int dims[3] = {n, rows, 28};
+    snprintf(path, sizeof path, "mkdir -p '%s'", dir);
+    if (system(path) != 0) return 0;
+    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
+    if (fm_idx_write_u8(path, 3, dims, im) != FM_OK) return 0;
+    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    return fm_idx_write_u8(path, 1, &nlab, lab) == FM_OK;
+}
+
 /* One split of t_digit_folder's set: images and labels under prefix. */
 static int digit_split(const char *dir, const char *prefix, int n, fm_rng *r)
 {
@@ -224,12 +237,7 @@ static int digit_split(const char *dir, const char *prefix, int n, fm_rng *r)
             im[(size_t)i * 784 + p] = (uint8_t)(in ? 200 + fm_rng_next(r) % 56 : fm_rng_next(r) % 40);
         }
     }
-    char path[1200];
-    int dims[3] = {n, 28, 28};
-    snprintf(path, sizeof path, "%s/%s-images-idx3-ubyte", dir, prefix);
-    ok = ok && fm_idx_write_u8(path, 3, dims, im) == FM_OK;
-    snprintf(path, sizeof path, "%s/%s-labels-idx1-ubyte", dir, prefix);
-    ok = ok && fm_idx_write_u8(path, 1, &n, lab) == FM_OK;
+    ok = ok && t_mnist_write(dir, prefix, n, 28, im, lab, n);
     free(im);
     free(lab);
     return ok;
@@ -237,9 +245,6 @@ static int digit_split(const char *dir, const char *prefix, int n, fm_rng *r)
 
 int t_digit_folder(const char *dir, int ntrain, int ntest)
 {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
-    if (system(cmd) != 0) return 0;
     fm_rng r;
     fm_rng_seed(&r, 11, FM_STREAM_DATA);
     return digit_split(dir, "train", ntrain, &r) && digit_split(dir, "t10k", ntest, &r);

@@ -72,6 +72,11 @@ int t_next_perm(int *p, int n);
  * (a 2 x 5 grid), moved by up to a pixel along each axis, on faint noise:
  * a set a small classifier separates. 1 on success. */
 int t_digit_folder(const char *dir, int ntrain, int ntest);
+/* An MNIST-style pair in dir (made if missing): <prefix>-images-idx3-ubyte, n
+ * images of rows x 28 bytes, and <prefix>-labels-idx1-ubyte, nlab labels.
+ * 1 on success. */
+int t_mnist_write(const char *dir, const char *prefix, int n, int rows, const uint8_t *im, const uint8_t *lab,
+                  int nlab);
 
 /* Path of the command-line tool under test (FM_CLI), and a scratch directory. */
 const char *t_cli(void);

@@ -452,19 +452,13 @@ void test_cli(void)
         static uint8_t im[3 * 784];
         for (int i = 0; i < 3 * 784; i++) im[i] = (uint8_t)(i * 37 % 256);
         uint8_t lab[3] = {0, 7, 9};
-        int dims[3] = {3, 28, 28}, nl = 3;
         rc = cli("datasets --draw mnist:/no/such/dir --n 4"); /* before the folder exists */
         int missing = rc == 1 && one_line("train-images-idx3-ubyte");
-        mkdir(t_path("cli_mn"), 0755);
-        fm_idx_write_u8(t_path("cli_mn/train-images-idx3-ubyte"), 3, dims, im);
-        fm_idx_write_u8(t_path("cli_mn/train-labels-idx1-ubyte"), 1, &nl, lab);
+        t_mnist_write(t_path("cli_mn"), "train", 3, 28, im, lab, 3);
         rc = cli("datasets --draw mnist:%s --n 4 --plot %s", t_path("cli_mn"), t_path("mn4.png"));
         t_check(missing && rc == 0 && file_size(t_path("mn4.png")) > 100,
                 "datasets draws mnist:DIR as a PNG grid; a missing folder is exit 1 (exit %d) %s", rc, err_buf);
-        int d27[3] = {3, 27, 28}; /* images of the wrong size: a bad file, exit 1 */
-        mkdir(t_path("cli_mn27"), 0755);
-        fm_idx_write_u8(t_path("cli_mn27/train-images-idx3-ubyte"), 3, d27, im);
-        fm_idx_write_u8(t_path("cli_mn27/train-labels-idx1-ubyte"), 1, &nl, lab);
+        t_mnist_write(t_path("cli_mn27"), "train", 3, 27, im, lab, 3); /* images of the wrong size: a bad file, exit 1 */
         rc = cli("datasets --draw mnist:%s --n 4", t_path("cli_mn27"));
         t_check(rc == 1 && one_line("28 x 28"), "27 x 28 images are a bad file, exit 1 (exit %d): %s", rc, err_buf);
         rc = cli("datasets --draw mnist:%s --n 4 --plot %s", t_path("cli_mn"), t_path("mn4.svg"));

@@ -125,22 +125,14 @@ static void write_set(const char *dir, int n, int rows, const uint8_t *labels, i
     for (int k = 0; k < n; k++)
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < 28; j++) im[((size_t)k * rows + i) * 28 + j] = (uint8_t)((k * 7 + i + j) % 256);
-    char p[1200];
-    int dims[3] = {n, rows, 28};
-    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+    t_mnist_write(dir, "train", n, rows, im, labels, nlabels);
     if (gz) { /* the same bytes through gzip, under the .gz name only */
-        char tmpf[1300];
-        snprintf(tmpf, sizeof tmpf, "%s.plain", p);
-        fm_idx_write_u8(tmpf, 3, dims, im);
-        char gzp[1300];
+        char p[1200], gzp[1300];
+        snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
         snprintf(gzp, sizeof gzp, "%s.gz", p);
-        t_gzip_copy(tmpf, gzp);
-        remove(tmpf);
-    } else {
-        fm_idx_write_u8(p, 3, dims, im);
+        t_gzip_copy(p, gzp);
+        remove(p);
     }
-    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
-    fm_idx_write_u8(p, 1, &nlabels, labels);
     free(im);
 }
 
@@ -282,13 +274,7 @@ static const char *pattern_set(const char *dir, int n)
         for (int p = 0; p < 784; p++) im[(size_t)k * 784 + p] = (k % 2 ? p % 28 < 14 : p / 28 < 14) ? 255 : 0;
     }
     static char spec[1100];
-    char p[1100];
-    mkdir(dir, 0755);
-    int dims[3] = {n, 28, 28};
-    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
-    fm_idx_write_u8(p, 3, dims, im);
-    snprintf(p, sizeof p, "%s/train-labels-idx1-ubyte", dir);
-    fm_idx_write_u8(p, 1, &n, lab);
+    t_mnist_write(dir, "train", n, 28, im, lab, n);
     free(im);
     snprintf(spec, sizeof spec, "mnist:%s", dir);
     return spec;

@@ -288,11 +288,7 @@ static const char *mnist_dir(void)
             lab[i] = (uint8_t)(i % 10);
             for (int p = 0; p < 784; p++) im[i * 784 + p] = blob_pixel(i, p);
         }
-        int dims[3] = {N, 28, 28}, nl = N;
-        mkdir(dir, 0755);
-        fm_idx_write_u8(t_path("unet_mn/train-images-idx3-ubyte"), 3, dims, im);
-        fm_idx_write_u8(t_path("unet_mn/train-labels-idx1-ubyte"), 1, &nl, lab);
-        made = 1;
+        made = t_mnist_write(dir, "train", N, 28, im, lab, N);
     }
     return dir;
 }
