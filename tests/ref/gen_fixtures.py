@@ -412,73 +412,61 @@ def gen_datasets():
     st.save(os.path.join(OUT, "datasets.safetensors"), t, {"sklearn": __import__("sklearn").__version__})
 
 
-def gen_unet_cond():
-    """The tiny U-Net of gen_unet with 3 classes (a label embedding of 4 rows,
-    the last one "no label"): 4 images with labels 2, 0, 3 (none) and 1; the
-    output and every gradient. Its own file, so unet.safetensors is unchanged."""
+def unet_fixture(fname, seed, torch_seed, n, num_classes=0, labels=None, perturb_norms=False, guidance=None):
+    """A tiny U-Net (12 x 12 images, base 8, mult 1,2,2, 4 groups) on n images
+    in float64 from float32 weights and inputs, biases drawn (and the
+    GroupNorm affine parameters with perturb_norms): the output, the input's
+    gradient and every parameter's for a random upstream gradient; with
+    classes, the labels used and, with guidance w, v_u + w (v_c - v_u). A
+    generator of its own: other files are unchanged."""
     from unet import UNet
-    gu = torch.Generator().manual_seed(1357)
-    torch.manual_seed(17)
-    cfg = dict(in_ch=1, base=8, mult=(1, 2, 2), groups=4, time_freq=8, time_dim=16, num_classes=3)
-    m = UNet(**cfg)
-    with torch.no_grad():
-        for k, p in m.named_parameters():
-            if k.endswith("bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=gu))
-    t = {f"param.{k}": v.clone().float() for k, v in m.state_dict().items()}
-    m = m.double()
-    x = torch.randn(4, 1, 12, 12, generator=gu).float()
-    tt = torch.rand(4, 1, generator=gu).float()
-    y = torch.tensor([2, 0, 3, 1])
-    xd = x.double().requires_grad_(True)
-    out = m(tt.double(), xd, y)
-    dy = torch.randn(out.shape, generator=gu, dtype=torch.float64).float()
-    out.backward(dy.double())
-    t["x"], t["t"], t["dy"], t["out"], t["grad_x"] = x, tt, dy, out.detach(), xd.grad
-    t["labels"] = y.double()
-    for k, p in m.named_parameters():
-        t[f"grad.{k}"] = p.grad
-    with torch.no_grad():  # guidance w = 2.5 on the same inputs, labels 2, 0, none, 1
-        vu = m(tt.double(), x.double())
-        t["guided"] = vu + 2.5 * (m(tt.double(), x.double(), y) - vu)
-    meta = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in cfg.items()}
-    meta["names"] = ",".join(k for k, _ in m.named_parameters())
-    meta["torch"] = torch.__version__
-    st.save(os.path.join(OUT, "unet_cond.safetensors"), t, meta)
-
-
-def gen_unet():
-    """A tiny U-Net (12 x 12 images, base 8, mult 1,2,2, 4 groups) on 3 images
-    in float64 from float32 weights and inputs, GroupNorm affine parameters
-    drawn too: the output, every parameter's gradient and the input's, for a
-    random upstream gradient. A generator of its own: other files are unchanged."""
-    from unet import UNet
-    gu = torch.Generator().manual_seed(2468)
-    torch.manual_seed(13)
+    gu = torch.Generator().manual_seed(seed)
+    torch.manual_seed(torch_seed)
     cfg = dict(in_ch=1, base=8, mult=(1, 2, 2), groups=4, time_freq=8, time_dim=16)
+    if num_classes:
+        cfg["num_classes"] = num_classes
     m = UNet(**cfg)
     with torch.no_grad():
         for k, p in m.named_parameters():
-            if ".norm" in k or k.startswith("norm"):
+            if perturb_norms and (".norm" in k or k.startswith("norm")):
                 base = 1.0 if k.endswith("weight") else 0.0
                 p.copy_(base + 0.2 * torch.randn(p.shape, generator=gu))
             elif k.endswith("bias"):  # PyTorch's default biases are small; make them count
                 p.copy_(0.1 * torch.randn(p.shape, generator=gu))
     t = {f"param.{k}": v.clone().float() for k, v in m.state_dict().items()}
     m = m.double()
-    x = torch.randn(3, 1, 12, 12, generator=gu).float()
-    tt = torch.rand(3, 1, generator=gu).float()
+    x = torch.randn(n, 1, 12, 12, generator=gu).float()
+    tt = torch.rand(n, 1, generator=gu).float()
+    y = torch.tensor(labels) if labels is not None else None
     xd = x.double().requires_grad_(True)
-    y = m(tt.double(), xd)
-    dy = torch.randn(y.shape, generator=gu, dtype=torch.float64).float()
-    y.backward(dy.double())
-    t["x"], t["t"], t["dy"], t["out"], t["grad_x"] = x, tt, dy, y.detach(), xd.grad
+    out = m(tt.double(), xd, y)
+    dy = torch.randn(out.shape, generator=gu, dtype=torch.float64).float()
+    out.backward(dy.double())
+    t["x"], t["t"], t["dy"], t["out"], t["grad_x"] = x, tt, dy, out.detach(), xd.grad
+    if y is not None:
+        t["labels"] = y.double()
     for k, p in m.named_parameters():
         t[f"grad.{k}"] = p.grad
+    if guidance is not None:
+        with torch.no_grad():
+            vu = m(tt.double(), x.double())
+            t["guided"] = vu + guidance * (m(tt.double(), x.double(), y) - vu)
     meta = {k: ",".join(map(str, v)) if isinstance(v, tuple) else str(v) for k, v in cfg.items()}
     meta["names"] = ",".join(k for k, _ in m.named_parameters())
     meta["torch"] = torch.__version__
-    st.save(os.path.join(OUT, "unet.safetensors"), t, meta)
+    st.save(os.path.join(OUT, fname), t, meta)
+
+
+def gen_unet():
+    """unet.safetensors: 3 images, GroupNorm parameters drawn too."""
+    unet_fixture("unet.safetensors", 2468, 13, 3, perturb_norms=True)
+
+
+def gen_unet_cond():
+    """unet_cond.safetensors: 3 classes (a label embedding of 4 rows, the last
+    one "no label"), 4 images with labels 2, 0, 3 (none) and 1, and the
+    guided velocity at w = 2.5."""
+    unet_fixture("unet_cond.safetensors", 1357, 17, 4, num_classes=3, labels=[2, 0, 3, 1], guidance=2.5)
 
 
 def gen_npy():
