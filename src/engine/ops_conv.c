@@ -299,20 +299,20 @@ static void transpose16(const float *src, ptrdiff_t lds, float *dst, ptrdiff_t l
     for (int i = 0; i < 16; i++) *(v16fu *)(dst + i * ldd) = r[i];
 }
 
-/* dyt (P, Op) = dy_n (O, P) transposed, zero in the columns from O on. */
-static void transpose_dy(const float *dyn, int O, int P, int Op, float *dyt)
+/* dyt (P, Op) = dy_n (O rows of P, lds apart) transposed, zero in the columns from O on. */
+static void transpose_dy(const float *dyn, int lds, int O, int P, int Op, float *dyt)
 {
     for (int o0 = 0; o0 < Op; o0 += 16)
         for (int p0 = 0; p0 < P; p0 += 16) {
             if (o0 + 16 <= O && p0 + 16 <= P) {
-                transpose16(dyn + (size_t)o0 * P + p0, P, dyt + (size_t)p0 * Op + o0, Op);
+                transpose16(dyn + (size_t)o0 * lds + p0, lds, dyt + (size_t)p0 * Op + o0, Op);
                 continue;
             }
-            int o1 = o0 + 16 < O ? o0 + 16 : O, p1 = p0 + 16 < P ? p0 + 16 : P;
+            int o1 = o0 + 16 < O ? o0 + 16 : O, p1 = p0 + 16 < P ? p0 + 16 : P, oz = o0 + 16 < Op ? o0 + 16 : Op;
             for (int p = p0; p < p1; p++) {
                 float *t = dyt + (size_t)p * Op;
-                for (int o = o0; o < o1; o++) t[o] = dyn[(size_t)o * P + p];
-                for (int o = o1 > o0 ? o1 : o0; o < o0 + 16; o++) t[o] = 0.0f;
+                for (int o = o0; o < o1; o++) t[o] = dyn[(size_t)o * lds + p];
+                for (int o = o1 > o0 ? o1 : o0; o < oz; o++) t[o] = 0.0f;
             }
         }
 }
@@ -400,7 +400,7 @@ static void shifted_backward_chunk(const conv_geom *g, const float *x, const flo
                 }
                 dots_dw(g, sc->xb, tb->xoff, sc->dyt, part, n > n0);
             } else {
-                transpose_dy(dyn, g->O, g->P, g->Op, sc->dyt);
+                transpose_dy(dyn, g->P, g->O, g->P, g->Op, sc->dyt);
                 /* one product per shift j: rows (c, i, j) of dW^T, K kw apart */
                 for (int j = 0; j < g->kw; j++)
                     fm__gemm_ashift(g->C * g->kh, g->Op, tb->klen[j], sc->xb + j, tb->aoff, tb->kidx[j], sc->dyt, g->Op,
@@ -468,13 +468,7 @@ static void conv_backward_image(const conv_geom *g, const float *x, const float 
         const float *dyc = dy + (size_t)n * ys + (size_t)oh0 * g->Wo;
         if (part) {
             im2col(g, xn, oh0, oh1, sc->col);
-            /* transposed in 16 x 16 blocks */
-            for (int o0 = 0; o0 < g->O; o0 += 16)
-                for (int p0 = 0; p0 < pc; p0 += 16) {
-                    int o1 = o0 + 16 < g->O ? o0 + 16 : g->O, p1 = p0 + 16 < pc ? p0 + 16 : pc;
-                    for (int p = p0; p < p1; p++)
-                        for (int o = o0; o < o1; o++) sc->dyt[(size_t)p * g->O + o] = dyc[(size_t)o * g->P + p];
-                }
+            transpose_dy(dyc, g->P, g->O, pc, g->O, sc->dyt);
             fm__gemm(g->K, g->O, pc, sc->col, pc, 1, sc->dyt, g->O, part, g->O, NULL, oh0 > 0);
         }
         if (dx) {
@@ -498,6 +492,23 @@ static int image_threads(double work, int items)
  * depends only on the shapes. */
 #define CONV_PART_FLOATS ((size_t)1 << 22)
 
+/* Items (chunks or images) per group whose partial weight gradients of per
+ * floats each stay within CONV_PART_FLOATS: at least 1, at most items. */
+static int part_group(size_t per, int items)
+{
+    size_t fit = CONV_PART_FLOATS / per;
+    return fit < 1 ? 1 : fit < (size_t)items ? (int)fit : items;
+}
+
+/* acc (n doubles) += the m partial gradients of part, in order. */
+static void add_parts(double *acc, const float *part, int m, size_t n)
+{
+    for (int i = 0; i < m; i++) {
+        const float *pi = part + (size_t)i * n;
+        for (size_t k = 0; k < n; k++) acc[k] += pi[k];
+    }
+}
+
 /* The backward on shifted planes: dx, dW summed over the chunks (in double,
  * into acc (K, Ow)), and the images' sums of dy per channel into pdb (N, O). */
 static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, const float *w, const float *dy,
@@ -506,8 +517,7 @@ static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, co
     size_t kop = (size_t)g->K * g->Ow;
     int kd = g->O * g->kh * g->kw, nq = (g->N + CONV_CHUNK - 1) / CONV_CHUNK, group = nq;
     if (acc) {
-        size_t fit = CONV_PART_FLOATS / kop;
-        group = fit < 1 ? 1 : fit < (size_t)nq ? (int)fit : nq;
+        group = part_group(kop, nq);
     }
     double work = (double)g->N * g->O * g->P * g->K * ((dx != NULL) + (acc != NULL));
     int nt = image_threads(work, group), dots = g->Ow < g->Op;
@@ -568,11 +578,7 @@ static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, co
                 shifted_backward_chunk(g, x, dy, &tb, dx, dx_fresh, part ? part + (size_t)i * kop : NULL, pdb, &sc[t],
                                        q0 + i);
         }
-        /* the chunks' weight gradients in chunk order */
-        for (int i = 0; acc && i < m; i++) {
-            const float *pi = part + (size_t)i * kop;
-            for (size_t k = 0; k < kop; k++) acc[k] += pi[k];
-        }
+        if (acc) add_parts(acc, part, m, kop); /* the chunks' weight gradients in chunk order */
     }
 }
 
@@ -628,10 +634,7 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
         if (dx_fresh) memset(dx, 0, x->size * sizeof(float)); /* col2im adds */
         size_t slice = (size_t)g.K * g.rows * g.Wo;
         int group = g.N;
-        if (dw) {
-            size_t fit = CONV_PART_FLOATS / ko;
-            group = fit < 1 ? 1 : fit < (size_t)g.N ? (int)fit : g.N;
-        }
+        if (dw) group = part_group(ko, g.N);
         double work = (double)g.N * g.O * g.P * g.K * ((dx != NULL) + (dw != NULL));
         int nt = image_threads(work, group);
         conv_scratch sc[FM__MAX_WORKERS];
@@ -652,11 +655,7 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
                     conv_backward_image(&g, x->data, w->data, dy, dx, part ? part + (size_t)i * ko : NULL, &sc[t],
                                         n0 + i);
             }
-            /* the images' weight gradients in image order */
-            for (int i = 0; dw && i < m; i++) {
-                const float *pi = part + (size_t)i * ko;
-                for (size_t k = 0; k < ko; k++) acc[k] += pi[k];
-            }
+            if (dw) add_parts(acc, part, m, ko); /* the images' weight gradients in image order */
         }
     }
     if (tp->status == FM_OK && dw)
