@@ -582,6 +582,17 @@ static void shifted_backward(fm_tape *tp, const conv_geom *g, const float *x, co
     }
 }
 
+/* db (O) += the images' channel sums pdb (N, O), in image order (nothing when
+ * db is NULL). */
+static void bias_grad(const conv_geom *g, const double *pdb, float *db)
+{
+    for (int o = 0; db && o < g->O; o++) {
+        double s = 0.0;
+        for (int n = 0; n < g->N; n++) s += pdb[(size_t)n * g->O + o];
+        db[o] += (float)s;
+    }
+}
+
 static void conv2d_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0], *w = y->src[1], *b = y->nsrc > 2 ? y->src[2] : NULL;
@@ -592,26 +603,21 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
     float *db = fm__wants_grad(b) ? fm__grad(tp, b) : NULL;
     if (tp->status != FM_OK) return;
     const float *dy = y->grad;
-    /* On shifted planes, each image's bias gradient comes with its other
-     * gradients (dy is read once); else here. */
-    if (db && !(g.shifted && (dx || dw))) {
-        for (int o = 0; o < g.O; o++) {
-            /* eight running sums (p mod 8), combined pairwise at the end */
-            double s[8] = {0};
-            for (int n = 0; n < g.N; n++) {
-                const float *d = dy + ((size_t)n * g.O + o) * g.P;
-                int p = 0;
-                for (; p + 8 <= g.P; p += 8)
-                    for (int l = 0; l < 8; l++) s[l] += d[p + l];
-                for (; p < g.P; p++) s[p % 8] += d[p];
-            }
-            db[o] += (float)(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
-        }
-    }
-    if (!dx && !dw) return;
-
     /* Everything below is scratch, given back at the end. */
     fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
+    /* The bias gradient: each image's channel sums (pdb (N, O)), added in
+     * image order. On shifted planes they come with the image's other
+     * gradients (dy is read once); else here. */
+    double *pdb = db ? fm__tape_alloc(tp, (size_t)g.N * g.O * sizeof(double)) : NULL;
+    if (tp->status != FM_OK) return;
+    if (db && !(g.shifted && (dx || dw)))
+        for (size_t k = 0; k < (size_t)g.N * g.O; k++) pdb[k] = sum16_d(dy + k * g.P, g.P);
+    if (!dx && !dw) {
+        bias_grad(&g, pdb, db);
+        fm__arena_rewind(&tp->arena, &mark);
+        return;
+    }
+
     int ldo = g.Ow;
     size_t ko = (size_t)g.K * ldo;
     double *acc = NULL;
@@ -621,15 +627,7 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
     }
     if (tp->status != FM_OK) return;
     if (g.shifted) {
-        double *pdb = db ? fm__tape_alloc(tp, (size_t)g.N * g.O * sizeof(double)) : NULL;
-        if (tp->status != FM_OK) return;
         shifted_backward(tp, &g, x->data, w->data, dy, dx, dx_fresh, acc, pdb);
-        /* the images' bias gradients in image order */
-        for (int o = 0; pdb && tp->status == FM_OK && o < g.O; o++) {
-            double s = 0.0;
-            for (int n = 0; n < g.N; n++) s += pdb[(size_t)n * g.O + o];
-            db[o] += (float)s;
-        }
     } else {
         if (dx_fresh) memset(dx, 0, x->size * sizeof(float)); /* col2im adds */
         size_t slice = (size_t)g.K * g.rows * g.Wo;
@@ -658,6 +656,7 @@ static void conv2d_backward(fm_tape *tp, fm_tensor *y)
             if (dw) add_parts(acc, part, m, ko); /* the images' weight gradients in image order */
         }
     }
+    if (tp->status == FM_OK) bias_grad(&g, pdb, db);
     if (tp->status == FM_OK && dw)
         for (int o = 0; o < g.O; o++)
             for (int k = 0; k < g.K; k++) dw[(size_t)o * g.K + k] += (float)acc[(size_t)k * ldo + o];
