@@ -307,3 +307,10 @@ double t_flow_w2(fm_flow *f, const char *data, int n, fm_solver_kind kind, int s
     free(ref);
     return w2;
 }
+
+float *t_dup(const float *p, size_t n)
+{
+    float *q = malloc(n * sizeof(float));
+    if (q) memcpy(q, p, n * sizeof(float));
+    return q;
+}

@@ -48,6 +48,8 @@ void t_family_max(const char *family, double err);
  * NaN on failure. */
 double t_flow_w2(fm_flow *f, const char *data, int n, fm_solver_kind kind, int steps, uint64_t seed);
 
+/* A malloc'ed copy of n floats. */
+float *t_dup(const float *p, size_t n);
 /* The whole file src in a malloc'ed buffer (NULL if unreadable); *n its size. */
 unsigned char *t_slurp(const char *path, size_t *n);
 /* A gzip copy of src at dst through zlib; 1 on success. */

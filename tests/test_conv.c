@@ -119,17 +119,11 @@ static int run_layer(const layer *L, const float *xv, const float *wv, const flo
         out->ny = y->size;
         out->nx = x->size;
         out->nw = w->size;
-        out->y = malloc(y->size * sizeof(float));
-        memcpy(out->y, y->data, y->size * sizeof(float));
-        if (want_x) {
-            out->dx = malloc(x->size * sizeof(float));
-            memcpy(out->dx, x->grad, x->size * sizeof(float));
-        }
+        out->y = t_dup(y->data, y->size);
+        if (want_x) out->dx = t_dup(x->grad, x->size);
         if (want_w) {
-            out->dw = malloc(w->size * sizeof(float));
-            out->db = malloc((size_t)L->O * sizeof(float));
-            memcpy(out->dw, w->grad, w->size * sizeof(float));
-            memcpy(out->db, b->grad, (size_t)L->O * sizeof(float));
+            out->dw = t_dup(w->grad, w->size);
+            out->db = t_dup(b->grad, (size_t)L->O);
         }
     } else {
         t_check(0, "%s: conv2d failed: %s", L->what, fm_last_error());

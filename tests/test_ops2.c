@@ -109,13 +109,6 @@ static void gn_free(gn_run *r)
     free(r->db);
 }
 
-static float *dup(const float *p, size_t n)
-{
-    float *q = malloc(n * sizeof(float));
-    memcpy(q, p, n * sizeof(float));
-    return q;
-}
-
 /* Forward and backward with `threads`; gamma and beta are parameters, so
  * their gradients accumulate over `passes`. */
 static int gn_once(const int *shape, int groups, const float *xv, const float *gv, const float *bv, const float *dy,
@@ -138,10 +131,10 @@ static int gn_once(const int *shape, int groups, const float *xv, const float *g
     for (int p = 0; ok && p < passes; p++) ok = fm_backward(tp, y, dy) == FM_OK;
     memset(out, 0, sizeof *out);
     if (ok) {
-        out->y = dup(y->data, y->size);
-        out->dx = dup(x->grad, x->size);
-        out->dg = dup(g->grad, (size_t)C);
-        out->db = dup(b->grad, (size_t)C);
+        out->y = t_dup(y->data, y->size);
+        out->dx = t_dup(x->grad, x->size);
+        out->dg = t_dup(g->grad, (size_t)C);
+        out->db = t_dup(b->grad, (size_t)C);
     } else {
         t_check(0, "group_norm failed: %s", fm_last_error());
     }
@@ -392,10 +385,10 @@ static void gn_act_fused(void)
                     fm_set_threads(0);
                     return;
                 }
-                res[fused][0] = dup(y->data, n);
-                res[fused][1] = dup(x->grad, n);
-                res[fused][2] = dup(g->grad, (size_t)C);
-                res[fused][3] = dup(b->grad, (size_t)C);
+                res[fused][0] = t_dup(y->data, n);
+                res[fused][1] = t_dup(x->grad, n);
+                res[fused][2] = t_dup(g->grad, (size_t)C);
+                res[fused][3] = t_dup(b->grad, (size_t)C);
                 fm_tape_free(tp);
                 fm_set_threads(0);
             }
