@@ -116,9 +116,9 @@ def conv(steps):
 def unet_step(steps, channels_last):
     import statistics
     from unet_step import step_times
-    times, n = step_times(torch.get_num_threads(), channels_last, steps=steps)
+    times, n, cpu = step_times(torch.get_num_threads(), channels_last, steps=steps)
     print(f"RESULT unet-step {statistics.median(times):.4f} s median (best {min(times):.4f}, mean "
-          f"{sum(times) / len(times):.4f} of {len(times)} steps, CPU time {step_times.cpu:.4f} s per step; {n} parameters, "
+          f"{sum(times) / len(times):.4f} of {len(times)} steps, CPU time {cpu:.4f} s per step; {n} parameters, "
           f"{'channels_last' if channels_last else 'NCHW'}, {torch.get_num_threads()} threads)")
 
 

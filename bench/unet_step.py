@@ -29,8 +29,8 @@ WARMUP = 3
 
 
 def step_times(threads, channels_last, channels=32, batch=128, steps=10):
-    """Seconds of each of `steps` training steps after WARMUP untimed ones (and, in
-    step_times.cpu, the process's CPU time per step)."""
+    """Seconds of each of `steps` training steps after WARMUP untimed ones, the
+    parameter count, and the process's CPU time per step."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     flow = UNetFlow(1, 28, 28, base=channels)
@@ -57,8 +57,7 @@ def step_times(threads, channels_last, channels=32, batch=128, steps=10):
         step()
         if i >= WARMUP:
             times.append(time.perf_counter() - t0)
-    step_times.cpu = (time.process_time() - cpu) / steps  # CPU time of the process per step
-    return times, sum(p.numel() for p in flow.parameters())
+    return times, sum(p.numel() for p in flow.parameters()), (time.process_time() - cpu) / steps
 
 
 def main():
@@ -72,7 +71,7 @@ def main():
     ap.add_argument("--channels-last", action="store_true")
     a = ap.parse_args()
     if a.one:
-        times, n = step_times(int(a.threads), a.channels_last, a.channels, a.batch, a.steps)
+        times, n, _ = step_times(int(a.threads), a.channels_last, a.channels, a.batch, a.steps)
         print(f"RESULT {statistics.median(times):.4f} {min(times):.4f} {n}")
         return
     # each configuration in a fresh process (thread pools and allocator state do not carry over)
