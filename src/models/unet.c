@@ -79,19 +79,25 @@ static fm_status config_check(const fm_unet_config *c)
     return FM_OK;
 }
 
-/* One named parameter weight + bias; the bias has d0 entries. On failure the
- * model is marked failed (fm_unet_new then takes back what was added). */
+/* Parameter "<prefix>.<name>.<what>" of the given shape: its index, or -1
+ * with the model marked failed (fm_unet_new then takes back what was added). */
+static int add_named(fm_unet *u, const char *name, const char *what, int ndim, const int *shape)
+{
+    if (u->failed) return -1;
+    char full[320];
+    snprintf(full, sizeof full, "%s%s%s.%s", u->prefix, *u->prefix ? "." : "", name, what);
+    int i = fm_params_add(u->p, full, ndim, shape);
+    if (i < 0) u->failed = 1;
+    return i;
+}
+
+/* One named parameter weight + bias; the bias has d0 entries. */
 static layer add_wb(fm_unet *u, const char *name, int ndim, int d0, int d1, int k)
 {
-    layer l = {-1, -1};
-    if (u->failed) return l;
-    char full[320];
     int ws[4] = {d0, d1, k, k}, bs[1] = {d0};
-    snprintf(full, sizeof full, "%s%s%s.weight", u->prefix, *u->prefix ? "." : "", name);
-    l.w = fm_params_add(u->p, full, ndim, ws);
-    snprintf(full, sizeof full, "%s%s%s.bias", u->prefix, *u->prefix ? "." : "", name);
-    if (l.w >= 0) l.b = fm_params_add(u->p, full, 1, bs);
-    if (l.w < 0 || l.b < 0) u->failed = 1;
+    layer l;
+    l.w = add_named(u, name, "weight", ndim, ws);
+    l.b = add_named(u, name, "bias", 1, bs);
     return l;
 }
 
@@ -123,14 +129,8 @@ static void register_all(fm_unet *u)
     char nm[64];
     u->time0 = add_linear(u, "time_mlp.0", td, c->time_freq);
     u->time2 = add_linear(u, "time_mlp.2", td, td);
-    u->label_emb = -1;
-    if (c->num_classes > 0 && !u->failed) { /* one row per class and one for "no label" */
-        char full[320];
-        int es[2] = {c->num_classes + 1, td};
-        snprintf(full, sizeof full, "%s%slabel_emb.weight", u->prefix, *u->prefix ? "." : "");
-        u->label_emb = fm_params_add(u->p, full, 2, es);
-        if (u->label_emb < 0) u->failed = 1;
-    }
+    int es[2] = {c->num_classes + 1, td}; /* one row per class and one for "no label" */
+    u->label_emb = c->num_classes > 0 ? add_named(u, "label_emb", "weight", 2, es) : -1;
     u->conv_in = add_conv(u, "conv_in", u->ch[0], c->in_ch, 3);
     for (int i = 0; i < L; i++) {
         snprintf(nm, sizeof nm, "down.%d", i);
