@@ -4,7 +4,7 @@
  * argv, rejects unknown or malformed options with a message naming them, and
  * prints --help with each option's current (default) value.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <math.h>

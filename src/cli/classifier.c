@@ -6,7 +6,7 @@
  * terminal, plain lines every --log-every iterations otherwise. Ctrl-C stops
  * after the current step; the model so far is still tested and written.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <math.h>
 #include <stdlib.h>

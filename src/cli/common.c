@@ -2,7 +2,7 @@
  * names, the solver and time-grid options, and where points come from
  * (a file, a model or a dataset).
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <signal.h>

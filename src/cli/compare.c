@@ -11,7 +11,7 @@
  * that sample, get the width that makes their parameter count closest to the
  * flow's; the table shows both that count and every trained parameter.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <math.h>

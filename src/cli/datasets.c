@@ -1,7 +1,7 @@
 /* datasets.c - `flowmatch datasets`: list the built-in datasets, or draw
  * points from one into a file (and a figure).
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <stdlib.h>
 #include <string.h>

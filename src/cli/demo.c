@@ -7,7 +7,7 @@
  * the weights is kept alongside (it leaves training unchanged) and its W2 is
  * reported too; the checkpoint holds both, and `flowmatch sample` uses the EMA.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <stdlib.h>
 #include <string.h>

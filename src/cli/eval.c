@@ -3,7 +3,7 @@
  * for images, with --classifier, the Frechet distance in a classifier's
  * features, the accuracy on requested labels and the predicted classes.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <math.h>
 #include <stdlib.h>

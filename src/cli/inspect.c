@@ -1,7 +1,7 @@
 /* inspect.c - `flowmatch inspect`: validate a safetensors file and list what
  * it holds (tensors with dtype and shape, then the metadata).
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <stdint.h>
 

@@ -1,7 +1,7 @@
 /* main.c - the flowmatch command-line tool: dispatches to one command per
  * file and turns library errors into messages and exit codes.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <string.h>
 

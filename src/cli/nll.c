@@ -2,7 +2,7 @@
  * its ODE backwards with the change of variables; per point to .npy, the mean
  * in nats and bits per dimension, and optionally a density heat map.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -4,7 +4,7 @@
  * from the current weights; the paths straighten, so few steps suffice. Prints
  * W2 after 1 and 2 Euler steps and the path energy before and after each round.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * DDIM sampler, a VAE or GAN in one pass; optionally keep the trajectory and
  * draw it, or reconstruct points through a VAE.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <math.h>
 #include <stdlib.h>

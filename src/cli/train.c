@@ -5,7 +5,7 @@
  * lines every --log-every iterations otherwise. Ctrl-C stops after the
  * current step and still writes the checkpoint, which --resume continues.
  */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <math.h>
 #include <stdlib.h>

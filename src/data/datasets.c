@@ -12,7 +12,7 @@
  * make_s_curve) and the toy sets common in the flow literature (8 Gaussians,
  * checkerboard, two spirals, pinwheel); defaults put each inside [-3, 3]^2.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>

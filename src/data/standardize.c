@@ -2,7 +2,7 @@
  * model: set, apply both ways, and keep in checkpoint metadata as lists of
  * numbers ("0.5,-1.25").
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  * Softplus (log1p) use libm.
  */
 #include "internal.h"
-#include "vmath.h"
+#include "engine/vmath.h"
 
 #include <math.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * pairs at a time in float vectors (|z| up to 6.6). Not cryptographic.
  */
 #include "internal.h"
-#include "vmath.h"
+#include "engine/vmath.h"
 
 #include <math.h>
 #include <string.h>

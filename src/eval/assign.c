@@ -9,7 +9,7 @@
  * returned certify optimality: u_i + v_j <= c(i, j) everywhere, with equality
  * on the assignment.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>

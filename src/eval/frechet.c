@@ -10,7 +10,7 @@
  * matrices, which converge for any symmetric input and keep the results
  * deterministic; negative eigenvalues left by rounding count as zero.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>

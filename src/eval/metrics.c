@@ -5,7 +5,7 @@
  * added in row order, so the result does not depend on the thread count.
  * The within-sample terms leave out i = j (unbiased U-statistics).
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>

@@ -6,8 +6,8 @@
  * computed by Sinkhorn's iterations in log space (stable for small eps), from
  * which n pairs are drawn with replacement, as torchcfm does.
  */
-#include "../internal.h"
-#include "../engine/vmath.h"
+#include "internal.h"
+#include "engine/vmath.h"
 
 #include <math.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  * cache. A flow is not thread-safe: it owns one tape for its evaluations.
  * Checkpoint metadata keys are listed in fm_flow_save.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <math.h>

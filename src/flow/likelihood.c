@@ -8,7 +8,7 @@
  * Hutchinson's estimate e^T (dv/dx) e with K probes fixed for the solve; each
  * probe keeps its own integral, so the K estimates give a standard error.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  * the target is sigma'_t x0 + mu'_t, the general formula evaluated at
  * x = psi_t(x0). Time runs from noise (t = 0) to data (t = 1).
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  * for a float32 state and a float32 field. Not here: the model (the callback)
  * and where the initial points come from.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <string.h>

@@ -15,7 +15,7 @@
  * added in shard order. The same seed and thread count therefore give the same
  * bits; another thread count sums in another order.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <math.h>

@@ -4,7 +4,7 @@
  * target on success, so an interrupted or failed write never leaves a
  * half-written file where a good one was.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * a string in __metadata__. A file therefore loads into PyTorch after keeping
  * the keys of the model alone.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <math.h>

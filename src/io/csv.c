@@ -7,7 +7,7 @@
  * none empty); numbers are decimal (no hex, no inf or nan).
  * Not a general CSV parser: no quoted fields, no missing values.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <math.h>

@@ -10,7 +10,7 @@
  * one more, so a short file, trailing bytes and a damaged gzip stream (whose
  * CRC is only checked at its end) are all told apart.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * bad escapes, lone surrogates, leading zeros, text after the value. It also
  * refuses \u0000, since names and values become C strings.
  */
-#include "json.h"
+#include "io/json.h"
 
 #include <string.h>
 

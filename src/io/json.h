@@ -7,7 +7,7 @@
 #ifndef FM_JSON_H
 #define FM_JSON_H
 
-#include "../internal.h"
+#include "internal.h"
 
 typedef enum { FM__J_NULL, FM__J_BOOL, FM__J_NUM, FM__J_STR, FM__J_ARR, FM__J_OBJ } fm__jkind;
 

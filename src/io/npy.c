@@ -7,7 +7,7 @@
  * then the raw array. The reader takes float16/32/64 and integer dtypes of
  * either byte order, C order of any rank up to 4 and Fortran order up to rank 2.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <string.h>
 

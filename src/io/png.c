@@ -8,7 +8,7 @@
  * go to disk through the atomic writer, so a failed write leaves any existing
  * file as it was.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <png.h>

@@ -9,7 +9,7 @@
  * F64, F16 and BF16 to float32. The writer writes F32 only, pads the header
  * with spaces to a multiple of 8 bytes, and replaces the target atomically.
  */
-#include "json.h"
+#include "io/json.h"
 
 #include <string.h>
 

@@ -5,7 +5,7 @@
  * in memory and written atomically. Coordinates use the first two dimensions
  * of the points. Not a plotting library: fixed layouts only.
  */
-#include "../internal.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdarg.h>
