@@ -28,7 +28,7 @@ ifeq ($(NO_OMP),)
 OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
 endif
 
-LIB_SRC  := $(sort $(wildcard src/engine/*.c src/models/*.c src/io/*.c src/data/*.c src/flow/*.c src/eval/*.c))
+LIB_SRC  := $(sort $(wildcard src/engine/*.c src/io/*.c src/data/*.c src/nets/*.c src/sample/*.c src/eval/*.c src/flow/*.c src/train/*.c src/methods/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 
