@@ -704,6 +704,13 @@ fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const d
 typedef enum { FM_METHOD_FM = 0, FM_METHOD_DDPM, FM_METHOD_VAE, FM_METHOD_GAN, FM_METHOD_COUNT } fm_method;
 const char *fm_method_name(fm_method m);           /* "fm", "ddpm", "vae", "gan" */
 int         fm_method_from_name(const char *name);  /* -1 if unknown */
+/* Methods are a registry: how many, and a one-line description of each. */
+int         fm_method_count(void);
+const char *fm_method_summary(fm_method m);         /* NULL if unknown */
+/* 1 if training method m takes the option (a `flowmatch train` flag without
+ * "--") that only some methods take; *known (may be NULL) receives whether any
+ * method takes it, so an option no method claims is everyone's. */
+int         fm_method_takes_option(fm_method m, const char *option, int *known);
 
 /* ------------------------------------------------------------------ diffusion (DDPM) */
 
@@ -808,8 +815,8 @@ fm_status  fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n);
 /* Draw n samples into out (n, dim), data units. The ODE starts from x_start
  * (network units) when given, else from b(0) x0 + c(0) eps with x0 from the
  * source. grid: the solver's time grid, usually 0 .. path.t_end. obs sees
- * every grid state in data units. A DDPM model needs sc->kind ancestral or
- * ddim and takes ngrid - 1 steps (the grid's values are not used). */
+ * every grid state in data units. A DDPM model is refused: it samples with
+ * its own samplers through fm_model_sample. */
 fm_status  fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
                           const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                           fm_solve_stats *st);
@@ -948,6 +955,13 @@ fm_solver_kind fm_model_default_solver(const fm_model *m, int *steps);
  * the states of flows and DDPM. st->nfe counts network evaluations. */
 fm_status  fm_model_sample(fm_model *m, int n, fm_rng *r, const fm_solver_config *sc, const double *grid, int ngrid,
                            float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st);
+/* The same from given starting points x_start (n rows, network units): a
+ * flow's or DDPM's initial state x(0) or x_T, a VAE's or GAN's latent codes
+ * (the VAE adds its decoder noise from r when r is given); NULL: fresh noise. */
+fm_status  fm_model_sample_from(fm_model *m, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                                const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
+                                fm_solve_stats *st);
+const char *fm_model_method_name(const fm_model *m);  /* "fm", "ddpm", ... */
 
 /* ------------------------------------------------------------------ training */
 

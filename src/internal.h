@@ -291,30 +291,23 @@ void fm__stdz_to_data(const fm__stdz *z, float *x, int n);
 fm_status fm__stdz_save(const fm__stdz *z, fm_st_writer *w, const char *prefix);
 fm_status fm__stdz_load(fm__stdz *z, const fm_st *st, const char *prefix, int d);
 
-/* ------------------------------------------------------------------ baselines */
+/* ------------------------------------------------------------------ flows */
 
 fm__stdz *fm__flow_stdz(fm_flow *f);
-fm__stdz *fm__vae_stdz(fm_vae *v);
-fm__stdz *fm__gan_stdz(fm_gan *g);
-/* The VAE's loss with the parameters of P (v's layout, e.g. a gradient
- * replica): (rec + beta kl) * scale; rec and kl receive the unscaled sums. */
-fm_tensor *fm__vae_loss_with(fm_tape *tp, fm_vae *v, fm_params *P, fm_tensor *x, fm_tensor *eps, double scale,
-                             fm_tensor **rec, fm_tensor **kl);
-/* GAN losses (sums times scale) with given generator and discriminator sets. */
-fm_tensor *fm__gan_d_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *x, fm_tensor *z,
-                               double scale);
-fm_tensor *fm__gan_g_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *z, double scale);
-/* Latent noise through the decoder / generator, data units. */
-fm_status fm__vae_sample(fm_vae *v, int n, fm_rng *r, float *out);
-fm_status fm__gan_sample(fm_gan *g, int n, fm_rng *r, float *out);
-/* Checkpoints: configuration in metadata, then the parameters. */
-fm_status fm__vae_save(fm_vae *v, fm_st_writer *w);
-fm_vae *fm__vae_load(const fm_st *st, int use_ema);
-fm_status fm__gan_save(fm_gan *g, fm_st_writer *w);
-fm_gan *fm__gan_load(const fm_st *st, int use_ema);
-/* The handle over a model's parts, which it owns from here on (fm_model_free
- * frees them); when it cannot be made, the parts are freed. */
-fm_model *fm__model_wrap(fm_method m, fm_flow *f, fm_vae *v, fm_gan *g);
+/* The flow a training run on data asks for (cfg: the run's flow settings):
+ * its dim, data and source from the data, a U-Net shaped like the images
+ * unless set, and the class count from the labels when cfg asks for -1. */
+fm_status fm__flow_build(const fm_flow_config *cfg, fm_method method, const fm_dataset *data, const char *source,
+                         fm_flow **out);
+/* An observer that hands obs the states in data units (tmp: a scratch buffer
+ * of a whole state, needed when the flow is standardised). */
+typedef struct {
+    fm_flow *f;
+    fm_observe_fn obs;
+    void *octx;
+    float *tmp;
+} fm__obs_data;
+fm_status fm__observe_data(void *ctx, int k, double t, const float *x, size_t n);
 
 /* ------------------------------------------------------------------ small helpers */
 

@@ -261,15 +261,9 @@ int cmd_sample(int argc, char **argv)
     fm_status s;
     if (recon) {
         s = fm_vae_reconstruct(fm_model_vae(M), x0.data, n, xs);
-    } else if (f) {
-        if (x0file) memcpy(xs, x0.data, nd * sizeof(float)); /* the initial state, network units */
-        s = fm_flow_sample(f, n, x0file ? xs : NULL, &r, &sc, grid, ngrid, xs, (k.traj || k.figs) ? observe : NULL, &k,
-                           &st);
-    } else if (x0file) { /* latent points */
-        s = fm_model_vae(M) ? fm_vae_decode(fm_model_vae(M), x0.data, n, &r, xs)
-                            : fm_gan_generate(fm_model_gan(M), x0.data, n, xs);
-    } else {
-        s = fm_model_sample(M, n, &r, &sc, grid, ngrid, xs, NULL, NULL, &st);
+    } else { /* --x0: a flow's initial state or a latent model's codes, network units */
+        s = fm_model_sample_from(M, n, x0file ? x0.data : NULL, &r, &sc, grid, ngrid, xs,
+                                 (k.traj || k.figs) ? observe : NULL, &k, &st);
     }
     double secs = cli_now() - t0;
     if (s) {

@@ -1,6 +1,7 @@
 /* flow.c - a trained flow: the velocity network, its probability path, where
  * its noise comes from and how its data were standardised. A DDPM model is the
- * same network predicting noise, sampled by fm_ddpm_sample.
+ * same network predicting noise; its sampler is the DDPM method's
+ * (src/methods/ddpm.c), which this file does not call.
  *
  * Sampling draws x(0) = b(0) x0 + c(0) eps from the source, integrates
  * dx/dt = v(t, x) to the path's end time and maps the result back to data
@@ -30,6 +31,9 @@ struct fm_flow {
 
 int fm__is_gaussian_source(const char *spec) { return !spec || !*spec || !strcmp(spec, "gaussian"); }
 
+/* The two methods a flow serves, as checkpoints name them. */
+static const char *kind_name(fm_method m) { return m == FM_METHOD_DDPM ? "ddpm" : "fm"; }
+
 static fm_status config_check(const fm_flow_config *c)
 {
     if (c->dim < 1 || c->dim > (1 << 20)) return fm__fail(FM_ERR_ARG, "flow: data dimension %d is invalid", c->dim);
@@ -43,7 +47,7 @@ static fm_status config_check(const fm_flow_config *c)
         return fm_ddpm_check(&c->ddpm);
     }
     if (c->method != FM_METHOD_FM)
-        return fm__fail(FM_ERR_ARG, "a flow is a flow-matching or DDPM model, not %s", fm_method_name(c->method));
+        return fm__fail(FM_ERR_ARG, "a flow is a flow-matching or DDPM model, not method %d", (int)c->method);
     return fm_path_check(&c->path);
 }
 
@@ -283,7 +287,7 @@ fm_status fm_flow_log_likelihood(fm_flow *f, const float *x, int n, const fm_nll
 {
     int d = f->cfg.dim;
     if (f->cfg.method != FM_METHOD_FM)
-        return fm__fail(FM_ERR_ARG, "the likelihood is for flow-matching models, not %s", fm_method_name(f->cfg.method));
+        return fm__fail(FM_ERR_ARG, "the likelihood is for flow-matching models, not %s", kind_name(f->cfg.method));
     /* the source's density, tried on one point before the solve */
     fm_path_coef c0;
     fm_path_coef_at(&f->cfg.path, 0.0, &c0);
@@ -325,47 +329,13 @@ fm_status fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n)
 }
 
 /* Observer wrapper: hand the user data-space states. */
-typedef struct {
-    fm_flow *f;
-    fm_observe_fn obs;
-    void *octx;
-    float *tmp;
-} obs_wrap;
-
-static fm_status observe_data(void *ctx, int k, double t, const float *x, size_t n)
+fm_status fm__observe_data(void *ctx, int k, double t, const float *x, size_t n)
 {
-    obs_wrap *w = ctx;
+    fm__obs_data *w = ctx;
     if (!w->f->z.mean) return w->obs(w->octx, k, t, x, n);
     memcpy(w->tmp, x, n * sizeof(float));
     fm_flow_to_data(w->f, w->tmp, (int)(n / (size_t)w->f->cfg.dim));
     return w->obs(w->octx, k, t, w->tmp, n);
-}
-
-/* DDPM's noise prediction: the network at t / T. */
-static fm_status ddpm_eps(void *ctx, int t, const float *x, float *eps, int n, int d)
-{
-    fm_flow *f = ctx;
-    (void)d;
-    return fm_flow_velocity(f, (double)t / f->cfg.ddpm.T, x, eps, n);
-}
-
-static fm_status ddpm_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
-                             int steps, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
-{
-    size_t total = (size_t)n * f->cfg.dim;
-    if (x_start) memcpy(out, x_start, total * sizeof(float));
-    else fm_rng_normal_fill(r, out, total, 0.0f, 1.0f);
-    obs_wrap w = {f, obs, octx, NULL};
-    if (obs && f->z.mean && !(w.tmp = malloc(total * sizeof(float)))) return fm__fail(FM_ERR_NOMEM, "out of memory");
-    fm_status s = fm_ddpm_sample(&f->cfg.ddpm, ddpm_eps, f, sc->kind, steps, r, out, n, f->cfg.dim,
-                                 obs ? observe_data : NULL, &w);
-    free(w.tmp);
-    if (st) {
-        memset(st, 0, sizeof *st);
-        st->nfe = st->steps = s ? 0 : steps;
-    }
-    if (s == FM_OK) fm_flow_to_data(f, out, n);
-    return s;
 }
 
 fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
@@ -375,7 +345,8 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
     size_t total = (size_t)n * d;
     if (!sc || n < 1 || (!x_start && !r))
         return fm__fail(FM_ERR_ARG, "sampling needs a solver, n >= 1 (got %d) and a random stream or starting points", n);
-    if (f->cfg.method == FM_METHOD_DDPM) return ddpm_sample(f, n, x_start, r, sc, ngrid - 1, out, obs, octx, st);
+    if (f->cfg.method == FM_METHOD_DDPM)
+        return fm__fail(FM_ERR_ARG, "a DDPM model samples with its own samplers (ancestral, ddim): use fm_model_sample");
     if (x_start) {
         memcpy(out, x_start, total * sizeof(float));
     } else {
@@ -389,12 +360,12 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
             for (size_t i = 0; i < total; i++) out[i] = (float)(c.b * out[i] + (c.c != 0.0 ? c.c * fm_rng_normal(r) : 0.0));
         }
     }
-    obs_wrap w = {f, obs, octx, NULL};
+    fm__obs_data w = {f, obs, octx, NULL};
     if (obs && f->z.mean) {
         w.tmp = malloc(total * sizeof(float));
         if (!w.tmp) return fm__fail(FM_ERR_NOMEM, "out of memory");
     }
-    fm_status s = fm_solve(sc, fm_flow_field, f, grid, ngrid, out, total, obs ? observe_data : NULL, &w, st);
+    fm_status s = fm_solve(sc, fm_flow_field, f, grid, ngrid, out, total, obs ? fm__observe_data : NULL, &w, st);
     free(w.tmp);
     if (s == FM_OK) fm_flow_to_data(f, out, n);
     return s;
@@ -431,7 +402,7 @@ fm_status fm_flow_path_energy(fm_flow *f, int n, const float *x_start, fm_rng *r
                               fm_solve_stats *st)
 {
     if (f->cfg.method != FM_METHOD_FM)
-        return fm__fail(FM_ERR_ARG, "path energy is for flow-matching models, not %s", fm_method_name(f->cfg.method));
+        return fm__fail(FM_ERR_ARG, "path energy is for flow-matching models, not %s", kind_name(f->cfg.method));
     int d = f->cfg.dim;
     size_t nd = (size_t)n * d;
     energy_aug a = {f, n, d, malloc(nd * sizeof(float)), malloc(nd * sizeof(float))};
@@ -483,7 +454,7 @@ fm_status fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_confi
                              float *x0, float *x1)
 {
     if (f->cfg.method != FM_METHOD_FM)
-        return fm__fail(FM_ERR_ARG, "reflow pairs come from flow-matching models, not %s", fm_method_name(f->cfg.method));
+        return fm__fail(FM_ERR_ARG, "reflow pairs come from flow-matching models, not %s", kind_name(f->cfg.method));
     int d = f->cfg.dim;
     size_t nd = (size_t)n * d;
     fm_status s = fm_flow_source(f, r, x0, n);
@@ -507,7 +478,7 @@ fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
     if (!s) s = fm__meta_put_num(w, "flow.dim", c->dim);
     if (!s) s = fm_st_writer_meta(w, "flow.data", c->data);
     if (!s) s = fm_st_writer_meta(w, "flow.source", c->source);
-    if (!s) s = fm_st_writer_meta(w, "method", fm_method_name(c->method));
+    if (!s) s = fm_st_writer_meta(w, "method", kind_name(c->method));
     if (!s && c->method == FM_METHOD_DDPM) s = fm__meta_put_num(w, "ddpm.T", c->ddpm.T);
     if (!s && c->method == FM_METHOD_DDPM) s = fm__meta_put_num(w, "ddpm.beta_start", c->ddpm.beta_start);
     if (!s && c->method == FM_METHOD_DDPM) s = fm__meta_put_num(w, "ddpm.beta_end", c->ddpm.beta_end);
@@ -562,7 +533,7 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
         return s;
     if ((s = fm_path_check(p))) return s;
     const char *mk = fm_st_meta(st, "method");
-    int m = mk ? fm_method_from_name(mk) : FM_METHOD_FM;
+    int m = !mk || !strcmp(mk, "fm") ? FM_METHOD_FM : !strcmp(mk, "ddpm") ? FM_METHOD_DDPM : -1;
     if (m != FM_METHOD_FM && m != FM_METHOD_DDPM)
         return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'method' = '%s' is not a flow-matching or DDPM model", mk);
     c->method = (fm_method)m;
@@ -604,4 +575,47 @@ int fm_flow_has_ema(const fm_st *st)
     for (int i = 0; i < fm_st_count(st); i++)
         if (!strncmp(fm_st_entry(st, i, NULL, NULL, NULL), "ema.net.", 8)) return 1;
     return 0;
+}
+
+/* ------------------------------------------------------------------ training */
+
+/* The class count of a class-conditional model on data: the labels' largest
+ * + 1 when asked for -1, else the configured count, which must cover them. */
+static fm_status classes_of(int asked, const fm_dataset *data, int *K)
+{
+    const uint8_t *lab = fm_dataset_labels(data);
+    if (!lab) return fm__fail(FM_ERR_ARG, "class conditioning needs labelled data; '%s' has no labels", fm_dataset_spec(data));
+    int k = 0;
+    for (int i = 0; i < fm_dataset_rows(data); i++)
+        if (lab[i] + 1 > k) k = lab[i] + 1;
+    if (asked > 0 && k > asked)
+        return fm__fail(FM_ERR_ARG, "the data's labels go up to %d, more than the model's %d classes", k - 1, asked);
+    *K = asked < 0 ? k : asked;
+    return FM_OK;
+}
+
+fm_status fm__flow_build(const fm_flow_config *cfg, fm_method method, const fm_dataset *data, const char *source,
+                         fm_flow **out)
+{
+    fm_flow_config fc = *cfg;
+    fc.method = method;
+    fc.dim = fm_dataset_dim(data);
+    fc.data = fm_dataset_spec(data);
+    fc.source = source;
+    if (cfg->unet.num_classes) {
+        fm_status s = classes_of(cfg->unet.num_classes, data, &fc.unet.num_classes);
+        if (s) return s;
+    }
+    if (fc.arch == FM_ARCH_UNET) {
+        int ic, ih, iw;
+        if (!fm_spec_image_shape(fc.data, &ic, &ih, &iw))
+            return fm__fail(FM_ERR_ARG, "the U-Net is for image data; '%s' is not (use the MLP)", fc.data);
+        if (!fc.unet.in_ch && !fc.unet.height && !fc.unet.width) { /* the data's shape unless set */
+            fc.unet.in_ch = ic;
+            fc.unet.height = ih;
+            fc.unet.width = iw;
+        }
+    }
+    *out = fm_flow_new(&fc);
+    return *out ? FM_OK : fm_last_status();
 }

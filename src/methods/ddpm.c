@@ -1,87 +1,151 @@
-/* ddpm.c - the diffusion baseline's schedule and its two samplers.
+/* ddpm.c - denoising diffusion (DDPM), the baseline flow matching grew out of.
  *
- * The schedule is tabulated in double; a sampler step combines the network's
- * noise prediction with the current state in double and stores float. The
- * ancestral sampler with T steps is the reference's reverse step verbatim,
- * noise on every step (the last adds sqrt(beta_1) z); fewer steps use the
- * respaced chain whose one-step variance is 1 - abar_t / abar_prev, and
- * there the last step, whose variance is no longer small, adds no noise (the
- * DDPM paper's z = 0 at t = 1). DDIM (eta = 0) is deterministic.
+ * The network predicts the noise of x_t = sqrt(abar_t) x1 + sqrt(1 - abar_t)
+ * eps from (t / T, x_t), with t uniform in 1..T, by the same mean squared
+ * regression as flow matching. It samples with its own two samplers, the
+ * ancestral chain and DDIM (the stateless solvers of src/sample/ddpm.c over
+ * the network's noise prediction), never with the ODE solvers. The model
+ * object is an fm_flow whose method is FM_METHOD_DDPM.
  */
-#include "internal.h"
+#include "methods/flow_common.h"
 
 #include <math.h>
 #include <string.h>
 
-fm_ddpm_schedule fm_ddpm_schedule_default(void)
+typedef struct {
+    float *eps;    /* (batch dim) the noise, the regression's target */
+    double *abar;  /* (T + 1) */
+} ddpm_state;
+
+static void defaults(fm_train_config *c, int image)
 {
-    fm_ddpm_schedule s = {1000, 1e-4, 0.02};
-    return s;
+    if (!image) return;
+    c->optim.lr = 1e-3; /* as flow matching on images: a wider MLP and a gentler step */
+    c->flow.net.act = FM_ACT_SILU;
+    for (int i = 0; i < c->flow.net.nhidden; i++) c->flow.net.width[i] = 512;
 }
 
-fm_status fm_ddpm_check(const fm_ddpm_schedule *s)
+static fm_status check(const fm_train_config *c)
 {
-    if (s->T < 1 || s->T > 100000) return fm__fail(FM_ERR_ARG, "ddpm: T = %d must lie in 1..100000", s->T);
-    if (!(s->beta_start > 0 && s->beta_start <= s->beta_end && s->beta_end < 1))
-        return fm__fail(FM_ERR_ARG, "ddpm: betas must satisfy 0 < beta_start (%g) <= beta_end (%g) < 1", s->beta_start,
-                        s->beta_end);
+    fm_status s = fm__train_plain_noise(c, "ddpm");
+    return s ? s : fm__flow_method_check(c);
+}
+
+static fm_status state_new(fm_trainer *tr)
+{
+    ddpm_state *st = calloc(1, sizeof *st);
+    if (!st) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    tr->ms = st;
+    const fm_ddpm_schedule *ds = &tr->cfg.flow.ddpm;
+    st->eps = malloc((size_t)tr->cfg.batch * tr->cfg.flow.dim * sizeof(float));
+    double *beta = malloc((size_t)(ds->T + 1) * sizeof(double));
+    st->abar = malloc((size_t)(ds->T + 1) * sizeof(double));
+    if (!beta || !st->abar || !st->eps) {
+        free(beta);
+        return fm__fail(FM_ERR_NOMEM, "out of memory for the DDPM schedule");
+    }
+    fm_ddpm_tables(ds, beta, st->abar);
+    free(beta);
     return FM_OK;
 }
 
-void fm_ddpm_tables(const fm_ddpm_schedule *s, double *beta, double *abar)
+static void state_free(void *ms)
 {
-    beta[0] = 0.0;
-    abar[0] = 1.0;
-    for (int t = 1; t <= s->T; t++) {
-        beta[t] = s->T > 1 ? s->beta_start + (s->beta_end - s->beta_start) * (t - 1) / (s->T - 1) : s->beta_start;
-        abar[t] = abar[t - 1] * (1.0 - beta[t]);
-    }
+    ddpm_state *st = ms;
+    free(st->eps);
+    free(st->abar);
+    free(st);
 }
 
-/* The step of sampler stage i of `steps` (i = 0 is data). */
-static int stage_t(int i, int steps, int T) { return (int)lround((double)i * T / steps); }
-
-fm_status fm_ddpm_sample(const fm_ddpm_schedule *s, fm_eps_fn f, void *fctx, fm_solver_kind kind, int steps,
-                         fm_rng *r, float *x, int n, int d, fm_observe_fn obs, void *octx)
+static fm_status step(fm_trainer *tr, double *loss)
 {
-    fm_status st = fm_ddpm_check(s);
-    if (st) return st;
-    if (kind != FM_SOLVER_ANCESTRAL && kind != FM_SOLVER_DDIM)
-        return fm__fail(FM_ERR_ARG, "a DDPM model samples with ancestral or ddim, not %s", fm_solver_name(kind));
-    if (steps < 1 || steps > s->T) return fm__fail(FM_ERR_ARG, "ddpm: %d steps must lie in 1..T = %d", steps, s->T);
-    if (n < 1 || d < 1) return fm__fail(FM_ERR_ARG, "ddpm: %d points of dimension %d", n, d);
-    if (kind == FM_SOLVER_ANCESTRAL && !r) return fm__fail(FM_ERR_ARG, "ddpm: the ancestral sampler needs a random stream");
-    size_t nd = (size_t)n * d;
-    double *beta = malloc((size_t)(s->T + 1) * sizeof(double)), *abar = malloc((size_t)(s->T + 1) * sizeof(double));
-    float *eps = malloc(nd * sizeof(float)), *z = kind == FM_SOLVER_ANCESTRAL ? malloc(nd * sizeof(float)) : NULL;
-    if (!beta || !abar || !eps || (kind == FM_SOLVER_ANCESTRAL && !z)) {
-        st = fm__fail(FM_ERR_NOMEM, "out of memory for DDPM sampling of %d points", n);
-        goto out;
-    }
-    fm_ddpm_tables(s, beta, abar);
-    if (obs && (st = obs(octx, 0, 0.0, x, nd))) goto out;
-    for (int i = steps, k = 1; i >= 1; i--, k++) {
-        int t = stage_t(i, steps, s->T), tp = stage_t(i - 1, steps, s->T);
-        if ((st = f(fctx, t, x, eps, n, d))) goto out;
-        double ab = abar[t], abp = abar[tp];
-        if (kind == FM_SOLVER_ANCESTRAL) {
-            double b = 1.0 - ab / abp, c1 = 1.0 / sqrt(1.0 - b), c2 = b / sqrt(1.0 - ab), sb = sqrt(b);
-            if (tp > 0 || steps == s->T) fm_rng_normal_fill(r, z, nd, 0.0f, 1.0f);
-            else memset(z, 0, nd * sizeof(float)); /* a respaced chain's last step adds no noise */
-            for (size_t j = 0; j < nd; j++) x[j] = (float)(c1 * ((double)x[j] - c2 * eps[j]) + sb * z[j]);
-        } else {
-            double sa = sqrt(ab), s1 = sqrt(1.0 - ab), sap = sqrt(abp), s1p = sqrt(1.0 - abp);
-            for (size_t j = 0; j < nd; j++) {
-                double x0 = ((double)x[j] - s1 * eps[j]) / sa;
-                x[j] = (float)(sap * x0 + s1p * eps[j]);
-            }
+    ddpm_state *st = tr->ms;
+    int B = tr->cfg.batch, d = tr->cfg.flow.dim, T = tr->cfg.flow.ddpm.T;
+    fm_status s = fm__train_draw(tr, B);
+    if (!s) s = fm_flow_source(tr->obj, &tr->rnoise, st->eps, B);
+    if (s) return s;
+    fm_rng_uniform_fill(&tr->rtime, tr->t, (size_t)B, 0.0f, 1.0f);
+    /* t uniform in 1..T; x_t = sqrt(abar) x1 + sqrt(1 - abar) eps, target eps */
+    for (int i = 0; i < B; i++) {
+        int ti = 1 + (int)(tr->t[i] * T);
+        if (ti > T) ti = T;
+        double a = sqrt(st->abar[ti]), c = sqrt(1.0 - st->abar[ti]);
+        tr->t[i] = (float)((double)ti / T);
+        for (int j = 0; j < d; j++) {
+            size_t k = (size_t)i * d + j;
+            tr->xt[k] = (float)(a * tr->x1[k] + c * st->eps[k]);
+            tr->ut[k] = st->eps[k];
         }
-        if (obs && (st = obs(octx, k, 1.0 - (double)tp / s->T, x, nd))) goto out;
     }
-out:
-    free(beta);
-    free(abar);
-    free(eps);
-    free(z);
-    return st;
+    return fm__train_regress(tr, loss);
 }
+
+static fm_solver_kind default_solver(const void *obj, int *steps)
+{
+    if (steps) *steps = fm_flow_get_config(obj)->ddpm.T;
+    return FM_SOLVER_ANCESTRAL;
+}
+
+/* The noise prediction: the network at t / T. */
+static fm_status eps_fn(void *ctx, int t, const float *x, float *eps, int n, int d)
+{
+    fm_flow *f = ctx;
+    (void)d;
+    return fm_flow_velocity(f, (double)t / fm_flow_get_config(f)->ddpm.T, x, eps, n);
+}
+
+/* The reverse chain from x_T (x_start, or N(0, I) draws) in ngrid - 1 steps of
+ * sc->kind (ancestral or ddim); the grid's values are not used. */
+static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                        const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
+{
+    fm_flow *f = obj;
+    const fm_flow_config *fc = fm_flow_get_config(f);
+    (void)grid;
+    if (!sc || n < 1 || (!x_start && !r))
+        return fm__fail(FM_ERR_ARG, "sampling needs a solver, n >= 1 (got %d) and a random stream or starting points", n);
+    int steps = ngrid - 1;
+    size_t total = (size_t)n * fc->dim;
+    if (x_start) memcpy(out, x_start, total * sizeof(float));
+    else fm_rng_normal_fill(r, out, total, 0.0f, 1.0f);
+    fm__obs_data w = {f, obs, octx, NULL};
+    if (obs && fm_flow_standardized(f, NULL, NULL) && !(w.tmp = malloc(total * sizeof(float))))
+        return fm__fail(FM_ERR_NOMEM, "out of memory");
+    fm_status s = fm_ddpm_sample(&fc->ddpm, eps_fn, f, sc->kind, steps, r, out, n, fc->dim,
+                                 obs ? fm__observe_data : NULL, &w);
+    free(w.tmp);
+    if (st) {
+        memset(st, 0, sizeof *st);
+        st->nfe = st->steps = s ? 0 : steps;
+    }
+    if (s == FM_OK) fm_flow_to_data(f, out, n);
+    return s;
+}
+
+static const char *const options[] = {"time-embed", "T", "beta-start", "beta-end", NULL};
+
+const fm__method fm__method_ddpm = {
+    .id = FM_METHOD_DDPM,
+    .name = "ddpm",
+    .summary = "denoising diffusion: a noise predictor, ancestral or DDIM sampling",
+    .object = "flow",
+    .stdz_key = "flow",
+    .options = options,
+    .defaults = defaults,
+    .check = check,
+    .build = fm__flow_method_build,
+    .state_new = state_new,
+    .state_free = state_free,
+    .init = fm__flow_method_init,
+    .forward = fm__flow_method_forward,
+    .step = step,
+    .load_config = fm__flow_method_load_config,
+    .free = fm__flow_method_free,
+    .save = fm__flow_method_save,
+    .load = fm__flow_method_load,
+    .dim = fm__flow_method_dim,
+    .data = fm__flow_method_data,
+    .size = fm__flow_method_size,
+    .default_solver = default_solver,
+    .sample = sample,
+};

@@ -9,7 +9,7 @@
  * (non-saturating). The trainer switches off the gradients of the network
  * that is not being updated.
  */
-#include "internal.h"
+#include "train/method.h"
 
 #include <math.h>
 #include <string.h>
@@ -119,7 +119,6 @@ void fm_gan_init(fm_gan *g, fm_rng *r)
 const fm_gan_config *fm_gan_get_config(const fm_gan *g) { return &g->cfg; }
 fm_params *fm_gan_generator_params(fm_gan *g) { return g->PG; }
 fm_params *fm_gan_discriminator_params(fm_gan *g) { return g->PD; }
-fm__stdz *fm__gan_stdz(fm_gan *g) { return &g->z; }
 
 /* G(z) in network units, with the parameters of PG. */
 static fm_tensor *generate(fm_tape *tp, fm_gan *g, fm_params *PG, fm_tensor *z)
@@ -137,7 +136,7 @@ static fm_tensor *column(fm_tape *tp, int B, float v)
     return c;
 }
 
-fm_tensor *fm__gan_d_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *x, fm_tensor *z,
+static fm_tensor *d_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *x, fm_tensor *z,
                                double scale)
 {
     if (!x || !z) return fm__op_fail(tp, FM_ERR_ARG, "gan: missing data or latent batch");
@@ -149,7 +148,7 @@ fm_tensor *fm__gan_d_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params 
     return fm_scale(tp, fm_add(tp, a, b), (float)scale);
 }
 
-fm_tensor *fm__gan_g_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *z, double scale)
+static fm_tensor *g_loss_with(fm_tape *tp, fm_gan *g, fm_params *PG, fm_params *PD, fm_tensor *z, double scale)
 {
     if (!z) return fm__op_fail(tp, FM_ERR_ARG, "gan: missing latent batch");
     fm_tensor *lf = fm__mlp_forward_with(tp, g->D, PD, NULL, generate(tp, g, PG, z));
@@ -179,13 +178,13 @@ fm_tensor *fm_gan_d_loss(fm_tape *tp, fm_gan *g, fm_tensor *x, fm_tensor *z)
 {
     fm_tensor *in[2] = {x, z};
     if (!fm__op_inputs_ok(tp, "gan_d_loss", in, 2) || !batch_ok(tp, g, x, z)) return NULL;
-    return fm__gan_d_loss_with(tp, g, g->PG, g->PD, x, z, 1.0 / x->shape[0]);
+    return d_loss_with(tp, g, g->PG, g->PD, x, z, 1.0 / x->shape[0]);
 }
 
 fm_tensor *fm_gan_g_loss(fm_tape *tp, fm_gan *g, fm_tensor *z)
 {
     if (!fm__op_inputs_ok(tp, "gan_g_loss", &z, 1) || !batch_ok(tp, g, NULL, z)) return NULL;
-    return fm__gan_g_loss_with(tp, g, g->PG, g->PD, z, 1.0 / z->shape[0]);
+    return g_loss_with(tp, g, g->PG, g->PD, z, 1.0 / z->shape[0]);
 }
 
 typedef struct {
@@ -213,7 +212,7 @@ fm_status fm_gan_generate(fm_gan *g, const float *z, int n, float *out)
     return s;
 }
 
-fm_status fm__gan_sample(fm_gan *g, int n, fm_rng *r, float *out)
+static fm_status sample_prior(fm_gan *g, int n, fm_rng *r, float *out)
 {
     float *z = malloc((size_t)n * g->cfg.latent * sizeof(float));
     if (!z) return fm__fail(FM_ERR_NOMEM, "out of memory sampling %d points", n);
@@ -225,7 +224,7 @@ fm_status fm__gan_sample(fm_gan *g, int n, fm_rng *r, float *out)
 
 /* ------------------------------------------------------------------ checkpoints */
 
-fm_status fm__gan_save(fm_gan *g, fm_st_writer *w)
+static fm_status gan_save(fm_gan *g, fm_st_writer *w)
 {
     const fm_gan_config *c = &g->cfg;
     fm_status s = fm__meta_put_format(w);
@@ -245,7 +244,7 @@ fm_status fm__gan_save(fm_gan *g, fm_st_writer *w)
     return s;
 }
 
-fm_gan *fm__gan_load(const fm_st *st, int use_ema)
+static fm_gan *gan_load(const fm_st *st, int use_ema)
 {
     fm_gan_config c;
     memset(&c, 0, sizeof c);
@@ -277,3 +276,239 @@ fm_gan *fm__gan_load(const fm_st *st, int use_ema)
     }
     return g;
 }
+
+/* ------------------------------------------------------------------ the method */
+
+typedef struct {
+    float *lat;          /* (batch, latent) generator input */
+    float *dsnap;        /* the discriminator and its optimizer at the step's start */
+    int64_t dsnap_step;
+    fm_rng dsnap_rng[2];
+} gan_state;
+
+static void defaults(fm_train_config *c, int image)
+{
+    c->optim.lr = 2e-4, c->optim.beta1 = 0.5; /* DCGAN's */
+    if (!image) return;
+    c->gan.latent = 64;
+    c->gan.out_act = FM_ACT_TANH;
+    c->flow.net.nhidden = 2;
+    c->flow.net.width[0] = c->flow.net.width[1] = 256;
+}
+
+static fm_status check(const fm_train_config *c)
+{
+    fm_status s = fm__train_mlp_only(c, "gan");
+    if (!s) s = fm__train_plain_noise(c, "gan");
+    if (!s && (c->gan.k < 1 || c->gan.k > 100))
+        s = fm__fail(FM_ERR_ARG, "gan: %d discriminator steps per generator step must lie in 1..100", c->gan.k);
+    return s;
+}
+
+static fm_status build(fm_trainer *tr, const fm_train_config *c, int dim, const char *data, const char *source)
+{
+    (void)source;
+    const fm_mlp_config *net = &c->flow.net;
+    fm_gan_config gc = fm_gan_config_default(dim);
+    gc.latent = c->gan.latent;
+    gc.loss = c->gan.loss;
+    gc.out_act = c->gan.out_act;
+    gc.nhidden = net->nhidden;
+    memcpy(gc.width, net->width, sizeof gc.width);
+    gc.act = gc.d_act = net->act;
+    gc.d_nhidden = c->gan.d_nhidden >= 0 ? c->gan.d_nhidden : net->nhidden;
+    memcpy(gc.d_width, c->gan.d_nhidden >= 0 ? c->gan.d_width : net->width, sizeof gc.d_width);
+    gc.data = data;
+    fm_gan *g = fm_gan_new(&gc);
+    if (!g) return fm_last_status();
+    tr->obj = g;
+    tr->z = &g->z;
+    tr->g[0].P = g->PG;
+    fm_optim_config dc = c->gan.d_optim;
+    if (!(dc.lr > 0)) dc.lr = c->optim.lr;
+    tr->cfg.gan.d_optim = dc;
+    tr->g[1].P = g->PD;
+    tr->g[1].oc = dc;
+    tr->g[1].optim_key = "optim_d";
+    tr->ngroups = 2;
+    return FM_OK;
+}
+
+static fm_status state_new(fm_trainer *tr)
+{
+    gan_state *st = calloc(1, sizeof *st);
+    if (!st) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    tr->ms = st;
+    st->lat = malloc((size_t)tr->cfg.batch * tr->cfg.gan.latent * sizeof(float));
+    if (!st->lat) return fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", tr->cfg.batch);
+    st->dsnap = malloc(4 * (fm_params_size(tr->g[1].P) + 1) * sizeof(float));
+    return st->dsnap ? FM_OK : fm__fail(FM_ERR_NOMEM, "out of memory for the discriminator");
+}
+
+static void state_free(void *ms)
+{
+    gan_state *st = ms;
+    free(st->lat);
+    free(st->dsnap);
+    free(st);
+}
+
+static fm_status shard_d(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1, double *loss)
+{
+    gan_state *st = tr->ms;
+    int B = tr->cfg.batch, d = tr->cfg.flow.dim, L = tr->cfg.gan.latent, m = r1 - r0;
+    int xs[2] = {m, d}, zs[2] = {m, L};
+    fm_tensor *l = d_loss_with(tp, tr->obj, tr->g[0].P, P, fm_tensor_wrap(tp, tr->x1 + (size_t)r0 * d, 2, xs),
+                               fm_tensor_wrap(tp, st->lat + (size_t)r0 * L, 2, zs), 1.0 / B);
+    return fm__train_finish(tp, P, l, loss);
+}
+
+static fm_status shard_g(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1, double *loss)
+{
+    gan_state *st = tr->ms;
+    int B = tr->cfg.batch, L = tr->cfg.gan.latent, m = r1 - r0, zs[2] = {m, L};
+    fm_tensor *l = g_loss_with(tp, tr->obj, P, tr->g[1].P, fm_tensor_wrap(tp, st->lat + (size_t)r0 * L, 2, zs), 1.0 / B);
+    return fm__train_finish(tp, P, l, loss);
+}
+
+/* Keep (or put back) the discriminator's weights, its optimizer state and the
+ * streams the step draws from, so a failed GAN step changes nothing. */
+static void snapshot(fm_trainer *tr, int restore)
+{
+    gan_state *st = tr->ms;
+    float *buf[4];
+    int64_t *step;
+    size_t n;
+    fm__optim_view(tr->g[1].opt, &buf[1], &buf[2], &buf[3], &step, &n);
+    buf[0] = fm_params_data(tr->g[1].P);
+    for (int k = 0; k < 4; k++) {
+        if (!buf[k]) continue;
+        float *s = st->dsnap + (size_t)k * n;
+        if (restore) memcpy(buf[k], s, n * sizeof(float));
+        else memcpy(s, buf[k], n * sizeof(float));
+    }
+    if (restore) {
+        *step = st->dsnap_step;
+        tr->rdata = st->dsnap_rng[0];
+        tr->rnoise = st->dsnap_rng[1];
+    } else {
+        st->dsnap_step = *step;
+        st->dsnap_rng[0] = tr->rdata;
+        st->dsnap_rng[1] = tr->rnoise;
+    }
+}
+
+/* k discriminator steps, then one generator step. */
+static fm_status step_inner(fm_trainer *tr, double *loss)
+{
+    gan_state *st = tr->ms;
+    int B = tr->cfg.batch, L = tr->cfg.gan.latent;
+    double lr = fm_trainer_lr(tr), dlr = fm_schedule_lr(&tr->cfg.sched, tr->cfg.gan.d_optim.lr, tr->iter);
+    double sd[3] = {NAN, 0, 0}, sg[3] = {NAN, 0, 0};
+    fm_status s;
+    for (int k = 0; k < tr->cfg.gan.k; k++) { /* ascend log D(x) + log(1 - D(G(z))) */
+        if ((s = fm__train_draw(tr, B))) return s;
+        fm_rng_normal_fill(&tr->rnoise, st->lat, (size_t)B * L, 0.0f, 1.0f);
+        s = fm__train_shards(tr, 1, tr->g[0].P, shard_d, "discriminator's loss", dlr, sd);
+        *loss = sd[0];
+        if (s) return s;
+        if ((s = fm__train_update(tr, 1, dlr))) return s;
+    }
+    fm_rng_normal_fill(&tr->rnoise, st->lat, (size_t)B * L, 0.0f, 1.0f);
+    if ((s = fm__train_shards(tr, 0, tr->g[1].P, shard_g, "generator's loss", lr, sg))) return s;
+    *loss = sd[0];
+    tr->parts[0] = sd[0];
+    tr->parts[1] = sg[0];
+    tr->nparts = 2;
+    return fm__train_update(tr, 0, lr);
+}
+
+static fm_status step(fm_trainer *tr, double *loss)
+{
+    snapshot(tr, 0);
+    fm_status s = step_inner(tr, loss);
+    if (s) snapshot(tr, 1);
+    return s;
+}
+
+static fm_status save_train(fm_trainer *tr, fm_st_writer *w) { return fm__meta_put_num(w, "train.gan_k", tr->cfg.gan.k); }
+
+static fm_status load_config(fm_train_config *c, const fm_st *st)
+{
+    fm_gan *g = gan_load(st, 0);
+    if (!g) return fm_last_status();
+    double k = 1;
+    c->flow.net.nhidden = g->cfg.nhidden;
+    memcpy(c->flow.net.width, g->cfg.width, sizeof g->cfg.width);
+    c->flow.net.act = g->cfg.act;
+    c->gan.latent = g->cfg.latent;
+    c->gan.loss = g->cfg.loss;
+    c->gan.out_act = g->cfg.out_act;
+    c->gan.d_nhidden = g->cfg.d_nhidden;
+    memcpy(c->gan.d_width, g->cfg.d_width, sizeof g->cfg.d_width);
+    c->flow.data = fm_st_meta(st, "gan.data");
+    fm_status s = fm__optim_config_load_as(&c->gan.d_optim, st, "optim_d");
+    if (!s) s = fm__meta_get_whole(st, "train.gan_k", 1, 100, &k);
+    c->gan.k = (int)k;
+    if (!s && g->cfg.d_act != g->cfg.act)
+        s = fm__fail(FM_ERR_FORMAT, "the checkpoint's discriminator activation differs from its generator's");
+    fm_gan_free(g);
+    return s;
+}
+
+static void m_free(void *obj) { fm_gan_free(obj); }
+static void m_init(void *obj, fm_rng *r) { fm_gan_init(obj, r); }
+static fm_status m_save(void *obj, fm_st_writer *w) { return gan_save(obj, w); }
+static void *m_load(const fm_st *st, int use_ema) { return gan_load(st, use_ema); }
+static int m_dim(const void *obj) { return ((const fm_gan *)obj)->cfg.dim; }
+static const char *m_data(const void *obj) { return ((const fm_gan *)obj)->cfg.data; }
+static size_t m_size(void *obj) { return fm_params_size(((fm_gan *)obj)->PG) + fm_params_size(((fm_gan *)obj)->PD); }
+
+static fm_solver_kind default_solver(const void *obj, int *steps)
+{
+    (void)obj;
+    if (steps) *steps = 1;
+    return FM_SOLVER_MIDPOINT;
+}
+
+/* Latent noise (or the codes x_start) through the generator. */
+static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                        const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
+{
+    (void)sc, (void)grid, (void)ngrid, (void)obs, (void)octx;
+    fm_status s = x_start ? fm_gan_generate(obj, x_start, n, out) : sample_prior(obj, n, r, out);
+    if (st) {
+        memset(st, 0, sizeof *st);
+        st->nfe = st->steps = s ? 0 : 1;
+    }
+    return s;
+}
+
+static const char *const options[] = {"latent", "k", "gan-loss", "d-width", "d-depth", "d-lr", "out-act", NULL};
+
+const fm__method fm__method_gan = {
+    .id = FM_METHOD_GAN,
+    .name = "gan",
+    .summary = "generative adversarial network: a generator against a discriminator",
+    .object = "gan",
+    .stdz_key = "gan",
+    .parts = {"d", "g"},
+    .options = options,
+    .defaults = defaults,
+    .check = check,
+    .build = build,
+    .state_new = state_new,
+    .state_free = state_free,
+    .init = m_init,
+    .step = step,
+    .save_train = save_train,
+    .load_config = load_config,
+    .free = m_free,
+    .save = m_save,
+    .load = m_load,
+    .dim = m_dim,
+    .data = m_data,
+    .size = m_size,
+    .default_solver = default_solver,
+    .sample = sample,
+};

@@ -8,7 +8,7 @@
  * by the batch size. The network sees standardised data when the training
  * data were standardised; encode, decode and reconstruct work in data units.
  */
-#include "internal.h"
+#include "train/method.h"
 
 #include <math.h>
 #include <string.h>
@@ -139,7 +139,6 @@ void fm_vae_init(fm_vae *v, fm_rng *r)
 
 const fm_vae_config *fm_vae_get_config(const fm_vae *v) { return &v->cfg; }
 fm_params *fm_vae_params(fm_vae *v) { return v->P; }
-fm__stdz *fm__vae_stdz(fm_vae *v) { return &v->z; }
 
 /* mu (returned) and logvar of x, with the parameters of P (v's layout). */
 static fm_tensor *encode_with(fm_tape *tp, fm_vae *v, fm_params *P, fm_tensor *x, fm_tensor **lv)
@@ -150,7 +149,7 @@ static fm_tensor *encode_with(fm_tape *tp, fm_vae *v, fm_params *P, fm_tensor *x
     return fm_linear(tp, h, fm_params_tensor(P, v->mu_w), fm_params_tensor(P, v->mu_b));
 }
 
-fm_tensor *fm__vae_loss_with(fm_tape *tp, fm_vae *v, fm_params *P, fm_tensor *x, fm_tensor *eps, double scale,
+static fm_tensor *loss_with(fm_tape *tp, fm_vae *v, fm_params *P, fm_tensor *x, fm_tensor *eps, double scale,
                              fm_tensor **rec_out, fm_tensor **kl_out)
 {
     fm_tensor *lv, *mu = encode_with(tp, v, P, x, &lv);
@@ -176,7 +175,7 @@ fm_tensor *fm_vae_loss(fm_tape *tp, fm_vae *v, fm_tensor *x, fm_tensor *eps, fm_
                            fm_shape_str(x, s1, sizeof s1), fm_shape_str(eps, s2, sizeof s2), v->cfg.dim,
                            v->cfg.latent);
     double B = x->shape[0];
-    fm_tensor *r = NULL, *k = NULL, *loss = fm__vae_loss_with(tp, v, v->P, x, eps, 1.0 / B, &r, &k);
+    fm_tensor *r = NULL, *k = NULL, *loss = loss_with(tp, v, v->P, x, eps, 1.0 / B, &r, &k);
     if (rec) *rec = r ? fm_scale(tp, r, (float)(1.0 / B)) : NULL;
     if (kl) *kl = k ? fm_scale(tp, k, (float)(1.0 / B)) : NULL;
     return loss;
@@ -251,7 +250,7 @@ fm_status fm_vae_reconstruct(fm_vae *v, const float *x, int n, float *out)
     return s;
 }
 
-fm_status fm__vae_sample(fm_vae *v, int n, fm_rng *r, float *out)
+static fm_status sample_prior(fm_vae *v, int n, fm_rng *r, float *out)
 {
     float *z = malloc((size_t)n * v->cfg.latent * sizeof(float));
     if (!z) return fm__fail(FM_ERR_NOMEM, "out of memory sampling %d points", n);
@@ -263,7 +262,7 @@ fm_status fm__vae_sample(fm_vae *v, int n, fm_rng *r, float *out)
 
 /* ------------------------------------------------------------------ checkpoints */
 
-fm_status fm__vae_save(fm_vae *v, fm_st_writer *w)
+static fm_status vae_save(fm_vae *v, fm_st_writer *w)
 {
     const fm_vae_config *c = &v->cfg;
     fm_status s = fm__meta_put_format(w);
@@ -280,7 +279,7 @@ fm_status fm__vae_save(fm_vae *v, fm_st_writer *w)
     return s;
 }
 
-fm_vae *fm__vae_load(const fm_st *st, int use_ema)
+static fm_vae *vae_load(const fm_st *st, int use_ema)
 {
     fm_vae_config c;
     memset(&c, 0, sizeof c);
@@ -309,3 +308,192 @@ fm_vae *fm__vae_load(const fm_st *st, int use_ema)
     }
     return v;
 }
+
+/* ------------------------------------------------------------------ the method */
+
+typedef struct {
+    float *lat; /* (batch, latent) reparameterisation noise */
+} vae_state;
+
+static void defaults(fm_train_config *c, int image)
+{
+    c->optim.lr = 1e-3;
+    if (!image) return;
+    c->vae.latent = 20; /* the tutorial's: 784 -> 400 ReLU -> 20 -> 400 ReLU -> 784, Bernoulli */
+    c->vae.likelihood = FM_VAE_BERNOULLI;
+    c->flow.net.nhidden = 1;
+    c->flow.net.width[0] = 400;
+    c->flow.net.act = FM_ACT_RELU;
+}
+
+static fm_status check(const fm_train_config *c)
+{
+    fm_status s = fm__train_mlp_only(c, "vae");
+    return s ? s : fm__train_plain_noise(c, "vae");
+}
+
+/* The Bernoulli likelihood scores values in [0, 1]: images are, a table must
+ * be checked, a generator's real-valued points are not; and standardising
+ * would leave that range. */
+static fm_status check_data(const fm_train_config *c, fm_dataset *data, int *standardize)
+{
+    if (c->vae.likelihood != FM_VAE_BERNOULLI) return FM_OK;
+    if (c->standardize < 0) *standardize = 0;
+    if (*standardize)
+        return fm__fail(FM_ERR_ARG, "the Bernoulli likelihood models data in [0, 1]: standardising would leave that range");
+    if (fm_spec_image_shape(c->flow.data, NULL, NULL, NULL)) return FM_OK;
+    const fm_table *t = fm_dataset_table(data);
+    if (!t)
+        return fm__fail(FM_ERR_ARG, "the Bernoulli likelihood models data in [0, 1]; '%s' draws real-valued points (use "
+                                    "the Gaussian likelihood)", fm_dataset_spec(data));
+    for (size_t i = 0; i < (size_t)t->rows * t->cols; i++)
+        if (!(t->data[i] >= 0.0f && t->data[i] <= 1.0f))
+            return fm__fail(FM_ERR_ARG, "the Bernoulli likelihood models data in [0, 1]; row %zu, column %zu of '%s' holds "
+                                        "%g (use the Gaussian likelihood)", i / (size_t)t->cols + 1,
+                            i % (size_t)t->cols + 1, fm_dataset_spec(data), t->data[i]);
+    return FM_OK;
+}
+
+static fm_status build(fm_trainer *tr, const fm_train_config *c, int dim, const char *data, const char *source)
+{
+    (void)source;
+    const fm_mlp_config *net = &c->flow.net;
+    fm_vae_config vc = fm_vae_config_default(dim);
+    vc.latent = c->vae.latent;
+    vc.beta = c->vae.beta;
+    vc.likelihood = c->vae.likelihood;
+    vc.nhidden = net->nhidden;
+    memcpy(vc.width, net->width, sizeof vc.width);
+    vc.act = net->act;
+    vc.data = data;
+    fm_vae *v = fm_vae_new(&vc);
+    if (!v) return fm_last_status();
+    tr->obj = v;
+    tr->g[0].P = v->P;
+    tr->z = &v->z;
+    return FM_OK;
+}
+
+static fm_status state_new(fm_trainer *tr)
+{
+    vae_state *st = calloc(1, sizeof *st);
+    if (!st) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    tr->ms = st;
+    st->lat = malloc((size_t)tr->cfg.batch * tr->cfg.vae.latent * sizeof(float));
+    return st->lat ? FM_OK : fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", tr->cfg.batch);
+}
+
+static void state_free(void *ms)
+{
+    vae_state *st = ms;
+    free(st->lat);
+    free(st);
+}
+
+static fm_status shard(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1, double *loss)
+{
+    vae_state *st = tr->ms;
+    int B = tr->cfg.batch, d = tr->cfg.flow.dim, L = tr->cfg.vae.latent, m = r1 - r0;
+    int xs[2] = {m, d}, zs[2] = {m, L};
+    fm_tensor *rec = NULL, *kl = NULL;
+    fm_tensor *l = loss_with(tp, tr->obj, P, fm_tensor_wrap(tp, tr->x1 + (size_t)r0 * d, 2, xs),
+                                     fm_tensor_wrap(tp, st->lat + (size_t)r0 * L, 2, zs), 1.0 / B, &rec, &kl);
+    if (rec && kl) {
+        loss[1] = rec->data[0] / B;
+        loss[2] = kl->data[0] / B;
+    }
+    return fm__train_finish(tp, P, l, loss);
+}
+
+static fm_status step(fm_trainer *tr, double *loss)
+{
+    vae_state *st = tr->ms;
+    int B = tr->cfg.batch;
+    fm_status s = fm__train_draw(tr, B);
+    if (s) return s;
+    if (tr->cfg.vae.likelihood == FM_VAE_BERNOULLI)
+        for (size_t i = 0; i < (size_t)B * tr->cfg.flow.dim; i++)
+            if (!(tr->x1[i] >= 0.0f && tr->x1[i] <= 1.0f))
+                return fm__fail(FM_ERR_ARG, "the Bernoulli likelihood needs data in [0, 1]; the data hold %g", tr->x1[i]);
+    fm_rng_normal_fill(&tr->rnoise, st->lat, (size_t)B * tr->cfg.vae.latent, 0.0f, 1.0f);
+    double sums[3] = {NAN, 0, 0};
+    s = fm__train_shards(tr, 0, NULL, shard, "loss", fm_trainer_lr(tr), sums);
+    *loss = sums[0];
+    if (s) return s;
+    tr->parts[0] = sums[1];
+    tr->parts[1] = sums[2];
+    tr->nparts = 2;
+    return fm__train_update(tr, 0, fm_trainer_lr(tr));
+}
+
+static fm_status load_config(fm_train_config *c, const fm_st *st)
+{
+    fm_vae *v = vae_load(st, 0);
+    if (!v) return fm_last_status();
+    c->flow.net.nhidden = v->cfg.nhidden;
+    memcpy(c->flow.net.width, v->cfg.width, sizeof v->cfg.width);
+    c->flow.net.act = v->cfg.act;
+    c->vae.latent = v->cfg.latent;
+    c->vae.beta = v->cfg.beta;
+    c->vae.likelihood = v->cfg.likelihood;
+    c->flow.data = fm_st_meta(st, "vae.data");
+    fm_vae_free(v);
+    return FM_OK;
+}
+
+static void m_free(void *obj) { fm_vae_free(obj); }
+static void m_init(void *obj, fm_rng *r) { fm_vae_init(obj, r); }
+static fm_status m_save(void *obj, fm_st_writer *w) { return vae_save(obj, w); }
+static void *m_load(const fm_st *st, int use_ema) { return vae_load(st, use_ema); }
+static int m_dim(const void *obj) { return ((const fm_vae *)obj)->cfg.dim; }
+static const char *m_data(const void *obj) { return ((const fm_vae *)obj)->cfg.data; }
+static size_t m_size(void *obj) { return fm_params_size(((fm_vae *)obj)->P); }
+
+static fm_solver_kind default_solver(const void *obj, int *steps)
+{
+    (void)obj;
+    if (steps) *steps = 1;
+    return FM_SOLVER_MIDPOINT;
+}
+
+/* Latent noise (or the codes x_start) through the decoder, with its noise. */
+static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                        const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
+{
+    (void)sc, (void)grid, (void)ngrid, (void)obs, (void)octx;
+    fm_status s = x_start ? fm_vae_decode(obj, x_start, n, r, out) : sample_prior(obj, n, r, out);
+    if (st) {
+        memset(st, 0, sizeof *st);
+        st->nfe = st->steps = s ? 0 : 1;
+    }
+    return s;
+}
+
+static const char *const options[] = {"latent", "kl-weight", "likelihood", NULL};
+
+const fm__method fm__method_vae = {
+    .id = FM_METHOD_VAE,
+    .name = "vae",
+    .summary = "variational autoencoder: encoder, decoder and the negative ELBO",
+    .object = "vae",
+    .stdz_key = "vae",
+    .parts = {"rec", "kl"},
+    .options = options,
+    .defaults = defaults,
+    .check = check,
+    .check_data = check_data,
+    .build = build,
+    .state_new = state_new,
+    .state_free = state_free,
+    .init = m_init,
+    .step = step,
+    .load_config = load_config,
+    .free = m_free,
+    .save = m_save,
+    .load = m_load,
+    .dim = m_dim,
+    .data = m_data,
+    .size = m_size,
+    .default_solver = default_solver,
+    .sample = sample,
+};

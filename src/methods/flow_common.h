@@ -1,0 +1,25 @@
+/* flow_common.h - the flow object as a method's model, shared by fm.c and
+ * ddpm.c (flow_common.c); fm__method table entries over an fm_flow.
+ */
+#ifndef FM_METHODS_FLOW_COMMON_H
+#define FM_METHODS_FLOW_COMMON_H
+
+#include "train/method.h"
+
+/* Class labels only with the U-Net. */
+fm_status fm__flow_method_check(const fm_train_config *c);
+/* The flow a run asks for (fm__flow_build), as the trainer's model. */
+fm_status fm__flow_method_build(fm_trainer *tr, const fm_train_config *c, int dim, const char *data,
+                                const char *source);
+/* The flow's configuration from a checkpoint, after checking it loads. */
+fm_status fm__flow_method_load_config(fm_train_config *c, const fm_st *st);
+void fm__flow_method_free(void *obj);
+void fm__flow_method_init(void *obj, fm_rng *r);
+fm_status fm__flow_method_save(void *obj, fm_st_writer *w);
+void *fm__flow_method_load(const fm_st *st, int use_ema);
+int fm__flow_method_dim(const void *obj);
+const char *fm__flow_method_data(const void *obj);
+size_t fm__flow_method_size(void *obj);
+fm_tensor *fm__flow_method_forward(fm_tape *tp, void *obj, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels);
+
+#endif

@@ -1,0 +1,230 @@
+/* fm.c - flow matching: the velocity network regressed on a probability path.
+ *
+ * Each step draws a batch of data x1, source points x0 (or fixed pairs, for
+ * rectified flow), pairs them by the configured coupling (independent,
+ * minibatch OT, Schrodinger bridge), draws t ~ U[0, t_end] and, where the path
+ * has c != 0, extra noise eps; then x_t = a x1 + b x0 + c eps and the target
+ * u_t = a' x1 + b' x0 + c' eps from the path's coefficients, and one optimizer
+ * step on mean |v(t, x_t) - u_t|^2. Sampling integrates the learned ODE
+ * (fm_flow_sample). The model object is an fm_flow (src/flow/).
+ */
+#include "methods/flow_common.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    float *x0, *eps, *scratch;  /* (batch dim), (batch dim), (2 batch dim) */
+    int *match, *pi, *pj;       /* (batch) coupling indices */
+    float *pair0, *pair1;       /* (npairs, dim) fixed pairs (reflow), network units */
+    int npairs;
+} fm_state;
+
+static void defaults(fm_train_config *c, int image)
+{
+    if (!image) return;
+    c->optim.lr = 1e-3; /* a wider MLP and a gentler step than 2D's 3 x 64, 1e-2 */
+    c->flow.net.act = FM_ACT_SILU;
+    for (int i = 0; i < c->flow.net.nhidden; i++) c->flow.net.width[i] = 512;
+}
+
+static fm_status check(const fm_train_config *c)
+{
+    if (c->coupling == FM_COUPLING_SB && !(c->flow.path.kind == FM_PATH_SB && c->flow.path.sigma > 0))
+        return fm__fail(FM_ERR_ARG, "the Schrodinger-bridge coupling needs the sb path with sigma > 0 (its plan's "
+                                    "regularisation is 2 sigma^2)");
+    return fm__flow_method_check(c);
+}
+
+static fm_status state_new(fm_trainer *tr)
+{
+    fm_state *st = calloc(1, sizeof *st);
+    if (!st) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    tr->ms = st;
+    size_t n = (size_t)tr->cfg.batch * tr->cfg.flow.dim;
+    st->x0 = malloc(n * sizeof(float));
+    st->eps = malloc(n * sizeof(float));
+    st->scratch = malloc(2 * n * sizeof(float));
+    st->match = malloc((size_t)tr->cfg.batch * sizeof(int));
+    st->pi = malloc((size_t)tr->cfg.batch * sizeof(int));
+    st->pj = malloc((size_t)tr->cfg.batch * sizeof(int));
+    if (!st->x0 || !st->eps || !st->scratch || !st->match || !st->pi || !st->pj)
+        return fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", tr->cfg.batch);
+    return FM_OK;
+}
+
+static void state_free(void *ms)
+{
+    fm_state *st = ms;
+    free(st->x0);
+    free(st->eps);
+    free(st->scratch);
+    free(st->match);
+    free(st->pi);
+    free(st->pj);
+    free(st->pair0);
+    free(st->pair1);
+    free(st);
+}
+
+/* Re-pair the batch's x0 and x1 by the configured coupling. */
+static fm_status couple(fm_trainer *tr, fm_state *st, int B, int d)
+{
+    const fm_train_config *c = &tr->cfg;
+    size_t n = (size_t)B * d;
+    float *x1 = tr->x1;
+    if (c->coupling == FM_COUPLING_OT) {
+        fm_status s = fm_ot_pairing(st->x0, x1, B, d, st->match);
+        if (s) return s;
+        memcpy(st->scratch, x1, n * sizeof(float));
+        for (int i = 0; i < B; i++)
+            memcpy(x1 + (size_t)i * d, st->scratch + (size_t)st->match[i] * d, (size_t)d * sizeof(float));
+        if (tr->labels) { /* labels travel with their images */
+            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
+            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[st->match[i]];
+        }
+    } else if (c->coupling == FM_COUPLING_SB) {
+        double sg = c->flow.path.sigma;
+        int it = 0;
+        fm_status s = fm_sinkhorn_pairs(st->x0, x1, B, d, 2 * sg * sg, FM_SINKHORN_MAX_ITER, 1e-4, &tr->rnoise, st->pi,
+                                        st->pj, &it);
+        if (s) return s;
+        tr->unconverged += it < 0;
+        memcpy(st->scratch, st->x0, n * sizeof(float));
+        memcpy(st->scratch + n, x1, n * sizeof(float));
+        for (int i = 0; i < B; i++) {
+            memcpy(st->x0 + (size_t)i * d, st->scratch + (size_t)st->pi[i] * d, (size_t)d * sizeof(float));
+            memcpy(x1 + (size_t)i * d, st->scratch + n + (size_t)st->pj[i] * d, (size_t)d * sizeof(float));
+        }
+        if (tr->labels) {
+            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
+            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[st->pj[i]];
+        }
+    }
+    return FM_OK;
+}
+
+static fm_status step(fm_trainer *tr, double *loss)
+{
+    fm_state *st = tr->ms;
+    fm_flow *f = tr->obj;
+    const fm_path *path = &fm_flow_get_config(f)->path;
+    int B = tr->cfg.batch, d = tr->cfg.flow.dim;
+    size_t n = (size_t)B * d;
+    fm_status s = FM_OK;
+    if (st->npairs) { /* fixed pairs (reflow), already in network units */
+        for (int i = 0; i < B; i++) {
+            uint32_t k = fm__rng_below(&tr->rdata, (uint32_t)st->npairs);
+            memcpy(st->x0 + (size_t)i * d, st->pair0 + (size_t)k * d, (size_t)d * sizeof(float));
+            memcpy(tr->x1 + (size_t)i * d, st->pair1 + (size_t)k * d, (size_t)d * sizeof(float));
+        }
+    } else {
+        s = fm__train_draw(tr, B);
+        if (!s) s = fm_flow_source(f, &tr->rnoise, st->x0, B);
+        if (!s) s = couple(tr, st, B, d);
+        if (s) return s;
+    }
+    fm_rng_uniform_fill(&tr->rtime, tr->t, (size_t)B, 0.0f, 1.0f);
+    for (int i = 0; i < B; i++) { /* t in (0, t_end): u + 2^-25 can round to 1 in float, so step back */
+        float t = (float)(path->t_end * (tr->t[i] + 0x1.0p-25));
+        while ((double)t >= path->t_end) t = nextafterf(t, 0.0f);
+        tr->t[i] = t;
+    }
+    int noisy = (path->kind == FM_PATH_ICFM || path->kind == FM_PATH_SB) && path->sigma > 0;
+    if (noisy) fm_rng_normal_fill(&tr->rnoise, st->eps, n, 0.0f, 1.0f);
+    for (int i = 0; i < B; i++) {
+        fm_path_coef c;
+        fm_path_coef_at(path, tr->t[i], &c);
+        for (int j = 0; j < d; j++) {
+            size_t k = (size_t)i * d + j;
+            double e = noisy ? st->eps[k] : 0.0;
+            tr->xt[k] = (float)(c.a * tr->x1[k] + c.b * st->x0[k] + c.c * e);
+            tr->ut[k] = (float)(c.da * tr->x1[k] + c.db * st->x0[k] + c.dc * e);
+        }
+    }
+    return fm__train_regress(tr, loss);
+}
+
+fm_status fm_trainer_set_pairs(fm_trainer *tr, const float *x0, const float *x1, int n)
+{
+    if (tr->m->id != FM_METHOD_FM) return fm__fail(FM_ERR_ARG, "fixed pairs train flow-matching models only");
+    if (tr->nclasses) return fm__fail(FM_ERR_ARG, "fixed pairs carry no labels: a class-conditional model cannot take them");
+    fm_state *st = tr->ms;
+    int d = tr->cfg.flow.dim;
+    if (n < 1) return fm__fail(FM_ERR_ARG, "no pairs given");
+    float *a = malloc((size_t)n * d * sizeof(float)), *b = malloc((size_t)n * d * sizeof(float));
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return fm__fail(FM_ERR_NOMEM, "out of memory for %d pairs", n);
+    }
+    memcpy(a, x0, (size_t)n * d * sizeof(float));
+    memcpy(b, x1, (size_t)n * d * sizeof(float));
+    free(st->pair0);
+    free(st->pair1);
+    st->pair0 = a;
+    st->pair1 = b;
+    st->npairs = n;
+    tr->coupling_label = "reflow";
+    return FM_OK;
+}
+
+fm_status fm_trainer_init_from(fm_trainer *tr, fm_flow *from)
+{
+    fm_flow *f = fm_model_flow(tr->model);
+    if (!f) return fm__fail(FM_ERR_ARG, "only a flow can start from another flow's weights");
+    fm_params *P = fm_flow_params(f), *Q = fm_flow_params(from);
+    if (fm_params_size(P) != fm_params_size(Q) || fm_params_count(P) != fm_params_count(Q))
+        return fm__fail(FM_ERR_SHAPE, "the models differ in shape (%zu and %zu parameters)", fm_params_size(P),
+                        fm_params_size(Q));
+    memcpy(fm_params_data(P), fm_params_data(Q), fm_params_size(P) * sizeof(float));
+    const float *mean, *sd;
+    if (fm_flow_standardized(from, &mean, &sd)) {
+        fm_status s = fm_flow_set_standardization(f, mean, sd);
+        if (s) return s;
+    }
+    if (tr->ema) memcpy(fm_ema_data(tr->ema), fm_params_data(P), fm_params_size(P) * sizeof(float));
+    return FM_OK;
+}
+
+static fm_solver_kind default_solver(const void *obj, int *steps)
+{
+    (void)obj;
+    if (steps) *steps = 8;
+    return FM_SOLVER_MIDPOINT;
+}
+
+static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                        const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
+{
+    return fm_flow_sample(obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
+}
+
+static const char *const options[] = {"source", "path", "coupling", "sigma-min", "sigma", "ve-sigma-min",
+                                      "ve-sigma-max", "beta-min", "beta-max", "exponent", "t-end", "time-embed", NULL};
+
+const fm__method fm__method_fm = {
+    .id = FM_METHOD_FM,
+    .name = "fm",
+    .summary = "flow matching: a velocity field regressed on a probability path",
+    .object = "flow",
+    .stdz_key = "flow",
+    .options = options,
+    .defaults = defaults,
+    .check = check,
+    .build = fm__flow_method_build,
+    .state_new = state_new,
+    .state_free = state_free,
+    .init = fm__flow_method_init,
+    .forward = fm__flow_method_forward,
+    .step = step,
+    .load_config = fm__flow_method_load_config,
+    .free = fm__flow_method_free,
+    .save = fm__flow_method_save,
+    .load = fm__flow_method_load,
+    .dim = fm__flow_method_dim,
+    .data = fm__flow_method_data,
+    .size = fm__flow_method_size,
+    .default_solver = default_solver,
+    .sample = sample,
+};

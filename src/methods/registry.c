@@ -1,0 +1,138 @@
+/* registry.c - the list of generative methods, and the public entry points
+ * that find a method by its name or a checkpoint's "method" before handing
+ * over to the generic trainer and model handle (src/train/).
+ *
+ * Adding a method: its file in src/methods/ defines `const fm__method
+ * fm__method_<name>`; add one line to `methods` below (and its value to
+ * fm_method in include/flowmatch.h). Nothing else names a method.
+ */
+#include "train/method.h"
+
+#include <string.h>
+
+extern const fm__method fm__method_fm, fm__method_ddpm, fm__method_vae, fm__method_gan;
+
+static const fm__method *const methods[] = {
+    &fm__method_fm,
+    &fm__method_ddpm,
+    &fm__method_vae,
+    &fm__method_gan,
+};
+#define NMETHODS ((int)(sizeof methods / sizeof methods[0]))
+
+/* The table of method id, NULL when unknown. */
+static const fm__method *by_id(int id)
+{
+    for (int i = 0; i < NMETHODS; i++)
+        if ((int)methods[i]->id == id) return methods[i];
+    return NULL;
+}
+
+static const fm__method *by_name(const char *name)
+{
+    for (int i = 0; i < NMETHODS; i++)
+        if (name && !strcmp(name, methods[i]->name)) return methods[i];
+    return NULL;
+}
+
+int fm_method_count(void) { return NMETHODS; }
+
+const char *fm_method_name(fm_method m)
+{
+    const fm__method *t = by_id(m);
+    return t ? t->name : "?";
+}
+
+int fm_method_from_name(const char *name)
+{
+    const fm__method *t = by_name(name);
+    return t ? (int)t->id : -1;
+}
+
+const char *fm_method_summary(fm_method m)
+{
+    const fm__method *t = by_id(m);
+    return t ? t->summary : NULL;
+}
+
+int fm_method_takes_option(fm_method m, const char *option, int *known)
+{
+    int mine = 0, any = 0;
+    for (int i = 0; i < NMETHODS; i++)
+        for (const char *const *o = methods[i]->options; o && *o; o++)
+            if (!strcmp(*o, option)) {
+                any = 1;
+                if ((int)methods[i]->id == (int)m) mine = 1;
+            }
+    if (known) *known = any;
+    return mine;
+}
+
+fm_train_config fm_train_config_for(fm_method m)
+{
+    fm_train_config c = fm_train_config_default();
+    const fm__method *t = by_id(m);
+    c.method = m;
+    if (t && t->defaults) t->defaults(&c, 0);
+    return c;
+}
+
+fm_train_config fm_train_config_for_data(fm_method m, const char *spec)
+{
+    fm_train_config c = fm_train_config_default();
+    const fm__method *t = by_id(m);
+    c.method = m;
+    c.flow.data = spec;
+    if (t && t->defaults) t->defaults(&c, fm_spec_image_shape(spec, NULL, NULL, NULL));
+    return c;
+}
+
+fm_trainer *fm_trainer_new(const fm_train_config *cfg)
+{
+    const fm__method *t = cfg ? by_id(cfg->method) : NULL;
+    if (cfg && !t) {
+        fm__fail(FM_ERR_ARG, "unknown method %d", (int)cfg->method);
+        return NULL;
+    }
+    return fm__trainer_new(t, cfg);
+}
+
+/* The method a checkpoint was written by ("method" in its metadata, fm when
+ * absent), after the format check; NULL with a message otherwise. */
+static const fm__method *method_of(const fm_st *st)
+{
+    if (fm__meta_check_format(st)) return NULL;
+    const char *net = fm_st_meta(st, "model");
+    if (net && !strcmp(net, "classifier")) {
+        fm__fail(FM_ERR_FORMAT, "the checkpoint holds an image classifier, not a generative model (eval takes it as "
+                                "--classifier)");
+        return NULL;
+    }
+    const char *mk = fm_st_meta(st, "method");
+    const fm__method *t = mk ? by_name(mk) : &fm__method_fm;
+    if (!t) {
+        char list[256] = "";
+        for (int i = 0; i < NMETHODS; i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", methods[i]->name);
+        fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'method' = '%s' is not one of %s", mk, list);
+    }
+    return t;
+}
+
+fm_model *fm_model_load(const fm_st *st, int use_ema)
+{
+    const fm__method *t = method_of(st);
+    if (!t) return NULL;
+    void *obj = t->load(st, use_ema);
+    return obj ? fm__model_wrap(t, obj) : NULL;
+}
+
+fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
+{
+    fm_st *st = fm_st_load(path);
+    if (!st) return NULL;
+    const fm__method *t = method_of(st);
+    fm_trainer *tr = t ? fm__trainer_resume(t, st, path, iters) : NULL;
+    fm_st_free(st);
+    return tr;
+}

@@ -1,0 +1,74 @@
+/* model.c - any trained model behind one handle: a method's table and its
+ * model object, so sampling and evaluation need not be told what a file
+ * holds. Loading a checkpoint by its "method" is the registry's
+ * (src/methods/registry.c); everything else goes through the table.
+ */
+#include "train/method.h"
+
+#include <string.h>
+
+struct fm_model {
+    const fm__method *m;
+    void *obj;
+};
+
+fm_model *fm__model_wrap(const fm__method *m, void *obj)
+{
+    fm_model *M = calloc(1, sizeof *M);
+    if (!M) { /* the object is the handle's: without one it goes */
+        m->free(obj);
+        fm__fail(FM_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    M->m = m;
+    M->obj = obj;
+    return M;
+}
+
+const fm__method *fm__model_method(const fm_model *M) { return M->m; }
+void *fm__model_object(fm_model *M) { return M->obj; }
+
+void fm_model_free(fm_model *M)
+{
+    if (!M) return;
+    M->m->free(M->obj);
+    free(M);
+}
+
+fm_method fm_model_method(const fm_model *M) { return M->m->id; }
+const char *fm_model_method_name(const fm_model *M) { return M->m->name; }
+
+static void *object_of(fm_model *M, const char *kind) { return !strcmp(M->m->object, kind) ? M->obj : NULL; }
+fm_flow *fm_model_flow(fm_model *M) { return object_of(M, "flow"); }
+fm_vae *fm_model_vae(fm_model *M) { return object_of(M, "vae"); }
+fm_gan *fm_model_gan(fm_model *M) { return object_of(M, "gan"); }
+
+fm_flow *fm_model_take_flow(fm_model *M)
+{
+    fm_flow *f = fm_model_flow(M);
+    if (f) {
+        free(M);
+        return f;
+    }
+    fm_model_free(M);
+    return NULL;
+}
+
+int fm_model_dim(const fm_model *M) { return M->m->dim(M->obj); }
+const char *fm_model_data(const fm_model *M) { return M->m->data(M->obj); }
+size_t fm_model_size(const fm_model *M) { return M->m->size(M->obj); }
+fm_solver_kind fm_model_default_solver(const fm_model *M, int *steps) { return M->m->default_solver(M->obj, steps); }
+
+fm_status fm_model_sample_from(fm_model *M, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                               const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
+                               fm_solve_stats *st)
+{
+    if (n < 1) return fm__fail(FM_ERR_ARG, "cannot draw %d samples", n);
+    return M->m->sample(M->obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
+}
+
+fm_status fm_model_sample(fm_model *M, int n, fm_rng *r, const fm_solver_config *sc, const double *grid, int ngrid,
+                          float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
+{
+    return fm_model_sample_from(M, n, NULL, r, sc, grid, ngrid, out, obs, octx, st);
+}
