@@ -8,8 +8,12 @@
 
 #include <stdio.h>
 
-/* Exit codes: 0 success, 1 the work failed (bad file, numeric trouble), 2 usage. */
-enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+/* Exit codes: 0 success, 1 the work failed (bad file, numeric trouble), 2 usage.
+ * The one return convention of the tool: a command (cmd_*) returns an exit
+ * code; every helper that can end a command returns CLI_GO to go on, or the
+ * exit code to end it with (its message already printed), so a caller writes
+ * `if ((rc = helper(...)) != CLI_GO) return rc;`. */
+enum { CLI_GO = -1, CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 typedef enum { OPT_STR, OPT_INT, OPT_I64, OPT_DOUBLE, OPT_FLAG } cli_kind;
 
