@@ -1032,6 +1032,9 @@ int64_t     fm_trainer_iter(const fm_trainer *tr);       /* iterations done */
 double      fm_trainer_lr(const fm_trainer *tr);         /* learning rate of the next step */
 fm_flow    *fm_trainer_flow(fm_trainer *tr);              /* fm and ddpm; NULL otherwise */
 fm_model   *fm_trainer_model(fm_trainer *tr);             /* the model being trained */
+/* What is being trained, in a few words for a progress report ("flow matching
+ * gaussian -> moons, path ot", "VAE on moons, latent 2, ..."), into buf. */
+void        fm_trainer_describe(const fm_trainer *tr, char *buf, size_t len);
 /* The parts of the last step's loss: VAE "rec" and "kl" (per point), GAN "d"
  * and "g"; none for fm and ddpm. Returns how many (at most 4). */
 int         fm_trainer_loss_parts(const fm_trainer *tr, const char **names, double *values);

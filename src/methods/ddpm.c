@@ -10,6 +10,7 @@
 #include "methods/flow_common.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -122,6 +123,12 @@ static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const
     return s;
 }
 
+static void describe(const fm_trainer *tr, char *buf, size_t cap)
+{
+    const fm_flow_config *fc = &tr->cfg.flow;
+    snprintf(buf, cap, "DDPM on %s, T %d, beta %g .. %g", fc->data, fc->ddpm.T, fc->ddpm.beta_start, fc->ddpm.beta_end);
+}
+
 static const char *const options[] = {"time-embed", "T", "beta-start", "beta-end", NULL};
 
 const fm__method fm__method_ddpm = {
@@ -139,6 +146,7 @@ const fm__method fm__method_ddpm = {
     .init = fm__flow_method_init,
     .forward = fm__flow_method_forward,
     .step = step,
+    .describe = describe,
     .load_config = fm__flow_method_load_config,
     .free = fm__flow_method_free,
     .save = fm__flow_method_save,

@@ -11,6 +11,7 @@
 #include "methods/flow_common.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -200,6 +201,12 @@ static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const
     return fm_flow_sample(obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
 }
 
+static void describe(const fm_trainer *tr, char *buf, size_t cap)
+{
+    const fm_flow_config *fc = &tr->cfg.flow;
+    snprintf(buf, cap, "flow matching %s -> %s, path %s", fc->source, fc->data, fm_path_name(fc->path.kind));
+}
+
 static const char *const options[] = {"source", "path", "coupling", "sigma-min", "sigma", "ve-sigma-min",
                                       "ve-sigma-max", "beta-min", "beta-max", "exponent", "t-end", "time-embed", NULL};
 
@@ -218,6 +225,7 @@ const fm__method fm__method_fm = {
     .init = fm__flow_method_init,
     .forward = fm__flow_method_forward,
     .step = step,
+    .describe = describe,
     .load_config = fm__flow_method_load_config,
     .free = fm__flow_method_free,
     .save = fm__flow_method_save,

@@ -12,6 +12,7 @@
 #include "train/method.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 struct fm_gan {
@@ -298,6 +299,9 @@ static void defaults(fm_train_config *c, int image)
 
 static fm_status check(const fm_train_config *c)
 {
+    if (c->flow.net.nhidden < 1)
+        return fm__fail(FM_ERR_ARG, "gan: %d hidden layers: the generator needs at least one hidden layer",
+                        c->flow.net.nhidden);
     fm_status s = fm__train_mlp_only(c, "gan");
     if (!s) s = fm__train_plain_noise(c, "gan");
     if (!s && (c->gan.k < 1 || c->gan.k > 100))
@@ -484,6 +488,14 @@ static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const
     return s;
 }
 
+static void describe(const fm_trainer *tr, char *buf, size_t cap)
+{
+    const fm_train_config *c = &tr->cfg;
+    const fm_gan *g = tr->obj;
+    snprintf(buf, cap, "GAN on %s, latent %d, %s loss, k %d, discriminator %d x %d", c->flow.data, c->gan.latent,
+             fm_gan_loss_name(c->gan.loss), c->gan.k, g->cfg.d_nhidden, g->cfg.d_width[0]);
+}
+
 static const char *const options[] = {"latent", "k", "gan-loss", "d-width", "d-depth", "d-lr", "out-act", NULL};
 
 const fm__method fm__method_gan = {
@@ -501,6 +513,7 @@ const fm__method fm__method_gan = {
     .state_free = state_free,
     .init = m_init,
     .step = step,
+    .describe = describe,
     .save_train = save_train,
     .load_config = load_config,
     .free = m_free,

@@ -11,6 +11,7 @@
 #include "train/method.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 struct fm_vae {
@@ -328,6 +329,9 @@ static void defaults(fm_train_config *c, int image)
 
 static fm_status check(const fm_train_config *c)
 {
+    if (c->flow.net.nhidden < 1)
+        return fm__fail(FM_ERR_ARG, "vae: %d hidden layers: the encoder and decoder need at least one hidden layer",
+                        c->flow.net.nhidden);
     fm_status s = fm__train_mlp_only(c, "vae");
     return s ? s : fm__train_plain_noise(c, "vae");
 }
@@ -469,6 +473,13 @@ static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const
     return s;
 }
 
+static void describe(const fm_trainer *tr, char *buf, size_t cap)
+{
+    const fm_train_config *c = &tr->cfg;
+    snprintf(buf, cap, "VAE on %s, latent %d, %s likelihood, KL weight %g", c->flow.data, c->vae.latent,
+             fm_vae_likelihood_name(c->vae.likelihood), c->vae.beta);
+}
+
 static const char *const options[] = {"latent", "kl-weight", "likelihood", NULL};
 
 const fm__method fm__method_vae = {
@@ -487,6 +498,7 @@ const fm__method fm__method_vae = {
     .state_free = state_free,
     .init = m_init,
     .step = step,
+    .describe = describe,
     .load_config = load_config,
     .free = m_free,
     .save = m_save,

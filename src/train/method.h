@@ -124,6 +124,9 @@ struct fm__method {
     /* Metadata of the training run that is the method's own (after the
      * generic train.* keys); NULL: none. */
     fm_status (*save_train)(fm_trainer *tr, fm_st_writer *w);
+    /* What is trained, in a few words for a progress report ("flow matching
+     * gaussian -> moons, path ot"), into buf (cap bytes). */
+    void (*describe)(const fm_trainer *tr, char *buf, size_t cap);
     /* The model part of a training configuration from a checkpoint (resume). */
     fm_status (*load_config)(fm_train_config *c, const fm_st *st);
 

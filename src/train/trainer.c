@@ -279,6 +279,12 @@ fm_ema *fm_trainer_ema(fm_trainer *tr) { return tr->ema; }
 int64_t fm_trainer_unconverged(const fm_trainer *tr) { return tr->unconverged; }
 double fm_trainer_lr(const fm_trainer *tr) { return fm_schedule_lr(&tr->cfg.sched, tr->cfg.optim.lr, tr->iter); }
 
+void fm_trainer_describe(const fm_trainer *tr, char *buf, size_t len)
+{
+    if (len) buf[0] = '\0';
+    if (tr->m->describe && len) tr->m->describe(tr, buf, len);
+}
+
 int fm_trainer_loss_parts(const fm_trainer *tr, const char **names, double *values)
 {
     for (int i = 0; i < tr->nparts; i++) {
