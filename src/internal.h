@@ -245,7 +245,7 @@ fm_status fm__meta_put_num(fm_st_writer *w, const char *key, double v);
  * with a message naming iteration iter + 1) and take opt's step at lr. */
 fm_status fm__clip_and_step(fm_params *P, fm_optim *opt, double clip, int64_t iter, double lr);
 /* A uniform integer in [0, n), by the high half of a 64 x 32 product. */
-static inline uint32_t fm__rng_below(fm_rng *r, uint32_t n) { return (uint32_t)(((fm_rng_next(r) >> 32) * (uint64_t)n) >> 32); }
+uint32_t fm__rng_below(fm_rng *r, uint32_t n);
 /* A 64-bit whole number (a seed) in decimal, every bit kept. */
 fm_status fm__meta_put_u64(fm_st_writer *w, const char *key, uint64_t v);
 /* Every checkpoint's "format" = "flowmatch" and "flowmatch.version", and
@@ -312,6 +312,11 @@ fm_status fm__observe_data(void *ctx, int k, double t, const float *x, size_t n)
 /* ------------------------------------------------------------------ small helpers */
 
 char *fm__strdup(const char *s);
+/* The one lookup behind every enum's *_name and *_from_name: names[i] for
+ * 0 <= i < n, else "?"; and the index of name among names[0 .. n), -1 when
+ * absent or NULL. */
+const char *fm__name_of(const char *const *names, int n, int i);
+int fm__name_index(const char *const *names, int n, const char *name);
 /* "[64, 3]" from a shape. buf of at least 96 bytes. */
 const char *fm__shape_fmt(int ndim, const int *shape, char *buf, size_t len);
 

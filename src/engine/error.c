@@ -62,6 +62,15 @@ int fm__mul_ok(size_t n, size_t size, size_t *out)
     return 1;
 }
 
+const char *fm__name_of(const char *const *names, int n, int i) { return i >= 0 && i < n ? names[i] : "?"; }
+
+int fm__name_index(const char *const *names, int n, const char *name)
+{
+    for (int i = 0; name && i < n; i++)
+        if (!strcmp(name, names[i])) return i;
+    return -1;
+}
+
 char *fm__strdup(const char *s)
 {
     size_t n = strlen(s) + 1;

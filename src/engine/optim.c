@@ -24,17 +24,8 @@ struct fm_optim {
 
 static const char *const optim_names[FM_OPTIM_COUNT] = {"sgd", "adam", "adamw"};
 
-const char *fm_optim_name(fm_optim_kind k)
-{
-    return (k >= 0 && k < FM_OPTIM_COUNT) ? optim_names[k] : "?";
-}
-
-int fm_optim_from_name(const char *name)
-{
-    for (int i = 0; i < FM_OPTIM_COUNT; i++)
-        if (name && strcmp(name, optim_names[i]) == 0) return i;
-    return -1;
-}
+const char *fm_optim_name(fm_optim_kind k) { return fm__name_of(optim_names, FM_OPTIM_COUNT, k); }
+int fm_optim_from_name(const char *name) { return fm__name_index(optim_names, FM_OPTIM_COUNT, name); }
 
 fm_optim_config fm_optim_config_default(fm_optim_kind k)
 {
@@ -309,17 +300,8 @@ fm_status fm_ema_swap(fm_ema *e, fm_params *p)
 
 static const char *const sched_names[FM_SCHED_COUNT] = {"constant", "cosine", "linear"};
 
-const char *fm_sched_name(fm_sched_kind k)
-{
-    return (k >= 0 && k < FM_SCHED_COUNT) ? sched_names[k] : "?";
-}
-
-int fm_sched_from_name(const char *name)
-{
-    for (int i = 0; i < FM_SCHED_COUNT; i++)
-        if (name && strcmp(name, sched_names[i]) == 0) return i;
-    return -1;
-}
+const char *fm_sched_name(fm_sched_kind k) { return fm__name_of(sched_names, FM_SCHED_COUNT, k); }
+int fm_sched_from_name(const char *name) { return fm__name_index(sched_names, FM_SCHED_COUNT, name); }
 
 double fm_schedule_lr(const fm_schedule *s, double lr, int64_t step)
 {

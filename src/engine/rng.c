@@ -36,6 +36,8 @@ uint64_t fm_rng_next(fm_rng *r)
     return out;
 }
 
+uint32_t fm__rng_below(fm_rng *r, uint32_t n) { return (uint32_t)(((fm_rng_next(r) >> 32) * (uint64_t)n) >> 32); }
+
 void fm_rng_jump(fm_rng *r)
 {
     static const uint64_t JUMP[4] = {0x180ec6d33cfd0abaULL, 0xd5a61266f0c9392cULL,

@@ -14,14 +14,9 @@
 
 static const char *const coupling_names[FM_COUPLING_COUNT] = {"independent", "ot", "sb"};
 
-const char *fm_coupling_name(fm_coupling k) { return (k >= 0 && k < FM_COUPLING_COUNT) ? coupling_names[k] : "?"; }
+const char *fm_coupling_name(fm_coupling k) { return fm__name_of(coupling_names, FM_COUPLING_COUNT, k); }
 
-int fm_coupling_from_name(const char *name)
-{
-    for (int i = 0; i < FM_COUPLING_COUNT; i++)
-        if (name && !strcmp(name, coupling_names[i])) return i;
-    return -1;
-}
+int fm_coupling_from_name(const char *name) { return fm__name_index(coupling_names, FM_COUPLING_COUNT, name); }
 
 fm_status fm_ot_pairing(const float *x0, const float *x1, int n, int d, int *match)
 {

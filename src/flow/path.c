@@ -15,14 +15,9 @@
 
 static const char *const path_names[FM_PATH_COUNT] = {"ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp", "sb"};
 
-const char *fm_path_name(fm_path_kind k) { return (k >= 0 && k < FM_PATH_COUNT) ? path_names[k] : "?"; }
+const char *fm_path_name(fm_path_kind k) { return fm__name_of(path_names, FM_PATH_COUNT, k); }
 
-int fm_path_from_name(const char *name)
-{
-    for (int i = 0; i < FM_PATH_COUNT; i++)
-        if (name && !strcmp(name, path_names[i])) return i;
-    return -1;
-}
+int fm_path_from_name(const char *name) { return fm__name_index(path_names, FM_PATH_COUNT, name); }
 
 fm_path fm_path_default(fm_path_kind k)
 {

@@ -25,14 +25,9 @@ struct fm_gan {
 
 static const char *const loss_names[FM_GAN_LOSS_COUNT] = {"nonsaturating", "minimax"};
 
-const char *fm_gan_loss_name(fm_gan_loss k) { return k >= 0 && k < FM_GAN_LOSS_COUNT ? loss_names[k] : "?"; }
+const char *fm_gan_loss_name(fm_gan_loss k) { return fm__name_of(loss_names, FM_GAN_LOSS_COUNT, k); }
 
-int fm_gan_loss_from_name(const char *name)
-{
-    for (int i = 0; i < FM_GAN_LOSS_COUNT; i++)
-        if (name && !strcmp(name, loss_names[i])) return i;
-    return -1;
-}
+int fm_gan_loss_from_name(const char *name) { return fm__name_index(loss_names, FM_GAN_LOSS_COUNT, name); }
 
 fm_gan_config fm_gan_config_default(int dim)
 {

@@ -25,17 +25,9 @@ struct fm_vae {
 
 static const char *const lik_names[FM_VAE_LIKELIHOOD_COUNT] = {"gaussian", "bernoulli"};
 
-const char *fm_vae_likelihood_name(fm_vae_likelihood k)
-{
-    return k >= 0 && k < FM_VAE_LIKELIHOOD_COUNT ? lik_names[k] : "?";
-}
+const char *fm_vae_likelihood_name(fm_vae_likelihood k) { return fm__name_of(lik_names, FM_VAE_LIKELIHOOD_COUNT, k); }
 
-int fm_vae_likelihood_from_name(const char *name)
-{
-    for (int i = 0; i < FM_VAE_LIKELIHOOD_COUNT; i++)
-        if (name && !strcmp(name, lik_names[i])) return i;
-    return -1;
-}
+int fm_vae_likelihood_from_name(const char *name) { return fm__name_index(lik_names, FM_VAE_LIKELIHOOD_COUNT, name); }
 
 fm_vae_config fm_vae_config_default(int dim)
 {

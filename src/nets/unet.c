@@ -337,18 +337,9 @@ fm_tensor *fm_unet_forward(fm_tape *tp, fm_unet *u, fm_tensor *t, fm_tensor *x, 
 
 /* ------------------------------------------------------------------ names and metadata */
 
-const char *fm_arch_name(fm_arch a)
-{
-    static const char *const names[FM_ARCH_COUNT] = {"mlp", "unet"};
-    return a >= 0 && a < FM_ARCH_COUNT ? names[a] : "unknown";
-}
-
-int fm_arch_from_name(const char *name)
-{
-    for (int a = 0; name && a < FM_ARCH_COUNT; a++)
-        if (!strcmp(name, fm_arch_name((fm_arch)a))) return a;
-    return -1;
-}
+static const char *const arch_names[FM_ARCH_COUNT] = {"mlp", "unet"};
+const char *fm_arch_name(fm_arch a) { return fm__name_of(arch_names, FM_ARCH_COUNT, a); }
+int fm_arch_from_name(const char *name) { return fm__name_index(arch_names, FM_ARCH_COUNT, name); }
 
 fm_status fm_unet_config_save(const fm_unet_config *c, fm_st_writer *w)
 {

@@ -15,7 +15,7 @@
 
 static const char *const div_names[FM_DIV_COUNT] = {"exact", "rademacher", "gaussian"};
 
-const char *fm_div_name(fm_div_kind k) { return (k >= 0 && k < FM_DIV_COUNT) ? div_names[k] : "?"; }
+const char *fm_div_name(fm_div_kind k) { return fm__name_of(div_names, FM_DIV_COUNT, k); }
 
 typedef struct {
     fm_vjp_fn f;

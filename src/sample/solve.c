@@ -16,14 +16,9 @@
 static const char *const solver_names[FM_SOLVER_COUNT] = {"euler", "midpoint", "heun",     "rk4",
                                                           "dopri5", "ancestral", "ddim"};
 
-const char *fm_solver_name(fm_solver_kind k) { return (k >= 0 && k < FM_SOLVER_COUNT) ? solver_names[k] : "?"; }
+const char *fm_solver_name(fm_solver_kind k) { return fm__name_of(solver_names, FM_SOLVER_COUNT, k); }
 
-int fm_solver_from_name(const char *name)
-{
-    for (int i = 0; i < FM_SOLVER_COUNT; i++)
-        if (name && !strcmp(name, solver_names[i])) return i;
-    return -1;
-}
+int fm_solver_from_name(const char *name) { return fm__name_index(solver_names, FM_SOLVER_COUNT, name); }
 
 fm_solver_config fm_solver_config_default(fm_solver_kind k)
 {
