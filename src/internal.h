@@ -309,6 +309,18 @@ typedef struct {
 } fm__obs_data;
 fm_status fm__observe_data(void *ctx, int k, double t, const float *x, size_t n);
 
+/* ------------------------------------------------------------------ the classifier */
+
+fm_status fm__classifier_check(const fm_classifier_config *c);
+/* A classifier (zero weights) recording the spec of its training data (may be NULL). */
+fm_classifier *fm__classifier_new(const fm_classifier_config *cfg, const char *data);
+/* Its logits; in training, dropout with probability p on the features (rng
+ * draws the mask); *features (may be NULL) receives them. */
+fm_tensor *fm__classifier_forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, fm_tensor **features, float p,
+                                  fm_rng *rng);
+/* The index of the largest of row[0 .. K), the first on ties. */
+int fm__argmax(const float *row, int K);
+
 /* ------------------------------------------------------------------ small helpers */
 
 char *fm__strdup(const char *s);

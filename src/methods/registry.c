@@ -94,7 +94,7 @@ fm_trainer *fm_trainer_new(const fm_train_config *cfg)
         fm__fail(FM_ERR_ARG, "unknown method %d", (int)cfg->method);
         return NULL;
     }
-    return fm__trainer_new(t, cfg);
+    return fm__trainer_new(t, cfg, NULL);
 }
 
 /* The method a checkpoint was written by ("method" in its metadata, fm when

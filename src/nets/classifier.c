@@ -1,12 +1,10 @@
 /* classifier.c - a small convolutional image classifier (layout and names in
- * flowmatch.h, next to fm_classifier_config), its training on labelled
- * images, and the scores it gives a set of generated images.
+ * flowmatch.h, next to fm_classifier_config) and the scores it gives a set of
+ * generated images. Its training is src/methods/classifier.c, on the
+ * generic trainer.
  *
- * Training runs one tape per step over the whole batch: the convolutions
- * spread the batch's images over the threads and the matrix products split
- * their output, both with the same bits for any thread count, so a run
- * repeats bit for bit on any number of threads. Evaluation goes through the
- * chunk workers (src/models/workers.c), one tape per thread.
+ * Evaluation goes through the chunk workers (src/nets/workers.c), one tape
+ * per thread.
  */
 #include "internal.h"
 
@@ -35,7 +33,7 @@ fm_classifier_config fm_classifier_config_default(void)
     return c;
 }
 
-static fm_status config_check(const fm_classifier_config *c)
+fm_status fm__classifier_check(const fm_classifier_config *c)
 {
     if (c->in_ch < 1 || c->in_ch > 64 || c->height < 4 || c->width < 4 || c->height > 4096 || c->width > 4096)
         return fm__fail(FM_ERR_ARG, "classifier: image shape %d x %d x %d is invalid", c->in_ch, c->height, c->width);
@@ -66,9 +64,9 @@ static int add_wb(fm_params *P, const char *name, int ndim, const int *ws, int *
     return *wi >= 0 && *bi >= 0;
 }
 
-static fm_classifier *classifier_new(const fm_classifier_config *cfg, const char *data)
+fm_classifier *fm__classifier_new(const fm_classifier_config *cfg, const char *data)
 {
-    if (!cfg || config_check(cfg)) return NULL;
+    if (!cfg || fm__classifier_check(cfg)) return NULL;
     fm_classifier *c = calloc(1, sizeof *c);
     if (!c) {
         fm__fail(FM_ERR_NOMEM, "out of memory creating a classifier");
@@ -93,7 +91,7 @@ static fm_classifier *classifier_new(const fm_classifier_config *cfg, const char
     return c;
 }
 
-fm_classifier *fm_classifier_new(const fm_classifier_config *c) { return classifier_new(c, NULL); }
+fm_classifier *fm_classifier_new(const fm_classifier_config *c) { return fm__classifier_new(c, NULL); }
 
 void fm_classifier_free(fm_classifier *c)
 {
@@ -122,7 +120,7 @@ const char *fm_classifier_data(const fm_classifier *c) { return c->data; }
 
 /* The logits; in training, dropout with probability p on the features (rng
  * draws the mask). */
-static fm_tensor *forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, fm_tensor **features, float p, fm_rng *rng)
+fm_tensor *fm__classifier_forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, fm_tensor **features, float p, fm_rng *rng)
 {
     if (features) *features = NULL;
     if (!fm__op_inputs_ok(tp, "classifier", &x, 1)) return NULL;
@@ -148,7 +146,7 @@ static fm_tensor *forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, fm_tensor
 
 fm_tensor *fm_classifier_forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, fm_tensor **features)
 {
-    return forward(tp, c, x, features, 0.0f, NULL);
+    return fm__classifier_forward(tp, c, x, features, 0.0f, NULL);
 }
 
 fm_tensor *fm_classifier_loss(fm_tape *tp, fm_classifier *c, fm_tensor *x, const int *labels)
@@ -159,7 +157,7 @@ fm_tensor *fm_classifier_loss(fm_tape *tp, fm_classifier *c, fm_tensor *x, const
 /* ------------------------------------------------------------------ evaluation in chunks */
 
 /* The index of the largest of row[0 .. K), the first on ties. */
-static int argmax(const float *row, int K)
+int fm__argmax(const float *row, int K)
 {
     int best = 0;
     for (int j = 1; j < K; j++)
@@ -184,7 +182,7 @@ static fm_status eval_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
     if (!z) return fm_tape_status(tp);
     if (e->features) memcpy(e->features + (size_t)i0 * k->hidden, f->data, (size_t)m * k->hidden * sizeof(float));
     if (e->logits) memcpy(e->logits + (size_t)i0 * K, z->data, (size_t)m * K * sizeof(float));
-    for (int i = 0; e->pred && i < m; i++) e->pred[i0 + i] = argmax(z->data + (size_t)i * K, K);
+    for (int i = 0; e->pred && i < m; i++) e->pred[i0 + i] = fm__argmax(z->data + (size_t)i * K, K);
     return FM_OK;
 }
 
@@ -328,230 +326,15 @@ fm_classifier *fm_classifier_load(const fm_st *st)
     c.ch2 = ch[1];
     c.hidden = (int)hid;
     c.classes = (int)cls;
-    if (config_check(&c)) {
+    if (fm__classifier_check(&c)) {
         fm__fail(FM_ERR_FORMAT, "checkpoint's classifier: %s", fm_last_error());
         return NULL;
     }
     const char *data = fm_st_meta(st, "classifier.data");
-    fm_classifier *m = classifier_new(&c, data);
+    fm_classifier *m = fm__classifier_new(&c, data);
     if (m && fm_params_load(m->P, st, NULL) != FM_OK) {
         fm_classifier_free(m);
         return NULL;
     }
     return m;
-}
-
-/* ------------------------------------------------------------------ training */
-
-fm_classifier_train_config fm_classifier_train_config_default(void)
-{
-    fm_classifier_train_config t;
-    memset(&t, 0, sizeof t);
-    t.net = fm_classifier_config_default();
-    t.data = "mnist:data/mnist";
-    t.optim = fm_optim_config_default(FM_OPTIM_ADAM);
-    t.optim.lr = 2e-3;
-    t.sched.kind = FM_SCHED_COSINE;
-    t.iters = 1500;
-    t.sched.total = t.iters;
-    t.batch = 64;
-    t.shift = 2;
-    return t;
-}
-
-struct fm_classifier_trainer {
-    fm_classifier_train_config cfg; /* data points to the model's copy */
-    fm_classifier *model;
-    fm_dataset *ds;
-    const uint8_t *labels;          /* the dataset's */
-    fm_optim *opt;
-    fm_tape *tp;
-    fm_rng rdata, rnoise;
-    int64_t iter;
-    int *perm, pos;                 /* this epoch's order of the images, and the next one's place in it */
-    int *lab;                       /* (batch) the batch's labels */
-    float *x, *row;                 /* (batch, dim) the batch; (dim) one image before its shift */
-};
-
-fm_classifier_trainer *fm_classifier_trainer_new(const fm_classifier_train_config *cfg)
-{
-    if (!cfg) {
-        fm__fail(FM_ERR_ARG, "fm_classifier_trainer_new: missing configuration");
-        return NULL;
-    }
-    const fm_classifier_config *k = &cfg->net;
-    if (cfg->batch < 1 || cfg->batch > (1 << 20)) {
-        fm__fail(FM_ERR_ARG, "classifier training: batch %d is invalid", cfg->batch);
-        return NULL;
-    }
-    if (cfg->iters < 0 || cfg->shift < 0 || cfg->shift >= k->height || cfg->shift >= k->width) {
-        fm__fail(FM_ERR_ARG, "classifier training: %lld iterations, or shifts of %d pixels, are out of range",
-                 (long long)cfg->iters, cfg->shift);
-        return NULL;
-    }
-    if (!(cfg->dropout >= 0 && cfg->dropout < 1)) {
-        fm__fail(FM_ERR_ARG, "classifier training: dropout %g must lie in [0, 1)", cfg->dropout);
-        return NULL;
-    }
-    if (!(cfg->optim.lr > 0)) {
-        fm__fail(FM_ERR_ARG, "classifier training: learning rate %g must be > 0", cfg->optim.lr);
-        return NULL;
-    }
-    if (config_check(k)) return NULL;
-    fm_classifier_trainer *tr = calloc(1, sizeof *tr);
-    if (!tr) {
-        fm__fail(FM_ERR_NOMEM, "out of memory creating a classifier trainer");
-        return NULL;
-    }
-    tr->cfg = *cfg;
-    if (!(tr->ds = fm_dataset_open(cfg->data ? cfg->data : ""))) goto fail;
-    int d = k->in_ch * k->height * k->width, n = fm_dataset_rows(tr->ds);
-    tr->labels = fm_dataset_labels(tr->ds);
-    if (!tr->labels) {
-        fm__fail(FM_ERR_ARG, "classifier training needs labelled images (mnist:DIR); '%s' has no labels",
-                 fm_dataset_spec(tr->ds));
-        goto fail;
-    }
-    if (fm_dataset_dim(tr->ds) != d) {
-        fm__fail(FM_ERR_ARG, "'%s' has %d values per image; the classifier takes %d x %d x %d = %d",
-                 fm_dataset_spec(tr->ds), fm_dataset_dim(tr->ds), k->in_ch, k->height, k->width, d);
-        goto fail;
-    }
-    for (int i = 0; i < n; i++)
-        if (tr->labels[i] >= k->classes) {
-            fm__fail(FM_ERR_ARG, "'%s': label %d of image %d is not one of the classifier's %d classes",
-                     fm_dataset_spec(tr->ds), tr->labels[i], i + 1, k->classes);
-            goto fail;
-        }
-    if (!(tr->model = classifier_new(k, fm_dataset_spec(tr->ds)))) goto fail;
-    tr->cfg.data = tr->model->data;
-    fm_rng init;
-    fm_rng_seed(&init, cfg->seed, FM_STREAM_INIT);
-    fm_classifier_init(tr->model, &init);
-    fm_rng_seed(&tr->rdata, cfg->seed, FM_STREAM_DATA);
-    fm_rng_seed(&tr->rnoise, cfg->seed, FM_STREAM_NOISE);
-    tr->opt = fm_optim_new(tr->model->P, &cfg->optim);
-    tr->tp = fm_tape_new(0);
-    tr->perm = malloc((size_t)n * sizeof(int));
-    tr->lab = malloc((size_t)cfg->batch * sizeof(int));
-    tr->x = malloc((size_t)cfg->batch * d * sizeof(float));
-    tr->row = malloc((size_t)d * sizeof(float));
-    if (!tr->opt || !tr->tp || !tr->perm || !tr->lab || !tr->x || !tr->row) {
-        fm__fail(FM_ERR_NOMEM, "out of memory creating a classifier trainer");
-        goto fail;
-    }
-    tr->pos = n; /* a fresh order at the first step */
-    return tr;
-fail:
-    fm_classifier_trainer_free(tr);
-    return NULL;
-}
-
-void fm_classifier_trainer_free(fm_classifier_trainer *tr)
-{
-    if (!tr) return;
-    fm_classifier_free(tr->model);
-    fm_dataset_free(tr->ds);
-    fm_optim_free(tr->opt);
-    fm_tape_free(tr->tp);
-    free(tr->perm);
-    free(tr->lab);
-    free(tr->x);
-    free(tr->row);
-    free(tr);
-}
-
-/* img (C, H, W) moved by (dy, dx) pixels into out, zeros where nothing lands. */
-static void shifted(const float *img, float *out, int C, int H, int W, int dy, int dx)
-{
-    memset(out, 0, (size_t)C * H * W * sizeof(float));
-    int y0 = dy > 0 ? dy : 0, y1 = dy < 0 ? H + dy : H, x0 = dx > 0 ? dx : 0, x1 = dx < 0 ? W + dx : W;
-    for (int c = 0; c < C; c++)
-        for (int y = y0; y < y1; y++)
-            memcpy(out + ((size_t)c * H + y) * W + x0, img + ((size_t)c * H + y - dy) * W + x0 - dx,
-                   (size_t)(x1 - x0) * sizeof(float));
-}
-
-/* The next batch: images in this epoch's shuffled order (a new order once
- * every image has been seen), each moved by a random shift. */
-static fm_status draw_batch(fm_classifier_trainer *tr)
-{
-    const fm_classifier_config *k = &tr->cfg.net;
-    int n = fm_dataset_rows(tr->ds), d = k->in_ch * k->height * k->width, s = tr->cfg.shift;
-    for (int b = 0; b < tr->cfg.batch; b++) {
-        if (tr->pos == n) {
-            for (int i = 0; i < n; i++) tr->perm[i] = i;
-            for (int i = n - 1; i > 0; i--) {
-                int j = (int)fm__rng_below(&tr->rdata, (uint32_t)i + 1), t = tr->perm[i];
-                tr->perm[i] = tr->perm[j];
-                tr->perm[j] = t;
-            }
-            tr->pos = 0;
-        }
-        int i = tr->perm[tr->pos++];
-        tr->lab[b] = tr->labels[i];
-        float *dst = tr->x + (size_t)b * d;
-        fm_status st = fm_dataset_read_rows(tr->ds, i, 1, s ? tr->row : dst);
-        if (st) return st;
-        if (s) {
-            int dy = (int)fm__rng_below(&tr->rnoise, 2u * s + 1) - s, dx = (int)fm__rng_below(&tr->rnoise, 2u * s + 1) - s;
-            shifted(tr->row, dst, k->in_ch, k->height, k->width, dy, dx);
-        }
-    }
-    return FM_OK;
-}
-
-fm_status fm_classifier_trainer_step(fm_classifier_trainer *tr, double *loss, double *acc)
-{
-    const fm_classifier_config *k = &tr->cfg.net;
-    int B = tr->cfg.batch, K = k->classes, xs[2] = {B, k->in_ch * k->height * k->width};
-    double lr = fm_classifier_trainer_lr(tr);
-    fm_status s = draw_batch(tr);
-    if (s) return s;
-    fm_tape_reset(tr->tp);
-    fm_params *P = tr->model->P;
-    fm_params_requires_grad(P, 1);
-    fm_tensor *z = forward(tr->tp, tr->model, fm_tensor_wrap(tr->tp, tr->x, 2, xs), NULL, (float)tr->cfg.dropout,
-                           &tr->rnoise);
-    fm_tensor *l = fm_cross_entropy(tr->tp, z, tr->lab, FM_REDUCE_MEAN);
-    if (!l) return fm__fail(fm_tape_status(tr->tp), "%s", tr->tp->msg);
-    double lv = l->data[0];
-    if (!isfinite(lv))
-        return fm__fail(FM_ERR_NUMERIC, "training diverged: the loss is %g at iteration %lld (learning rate %g)", lv,
-                        (long long)tr->iter + 1, lr);
-    fm_params_zero_grad(P);
-    if ((s = fm_backward(tr->tp, l, NULL))) return s;
-    if ((s = fm__clip_and_step(P, tr->opt, 0, tr->iter, lr))) return s;
-    int right = 0;
-    for (int b = 0; b < B; b++) right += argmax(z->data + (size_t)b * K, K) == tr->lab[b];
-    tr->iter++;
-    if (loss) *loss = lv;
-    if (acc) *acc = (double)right / B;
-    return FM_OK;
-}
-
-int64_t fm_classifier_trainer_iter(const fm_classifier_trainer *tr) { return tr->iter; }
-
-double fm_classifier_trainer_lr(const fm_classifier_trainer *tr)
-{
-    return fm_schedule_lr(&tr->cfg.sched, tr->cfg.optim.lr, tr->iter);
-}
-
-fm_classifier *fm_classifier_trainer_model(fm_classifier_trainer *tr) { return tr->model; }
-
-const fm_classifier_train_config *fm_classifier_trainer_get_config(const fm_classifier_trainer *tr) { return &tr->cfg; }
-
-fm_status fm_classifier_trainer_save(fm_classifier_trainer *tr, fm_st_writer *w)
-{
-    const fm_classifier_train_config *c = &tr->cfg;
-    fm_status s = fm_classifier_save(tr->model, w);
-    if (!s) s = fm__meta_put_num(w, "train.iter", (double)tr->iter);
-    if (!s) s = fm__meta_put_num(w, "train.batch", c->batch);
-    if (!s) s = fm__meta_put_u64(w, "train.seed", c->seed);
-    if (!s) s = fm__meta_put_num(w, "train.shift", c->shift);
-    if (!s) s = fm__meta_put_num(w, "train.dropout", c->dropout);
-    if (!s) s = fm_st_writer_meta(w, "train.optim", fm_optim_name(c->optim.kind));
-    if (!s) s = fm__meta_put_num(w, "train.lr", c->optim.lr);
-    if (!s) s = fm_st_writer_meta(w, "train.schedule", fm_sched_name(c->sched.kind));
-    return s;
 }

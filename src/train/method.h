@@ -39,6 +39,8 @@ struct fm_trainer {
     void *obj;                     /* the model (fm_flow, fm_vae, fm_gan, ...), owned by `model` */
     fm_model *model;               /* the handle over obj */
     void *ms;                      /* the method's training state (m->state_free frees it) */
+    const void *extra;             /* a method's own configuration beyond fm_train_config (build and
+                                    * state_new read it; NULL for the registered methods) */
     fm__group g[2];
     int ngroups;
     fm__stdz *z;                   /* the model's standardisation */
@@ -152,7 +154,7 @@ const fm__method *fm__model_method(const fm_model *M);
 void *fm__model_object(fm_model *M);
 
 /* The generic trainer on method m (trainer.c); the registry resolves m. */
-fm_trainer *fm__trainer_new(const fm__method *m, const fm_train_config *cfg);
+fm_trainer *fm__trainer_new(const fm__method *m, const fm_train_config *cfg, const void *extra);
 fm_trainer *fm__trainer_resume(const fm__method *m, const fm_st *st, const char *path, int64_t iters);
 
 #endif /* FM_TRAIN_METHOD_H */

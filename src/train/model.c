@@ -57,13 +57,19 @@ fm_flow *fm_model_take_flow(fm_model *M)
 int fm_model_dim(const fm_model *M) { return M->m->dim(M->obj); }
 const char *fm_model_data(const fm_model *M) { return M->m->data(M->obj); }
 size_t fm_model_size(const fm_model *M) { return M->m->size(M->obj); }
-fm_solver_kind fm_model_default_solver(const fm_model *M, int *steps) { return M->m->default_solver(M->obj, steps); }
+fm_solver_kind fm_model_default_solver(const fm_model *M, int *steps)
+{
+    if (M->m->default_solver) return M->m->default_solver(M->obj, steps);
+    if (steps) *steps = 1;
+    return FM_SOLVER_MIDPOINT;
+}
 
 fm_status fm_model_sample_from(fm_model *M, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
                                const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                                fm_solve_stats *st)
 {
     if (n < 1) return fm__fail(FM_ERR_ARG, "cannot draw %d samples", n);
+    if (!M->m->sample) return fm__fail(FM_ERR_ARG, "a %s model does not sample", M->m->name);
     return M->m->sample(M->obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
 }
 

@@ -132,7 +132,7 @@ fm_status fm__train_mlp_only(const fm_train_config *c, const char *name)
 }
 
 /* Everything but the weights, the optimizer state and the streams. */
-static fm_trainer *trainer_build(const fm__method *m, const fm_train_config *cfg, fm_dataset *data)
+static fm_trainer *trainer_build(const fm__method *m, const fm_train_config *cfg, fm_dataset *data, const void *extra)
 {
     fm_trainer *tr = calloc(1, sizeof *tr);
     if (!tr) {
@@ -141,6 +141,7 @@ static fm_trainer *trainer_build(const fm__method *m, const fm_train_config *cfg
         return NULL;
     }
     tr->m = m;
+    tr->extra = extra;
     tr->cfg = *cfg;
     tr->data = data;
     if (config_check(m, cfg)) goto fail;
@@ -216,7 +217,7 @@ fail:
     return NULL;
 }
 
-fm_trainer *fm__trainer_new(const fm__method *m, const fm_train_config *cfg)
+fm_trainer *fm__trainer_new(const fm__method *m, const fm_train_config *cfg, const void *extra)
 {
     if (!cfg || !cfg->flow.data) {
         fm__fail(FM_ERR_ARG, "no training data given");
@@ -236,7 +237,7 @@ fm_trainer *fm__trainer_new(const fm__method *m, const fm_train_config *cfg)
         fm_dataset_free(data);
         return NULL;
     }
-    fm_trainer *tr = trainer_build(m, cfg, data);
+    fm_trainer *tr = trainer_build(m, cfg, data, extra);
     if (!tr) return NULL;
     tr->cfg.standardize = standardize;
     if (standardize) {
@@ -525,7 +526,7 @@ fm_trainer *fm__trainer_resume(const fm__method *m, const fm_st *st, const char 
         fm__fail(FM_ERR_ARG, "%s: its training data: %s", path, fm_last_error());
         return NULL;
     }
-    tr = trainer_build(m, &c, data);
+    tr = trainer_build(m, &c, data, NULL);
     if (!tr) return NULL;
     s = fm__stdz_load(tr->z, st, m->stdz_key, tr->cfg.flow.dim);
     for (int k = 0; !s && k < tr->ngroups; k++) s = fm_params_load(tr->g[k].P, st, NULL);

@@ -71,6 +71,9 @@ run train --method ddpm --data "mnist:$DIGITS" --arch unet --channels 8 --T 50 -
 run sample --model "unet_ddpm.safetensors" --n 3 --solver ddim --steps 3 --threads $TH --quiet --out "unet_ddpm_samples.npy"
 run train --method vae --data "mnist:$DIGITS" --iters 3 --batch 16 $q --out "mnist_vae.safetensors" --loss-csv "mnist_vae_loss.csv"
 run train --method gan --data "mnist:$DIGITS" --iters 3 --batch 16 $q --out "mnist_gan.safetensors" --loss-csv "mnist_gan_loss.csv"
+# the digit classifier (its own training: epochs of shuffled images, shifts, dropout)
+out classifier classifier --data "mnist:$DIGITS" --channels 8,8 --hidden 16 --iters 6 --batch 16 --dropout 0.2 \
+    --threads $TH --quiet --out classifier.safetensors
 # checkpoints written by earlier versions still load and sample the same
 for f in "$R"/old/*.safetensors; do
     [ -f "$f" ] || continue
