@@ -70,7 +70,9 @@ typedef struct {
     int64_t max_steps;
 } cli_solver_opts;
 
-#define CLI_SOLVER_DEFAULTS {"midpoint", 8, NULL, 0.0, 1e-5, 1e-5, 10000}
+/* The options' defaults: a flow's own sampler (midpoint, 8 steps), the path's
+ * end time, and the tolerances and step limit of fm_solver_config_default. */
+cli_solver_opts cli_solver_defaults(void);
 #define CLI_SOLVER_OPTIONS(o)                                                                                 \
     {"solver", OPT_STR, &(o).solver, "NAME", "euler, midpoint, heun, rk4, dopri5; DDPM: ancestral, ddim"},    \
     {"steps", OPT_INT, &(o).steps, "N", "uniform grid of N steps on [0, t-end] (DDPM: sampler steps)"},       \

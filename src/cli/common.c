@@ -104,6 +104,13 @@ void cli_out_abort(cli_outputs *o)
     o->n = 0;
 }
 
+cli_solver_opts cli_solver_defaults(void)
+{
+    fm_solver_config sc = fm_solver_config_default(FM_SOLVER_MIDPOINT);
+    cli_solver_opts o = {fm_solver_name(sc.kind), 8, NULL, 0.0, sc.rtol, sc.atol, sc.max_steps};
+    return o;
+}
+
 int cli_solver_check(const char *cmd, const cli_solver_opts *o, int from_noise)
 {
     fm_solver_config sc;
@@ -255,13 +262,14 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
             if (cli_given(spec, ode_opts[i]))
                 return cli_usage_error(cmd, "--%s does not apply to a DDPM model (--solver ancestral or ddim, --steps)",
                                        ode_opts[i]);
-        int T = fm_flow_get_config(fm_model_flow(m))->ddpm.T;
+        int T = fm_flow_get_config(fm_model_flow(m))->ddpm.T, own_steps;
+        fm_solver_kind own = fm_model_default_solver(m, &own_steps); /* ancestral, T steps */
         int foreign = !strict && cli_given(spec, "solver") && !ddpm_kind; /* options meant for a flow */
-        if (!cli_given(spec, "solver") || foreign) so->solver = "ancestral";
+        if (!cli_given(spec, "solver") || foreign) so->solver = fm_solver_name(own);
         k = fm_solver_from_name(so->solver);
         if (k != FM_SOLVER_ANCESTRAL && k != FM_SOLVER_DDIM)
             return cli_usage_error(cmd, "a DDPM model samples with --solver ancestral or ddim, not '%s'", so->solver);
-        if (foreign || !cli_given(spec, "steps")) so->steps = k == FM_SOLVER_ANCESTRAL ? T : (T < 50 ? T : 50);
+        if (foreign || !cli_given(spec, "steps")) so->steps = k == (int)own ? own_steps : (T < 50 ? T : 50);
         if (so->steps < 1 || so->steps > T)
             return cli_usage_error(cmd, "--steps %d must lie in 1..T = %d for this DDPM model", so->steps, T);
         *sc = fm_solver_config_default((fm_solver_kind)k);
@@ -275,8 +283,8 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
         return cli_usage_error(cmd, "--solver %s is a DDPM sampler; a flow takes euler, midpoint, heun, rk4 or dopri5",
                                so->solver);
     if (ddpm_kind) { /* options meant for a DDPM model: the flow's own sampler */
-        cli_solver_opts own = CLI_SOLVER_DEFAULTS;
-        *so = own;
+        *so = cli_solver_defaults();
+        so->solver = fm_solver_name(fm_model_default_solver(m, &so->steps));
     }
     return cli_solver_setup(cmd, so, &fm_flow_get_config(fm_model_flow(m))->path, sc, grid, ngrid, from_noise);
 }

@@ -291,7 +291,7 @@ int cmd_eval(int argc, char **argv)
     int n = 2000, threads = 0;
     int64_t seed = 0;
     double bw = 0;
-    cli_solver_opts so = CLI_SOLVER_DEFAULTS;
+    cli_solver_opts so = cli_solver_defaults();
     const cli_opt opts[] = {
         {"a", OPT_STR, &a, "X", "first set: FILE.npy, FILE.csv, MODEL.safetensors or a dataset (required)"},
         {"b", OPT_STR, &b, "Y", "second set, same kinds (required)"},

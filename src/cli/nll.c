@@ -14,7 +14,7 @@ int cmd_nll(int argc, char **argv)
     int n = 2000, hutch = 0, exact = 0, no_ema = 0, threads = 0, grid_n = 100, deq = 0;
     int64_t seed = 0;
     double range = 3.0;
-    cli_solver_opts so = CLI_SOLVER_DEFAULTS;
+    cli_solver_opts so = cli_solver_defaults();
     so.solver = "rk4";
     so.steps = 100;
     const cli_opt opts[] = {

@@ -80,7 +80,7 @@ int cmd_reflow(int argc, char **argv)
     int rounds = 1, npairs = 20000, batch = 256, fresh = 0, threads = 0, quiet = 0, save_rounds = 0, eval_n = 2000;
     int64_t iters = 5000, seed = 0;
     double lr = 1e-3, ema = 0;
-    cli_solver_opts so = CLI_SOLVER_DEFAULTS;
+    cli_solver_opts so = cli_solver_defaults();
     so.solver = "dopri5";
     const cli_opt opts[] = {
         {"model", OPT_STR, &model, "FILE", "the flow to straighten (required)"},

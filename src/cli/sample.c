@@ -66,7 +66,7 @@ int cmd_sample(int argc, char **argv)
     int n = -1, save_every = 0, no_ema = 0, threads = 0, quiet = 0, gcols = 8;
     int64_t seed = 0;
     double range = 3.0;
-    cli_solver_opts so = CLI_SOLVER_DEFAULTS;
+    cli_solver_opts so = cli_solver_defaults();
     const cli_opt opts[] = {
         {"model", OPT_STR, &model, "FILE", "checkpoint written by train (required)"},
         {"n", OPT_INT, &n, "N", "number of samples (default 2000, or the rows of --x0)"},
