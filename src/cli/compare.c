@@ -211,7 +211,8 @@ static int draw_data(const compare_opts *o, compare_run *r)
     fm_status s = r->ref && r->other ? fm_dataset_sample(ds, &rd, r->ref, n) : FM_ERR_NOMEM;
     if (!s) s = fm_dataset_sample(ds, &rd, r->other, n);
     fm_dataset_free(ds);
-    if (s) return cli_error("compare", "drawing %s: %s", o->data, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
+    if (s)
+        return cli_error("compare", "drawing %s: %s", o->data, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
     return CLI_GO;
 }
 

@@ -111,7 +111,8 @@ static int read_points(const nll_opts *o, nll_run *r)
         fm_rng_seed(&rng, (uint64_t)o->seed, FM_STREAM_DATA);
         fm_status s = pts->data ? fm_dataset_sample(ds, &rng, pts->data, o->n) : FM_ERR_NOMEM;
         fm_dataset_free(ds);
-        if (s) return cli_error("nll", "drawing %s: %s", o->data, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
+        if (s)
+            return cli_error("nll", "drawing %s: %s", o->data, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
     }
     if (pts->cols != r->d) return cli_error("nll", "the points have %d dimensions, the model %d", pts->cols, r->d);
     for (size_t i = 0; i < (size_t)pts->rows * r->d; i++)
