@@ -45,7 +45,7 @@ void cli_help(const cli_spec *spec, FILE *f);
 int cli_given(const cli_spec *spec, const char *name);
 /* Create folder dir and its parents (like mkdir -p); an existing folder is
  * fine. On failure reports "cannot use DIR as the output folder: why" and
- * returns CLI_FAIL; -1 on success. */
+ * returns CLI_FAIL; CLI_GO on success. */
 int cli_make_dir(const char *cmd, const char *dir);
 /* "flowmatch CMD: <message>" on stderr; returns CLI_FAIL. */
 int cli_error(const char *cmd, const char *fmt, ...)
@@ -70,7 +70,9 @@ typedef struct {
     int64_t max_steps;
 } cli_solver_opts;
 
-#define CLI_SOLVER_DEFAULTS {"midpoint", 8, NULL, 0.0, 1e-5, 1e-5, 10000}
+/* The options' defaults: a flow's own sampler (midpoint, 8 steps), the path's
+ * end time, and the tolerances and step limit of fm_solver_config_default. */
+cli_solver_opts cli_solver_defaults(void);
 #define CLI_SOLVER_OPTIONS(o)                                                                                 \
     {"solver", OPT_STR, &(o).solver, "NAME", "euler, midpoint, heun, rk4, dopri5; DDPM: ancestral, ddim"},    \
     {"steps", OPT_INT, &(o).steps, "N", "uniform grid of N steps on [0, t-end] (DDPM: sampler steps)"},       \
@@ -97,17 +99,17 @@ void cli_out_abort(cli_outputs *o);
 double cli_now(void);
 int cli_has_suffix(const char *s, const char *suffix);
 char *cli_derive(const char *path, const char *tail);
-/* Check the solver options before any work (-1 if fine, else exit code 2 with
+/* Check the solver options before any work (CLI_GO if fine, else exit code 2 with
  * the message printed). */
 int cli_solver_check(const char *cmd, const cli_solver_opts *o, int from_noise);
-/* Solver config and time grid (malloc'ed) from the options; -1 to go on, else
+/* Solver config and time grid (malloc'ed) from the options; CLI_GO to go on, else
  * an exit code. from_noise: the ODE starts from the source, so the grid must
  * start at t = 0. */
 int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *path, fm_solver_config *sc,
                      double **grid, int *ngrid, int from_noise);
-/* Points to .npy or .csv by extension; -1 on success, else an exit code. */
+/* Points to .npy or .csv by extension; CLI_GO on success, else an exit code. */
 int cli_write_points(const char *cmd, const char *path, const float *x, int n, int d);
-/* A model of any method from a checkpoint; -1 on success, else an exit code. */
+/* A model of any method from a checkpoint; CLI_GO on success, else an exit code. */
 int cli_load_model(const char *cmd, const char *path, int use_ema, fm_model **out);
 /* The same for commands that need a flow-matching model: *out is the flow
  * inside *holder (free the holder). */
@@ -117,7 +119,7 @@ int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **hol
  * and time grid for flows, ancestral or ddim with --steps for DDPM, nothing
  * (grid NULL) for VAE and GAN, which refuse solver options when strict. eval
  * is not strict: its options may be meant for its other side, so a model
- * that cannot use them takes its own default sampler. -1 to go on. */
+ * that cannot use them takes its own default sampler. CLI_GO to go on. */
 int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int from_noise,
                       int strict, fm_solver_config *sc, double **grid, int *ngrid);
 
@@ -168,7 +170,7 @@ int cmd_classifier(int argc, char **argv);
 int cli_parse_ints(const char *s, int *v, int cap);
 /* --label and --guidance of a class-conditional model: *want = -2 for "all",
  * -1 for "none", else the class number (checked against the model's classes
- * later); the weight finite and within +-1e4. -1 if both are valid, else the
+ * later); the weight finite and within +-1e4. CLI_GO if both are valid, else the
  * usage error's exit code. */
 int cli_class_choice(const char *cmd, const char *label, double guidance, int *want);
 

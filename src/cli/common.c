@@ -54,7 +54,7 @@ int cli_make_dir(const char *cmd, const char *dir)
                              errno == EEXIST ? "a part of it exists and is not a folder" : strerror(errno));
         buf[i] = c;
     }
-    return -1;
+    return CLI_GO;
 }
 
 int cli_status_code(fm_status s) { return (s == FM_ERR_ARG || s == FM_ERR_SHAPE) ? CLI_USAGE : CLI_FAIL; }
@@ -80,11 +80,11 @@ const char *cli_out_stage(cli_outputs *o, const char *final)
 
 int cli_out_commit(const char *cmd, cli_outputs *o)
 {
-    int rc = -1;
+    int rc = CLI_GO;
     for (int i = 0; i < o->n; i++) {
-        if (rc < 0 && rename(o->tmp[i], o->final[i]) != 0)
+        if (rc == CLI_GO && rename(o->tmp[i], o->final[i]) != 0)
             rc = cli_error(cmd, "cannot write %s: %s", o->final[i], strerror(errno));
-        if (rc >= 0) remove(o->tmp[i]);
+        if (rc != CLI_GO) remove(o->tmp[i]);
     }
     for (int i = 0; i < o->n; i++) {
         free(o->tmp[i]);
@@ -102,6 +102,13 @@ void cli_out_abort(cli_outputs *o)
         free(o->final[i]);
     }
     o->n = 0;
+}
+
+cli_solver_opts cli_solver_defaults(void)
+{
+    fm_solver_config sc = fm_solver_config_default(FM_SOLVER_MIDPOINT);
+    cli_solver_opts o = {fm_solver_name(sc.kind), 8, NULL, 0.0, sc.rtol, sc.atol, sc.max_steps};
+    return o;
 }
 
 int cli_solver_check(const char *cmd, const cli_solver_opts *o, int from_noise)
@@ -182,7 +189,7 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
         }
         *grid = g;
         *ngrid = n;
-        return -1;
+        return CLI_GO;
     }
     if (o->steps < 1 || o->steps > 1000000)
         return cli_usage_error(cmd, "--steps %d must be between 1 and 1000000", o->steps);
@@ -190,7 +197,7 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
     if (!*grid) return cli_error(cmd, "out of memory");
     fm_time_grid_uniform(*grid, o->steps, 0.0, t_end);
     *ngrid = o->steps + 1;
-    return -1;
+    return CLI_GO;
 }
 
 int cli_write_points(const char *cmd, const char *path, const float *x, int n, int d)
@@ -204,7 +211,7 @@ int cli_write_points(const char *cmd, const char *path, const float *x, int n, i
     } else {
         return cli_usage_error(cmd, "output '%s' must end in .npy or .csv", path);
     }
-    return s == FM_OK ? -1 : cli_error(cmd, "%s", fm_last_error());
+    return s == FM_OK ? CLI_GO : cli_error(cmd, "%s", fm_last_error());
 }
 
 int cli_load_model(const char *cmd, const char *path, int use_ema, fm_model **out)
@@ -216,13 +223,13 @@ int cli_load_model(const char *cmd, const char *path, int use_ema, fm_model **ou
     if (!*out) /* name the file once */
         return strstr(fm_last_error(), path) ? cli_error(cmd, "%s", fm_last_error())
                                              : cli_error(cmd, "%s: %s", path, fm_last_error());
-    return -1;
+    return CLI_GO;
 }
 
 int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **holder, fm_flow **out)
 {
     int rc = cli_load_model(cmd, path, use_ema, holder);
-    if (rc >= 0) return rc;
+    if (rc != CLI_GO) return rc;
     if (fm_model_method(*holder) != FM_METHOD_FM) {
         rc = cli_error(cmd, "%s holds a %s model; this command needs a flow-matching model", path,
                        fm_method_name(fm_model_method(*holder)));
@@ -231,7 +238,7 @@ int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **hol
         return rc;
     }
     *out = fm_model_flow(*holder);
-    return -1;
+    return CLI_GO;
 }
 
 int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int from_noise,
@@ -247,7 +254,7 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
                 return cli_usage_error(cmd, "--%s does not apply to a %s model: it samples in one network pass",
                                        ode_opts[i], meth == FM_METHOD_VAE ? "VAE" : "GAN");
         *sc = fm_solver_config_default(FM_SOLVER_EULER);
-        return -1;
+        return CLI_GO;
     }
     int k = fm_solver_from_name(so->solver), ddpm_kind = k == FM_SOLVER_ANCESTRAL || k == FM_SOLVER_DDIM;
     if (meth == FM_METHOD_DDPM) {
@@ -255,13 +262,14 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
             if (cli_given(spec, ode_opts[i]))
                 return cli_usage_error(cmd, "--%s does not apply to a DDPM model (--solver ancestral or ddim, --steps)",
                                        ode_opts[i]);
-        int T = fm_flow_get_config(fm_model_flow(m))->ddpm.T;
+        int T = fm_flow_get_config(fm_model_flow(m))->ddpm.T, own_steps;
+        fm_solver_kind own = fm_model_default_solver(m, &own_steps); /* ancestral, T steps */
         int foreign = !strict && cli_given(spec, "solver") && !ddpm_kind; /* options meant for a flow */
-        if (!cli_given(spec, "solver") || foreign) so->solver = "ancestral";
+        if (!cli_given(spec, "solver") || foreign) so->solver = fm_solver_name(own);
         k = fm_solver_from_name(so->solver);
         if (k != FM_SOLVER_ANCESTRAL && k != FM_SOLVER_DDIM)
             return cli_usage_error(cmd, "a DDPM model samples with --solver ancestral or ddim, not '%s'", so->solver);
-        if (foreign || !cli_given(spec, "steps")) so->steps = k == FM_SOLVER_ANCESTRAL ? T : (T < 50 ? T : 50);
+        if (foreign || !cli_given(spec, "steps")) so->steps = k == (int)own ? own_steps : (T < 50 ? T : 50);
         if (so->steps < 1 || so->steps > T)
             return cli_usage_error(cmd, "--steps %d must lie in 1..T = %d for this DDPM model", so->steps, T);
         *sc = fm_solver_config_default((fm_solver_kind)k);
@@ -269,14 +277,14 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
         if (!*grid) return cli_error(cmd, "out of memory");
         fm_time_grid_uniform(*grid, so->steps, 0.0, 1.0); /* for the observers: flow-matching time */
         *ngrid = so->steps + 1;
-        return -1;
+        return CLI_GO;
     }
     if (ddpm_kind && strict)
         return cli_usage_error(cmd, "--solver %s is a DDPM sampler; a flow takes euler, midpoint, heun, rk4 or dopri5",
                                so->solver);
     if (ddpm_kind) { /* options meant for a DDPM model: the flow's own sampler */
-        cli_solver_opts own = CLI_SOLVER_DEFAULTS;
-        *so = own;
+        *so = cli_solver_defaults();
+        so->solver = fm_solver_name(fm_model_default_solver(m, &so->steps));
     }
     return cli_solver_setup(cmd, so, &fm_flow_get_config(fm_model_flow(m))->path, sc, grid, ngrid, from_noise);
 }
@@ -291,7 +299,7 @@ int cli_class_choice(const char *cmd, const char *label, double guidance, int *w
     else return cli_usage_error(cmd, "--label '%s' must be a class number, 'none' or 'all'", label);
     if (!isfinite(guidance) || fabs(guidance) > 1e4)
         return cli_usage_error(cmd, "--guidance %g must be a finite number within +-1e4", guidance);
-    return -1;
+    return CLI_GO;
 }
 
 static volatile sig_atomic_t interrupted;
@@ -305,7 +313,7 @@ int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_eve
                   void *ctx, const char *on_interrupt, int64_t *done, double *seconds)
 {
     int64_t todo = iters - start > 0 ? iters - start : 0, k = 0;
-    int tty = isatty(fileno(stderr)), rc = -1;
+    int tty = isatty(fileno(stderr)), rc = CLI_GO;
     interrupted = 0;
     void (*old)(int) = signal(SIGINT, on_sigint);
     double t0 = cli_now(), last_print = t0, avg = 0, wsum = 0;
@@ -333,7 +341,7 @@ int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_eve
     }
     if (tty && !quiet) fputc('\n', stderr);
     signal(SIGINT, old);
-    if (interrupted && rc < 0 && !quiet)
+    if (interrupted && rc == CLI_GO && !quiet)
         fprintf(stderr, "interrupted at iteration %lld; %s\n", (long long)(start + k), on_interrupt);
     *done = k;
     *seconds = cli_now() - t0;

@@ -106,7 +106,7 @@ static int measure(fm_model *m, const char *mname, long sampling_params, const c
     free(x);
     *out = (row){mname, sampler, (int)st.nfe, (long)fm_model_size(m), sampling_params, w2, e, train_s,
                  1000.0 * secs * 1000.0 / n};
-    return -1;
+    return CLI_GO;
 }
 
 static void print_table(FILE *f, const row *rows, int nrows, const char *data, long iters, int batch)
@@ -129,28 +129,274 @@ static void print_table(FILE *f, const row *rows, int nrows, const char *data, l
             data, iters, batch);
 }
 
+/* The command line. */
+typedef struct {
+    const char *data, *dir, *methods, *nfe_list, *act;
+    int width, depth, batch, n, threads, quiet;
+    int64_t iters, seed;
+    double lr;
+    int want[M_COUNT]; /* from --methods */
+    int nfe[32], nnfe; /* from --nfe */
+    fm_act act_kind;
+} compare_opts;
+
+/* The run: the reference draws, the table's rows, the figure's panels and the
+ * trained models. */
+typedef struct {
+    int d;
+    float *ref, *other; /* two independent draws of the data, n each */
+    row *rows;
+    int nrows;
+    float *panels; /* (M_COUNT + 1, n, d): the data, then each method's samples */
+    const char *titles[M_COUNT + 1];
+    char tbuf[M_COUNT + 1][64];
+    int npanels;
+    fm_model *models[M_COUNT];
+    cli_outputs outs;
+} compare_run;
+
+static void run_free(compare_run *r)
+{
+    cli_out_abort(&r->outs);
+    for (int m = 0; m < M_COUNT; m++) fm_model_free(r->models[m]);
+    free(r->rows);
+    free(r->panels);
+    free(r->ref);
+    free(r->other);
+}
+
+static int check_options(compare_opts *o)
+{
+#define BAD(...) return cli_usage_error("compare", __VA_ARGS__)
+    int nwant = 0;
+    for (const char *p = o->methods; *p;) {
+        size_t k = strcspn(p, ",");
+        int found = -1;
+        for (int m = 0; m < M_COUNT; m++)
+            if (strlen(mnames[m]) == k && !strncmp(p, mnames[m], k)) found = m;
+        if (found < 0) BAD("unknown method '%.*s' in --methods (fm-ot, fm-vp, fm-ve, ddpm, vae, gan)", (int)k, p);
+        nwant += !o->want[found];
+        o->want[found] = 1;
+        p += k + (p[k] == ',');
+    }
+    if (!nwant) BAD("--methods is empty");
+    o->nnfe = cli_parse_ints(o->nfe_list, o->nfe, 32);
+    if (o->nnfe < 1) BAD("--nfe '%s' is not a list of up to 32 counts in 1..100000", o->nfe_list);
+    if (o->iters < 1 || o->batch < 1 || o->batch > (1 << 20) || o->n < 2 || o->n > 20000 || o->seed < 0 ||
+        o->threads < 0 || o->threads > 1024)
+        BAD("--iters and --batch must be >= 1, --n in 2..20000, --seed >= 0, --threads in 0..1024");
+    if (o->width < 1 || o->width > 4096 || o->depth < 1 || o->depth > FM_MLP_MAX_LAYERS)
+        BAD("--width must lie in 1..4096 and --depth in 1..%d", FM_MLP_MAX_LAYERS);
+    int a = fm_act_from_name(o->act);
+    if (a < 0) BAD("unknown --act '%s'", o->act);
+    o->act_kind = (fm_act)a;
+    if (!(o->lr >= 0)) BAD("--lr %g must be >= 0", o->lr);
+#undef BAD
+    return CLI_GO;
+}
+
+/* What every row is scored against, and a second draw for the data's own row. */
+static int draw_data(const compare_opts *o, compare_run *r)
+{
+    fm_dataset *ds = fm_dataset_open(o->data);
+    if (!ds) {
+        fprintf(stderr, "flowmatch compare: %s\n", fm_last_error());
+        return cli_status_code(fm_last_status());
+    }
+    int n = o->n, d = r->d = fm_dataset_dim(ds);
+    r->ref = malloc((size_t)n * d * sizeof(float));
+    r->other = malloc((size_t)n * d * sizeof(float));
+    fm_rng rd;
+    fm_rng_seed(&rd, (uint64_t)o->seed + 1, FM_STREAM_DATA);
+    fm_status s = r->ref && r->other ? fm_dataset_sample(ds, &rd, r->ref, n) : FM_ERR_NOMEM;
+    if (!s) s = fm_dataset_sample(ds, &rd, r->other, n);
+    fm_dataset_free(ds);
+    if (s)
+        return cli_error("compare", "drawing %s: %s", o->data, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
+    return CLI_GO;
+}
+
+/* Room for the rows and panels, and the first of each: the floor, two
+ * independent draws of the data. */
+static int data_row(const compare_opts *o, compare_run *r)
+{
+    int n = o->n, d = r->d;
+    r->rows = calloc((size_t)(1 + M_COUNT * (2 * o->nnfe + 3)), sizeof(row));
+    r->panels = malloc((size_t)(M_COUNT + 1) * n * d * sizeof(float));
+    if (!r->rows || !r->panels) return cli_error("compare", "out of memory");
+    double w2 = NAN, e = NAN;
+    if (fm_w2_exact(r->other, r->ref, n, d, &w2, NULL) || fm_energy_distance(r->other, n, r->ref, n, d, &e))
+        return cli_error("compare", "%s", fm_last_error());
+    r->rows[r->nrows++] = (row){"data", "", 0, 0, 0, w2, e, 0, 0};
+    memcpy(r->panels, r->ref, (size_t)n * d * sizeof(float));
+    r->titles[r->npanels++] = "data";
+    return CLI_GO;
+}
+
+/* Method m's training run: its own defaults with the shared options; the VAE's
+ * and GAN's widths matched to target parameters, *w that width and *sp their
+ * sampling network's size. */
+static fm_train_config method_config(const compare_opts *o, int m, int d, long target, int *w, long *sp)
+{
+    fm_train_config c = fm_train_config_for(m == M_DDPM ? FM_METHOD_DDPM : m == M_VAE ? FM_METHOD_VAE
+                                             : m == M_GAN ? FM_METHOD_GAN : FM_METHOD_FM);
+    c.flow.data = o->data;
+    c.iters = o->iters;
+    c.batch = o->batch;
+    c.seed = (uint64_t)o->seed;
+    c.sched.total = o->iters;
+    *w = o->width;
+    if (m == M_VAE) *w = matched_width(M_VAE, d, o->depth, c.vae.latent, target);
+    if (m == M_GAN) *w = matched_width(M_GAN, d, o->depth, c.gan.latent, target);
+    *sp = sampling_size(m, d, *w, o->depth, m == M_VAE ? c.vae.latent : c.gan.latent);
+    if (m == M_FM_VP) c.flow.path = fm_path_default(FM_PATH_VP);
+    if (m == M_FM_VE) c.flow.path = fm_path_default(FM_PATH_VE);
+    c.flow.net.nhidden = o->depth;
+    for (int i = 0; i < o->depth; i++) c.flow.net.width[i] = *w;
+    c.flow.net.act = o->act_kind;
+    if (o->lr > 0) c.optim.lr = o->lr;
+    c.gan.d_optim = c.optim;
+    return c;
+}
+
+/* Train method m, write its checkpoint and load it back into r->models[m]:
+ * what is measured is what the file holds. */
+static int train_method(const compare_opts *o, compare_run *r, int m, long target, long *sp, double *train_s)
+{
+    int w;
+    fm_train_config c = method_config(o, m, r->d, target, &w, sp);
+    fm_trainer *tr = fm_trainer_new(&c);
+    if (!tr) return cli_error("compare", "%s: %s", mnames[m], fm_last_error());
+    if (!o->quiet)
+        fprintf(stderr, "training %s: width %d x %d, %zu parameters, %lld iterations\n", mnames[m], w, o->depth,
+                fm_model_size(fm_trainer_model(tr)), (long long)o->iters);
+    cli_losses log;
+    char who[64];
+    snprintf(who, sizeof who, "compare (%s)", mnames[m]);
+    int rc = cli_train_loop(who, tr, o->iters, o->iters / 4 > 0 ? o->iters / 4 : 1, o->quiet, &log, train_s);
+    if (rc == CLI_GO) {
+        cli_losses_free(&log);
+        char name[64];
+        snprintf(name, sizeof name, "%s/%s.safetensors", o->dir, mnames[m]);
+        const char *tp = cli_out_stage(&r->outs, name);
+        if (!tp || fm_trainer_save(tr, tp) != FM_OK)
+            rc = cli_error("compare", "%s", tp ? fm_last_error() : "out of memory");
+        else
+            rc = cli_load_model("compare", tp, 0, &r->models[m]);
+    }
+    fm_trainer_free(tr);
+    return rc;
+}
+
+/* The rows of method m's samplers; its last row's samples become its panel. */
+static int measure_method(const compare_opts *o, compare_run *r, int m, long sp, double train_s)
+{
+    fm_model *M = r->models[m];
+    const char *mn = mnames[m];
+    float *keep = r->panels + (size_t)r->npanels * o->n * r->d;
+    int rc = CLI_GO, n = o->n;
+    uint64_t sd = (uint64_t)o->seed;
+    if (m == M_VAE || m == M_GAN) {
+        rc = measure(M, mn, sp, "one pass", 1, n, sd, r->ref, train_s, keep, &r->rows[r->nrows++]);
+    } else if (m == M_DDPM) {
+        int T = fm_flow_get_config(fm_model_flow(M))->ddpm.T;
+        for (int i = 0; i < o->nnfe && rc == CLI_GO; i++)
+            if (o->nfe[i] <= T)
+                rc = measure(M, mn, sp, "ddim", o->nfe[i], n, sd, r->ref, train_s, NULL, &r->rows[r->nrows++]);
+        if (rc == CLI_GO && T >= 100)
+            rc = measure(M, mn, sp, "ancestral", 100, n, sd, r->ref, train_s, NULL, &r->rows[r->nrows++]);
+        if (rc == CLI_GO) rc = measure(M, mn, sp, "ancestral", T, n, sd, r->ref, train_s, keep, &r->rows[r->nrows++]);
+    } else {
+        for (int i = 0; i < o->nnfe && rc == CLI_GO; i++)
+            rc = measure(M, mn, sp, "euler", o->nfe[i], n, sd, r->ref, train_s, NULL, &r->rows[r->nrows++]);
+        if (rc == CLI_GO) rc = measure(M, mn, sp, "midpoint", 16, n, sd, r->ref, train_s, keep, &r->rows[r->nrows++]);
+    }
+    if (rc != CLI_GO) return rc;
+    snprintf(r->tbuf[r->npanels], sizeof r->tbuf[r->npanels], "%s (W2 %.3f)", mn, r->rows[r->nrows - 1].w2);
+    r->titles[r->npanels] = r->tbuf[r->npanels];
+    r->npanels++;
+    return CLI_GO;
+}
+
+/* DIR/compare.md, .csv and .svg, then every output renamed into place. */
+static int write_results(const compare_opts *o, compare_run *r)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/compare.md", o->dir);
+    const char *tmd = cli_out_stage(&r->outs, path);
+    snprintf(path, sizeof path, "%s/compare.csv", o->dir);
+    const char *tcsv = cli_out_stage(&r->outs, path);
+    snprintf(path, sizeof path, "%s/compare.svg", o->dir);
+    const char *tsvg = cli_out_stage(&r->outs, path);
+    FILE *fmd = tmd ? fopen(tmd, "w") : NULL, *fcsv = tcsv ? fopen(tcsv, "w") : NULL;
+    if (!fmd || !fcsv || !tsvg) {
+        if (fmd) fclose(fmd);
+        if (fcsv) fclose(fcsv);
+        return cli_error("compare", "cannot write the table in %s: %s", o->dir, strerror(errno));
+    }
+    print_table(fmd, r->rows, r->nrows, o->data, (long)o->iters, o->batch);
+    fprintf(fcsv, "method,sampler,nfe,w2,energy,sampling_params,params,train_s,sample_ms_per_1000\n");
+    for (int i = 0; i < r->nrows; i++) {
+        const row *w = &r->rows[i];
+        fprintf(fcsv, "%s,%s,%d,%.6f,%.6f,%ld,%ld,%.4f,%.4f\n", w->method, w->sampler, w->nfe, w->w2, w->energy,
+                w->sampling_params, w->params, w->train_s, w->sample_ms);
+    }
+    int bad = ferror(fmd) | ferror(fcsv);
+    bad |= fclose(fmd) != 0;
+    bad |= fclose(fcsv) != 0;
+    if (bad) return cli_error("compare", "cannot write the table in %s", o->dir);
+    if (fm_svg_panels(tsvg, r->panels, r->titles, r->npanels, o->n, r->d, 3.0) != FM_OK)
+        return cli_error("compare", "%s", fm_last_error());
+    return cli_out_commit("compare", &r->outs);
+}
+
+/* Everything after the options: CLI_OK, or the exit code of the step that failed. */
+static int run(const compare_opts *o, compare_run *r)
+{
+    int rc;
+    if ((rc = draw_data(o, r)) != CLI_GO) return rc;
+    if ((rc = cli_make_dir("compare", o->dir)) != CLI_GO) return rc;
+    if (o->n > 10000 && !o->quiet) fprintf(stderr, "note: exact W2 on %d points per row may take a while\n", o->n);
+    fm_set_threads(o->threads);
+    if ((rc = data_row(o, r)) != CLI_GO) return rc;
+    long target = sampling_size(M_FM_OT, r->d, o->width, o->depth, 2);
+    for (int m = 0; m < M_COUNT; m++) {
+        if (!o->want[m]) continue;
+        long sp;
+        double train_s = 0;
+        if ((rc = train_method(o, r, m, target, &sp, &train_s)) != CLI_GO) return rc;
+        if (!o->quiet) fprintf(stderr, "  trained in %.2f s; sampling\n", train_s);
+        if ((rc = measure_method(o, r, m, sp, train_s)) != CLI_GO) return rc;
+    }
+    if ((rc = write_results(o, r)) != CLI_GO) return rc;
+    print_table(stdout, r->rows, r->nrows, o->data, (long)o->iters, o->batch);
+    printf("wrote %s/compare.md, %s/compare.csv, %s/compare.svg and the checkpoints\n", o->dir, o->dir, o->dir);
+    return CLI_OK;
+}
+
 int cmd_compare(int argc, char **argv)
 {
-    const char *data = "moons", *dir = "compare", *methods = "fm-ot,fm-vp,fm-ve,ddpm,vae,gan",
-               *nfe_list = "1,2,4,8,16,32,100", *act = "elu";
-    int width = 64, depth = 3, batch = 256, n = 2000, threads = 1, quiet = 0;
-    int64_t iters = 10000, seed = 0;
-    double lr = 0;
+    /* the shared network and budget: the tutorial's (fm_train_config_default) */
+    fm_train_config c = fm_train_config_default();
+    compare_opts o = {.data = c.flow.data, .dir = "compare", .methods = "fm-ot,fm-vp,fm-ve,ddpm,vae,gan",
+                      .nfe_list = "1,2,4,8,16,32,100", .act = fm_act_name(c.flow.net.act),
+                      .width = c.flow.net.width[0], .depth = c.flow.net.nhidden, .batch = c.batch, .n = 2000,
+                      .threads = 1, .iters = c.iters, .seed = (int64_t)c.seed};
     const cli_opt opts[] = {
-        {"data", OPT_STR, &data, "SPEC", "dataset every method trains on"},
-        {"methods", OPT_STR, &methods, "LIST", "any of fm-ot, fm-vp, fm-ve, ddpm, vae, gan"},
-        {"iters", OPT_I64, &iters, "N", "training iterations for every method (GAN: generator steps)"},
-        {"batch", OPT_INT, &batch, "N", "batch size"},
-        {"width", OPT_INT, &width, "N", "hidden width of the flow and DDPM networks"},
-        {"depth", OPT_INT, &depth, "N", "hidden layers of every network"},
-        {"act", OPT_STR, &act, "NAME", "activation of every network"},
-        {"lr", OPT_DOUBLE, &lr, "X", "one learning rate for all (0: each method's own, see below)"},
-        {"nfe", OPT_STR, &nfe_list, "LIST", "network evaluations at which flows and DDPM are sampled"},
-        {"n", OPT_INT, &n, "N", "samples per row, scored against as many fresh data points"},
-        {"seed", OPT_I64, &seed, "N", "training and sampling seed"},
-        {"threads", OPT_INT, &threads, "N", "threads for every method (0: all cores)"},
-        {"out-dir", OPT_STR, &dir, "DIR", "where checkpoints, the table and the figure go"},
-        {"quiet", OPT_FLAG, &quiet, NULL, "no progress output"},
+        {"data", OPT_STR, &o.data, "SPEC", "dataset every method trains on"},
+        {"methods", OPT_STR, &o.methods, "LIST", "any of fm-ot, fm-vp, fm-ve, ddpm, vae, gan"},
+        {"iters", OPT_I64, &o.iters, "N", "training iterations for every method (GAN: generator steps)"},
+        {"batch", OPT_INT, &o.batch, "N", "batch size"},
+        {"width", OPT_INT, &o.width, "N", "hidden width of the flow and DDPM networks"},
+        {"depth", OPT_INT, &o.depth, "N", "hidden layers of every network"},
+        {"act", OPT_STR, &o.act, "NAME", "activation of every network"},
+        {"lr", OPT_DOUBLE, &o.lr, "X", "one learning rate for all (0: each method's own, see below)"},
+        {"nfe", OPT_STR, &o.nfe_list, "LIST", "network evaluations at which flows and DDPM are sampled"},
+        {"n", OPT_INT, &o.n, "N", "samples per row, scored against as many fresh data points"},
+        {"seed", OPT_I64, &o.seed, "N", "training and sampling seed"},
+        {"threads", OPT_INT, &o.threads, "N", "threads for every method (0: all cores)"},
+        {"out-dir", OPT_STR, &o.dir, "DIR", "where checkpoints, the table and the figure go"},
+        {"quiet", OPT_FLAG, &o.quiet, NULL, "no progress output"},
     };
     const cli_spec spec = {
         "compare", NULL, "Train flow matching and its baselines on the same data and compare them.",
@@ -165,189 +411,11 @@ int cmd_compare(int argc, char **argv)
         "distance). Writes DIR/compare.md, DIR/compare.csv, DIR/compare.svg (each\n"
         "method's samples side by side) and DIR/<method>.safetensors.",
         opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
-    int npos;
-    int rc = cli_parse(&spec, argc, argv, NULL, &npos);
-    if (rc >= 0) return rc;
-#define BAD(...) return cli_usage_error("compare", __VA_ARGS__)
-    int want[M_COUNT] = {0}, nwant = 0;
-    for (const char *p = methods; *p;) {
-        size_t k = strcspn(p, ",");
-        int found = -1;
-        for (int m = 0; m < M_COUNT; m++)
-            if (strlen(mnames[m]) == k && !strncmp(p, mnames[m], k)) found = m;
-        if (found < 0) BAD("unknown method '%.*s' in --methods (fm-ot, fm-vp, fm-ve, ddpm, vae, gan)", (int)k, p);
-        nwant += !want[found];
-        want[found] = 1;
-        p += k + (p[k] == ',');
-    }
-    if (!nwant) BAD("--methods is empty");
-    int nfe[32];
-    int nnfe = cli_parse_ints(nfe_list, nfe, 32);
-    if (nnfe < 1) BAD("--nfe '%s' is not a list of up to 32 counts in 1..100000", nfe_list);
-    if (iters < 1 || batch < 1 || batch > (1 << 20) || n < 2 || n > 20000 || seed < 0 || threads < 0 || threads > 1024)
-        BAD("--iters and --batch must be >= 1, --n in 2..20000, --seed >= 0, --threads in 0..1024");
-    if (width < 1 || width > 4096 || depth < 1 || depth > FM_MLP_MAX_LAYERS)
-        BAD("--width must lie in 1..4096 and --depth in 1..%d", FM_MLP_MAX_LAYERS);
-    int a = fm_act_from_name(act);
-    if (a < 0) BAD("unknown --act '%s'", act);
-    if (!(lr >= 0)) BAD("--lr %g must be >= 0", lr);
-#undef BAD
-    fm_dataset *ds = fm_dataset_open(data);
-    if (!ds) {
-        fprintf(stderr, "flowmatch compare: %s\n", fm_last_error());
-        return cli_status_code(fm_last_status());
-    }
-    int d = fm_dataset_dim(ds);
-    float *ref = malloc((size_t)n * d * sizeof(float)), *other = malloc((size_t)n * d * sizeof(float));
-    fm_rng rd;
-    fm_rng_seed(&rd, (uint64_t)seed + 1, FM_STREAM_DATA);
-    fm_status s = ref && other ? fm_dataset_sample(ds, &rd, ref, n) : FM_ERR_NOMEM;
-    if (!s) s = fm_dataset_sample(ds, &rd, other, n);
-    fm_dataset_free(ds);
-    if (s) {
-        free(ref);
-        free(other);
-        return cli_error("compare", "drawing %s: %s", data, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
-    }
-    if ((rc = cli_make_dir("compare", dir)) >= 0) {
-        free(ref);
-        free(other);
-        return rc;
-    }
-    if (n > 10000 && !quiet) fprintf(stderr, "note: exact W2 on %d points per row may take a while\n", n);
-    fm_set_threads(threads);
-    int maxrows = 1 + M_COUNT * (2 * nnfe + 3);
-    row *rows = calloc((size_t)maxrows, sizeof(row));
-    float *panels = malloc((size_t)(M_COUNT + 1) * n * d * sizeof(float));
-    const char *titles[M_COUNT + 1];
-    char tbuf[M_COUNT + 1][64];
-    int nrows = 0, npanels = 0;
-    fm_model *models[M_COUNT] = {0};
-    cli_outputs outs = {0};
-    if (!rows || !panels) {
-        rc = cli_error("compare", "out of memory");
-        goto done;
-    }
-    /* the floor: two independent draws of the data */
-    double w2 = NAN, e = NAN;
-    if (fm_w2_exact(other, ref, n, d, &w2, NULL) || fm_energy_distance(other, n, ref, n, d, &e)) {
-        rc = cli_error("compare", "%s", fm_last_error());
-        goto done;
-    }
-    rows[nrows++] = (row){"data", "", 0, 0, 0, w2, e, 0, 0};
-    memcpy(panels, ref, (size_t)n * d * sizeof(float));
-    titles[npanels++] = "data";
-
-    long target = sampling_size(M_FM_OT, d, width, depth, 2);
-    for (int m = 0; m < M_COUNT; m++) {
-        if (!want[m]) continue;
-        fm_train_config c = fm_train_config_for(m == M_DDPM ? FM_METHOD_DDPM : m == M_VAE ? FM_METHOD_VAE
-                                                 : m == M_GAN ? FM_METHOD_GAN : FM_METHOD_FM);
-        c.flow.data = data;
-        c.iters = iters;
-        c.batch = batch;
-        c.seed = (uint64_t)seed;
-        c.sched.total = iters;
-        int w = width;
-        if (m == M_VAE) w = matched_width(M_VAE, d, depth, c.vae.latent, target);
-        if (m == M_GAN) w = matched_width(M_GAN, d, depth, c.gan.latent, target);
-        long sp = sampling_size(m, d, w, depth, m == M_VAE ? c.vae.latent : c.gan.latent);
-        if (m == M_FM_VP) c.flow.path = fm_path_default(FM_PATH_VP);
-        if (m == M_FM_VE) c.flow.path = fm_path_default(FM_PATH_VE);
-        c.flow.net.nhidden = depth;
-        for (int i = 0; i < depth; i++) c.flow.net.width[i] = w;
-        c.flow.net.act = (fm_act)a;
-        if (lr > 0) c.optim.lr = lr;
-        c.gan.d_optim = c.optim;
-        fm_trainer *tr = fm_trainer_new(&c);
-        if (!tr) {
-            rc = cli_error("compare", "%s: %s", mnames[m], fm_last_error());
-            goto done;
-        }
-        if (!quiet)
-            fprintf(stderr, "training %s: width %d x %d, %zu parameters, %lld iterations\n", mnames[m], w, depth,
-                    fm_model_size(fm_trainer_model(tr)), (long long)iters);
-        cli_losses log;
-        double train_s = 0;
-        char who[64];
-        snprintf(who, sizeof who, "compare (%s)", mnames[m]);
-        rc = cli_train_loop(who, tr, iters, iters / 4 > 0 ? iters / 4 : 1, quiet, &log, &train_s);
-        if (rc < 0) {
-            cli_losses_free(&log);
-            char name[64];
-            snprintf(name, sizeof name, "%s/%s.safetensors", dir, mnames[m]);
-            const char *tp = cli_out_stage(&outs, name);
-            if (!tp || fm_trainer_save(tr, tp) != FM_OK)
-                rc = cli_error("compare", "%s", tp ? fm_last_error() : "out of memory");
-            else /* reload it: what is measured is what the file holds */
-                rc = cli_load_model("compare", tp, 0, &models[m]);
-        }
-        fm_trainer_free(tr);
-        if (rc >= 0) goto done;
-        if (!quiet) fprintf(stderr, "  trained in %.2f s; sampling\n", train_s);
-        fm_model *M = models[m];
-        float *keep = panels + (size_t)npanels * n * d;
-        uint64_t sd = (uint64_t)seed;
-        if (m == M_VAE || m == M_GAN) {
-            rc = measure(M, mnames[m], sp, "one pass", 1, n, sd, ref, train_s, keep, &rows[nrows++]);
-        } else if (m == M_DDPM) {
-            int T = fm_flow_get_config(fm_model_flow(M))->ddpm.T;
-            for (int i = 0; i < nnfe && rc < 0; i++)
-                if (nfe[i] <= T) rc = measure(M, mnames[m], sp, "ddim", nfe[i], n, sd, ref, train_s, NULL, &rows[nrows++]);
-            if (rc < 0 && T >= 100)
-                rc = measure(M, mnames[m], sp, "ancestral", 100, n, sd, ref, train_s, NULL, &rows[nrows++]);
-            if (rc < 0) rc = measure(M, mnames[m], sp, "ancestral", T, n, sd, ref, train_s, keep, &rows[nrows++]);
-        } else {
-            for (int i = 0; i < nnfe && rc < 0; i++)
-                rc = measure(M, mnames[m], sp, "euler", nfe[i], n, sd, ref, train_s, NULL, &rows[nrows++]);
-            if (rc < 0) rc = measure(M, mnames[m], sp, "midpoint", 16, n, sd, ref, train_s, keep, &rows[nrows++]);
-        }
-        if (rc >= 0) goto done;
-        snprintf(tbuf[npanels], sizeof tbuf[npanels], "%s (W2 %.3f)", mnames[m], rows[nrows - 1].w2);
-        titles[npanels] = tbuf[npanels];
-        npanels++;
-    }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/compare.md", dir);
-    const char *tmd = cli_out_stage(&outs, path);
-    snprintf(path, sizeof path, "%s/compare.csv", dir);
-    const char *tcsv = cli_out_stage(&outs, path);
-    snprintf(path, sizeof path, "%s/compare.svg", dir);
-    const char *tsvg = cli_out_stage(&outs, path);
-    FILE *fmd = tmd ? fopen(tmd, "w") : NULL, *fcsv = tcsv ? fopen(tcsv, "w") : NULL;
-    if (!fmd || !fcsv || !tsvg) {
-        if (fmd) fclose(fmd);
-        if (fcsv) fclose(fcsv);
-        rc = cli_error("compare", "cannot write the table in %s: %s", dir, strerror(errno));
-        goto done;
-    }
-    print_table(fmd, rows, nrows, data, (long)iters, batch);
-    fprintf(fcsv, "method,sampler,nfe,w2,energy,sampling_params,params,train_s,sample_ms_per_1000\n");
-    for (int i = 0; i < nrows; i++)
-        fprintf(fcsv, "%s,%s,%d,%.6f,%.6f,%ld,%ld,%.4f,%.4f\n", rows[i].method, rows[i].sampler, rows[i].nfe,
-                rows[i].w2, rows[i].energy, rows[i].sampling_params, rows[i].params, rows[i].train_s,
-                rows[i].sample_ms);
-    int bad = ferror(fmd) | ferror(fcsv);
-    bad |= fclose(fmd) != 0;
-    bad |= fclose(fcsv) != 0;
-    if (bad) {
-        rc = cli_error("compare", "cannot write the table in %s", dir);
-        goto done;
-    }
-    if (fm_svg_panels(tsvg, panels, titles, npanels, n, d, 3.0) != FM_OK) {
-        rc = cli_error("compare", "%s", fm_last_error());
-        goto done;
-    }
-    if ((rc = cli_out_commit("compare", &outs)) >= 0) goto done;
-    print_table(stdout, rows, nrows, data, (long)iters, batch);
-    printf("wrote %s/compare.md, %s/compare.csv, %s/compare.svg and the checkpoints\n", dir, dir, dir);
-    rc = CLI_OK;
-done:
-    cli_out_abort(&outs);
-    for (int m = 0; m < M_COUNT; m++) fm_model_free(models[m]);
-    free(rows);
-    free(panels);
-    free(ref);
-    free(other);
+    int npos, rc;
+    if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) != CLI_GO) return rc;
+    if ((rc = check_options(&o)) != CLI_GO) return rc;
+    compare_run r = {0};
+    rc = run(&o, &r);
+    run_free(&r);
     return rc;
 }

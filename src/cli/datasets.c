@@ -25,7 +25,7 @@ int cmd_datasets(int argc, char **argv)
                            opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
     int npos;
     int rc = cli_parse(&spec, argc, argv, NULL, &npos);
-    if (rc >= 0) return rc;
+    if (rc != CLI_GO) return rc;
     if (!draw) {
         if (out || plot)
             return cli_usage_error("datasets", "--out and --plot need --draw SPEC");
@@ -50,14 +50,14 @@ int cmd_datasets(int argc, char **argv)
     float *x = malloc((size_t)n * d * sizeof(float));
     fm_rng r;
     fm_rng_seed(&r, (uint64_t)seed, FM_STREAM_DATA);
-    rc = -1;
+    rc = CLI_GO;
     if (!x || fm_dataset_sample(ds, &r, x, n) != FM_OK) rc = cli_error("datasets", "%s", x ? fm_last_error() : "out of memory");
-    if (rc < 0 && out) rc = cli_write_points("datasets", out, x, n, d);
-    if (rc < 0 && plot &&
+    if (rc == CLI_GO && out) rc = cli_write_points("datasets", out, x, n, d);
+    if (rc == CLI_GO && plot &&
         (image ? fm_png_write_grid(plot, x, n, ic, ih, iw, 16, 0.0f, 1.0f)
                : fm_svg_scatter(plot, fm_dataset_spec(ds), x, n, fm_dataset_spec(ds), NULL, 0, NULL, d, 0)) != FM_OK)
         rc = cli_error("datasets", "%s", fm_last_error());
-    if (rc < 0) {
+    if (rc == CLI_GO) {
         printf("%s: %d points of dimension %d%s%s\n", fm_dataset_spec(ds), n, d, out ? " -> " : "", out ? out : "");
         rc = CLI_OK;
     }

@@ -47,134 +47,158 @@ static fm_status condition_model(fm_model *m, int n, const side_needs *nd, int *
     return s;
 }
 
-/* Refuse points of the wrong size for the classifier; -1 if they fit. */
+/* One side of the comparison: where its points come from, what they must be,
+ * and then the points, how they were made (for the report) and, for a model,
+ * its trajectories. */
+typedef struct {
+    const char *spec; /* --a or --b */
+    uint64_t seed, stream;
+    side_needs nd;
+    fm_table t;
+    char label[600];
+    model_side ms;
+} eval_side;
+
+/* Refuse points of the wrong size for the classifier; CLI_GO if they fit. */
 static int check_dim(const char *spec, int d, const side_needs *nd)
 {
-    if (!nd->want_dim || d == nd->want_dim) return -1;
+    if (!nd->want_dim || d == nd->want_dim) return CLI_GO;
     return cli_error("eval", "--classifier scores images of %d pixels; '%s' has %d values per point", nd->want_dim, spec,
                      d);
 }
 
-/* Points for one side; -1 on success, else an exit code. */
-static int load_side(const char *spec, int n, uint64_t seed, uint64_t stream, const cli_spec *cs,
-                     const cli_solver_opts *opts, const side_needs *nd, fm_table *t, char *label, size_t llen,
-                     model_side *ms)
+/* The points of a .npy or .csv file. */
+static int load_file_side(eval_side *s)
 {
-    memset(t, 0, sizeof *t);
+    fm_table *t = &s->t;
     int rc;
-    if (cli_has_suffix(spec, ".npy") || cli_has_suffix(spec, ".csv")) {
-        if (fm_points_read(spec, t) != FM_OK) return cli_error("eval", "%s", fm_last_error());
-        if ((rc = check_dim(spec, t->cols, nd)) >= 0) {
-            fm_table_free(t);
-            return rc;
-        }
-        for (size_t i = 0; i < (size_t)t->rows * t->cols; i++)
-            if (!isfinite(t->data[i])) {
-                fm_table_free(t);
-                return cli_error("eval", "%s: row %zu holds a NaN or infinite value", spec, i / (size_t)t->cols + 1);
-            }
-        snprintf(label, llen, "%s (%d points)", spec, t->rows);
-        return -1;
-    }
-    if (cli_has_suffix(spec, ".safetensors")) {
-        fm_model *m;
-        rc = cli_load_model("eval", spec, 1, &m);
-        if (rc >= 0) return rc;
-        if ((rc = check_dim(spec, fm_model_dim(m), nd)) >= 0) {
-            fm_model_free(m);
-            return rc;
-        }
-        fm_solver_config sc;
-        double *grid;
-        int ngrid, d = fm_model_dim(m);
-        cli_solver_opts so = *opts;
-        rc = cli_sampler_setup("eval", cs, &so, m, 1, 0, &sc, &grid, &ngrid);
-        if (rc >= 0) {
-            fm_model_free(m);
-            return rc;
-        }
-        int is_fm = fm_model_method(m) == FM_METHOD_FM;
-        t->data = malloc((size_t)n * d * sizeof(float));
-        ms->x0 = is_fm ? malloc((size_t)n * d * sizeof(float)) : NULL;
-        fm_rng r;
-        fm_rng_seed(&r, seed, stream);
-        fm_solve_stats st;
-        /* a flow's samples are the ends of trajectories whose energy is kept too */
-        fm_status s = !t->data || (is_fm && !ms->x0) ? FM_ERR_NOMEM : condition_model(m, n, nd, nd->labels);
-        if (!s)
-            s = is_fm ? fm_flow_path_energy(fm_model_flow(m), n, NULL, &r, &sc, grid, ngrid, ms->x0, t->data,
-                                            &ms->energy, &st)
-                      : fm_model_sample(m, n, &r, &sc, grid, ngrid, t->data, NULL, NULL, &st);
-        free(grid);
-        if (s) {
-            fm_model_free(m);
-            fm_table_free(t);
-            free(ms->x0);
-            ms->x0 = NULL;
-            return cli_error("eval", "sampling %s: %s", spec, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
-        }
-        ms->model = m;
-        ms->flow = is_fm ? fm_model_flow(m) : NULL;
-        t->rows = n;
-        t->cols = d;
-        if (fm_model_method(m) == FM_METHOD_VAE || fm_model_method(m) == FM_METHOD_GAN)
-            snprintf(label, llen, "%s (%d samples, %s, NFE 1)", spec, n, fm_method_name(fm_model_method(m)));
-        else if (!fm_flow_num_classes(fm_model_flow(m)))
-            snprintf(label, llen, "%s (%d samples, %s%s, NFE %ld)", spec, n, is_fm ? "" : "ddpm ",
-                     fm_solver_name(sc.kind), st.nfe);
-        else
-            snprintf(label, llen, "%s (%d samples, %s%s, NFE %ld; %s, guidance %g)", spec, n, is_fm ? "" : "ddpm ",
-                     fm_solver_name(sc.kind), st.nfe,
-                     nd->label == -2 ? "class i mod K for sample i" : nd->label == -1 ? "no class" : "one class",
-                     nd->guidance);
-        return -1;
-    }
-    fm_dataset *ds = fm_dataset_open(spec);
+    if (fm_points_read(s->spec, t) != FM_OK) return cli_error("eval", "%s", fm_last_error());
+    if ((rc = check_dim(s->spec, t->cols, &s->nd)) != CLI_GO) return rc;
+    for (size_t i = 0; i < (size_t)t->rows * t->cols; i++)
+        if (!isfinite(t->data[i]))
+            return cli_error("eval", "%s: row %zu holds a NaN or infinite value", s->spec, i / (size_t)t->cols + 1);
+    snprintf(s->label, sizeof s->label, "%s (%d points)", s->spec, t->rows);
+    return CLI_GO;
+}
+
+/* How a model side's n samples were drawn, for the report. */
+static void describe_model(eval_side *s, int n, fm_solver_kind kind, long nfe)
+{
+    fm_model *m = s->ms.model;
+    const char *ddpm = fm_model_method(m) == FM_METHOD_FM ? "" : "ddpm ";
+    const side_needs *nd = &s->nd;
+    if (fm_model_method(m) == FM_METHOD_VAE || fm_model_method(m) == FM_METHOD_GAN)
+        snprintf(s->label, sizeof s->label, "%s (%d samples, %s, NFE 1)", s->spec, n,
+                 fm_method_name(fm_model_method(m)));
+    else if (!fm_flow_num_classes(fm_model_flow(m)))
+        snprintf(s->label, sizeof s->label, "%s (%d samples, %s%s, NFE %ld)", s->spec, n, ddpm, fm_solver_name(kind),
+                 nfe);
+    else
+        snprintf(s->label, sizeof s->label, "%s (%d samples, %s%s, NFE %ld; %s, guidance %g)", s->spec, n, ddpm,
+                 fm_solver_name(kind), nfe,
+                 nd->label == -2 ? "class i mod K for sample i" : nd->label == -1 ? "no class" : "one class",
+                 nd->guidance);
+}
+
+/* n samples of a checkpoint's model with the solver options (a model that
+ * cannot use them takes its own sampler); a flow's are the ends of
+ * trajectories whose starting points and path energy are kept too. */
+static int load_model_side(int n, const cli_spec *cs, const cli_solver_opts *opts, eval_side *s)
+{
+    int rc = cli_load_model("eval", s->spec, 1, &s->ms.model);
+    if (rc != CLI_GO) return rc;
+    fm_model *m = s->ms.model;
+    int d = fm_model_dim(m), is_fm = fm_model_method(m) == FM_METHOD_FM;
+    if ((rc = check_dim(s->spec, d, &s->nd)) != CLI_GO) return rc;
+    fm_solver_config sc;
+    double *grid;
+    int ngrid;
+    cli_solver_opts so = *opts;
+    if ((rc = cli_sampler_setup("eval", cs, &so, m, 1, 0, &sc, &grid, &ngrid)) != CLI_GO) return rc;
+    s->t.data = malloc((size_t)n * d * sizeof(float));
+    s->ms.x0 = is_fm ? malloc((size_t)n * d * sizeof(float)) : NULL;
+    fm_rng r;
+    fm_rng_seed(&r, s->seed, s->stream);
+    fm_solve_stats st;
+    fm_status e = !s->t.data || (is_fm && !s->ms.x0) ? FM_ERR_NOMEM : condition_model(m, n, &s->nd, s->nd.labels);
+    if (!e)
+        e = is_fm ? fm_flow_path_energy(fm_model_flow(m), n, NULL, &r, &sc, grid, ngrid, s->ms.x0, s->t.data,
+                                        &s->ms.energy, &st)
+                  : fm_model_sample(m, n, &r, &sc, grid, ngrid, s->t.data, NULL, NULL, &st);
+    free(grid);
+    if (e) return cli_error("eval", "sampling %s: %s", s->spec, e == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
+    s->ms.flow = is_fm ? fm_model_flow(m) : NULL;
+    s->t.rows = n;
+    s->t.cols = d;
+    describe_model(s, n, sc.kind, st.nfe);
+    return CLI_GO;
+}
+
+/* A dataset's points: n drawn, or for the classifier an image set's first n
+ * in order (with their labels, when asked for). */
+static int load_dataset_side(int n, eval_side *s)
+{
+    const side_needs *nd = &s->nd;
+    fm_table *t = &s->t;
+    fm_dataset *ds = fm_dataset_open(s->spec);
     if (!ds) {
-        fprintf(stderr, "flowmatch eval: '%s' is not a .npy/.csv file, a .safetensors model or a dataset: %s\n", spec,
+        fprintf(stderr, "flowmatch eval: '%s' is not a .npy/.csv file, a .safetensors model or a dataset: %s\n", s->spec,
                 fm_last_error());
         return cli_status_code(fm_last_status());
     }
-    int d = fm_dataset_dim(ds), rows = fm_dataset_rows(ds);
-    if ((rc = check_dim(spec, d, nd)) >= 0) {
+    int d = fm_dataset_dim(ds), rows = fm_dataset_rows(ds), rc;
+    if ((rc = check_dim(s->spec, d, nd)) != CLI_GO) {
         fm_dataset_free(ds);
         return rc;
     }
-    fm_status s;
+    fm_status e;
     if (nd->want_dim && rows > 0) { /* a set of images: its first n, each once */
         int m = rows < n ? rows : n;
         const uint8_t *lab = fm_dataset_labels(ds);
         t->data = malloc((size_t)m * d * sizeof(float));
-        s = t->data ? fm_dataset_read_rows(ds, 0, m, t->data) : FM_ERR_NOMEM;
-        if (!s && lab && nd->labels) {
-            if (!(*nd->labels = malloc((size_t)m * sizeof(int)))) s = FM_ERR_NOMEM;
-            for (int i = 0; !s && i < m; i++) (*nd->labels)[i] = lab[i];
+        e = t->data ? fm_dataset_read_rows(ds, 0, m, t->data) : FM_ERR_NOMEM;
+        if (!e && lab && nd->labels) {
+            if (!(*nd->labels = malloc((size_t)m * sizeof(int)))) e = FM_ERR_NOMEM;
+            for (int i = 0; !e && i < m; i++) (*nd->labels)[i] = lab[i];
         }
-        if (m == rows) snprintf(label, llen, "%s (all %d images, in order)", fm_dataset_spec(ds), m);
-        else snprintf(label, llen, "%s (the first %d of its %d images)", fm_dataset_spec(ds), m, rows);
+        if (m == rows) snprintf(s->label, sizeof s->label, "%s (all %d images, in order)", fm_dataset_spec(ds), m);
+        else snprintf(s->label, sizeof s->label, "%s (the first %d of its %d images)", fm_dataset_spec(ds), m, rows);
         n = m;
     } else {
         t->data = malloc((size_t)n * d * sizeof(float));
         fm_rng r;
-        fm_rng_seed(&r, seed, stream);
-        s = t->data ? fm_dataset_sample(ds, &r, t->data, n) : FM_ERR_NOMEM;
-        snprintf(label, llen, "%s (%d points)", fm_dataset_spec(ds), n);
+        fm_rng_seed(&r, s->seed, s->stream);
+        e = t->data ? fm_dataset_sample(ds, &r, t->data, n) : FM_ERR_NOMEM;
+        snprintf(s->label, sizeof s->label, "%s (%d points)", fm_dataset_spec(ds), n);
     }
     fm_dataset_free(ds);
-    if (s) {
-        fm_table_free(t);
-        return cli_error("eval", "drawing %s: %s", spec, s == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
-    }
+    if (e) return cli_error("eval", "drawing %s: %s", s->spec, e == FM_ERR_NOMEM ? "out of memory" : fm_last_error());
     t->rows = n;
     t->cols = d;
-    return -1;
+    return CLI_GO;
+}
+
+/* Points for one side: a file's, a model's samples or a dataset's. What it
+ * allocates is freed by side_free, also after an error. */
+static int load_side(int n, const cli_spec *cs, const cli_solver_opts *opts, eval_side *s)
+{
+    if (cli_has_suffix(s->spec, ".npy") || cli_has_suffix(s->spec, ".csv")) return load_file_side(s);
+    if (cli_has_suffix(s->spec, ".safetensors")) return load_model_side(n, cs, opts, s);
+    return load_dataset_side(n, s);
+}
+
+static void side_free(eval_side *s)
+{
+    fm_table_free(&s->t);
+    fm_model_free(s->ms.model);
+    free(s->ms.x0);
 }
 
 /* The image metrics of points a (na images, pixels in [0, 1], clamped there)
  * by classifier c, printed: the Frechet distance between their features and
  * those of ref (nref images), the accuracy against labels (the class each
  * image was asked to show, described by why; skipped when NULL) and the
- * predicted classes. -1 on success, else an exit code. */
+ * predicted classes. CLI_GO on success, else an exit code. */
 static int image_metrics(fm_classifier *c, const float *a, int na, const int *labels, const char *why, const float *ref,
                          int nref)
 {
@@ -192,38 +216,37 @@ static int image_metrics(fm_classifier *c, const float *a, int na, const int *la
     printf("\n");
     if (sc.clamped)
         printf("note: %ld pixel values of a outside [0, 1] were clamped before the classifier\n", sc.clamped);
-    return -1;
+    return CLI_GO;
 }
 
 /* Requested labels, one per row of a .npy or .csv file: whole numbers in
- * 0..classes-1. NULL (and the exit code in *rc) on error. */
-static int *read_labels(const char *path, int classes, int *count, int *rc)
+ * 0..classes-1, into *out (malloc'ed) and their count into *count. */
+static int read_labels(const char *path, int classes, int **out, int *count)
 {
     fm_table t;
-    if (fm_points_read(path, &t) != FM_OK) {
-        *rc = cli_error("eval", "--labels: %s", fm_last_error());
-        return NULL;
-    }
+    if (fm_points_read(path, &t) != FM_OK) return cli_error("eval", "--labels: %s", fm_last_error());
+    int rc = CLI_GO;
     int *lab = t.cols == 1 ? malloc((size_t)(t.rows ? t.rows : 1) * sizeof(int)) : NULL;
-    if (t.cols != 1) *rc = cli_error("eval", "--labels %s must hold one label per row, not %d columns", path, t.cols);
-    else if (!lab) *rc = cli_error("eval", "out of memory");
+    if (t.cols != 1) rc = cli_error("eval", "--labels %s must hold one label per row, not %d columns", path, t.cols);
+    else if (!lab) rc = cli_error("eval", "out of memory");
     for (int i = 0; lab && i < t.rows; i++) {
         float v = t.data[i];
         if (!(v >= 0 && v < classes && v == floorf(v))) {
-            *rc = cli_error("eval", "--labels %s: row %d holds %g, not a class of the classifier (0..%d)", path, i + 1,
-                            (double)v, classes - 1);
+            rc = cli_error("eval", "--labels %s: row %d holds %g, not a class of the classifier (0..%d)", path, i + 1,
+                           (double)v, classes - 1);
             free(lab);
             lab = NULL;
             break;
         }
         lab[i] = (int)v;
     }
+    *out = lab;
     *count = t.rows;
     fm_table_free(&t);
-    return lab;
+    return rc;
 }
 
-/* Print the metrics named in which ("w2,energy,mmd"); -1 on success. */
+/* Print the metrics named in which ("w2,energy,mmd"); CLI_GO on success. */
 static int print_metrics(const float *a, int na, const float *b, int nb, int d, const char *which, double bw)
 {
     if (strstr(which, "w2")) {
@@ -244,14 +267,14 @@ static int print_metrics(const float *a, int na, const float *b, int nb, int d, 
         if (fm_mmd_gaussian(a, na, b, nb, d, bw, &m2, &h) != FM_OK) return cli_error("eval", "%s", fm_last_error());
         printf("MMD^2            %.6f   (Gaussian kernel, bandwidth %.4g%s)\n", m2, h, bw > 0 ? "" : ", median heuristic");
     }
-    return -1;
+    return CLI_GO;
 }
 
 /* For a model side: its path energy, and normalised by W2^2 between its
  * starting points and the other side (both in the model's units). */
 static int path_energy_report(const char *which, const model_side *ms, const fm_table *self, const fm_table *other)
 {
-    if (!ms->flow) return -1;
+    if (!ms->flow) return CLI_GO;
     int m = self->rows < other->rows ? self->rows : other->rows, d = self->cols;
     float *o = malloc((size_t)m * d * sizeof(float));
     if (!o) return cli_error("eval", "out of memory");
@@ -263,7 +286,7 @@ static int path_energy_report(const char *which, const model_side *ms, const fm_
     if (s) return cli_error("eval", "%s", fm_last_error());
     printf("path energy (%s)  %.6f   (W2^2 from its source to the other set %.6f; normalised path energy %.6f)\n",
            which, ms->energy, w2 * w2, fabs(ms->energy - w2 * w2) / (w2 * w2));
-    return -1;
+    return CLI_GO;
 }
 
 /* The classifier of --classifier, and what its checkpoint says of its test. */
@@ -280,31 +303,135 @@ static int load_classifier(const char *path, fm_classifier **out, char *about, s
     }
     fm_st_free(st);
     if (!*out) return cli_error("eval", "--classifier %s: %s", path, fm_last_error());
-    return -1;
+    return CLI_GO;
+}
+
+/* The command line. */
+typedef struct {
+    const char *a, *b, *metrics, *clf_path, *labels_path, *label;
+    double guidance, bw;
+    int n, threads;
+    int64_t seed;
+    cli_solver_opts so;
+    int want; /* --label: -2 class i mod K, -1 none, else one class */
+} eval_opts;
+
+/* One run: the classifier and its labels, and the two sides. */
+typedef struct {
+    fm_classifier *clf;
+    char about[1200];
+    int *req, nreq; /* --labels */
+    int *own;       /* the labels of an image set given as --a */
+    eval_side a, b;
+} eval_run;
+
+static void run_free(eval_run *r)
+{
+    side_free(&r->a);
+    side_free(&r->b);
+    free(r->req);
+    free(r->own);
+    fm_classifier_free(r->clf);
+}
+
+/* The options on their own, before any file is read. */
+static int check_options(eval_opts *o)
+{
+    int rc;
+    if (!o->a || !o->b) return cli_usage_error("eval", "both --a and --b are required");
+    if (o->n < 2 || o->n > 100000 || o->seed < 0 || o->threads < 0 || o->threads > 1024 || !(o->bw >= 0))
+        return cli_usage_error("eval", "--n must lie in 2..100000, --threads in 0..1024; --seed and --bandwidth >= 0");
+    if (!*o->metrics) return cli_usage_error("eval", "--metrics is empty (w2, energy, mmd)");
+    for (const char *p = o->metrics; *p;) {
+        size_t k = strcspn(p, ",");
+        if (!((k == 2 && !strncmp(p, "w2", 2)) || (k == 6 && !strncmp(p, "energy", 6)) || (k == 3 && !strncmp(p, "mmd", 3))))
+            return cli_usage_error("eval", "unknown metric '%.*s' in --metrics (w2, energy, mmd)", (int)k, p);
+        p += k + (p[k] == ',');
+    }
+    if (o->labels_path && !o->clf_path) return cli_usage_error("eval", "--labels needs --classifier");
+    if ((rc = cli_class_choice("eval", o->label, o->guidance, &o->want)) != CLI_GO) return rc;
+    return cli_solver_check("eval", &o->so, 1);
+}
+
+/* The classifier and the labels first: their errors cost no sampling. Then
+ * what each side must be. */
+static int setup(const eval_opts *o, eval_run *r)
+{
+    int rc;
+    if (o->clf_path && (rc = load_classifier(o->clf_path, &r->clf, r->about, sizeof r->about)) != CLI_GO) return rc;
+    if (o->labels_path &&
+        (rc = read_labels(o->labels_path, fm_classifier_get_config(r->clf)->classes, &r->req, &r->nreq)) != CLI_GO)
+        return rc;
+    const fm_classifier_config *cc = r->clf ? fm_classifier_get_config(r->clf) : NULL;
+    r->a.spec = o->a;
+    r->a.seed = (uint64_t)o->seed;
+    r->a.stream = FM_STREAM_DATA;
+    r->a.nd = (side_needs){cc ? cc->in_ch * cc->height * cc->width : 0, r->req ? NULL : &r->own, o->want, o->guidance};
+    r->b.spec = o->b;
+    r->b.seed = (uint64_t)o->seed + 1;
+    r->b.stream = FM_STREAM_NOISE;
+    r->b.nd = (side_needs){r->a.nd.want_dim, NULL, o->want, o->guidance};
+    return CLI_GO;
+}
+
+/* The two sets side by side: the distances, the path energies and, with a
+ * classifier, the image metrics. */
+static int report(const eval_opts *o, const cli_spec *spec, eval_run *r)
+{
+    const fm_table *ta = &r->a.t, *tb = &r->b.t;
+    int classic = !r->clf || cli_given(spec, "metrics"); /* W2, energy, MMD and the path energy */
+    int rc;
+    if (ta->cols != tb->cols) return cli_error("eval", "the sets have %d and %d dimensions", ta->cols, tb->cols);
+    if (ta->rows < 2 || tb->rows < 2)
+        return cli_error("eval", "each set needs at least 2 points (%d and %d)", ta->rows, tb->rows);
+    if (r->req && r->nreq != ta->rows)
+        return cli_error("eval", "--labels %s has %d labels for the %d images of --a", o->labels_path, r->nreq,
+                         ta->rows);
+    printf("a: %s\nb: %s\n", r->a.label, r->b.label);
+    if (r->clf) printf("classifier: %s\n", r->about);
+    if (classic) {
+        rc = print_metrics(ta->data, ta->rows, tb->data, tb->rows, ta->cols, o->metrics, o->bw);
+        if (rc != CLI_GO) return rc;
+        if ((rc = path_energy_report("a", &r->a.ms, ta, tb)) != CLI_GO) return rc;
+        if ((rc = path_energy_report("b", &r->b.ms, tb, ta)) != CLI_GO) return rc;
+    }
+    if (r->clf) {
+        const char *why = r->req ? "their requested label"
+                          : r->a.ms.model ? "the class it was asked for"
+                                          : "their label in the set";
+        rc = image_metrics(r->clf, ta->data, ta->rows, r->req ? r->req : r->own, why, tb->data, tb->rows);
+        if (rc != CLI_GO) return rc;
+    }
+    return CLI_OK;
+}
+
+/* Everything after the options: CLI_OK, or the exit code of the step that failed. */
+static int run(const eval_opts *o, const cli_spec *spec, eval_run *r)
+{
+    int rc;
+    fm_set_threads(o->threads);
+    if ((rc = setup(o, r)) != CLI_GO) return rc;
+    if ((rc = load_side(o->n, spec, &o->so, &r->a)) != CLI_GO) return rc;
+    if ((rc = load_side(o->n, spec, &o->so, &r->b)) != CLI_GO) return rc;
+    return report(o, spec, r);
 }
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *a = NULL, *b = NULL, *metrics = "w2,energy,mmd", *clf_path = NULL, *labels_path = NULL,
-               *label = "all";
-    double guidance = 1.0;
-    int n = 2000, threads = 0;
-    int64_t seed = 0;
-    double bw = 0;
-    cli_solver_opts so = CLI_SOLVER_DEFAULTS;
+    eval_opts o = {.metrics = "w2,energy,mmd", .label = "all", .guidance = 1.0, .n = 2000, .so = cli_solver_defaults()};
     const cli_opt opts[] = {
-        {"a", OPT_STR, &a, "X", "first set: FILE.npy, FILE.csv, MODEL.safetensors or a dataset (required)"},
-        {"b", OPT_STR, &b, "Y", "second set, same kinds (required)"},
-        {"n", OPT_INT, &n, "N", "points drawn from a model or dataset (with --classifier: image sets' first N)"},
-        {"seed", OPT_I64, &seed, "N", "random seed for the drawn points"},
-        {"metrics", OPT_STR, &metrics, "LIST", "any of w2, energy, mmd (with --classifier: only if given)"},
-        {"bandwidth", OPT_DOUBLE, &bw, "H", "MMD kernel bandwidth (0: median heuristic)"},
-        {"classifier", OPT_STR, &clf_path, "FILE", "images: score them by this classifier (flowmatch classifier)"},
-        {"labels", OPT_STR, &labels_path, "FILE", "with --classifier: the label each image of --a was asked to show (.npy or .csv, one per row)"},
-        {"label", OPT_STR, &label, "L", "class-conditional models: 'all' (sample i asks for class i mod K), a class or 'none'"},
-        {"guidance", OPT_DOUBLE, &guidance, "W", "class-conditional models: classifier-free guidance weight"},
-        CLI_SOLVER_OPTIONS(so),
-        {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
+        {"a", OPT_STR, &o.a, "X", "first set: FILE.npy, FILE.csv, MODEL.safetensors or a dataset (required)"},
+        {"b", OPT_STR, &o.b, "Y", "second set, same kinds (required)"},
+        {"n", OPT_INT, &o.n, "N", "points drawn from a model or dataset (with --classifier: image sets' first N)"},
+        {"seed", OPT_I64, &o.seed, "N", "random seed for the drawn points"},
+        {"metrics", OPT_STR, &o.metrics, "LIST", "any of w2, energy, mmd (with --classifier: only if given)"},
+        {"bandwidth", OPT_DOUBLE, &o.bw, "H", "MMD kernel bandwidth (0: median heuristic)"},
+        {"classifier", OPT_STR, &o.clf_path, "FILE", "images: score them by this classifier (flowmatch classifier)"},
+        {"labels", OPT_STR, &o.labels_path, "FILE", "with --classifier: the label each image of --a was asked to show (.npy or .csv, one per row)"},
+        {"label", OPT_STR, &o.label, "L", "class-conditional models: 'all' (sample i asks for class i mod K), a class or 'none'"},
+        {"guidance", OPT_DOUBLE, &o.guidance, "W", "class-conditional models: classifier-free guidance weight"},
+        CLI_SOLVER_OPTIONS(o.so),
+        {"threads", OPT_INT, &o.threads, "N", "threads (0: all cores)"},
     };
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     const cli_spec spec = {"eval", NULL,
@@ -328,73 +455,11 @@ int cmd_eval(int argc, char **argv)
                            "sample i asks for class i mod K, so every class has its share) with --guidance,\n"
                            "and scored against the labels it was asked for.",
                            opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
-    int npos;
-    int rc = cli_parse(&spec, argc, argv, NULL, &npos);
-    if (rc >= 0) return rc;
-    if (!a || !b)
-        return cli_usage_error("eval", "both --a and --b are required");
-    if (n < 2 || n > 100000 || seed < 0 || threads < 0 || threads > 1024 || !(bw >= 0))
-        return cli_usage_error("eval", "--n must lie in 2..100000, --threads in 0..1024; --seed and --bandwidth >= 0");
-    if (!*metrics)
-        return cli_usage_error("eval", "--metrics is empty (w2, energy, mmd)");
-    for (const char *p = metrics; *p;) {
-        size_t k = strcspn(p, ",");
-        if (!((k == 2 && !strncmp(p, "w2", 2)) || (k == 6 && !strncmp(p, "energy", 6)) || (k == 3 && !strncmp(p, "mmd", 3))))
-            return cli_usage_error("eval", "unknown metric '%.*s' in --metrics (w2, energy, mmd)", (int)k, p);
-        p += k + (p[k] == ',');
-    }
-    if (labels_path && !clf_path) return cli_usage_error("eval", "--labels needs --classifier");
-    int want;
-    if ((rc = cli_class_choice("eval", label, guidance, &want)) >= 0) return rc;
-    if ((rc = cli_solver_check("eval", &so, 1)) >= 0) return rc;
-    fm_set_threads(threads);
-    /* the classifier and the labels first: their errors cost no sampling */
-    fm_classifier *clf = NULL;
-    char about[1200] = "";
-    int *req = NULL, nreq = 0;
-    if (clf_path && (rc = load_classifier(clf_path, &clf, about, sizeof about)) >= 0) return rc;
-    if (labels_path && !(req = read_labels(labels_path, fm_classifier_get_config(clf)->classes, &nreq, &rc))) {
-        fm_classifier_free(clf);
-        return rc;
-    }
-    int *own = NULL; /* the labels of an image set given as --a */
-    const fm_classifier_config *cc = clf ? fm_classifier_get_config(clf) : NULL;
-    side_needs na = {cc ? cc->in_ch * cc->height * cc->width : 0, req ? NULL : &own, want, guidance};
-    side_needs nb = {na.want_dim, NULL, want, guidance};
-    int classic = !clf || cli_given(&spec, "metrics"); /* W2, energy, MMD and the path energy */
-    fm_table ta = {0}, tb = {0};
-    char la[600], lb[600];
-    model_side ma = {0}, mb = {0};
-    rc = load_side(a, n, (uint64_t)seed, FM_STREAM_DATA, &spec, &so, &na, &ta, la, sizeof la, &ma);
-    if (rc < 0) rc = load_side(b, n, (uint64_t)seed + 1, FM_STREAM_NOISE, &spec, &so, &nb, &tb, lb, sizeof lb, &mb);
-    if (rc >= 0) {
-        /* a side failed, with its message */
-    } else if (ta.cols != tb.cols) {
-        rc = cli_error("eval", "the sets have %d and %d dimensions", ta.cols, tb.cols);
-    } else if (ta.rows < 2 || tb.rows < 2) {
-        rc = cli_error("eval", "each set needs at least 2 points (%d and %d)", ta.rows, tb.rows);
-    } else if (req && nreq != ta.rows) {
-        rc = cli_error("eval", "--labels %s has %d labels for the %d images of --a", labels_path, nreq, ta.rows);
-    } else {
-        printf("a: %s\nb: %s\n", la, lb);
-        if (clf) printf("classifier: %s\n", about);
-        if (classic) rc = print_metrics(ta.data, ta.rows, tb.data, tb.rows, ta.cols, metrics, bw);
-        if (rc < 0 && classic) rc = path_energy_report("a", &ma, &ta, &tb);
-        if (rc < 0 && classic) rc = path_energy_report("b", &mb, &tb, &ta);
-        if (rc < 0 && clf)
-            rc = image_metrics(clf, ta.data, ta.rows, req ? req : own,
-                               req ? "their requested label" : ma.model ? "the class it was asked for" : "their label in the set",
-                               tb.data, tb.rows);
-        if (rc < 0) rc = CLI_OK;
-    }
-    fm_table_free(&ta);
-    fm_table_free(&tb);
-    fm_model_free(ma.model);
-    fm_model_free(mb.model);
-    free(ma.x0);
-    free(mb.x0);
-    free(req);
-    free(own);
-    fm_classifier_free(clf);
+    int npos, rc;
+    if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) != CLI_GO) return rc;
+    if ((rc = check_options(&o)) != CLI_GO) return rc;
+    eval_run r = {0};
+    rc = run(&o, &spec, &r);
+    run_free(&r);
     return rc;
 }

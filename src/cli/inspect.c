@@ -20,7 +20,7 @@ int cmd_inspect(int argc, char **argv)
     const char *pos[1];
     int npos;
     int rc = cli_parse(&spec, argc, argv, pos, &npos);
-    if (rc >= 0) return rc;
+    if (rc != CLI_GO) return rc;
     fm_st *st = fm_st_load(pos[0]);
     if (!st) return cli_error("inspect", "%s", fm_last_error());
     if (!meta_only) {

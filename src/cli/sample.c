@@ -55,40 +55,337 @@ static int traj_grid(const char *path, const keeper *k, int c, int h, int w)
             memcpy(tiles + ((size_t)r * cols + q) * img, k->figs + ((size_t)q * k->n + r) * img, img * sizeof(float));
     fm_status s = fm_png_write_grid(path, tiles, rows * cols, c, h, w, cols, 0.0f, 1.0f);
     free(tiles);
-    return s ? cli_error("sample", "%s", fm_last_error()) : -1;
+    return s ? cli_error("sample", "%s", fm_last_error()) : CLI_GO;
+}
+
+/* The command line. */
+typedef struct {
+    const char *model, *out, *x0file, *figure, *traj_out, *scatter, *recon, *pgrid, *tgrid, *label, *labels_out;
+    double guidance, range;
+    int n, save_every, no_ema, threads, quiet, gcols;
+    int64_t seed;
+    cli_solver_opts so;
+    int fixed; /* --label: -2 all classes, -1 none, else one class */
+} sample_opts;
+
+/* One run: the model and its sampler, the starting points, the samples and
+ * what is kept for the other outputs. */
+typedef struct {
+    fm_model *M;
+    fm_method meth;
+    fm_flow *f;                /* flows and DDPM; NULL for VAE and GAN */
+    int d, in_d, K, n;         /* in_d: columns of --x0; K: classes (0: unconditional) */
+    int ic, ih, iw;            /* the image shape of image models */
+    const char *data_spec;
+    const char *start;         /* --x0 or --reconstruct: the points read into x0 */
+    fm_solver_config sc;
+    double *grid;
+    int ngrid;
+    fm_table x0;
+    float *xs, *ref;           /* the samples (n, d); the --scatter data (n, d) */
+    keeper k;
+    int *lab;
+    float *labf;
+    fm_solve_stats st;
+    double secs;
+    char *tp, *lp;             /* derived --traj and --labels-out names */
+    cli_outputs outs;
+} sample_run;
+
+static void run_free(sample_run *r)
+{
+    cli_out_abort(&r->outs);
+    free(r->tp);
+    free(r->lp);
+    free(r->lab);
+    free(r->labf);
+    free(r->grid);
+    free(r->xs);
+    free(r->ref);
+    free(r->k.traj);
+    free(r->k.traj_t);
+    free(r->k.figs);
+    free(r->k.fig_t);
+    fm_table_free(&r->x0);
+    fm_model_free(r->M);
+}
+
+/* The options on their own, before any file is read. */
+static int check_options(sample_opts *o)
+{
+    int rc;
+#define BAD(...) return cli_usage_error("sample", __VA_ARGS__)
+    if (!o->model) BAD("--model is required");
+    if (o->n == 0 || o->n < -1 || o->n > (1 << 28)) BAD("--n %d is invalid", o->n);
+    if (o->save_every < 0) BAD("--save-every must be >= 0");
+    if (o->threads < 0 || o->threads > 1024) BAD("--threads must lie in 0..1024");
+    if (!(o->range > 0)) BAD("--range must be > 0");
+    if (o->seed < 0) BAD("--seed must be >= 0");
+    if (!cli_has_suffix(o->out, ".npy") && !cli_has_suffix(o->out, ".csv"))
+        BAD("--out '%s' must end in .npy or .csv", o->out);
+    if (o->traj_out && !cli_has_suffix(o->traj_out, ".npy")) BAD("--traj '%s' must end in .npy", o->traj_out);
+    if (o->figure && !cli_has_suffix(o->figure, ".svg")) BAD("--figure '%s' must end in .svg", o->figure);
+    if (o->scatter && !cli_has_suffix(o->scatter, ".svg")) BAD("--scatter '%s' must end in .svg", o->scatter);
+    if (o->recon && o->x0file) BAD("--reconstruct and --x0 exclude each other");
+    if (o->pgrid && !cli_has_suffix(o->pgrid, ".png")) BAD("--grid '%s' must end in .png", o->pgrid);
+    if (o->tgrid && !cli_has_suffix(o->tgrid, ".png")) BAD("--traj-grid '%s' must end in .png", o->tgrid);
+    if (o->gcols < 1 || o->gcols > 1024) BAD("--grid-cols must lie in 1..1024");
+    if (o->labels_out && !cli_has_suffix(o->labels_out, ".npy"))
+        BAD("--labels-out '%s' must end in .npy", o->labels_out);
+#undef BAD
+    if ((rc = cli_class_choice("sample", o->label, o->guidance, &o->fixed)) != CLI_GO) return rc;
+    return cli_solver_check("sample", &o->so, !o->x0file);
+}
+
+/* The model, the options that depend on it, and its sampler. */
+static int open_model(sample_opts *o, const cli_spec *spec, sample_run *r)
+{
+    int rc;
+    if ((rc = cli_load_model("sample", o->model, !o->no_ema, &r->M)) != CLI_GO) return rc;
+    r->meth = fm_model_method(r->M);
+    r->f = fm_model_flow(r->M);
+    r->d = r->in_d = fm_model_dim(r->M);
+    if (fm_model_vae(r->M)) r->in_d = fm_vae_get_config(fm_model_vae(r->M))->latent;
+    if (fm_model_gan(r->M)) r->in_d = fm_gan_get_config(fm_model_gan(r->M))->latent;
+    r->data_spec = fm_model_data(r->M);
+    if (!r->f && (o->save_every || o->figure || o->traj_out || o->tgrid))
+        return cli_usage_error("sample",
+                               "--save-every, --traj, --figure and --traj-grid need a flow or DDPM model (%s has no trajectory)",
+                               fm_method_name(r->meth));
+    r->K = r->f ? fm_flow_num_classes(r->f) : 0;
+    if (!r->K && (cli_given(spec, "label") || cli_given(spec, "guidance") || o->labels_out))
+        return cli_usage_error("sample", "--label, --guidance and --labels-out need a class-conditional model; %s is not one",
+                               o->model);
+    if (r->K && o->fixed >= r->K)
+        return cli_usage_error("sample", "--label '%s' must be a class in 0..%d, 'none' or 'all'", o->label, r->K - 1);
+    if (o->recon && r->meth != FM_METHOD_VAE)
+        return cli_usage_error("sample", "--reconstruct needs a VAE model, not %s", fm_method_name(r->meth));
+    rc = cli_sampler_setup("sample", spec, &o->so, r->M, !o->x0file, 1, &r->sc, &r->grid, &r->ngrid);
+    if (rc != CLI_GO) return rc;
+    if (o->recon) r->in_d = r->d;
+    r->start = o->recon ? o->recon : o->x0file;
+    return CLI_GO;
+}
+
+/* The points of --x0 or --reconstruct, which set the number of samples. */
+static int read_start(const sample_opts *o, sample_run *r)
+{
+    const char *file = r->start;
+    if (!file) return CLI_GO;
+    if (fm_points_read(file, &r->x0) != FM_OK) return cli_error("sample", "%s", fm_last_error());
+    long bad = first_nonfinite(r->x0.data, (size_t)r->x0.rows * r->x0.cols);
+    if (r->x0.cols != r->in_d)
+        return cli_error("sample", "%s has %d columns but the model %s %d", file, r->x0.cols,
+                         r->in_d == r->d ? "is" : "has a latent dimension of", r->in_d);
+    if (o->n > 0 && o->n != r->x0.rows)
+        return cli_error("sample", "--n %d disagrees with the %d rows of %s", o->n, r->x0.rows, file);
+    if (bad >= 0) return cli_error("sample", "%s: row %ld holds a NaN or infinite value", file, bad / r->in_d + 1);
+    r->n = r->x0.rows;
+    return CLI_GO;
+}
+
+/* The image shape for --grid and --traj-grid, and the number of samples when
+ * neither --n nor --x0 gave it. */
+static int check_images(const sample_opts *o, sample_run *r)
+{
+    if ((o->pgrid || o->tgrid) &&
+        (!fm_spec_image_shape(r->data_spec, &r->ic, &r->ih, &r->iw) || r->ic * r->ih * r->iw != r->d))
+        return cli_usage_error("sample", "--%s needs an image model; %s was trained on '%s'",
+                               o->pgrid ? "grid" : "traj-grid", o->model, r->data_spec);
+    if (!r->start) r->n = o->n > 0 ? o->n : r->K && o->fixed == -2 && o->pgrid ? r->K * o->gcols : 2000;
+    return CLI_GO;
+}
+
+/* The --scatter comparison data: drawable before anything is written. */
+static int draw_reference(const sample_opts *o, sample_run *r)
+{
+    if (!o->scatter) return CLI_GO;
+    fm_dataset *ds = fm_dataset_open(r->data_spec);
+    r->ref = ds ? malloc((size_t)r->n * r->d * sizeof(float)) : NULL;
+    fm_rng rd;
+    fm_rng_seed(&rd, (uint64_t)o->seed + 1, FM_STREAM_DATA);
+    int rc = CLI_GO;
+    if (!ds || !r->ref || fm_dataset_sample(ds, &rd, r->ref, r->n) != FM_OK)
+        rc = cli_error("sample", "--scatter needs the model's training data '%s': %s", r->data_spec,
+                       r->ref ? fm_last_error() : ds ? "out of memory" : fm_last_error());
+    fm_dataset_free(ds);
+    return rc;
+}
+
+/* Room for the samples and the states kept for --save-every, --figure and
+ * --traj-grid. */
+static int make_buffers(const sample_opts *o, sample_run *r)
+{
+    keeper *k = &r->k;
+    size_t nd = (size_t)r->n * r->d;
+    k->n = r->n;
+    k->d = r->d;
+    k->ngrid = r->ngrid;
+    k->every = o->save_every;
+    if (o->save_every > 0) {
+        int nt = 0;
+        for (int g = 0; g < r->ngrid; g++) nt += keep_traj(k, g);
+        k->traj = malloc((size_t)nt * nd * sizeof(float));
+        k->traj_t = malloc((size_t)nt * sizeof(double));
+        if (!k->traj || !k->traj_t) return cli_error("sample", "out of memory for %d trajectory states", nt);
+    }
+    if (o->figure || o->tgrid) {
+        int ngrid = r->ngrid;
+        k->nfig = ngrid < 9 ? ngrid : 9;
+        for (int i = 0; i < k->nfig; i++) k->fig[i] = k->nfig == ngrid ? i : (int)lround((double)i * (ngrid - 1) / 8);
+        k->figs = malloc((size_t)k->nfig * nd * sizeof(float));
+        k->fig_t = malloc((size_t)k->nfig * sizeof(double));
+        if (!k->figs || !k->fig_t) return cli_error("sample", "out of memory for the figure");
+    }
+    r->xs = malloc(nd * sizeof(float));
+    if (!r->xs) return cli_error("sample", "out of memory for %d samples", r->n);
+    return CLI_GO;
+}
+
+/* A class-conditional model: the requested classes, with the guidance weight. */
+static int set_labels(const sample_opts *o, sample_run *r)
+{
+    if (!r->K) return CLI_GO;
+    r->lab = malloc((size_t)r->n * sizeof(int));
+    r->labf = malloc((size_t)r->n * sizeof(float));
+    if (!r->lab || !r->labf) return cli_error("sample", "out of memory for %d labels", r->n);
+    for (int i = 0; i < r->n; i++) {
+        r->lab[i] = o->fixed == -2 ? (i / o->gcols) % r->K : o->fixed;
+        r->labf[i] = (float)r->lab[i];
+    }
+    if (fm_flow_set_condition(r->f, r->lab, r->n, o->guidance) != FM_OK)
+        return cli_error("sample", "%s", fm_last_error());
+    return CLI_GO;
+}
+
+static int draw_samples(const sample_opts *o, sample_run *r)
+{
+    fm_rng rng;
+    fm_rng_seed(&rng, (uint64_t)o->seed, FM_STREAM_NOISE);
+    r->st = (fm_solve_stats){1, 1, 0};
+    double t0 = cli_now();
+    fm_status s;
+    if (o->recon) {
+        s = fm_vae_reconstruct(fm_model_vae(r->M), r->x0.data, r->n, r->xs);
+    } else { /* --x0: a flow's initial state or a latent model's codes, network units */
+        s = fm_model_sample_from(r->M, r->n, r->start ? r->x0.data : NULL, &rng, &r->sc, r->grid, r->ngrid, r->xs,
+                                 (r->k.traj || r->k.figs) ? observe : NULL, &r->k, &r->st);
+    }
+    r->secs = cli_now() - t0;
+    return s ? cli_error("sample", "%s", fm_last_error()) : CLI_GO;
+}
+
+/* A (1- or 3-dimensional) array to .npy under the temporary name of final. */
+static int write_npy(sample_run *r, const char *final, const float *x, int rank, const int64_t *shape)
+{
+    const char *t = cli_out_stage(&r->outs, final);
+    if (!t || fm_npy_write(t, x, rank, shape) != FM_OK)
+        return cli_error("sample", "%s", t ? fm_last_error() : "out of memory");
+    return CLI_GO;
+}
+
+/* Every output under a temporary name first; all renamed at the end. */
+static int write_outputs(const sample_opts *o, sample_run *r)
+{
+    int rc, n = r->n, d = r->d;
+    const char *to = cli_out_stage(&r->outs, o->out);
+    if (to && (rc = cli_write_points("sample", to, r->xs, n, d)) != CLI_GO) return rc;
+    if (r->k.traj) {
+        r->tp = o->traj_out ? NULL : cli_derive(o->out, "_traj.npy");
+        int64_t shape[3] = {r->k.ntraj, n, d};
+        if ((rc = write_npy(r, o->traj_out ? o->traj_out : r->tp, r->k.traj, 3, shape)) != CLI_GO) return rc;
+    }
+    if (r->K) {
+        r->lp = o->labels_out ? NULL : cli_derive(o->out, "_labels.npy");
+        int64_t shape[1] = {n};
+        if ((rc = write_npy(r, o->labels_out ? o->labels_out : r->lp, r->labf, 1, shape)) != CLI_GO) return rc;
+    }
+    const char *tf = o->figure ? cli_out_stage(&r->outs, o->figure) : NULL;
+    if (o->figure && (!tf || fm_svg_trajectory(tf, r->k.figs, r->k.fig_t, r->k.nfig, n, d, o->range) != FM_OK))
+        return cli_error("sample", "%s", tf ? fm_last_error() : "out of memory");
+    const char *ts = o->scatter ? cli_out_stage(&r->outs, o->scatter) : NULL;
+    if (o->scatter && (!ts || fm_svg_scatter(ts, "samples and data", r->xs, n, "samples", r->ref, n, r->data_spec, d,
+                                             o->range) != FM_OK))
+        return cli_error("sample", "%s", ts ? fm_last_error() : "out of memory");
+    const char *tt = o->tgrid ? cli_out_stage(&r->outs, o->tgrid) : NULL;
+    if (o->tgrid && !tt) return cli_error("sample", "out of memory");
+    if (o->tgrid && (rc = traj_grid(tt, &r->k, r->ic, r->ih, r->iw)) != CLI_GO) return rc;
+    const char *tg = o->pgrid ? cli_out_stage(&r->outs, o->pgrid) : NULL;
+    if (o->pgrid && (!tg || fm_png_write_grid(tg, r->xs, n, r->ic, r->ih, r->iw, o->gcols, 0.0f, 1.0f) != FM_OK))
+        return cli_error("sample", "%s", tg ? fm_last_error() : "out of memory");
+    if (!to) return cli_error("sample", "out of memory");
+    return cli_out_commit("sample", &r->outs);
+}
+
+/* The summary line: sampler, NFE, time and the files written. */
+static void print_summary(const sample_opts *o, const sample_run *r)
+{
+    const fm_solver_config *sc = &r->sc;
+    if (!r->f)
+        printf("%s %d points %s (NFE 1), %.3f s -> %s", o->recon ? "reconstructed" : "sampled", r->n,
+               r->meth == FM_METHOD_VAE ? "through the VAE's decoder" : "from the GAN's generator", r->secs, o->out);
+    else if (r->meth == FM_METHOD_DDPM)
+        printf("sampled %d points with DDPM %s in %d steps, NFE %ld, %.3f s -> %s", r->n, fm_solver_name(sc->kind),
+               r->ngrid - 1, r->st.nfe, r->secs, o->out);
+    else {
+        printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", r->n, fm_solver_name(sc->kind),
+               r->ngrid, r->grid[0], r->grid[r->ngrid - 1], r->st.nfe);
+        if (sc->kind == FM_SOLVER_DOPRI5) printf(" (%ld steps, %ld rejected)", r->st.steps, r->st.rejected);
+        printf(", %.3f s -> %s", r->secs, o->out);
+    }
+    if (r->k.traj) printf(", %s (%d states)", o->traj_out ? o->traj_out : r->tp, r->k.ntraj);
+    if (r->K)
+        printf(", labels %s (guidance %g%s) -> %s", o->fixed == -2 ? "by row" : o->label, o->guidance,
+               o->guidance != 1.0 ? ", 2 network passes per evaluation" : "", o->labels_out ? o->labels_out : r->lp);
+    const char *more[] = {o->figure, o->scatter, o->pgrid, o->tgrid};
+    for (int i = 0; i < 4; i++)
+        if (more[i]) printf(", %s", more[i]);
+    printf("\n");
+}
+
+/* Everything after the options: CLI_OK, or the exit code of the step that failed. */
+static int run(sample_opts *o, const cli_spec *spec, sample_run *r)
+{
+    int rc;
+    fm_set_threads(o->threads);
+    if ((rc = open_model(o, spec, r)) != CLI_GO) return rc;
+    if ((rc = read_start(o, r)) != CLI_GO) return rc;
+    if ((rc = check_images(o, r)) != CLI_GO) return rc;
+    if ((rc = draw_reference(o, r)) != CLI_GO) return rc;
+    if ((rc = make_buffers(o, r)) != CLI_GO) return rc;
+    if ((rc = set_labels(o, r)) != CLI_GO) return rc;
+    if ((rc = draw_samples(o, r)) != CLI_GO) return rc;
+    if ((rc = write_outputs(o, r)) != CLI_GO) return rc;
+    if (!o->quiet) print_summary(o, r);
+    return CLI_OK;
 }
 
 int cmd_sample(int argc, char **argv)
 {
-    const char *model = NULL, *out = "samples.npy", *x0file = NULL, *figure = NULL, *traj_out = NULL, *scatter = NULL,
-               *recon = NULL, *pgrid = NULL, *tgrid = NULL, *label = "all", *labels_out = NULL;
-    double guidance = 1.0;
-    int n = -1, save_every = 0, no_ema = 0, threads = 0, quiet = 0, gcols = 8;
-    int64_t seed = 0;
-    double range = 3.0;
-    cli_solver_opts so = CLI_SOLVER_DEFAULTS;
+    sample_opts o = {.out = "samples.npy", .label = "all", .guidance = 1.0, .n = -1, .gcols = 8, .range = 3.0,
+                     .so = cli_solver_defaults()};
     const cli_opt opts[] = {
-        {"model", OPT_STR, &model, "FILE", "checkpoint written by train (required)"},
-        {"n", OPT_INT, &n, "N", "number of samples (default 2000, or the rows of --x0)"},
-        CLI_SOLVER_OPTIONS(so),
-        {"seed", OPT_I64, &seed, "N", "random seed for the starting noise"},
-        {"x0", OPT_STR, &x0file, "FILE", "start from these points (.npy or .csv) instead of fresh noise"},
-        {"reconstruct", OPT_STR, &recon, "FILE", "vae: encode and decode these points instead of sampling"},
-        {"label", OPT_STR, &label, "L", "class-conditional models: a class, 'none', or 'all' (row r of --grid is class r)"},
-        {"guidance", OPT_DOUBLE, &guidance, "W", "classifier-free guidance v_u + W (v_c - v_u) (1: conditional only)"},
-        {"labels-out", OPT_STR, &labels_out, "FILE", "the requested labels, -1 for none (default: <out>_labels.npy)"},
-        {"out", OPT_STR, &out, "FILE", "samples (.npy or .csv)"},
-        {"save-every", OPT_INT, &save_every, "K", "also keep the state every K grid points"},
-        {"traj", OPT_STR, &traj_out, "FILE", "where --save-every writes (n_states, n, dim) (default: <out>_traj.npy)"},
-        {"figure", OPT_STR, &figure, "FILE", "trajectory panels (up to 9 states) as SVG"},
-        {"scatter", OPT_STR, &scatter, "FILE", "samples against fresh training data as SVG"},
-        {"range", OPT_DOUBLE, &range, "R", "figure axes span [-R, R]"},
-        {"grid", OPT_STR, &pgrid, "FILE", "image models: the samples as a PNG grid"},
-        {"grid-cols", OPT_INT, &gcols, "N", "images per row of --grid"},
-        {"traj-grid", OPT_STR, &tgrid, "FILE", "image flows: up to 8 samples (rows) at 9 times (columns) as PNG"},
-        {"no-ema", OPT_FLAG, &no_ema, NULL, "use the raw weights even if the checkpoint has EMA weights"},
-        {"threads", OPT_INT, &threads, "N", "threads (0: all cores)"},
-        {"quiet", OPT_FLAG, &quiet, NULL, "no summary line"},
+        {"model", OPT_STR, &o.model, "FILE", "checkpoint written by train (required)"},
+        {"n", OPT_INT, &o.n, "N", "number of samples (default 2000, or the rows of --x0)"},
+        CLI_SOLVER_OPTIONS(o.so),
+        {"seed", OPT_I64, &o.seed, "N", "random seed for the starting noise"},
+        {"x0", OPT_STR, &o.x0file, "FILE", "start from these points (.npy or .csv) instead of fresh noise"},
+        {"reconstruct", OPT_STR, &o.recon, "FILE", "vae: encode and decode these points instead of sampling"},
+        {"label", OPT_STR, &o.label, "L", "class-conditional models: a class, 'none', or 'all' (row r of --grid is class r)"},
+        {"guidance", OPT_DOUBLE, &o.guidance, "W", "classifier-free guidance v_u + W (v_c - v_u) (1: conditional only)"},
+        {"labels-out", OPT_STR, &o.labels_out, "FILE", "the requested labels, -1 for none (default: <out>_labels.npy)"},
+        {"out", OPT_STR, &o.out, "FILE", "samples (.npy or .csv)"},
+        {"save-every", OPT_INT, &o.save_every, "K", "also keep the state every K grid points"},
+        {"traj", OPT_STR, &o.traj_out, "FILE", "where --save-every writes (n_states, n, dim) (default: <out>_traj.npy)"},
+        {"figure", OPT_STR, &o.figure, "FILE", "trajectory panels (up to 9 states) as SVG"},
+        {"scatter", OPT_STR, &o.scatter, "FILE", "samples against fresh training data as SVG"},
+        {"range", OPT_DOUBLE, &o.range, "R", "figure axes span [-R, R]"},
+        {"grid", OPT_STR, &o.pgrid, "FILE", "image models: the samples as a PNG grid"},
+        {"grid-cols", OPT_INT, &o.gcols, "N", "images per row of --grid"},
+        {"traj-grid", OPT_STR, &o.tgrid, "FILE", "image flows: up to 8 samples (rows) at 9 times (columns) as PNG"},
+        {"no-ema", OPT_FLAG, &o.no_ema, NULL, "use the raw weights even if the checkpoint has EMA weights"},
+        {"threads", OPT_INT, &o.threads, "N", "threads (0: all cores)"},
+        {"quiet", OPT_FLAG, &o.quiet, NULL, "no summary line"},
     };
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     const cli_spec spec = {"sample", NULL, "Draw samples from a trained model (flow, DDPM, VAE or GAN).",
@@ -105,255 +402,11 @@ int cmd_sample(int argc, char **argv)
                            "defaults to K x grid-cols); the labels are written next to the samples. Nothing is\n"
                            "written unless every output can be.",
                            opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
-    int npos;
-    int rc = cli_parse(&spec, argc, argv, NULL, &npos);
-    if (rc >= 0) return rc;
-#define BAD(...) return cli_usage_error("sample", __VA_ARGS__)
-    if (!model) BAD("--model is required");
-    if (n == 0 || n < -1 || n > (1 << 28)) BAD("--n %d is invalid", n);
-    if (save_every < 0) BAD("--save-every must be >= 0");
-    if (threads < 0 || threads > 1024) BAD("--threads must lie in 0..1024");
-    if (!(range > 0)) BAD("--range must be > 0");
-    if (seed < 0) BAD("--seed must be >= 0");
-    if (!cli_has_suffix(out, ".npy") && !cli_has_suffix(out, ".csv")) BAD("--out '%s' must end in .npy or .csv", out);
-    if (traj_out && !cli_has_suffix(traj_out, ".npy")) BAD("--traj '%s' must end in .npy", traj_out);
-    if (figure && !cli_has_suffix(figure, ".svg")) BAD("--figure '%s' must end in .svg", figure);
-    if (scatter && !cli_has_suffix(scatter, ".svg")) BAD("--scatter '%s' must end in .svg", scatter);
-    if (recon && x0file) BAD("--reconstruct and --x0 exclude each other");
-    if (pgrid && !cli_has_suffix(pgrid, ".png")) BAD("--grid '%s' must end in .png", pgrid);
-    if (tgrid && !cli_has_suffix(tgrid, ".png")) BAD("--traj-grid '%s' must end in .png", tgrid);
-    if (gcols < 1 || gcols > 1024) BAD("--grid-cols must lie in 1..1024");
-    if (labels_out && !cli_has_suffix(labels_out, ".npy")) BAD("--labels-out '%s' must end in .npy", labels_out);
-    int fixed;
-    if ((rc = cli_class_choice("sample", label, guidance, &fixed)) >= 0) return rc;
-#undef BAD
-    if ((rc = cli_solver_check("sample", &so, !x0file)) >= 0) return rc;
-    fm_set_threads(threads);
-    fm_model *M;
-    if ((rc = cli_load_model("sample", model, !no_ema, &M)) >= 0) return rc;
-    fm_method meth = fm_model_method(M);
-    fm_flow *f = fm_model_flow(M);
-    int d = fm_model_dim(M), in_d = d; /* in_d: columns of --x0 */
-    if (fm_model_vae(M)) in_d = fm_vae_get_config(fm_model_vae(M))->latent;
-    if (fm_model_gan(M)) in_d = fm_gan_get_config(fm_model_gan(M))->latent;
-    const char *data_spec = fm_model_data(M);
-    fm_solver_config sc;
-    double *grid = NULL;
-    int ngrid = 0;
-    fm_table x0 = {0};
-    float *xs = NULL, *ref = NULL;
-    char *tp = NULL;
-    keeper k = {0};
-    fm_dataset *ds = NULL;
-    int *lab = NULL;
-    float *labf = NULL;
-    char *lp = NULL;
-    cli_outputs outs = {0};
-    if (!f && (save_every || figure || traj_out || tgrid)) {
-        rc = cli_usage_error("sample",
-                             "--save-every, --traj, --figure and --traj-grid need a flow or DDPM model (%s has no trajectory)",
-                             fm_method_name(meth));
-        goto done;
-    }
-    int K = f ? fm_flow_num_classes(f) : 0; /* fixed: -2 all classes, -1 none, else one class */
-    if (!K && (cli_given(&spec, "label") || cli_given(&spec, "guidance") || labels_out)) {
-        rc = cli_usage_error("sample", "--label, --guidance and --labels-out need a class-conditional model; %s is not one",
-                             model);
-        goto done;
-    }
-    if (K && fixed >= K) {
-        rc = cli_usage_error("sample", "--label '%s' must be a class in 0..%d, 'none' or 'all'", label, K - 1);
-        goto done;
-    }
-    if (recon && meth != FM_METHOD_VAE) {
-        rc = cli_usage_error("sample", "--reconstruct needs a VAE model, not %s", fm_method_name(meth));
-        goto done;
-    }
-    rc = cli_sampler_setup("sample", &spec, &so, M, !x0file, 1, &sc, &grid, &ngrid);
-    if (rc >= 0) goto done;
-    rc = -1;
-    if (recon) {
-        in_d = d;
-        x0file = recon;
-    }
-    if (x0file) {
-        if (fm_points_read(x0file, &x0) != FM_OK) {
-            rc = cli_error("sample", "%s", fm_last_error());
-            goto done;
-        }
-        long bad = first_nonfinite(x0.data, (size_t)x0.rows * x0.cols);
-        if (x0.cols != in_d)
-            rc = cli_error("sample", "%s has %d columns but the model %s %d", x0file, x0.cols,
-                           in_d == d ? "is" : "has a latent dimension of", in_d);
-        else if (n > 0 && n != x0.rows) rc = cli_error("sample", "--n %d disagrees with the %d rows of %s", n, x0.rows, x0file);
-        else if (bad >= 0) rc = cli_error("sample", "%s: row %ld holds a NaN or infinite value", x0file, bad / in_d + 1);
-        if (rc >= 0) goto done;
-        n = x0.rows;
-    }
-    int ic = 0, ih = 0, iw = 0;
-    if ((pgrid || tgrid) && (!fm_spec_image_shape(data_spec, &ic, &ih, &iw) || ic * ih * iw != d)) {
-        rc = cli_usage_error("sample", "--%s needs an image model; %s was trained on '%s'", pgrid ? "grid" : "traj-grid",
-                             model, data_spec);
-        goto done;
-    }
-    if (n < 0) n = K && fixed == -2 && pgrid ? K * gcols : 2000;
-    size_t nd = (size_t)n * d;
-    if (scatter) { /* the comparison data must be drawable before anything is written */
-        ds = fm_dataset_open(data_spec);
-        ref = ds ? malloc(nd * sizeof(float)) : NULL;
-        fm_rng rd;
-        fm_rng_seed(&rd, (uint64_t)seed + 1, FM_STREAM_DATA);
-        if (!ds || !ref || fm_dataset_sample(ds, &rd, ref, n) != FM_OK) {
-            rc = cli_error("sample", "--scatter needs the model's training data '%s': %s", data_spec,
-                           ref ? fm_last_error() : ds ? "out of memory" : fm_last_error());
-            goto done;
-        }
-    }
-    k.n = n;
-    k.d = d;
-    k.ngrid = ngrid;
-    k.every = save_every;
-    if (save_every > 0) {
-        int nt = 0;
-        for (int g = 0; g < ngrid; g++) nt += keep_traj(&k, g);
-        k.traj = malloc((size_t)nt * nd * sizeof(float));
-        k.traj_t = malloc((size_t)nt * sizeof(double));
-        if (!k.traj || !k.traj_t) {
-            rc = cli_error("sample", "out of memory for %d trajectory states", nt);
-            goto done;
-        }
-    }
-    if (figure || tgrid) {
-        k.nfig = ngrid < 9 ? ngrid : 9;
-        for (int i = 0; i < k.nfig; i++) k.fig[i] = k.nfig == ngrid ? i : (int)lround((double)i * (ngrid - 1) / 8);
-        k.figs = malloc((size_t)k.nfig * nd * sizeof(float));
-        k.fig_t = malloc((size_t)k.nfig * sizeof(double));
-        if (!k.figs || !k.fig_t) {
-            rc = cli_error("sample", "out of memory for the figure");
-            goto done;
-        }
-    }
-    xs = malloc(nd * sizeof(float));
-    if (!xs) {
-        rc = cli_error("sample", "out of memory for %d samples", n);
-        goto done;
-    }
-    if (K) { /* the requested classes, with the guidance weight */
-        lab = malloc((size_t)n * sizeof(int));
-        labf = malloc((size_t)n * sizeof(float));
-        if (!lab || !labf) {
-            rc = cli_error("sample", "out of memory for %d labels", n);
-            goto done;
-        }
-        for (int i = 0; i < n; i++) {
-            lab[i] = fixed == -2 ? (i / gcols) % K : fixed;
-            labf[i] = (float)lab[i];
-        }
-        if (fm_flow_set_condition(f, lab, n, guidance) != FM_OK) {
-            rc = cli_error("sample", "%s", fm_last_error());
-            goto done;
-        }
-    }
-    fm_rng r;
-    fm_rng_seed(&r, (uint64_t)seed, FM_STREAM_NOISE);
-    fm_solve_stats st = {1, 1, 0};
-    double t0 = cli_now();
-    fm_status s;
-    if (recon) {
-        s = fm_vae_reconstruct(fm_model_vae(M), x0.data, n, xs);
-    } else { /* --x0: a flow's initial state or a latent model's codes, network units */
-        s = fm_model_sample_from(M, n, x0file ? x0.data : NULL, &r, &sc, grid, ngrid, xs,
-                                 (k.traj || k.figs) ? observe : NULL, &k, &st);
-    }
-    double secs = cli_now() - t0;
-    if (s) {
-        rc = cli_error("sample", "%s", fm_last_error());
-        goto done;
-    }
-    /* every output under a temporary name first; all renamed at the end */
-    const char *to = cli_out_stage(&outs, out);
-    if (to && (rc = cli_write_points("sample", to, xs, n, d)) >= 0) goto done;
-    if (k.traj) {
-        tp = traj_out ? NULL : cli_derive(out, "_traj.npy");
-        int64_t shape[3] = {k.ntraj, n, d};
-        const char *tt = cli_out_stage(&outs, traj_out ? traj_out : tp);
-        if (!tt || fm_npy_write(tt, k.traj, 3, shape) != FM_OK) {
-            rc = cli_error("sample", "%s", tt ? fm_last_error() : "out of memory");
-            goto done;
-        }
-    }
-    if (K) {
-        lp = labels_out ? NULL : cli_derive(out, "_labels.npy");
-        int64_t shape[1] = {n};
-        const char *tl = cli_out_stage(&outs, labels_out ? labels_out : lp);
-        if (!tl || fm_npy_write(tl, labf, 1, shape) != FM_OK) {
-            rc = cli_error("sample", "%s", tl ? fm_last_error() : "out of memory");
-            goto done;
-        }
-    }
-    const char *tf = figure ? cli_out_stage(&outs, figure) : NULL;
-    if (figure && (!tf || fm_svg_trajectory(tf, k.figs, k.fig_t, k.nfig, n, d, range) != FM_OK)) {
-        rc = cli_error("sample", "%s", tf ? fm_last_error() : "out of memory");
-        goto done;
-    }
-    const char *ts = scatter ? cli_out_stage(&outs, scatter) : NULL;
-    if (scatter && (!ts || fm_svg_scatter(ts, "samples and data", xs, n, "samples", ref, n, data_spec, d, range) != FM_OK)) {
-        rc = cli_error("sample", "%s", ts ? fm_last_error() : "out of memory");
-        goto done;
-    }
-    const char *tt2 = tgrid ? cli_out_stage(&outs, tgrid) : NULL;
-    if (tgrid && (!tt2 || (rc = traj_grid(tt2, &k, ic, ih, iw)) >= 0)) {
-        if (!tt2) rc = cli_error("sample", "out of memory");
-        goto done;
-    }
-    const char *tg = pgrid ? cli_out_stage(&outs, pgrid) : NULL;
-    if (pgrid && (!tg || fm_png_write_grid(tg, xs, n, ic, ih, iw, gcols, 0.0f, 1.0f) != FM_OK)) {
-        rc = cli_error("sample", "%s", tg ? fm_last_error() : "out of memory");
-        goto done;
-    }
-    if (!to) {
-        rc = cli_error("sample", "out of memory");
-        goto done;
-    }
-    if ((rc = cli_out_commit("sample", &outs)) >= 0) goto done;
-    if (!quiet) {
-        if (!f)
-            printf("%s %d points %s (NFE 1), %.3f s -> %s", recon ? "reconstructed" : "sampled", n,
-                   meth == FM_METHOD_VAE ? "through the VAE's decoder" : "from the GAN's generator", secs, out);
-        else if (meth == FM_METHOD_DDPM)
-            printf("sampled %d points with DDPM %s in %d steps, NFE %ld, %.3f s -> %s", n, fm_solver_name(sc.kind),
-                   ngrid - 1, st.nfe, secs, out);
-        else {
-            printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", n, fm_solver_name(sc.kind),
-                   ngrid, grid[0], grid[ngrid - 1], st.nfe);
-            if (sc.kind == FM_SOLVER_DOPRI5) printf(" (%ld steps, %ld rejected)", st.steps, st.rejected);
-            printf(", %.3f s -> %s", secs, out);
-        }
-        if (k.traj) printf(", %s (%d states)", traj_out ? traj_out : tp, k.ntraj);
-        if (K)
-            printf(", labels %s (guidance %g%s) -> %s", fixed == -2 ? "by row" : label, guidance,
-                   guidance != 1.0 ? ", 2 network passes per evaluation" : "", labels_out ? labels_out : lp);
-        const char *more[] = {figure, scatter, pgrid, tgrid};
-        for (int i = 0; i < 4; i++)
-            if (more[i]) printf(", %s", more[i]);
-        printf("\n");
-    }
-    rc = CLI_OK;
-done:
-    cli_out_abort(&outs);
-    free(tp);
-    free(lp);
-    free(lab);
-    free(labf);
-    free(grid);
-    free(xs);
-    free(ref);
-    free(k.traj);
-    free(k.traj_t);
-    free(k.figs);
-    free(k.fig_t);
-    fm_dataset_free(ds);
-    fm_table_free(&x0);
-    fm_model_free(M);
+    int npos, rc;
+    if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) != CLI_GO) return rc;
+    if ((rc = check_options(&o)) != CLI_GO) return rc;
+    sample_run r = {0};
+    rc = run(&o, &spec, &r);
+    run_free(&r);
     return rc;
 }
