@@ -657,10 +657,10 @@ void        fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c);
 
 /* ------------------------------------------------------------------ ODE solvers */
 
-/* The ODE solvers, then DDPM's two samplers (fm_ddpm_sample; fm_solve refuses them). */
+/* The ODE solvers. (A method with samplers of its own, DDPM's ancestral and
+ * DDIM, names them itself: fm_solver_config.sampler, fm_model_sampler.) */
 typedef enum {
-    FM_SOLVER_EULER = 0, FM_SOLVER_MIDPOINT, FM_SOLVER_HEUN, FM_SOLVER_RK4, FM_SOLVER_DOPRI5,
-    FM_SOLVER_ANCESTRAL, FM_SOLVER_DDIM, FM_SOLVER_COUNT
+    FM_SOLVER_EULER = 0, FM_SOLVER_MIDPOINT, FM_SOLVER_HEUN, FM_SOLVER_RK4, FM_SOLVER_DOPRI5, FM_SOLVER_COUNT
 } fm_solver_kind;
 
 /* v = f(t, x) for a whole batch: x and v hold n floats. */
@@ -672,6 +672,8 @@ typedef struct {
     fm_solver_kind kind;
     double rtol, atol; /* dopri5: error per component <= atol + rtol |x| (RMS over the batch) */
     long max_steps;    /* dopri5: give up (FM_ERR_NUMERIC) after this many steps */
+    const char *sampler; /* a model with samplers of its own (fm_model_sampling FM_SAMPLING_OWN):
+                          * which one by name, NULL for its first; the ODE fields are then unused */
 } fm_solver_config;
 
 typedef struct {
@@ -680,10 +682,10 @@ typedef struct {
     long rejected; /* dopri5 */
 } fm_solve_stats;
 
-/* "euler", "midpoint", "heun", "rk4", "dopri5", "ancestral", "ddim" */
+/* "euler", "midpoint", "heun", "rk4", "dopri5" */
 const char      *fm_solver_name(fm_solver_kind k);
 int              fm_solver_from_name(const char *name);   /* -1 if unknown */
-fm_solver_config fm_solver_config_default(fm_solver_kind k); /* rtol = atol = 1e-5, 10000 steps */
+fm_solver_config fm_solver_config_default(fm_solver_kind k); /* rtol = atol = 1e-5, 10000 steps, sampler NULL */
 /* steps + 1 points, uniformly from t0 to t1 (the last exactly t1). */
 void             fm_time_grid_uniform(double *grid, int steps, double t0, double t1);
 /* Integrate x (n floats, in place) along grid (ngrid >= 2 strictly monotonic
@@ -711,6 +713,8 @@ const char *fm_method_summary(fm_method m);         /* NULL if unknown */
  * "--") that only some methods take; *known (may be NULL) receives whether any
  * method takes it, so an option no method claims is everyone's. */
 int         fm_method_takes_option(fm_method m, const char *option, int *known);
+/* Name of method m's own sampler i (DDPM: "ancestral", "ddim"), NULL past the last. */
+const char *fm_method_sampler(fm_method m, int i);
 
 /* ------------------------------------------------------------------ diffusion (DDPM) */
 
@@ -730,6 +734,10 @@ fm_status        fm_ddpm_check(const fm_ddpm_schedule *s);
 void             fm_ddpm_tables(const fm_ddpm_schedule *s, double *beta, double *abar);
 /* eps (n, d) predicted for x (n, d) at step t in 1..T. */
 typedef fm_status (*fm_eps_fn)(void *ctx, int t, const float *x, float *eps, int n, int d);
+/* DDPM's own samplers (not ODE solvers). */
+typedef enum { FM_DDPM_ANCESTRAL = 0, FM_DDPM_DDIM, FM_DDPM_SAMPLER_COUNT } fm_ddpm_sampler;
+const char *fm_ddpm_sampler_name(fm_ddpm_sampler k);      /* "ancestral", "ddim" */
+int         fm_ddpm_sampler_from_name(const char *name);  /* -1 if unknown */
 /* The reverse process on x (n, d): x_T on entry, x_0 on return, in `steps`
  * steps through t_i = round(i T / steps), i = steps .. 1, with t_0 = 0:
  *   ancestral  x <- (x - b / sqrt(1 - abar_t) eps) / sqrt(1 - b) + sqrt(b) z,
@@ -741,7 +749,7 @@ typedef fm_status (*fm_eps_fn)(void *ctx, int t, const float *x, float *eps, int
  *              x0 = (x - sqrt(1 - abar_t) eps) / sqrt(abar_t)   (deterministic)
  * obs sees every state (k = 0 .. steps) with flow-matching time 1 - t_i / T
  * (0 = noise, 1 = data). */
-fm_status fm_ddpm_sample(const fm_ddpm_schedule *s, fm_eps_fn f, void *fctx, fm_solver_kind kind, int steps,
+fm_status fm_ddpm_sample(const fm_ddpm_schedule *s, fm_eps_fn f, void *fctx, fm_ddpm_sampler kind, int steps,
                          fm_rng *r, float *x, int n, int d, fm_observe_fn obs, void *octx);
 
 /* ------------------------------------------------------------------ couplings */
@@ -946,9 +954,22 @@ fm_vae    *fm_model_vae(fm_model *m);
 fm_gan    *fm_model_gan(fm_model *m);
 /* The flow inside m, which the caller then owns and frees; m itself is freed. */
 fm_flow   *fm_model_take_flow(fm_model *m);
-/* The sampler a model takes when none is named: midpoint for flows (8 steps),
- * ancestral with T steps for DDPM, one decoder / generator pass otherwise. */
+/* How a model samples: a flow integrates its ODE with an ODE solver
+ * (fm_solver_config.kind) along a time grid; a model with samplers of its own
+ * (DDPM: ancestral, DDIM) takes the one fm_solver_config.sampler names for
+ * ngrid - 1 steps; a VAE or GAN decodes latent noise in one network pass. */
+typedef enum { FM_SAMPLING_ODE = 0, FM_SAMPLING_OWN, FM_SAMPLING_DIRECT } fm_sampling;
+fm_sampling fm_model_sampling(const fm_model *m);
+/* Own sampler i of the model (NULL past the last, and for the other kinds),
+ * with its default number of steps and the most it may take (either may be NULL). */
+const char *fm_model_sampler(const fm_model *m, int i, int *steps, int *max_steps);
+/* The ODE solver a flow takes when none is named (midpoint, 8 steps); for the
+ * other kinds, steps receives their default steps (DDPM: its first sampler's
+ * T, one pass: 1) and the solver returned is unused. */
 fm_solver_kind fm_model_default_solver(const fm_model *m, int *steps);
+/* Size of the starting points fm_model_sample_from takes: the data dimension
+ * for flows and DDPM, the latent size for a VAE or GAN. */
+int        fm_model_start_dim(const fm_model *m);
 /* n samples in data units. Flows solve their ODE along grid with sc; DDPM runs
  * sc->kind (ancestral or ddim) for ngrid - 1 steps; VAE and GAN decode latent
  * noise in one network evaluation (sc and grid unused, may be NULL). obs sees

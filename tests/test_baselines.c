@@ -68,11 +68,11 @@ void test_ddpm(void)
     gauss_eps g = {{1.5, -0.5}, {0.25, 4.0}, abar};
     float *x = malloc((size_t)n * d * sizeof(float));
     struct {
-        fm_solver_kind kind;
+        fm_ddpm_sampler kind;
         int steps;
         double tol; /* in standard errors */
-    } runs[] = {{FM_SOLVER_ANCESTRAL, 1000, 4}, {FM_SOLVER_ANCESTRAL, 100, 4}, {FM_SOLVER_DDIM, 1000, 5},
-                {FM_SOLVER_DDIM, 50, 0}, {FM_SOLVER_DDIM, 10, 0}};
+    } runs[] = {{FM_DDPM_ANCESTRAL, 1000, 4}, {FM_DDPM_ANCESTRAL, 100, 4}, {FM_DDPM_DDIM, 1000, 5},
+                {FM_DDPM_DDIM, 50, 0}, {FM_DDPM_DDIM, 10, 0}};
     double ddim_err[5] = {0};
     for (int r = 0; r < 5; r++) {
         fm_rng rng;
@@ -90,15 +90,15 @@ void test_ddpm(void)
         t_check(s == FM_OK && worst < runs[r].tol,
                 "%s, %d steps, exact eps: mean (%.3f, %.3f) var (%.3f, %.3f) against (1.5, -0.5) (0.25, 4); "
                 "worst %.2f standard errors",
-                fm_solver_name(runs[r].kind), runs[r].steps, mean[0], mean[1], v[0], v[1], worst);
+                fm_ddpm_sampler_name(runs[r].kind), runs[r].steps, mean[0], mean[1], v[0], v[1], worst);
     }
     /* DDIM is a discretised ODE: its error shrinks as the steps grow (x_T ~ N(0, I) leaves a small bias) */
     t_check(ddim_err[4] > ddim_err[3] && ddim_err[3] > ddim_err[2],
             "ddim converges: %.1f, %.1f, %.1f standard errors at 10, 50, 1000 steps", ddim_err[4], ddim_err[3],
             ddim_err[2]);
-    t_check(fm_ddpm_sample(&sc, exact_eps, &g, FM_SOLVER_EULER, 10, NULL, x, n, d, NULL, NULL) == FM_ERR_ARG,
-            "an ODE solver is refused: %s", fm_last_error());
-    t_check(fm_ddpm_sample(&sc, exact_eps, &g, FM_SOLVER_DDIM, 1001, NULL, x, n, d, NULL, NULL) == FM_ERR_ARG,
+    t_check(fm_ddpm_sample(&sc, exact_eps, &g, FM_DDPM_SAMPLER_COUNT, 10, NULL, x, n, d, NULL, NULL) == FM_ERR_ARG,
+            "an unknown sampler is refused: %s", fm_last_error());
+    t_check(fm_ddpm_sample(&sc, exact_eps, &g, FM_DDPM_DDIM, 1001, NULL, x, n, d, NULL, NULL) == FM_ERR_ARG,
             "more steps than T refused: %s", fm_last_error());
     /* one reverse step against the reference's formula, written out: with
      * steps = T every step adds sqrt(beta_t) z, the last included; a respaced
@@ -122,7 +122,7 @@ void test_ddpm(void)
                 want[j] = (float)((want[j] - b2[t] / sqrt(1.0 - a2[t]) * e[j]) / sqrt(1.0 - b2[t]) + sqrt(b2[t]) * zs[j]);
         }
         fm_rng_seed(&r1, 11, FM_STREAM_NOISE);
-        fm_status s = fm_ddpm_sample(&s2, exact_eps, &g2, FM_SOLVER_ANCESTRAL, 2, &r1, xs, M, 2, NULL, NULL);
+        fm_status s = fm_ddpm_sample(&s2, exact_eps, &g2, FM_DDPM_ANCESTRAL, 2, &r1, xs, M, 2, NULL, NULL);
         double e_full = t_relerr(xs, want, M * 2);
         /* one respaced step from t = 2 to 0: b = 1 - abar_2, no noise */
         fm_rng_seed(&r1, 9, FM_STREAM_NOISE);
@@ -130,7 +130,7 @@ void test_ddpm(void)
         exact_eps(&g2, 2, xs, e, M, 2);
         for (int j = 0; j < M * 2; j++)
             want[j] = (float)((xs[j] - (1.0 - a2[2]) / sqrt(1.0 - a2[2]) * e[j]) / sqrt(a2[2]));
-        fm_status s1 = fm_ddpm_sample(&s2, exact_eps, &g2, FM_SOLVER_ANCESTRAL, 1, &r1, xs, M, 2, NULL, NULL);
+        fm_status s1 = fm_ddpm_sample(&s2, exact_eps, &g2, FM_DDPM_ANCESTRAL, 1, &r1, xs, M, 2, NULL, NULL);
         double e_resp = t_relerr(xs, want, M * 2);
         t_check(s == FM_OK && s1 == FM_OK && e_full < 1e-6 && e_resp < 1e-6,
                 "ancestral steps are the reference's formula (noise on every step of T), max rel err %.2e; "
@@ -139,10 +139,13 @@ void test_ddpm(void)
     }
     fm_ddpm_schedule bad = {10, 0.5, 0.1};
     t_check(fm_ddpm_check(&bad) == FM_ERR_ARG, "beta_start > beta_end refused: %s", fm_last_error());
-    fm_solver_config ode = fm_solver_config_default(FM_SOLVER_DDIM);
+    fm_solver_config ode = fm_solver_config_default(FM_SOLVER_COUNT);
     double grid[2] = {0, 1};
-    t_check(fm_solve(&ode, NULL, NULL, grid, 2, x, 2, NULL, NULL, NULL) == FM_ERR_ARG, "fm_solve refuses ddim: %s",
-            fm_last_error());
+    t_check(fm_solve(&ode, NULL, NULL, grid, 2, x, 2, NULL, NULL, NULL) == FM_ERR_ARG,
+            "fm_solve refuses a solver that is not an ODE solver: %s", fm_last_error());
+    t_check(fm_solver_from_name("ddim") < 0 && fm_ddpm_sampler_from_name("ddim") == FM_DDPM_DDIM &&
+                fm_ddpm_sampler_from_name("euler") < 0,
+            "ddim and ancestral are DDPM's samplers, not ODE solvers, and the other way round");
     free(x);
     free(beta);
     free(abar);
@@ -296,7 +299,7 @@ static double model_w2(fm_model *m, uint64_t seed)
     int n = 600, steps = 0;
     float *x = malloc((size_t)n * 2 * sizeof(float)), *ref = malloc((size_t)n * 2 * sizeof(float));
     fm_solver_config sc = fm_solver_config_default(fm_model_default_solver(m, &steps));
-    if (fm_model_method(m) == FM_METHOD_DDPM) sc.kind = FM_SOLVER_DDIM, steps = 50;
+    if (fm_model_sampling(m) == FM_SAMPLING_OWN) sc.sampler = "ddim", steps = 50;
     double *grid = malloc((size_t)(steps + 1) * sizeof(double)), w2 = NAN;
     fm_time_grid_uniform(grid, steps, 0, 1);
     fm_rng r, rd;
@@ -389,7 +392,7 @@ void test_baselines(void)
         int same = 0;
         if (loaded) {
             float x1[200], x2[200];
-            fm_solver_config sc = fm_solver_config_default(m == FM_METHOD_DDPM ? FM_SOLVER_ANCESTRAL : FM_SOLVER_EULER);
+            fm_solver_config sc = fm_solver_config_default(FM_SOLVER_EULER); /* DDPM: its first sampler, ancestral */
             double grid[21];
             fm_time_grid_uniform(grid, 20, 0, 1);
             fm_rng r1, r2;

@@ -411,7 +411,7 @@ void test_cli(void)
         int code;
     } refuse[] = {
         {"sample --solver euler --model", "ddpm", "samples with --solver ancestral or ddim", 2},
-        {"sample --steps 2000 --model", "ddpm", "--steps 2000 must lie in 1..T = 1000", 2},
+        {"sample --steps 2000 --model", "ddpm", "--steps 2000 must lie in 1..1000 for this DDPM model", 2},
         {"sample --steps 3 --model", "gan", "--steps does not apply to a GAN model", 2},
         {"sample --figure x.svg --model", "vae", "need a flow or DDPM model", 2},
         {"sample --reconstruct x.npy --model", "gan", "--reconstruct needs a VAE model", 2},

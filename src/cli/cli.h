@@ -114,6 +114,8 @@ int cli_load_model(const char *cmd, const char *path, int use_ema, fm_model **ou
 /* The same for commands that need a flow-matching model: *out is the flow
  * inside *holder (free the holder). */
 int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **holder, fm_flow **out);
+/* The model's method in capitals ("DDPM"), for messages, into buf. */
+const char *cli_model_kind(const fm_model *m, char *buf, size_t cap);
 /* The sampler for model m from the solver options, its own default where
  * --solver / --steps were not given (spec->given must be set): an ODE solver
  * and time grid for flows, ancestral or ddim with --steps for DDPM, nothing

@@ -4,6 +4,8 @@
  */
 #include "cli/cli.h"
 
+#include <ctype.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -111,13 +113,19 @@ cli_solver_opts cli_solver_defaults(void)
     return o;
 }
 
+static const char *sampler_owner(const char *name);
+static const char *capitals(const char *n, char *buf, size_t cap);
+
 int cli_solver_check(const char *cmd, const cli_solver_opts *o, int from_noise)
 {
     fm_solver_config sc;
     double *grid = NULL;
     int n;
     fm_path any = fm_path_default(FM_PATH_OT);
-    int rc = cli_solver_setup(cmd, o, &any, &sc, &grid, &n, from_noise);
+    cli_solver_opts ode = *o;
+    if (fm_solver_from_name(o->solver) < 0 && sampler_owner(o->solver))
+        ode.solver = "euler"; /* a method's own sampler (DDPM's): the model decides; the rest is checked here */
+    int rc = cli_solver_setup(cmd, &ode, &any, &sc, &grid, &n, from_noise);
     free(grid);
     return rc;
 }
@@ -160,8 +168,13 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
                      double **grid, int *ngrid, int from_noise)
 {
     int k = fm_solver_from_name(o->solver);
+    const char *owner = k < 0 ? sampler_owner(o->solver) : NULL;
+    char kind[32];
+    if (owner)
+        return cli_usage_error(cmd, "--solver %s is a %s sampler; this takes an ODE solver: euler, midpoint, heun, rk4 or dopri5",
+                               o->solver, capitals(owner, kind, sizeof kind));
     if (k < 0)
-        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5; ancestral, ddim)",
+        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5; a DDPM model: ancestral, ddim)",
                                o->solver);
     *sc = fm_solver_config_default((fm_solver_kind)k);
     sc->rtol = o->rtol;
@@ -241,48 +254,93 @@ int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **hol
     return CLI_GO;
 }
 
+/* A name in capitals ("DDPM"), into buf. */
+static const char *capitals(const char *n, char *buf, size_t cap)
+{
+    size_t k = 0;
+    for (; n[k] && k + 1 < cap; k++) buf[k] = (char)toupper((unsigned char)n[k]);
+    buf[k] = '\0';
+    return buf;
+}
+
+const char *cli_model_kind(const fm_model *m, char *buf, size_t cap)
+{
+    return capitals(fm_model_method_name(m), buf, cap);
+}
+
+/* Index of the model's own sampler called name, -1 if none; its names as "a or b" into list. */
+static int own_sampler(const fm_model *m, const char *name, char *list, size_t cap)
+{
+    int found = -1;
+    list[0] = '\0';
+    for (int i = 0; fm_model_sampler(m, i, NULL, NULL); i++) {
+        const char *s = fm_model_sampler(m, i, NULL, NULL);
+        if (name && !strcmp(name, s)) found = i;
+        snprintf(list + strlen(list), cap - strlen(list), "%s%s", i ? " or " : "", s);
+    }
+    return found;
+}
+
+/* The method whose own sampler is called name, or NULL. */
+static const char *sampler_owner(const char *name)
+{
+    for (int m = 0; m < fm_method_count(); m++)
+        for (int i = 0; fm_method_sampler((fm_method)m, i); i++)
+            if (!strcmp(name, fm_method_sampler((fm_method)m, i))) return fm_method_name((fm_method)m);
+    return NULL;
+}
+
+static const char *const ode_opts[] = {"solver", "steps", "time-grid", "t-end", "rtol", "atol", "max-steps"};
+
+/* A model with samplers of its own: one of them by --solver, with --steps. */
+static int own_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int strict,
+                             fm_solver_config *sc, double **grid, int *ngrid)
+{
+    char kind[32], list[128];
+    cli_model_kind(m, kind, sizeof kind);
+    own_sampler(m, NULL, list, sizeof list);
+    for (size_t i = 2; strict && i < sizeof ode_opts / sizeof ode_opts[0]; i++)
+        if (cli_given(spec, ode_opts[i]))
+            return cli_usage_error(cmd, "--%s does not apply to a %s model (--solver %s, --steps)", ode_opts[i], kind,
+                                   list);
+    int foreign = !strict && cli_given(spec, "solver") && own_sampler(m, so->solver, list, sizeof list) < 0;
+    if (!cli_given(spec, "solver") || foreign) so->solver = fm_model_sampler(m, 0, NULL, NULL);
+    int k = own_sampler(m, so->solver, list, sizeof list), steps, max_steps;
+    if (k < 0) return cli_usage_error(cmd, "a %s model samples with --solver %s, not '%s'", kind, list, so->solver);
+    fm_model_sampler(m, k, &steps, &max_steps);
+    if (foreign || !cli_given(spec, "steps")) so->steps = steps;
+    if (so->steps < 1 || so->steps > max_steps)
+        return cli_usage_error(cmd, "--steps %d must lie in 1..%d for this %s model", so->steps, max_steps, kind);
+    *sc = fm_solver_config_default(FM_SOLVER_EULER);
+    sc->sampler = fm_model_sampler(m, k, NULL, NULL);
+    *grid = malloc((size_t)(so->steps + 1) * sizeof(double));
+    if (!*grid) return cli_error(cmd, "out of memory");
+    fm_time_grid_uniform(*grid, so->steps, 0.0, 1.0); /* for the observers: flow-matching time */
+    *ngrid = so->steps + 1;
+    return CLI_GO;
+}
+
 int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int from_noise,
                       int strict, fm_solver_config *sc, double **grid, int *ngrid)
 {
-    fm_method meth = fm_model_method(m);
-    static const char *const ode_opts[] = {"solver", "steps", "time-grid", "t-end", "rtol", "atol", "max-steps"};
+    char kind[32];
     *grid = NULL;
     *ngrid = 0;
-    if (meth == FM_METHOD_VAE || meth == FM_METHOD_GAN) {
+    fm_sampling how = fm_model_sampling(m);
+    if (how == FM_SAMPLING_DIRECT) {
         for (size_t i = 0; strict && i < sizeof ode_opts / sizeof ode_opts[0]; i++)
             if (cli_given(spec, ode_opts[i]))
                 return cli_usage_error(cmd, "--%s does not apply to a %s model: it samples in one network pass",
-                                       ode_opts[i], meth == FM_METHOD_VAE ? "VAE" : "GAN");
+                                       ode_opts[i], cli_model_kind(m, kind, sizeof kind));
         *sc = fm_solver_config_default(FM_SOLVER_EULER);
         return CLI_GO;
     }
-    int k = fm_solver_from_name(so->solver), ddpm_kind = k == FM_SOLVER_ANCESTRAL || k == FM_SOLVER_DDIM;
-    if (meth == FM_METHOD_DDPM) {
-        for (size_t i = 2; strict && i < sizeof ode_opts / sizeof ode_opts[0]; i++)
-            if (cli_given(spec, ode_opts[i]))
-                return cli_usage_error(cmd, "--%s does not apply to a DDPM model (--solver ancestral or ddim, --steps)",
-                                       ode_opts[i]);
-        int T = fm_flow_get_config(fm_model_flow(m))->ddpm.T, own_steps;
-        fm_solver_kind own = fm_model_default_solver(m, &own_steps); /* ancestral, T steps */
-        int foreign = !strict && cli_given(spec, "solver") && !ddpm_kind; /* options meant for a flow */
-        if (!cli_given(spec, "solver") || foreign) so->solver = fm_solver_name(own);
-        k = fm_solver_from_name(so->solver);
-        if (k != FM_SOLVER_ANCESTRAL && k != FM_SOLVER_DDIM)
-            return cli_usage_error(cmd, "a DDPM model samples with --solver ancestral or ddim, not '%s'", so->solver);
-        if (foreign || !cli_given(spec, "steps")) so->steps = k == (int)own ? own_steps : (T < 50 ? T : 50);
-        if (so->steps < 1 || so->steps > T)
-            return cli_usage_error(cmd, "--steps %d must lie in 1..T = %d for this DDPM model", so->steps, T);
-        *sc = fm_solver_config_default((fm_solver_kind)k);
-        *grid = malloc((size_t)(so->steps + 1) * sizeof(double));
-        if (!*grid) return cli_error(cmd, "out of memory");
-        fm_time_grid_uniform(*grid, so->steps, 0.0, 1.0); /* for the observers: flow-matching time */
-        *ngrid = so->steps + 1;
-        return CLI_GO;
-    }
-    if (ddpm_kind && strict)
-        return cli_usage_error(cmd, "--solver %s is a DDPM sampler; a flow takes euler, midpoint, heun, rk4 or dopri5",
-                               so->solver);
-    if (ddpm_kind) { /* options meant for a DDPM model: the flow's own sampler */
+    if (how == FM_SAMPLING_OWN) return own_sampler_setup(cmd, spec, so, m, strict, sc, grid, ngrid);
+    const char *owner = fm_solver_from_name(so->solver) < 0 ? sampler_owner(so->solver) : NULL;
+    if (owner && strict)
+        return cli_usage_error(cmd, "--solver %s is a %s sampler; a flow takes euler, midpoint, heun, rk4 or dopri5",
+                               so->solver, capitals(owner, kind, sizeof kind));
+    if (owner) { /* options meant for another model: the flow's own sampler */
         *so = cli_solver_defaults();
         so->solver = fm_solver_name(fm_model_default_solver(m, &so->steps));
     }

@@ -67,8 +67,7 @@ static int measure(fm_model *m, const char *mname, long sampling_params, const c
     int d = fm_model_dim(m), steps = nfe;
     fm_solver_config sc = fm_solver_config_default(FM_SOLVER_EULER);
     if (!strcmp(sampler, "midpoint")) sc.kind = FM_SOLVER_MIDPOINT, steps = nfe / 2;
-    else if (!strcmp(sampler, "ddim")) sc.kind = FM_SOLVER_DDIM;
-    else if (!strcmp(sampler, "ancestral")) sc.kind = FM_SOLVER_ANCESTRAL;
+    else if (fm_model_sampling(m) == FM_SAMPLING_OWN) sc.sampler = sampler; /* DDPM's ddim or ancestral */
     double *grid = NULL;
     int ngrid = 0;
     if (meth == FM_METHOD_FM || meth == FM_METHOD_DDPM) {

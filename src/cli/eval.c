@@ -82,20 +82,20 @@ static int load_file_side(eval_side *s)
 }
 
 /* How a model side's n samples were drawn, for the report. */
-static void describe_model(eval_side *s, int n, fm_solver_kind kind, long nfe)
+static void describe_model(eval_side *s, int n, const fm_solver_config *sc, long nfe)
 {
     fm_model *m = s->ms.model;
-    const char *ddpm = fm_model_method(m) == FM_METHOD_FM ? "" : "ddpm ";
+    fm_sampling how = fm_model_sampling(m);
+    const char *own = how == FM_SAMPLING_OWN ? fm_model_method_name(m) : "", *sp = how == FM_SAMPLING_OWN ? " " : "";
+    const char *sampler = sc->sampler ? sc->sampler : fm_solver_name(sc->kind);
     const side_needs *nd = &s->nd;
-    if (fm_model_method(m) == FM_METHOD_VAE || fm_model_method(m) == FM_METHOD_GAN)
-        snprintf(s->label, sizeof s->label, "%s (%d samples, %s, NFE 1)", s->spec, n,
-                 fm_method_name(fm_model_method(m)));
-    else if (!fm_flow_num_classes(fm_model_flow(m)))
-        snprintf(s->label, sizeof s->label, "%s (%d samples, %s%s, NFE %ld)", s->spec, n, ddpm, fm_solver_name(kind),
-                 nfe);
+    if (how == FM_SAMPLING_DIRECT)
+        snprintf(s->label, sizeof s->label, "%s (%d samples, %s, NFE 1)", s->spec, n, fm_model_method_name(m));
+    else if (!fm_model_flow(m) || !fm_flow_num_classes(fm_model_flow(m)))
+        snprintf(s->label, sizeof s->label, "%s (%d samples, %s%s%s, NFE %ld)", s->spec, n, own, sp, sampler, nfe);
     else
-        snprintf(s->label, sizeof s->label, "%s (%d samples, %s%s, NFE %ld; %s, guidance %g)", s->spec, n, ddpm,
-                 fm_solver_name(kind), nfe,
+        snprintf(s->label, sizeof s->label, "%s (%d samples, %s%s%s, NFE %ld; %s, guidance %g)", s->spec, n, own, sp,
+                 sampler, nfe,
                  nd->label == -2 ? "class i mod K for sample i" : nd->label == -1 ? "no class" : "one class",
                  nd->guidance);
 }
@@ -108,7 +108,7 @@ static int load_model_side(int n, const cli_spec *cs, const cli_solver_opts *opt
     int rc = cli_load_model("eval", s->spec, 1, &s->ms.model);
     if (rc != CLI_GO) return rc;
     fm_model *m = s->ms.model;
-    int d = fm_model_dim(m), is_fm = fm_model_method(m) == FM_METHOD_FM;
+    int d = fm_model_dim(m), is_fm = fm_model_sampling(m) == FM_SAMPLING_ODE; /* a flow: its path energy too */
     if ((rc = check_dim(s->spec, d, &s->nd)) != CLI_GO) return rc;
     fm_solver_config sc;
     double *grid;
@@ -130,7 +130,7 @@ static int load_model_side(int n, const cli_spec *cs, const cli_solver_opts *opt
     s->ms.flow = is_fm ? fm_model_flow(m) : NULL;
     s->t.rows = n;
     s->t.cols = d;
-    describe_model(s, n, sc.kind, st.nfe);
+    describe_model(s, n, &sc, st.nfe);
     return CLI_GO;
 }
 

@@ -5,6 +5,7 @@
  */
 #include "cli/cli.h"
 
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,7 +73,6 @@ typedef struct {
  * what is kept for the other outputs. */
 typedef struct {
     fm_model *M;
-    fm_method meth;
     fm_flow *f;                /* flows and DDPM; NULL for VAE and GAN */
     int d, in_d, K, n;         /* in_d: columns of --x0; K: classes (0: unconditional) */
     int ic, ih, iw;            /* the image shape of image models */
@@ -142,24 +142,22 @@ static int open_model(sample_opts *o, const cli_spec *spec, sample_run *r)
 {
     int rc;
     if ((rc = cli_load_model("sample", o->model, !o->no_ema, &r->M)) != CLI_GO) return rc;
-    r->meth = fm_model_method(r->M);
     r->f = fm_model_flow(r->M);
-    r->d = r->in_d = fm_model_dim(r->M);
-    if (fm_model_vae(r->M)) r->in_d = fm_vae_get_config(fm_model_vae(r->M))->latent;
-    if (fm_model_gan(r->M)) r->in_d = fm_gan_get_config(fm_model_gan(r->M))->latent;
+    r->d = fm_model_dim(r->M);
+    r->in_d = fm_model_start_dim(r->M); /* a latent model's --x0 holds codes */
     r->data_spec = fm_model_data(r->M);
     if (!r->f && (o->save_every || o->figure || o->traj_out || o->tgrid))
         return cli_usage_error("sample",
                                "--save-every, --traj, --figure and --traj-grid need a flow or DDPM model (%s has no trajectory)",
-                               fm_method_name(r->meth));
+                               fm_model_method_name(r->M));
     r->K = r->f ? fm_flow_num_classes(r->f) : 0;
     if (!r->K && (cli_given(spec, "label") || cli_given(spec, "guidance") || o->labels_out))
         return cli_usage_error("sample", "--label, --guidance and --labels-out need a class-conditional model; %s is not one",
                                o->model);
     if (r->K && o->fixed >= r->K)
         return cli_usage_error("sample", "--label '%s' must be a class in 0..%d, 'none' or 'all'", o->label, r->K - 1);
-    if (o->recon && r->meth != FM_METHOD_VAE)
-        return cli_usage_error("sample", "--reconstruct needs a VAE model, not %s", fm_method_name(r->meth));
+    if (o->recon && !fm_model_vae(r->M))
+        return cli_usage_error("sample", "--reconstruct needs a VAE model, not %s", fm_model_method_name(r->M));
     rc = cli_sampler_setup("sample", spec, &o->so, r->M, !o->x0file, 1, &r->sc, &r->grid, &r->ngrid);
     if (rc != CLI_GO) return rc;
     if (o->recon) r->in_d = r->d;
@@ -321,11 +319,14 @@ static int write_outputs(const sample_opts *o, sample_run *r)
 static void print_summary(const sample_opts *o, const sample_run *r)
 {
     const fm_solver_config *sc = &r->sc;
-    if (!r->f)
-        printf("%s %d points %s (NFE 1), %.3f s -> %s", o->recon ? "reconstructed" : "sampled", r->n,
-               r->meth == FM_METHOD_VAE ? "through the VAE's decoder" : "from the GAN's generator", r->secs, o->out);
-    else if (r->meth == FM_METHOD_DDPM)
-        printf("sampled %d points with DDPM %s in %d steps, NFE %ld, %.3f s -> %s", r->n, fm_solver_name(sc->kind),
+    char kind[32];
+    cli_model_kind(r->M, kind, sizeof kind);
+    fm_sampling how = fm_model_sampling(r->M);
+    if (how == FM_SAMPLING_DIRECT)
+        printf("%s %d points in one pass of the %s model (NFE 1), %.3f s -> %s", o->recon ? "reconstructed" : "sampled",
+               r->n, kind, r->secs, o->out);
+    else if (how == FM_SAMPLING_OWN)
+        printf("sampled %d points with %s %s in %d steps, NFE %ld, %.3f s -> %s", r->n, kind, sc->sampler,
                r->ngrid - 1, r->st.nfe, r->secs, o->out);
     else {
         printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", r->n, fm_solver_name(sc->kind),

@@ -201,6 +201,7 @@ static const fm__method classifier_task = {
     .dim = m_dim,
     .data = m_data,
     .size = m_size,
+    .sampling = FM_SAMPLING_DIRECT, /* it does not sample: no sample entry */
 };
 
 fm_classifier_trainer *fm_classifier_trainer_new(const fm_classifier_train_config *cfg)

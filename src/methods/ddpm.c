@@ -81,10 +81,14 @@ static fm_status step(fm_trainer *tr, double *loss)
     return fm__train_regress(tr, loss);
 }
 
-static fm_solver_kind default_solver(const void *obj, int *steps)
+/* Its own samplers: the ancestral chain (T steps by default) and DDIM (50, or T if fewer). */
+static const char *const samplers[] = {"ancestral", "ddim", NULL};
+
+static void sampler_steps(const void *obj, int i, int *steps, int *max_steps)
 {
-    if (steps) *steps = fm_flow_get_config(obj)->ddpm.T;
-    return FM_SOLVER_ANCESTRAL;
+    int T = fm_flow_get_config(obj)->ddpm.T;
+    *steps = i == 0 ? T : (T < 50 ? T : 50);
+    *max_steps = T;
 }
 
 /* The noise prediction: the network at t / T. */
@@ -96,7 +100,7 @@ static fm_status eps_fn(void *ctx, int t, const float *x, float *eps, int n, int
 }
 
 /* The reverse chain from x_T (x_start, or N(0, I) draws) in ngrid - 1 steps of
- * sc->kind (ancestral or ddim); the grid's values are not used. */
+ * the sampler sc->sampler names (NULL: ancestral); the grid's values are not used. */
 static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
                         const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
 {
@@ -105,14 +109,15 @@ static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const
     (void)grid;
     if (!sc || n < 1 || (!x_start && !r))
         return fm__fail(FM_ERR_ARG, "sampling needs a solver, n >= 1 (got %d) and a random stream or starting points", n);
-    int steps = ngrid - 1;
+    int steps = ngrid - 1, kind = sc->sampler ? fm_ddpm_sampler_from_name(sc->sampler) : FM_DDPM_ANCESTRAL;
+    if (kind < 0) return fm__fail(FM_ERR_ARG, "a DDPM model samples with ancestral or ddim, not '%s'", sc->sampler);
     size_t total = (size_t)n * fc->dim;
     if (x_start) memcpy(out, x_start, total * sizeof(float));
     else fm_rng_normal_fill(r, out, total, 0.0f, 1.0f);
     fm__obs_data w = {f, obs, octx, NULL};
     if (obs && fm_flow_standardized(f, NULL, NULL) && !(w.tmp = malloc(total * sizeof(float))))
         return fm__fail(FM_ERR_NOMEM, "out of memory");
-    fm_status s = fm_ddpm_sample(&fc->ddpm, eps_fn, f, sc->kind, steps, r, out, n, fc->dim,
+    fm_status s = fm_ddpm_sample(&fc->ddpm, eps_fn, f, (fm_ddpm_sampler)kind, steps, r, out, n, fc->dim,
                                  obs ? fm__observe_data : NULL, &w);
     free(w.tmp);
     if (st) {
@@ -154,6 +159,8 @@ const fm__method fm__method_ddpm = {
     .dim = fm__flow_method_dim,
     .data = fm__flow_method_data,
     .size = fm__flow_method_size,
-    .default_solver = default_solver,
+    .sampling = FM_SAMPLING_OWN,
+    .samplers = samplers,
+    .sampler_steps = sampler_steps,
     .sample = sample,
 };

@@ -233,6 +233,7 @@ const fm__method fm__method_fm = {
     .dim = fm__flow_method_dim,
     .data = fm__flow_method_data,
     .size = fm__flow_method_size,
+    .sampling = FM_SAMPLING_ODE,
     .default_solver = default_solver,
     .sample = sample,
 };

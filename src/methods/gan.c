@@ -463,12 +463,7 @@ static int m_dim(const void *obj) { return ((const fm_gan *)obj)->cfg.dim; }
 static const char *m_data(const void *obj) { return ((const fm_gan *)obj)->cfg.data; }
 static size_t m_size(void *obj) { return fm_params_size(((fm_gan *)obj)->PG) + fm_params_size(((fm_gan *)obj)->PD); }
 
-static fm_solver_kind default_solver(const void *obj, int *steps)
-{
-    (void)obj;
-    if (steps) *steps = 1;
-    return FM_SOLVER_MIDPOINT;
-}
+static int start_dim(const void *obj) { return ((const fm_gan *)obj)->cfg.latent; }
 
 /* Latent noise (or the codes x_start) through the generator. */
 static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
@@ -517,6 +512,7 @@ const fm__method fm__method_gan = {
     .dim = m_dim,
     .data = m_data,
     .size = m_size,
-    .default_solver = default_solver,
+    .sampling = FM_SAMPLING_DIRECT,
+    .start_dim = start_dim,
     .sample = sample,
 };

@@ -68,6 +68,14 @@ int fm_method_takes_option(fm_method m, const char *option, int *known)
     return mine;
 }
 
+const char *fm_method_sampler(fm_method m, int i)
+{
+    const fm__method *t = by_id(m);
+    for (int k = 0; t && t->samplers && t->samplers[k]; k++)
+        if (k == i) return t->samplers[k];
+    return NULL;
+}
+
 fm_train_config fm_train_config_for(fm_method m)
 {
     fm_train_config c = fm_train_config_default();

@@ -15,6 +15,10 @@
 #include <math.h>
 #include <string.h>
 
+static const char *const sampler_names[FM_DDPM_SAMPLER_COUNT] = {"ancestral", "ddim"};
+const char *fm_ddpm_sampler_name(fm_ddpm_sampler k) { return fm__name_of(sampler_names, FM_DDPM_SAMPLER_COUNT, k); }
+int fm_ddpm_sampler_from_name(const char *name) { return fm__name_index(sampler_names, FM_DDPM_SAMPLER_COUNT, name); }
+
 fm_ddpm_schedule fm_ddpm_schedule_default(void)
 {
     fm_ddpm_schedule s = {1000, 1e-4, 0.02};
@@ -43,20 +47,20 @@ void fm_ddpm_tables(const fm_ddpm_schedule *s, double *beta, double *abar)
 /* The step of sampler stage i of `steps` (i = 0 is data). */
 static int stage_t(int i, int steps, int T) { return (int)lround((double)i * T / steps); }
 
-fm_status fm_ddpm_sample(const fm_ddpm_schedule *s, fm_eps_fn f, void *fctx, fm_solver_kind kind, int steps,
+fm_status fm_ddpm_sample(const fm_ddpm_schedule *s, fm_eps_fn f, void *fctx, fm_ddpm_sampler kind, int steps,
                          fm_rng *r, float *x, int n, int d, fm_observe_fn obs, void *octx)
 {
     fm_status st = fm_ddpm_check(s);
     if (st) return st;
-    if (kind != FM_SOLVER_ANCESTRAL && kind != FM_SOLVER_DDIM)
-        return fm__fail(FM_ERR_ARG, "a DDPM model samples with ancestral or ddim, not %s", fm_solver_name(kind));
+    if (kind != FM_DDPM_ANCESTRAL && kind != FM_DDPM_DDIM)
+        return fm__fail(FM_ERR_ARG, "ddpm: unknown sampler %d (ancestral, ddim)", (int)kind);
     if (steps < 1 || steps > s->T) return fm__fail(FM_ERR_ARG, "ddpm: %d steps must lie in 1..T = %d", steps, s->T);
     if (n < 1 || d < 1) return fm__fail(FM_ERR_ARG, "ddpm: %d points of dimension %d", n, d);
-    if (kind == FM_SOLVER_ANCESTRAL && !r) return fm__fail(FM_ERR_ARG, "ddpm: the ancestral sampler needs a random stream");
+    if (kind == FM_DDPM_ANCESTRAL && !r) return fm__fail(FM_ERR_ARG, "ddpm: the ancestral sampler needs a random stream");
     size_t nd = (size_t)n * d;
     double *beta = malloc((size_t)(s->T + 1) * sizeof(double)), *abar = malloc((size_t)(s->T + 1) * sizeof(double));
-    float *eps = malloc(nd * sizeof(float)), *z = kind == FM_SOLVER_ANCESTRAL ? malloc(nd * sizeof(float)) : NULL;
-    if (!beta || !abar || !eps || (kind == FM_SOLVER_ANCESTRAL && !z)) {
+    float *eps = malloc(nd * sizeof(float)), *z = kind == FM_DDPM_ANCESTRAL ? malloc(nd * sizeof(float)) : NULL;
+    if (!beta || !abar || !eps || (kind == FM_DDPM_ANCESTRAL && !z)) {
         st = fm__fail(FM_ERR_NOMEM, "out of memory for DDPM sampling of %d points", n);
         goto out;
     }
@@ -66,7 +70,7 @@ fm_status fm_ddpm_sample(const fm_ddpm_schedule *s, fm_eps_fn f, void *fctx, fm_
         int t = stage_t(i, steps, s->T), tp = stage_t(i - 1, steps, s->T);
         if ((st = f(fctx, t, x, eps, n, d))) goto out;
         double ab = abar[t], abp = abar[tp];
-        if (kind == FM_SOLVER_ANCESTRAL) {
+        if (kind == FM_DDPM_ANCESTRAL) {
             double b = 1.0 - ab / abp, c1 = 1.0 / sqrt(1.0 - b), c2 = b / sqrt(1.0 - ab), sb = sqrt(b);
             if (tp > 0 || steps == s->T) fm_rng_normal_fill(r, z, nd, 0.0f, 1.0f);
             else memset(z, 0, nd * sizeof(float)); /* a respaced chain's last step adds no noise */

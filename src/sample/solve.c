@@ -13,8 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const solver_names[FM_SOLVER_COUNT] = {"euler", "midpoint", "heun",     "rk4",
-                                                          "dopri5", "ancestral", "ddim"};
+static const char *const solver_names[FM_SOLVER_COUNT] = {"euler", "midpoint", "heun", "rk4", "dopri5"};
 
 const char *fm_solver_name(fm_solver_kind k) { return fm__name_of(solver_names, FM_SOLVER_COUNT, k); }
 
@@ -23,6 +22,7 @@ int fm_solver_from_name(const char *name) { return fm__name_index(solver_names, 
 fm_solver_config fm_solver_config_default(fm_solver_kind k)
 {
     fm_solver_config c;
+    memset(&c, 0, sizeof c);
     c.kind = k;
     c.rtol = 1e-5;
     c.atol = 1e-5;
@@ -216,10 +216,8 @@ fm_status fm__solve_d(const fm_solver_config *c, fm__field_d f, void *fctx, cons
     fm_solve_stats local;
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
-    if (!c || c->kind < 0 || c->kind >= FM_SOLVER_COUNT) return fm__fail(FM_ERR_ARG, "unknown solver");
-    if (c->kind == FM_SOLVER_ANCESTRAL || c->kind == FM_SOLVER_DDIM)
-        return fm__fail(FM_ERR_ARG, "%s is a DDPM sampler, not an ODE solver (euler, midpoint, heun, rk4, dopri5)",
-                        fm_solver_name(c->kind));
+    if (!c || c->kind < 0 || c->kind >= FM_SOLVER_COUNT)
+        return fm__fail(FM_ERR_ARG, "unknown ODE solver %d (euler, midpoint, heun, rk4, dopri5)", c ? (int)c->kind : -1);
     if (ngrid < 2) return fm__fail(FM_ERR_ARG, "the time grid needs at least 2 points, got %d", ngrid);
     double dir = grid[ngrid - 1] >= grid[0] ? 1.0 : -1.0;
     for (int i = 0; i < ngrid; i++) {

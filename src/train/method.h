@@ -139,8 +139,15 @@ struct fm__method {
     int (*dim)(const void *obj);
     const char *(*data)(const void *obj);
     size_t (*size)(void *obj);
-    /* The sampler taken when none is named, and its steps. */
+    /* How it samples (fm_sampling), and for FM_SAMPLING_OWN its samplers'
+     * names (NULL-ended), sampler i's default steps and the most it takes. */
+    fm_sampling sampling;
+    const char *const *samplers;
+    void (*sampler_steps)(const void *obj, int i, int *steps, int *max_steps);
+    /* The ODE solver taken when none is named and its steps (FM_SAMPLING_ODE). */
     fm_solver_kind (*default_solver)(const void *obj, int *steps);
+    /* Size of a starting point of sample (NULL: the data dimension). */
+    int (*start_dim)(const void *obj);
     /* n samples in data units, from x_start (network units: a flow's initial
      * state, a latent model's codes) when given, else fresh noise from r. */
     fm_status (*sample)(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,

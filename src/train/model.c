@@ -57,12 +57,31 @@ fm_flow *fm_model_take_flow(fm_model *M)
 int fm_model_dim(const fm_model *M) { return M->m->dim(M->obj); }
 const char *fm_model_data(const fm_model *M) { return M->m->data(M->obj); }
 size_t fm_model_size(const fm_model *M) { return M->m->size(M->obj); }
+fm_sampling fm_model_sampling(const fm_model *M) { return M->m->sampling; }
+
+const char *fm_model_sampler(const fm_model *M, int i, int *steps, int *max_steps)
+{
+    const fm__method *m = M->m;
+    for (int k = 0; m->sampling == FM_SAMPLING_OWN && m->samplers && m->samplers[k]; k++)
+        if (k == i) {
+            int s = 1, mx = 1;
+            if (m->sampler_steps) m->sampler_steps(M->obj, i, &s, &mx);
+            if (steps) *steps = s;
+            if (max_steps) *max_steps = mx;
+            return m->samplers[k];
+        }
+    return NULL;
+}
+
 fm_solver_kind fm_model_default_solver(const fm_model *M, int *steps)
 {
     if (M->m->default_solver) return M->m->default_solver(M->obj, steps);
     if (steps) *steps = 1;
+    if (M->m->sampling == FM_SAMPLING_OWN) fm_model_sampler(M, 0, steps, NULL);
     return FM_SOLVER_MIDPOINT;
 }
+
+int fm_model_start_dim(const fm_model *M) { return M->m->start_dim ? M->m->start_dim(M->obj) : M->m->dim(M->obj); }
 
 fm_status fm_model_sample_from(fm_model *M, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
                                const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
