@@ -243,7 +243,7 @@ int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **hol
 {
     int rc = cli_load_model(cmd, path, use_ema, holder);
     if (rc != CLI_GO) return rc;
-    if (fm_model_method(*holder) != FM_METHOD_FM) {
+    if (fm_model_sampling(*holder) != FM_SAMPLING_ODE || !fm_model_flow(*holder)) {
         rc = cli_error(cmd, "%s holds a %s model; this command needs a flow-matching model", path,
                        fm_method_name(fm_model_method(*holder)));
         fm_model_free(*holder);

@@ -329,28 +329,34 @@ static int set_network(const train_opts *o, const cli_spec *spec, fm_train_confi
     return CLI_GO;
 }
 
-/* DDPM's schedule and the VAE's and GAN's settings (the library checks them
- * against the method). */
+/* DDPM's schedule and the VAE's and GAN's settings where given (c holds the
+ * method's defaults for the data; the library checks them against the method). */
 static int set_baselines(const train_opts *o, const cli_spec *spec, fm_train_config *c)
 {
     int k;
-    c->flow.ddpm.T = o->T;
-    c->flow.ddpm.beta_start = o->beta_start;
-    c->flow.ddpm.beta_end = o->beta_end;
-    if (o->latent < 1 || o->latent > 65536) BAD("--latent %d must lie in 1..65536", o->latent);
-    c->vae.latent = c->gan.latent = o->latent;
+    if (cli_given(spec, "T")) c->flow.ddpm.T = o->T;
+    if (cli_given(spec, "beta-start")) c->flow.ddpm.beta_start = o->beta_start;
+    if (cli_given(spec, "beta-end")) c->flow.ddpm.beta_end = o->beta_end;
+    if (cli_given(spec, "latent")) {
+        if (o->latent < 1 || o->latent > 65536) BAD("--latent %d must lie in 1..65536", o->latent);
+        c->vae.latent = c->gan.latent = o->latent;
+    }
     if (!(o->kl_weight >= 0)) BAD("--kl-weight %g must be >= 0", o->kl_weight);
-    c->vae.beta = o->kl_weight;
-    if ((k = fm_vae_likelihood_from_name(o->likelihood)) < 0)
-        BAD("unknown --likelihood '%s' (gaussian, bernoulli)", o->likelihood);
-    c->vae.likelihood = (fm_vae_likelihood)k;
+    if (cli_given(spec, "kl-weight")) c->vae.beta = o->kl_weight;
+    if (cli_given(spec, "likelihood")) {
+        if ((k = fm_vae_likelihood_from_name(o->likelihood)) < 0)
+            BAD("unknown --likelihood '%s' (gaussian, bernoulli)", o->likelihood);
+        c->vae.likelihood = (fm_vae_likelihood)k;
+    }
     if (o->gan_k < 1 || o->gan_k > 100) BAD("--k %d must lie in 1..100", o->gan_k);
-    c->gan.k = o->gan_k;
+    if (cli_given(spec, "k")) c->gan.k = o->gan_k;
     if ((k = fm_gan_loss_from_name(o->gan_loss)) < 0) BAD("unknown --gan-loss '%s' (nonsaturating, minimax)", o->gan_loss);
-    c->gan.loss = (fm_gan_loss)k;
-    if ((k = fm_act_from_name(o->out_act)) != FM_ACT_NONE && k != FM_ACT_TANH)
-        BAD("--out-act '%s' must be none or tanh", o->out_act);
-    c->gan.out_act = (fm_act)k;
+    if (cli_given(spec, "gan-loss")) c->gan.loss = (fm_gan_loss)k;
+    if (cli_given(spec, "out-act")) {
+        if ((k = fm_act_from_name(o->out_act)) != FM_ACT_NONE && k != FM_ACT_TANH)
+            BAD("--out-act '%s' must be none or tanh", o->out_act);
+        c->gan.out_act = (fm_act)k;
+    }
     if (o->d_depth > FM_MLP_MAX_LAYERS || o->d_width < 0 || o->d_width > 65536 ||
         (cli_given(spec, "d-depth") && o->d_depth < 0))
         BAD("--d-width must lie in 1..65536 and --d-depth in 0..%d", FM_MLP_MAX_LAYERS);
@@ -413,9 +419,6 @@ static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
     if (!cli_given(spec, "width")) o->width = md.flow.net.width[0];
     if (!cli_given(spec, "depth")) o->depth = md.flow.net.nhidden;
     if (!cli_given(spec, "act")) o->act = fm_act_name(md.flow.net.act);
-    if (!cli_given(spec, "latent")) o->latent = m == FM_METHOD_GAN ? md.gan.latent : md.vae.latent;
-    if (!cli_given(spec, "likelihood")) o->likelihood = fm_vae_likelihood_name(md.vae.likelihood);
-    if (!cli_given(spec, "out-act")) o->out_act = fm_act_name(md.gan.out_act);
     if ((rc = set_path(o, spec, &c)) != CLI_GO || (rc = set_network(o, spec, &c)) != CLI_GO ||
         (rc = set_baselines(o, spec, &c)) != CLI_GO || (rc = set_optim(o, spec, &md, &c)) != CLI_GO)
         return rc;
