@@ -46,4 +46,64 @@ void fm__linear_backward(float *dx,       /* (B, in) or NULL */
                          const float *w,  /* (out, in) */
                          int B, int in, int out);
 
+/* ------------------------------------------------------------------ elementwise arithmetic (ops_arith.c) */
+
+/* The operation of fm__arith_* and fm__bcast_*: a + b, a - b, a * b. */
+enum { FM__ADD, FM__SUB, FM__MUL };
+
+/* y = a (op) b, a and b of one shape */
+void fm__arith_forward(float *y,       /* (n) */
+                       const float *a, /* (n) */
+                       const float *b, /* (n) */
+                       size_t n, int op);
+/* da (=)+= dy [* b], then db (=)+= +-dy [* a]: a and b may be one tensor (da == db, db_overwrite 0) */
+void fm__arith_backward(float *da,       /* (n) or NULL */
+                        float *db,       /* (n) or NULL */
+                        const float *dy, /* (n) */
+                        const float *a,  /* (n) */
+                        const float *b,  /* (n) */
+                        size_t n, int op, int da_overwrite, int db_overwrite);
+
+/* NumPy broadcasting of two operands of up to 4 dims: both seen as 4-D (aligned
+ * at the trailing dimension), the output's shape and each operand's element
+ * strides, 0 along the dimensions it is stretched over. */
+typedef struct {
+    int shape[4];
+    size_t sa[4], sb[4];
+} fm__bcast;
+/* The plan of a (nda dims sha) op b (ndb dims shb), and the output's rank and
+ * shape (ndim, shape); 0 if they do not broadcast. */
+int fm__bcast_plan(fm__bcast *p, int *ndim, int *shape, int nda, const int *sha, int ndb, const int *shb);
+/* y = a (op) b, broadcast by p */
+void fm__bcast_forward(float *y,       /* p->shape */
+                       const float *a, /* a's shape (strides p->sa) */
+                       const float *b, /* b's shape (strides p->sb) */
+                       const fm__bcast *p, int op);
+/* da (=)+= dy [* b], db (=)+= +-dy [* a], each summed over the dims its operand is stretched over */
+void fm__bcast_backward(float *da,       /* a's shape, or NULL */
+                        float *db,       /* b's shape, or NULL */
+                        const float *dy, /* p->shape */
+                        const float *a,  /* a's shape */
+                        const float *b,  /* b's shape */
+                        const fm__bcast *p, int op, int da_overwrite, int db_overwrite);
+
+/* y = s x */
+void fm__scale_forward(float *y,       /* (n) */
+                       const float *x, /* (n) */
+                       float s, size_t n);
+/* dx += s dy */
+void fm__scale_backward(float *dx,       /* (n) */
+                        const float *dy, /* (n) */
+                        float s, size_t n);
+
+/* y = exp(x) */
+void fm__exp_forward(float *y,       /* (n) */
+                     const float *x, /* (n) */
+                     size_t n);
+/* dx += y dy (y = exp(x), the forward's output) */
+void fm__exp_backward(float *dx,       /* (n) */
+                      const float *dy, /* (n) */
+                      const float *y,  /* (n) */
+                      size_t n);
+
 #endif /* FM_ENGINE_KERNELS_H */
