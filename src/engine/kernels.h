@@ -106,4 +106,18 @@ void fm__exp_backward(float *dx,       /* (n) */
                       const float *y,  /* (n) */
                       size_t n);
 
+/* ------------------------------------------------------------------ activations and the time embedding (ops_act.c) */
+
+/* The activations' kernels are fm__act_forward and fm__act_backward (internal.h). */
+
+/* y[b] = (cos a_i, sin a_i) over i < half = dim / 2, a_i = f_i t[b], f_i = scale max_period^(-i / half) */
+void fm__time_embed_forward(float *y,       /* (B, dim) */
+                            const float *t, /* (B) */
+                            int B, int dim, float scale, float max_period);
+/* dt[b] += sum over i of f_i (cos(a_i) dy[b, half + i] - sin(a_i) dy[b, i]), in double */
+void fm__time_embed_backward(float *dt,       /* (B) */
+                             const float *dy, /* (B, dim) */
+                             const float *t,  /* (B) */
+                             int B, int dim, float scale, float max_period);
+
 #endif /* FM_ENGINE_KERNELS_H */
