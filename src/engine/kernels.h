@@ -28,6 +28,21 @@
 
 #include <stddef.h>
 
+/* Scratch carved from one buffer (a kernel's `work`), each piece 64-byte
+ * aligned. With base NULL nothing is carved (the pieces are NULL) but `used`
+ * still counts: that is how the fm__*_work functions measure. */
+typedef struct {
+    unsigned char *base;
+    size_t used;
+} fm__carve;
+
+static inline void *fm__carve_take(fm__carve *c, size_t bytes)
+{
+    void *p = c->base ? c->base + c->used : NULL;
+    c->used += (bytes + 63) & ~(size_t)63;
+    return p;
+}
+
 /* ------------------------------------------------------------------ linear (ops_linear.c) */
 
 /* y = x W^T + b */
@@ -119,5 +134,65 @@ void fm__time_embed_backward(float *dt,       /* (B) */
                              const float *dy, /* (B, dim) */
                              const float *t,  /* (B) */
                              int B, int dim, float scale, float max_period);
+
+/* ------------------------------------------------------------------ dropout (ops_dropout.c) */
+
+/* keep[i] = (u_i >= p), u_i the i-th uniform draw of rng; y[i] = keep[i] ? x[i] / (1 - p) : 0 */
+void fm__dropout_forward(float *y,             /* (n) */
+                         unsigned char *keep,  /* (n): the mask, 1 where kept */
+                         const float *x,       /* (n) */
+                         fm_rng *rng,          /* advanced by n draws */
+                         float p, size_t n);
+/* dx (=)+= keep[i] ? dy[i] / (1 - p) : 0 */
+void fm__dropout_backward(float *dx,                 /* (n) */
+                          const float *dy,           /* (n) */
+                          const unsigned char *keep, /* (n) */
+                          float p, size_t n, int overwrite);
+
+/* ------------------------------------------------------------------ embedding (ops_embed.c) */
+
+/* y[i] = w[ids[i]] */
+void fm__embedding_forward(float *y,         /* (n, dim) */
+                           const float *w,   /* (num, dim) */
+                           const int *ids,   /* (n), each in [0, num) */
+                           int n, int dim);
+/* dw[k] += the sum of dy[i] over the positions i with ids[i] = k, in position order, in double */
+void fm__embedding_backward(float *dw,       /* (num, dim) */
+                            const float *dy, /* (n, dim) */
+                            const int *ids,  /* (n), each in [0, num) */
+                            int n, int num, int dim,
+                            void *work);     /* fm__embedding_backward_work(n, num, dim) bytes */
+size_t fm__embedding_backward_work(int n, int num, int dim);
+
+/* ------------------------------------------------------------------ reshape (ops_shape.c) */
+
+/* y = x (the same values under another shape) */
+void fm__reshape_forward(float *y,       /* (n) */
+                         const float *x, /* (n) */
+                         size_t n);
+/* dx (=)+= dy */
+void fm__reshape_backward(float *dx,       /* (n) */
+                          const float *dy, /* (n) */
+                          size_t n, int overwrite);
+
+/* ------------------------------------------------------------------ concat, sum and mean (ops_reduce.c) */
+
+/* y[:, c0 .. c0 + ck, ...] = x: one input of a concatenation along dim 1 */
+void fm__concat_forward(float *y,       /* (outer, ctot, inner) */
+                        const float *x, /* (outer, ck, inner) */
+                        int outer, int ctot, int c0, int ck, size_t inner);
+/* dx (=)+= dy[:, c0 .. c0 + ck, ...] */
+void fm__concat_backward(float *dx,       /* (outer, ck, inner) */
+                         const float *dy, /* (outer, ctot, inner) */
+                         int outer, int ctot, int c0, int ck, size_t inner, int overwrite);
+
+/* y = sum of x (mean 0) or sum / n (mean 1), summed in double in index order */
+void fm__reduce_forward(float *y,       /* (1) */
+                        const float *x, /* (n) */
+                        size_t n, int mean);
+/* dx += dy k, k = 1 (mean 0) or the float nearest 1 / n (mean 1) */
+void fm__reduce_backward(float *dx,       /* (n) */
+                         const float *dy, /* (1) */
+                         size_t n, int mean);
 
 #endif /* FM_ENGINE_KERNELS_H */
