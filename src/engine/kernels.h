@@ -195,4 +195,94 @@ void fm__reduce_backward(float *dx,       /* (n) */
                          const float *dy, /* (1) */
                          size_t n, int mean);
 
+/* ------------------------------------------------------------------ losses (ops_loss.c)
+ *
+ * Each loss sums its terms in double, in index order, and scales the sum by k
+ * = 1 / count for FM_REDUCE_MEAN (count: the elements, or the rows for the
+ * cross-entropy), 1 for FM_REDUCE_SUM; the backward scales dloss by k rounded
+ * to a float. */
+
+/* loss = k sum of (p - t)^2 */
+void fm__mse_forward(float *loss,    /* (1) */
+                     const float *p, /* (n) */
+                     const float *t, /* (n) */
+                     size_t n, fm_reduce r);
+/* dp += 2 k dloss (p - t), dt -= 2 k dloss (p - t) */
+void fm__mse_backward(float *dp,          /* (n) or NULL */
+                      float *dt,          /* (n) or NULL */
+                      const float *dloss, /* (1) */
+                      const float *p,     /* (n) */
+                      const float *t,     /* (n) */
+                      size_t n, fm_reduce r);
+
+/* loss = -k sum of t log p + (1 - t) log(1 - p), each log floored at -100 */
+void fm__bce_forward(float *loss,    /* (1) */
+                     const float *p, /* (n), probabilities in [0, 1] */
+                     const float *t, /* (n) */
+                     size_t n, fm_reduce r);
+/* dp += k dloss (p - t) / max(p (1 - p), 1e-12) */
+void fm__bce_backward(float *dp,          /* (n) */
+                      const float *dloss, /* (1) */
+                      const float *p,     /* (n) */
+                      const float *t,     /* (n) */
+                      size_t n, fm_reduce r);
+
+/* loss = k sum of max(z, 0) - z t + log1p(exp(-|z|)) */
+void fm__bce_logits_forward(float *loss,    /* (1) */
+                            const float *z, /* (n) */
+                            const float *t, /* (n) */
+                            size_t n, fm_reduce r);
+/* dz += k dloss (sigmoid(z) - t) */
+void fm__bce_logits_backward(float *dz,          /* (n) */
+                             const float *dloss, /* (1) */
+                             const float *z,     /* (n) */
+                             const float *t,     /* (n) */
+                             size_t n, fm_reduce r);
+
+/* loss = k sum of -(1 + logvar - mu^2 - exp(logvar)) / 2 */
+void fm__kl_normal_forward(float *loss,         /* (1) */
+                           const float *mu,     /* (n) */
+                           const float *logvar, /* (n) */
+                           size_t n, fm_reduce r);
+/* dmu += k dloss mu, dlogvar += k dloss expm1(logvar) / 2 */
+void fm__kl_normal_backward(float *dmu,          /* (n) or NULL */
+                            float *dlogvar,      /* (n) or NULL */
+                            const float *dloss,  /* (1) */
+                            const float *mu,     /* (n) */
+                            const float *logvar, /* (n) */
+                            size_t n, fm_reduce r);
+
+/* loss = k sum of (log 2 pi + logvar + (x - mu)^2 exp(-logvar)) / 2 */
+void fm__gaussian_nll_forward(float *loss,         /* (1) */
+                              const float *mu,     /* (n) */
+                              const float *logvar, /* (nlv): mu's shape (nlv = n) or one row shared by the rows */
+                              const float *x,      /* (n) */
+                              size_t n, size_t nlv, fm_reduce r);
+/* dmu += k dloss (mu - x) exp(-logvar), dlogvar += k dloss (1 - (mu - x)^2 exp(-logvar)) / 2 */
+void fm__gaussian_nll_backward(float *dmu,          /* (n) or NULL */
+                               float *dlogvar,      /* (nlv) or NULL; a shared row's sum over the rows in double */
+                               const float *dloss,  /* (1) */
+                               const float *mu,     /* (n) */
+                               const float *logvar, /* (nlv) */
+                               const float *x,      /* (n) */
+                               size_t n, size_t nlv, fm_reduce r,
+                               void *work);         /* fm__gaussian_nll_backward_work(n, nlv) bytes when dlogvar */
+size_t fm__gaussian_nll_backward_work(size_t n, size_t nlv);
+
+/* loss = k sum over rows i of (m_i - z_i[labels[i]]) + log1p(s_i) = log-sum-exp(z_i) - z_i[labels[i]] */
+void fm__cross_entropy_forward(float *loss,       /* (1) */
+                               int *argmax,       /* (B): each row's (first) largest logit, m_i = z_i[argmax[i]] */
+                               double *l1,        /* (B): log1p(s_i), s_i = sum of exp(z_ij - m_i) over j != argmax[i] */
+                               const float *z,    /* (B, K) */
+                               const int *labels, /* (B), each in [0, K) */
+                               int B, int K, fm_reduce r);
+/* dz (=)+= k dloss (softmax(z_i) - onehot(labels[i])), each term in double and rounded once */
+void fm__cross_entropy_backward(float *dz,          /* (B, K) */
+                                const float *dloss, /* (1) */
+                                const float *z,     /* (B, K) */
+                                const int *labels,  /* (B) */
+                                const int *argmax,  /* (B), from the forward */
+                                const double *l1,   /* (B), from the forward */
+                                int B, int K, fm_reduce r, int overwrite);
+
 #endif /* FM_ENGINE_KERNELS_H */
