@@ -285,4 +285,32 @@ void fm__cross_entropy_backward(float *dz,          /* (B, K) */
                                 const double *l1,   /* (B), from the forward */
                                 int B, int K, fm_reduce r, int overwrite);
 
+/* ------------------------------------------------------------------ group normalisation (ops_norm.c)
+ *
+ * x (N, C, S) in G groups of C / G channels per sample, S values per channel;
+ * an activation act after the norm makes it fm__group_norm_act's fused op
+ * (FM_ACT_NONE: the plain norm). Groups are spread over the threads; the bits
+ * do not depend on their number. */
+
+/* y = act(xhat gamma + beta), xhat = (x - mean) rstd over each group, rstd = 1 / sqrt(var + eps) */
+void fm__group_norm_forward(float *y,           /* (N, C, S) */
+                            double *stats,      /* (N, G, 2): each group's mean and rstd, for the backward */
+                            const float *x,     /* (N, C, S) */
+                            const float *gamma, /* (C) or NULL (1) */
+                            const float *beta,  /* (C) or NULL (0) */
+                            int N, int C, size_t S, int G, float eps, fm_act act);
+/* dx (=)+= rstd (g - mean(g) - xhat mean(g xhat)), dgamma += sum of dy' xhat, dbeta += sum of dy' */
+void fm__group_norm_backward(float *dx,            /* (N, C, S) or NULL */
+                             float *dgamma,        /* (C) or NULL; summed over samples and values in double */
+                             float *dbeta,         /* (C) or NULL; likewise */
+                             const float *dy,      /* (N, C, S); dy' = dy act'(h), h the norm's output; g = dy' gamma */
+                             const float *x,       /* (N, C, S) */
+                             const float *y,       /* (N, C, S): the forward's output (read with an activation) */
+                             const float *gamma,   /* (C) or NULL */
+                             const float *beta,    /* (C) or NULL */
+                             const double *stats,  /* (N, G, 2): from the forward */
+                             int N, int C, size_t S, int G, fm_act act, int dx_overwrite,
+                             void *work); /* fm__group_norm_backward_work(..., dgamma != NULL, dbeta != NULL) bytes */
+size_t fm__group_norm_backward_work(int N, int C, size_t S, int G, fm_act act, int want_dgamma, int want_dbeta);
+
 #endif /* FM_ENGINE_KERNELS_H */
