@@ -272,7 +272,7 @@ size_t fm__gaussian_nll_backward_work(size_t n, size_t nlv);
 /* loss = k sum over rows i of (m_i - z_i[labels[i]]) + log1p(s_i) = log-sum-exp(z_i) - z_i[labels[i]] */
 void fm__cross_entropy_forward(float *loss,       /* (1) */
                                int *argmax,       /* (B): each row's (first) largest logit, m_i = z_i[argmax[i]] */
-                               double *l1,        /* (B): log1p(s_i), s_i = sum of exp(z_ij - m_i) over j != argmax[i] */
+                               double *l1,        /* (B): log1p(s_i), s_i = sum of exp(z_ij - m_i), j != argmax[i] */
                                const float *z,    /* (B, K) */
                                const int *labels, /* (B), each in [0, K) */
                                int B, int K, fm_reduce r);
