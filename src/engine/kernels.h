@@ -313,4 +313,30 @@ void fm__group_norm_backward(float *dx,            /* (N, C, S) or NULL */
                              void *work); /* fm__group_norm_backward_work(..., dgamma != NULL, dbeta != NULL) bytes */
 size_t fm__group_norm_backward_work(int N, int C, size_t S, int G, fm_act act, int want_dgamma, int want_dbeta);
 
+/* ------------------------------------------------------------------ convolution, upsampling, pooling (ops_conv.c)
+ *
+ * NCHW images. conv2d's weight is (O, C, kh, kw) as nn.Conv2d stores it; its
+ * output (N, O, Ho, Wo) has Ho = (H + 2 pad - kh) / stride + 1, Wo likewise.
+ * Images are spread over the threads; the bits do not depend on their number. */
+
+/* y_n = [b +] W (O, C kh kw) col(x_n), col the unfolded image (zero in the padding) */
+void fm__conv2d_forward(float *y,       /* (N, O, Ho, Wo) */
+                        const float *x, /* (N, C, H, W) */
+                        const float *w, /* (O, C, kh, kw) */
+                        const float *b, /* (O) or NULL */
+                        int N, int C, int H, int W, int O, int kh, int kw, int stride, int pad,
+                        void *work);    /* fm__conv2d_forward_work(...) bytes */
+size_t fm__conv2d_forward_work(int N, int C, int H, int W, int O, int kh, int kw, int stride, int pad);
+/* dx_n (=)+= fold(W^T dy_n), dw += sum over n of dy_n col(x_n)^T, db += sum of dy over images and pixels */
+void fm__conv2d_backward(float *dx,       /* (N, C, H, W) or NULL */
+                         float *dw,       /* (O, C, kh, kw) or NULL; the images' sum in double */
+                         float *db,       /* (O) or NULL; in double */
+                         const float *dy, /* (N, O, Ho, Wo) */
+                         const float *x,  /* (N, C, H, W) */
+                         const float *w,  /* (O, C, kh, kw) */
+                         int N, int C, int H, int W, int O, int kh, int kw, int stride, int pad, int dx_overwrite,
+                         void *work);     /* fm__conv2d_backward_work(..., dx != NULL, dw != NULL, db != NULL) bytes */
+size_t fm__conv2d_backward_work(int N, int C, int H, int W, int O, int kh, int kw, int stride, int pad, int want_dx,
+                                int want_dw, int want_db);
+
 #endif /* FM_ENGINE_KERNELS_H */
