@@ -339,4 +339,22 @@ void fm__conv2d_backward(float *dx,       /* (N, C, H, W) or NULL */
 size_t fm__conv2d_backward_work(int N, int C, int H, int W, int O, int kh, int kw, int stride, int pad, int want_dx,
                                 int want_dw, int want_db);
 
+/* y[n, c, h f + i, w f + j] = x[n, c, h, w] for i, j < f (f = factor) */
+void fm__upsample_nearest2d_forward(float *y,       /* (N, C, H f, W f) */
+                                    const float *x, /* (N, C, H, W) */
+                                    int N, int C, int H, int W, int factor);
+/* dx[n, c, h, w] (=)+= the sum of dy over the pixel's f x f block, in float, row by row */
+void fm__upsample_nearest2d_backward(float *dx,       /* (N, C, H, W) */
+                                     const float *dy, /* (N, C, H f, W f) */
+                                     int N, int C, int H, int W, int factor, int overwrite);
+
+/* y[n, c, h, w] = the mean of x over its k x k block (stride k, no padding), summed in double */
+void fm__avg_pool2d_forward(float *y,       /* (N, C, H / k, W / k) */
+                            const float *x, /* (N, C, H, W), H and W multiples of k */
+                            int N, int C, int H, int W, int k);
+/* dx (=)+= dy[n, c, h, w] inv over each k x k block, inv = 1 / k^2 rounded to a float */
+void fm__avg_pool2d_backward(float *dx,       /* (N, C, H, W) */
+                             const float *dy, /* (N, C, H / k, W / k) */
+                             int N, int C, int H, int W, int k, int overwrite);
+
 #endif /* FM_ENGINE_KERNELS_H */

@@ -852,17 +852,33 @@ static int image_input_ok(fm_tape *tp, const char *op, fm_tensor *x, const char 
     return 1;
 }
 
-static void upsample_backward(fm_tape *tp, fm_tensor *y)
+/* y[n, c, h f + i, w f + j] = x[n, c, h, w] for i, j < f */
+void fm__upsample_nearest2d_forward(float *y, const float *x, int N, int C, int H, int W, int factor)
 {
-    fm_tensor *x = y->src[0];
-    if (!fm__wants_grad(x)) return;
-    int fresh;
-    float *dx = fm__grad_w(tp, x, &fresh);
-    if (!dx) return;
-    int f = y->arg.i[0], H = x->shape[2], W = x->shape[3], Wy = y->shape[3];
-    size_t planes = (size_t)x->shape[0] * x->shape[1];
+    size_t planes = (size_t)N * C, Wy = (size_t)W * factor, Hy = (size_t)H * factor;
     for (size_t q = 0; q < planes; q++) {
-        const float *g = y->grad + q * (size_t)y->shape[2] * Wy;
+        const float *xp = x + q * (size_t)H * W;
+        float *yp = y + q * Hy * Wy;
+        for (int h = 0; h < H; h++) {
+            float *row = yp + (size_t)h * factor * Wy;
+            const float *xr = xp + (size_t)h * W;
+            if (factor == 2)
+                for (int w = 0; w < W; w++) row[2 * w] = row[2 * w + 1] = xr[w];
+            else
+                for (int w = 0; w < W; w++)
+                    for (int j = 0; j < factor; j++) row[(size_t)w * factor + j] = xr[w];
+            for (int i = 1; i < factor; i++) memcpy(row + (size_t)i * Wy, row, Wy * sizeof(float));
+        }
+    }
+}
+
+/* dx[n, c, h, w] (=)+= the sum of dy over the pixel's f x f block, in float, row by row */
+void fm__upsample_nearest2d_backward(float *dx, const float *dy, int N, int C, int H, int W, int factor, int overwrite)
+{
+    int f = factor, Wy = W * factor;
+    size_t planes = (size_t)N * C;
+    for (size_t q = 0; q < planes; q++) {
+        const float *g = dy + q * (size_t)(H * factor) * Wy;
         float *d = dx + q * (size_t)H * W;
         for (int h = 0; h < H; h++) {
             float *dr = d + (size_t)h * W;
@@ -870,7 +886,7 @@ static void upsample_backward(fm_tape *tp, fm_tensor *y)
                 const float *r0 = g + (size_t)(2 * h) * Wy, *r1 = r0 + Wy;
                 for (int w = 0; w < W; w++) {
                     float s = ((r0[2 * w] + r0[2 * w + 1]) + r1[2 * w]) + r1[2 * w + 1];
-                    dr[w] = fresh ? s : dr[w] + s;
+                    dr[w] = overwrite ? s : dr[w] + s;
                 }
                 continue;
             }
@@ -878,10 +894,21 @@ static void upsample_backward(fm_tape *tp, fm_tensor *y)
                 float s = 0.0f;
                 for (int i = 0; i < f; i++)
                     for (int j = 0; j < f; j++) s += g[(size_t)(h * f + i) * Wy + (size_t)w * f + j];
-                dr[w] = fresh ? s : dr[w] + s;
+                dr[w] = overwrite ? s : dr[w] + s;
             }
         }
     }
+}
+
+static void upsample_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *x = y->src[0];
+    if (!fm__wants_grad(x)) return;
+    int fresh;
+    float *dx = fm__grad_w(tp, x, &fresh);
+    if (!dx) return;
+    fm__upsample_nearest2d_backward(dx, y->grad, x->shape[0], x->shape[1], x->shape[2], x->shape[3], y->arg.i[0],
+                                    fresh);
 }
 
 static const fm_op OP_UPSAMPLE = {"upsample_nearest2d", upsample_backward};
@@ -898,42 +925,52 @@ fm_tensor *fm_upsample_nearest2d(fm_tape *tp, fm_tensor *x, int factor)
     fm_tensor *y = fm__node(tp, &OP_UPSAMPLE, 4, shape, &x, 1);
     if (!y) return NULL;
     y->arg.i[0] = factor;
-    size_t planes = (size_t)shape[0] * shape[1], Wy = (size_t)shape[3];
-    for (size_t q = 0; q < planes; q++) {
-        const float *xp = x->data + q * (size_t)H * W;
-        float *yp = y->data + q * (size_t)shape[2] * Wy;
-        for (int h = 0; h < H; h++) {
-            float *row = yp + (size_t)h * factor * Wy;
-            const float *xr = xp + (size_t)h * W;
-            if (factor == 2)
-                for (int w = 0; w < W; w++) row[2 * w] = row[2 * w + 1] = xr[w];
-            else
-                for (int w = 0; w < W; w++)
-                    for (int j = 0; j < factor; j++) row[(size_t)w * factor + j] = xr[w];
-            for (int i = 1; i < factor; i++) memcpy(row + (size_t)i * Wy, row, Wy * sizeof(float));
-        }
-    }
+    fm__upsample_nearest2d_forward(y->data, x->data, x->shape[0], x->shape[1], H, W, factor);
     return y;
 }
 
-static void avg_pool_backward(fm_tape *tp, fm_tensor *y)
+/* y[n, c, h, w] = the mean of x over the k x k block (h k .. h k + k - 1, w k .. w k + k - 1), in double */
+void fm__avg_pool2d_forward(float *y, const float *x, int N, int C, int H, int W, int k)
 {
-    fm_tensor *x = y->src[0];
-    if (!fm__wants_grad(x)) return;
-    int fresh;
-    float *dx = fm__grad_w(tp, x, &fresh);
-    if (!dx) return;
-    int k = y->arg.i[0], W = x->shape[3], Ho = y->shape[2], Wo = y->shape[3];
-    float inv = y->arg.f[1];
-    size_t planes = (size_t)x->shape[0] * x->shape[1];
+    double kk = (double)k * k;
+    size_t planes = (size_t)N * C;
+    int Ho = H / k, Wo = W / k;
     for (size_t q = 0; q < planes; q++) {
-        const float *g = y->grad + q * (size_t)Ho * Wo;
-        float *d = dx + q * (size_t)x->shape[2] * W;
+        const float *xp = x + q * (size_t)H * W;
+        float *yp = y + q * (size_t)Ho * Wo;
+        if (k == 2) { /* the same sums in the same order, in a loop that vectorises */
+            for (int h = 0; h < Ho; h++) {
+                const float *r0 = xp + (size_t)(2 * h) * W, *r1 = r0 + W;
+                float *yr = yp + (size_t)h * Wo;
+                for (int w = 0; w < Wo; w++)
+                    yr[w] = (float)(((((double)r0[2 * w] + r0[2 * w + 1]) + r1[2 * w]) + r1[2 * w + 1]) / 4.0);
+            }
+            continue;
+        }
+        for (int h = 0; h < Ho; h++)
+            for (int w = 0; w < Wo; w++) {
+                double sum = 0.0;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++) sum += xp[(size_t)(h * k + i) * W + (size_t)w * k + j];
+                yp[(size_t)h * Wo + w] = (float)(sum / kk);
+            }
+    }
+}
+
+/* dx over each k x k block (=)+= dy[n, c, h, w] inv, inv = the float nearest 1 / k^2 */
+void fm__avg_pool2d_backward(float *dx, const float *dy, int N, int C, int H, int W, int k, int overwrite)
+{
+    int Ho = H / k, Wo = W / k;
+    float inv = (float)(1.0 / ((double)k * k));
+    size_t planes = (size_t)N * C;
+    for (size_t q = 0; q < planes; q++) {
+        const float *g = dy + q * (size_t)Ho * Wo;
+        float *d = dx + q * (size_t)H * W;
         if (k == 2) { /* the same values in loops that vectorise */
             for (int h = 0; h < Ho; h++) {
                 float *r0 = d + (size_t)(2 * h) * W, *r1 = r0 + W;
                 const float *gr = g + (size_t)h * Wo;
-                if (fresh)
+                if (overwrite)
                     for (int w = 0; w < Wo; w++) r0[2 * w] = r0[2 * w + 1] = r1[2 * w] = r1[2 * w + 1] = gr[w] * inv;
                 else
                     for (int w = 0; w < Wo; w++) {
@@ -952,10 +989,20 @@ static void avg_pool_backward(fm_tape *tp, fm_tensor *y)
                 for (int i = 0; i < k; i++)
                     for (int j = 0; j < k; j++) {
                         float *e = d + (size_t)(h * k + i) * W + (size_t)w * k + j; /* one block each */
-                        *e = fresh ? v : *e + v;
+                        *e = overwrite ? v : *e + v;
                     }
             }
     }
+}
+
+static void avg_pool_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *x = y->src[0];
+    if (!fm__wants_grad(x)) return;
+    int fresh;
+    float *dx = fm__grad_w(tp, x, &fresh);
+    if (!dx) return;
+    fm__avg_pool2d_backward(dx, y->grad, x->shape[0], x->shape[1], x->shape[2], x->shape[3], y->arg.i[0], fresh);
 }
 
 static const fm_op OP_AVG_POOL = {"avg_pool2d", avg_pool_backward};
@@ -971,30 +1018,7 @@ fm_tensor *fm_avg_pool2d(fm_tape *tp, fm_tensor *x, int k)
     int shape[4] = {x->shape[0], x->shape[1], H / k, W / k};
     fm_tensor *y = fm__node(tp, &OP_AVG_POOL, 4, shape, &x, 1);
     if (!y) return NULL;
-    double kk = (double)k * k;
     y->arg.i[0] = k;
-    y->arg.f[1] = (float)(1.0 / kk);
-    size_t planes = (size_t)shape[0] * shape[1];
-    int Ho = shape[2], Wo = shape[3];
-    for (size_t q = 0; q < planes; q++) {
-        const float *xp = x->data + q * (size_t)H * W;
-        float *yp = y->data + q * (size_t)Ho * Wo;
-        if (k == 2) { /* the same sums in the same order, in a loop that vectorises */
-            for (int h = 0; h < Ho; h++) {
-                const float *r0 = xp + (size_t)(2 * h) * W, *r1 = r0 + W;
-                float *yr = yp + (size_t)h * Wo;
-                for (int w = 0; w < Wo; w++)
-                    yr[w] = (float)(((((double)r0[2 * w] + r0[2 * w + 1]) + r1[2 * w]) + r1[2 * w + 1]) / 4.0);
-            }
-            continue;
-        }
-        for (int h = 0; h < Ho; h++)
-            for (int w = 0; w < Wo; w++) {
-                double sum = 0.0;
-                for (int i = 0; i < k; i++)
-                    for (int j = 0; j < k; j++) sum += xp[(size_t)(h * k + i) * W + (size_t)w * k + j];
-                yp[(size_t)h * Wo + w] = (float)(sum / kk);
-            }
-    }
+    fm__avg_pool2d_forward(y->data, x->data, x->shape[0], x->shape[1], H, W, k);
     return y;
 }
