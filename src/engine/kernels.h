@@ -14,8 +14,8 @@
  * is not wanted and not computed. Shapes are in the comments beside the
  * pointers, row-major. Kernels that need scratch memory take it as an argument
  * (`work`, 64-byte aligned) whose size a companion fm__*_work function gives
- * for the same sizes and thread count. The kernels give the same bits as the
- * ops did before they were split out: the order of every sum is part of them.
+ * for the same sizes and thread count. The order of every sum is part of a
+ * kernel: the tape op's results are the kernel's bits, on any thread count.
  *
  * Kernels that several ops share stay in internal.h: fm__gemm (and its
  * shifted-plane forms) and the activations, fm__act_forward and

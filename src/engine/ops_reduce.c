@@ -75,8 +75,11 @@ fm_tensor *fm_concat(fm_tape *tp, fm_tensor *const *xs, int n)
     fm_tensor *y = fm__node(tp, &OP_CONCAT, x0->ndim, shape, xs, n);
     if (!y) return NULL;
     size_t inner = y->size / (size_t)shape[0] / (size_t)shape[1];
-    for (int k = 0, c0 = 0; k < n; c0 += xs[k]->shape[1], k++)
+    int c0 = 0;
+    for (int k = 0; k < n; k++) {
         fm__concat_forward(y->data, xs[k]->data, shape[0], shape[1], c0, xs[k]->shape[1], inner);
+        c0 += xs[k]->shape[1];
+    }
     return y;
 }
 
