@@ -8,6 +8,7 @@
  * Softplus (log1p) use libm.
  */
 #include "internal.h"
+#include "engine/kernels.h"
 #include "engine/vmath.h"
 
 #include <math.h>
@@ -218,24 +219,46 @@ fm_tensor *fm_softplus(fm_tape *tp, fm_tensor *x) { return fm_activation(tp, x, 
 
 /* ---- sinusoidal time embedding (B) or (B, 1) -> (B, dim) */
 
+/* y[b] = (cos a_i, sin a_i) over i < half = dim / 2, a_i = f_i t[b], f_i = scale max_period^(-i / half) */
+void fm__time_embed_forward(float *y, const float *t, int B, int dim, float scale, float max_period)
+{
+    int half = dim / 2;
+    double lmp = log((double)max_period);
+    for (int b = 0; b < B; b++) {
+        float *row = y + (size_t)b * dim;
+        for (int i = 0; i < half; i++) {
+            double a = (double)scale * exp(-lmp * i / half) * t[b];
+            row[i] = (float)cos(a);
+            row[half + i] = (float)sin(a);
+        }
+    }
+}
+
+/* dt[b] += sum over i of f_i (cos(a_i) dy[b, half + i] - sin(a_i) dy[b, i]), in double */
+void fm__time_embed_backward(float *dt, const float *dy, const float *t, int B, int dim, float scale,
+                             float max_period)
+{
+    int half = dim / 2;
+    double sc = scale, lmp = log((double)max_period);
+    for (int b = 0; b < B; b++) {
+        double acc = 0.0;
+        const float *g = dy + (size_t)b * dim;
+        for (int i = 0; i < half; i++) {
+            double f = sc * exp(-lmp * i / half), a = f * t[b];
+            /* d cos(a)/dt = -f sin(a); d sin(a)/dt = f cos(a) */
+            acc += -f * sin(a) * g[i] + f * cos(a) * g[half + i];
+        }
+        dt[b] += (float)acc;
+    }
+}
+
 static void time_embed_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *t = y->src[0];
     if (!fm__wants_grad(t)) return;
     float *gt = fm__grad(tp, t);
     if (!gt) return;
-    int B = y->shape[0], dim = y->shape[1], half = dim / 2;
-    double scale = y->arg.f[0], lmp = log((double)y->arg.f[1]);
-    for (int b = 0; b < B; b++) {
-        double acc = 0.0;
-        const float *g = y->grad + (size_t)b * dim;
-        for (int i = 0; i < half; i++) {
-            double f = scale * exp(-lmp * i / half), a = f * t->data[b];
-            /* d cos(a)/dt = -f sin(a); d sin(a)/dt = f cos(a) */
-            acc += -f * sin(a) * g[i] + f * cos(a) * g[half + i];
-        }
-        gt[b] += (float)acc;
-    }
+    fm__time_embed_backward(gt, y->grad, t->data, y->shape[0], y->shape[1], y->arg.f[0], y->arg.f[1]);
 }
 
 static const fm_op OP_TIME_EMBED = {"time_embed", time_embed_backward};
@@ -252,20 +275,12 @@ fm_tensor *fm_time_embed(fm_tape *tp, fm_tensor *t, int dim, float scale, float 
     if (!(max_period > 1.0f))
         return fm__op_fail(tp, FM_ERR_ARG, "time_embed: max_period %g must exceed 1",
                            (double)max_period);
-    int B = t->shape[0], half = dim / 2;
+    int B = t->shape[0];
     int shape[2] = {B, dim};
     fm_tensor *y = fm__node(tp, &OP_TIME_EMBED, 2, shape, &t, 1);
     if (!y) return NULL;
     y->arg.f[0] = scale;
     y->arg.f[1] = max_period;
-    double lmp = log((double)max_period);
-    for (int b = 0; b < B; b++) {
-        float *row = y->data + (size_t)b * dim;
-        for (int i = 0; i < half; i++) {
-            double a = (double)scale * exp(-lmp * i / half) * t->data[b];
-            row[i] = (float)cos(a);
-            row[half + i] = (float)sin(a);
-        }
-    }
+    fm__time_embed_forward(y->data, t->data, B, dim, scale, max_period);
     return y;
 }

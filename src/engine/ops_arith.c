@@ -9,23 +9,16 @@
  * taken in double.
  */
 #include "internal.h"
+#include "engine/kernels.h"
 
 #include <math.h>
 #include <string.h>
 
-enum { ARITH_ADD, ARITH_SUB, ARITH_MUL };
-
-/* Both operands seen as 4-D, with element strides that are 0 along stretched dims. */
-typedef struct {
-    int shape[4];
-    size_t sa[4], sb[4];
-} bcast;
-
-static void strides4(const fm_tensor *t, const int *out, size_t *st)
+static void strides4(int ndim, const int *tshape, const int *out, size_t *st)
 {
     int sh[4];
-    int off = 4 - t->ndim;
-    for (int d = 0; d < 4; d++) sh[d] = d < off ? 1 : t->shape[d - off];
+    int off = 4 - ndim;
+    for (int d = 0; d < 4; d++) sh[d] = d < off ? 1 : tshape[d - off];
     size_t s = 1;
     for (int d = 3; d >= 0; d--) {
         st[d] = (sh[d] == 1 && out[d] != 1) ? 0 : s;
@@ -33,34 +26,41 @@ static void strides4(const fm_tensor *t, const int *out, size_t *st)
     }
 }
 
-/* Output rank and shape of a (op) b, or 0 if they do not broadcast. */
-static int bcast_plan(const fm_tensor *a, const fm_tensor *b, int *ndim, int *shape, bcast *p)
+int fm__bcast_plan(fm__bcast *p, int *ndim, int *shape, int nda, const int *sha, int ndb, const int *shb)
 {
-    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    int nd = nda > ndb ? nda : ndb;
     for (int d = 0; d < 4; d++) {
-        int oa = 4 - a->ndim, ob = 4 - b->ndim;
-        int da = d < oa ? 1 : a->shape[d - oa];
-        int db = d < ob ? 1 : b->shape[d - ob];
+        int oa = 4 - nda, ob = 4 - ndb;
+        int da = d < oa ? 1 : sha[d - oa];
+        int db = d < ob ? 1 : shb[d - ob];
         if (da != db && da != 1 && db != 1) return 0;
         p->shape[d] = da > db ? da : db;
     }
     for (int d = 0; d < nd; d++) shape[d] = p->shape[4 - nd + d];
     *ndim = nd;
-    strides4(a, p->shape, p->sa);
-    strides4(b, p->shape, p->sb);
+    strides4(nda, sha, p->shape, p->sa);
+    strides4(ndb, shb, p->shape, p->sb);
     return 1;
+}
+
+/* Values of an operand with strides st (0 along its stretched dims). */
+static size_t bcast_size(const fm__bcast *p, const size_t *st)
+{
+    size_t n = 1;
+    for (int d = 0; d < 4; d++) n *= st[d] == 0 ? 1 : (size_t)p->shape[d];
+    return n;
 }
 
 /* Is one operand (the "full" one, strides f) whole over the last two
  * dimensions and the other (strides c) stretched over both? */
-static int block_bcast(const bcast *p, const size_t *f, const size_t *c)
+static int block_bcast(const fm__bcast *p, const size_t *f, const size_t *c)
 {
     return p->shape[2] * p->shape[3] > 1 && f[3] == 1 && f[2] == (size_t)p->shape[3] && c[2] == 0 && c[3] == 0;
 }
 
 /* Over each block: dfull (=)+= fsign g v (v = the other operand for mul, else 1)
  * and dcst += csign times the sum of g u (u = the full operand for mul, else 1). */
-static void block_backward(const bcast *p, int kind, const float *g, const float *full, const float *cst,
+static void block_backward(const fm__bcast *p, int kind, const float *g, const float *full, const float *cst,
                            const size_t *sf, const size_t *sc, float *dfull, int ffresh, float fsign, float *dcst,
                            float csign)
 {
@@ -70,7 +70,7 @@ static void block_backward(const bcast *p, int kind, const float *g, const float
             size_t jf = i0 * sf[0] + i1 * sf[1], jc = i0 * sc[0] + i1 * sc[1];
             const float *gb = g + o;
             if (dfull) {
-                float v = fsign * (kind == ARITH_MUL ? cst[jc] : 1.0f);
+                float v = fsign * (kind == FM__MUL ? cst[jc] : 1.0f);
                 float *d = dfull + jf;
                 if (ffresh)
                     for (size_t t = 0; t < L; t++) d[t] = gb[t] * v;
@@ -80,7 +80,7 @@ static void block_backward(const bcast *p, int kind, const float *g, const float
             if (dcst) {
                 double s[4] = {0, 0, 0, 0};
                 size_t t = 0;
-                if (kind == ARITH_MUL) {
+                if (kind == FM__MUL) {
                     const float *u = full + jf;
                     for (; t + 4 <= L; t += 4)
                         for (int l = 0; l < 4; l++) s[l] += (double)gb[t + l] * u[t + l];
@@ -95,71 +95,138 @@ static void block_backward(const bcast *p, int kind, const float *g, const float
         }
 }
 
+/* y = a (op) b, one shape */
+void fm__arith_forward(float *y, const float *a, const float *b, size_t n, int kind)
+{
+    if (kind == FM__ADD)
+        for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+    else if (kind == FM__SUB)
+        for (size_t i = 0; i < n; i++) y[i] = a[i] - b[i];
+    else
+        for (size_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+}
+
+/* da (=)+= dy [b]; then db (=)+= +-dy [a] */
+void fm__arith_backward(float *da, float *db, const float *dy, const float *a, const float *b, size_t n, int kind,
+                        int da_overwrite, int db_overwrite)
+{
+    /* a's part first: when a and b are one tensor, b's adds to it */
+    if (da) {
+        if (kind == FM__MUL)
+            for (size_t i = 0; i < n; i++) da[i] = (da_overwrite ? 0.0f : da[i]) + dy[i] * b[i];
+        else if (da_overwrite)
+            memcpy(da, dy, n * sizeof(float));
+        else
+            for (size_t i = 0; i < n; i++) da[i] += dy[i];
+    }
+    if (db) {
+        if (kind == FM__MUL)
+            for (size_t i = 0; i < n; i++) db[i] = (db_overwrite ? 0.0f : db[i]) + dy[i] * a[i];
+        else if (kind == FM__SUB)
+            for (size_t i = 0; i < n; i++) db[i] = (db_overwrite ? 0.0f : db[i]) - dy[i];
+        else if (db_overwrite)
+            memcpy(db, dy, n * sizeof(float));
+        else
+            for (size_t i = 0; i < n; i++) db[i] += dy[i];
+    }
+}
+
+/* y = a (op) b, broadcast by p */
+void fm__bcast_forward(float *y, const float *a, const float *b, const fm__bcast *p, int kind)
+{
+    int afull = block_bcast(p, p->sa, p->sb);
+    if (afull || block_bcast(p, p->sb, p->sa)) {
+        size_t L = (size_t)p->shape[2] * p->shape[3], o = 0;
+        for (int i0 = 0; i0 < p->shape[0]; i0++)
+            for (int i1 = 0; i1 < p->shape[1]; i1++, o += L) {
+                const float *u = a + i0 * p->sa[0] + i1 * p->sa[1], *v = b + i0 * p->sb[0] + i1 * p->sb[1];
+                float *d = y + o;
+                if (afull) {
+                    float c = v[0];
+                    if (kind == FM__ADD)
+                        for (size_t t = 0; t < L; t++) d[t] = u[t] + c;
+                    else if (kind == FM__SUB)
+                        for (size_t t = 0; t < L; t++) d[t] = u[t] - c;
+                    else
+                        for (size_t t = 0; t < L; t++) d[t] = u[t] * c;
+                } else {
+                    float c = u[0];
+                    if (kind == FM__ADD)
+                        for (size_t t = 0; t < L; t++) d[t] = c + v[t];
+                    else if (kind == FM__SUB)
+                        for (size_t t = 0; t < L; t++) d[t] = c - v[t];
+                    else
+                        for (size_t t = 0; t < L; t++) d[t] = c * v[t];
+                }
+            }
+        return;
+    }
+    size_t o = 0;
+    for (int i0 = 0; i0 < p->shape[0]; i0++)
+        for (int i1 = 0; i1 < p->shape[1]; i1++)
+            for (int i2 = 0; i2 < p->shape[2]; i2++) {
+                size_t ia = i0 * p->sa[0] + i1 * p->sa[1] + i2 * p->sa[2];
+                size_t ib = i0 * p->sb[0] + i1 * p->sb[1] + i2 * p->sb[2];
+                for (int i3 = 0; i3 < p->shape[3]; i3++, o++) {
+                    float u = a[ia + i3 * p->sa[3]], v = b[ib + i3 * p->sb[3]];
+                    y[o] = kind == FM__ADD ? u + v : kind == FM__SUB ? u - v : u * v;
+                }
+            }
+}
+
+/* da (=)+= dy [b] and db (=)+= +-dy [a], each summed over its stretched dims */
+void fm__bcast_backward(float *da, float *db, const float *dy, const float *a, const float *b, const fm__bcast *p,
+                        int kind, int da_overwrite, int db_overwrite)
+{
+    /* stretched: the sums over the stretched dimensions accumulate */
+    float sb = kind == FM__SUB ? -1.0f : 1.0f;
+    if (block_bcast(p, p->sa, p->sb)) {
+        if (db && db_overwrite) memset(db, 0, bcast_size(p, p->sb) * sizeof(float));
+        block_backward(p, kind, dy, a, b, p->sa, p->sb, da, da_overwrite, 1.0f, db, sb);
+        return;
+    }
+    if (block_bcast(p, p->sb, p->sa)) {
+        if (da && da_overwrite) memset(da, 0, bcast_size(p, p->sa) * sizeof(float));
+        block_backward(p, kind, dy, b, a, p->sb, p->sa, db, db_overwrite, sb, da, 1.0f);
+        return;
+    }
+    if (da && da_overwrite) memset(da, 0, bcast_size(p, p->sa) * sizeof(float));
+    if (db && db_overwrite) memset(db, 0, bcast_size(p, p->sb) * sizeof(float));
+    size_t o = 0;
+    for (int i0 = 0; i0 < p->shape[0]; i0++)
+        for (int i1 = 0; i1 < p->shape[1]; i1++)
+            for (int i2 = 0; i2 < p->shape[2]; i2++) {
+                size_t ia = i0 * p->sa[0] + i1 * p->sa[1] + i2 * p->sa[2];
+                size_t ib = i0 * p->sb[0] + i1 * p->sb[1] + i2 * p->sb[2];
+                for (int i3 = 0; i3 < p->shape[3]; i3++, o++) {
+                    size_t ja = ia + i3 * p->sa[3], jb = ib + i3 * p->sb[3];
+                    if (kind == FM__MUL) {
+                        if (da) da[ja] += dy[o] * b[jb];
+                        if (db) db[jb] += dy[o] * a[ja];
+                    } else {
+                        if (da) da[ja] += dy[o];
+                        if (db) db[jb] += kind == FM__SUB ? -dy[o] : dy[o];
+                    }
+                }
+            }
+}
+
 static void arith_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *a = y->src[0], *b = y->src[1];
     int kind = y->arg.i[0];
-    bcast p;
-    int nd, shape[4];
-    bcast_plan(a, b, &nd, shape, &p);
     int fa = 0, fb = 0;
     float *ga = fm__wants_grad(a) ? fm__grad_w(tp, a, &fa) : NULL;
     float *gb = fm__wants_grad(b) ? fm__grad_w(tp, b, &fb) : NULL;
     if (tp->status != FM_OK) return;
-    const float *g = y->grad;
     if (fm__same_shape(a, b)) {
-        /* a's part first: when a and b are one tensor, b's adds to it */
-        if (ga) {
-            if (kind == ARITH_MUL)
-                for (size_t i = 0; i < y->size; i++) ga[i] = (fa ? 0.0f : ga[i]) + g[i] * b->data[i];
-            else if (fa)
-                memcpy(ga, g, y->size * sizeof(float));
-            else
-                for (size_t i = 0; i < y->size; i++) ga[i] += g[i];
-        }
-        if (gb) {
-            if (kind == ARITH_MUL)
-                for (size_t i = 0; i < y->size; i++) gb[i] = (fb ? 0.0f : gb[i]) + g[i] * a->data[i];
-            else if (kind == ARITH_SUB)
-                for (size_t i = 0; i < y->size; i++) gb[i] = (fb ? 0.0f : gb[i]) - g[i];
-            else if (fb)
-                memcpy(gb, g, y->size * sizeof(float));
-            else
-                for (size_t i = 0; i < y->size; i++) gb[i] += g[i];
-        }
+        fm__arith_backward(ga, gb, y->grad, a->data, b->data, y->size, kind, fa, fb);
         return;
     }
-    /* stretched: the sums over the stretched dimensions accumulate */
-    float sb = kind == ARITH_SUB ? -1.0f : 1.0f;
-    if (block_bcast(&p, p.sa, p.sb)) {
-        if (fb) memset(gb, 0, b->size * sizeof(float));
-        block_backward(&p, kind, g, a->data, b->data, p.sa, p.sb, ga, fa, 1.0f, gb, sb);
-        return;
-    }
-    if (block_bcast(&p, p.sb, p.sa)) {
-        if (fa) memset(ga, 0, a->size * sizeof(float));
-        block_backward(&p, kind, g, b->data, a->data, p.sb, p.sa, gb, fb, sb, ga, 1.0f);
-        return;
-    }
-    if (fa) memset(ga, 0, a->size * sizeof(float));
-    if (fb) memset(gb, 0, b->size * sizeof(float));
-    size_t o = 0;
-    for (int i0 = 0; i0 < p.shape[0]; i0++)
-        for (int i1 = 0; i1 < p.shape[1]; i1++)
-            for (int i2 = 0; i2 < p.shape[2]; i2++) {
-                size_t ia = i0 * p.sa[0] + i1 * p.sa[1] + i2 * p.sa[2];
-                size_t ib = i0 * p.sb[0] + i1 * p.sb[1] + i2 * p.sb[2];
-                for (int i3 = 0; i3 < p.shape[3]; i3++, o++) {
-                    size_t ja = ia + i3 * p.sa[3], jb = ib + i3 * p.sb[3];
-                    if (kind == ARITH_MUL) {
-                        if (ga) ga[ja] += g[o] * b->data[jb];
-                        if (gb) gb[jb] += g[o] * a->data[ja];
-                    } else {
-                        if (ga) ga[ja] += g[o];
-                        if (gb) gb[jb] += kind == ARITH_SUB ? -g[o] : g[o];
-                    }
-                }
-            }
+    fm__bcast p;
+    int nd, shape[4];
+    fm__bcast_plan(&p, &nd, shape, a->ndim, a->shape, b->ndim, b->shape);
+    fm__bcast_backward(ga, gb, y->grad, a->data, b->data, &p, kind, fa, fb);
 }
 
 static const fm_op OP_ADD = {"add", arith_backward};
@@ -168,12 +235,12 @@ static const fm_op OP_MUL = {"mul", arith_backward};
 
 static fm_tensor *arith(fm_tape *tp, fm_tensor *a, fm_tensor *b, int kind)
 {
-    const fm_op *op = kind == ARITH_ADD ? &OP_ADD : kind == ARITH_SUB ? &OP_SUB : &OP_MUL;
+    const fm_op *op = kind == FM__ADD ? &OP_ADD : kind == FM__SUB ? &OP_SUB : &OP_MUL;
     fm_tensor *in[2] = {a, b};
     if (!fm__op_inputs_ok(tp, op->name, in, 2)) return NULL;
-    bcast p;
+    fm__bcast p;
     int nd, shape[4];
-    if (!bcast_plan(a, b, &nd, shape, &p)) {
+    if (!fm__bcast_plan(&p, &nd, shape, a->ndim, a->shape, b->ndim, b->shape)) {
         char s1[96], s2[96];
         return fm__op_fail(tp, FM_ERR_SHAPE, "%s: shapes %s and %s do not broadcast", op->name,
                            fm_shape_str(a, s1, sizeof s1), fm_shape_str(b, s2, sizeof s2));
@@ -181,62 +248,28 @@ static fm_tensor *arith(fm_tape *tp, fm_tensor *a, fm_tensor *b, int kind)
     fm_tensor *y = fm__node(tp, op, nd, shape, in, 2);
     if (!y) return NULL;
     y->arg.i[0] = kind;
-    float *out = y->data;
-    const float *x = a->data, *z = b->data;
-    if (fm__same_shape(a, b)) {
-        size_t n = y->size;
-        if (kind == ARITH_ADD)
-            for (size_t i = 0; i < n; i++) out[i] = x[i] + z[i];
-        else if (kind == ARITH_SUB)
-            for (size_t i = 0; i < n; i++) out[i] = x[i] - z[i];
-        else
-            for (size_t i = 0; i < n; i++) out[i] = x[i] * z[i];
-        return y;
-    }
-    int afull = block_bcast(&p, p.sa, p.sb);
-    if (afull || block_bcast(&p, p.sb, p.sa)) {
-        size_t L = (size_t)p.shape[2] * p.shape[3], o = 0;
-        for (int i0 = 0; i0 < p.shape[0]; i0++)
-            for (int i1 = 0; i1 < p.shape[1]; i1++, o += L) {
-                const float *u = x + i0 * p.sa[0] + i1 * p.sa[1], *v = z + i0 * p.sb[0] + i1 * p.sb[1];
-                float *d = out + o;
-                if (afull) {
-                    float c = v[0];
-                    if (kind == ARITH_ADD)
-                        for (size_t t = 0; t < L; t++) d[t] = u[t] + c;
-                    else if (kind == ARITH_SUB)
-                        for (size_t t = 0; t < L; t++) d[t] = u[t] - c;
-                    else
-                        for (size_t t = 0; t < L; t++) d[t] = u[t] * c;
-                } else {
-                    float c = u[0];
-                    if (kind == ARITH_ADD)
-                        for (size_t t = 0; t < L; t++) d[t] = c + v[t];
-                    else if (kind == ARITH_SUB)
-                        for (size_t t = 0; t < L; t++) d[t] = c - v[t];
-                    else
-                        for (size_t t = 0; t < L; t++) d[t] = c * v[t];
-                }
-            }
-        return y;
-    }
-    size_t o = 0;
-    for (int i0 = 0; i0 < p.shape[0]; i0++)
-        for (int i1 = 0; i1 < p.shape[1]; i1++)
-            for (int i2 = 0; i2 < p.shape[2]; i2++) {
-                size_t ia = i0 * p.sa[0] + i1 * p.sa[1] + i2 * p.sa[2];
-                size_t ib = i0 * p.sb[0] + i1 * p.sb[1] + i2 * p.sb[2];
-                for (int i3 = 0; i3 < p.shape[3]; i3++, o++) {
-                    float u = x[ia + i3 * p.sa[3]], v = z[ib + i3 * p.sb[3]];
-                    out[o] = kind == ARITH_ADD ? u + v : kind == ARITH_SUB ? u - v : u * v;
-                }
-            }
+    if (fm__same_shape(a, b))
+        fm__arith_forward(y->data, a->data, b->data, y->size, kind);
+    else
+        fm__bcast_forward(y->data, a->data, b->data, &p, kind);
     return y;
 }
 
-fm_tensor *fm_add(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a, b, ARITH_ADD); }
-fm_tensor *fm_sub(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a, b, ARITH_SUB); }
-fm_tensor *fm_mul(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a, b, ARITH_MUL); }
+fm_tensor *fm_add(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a, b, FM__ADD); }
+fm_tensor *fm_sub(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a, b, FM__SUB); }
+fm_tensor *fm_mul(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a, b, FM__MUL); }
+
+/* y = s x */
+void fm__scale_forward(float *y, const float *x, float s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] = s * x[i];
+}
+
+/* dx += s dy */
+void fm__scale_backward(float *dx, const float *dy, float s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dx[i] += s * dy[i];
+}
 
 static void scale_backward(fm_tape *tp, fm_tensor *y)
 {
@@ -244,8 +277,7 @@ static void scale_backward(fm_tape *tp, fm_tensor *y)
     if (!fm__wants_grad(x)) return;
     float *gx = fm__grad(tp, x);
     if (!gx) return;
-    float s = y->arg.f[0];
-    for (size_t i = 0; i < y->size; i++) gx[i] += s * y->grad[i];
+    fm__scale_backward(gx, y->grad, y->arg.f[0], y->size);
 }
 
 static const fm_op OP_SCALE = {"scale", scale_backward};
@@ -256,11 +288,23 @@ fm_tensor *fm_scale(fm_tape *tp, fm_tensor *x, float s)
     fm_tensor *y = fm__node(tp, &OP_SCALE, x->ndim, x->shape, &x, 1);
     if (!y) return NULL;
     y->arg.f[0] = s;
-    for (size_t i = 0; i < y->size; i++) y->data[i] = s * x->data[i];
+    fm__scale_forward(y->data, x->data, s, y->size);
     return y;
 }
 
 /* ---- exp: the backward reuses the output */
+
+/* y = exp(x) */
+void fm__exp_forward(float *y, const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+
+/* dx += y dy */
+void fm__exp_backward(float *dx, const float *dy, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dx[i] += y[i] * dy[i];
+}
 
 static void exp_backward(fm_tape *tp, fm_tensor *y)
 {
@@ -268,7 +312,7 @@ static void exp_backward(fm_tape *tp, fm_tensor *y)
     if (!fm__wants_grad(x)) return;
     float *gx = fm__grad(tp, x);
     if (!gx) return;
-    for (size_t i = 0; i < y->size; i++) gx[i] += y->data[i] * y->grad[i];
+    fm__exp_backward(gx, y->grad, y->data, y->size);
 }
 
 static const fm_op OP_EXP = {"exp", exp_backward};
@@ -278,6 +322,6 @@ fm_tensor *fm_exp(fm_tape *tp, fm_tensor *x)
     if (!fm__op_inputs_ok(tp, "exp", &x, 1)) return NULL;
     fm_tensor *y = fm__node(tp, &OP_EXP, x->ndim, x->shape, &x, 1);
     if (!y) return NULL;
-    for (size_t i = 0; i < y->size; i++) y->data[i] = expf(x->data[i]);
+    fm__exp_forward(y->data, x->data, y->size);
     return y;
 }

@@ -9,7 +9,27 @@
  * the op is the identity and returns x itself.
  */
 #include "internal.h"
+#include "engine/kernels.h"
 
+/* keep[i] = (u_i >= p), u_i rng's next uniform draw; y[i] = keep[i] ? x[i] / (1 - p) : 0 */
+void fm__dropout_forward(float *y, unsigned char *keep, const float *x, fm_rng *rng, float p, size_t n)
+{
+    double q = 1.0 - (double)p;
+    for (size_t i = 0; i < n; i++) {
+        keep[i] = fm_rng_uniform(rng) >= (double)p;
+        y[i] = keep[i] ? (float)(x[i] / q) : 0.0f;
+    }
+}
+
+/* dx (=)+= keep ? dy / (1 - p) : 0 */
+void fm__dropout_backward(float *dx, const float *dy, const unsigned char *keep, float p, size_t n, int overwrite)
+{
+    double q = 1.0 - (double)p;
+    for (size_t i = 0; i < n; i++) {
+        float v = keep[i] ? (float)(dy[i] / q) : 0.0f;
+        dx[i] = overwrite ? v : dx[i] + v;
+    }
+}
 
 static void dropout_backward(fm_tape *tp, fm_tensor *y)
 {
@@ -18,12 +38,7 @@ static void dropout_backward(fm_tape *tp, fm_tensor *y)
     int fresh;
     float *dx = fm__grad_w(tp, x, &fresh); /* every element written */
     if (!dx) return;
-    const unsigned char *keep = y->aux;
-    double q = 1.0 - (double)y->arg.f[0];
-    for (size_t i = 0; i < x->size; i++) {
-        float v = keep[i] ? (float)(y->grad[i] / q) : 0.0f;
-        dx[i] = fresh ? v : dx[i] + v;
-    }
+    fm__dropout_backward(dx, y->grad, y->aux, y->arg.f[0], x->size, fresh);
 }
 
 static const fm_op OP_DROPOUT = {"dropout", dropout_backward};
@@ -45,10 +60,6 @@ fm_tensor *fm_dropout(fm_tape *tp, fm_tensor *x, float p, fm_rng *rng, int train
     if (!keep) return NULL;
     y->arg.f[0] = p;
     y->aux = keep;
-    double q = 1.0 - (double)p;
-    for (size_t i = 0; i < x->size; i++) {
-        keep[i] = fm_rng_uniform(rng) >= (double)p;
-        y->data[i] = keep[i] ? (float)(x->data[i] / q) : 0.0f;
-    }
+    fm__dropout_forward(y->data, keep, x->data, rng, p, x->size);
     return y;
 }

@@ -8,22 +8,40 @@
  * bits whatever the order of the other ids.
  */
 #include "internal.h"
+#include "engine/kernels.h"
 
 #include <string.h>
 
-static void embedding_backward(fm_tape *tp, fm_tensor *y)
+/* y[i] = w[ids[i]] */
+void fm__embedding_forward(float *y, const float *w, const int *ids, int n, int dim)
 {
-    fm_tensor *w = y->src[0];
-    if (!fm__wants_grad(w)) return;
-    float *dw = fm__grad(tp, w);
-    if (!dw) return;
-    const int *ids = y->aux;
-    int n = y->shape[0], num = w->shape[0], dim = w->shape[1];
-    fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
-    int *start = fm__tape_alloc(tp, ((size_t)num + 1) * sizeof(int));
-    int *order = fm__tape_alloc(tp, (size_t)n * sizeof(int));
-    double *acc = fm__tape_alloc(tp, (size_t)dim * sizeof(double));
-    if (!start || !order || !acc) return;
+    for (int i = 0; i < n; i++) memcpy(y + (size_t)i * dim, w + (size_t)ids[i] * dim, (size_t)dim * sizeof(float));
+}
+
+/* The backward's scratch: start (num + 1), order (n), acc (dim). */
+static void embedding_scratch(fm__carve *c, int n, int num, int dim, int **start, int **order, double **acc)
+{
+    *start = fm__carve_take(c, ((size_t)num + 1) * sizeof(int));
+    *order = fm__carve_take(c, (size_t)n * sizeof(int));
+    *acc = fm__carve_take(c, (size_t)dim * sizeof(double));
+}
+
+size_t fm__embedding_backward_work(int n, int num, int dim)
+{
+    fm__carve c = {NULL, 0};
+    int *start, *order;
+    double *acc;
+    embedding_scratch(&c, n, num, dim, &start, &order, &acc);
+    return c.used;
+}
+
+/* dw[k] += the sum of dy[i] over the positions i with ids[i] = k, in order, in double */
+void fm__embedding_backward(float *dw, const float *dy, const int *ids, int n, int num, int dim, void *work)
+{
+    fm__carve c = {work, 0};
+    int *start, *order;
+    double *acc;
+    embedding_scratch(&c, n, num, dim, &start, &order, &acc);
     /* start[k] .. start[k + 1]: the positions of id k in order */
     memset(start, 0, ((size_t)num + 1) * sizeof(int));
     for (int i = 0; i < n; i++) start[ids[i] + 1]++;
@@ -35,7 +53,7 @@ static void embedding_backward(fm_tape *tp, fm_tensor *y)
         if (b > a) {
             for (int j = 0; j < dim; j++) acc[j] = 0.0;
             for (int p = a; p < b; p++) {
-                const float *g = y->grad + (size_t)order[p] * dim;
+                const float *g = dy + (size_t)order[p] * dim;
                 for (int j = 0; j < dim; j++) acc[j] += g[j];
             }
             float *d = dw + (size_t)k * dim;
@@ -43,6 +61,19 @@ static void embedding_backward(fm_tape *tp, fm_tensor *y)
         }
         a = b;
     }
+}
+
+static void embedding_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *w = y->src[0];
+    if (!fm__wants_grad(w)) return;
+    float *dw = fm__grad(tp, w);
+    if (!dw) return;
+    int n = y->shape[0], num = w->shape[0], dim = w->shape[1];
+    fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
+    void *work = fm__tape_alloc(tp, fm__embedding_backward_work(n, num, dim));
+    if (!work) return;
+    fm__embedding_backward(dw, y->grad, y->aux, n, num, dim, work);
     fm__arena_rewind(&tp->arena, &mark);
 }
 
@@ -71,7 +102,6 @@ fm_tensor *fm_embedding(fm_tape *tp, fm_tensor *weight, const int *ids, int n)
     if (!kept) return NULL;
     memcpy(kept, ids, (size_t)n * sizeof(int));
     y->aux = kept;
-    for (int i = 0; i < n; i++)
-        memcpy(y->data + (size_t)i * dim, weight->data + (size_t)ids[i] * dim, (size_t)dim * sizeof(float));
+    fm__embedding_forward(y->data, weight->data, ids, n, dim);
     return y;
 }

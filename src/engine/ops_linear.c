@@ -6,35 +6,46 @@
  * double).
  */
 #include "internal.h"
+#include "engine/kernels.h"
 
-#include <string.h>
+/* Columns of db summed at once, each in a double of its own. */
+#define LINEAR_DB_COLS 256
+
+/* y = x W^T + b */
+void fm__linear_forward(float *y, float *wt, const float *x, const float *w, const float *b, int B, int in, int out)
+{
+    /* W^T (in, out) so the product streams along rows. */
+    for (int o = 0; o < out; o++)
+        for (int i = 0; i < in; i++) wt[(size_t)i * out + o] = w[(size_t)o * in + i];
+    fm__gemm(B, out, in, x, in, 1, wt, out, y, out, b, 0);
+}
+
+/* dx += dy W, dw += dy^T x, db += the column sums of dy (in double) */
+void fm__linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int B,
+                         int in, int out)
+{
+    /* dx (B, in) += dy (B, out) W (out, in) */
+    if (dx) fm__gemm(B, in, out, dy, out, 1, w, in, dx, in, NULL, 1);
+    /* dW (out, in) += dy^T x */
+    if (dw) fm__gemm(out, in, B, dy, 1, out, x, in, dw, in, NULL, 1);
+    /* each column's sum runs over the rows in order */
+    for (int j0 = 0; db && j0 < out; j0 += LINEAR_DB_COLS) {
+        int nj = out - j0 < LINEAR_DB_COLS ? out - j0 : LINEAR_DB_COLS;
+        double acc[LINEAR_DB_COLS] = {0};
+        for (int i = 0; i < B; i++)
+            for (int j = 0; j < nj; j++) acc[j] += dy[(size_t)i * out + j0 + j];
+        for (int j = 0; j < nj; j++) db[j0 + j] += (float)acc[j];
+    }
+}
 
 static void linear_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0], *w = y->src[1], *b = y->nsrc > 2 ? y->src[2] : NULL;
-    int B = x->shape[0], in = x->shape[1], out = w->shape[0];
-    const float *dy = y->grad;
-    if (fm__wants_grad(x)) {
-        /* dx (B, in) += dy (B, out) W (out, in) */
-        float *dx = fm__grad(tp, x);
-        if (!dx) return;
-        fm__gemm(B, in, out, dy, out, 1, w->data, in, dx, in, NULL, 1);
-    }
-    if (fm__wants_grad(w)) {
-        /* dW (out, in) += dy^T x */
-        float *dw = fm__grad(tp, w);
-        if (!dw) return;
-        fm__gemm(out, in, B, dy, 1, out, x->data, in, dw, in, NULL, 1);
-    }
-    if (fm__wants_grad(b)) {
-        float *db = fm__grad(tp, b);
-        double *acc = fm__tape_alloc(tp, (size_t)out * sizeof(double));
-        if (!db || !acc) return;
-        memset(acc, 0, (size_t)out * sizeof(double));
-        for (int i = 0; i < B; i++)
-            for (int j = 0; j < out; j++) acc[j] += dy[(size_t)i * out + j];
-        for (int j = 0; j < out; j++) db[j] += (float)acc[j];
-    }
+    float *dx = fm__wants_grad(x) ? fm__grad(tp, x) : NULL;
+    float *dw = fm__wants_grad(w) ? fm__grad(tp, w) : NULL;
+    float *db = fm__wants_grad(b) ? fm__grad(tp, b) : NULL;
+    if (tp->status != FM_OK) return;
+    fm__linear_backward(dx, dw, db, y->grad, x->data, w->data, x->shape[0], x->shape[1], w->shape[0]);
 }
 
 static const fm_op OP_LINEAR = {"linear", linear_backward};
@@ -57,11 +68,8 @@ fm_tensor *fm_linear(fm_tape *tp, fm_tensor *x, fm_tensor *w, fm_tensor *b)
     int shape[2] = {B, out};
     fm_tensor *y = fm__node(tp, &OP_LINEAR, 2, shape, in3, b ? 3 : 2);
     if (!y) return NULL;
-    /* W^T (in, out) so the product streams along rows. */
-    float *wt = fm__tape_alloc(tp, (size_t)in * out * sizeof(float));
+    float *wt = fm__tape_alloc(tp, (size_t)in * out * sizeof(float)); /* W^T, kept on the tape */
     if (!wt) return NULL;
-    for (int o = 0; o < out; o++)
-        for (int i = 0; i < in; i++) wt[(size_t)i * out + o] = w->data[(size_t)o * in + i];
-    fm__gemm(B, out, in, x->data, in, 1, wt, out, y->data, out, b ? b->data : NULL, 0);
+    fm__linear_forward(y->data, wt, x->data, w->data, b ? b->data : NULL, B, in, out);
     return y;
 }

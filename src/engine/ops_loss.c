@@ -8,6 +8,7 @@
  * rows; SUM does not divide.
  */
 #include "internal.h"
+#include "engine/kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -33,33 +34,50 @@ static int loss_args(fm_tape *tp, const char *op, fm_tensor *a, fm_tensor *b, fm
     return 1;
 }
 
-/* Scalar output of the nin inputs with arg.f[0] = the factor each of the
- * `count` terms is scaled by (1 / count for MEAN, 1 for SUM). */
-static fm_tensor *loss_node(fm_tape *tp, const fm_op *op, fm_tensor *const *in, int nin, size_t count, fm_reduce r,
-                            double total)
+/* The scalar output of the nin inputs, with the reduction in arg.i[0]. */
+static fm_tensor *loss_node(fm_tape *tp, const fm_op *op, fm_tensor *const *in, int nin, fm_reduce r)
 {
     fm_tensor *y = fm__node(tp, op, 0, NULL, in, nin);
     if (!y) return NULL;
-    double k = r == FM_REDUCE_MEAN ? 1.0 / (double)count : 1.0;
-    y->data[0] = (float)(total * k);
-    y->arg.f[0] = (float)k;
+    y->arg.i[0] = r;
     return y;
 }
 
+/* The factor each of `count` terms is scaled by: 1 / count for MEAN, 1 for SUM.
+ * The forward takes it as a double, the backward rounded to a float. */
+static double reduce_factor(fm_reduce r, size_t count) { return r == FM_REDUCE_MEAN ? 1.0 / (double)count : 1.0; }
+
 /* ---- MSE: (p - t)^2 */
+
+/* loss = k sum of (p - t)^2, in double */
+void fm__mse_forward(float *loss, const float *p, const float *t, size_t n, fm_reduce r)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)p[i] - t[i];
+        s += d * d;
+    }
+    loss[0] = (float)(s * reduce_factor(r, n));
+}
+
+/* dp += 2 k dloss (p - t), dt -= the same */
+void fm__mse_backward(float *dp, float *dt, const float *dloss, const float *p, const float *t, size_t n, fm_reduce r)
+{
+    float g = dloss[0] * (float)reduce_factor(r, n);
+    for (size_t i = 0; i < n; i++) {
+        float d = 2.0f * g * (p[i] - t[i]);
+        if (dp) dp[i] += d;
+        if (dt) dt[i] -= d;
+    }
+}
 
 static void mse_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *p = y->src[0], *t = y->src[1];
-    float g = y->grad[0] * y->arg.f[0];
     float *gp = fm__wants_grad(p) ? fm__grad(tp, p) : NULL;
     float *gt = fm__wants_grad(t) ? fm__grad(tp, t) : NULL;
     if (tp->status != FM_OK) return;
-    for (size_t i = 0; i < p->size; i++) {
-        float d = 2.0f * g * (p->data[i] - t->data[i]);
-        if (gp) gp[i] += d;
-        if (gt) gt[i] -= d;
-    }
+    fm__mse_backward(gp, gt, y->grad, p->data, t->data, p->size, (fm_reduce)y->arg.i[0]);
 }
 
 static const fm_op OP_MSE = {"mse_loss", mse_backward};
@@ -67,15 +85,39 @@ static const fm_op OP_MSE = {"mse_loss", mse_backward};
 fm_tensor *fm_mse_loss(fm_tape *tp, fm_tensor *pred, fm_tensor *target, fm_reduce r)
 {
     if (!loss_args(tp, "mse_loss", pred, target, r)) return NULL;
-    double s = 0.0;
-    for (size_t i = 0; i < pred->size; i++) {
-        double d = (double)pred->data[i] - target->data[i];
-        s += d * d;
-    }
-    return loss_node(tp, &OP_MSE, (fm_tensor *[]){pred, target}, 2, pred->size, r, s);
+    fm_tensor *y = loss_node(tp, &OP_MSE, (fm_tensor *[]){pred, target}, 2, r);
+    if (!y) return NULL;
+    fm__mse_forward(y->data, pred->data, target->data, pred->size, r);
+    return y;
 }
 
 /* ---- BCE on probabilities */
+
+/* loss = -k sum of t log p + (1 - t) log(1 - p), each log floored at -100, in double */
+void fm__bce_forward(float *loss, const float *p, const float *t, size_t n, fm_reduce r)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double q = p[i], v = t[i];
+        double lp = q > 0 ? log(q) : -100.0, lq = q < 1 ? log1p(-q) : -100.0;
+        if (lp < -100.0) lp = -100.0;
+        if (lq < -100.0) lq = -100.0;
+        s -= v * lp + (1.0 - v) * lq;
+    }
+    loss[0] = (float)(s * reduce_factor(r, n));
+}
+
+/* dp += k dloss (p - t) / max(p (1 - p), 1e-12) */
+void fm__bce_backward(float *dp, const float *dloss, const float *p, const float *t, size_t n, fm_reduce r)
+{
+    float g = dloss[0] * (float)reduce_factor(r, n);
+    for (size_t i = 0; i < n; i++) {
+        /* d/dp = (p - y) / (p (1 - p)), the denominator floored at 1e-12 as PyTorch does */
+        double q = p[i], den = q * (1.0 - q);
+        if (den < 1e-12) den = 1e-12;
+        dp[i] += (float)(g * (q - t[i]) / den);
+    }
+}
 
 static void bce_backward(fm_tape *tp, fm_tensor *y)
 {
@@ -83,13 +125,7 @@ static void bce_backward(fm_tape *tp, fm_tensor *y)
     if (!fm__wants_grad(p)) return;
     float *gp = fm__grad(tp, p);
     if (!gp) return;
-    float g = y->grad[0] * y->arg.f[0];
-    for (size_t i = 0; i < p->size; i++) {
-        /* d/dp = (p - y) / (p (1 - p)), the denominator floored at 1e-12 as PyTorch does */
-        double q = p->data[i], den = q * (1.0 - q);
-        if (den < 1e-12) den = 1e-12;
-        gp[i] += (float)(g * (q - t->data[i]) / den);
-    }
+    fm__bce_backward(gp, y->grad, p->data, t->data, p->size, (fm_reduce)y->arg.i[0]);
 }
 
 static const fm_op OP_BCE = {"bce_loss", bce_backward};
@@ -97,21 +133,41 @@ static const fm_op OP_BCE = {"bce_loss", bce_backward};
 fm_tensor *fm_bce_loss(fm_tape *tp, fm_tensor *p, fm_tensor *y, fm_reduce r)
 {
     if (!loss_args(tp, "bce_loss", p, y, r)) return NULL;
-    double s = 0.0;
     for (size_t i = 0; i < p->size; i++) {
-        double q = p->data[i], v = y->data[i];
+        double q = p->data[i];
         if (!(q >= 0.0 && q <= 1.0))
             return fm__op_fail(tp, FM_ERR_NUMERIC,
                                "bce_loss: input %zu is %g; probabilities must lie in [0, 1]", i, q);
-        double lp = q > 0 ? log(q) : -100.0, lq = q < 1 ? log1p(-q) : -100.0;
-        if (lp < -100.0) lp = -100.0;
-        if (lq < -100.0) lq = -100.0;
-        s -= v * lp + (1.0 - v) * lq;
     }
-    return loss_node(tp, &OP_BCE, (fm_tensor *[]){p, y}, 2, p->size, r, s);
+    fm_tensor *l = loss_node(tp, &OP_BCE, (fm_tensor *[]){p, y}, 2, r);
+    if (!l) return NULL;
+    fm__bce_forward(l->data, p->data, y->data, p->size, r);
+    return l;
 }
 
 /* ---- BCE on logits */
+
+/* loss = k sum of max(z, 0) - z t + log1p(exp(-|z|)), in double */
+void fm__bce_logits_forward(float *loss, const float *z, const float *t, size_t n, fm_reduce r)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double v = z[i];
+        s += (v > 0 ? v : 0.0) - v * t[i] + log1p(exp(-fabs(v)));
+    }
+    loss[0] = (float)(s * reduce_factor(r, n));
+}
+
+/* dz += k dloss (sigmoid(z) - t), in double */
+void fm__bce_logits_backward(float *dz, const float *dloss, const float *z, const float *t, size_t n, fm_reduce r)
+{
+    double g = (double)dloss[0] * (float)reduce_factor(r, n);
+    for (size_t i = 0; i < n; i++) {
+        double v = z[i];
+        double s = v >= 0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v));
+        dz[i] += (float)(g * (s - t[i]));
+    }
+}
 
 static void bce_logits_backward(fm_tape *tp, fm_tensor *y)
 {
@@ -119,12 +175,7 @@ static void bce_logits_backward(fm_tape *tp, fm_tensor *y)
     if (!fm__wants_grad(z)) return;
     float *gz = fm__grad(tp, z);
     if (!gz) return;
-    double g = (double)y->grad[0] * y->arg.f[0];
-    for (size_t i = 0; i < z->size; i++) {
-        double v = z->data[i];
-        double s = v >= 0 ? 1.0 / (1.0 + exp(-v)) : exp(v) / (1.0 + exp(v));
-        gz[i] += (float)(g * (s - t->data[i]));
-    }
+    fm__bce_logits_backward(gz, y->grad, z->data, t->data, z->size, (fm_reduce)y->arg.i[0]);
 }
 
 static const fm_op OP_BCE_LOGITS = {"bce_logits_loss", bce_logits_backward};
@@ -132,27 +183,43 @@ static const fm_op OP_BCE_LOGITS = {"bce_logits_loss", bce_logits_backward};
 fm_tensor *fm_bce_logits_loss(fm_tape *tp, fm_tensor *z, fm_tensor *y, fm_reduce r)
 {
     if (!loss_args(tp, "bce_logits_loss", z, y, r)) return NULL;
-    double s = 0.0;
-    for (size_t i = 0; i < z->size; i++) {
-        double v = z->data[i];
-        s += (v > 0 ? v : 0.0) - v * y->data[i] + log1p(exp(-fabs(v)));
-    }
-    return loss_node(tp, &OP_BCE_LOGITS, (fm_tensor *[]){z, y}, 2, z->size, r, s);
+    fm_tensor *l = loss_node(tp, &OP_BCE_LOGITS, (fm_tensor *[]){z, y}, 2, r);
+    if (!l) return NULL;
+    fm__bce_logits_forward(l->data, z->data, y->data, z->size, r);
+    return l;
 }
 
 /* ---- KL(N(mu, exp(logvar)) || N(0, I)) */
 
+/* loss = k sum of -(1 + logvar - mu^2 - exp(logvar)) / 2, in double */
+void fm__kl_normal_forward(float *loss, const float *mu, const float *logvar, size_t n, fm_reduce r)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double m = mu[i], l = logvar[i];
+        s += -0.5 * (1.0 + l - m * m - exp(l));
+    }
+    loss[0] = (float)(s * reduce_factor(r, n));
+}
+
+/* dmu += k dloss mu, dlogvar += k dloss expm1(logvar) / 2 */
+void fm__kl_normal_backward(float *dmu, float *dlogvar, const float *dloss, const float *mu, const float *logvar,
+                            size_t n, fm_reduce r)
+{
+    float g = dloss[0] * (float)reduce_factor(r, n);
+    for (size_t i = 0; i < n; i++) {
+        if (dmu) dmu[i] += g * mu[i];
+        if (dlogvar) dlogvar[i] += 0.5f * g * expm1f(logvar[i]);
+    }
+}
+
 static void kl_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *mu = y->src[0], *lv = y->src[1];
-    float g = y->grad[0] * y->arg.f[0];
     float *gm = fm__wants_grad(mu) ? fm__grad(tp, mu) : NULL;
     float *gl = fm__wants_grad(lv) ? fm__grad(tp, lv) : NULL;
     if (tp->status != FM_OK) return;
-    for (size_t i = 0; i < mu->size; i++) {
-        if (gm) gm[i] += g * mu->data[i];
-        if (gl) gl[i] += 0.5f * g * expm1f(lv->data[i]);
-    }
+    fm__kl_normal_backward(gm, gl, y->grad, mu->data, lv->data, mu->size, (fm_reduce)y->arg.i[0]);
 }
 
 static const fm_op OP_KL = {"kl_normal_loss", kl_backward};
@@ -160,34 +227,56 @@ static const fm_op OP_KL = {"kl_normal_loss", kl_backward};
 fm_tensor *fm_kl_normal_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, fm_reduce r)
 {
     if (!loss_args(tp, "kl_normal_loss", mu, logvar, r)) return NULL;
-    double s = 0.0;
-    for (size_t i = 0; i < mu->size; i++) {
-        double m = mu->data[i], l = logvar->data[i];
-        s += -0.5 * (1.0 + l - m * m - exp(l));
-    }
-    return loss_node(tp, &OP_KL, (fm_tensor *[]){mu, logvar}, 2, mu->size, r, s);
+    fm_tensor *y = loss_node(tp, &OP_KL, (fm_tensor *[]){mu, logvar}, 2, r);
+    if (!y) return NULL;
+    fm__kl_normal_forward(y->data, mu->data, logvar->data, mu->size, r);
+    return y;
 }
 
 /* ---- Gaussian NLL: 1/2 (log 2 pi + logvar + (x - mu)^2 exp(-logvar)) */
 
+/* loss = k sum of (log 2 pi + logvar + (x - mu)^2 exp(-logvar)) / 2, in double */
+void fm__gaussian_nll_forward(float *loss, const float *mu, const float *logvar, const float *x, size_t n, size_t nlv,
+                              fm_reduce r)
+{
+    double s = 0.0, l2pi = log(2.0 * M_PI);
+    for (size_t i = 0; i < n; i++) {
+        double l = logvar[nlv == n ? i : i % nlv], e = (double)x[i] - mu[i];
+        s += 0.5 * (l2pi + l + e * e * exp(-l));
+    }
+    loss[0] = (float)(s * reduce_factor(r, n));
+}
+
+size_t fm__gaussian_nll_backward_work(size_t n, size_t nlv) { return nlv != n ? nlv * sizeof(double) : 0; }
+
+/* dmu += k dloss (mu - x) exp(-logvar), dlogvar += k dloss (1 - (mu - x)^2 exp(-logvar)) / 2 */
+void fm__gaussian_nll_backward(float *dmu, float *dlogvar, const float *dloss, const float *mu, const float *logvar,
+                               const float *x, size_t n, size_t nlv, fm_reduce r, void *work)
+{
+    float g = dloss[0] * (float)reduce_factor(r, n);
+    int row = nlv != n; /* logvar: mu's shape, or one row shared by all */
+    double *acc = dlogvar && row ? work : NULL;
+    if (acc) memset(acc, 0, nlv * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        size_t k = row ? i % nlv : i;
+        double iv = exp(-(double)logvar[k]), d = (double)mu[i] - x[i], dl = 0.5 * g * (1.0 - d * d * iv);
+        if (dmu) dmu[i] += (float)(g * d * iv);
+        if (acc) acc[k] += dl; /* a shared row sums over the rows in double */
+        else if (dlogvar) dlogvar[k] += (float)dl;
+    }
+    for (size_t k = 0; acc && k < nlv; k++) dlogvar[k] += (float)acc[k];
+}
+
 static void gauss_nll_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *mu = y->src[0], *lv = y->src[1], *x = y->src[2];
-    float g = y->grad[0] * y->arg.f[0];
     float *gm = fm__wants_grad(mu) ? fm__grad(tp, mu) : NULL;
     float *gl = fm__wants_grad(lv) ? fm__grad(tp, lv) : NULL;
-    int row = lv->size != mu->size; /* logvar: mu's shape, or one row shared by all */
-    double *acc = gl && row ? fm__tape_alloc(tp, lv->size * sizeof(double)) : NULL;
+    size_t bytes = gl ? fm__gaussian_nll_backward_work(mu->size, lv->size) : 0;
+    void *work = bytes ? fm__tape_alloc(tp, bytes) : NULL;
     if (tp->status != FM_OK) return;
-    if (acc) memset(acc, 0, lv->size * sizeof(double));
-    for (size_t i = 0; i < mu->size; i++) {
-        size_t k = row ? i % lv->size : i;
-        double iv = exp(-(double)lv->data[k]), r = (double)mu->data[i] - x->data[i], dl = 0.5 * g * (1.0 - r * r * iv);
-        if (gm) gm[i] += (float)(g * r * iv);
-        if (acc) acc[k] += dl; /* a shared row sums over the rows in double */
-        else if (gl) gl[k] += (float)dl;
-    }
-    for (size_t k = 0; acc && k < lv->size; k++) gl[k] += (float)acc[k];
+    fm__gaussian_nll_backward(gm, gl, y->grad, mu->data, lv->data, x->data, mu->size, lv->size,
+                              (fm_reduce)y->arg.i[0], work);
 }
 
 static const fm_op OP_GAUSS_NLL = {"gaussian_nll_loss", gauss_nll_backward};
@@ -203,12 +292,10 @@ fm_tensor *fm_gaussian_nll_loss(fm_tape *tp, fm_tensor *mu, fm_tensor *logvar, f
         return fm__op_fail(tp, FM_ERR_SHAPE, "gaussian_nll_loss: logvar %s fits neither mu %s nor its rows",
                            fm_shape_str(logvar, s1, sizeof s1), fm_shape_str(mu, s2, sizeof s2));
     }
-    double s = 0.0, l2pi = log(2.0 * M_PI);
-    for (size_t i = 0; i < mu->size; i++) {
-        double l = logvar->data[logvar->size == mu->size ? i : i % logvar->size], e = (double)x->data[i] - mu->data[i];
-        s += 0.5 * (l2pi + l + e * e * exp(-l));
-    }
-    return loss_node(tp, &OP_GAUSS_NLL, in, 3, mu->size, r, s);
+    fm_tensor *y = loss_node(tp, &OP_GAUSS_NLL, in, 3, r);
+    if (!y) return NULL;
+    fm__gaussian_nll_forward(y->data, mu->data, logvar->data, x->data, mu->size, logvar->size, r);
+    return y;
 }
 
 /* ---- cross-entropy of logits (B, K) against labels
@@ -225,6 +312,44 @@ typedef struct {
     double *l1;
 } ce_saved;
 
+/* loss = k sum over rows of log-sum-exp(z_i) - z_i[label_i]; argmax and l1 = log1p(s) per row for the backward */
+void fm__cross_entropy_forward(float *loss, int *argmax, double *l1, const float *z, const int *labels, int B, int K,
+                               fm_reduce r)
+{
+    double total = 0.0;
+    for (int i = 0; i < B; i++) {
+        const float *zi = z + (size_t)i * K;
+        int a = 0;
+        for (int j = 1; j < K; j++)
+            if (zi[j] > zi[a]) a = j;
+        double m = zi[a], s = 0.0;
+        for (int j = 0; j < K; j++)
+            if (j != a) s += exp(zi[j] - m);
+        argmax[i] = a;
+        l1[i] = log1p(s);
+        total += (m - zi[labels[i]]) + l1[i];
+    }
+    loss[0] = (float)(total * reduce_factor(r, (size_t)B));
+}
+
+/* dz (=)+= k dloss (softmax(z_i) - onehot(label_i)), in double */
+void fm__cross_entropy_backward(float *dz, const float *dloss, const float *z, const int *labels, const int *argmax,
+                                const double *l1, int B, int K, fm_reduce r, int overwrite)
+{
+    double g = (double)dloss[0] * (float)reduce_factor(r, (size_t)B);
+    for (int i = 0; i < B; i++) {
+        const float *zi = z + (size_t)i * K;
+        float *gi = dz + (size_t)i * K;
+        double m = zi[argmax[i]];
+        /* d/dz_j = p_j - [j = label], in double and rounded once */
+        for (int j = 0; j < K; j++) {
+            double lp = (zi[j] - m) - l1[i];
+            float v = (float)(g * (j == labels[i] ? expm1(lp) : exp(lp)));
+            gi[j] = overwrite ? v : gi[j] + v;
+        }
+    }
+}
+
 static void cross_entropy_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *z = y->src[0];
@@ -233,19 +358,8 @@ static void cross_entropy_backward(fm_tape *tp, fm_tensor *y)
     float *gz = fm__grad_w(tp, z, &fresh); /* every element written */
     if (!gz) return;
     const ce_saved *sv = y->aux;
-    int B = z->shape[0], K = z->shape[1];
-    double g = (double)y->grad[0] * y->arg.f[0];
-    for (int i = 0; i < B; i++) {
-        const float *zi = z->data + (size_t)i * K;
-        float *gi = gz + (size_t)i * K;
-        double m = zi[sv->argmax[i]];
-        /* d/dz_j = p_j - [j = label], in double and rounded once */
-        for (int j = 0; j < K; j++) {
-            double lp = (zi[j] - m) - sv->l1[i];
-            float v = (float)(g * (j == sv->labels[i] ? expm1(lp) : exp(lp)));
-            gi[j] = fresh ? v : gi[j] + v;
-        }
-    }
+    fm__cross_entropy_backward(gz, y->grad, z->data, sv->labels, sv->argmax, sv->l1, z->shape[0], z->shape[1],
+                               (fm_reduce)y->arg.i[0], fresh);
 }
 
 static const fm_op OP_CROSS_ENTROPY = {"cross_entropy", cross_entropy_backward};
@@ -272,21 +386,9 @@ fm_tensor *fm_cross_entropy(fm_tape *tp, fm_tensor *logits, const int *labels, f
     sv->l1 = fm__tape_alloc(tp, (size_t)B * sizeof(double));
     if (!sv->labels || !sv->argmax || !sv->l1) return NULL;
     memcpy(sv->labels, labels, (size_t)B * sizeof(int));
-    double total = 0.0;
-    for (int i = 0; i < B; i++) {
-        const float *zi = logits->data + (size_t)i * K;
-        int a = 0;
-        for (int j = 1; j < K; j++)
-            if (zi[j] > zi[a]) a = j;
-        double m = zi[a], s = 0.0;
-        for (int j = 0; j < K; j++)
-            if (j != a) s += exp(zi[j] - m);
-        sv->argmax[i] = a;
-        sv->l1[i] = log1p(s);
-        total += (m - zi[labels[i]]) + sv->l1[i];
-    }
-    fm_tensor *y = loss_node(tp, &OP_CROSS_ENTROPY, &logits, 1, (size_t)B, r, total);
+    fm_tensor *y = loss_node(tp, &OP_CROSS_ENTROPY, &logits, 1, r);
     if (!y) return NULL;
     y->aux = sv;
+    fm__cross_entropy_forward(y->data, sv->argmax, sv->l1, logits->data, labels, B, K, r);
     return y;
 }

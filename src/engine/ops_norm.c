@@ -23,6 +23,7 @@
  * saves a tensor on the tape and two passes over memory each way.
  */
 #include "internal.h"
+#include "engine/kernels.h"
 
 #include <limits.h>
 #include <math.h>
@@ -37,14 +38,14 @@ typedef struct {
     size_t S, m;     /* values per channel, per group */
 } gn_geom;
 
-static gn_geom gn_geom_of(const fm_tensor *x, int groups)
+static gn_geom gn_geom_of(int N, int C, size_t S, int groups)
 {
     gn_geom g;
-    g.N = x->shape[0];
-    g.C = x->shape[1];
+    g.N = N;
+    g.C = C;
     g.G = groups;
     g.cg = g.C / groups;
-    g.S = x->size / ((size_t)g.N * g.C);
+    g.S = S;
     g.m = (size_t)g.cg * g.S;
     return g;
 }
@@ -203,44 +204,97 @@ static void gn_backward_groups(const gn_geom *g, const float *x, const float *ga
     }
 }
 
+/* y = act(xhat gamma + beta), xhat = (x - mean) rstd per group; stats = (mean, rstd) per (sample, group) */
+void fm__group_norm_forward(float *y, double *stats, const float *x, const float *gamma, const float *beta, int N,
+                            int C, size_t S, int G, float eps, fm_act act)
+{
+    gn_geom g = gn_geom_of(N, C, S, G);
+    int nq = g.N * g.G;
+    int nt = fm__threads_over(6.0 * (double)((size_t)N * C * S), nq);
+    FM__PARALLEL_FOR(nt)
+    for (int t = 0; t < nt; t++) {
+        int q0 = fm__split(nq, t, nt), q1 = fm__split(nq, t + 1, nt);
+        gn_forward_groups(&g, x, gamma, beta, (double)eps, act, y, stats, q0, q1);
+    }
+}
+
+/* Threads of the backward: its scratch depends on them. */
+static int gn_backward_threads(const gn_geom *g)
+{
+    return fm__threads_over(8.0 * (double)((size_t)g->N * g->C * g->S), g->N * g->G);
+}
+
+/* The backward's scratch: the per-(sample, channel) sums pg and pb (N C each,
+ * when dgamma and dbeta are wanted) and, with an activation, hs (2 m per
+ * thread: h and g of a group). */
+static void gn_scratch(fm__carve *c, const gn_geom *g, fm_act act, int nt, int want_dgamma, int want_dbeta,
+                       double **pg, double **pb, float **hs)
+{
+    size_t nc = (size_t)g->N * g->C;
+    *pg = want_dgamma ? fm__carve_take(c, nc * sizeof(double)) : NULL;
+    *pb = want_dbeta ? fm__carve_take(c, nc * sizeof(double)) : NULL;
+    *hs = act != FM_ACT_NONE ? fm__carve_take(c, 2 * (size_t)nt * g->m * sizeof(float)) : NULL;
+}
+
+size_t fm__group_norm_backward_work(int N, int C, size_t S, int G, fm_act act, int want_dgamma, int want_dbeta)
+{
+    gn_geom g = gn_geom_of(N, C, S, G);
+    fm__carve c = {NULL, 0};
+    double *pg, *pb;
+    float *hs;
+    gn_scratch(&c, &g, act, gn_backward_threads(&g), want_dgamma, want_dbeta, &pg, &pb, &hs);
+    return c.used;
+}
+
+/* dx (=)+= rstd (g - mean(g) - xhat mean(g xhat)), dgamma += sum of dy' xhat, dbeta += sum of dy' */
+void fm__group_norm_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *y,
+                             const float *gamma, const float *beta, const double *stats, int N, int C, size_t S,
+                             int G, fm_act act, int dx_overwrite, void *work)
+{
+    gn_geom g = gn_geom_of(N, C, S, G);
+    int nq = g.N * g.G, nt = gn_backward_threads(&g);
+    fm__carve c = {work, 0};
+    double *pg, *pb;
+    float *hs;
+    gn_scratch(&c, &g, act, nt, dgamma != NULL, dbeta != NULL, &pg, &pb, &hs);
+    FM__PARALLEL_FOR(nt)
+    for (int t = 0; t < nt; t++) {
+        int q0 = fm__split(nq, t, nt), q1 = fm__split(nq, t + 1, nt);
+        float *h = hs ? hs + 2 * (size_t)t * g.m : NULL;
+        gn_backward_groups(&g, x, gamma, beta, act, y, dy, stats, dx, dx_overwrite, pg, pb, h, h ? h + g.m : NULL,
+                           q0, q1);
+    }
+    /* the samples' sums per channel, in sample order */
+    for (int ch = 0; ch < g.C; ch++) {
+        double sg = 0.0, sb = 0.0;
+        for (int n = 0; n < g.N; n++) {
+            if (pg) sg += pg[(size_t)n * g.C + ch];
+            if (pb) sb += pb[(size_t)n * g.C + ch];
+        }
+        if (dgamma) dgamma[ch] += (float)sg;
+        if (dbeta) dbeta[ch] += (float)sb;
+    }
+}
+
 static void group_norm_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *x = y->src[0];
     fm_tensor *gamma = y->arg.i[GN_GAMMA] >= 0 ? y->src[y->arg.i[GN_GAMMA]] : NULL;
     fm_tensor *beta = y->arg.i[GN_BETA] >= 0 ? y->src[y->arg.i[GN_BETA]] : NULL;
     fm_act act = (fm_act)y->arg.i[GN_ACT];
-    gn_geom g = gn_geom_of(x, y->arg.i[0]);
+    int N = x->shape[0], C = x->shape[1], G = y->arg.i[0];
+    size_t S = x->size / ((size_t)N * C);
     int dx_fresh = 0;
     float *dx = fm__wants_grad(x) ? fm__grad_w(tp, x, &dx_fresh) : NULL;
     float *dgamma = fm__wants_grad(gamma) ? fm__grad(tp, gamma) : NULL;
     float *dbeta = fm__wants_grad(beta) ? fm__grad(tp, beta) : NULL;
     if (tp->status != FM_OK) return;
     fm__arena_mark mark = fm__arena_get_mark(&tp->arena);
-    size_t nc = (size_t)g.N * g.C;
-    double *pg = dgamma ? fm__tape_alloc(tp, nc * sizeof(double)) : NULL;
-    double *pb = dbeta ? fm__tape_alloc(tp, nc * sizeof(double)) : NULL;
-    int nq = g.N * g.G, nt = fm__threads_over(8.0 * (double)x->size, nq);
-    float *hs = act != FM_ACT_NONE ? fm__tape_alloc(tp, 2 * (size_t)nt * g.m * sizeof(float)) : NULL;
+    size_t bytes = fm__group_norm_backward_work(N, C, S, G, act, dgamma != NULL, dbeta != NULL);
+    void *work = bytes ? fm__tape_alloc(tp, bytes) : NULL;
     if (tp->status != FM_OK) return;
-    const double *stats = y->aux;
-    const float *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
-    FM__PARALLEL_FOR(nt)
-    for (int t = 0; t < nt; t++) {
-        int q0 = fm__split(nq, t, nt), q1 = fm__split(nq, t + 1, nt);
-        float *h = hs ? hs + 2 * (size_t)t * g.m : NULL;
-        gn_backward_groups(&g, x->data, gm, bt, act, y->data, y->grad, stats, dx, dx_fresh, pg, pb, h,
-                           h ? h + g.m : NULL, q0, q1);
-    }
-    /* the samples' sums per channel, in sample order */
-    for (int c = 0; c < g.C; c++) {
-        double sg = 0.0, sb = 0.0;
-        for (int n = 0; n < g.N; n++) {
-            if (pg) sg += pg[(size_t)n * g.C + c];
-            if (pb) sb += pb[(size_t)n * g.C + c];
-        }
-        if (dgamma) dgamma[c] += (float)sg;
-        if (dbeta) dbeta[c] += (float)sb;
-    }
+    fm__group_norm_backward(dx, dgamma, dbeta, y->grad, x->data, y->data, gamma ? gamma->data : NULL,
+                            beta ? beta->data : NULL, y->aux, N, C, S, G, act, dx_fresh, work);
     fm__arena_rewind(&tp->arena, &mark);
 }
 
@@ -290,22 +344,17 @@ fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *
                            fm_shape_str(x, s1, sizeof s1));
     fm_tensor *y = fm__node(tp, act == FM_ACT_NONE ? &OP_GROUP_NORM : &OP_GROUP_NORM_ACT, x->ndim, x->shape, src, nsrc);
     if (!y) return NULL;
-    gn_geom g = gn_geom_of(x, groups);
-    int nq = g.N * g.G;
-    double *stats = fm__tape_alloc(tp, 2 * (size_t)nq * sizeof(double));
+    int N = x->shape[0];
+    size_t S = x->size / ((size_t)N * C);
+    double *stats = fm__tape_alloc(tp, 2 * (size_t)N * groups * sizeof(double)); /* (mean, rstd) per group */
     if (!stats) return NULL;
     y->arg.i[0] = groups;
     y->arg.i[GN_GAMMA] = gi;
     y->arg.i[GN_BETA] = bi;
     y->arg.i[GN_ACT] = act;
     y->aux = stats;
-    const float *gm = gamma ? gamma->data : NULL, *bt = beta ? beta->data : NULL;
-    int nt = fm__threads_over(6.0 * (double)x->size, nq);
-    FM__PARALLEL_FOR(nt)
-    for (int t = 0; t < nt; t++) {
-        int q0 = fm__split(nq, t, nt), q1 = fm__split(nq, t + 1, nt);
-        gn_forward_groups(&g, x->data, gm, bt, (double)eps, act, y->data, stats, q0, q1);
-    }
+    fm__group_norm_forward(y->data, stats, x->data, gamma ? gamma->data : NULL, beta ? beta->data : NULL, N, C, S,
+                           groups, eps, act);
     return y;
 }
 

@@ -4,31 +4,45 @@
  * depend on the thread count and loses no bits to a long float sum.
  */
 #include "internal.h"
+#include "engine/kernels.h"
 
 #include <string.h>
 
 /* ---- concat: (N, C_k, ...) -> (N, sum C_k, ...) */
 
+/* y[:, c0 .. c0 + ck] = x */
+void fm__concat_forward(float *y, const float *x, int outer, int ctot, int c0, int ck, size_t inner)
+{
+    size_t row = (size_t)ctot * inner, off = (size_t)c0 * inner, w = (size_t)ck * inner;
+    for (size_t i = 0; i < (size_t)outer; i++) memcpy(y + i * row + off, x + i * w, w * sizeof(float));
+}
+
+/* dx (=)+= dy[:, c0 .. c0 + ck] */
+void fm__concat_backward(float *dx, const float *dy, int outer, int ctot, int c0, int ck, size_t inner, int overwrite)
+{
+    size_t row = (size_t)ctot * inner, off = (size_t)c0 * inner, w = (size_t)ck * inner;
+    for (size_t n = 0; n < (size_t)outer; n++) {
+        const float *g = dy + n * row + off;
+        if (overwrite)
+            memcpy(dx + n * w, g, w * sizeof(float));
+        else
+            for (size_t j = 0; j < w; j++) dx[n * w + j] += g[j];
+    }
+}
+
 static void concat_backward(fm_tape *tp, fm_tensor *y)
 {
-    size_t outer = (size_t)y->shape[0], inner = y->size / outer / (size_t)y->shape[1];
-    size_t row = (size_t)y->shape[1] * inner, off = 0;
+    int outer = y->shape[0], ctot = y->shape[1], c0 = 0;
+    size_t inner = y->size / (size_t)outer / (size_t)ctot;
     for (int k = 0; k < y->nsrc; k++) {
         fm_tensor *x = y->src[k];
-        size_t w = (size_t)x->shape[1] * inner;
         if (fm__wants_grad(x)) {
             int fresh;
             float *gx = fm__grad_w(tp, x, &fresh);
             if (!gx) return;
-            for (size_t n = 0; n < outer; n++) {
-                const float *g = y->grad + n * row + off;
-                if (fresh)
-                    memcpy(gx + n * w, g, w * sizeof(float));
-                else
-                    for (size_t j = 0; j < w; j++) gx[n * w + j] += g[j];
-            }
+            fm__concat_backward(gx, y->grad, outer, ctot, c0, x->shape[1], inner, fresh);
         }
-        off += w;
+        c0 += x->shape[1];
     }
 }
 
@@ -60,18 +74,31 @@ fm_tensor *fm_concat(fm_tape *tp, fm_tensor *const *xs, int n)
     }
     fm_tensor *y = fm__node(tp, &OP_CONCAT, x0->ndim, shape, xs, n);
     if (!y) return NULL;
-    size_t outer = (size_t)shape[0], inner = y->size / outer / (size_t)shape[1];
-    size_t row = (size_t)shape[1] * inner, off = 0;
+    size_t inner = y->size / (size_t)shape[0] / (size_t)shape[1];
+    int c0 = 0;
     for (int k = 0; k < n; k++) {
-        size_t w = (size_t)xs[k]->shape[1] * inner;
-        for (size_t i = 0; i < outer; i++)
-            memcpy(y->data + i * row + off, xs[k]->data + i * w, w * sizeof(float));
-        off += w;
+        fm__concat_forward(y->data, xs[k]->data, shape[0], shape[1], c0, xs[k]->shape[1], inner);
+        c0 += xs[k]->shape[1];
     }
     return y;
 }
 
 /* ---- sum and mean to a scalar */
+
+/* y = the sum of x (in double, in order), or the mean */
+void fm__reduce_forward(float *y, const float *x, size_t n, int mean)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    y[0] = (float)(mean ? s / (double)n : s);
+}
+
+/* dx += dy k, k = 1 for the sum, 1 / n for the mean */
+void fm__reduce_backward(float *dx, const float *dy, size_t n, int mean)
+{
+    float g = dy[0] * (mean ? (float)(1.0 / (double)n) : 1.0f);
+    for (size_t i = 0; i < n; i++) dx[i] += g;
+}
 
 static void reduce_backward(fm_tape *tp, fm_tensor *y)
 {
@@ -79,8 +106,7 @@ static void reduce_backward(fm_tape *tp, fm_tensor *y)
     if (!fm__wants_grad(x)) return;
     float *gx = fm__grad(tp, x);
     if (!gx) return;
-    float g = y->grad[0] * y->arg.f[0]; /* arg: 1 for sum, 1/n for mean */
-    for (size_t i = 0; i < x->size; i++) gx[i] += g;
+    fm__reduce_backward(gx, y->grad, x->size, y->arg.i[0]);
 }
 
 static const fm_op OP_SUM = {"sum", reduce_backward};
@@ -91,10 +117,8 @@ static fm_tensor *reduce(fm_tape *tp, fm_tensor *x, const fm_op *op, int mean)
     if (!fm__op_inputs_ok(tp, op->name, &x, 1)) return NULL;
     fm_tensor *y = fm__node(tp, op, 0, NULL, &x, 1);
     if (!y) return NULL;
-    double s = 0.0;
-    for (size_t i = 0; i < x->size; i++) s += x->data[i];
-    y->data[0] = (float)(mean ? s / (double)x->size : s);
-    y->arg.f[0] = mean ? (float)(1.0 / (double)x->size) : 1.0f;
+    y->arg.i[0] = mean;
+    fm__reduce_forward(y->data, x->data, x->size, mean);
     return y;
 }
 

@@ -5,8 +5,21 @@
  * the output's gradient to x's element for element.
  */
 #include "internal.h"
+#include "engine/kernels.h"
 
 #include <string.h>
+
+/* y = x */
+void fm__reshape_forward(float *y, const float *x, size_t n) { memcpy(y, x, n * sizeof(float)); }
+
+/* dx (=)+= dy */
+void fm__reshape_backward(float *dx, const float *dy, size_t n, int overwrite)
+{
+    if (overwrite)
+        memcpy(dx, dy, n * sizeof(float));
+    else
+        for (size_t i = 0; i < n; i++) dx[i] += dy[i];
+}
 
 static void reshape_backward(fm_tape *tp, fm_tensor *y)
 {
@@ -15,10 +28,7 @@ static void reshape_backward(fm_tape *tp, fm_tensor *y)
     int fresh;
     float *dx = fm__grad_w(tp, x, &fresh);
     if (!dx) return;
-    if (fresh)
-        memcpy(dx, y->grad, y->size * sizeof(float));
-    else
-        for (size_t i = 0; i < y->size; i++) dx[i] += y->grad[i];
+    fm__reshape_backward(dx, y->grad, y->size, fresh);
 }
 
 static const fm_op OP_RESHAPE = {"reshape", reshape_backward};
@@ -41,6 +51,6 @@ fm_tensor *fm_reshape(fm_tape *tp, fm_tensor *x, int ndim, const int *shape)
                            fm_shape_str(x, s1, sizeof s1), x->size, fm__shape_fmt(ndim, shape, s2, sizeof s2), n);
     fm_tensor *y = fm__node(tp, &OP_RESHAPE, ndim, shape, &x, 1);
     if (!y) return NULL;
-    memcpy(y->data, x->data, x->size * sizeof(float));
+    fm__reshape_forward(y->data, x->data, x->size);
     return y;
 }
