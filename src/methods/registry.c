@@ -3,21 +3,25 @@
  * over to the generic trainer and model handle (src/train/).
  *
  * Adding a method: its file in src/methods/ defines `const fm__method
- * fm__method_<name>`; add one line to `methods` below (and its value to
- * fm_method in include/flowmatch.h). Nothing else names a method.
+ * fm__method_<name>` whose id is its position in METHODS below, and X(<name>)
+ * at the end of METHODS lists it. The first four have fm_method constants in
+ * the public header; a later one is found by its name (fm_method_from_name)
+ * and needs none. Nothing else names a method; tests/test_methods.c trains, resumes,
+ * loads and samples every method listed here.
  */
 #include "train/method.h"
 
 #include <string.h>
 
-extern const fm__method fm__method_fm, fm__method_ddpm, fm__method_vae, fm__method_gan;
+/* The methods, in id order: X(name) stands for fm__method_<name>. */
+#define METHODS(X) X(fm) X(ddpm) X(vae) X(gan)
 
-static const fm__method *const methods[] = {
-    &fm__method_fm,
-    &fm__method_ddpm,
-    &fm__method_vae,
-    &fm__method_gan,
-};
+#define DECLARE(name) extern const fm__method fm__method_##name;
+METHODS(DECLARE)
+#undef DECLARE
+#define ENTRY(name) &fm__method_##name,
+static const fm__method *const methods[] = {METHODS(ENTRY)};
+#undef ENTRY
 #define NMETHODS ((int)(sizeof methods / sizeof methods[0]))
 
 /* The table of method id, NULL when unknown. */
