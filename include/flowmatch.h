@@ -776,7 +776,8 @@ fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, doub
  * noise comes from, and (for CSV data) the standardisation of the data. The
  * network works on standardised data; samples come back in data units.
  * A DDPM model is the same object with method FM_METHOD_DDPM: its network
- * predicts noise from (t / T, x_t) and it samples with fm_ddpm_sample. */
+ * predicts noise from (t / T, x_t); it samples through fm_model_sample with
+ * its own samplers (fm_flow_sample, the ODE sampler, refuses it). */
 typedef struct {
     int dim;              /* data dimension */
     fm_arch arch;         /* the network: an MLP (default) or a U-Net (image data) */
@@ -970,15 +971,17 @@ fm_solver_kind fm_model_default_solver(const fm_model *m, int *steps);
 /* Size of the starting points fm_model_sample_from takes: the data dimension
  * for flows and DDPM, the latent size for a VAE or GAN. */
 int        fm_model_start_dim(const fm_model *m);
-/* n samples in data units. Flows solve their ODE along grid with sc; DDPM runs
- * sc->kind (ancestral or ddim) for ngrid - 1 steps; VAE and GAN decode latent
- * noise in one network evaluation (sc and grid unused, may be NULL). obs sees
- * the states of flows and DDPM. st->nfe counts network evaluations. */
+/* n samples in data units, drawing the noise from r. Flows solve their ODE
+ * along grid with sc->kind (sc->sampler must be NULL); DDPM runs the sampler
+ * sc->sampler names (NULL: ancestral) for ngrid - 1 steps; VAE and GAN decode
+ * latent noise in one network evaluation (sc and grid unused, may be NULL).
+ * obs sees the states of flows and DDPM. st->nfe counts network evaluations. */
 fm_status  fm_model_sample(fm_model *m, int n, fm_rng *r, const fm_solver_config *sc, const double *grid, int ngrid,
                            float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st);
 /* The same from given starting points x_start (n rows, network units): a
  * flow's or DDPM's initial state x(0) or x_T, a VAE's or GAN's latent codes
- * (the VAE adds its decoder noise from r when r is given); NULL: fresh noise. */
+ * (the VAE adds its decoder noise from r when r is given); NULL: fresh noise
+ * from r, which is then required. */
 fm_status  fm_model_sample_from(fm_model *m, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
                                 const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                                 fm_solve_stats *st);

@@ -199,6 +199,7 @@ void test_cli(void)
         {"train --method ddpm --latent 3", "--latent does not apply to --method ddpm"},
         {"train --method gan --k 0", "--k 0"},
         {"train --method ddpm --T 0", "T = 0"},
+        {"train --method ddpm --T 0 --data mnist:/nonexistent", "T = 0"}, /* the schedule before the data */
         {"train --method vae --likelihood poisson", "unknown --likelihood 'poisson'"},
         {"train --method gan --gan-loss wasserstein", "unknown --gan-loss 'wasserstein'"},
         {"train --method vae --depth 0", "at least one hidden layer"},

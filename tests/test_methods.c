@@ -121,7 +121,23 @@ static void ddpm_refuses_ode(void)
             "fm_flow_sample on a DDPM model is refused, pointing at fm_model_sample: %s", fm_last_error());
     fm_status s2 = tr ? fm_model_sample(fm_trainer_model(tr), 4, &r, &sc, grid, 6, out, NULL, NULL, NULL) : FM_ERR_STATE;
     t_check(s2 == FM_OK && isfinite(out[0]), "fm_model_sample runs its DDIM sampler %s", T_ERR(s2));
+    sc.sampler = "euler";
+    s2 = tr ? fm_model_sample(fm_trainer_model(tr), 4, &r, &sc, grid, 6, out, NULL, NULL, NULL) : FM_ERR_STATE;
+    t_check(s2 == FM_ERR_ARG, "a DDPM model refuses a sampler it does not have: %s", fm_last_error());
     fm_trainer_free(tr);
+    /* a flow refuses a named sampler; any model refuses noise without a random stream */
+    fm_train_config cf = fm_train_config_default();
+    cf.batch = 32;
+    fm_trainer *ft = t_trained(&cf, 1);
+    fm_solver_config named = fm_solver_config_default(FM_SOLVER_EULER);
+    named.sampler = "ddim";
+    fm_status s3 = ft ? fm_model_sample(fm_trainer_model(ft), 4, &r, &named, grid, 6, out, NULL, NULL, NULL) : FM_OK;
+    t_check(s3 == FM_ERR_ARG && strstr(fm_last_error(), "ODE solver"), "a flow refuses the sampler 'ddim': %s",
+            fm_last_error());
+    named.sampler = NULL;
+    fm_status s4 = ft ? fm_model_sample(fm_trainer_model(ft), 4, NULL, &named, grid, 6, out, NULL, NULL, NULL) : FM_OK;
+    t_check(s4 == FM_ERR_ARG, "sampling from noise without a random stream is refused: %s", fm_last_error());
+    fm_trainer_free(ft);
 }
 
 void test_methods(void)

@@ -340,6 +340,7 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
     if (owner && strict)
         return cli_usage_error(cmd, "--solver %s is a %s sampler; a flow takes euler, midpoint, heun, rk4 or dopri5",
                                so->solver, capitals(owner, kind, sizeof kind));
+    if (!fm_model_flow(m)) return cli_error(cmd, "a %s model has no ODE to sample", cli_model_kind(m, kind, sizeof kind));
     if (owner) { /* options meant for another model: the flow's own sampler */
         *so = cli_solver_defaults();
         so->solver = fm_solver_name(fm_model_default_solver(m, &so->steps));

@@ -337,6 +337,7 @@ static int set_baselines(const train_opts *o, const cli_spec *spec, fm_train_con
     if (cli_given(spec, "T")) c->flow.ddpm.T = o->T;
     if (cli_given(spec, "beta-start")) c->flow.ddpm.beta_start = o->beta_start;
     if (cli_given(spec, "beta-end")) c->flow.ddpm.beta_end = o->beta_end;
+    if (fm_ddpm_check(&c->flow.ddpm) != FM_OK) BAD("%s", fm_last_error()); /* before any data is read */
     if (cli_given(spec, "latent")) {
         if (o->latent < 1 || o->latent > 65536) BAD("--latent %d must lie in 1..65536", o->latent);
         c->vae.latent = c->gan.latent = o->latent;

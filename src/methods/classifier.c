@@ -190,6 +190,7 @@ static const fm__method classifier_task = {
     .object = "classifier",
     .stdz_key = "classifier",
     .parts = {"acc"},
+    .own_batches = 1,
     .build = build,
     .state_new = state_new,
     .state_free = state_free,

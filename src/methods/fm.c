@@ -198,6 +198,9 @@ static fm_solver_kind default_solver(const void *obj, int *steps)
 static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
                         const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
 {
+    if (sc && sc->sampler)
+        return fm__fail(FM_ERR_ARG, "a flow samples with an ODE solver (euler, midpoint, heun, rk4, dopri5), not '%s'",
+                        sc->sampler);
     return fm_flow_sample(obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
 }
 

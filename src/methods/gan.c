@@ -294,9 +294,6 @@ static void defaults(fm_train_config *c, int image)
 
 static fm_status check(const fm_train_config *c)
 {
-    if (c->flow.net.nhidden < 1)
-        return fm__fail(FM_ERR_ARG, "gan: %d hidden layers: the generator needs at least one hidden layer",
-                        c->flow.net.nhidden);
     fm_status s = fm__train_mlp_only(c, "gan");
     if (!s) s = fm__train_plain_noise(c, "gan");
     if (!s && (c->gan.k < 1 || c->gan.k > 100))

@@ -48,7 +48,8 @@ static fm_status config_check(const fm_vae_config *c)
     if (c->dim < 1 || c->dim > (1 << 20)) return fm__fail(FM_ERR_ARG, "vae: data dimension %d is invalid", c->dim);
     if (c->latent < 1 || c->latent > (1 << 16)) return fm__fail(FM_ERR_ARG, "vae: latent size %d is invalid", c->latent);
     if (c->nhidden < 1 || c->nhidden > FM_MLP_MAX_LAYERS)
-        return fm__fail(FM_ERR_ARG, "vae: %d hidden layers is outside 1..%d", c->nhidden, FM_MLP_MAX_LAYERS);
+        return fm__fail(FM_ERR_ARG, "vae: %d hidden layers: the encoder and decoder need at least one hidden layer "
+                                    "and at most %d", c->nhidden, FM_MLP_MAX_LAYERS);
     if (c->likelihood < 0 || c->likelihood >= FM_VAE_LIKELIHOOD_COUNT)
         return fm__fail(FM_ERR_ARG, "vae: unknown likelihood %d", (int)c->likelihood);
     if (!(c->beta >= 0) || !isfinite(c->beta)) return fm__fail(FM_ERR_ARG, "vae: beta %g must be >= 0", c->beta);
@@ -321,9 +322,6 @@ static void defaults(fm_train_config *c, int image)
 
 static fm_status check(const fm_train_config *c)
 {
-    if (c->flow.net.nhidden < 1)
-        return fm__fail(FM_ERR_ARG, "vae: %d hidden layers: the encoder and decoder need at least one hidden layer",
-                        c->flow.net.nhidden);
     fm_status s = fm__train_mlp_only(c, "vae");
     return s ? s : fm__train_plain_noise(c, "vae");
 }

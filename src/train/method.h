@@ -7,7 +7,8 @@
  * the model samples. src/methods/registry.c lists the tables; the trainer
  * (trainer.c) and the any-model handle (model.c) call through a table and
  * never name a method. An entry that only some methods have may be NULL, and
- * the caller says that this method cannot do that.
+ * the caller says that this method cannot do that. Every method fills name,
+ * object, build, init, step, free, save, load, dim, data and size.
  *
  * Not here: the methods themselves, and the registry (which sits above them).
  */
@@ -102,6 +103,8 @@ struct fm__method {
     /* train flags (without "--") that only this method's family takes; the CLI
      * refuses the others' */
     const char *const *options;
+    /* 1: its step takes its batches itself (tr->x1 and fm__train_draw unused) */
+    int own_batches;
 
     /* Its defaults over fm_train_config_default(), and on image data when image. */
     void (*defaults)(fm_train_config *c, int image);

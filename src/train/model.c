@@ -88,6 +88,7 @@ fm_status fm_model_sample_from(fm_model *M, int n, const float *x_start, fm_rng 
                                fm_solve_stats *st)
 {
     if (n < 1) return fm__fail(FM_ERR_ARG, "cannot draw %d samples", n);
+    if (!x_start && !r) return fm__fail(FM_ERR_ARG, "sampling from noise needs a random stream");
     if (!M->m->sample) return fm__fail(FM_ERR_ARG, "a %s model does not sample", M->m->name);
     return M->m->sample(M->obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
 }

@@ -171,7 +171,11 @@ static fm_trainer *trainer_build(const fm__method *m, const fm_train_config *cfg
     tr->ngroups = 1;
     fm_status s = m->build(tr, cfg, dim, fm_dataset_spec(data), canon ? canon : "gaussian");
     free(canon);
-    if (s) goto fail;
+    if (s) {
+        if (tr->obj) m->free(tr->obj); /* a build that failed after making its model */
+        tr->obj = NULL;
+        goto fail;
+    }
     tr->model = fm__model_wrap(m, tr->obj); /* frees obj on failure */
     if (!tr->model) {
         tr->obj = NULL;
@@ -188,7 +192,7 @@ static fm_trainer *trainer_build(const fm__method *m, const fm_train_config *cfg
         if (!tr->ema) goto fail;
     }
     tr->tp = fm_tape_new(0);
-    tr->x1 = malloc((size_t)cfg->batch * dim * sizeof(float));
+    if (!m->own_batches) tr->x1 = malloc((size_t)cfg->batch * dim * sizeof(float));
     if (tr->nclasses) {
         tr->labels = malloc((size_t)cfg->batch * sizeof(int));
         tr->lscratch = malloc((size_t)cfg->batch * sizeof(int));
@@ -206,11 +210,12 @@ static fm_trainer *trainer_build(const fm__method *m, const fm_train_config *cfg
             goto fail;
         }
     }
-    if (!tr->tp || !tr->x1) {
+    if (!tr->tp || (!m->own_batches && !tr->x1)) {
         fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", cfg->batch);
         goto fail;
     }
     if (m->state_new && m->state_new(tr)) goto fail;
+    tr->extra = NULL; /* the caller's: read by build and state_new only */
     return tr;
 fail:
     fm_trainer_free(tr);
@@ -228,12 +233,12 @@ fm_trainer *fm__trainer_new(const fm__method *m, const fm_train_config *cfg, con
     const fm_table *tab = fm_dataset_table(data);
     int image = fm_spec_image_shape(cfg->flow.data, NULL, NULL, NULL);
     int standardize = cfg->standardize < 0 ? tab != NULL || image : cfg->standardize;
-    if (m->check_data && m->check_data(cfg, data, &standardize)) {
+    if (standardize && !tab && !image) {
+        fm__fail(FM_ERR_ARG, "standardisation needs a CSV or image dataset ('%s' is a generator)", cfg->flow.data);
         fm_dataset_free(data);
         return NULL;
     }
-    if (standardize && !tab && !image) {
-        fm__fail(FM_ERR_ARG, "standardisation needs a CSV or image dataset ('%s' is a generator)", cfg->flow.data);
+    if (m->check_data && m->check_data(cfg, data, &standardize)) {
         fm_dataset_free(data);
         return NULL;
     }
@@ -469,6 +474,10 @@ fm_trainer *fm__trainer_resume(const fm__method *m, const fm_st *st, const char 
     fm_train_config c = fm_train_config_default();
     double it = 0, tot = 0, batch = 0, warm = 0, minlr = 0, clip = 0, ema = 0, stdz = 0;
     c.method = m->id;
+    if (!m->load_config) {
+        fm__fail(FM_ERR_ARG, "%s: a %s run cannot be resumed", path, m->name);
+        return NULL;
+    }
     fm_status s = m->load_config(&c, st);
     if (!s && !c.flow.data) s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata does not name the training data");
     if (!s && !fm_st_meta(st, "train.iter"))
