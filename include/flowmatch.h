@@ -713,6 +713,11 @@ const char *fm_method_summary(fm_method m);         /* NULL if unknown */
  * "--") that only some methods take; *known (may be NULL) receives whether any
  * method takes it, so an option no method claims is everyone's. */
 int         fm_method_takes_option(fm_method m, const char *option, int *known);
+/* Settings of a method's own, beyond fm_train_config's shared fields, given
+ * as text (`flowmatch train --NAME VALUE` lists and parses them from here):
+ * the name of method m's setting i (NULL past the last), its metavar, a
+ * one-line help, and its default as text into def (cap bytes; may be NULL). */
+const char *fm_method_setting(fm_method m, int i, const char **metavar, const char **help, char *def, size_t cap);
 /* Name of method m's own sampler i (DDPM: "ancestral", "ddim"), NULL past the last. */
 const char *fm_method_sampler(fm_method m, int i);
 
@@ -1042,6 +1047,10 @@ fm_train_config fm_train_config_for(fm_method m);
  * (with the MLP) 3 x 512 SiLU layers; everything else is
  * fm_train_config_for(m)'s. */
 fm_train_config fm_train_config_for_data(fm_method m, const char *spec);
+/* Set c->method's own setting name (fm_method_setting) from the text value
+ * (FM_ERR_ARG naming the setting and value when either is not valid for that
+ * method). */
+fm_status       fm_train_config_set(fm_train_config *c, const char *name, const char *value);
 
 typedef struct fm_trainer fm_trainer;
 fm_trainer *fm_trainer_new(const fm_train_config *cfg);

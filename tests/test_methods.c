@@ -30,6 +30,27 @@ static void registry(void)
             "options: --latent is the VAE's and GAN's, --path flow matching's, --time-embed both flows', --width everyone's");
 }
 
+/* A method's own settings, listed and set as text. */
+static void settings(void)
+{
+    const char *metavar = NULL, *help = NULL;
+    char def[32] = "";
+    const char *name = fm_method_setting(FM_METHOD_GAN, 0, &metavar, &help, def, sizeof def);
+    int listed = name && !strcmp(name, "k") && metavar && help && !strcmp(def, "1") &&
+                 !fm_method_setting(FM_METHOD_FM, 0, NULL, NULL, NULL, 0);
+    fm_train_config c = fm_train_config_for(FM_METHOD_GAN);
+    int set = fm_train_config_set(&c, "k", "3") == FM_OK && c.gan.k == 3;
+    int bad = fm_train_config_set(&c, "k", "0") == FM_ERR_ARG && c.gan.k == 3 &&
+              fm_train_config_set(&c, "k", "2x") == FM_ERR_ARG && fm_train_config_set(&c, "nope", "1") == FM_ERR_ARG;
+    fm_train_config f = fm_train_config_for(FM_METHOD_FM);
+    int other = fm_train_config_set(&f, "k", "2") == FM_ERR_ARG && strstr(fm_last_error(), "setting of gan");
+    int known, takes = fm_method_takes_option(FM_METHOD_GAN, "k", &known) && known &&
+                       !fm_method_takes_option(FM_METHOD_FM, "k", NULL);
+    t_check(listed && set && bad && other && takes,
+            "settings: the GAN lists k (default 1) and sets it from text; 0, 2x and unknown names refused; fm refuses "
+            "it as the GAN's (%s)", fm_last_error());
+}
+
 /* Weights of a trainer's model as saved: a checkpoint's bytes. */
 static unsigned char *saved(fm_trainer *tr, const char *name, size_t *len)
 {
@@ -143,6 +164,7 @@ static void ddpm_refuses_ode(void)
 void test_methods(void)
 {
     registry();
+    settings();
     every_method();
     ddpm_refuses_ode();
 }

@@ -111,17 +111,23 @@ int cli_write_losses(const char *cmd, const char *csv, const char *svg, const cl
 
 /* ------------------------------------------------------------------ flowmatch train */
 
+#define TRAIN_MAX_SETTINGS 16
+
 /* The command line's values. Every default is the library's
  * (fm_train_config_default, fm_path_default, and the method's own defaults
  * for its data once --method and --data are known), never written here. */
 typedef struct {
     const char *data, *source, *path, *act, *optim, *sched, *out, *loss_csv, *loss_svg, *resume, *standardize,
         *coupling, *method, *likelihood, *gan_loss, *arch, *out_act;
-    int channels, class_cond, T, latent, gan_k, d_width, d_depth, width, depth, time_embed, nesterov, amsgrad,
+    int channels, class_cond, T, latent, d_width, d_depth, width, depth, time_embed, nesterov, amsgrad,
         threads, quiet, batch, dequantize;
     int64_t iters, seed, warmup, log_every;
     double label_dropout, beta_start, beta_end, kl_weight, d_lr, lr, beta1, beta2, eps, wd, momentum, min_lr, clip,
         ema, sigma_min, sigma, ve_min, ve_max, beta_min, beta_max, exponent, t_end;
+    /* the methods' own settings (fm_method_setting), as text: one flag each */
+    int nset;
+    const char *set_name[TRAIN_MAX_SETTINGS], *set_value[TRAIN_MAX_SETTINGS];
+    char set_default[TRAIN_MAX_SETTINGS][32];
 } train_opts;
 
 static void opts_default(train_opts *o)
@@ -150,7 +156,6 @@ static void opts_default(train_opts *o)
     o->beta_end = c.flow.ddpm.beta_end;
     o->latent = c.vae.latent;
     o->kl_weight = c.vae.beta;
-    o->gan_k = c.gan.k;
     o->d_depth = -1; /* the generator's */
     o->d_lr = c.gan.d_optim.lr; /* 0: the generator's */
     o->width = c.flow.net.width[0];
@@ -178,7 +183,28 @@ static void opts_default(train_opts *o)
     o->exponent = pd.exponent;
 }
 
-#define TRAIN_NOPTS 62
+#define TRAIN_NOPTS (62 + TRAIN_MAX_SETTINGS)
+
+/* A flag for each of the methods' own settings (once per name), after the
+ * n options in t; the new count. */
+static int setting_options(train_opts *o, cli_opt *t, int n)
+{
+    for (int m = 0; m < fm_method_count(); m++) {
+        const char *metavar, *help, *name;
+        char def[32];
+        for (int i = 0; (name = fm_method_setting((fm_method)m, i, &metavar, &help, def, sizeof def)); i++) {
+            int seen = 0;
+            for (int k = 0; k < o->nset; k++) seen |= !strcmp(o->set_name[k], name);
+            if (seen || o->nset == TRAIN_MAX_SETTINGS) continue;
+            int k = o->nset++;
+            o->set_name[k] = name;
+            snprintf(o->set_default[k], sizeof o->set_default[k], "%s", def);
+            o->set_value[k] = o->set_default[k];
+            t[n++] = (cli_opt){name, OPT_STR, &o->set_value[k], metavar, help};
+        }
+    }
+    return n;
+}
 
 /* The option table over o. */
 static int train_options(train_opts *o, cli_opt *t)
@@ -204,7 +230,6 @@ static int train_options(train_opts *o, cli_opt *t)
         {"kl-weight", OPT_DOUBLE, &o->kl_weight, "X", "vae: weight beta of the KL term"},
         {"likelihood", OPT_STR, &o->likelihood, "NAME",
          "vae: gaussian (real data) or bernoulli (data in [0, 1]; images' default)"},
-        {"k", OPT_INT, &o->gan_k, "N", "gan: discriminator steps per generator step"},
         {"gan-loss", OPT_STR, &o->gan_loss, "NAME", "gan: nonsaturating (-log D(G(z))) or minimax (log(1 - D(G(z))))"},
         {"d-width", OPT_INT, &o->d_width, "N", "gan: discriminator width (default: --width)"},
         {"d-depth", OPT_INT, &o->d_depth, "N", "gan: discriminator hidden layers (default: --depth)"},
@@ -253,9 +278,16 @@ static int train_options(train_opts *o, cli_opt *t)
         {"quiet", OPT_FLAG, &o->quiet, NULL, "no progress output"},
     };
     int n = (int)(sizeof opts / sizeof opts[0]);
-    _Static_assert(sizeof opts / sizeof opts[0] <= TRAIN_NOPTS, "TRAIN_NOPTS holds every option");
+    _Static_assert(sizeof opts / sizeof opts[0] + TRAIN_MAX_SETTINGS <= TRAIN_NOPTS, "TRAIN_NOPTS holds every option");
     memcpy(t, opts, sizeof opts);
-    return n;
+    /* the methods' own settings go before the run's options (from --threads on) */
+    int tail = 0;
+    while (tail < n && strcmp(t[tail].name, "threads")) tail++;
+    cli_opt rest[TRAIN_NOPTS];
+    memcpy(rest, t + tail, (size_t)(n - tail) * sizeof *t);
+    int m = setting_options(o, t, tail);
+    memcpy(t + m, rest, (size_t)(n - tail) * sizeof *t);
+    return m + n - tail;
 }
 
 #define BAD(...) return cli_usage_error("train", __VA_ARGS__)
@@ -349,8 +381,6 @@ static int set_baselines(const train_opts *o, const cli_spec *spec, fm_train_con
             BAD("unknown --likelihood '%s' (gaussian, bernoulli)", o->likelihood);
         c->vae.likelihood = (fm_vae_likelihood)k;
     }
-    if (o->gan_k < 1 || o->gan_k > 100) BAD("--k %d must lie in 1..100", o->gan_k);
-    if (cli_given(spec, "k")) c->gan.k = o->gan_k;
     if ((k = fm_gan_loss_from_name(o->gan_loss)) < 0) BAD("unknown --gan-loss '%s' (nonsaturating, minimax)", o->gan_loss);
     if (cli_given(spec, "gan-loss")) c->gan.loss = (fm_gan_loss)k;
     if (cli_given(spec, "out-act")) {
@@ -425,6 +455,9 @@ static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
         return rc;
     c.flow.data = o->data;
     c.flow.source = o->source;
+    for (int k = 0; k < o->nset; k++) /* the method's own settings, where given */
+        if (cli_given(spec, o->set_name[k]) && fm_train_config_set(&c, o->set_name[k], o->set_value[k]) != FM_OK)
+            BAD("--%s %s: %s", o->set_name[k], o->set_value[k], fm_last_error());
     *tr = fm_trainer_new(&c);
     if (!*tr) { /* a bad spec or setting is a usage error; a file that cannot be read is not */
         fprintf(stderr, "flowmatch train: %s\n", fm_last_error());

@@ -483,7 +483,25 @@ static void describe(const fm_trainer *tr, char *buf, size_t cap)
              fm_gan_loss_name(c->gan.loss), c->gan.k, g->cfg.d_nhidden, g->cfg.d_width[0]);
 }
 
-static const char *const options[] = {"latent", "k", "gan-loss", "d-width", "d-depth", "d-lr", "out-act", NULL};
+static const char *const options[] = {"latent", "gan-loss", "d-width", "d-depth", "d-lr", "out-act", NULL};
+
+/* --k: discriminator steps per generator step, a whole number in 1..100. */
+static fm_status set_k(fm_train_config *c, const char *value)
+{
+    char *end = NULL;
+    long k = strtol(value, &end, 10);
+    if (end == value || *end || k < 1 || k > 100)
+        return fm__fail(FM_ERR_ARG, "gan: k = '%s' discriminator steps per generator step must be a whole number in "
+                                    "1..100", value);
+    c->gan.k = (int)k;
+    return FM_OK;
+}
+static void get_k(const fm_train_config *c, char *buf, size_t cap) { snprintf(buf, cap, "%d", c->gan.k); }
+
+static const fm__setting settings[] = {
+    {"k", "N", "gan: discriminator steps per generator step", set_k, get_k},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 const fm__method fm__method_gan = {
     .id = FM_METHOD_GAN,
@@ -493,6 +511,7 @@ const fm__method fm__method_gan = {
     .stdz_key = "gan",
     .parts = {"d", "g"},
     .options = options,
+    .settings = settings,
     .defaults = defaults,
     .check = check,
     .build = build,

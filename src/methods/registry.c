@@ -59,17 +59,58 @@ const char *fm_method_summary(fm_method m)
     return t ? t->summary : NULL;
 }
 
+/* Method t's setting called name, or NULL. */
+static const fm__setting *setting_of(const fm__method *t, const char *name)
+{
+    for (const fm__setting *s = t ? t->settings : NULL; s && s->name; s++)
+        if (!strcmp(s->name, name)) return s;
+    return NULL;
+}
+
 int fm_method_takes_option(fm_method m, const char *option, int *known)
 {
     int mine = 0, any = 0;
-    for (int i = 0; i < NMETHODS; i++)
-        for (const char *const *o = methods[i]->options; o && *o; o++)
-            if (!strcmp(*o, option)) {
-                any = 1;
-                if ((int)methods[i]->id == (int)m) mine = 1;
-            }
+    for (int i = 0; i < NMETHODS; i++) {
+        int has = setting_of(methods[i], option) != NULL;
+        for (const char *const *o = methods[i]->options; o && *o && !has; o++) has = !strcmp(*o, option);
+        any |= has;
+        if (has && (int)methods[i]->id == (int)m) mine = 1;
+    }
     if (known) *known = any;
     return mine;
+}
+
+const char *fm_method_setting(fm_method m, int i, const char **metavar, const char **help, char *def, size_t cap)
+{
+    const fm__method *t = by_id(m);
+    for (int k = 0; t && t->settings && t->settings[k].name; k++)
+        if (k == i) {
+            const fm__setting *s = &t->settings[k];
+            if (metavar) *metavar = s->metavar;
+            if (help) *help = s->help;
+            if (def && cap) {
+                fm_train_config c = fm_train_config_for(m);
+                def[0] = '\0';
+                if (s->get) s->get(&c, def, cap);
+            }
+            return s->name;
+        }
+    return NULL;
+}
+
+fm_status fm_train_config_set(fm_train_config *c, const char *name, const char *value)
+{
+    const fm__method *t = by_id(c->method);
+    const fm__setting *s = name ? setting_of(t, name) : NULL;
+    if (!s) {
+        for (int i = 0; name && i < NMETHODS; i++)
+            if (setting_of(methods[i], name))
+                return fm__fail(FM_ERR_ARG, "'%s' is a setting of %s, not of %s", name, methods[i]->name,
+                                t ? t->name : "this method");
+        return fm__fail(FM_ERR_ARG, "%s has no setting '%s'", t ? t->name : "the method", name ? name : "(null)");
+    }
+    if (!value) return fm__fail(FM_ERR_ARG, "%s: setting '%s' needs a value", t->name, name);
+    return s->set(c, value);
 }
 
 const char *fm_method_sampler(fm_method m, int i)

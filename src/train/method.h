@@ -22,6 +22,16 @@
 
 typedef struct fm__method fm__method;
 
+/* A setting of a method's own, given as text (the train flag --NAME VALUE, or
+ * fm_train_config_set): set parses it into the configuration (FM_ERR_ARG with
+ * a message when the value is invalid); get writes the configuration's value
+ * as text (the default --help shows). */
+typedef struct {
+    const char *name, *metavar, *help;
+    fm_status (*set)(fm_train_config *c, const char *value);
+    void (*get)(const fm_train_config *c, char *buf, size_t cap);
+} fm__setting;
+
 /* One set of parameters the trainer updates: its optimizer, the metadata
  * prefix of the optimizer's state in checkpoints ("optim", "optim_d"), and the
  * gradient replicas of the worker threads. Group 0 is the model's main set:
@@ -103,6 +113,9 @@ struct fm__method {
     /* train flags (without "--") that only this method's family takes; the CLI
      * refuses the others' */
     const char *const *options;
+    /* its own settings (NULL-name-ended, or NULL): a new method's options need
+     * no flag written into the CLI, which lists and parses them from here */
+    const fm__setting *settings;
     /* 1: its step takes its batches itself (tr->x1 and fm__train_draw unused) */
     int own_batches;
 
