@@ -252,5 +252,5 @@ int cmd_classifier(int argc, char **argv)
     if (rc == CLI_GO) rc = save_model(&o, tr, ts, acc);
     fm_dataset_free(ts);
     fm_classifier_trainer_free(tr);
-    return rc == CLI_GO ? CLI_OK : rc;
+    return cli_exit_code(rc); /* 128 + the signal after an interrupted, saved run */
 }

@@ -94,6 +94,10 @@ typedef struct {
 /* The temporary name to write final's contents to (same extension). */
 const char *cli_out_stage(cli_outputs *o, const char *final);
 int cli_out_commit(const char *cmd, cli_outputs *o); /* -1 on success, else exit code */
+/* Every staged output can be created (tried, then removed): the check before
+ * long work; the message names the missing folder. CLI_GO, or the exit code.
+ * Staging an output also removes what a killed run left beside it. */
+int cli_out_check(const char *cmd, cli_outputs *o);
 void cli_out_abort(cli_outputs *o);
 
 double cli_now(void);
@@ -146,11 +150,23 @@ typedef fm_status (*cli_step_fn)(void *ctx, int64_t k, double *loss, double *lr,
  * else the failed step's exit code. */
 int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_every, int quiet, cli_step_fn step,
                   void *ctx, const char *on_interrupt, int64_t *done, double *seconds);
+/* The signal (SIGINT, SIGTERM, SIGHUP) that stopped the last loop, 0 if none;
+ * and a command's exit code from its result (CLI_GO or CLI_OK: done): 128 +
+ * that signal after an interrupted run whose work was saved, else 0. */
+int cli_interrupted(void);
+int cli_exit_code(int rc);
 /* The training loop with progress and Ctrl-C handling, shared by train, demo,
  * reflow and compare. On success (-1) log holds the iterations done (caller
  * frees); otherwise it is freed. */
+typedef struct {
+    int64_t every;   /* save after every this many iterations; 0: every `seconds` of training; < 0: never */
+    double seconds;
+    fm_status (*fn)(void *ctx, const cli_losses *log); /* the log so far (n set); a failure's message in fm_last_error */
+    void *ctx;
+} cli_saver;
+/* save (may be NULL): periodic saves while training. */
 int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_every, int quiet, cli_losses *log,
-                   double *seconds);
+                   double *seconds, const cli_saver *save);
 /* Losses of iterations first_iter + 1 ... to csv (iter, loss, lr, parts) and
  * svg; earlier: a previous loss CSV whose rows up to first_iter are kept. */
 int cli_write_losses(const char *cmd, const char *csv, const char *svg, const cli_losses *log, int64_t first_iter,

@@ -7,6 +7,8 @@
 #include <ctype.h>
 
 #include <errno.h>
+#include <sys/types.h>
+#include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <math.h>
@@ -61,9 +63,57 @@ int cli_make_dir(const char *cmd, const char *dir)
 
 int cli_status_code(fm_status s) { return (s == FM_ERR_ARG || s == FM_ERR_SHAPE) ? CLI_USAGE : CLI_FAIL; }
 
+/* Files "<name>.tmp<PID>..." beside path left by a process that is gone (a
+ * run killed while saving): removed. */
+static void remove_stale(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[1024];
+    const char *base = slash ? slash + 1 : path;
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if (slash == path) snprintf(dir, sizeof dir, "/");
+    size_t bl = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, base, bl) || strncmp(e->d_name + bl, ".tmp", 4)) continue;
+        char *end = NULL;
+        long pid = strtol(e->d_name + bl + 4, &end, 10);
+        if (end == e->d_name + bl + 4 || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* its writer may still be at work */
+        char p[2048];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        remove(p);
+    }
+    closedir(d);
+}
+
+int cli_out_check(const char *cmd, cli_outputs *o)
+{
+    for (int i = 0; i < o->n; i++) {
+        FILE *f = fopen(o->tmp[i], "wb");
+        if (f) {
+            fclose(f);
+            remove(o->tmp[i]);
+            continue;
+        }
+        int err = errno;
+        const char *slash = strrchr(o->final[i], '/');
+        struct stat st;
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->final[i]) : 1, slash ? o->final[i] : ".");
+        if (err == ENOENT && stat(dir, &st) != 0)
+            return cli_error(cmd, "cannot write %s: the folder %s does not exist", o->final[i], dir);
+        return cli_error(cmd, "cannot write %s: %s", o->final[i], strerror(err));
+    }
+    return CLI_GO;
+}
+
 const char *cli_out_stage(cli_outputs *o, const char *final)
 {
     if (o->n == (int)(sizeof o->final / sizeof o->final[0])) return NULL;
+    remove_stale(final);
     const char *dot = strrchr(final, '.'), *slash = strrchr(final, '/');
     const char *ext = (dot && (!slash || dot > slash)) ? dot : "";
     size_t n = strlen(final) + strlen(ext) + 32;
@@ -361,12 +411,26 @@ int cli_class_choice(const char *cmd, const char *label, double guidance, int *w
     return CLI_GO;
 }
 
+/* The signal that asked a loop to stop (0: none). A second signal ends the
+ * process at once, without saving: the last good outputs stay as they are
+ * (every file is written under a temporary name and renamed). */
 static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig)
+static void on_signal(int sig)
 {
-    (void)sig;
-    interrupted = 1;
+    if (interrupted) _exit(128 + sig);
+    interrupted = sig;
 }
+
+int cli_interrupted(void) { return interrupted; }
+
+int cli_exit_code(int rc)
+{
+    if (rc != CLI_GO && rc != CLI_OK) return rc;
+    return interrupted ? 128 + interrupted : CLI_OK;
+}
+
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+#define NSTOP ((int)(sizeof stop_signals / sizeof stop_signals[0]))
 
 int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_every, int quiet, cli_step_fn step,
                   void *ctx, const char *on_interrupt, int64_t *done, double *seconds)
@@ -374,12 +438,16 @@ int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_eve
     int64_t todo = iters - start > 0 ? iters - start : 0, k = 0;
     int tty = isatty(fileno(stderr)), rc = CLI_GO;
     interrupted = 0;
-    void (*old)(int) = signal(SIGINT, on_sigint);
+    struct sigaction sa, old[NSTOP];
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < NSTOP; i++) sigaction(stop_signals[i], &sa, &old[i]);
     double t0 = cli_now(), last_print = t0, avg = 0, wsum = 0;
     for (; k < todo && !interrupted; k++) {
         double loss = 0, lr = 0;
         char extra[128] = "";
-        if (step(ctx, k, &loss, &lr, extra, sizeof extra) != FM_OK) {
+        if (step(ctx, k, &loss, &lr, extra, sizeof extra) != FM_OK) { /* a step's save may print its own error */
             if (tty && !quiet) fputc('\n', stderr);
             rc = cli_error(cmd, "%s", fm_last_error());
             break;
@@ -399,9 +467,11 @@ int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_eve
         }
     }
     if (tty && !quiet) fputc('\n', stderr);
-    signal(SIGINT, old);
-    if (interrupted && rc == CLI_GO && !quiet)
-        fprintf(stderr, "interrupted at iteration %lld; %s\n", (long long)(start + k), on_interrupt);
+    for (int i = 0; i < NSTOP; i++) sigaction(stop_signals[i], &old[i], NULL);
+    if (interrupted && rc == CLI_GO)
+        fprintf(stderr, "flowmatch %s: %s at iteration %lld; %s\n", cmd,
+                interrupted == SIGINT ? "interrupted" : interrupted == SIGTERM ? "terminated" : "hung up",
+                (long long)(start + k), on_interrupt);
     *done = k;
     *seconds = cli_now() - t0;
     return rc;

@@ -272,7 +272,7 @@ static int train_method(const compare_opts *o, compare_run *r, int m, long targe
     cli_losses log;
     char who[64];
     snprintf(who, sizeof who, "compare (%s)", mnames[m]);
-    int rc = cli_train_loop(who, tr, o->iters, o->iters / 4 > 0 ? o->iters / 4 : 1, o->quiet, &log, train_s);
+    int rc = cli_train_loop(who, tr, o->iters, o->iters / 4 > 0 ? o->iters / 4 : 1, o->quiet, &log, train_s, NULL);
     if (rc == CLI_GO) {
         cli_losses_free(&log);
         char name[64];

@@ -70,7 +70,7 @@ static int train_model(const demo_opts *o, demo_run *r)
     if (!o->quiet)
         fprintf(stderr, "training the tutorial's flow on moons: %lld iterations of %d\n", (long long)o->iters, c.batch);
     cli_losses log;
-    int rc = cli_train_loop("demo", r->tr, o->iters, 1000, o->quiet, &log, &r->train_s);
+    int rc = cli_train_loop("demo", r->tr, o->iters, 1000, o->quiet, &log, &r->train_s, NULL);
     if (rc != CLI_GO) return rc;
     r->done = log.n;
     if (fm_trainer_save(r->tr, file_in(o, r, "model.safetensors")) != FM_OK)
@@ -180,5 +180,5 @@ int cmd_demo(int argc, char **argv)
     demo_run r = {0};
     rc = run(&o, &r);
     run_free(&r);
-    return rc;
+    return cli_exit_code(rc); /* 128 + the signal after an interrupted run */
 }

@@ -175,7 +175,7 @@ static int train_round(const reflow_opts *o, reflow_run *r, int round)
         return cli_error("reflow", "%s", fm_last_error());
     cli_losses log;
     double secs;
-    int rc = cli_train_loop("reflow", r->tr, o->iters, 1000, o->quiet, &log, &secs);
+    int rc = cli_train_loop("reflow", r->tr, o->iters, 1000, o->quiet, &log, &secs, NULL);
     cli_losses_free(&log);
     if (rc != CLI_GO) return rc;
     fm_flow *next = fm_trainer_flow(r->tr);
@@ -263,5 +263,5 @@ int cmd_reflow(int argc, char **argv)
     reflow_run r = {0};
     rc = run(&o, &r);
     run_free(&r);
-    return rc;
+    return cli_exit_code(rc); /* 128 + the signal after an interrupted run */
 }

@@ -22,6 +22,8 @@ void cli_losses_free(cli_losses *log)
 typedef struct {
     fm_trainer *tr;
     cli_losses *log;
+    const cli_saver *save;
+    double last_save;
 } train_ctx;
 
 /* One step of a trainer, its loss, learning rate and loss parts kept in the log. */
@@ -40,11 +42,21 @@ static fm_status train_step(void *ctx, int64_t k, double *loss, double *lr, char
     }
     log->loss[k] = (float)*loss;
     log->lr[k] = (float)*lr;
+    const cli_saver *sv = c->save;
+    if (sv && sv->fn) { /* a periodic save: every `every` iterations, or every `seconds` */
+        int64_t it = fm_trainer_iter(c->tr);
+        double now = cli_now();
+        if ((sv->every > 0 && it % sv->every == 0) || (sv->every == 0 && now - c->last_save >= sv->seconds)) {
+            log->n = k + 1;
+            if ((s = sv->fn(sv->ctx, log)) != FM_OK) return s;
+            c->last_save = now;
+        }
+    }
     return FM_OK;
 }
 
 int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_every, int quiet, cli_losses *log,
-                   double *seconds)
+                   double *seconds, const cli_saver *save)
 {
     int64_t start = fm_trainer_iter(tr), todo = iters - start, k = 0;
     if (todo < 0) todo = 0;
@@ -57,7 +69,7 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
         cli_losses_free(log);
         return cli_error(cmd, "out of memory for %lld losses", (long long)todo);
     }
-    train_ctx c = {tr, log};
+    train_ctx c = {tr, log, save, cli_now()};
     int rc = cli_step_loop(cmd, start, iters, log_every, quiet, train_step, &c, "the checkpoint keeps the state so far",
                            &k, seconds);
     int64_t missed = fm_trainer_unconverged(tr);
@@ -121,7 +133,7 @@ typedef struct {
         *coupling, *method, *likelihood, *gan_loss, *arch, *out_act;
     int channels, class_cond, T, latent, d_width, d_depth, width, depth, time_embed, nesterov, amsgrad,
         threads, quiet, batch, dequantize;
-    int64_t iters, seed, warmup, log_every;
+    int64_t iters, seed, warmup, log_every, save_every;
     double label_dropout, beta_start, beta_end, kl_weight, d_lr, lr, beta1, beta2, eps, wd, momentum, min_lr, clip,
         ema, sigma_min, sigma, ve_min, ve_max, beta_min, beta_max, exponent, t_end;
     /* the methods' own settings (fm_method_setting), as text: one flag each */
@@ -274,6 +286,8 @@ static int train_options(train_opts *o, cli_opt *t)
         {"loss-csv", OPT_STR, &o->loss_csv, "FILE", "losses per iteration (default: <out>_loss.csv)"},
         {"loss-plot", OPT_STR, &o->loss_svg, "FILE", "loss curve as SVG"},
         {"log-every", OPT_I64, &o->log_every, "N", "progress line period when not on a terminal"},
+        {"save-every", OPT_I64, &o->save_every, "N",
+         "also save the checkpoint and losses every N iterations (default: 0, every 5 minutes; -1: only at the end)"},
         {"resume", OPT_STR, &o->resume, "FILE", "continue a checkpoint (its settings win; --iters sets the total)"},
         {"quiet", OPT_FLAG, &o->quiet, NULL, "no progress output"},
     };
@@ -470,7 +484,7 @@ static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
 static int resume_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
 {
     static const char *const allowed[] = {"resume", "iters", "out", "loss-csv", "loss-plot", "log-every", "quiet",
-                                          "threads"};
+                                          "threads", "save-every"};
     for (int i = 0; i < spec->nopts; i++) {
         int ok = !spec->given[i];
         for (size_t k = 0; !ok && k < sizeof allowed / sizeof allowed[0]; k++) ok = !strcmp(spec->opts[i].name, allowed[k]);
@@ -508,21 +522,52 @@ static void report_start(fm_trainer *tr, const train_opts *o)
             o->resume ? " (resumed)" : "", fm_model_size(fm_trainer_model(tr)));
 }
 
+/* The outputs of a run: staged (and checked writable) before it starts. */
+typedef struct {
+    fm_trainer *tr;
+    const train_opts *o;
+    int64_t first;           /* the iteration the run started at */
+    char *csv;               /* the derived loss CSV name (NULL when --loss-csv) */
+    const char *csv_path, *t_out, *t_csv, *t_svg;
+    cli_outputs outs;
+} train_out;
+
+static int stage_outputs(fm_trainer *tr, const train_opts *o, train_out *w)
+{
+    memset(w, 0, sizeof *w);
+    w->tr = tr;
+    w->o = o;
+    w->first = fm_trainer_iter(tr);
+    w->csv = o->loss_csv ? NULL : cli_derive(o->out, "_loss.csv");
+    w->csv_path = o->loss_csv ? o->loss_csv : w->csv;
+    w->t_out = cli_out_stage(&w->outs, o->out);
+    w->t_csv = w->csv_path ? cli_out_stage(&w->outs, w->csv_path) : NULL;
+    w->t_svg = o->loss_svg ? cli_out_stage(&w->outs, o->loss_svg) : NULL;
+    if (!w->t_out || !w->t_csv || (o->loss_svg && !w->t_svg)) return cli_error("train", "out of memory");
+    return cli_out_check("train", &w->outs); /* before any training */
+}
+
+/* A periodic save: the losses first, then the checkpoint, each replaced
+ * atomically; a resumed run keeps the history up to the checkpoint's
+ * iteration, so the two never disagree on what was trained. */
+static fm_status save_now(void *ctx, const cli_losses *log)
+{
+    train_out *w = ctx;
+    if (cli_write_losses("train", w->csv_path, NULL, log, w->first, w->csv_path) != CLI_GO) return FM_ERR_IO;
+    return fm_trainer_save(w->tr, w->o->out);
+}
+
 /* The checkpoint, the loss CSV and the loss plot, all or none; then the summary. */
-static int write_outputs(fm_trainer *tr, const train_opts *o, const cli_losses *log, int64_t first, double secs)
+static int write_outputs(train_out *w, const cli_losses *log, double secs)
 {
     int rc = CLI_GO;
+    const train_opts *o = w->o;
     int64_t done = log->n;
-    char *csv = o->loss_csv ? NULL : cli_derive(o->out, "_loss.csv");
-    const char *csv_path = o->loss_csv ? o->loss_csv : csv;
-    cli_outputs outs = {0};
-    const char *t_out = cli_out_stage(&outs, o->out), *t_csv = csv_path ? cli_out_stage(&outs, csv_path) : NULL;
-    const char *t_svg = o->loss_svg ? cli_out_stage(&outs, o->loss_svg) : NULL;
-    if (!t_out || !t_csv || (o->loss_svg && !t_svg)) rc = cli_error("train", "out of memory");
-    if (rc == CLI_GO && fm_trainer_save(tr, t_out) != FM_OK) rc = cli_error("train", "%s", fm_last_error());
-    if (rc == CLI_GO) rc = cli_write_losses("train", t_csv, t_svg, log, first, o->resume ? csv_path : NULL);
-    if (rc == CLI_GO) rc = cli_out_commit("train", &outs);
-    cli_out_abort(&outs);
+    const char *csv_path = w->csv_path;
+    if (fm_trainer_save(w->tr, w->t_out) != FM_OK) rc = cli_error("train", "%s", fm_last_error());
+    if (rc == CLI_GO) rc = cli_write_losses("train", w->t_csv, w->t_svg, log, w->first, o->resume ? csv_path : NULL);
+    if (rc == CLI_GO) rc = cli_out_commit("train", &w->outs);
+    cli_out_abort(&w->outs);
     if (rc == CLI_GO && !o->quiet) {
         double tail = 0;
         int64_t m = done < 100 ? done : 100;
@@ -531,7 +576,6 @@ static int write_outputs(fm_trainer *tr, const train_opts *o, const cli_losses *
                secs, done / fmax(secs, 1e-9), (long long)m, m ? tail / m : NAN);
         printf("wrote %s, %s%s%s\n", o->out, csv_path, o->loss_svg ? ", " : "", o->loss_svg ? o->loss_svg : "");
     }
-    free(csv);
     return rc;
 }
 
@@ -562,6 +606,7 @@ int cmd_train(int argc, char **argv)
                            opts, nopts, 0, 0, given};
     int npos, rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc != CLI_GO) return rc;
+    if (o.resume && !cli_given(&spec, "out")) o.out = o.resume; /* a resumed run continues its file */
     if (!cli_has_suffix(o.out, ".safetensors")) return cli_usage_error("train", "--out '%s' must end in .safetensors", o.out);
     if (o.threads < 0 || o.threads > 1024) return cli_usage_error("train", "--threads %d must lie in 0..1024", o.threads);
     if (o.iters < 0) return cli_usage_error("train", "--iters %lld must be >= 0", (long long)o.iters);
@@ -570,15 +615,20 @@ int cmd_train(int argc, char **argv)
     fm_trainer *tr = NULL;
     rc = o.resume ? resume_trainer(&o, &spec, &tr) : new_trainer(&o, &spec, &tr);
     if (rc != CLI_GO) return rc;
-    if (!o.quiet) report_start(tr, &o);
-    int64_t first = fm_trainer_iter(tr);
-    cli_losses log;
-    double secs = 0;
-    rc = cli_train_loop("train", tr, o.iters, o.log_every, o.quiet, &log, &secs);
-    if (rc == CLI_GO) {
-        rc = write_outputs(tr, &o, &log, first, secs);
-        cli_losses_free(&log);
+    train_out w;
+    if ((rc = stage_outputs(tr, &o, &w)) == CLI_GO) {
+        if (!o.quiet) report_start(tr, &o);
+        cli_losses log;
+        double secs = 0;
+        cli_saver sv = {o.save_every, 300.0, save_now, &w};
+        rc = cli_train_loop("train", tr, o.iters, o.log_every, o.quiet, &log, &secs, o.save_every < 0 ? NULL : &sv);
+        if (rc == CLI_GO) {
+            rc = write_outputs(&w, &log, secs);
+            cli_losses_free(&log);
+        }
     }
+    cli_out_abort(&w.outs);
+    free(w.csv);
     fm_trainer_free(tr);
-    return rc == CLI_GO ? CLI_OK : rc;
+    return cli_exit_code(rc); /* 128 + the signal after an interrupted, saved run */
 }

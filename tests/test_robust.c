@@ -1,0 +1,162 @@
+/* test_robust.c - nothing lost: a run whose outputs cannot be written does
+ * not start; SIGTERM, SIGHUP and SIGINT save and exit with 128 + the signal;
+ * kill -9 loses at most one --save-every interval and leaves a checkpoint that
+ * loads and resumes in place, its loss history cut to the checkpoint; staged
+ * files that a killed run left behind are removed by the next run.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int exists(const char *p)
+{
+    struct stat s;
+    return stat(p, &s) == 0;
+}
+
+static void nap(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* `flowmatch args` started in the background, its stderr to err: the pid. */
+static pid_t start(const char *args, const char *err)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "exec %s %s > /dev/null 2> '%s'", t_cli(), args, err);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Wait for path to appear (at most 60 s); 1 if it did. */
+static int wait_for(const char *path)
+{
+    for (int i = 0; i < 600; i++) {
+        if (exists(path)) return 1;
+        nap(0.1);
+    }
+    return 0;
+}
+
+/* The exit status of pid (128 + signal if killed), waiting at most 60 s (then killed: -1). */
+static int finish(pid_t pid)
+{
+    int st = 0;
+    for (int i = 0; i < 600; i++) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        nap(0.1);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}
+
+/* A checkpoint's train.iter, -1 if it does not load. */
+static long iter_of(const char *path)
+{
+    fm_st *st = fm_st_load(path);
+    const char *v = st ? fm_st_meta(st, "train.iter") : NULL;
+    long it = v ? atol(v) : -1;
+    fm_model *m = st ? fm_model_load(st, 0) : NULL;
+    if (!m) it = -1;
+    fm_model_free(m);
+    fm_st_free(st);
+    return it;
+}
+
+/* Rows of a loss CSV (after its header) and whether column 1 counts 1, 2, ... */
+static long csv_rows(const char *path, int *contiguous)
+{
+    fm_table t = {0};
+    *contiguous = 0;
+    if (fm_csv_read(path, &t) != FM_OK) return -1;
+    int ok = 1;
+    for (int i = 0; i < t.rows; i++) ok &= t.data[(size_t)i * t.cols] == (float)(i + 1);
+    *contiguous = ok;
+    long n = t.rows;
+    fm_table_free(&t);
+    return n;
+}
+
+static void slurp_text(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = '\0';
+    if (f) fclose(f);
+}
+
+void test_robust(void)
+{
+    char args[1600], err[4096];
+    /* outputs that cannot be written: refused before any training */
+    snprintf(args, sizeof args, "train --iters 20000 --out '%s'", t_path("nodir/m.safetensors"));
+    pid_t p = start(args, t_path("r0.err"));
+    int rc = finish(p);
+    slurp_text(t_path("r0.err"), err, sizeof err);
+    t_check(rc == 1 && strstr(err, "folder") && strstr(err, "nodir") && !strstr(err, ".tmp") && !strstr(err, "training "),
+            "train --out nodir/m.safetensors stops before training, naming the folder (exit %d): %.120s", rc, err);
+
+    /* SIGTERM and SIGHUP: finish the step, save, exit 128 + signal */
+    static const int sigs[] = {SIGTERM, SIGHUP, SIGINT};
+    for (int k = 0; k < 3; k++) {
+        char out[64], csv[64];
+        snprintf(out, sizeof out, "sig%d.safetensors", k);
+        snprintf(csv, sizeof csv, "sig%d_loss.csv", k);
+        snprintf(args, sizeof args, "train --iters 10000000 --batch 64 --save-every 50 --threads 1 --quiet --out '%s'",
+                 t_path(out));
+        p = start(args, t_path("r1.err"));
+        int seen = wait_for(t_path(out));
+        kill(p, sigs[k]);
+        rc = finish(p);
+        long it = iter_of(t_path(out));
+        int contiguous;
+        long rows = csv_rows(t_path(csv), &contiguous);
+        t_check(seen && rc == 128 + sigs[k] && it > 0 && rows == it && contiguous,
+                "signal %d: saved at iteration %ld (loss history %ld rows), exit %d", sigs[k], it, rows, rc);
+    }
+
+    /* kill -9: at most one interval lost; the checkpoint loads and resumes in place */
+    const char *km = t_path("k.safetensors"), *kc = t_path("k_loss.csv");
+    snprintf(args, sizeof args, "train --iters 10000000 --batch 64 --save-every 40 --threads 1 --quiet --out '%s'", km);
+    p = start(args, t_path("r2.err"));
+    int seen = wait_for(km);
+    nap(0.3);
+    kill(p, SIGKILL);
+    rc = finish(p);
+    long it = iter_of(km);
+    int contiguous;
+    long rows = csv_rows(kc, &contiguous);
+    t_check(seen && rc == 128 + SIGKILL && it > 0 && it % 40 == 0 && rows >= it && contiguous,
+            "kill -9: the checkpoint loads at iteration %ld (a multiple of 40), the loss history holds %ld rows", it,
+            rows);
+    /* what a kill during a save leaves: staged files of a process that is gone */
+    char stale1[1200], stale2[1200];
+    snprintf(stale1, sizeof stale1, "%s.tmp2147480000.safetensors", km);
+    snprintf(stale2, sizeof stale2, "%s.tmp2147480000.safetensors.tmp2147480000", km);
+    FILE *f1 = fopen(stale1, "w"), *f2 = fopen(stale2, "w");
+    if (f1) fclose(f1);
+    if (f2) fclose(f2);
+    snprintf(args, sizeof args, "train --resume '%s' --iters %ld --quiet", km, it + 30);
+    p = start(args, t_path("r3.err"));
+    rc = finish(p);
+    long it2 = iter_of(km);
+    long rows2 = csv_rows(kc, &contiguous);
+    t_check(rc == 0 && it2 == it + 30 && rows2 == it + 30 && contiguous && !exists(stale1) && !exists(stale2),
+            "resume continues the file in place: iteration %ld -> %ld, loss history cut and continued to %ld rows; "
+            "the killed run's staged files are gone", it, it2, rows2);
+}
