@@ -7,6 +7,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,8 +101,42 @@ static void slurp_text(const char *path, char *buf, size_t cap)
     if (f) fclose(f);
 }
 
+/* Run `flowmatch args` to its end: the exit status, stderr in err. */
+static int run(const char *args, char *err, size_t cap)
+{
+    int rc = finish(start(args, t_path("run.err")));
+    slurp_text(t_path("run.err"), err, cap);
+    return rc;
+}
+
+/* Data and files that must not be trusted: each refused with a message that names the problem. */
+static void untrusted(void)
+{
+    char args[1600], err[4096];
+    FILE *f = fopen(t_path("big.csv"), "w");
+    for (int i = 0; f && i < 200; i++) fprintf(f, "%g,%g\n", i == 17 ? 1e30 : sin(i + 1.0), cos(i * 0.7));
+    if (f) fclose(f);
+    snprintf(args, sizeof args, "train --data 'csv:%s' --iters 2 --quiet --out '%s'", t_path("big.csv"), t_path("b.safetensors"));
+    int rc = run(args, err, sizeof err);
+    t_check(rc == 2 && strstr(err, "row 18, column 1") && strstr(err, "1e+30"),
+            "a CSV cell of 1e30 is refused, naming its row and column (exit %d): %.100s", rc, err);
+    f = fopen(t_path("one.csv"), "w");
+    if (f) fputs("a,b\n1,2\n", f), fclose(f);
+    snprintf(args, sizeof args, "train --data 'csv:%s' --iters 2 --quiet --out '%s'", t_path("one.csv"), t_path("b.safetensors"));
+    rc = run(args, err, sizeof err);
+    t_check(rc == 2 && strstr(err, "1 row"), "one row of data says so (exit %d): %.100s", rc, err);
+    snprintf(args, sizeof args, "sample --model '%s' --quiet --out '%s'", t_path("one.csv"), t_path("s.npy"));
+    rc = run(args, err, sizeof err);
+    t_check(rc == 1 && strstr(err, "not a safetensors file"), "a CSV given as a model: 'not a safetensors file' (exit %d): %.100s",
+            rc, err);
+    snprintf(args, sizeof args, "train --data 'mnist:%s' --iters 2 --quiet --out '%s'", t_path("no_digits"), t_path("b.safetensors"));
+    rc = run(args, err, sizeof err);
+    t_check(rc == 1 && strstr(err, "make mnist"), "mnist:DIR without digits says how to get them (exit %d): %.100s", rc, err);
+}
+
 void test_robust(void)
 {
+    untrusted();
     char args[1600], err[4096];
     /* outputs that cannot be written: refused before any training */
     snprintf(args, sizeof args, "train --iters 20000 --out '%s'", t_path("nodir/m.safetensors"));

@@ -14,6 +14,7 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 
@@ -124,6 +125,12 @@ static fm_status mnist_load(fm_dataset *ds, const char *dir, const char *prefix)
     snprintf(name, sizeof name, "%s-labels-idx1-ubyte", prefix);
     idx_path(lp, sizeof lp, dir, name);
     fm_idx im, lb;
+    FILE *probe = fopen(ip, "rb");
+    if (!probe) /* no digits there at all: say where they come from */
+        return fm__fail(FM_ERR_IO, "%s: cannot open: %s (mnist:DIR reads MNIST's IDX files, plain or .gz, from DIR; "
+                                   "`make mnist` in the flowmatch source tree puts 10,000 digits in data/mnist)",
+                        ip, strerror(errno));
+    fclose(probe);
     fm_status s = fm_idx_read_u8(ip, &im);
     if (s) return s;
     if (im.ndim != 3 || im.dims[1] != 28 || im.dims[2] != 28) {

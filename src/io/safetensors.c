@@ -223,9 +223,13 @@ static fm_st *parse_owned(unsigned char *bytes, size_t len, const char *name)
     if (len < 8)
         return st_fail(st, FM_ERR_FORMAT, "file is %zu bytes, too short to hold the 8-byte header length", len);
     uint64_t hlen = rd_le64(st->bytes);
-    if (hlen > len - 8)
+    if (hlen > len - 8) {
+        if (len == 8 || st->bytes[8] != '{') /* not even the start of a safetensors header */
+            return st_fail(st, FM_ERR_FORMAT, "not a safetensors file (it does not start with a header length and "
+                                              "'{'; %zu bytes)", len);
         return st_fail(st, FM_ERR_FORMAT, "header length %llu runs past the end of the file (%zu bytes)",
                        (unsigned long long)hlen, len);
+    }
     if (hlen > ST_MAX_HEADER)
         return st_fail(st, FM_ERR_FORMAT, "header length %llu exceeds the %u-byte limit",
                        (unsigned long long)hlen, ST_MAX_HEADER);

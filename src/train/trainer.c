@@ -73,9 +73,15 @@ void fm_trainer_free(fm_trainer *tr)
     free(tr);
 }
 
-/* Column means and standard deviations (population) of a table, in double. */
+/* Column means and standard deviations (population) of a table, in double.
+ * Refused: one row (no distribution to learn), a constant column, and a
+ * column one value dominates (it holds nearly all the variance, so
+ * standardising would squash every other row to one point: a typo like 1e30). */
 static fm_status table_moments(const fm_table *t, float *mean, float *std)
 {
+    if (t->rows < 2)
+        return fm__fail(FM_ERR_ARG, "the data hold %d row%s: there is no distribution to learn from", t->rows,
+                        t->rows == 1 ? "" : "s");
     for (int j = 0; j < t->cols; j++) {
         double s = 0, s2 = 0;
         for (int i = 0; i < t->rows; i++) s += t->data[(size_t)i * t->cols + j];
@@ -88,6 +94,19 @@ static fm_status table_moments(const fm_table *t, float *mean, float *std)
         if (!(sd > 0))
             return fm__fail(FM_ERR_ARG, "column %d%s%s%s of the data is constant (%g): it cannot be standardised", j + 1,
                             t->names ? " '" : "", t->names ? t->names[j] : "", t->names ? "'" : "", m);
+        /* a value's share of the variance is (v - m)^2 / (n var): at 99% it alone is the spread */
+        for (int i = 0; i < t->rows; i++) {
+            double v = t->data[(size_t)i * t->cols + j];
+            if ((v - m) * (v - m) >= 0.99 * t->rows * sd * sd)
+                return fm__fail(FM_ERR_ARG, "row %d, column %d%s%s%s of the data holds %g, which alone makes %.0f%% of "
+                                            "the column's variance: standardising would squash every other row (a "
+                                            "typo? or --standardize off)", i + 1, j + 1, t->names ? " '" : "",
+                                t->names ? t->names[j] : "", t->names ? "'" : "", v,
+                                100.0 * (v - m) * (v - m) / (t->rows * sd * sd));
+        }
+        if (!isfinite(sd) || !isfinite(m))
+            return fm__fail(FM_ERR_ARG, "column %d of the data overflows in standardisation (mean %g, std %g)", j + 1,
+                            m, sd);
         mean[j] = (float)m;
         std[j] = (float)sd;
     }
