@@ -29,11 +29,17 @@ static void nap(double s)
     nanosleep(&ts, NULL);
 }
 
-/* `flowmatch args` started in the background, its stderr to err: the pid. */
-static pid_t start(const char *args, const char *err)
+/* `flowmatch args` started in the background in folder dir (NULL: here), its stderr to err: the pid. */
+static pid_t start_in(const char *dir, const char *args, const char *err)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "exec %s %s > /dev/null 2> '%s'", t_cli(), args, err);
+    char cmd[4096], cli[1200];
+    const char *c = t_cli();
+    if (c[0] != '/' && getcwd(cli, sizeof cli)) /* the tool's path from here, for another folder */
+        snprintf(cli + strlen(cli), sizeof cli - strlen(cli), "/%s", c);
+    else
+        snprintf(cli, sizeof cli, "%s", c);
+    snprintf(cmd, sizeof cmd, "%s%s%sexec %s %s > /dev/null 2> '%s'", dir ? "cd '" : "", dir ? dir : "", dir ? "' && " : "",
+             cli, args, err);
     pid_t pid = fork();
     if (pid == 0) {
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
@@ -41,6 +47,8 @@ static pid_t start(const char *args, const char *err)
     }
     return pid;
 }
+
+static pid_t start(const char *args, const char *err) { return start_in(NULL, args, err); }
 
 /* Wait for path to appear (at most 60 s); 1 if it did. */
 static int wait_for(const char *path)
@@ -132,6 +140,25 @@ static void untrusted(void)
     snprintf(args, sizeof args, "train --data 'mnist:%s' --iters 2 --quiet --out '%s'", t_path("no_digits"), t_path("b.safetensors"));
     rc = run(args, err, sizeof err);
     t_check(rc == 1 && strstr(err, "make mnist"), "mnist:DIR without digits says how to get them (exit %d): %.100s", rc, err);
+    /* a default output name never replaces a file the user did not name */
+    const char *dir = t_path("defaults");
+    snprintf(args, sizeof args, "mkdir -p '%s' && echo keep > '%s/model.safetensors' && echo keep > '%s/samples.npy'", dir,
+             dir, dir);
+    int made = system(args) == 0;
+    rc = finish(start_in(dir, "train --iters 2 --quiet", t_path("d.err")));
+    slurp_text(t_path("d.err"), err, sizeof err);
+    char kept[64] = "";
+    snprintf(args, sizeof args, "%s/model.safetensors", dir);
+    slurp_text(args, kept, sizeof kept);
+    t_check(made && rc == 2 && strstr(err, "--force") && !strcmp(kept, "keep\n"),
+            "train without --out refuses to replace an existing model.safetensors (exit %d): %.100s", rc, err);
+    rc = finish(start_in(dir, "train --iters 2 --quiet --force", t_path("d.err")));
+    long it = iter_of(args);
+    snprintf(args, sizeof args, "sample --model model.safetensors --n 5 --quiet");
+    int rc2 = finish(start_in(dir, args, t_path("d2.err")));
+    slurp_text(t_path("d2.err"), err, sizeof err);
+    t_check(rc == 0 && it == 2 && rc2 == 2 && strstr(err, "samples.npy exists"),
+            "--force replaces it (iteration %ld); sample without --out refuses to replace samples.npy (exit %d)", it, rc2);
 }
 
 void test_robust(void)

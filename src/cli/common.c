@@ -89,6 +89,14 @@ static void remove_stale(const char *path)
     closedir(d);
 }
 
+int cli_default_output(const char *cmd, const cli_spec *spec, const char *opt, const char *path, int force)
+{
+    struct stat st;
+    if (cli_given(spec, opt) || force || stat(path, &st) != 0) return CLI_GO;
+    return cli_usage_error(cmd, "%s exists and --%s was not given: name the output (--%s FILE), or pass --force to "
+                                "replace it", path, opt, opt);
+}
+
 int cli_out_check(const char *cmd, cli_outputs *o)
 {
     for (int i = 0; i < o->n; i++) {

@@ -63,7 +63,7 @@ static int traj_grid(const char *path, const keeper *k, int c, int h, int w)
 typedef struct {
     const char *model, *out, *x0file, *figure, *traj_out, *scatter, *recon, *pgrid, *tgrid, *label, *labels_out;
     double guidance, range;
-    int n, save_every, no_ema, threads, quiet, gcols;
+    int n, save_every, no_ema, threads, quiet, gcols, force;
     int64_t seed;
     cli_solver_opts so;
     int fixed; /* --label: -2 all classes, -1 none, else one class */
@@ -387,6 +387,7 @@ int cmd_sample(int argc, char **argv)
         {"no-ema", OPT_FLAG, &o.no_ema, NULL, "use the raw weights even if the checkpoint has EMA weights"},
         {"threads", OPT_INT, &o.threads, "N", "threads (0: all cores)"},
         {"quiet", OPT_FLAG, &o.quiet, NULL, "no summary line"},
+        {"force", OPT_FLAG, &o.force, NULL, "let the default --out replace an existing file"},
     };
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     const cli_spec spec = {"sample", NULL, "Draw samples from a trained model (flow, DDPM, VAE or GAN).",
@@ -406,6 +407,7 @@ int cmd_sample(int argc, char **argv)
     int npos, rc;
     if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) != CLI_GO) return rc;
     if ((rc = check_options(&o)) != CLI_GO) return rc;
+    if ((rc = cli_default_output("sample", &spec, "out", o.out, o.force)) != CLI_GO) return rc;
     sample_run r = {0};
     rc = run(&o, &spec, &r);
     run_free(&r);

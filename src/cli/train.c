@@ -132,7 +132,7 @@ typedef struct {
     const char *data, *source, *path, *act, *optim, *sched, *out, *loss_csv, *loss_svg, *resume, *standardize,
         *coupling, *method, *likelihood, *gan_loss, *arch, *out_act;
     int channels, class_cond, T, latent, d_width, d_depth, width, depth, time_embed, nesterov, amsgrad,
-        threads, quiet, batch, dequantize;
+        threads, quiet, batch, dequantize, force;
     int64_t iters, seed, warmup, log_every, save_every;
     double label_dropout, beta_start, beta_end, kl_weight, d_lr, lr, beta1, beta2, eps, wd, momentum, min_lr, clip,
         ema, sigma_min, sigma, ve_min, ve_max, beta_min, beta_max, exponent, t_end;
@@ -290,6 +290,7 @@ static int train_options(train_opts *o, cli_opt *t)
          "also save the checkpoint and losses every N iterations (default: 0, every 5 minutes; -1: only at the end)"},
         {"resume", OPT_STR, &o->resume, "FILE", "continue a checkpoint (its settings win; --iters sets the total)"},
         {"quiet", OPT_FLAG, &o->quiet, NULL, "no progress output"},
+        {"force", OPT_FLAG, &o->force, NULL, "let the default --out replace an existing file"},
     };
     int n = (int)(sizeof opts / sizeof opts[0]);
     _Static_assert(sizeof opts / sizeof opts[0] + TRAIN_MAX_SETTINGS <= TRAIN_NOPTS, "TRAIN_NOPTS holds every option");
@@ -484,7 +485,7 @@ static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
 static int resume_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
 {
     static const char *const allowed[] = {"resume", "iters", "out", "loss-csv", "loss-plot", "log-every", "quiet",
-                                          "threads", "save-every"};
+                                          "threads", "save-every", "force"};
     for (int i = 0; i < spec->nopts; i++) {
         int ok = !spec->given[i];
         for (size_t k = 0; !ok && k < sizeof allowed / sizeof allowed[0]; k++) ok = !strcmp(spec->opts[i].name, allowed[k]);
@@ -607,6 +608,7 @@ int cmd_train(int argc, char **argv)
     int npos, rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc != CLI_GO) return rc;
     if (o.resume && !cli_given(&spec, "out")) o.out = o.resume; /* a resumed run continues its file */
+    else if ((rc = cli_default_output("train", &spec, "out", o.out, o.force)) != CLI_GO) return rc;
     if (!cli_has_suffix(o.out, ".safetensors")) return cli_usage_error("train", "--out '%s' must end in .safetensors", o.out);
     if (o.threads < 0 || o.threads > 1024) return cli_usage_error("train", "--threads %d must lie in 0..1024", o.threads);
     if (o.iters < 0) return cli_usage_error("train", "--iters %lld must be >= 0", (long long)o.iters);
