@@ -17,6 +17,20 @@
 #include <zlib.h>
 
 #define IDX_CHUNK (1u << 30) /* gzread takes an unsigned and returns an int */
+#define IDX_FIRST ((size_t)1 << 20) /* the first buffer for the data; it doubles as data arrive */
+
+/* The length of a file that is not gzip-compressed, -1 for a gzip file or one
+ * that cannot be examined (the reader then finds out). */
+static long plain_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    unsigned char m[2] = {0, 0};
+    size_t k = fread(m, 1, 2, f);
+    long n = k == 2 && m[0] == 0x1f && m[1] == 0x8b ? -1 : (fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1);
+    fclose(f);
+    return n;
+}
 
 static int elem_size(int type)
 {
@@ -161,12 +175,34 @@ static fm_status idx_read(const char *path, fm_idx *out, int want_u8)
     if (want_u8 && type != FM_IDX_U8)
         BAD(FM_ERR_FORMAT, "elements are %s (type 0x%02x); unsigned bytes (0x08) were expected", type_name(type),
             type);
-    raw = malloc(need);
-    if (!raw) BAD(FM_ERR_NOMEM, "out of memory for %s elements of %s (%zu bytes)", shape, type_name(type), need);
-    READ_OR_FAIL(raw, need, &got);
-    if (got < need)
+    /* Sizes are claims: a plain file's are checked against its length before
+     * anything is allocated; a gzip stream's data are read in chunks that grow
+     * as they arrive, so memory follows the data, not the header. */
+    size_t hbytes = 4 + 4 * (size_t)nd;
+    long plain = plain_size(path);
+    size_t body = plain >= 0 && (size_t)plain > hbytes ? (size_t)plain - hbytes : 0;
+    if (plain >= 0 && body < need)
         BAD(FM_ERR_FORMAT, "truncated: sizes %s of %s need %zu bytes of data but the file has %zu", shape,
-            type_name(type), need, got);
+            type_name(type), need, body);
+    if (plain >= 0 && body > need)
+        BAD(FM_ERR_FORMAT, "%zu trailing bytes after the %zu bytes of data that sizes %s of %s need", body - need, need,
+            shape, type_name(type));
+    size_t cap = need < IDX_FIRST ? need : IDX_FIRST, have = 0;
+    raw = malloc(cap);
+    if (!raw) BAD(FM_ERR_NOMEM, "out of memory for %s elements of %s (%zu bytes)", shape, type_name(type), cap);
+    for (;;) {
+        READ_OR_FAIL(raw + have, cap - have, &got);
+        have += got;
+        if (have < cap || cap == need) break; /* the data ended, or all is read */
+        size_t ncap = cap > need / 2 ? need : 2 * cap;
+        unsigned char *r2 = realloc(raw, ncap);
+        if (!r2) BAD(FM_ERR_NOMEM, "out of memory for %s elements of %s (%zu bytes)", shape, type_name(type), ncap);
+        raw = r2;
+        cap = ncap;
+    }
+    if (have < need)
+        BAD(FM_ERR_FORMAT, "truncated: sizes %s of %s need %zu bytes of data but the file has %zu", shape,
+            type_name(type), need, have);
     /* Then the file must end; reading on to its end also checks a gzip stream's CRC. */
     unsigned char extra[4096];
     size_t more = 0;
