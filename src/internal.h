@@ -190,6 +190,14 @@ fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tenso
 fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels);
 /* A source spec that means N(0, I): empty, NULL or "gaussian". */
 int fm__is_gaussian_source(const char *spec);
+/* While a loader builds a network from a file's metadata: fm_params_add
+ * refuses (FM_ERR_FORMAT naming `what`) to grow any parameter set past
+ * max_values in all, the values the file holds, so metadata cannot make it
+ * allocate what the file cannot back. Per thread; _end lifts the bound. */
+void fm__params_budget(size_t max_values, const char *what);
+void fm__params_budget_end(void);
+/* The values (elements of every dtype) all tensors of a safetensors file hold. */
+size_t fm__st_values(const fm_st *st);
 /* Where parameter i lives in the flat buffers. */
 size_t fm__params_offset(const fm_params *p, int i);
 

@@ -200,9 +200,56 @@ static void bounded_idx(void)
     }
 }
 
+/* A checkpoint whose metadata describe a far larger network than its tensors
+ * hold (mlp.widths 16384,16384 in a file of a few values) is refused before
+ * the network is built: in a child limited to 512 MB of address space (under
+ * ASan, the refusal alone). */
+static void bounded_checkpoint(void)
+{
+    fm_st *src = fm_st_load("tests/golden/old/fm.safetensors");
+    fm_st_writer *w = fm_st_writer_new();
+    float x[4] = {0};
+    int shape[1] = {4};
+    for (int i = 0; src && w && i < fm_st_meta_count(src); i++) {
+        const char *v, *k = fm_st_meta_at(src, i, &v);
+        fm_st_writer_meta(w, k, !strcmp(k, "mlp.widths") ? "16384,16384" : v);
+    }
+    const char *path = t_path("huge_meta.safetensors");
+    int made = src && w && fm_st_writer_add(w, "x", 1, shape, x) == FM_OK && fm_st_writer_save(w, path) == FM_OK;
+    fm_st_writer_free(w);
+    fm_st_free(src);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int limited = 0;
+#if !defined(__SANITIZE_ADDRESS__)
+        struct rlimit rl = {512u << 20, 512u << 20};
+        limited = setrlimit(RLIMIT_AS, &rl) == 0;
+#endif
+        fm_st *st = fm_st_load(path);
+        fm_model *m = st ? fm_model_load(st, 0) : NULL;
+        int ok = st && !m && fm_last_status() == FM_ERR_FORMAT && strstr(fm_last_error(), "parameters");
+        _exit(ok ? (limited ? 0 : 3) : 1);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+#if defined(__SANITIZE_ADDRESS__)
+    int ok = code == 3;
+#else
+    int ok = code == 0;
+#endif
+    fm_st *chk = fm_st_load(path);
+    fm_model *m = chk ? fm_model_load(chk, 0) : NULL;
+    t_check(made && ok && !m, "metadata describing 2 x 16384 hidden units in a file of 4 values are refused before "
+            "the network is built (child exit %d): %s", code, fm_last_error());
+    fm_model_free(m);
+    fm_st_free(chk);
+}
+
 void test_robust(void)
 {
     bounded_idx();
+    bounded_checkpoint();
     untrusted();
     char args[1600], err[4096];
     /* outputs that cannot be written: refused before any training */

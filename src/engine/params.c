@@ -86,6 +86,19 @@ void fm__params_truncate(fm_params *p, int n)
     p->n = n;
 }
 
+/* A loader's bound on what a network built from a file's metadata may add:
+ * at most the values the file holds (SIZE_MAX: none). Per thread. */
+static _Thread_local size_t budget = SIZE_MAX;
+static _Thread_local const char *budget_what;
+
+void fm__params_budget(size_t max_values, const char *what)
+{
+    budget = max_values;
+    budget_what = what;
+}
+
+void fm__params_budget_end(void) { budget = SIZE_MAX; }
+
 int fm_params_add(fm_params *p, const char *name, int ndim, const int *shape)
 {
     char b[96];
@@ -120,6 +133,12 @@ int fm_params_add(fm_params *p, const char *name, int ndim, const int *shape)
         p->cap = cap;
     }
     size_t total = p->size + n;
+    if (total > budget) {
+        fm__fail(FM_ERR_FORMAT, "%s: its metadata describe a network of more than %zu parameters (at '%s'), but the "
+                                "file holds only %zu values", budget_what ? budget_what : "checkpoint", budget, name,
+                 budget);
+        return -1;
+    }
     float *nd = realloc(p->data, total * sizeof(float));
     if (!nd) goto oom;
     p->data = nd;

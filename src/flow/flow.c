@@ -556,7 +556,9 @@ fm_flow *fm_flow_load(const fm_st *st, int use_ema)
 {
     fm_flow_config c;
     if (fm_flow_config_load(&c, st) != FM_OK) return NULL;
+    fm__params_budget(fm__st_values(st), "checkpoint");
     fm_flow *f = fm_flow_new(&c);
+    fm__params_budget_end();
     if (!f) return NULL;
     int ema = use_ema && fm_flow_has_ema(st);
     fm_status s = fm_params_load(f->P, st, ema ? "ema." : NULL);

@@ -359,6 +359,17 @@ fm_st *fm_st_load(const char *path)
 
 int fm_st_count(const fm_st *st) { return st->n; }
 
+size_t fm__st_values(const fm_st *st)
+{
+    size_t total = 0;
+    for (int i = 0; i < st->n; i++) {
+        size_t v = 1;
+        for (int d = 0; d < st->e[i].ndim; d++) v *= (size_t)st->e[i].shape[d]; /* each within the file's bytes */
+        total += v;
+    }
+    return total;
+}
+
 const char *fm_st_entry(const fm_st *st, int i, fm_dtype *dtype, int *ndim, int64_t *shape)
 {
     if (i < 0 || i >= st->n) return NULL;

@@ -260,7 +260,9 @@ static fm_gan *gan_load(const fm_st *st, int use_ema)
     c.latent = (int)latent;
     c.loss = (fm_gan_loss)fm_gan_loss_from_name(lk);
     c.data = fm_st_meta(st, "gan.data");
+    fm__params_budget(fm__st_values(st), "checkpoint");
     fm_gan *g = fm_gan_new(&c);
+    fm__params_budget_end();
     if (!g) return NULL;
     int ema = use_ema && fm_st_find(st, "ema.generator.0.weight") >= 0;
     s = fm_params_load(g->PG, st, ema ? "ema." : NULL);

@@ -291,7 +291,9 @@ static fm_vae *vae_load(const fm_st *st, int use_ema)
     c.latent = (int)latent;
     c.likelihood = (fm_vae_likelihood)fm_vae_likelihood_from_name(lk);
     c.data = fm_st_meta(st, "vae.data");
+    fm__params_budget(fm__st_values(st), "checkpoint");
     fm_vae *v = fm_vae_new(&c);
+    fm__params_budget_end();
     if (!v) return NULL;
     int ema = use_ema && fm_st_find(st, "ema.decoder.0.weight") >= 0;
     s = fm_params_load(v->P, st, ema ? "ema." : NULL);

@@ -331,7 +331,9 @@ fm_classifier *fm_classifier_load(const fm_st *st)
         return NULL;
     }
     const char *data = fm_st_meta(st, "classifier.data");
+    fm__params_budget(fm__st_values(st), "checkpoint");
     fm_classifier *m = fm__classifier_new(&c, data);
+    fm__params_budget_end();
     if (m && fm_params_load(m->P, st, NULL) != FM_OK) {
         fm_classifier_free(m);
         return NULL;
