@@ -260,6 +260,19 @@ void test_robust(void)
     t_check(rc == 1 && strstr(err, "folder") && strstr(err, "nodir") && !strstr(err, ".tmp") && !strstr(err, "training "),
             "train --out nodir/m.safetensors stops before training, naming the folder (exit %d): %.120s", rc, err);
 
+    /* the other commands check their outputs before their work too */
+    static const char *const others[] = {"sample --model tests/golden/old/fm.safetensors --n 5 --out '%s/x.npy'",
+                                         "nll --model tests/golden/old/fm.safetensors --data moons --n 5 --out '%s/x.npy'",
+                                         "reflow --model tests/golden/old/fm.safetensors --pairs 50 --iters 5 --out "
+                                         "'%s/r.safetensors'",
+                                         "classifier --data mnist:nowhere --out '%s/c.safetensors'"};
+    for (size_t k = 0; k < sizeof others / sizeof others[0]; k++) {
+        snprintf(args, sizeof args, others[k], t_path("nodir"));
+        rc = run(args, err, sizeof err);
+        t_check(rc == 1 && strstr(err, "the folder") && strstr(err, "nodir does not exist"),
+                "%.10s... with its output in a missing folder stops first, naming it (exit %d)", others[k], rc);
+    }
+
     /* SIGTERM and SIGHUP: finish the step, save, exit 128 + signal */
     static const int sigs[] = {SIGTERM, SIGHUP, SIGINT};
     for (int k = 0; k < 3; k++) {

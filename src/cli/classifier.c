@@ -239,6 +239,7 @@ int cmd_classifier(int argc, char **argv)
     int npos, rc;
     if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) != CLI_GO) return rc;
     if ((rc = make_config(&o, &c)) != CLI_GO) return rc;
+    if ((rc = cli_writable("classifier", &o.out, 1)) != CLI_GO) return rc; /* before training */
     fm_set_threads(o.threads);
     fm_classifier_trainer *tr = fm_classifier_trainer_new(&c);
     if (!tr) {

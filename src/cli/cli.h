@@ -98,6 +98,8 @@ int cli_out_commit(const char *cmd, cli_outputs *o); /* -1 on success, else exit
  * long work; the message names the missing folder. CLI_GO, or the exit code.
  * Staging an output also removes what a killed run left beside it. */
 int cli_out_check(const char *cmd, cli_outputs *o);
+/* The same for named outputs before a command's work (NULL entries skipped). */
+int cli_writable(const char *cmd, const char *const *paths, int n);
 /* A default output name (option opt not given) that would replace an existing
  * file the user did not name: refused unless force. CLI_GO, or exit code 2. */
 int cli_default_output(const char *cmd, const cli_spec *spec, const char *opt, const char *path, int force);

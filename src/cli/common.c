@@ -89,6 +89,19 @@ static void remove_stale(const char *path)
     closedir(d);
 }
 
+int cli_writable(const char *cmd, const char *const *paths, int n)
+{
+    cli_outputs o = {0};
+    for (int i = 0; i < n; i++)
+        if (paths[i] && !cli_out_stage(&o, paths[i])) {
+            cli_out_abort(&o);
+            return cli_error(cmd, "out of memory");
+        }
+    int rc = cli_out_check(cmd, &o);
+    cli_out_abort(&o);
+    return rc;
+}
+
 int cli_default_output(const char *cmd, const cli_spec *spec, const char *opt, const char *path, int force)
 {
     struct stat st;

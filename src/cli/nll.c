@@ -66,7 +66,9 @@ static int check_options(nll_opts *o, const cli_spec *spec)
     if (o->grid_n < 2 || o->grid_n > 1000 || !(o->range > 0)) BAD("--grid must lie in 2..1000 and --range be > 0");
     if (o->seed < 0 || o->threads < 0 || o->threads > 1024) BAD("--seed must be >= 0 and --threads in 0..1024");
 #undef BAD
-    return cli_solver_check("nll", &o->so, 1);
+    const char *outs[] = {o->out, o->plot};
+    int rc = cli_writable("nll", outs, 2);
+    return rc != CLI_GO ? rc : cli_solver_check("nll", &o->so, 1);
 }
 
 /* The flow, the options that depend on it, and the time grid, which runs

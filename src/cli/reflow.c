@@ -119,7 +119,8 @@ static int check_options(const reflow_opts *o)
     if (o->seed < 0 || o->threads < 0 || o->threads > 1024) BAD("--seed must be >= 0 and --threads in 0..1024");
     if (!cli_has_suffix(o->out, ".safetensors")) BAD("--out '%s' must end in .safetensors", o->out);
 #undef BAD
-    return cli_solver_check("reflow", &o->so, 1);
+    int rc = cli_writable("reflow", &o->out, 1);
+    return rc != CLI_GO ? rc : cli_solver_check("reflow", &o->so, 1);
 }
 
 /* The flow to straighten, alone (rounds replace it), and room for its pairs. */

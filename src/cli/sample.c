@@ -134,6 +134,8 @@ static int check_options(sample_opts *o)
         BAD("--labels-out '%s' must end in .npy", o->labels_out);
 #undef BAD
     if ((rc = cli_class_choice("sample", o->label, o->guidance, &o->fixed)) != CLI_GO) return rc;
+    const char *outs[] = {o->out, o->traj_out, o->labels_out, o->figure, o->scatter, o->pgrid, o->tgrid};
+    if ((rc = cli_writable("sample", outs, (int)(sizeof outs / sizeof outs[0]))) != CLI_GO) return rc;
     return cli_solver_check("sample", &o->so, !o->x0file);
 }
 
