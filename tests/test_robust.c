@@ -246,8 +246,36 @@ static void bounded_checkpoint(void)
     fm_st_free(chk);
 }
 
+/* A flipped byte in a checkpoint's weights is caught on loading (the CRC-32
+ * of the data in its metadata); a file without the key (older, or another
+ * tool's) still loads. */
+static void checksum(void)
+{
+    fm_train_config c = fm_train_config_default();
+    c.batch = 32;
+    fm_trainer *tr = t_trained(&c, 1);
+    const char *p = t_path("crc.safetensors");
+    int saved = tr && fm_trainer_save(tr, p) == FM_OK;
+    fm_trainer_free(tr);
+    size_t n = 0;
+    unsigned char *b = t_slurp(p, &n);
+    fm_st *good = b ? fm_st_parse(b, n, "good") : NULL;
+    int crc = good && fm_st_meta(good, "flowmatch.crc32") && strlen(fm_st_meta(good, "flowmatch.crc32")) == 8;
+    fm_st_free(good);
+    if (b && n > 100) b[n - 37] ^= 0x10; /* a bit of the last tensor's data */
+    fm_st *bad = b ? fm_st_parse(b, n, "flipped") : NULL;
+    int caught = !bad && fm_last_status() == FM_ERR_FORMAT && strstr(fm_last_error(), "damaged");
+    fm_st_free(bad);
+    free(b);
+    fm_st *old = fm_st_load("tests/golden/old/fm.safetensors");
+    t_check(saved && crc && caught && old, "a checkpoint records its data's CRC-32; one flipped bit is refused (%s); "
+            "a file without it still loads", fm_last_error());
+    fm_st_free(old);
+}
+
 void test_robust(void)
 {
+    checksum();
     bounded_idx();
     bounded_checkpoint();
     untrusted();

@@ -11,7 +11,23 @@
  */
 #include "io/json.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <zlib.h>
+
+/* The CRC-32 (zlib's) of n bytes, continuing crc. */
+static uint32_t crc_of(uint32_t crc, const unsigned char *p, size_t n)
+{
+    while (n) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        crc = (uint32_t)crc32(crc, p, k);
+        p += k;
+        n -= k;
+    }
+    return crc;
+}
+
+#define ST_CRC_KEY "flowmatch.crc32" /* CRC-32 of the data section, 8 hex digits */
 
 #define ST_MAX_DIMS FM_ST_MAX_DIMS
 #define ST_MAX_HEADER (100u << 20)
@@ -335,6 +351,18 @@ static fm_st *parse_owned(unsigned char *bytes, size_t len, const char *name)
     if (at != st->data_len)
         return st_fail(st, FM_ERR_FORMAT, "the data section has %zu bytes but the tensors cover %llu",
                        st->data_len, (unsigned long long)at);
+    /* A file written by flowmatch carries the CRC-32 of its data: a flipped byte is caught here. */
+    const char *crc = fm_st_meta(st, ST_CRC_KEY);
+    if (crc) {
+        char *end = NULL;
+        unsigned long want = strtoul(crc, &end, 16);
+        if (end == crc || *end || strlen(crc) != 8)
+            return st_fail(st, FM_ERR_FORMAT, "metadata '%s' = '%s' is not 8 hex digits", ST_CRC_KEY, crc);
+        uint32_t got = crc_of((uint32_t)crc32(0L, Z_NULL, 0), st->data, st->data_len);
+        if (got != (uint32_t)want)
+            return st_fail(st, FM_ERR_FORMAT, "the tensor data are damaged: their CRC-32 is %08x, the file recorded %s",
+                           got, crc);
+    }
     return st;
 }
 
@@ -594,6 +622,27 @@ static size_t header_text(const fm_st_writer *w, char *buf, size_t cap)
 
 fm_status fm_st_writer_save(fm_st_writer *w, const char *path)
 {
+    /* the CRC-32 of the data as they will be written (little-endian floats, in order) */
+    uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    int little = host_is_le();
+    for (int i = 0; i < w->n; i++) {
+        const w_entry *e = &w->e[i];
+        if (little) {
+            crc = crc_of(crc, (const unsigned char *)e->data, e->n * sizeof(float));
+        } else {
+            for (size_t k = 0; k < e->n; k++) {
+                uint32_t u;
+                memcpy(&u, &e->data[k], 4);
+                unsigned char b[4] = {(unsigned char)u, (unsigned char)(u >> 8), (unsigned char)(u >> 16),
+                                      (unsigned char)(u >> 24)};
+                crc = crc_of(crc, b, 4);
+            }
+        }
+    }
+    char hex[16];
+    snprintf(hex, sizeof hex, "%08x", crc);
+    fm_status cs = fm_st_writer_meta(w, ST_CRC_KEY, hex);
+    if (cs) return cs;
     size_t hlen = header_text(w, NULL, 0);
     size_t padded = (hlen + 7) & ~(size_t)7;
     char *hdr = malloc(padded + 1);
