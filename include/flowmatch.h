@@ -514,8 +514,14 @@ void      fm_table_free(fm_table *t);
  * number. Errors give the line: "data.csv:7: row has 3 fields, expected 2". */
 fm_status fm_csv_read(const char *path, fm_table *t);
 fm_status fm_csv_write(const char *path, const float *data, int rows, int cols, const char *const *names);
-/* Points from a .npy (rank 1 or 2) or a .csv file, by extension. */
-fm_status fm_points_read(const char *path, fm_table *t);
+/* Points from a .npy (rank 1 or 2) or a .csv file: spec is a path ending in
+ * .npy or .csv, or csv:FILE / npy:FILE (any name). The same file specs name
+ * data everywhere: fm_dataset_open takes them too (rows drawn with
+ * replacement), the tools read them in order. */
+fm_status fm_points_read(const char *spec, fm_table *t);
+/* The file a points spec names (past "csv:" / "npy:"), or NULL when spec is
+ * not a file spec (a dataset name). */
+const char *fm_points_file(const char *spec);
 
 /* ------------------------------------------------------------------ IDX files (MNIST) */
 

@@ -273,8 +273,40 @@ static void checksum(void)
     fm_st_free(old);
 }
 
+/* One way to name a table of points everywhere: FILE.csv, csv:FILE, FILE.npy
+ * and npy:FILE for train --data, eval --a/--b and nll --data alike. */
+static void data_specs(void)
+{
+    char args[2000], err[4096];
+    const char *csv = t_path("pts.csv"), *m = t_path("pts.safetensors"), *npy = t_path("pts.npy");
+    FILE *f = fopen(csv, "w");
+    if (f) {
+        fputs("x,y\n", f);
+        for (int i = 0; i < 100; i++) fprintf(f, "%g,%g\n", sin(i * 1.3), cos(i * 0.4));
+        fclose(f);
+    }
+    snprintf(args, sizeof args, "train --data '%s' --iters 5 --batch 32 --quiet --out '%s'", csv, m);
+    int a = run(args, err, sizeof err);
+    snprintf(args, sizeof args, "train --data 'csv:%s' --iters 5 --batch 32 --quiet --force --out '%s'", csv, m);
+    int b = run(args, err, sizeof err);
+    snprintf(args, sizeof args, "sample --model '%s' --n 50 --quiet --out '%s'", m, npy);
+    int c = run(args, err, sizeof err);
+    snprintf(args, sizeof args, "train --data '%s' --iters 5 --batch 32 --quiet --force --out '%s'", npy, m);
+    int d = run(args, err, sizeof err);
+    snprintf(args, sizeof args, "eval --a 'csv:%s' --b '%s' --metrics w2", csv, csv);
+    int e = run(args, err, sizeof err);
+    snprintf(args, sizeof args, "eval --a 'npy:%s' --b '%s' --metrics w2", npy, npy);
+    int g = run(args, err, sizeof err);
+    snprintf(args, sizeof args, "nll --model '%s' --data 'csv:%s' --n 10 --steps 4", m, csv);
+    int h = run(args, err, sizeof err);
+    t_check(!a && !b && !c && !d && !e && !g && !h,
+            "FILE.csv, csv:FILE, FILE.npy and npy:FILE name data for train, eval and nll alike (exits %d %d %d %d %d %d %d) %.80s",
+            a, b, c, d, e, g, h, err);
+}
+
 void test_robust(void)
 {
+    data_specs();
     checksum();
     bounded_idx();
     bounded_checkpoint();

@@ -182,7 +182,7 @@ static int load_dataset_side(int n, eval_side *s)
  * allocates is freed by side_free, also after an error. */
 static int load_side(int n, const cli_spec *cs, const cli_solver_opts *opts, eval_side *s)
 {
-    if (cli_has_suffix(s->spec, ".npy") || cli_has_suffix(s->spec, ".csv")) return load_file_side(s);
+    if (fm_points_file(s->spec)) return load_file_side(s); /* FILE.csv, FILE.npy, csv:FILE, npy:FILE */
     if (cli_has_suffix(s->spec, ".safetensors")) return load_model_side(n, cs, opts, s);
     return load_dataset_side(n, s);
 }

@@ -98,7 +98,7 @@ static int open_model(const nll_opts *o, nll_run *r)
 static int read_points(const nll_opts *o, nll_run *r)
 {
     fm_table *pts = &r->pts;
-    if (cli_has_suffix(o->data, ".npy") || cli_has_suffix(o->data, ".csv")) {
+    if (fm_points_file(o->data)) { /* FILE.csv, FILE.npy, csv:FILE, npy:FILE */
         if (fm_points_read(o->data, pts) != FM_OK) return cli_error("nll", "%s", fm_last_error());
     } else {
         fm_dataset *ds = fm_dataset_open(o->data);

@@ -1,8 +1,10 @@
 /* datasets.c - the toy distributions and CSV tables that flows are trained on.
  *
  * A dataset is named by a spec: "moons", "moons:noise=0.1,scale=2",
- * "gaussian:dim=3", "csv:path/to/file.csv" (everything after "csv:" is the
- * path) or "mnist:DIR" ("mnist:DIR,split=test" for MNIST's test files).
+ * "gaussian:dim=3", a table of points: "csv:path/to/file.csv" (everything
+ * after "csv:" is the path), "npy:FILE", or just FILE.csv / FILE.npy, the
+ * file specs every tool takes (fm_points_file) - or "mnist:DIR"
+ * ("mnist:DIR,split=test" for MNIST's test files).
  * Generators draw fresh points on every call from the caller's random
  * stream; a table is sampled uniformly with replacement, or read row by row
  * in order. fm_dataset_spec gives the canonical spec with every parameter,
@@ -208,12 +210,17 @@ fm_dataset *fm_dataset_open(const char *spec)
         fm__fail(FM_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    if (!strncmp(spec, "csv:", 4)) {
+    if (fm_points_file(spec)) { /* csv:FILE, npy:FILE, FILE.csv, FILE.npy: the same table */
         ds->kind = DS_CSV;
-        if (fm_csv_read(spec + 4, &ds->table) != FM_OK) goto fail;
+        if (fm_points_read(spec, &ds->table) != FM_OK) goto fail;
         ds->dim = ds->table.cols;
-        ds->spec = fm__strdup(spec);
+        int prefixed = !strncmp(spec, "csv:", 4) || !strncmp(spec, "npy:", 4);
+        size_t n = strlen(spec) + 5;
+        ds->spec = malloc(n);
         if (!ds->spec) goto oom;
+        size_t sl = strlen(spec);
+        int npy = sl >= 4 && !strcmp(spec + sl - 4, ".npy");
+        snprintf(ds->spec, n, "%s%s", prefixed ? "" : npy ? "npy:" : "csv:", spec);
         return ds;
     }
     if (!strncmp(spec, "mnist:", 6)) {

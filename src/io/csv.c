@@ -190,11 +190,26 @@ fm_status fm_csv_write(const char *path, const float *data, int rows, int cols, 
     return fm__afile_commit(&af);
 }
 
-fm_status fm_points_read(const char *path, fm_table *t)
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && !strcmp(s + n - k, tail);
+}
+
+const char *fm_points_file(const char *spec)
+{
+    if (!spec) return NULL;
+    if (!strncmp(spec, "csv:", 4) || !strncmp(spec, "npy:", 4)) return spec[4] ? spec + 4 : NULL;
+    return ends_with(spec, ".csv") || ends_with(spec, ".npy") ? spec : NULL;
+}
+
+fm_status fm_points_read(const char *spec, fm_table *t)
 {
     memset(t, 0, sizeof *t);
-    size_t n = strlen(path);
-    if (n >= 4 && !strcmp(path + n - 4, ".npy")) {
+    const char *path = fm_points_file(spec);
+    if (!path) return fm__fail(FM_ERR_ARG, "%s: expected a .npy or .csv file (or csv:FILE, npy:FILE)", spec ? spec : "");
+    int npy = !strncmp(spec, "npy:", 4) || (strncmp(spec, "csv:", 4) && ends_with(path, ".npy"));
+    if (npy) {
         int nd;
         int64_t sh[4];
         float *d;
@@ -209,6 +224,5 @@ fm_status fm_points_read(const char *path, fm_table *t)
         t->cols = nd == 2 ? (int)sh[1] : 1;
         return FM_OK;
     }
-    if (n >= 4 && !strcmp(path + n - 4, ".csv")) return fm_csv_read(path, t);
-    return fm__fail(FM_ERR_ARG, "%s: expected a .npy or .csv file", path);
+    return fm_csv_read(path, t);
 }
