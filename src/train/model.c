@@ -90,7 +90,12 @@ fm_status fm_model_sample_from(fm_model *M, int n, const float *x_start, fm_rng 
     if (n < 1) return fm__fail(FM_ERR_ARG, "cannot draw %d samples", n);
     if (!x_start && !r) return fm__fail(FM_ERR_ARG, "sampling from noise needs a random stream");
     if (!M->m->sample) return fm__fail(FM_ERR_ARG, "a %s model does not sample", M->m->name);
-    return M->m->sample(M->obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
+    fm_status s = M->m->sample(M->obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
+    if (st && M->m->sampling == FM_SAMPLING_DIRECT) { /* one network pass */
+        memset(st, 0, sizeof *st);
+        st->nfe = st->steps = s ? 0 : 1;
+    }
+    return s;
 }
 
 fm_status fm_model_sample(fm_model *M, int n, fm_rng *r, const fm_solver_config *sc, const double *grid, int ngrid,
