@@ -162,6 +162,43 @@ static void untrusted(void)
             "--force replaces it (iteration %ld); sample without --out refuses to replace samples.npy (exit %d)", it, rc2);
 }
 
+/* refused(arg) run in a child limited to 512 MB of address space: 1 when it
+ * returned 1 there (under AddressSanitizer, whose shadow memory needs more
+ * address space than any such limit, unlimited); *code the child's exit. */
+static int refused_within_limit(int (*refused)(const void *), const void *arg, int *code)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int limited = 0;
+#if !defined(__SANITIZE_ADDRESS__)
+        struct rlimit rl = {512u << 20, 512u << 20};
+        limited = setrlimit(RLIMIT_AS, &rl) == 0;
+#endif
+        _exit(refused(arg) ? (limited ? 0 : 3) : 1);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    *code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+#if defined(__SANITIZE_ADDRESS__)
+    return *code == 3;
+#else
+    return *code == 0;
+#endif
+}
+
+static int idx_refused(const void *path)
+{
+    fm_idx x;
+    return fm_idx_read(path, &x) == FM_ERR_FORMAT && strstr(fm_last_error(), "truncated");
+}
+
+static int checkpoint_refused(const void *path)
+{
+    fm_st *st = fm_st_load(path);
+    fm_model *m = st ? fm_model_load(st, 0) : NULL;
+    return st && !m && fm_last_status() == FM_ERR_FORMAT && strstr(fm_last_error(), "parameters");
+}
+
 /* Sizes in a header are claims: a 12-byte IDX file saying float32 57671 x 12384
  * (2.9 GB), plain or gzip-compressed, is refused as truncated without
  * allocating what it claims. The memory bound is checked in a child limited
@@ -176,25 +213,7 @@ static void bounded_idx(void)
     int made = f && t_gzip_copy(plain, gz);
     for (int k = 0; k < 2; k++) {
         const char *p = k ? gz : plain;
-        int limited = 0;
-        pid_t pid = fork();
-        if (pid == 0) {
-#if !defined(__SANITIZE_ADDRESS__)
-            struct rlimit rl = {512u << 20, 512u << 20};
-            limited = setrlimit(RLIMIT_AS, &rl) == 0;
-#endif
-            fm_idx x;
-            fm_status s = fm_idx_read(p, &x);
-            _exit(s == FM_ERR_FORMAT && strstr(fm_last_error(), "truncated") ? (limited ? 0 : 3) : 1);
-        }
-        int st = 0;
-        waitpid(pid, &st, 0);
-        int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-#if defined(__SANITIZE_ADDRESS__)
-        int ok = code == 3;
-#else
-        int ok = code == 0;
-#endif
+        int code, ok = refused_within_limit(idx_refused, p, &code);
         t_check(made && ok, "a %s IDX header claiming 2.9 GB in 12 bytes is refused as truncated%s (child exit %d)",
                 k ? "gzip" : "plain", code == 0 ? " within 512 MB of address space" : "", code);
     }
@@ -218,26 +237,7 @@ static void bounded_checkpoint(void)
     int made = src && w && fm_st_writer_add(w, "x", 1, shape, x) == FM_OK && fm_st_writer_save(w, path) == FM_OK;
     fm_st_writer_free(w);
     fm_st_free(src);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int limited = 0;
-#if !defined(__SANITIZE_ADDRESS__)
-        struct rlimit rl = {512u << 20, 512u << 20};
-        limited = setrlimit(RLIMIT_AS, &rl) == 0;
-#endif
-        fm_st *st = fm_st_load(path);
-        fm_model *m = st ? fm_model_load(st, 0) : NULL;
-        int ok = st && !m && fm_last_status() == FM_ERR_FORMAT && strstr(fm_last_error(), "parameters");
-        _exit(ok ? (limited ? 0 : 3) : 1);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-#if defined(__SANITIZE_ADDRESS__)
-    int ok = code == 3;
-#else
-    int ok = code == 0;
-#endif
+    int code, ok = refused_within_limit(checkpoint_refused, path, &code);
     fm_st *chk = fm_st_load(path);
     fm_model *m = chk ? fm_model_load(chk, 0) : NULL;
     t_check(made && ok && !m, "metadata describing 2 x 16384 hidden units in a file of 4 values are refused before "
