@@ -344,8 +344,8 @@ static int own_sampler(const fm_model *m, const char *name, char *list, size_t c
 {
     int found = -1;
     list[0] = '\0';
-    for (int i = 0; fm_model_sampler(m, i, NULL, NULL); i++) {
-        const char *s = fm_model_sampler(m, i, NULL, NULL);
+    const char *s;
+    for (int i = 0; (s = fm_model_sampler(m, i, NULL, NULL)); i++) {
         if (name && !strcmp(name, s)) found = i;
         snprintf(list + strlen(list), cap - strlen(list), "%s%s", i ? " or " : "", s);
     }
