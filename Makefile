@@ -125,9 +125,12 @@ valgrind: $(G)/flowmatch
 # libFuzzer harnesses (tests/fuzz/), built with clang, ASan and UBSan (no
 # OpenMP): each runs FUZZ_SECONDS from its committed seed corpus (copied, so
 # the repository's stays as it is); a crash, leak, timeout (10 s) or an
-# allocation over 2 GB fails. FUZZERS picks some.
+# allocation over 2 GB fails. FUZZERS picks some; FUZZ_RUNS stops each
+# harness after that many executions if it comes first (the long run:
+# make fuzz FUZZ_SECONDS=3600 FUZZ_RUNS=10000000).
 CLANG        ?= clang
 FUZZ_SECONDS ?= 30
+FUZZ_RUNS    ?= -1
 FUZZERS      ?= safetensors checkpoint npy csv idx json args
 F            := build/fuzz
 FUZZ_CFLAGS  := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -std=c11 -D_DEFAULT_SOURCE \
@@ -145,10 +148,10 @@ $(F)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(F_OBJ) $(F_CLI)
 fuzz: $(FUZZERS:%=$(F)/fuzz_%)
 	@for f in $(FUZZERS); do \
 	    rm -rf $(F)/corpus-$$f && mkdir -p $(F)/corpus-$$f && cp tests/fuzz/corpus/$$f/* $(F)/corpus-$$f/ && \
-	    echo "fuzz $$f: $(FUZZ_SECONDS) s" && \
-	    $(F)/fuzz_$$f $(F)/corpus-$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+	    echo "fuzz $$f: $(FUZZ_SECONDS) s or $(FUZZ_RUNS) runs" && \
+	    $(F)/fuzz_$$f $(F)/corpus-$$f -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) -timeout=10 -rss_limit_mb=2048 \
 	        -malloc_limit_mb=2048 -close_fd_mask=3 -print_final_stats=1 2> $(F)/fuzz_$$f.log; rc=$$?; \
-	    grep -E "stat::number_of_executed_units|stat::peak_rss_mb" $(F)/fuzz_$$f.log | tr '\n' ' '; echo; \
+	    grep -E "stat::number_of_executed_units|stat::peak_rss_mb|Done [0-9]+ runs" $(F)/fuzz_$$f.log | tr '\n' ' '; echo; \
 	    if [ $$rc != 0 ]; then tail -40 $(F)/fuzz_$$f.log; echo "fuzz $$f: FAILED (see $(F)/fuzz_$$f.log)"; exit 1; fi; \
 	done
 

@@ -160,6 +160,22 @@ static void untrusted(void)
     slurp_text(t_path("d2.err"), err, sizeof err);
     t_check(rc == 0 && it == 2 && rc2 == 2 && strstr(err, "samples.npy exists"),
             "--force replaces it (iteration %ld); sample without --out refuses to replace samples.npy (exit %d)", it, rc2);
+    /* commands that write a folder: its default is not replaced, and every file in it is checked before training */
+    /* (an earlier run's demo/ holds loss.svg) */
+    snprintf(args, sizeof args, "mkdir -p '%s/demo' && echo keep > '%s/demo/loss.svg'", dir, dir);
+    made = system(args) == 0;
+    rc = finish(start_in(dir, "demo --iters 1000000 --quiet", t_path("d.err")));
+    slurp_text(t_path("d.err"), err, sizeof err);
+    snprintf(args, sizeof args, "%s/demo/loss.svg", dir);
+    slurp_text(args, kept, sizeof kept);
+    t_check(made && rc == 2 && strstr(err, "demo/loss.svg exists") && strstr(err, "--force") && !strcmp(kept, "keep\n"),
+            "demo without --out-dir refuses to replace an earlier run's files (exit %d): %.100s", rc, err);
+    snprintf(args, sizeof args, "mkdir -p '%s/cmp/gan.safetensors'", dir);
+    made = system(args) == 0;
+    snprintf(args, sizeof args, "compare --methods gan --iters 1000000 --out-dir '%s/cmp' --quiet", dir);
+    rc = run(args, err, sizeof err);
+    t_check(made && rc == 1 && strstr(err, "gan.safetensors: it is a folder"),
+            "compare stops before training when one of its files cannot be written (exit %d): %.100s", rc, err);
 }
 
 /* refused(arg) run in a child limited to 512 MB of address space: 1 when it

@@ -104,6 +104,11 @@ int cli_writable(const char *cmd, const char *const *paths, int n);
  * file the user did not name: refused unless force. CLI_GO, or exit code 2. */
 int cli_default_output(const char *cmd, const cli_spec *spec, const char *opt, const char *path, int force);
 void cli_out_abort(cli_outputs *o);
+/* A command that writes files names[0..n) (at most 16) into folder dir
+ * (option --out-dir): the folder is made, and before any work each file is
+ * checked writable; a default folder (--out-dir not given) whose files exist
+ * is refused unless force. CLI_GO, or the exit code. */
+int cli_dir_outputs(const char *cmd, const cli_spec *spec, const char *dir, const char *const *names, int n, int force);
 
 double cli_now(void);
 int cli_has_suffix(const char *s, const char *suffix);

@@ -110,9 +110,29 @@ int cli_default_output(const char *cmd, const cli_spec *spec, const char *opt, c
                                 "replace it", path, opt, opt);
 }
 
+int cli_dir_outputs(const char *cmd, const cli_spec *spec, const char *dir, const char *const *names, int n, int force)
+{
+    int rc = cli_make_dir(cmd, dir);
+    const char *paths[16];
+    char buf[16][4096];
+    if (n > 16) n = 16;
+    for (int i = 0; i < n && rc == CLI_GO; i++) {
+        snprintf(buf[i], sizeof buf[i], "%s/%s", dir, names[i]);
+        paths[i] = buf[i];
+        struct stat st;
+        if (!force && !cli_given(spec, "out-dir") && stat(buf[i], &st) == 0)
+            rc = cli_usage_error(cmd, "%s exists and --out-dir was not given: name the folder (--out-dir DIR), or pass "
+                                      "--force to replace what is in it", buf[i]);
+    }
+    return rc == CLI_GO ? cli_writable(cmd, paths, n) : rc;
+}
+
 int cli_out_check(const char *cmd, cli_outputs *o)
 {
     for (int i = 0; i < o->n; i++) {
+        struct stat fs;
+        if (stat(o->final[i], &fs) == 0 && S_ISDIR(fs.st_mode))
+            return cli_error(cmd, "cannot write %s: it is a folder", o->final[i]);
         FILE *f = fopen(o->tmp[i], "wb");
         if (f) {
             fclose(f);

@@ -131,7 +131,7 @@ static void print_table(FILE *f, const row *rows, int nrows, const char *data, l
 /* The command line. */
 typedef struct {
     const char *data, *dir, *methods, *nfe_list, *act;
-    int width, depth, batch, n, threads, quiet;
+    int width, depth, batch, n, threads, quiet, force;
     int64_t iters, seed;
     double lr;
     int want[M_COUNT]; /* from --methods */
@@ -350,11 +350,16 @@ static int write_results(const compare_opts *o, compare_run *r)
 }
 
 /* Everything after the options: CLI_OK, or the exit code of the step that failed. */
-static int run(const compare_opts *o, compare_run *r)
+static int run(const compare_opts *o, const cli_spec *spec, compare_run *r)
 {
     int rc;
     if ((rc = draw_data(o, r)) != CLI_GO) return rc;
-    if ((rc = cli_make_dir("compare", o->dir)) != CLI_GO) return rc;
+    const char *files[3 + M_COUNT] = {"compare.md", "compare.csv", "compare.svg"};
+    char ckpt[M_COUNT][32];
+    int nf = 3;
+    for (int m = 0; m < M_COUNT; m++)
+        if (o->want[m]) snprintf(ckpt[m], sizeof ckpt[m], "%s.safetensors", mnames[m]), files[nf++] = ckpt[m];
+    if ((rc = cli_dir_outputs("compare", spec, o->dir, files, nf, o->force)) != CLI_GO) return rc; /* before training */
     if (o->n > 10000 && !o->quiet) fprintf(stderr, "note: exact W2 on %d points per row may take a while\n", o->n);
     fm_set_threads(o->threads);
     if ((rc = data_row(o, r)) != CLI_GO) return rc;
@@ -396,7 +401,9 @@ int cmd_compare(int argc, char **argv)
         {"threads", OPT_INT, &o.threads, "N", "threads for every method (0: all cores)"},
         {"out-dir", OPT_STR, &o.dir, "DIR", "where checkpoints, the table and the figure go"},
         {"quiet", OPT_FLAG, &o.quiet, NULL, "no progress output"},
+        {"force", OPT_FLAG, &o.force, NULL, "replace the files of an earlier run in the default folder"},
     };
+    unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     const cli_spec spec = {
         "compare", NULL, "Train flow matching and its baselines on the same data and compare them.",
         "Trains flow matching on the ot, vp and ve paths, DDPM, a VAE and a GAN with the\n"
@@ -409,12 +416,12 @@ int cmd_compare(int argc, char **argv)
         "scored on --n samples against the same --n fresh data points (exact W2, energy\n"
         "distance). Writes DIR/compare.md, DIR/compare.csv, DIR/compare.svg (each\n"
         "method's samples side by side) and DIR/<method>.safetensors.",
-        opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
+        opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos, rc;
     if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) != CLI_GO) return rc;
     if ((rc = check_options(&o)) != CLI_GO) return rc;
     compare_run r = {0};
-    rc = run(&o, &r);
+    rc = run(&o, &spec, &r);
     run_free(&r);
     return rc;
 }

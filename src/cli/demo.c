@@ -23,7 +23,7 @@ static fm_status keep_frame(void *frames, int k, double t, const float *x, size_
 typedef struct {
     const char *dir;
     int64_t seed, iters;
-    int threads, quiet;
+    int threads, quiet, force;
 } demo_opts;
 
 /* One run: the trainer, the sampler and what it drew. */
@@ -164,18 +164,22 @@ int cmd_demo(int argc, char **argv)
         {"iters", OPT_I64, &o.iters, "N", "training iterations"},
         {"threads", OPT_INT, &o.threads, "N", "threads (0: all cores)"},
         {"quiet", OPT_FLAG, &o.quiet, NULL, "no progress line"},
+        {"force", OPT_FLAG, &o.force, NULL, "replace the files of an earlier run in the default folder"},
     };
+    unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     const cli_spec spec = {"demo", NULL, "Reproduce the tutorial's 2D flow-matching example end to end.",
                            "Writes DIR/model.safetensors, DIR/loss.csv, DIR/loss.svg, DIR/trajectory.svg\n"
                            "(300 points, 8 midpoint steps, t = 0.00 ... 1.00, axes [-3, 3]),\n"
                            "DIR/trajectory.npy, DIR/samples.npy and DIR/samples.svg, and prints the exact\n"
                            "W2 distance of 2000 samples to 2000 fresh moons.",
-                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, NULL};
+                           opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos, rc;
     if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) != CLI_GO) return rc;
     if (o.seed < 0 || o.iters < 1 || o.threads < 0 || o.threads > 1024)
         return cli_usage_error("demo", "--seed must be >= 0, --threads in 0..1024 and --iters >= 1");
-    if ((rc = cli_make_dir("demo", o.dir)) != CLI_GO) return rc;
+    static const char *const files[] = {"model.safetensors", "loss.csv",     "loss.svg",   "trajectory.svg",
+                                        "trajectory.npy",    "samples.npy", "samples.svg"};
+    if ((rc = cli_dir_outputs("demo", &spec, o.dir, files, 7, o.force)) != CLI_GO) return rc; /* before training */
     fm_set_threads(o.threads);
     demo_run r = {0};
     rc = run(&o, &r);
