@@ -219,6 +219,9 @@ typedef enum {
 const char *fm_act_name(fm_act a);                  /* "elu", "gelu_tanh", ... */
 int         fm_act_from_name(const char *name);     /* -1 if unknown */
 fm_tensor  *fm_activation(fm_tape *tp, fm_tensor *x, fm_act a);
+/* f'(x) elementwise, itself an op with a backward (f''): what a forward-mode
+ * tangent through an activation needs (dy = f'(x) dx), kept differentiable. */
+fm_tensor  *fm_act_grad(fm_tape *tp, fm_tensor *x, fm_act a);
 fm_tensor  *fm_relu(fm_tape *tp, fm_tensor *x);
 fm_tensor  *fm_elu(fm_tape *tp, fm_tensor *x);
 fm_tensor  *fm_silu(fm_tape *tp, fm_tensor *x);
@@ -306,6 +309,14 @@ const fm_mlp_config *fm_mlp_get_config(const fm_mlp *m);
 void       fm_mlp_init(fm_mlp *m, fm_rng *r);
 /* t (B, 1) or NULL when the model takes no time; x (B, in_dim) -> (B, out_dim). */
 fm_tensor *fm_mlp_forward(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x);
+/* The forward pass and its Jacobian-vector product in one: *y = net(t, x) and
+ * the return value is d net / d(t, x) applied to the tangents (tt (B, 1) for t,
+ * NULL: 0; tx (B, in_dim) for x), built from ordinary ops (linear, fm_act_grad,
+ * mul), so a backward pass differentiates the product with respect to the
+ * weights. tx may stack K tangents (K B, in_dim), row k B + b for point b:
+ * they share one forward pass and give (K B, out_dim). tt needs a raw time
+ * input (not a sinusoidal embedding) and K = 1. */
+fm_tensor *fm_mlp_jvp(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x, fm_tensor *tt, fm_tensor *tx, fm_tensor **y);
 
 /* ------------------------------------------------------------------ U-Net */
 
@@ -1035,6 +1046,17 @@ typedef struct {
         int d_nhidden, d_width[FM_MLP_MAX_LAYERS]; /* the discriminator; d_nhidden -1 copies the generator's */
         fm_optim_config d_optim;     /* its optimizer; lr 0 copies optim */
     } gan;
+    struct {
+        int steps;                   /* solver steps from the data back to t = 0 in each training step, 8 */
+        fm_solver_kind solver;       /* a fixed-step solver: euler, midpoint, heun or rk4 (default) */
+        int hutchinson;              /* divergence: 0 exact, 1 Hutchinson's (a Rademacher probe per point,
+                                      * fixed for the solve), -1 (default) exact up to 16 dimensions */
+    } cnf;
+    struct {
+        int layers;                  /* affine coupling layers, 8 */
+        int actnorm;                 /* an ActNorm before each coupling (data-initialised), 1 */
+        double scale;                /* the log-scale's bound: s = scale tanh(raw / scale), 2 */
+    } nf;
 } fm_train_config;
 
 /* The tutorial's run: moons, 3x64 ELU, OT path (sigma_min 0), Adam 1e-2,

@@ -183,6 +183,8 @@ fm_params *fm__params_replica(const fm_params *p);
 void fm__params_truncate(fm_params *p, int n);
 /* The MLP's forward with its weights taken from P (p or a replica of it). */
 fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x);
+fm_tensor *fm__mlp_jvp_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x, fm_tensor *tt,
+                            fm_tensor *tx, fm_tensor **y);
 /* The U-Net's forward with its weights taken from P (p or a replica of it). */
 fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels);
 /* A flow's network (MLP or U-Net) on t (B, 1) and flat points x (B, dim), weights
@@ -302,6 +304,13 @@ fm_status fm__stdz_load(fm__stdz *z, const fm_st *st, const char *prefix, int d)
 /* ------------------------------------------------------------------ flows */
 
 fm__stdz *fm__flow_stdz(fm_flow *f);
+/* fm_flow_save writing `method` as the checkpoint's method (a velocity field
+ * trained by another method: "cnf"). */
+fm_status fm__flow_save_as(fm_flow *f, fm_st_writer *w, const char *method);
+/* The velocity *v = net(t, x) and its Jacobian-vector products on the K
+ * tangents stacked in tx (fm_mlp_jvp); MLP flows only. */
+fm_tensor *fm__flow_jvp_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, fm_tensor *tx,
+                             fm_tensor **v);
 /* The flow a training run on data asks for (cfg: the run's flow settings):
  * its dim, data and source from the data, a U-Net shaped like the images
  * unless set, and the class count from the labels when cfg asks for -1. */

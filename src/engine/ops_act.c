@@ -284,3 +284,74 @@ fm_tensor *fm_time_embed(fm_tape *tp, fm_tensor *t, int dim, float scale, float 
     fm__time_embed_forward(y->data, t->data, B, dim, scale, max_period);
     return y;
 }
+
+/* ---- an activation's derivative as an op of its own (forward-mode tangents on the tape) */
+
+/* f'(x) and f''(x), in double. */
+static void act_d12(fm_act a, double x, double *d1, double *d2)
+{
+    double s, th, e;
+    switch (a) {
+    case FM_ACT_RELU: *d1 = x > 0, *d2 = 0; return;
+    case FM_ACT_ELU: e = exp(x < 0 ? x : 0), *d1 = x > 0 ? 1 : e, *d2 = x > 0 ? 0 : e; return;
+    case FM_ACT_SILU:
+        s = 1 / (1 + exp(-x));
+        *d1 = s * (1 + x * (1 - s)), *d2 = s * (1 - s) * (2 + x * (1 - 2 * s));
+        return;
+    case FM_ACT_GELU: {
+        double pdf = exp(-0.5 * x * x) * 0.3989422804014327, cdf = 0.5 * (1 + erf(x * M_SQRT1_2));
+        *d1 = cdf + x * pdf, *d2 = pdf * (2 - x * x);
+        return;
+    }
+    case FM_ACT_GELU_TANH: {
+        double u1 = GELU_K * (1 + 3 * GELU_C * x * x), u2 = 6 * GELU_K * GELU_C * x;
+        th = tanh(GELU_K * (x + GELU_C * x * x * x));
+        double sech2 = 1 - th * th;
+        *d1 = 0.5 * (1 + th) + 0.5 * x * sech2 * u1;
+        *d2 = sech2 * u1 + 0.5 * x * sech2 * (u2 - 2 * th * u1 * u1);
+        return;
+    }
+    case FM_ACT_TANH: th = tanh(x), *d1 = 1 - th * th, *d2 = -2 * th * (1 - th * th); return;
+    case FM_ACT_SIGMOID: s = 1 / (1 + exp(-x)), *d1 = s * (1 - s), *d2 = s * (1 - s) * (1 - 2 * s); return;
+    case FM_ACT_SELU:
+        e = SELU_SCALE * SELU_ALPHA * exp(x < 0 ? x : 0);
+        *d1 = x > 0 ? SELU_SCALE : e, *d2 = x > 0 ? 0 : e;
+        return;
+    case FM_ACT_SOFTPLUS:
+        s = 1 / (1 + exp(-x));
+        *d1 = x > SOFTPLUS_THRESHOLD ? 1 : s, *d2 = x > SOFTPLUS_THRESHOLD ? 0 : s * (1 - s);
+        return;
+    default: *d1 = 1, *d2 = 0; return;
+    }
+}
+
+static void act_grad_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *x = y->src[0];
+    if (!fm__wants_grad(x)) return;
+    float *gx = fm__grad(tp, x);
+    if (!gx) return;
+    for (size_t i = 0; i < y->size; i++) {
+        double d1, d2;
+        act_d12((fm_act)y->arg.i[0], x->data[i], &d1, &d2);
+        gx[i] += (float)(y->grad[i] * d2);
+    }
+}
+
+static const fm_op OP_ACT_GRAD = {"act_grad", act_grad_backward};
+
+fm_tensor *fm_act_grad(fm_tape *tp, fm_tensor *x, fm_act a)
+{
+    if (!tp || tp->status != FM_OK) return NULL;
+    if (a < 0 || a >= FM_ACT_COUNT) return fm__op_fail(tp, FM_ERR_ARG, "act_grad: unknown activation %d", (int)a);
+    if (!fm__op_inputs_ok(tp, "act_grad", &x, 1)) return NULL;
+    fm_tensor *y = fm__node(tp, &OP_ACT_GRAD, x->ndim, x->shape, &x, 1);
+    if (!y) return NULL;
+    y->arg.i[0] = a;
+    for (size_t i = 0; i < x->size; i++) {
+        double d1, d2;
+        act_d12(a, x->data[i], &d1, &d2);
+        y->data[i] = (float)d1;
+    }
+    return y;
+}

@@ -113,6 +113,13 @@ fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tenso
     return fm__mlp_forward_with(tp, f->net, P, t, x);
 }
 
+fm_tensor *fm__flow_jvp_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, fm_tensor *tx,
+                             fm_tensor **v)
+{
+    if (f->unet) return fm__op_fail(tp, FM_ERR_ARG, "Jacobian-vector products are for MLP flows, not the U-Net yet");
+    return fm__mlp_jvp_with(tp, f->net, P, t, x, NULL, tx, v);
+}
+
 int fm_flow_num_classes(const fm_flow *f) { return f->unet ? f->cfg.unet.num_classes : 0; }
 
 fm_status fm_flow_set_condition(fm_flow *f, const int *labels, int n, double guidance)
@@ -469,7 +476,9 @@ fm_status fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_confi
 
 /* ------------------------------------------------------------------ checkpoints */
 
-fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
+fm_status fm_flow_save(fm_flow *f, fm_st_writer *w) { return fm__flow_save_as(f, w, kind_name(f->cfg.method)); }
+
+fm_status fm__flow_save_as(fm_flow *f, fm_st_writer *w, const char *method)
 {
     const fm_flow_config *c = &f->cfg;
     const fm_path *p = &c->path;
@@ -478,7 +487,7 @@ fm_status fm_flow_save(fm_flow *f, fm_st_writer *w)
     if (!s) s = fm__meta_put_num(w, "flow.dim", c->dim);
     if (!s) s = fm_st_writer_meta(w, "flow.data", c->data);
     if (!s) s = fm_st_writer_meta(w, "flow.source", c->source);
-    if (!s) s = fm_st_writer_meta(w, "method", kind_name(c->method));
+    if (!s) s = fm_st_writer_meta(w, "method", method);
     if (!s && c->method == FM_METHOD_DDPM) s = fm__meta_put_num(w, "ddpm.T", c->ddpm.T);
     if (!s && c->method == FM_METHOD_DDPM) s = fm__meta_put_num(w, "ddpm.beta_start", c->ddpm.beta_start);
     if (!s && c->method == FM_METHOD_DDPM) s = fm__meta_put_num(w, "ddpm.beta_end", c->ddpm.beta_end);
@@ -533,7 +542,8 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
         return s;
     if ((s = fm_path_check(p))) return s;
     const char *mk = fm_st_meta(st, "method");
-    int m = !mk || !strcmp(mk, "fm") ? FM_METHOD_FM : !strcmp(mk, "ddpm") ? FM_METHOD_DDPM : -1;
+    /* a velocity field, whether regressed (fm) or trained by maximum likelihood (cnf) */
+    int m = !mk || !strcmp(mk, "fm") || !strcmp(mk, "cnf") ? FM_METHOD_FM : !strcmp(mk, "ddpm") ? FM_METHOD_DDPM : -1;
     if (m != FM_METHOD_FM && m != FM_METHOD_DDPM)
         return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'method' = '%s' is not a flow-matching or DDPM model", mk);
     c->method = (fm_method)m;

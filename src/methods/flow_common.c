@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include <stdio.h>
+
 /* Checks shared with DDPM (src/methods/ddpm.c): the networks and labels of a flow. */
 fm_status fm__flow_method_check(const fm_train_config *c)
 {
@@ -21,7 +23,9 @@ fm_status fm__flow_method_build(fm_trainer *tr, const fm_train_config *c, int di
     fm_flow *f = NULL;
     (void)dim;
     (void)data;
-    fm_status s = fm__flow_build(&c->flow, tr->m->id, tr->data, source, &f);
+    /* DDPM's network predicts noise; every other method's is a velocity */
+    fm_method kind = tr->m->id == FM_METHOD_DDPM ? FM_METHOD_DDPM : FM_METHOD_FM;
+    fm_status s = fm__flow_build(&c->flow, kind, tr->data, source, &f);
     if (s) return s;
     tr->obj = f;
     tr->g[0].P = fm_flow_params(f);
@@ -50,3 +54,20 @@ fm_tensor *fm__flow_method_forward(fm_tape *tp, void *obj, fm_params *P, fm_tens
     return fm__flow_forward_with(tp, obj, P, t, x, labels);
 }
 
+
+fm_solver_kind fm__flow_method_default_solver(const void *obj, int *steps)
+{
+    (void)obj;
+    if (steps) *steps = 8;
+    return FM_SOLVER_MIDPOINT;
+}
+
+fm_status fm__flow_method_sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
+                                 const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
+                                 fm_solve_stats *st)
+{
+    if (sc && sc->sampler)
+        return fm__fail(FM_ERR_ARG, "a flow samples with an ODE solver (euler, midpoint, heun, rk4, dopri5), not '%s'",
+                        sc->sampler);
+    return fm_flow_sample(obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
+}

@@ -188,22 +188,6 @@ fm_status fm_trainer_init_from(fm_trainer *tr, fm_flow *from)
     return FM_OK;
 }
 
-static fm_solver_kind default_solver(const void *obj, int *steps)
-{
-    (void)obj;
-    if (steps) *steps = 8;
-    return FM_SOLVER_MIDPOINT;
-}
-
-static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
-                        const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st)
-{
-    if (sc && sc->sampler)
-        return fm__fail(FM_ERR_ARG, "a flow samples with an ODE solver (euler, midpoint, heun, rk4, dopri5), not '%s'",
-                        sc->sampler);
-    return fm_flow_sample(obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
-}
-
 static void describe(const fm_trainer *tr, char *buf, size_t cap)
 {
     const fm_flow_config *fc = &tr->cfg.flow;
@@ -237,6 +221,6 @@ const fm__method fm__method_fm = {
     .data = fm__flow_method_data,
     .size = fm__flow_method_size,
     .sampling = FM_SAMPLING_ODE,
-    .default_solver = default_solver,
-    .sample = sample,
+    .default_solver = fm__flow_method_default_solver,
+    .sample = fm__flow_method_sample,
 };

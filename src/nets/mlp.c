@@ -111,21 +111,29 @@ fm_tensor *fm_mlp_forward(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x)
     return fm__mlp_forward_with(tp, m, m->p, t, x);
 }
 
+/* NULL when x (B, in_dim) and t (B, 1) (when the model takes time) do not fit
+ * the network, the tape's error set; else 1. */
+static int inputs_fit(fm_tape *tp, const fm_mlp_config *c, fm_tensor *t, fm_tensor *x)
+{
+    char s1[96], s2[96];
+    if (x->ndim != 2 || x->shape[1] != c->in_dim)
+        return !fm__op_fail(tp, FM_ERR_SHAPE, "mlp: input has shape %s, expected [B, %d]",
+                            fm_shape_str(x, s1, sizeof s1), c->in_dim);
+    if (!c->time_input) return 1;
+    if (!t) return !fm__op_fail(tp, FM_ERR_ARG, "mlp: this model takes a time input, got none");
+    if (t->ndim != 2 || t->shape[0] != x->shape[0] || t->shape[1] != 1)
+        return !fm__op_fail(tp, FM_ERR_SHAPE, "mlp: times have shape %s, expected [%d, 1] for input %s",
+                            fm_shape_str(t, s1, sizeof s1), x->shape[0], fm_shape_str(x, s2, sizeof s2));
+    return 1;
+}
+
 fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x)
 {
     if (!fm__op_inputs_ok(tp, "mlp", &x, 1)) return NULL;
     const fm_mlp_config *c = &m->cfg;
-    char s1[96], s2[96];
-    if (x->ndim != 2 || x->shape[1] != c->in_dim)
-        return fm__op_fail(tp, FM_ERR_SHAPE, "mlp: input has shape %s, expected [B, %d]",
-                           fm_shape_str(x, s1, sizeof s1), c->in_dim);
+    if (!inputs_fit(tp, c, t, x)) return NULL;
     fm_tensor *h = x;
     if (c->time_input) {
-        if (!t) return fm__op_fail(tp, FM_ERR_ARG, "mlp: this model takes a time input, got none");
-        if (t->ndim != 2 || t->shape[0] != x->shape[0] || t->shape[1] != 1)
-            return fm__op_fail(tp, FM_ERR_SHAPE, "mlp: times have shape %s, expected [%d, 1] for input %s",
-                               fm_shape_str(t, s1, sizeof s1), x->shape[0],
-                               fm_shape_str(x, s2, sizeof s2));
         fm_tensor *te = c->time_embed > 0
                             ? fm_time_embed(tp, t, c->time_embed, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD)
                             : t;
@@ -137,4 +145,52 @@ fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor 
         if (l + 1 < m->nlin && c->act != FM_ACT_NONE) h = fm_activation(tp, h, c->act);
     }
     return h;
+}
+
+fm_tensor *fm_mlp_jvp(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x, fm_tensor *tt, fm_tensor *tx, fm_tensor **y)
+{
+    return fm__mlp_jvp_with(tp, m, m->p, t, x, tt, tx, y);
+}
+
+/* Layer by layer: a = W h + b, da = W dh; h' = f(a), dh' = f'(a) da. The K
+ * tangents stacked in tx's rows share the forward pass. */
+fm_tensor *fm__mlp_jvp_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, fm_tensor *x, fm_tensor *tt,
+                            fm_tensor *tx, fm_tensor **y)
+{
+    if (y) *y = NULL;
+    fm_tensor *in2[2] = {x, tx};
+    if (!fm__op_inputs_ok(tp, "mlp_jvp", in2, 2)) return NULL;
+    const fm_mlp_config *c = &m->cfg;
+    char s1[96], s2[96];
+    if (!inputs_fit(tp, c, t, x)) return NULL;
+    int B = x->shape[0], K = B ? tx->shape[0] / B : 0; /* K tangents stacked */
+    if (tx->ndim != 2 || tx->shape[1] != x->shape[1] || K < 1 || tx->shape[0] != K * B)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "mlp_jvp: the tangents %s do not fit the input %s",
+                           fm_shape_str(tx, s1, sizeof s1), fm_shape_str(x, s2, sizeof s2));
+    if (tt && (!c->time_input || c->time_embed > 0 || !t || K != 1 || !fm__same_shape(t, tt)))
+        return fm__op_fail(tp, FM_ERR_ARG, "mlp_jvp: a time tangent needs a raw time input and one tangent of its shape");
+    fm_tensor *h = x, *dh = tx;
+    if (c->time_input) {
+        fm_tensor *te = c->time_embed > 0
+                            ? fm_time_embed(tp, t, c->time_embed, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD)
+                            : t;
+        int zs[2] = {K * B, te ? te->shape[1] : 1};
+        fm_tensor *dte = tt ? tt : fm_tensor_new(tp, 2, zs); /* zeros */
+        fm_tensor *parts[2] = {te, x}, *dparts[2] = {dte, tx};
+        h = fm_concat(tp, parts, 2);
+        dh = fm_concat(tp, dparts, 2);
+    }
+    for (int l = 0; l < m->nlin; l++) {
+        fm_tensor *W = fm_params_tensor(P, m->w[l]);
+        h = fm_linear(tp, h, W, fm_params_tensor(P, m->b[l]));
+        dh = fm_linear(tp, dh, W, NULL);
+        if (l + 1 < m->nlin && c->act != FM_ACT_NONE) {
+            int w = h->shape[1], s3[3] = {K, B, w}, s2d[2] = {K * B, w};
+            fm_tensor *g = fm_act_grad(tp, h, c->act); /* (B, w), stretched over the K tangents */
+            dh = K == 1 ? fm_mul(tp, g, dh) : fm_reshape(tp, fm_mul(tp, g, fm_reshape(tp, dh, 3, s3)), 2, s2d);
+            h = fm_activation(tp, h, c->act);
+        }
+    }
+    if (y) *y = h;
+    return dh;
 }

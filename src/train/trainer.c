@@ -38,6 +38,12 @@ fm_train_config fm_train_config_default(void)
     c.iters = 10000;
     c.seed = 0;
     c.standardize = -1;
+    c.cnf.steps = 8;
+    c.cnf.solver = FM_SOLVER_RK4;
+    c.cnf.hutchinson = -1;
+    c.nf.layers = 8;
+    c.nf.actnorm = 1;
+    c.nf.scale = 2.0;
     c.label_dropout = 0.1;
     c.vae.latent = 2;
     c.vae.beta = 1.0;
