@@ -1009,6 +1009,17 @@ fm_status  fm_model_sample_from(fm_model *m, int n, const float *x_start, fm_rng
                                 fm_solve_stats *st);
 const char *fm_model_method_name(const fm_model *m);  /* "fm", "ddpm", ... */
 
+/* ------------------------------------------------------------------ CNF */
+
+/* The training loss of a continuous normalizing flow (train --method cnf): the
+ * mean negative log-likelihood of x (n, dim; network units) under flow f's
+ * velocity, integrated on the tape from t = t_end back to 0 through `steps`
+ * steps of fixed-step solver kind (euler, midpoint, heun, rk4) together with
+ * the divergence: exact (probe NULL; d Jacobian-vector products in one pass)
+ * or Hutchinson's e^T J e on probe (n, dim). fm_backward on it gives the
+ * gradient of f's weights through every step (MLP flows). */
+fm_tensor *fm_cnf_loss(fm_tape *tp, fm_flow *f, fm_tensor *x, fm_solver_kind kind, int steps, fm_tensor *probe);
+
 /* ------------------------------------------------------------------ training */
 
 typedef struct {

@@ -88,30 +88,22 @@ static fm_tensor *field(fm_tape *tp, fm_flow *f, fm_params *P, double t, fm_tens
     return v;
 }
 
-/* The probes of rows [r0, r1): Hutchinson's, or the d unit vectors stacked ((d m, d), block i the i-th). */
-static fm_tensor *probes(fm_trainer *tr, fm_tape *tp, int r0, int r1)
+/* The d unit vectors stacked for m points ((d m, d), block i the i-th). */
+static fm_tensor *unit_probes(fm_tape *tp, int m, int d)
 {
-    cnf_state *st = tr->ms;
-    int d = tr->cfg.flow.dim, m = r1 - r0;
-    if (st->probe) {
-        int s2[2] = {m, d};
-        return fm_tensor_wrap(tp, st->probe + (size_t)r0 * d, 2, s2);
-    }
     fm_tensor *E = fm_tensor_2d(tp, d * m, d);
     for (int i = 0; E && i < d; i++)
         for (int b = 0; b < m; b++) E->data[((size_t)i * m + b) * d + i] = 1.0f;
     return E;
 }
 
-/* The NLL of rows [r0, r1) through the solver's steps, over the batch size. */
-static fm_status shard_nll(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1, double *loss)
+/* The NLL of the rows of x summed, through the solver's steps, with weights P
+ * and probes E (stacked unit vectors: the exact divergence). */
+static fm_tensor *nll_sum(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *x, fm_tensor *E, fm_solver_kind kind,
+                          int N)
 {
-    const fm_train_config *c = &tr->cfg;
-    const tableau *tb = &tableaux[c->cnf.solver];
-    fm_flow *f = tr->obj;
-    int B = c->batch, d = c->flow.dim, m = r1 - r0, N = c->cnf.steps;
-    int s2[2] = {m, d};
-    fm_tensor *x = fm_tensor_wrap(tp, tr->x1 + (size_t)r0 * d, 2, s2), *E = probes(tr, tp, r0, r1);
+    const tableau *tb = &tableaux[kind];
+    int m = x->shape[0], d = x->shape[1];
     fm_tensor *A = NULL; /* sum over the rows of A(t) */
     double t_end = fm_flow_get_config(f)->path.t_end, h = -t_end / N;
     for (int k = 0; k < N && x; k++) {
@@ -129,13 +121,35 @@ static fm_status shard_nll(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, in
         }
         x = xn;
     }
-    /* NLL = |x(0)|^2 / 2 + d/2 log(2 pi) - A(0), summed over the rows, then over B */
+    /* NLL = |x(0)|^2 / 2 + d/2 log(2 pi) - A(0) */
     fm_tensor *sq = fm_scale(tp, fm_sum(tp, fm_mul(tp, x, x)), 0.5f);
-    fm_tensor *nll = fm_sub(tp, sq, A);
-    fm_tensor *l = fm_scale(tp, nll, (float)(1.0 / B));
-    fm_status s = fm__train_finish(tp, P, l, loss);
-    *loss += 0.5 * d * log(2 * M_PI) * m / B;
-    return s;
+    fm_tensor *c = sq ? fm_tensor_new(tp, sq->ndim, sq->shape) : NULL;
+    if (c) c->data[0] = (float)(0.5 * d * log(2 * M_PI) * m);
+    return fm_sub(tp, fm_add(tp, sq, c), A);
+}
+
+fm_tensor *fm_cnf_loss(fm_tape *tp, fm_flow *f, fm_tensor *x, fm_solver_kind kind, int steps, fm_tensor *probe)
+{
+    fm_tensor *in2[2] = {x, probe};
+    if (!fm__op_inputs_ok(tp, "cnf_loss", in2, 1)) return NULL;
+    if (!f || kind < 0 || kind > FM_SOLVER_RK4 || steps < 1 || x->ndim != 2 || x->shape[1] != fm_flow_get_config(f)->dim ||
+        (probe && !fm__same_shape(probe, x)))
+        return fm__op_fail(tp, FM_ERR_ARG, "cnf_loss: needs a flow, points (n, dim), a fixed-step solver, steps >= 1 "
+                                           "and probes shaped as the points");
+    fm_tensor *E = probe ? probe : unit_probes(tp, x->shape[0], x->shape[1]);
+    return fm_scale(tp, nll_sum(tp, f, fm_flow_params(f), x, E, kind, steps), (float)(1.0 / x->shape[0]));
+}
+
+/* The NLL of rows [r0, r1) over the batch size. */
+static fm_status shard_nll(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1, double *loss)
+{
+    cnf_state *st = tr->ms;
+    const fm_train_config *c = &tr->cfg;
+    int d = c->flow.dim, m = r1 - r0, s2[2] = {m, d};
+    fm_tensor *x = fm_tensor_wrap(tp, tr->x1 + (size_t)r0 * d, 2, s2);
+    fm_tensor *E = st->probe ? fm_tensor_wrap(tp, st->probe + (size_t)r0 * d, 2, s2) : unit_probes(tp, m, d);
+    fm_tensor *l = fm_scale(tp, nll_sum(tp, tr->obj, P, x, E, c->cnf.solver, c->cnf.steps), (float)(1.0 / c->batch));
+    return fm__train_finish(tp, P, l, loss);
 }
 
 static fm_status step(fm_trainer *tr, double *loss)

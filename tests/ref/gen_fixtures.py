@@ -16,6 +16,8 @@ Needs Debian's python3-torch and python3-sklearn. Files written:
   unet.safetensors     a tiny U-Net (tests/ref/unet.py): weights, input, output and every gradient
   unet_cond.safetensors  the same with 3 classes: labels, output, gradients and a guided output
   npy/*.npy            arrays written by NumPy in several dtypes and orders
+  cnf.safetensors      a CNF's NLL through 8 RK4 steps and its gradient; JVPs (tests/ref/lineage.py)
+  nf.safetensors       a RealNVP-style flow's z, log-determinants, NLL and gradient (tests/ref/lineage.py)
 
 Op references are computed in float64 from float32 inputs, so the C side's
 error against them is its own float32 error. Training runs in float32, as a
@@ -33,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import st  # noqa: E402
 from baselines import VAE, mlp  # noqa: E402
 from tutorial_flow import Flow  # noqa: E402
+import lineage  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
 os.makedirs(OUT, exist_ok=True)
@@ -487,7 +490,9 @@ if __name__ == "__main__":
     # Order matters: ops and baselines share the stream G.
     ALL = {"ops": gen_ops, "train": gen_train, "baselines": gen_baselines, "formats": gen_formats,
            "rng": gen_rng, "datasets": gen_datasets, "npy": gen_npy, "conv": gen_conv,
-           "ops2": gen_ops2, "unet": gen_unet, "unet_cond": gen_unet_cond}
+           "ops2": gen_ops2, "unet": gen_unet, "unet_cond": gen_unet_cond,
+           "cnf": lambda: lineage.gen_cnf(st.save, os.path.join(OUT, "cnf.safetensors")),
+           "nf": lambda: lineage.gen_nf(st.save, os.path.join(OUT, "nf.safetensors"))}
     which = sys.argv[2:] or list(ALL)
     for w in which:
         if w not in ALL:
