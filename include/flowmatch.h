@@ -1020,6 +1020,47 @@ const char *fm_model_method_name(const fm_model *m);  /* "fm", "ddpm", ... */
  * gradient of f's weights through every step (MLP flows). */
 fm_tensor *fm_cnf_loss(fm_tape *tp, fm_flow *f, fm_tensor *x, fm_solver_kind kind, int steps, fm_tensor *probe);
 
+/* ------------------------------------------------------------------ normalizing flow */
+
+/* A normalizing flow of affine couplings (RealNVP; train --method nf): layer k
+ * is an optional ActNorm y = (h + bias) exp(logs), then a coupling in which
+ * the coordinates i with (i + k) even pass through (mask m) and set the
+ * others' log-scale s = scale tanh(snet(m y) / scale) and shift t = tnet(m y):
+ * h' = m y + (1 - m)(y exp(s) + t). snet and tnet are MLPs dim -> hidden ->
+ * dim (parameters "nf.K.s.*", "nf.K.t.*", "nf.K.an.bias", "nf.K.an.logs").
+ * log p(x) = log N(z; 0, I) + log|det dz/dx|, exact; samples are f^-1(z). */
+typedef struct fm_nf fm_nf;
+typedef struct {
+    int dim;
+    int layers;                     /* coupling layers, 8 (at most 64) */
+    int actnorm;                    /* 1: an ActNorm before each coupling */
+    double scale;                   /* the log-scale's soft bound, 2 */
+    int nhidden, width[FM_MLP_MAX_LAYERS]; /* each coupling network's hidden layers */
+    fm_act act;
+    const char *data;               /* dataset spec (informational), copied */
+} fm_nf_config;
+fm_nf_config fm_nf_config_default(int dim); /* 8 layers, ActNorm, scale 2, 3 x 64 ELU */
+fm_nf     *fm_nf_new(const fm_nf_config *cfg); /* zero weights */
+void       fm_nf_free(fm_nf *f);
+void       fm_nf_init(fm_nf *f, fm_rng *r);   /* networks as nn.Linear, their last layers zero: the identity */
+const fm_nf_config *fm_nf_get_config(const fm_nf *f);
+fm_params *fm_nf_params(fm_nf *f);
+/* On the tape, in network units: z = f(x) for x (B, dim), and the sum over the
+ * rows of log|det| into *logdet (may be NULL); the mean NLL of x. */
+fm_tensor *fm_nf_forward(fm_tape *tp, fm_nf *f, fm_tensor *x, fm_tensor **logdet);
+fm_tensor *fm_nf_loss(fm_tape *tp, fm_nf *f, fm_tensor *x);
+/* In data units: z (n, dim; may be NULL) and log p per point (n; may be
+ * NULL); log p alone; and x = f^-1(z). */
+fm_status  fm_nf_transform(fm_nf *f, const float *x, int n, float *z, double *logp);
+fm_status  fm_nf_log_prob(fm_nf *f, const float *x, int n, double *logp);
+fm_status  fm_nf_inverse(fm_nf *f, const float *z, int n, float *x);
+fm_nf     *fm_model_nf(fm_model *m);  /* the normalizing flow it holds, or NULL */
+/* Exact log-density of n points x (data units) for a model that has one in
+ * closed form (nf); a flow's comes from fm_flow_log_likelihood (an ODE
+ * solve). FM_ERR_ARG for a model without one; n = 0 only asks whether it has
+ * one. */
+fm_status  fm_model_log_prob(fm_model *m, const float *x, int n, double *logp);
+
 /* ------------------------------------------------------------------ training */
 
 typedef struct {

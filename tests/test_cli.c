@@ -416,7 +416,7 @@ void test_cli(void)
         {"sample --steps 3 --model", "gan", "--steps does not apply to a GAN model", 2},
         {"sample --figure x.svg --model", "vae", "need a flow or DDPM model", 2},
         {"sample --reconstruct x.npy --model", "gan", "--reconstruct needs a VAE model", 2},
-        {"nll --data moons --model", "ddpm", "needs a flow-matching model", 1},
+        {"nll --data moons --model", "ddpm", "needs a flow-matching model, a CNF or a normalizing flow", 1},
         {"reflow --model", "vae", "needs a flow-matching model", 1},
         {"sample --solver ddim --model", "m", "is a DDPM sampler", 2},
     };

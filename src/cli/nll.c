@@ -1,6 +1,7 @@
 /* nll.c - `flowmatch nll`: the model's log-likelihood of points, by integrating
- * its ODE backwards with the change of variables; per point to .npy, the mean
- * in nats and bits per dimension, and optionally a density heat map.
+ * a flow's ODE backwards with the change of variables, or in closed form for
+ * a model that has one (a normalizing flow); per point to .npy, the mean in
+ * nats and bits per dimension, and optionally a density heat map.
  */
 #include "cli/cli.h"
 
@@ -20,7 +21,7 @@ typedef struct {
 /* One run: the flow, the points, their log-likelihoods and the heat map's. */
 typedef struct {
     fm_model *holder;
-    fm_flow *f;
+    fm_flow *f;                 /* a flow (an ODE solve), or NULL: a closed-form density */
     const fm_flow_config *fc;
     int d;
     fm_table pts;
@@ -76,14 +77,21 @@ static int check_options(nll_opts *o, const cli_spec *spec)
 static int open_model(const nll_opts *o, nll_run *r)
 {
     int rc;
-    if ((rc = cli_load_flow("nll", o->model, !o->no_ema, &r->holder, &r->f)) != CLI_GO) return rc;
-    r->fc = fm_flow_get_config(r->f);
-    r->d = r->fc->dim;
+    if ((rc = cli_load_model("nll", o->model, !o->no_ema, &r->holder)) != CLI_GO) return rc;
+    r->d = fm_model_dim(r->holder);
     if (o->plot && r->d != 2)
         return cli_error("nll", "--plot needs a 2-dimensional model, this one has %d dimensions", r->d);
-    if (o->deq && !fm_spec_image_shape(r->fc->data, NULL, NULL, NULL))
+    if (o->deq && !fm_spec_image_shape(fm_model_data(r->holder), NULL, NULL, NULL))
         return cli_usage_error("nll", "--dequantize needs an image model; %s was trained on '%s'", o->model,
-                               r->fc->data);
+                               fm_model_data(r->holder));
+    if (fm_model_sampling(r->holder) != FM_SAMPLING_ODE || !fm_model_flow(r->holder)) {
+        if (fm_model_log_prob(r->holder, NULL, 0, NULL) != FM_OK)
+            return cli_error("nll", "%s holds a %s model; nll needs a flow-matching model, a CNF or a normalizing flow",
+                             o->model, fm_model_method_name(r->holder));
+        return CLI_GO; /* a closed-form density: no solver */
+    }
+    r->f = fm_model_flow(r->holder);
+    r->fc = fm_flow_get_config(r->f);
     if ((rc = cli_solver_setup("nll", &o->so, &r->fc->path, &r->sc, &r->grid, &r->ngrid, 1)) != CLI_GO) return rc;
     for (int i = 0; i < r->ngrid / 2; i++) {
         double t = r->grid[i];
@@ -141,8 +149,10 @@ static int likelihood(const nll_opts *o, nll_run *r)
         r->nc.probes = o->hutch;
     }
     double t0 = cli_now();
-    if (fm_flow_log_likelihood(r->f, r->pts.data, rows, &r->nc, r->logp, r->se, &r->st) != FM_OK)
-        return cli_error("nll", "%s", fm_last_error());
+    fm_status s = r->f ? fm_flow_log_likelihood(r->f, r->pts.data, rows, &r->nc, r->logp, r->se, &r->st)
+                       : fm_model_log_prob(r->holder, r->pts.data, rows, r->logp);
+    if (s != FM_OK) return cli_error("nll", "%s", fm_last_error());
+    for (int i = 0; !r->f && i < rows; i++) r->se[i] = 0;
     r->secs = cli_now() - t0;
     r->mean = r->mse = 0;
     for (int i = 0; i < rows; i++) r->mean += r->logp[i] / rows, r->mse += r->se[i] * r->se[i];
@@ -166,7 +176,8 @@ static int density_plot(const nll_opts *o, nll_run *r)
             r->gp[2 * ((size_t)i * G + j) + 1] = (float)(-range + (i + 0.5) * h);
         }
     r->nc.div = FM_DIV_EXACT;
-    if (fm_flow_log_likelihood(r->f, r->gp, G * G, &r->nc, r->gl, NULL, NULL) != FM_OK)
+    if ((r->f ? fm_flow_log_likelihood(r->f, r->gp, G * G, &r->nc, r->gl, NULL, NULL)
+              : fm_model_log_prob(r->holder, r->gp, G * G, r->gl)) != FM_OK)
         return cli_error("nll", "%s", fm_last_error());
     r->mass = 0;
     for (int i = 0; i < G * G; i++) r->mass += exp(r->gl[i]) * h * h;
@@ -194,10 +205,15 @@ static int write_logp(const nll_opts *o, nll_run *r)
 static void print_report(const nll_opts *o, const nll_run *r)
 {
     int d = r->d;
-    printf("log-likelihood of %d points (%s, %d grid points from t = %.3g to 0, NFE %ld, %s divergence", r->pts.rows,
-           fm_solver_name(r->sc.kind), r->ngrid, r->grid[0], r->st.nfe, o->hutch ? o->probe : "exact");
-    if (o->hutch) printf(", %d probes", o->hutch);
-    printf(", %.2f s)\n", r->secs);
+    if (!r->f) {
+        printf("log-likelihood of %d points (%s: exact, by the change of variables, %.2f s)\n", r->pts.rows,
+               fm_model_method_name(r->holder), r->secs);
+    } else {
+        printf("log-likelihood of %d points (%s, %d grid points from t = %.3g to 0, NFE %ld, %s divergence",
+               r->pts.rows, fm_solver_name(r->sc.kind), r->ngrid, r->grid[0], r->st.nfe, o->hutch ? o->probe : "exact");
+        if (o->hutch) printf(", %d probes", o->hutch);
+        printf(", %.2f s)\n", r->secs);
+    }
     printf("  mean log p   %.4f nats\n  NLL          %.4f nats, %.4f bits per dimension\n", r->mean, -r->mean,
            -r->mean / (d * log(2.0)));
     /* log P(bytes) >= E_u log p((b + u) / 256) - d log 256 (Jensen): an upper bound in bits */
@@ -246,12 +262,13 @@ int cmd_nll(int argc, char **argv)
         {"threads", OPT_INT, &o.threads, "N", "threads (0: all cores)"},
     };
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};
-    const cli_spec spec = {"nll", NULL, "Log-likelihood of points under a trained flow.",
+    const cli_spec spec = {"nll", NULL, "Log-likelihood of points under a trained flow or normalizing flow.",
                            "log p1(x) = log p0(x0) - integral of div v_t along the ODE path from x back to t = 0,\n"
                            "accumulated in double. --steps N is a uniform grid of N steps from t-end down to 0\n"
                            "(default rk4, 100 steps; dopri5 adapts, from one step unless --steps is given). The divergence is exact by default or\n"
                            "Hutchinson's estimate with --hutchinson K probes, fixed for the solve, with its\n"
-                           "standard error. The source must have a density: N(0, I) or 8gaussians.",
+                           "standard error. The source must have a density: N(0, I) or 8gaussians. A normalizing\n"
+                           "flow (--method nf) gives its exact log-likelihood directly; the solver options do not apply.",
                            opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos, rc;
     if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) != CLI_GO) return rc;

@@ -155,6 +155,8 @@ struct fm__method {
     int (*dim)(const void *obj);
     const char *(*data)(const void *obj);
     size_t (*size)(void *obj);
+    /* Exact log-density of n points in data units (NULL: none in closed form). */
+    fm_status (*log_prob)(void *obj, const float *x, int n, double *logp);
     /* How it samples (fm_sampling), and for FM_SAMPLING_OWN its samplers'
      * names (NULL-ended), sampler i's default steps and the most it takes. */
     fm_sampling sampling;

@@ -42,6 +42,15 @@ static void *object_of(fm_model *M, const char *kind) { return !strcmp(M->m->obj
 fm_flow *fm_model_flow(fm_model *M) { return object_of(M, "flow"); }
 fm_vae *fm_model_vae(fm_model *M) { return object_of(M, "vae"); }
 fm_gan *fm_model_gan(fm_model *M) { return object_of(M, "gan"); }
+fm_nf *fm_model_nf(fm_model *M) { return object_of(M, "nf"); }
+
+fm_status fm_model_log_prob(fm_model *M, const float *x, int n, double *logp)
+{
+    if (!M->m->log_prob) return fm__fail(FM_ERR_ARG, "a %s model has no closed-form density", M->m->name);
+    if (n == 0) return FM_OK; /* it has one */
+    if (n < 0 || !x || !logp) return fm__fail(FM_ERR_ARG, "log_prob: %d points", n);
+    return M->m->log_prob(M->obj, x, n, logp);
+}
 
 fm_flow *fm_model_take_flow(fm_model *M)
 {
