@@ -83,7 +83,9 @@ def one_run(dataset, train_spec, test_args, method, seed, budget, out):
         rows.append({"dataset": dataset, "method": method, "seed": seed, "iters": iters, "train_s": round(total_s, 4),
                      "nll": nll, "params": params})
         print(f"  {dataset} {method} seed {seed}: {iters} iterations, {total_s:.2f} s, test NLL {nll:.4f}", flush=True)
-        chunk = iters  # double
+        # double, but stop at the budget: the rate so far says how many more fit
+        rate = iters / max(total_s, 1e-9)
+        chunk = max(1, min(iters, int(rate * (budget - total_s)) + 1))
     ev = run(["eval", "--a", model, "--threads", "1"] + [a if a != "--data" else "--b" for a in test_args])
     rows[-1]["w2"] = float(re.search(r"W2 \(exact\)\s+([\d.]+)", ev).group(1))
     return rows

@@ -50,6 +50,18 @@ static void act_grad(void)
     fm_tape_free(tp);
 }
 
+/* Every parameter of P from the fixture's tensor of the same name (a missing one fails its case). */
+static void fixture_weights(const fm_st *st, fm_params *P)
+{
+    for (int i = 0; i < fm_params_count(P); i++) {
+        size_t n;
+        float *w = t_read(st, fm_params_name(P, i), &n);
+        fm_tensor *T = fm_params_tensor(P, i);
+        if (w && n == T->size) memcpy(T->data, w, n * sizeof(float));
+        free(w);
+    }
+}
+
 /* The fixture's velocity MLP (concat(t, x) -> 16 -> 16 -> 2, ELU) in a flow, weights from st. */
 static fm_flow *fixture_flow(const fm_st *st)
 {
@@ -63,14 +75,7 @@ static fm_flow *fixture_flow(const fm_st *st)
     fc.data = "moons";
     fc.source = "gaussian";
     fm_flow *f = fm_flow_new(&fc);
-    fm_params *P = f ? fm_flow_params(f) : NULL;
-    for (int i = 0; P && i < fm_params_count(P); i++) {
-        size_t n;
-        float *w = t_read(st, fm_params_name(P, i), &n);
-        fm_tensor *T = fm_params_tensor(P, i);
-        if (w && n == T->size) memcpy(T->data, w, n * sizeof(float));
-        free(w);
-    }
+    if (f) fixture_weights(st, fm_flow_params(f));
     return f;
 }
 
@@ -262,14 +267,7 @@ static fm_nf *fixture_nf(const fm_st *st)
     c.nhidden = 2;
     c.width[0] = c.width[1] = 8;
     fm_nf *f = fm_nf_new(&c);
-    fm_params *P = f ? fm_nf_params(f) : NULL;
-    for (int i = 0; P && i < fm_params_count(P); i++) {
-        size_t n;
-        float *w = t_read(st, fm_params_name(P, i), &n);
-        fm_tensor *T = fm_params_tensor(P, i);
-        if (w && n == T->size) memcpy(T->data, w, n * sizeof(float));
-        free(w);
-    }
+    if (f) fixture_weights(st, fm_nf_params(f));
     return f;
 }
 

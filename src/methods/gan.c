@@ -264,10 +264,8 @@ static fm_gan *gan_load(const fm_st *st, int use_ema)
     fm_gan *g = fm_gan_new(&c);
     fm__params_budget_end();
     if (!g) return NULL;
-    int ema = use_ema && fm_st_find(st, "ema.generator.0.weight") >= 0;
-    s = fm_params_load(g->PG, st, ema ? "ema." : NULL);
+    s = fm__params_load_model(g->PG, st, use_ema, &g->z, "gan", c.dim);
     if (!s) s = fm_params_load(g->PD, st, NULL);
-    if (!s) s = fm__stdz_load(&g->z, st, "gan", c.dim);
     if (s) {
         fm_gan_free(g);
         return NULL;

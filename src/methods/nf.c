@@ -388,10 +388,7 @@ static fm_nf *nf_load(const fm_st *st, int use_ema)
     fm_nf *f = fm_nf_new(&c);
     fm__params_budget_end();
     if (!f) return NULL;
-    int ema = use_ema && fm_st_find(st, "ema.nf.0.s.0.weight") >= 0;
-    s = fm_params_load(f->P, st, ema ? "ema." : NULL);
-    if (!s) s = fm__stdz_load(&f->z, st, "nf", c.dim);
-    if (s) {
+    if (fm__params_load_model(f->P, st, use_ema, &f->z, "nf", c.dim)) {
         fm_nf_free(f);
         return NULL;
     }

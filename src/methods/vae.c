@@ -295,10 +295,7 @@ static fm_vae *vae_load(const fm_st *st, int use_ema)
     fm_vae *v = fm_vae_new(&c);
     fm__params_budget_end();
     if (!v) return NULL;
-    int ema = use_ema && fm_st_find(st, "ema.decoder.0.weight") >= 0;
-    s = fm_params_load(v->P, st, ema ? "ema." : NULL);
-    if (!s) s = fm__stdz_load(&v->z, st, "vae", c.dim);
-    if (s) {
+    if (fm__params_load_model(v->P, st, use_ema, &v->z, "vae", c.dim)) {
         fm_vae_free(v);
         return NULL;
     }
