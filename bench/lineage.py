@@ -67,7 +67,7 @@ def one_run(dataset, train_spec, test_args, method, seed, budget, out):
     model = os.path.join(out, f"{dataset}_{method}_s{seed}.safetensors")
     rows, total_s, iters, params = [], 0.0, 0, None
     chunk = 25
-    while total_s < budget:
+    while total_s < 0.98 * budget:
         iters += chunk
         if iters == chunk:
             args = ["train", "--data", train_spec, "--seed", str(seed), "--iters", str(iters), "--threads", "1",

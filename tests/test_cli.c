@@ -427,6 +427,26 @@ void test_cli(void)
         t_check(rc == refuse[i].code && one_line(refuse[i].want), "'%s %s' -> exit %d: %s", refuse[i].cmd, refuse[i].model,
                 rc, err_buf);
     }
+    /* the lineage's models through the CLI: a CNF is a flow (nll by the ODE, sample, eval); an NF's nll is exact */
+    {
+        int ra = cli("train --method cnf --iters 4 --batch 32 --train-steps 2 --quiet --out %s", t_path("cnf.safetensors"));
+        int rb = cli("nll --model %s --data moons --n 50 --steps 10", t_path("cnf.safetensors"));
+        int b_ok = rb == 0 && strstr(out_buf, "rk4") && strstr(out_buf, "NLL");
+        int rl = cli("eval --a %s --b moons --n 100", t_path("cnf.safetensors"));
+        t_check(!ra && b_ok && rl == 0 && strstr(out_buf, "W2"), "cnf: trains, nll solves its ODE, eval samples it (exits %d %d %d)",
+                ra, rb, rl);
+        ra = cli("train --method nf --flow-layers 2 --iters 4 --batch 32 --quiet --out %s", t_path("nf.safetensors"));
+        rb = cli("nll --model %s --data moons --n 50", t_path("nf.safetensors"));
+        b_ok = rb == 0 && strstr(out_buf, "exact, by the change of variables");
+        rl = cli("sample --model %s --n 20 --out %s --quiet", t_path("nf.safetensors"), t_path("nf.npy"));
+        int rd = cli("inspect %s", t_path("nf.safetensors"));
+        t_check(!ra && b_ok && !rl && !rd && strstr(out_buf, "nf.layers = 2"),
+                "nf: trains, nll gives its exact value, sample and inspect take it (exits %d %d %d %d)", ra, rb, rl, rd);
+        ra = cli("train --method nf --flow-layers 0 --iters 4 --quiet --out %s", t_path("nf0.safetensors"));
+        rb = cli("train --method fm --flow-layers 3 --iters 4 --quiet --out %s", t_path("nf0.safetensors"));
+        t_check(ra == 2 && rb == 2, "--flow-layers 0 refused, and --flow-layers refused for fm (exits %d %d)", ra, rb);
+    }
+
     /* compare end to end on a tiny budget */
     rc = cli("compare --iters 20 --batch 32 --n 100 --nfe 1,4 --out-dir %s --quiet", t_path("cmp"));
     char csv_txt[20000], md_txt[20000];
