@@ -300,10 +300,6 @@ void fm__stdz_to_model(const fm__stdz *z, float *x, int n);
 void fm__stdz_to_data(const fm__stdz *z, float *x, int n);
 fm_status fm__stdz_save(const fm__stdz *z, fm_st_writer *w, const char *prefix);
 fm_status fm__stdz_load(fm__stdz *z, const fm_st *st, const char *prefix, int d);
-/* A model's weights p from st (their EMA copy, "ema." + each name, when
- * use_ema and the file has one) and then, when z is given, its
- * standardisation under key zkey for d columns. */
-fm_status fm__params_load_model(fm_params *p, const fm_st *st, int use_ema, fm__stdz *z, const char *zkey, int d);
 
 /* ------------------------------------------------------------------ flows */
 

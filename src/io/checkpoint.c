@@ -69,15 +69,6 @@ fm_status fm_params_load(fm_params *p, const fm_st *st, const char *prefix)
     return s;
 }
 
-fm_status fm__params_load_model(fm_params *p, const fm_st *st, int use_ema, fm__stdz *z, const char *zkey, int d)
-{
-    char probe[300];
-    snprintf(probe, sizeof probe, "ema.%s", fm_params_count(p) ? fm_params_name(p, 0) : "");
-    int ema = use_ema && fm_st_find(st, probe) >= 0;
-    fm_status s = fm_params_load(p, st, ema ? "ema." : NULL);
-    return s || !z ? s : fm__stdz_load(z, st, zkey, d);
-}
-
 /* ------------------------------------------------------------------ metadata helpers */
 
 void fm__fmt_num(char *buf, double v)

@@ -172,6 +172,11 @@ struct fm__method {
                         const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx, fm_solve_stats *st);
 };
 
+/* A model's weights p from st (their EMA copy, "ema." + each name, when
+ * use_ema and the file has one) and then, when z is given, its
+ * standardisation under key zkey for d columns. */
+fm_status fm__params_load_model(fm_params *p, const fm_st *st, int use_ema, fm__stdz *z, const char *zkey, int d);
+
 /* The handle over a model of method m, which it owns from here on (fm_model_free
  * frees it through m); when it cannot be made, obj is freed. */
 fm_model *fm__model_wrap(const fm__method *m, void *obj);

@@ -5,6 +5,7 @@
  */
 #include "train/method.h"
 
+#include <stdio.h>
 #include <string.h>
 
 struct fm_model {
@@ -33,6 +34,15 @@ void fm_model_free(fm_model *M)
     if (!M) return;
     M->m->free(M->obj);
     free(M);
+}
+
+fm_status fm__params_load_model(fm_params *p, const fm_st *st, int use_ema, fm__stdz *z, const char *zkey, int d)
+{
+    char probe[300];
+    snprintf(probe, sizeof probe, "ema.%s", fm_params_count(p) ? fm_params_name(p, 0) : "");
+    int ema = use_ema && fm_st_find(st, probe) >= 0;
+    fm_status s = fm_params_load(p, st, ema ? "ema." : NULL);
+    return s || !z ? s : fm__stdz_load(z, st, zkey, d);
 }
 
 fm_method fm_model_method(const fm_model *M) { return M->m->id; }
