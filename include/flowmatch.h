@@ -690,7 +690,9 @@ typedef struct {
     double rtol, atol; /* dopri5: error per component <= atol + rtol |x| (RMS over the batch) */
     long max_steps;    /* dopri5: give up (FM_ERR_NUMERIC) after this many steps */
     const char *sampler; /* a model with samplers of its own (fm_model_sampling FM_SAMPLING_OWN):
-                          * which one by name, NULL for its first; the ODE fields are then unused */
+                          * which one by name, NULL for its first; the ODE fields are then unused.
+                          * A flow takes "sde": fm_sde_sample over the grid with noise G below */
+    double noise;        /* "sde": the diffusion's scale G (g_t = G s_t); 0 is the ODE by Euler */
 } fm_solver_config;
 
 typedef struct {
@@ -715,6 +717,15 @@ void             fm_time_grid_uniform(double *grid, int steps, double t0, double
  * obs (may be NULL) sees the state at every grid point. stats may be NULL. */
 fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const double *grid, int ngrid, float *x,
                    size_t n, fm_observe_fn obs, void *octx, fm_solve_stats *stats);
+
+/* Stochastic sampling with a flow's marginals on Gaussian path p (source
+ * N(0, I)): Euler-Maruyama over the grid on dx = (v + g^2/2 score) dt + g dW,
+ * the score from the velocity v (ctx's field) and the path, g_t = G s_t with
+ * s_t^2 = b_t^2 + c_t^2; G = 0 is Euler on the ODE. x holds n floats (the
+ * state at grid[0]); r gives the noise, in order. obs (may be NULL) sees the
+ * state at every grid time. */
+fm_status   fm_sde_sample(const fm_path *p, fm_field_fn v, void *ctx, double G, const double *grid, int ngrid, float *x,
+                          size_t n, fm_rng *r, fm_observe_fn obs, void *octx, fm_solve_stats *st);
 
 /* ------------------------------------------------------------------ methods */
 

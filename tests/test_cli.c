@@ -447,6 +447,29 @@ void test_cli(void)
         t_check(ra == 2 && rb == 2, "--flow-layers 0 refused, and --flow-layers refused for fm (exits %d %d)", ra, rb);
     }
 
+    /* stochastic sampling of a flow: the same seed gives the same points, G = 0 is Euler's, nll refuses it */
+    {
+        const char *cm = t_path("cnf.safetensors");
+        int ra = cli("sample --model %s --solver sde --noise 0.7 --steps 20 --n 30 --seed 3 --out %s", cm, t_path("sde1.npy"));
+        int sde_line = strstr(out_buf, "sde (Euler-Maruyama, noise G = 0.7)") != NULL;
+        int rb = cli("sample --model %s --solver sde --noise 0.7 --steps 20 --n 30 --seed 3 --out %s", cm, t_path("sde2.npy"));
+        int rl = cli("sample --model %s --solver sde --noise 0 --steps 20 --n 30 --seed 3 --out %s", cm, t_path("sde0.npy"));
+        int rd = cli("sample --model %s --solver euler --steps 20 --n 30 --seed 3 --out %s", cm, t_path("eul.npy"));
+        size_t n1, n2, n3, n4;
+        unsigned char *a1 = t_slurp(t_path("sde1.npy"), &n1), *a2 = t_slurp(t_path("sde2.npy"), &n2);
+        unsigned char *a3 = t_slurp(t_path("sde0.npy"), &n3), *a4 = t_slurp(t_path("eul.npy"), &n4);
+        int same = a1 && a2 && n1 == n2 && !memcmp(a1, a2, n1), ode = a3 && a4 && n3 == n4 && !memcmp(a3, a4, n3);
+        int differs = a1 && a3 && n1 == n3 && memcmp(a1, a3, n1);
+        free(a1), free(a2), free(a3), free(a4);
+        t_check(!ra && !rb && !rl && !rd && sde_line && same && ode && differs,
+                "sample --solver sde: the same seed gives the same bits, --noise 0 gives Euler's, noise changes them "
+                "(exits %d %d %d %d)", ra, rb, rl, rd);
+        ra = cli("nll --model %s --data moons --n 10 --solver sde", cm);
+        int one = one_line("not sde");
+        rb = cli("sample --model %s --solver sde --noise -1 --n 5 --out %s", cm, t_path("x.npy"));
+        t_check(ra == 2 && one && rb == 2 && one_line("--noise"), "nll refuses sde, --noise -1 refused (exits %d %d)", ra, rb);
+    }
+
     /* compare end to end on a tiny budget */
     rc = cli("compare --iters 20 --batch 32 --n 100 --nfe 1,4 --out-dir %s --quiet", t_path("cmp"));
     char csv_txt[20000], md_txt[20000];

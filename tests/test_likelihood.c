@@ -1,7 +1,9 @@
 /* test_likelihood.c - log-likelihoods by the change of variables: against the
  * closed form for the exact flow between two Gaussians, Hutchinson against
  * exact within its reported error, and a trained model's density integrating
- * to 1 over a grid.
+ * to 1 over a grid. The same exact flow's velocity drives the stochastic
+ * sampler (fm_sde_sample), whose samples must have the target's moments for
+ * every noise scale.
  */
 #include "harness.h"
 
@@ -70,9 +72,52 @@ static double closed_form(const gauss2 *g, const float *x)
     return -0.5 * (z0 * z0 / (g->s[0] * g->s[0]) + z1 * z1 / (g->s[1] * g->s[1])) - log(2 * M_PI * g->s[0] * g->s[1]);
 }
 
+static fm_status gauss_field(void *ctx, double t, const float *x, float *v, size_t n)
+{
+    return gauss_vjp(ctx, t, x, (int)(n / 2), 2, NULL, 0, v, NULL);
+}
+
+/* Euler-Maruyama with the exact velocity of the OT path from N(0, I) to
+ * N(mu, S), for G = 0, 0.5, 1, 2: the samples' mean and covariance are the
+ * target's within 5 standard errors plus the scheme's O(h) bias. */
+static void sde_moments(const gauss2 *g)
+{
+    enum { N = 20000, STEPS = 400 };
+    static float x[2 * N];
+    double grid[STEPS + 1], S[2][2]; /* S = R diag(s^2) R^T */
+    fm_time_grid_uniform(grid, STEPS, 0.0, 1.0);
+    double c = cos(g->ang), sn = sin(g->ang), v0 = g->s[0] * g->s[0], v1 = g->s[1] * g->s[1];
+    S[0][0] = c * c * v0 + sn * sn * v1, S[1][1] = sn * sn * v0 + c * c * v1, S[0][1] = S[1][0] = c * sn * (v0 - v1);
+    fm_path p = fm_path_default(FM_PATH_OT);
+    static const double Gs[] = {0, 0.5, 1, 2};
+    for (size_t q = 0; q < sizeof Gs / sizeof Gs[0]; q++) {
+        fm_rng r;
+        fm_rng_seed(&r, 11 + q, FM_STREAM_NOISE);
+        fm_rng_normal_fill(&r, x, 2 * N, 0.0f, 1.0f);
+        fm_solve_stats st;
+        fm_status s = fm_sde_sample(&p, gauss_field, (void *)g, Gs[q], grid, STEPS + 1, x, 2 * N, &r, NULL, NULL, &st);
+        double m[2] = {0, 0}, C[2][2] = {{0, 0}, {0, 0}};
+        for (int i = 0; i < N; i++) m[0] += x[2 * i] / (double)N, m[1] += x[2 * i + 1] / (double)N;
+        for (int i = 0; i < N; i++)
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++) C[a][b] += (x[2 * i + a] - m[a]) * (x[2 * i + b] - m[b]) / (N - 1);
+        double worst = 0; /* in standard errors beyond the allowance */
+        for (int a = 0; a < 2; a++) {
+            worst = fmax(worst, fabs(m[a] - g->mu[a]) / (sqrt(S[a][a] / N) * 5 + 0.01));
+            for (int b = 0; b < 2; b++)
+                worst = fmax(worst, fabs(C[a][b] - S[a][b]) / (sqrt((S[a][a] * S[b][b] + S[a][b] * S[a][b]) / N) * 5 + 0.02));
+        }
+        t_check(s == FM_OK && st.nfe == STEPS && worst < 1,
+                "sde sampler, G = %g, exact velocity, %d steps: mean (%.3f, %.3f) for (%.3f, %.3f), cov (%.3f %.3f %.3f) for "
+                "(%.3f %.3f %.3f); worst %.2f of the allowance", Gs[q], STEPS, m[0], m[1], g->mu[0], g->mu[1], C[0][0],
+                C[0][1], C[1][1], S[0][0], S[0][1], S[1][1], worst);
+    }
+}
+
 void test_likelihood(void)
 {
     gauss2 g = {{1.0, -0.5}, 0.6, {0.5, 1.5}};
+    sde_moments(&g);
     int n = 64;
     float x[128];
     fm_rng r;

@@ -200,7 +200,7 @@ void cli_out_abort(cli_outputs *o)
 cli_solver_opts cli_solver_defaults(void)
 {
     fm_solver_config sc = fm_solver_config_default(FM_SOLVER_MIDPOINT);
-    cli_solver_opts o = {fm_solver_name(sc.kind), 8, NULL, 0.0, sc.rtol, sc.atol, sc.max_steps};
+    cli_solver_opts o = {fm_solver_name(sc.kind), 8, NULL, 0.0, sc.rtol, sc.atol, sc.max_steps, 1.0};
     return o;
 }
 
@@ -258,16 +258,20 @@ static double *parse_grid(const char *cmd, const char *text, int *count)
 int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *path, fm_solver_config *sc,
                      double **grid, int *ngrid, int from_noise)
 {
-    int k = fm_solver_from_name(o->solver);
+    int sde = !strcmp(o->solver, "sde"); /* Euler-Maruyama over the same grid */
+    int k = sde ? FM_SOLVER_EULER : fm_solver_from_name(o->solver);
     const char *owner = k < 0 ? sampler_owner(o->solver) : NULL;
     char kind[32];
     if (owner)
         return cli_usage_error(cmd, "--solver %s is a %s sampler; this takes an ODE solver: euler, midpoint, heun, rk4 or dopri5",
                                o->solver, capitals(owner, kind, sizeof kind));
     if (k < 0)
-        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5; a DDPM model: ancestral, ddim)",
+        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5, sde; a DDPM model: ancestral, ddim)",
                                o->solver);
     *sc = fm_solver_config_default((fm_solver_kind)k);
+    if (sde) sc->sampler = "sde";
+    if (!(o->noise >= 0) || o->noise > 1e3) return cli_usage_error(cmd, "--noise %g must lie in [0, 1000]", o->noise);
+    sc->noise = o->noise;
     sc->rtol = o->rtol;
     sc->atol = o->atol;
     sc->max_steps = o->max_steps;
@@ -381,7 +385,7 @@ static const char *sampler_owner(const char *name)
     return NULL;
 }
 
-static const char *const ode_opts[] = {"solver", "steps", "time-grid", "t-end", "rtol", "atol", "max-steps"};
+static const char *const ode_opts[] = {"solver", "steps", "time-grid", "t-end", "rtol", "atol", "max-steps", "noise"};
 
 /* A model with samplers of its own: one of them by --solver, with --steps. */
 static int own_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int strict,

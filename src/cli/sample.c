@@ -331,8 +331,11 @@ static void print_summary(const sample_opts *o, const sample_run *r)
         printf("sampled %d points with %s %s in %d steps, NFE %ld, %.3f s -> %s", r->n, kind, sc->sampler,
                r->ngrid - 1, r->st.nfe, r->secs, o->out);
     else {
-        printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", r->n, fm_solver_name(sc->kind),
-               r->ngrid, r->grid[0], r->grid[r->ngrid - 1], r->st.nfe);
+        char how_s[64];
+        if (sc->sampler) snprintf(how_s, sizeof how_s, "%s (Euler-Maruyama, noise G = %g)", sc->sampler, sc->noise);
+        else snprintf(how_s, sizeof how_s, "%s", fm_solver_name(sc->kind));
+        printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", r->n, how_s, r->ngrid, r->grid[0],
+               r->grid[r->ngrid - 1], r->st.nfe);
         if (sc->kind == FM_SOLVER_DOPRI5) printf(" (%ld steps, %ld rejected)", r->st.steps, r->st.rejected);
         printf(", %.3f s -> %s", r->secs, o->out);
     }

@@ -295,6 +295,8 @@ fm_status fm_flow_log_likelihood(fm_flow *f, const float *x, int n, const fm_nll
     int d = f->cfg.dim;
     if (f->cfg.method != FM_METHOD_FM)
         return fm__fail(FM_ERR_ARG, "the likelihood is for flow-matching models, not %s", kind_name(f->cfg.method));
+    if (c && c->solver.sampler)
+        return fm__fail(FM_ERR_ARG, "the likelihood needs an ODE solver, not the '%s' sampler", c->solver.sampler);
     /* the source's density, tried on one point before the solve */
     fm_path_coef c0;
     fm_path_coef_at(&f->cfg.path, 0.0, &c0);
@@ -354,6 +356,13 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
         return fm__fail(FM_ERR_ARG, "sampling needs a solver, n >= 1 (got %d) and a random stream or starting points", n);
     if (f->cfg.method == FM_METHOD_DDPM)
         return fm__fail(FM_ERR_ARG, "a DDPM model samples with its own samplers (ancestral, ddim): use fm_model_sample");
+    int sde = sc->sampler != NULL;
+    if (sde && strcmp(sc->sampler, "sde"))
+        return fm__fail(FM_ERR_ARG, "a flow samples with an ODE solver (euler, midpoint, heun, rk4, dopri5) or the sde "
+                                    "sampler, not '%s'", sc->sampler);
+    if (sde && (!r || !fm__is_gaussian_source(f->cfg.source)))
+        return fm__fail(FM_ERR_ARG, "the sde sampler needs a random stream and a flow from N(0, I) (its score comes from "
+                                    "the Gaussian path)");
     if (x_start) {
         memcpy(out, x_start, total * sizeof(float));
     } else {
@@ -372,7 +381,9 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
         w.tmp = malloc(total * sizeof(float));
         if (!w.tmp) return fm__fail(FM_ERR_NOMEM, "out of memory");
     }
-    fm_status s = fm_solve(sc, fm_flow_field, f, grid, ngrid, out, total, obs ? fm__observe_data : NULL, &w, st);
+    fm_status s = sde ? fm_sde_sample(&f->cfg.path, fm_flow_field, f, sc->noise, grid, ngrid, out, total, r,
+                                      obs ? fm__observe_data : NULL, &w, st)
+                      : fm_solve(sc, fm_flow_field, f, grid, ngrid, out, total, obs ? fm__observe_data : NULL, &w, st);
     free(w.tmp);
     if (s == FM_OK) fm_flow_to_data(f, out, n);
     return s;
@@ -410,6 +421,7 @@ fm_status fm_flow_path_energy(fm_flow *f, int n, const float *x_start, fm_rng *r
 {
     if (f->cfg.method != FM_METHOD_FM)
         return fm__fail(FM_ERR_ARG, "path energy is for flow-matching models, not %s", kind_name(f->cfg.method));
+    if (sc && sc->sampler) return fm__fail(FM_ERR_ARG, "path energy needs an ODE solver, not the '%s' sampler", sc->sampler);
     int d = f->cfg.dim;
     size_t nd = (size_t)n * d;
     energy_aug a = {f, n, d, malloc(nd * sizeof(float)), malloc(nd * sizeof(float))};
@@ -462,6 +474,7 @@ fm_status fm_flow_make_pairs(fm_flow *f, int n, fm_rng *r, const fm_solver_confi
 {
     if (f->cfg.method != FM_METHOD_FM)
         return fm__fail(FM_ERR_ARG, "reflow pairs come from flow-matching models, not %s", kind_name(f->cfg.method));
+    if (sc && sc->sampler) return fm__fail(FM_ERR_ARG, "reflow pairs need an ODE solver, not the '%s' sampler", sc->sampler);
     int d = f->cfg.dim;
     size_t nd = (size_t)n * d;
     fm_status s = fm_flow_source(f, r, x0, n);

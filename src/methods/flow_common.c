@@ -66,8 +66,5 @@ fm_status fm__flow_method_sample(void *obj, int n, const float *x_start, fm_rng 
                                  const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                                  fm_solve_stats *st)
 {
-    if (sc && sc->sampler)
-        return fm__fail(FM_ERR_ARG, "a flow samples with an ODE solver (euler, midpoint, heun, rk4, dopri5), not '%s'",
-                        sc->sampler);
     return fm_flow_sample(obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
 }

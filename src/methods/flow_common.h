@@ -22,7 +22,7 @@ const char *fm__flow_method_data(const void *obj);
 size_t fm__flow_method_size(void *obj);
 fm_tensor *fm__flow_method_forward(fm_tape *tp, void *obj, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels);
 
-/* A velocity field's sampling: an ODE solver (8 midpoint steps unless named). */
+/* A velocity field's sampling: an ODE solver (8 midpoint steps unless named), or the sde sampler. */
 fm_solver_kind fm__flow_method_default_solver(const void *obj, int *steps);
 fm_status fm__flow_method_sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
                                  const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
