@@ -649,7 +649,7 @@ const char *fm_dataset_info(int i, char *params, size_t len);
  * N(0, smax^2 I), i.e. b(0) times a standard normal. */
 typedef enum {
     FM_PATH_OT = 0, FM_PATH_ICFM, FM_PATH_VE, FM_PATH_VP, FM_PATH_COSINE, FM_PATH_POLY, FM_PATH_LINEAR_VP,
-    FM_PATH_SB, FM_PATH_COUNT
+    FM_PATH_SB, FM_PATH_SUBVP, FM_PATH_COUNT
 } fm_path_kind;
 
 typedef struct {
@@ -657,7 +657,7 @@ typedef struct {
     double sigma_min;                  /* ot (default 0) */
     double sigma;                      /* icfm (default 0), sb (default 0.5) */
     double ve_sigma_min, ve_sigma_max; /* ve (0.01, 5) */
-    double beta_min, beta_max;         /* vp (0.1, 20) */
+    double beta_min, beta_max;         /* vp and subvp (0.1, 20) */
     double exponent;                   /* poly (2), >= 1 */
     double t_end;                      /* training draws t ~ U[0, t_end]; sampling stops there */
 } fm_path;
@@ -666,11 +666,39 @@ typedef struct {
     double a, da, b, db, c, dc;
 } fm_path_coef;
 
-const char *fm_path_name(fm_path_kind k);        /* "ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp", "sb" */
+/* "ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp", "sb", "subvp" */
+const char *fm_path_name(fm_path_kind k);
 int         fm_path_from_name(const char *name); /* -1 if unknown */
 fm_path     fm_path_default(fm_path_kind k);
 fm_status   fm_path_check(const fm_path *p);
 void        fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c);
+/* A Gaussian path's noise scale s_t = sqrt(b_t^2 + c_t^2) and its derivative. */
+void        fm_path_noise(const fm_path *p, double t, double *s, double *ds);
+/* The noising SDE whose perturbation kernel is the path (source N(0, I)):
+ * in diffusion time tau = 1 - t, dx = f x dtau + g dW with
+ *   f = -a'/a,   g^2 = 2 s (a' s / a - s')     (' = d/dt),
+ * so that E[x_tau | x1] = a x1 and Var = s^2 (Song et al.'s VE, VP and sub-VP
+ * SDEs for the ve, vp and subvp paths). *f and *g2 at flow time t; a_t = 0
+ * (the ot path's t = 0) gives infinities. */
+void        fm_path_sde(const fm_path *p, double t, double *f, double *g2);
+
+/* What a flow's network predicts on a Gaussian path x = a x1 + s e: the
+ * velocity (v), the noise e (eps: the score is -e / s) or the data x1 (x1).
+ * Any of them gives the others through x:
+ *   eps -> v:  v = (a'/a) x + (s' - a' s / a) e
+ *   x1  -> v:  v = (s'/s) x + (a' - a s' / s) x1
+ * and back by solving the same line. A denominator below 1e-4 in size (a_t at
+ * the ot path's t = 0 for eps, s_t at its t = 1 for x1) is taken as 1e-4 with
+ * its sign: there the prediction does not determine the velocity (a flow
+ * refuses eps on a path with a_0 = 0; x1 near s_t = 0 amplifies the network's
+ * error by 1 / s_t, which adaptive solvers that evaluate at t = 1 feel). */
+typedef enum { FM_PREDICT_V = 0, FM_PREDICT_EPS, FM_PREDICT_X1, FM_PREDICT_COUNT } fm_predict;
+const char *fm_predict_name(fm_predict k);        /* "v", "eps", "x1" */
+int         fm_predict_from_name(const char *name); /* -1 if unknown */
+/* out (n floats) = y, a `from` prediction at (t, x), as a `to` prediction
+ * (out may alias y). */
+fm_status   fm_predict_convert(const fm_path *p, double t, fm_predict from, fm_predict to, const float *x,
+                               const float *y, float *out, size_t n);
 
 /* ------------------------------------------------------------------ ODE solvers */
 
@@ -691,8 +719,13 @@ typedef struct {
     long max_steps;    /* dopri5: give up (FM_ERR_NUMERIC) after this many steps */
     const char *sampler; /* a model with samplers of its own (fm_model_sampling FM_SAMPLING_OWN):
                           * which one by name, NULL for its first; the ODE fields are then unused.
-                          * A flow takes "sde": fm_sde_sample over the grid with noise G below */
-    double noise;        /* "sde": the diffusion's scale G (g_t = G s_t); 0 is the ODE by Euler */
+                          * A flow from N(0, I) takes fm_sde_sample's over the grid: "sde"
+                          * (g_t = G s_t), "em" (the reverse SDE of fm_path_sde, g scaled by G)
+                          * and "pc" (em with a Langevin corrector) */
+    double noise;        /* the stochastic samplers' G: "sde" 0 is the ODE by Euler; "em" 1 is the
+                          * reverse-time SDE */
+    double snr;          /* "pc": the corrector's signal-to-noise ratio (0.16) */
+    int corrector_steps; /* "pc": Langevin steps after each predictor step (1) */
 } fm_solver_config;
 
 typedef struct {
@@ -704,7 +737,8 @@ typedef struct {
 /* "euler", "midpoint", "heun", "rk4", "dopri5" */
 const char      *fm_solver_name(fm_solver_kind k);
 int              fm_solver_from_name(const char *name);   /* -1 if unknown */
-fm_solver_config fm_solver_config_default(fm_solver_kind k); /* rtol = atol = 1e-5, 10000 steps, sampler NULL */
+fm_solver_config fm_solver_config_default(fm_solver_kind k); /* rtol = atol = 1e-5, 10000 steps, sampler NULL,
+                                                              * noise 1, snr 0.16, 1 corrector step */
 /* steps + 1 points, uniformly from t0 to t1 (the last exactly t1). */
 void             fm_time_grid_uniform(double *grid, int steps, double t0, double t1);
 /* Integrate x (n floats, in place) along grid (ngrid >= 2 strictly monotonic
@@ -719,13 +753,39 @@ fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const d
                    size_t n, fm_observe_fn obs, void *octx, fm_solve_stats *stats);
 
 /* Stochastic sampling with a flow's marginals on Gaussian path p (source
- * N(0, I)): Euler-Maruyama over the grid on dx = (v + g^2/2 score) dt + g dW,
- * the score from the velocity v (ctx's field) and the path, g_t = G s_t with
- * s_t^2 = b_t^2 + c_t^2; G = 0 is Euler on the ODE. x holds n floats (the
- * state at grid[0]); r gives the noise, in order. obs (may be NULL) sees the
- * state at every grid time. */
-fm_status   fm_sde_sample(const fm_path *p, fm_field_fn v, void *ctx, double G, const double *grid, int ngrid, float *x,
-                          size_t n, fm_rng *r, fm_observe_fn obs, void *octx, fm_solve_stats *st);
+ * N(0, I)): Euler-Maruyama over the grid on
+ *     dx = (v + g^2/2 score) dt + g dW,   score = (a' x - a v) / (s (a s' - a' s)),
+ * the score from the velocity v (ctx's field) and the path. The diffusion:
+ *   FM_DIFFUSION_SCALED  g_t = G s_t: bounded everywhere; G = 0 is Euler on the ODE
+ *   FM_DIFFUSION_PATH    g_t = G g_path(t) of fm_path_sde: G = 1 is the
+ *                        reverse-time SDE of score-based models (Song et al.),
+ *                        drift 2 v - (a'/a) x; needs a_t > 0 on the grid
+ * With corrector_steps > 0, each predictor step is followed by that many
+ * Langevin steps at the new time, x += e score + sqrt(2 e) z with
+ * e = 2 alpha (snr |z| / |score|)^2, |.| the mean over the n points of each
+ * point's norm over its d values (Song et al.'s step; it depends on the
+ * batch), alpha = (a_k / a_k+1)^2 (1 on ve): the predictor-corrector sampler.
+ * x holds n points of d values (the state at grid[0]); r gives the noise, in
+ * order. obs (may be NULL) sees the state at every grid time. */
+typedef enum { FM_DIFFUSION_SCALED = 0, FM_DIFFUSION_PATH } fm_diffusion;
+typedef struct {
+    fm_diffusion diffusion;
+    double noise;        /* G */
+    int corrector_steps; /* 0: Euler-Maruyama alone */
+    double snr;          /* the corrector's signal-to-noise ratio (Song et al.: 0.16) */
+} fm_sde_config;
+fm_status   fm_sde_sample(const fm_path *p, const fm_sde_config *c, fm_field_fn v, void *ctx, const double *grid,
+                          int ngrid, float *x, int n, int d, fm_rng *r, fm_observe_fn obs, void *octx,
+                          fm_solve_stats *st);
+/* EDM's grid (Karras et al. 2022) on path p: steps + 1 times from t0 to t1
+ * whose noise-to-signal ratios s_t / a_t follow the rho schedule
+ *   sigma_i = (smax^(1/rho) + i / N (smin^(1/rho) - smax^(1/rho)))^rho
+ * from smax = min(80, ratio at t0) down to smin = max(0.002, ratio at t1).
+ * Where the ratio at t1 is below 0.002 (the ot path's 0 at t = 1) N = steps - 1
+ * and, as in EDM, a last step goes from 0.002 to t1; otherwise N = steps. The
+ * first time is t0 and the last t1. rho 7 is EDM's; rho = 1 spaces the ratio
+ * evenly. */
+fm_status   fm_time_grid_edm(const fm_path *p, double *grid, int steps, double t0, double t1, double rho);
 
 /* ------------------------------------------------------------------ methods */
 
@@ -822,6 +882,9 @@ typedef struct {
     const char *source;   /* "gaussian" (N(0, I)) or a dataset spec */
     fm_method method;     /* FM_METHOD_FM (a velocity) or FM_METHOD_DDPM (a noise predictor) */
     fm_ddpm_schedule ddpm; /* DDPM's schedule (its source is N(0, I); path is unused) */
+    fm_predict predict;   /* FM_METHOD_FM: what the network predicts (v; eps needs a path with
+                           * a_0 > 0, eps and x1 a path without extra noise); the flow's velocity
+                           * converts it */
 } fm_flow_config;
 
 typedef struct fm_flow fm_flow;
@@ -1074,6 +1137,14 @@ fm_status  fm_model_log_prob(fm_model *m, const float *x, int n, double *logp);
 
 /* ------------------------------------------------------------------ training */
 
+/* How a regression on a path draws its times (scaled to (0, t_end)):
+ *   uniform       U(0, 1)
+ *   logit-normal  sigmoid(loc + scale n), n ~ N(0, 1) (Stable Diffusion 3: 0, 1)
+ *   skewed        1 / (1 + exp(1.2 n - 1.2)), clipped to [1e-4, 1]: the
+ *                 log-normal noise level of EDM, as flow_matching's image example draws it */
+typedef enum { FM_TDIST_UNIFORM = 0, FM_TDIST_LOGIT_NORMAL, FM_TDIST_SKEWED, FM_TDIST_COUNT } fm_tdist;
+const char *fm_tdist_name(fm_tdist k); /* "uniform", "logit-normal", "skewed" */
+
 typedef struct {
     fm_method method;      /* what to train (default fm) */
     fm_flow_config flow;   /* data: dataset spec to train on; dim is taken from it. Its
@@ -1115,6 +1186,14 @@ typedef struct {
         int hutchinson;              /* divergence: 0 exact, 1 Hutchinson's (a Rademacher probe per point,
                                       * fixed for the solve), -1 (default) exact up to 16 dimensions */
     } cnf;
+    struct {
+        fm_path_kind sde;            /* the SDE: FM_PATH_VE, FM_PATH_VP (default) or FM_PATH_SUBVP; its
+                                      * path (with flow.path's sigmas and betas) replaces flow.path's kind */
+    } score;
+    struct {
+        fm_tdist kind;               /* fm and score: how training draws t in (0, t_end): uniform */
+        double loc, scale;           /* logit-normal: t = sigmoid(loc + scale n), n ~ N(0, 1) (0, 1) */
+    } tdist;
     struct {
         int layers;                  /* affine coupling layers, 8 */
         int actnorm;                 /* an ActNorm before each coupling (data-initialised), 1 */

@@ -307,6 +307,8 @@ fm__stdz *fm__flow_stdz(fm_flow *f);
 /* fm_flow_save writing `method` as the checkpoint's method (a velocity field
  * trained by another method: "cnf"). */
 fm_status fm__flow_save_as(fm_flow *f, fm_st_writer *w, const char *method);
+/* fm_predict_convert's line: to = A x + B y for a `from` prediction y at t. */
+void fm__predict_coef(const fm_path *p, double t, fm_predict from, fm_predict to, double *A, double *B);
 /* The velocity *v = net(t, x) and its Jacobian-vector products on the K
  * tangents stacked in tx (fm_mlp_jvp); MLP flows only. */
 fm_tensor *fm__flow_jvp_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, fm_tensor *tx,

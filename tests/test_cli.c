@@ -465,9 +465,55 @@ void test_cli(void)
                 "sample --solver sde: the same seed gives the same bits, --noise 0 gives Euler's, noise changes them "
                 "(exits %d %d %d %d)", ra, rb, rl, rd);
         ra = cli("nll --model %s --data moons --n 10 --solver sde", cm);
-        int one = one_line("not sde");
+        int one = one_line("not the stochastic sde");
         rb = cli("sample --model %s --solver sde --noise -1 --n 5 --out %s", cm, t_path("x.npy"));
         t_check(ra == 2 && one && rb == 2 && one_line("--noise"), "nll refuses sde, --noise -1 refused (exits %d %d)", ra, rb);
+    }
+
+    /* score models: train on each SDE, sample by the PF-ODE (dopri5 by default), em and pc; nll by the PF-ODE;
+     * flows predicting eps and x1; time distributions; EDM spacing */
+    {
+        static const char *const sdes[] = {"ve", "vp", "subvp"};
+        int nbad = 0;
+        char ms[3][64];
+        for (int q = 0; q < 3; q++) {
+            snprintf(ms[q], sizeof ms[q], "%s", t_path(sdes[q]));
+            strcat(ms[q], ".safetensors");
+            nbad += cli("train --method score --sde %s --iters 6 --batch 32 --quiet --out %s", sdes[q], ms[q]) != 0;
+            nbad += cli("sample --model %s --n 20 --out %s", ms[q], t_path("sc.npy")) != 0 || !strstr(out_buf, "dopri5");
+            nbad += cli("sample --model %s --solver em --steps 10 --n 20 --out %s", ms[q], t_path("sc.npy")) != 0 ||
+                   !strstr(out_buf, "em (Euler-Maruyama on the reverse SDE");
+            nbad += cli("sample --model %s --solver pc --steps 10 --snr 0.2 --corrector-steps 2 --n 20 --out %s", ms[q],
+                       t_path("sc.npy")) != 0 || !strstr(out_buf, "2 Langevin steps, snr 0.2") || !strstr(out_buf, "NFE 30");
+            nbad += cli("nll --model %s --data moons --n 20 --steps 10", ms[q]) != 0 || !strstr(out_buf, "NLL");
+            nbad += cli("inspect %s", ms[q]) != 0 || !strstr(out_buf, "flow.predict = eps");
+        }
+        t_check(nbad == 0, "score on ve, vp, subvp: trains, samples by dopri5, em and pc (NFE with the corrector), nll "
+                          "and inspect (%d checks failed)", nbad);
+        int ra = cli("train --method score --sde bogus --iters 2 --quiet --out %s", t_path("sb.safetensors"));
+        int one = one_line("ve, vp or subvp");
+        int rb = cli("train --method score --path ot --iters 2 --quiet --out %s", t_path("sb.safetensors"));
+        int rcc = cli("sample --model %s --solver pc --snr 0 --n 5 --out %s", ms[1], t_path("sc.npy"));
+        int rd = cli("sample --model %s --solver em --n 5 --out %s", t_path("cnf.safetensors"), t_path("sc.npy"));
+        int em_ot = one_line("signal a_t > 0");
+        t_check(ra == 2 && one && rb == 2 && rcc == 2 && rd != 0 && em_ot,
+                "score refuses an unknown SDE and --path; pc refuses snr 0; em refuses the ot path (exits %d %d %d %d)",
+                ra, rb, rcc, rd);
+        ra = cli("train --predict eps --iters 2 --quiet --out %s", t_path("pe.safetensors"));
+        one = one_line("no signal");
+        rb = cli("train --predict eps --path vp --iters 6 --batch 32 --quiet --out %s", t_path("pe.safetensors"));
+        rcc = cli("train --predict x1 --t-dist logit-normal:0.5,1.2 --iters 6 --batch 32 --quiet --out %s",
+                 t_path("px.safetensors"));
+        rd = cli("sample --model %s --n 10 --steps 12 --spacing edm:5 --out %s", t_path("px.safetensors"), t_path("sc.npy"));
+        int re = cli("inspect %s", t_path("px.safetensors"));
+        int meta = strstr(out_buf, "flow.predict = x1") && strstr(out_buf, "train.t_dist = logit-normal:0.5,1.2");
+        int rf = cli("train --resume %s --iters 8 --quiet --out %s", t_path("px.safetensors"), t_path("px2.safetensors"));
+        int rg = cli("train --t-dist logit-normal:0,0 --iters 2 --quiet --out %s", t_path("pe.safetensors"));
+        int rh = cli("sample --model %s --n 10 --spacing edm:x --out %s", t_path("px.safetensors"), t_path("sc.npy"));
+        t_check(ra == 2 && one && !rb && !rcc && !rd && !re && meta && !rf && rg == 2 && rh == 2,
+                "--predict eps refused on ot, taken on vp; x1 with a logit-normal t-dist trains, saves both, resumes; "
+                "--spacing edm:5 samples; bad t-dist and spacing refused (exits %d %d %d %d %d %d %d %d)", ra, rb, rcc, rd,
+                re, rf, rg, rh);
     }
 
     /* compare end to end on a tiny budget */

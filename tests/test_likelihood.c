@@ -12,37 +12,53 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The marginal field of the independent-coupling path from N(0, I) to
- * N(mu, S) in 2D, S = R diag(s1^2, s2^2) R^T: x_t ~ N(t mu, (1-t)^2 I + t^2 S) and
- * v_t(x) = mu + K_t (x - t mu), K_t = (t S - (1-t) I) ((1-t)^2 I + t^2 S)^-1,
- * which is symmetric (both factors are functions of S). */
+/* The marginal field of a Gaussian path x = a x1 + s e from N(0, I) to
+ * N(mu, S) in 2D, S = R diag(s1^2, s2^2) R^T: x_t ~ N(a mu, a^2 S + s^2 I) and
+ * v_t(x) = a' mu + K_t (x - a mu), K_t = (a a' S + s s' I) (a^2 S + s^2 I)^-1,
+ * which is symmetric (both factors are functions of S). On the OT path
+ * (a = t, s = 1 - t) this is the independent coupling's field. */
 typedef struct {
     double mu[2], ang, s[2];
+    fm_path path; /* kind 0 (ot) unless set */
 } gauss2;
 
-static void kmat(const gauss2 *g, double t, double K[2][2])
+/* K_t, and the marginal's covariance P_t = R diag(pd) R^T when P is given. */
+static void kmat(const gauss2 *g, double t, double K[2][2], double P[2][2], double *a_out)
 {
-    double c = cos(g->ang), sn = sin(g->ang), kd[2];
+    double c = cos(g->ang), sn = sin(g->ang), kd[2], pd[2], s, ds;
+    fm_path_coef pc;
+    fm_path_coef_at(&g->path, t, &pc);
+    fm_path_noise(&g->path, t, &s, &ds);
     for (int i = 0; i < 2; i++) {
         double v = g->s[i] * g->s[i];
-        kd[i] = (t * v - (1 - t)) / ((1 - t) * (1 - t) + t * t * v);
+        pd[i] = pc.a * pc.a * v + s * s;
+        kd[i] = (pc.a * pc.da * v + s * ds) / pd[i];
     }
     /* K = R diag(kd) R^T with R = [[c, -s], [s, c]] */
     K[0][0] = c * c * kd[0] + sn * sn * kd[1];
     K[1][1] = sn * sn * kd[0] + c * c * kd[1];
     K[0][1] = K[1][0] = c * sn * (kd[0] - kd[1]);
+    if (P) {
+        P[0][0] = c * c * pd[0] + sn * sn * pd[1];
+        P[1][1] = sn * sn * pd[0] + c * c * pd[1];
+        P[0][1] = P[1][0] = c * sn * (pd[0] - pd[1]);
+    }
+    if (a_out) *a_out = pc.a;
 }
 
 static fm_status gauss_vjp(void *ctx, double t, const float *x, int n, int d, const float *e, int k, float *v, float *u)
 {
     const gauss2 *g = ctx;
-    double K[2][2];
-    kmat(g, t, K);
+    double K[2][2], a, da;
+    kmat(g, t, K, NULL, &a);
+    fm_path_coef pc;
+    fm_path_coef_at(&g->path, t, &pc);
+    da = pc.da;
     (void)d;
     for (int i = 0; i < n; i++) {
-        double y0 = x[2 * i] - t * g->mu[0], y1 = x[2 * i + 1] - t * g->mu[1];
-        v[2 * i] = (float)(g->mu[0] + K[0][0] * y0 + K[0][1] * y1);
-        v[2 * i + 1] = (float)(g->mu[1] + K[1][0] * y0 + K[1][1] * y1);
+        double y0 = x[2 * i] - a * g->mu[0], y1 = x[2 * i + 1] - a * g->mu[1];
+        v[2 * i] = (float)(da * g->mu[0] + K[0][0] * y0 + K[0][1] * y1);
+        v[2 * i + 1] = (float)(da * g->mu[1] + K[1][0] * y0 + K[1][1] * y1);
         for (int j = 0; j < k; j++) { /* e^T K = K e (K symmetric) */
             const float *ej = e + (size_t)j * n * 2 + 2 * i;
             float *uj = u + (size_t)j * n * 2 + 2 * i;
@@ -64,12 +80,19 @@ static fm_status std_normal(void *ctx, const float *x0, int n, int d, double *ou
     return FM_OK;
 }
 
+/* log N(x; m, P) in 2D. */
+static double log_normal2(const double m[2], double P[2][2], const float *x)
+{
+    double y0 = x[0] - m[0], y1 = x[1] - m[1], det = P[0][0] * P[1][1] - P[0][1] * P[1][0];
+    double q = (P[1][1] * y0 * y0 - 2 * P[0][1] * y0 * y1 + P[0][0] * y1 * y1) / det;
+    return -0.5 * q - 0.5 * log(det) - log(2 * M_PI);
+}
+
 static double closed_form(const gauss2 *g, const float *x)
 {
-    /* log N(x; mu, S) with S^-1 = R diag(1/s^2) R^T */
-    double c = cos(g->ang), sn = sin(g->ang), y0 = x[0] - g->mu[0], y1 = x[1] - g->mu[1];
-    double z0 = c * y0 + sn * y1, z1 = -sn * y0 + c * y1; /* R^T y */
-    return -0.5 * (z0 * z0 / (g->s[0] * g->s[0]) + z1 * z1 / (g->s[1] * g->s[1])) - log(2 * M_PI * g->s[0] * g->s[1]);
+    double c = cos(g->ang), sn = sin(g->ang), v0 = g->s[0] * g->s[0], v1 = g->s[1] * g->s[1], S[2][2];
+    S[0][0] = c * c * v0 + sn * sn * v1, S[1][1] = sn * sn * v0 + c * c * v1, S[0][1] = S[1][0] = c * sn * (v0 - v1);
+    return log_normal2(g->mu, S, x);
 }
 
 static fm_status gauss_field(void *ctx, double t, const float *x, float *v, size_t n)
@@ -77,47 +100,228 @@ static fm_status gauss_field(void *ctx, double t, const float *x, float *v, size
     return gauss_vjp(ctx, t, x, (int)(n / 2), 2, NULL, 0, v, NULL);
 }
 
-/* Euler-Maruyama with the exact velocity of the OT path from N(0, I) to
- * N(mu, S), for G = 0, 0.5, 1, 2: the samples' mean and covariance are the
- * target's within 5 standard errors plus the scheme's O(h) bias. */
-static void sde_moments(const gauss2 *g)
+/* log p_t at the grid's start for the exact marginal (ctx: the gauss2 and its t0). */
+typedef struct {
+    const gauss2 *g;
+    double t0;
+} marg0;
+static fm_status marginal_logp(void *ctx, const float *x0, int n, int d, double *out)
+{
+    const marg0 *m = ctx;
+    double K[2][2], P[2][2], a;
+    kmat(m->g, m->t0, K, P, &a);
+    double mu[2] = {a * m->g->mu[0], a * m->g->mu[1]};
+    (void)d;
+    for (int i = 0; i < n; i++) out[i] = log_normal2(mu, P, x0 + 2 * i);
+    return FM_OK;
+}
+
+/* Samples of the stochastic samplers with the exact velocity of path kind pk
+ * from N(0, I) to N(mu, S): started from the exact marginal at t = 0, their
+ * mean and covariance at the path's end are the marginal's there (the data's,
+ * up to the path's s_end) within 5 standard errors plus the scheme's O(h)
+ * bias. */
+static void sde_moments(const gauss2 *g0, fm_path_kind pk, const char *sampler, double G)
 {
     enum { N = 20000, STEPS = 400 };
     static float x[2 * N];
-    double grid[STEPS + 1], S[2][2]; /* S = R diag(s^2) R^T */
-    fm_time_grid_uniform(grid, STEPS, 0.0, 1.0);
-    double c = cos(g->ang), sn = sin(g->ang), v0 = g->s[0] * g->s[0], v1 = g->s[1] * g->s[1];
-    S[0][0] = c * c * v0 + sn * sn * v1, S[1][1] = sn * sn * v0 + c * c * v1, S[0][1] = S[1][0] = c * sn * (v0 - v1);
-    fm_path p = fm_path_default(FM_PATH_OT);
-    static const double Gs[] = {0, 0.5, 1, 2};
-    for (size_t q = 0; q < sizeof Gs / sizeof Gs[0]; q++) {
-        fm_rng r;
-        fm_rng_seed(&r, 11 + q, FM_STREAM_NOISE);
-        fm_rng_normal_fill(&r, x, 2 * N, 0.0f, 1.0f);
-        fm_solve_stats st;
-        fm_status s = fm_sde_sample(&p, gauss_field, (void *)g, Gs[q], grid, STEPS + 1, x, 2 * N, &r, NULL, NULL, &st);
-        double m[2] = {0, 0}, C[2][2] = {{0, 0}, {0, 0}};
-        for (int i = 0; i < N; i++) m[0] += x[2 * i] / (double)N, m[1] += x[2 * i + 1] / (double)N;
-        for (int i = 0; i < N; i++)
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < 2; b++) C[a][b] += (x[2 * i + a] - m[a]) * (x[2 * i + b] - m[b]) / (N - 1);
-        double worst = 0; /* in standard errors beyond the allowance */
-        for (int a = 0; a < 2; a++) {
-            worst = fmax(worst, fabs(m[a] - g->mu[a]) / (sqrt(S[a][a] / N) * 5 + 0.01));
-            for (int b = 0; b < 2; b++)
-                worst = fmax(worst, fabs(C[a][b] - S[a][b]) / (sqrt((S[a][a] * S[b][b] + S[a][b] * S[a][b]) / N) * 5 + 0.02));
-        }
-        t_check(s == FM_OK && st.nfe == STEPS && worst < 1,
-                "sde sampler, G = %g, exact velocity, %d steps: mean (%.3f, %.3f) for (%.3f, %.3f), cov (%.3f %.3f %.3f) for "
-                "(%.3f %.3f %.3f); worst %.2f of the allowance", Gs[q], STEPS, m[0], m[1], g->mu[0], g->mu[1], C[0][0],
-                C[0][1], C[1][1], S[0][0], S[0][1], S[1][1], worst);
+    gauss2 g = *g0;
+    g.path = fm_path_default(pk);
+    double grid[STEPS + 1], K[2][2], P0[2][2], P1[2][2], a0, a1;
+    fm_time_grid_uniform(grid, STEPS, 0.0, g.path.t_end);
+    kmat(&g, 0.0, K, P0, &a0);
+    kmat(&g, g.path.t_end, K, P1, &a1);
+    fm_rng r;
+    fm_rng_seed(&r, 11 + (uint64_t)(10 * G) + 100 * (uint64_t)pk, FM_STREAM_NOISE);
+    /* x(0) ~ N(a0 mu, P0): the Cholesky factor of P0 */
+    double l00 = sqrt(P0[0][0]), l10 = P0[1][0] / l00, l11 = sqrt(P0[1][1] - l10 * l10);
+    for (int i = 0; i < N; i++) {
+        double z0 = fm_rng_normal(&r), z1 = fm_rng_normal(&r);
+        x[2 * i] = (float)(a0 * g.mu[0] + l00 * z0);
+        x[2 * i + 1] = (float)(a0 * g.mu[1] + l10 * z0 + l11 * z1);
     }
+    fm_sde_config sc = {FM_DIFFUSION_SCALED, G, 0, 0.16};
+    if (!strcmp(sampler, "em")) sc.diffusion = FM_DIFFUSION_PATH;
+    if (!strcmp(sampler, "pc")) sc.diffusion = FM_DIFFUSION_PATH, sc.corrector_steps = 1;
+    fm_solve_stats st;
+    fm_status s = fm_sde_sample(&g.path, &sc, gauss_field, &g, grid, STEPS + 1, x, N, 2, &r, NULL, NULL, &st);
+    double m[2] = {0, 0}, C[2][2] = {{0, 0}, {0, 0}}, mu[2] = {a1 * g.mu[0], a1 * g.mu[1]};
+    for (int i = 0; i < N; i++) m[0] += x[2 * i] / (double)N, m[1] += x[2 * i + 1] / (double)N;
+    for (int i = 0; i < N; i++)
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++) C[a][b] += (x[2 * i + a] - m[a]) * (x[2 * i + b] - m[b]) / (N - 1);
+    double worst = 0; /* in standard errors beyond the allowance */
+    for (int a = 0; a < 2; a++) {
+        worst = fmax(worst, fabs(m[a] - mu[a]) / (sqrt(P1[a][a] / N) * 5 + 0.01));
+        for (int b = 0; b < 2; b++)
+            worst = fmax(worst, fabs(C[a][b] - P1[a][b]) /
+                                    (sqrt((P1[a][a] * P1[b][b] + P1[a][b] * P1[a][b]) / N) * 5 + 0.02));
+    }
+    long want_nfe = STEPS * (1 + sc.corrector_steps);
+    t_check(s == FM_OK && st.nfe == want_nfe && worst < 1,
+            "%s sampler on %s, G = %g, exact velocity, %d steps: mean (%.3f, %.3f) for (%.3f, %.3f), cov (%.3f %.3f %.3f) "
+            "for (%.3f %.3f %.3f); worst %.2f of the allowance %s", sampler, fm_path_name(pk), G, STEPS, m[0], m[1], mu[0],
+            mu[1], C[0][0], C[0][1], C[1][1], P1[0][0], P1[0][1], P1[1][1], worst, s ? fm_last_error() : "");
+}
+
+/* The noising SDE of fm_path_sde against Song et al.'s own coefficients, and
+ * its kernel's mean and variance integrated numerically (dm/dtau = f m,
+ * dv/dtau = 2 f v + g^2 from the data, v = s(tau = 0)^2) against the path's
+ * a and s^2 at flow times down to the path's noise end. */
+static void sde_kernels(void)
+{
+    static const fm_path_kind kinds[] = {FM_PATH_VE, FM_PATH_VP, FM_PATH_SUBVP};
+    for (int q = 0; q < 3; q++) {
+        fm_path p = fm_path_default(kinds[q]);
+        double worst_coef = 0, worst_mom = 0;
+        /* Song's f(tau), g^2(tau) with tau = 1 - t */
+        for (int i = 0; i <= 20; i++) {
+            double t = i / 20.0 * p.t_end, tau = 1 - t, f, g2, fs = 0, gs;
+            fm_path_sde(&p, t, &f, &g2);
+            double beta = p.beta_min + tau * (p.beta_max - p.beta_min);
+            double B = p.beta_min * tau + 0.5 * (p.beta_max - p.beta_min) * tau * tau;
+            if (kinds[q] == FM_PATH_VE) {
+                double sg = p.ve_sigma_min * pow(p.ve_sigma_max / p.ve_sigma_min, tau);
+                gs = 2 * sg * sg * log(p.ve_sigma_max / p.ve_sigma_min);
+            } else {
+                fs = -0.5 * beta;
+                gs = kinds[q] == FM_PATH_VP ? beta : beta * (1 - exp(-2 * B));
+            }
+            worst_coef = fmax(worst_coef, fabs(f - fs) / (1 + fabs(fs)) + fabs(g2 - gs) / (1 + fabs(gs)));
+        }
+        /* integrate from tau = 1 - t_end to tau = 1 by RK4 */
+        int M = 4000;
+        double tau0 = 1 - p.t_end, h = (1 - tau0) / M, m = 1, v;
+        fm_path_coef c0;
+        fm_path_coef_at(&p, p.t_end, &c0);
+        fm_path_noise(&p, p.t_end, &v, NULL);
+        m = c0.a, v = v * v;
+        for (int k = 0; k < M; k++) {
+            double tau = tau0 + k * h, km[4], kv[4], mm = m, vv = v;
+            for (int st = 0; st < 4; st++) {
+                double tt = tau + (st == 0 ? 0 : st == 3 ? h : h / 2), f, g2;
+                fm_path_sde(&p, 1 - tt, &f, &g2);
+                km[st] = f * mm, kv[st] = 2 * f * vv + g2;
+                double w = st == 2 ? h : h / 2;
+                mm = m + w * km[st], vv = v + w * kv[st];
+            }
+            m += h / 6 * (km[0] + 2 * km[1] + 2 * km[2] + km[3]);
+            v += h / 6 * (kv[0] + 2 * kv[1] + 2 * kv[2] + kv[3]);
+            if ((k + 1) % 400 == 0) {
+                double t = 1 - (tau + h), s;
+                fm_path_coef c;
+                fm_path_coef_at(&p, t, &c);
+                fm_path_noise(&p, t, &s, NULL);
+                worst_mom = fmax(worst_mom, fabs(m - c.a) / c.a + fabs(v - s * s) / (s * s));
+            }
+        }
+        t_check(worst_coef < 1e-9 && worst_mom < 1e-6,
+                "%s SDE: f and g^2 match Song et al.'s to %.1e; the kernel's mean and variance integrated along it match "
+                "the path's a and s^2 to %.1e (relative)", fm_path_name(kinds[q]), worst_coef, worst_mom);
+    }
+}
+
+/* The probability-flow ODE of Gaussian data under the exact score: its
+ * likelihood (from the exact marginal at t = 0) equals the closed form of the
+ * marginal at the path's end. */
+static void pf_likelihood(const gauss2 *g0, const float *x, int n)
+{
+    static const fm_path_kind kinds[] = {FM_PATH_VE, FM_PATH_VP, FM_PATH_SUBVP};
+    for (int q = 0; q < 3; q++) {
+        gauss2 g = *g0;
+        g.path = fm_path_default(kinds[q]);
+        double grid[2] = {g.path.t_end, 0.0}, logp[64], K[2][2], P1[2][2], a1, worst = 0;
+        fm_nll_config c = {fm_solver_config_default(FM_SOLVER_DOPRI5), grid, 2, FM_DIV_EXACT, 0, 0};
+        c.solver.rtol = c.solver.atol = 1e-8;
+        marg0 m0 = {&g, 0.0};
+        fm_solve_stats st;
+        fm_status s = fm_log_likelihood(gauss_vjp, &g, marginal_logp, &m0, x, n, 2, &c, logp, NULL, &st);
+        kmat(&g, g.path.t_end, K, P1, &a1);
+        double mu[2] = {a1 * g.mu[0], a1 * g.mu[1]};
+        for (int i = 0; i < n; i++) worst = fmax(worst, fabs(logp[i] - log_normal2(mu, P1, x + 2 * i)));
+        t_check(s == FM_OK && worst < 1e-4, "probability-flow likelihood on %s, exact score, dopri5 (NFE %ld): max |log p - "
+                "closed form| %.1e", fm_path_name(kinds[q]), st.nfe, worst);
+    }
+}
+
+/* Predictions convert into each other and back to the bit's neighbourhood,
+ * and agree with the path's own x1 and e. */
+static void predict_conversions(void)
+{
+    static const fm_path_kind kinds[] = {FM_PATH_OT, FM_PATH_VP, FM_PATH_VE, FM_PATH_SUBVP, FM_PATH_COSINE};
+    double worst = 0, worst_def = 0;
+    fm_rng r;
+    fm_rng_seed(&r, 5, 0);
+    enum { N = 64 };
+    float x1[N], e[N], x[N], y[3][N], out[N], back[N];
+    fm_rng_normal_fill(&r, x1, N, 0, 1);
+    fm_rng_normal_fill(&r, e, N, 0, 1);
+    for (int q = 0; q < 5; q++) {
+        fm_path p = fm_path_default(kinds[q]);
+        for (int it = 1; it < 10; it++) {
+            double t = it / 10.0 * p.t_end, s, ds;
+            fm_path_coef c;
+            fm_path_coef_at(&p, t, &c);
+            fm_path_noise(&p, t, &s, &ds);
+            for (int i = 0; i < N; i++) {
+                x[i] = (float)(c.a * x1[i] + s * e[i]);
+                y[FM_PREDICT_V][i] = (float)(c.da * x1[i] + ds * e[i]);
+                y[FM_PREDICT_EPS][i] = e[i];
+                y[FM_PREDICT_X1][i] = x1[i];
+            }
+            for (int from = 0; from < 3; from++)
+                for (int to = 0; to < 3; to++) {
+                    fm_predict_convert(&p, t, (fm_predict)from, (fm_predict)to, x, y[from], out, N);
+                    fm_predict_convert(&p, t, (fm_predict)to, (fm_predict)from, x, out, back, N);
+                    for (int i = 0; i < N; i++) {
+                        double scale = 1 + fabs(y[from][i]);
+                        worst = fmax(worst, fabs(back[i] - y[from][i]) / scale);
+                        worst_def = fmax(worst_def, fabs(out[i] - y[to][i]) / (1 + fabs(y[to][i])));
+                    }
+                }
+        }
+    }
+    t_check(worst < 1e-4 && worst_def < 1e-4,
+            "predictions v, eps, x1 on ot, vp, ve, subvp, cosine: each from each other to within %.1e, and round trips "
+            "to within %.1e (relative)", worst_def, worst);
+}
+
+/* EDM's grid: its interior noise-to-signal ratios follow the rho schedule. */
+static void edm_grid(void)
+{
+    double grid[11];
+    fm_path p = fm_path_default(FM_PATH_OT);
+    fm_status s = fm_time_grid_edm(&p, grid, 10, 0.0, 1.0, 7.0);
+    double worst = 0;
+    for (int i = 1; i < 10; i++) {
+        double lo = pow(80, 1 / 7.0), hi = pow(0.002, 1 / 7.0), sig = pow(lo + i / 9.0 * (hi - lo), 7);
+        worst = fmax(worst, fabs(grid[i] - 1 / (1 + sig)));
+    }
+    int mono = 1;
+    for (int i = 1; i <= 10; i++) mono &= grid[i] > grid[i - 1];
+    fm_path vp = fm_path_default(FM_PATH_VP);
+    double g2[9];
+    fm_status s2 = fm_time_grid_edm(&vp, g2, 8, 0.0, vp.t_end, 7.0);
+    for (int i = 1; i <= 8; i++) mono &= g2[i] > g2[i - 1];
+    t_check(s == FM_OK && s2 == FM_OK && mono && grid[0] == 0 && grid[10] == 1 && worst < 1e-12 && g2[8] == vp.t_end,
+            "EDM grid (rho 7) on ot: t_i = 1 / (1 + sigma_i) to %.1e, increasing, from 0 to 1; on vp from 0 to t_end",
+            worst);
 }
 
 void test_likelihood(void)
 {
-    gauss2 g = {{1.0, -0.5}, 0.6, {0.5, 1.5}};
-    sde_moments(&g);
+    gauss2 g = {{1.0, -0.5}, 0.6, {0.5, 1.5}, fm_path_default(FM_PATH_OT)};
+    static const double Gs[] = {0, 0.5, 1, 2};
+    for (int q = 0; q < 4; q++) sde_moments(&g, FM_PATH_OT, "sde", Gs[q]);
+    static const fm_path_kind sdes[] = {FM_PATH_VE, FM_PATH_VP, FM_PATH_SUBVP};
+    for (int q = 0; q < 3; q++) {
+        sde_moments(&g, sdes[q], "em", 1.0);
+        sde_moments(&g, sdes[q], "pc", 1.0);
+        sde_moments(&g, sdes[q], "sde", 1.0);
+    }
+    sde_kernels();
+    predict_conversions();
+    edm_grid();
     int n = 64;
     float x[128];
     fm_rng r;
@@ -126,6 +330,7 @@ void test_likelihood(void)
     for (int i = 0; i < n; i++) x[2 * i] += 1.0f, x[2 * i + 1] -= 0.5f;
     double ref[64], logp[64], se[64];
     for (int i = 0; i < n; i++) ref[i] = closed_form(&g, x + 2 * i);
+    pf_likelihood(&g, x, n);
     static const struct {
         fm_solver_kind k;
         int steps;

@@ -36,8 +36,10 @@ static void settings(void)
     const char *metavar = NULL, *help = NULL;
     char def[32] = "";
     const char *name = fm_method_setting(FM_METHOD_GAN, 0, &metavar, &help, def, sizeof def);
-    int listed = name && !strcmp(name, "k") && metavar && help && !strcmp(def, "1") &&
-                 !fm_method_setting(FM_METHOD_FM, 0, NULL, NULL, NULL, 0);
+    char fdef[32] = "";
+    const char *fname = fm_method_setting(FM_METHOD_FM, 0, NULL, NULL, fdef, sizeof fdef);
+    int listed = name && !strcmp(name, "k") && metavar && help && !strcmp(def, "1") && fname &&
+                 !strcmp(fname, "predict") && !strcmp(fdef, "v") && !fm_method_setting(FM_METHOD_DDPM, 0, NULL, NULL, NULL, 0);
     fm_train_config c = fm_train_config_for(FM_METHOD_GAN);
     int set = fm_train_config_set(&c, "k", "3") == FM_OK && c.gan.k == 3;
     int bad = fm_train_config_set(&c, "k", "0") == FM_ERR_ARG && c.gan.k == 3 &&
@@ -47,7 +49,8 @@ static void settings(void)
     int known, takes = fm_method_takes_option(FM_METHOD_GAN, "k", &known) && known &&
                        !fm_method_takes_option(FM_METHOD_FM, "k", NULL);
     t_check(listed && set && bad && other && takes,
-            "settings: the GAN lists k (default 1) and sets it from text; 0, 2x and unknown names refused; fm refuses "
+            "settings: the GAN lists k (default 1) and sets it from text; 0, 2x and unknown names refused; fm lists "
+            "predict (v), DDPM nothing; fm refuses "
             "it as the GAN's (%s)", fm_last_error());
 }
 

@@ -68,21 +68,28 @@ typedef struct {
     double t_end;          /* <= 0: the path's */
     double rtol, atol;
     int64_t max_steps;
-    double noise;          /* --solver sde: the diffusion's scale G */
+    double noise;          /* --solver sde, em, pc: the diffusion's scale G */
+    double snr;            /* --solver pc: the corrector's signal-to-noise ratio */
+    int corrector_steps;   /* --solver pc: Langevin steps per step */
+    const char *spacing;   /* "uniform" or "edm[:RHO]": the grid of --steps */
 } cli_solver_opts;
 
 /* The options' defaults: a flow's own sampler (midpoint, 8 steps), the path's
  * end time, and the tolerances and step limit of fm_solver_config_default. */
 cli_solver_opts cli_solver_defaults(void);
 #define CLI_SOLVER_OPTIONS(o)                                                                                 \
-    {"solver", OPT_STR, &(o).solver, "NAME", "euler, midpoint, heun, rk4, dopri5, sde; DDPM: ancestral, ddim"}, \
-    {"steps", OPT_INT, &(o).steps, "N", "uniform grid of N steps on [0, t-end] (DDPM: sampler steps)"},       \
+    {"solver", OPT_STR, &(o).solver, "NAME",                                                                 \
+     "euler, midpoint, heun, rk4, dopri5; stochastic: sde, em, pc; DDPM: ancestral, ddim"},                  \
+    {"steps", OPT_INT, &(o).steps, "N", "grid of N steps on [0, t-end] (DDPM: sampler steps)"},               \
+    {"spacing", OPT_STR, &(o).spacing, "KIND", "the steps' grid: uniform, or edm[:RHO] (EDM's, rho 7)"},     \
     {"time-grid", OPT_STR, &(o).time_grid, "T0,T1,...", "explicit increasing times instead of --steps"},      \
     {"t-end", OPT_DOUBLE, &(o).t_end, "T", "end time (0: the path's, 1 or 1 - 1e-3 for ve/vp/linear-vp)"},   \
     {"rtol", OPT_DOUBLE, &(o).rtol, "X", "dopri5 relative tolerance"},                                       \
     {"atol", OPT_DOUBLE, &(o).atol, "X", "dopri5 absolute tolerance"},                                       \
     {"max-steps", OPT_I64, &(o).max_steps, "N", "dopri5 step limit"},                                        \
-    {"noise", OPT_DOUBLE, &(o).noise, "G", "sde: diffusion g_t = G s_t (0: the ODE by Euler)"}
+    {"noise", OPT_DOUBLE, &(o).noise, "G", "sde: g_t = G s_t (0: the ODE); em, pc: G x the SDE's g"},       \
+    {"snr", OPT_DOUBLE, &(o).snr, "R", "pc: the Langevin corrector's signal-to-noise ratio"},                \
+    {"corrector-steps", OPT_INT, &(o).corrector_steps, "N", "pc: Langevin steps after each step"}
 
 /* Exit code for a library failure: 2 for a bad argument or shape, else 1. */
 int cli_status_code(fm_status s);

@@ -200,7 +200,8 @@ void cli_out_abort(cli_outputs *o)
 cli_solver_opts cli_solver_defaults(void)
 {
     fm_solver_config sc = fm_solver_config_default(FM_SOLVER_MIDPOINT);
-    cli_solver_opts o = {fm_solver_name(sc.kind), 8, NULL, 0.0, sc.rtol, sc.atol, sc.max_steps, 1.0};
+    cli_solver_opts o = {fm_solver_name(sc.kind), 8,      NULL,   0.0, sc.rtol, sc.atol, sc.max_steps, sc.noise,
+                         sc.snr,                 sc.corrector_steps, "uniform"};
     return o;
 }
 
@@ -258,7 +259,8 @@ static double *parse_grid(const char *cmd, const char *text, int *count)
 int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *path, fm_solver_config *sc,
                      double **grid, int *ngrid, int from_noise)
 {
-    int sde = !strcmp(o->solver, "sde"); /* Euler-Maruyama over the same grid */
+    /* a flow's stochastic samplers: Euler-Maruyama over the same grid */
+    int sde = !strcmp(o->solver, "sde") || !strcmp(o->solver, "em") || !strcmp(o->solver, "pc");
     int k = sde ? FM_SOLVER_EULER : fm_solver_from_name(o->solver);
     const char *owner = k < 0 ? sampler_owner(o->solver) : NULL;
     char kind[32];
@@ -266,12 +268,25 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
         return cli_usage_error(cmd, "--solver %s is a %s sampler; this takes an ODE solver: euler, midpoint, heun, rk4 or dopri5",
                                o->solver, capitals(owner, kind, sizeof kind));
     if (k < 0)
-        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5, sde; a DDPM model: ancestral, ddim)",
-                               o->solver);
+        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5, sde, em, pc; a DDPM "
+                                    "model: ancestral, ddim)", o->solver);
     *sc = fm_solver_config_default((fm_solver_kind)k);
-    if (sde) sc->sampler = "sde";
+    if (sde) sc->sampler = !strcmp(o->solver, "sde") ? "sde" : !strcmp(o->solver, "em") ? "em" : "pc";
     if (!(o->noise >= 0) || o->noise > 1e3) return cli_usage_error(cmd, "--noise %g must lie in [0, 1000]", o->noise);
+    if (!(o->snr > 0) || o->snr > 10) return cli_usage_error(cmd, "--snr %g must lie in (0, 10]", o->snr);
+    if (o->corrector_steps < 0 || o->corrector_steps > 100)
+        return cli_usage_error(cmd, "--corrector-steps %d must lie in 0..100", o->corrector_steps);
     sc->noise = o->noise;
+    sc->snr = o->snr;
+    sc->corrector_steps = o->corrector_steps;
+    double rho = 0; /* --spacing: 0 uniform, else EDM's rho */
+    if (o->spacing && strcmp(o->spacing, "uniform")) {
+        char *e = NULL;
+        if (!strcmp(o->spacing, "edm")) rho = 7;
+        else if (!strncmp(o->spacing, "edm:", 4)) rho = strtod(o->spacing + 4, &e);
+        if (!strncmp(o->spacing, "edm:", 4) && (e == o->spacing + 4 || *e || !(rho > 0) || rho > 100)) rho = -1;
+        if (rho <= 0) return cli_usage_error(cmd, "--spacing '%s' must be uniform, edm or edm:RHO (0 < RHO <= 100)", o->spacing);
+    }
     sc->rtol = o->rtol;
     sc->atol = o->atol;
     sc->max_steps = o->max_steps;
@@ -303,8 +318,14 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
         return cli_usage_error(cmd, "--steps %d must be between 1 and 1000000", o->steps);
     *grid = malloc((size_t)(o->steps + 1) * sizeof(double));
     if (!*grid) return cli_error(cmd, "out of memory");
-    fm_time_grid_uniform(*grid, o->steps, 0.0, t_end);
     *ngrid = o->steps + 1;
+    if (rho > 0) {
+        if (fm_time_grid_edm(path, *grid, o->steps, 0.0, t_end, rho) == FM_OK) return CLI_GO;
+        free(*grid);
+        *grid = NULL;
+        return cli_usage_error(cmd, "--spacing %s: %s", o->spacing, fm_last_error());
+    }
+    fm_time_grid_uniform(*grid, o->steps, 0.0, t_end);
     return CLI_GO;
 }
 
@@ -385,7 +406,8 @@ static const char *sampler_owner(const char *name)
     return NULL;
 }
 
-static const char *const ode_opts[] = {"solver", "steps", "time-grid", "t-end", "rtol", "atol", "max-steps", "noise"};
+static const char *const ode_opts[] = {"solver", "steps",  "time-grid", "t-end",           "rtol",
+                                       "atol",   "max-steps", "noise", "snr", "corrector-steps", "spacing"};
 
 /* A model with samplers of its own: one of them by --solver, with --steps. */
 static int own_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so, fm_model *m, int strict,
@@ -439,6 +461,10 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
     if (owner) { /* options meant for another model: the flow's own sampler */
         *so = cli_solver_defaults();
         so->solver = fm_solver_name(fm_model_default_solver(m, &so->steps));
+    } else if (!cli_given(spec, "solver")) { /* the model's own default (a score model's: dopri5) */
+        int steps;
+        so->solver = fm_solver_name(fm_model_default_solver(m, &steps));
+        if (!cli_given(spec, "steps")) so->steps = steps;
     }
     return cli_solver_setup(cmd, so, &fm_flow_get_config(fm_model_flow(m))->path, sc, grid, ngrid, from_noise);
 }

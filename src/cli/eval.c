@@ -115,6 +115,7 @@ static int load_model_side(int n, const cli_spec *cs, const cli_solver_opts *opt
     int ngrid;
     cli_solver_opts so = *opts;
     if ((rc = cli_sampler_setup("eval", cs, &so, m, 1, 0, &sc, &grid, &ngrid)) != CLI_GO) return rc;
+    is_fm = is_fm && !sc.sampler; /* a stochastic sampler's trajectories have no path energy */
     s->t.data = malloc((size_t)n * d * sizeof(float));
     s->ms.x0 = is_fm ? malloc((size_t)n * d * sizeof(float)) : NULL;
     fm_rng r;

@@ -331,8 +331,13 @@ static void print_summary(const sample_opts *o, const sample_run *r)
         printf("sampled %d points with %s %s in %d steps, NFE %ld, %.3f s -> %s", r->n, kind, sc->sampler,
                r->ngrid - 1, r->st.nfe, r->secs, o->out);
     else {
-        char how_s[64];
-        if (sc->sampler) snprintf(how_s, sizeof how_s, "%s (Euler-Maruyama, noise G = %g)", sc->sampler, sc->noise);
+        char how_s[96];
+        if (sc->sampler && !strcmp(sc->sampler, "pc"))
+            snprintf(how_s, sizeof how_s, "pc (Euler-Maruyama on the reverse SDE, G = %g, %d Langevin steps, snr %g)",
+                     sc->noise, sc->corrector_steps, sc->snr);
+        else if (sc->sampler)
+            snprintf(how_s, sizeof how_s, "%s (Euler-Maruyama%s, noise G = %g)", sc->sampler,
+                     strcmp(sc->sampler, "em") ? "" : " on the reverse SDE", sc->noise);
         else snprintf(how_s, sizeof how_s, "%s", fm_solver_name(sc->kind));
         printf("sampled %d points with %s on %d grid points (t %.3g to %.3g), NFE %ld", r->n, how_s, r->ngrid, r->grid[0],
                r->grid[r->ngrid - 1], r->st.nfe);

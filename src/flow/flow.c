@@ -48,6 +48,18 @@ static fm_status config_check(const fm_flow_config *c)
     }
     if (c->method != FM_METHOD_FM)
         return fm__fail(FM_ERR_ARG, "a flow is a flow-matching or DDPM model, not method %d", (int)c->method);
+    if (c->predict < 0 || c->predict >= FM_PREDICT_COUNT)
+        return fm__fail(FM_ERR_ARG, "flow: unknown prediction %d", (int)c->predict);
+    if (c->predict != FM_PREDICT_V && (c->path.kind == FM_PATH_ICFM || c->path.kind == FM_PATH_SB) && c->path.sigma > 0)
+        return fm__fail(FM_ERR_ARG, "a %s prediction needs a path without extra noise: on the %s path with sigma > 0 "
+                        "the velocity is not a function of x and the prediction", fm_predict_name(c->predict),
+                        fm_path_name(c->path.kind));
+    fm_path_coef c0;
+    fm_path_coef_at(&c->path, 0.0, &c0);
+    if (c->predict == FM_PREDICT_EPS && !(c0.a > 0))
+        return fm__fail(FM_ERR_ARG, "a noise (eps) prediction leaves the velocity undetermined where the path has no "
+                        "signal: the %s path's a_t is 0 at t = 0, where v = (x - e) / t; predict v or x1 on it, or "
+                        "eps on a path with signal at t = 0 (vp, ve, subvp)", fm_path_name(c->path.kind));
     return fm_path_check(&c->path);
 }
 
@@ -165,6 +177,17 @@ static fm_tensor *forward_cond(fm_tape *tp, fm_flow *f, fm_tensor *T, fm_tensor 
     return fm_add(tp, yu, fm_scale(tp, fm_sub(tp, yc, yu), (float)f->guidance));
 }
 
+/* The velocity at time t from the network's prediction y on (T, X): y itself,
+ * or A X + B y (fm_predict_convert's line), on the tape. */
+static fm_tensor *velocity_of(fm_tape *tp, fm_flow *f, double t, fm_tensor *T, fm_tensor *X, int i0, int n)
+{
+    fm_tensor *y = forward_cond(tp, f, T, X, i0, n);
+    if (!y || f->cfg.predict == FM_PREDICT_V) return y;
+    double A, B;
+    fm__predict_coef(&f->cfg.path, t, f->cfg.predict, FM_PREDICT_V, &A, &B);
+    return fm_add(tp, fm_scale(tp, X, (float)A), fm_scale(tp, y, (float)B));
+}
+
 fm_status fm_flow_set_standardization(fm_flow *f, const float *mean, const float *std)
 {
     return fm__stdz_set(&f->z, f->cfg.dim, mean, std);
@@ -203,7 +226,7 @@ static fm_status velocity_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
     const chunk_args *a = ctx;
     int d = a->f->cfg.dim, xs[2] = {m, d};
     fm_tensor *T = chunk_time(tp, tbuf, a->t, m);
-    fm_tensor *y = forward_cond(tp, a->f, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs), i0, a->n);
+    fm_tensor *y = velocity_of(tp, a->f, a->t, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs), i0, a->n);
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
     return FM_OK;
@@ -224,7 +247,7 @@ static fm_status vjp_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
     fm_tensor *T = chunk_time(tp, tbuf, a->t, m);
     fm_tensor *X = fm_tensor_copy(tp, a->x + off, 2, xs);
     fm_tensor_requires_grad(X, 1);
-    fm_tensor *y = forward_cond(tp, a->f, T, X, i0, a->n);
+    fm_tensor *y = velocity_of(tp, a->f, a->t, T, X, i0, a->n);
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + off, y->data, (size_t)m * d * sizeof(float));
     fm__tape_mark mk = fm__tape_get_mark(tp); /* each pass reuses the memory of the last */
@@ -357,12 +380,20 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
     if (f->cfg.method == FM_METHOD_DDPM)
         return fm__fail(FM_ERR_ARG, "a DDPM model samples with its own samplers (ancestral, ddim): use fm_model_sample");
     int sde = sc->sampler != NULL;
-    if (sde && strcmp(sc->sampler, "sde"))
-        return fm__fail(FM_ERR_ARG, "a flow samples with an ODE solver (euler, midpoint, heun, rk4, dopri5) or the sde "
-                                    "sampler, not '%s'", sc->sampler);
+    fm_sde_config sdc = {FM_DIFFUSION_SCALED, sc->noise, 0, sc->snr};
+    if (sde && !strcmp(sc->sampler, "em")) sdc.diffusion = FM_DIFFUSION_PATH;
+    else if (sde && !strcmp(sc->sampler, "pc"))
+        sdc.diffusion = FM_DIFFUSION_PATH, sdc.corrector_steps = sc->corrector_steps;
+    else if (sde && strcmp(sc->sampler, "sde"))
+        return fm__fail(FM_ERR_ARG, "a flow samples with an ODE solver (euler, midpoint, heun, rk4, dopri5) or a "
+                                    "stochastic sampler (sde, em, pc), not '%s'", sc->sampler);
     if (sde && (!r || !fm__is_gaussian_source(f->cfg.source)))
-        return fm__fail(FM_ERR_ARG, "the sde sampler needs a random stream and a flow from N(0, I) (its score comes from "
-                                    "the Gaussian path)");
+        return fm__fail(FM_ERR_ARG, "the %s sampler needs a random stream and a flow from N(0, I) (its score comes from "
+                                    "the Gaussian path)", sc->sampler);
+    if (sde && (f->cfg.path.kind == FM_PATH_ICFM || f->cfg.path.kind == FM_PATH_SB) && f->cfg.path.sigma > 0)
+        return fm__fail(FM_ERR_ARG, "the %s sampler reads the score from a velocity on a path x = a x1 + s e; the %s "
+                        "path with sigma > 0 adds noise the velocity does not determine", sc->sampler,
+                        fm_path_name(f->cfg.path.kind));
     if (x_start) {
         memcpy(out, x_start, total * sizeof(float));
     } else {
@@ -381,7 +412,7 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
         w.tmp = malloc(total * sizeof(float));
         if (!w.tmp) return fm__fail(FM_ERR_NOMEM, "out of memory");
     }
-    fm_status s = sde ? fm_sde_sample(&f->cfg.path, fm_flow_field, f, sc->noise, grid, ngrid, out, total, r,
+    fm_status s = sde ? fm_sde_sample(&f->cfg.path, &sdc, fm_flow_field, f, grid, ngrid, out, n, d, r,
                                       obs ? fm__observe_data : NULL, &w, st)
                       : fm_solve(sc, fm_flow_field, f, grid, ngrid, out, total, obs ? fm__observe_data : NULL, &w, st);
     free(w.tmp);
@@ -513,6 +544,7 @@ fm_status fm__flow_save_as(fm_flow *f, fm_st_writer *w, const char *method)
     if (!s) s = fm__meta_put_num(w, "path.beta_max", p->beta_max);
     if (!s) s = fm__meta_put_num(w, "path.exponent", p->exponent);
     if (!s) s = fm__meta_put_num(w, "path.t_end", p->t_end);
+    if (!s && c->predict != FM_PREDICT_V) s = fm_st_writer_meta(w, "flow.predict", fm_predict_name(c->predict));
     if (!s) s = fm__stdz_save(&f->z, w, "flow");
     if (!s) s = fm_params_save(f->P, w, NULL);
     return s;
@@ -556,7 +588,9 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
     if ((s = fm_path_check(p))) return s;
     const char *mk = fm_st_meta(st, "method");
     /* a velocity field, whether regressed (fm) or trained by maximum likelihood (cnf) */
-    int m = !mk || !strcmp(mk, "fm") || !strcmp(mk, "cnf") ? FM_METHOD_FM : !strcmp(mk, "ddpm") ? FM_METHOD_DDPM : -1;
+    int m = !mk || !strcmp(mk, "fm") || !strcmp(mk, "cnf") || !strcmp(mk, "score") ? FM_METHOD_FM
+            : !strcmp(mk, "ddpm")                                                     ? FM_METHOD_DDPM
+                                                                                      : -1;
     if (m != FM_METHOD_FM && m != FM_METHOD_DDPM)
         return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'method' = '%s' is not a flow-matching or DDPM model", mk);
     c->method = (fm_method)m;
@@ -569,6 +603,11 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
         c->ddpm.T = (int)T;
         if ((s = fm_ddpm_check(&c->ddpm))) return s;
     }
+    const char *pr = fm_st_meta(st, "flow.predict");
+    int pk2 = pr ? fm_predict_from_name(pr) : FM_PREDICT_V;
+    if (pk2 < 0 || (pk2 != FM_PREDICT_V && m != FM_METHOD_FM))
+        return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'flow.predict' = '%s' is not v, eps or x1 of a flow", pr);
+    c->predict = (fm_predict)pk2;
     c->data = fm_st_meta(st, "flow.data");
     c->source = fm_st_meta(st, "flow.source");
     if (!c->data || !c->source) return fm__fail(FM_ERR_FORMAT, "checkpoint metadata lacks 'flow.data' or 'flow.source'");

@@ -13,7 +13,8 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const path_names[FM_PATH_COUNT] = {"ot", "icfm", "ve", "vp", "cosine", "poly", "linear-vp", "sb"};
+static const char *const path_names[FM_PATH_COUNT] = {"ot",     "icfm",      "ve", "vp",   "cosine",
+                                                      "poly",   "linear-vp", "sb", "subvp"};
 
 const char *fm_path_name(fm_path_kind k) { return fm__name_of(path_names, FM_PATH_COUNT, k); }
 
@@ -32,7 +33,7 @@ fm_path fm_path_default(fm_path_kind k)
     p.beta_max = 20.0;
     p.exponent = 2.0; /* poly */
     /* Paths whose field is singular or unbounded at t = 1 stop short of it. */
-    p.t_end = (k == FM_PATH_VE || k == FM_PATH_VP || k == FM_PATH_LINEAR_VP) ? 1.0 - 1e-3 : 1.0;
+    p.t_end = (k == FM_PATH_VE || k == FM_PATH_VP || k == FM_PATH_SUBVP || k == FM_PATH_LINEAR_VP) ? 1.0 - 1e-3 : 1.0;
     return p;
 }
 
@@ -89,6 +90,16 @@ void fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c)
         c->db = sg > 0 ? -al * dal / sg : -INFINITY;
         break;
     }
+    case FM_PATH_SUBVP: { /* mu = alpha(1 - t) x1 as vp, sigma = 1 - alpha^2 (Song et al.'s sub-VP) */
+        double r = 1 - t, bd = p->beta_max - p->beta_min;
+        double T = p->beta_min * r + 0.5 * bd * r * r, beta = p->beta_min + bd * r;
+        double al = exp(-0.5 * T), dal = 0.5 * beta * al;
+        c->a = al;
+        c->da = dal;
+        c->b = -expm1(-T);
+        c->db = -2 * al * dal;
+        break;
+    }
     case FM_PATH_COSINE:
         c->a = sin(M_PI_2 * t);
         c->da = M_PI_2 * cos(M_PI_2 * t);
@@ -121,4 +132,123 @@ void fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c)
     }
     default: FM_ASSERT(0 && "unknown path");
     }
+}
+
+void fm_path_noise(const fm_path *p, double t, double *s, double *ds)
+{
+    fm_path_coef c;
+    fm_path_coef_at(p, t, &c);
+    double sg = sqrt(c.b * c.b + c.c * c.c);
+    if (s) *s = sg;
+    if (ds) *ds = sg > 0 ? (c.b * c.db + c.c * c.dc) / sg : 0.0;
+}
+
+void fm_path_sde(const fm_path *p, double t, double *f, double *g2)
+{
+    fm_path_coef c;
+    fm_path_coef_at(p, t, &c);
+    double s, ds;
+    fm_path_noise(p, t, &s, &ds);
+    /* d/dtau = -d/dt: f = d log a / dtau; g^2 = d s^2 / dtau - 2 f s^2 */
+    double fa = c.a != 0 ? -c.da / c.a : -INFINITY;
+    if (f) *f = fa;
+    if (g2) *g2 = c.a != 0 ? 2 * s * (c.da * s / c.a - ds) : INFINITY;
+}
+
+/* ------------------------------------------------------------------ predictions */
+
+static const char *const predict_names[FM_PREDICT_COUNT] = {"v", "eps", "x1"};
+const char *fm_predict_name(fm_predict k) { return fm__name_of(predict_names, FM_PREDICT_COUNT, k); }
+int fm_predict_from_name(const char *name) { return fm__name_index(predict_names, FM_PREDICT_COUNT, name); }
+
+/* A denominator kept at least 1e-4 in size, with its sign. */
+static double floored(double q) { return fabs(q) >= 1e-4 ? q : (q < 0 ? -1e-4 : 1e-4); }
+
+/* Each prediction is affine in (x, y): q = A x + B y. The coefficients of
+ * `to` from `from` at t. */
+static void convert_coef(const fm_path *p, double t, fm_predict from, fm_predict to, double *A, double *B)
+{
+    fm_path_coef c;
+    fm_path_coef_at(p, t, &c);
+    double s, ds, a = c.a, da = c.da;
+    fm_path_noise(p, t, &s, &ds);
+    /* everything through (x1, e): x = a x1 + s e, v = a' x1 + s' e */
+    double fa, fb; /* y = fa x1 + fb e for the `from` quantity, as a line in (x1, e) */
+    double ta, tb; /* likewise for `to` */
+    const double co[FM_PREDICT_COUNT][2] = {{da, ds}, {0, 1}, {1, 0}};
+    fa = co[from][0], fb = co[from][1];
+    ta = co[to][0], tb = co[to][1];
+    /* solve [a s; fa fb] [x1; e] = [x; y]: det = a fb - s fa */
+    double det = floored(a * fb - s * fa);
+    /* x1 = (fb x - s y) / det, e = (a y - fa x) / det */
+    *A = (ta * fb - tb * fa) / det;
+    *B = (-ta * s + tb * a) / det;
+}
+
+fm_status fm_predict_convert(const fm_path *p, double t, fm_predict from, fm_predict to, const float *x,
+                             const float *y, float *out, size_t n)
+{
+    if (!p || from < 0 || from >= FM_PREDICT_COUNT || to < 0 || to >= FM_PREDICT_COUNT || (n && (!x || !y || !out)))
+        return fm__fail(FM_ERR_ARG, "predict_convert: needs a path, known predictions and the arrays");
+    if (from == to) {
+        if (out != y) memmove(out, y, n * sizeof(float));
+        return FM_OK;
+    }
+    double A, B;
+    convert_coef(p, t, from, to, &A, &B);
+    for (size_t i = 0; i < n; i++) out[i] = (float)(A * x[i] + B * y[i]);
+    return FM_OK;
+}
+
+void fm__predict_coef(const fm_path *p, double t, fm_predict from, fm_predict to, double *A, double *B)
+{
+    if (from == to) {
+        *A = 0, *B = 1;
+        return;
+    }
+    convert_coef(p, t, from, to, A, B);
+}
+
+/* ------------------------------------------------------------------ grids */
+
+/* The noise-to-signal ratio s_t / a_t (infinite where a_t = 0). */
+static double nsr(const fm_path *p, double t)
+{
+    fm_path_coef c;
+    fm_path_coef_at(p, t, &c);
+    double s;
+    fm_path_noise(p, t, &s, NULL);
+    return c.a > 0 ? s / c.a : INFINITY;
+}
+
+fm_status fm_time_grid_edm(const fm_path *p, double *grid, int steps, double t0, double t1, double rho)
+{
+    if (!p || !grid || steps < 1 || !(t1 > t0) || !(rho > 0) || !isfinite(rho))
+        return fm__fail(FM_ERR_ARG, "edm grid: needs steps >= 1, t0 < t1 and rho > 0 (got %d, %g, %g, %g)", steps, t0, t1,
+                        rho);
+    double r0 = nsr(p, t0), r1 = nsr(p, t1);
+    if (!(r0 > r1)) /* not a noising path from t0 to t1: nothing to warp */
+        return fm__fail(FM_ERR_ARG, "edm grid: the path's noise-to-signal ratio does not fall from t0 to t1");
+    /* EDM's ratios run from 80 down to 0.002 and then to 0; a path whose ratio
+     * stops above 0.002 (vp at t_end < 1) runs its rho schedule to that ratio */
+    double smax = fmin(80.0, r0), smin = fmax(0.002, r1);
+    int last = r1 < 0.002 ? steps - 1 : steps; /* the schedule's final index */
+    if (smin >= smax) smin = r1, smax = r0, last = steps;
+    double lo = pow(smax, 1 / rho), hi = pow(smin, 1 / rho);
+    grid[0] = t0;
+    grid[steps] = t1;
+    for (int i = 1; i < steps; i++) {
+        double target = pow(lo + (double)i / last * (hi - lo), rho);
+        double a = t0, b = t1; /* the ratio falls in t: bisect for ratio(t) = target */
+        for (int it = 0; it < 200 && b - a > 1e-15; it++) {
+            double m = 0.5 * (a + b);
+            if (nsr(p, m) > target) a = m;
+            else b = m;
+        }
+        grid[i] = 0.5 * (a + b);
+    }
+    for (int i = 1; i <= steps; i++)
+        if (!(grid[i] > grid[i - 1]))
+            return fm__fail(FM_ERR_ARG, "edm grid: %d steps are too many for the ratio's range on [%g, %g]", steps, t0, t1);
+    return FM_OK;
 }

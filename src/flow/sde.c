@@ -1,61 +1,123 @@
 /* sde.c - stochastic sampling of a flow on a Gaussian path.
  *
- * On a path x_t = a_t x1 + b_t x0 + c_t eps with x0, eps ~ N(0, I), the
- * marginal p_t is the data blurred by N(0, s_t^2 I), s_t^2 = b_t^2 + c_t^2,
- * and its velocity determines its score: with x1^ = E[x1 | x] and
- * e^ = E[(x - a x1) / s | x], v = a' x1^ + s' e^ and x = a x1^ + s e^, so
+ * On a path x_t = a_t x1 + s_t e with e ~ N(0, I), the marginal p_t is the
+ * data scaled by a_t and blurred by N(0, s_t^2 I), and its velocity
+ * determines its score: with x1^ = E[x1 | x] and e^ = E[e | x],
+ * v = a' x1^ + s' e^ and x = a x1^ + s e^, so
  *     grad log p_t(x) = -e^ / s = (a' x - a v) / (s (a s' - a' s)).
  * The SDE  dx = (v + g^2 / 2 grad log p_t) dt + g dW  has the same marginals
- * for any diffusion g (Song et al. 2021, Lipman et al.'s Gaussian paths); here
- * g_t = G s_t, so the drift stays bounded where s_t -> 0 and G = 0 is the ODE.
- * Euler-Maruyama over the grid, one normal draw per coordinate and step from
- * the stream given, in order: the same bits for any thread count.
+ * for any diffusion g (Song et al. 2021; Lipman et al.'s Gaussian paths).
+ * Two choices of g: G s_t, bounded where s_t -> 0, with G = 0 the ODE; and
+ * G times the path's own g of fm_path_sde, with G = 1 the reverse-time SDE of
+ * a score-based model, whose drift simplifies to 2 v - (a'/a) x.
+ * Euler-Maruyama over the grid (the predictor), then optionally Langevin
+ * steps at the new time (the corrector; Song et al.'s predictor-corrector).
+ * One normal draw per coordinate and step from the stream given, in order:
+ * the same bits for any thread count.
  */
 #include "internal.h"
 
 #include <math.h>
 #include <string.h>
 
-fm_status fm_sde_sample(const fm_path *p, fm_field_fn v, void *ctx, double G, const double *grid, int ngrid, float *x,
-                        size_t n, fm_rng *r, fm_observe_fn obs, void *octx, fm_solve_stats *st)
+/* The score at t from the velocity vel, into sc (n values). */
+static void score_of(const fm_path *p, double t, const double *y, const float *vel, double *sc, size_t n)
 {
-    if (!p || !v || !grid || ngrid < 2 || !x || !r || !(G >= 0) || !isfinite(G))
-        return fm__fail(FM_ERR_ARG, "sde: needs a path, a field, a grid of 2 or more times, a random stream and a noise "
-                                    "scale G >= 0 (got %g)", G);
+    fm_path_coef c;
+    fm_path_coef_at(p, t, &c);
+    double s, ds;
+    fm_path_noise(p, t, &s, &ds);
+    double D = s * (c.a * ds - c.da * s);
+    double k = D != 0 ? 1 / D : 0;
+    for (size_t i = 0; i < n; i++) sc[i] = k * (c.da * y[i] - c.a * vel[i]);
+}
+
+fm_status fm_sde_sample(const fm_path *p, const fm_sde_config *cf, fm_field_fn v, void *ctx, const double *grid,
+                        int ngrid, float *x, int n, int d, fm_rng *r, fm_observe_fn obs, void *octx,
+                        fm_solve_stats *st)
+{
+    if (!p || !cf || !v || !grid || ngrid < 2 || !x || !r || n < 0 || d < 1 || !(cf->noise >= 0) ||
+        !isfinite(cf->noise) || cf->corrector_steps < 0 || (cf->corrector_steps && !(cf->snr > 0)))
+        return fm__fail(FM_ERR_ARG, "sde: needs a path, a field, a grid of 2 or more times, a random stream, a noise "
+                                    "scale G >= 0 (got %g) and, with a corrector, snr > 0", cf ? cf->noise : NAN);
+    int pathg = cf->diffusion == FM_DIFFUSION_PATH;
+    if (pathg)
+        for (int k = 0; k < ngrid; k++) {
+            fm_path_coef c;
+            fm_path_coef_at(p, grid[k], &c);
+            if (!(c.a > 0))
+                return fm__fail(FM_ERR_ARG, "the reverse SDE needs a path whose signal a_t > 0 on the grid (path %s "
+                                "has a = %g at t = %g): use the sde sampler, whose diffusion G s_t stays bounded",
+                                fm_path_name(p->kind), c.a, grid[k]);
+        }
+    size_t N = (size_t)n * d;
     /* the state in double between steps, as fm_solve keeps it: G = 0 gives Euler's bits */
-    float *vel = malloc((n ? n : 1) * sizeof(float));
-    double *y = malloc((n ? n : 1) * sizeof(double));
-    if (!vel || !y) {
-        free(vel), free(y);
-        return fm__fail(FM_ERR_NOMEM, "out of memory for %zu values", n);
+    float *vel = malloc((N ? N : 1) * sizeof(float));
+    double *y = malloc((N ? N : 1) * sizeof(double)), *sc = NULL, *z = NULL;
+    if (cf->corrector_steps) {
+        sc = malloc((N ? N : 1) * sizeof(double));
+        z = malloc((N ? N : 1) * sizeof(double));
     }
-    for (size_t i = 0; i < n; i++) y[i] = x[i];
-    fm_status s = obs ? obs(octx, 0, grid[0], x, n) : FM_OK;
+    if (!vel || !y || (cf->corrector_steps && (!sc || !z))) {
+        free(vel), free(y), free(sc), free(z);
+        return fm__fail(FM_ERR_NOMEM, "out of memory for %zu values", N);
+    }
+    for (size_t i = 0; i < N; i++) y[i] = x[i];
+    fm_status s = obs ? obs(octx, 0, grid[0], x, N) : FM_OK;
     long nfe = 0;
+    double G = cf->noise;
     for (int k = 0; !s && k + 1 < ngrid; k++) {
         double t = grid[k], h = grid[k + 1] - t;
-        if ((s = v(ctx, t, x, vel, n))) break;
+        if ((s = v(ctx, t, x, vel, N))) break;
         nfe++;
         fm_path_coef c;
         fm_path_coef_at(p, t, &c);
-        double sg = sqrt(c.b * c.b + c.c * c.c), dsg = sg > 0 ? (c.b * c.db + c.c * c.dc) / sg : 0;
-        double D = c.a * dsg - c.da * sg, kdrift = (G > 0 && sg > 0 && D != 0) ? G * G * sg / (2 * D) : 0;
-        double sd = G * sg * sqrt(fabs(h));
-        for (size_t i = 0; i < n; i++) {
+        double sg, dsg, g2 = 0;
+        fm_path_noise(p, t, &sg, &dsg);
+        if (pathg) fm_path_sde(p, t, NULL, &g2), g2 *= G * G;
+        else g2 = G * G * sg * sg;
+        /* drift = v + g^2/2 score, the score from v (score_of's formula, inlined) */
+        double D = sg * (c.a * dsg - c.da * sg), kdrift = (g2 > 0 && D != 0) ? g2 / (2 * D) : 0;
+        double sd = sqrt(g2 * fabs(h));
+        for (size_t i = 0; i < N; i++) {
             double drift = vel[i];
             if (kdrift != 0) drift += kdrift * (c.da * y[i] - c.a * vel[i]);
             y[i] = y[i] + h * drift;
             if (sd > 0) y[i] += sd * fm_rng_normal(r);
             x[i] = (float)y[i];
         }
-        if (obs) s = obs(octx, k + 1, grid[k + 1], x, n);
+        /* Langevin corrector at the new time */
+        double t1 = grid[k + 1];
+        fm_path_coef c1;
+        fm_path_coef_at(p, t1, &c1);
+        double alpha = (p->kind == FM_PATH_VE || !(c1.a > 0)) ? 1.0 : fmin(1.0, (c.a / c1.a) * (c.a / c1.a));
+        for (int j = 0; !s && j < cf->corrector_steps; j++) {
+            if ((s = v(ctx, t1, x, vel, N))) break;
+            nfe++;
+            score_of(p, t1, y, vel, sc, N);
+            for (size_t i = 0; i < N; i++) z[i] = fm_rng_normal(r);
+            /* the step from the batch's mean norms, as Song et al. take it: a
+             * point's own |score| can vanish (near a mode), its step would not */
+            double gm = 0, zm = 0;
+            for (int q = 0; q < n; q++) {
+                double gn = 0, zn = 0;
+                const double *sq = sc + (size_t)q * d, *zq = z + (size_t)q * d;
+                for (int e = 0; e < d; e++) gn += sq[e] * sq[e], zn += zq[e] * zq[e];
+                gm += sqrt(gn) / n, zm += sqrt(zn) / n;
+            }
+            double eps = gm > 0 ? 2 * alpha * (cf->snr * zm / gm) * (cf->snr * zm / gm) : 0, w = sqrt(2 * eps);
+            for (size_t i = 0; i < N; i++) {
+                y[i] += eps * sc[i] + w * z[i];
+                x[i] = (float)y[i];
+            }
+        }
+        if (!s && obs) s = obs(octx, k + 1, grid[k + 1], x, N);
     }
-    free(vel);
-    free(y);
+    free(vel), free(y), free(sc), free(z);
     if (st) {
         memset(st, 0, sizeof *st);
         st->nfe = nfe;
-        st->steps = nfe;
+        st->steps = ngrid - 1;
     }
     return s;
 }

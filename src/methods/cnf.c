@@ -43,6 +43,8 @@ static fm_status check(const fm_train_config *c)
 {
     fm_status s = fm__train_plain_noise(c, "cnf");
     if (!s) s = fm__train_mlp_only(c, "cnf");
+    if (!s && c->flow.predict != FM_PREDICT_V)
+        s = fm__fail(FM_ERR_ARG, "cnf: the network is the velocity itself (predict v), trained by maximum likelihood");
     if (!s && (c->cnf.steps < 1 || c->cnf.steps > 1000))
         s = fm__fail(FM_ERR_ARG, "cnf: %d training solver steps must lie in 1..1000", c->cnf.steps);
     if (!s && (c->cnf.solver < 0 || c->cnf.solver > FM_SOLVER_RK4))

@@ -5,9 +5,10 @@
  */
 #include "methods/flow_common.h"
 
-#include <string.h>
-
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Checks shared with DDPM (src/methods/ddpm.c): the networks and labels of a flow. */
 fm_status fm__flow_method_check(const fm_train_config *c)
@@ -67,4 +68,117 @@ fm_status fm__flow_method_sample(void *obj, int n, const float *x_start, fm_rng 
                                  fm_solve_stats *st)
 {
     return fm_flow_sample(obj, n, x_start, r, sc, grid, ngrid, out, obs, octx, st);
+}
+
+/* ------------------------------------------------------------------ regression on a path */
+
+static const char *const tdist_names[FM_TDIST_COUNT] = {"uniform", "logit-normal", "skewed"};
+const char *fm_tdist_name(fm_tdist k) { return fm__name_of(tdist_names, FM_TDIST_COUNT, k); }
+
+void fm__flow_draw_times(fm_trainer *tr, int B)
+{
+    const fm_path *path = &tr->cfg.flow.path;
+    const fm_train_config *c = &tr->cfg;
+    if (c->tdist.kind == FM_TDIST_UNIFORM) {
+        fm_rng_uniform_fill(&tr->rtime, tr->t, (size_t)B, 0.0f, 1.0f);
+    } else {
+        for (int i = 0; i < B; i++) {
+            double n = fm_rng_normal(&tr->rtime), u;
+            if (c->tdist.kind == FM_TDIST_LOGIT_NORMAL) u = 1 / (1 + exp(-(c->tdist.loc + c->tdist.scale * n)));
+            else u = fmin(fmax(1 / (1 + exp(1.2 * n - 1.2)), 1e-4), 1.0); /* EDM's log-normal noise level */
+            tr->t[i] = (float)u;
+        }
+    }
+    for (int i = 0; i < B; i++) { /* t in (0, t_end): u + 2^-25 can round to 1 in float, so step back */
+        float t = (float)(path->t_end * (tr->t[i] + 0x1.0p-25));
+        while ((double)t >= path->t_end) t = nextafterf(t, 0.0f);
+        tr->t[i] = t;
+    }
+}
+
+void fm__flow_targets(fm_trainer *tr, const float *x0, const float *eps, int B)
+{
+    const fm_path *path = &tr->cfg.flow.path;
+    fm_predict pr = tr->cfg.flow.predict;
+    int d = tr->cfg.flow.dim;
+    for (int i = 0; i < B; i++) {
+        fm_path_coef c;
+        fm_path_coef_at(path, tr->t[i], &c);
+        double s = sqrt(c.b * c.b + c.c * c.c);
+        for (int j = 0; j < d; j++) {
+            size_t k = (size_t)i * d + j;
+            double e = eps ? eps[k] : 0.0;
+            tr->xt[k] = (float)(c.a * tr->x1[k] + c.b * x0[k] + c.c * e);
+            tr->ut[k] = pr == FM_PREDICT_X1    ? tr->x1[k]
+                        : pr == FM_PREDICT_EPS ? (float)((c.b * x0[k] + c.c * e) / s)
+                                               : (float)(c.da * tr->x1[k] + c.db * x0[k] + c.dc * e);
+        }
+    }
+}
+
+fm_status fm__flow_set_tdist(fm_train_config *c, const char *v)
+{
+    char *end = NULL;
+    if (!strcmp(v, "uniform") || !strcmp(v, "skewed")) {
+        c->tdist.kind = v[0] == 'u' ? FM_TDIST_UNIFORM : FM_TDIST_SKEWED;
+        return FM_OK;
+    }
+    if (!strncmp(v, "logit-normal", 12) && (v[12] == '\0' || v[12] == ':')) {
+        double m = 0, sd = 1;
+        if (v[12] == ':') {
+            m = strtod(v + 13, &end);
+            if (end == v + 13 || *end != ',') goto bad;
+            const char *q = end + 1;
+            sd = strtod(q, &end);
+            if (end == q || *end) goto bad;
+        }
+        if (!isfinite(m) || fabs(m) > 10 || !(sd > 0) || sd > 10) goto bad;
+        c->tdist.kind = FM_TDIST_LOGIT_NORMAL;
+        c->tdist.loc = m;
+        c->tdist.scale = sd;
+        return FM_OK;
+    }
+bad:
+    return fm__fail(FM_ERR_ARG, "t-dist = '%s' must be uniform, skewed or logit-normal[:M,S] (|M| <= 10, 0 < S <= 10)", v);
+}
+
+void fm__flow_get_tdist(const fm_train_config *c, char *buf, size_t cap)
+{
+    if (c->tdist.kind == FM_TDIST_LOGIT_NORMAL) snprintf(buf, cap, "logit-normal:%g,%g", c->tdist.loc, c->tdist.scale);
+    else snprintf(buf, cap, "%s", fm_tdist_name(c->tdist.kind));
+}
+
+fm_status fm__flow_set_predict(fm_train_config *c, const char *v)
+{
+    int k = fm_predict_from_name(v);
+    if (k < 0) return fm__fail(FM_ERR_ARG, "predict = '%s' must be v (the velocity), eps (the noise) or x1 (the data)", v);
+    c->flow.predict = (fm_predict)k;
+    return FM_OK;
+}
+
+void fm__flow_get_predict(const fm_train_config *c, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", fm_predict_name(c->flow.predict));
+}
+
+/* Only a non-uniform distribution is written: checkpoints of uniform runs
+ * keep their bytes. */
+fm_status fm__flow_save_tdist(fm_trainer *tr, fm_st_writer *w)
+{
+    const fm_train_config *c = &tr->cfg;
+    if (c->tdist.kind == FM_TDIST_UNIFORM) return FM_OK;
+    char buf[64];
+    fm__flow_get_tdist(c, buf, sizeof buf);
+    return fm_st_writer_meta(w, "train.t_dist", buf);
+}
+
+fm_status fm__flow_load_tdist(fm_train_config *c, const fm_st *st)
+{
+    const char *v = fm_st_meta(st, "train.t_dist");
+    if (!v) {
+        c->tdist.kind = FM_TDIST_UNIFORM;
+        return FM_OK;
+    }
+    return fm__flow_set_tdist(c, v) ? fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'train.t_dist' = '%s' is unknown", v)
+                                    : FM_OK;
 }

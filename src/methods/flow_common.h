@@ -28,4 +28,21 @@ fm_status fm__flow_method_sample(void *obj, int n, const float *x_start, fm_rng 
                                  const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                                  fm_solve_stats *st);
 
+/* ---- a regression on a probability path (fm.c, score.c) */
+
+/* tr->t (B times in (0, t_end)) from the training's time distribution. */
+void fm__flow_draw_times(fm_trainer *tr, int B);
+/* tr->xt = a x1 + b x0 + c eps and tr->ut, the target of what the flow
+ * predicts (v: a' x1 + b' x0 + c' eps; eps: (b x0 + c eps) / s; x1: x1), at
+ * tr->t, from tr->x1, x0 and eps (NULL: no extra noise). */
+void fm__flow_targets(fm_trainer *tr, const float *x0, const float *eps, int B);
+/* The time distribution's settings (--t-dist) and the prediction's (--predict);
+ * the time distribution in a checkpoint's train.* metadata and back. */
+fm_status fm__flow_set_tdist(fm_train_config *c, const char *v);
+void fm__flow_get_tdist(const fm_train_config *c, char *buf, size_t cap);
+fm_status fm__flow_set_predict(fm_train_config *c, const char *v);
+void fm__flow_get_predict(const fm_train_config *c, char *buf, size_t cap);
+fm_status fm__flow_save_tdist(fm_trainer *tr, fm_st_writer *w);
+fm_status fm__flow_load_tdist(fm_train_config *c, const fm_st *st);
+
 #endif

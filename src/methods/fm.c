@@ -125,24 +125,10 @@ static fm_status step(fm_trainer *tr, double *loss)
         if (!s) s = couple(tr, st, B, d);
         if (s) return s;
     }
-    fm_rng_uniform_fill(&tr->rtime, tr->t, (size_t)B, 0.0f, 1.0f);
-    for (int i = 0; i < B; i++) { /* t in (0, t_end): u + 2^-25 can round to 1 in float, so step back */
-        float t = (float)(path->t_end * (tr->t[i] + 0x1.0p-25));
-        while ((double)t >= path->t_end) t = nextafterf(t, 0.0f);
-        tr->t[i] = t;
-    }
+    fm__flow_draw_times(tr, B);
     int noisy = (path->kind == FM_PATH_ICFM || path->kind == FM_PATH_SB) && path->sigma > 0;
     if (noisy) fm_rng_normal_fill(&tr->rnoise, st->eps, n, 0.0f, 1.0f);
-    for (int i = 0; i < B; i++) {
-        fm_path_coef c;
-        fm_path_coef_at(path, tr->t[i], &c);
-        for (int j = 0; j < d; j++) {
-            size_t k = (size_t)i * d + j;
-            double e = noisy ? st->eps[k] : 0.0;
-            tr->xt[k] = (float)(c.a * tr->x1[k] + c.b * st->x0[k] + c.c * e);
-            tr->ut[k] = (float)(c.da * tr->x1[k] + c.db * st->x0[k] + c.dc * e);
-        }
-    }
+    fm__flow_targets(tr, st->x0, noisy ? st->eps : NULL, B);
     return fm__train_regress(tr, loss);
 }
 
@@ -197,6 +183,20 @@ static void describe(const fm_trainer *tr, char *buf, size_t cap)
 static const char *const options[] = {"source", "path", "coupling", "sigma-min", "sigma", "ve-sigma-min",
                                       "ve-sigma-max", "beta-min", "beta-max", "exponent", "t-end", "time-embed", NULL};
 
+static const fm__setting settings[] = {
+    {"predict", "KIND", "fm: what the network predicts: v (the velocity), eps (the noise) or x1 (the data)",
+     fm__flow_set_predict, fm__flow_get_predict},
+    {"t-dist", "DIST", "fm, score: training times: uniform, logit-normal[:M,S] or skewed", fm__flow_set_tdist,
+     fm__flow_get_tdist},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static fm_status load_config(fm_train_config *c, const fm_st *st)
+{
+    fm_status s = fm__flow_method_load_config(c, st);
+    return s ? s : fm__flow_load_tdist(c, st);
+}
+
 const fm__method fm__method_fm = {
     .id = FM_METHOD_FM,
     .name = "fm",
@@ -204,6 +204,7 @@ const fm__method fm__method_fm = {
     .object = "flow",
     .stdz_key = "flow",
     .options = options,
+    .settings = settings,
     .defaults = defaults,
     .check = check,
     .build = fm__flow_method_build,
@@ -212,8 +213,9 @@ const fm__method fm__method_fm = {
     .init = fm__flow_method_init,
     .forward = fm__flow_method_forward,
     .step = step,
+    .save_train = fm__flow_save_tdist,
     .describe = describe,
-    .load_config = fm__flow_method_load_config,
+    .load_config = load_config,
     .free = fm__flow_method_free,
     .save = fm__flow_method_save,
     .load = fm__flow_method_load,

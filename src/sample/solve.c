@@ -27,6 +27,9 @@ fm_solver_config fm_solver_config_default(fm_solver_kind k)
     c.rtol = 1e-5;
     c.atol = 1e-5;
     c.max_steps = 10000;
+    c.noise = 1.0;
+    c.snr = 0.16;
+    c.corrector_steps = 1;
     return c;
 }
 

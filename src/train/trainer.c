@@ -44,6 +44,10 @@ fm_train_config fm_train_config_default(void)
     c.nf.layers = 8;
     c.nf.actnorm = 1;
     c.nf.scale = 2.0;
+    c.score.sde = FM_PATH_VP;
+    c.tdist.kind = FM_TDIST_UNIFORM;
+    c.tdist.loc = 0.0;
+    c.tdist.scale = 1.0;
     c.label_dropout = 0.1;
     c.vae.latent = 2;
     c.vae.beta = 1.0;
