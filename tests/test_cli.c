@@ -523,11 +523,13 @@ void test_cli(void)
     int crows = -1; /* lines after the header */
     for (const char *q = csv_txt; *q; q++) crows += *q == '\n';
     slurp(t_path("cmp/compare.md"), md_txt, sizeof md_txt);
-    /* data + 3 flows x (2 euler + midpoint) + ddpm (2 ddim + 2 ancestral) + vae + gan */
-    t_check(rc == 0 && crows == 1 + 9 + 4 + 2 && strstr(md_txt, "| fm-ot | euler | 4 |") &&
+    /* data + 3 flows x (2 euler + midpoint) + score (2 euler + em + pc + midpoint) + ddpm (2 ddim + 2 ancestral)
+     * + vae + gan */
+    t_check(rc == 0 && crows == 1 + 9 + 5 + 4 + 2 && strstr(md_txt, "| fm-ot | euler | 4 |") &&
+                strstr(md_txt, "| score-vp | pc | 100 |") && file_size(t_path("cmp/score-vp.safetensors")) > 1000 &&
                 strstr(md_txt, "| ddpm | ancestral | 1000 |") && strstr(md_txt, "| gan | one pass | 1 |") &&
                 file_size(t_path("cmp/compare.svg")) > 10000 && file_size(t_path("cmp/vae.safetensors")) > 1000,
-            "compare: trains six methods, writes the table (%d rows), the figure and the checkpoints (exit %d) %.200s",
+            "compare: trains seven methods, writes the table (%d rows), the figure and the checkpoints (exit %d) %.200s",
             crows, rc, err_buf);
 
     /* the output folder is made with its parents; a file in the way is an error */

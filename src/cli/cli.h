@@ -83,7 +83,7 @@ cli_solver_opts cli_solver_defaults(void);
     {"steps", OPT_INT, &(o).steps, "N", "grid of N steps on [0, t-end] (DDPM: sampler steps)"},               \
     {"spacing", OPT_STR, &(o).spacing, "KIND", "the steps' grid: uniform, or edm[:RHO] (EDM's, rho 7)"},     \
     {"time-grid", OPT_STR, &(o).time_grid, "T0,T1,...", "explicit increasing times instead of --steps"},      \
-    {"t-end", OPT_DOUBLE, &(o).t_end, "T", "end time (0: the path's, 1 or 1 - 1e-3 for ve/vp/linear-vp)"},   \
+    {"t-end", OPT_DOUBLE, &(o).t_end, "T", "end time (0: the path's, 1 or 1 - 1e-3 for ve/vp/subvp/linear-vp)"},   \
     {"rtol", OPT_DOUBLE, &(o).rtol, "X", "dopri5 relative tolerance"},                                       \
     {"atol", OPT_DOUBLE, &(o).atol, "X", "dopri5 absolute tolerance"},                                       \
     {"max-steps", OPT_I64, &(o).max_steps, "N", "dopri5 step limit"},                                        \

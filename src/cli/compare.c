@@ -3,9 +3,10 @@
  * of training iterations, judged by the same metrics.
  *
  * Each method is trained in turn (flow matching on the ot, vp and ve paths,
- * DDPM, VAE, GAN), then sampled at several numbers of network evaluations:
- * flows with Euler steps (and the tutorial's midpoint sampler), DDPM with DDIM
- * and its ancestral sampler. Every row draws the same number of points with
+ * score matching on the VP SDE, DDPM, VAE, GAN), then sampled at several
+ * numbers of network evaluations: flows with Euler steps (and the tutorial's
+ * midpoint sampler), the score model also by its reverse SDE (em) and
+ * predictor-corrector (pc), DDPM with DDIM and its ancestral sampler. Every row draws the same number of points with
  * the same seed and is scored against the same fresh data: exact W2 and
  * energy distance. The VAE's decoder and the GAN's generator, the networks
  * that sample, get the width that makes their parameter count closest to the
@@ -18,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { M_FM_OT, M_FM_VP, M_FM_VE, M_DDPM, M_VAE, M_GAN, M_COUNT };
-static const char *const mnames[M_COUNT] = {"fm-ot", "fm-vp", "fm-ve", "ddpm", "vae", "gan"};
+enum { M_FM_OT, M_FM_VP, M_FM_VE, M_SCORE, M_DDPM, M_VAE, M_GAN, M_COUNT };
+static const char *const mnames[M_COUNT] = {"fm-ot", "fm-vp", "fm-ve", "score-vp", "ddpm", "vae", "gan"};
 
 /* Parameters of an MLP in -> width x depth -> out. */
 static long mlp_size(int in, int width, int depth, int out)
@@ -67,13 +68,15 @@ static int measure(fm_model *m, const char *mname, long sampling_params, const c
     int d = fm_model_dim(m), steps = nfe;
     fm_solver_config sc = fm_solver_config_default(FM_SOLVER_EULER);
     if (!strcmp(sampler, "midpoint")) sc.kind = FM_SOLVER_MIDPOINT, steps = nfe / 2;
+    else if (!strcmp(sampler, "em")) sc.sampler = sampler; /* a flow's stochastic samplers */
+    else if (!strcmp(sampler, "pc")) sc.sampler = sampler, steps = nfe / 2;
     else if (fm_model_sampling(m) == FM_SAMPLING_OWN) sc.sampler = sampler; /* DDPM's ddim or ancestral */
     double *grid = NULL;
     int ngrid = 0;
-    if (meth == FM_METHOD_FM || meth == FM_METHOD_DDPM) {
+    if (fm_model_flow(m)) { /* flows, the score model and DDPM */
         grid = malloc((size_t)(steps + 1) * sizeof(double));
         if (!grid) return cli_error("compare", "out of memory");
-        double t_end = meth == FM_METHOD_FM ? fm_flow_get_config(fm_model_flow(m))->path.t_end : 1.0;
+        double t_end = meth != FM_METHOD_DDPM ? fm_flow_get_config(fm_model_flow(m))->path.t_end : 1.0;
         fm_time_grid_uniform(grid, steps, 0.0, t_end);
         ngrid = steps + 1;
     }
@@ -173,7 +176,7 @@ static int check_options(compare_opts *o)
         int found = -1;
         for (int m = 0; m < M_COUNT; m++)
             if (strlen(mnames[m]) == k && !strncmp(p, mnames[m], k)) found = m;
-        if (found < 0) BAD("unknown method '%.*s' in --methods (fm-ot, fm-vp, fm-ve, ddpm, vae, gan)", (int)k, p);
+        if (found < 0) BAD("unknown method '%.*s' in --methods (fm-ot, fm-vp, fm-ve, score-vp, ddpm, vae, gan)", (int)k, p);
         nwant += !o->want[found];
         o->want[found] = 1;
         p += k + (p[k] == ',');
@@ -237,8 +240,9 @@ static int data_row(const compare_opts *o, compare_run *r)
  * sampling network's size. */
 static fm_train_config method_config(const compare_opts *o, int m, int d, long target, int *w, long *sp)
 {
-    fm_train_config c = fm_train_config_for(m == M_DDPM ? FM_METHOD_DDPM : m == M_VAE ? FM_METHOD_VAE
-                                             : m == M_GAN ? FM_METHOD_GAN : FM_METHOD_FM);
+    fm_method meth = m == M_DDPM ? FM_METHOD_DDPM : m == M_VAE ? FM_METHOD_VAE : m == M_GAN ? FM_METHOD_GAN
+                     : m == M_SCORE ? (fm_method)fm_method_from_name("score") : FM_METHOD_FM;
+    fm_train_config c = fm_train_config_for(meth);
     c.flow.data = o->data;
     c.iters = o->iters;
     c.batch = o->batch;
@@ -308,6 +312,10 @@ static int measure_method(const compare_opts *o, compare_run *r, int m, long sp,
     } else {
         for (int i = 0; i < o->nnfe && rc == CLI_GO; i++)
             rc = measure(M, mn, sp, "euler", o->nfe[i], n, sd, r->ref, train_s, NULL, &r->rows[r->nrows++]);
+        if (rc == CLI_GO && m == M_SCORE) { /* the reverse SDE and predictor-corrector at 100 evaluations */
+            rc = measure(M, mn, sp, "em", 100, n, sd, r->ref, train_s, NULL, &r->rows[r->nrows++]);
+            if (rc == CLI_GO) rc = measure(M, mn, sp, "pc", 100, n, sd, r->ref, train_s, NULL, &r->rows[r->nrows++]);
+        }
         if (rc == CLI_GO) rc = measure(M, mn, sp, "midpoint", 16, n, sd, r->ref, train_s, keep, &r->rows[r->nrows++]);
     }
     if (rc != CLI_GO) return rc;
@@ -382,13 +390,13 @@ int cmd_compare(int argc, char **argv)
 {
     /* the shared network and budget: the tutorial's (fm_train_config_default) */
     fm_train_config c = fm_train_config_default();
-    compare_opts o = {.data = c.flow.data, .dir = "compare", .methods = "fm-ot,fm-vp,fm-ve,ddpm,vae,gan",
+    compare_opts o = {.data = c.flow.data, .dir = "compare", .methods = "fm-ot,fm-vp,fm-ve,score-vp,ddpm,vae,gan",
                       .nfe_list = "1,2,4,8,16,32,100", .act = fm_act_name(c.flow.net.act),
                       .width = c.flow.net.width[0], .depth = c.flow.net.nhidden, .batch = c.batch, .n = 2000,
                       .threads = 1, .iters = c.iters, .seed = (int64_t)c.seed};
     const cli_opt opts[] = {
         {"data", OPT_STR, &o.data, "SPEC", "dataset every method trains on"},
-        {"methods", OPT_STR, &o.methods, "LIST", "any of fm-ot, fm-vp, fm-ve, ddpm, vae, gan"},
+        {"methods", OPT_STR, &o.methods, "LIST", "any of fm-ot, fm-vp, fm-ve, score-vp, ddpm, vae, gan"},
         {"iters", OPT_I64, &o.iters, "N", "training iterations for every method (GAN: generator steps)"},
         {"batch", OPT_INT, &o.batch, "N", "batch size"},
         {"width", OPT_INT, &o.width, "N", "hidden width of the flow and DDPM networks"},

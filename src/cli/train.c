@@ -222,10 +222,10 @@ static int setting_options(train_opts *o, cli_opt *t, int n)
 static int train_options(train_opts *o, cli_opt *t)
 {
     const cli_opt opts[] = {
-        {"method", OPT_STR, &o->method, "NAME", "fm (flow matching), cnf or nf (the lineage), or a baseline: ddpm, vae, gan"},
+        {"method", OPT_STR, &o->method, "NAME", "fm (flow matching), cnf or nf (the lineage), score (SDEs), or a baseline: ddpm, vae, gan"},
         {"data", OPT_STR, &o->data, "SPEC", "dataset: moons, circles, 8gaussians, ... or csv:FILE"},
         {"source", OPT_STR, &o->source, "SPEC", "source distribution: gaussian or a dataset"},
-        {"path", OPT_STR, &o->path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp, sb"},
+        {"path", OPT_STR, &o->path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp, sb, subvp"},
         {"coupling", OPT_STR, &o->coupling, "NAME", "independent, ot (minibatch OT) or sb (Schrodinger bridge)"},
         {"sigma-min", OPT_DOUBLE, &o->sigma_min, "X", "ot: final noise level"},
         {"sigma", OPT_DOUBLE, &o->sigma, "X", "icfm: constant noise; sb: bridge noise (default 0.5)"},
@@ -234,7 +234,7 @@ static int train_options(train_opts *o, cli_opt *t)
         {"beta-min", OPT_DOUBLE, &o->beta_min, "X", "vp: beta at the data end"},
         {"beta-max", OPT_DOUBLE, &o->beta_max, "X", "vp: beta at the noise end"},
         {"exponent", OPT_DOUBLE, &o->exponent, "N", "poly: alpha_t = t^N"},
-        {"t-end", OPT_DOUBLE, &o->t_end, "T", "train on t in [0, T] (0: 1, or 1 - 1e-3 for ve/vp/linear-vp)"},
+        {"t-end", OPT_DOUBLE, &o->t_end, "T", "train on t in [0, T] (0: 1, or 1 - 1e-3 for ve/vp/subvp/linear-vp)"},
         {"T", OPT_INT, &o->T, "N", "ddpm: diffusion steps"},
         {"beta-start", OPT_DOUBLE, &o->beta_start, "X", "ddpm: beta_1 of the linear schedule"},
         {"beta-end", OPT_DOUBLE, &o->beta_end, "X", "ddpm: beta_T"},
@@ -328,7 +328,7 @@ static int set_path(const train_opts *o, const cli_spec *spec, fm_train_config *
         BAD("unknown --coupling '%s' (independent, ot, sb)", o->coupling);
     c->coupling = (fm_coupling)cp;
     if (cp == FM_COUPLING_SB && !cli_given(spec, "path")) path = "sb"; /* the bridge comes with its plan */
-    if ((k = fm_path_from_name(path)) < 0) BAD("unknown --path '%s' (ot, icfm, ve, vp, cosine, poly, linear-vp, sb)", path);
+    if ((k = fm_path_from_name(path)) < 0) BAD("unknown --path '%s' (ot, icfm, ve, vp, cosine, poly, linear-vp, sb, subvp)", path);
     fm_path *p = &c->flow.path;
     *p = fm_path_default((fm_path_kind)k);
     p->sigma_min = o->sigma_min;
@@ -459,7 +459,7 @@ static int set_optim(const train_opts *o, const cli_spec *spec, const fm_train_c
 static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
 {
     int rc, m = fm_method_from_name(o->method);
-    if (m < 0) BAD("unknown --method '%s' (fm, ddpm, vae, gan)", o->method);
+    if (m < 0) BAD("unknown --method '%s' (fm, ddpm, vae, gan, cnf, nf, score)", o->method);
     if ((rc = check_owners(spec, (fm_method)m, o->method)) != CLI_GO) return rc;
     fm_train_config md = fm_train_config_for_data((fm_method)m, o->data), c = md;
     if (!cli_given(spec, "width")) o->width = md.flow.net.width[0];

@@ -1,0 +1,69 @@
+#!/bin/sh
+# mnist_table.sh - the flow matching paper's Table 1 ranking at this machine's
+# scale: FM on the OT path, FM on the VP (diffusion) path, score matching on
+# the VP SDE and DDPM, each the same U-Net trained with the same budget
+# (iterations, batch, Adam, warm-up, clipping, EMA, dequantised pixels),
+# unconditional, on the 9,000 training digits of `make mnist`; then, on the
+# 1,000 test digits:
+#   nll     bits per dimension of the dequantised pixels (Hutchinson, PROBES
+#           probes, rk4 with NLL_STEPS steps; its standard error), flows only
+#   dopri5  1,000 samples at tolerance 1e-5 and 1e-3: NFE, Frechet distance in
+#           the digit classifier's features, predicted-class histogram
+#   fixed   FIXED_N samples at 10, 20 and 50 steps of each fixed-step sampler
+# Two lanes of one thread each run side by side (fm-ot then score-vp; fm-vp
+# then ddpm). Every command's output goes to OUT/<model>_<what>.log;
+# bench/mnist_table.py turns them into the table.
+#
+#   sh bench/mnist_table.sh [OUT]        (ITERS, SEED, PROBES, FIXED_N from the environment)
+set -eu
+FM=${FM:-./flowmatch}
+OUT=${1:-bench/mnist}
+ITERS=${ITERS:-3000}
+SEED=${SEED:-1}
+PROBES=${PROBES:-2}
+NLL_N=${NLL_N:-1000}
+NLL_STEPS=${NLL_STEPS:-10}
+EVAL_N=${EVAL_N:-1000}
+FIXED_N=${FIXED_N:-500}
+DATA=mnist:data/mnist
+TEST=mnist:data/mnist,split=test
+mkdir -p "$OUT"
+[ -f data/mnist/train-images-idx3-ubyte ] || { echo "mnist_table.sh: run 'make mnist' first" >&2; exit 2; }
+[ -f "$OUT/clf.safetensors" ] || $FM classifier --data $DATA --out "$OUT/clf.safetensors" --threads 2 > "$OUT/clf.log" 2>&1
+COMMON="--data $DATA --arch unet --batch 64 --lr 1e-3 --warmup 100 --clip 1 --ema 0.999 --dequantize --iters $ITERS --seed $SEED --threads 1 --quiet"
+
+stamp() { date +%s; }
+
+# one model: train, then its measurements; $1 name, $2 method flags, $3 kind (flow or ddpm)
+run_model() {
+    name=$1 flags=$2 kind=$3 m="$OUT/$1.safetensors"
+    t0=$(stamp)
+    [ -f "$m" ] || $FM train $flags $COMMON --out "$m" --loss-csv "$OUT/${name}_loss.csv" > "$OUT/${name}_train.log" 2>&1
+    echo "train_seconds $(( $(stamp) - t0 ))" >> "$OUT/${name}_train.log"
+    ev="--a $m --b $TEST --classifier $OUT/clf.safetensors --seed 7 --threads 1"
+    if [ "$kind" = flow ]; then
+        $FM nll --model "$m" --data $TEST --n $NLL_N --hutchinson $PROBES --solver rk4 --steps $NLL_STEPS \
+            --dequantize --threads 1 > "$OUT/${name}_nll.log" 2>&1
+        for tol in 1e-5 1e-3; do
+            $FM eval $ev --n $EVAL_N --solver dopri5 --rtol $tol --atol $tol > "$OUT/${name}_dopri5_$tol.log" 2>&1
+        done
+        samplers="euler midpoint"
+        [ "$name" = score-vp ] && samplers="euler midpoint em"
+    else
+        $FM eval $ev --n $EVAL_N --solver ddim --steps 100 > "$OUT/${name}_ddim_100.log" 2>&1
+        samplers="ddim ancestral"
+    fi
+    for s in $samplers; do
+        for k in 10 20 50; do
+            $FM eval $ev --n $FIXED_N --solver $s --steps $k > "$OUT/${name}_${s}_$k.log" 2>&1
+        done
+    done
+    $FM sample --model "$m" --n 64 --seed 3 --threads 1 --grid "$OUT/${name}_samples.png" --out "$OUT/${name}_samples.npy" \
+        $( [ "$kind" = flow ] && echo "--solver dopri5" || echo "--solver ddim --steps 100" ) > "$OUT/${name}_sample.log" 2>&1
+    echo "$name done in $(( $(stamp) - t0 )) s"
+}
+
+( run_model fm-ot "--method fm --path ot" flow; run_model score-vp "--method score --sde vp" flow ) &
+( run_model fm-vp "--method fm --path vp" flow; run_model ddpm "--method ddpm" ddpm ) &
+wait
+echo "all done"
