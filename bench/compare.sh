@@ -4,6 +4,7 @@
 # per run on one core.
 #
 #   bench/compare.sh [OUTDIR] [SEEDS...]        (default: bench/compare 0 1 2)
+#   METHODS=score-vp bench/compare.sh ...       (only these methods; default: all)
 #
 # Writes OUTDIR/<data>/seed<N>/ (compare.md, compare.csv, compare.svg and the
 # checkpoints) and OUTDIR/table.md.
@@ -21,7 +22,7 @@ for data in moons 8gaussians; do
     for seed in "${seeds[@]}"; do
         dir="$out/$data/seed$seed"
         rm -rf "$dir"
-        "$fm" compare --data "$data" --seed "$seed" --quiet --out-dir "$dir" > /dev/null
+        "$fm" compare --data "$data" --seed "$seed" ${METHODS:+--methods "$METHODS"} --quiet --out-dir "$dir" > /dev/null
         dirs+=("$dir")
         echo "done: $data seed $seed" >&2
     done

@@ -14,7 +14,8 @@
 # then ddpm). Every command's output goes to OUT/<model>_<what>.log;
 # bench/mnist_table.py turns them into the table.
 #
-#   sh bench/mnist_table.sh [OUT]        (ITERS, SEED, PROBES, FIXED_N from the environment)
+#   sh bench/mnist_table.sh [OUT]   (ITERS, SEED, PROBES, NLL_N, NLL_STEPS, EVAL_N, FIXED_N from the environment)
+# A model whose checkpoint OUT/<model>.safetensors exists is not trained again.
 set -eu
 FM=${FM:-./flowmatch}
 OUT=${1:-bench/mnist}
@@ -38,8 +39,12 @@ stamp() { date +%s; }
 run_model() {
     name=$1 flags=$2 kind=$3 m="$OUT/$1.safetensors"
     t0=$(stamp)
-    [ -f "$m" ] || $FM train $flags $COMMON --out "$m" --loss-csv "$OUT/${name}_loss.csv" > "$OUT/${name}_train.log" 2>&1
-    echo "train_seconds $(( $(stamp) - t0 ))" >> "$OUT/${name}_train.log"
+    # a run of this script that was stopped may have left its training going: wait for it
+    while pgrep -f -- "--out $m" > /dev/null; do sleep 15; done
+    if [ ! -f "$m" ]; then
+        $FM train $flags $COMMON --out "$m" --loss-csv "$OUT/${name}_loss.csv" > "$OUT/${name}_train.log" 2>&1
+        echo "train_seconds $(( $(stamp) - t0 ))" >> "$OUT/${name}_train.log"
+    fi
     ev="--a $m --b $TEST --classifier $OUT/clf.safetensors --seed 7 --threads 1"
     if [ "$kind" = flow ]; then
         $FM nll --model "$m" --data $TEST --n $NLL_N --hutchinson $PROBES --solver rk4 --steps $NLL_STEPS \

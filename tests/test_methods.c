@@ -4,6 +4,7 @@
  * generic trainer and the any-model handle, with nothing named but the method.
  */
 #include "harness.h"
+#include "methods/flow_common.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -164,8 +165,39 @@ static void ddpm_refuses_ode(void)
     fm_trainer_free(ft);
 }
 
+/* The training times of each time distribution: the logit of t / t_end (the
+ * skewed one's log((1 - t) / t)) has the mean and spread asked for, within 5
+ * standard errors; uniform times have mean t_end / 2. */
+static void time_distributions(void)
+{
+    enum { B = 20000 };
+    static const char *const specs[] = {"uniform", "logit-normal:0.5,1.2", "skewed"};
+    for (int q = 0; q < 3; q++) {
+        fm_train_config c = fm_train_config_default();
+        c.batch = B;
+        c.iters = 1;
+        fm_status s = fm_train_config_set(&c, "t-dist", specs[q]);
+        fm_trainer *tr = s ? NULL : fm_trainer_new(&c);
+        if (!t_check(tr != NULL, "a trainer with --t-dist %s %s", specs[q], tr ? "" : fm_last_error())) continue;
+        fm__flow_draw_times(tr, B);
+        double te = tr->cfg.flow.path.t_end, m = 0, v = 0, lo = 1, hi = 0;
+        for (int i = 0; i < B; i++) {
+            double u = tr->t[i] / te, z = q == 0 ? u : q == 1 ? log(u / (1 - u)) : log((1 - u) / u);
+            lo = fmin(lo, tr->t[i]), hi = fmax(hi, tr->t[i]);
+            m += z / B, v += z * z / B;
+        }
+        double sd = sqrt(v - m * m), wm = q == 0 ? 0.5 : q == 1 ? 0.5 : -1.2, ws = q == 0 ? sqrt(1 / 12.0) : 1.2;
+        double em = fabs(m - wm) / (ws / sqrt(B)), es = fabs(sd - ws) / (ws / sqrt(2.0 * B));
+        t_check(em < 5 && es < 5 && lo > 0 && hi < te,
+                "t-dist %s: %s mean %.4f (want %.2f), spread %.4f (want %.4f): %.1f and %.1f standard errors; all in "
+                "(0, t_end)", specs[q], q == 0 ? "t" : q == 1 ? "logit t" : "log((1-t)/t)", m, wm, sd, ws, em, es);
+        fm_trainer_free(tr);
+    }
+}
+
 void test_methods(void)
 {
+    time_distributions();
     registry();
     settings();
     every_method();
