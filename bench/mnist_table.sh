@@ -15,7 +15,8 @@
 # bench/mnist_table.py turns them into the table.
 #
 #   sh bench/mnist_table.sh [OUT]   (ITERS, SEED, PROBES, NLL_N, NLL_STEPS, EVAL_N, FIXED_N from the environment)
-# A model whose checkpoint OUT/<model>.safetensors exists is not trained again.
+# A model whose checkpoint OUT/<model>.safetensors exists is continued to ITERS
+# (--resume), not trained again.
 set -eu
 FM=${FM:-./flowmatch}
 OUT=${1:-bench/mnist}
@@ -44,6 +45,12 @@ run_model() {
     if [ ! -f "$m" ]; then
         $FM train $flags $COMMON --out "$m" --loss-csv "$OUT/${name}_loss.csv" > "$OUT/${name}_train.log" 2>&1
         echo "train_seconds $(( $(stamp) - t0 ))" >> "$OUT/${name}_train.log"
+    else # a stopped run's checkpoint: continued to ITERS (the same bits as one run)
+        done_it=$($FM inspect "$m" | sed -n 's/^ *train\.iter = //p')
+        if [ "$done_it" -lt "$ITERS" ]; then
+            $FM train --resume "$m" --iters $ITERS --threads 1 --quiet >> "$OUT/${name}_train.log" 2>&1
+            echo "resumed_at $done_it train_seconds_after_resume $(( $(stamp) - t0 ))" >> "$OUT/${name}_train.log"
+        fi
     fi
     ev="--a $m --b $TEST --classifier $OUT/clf.safetensors --seed 7 --threads 1"
     if [ "$kind" = flow ]; then
