@@ -12,12 +12,12 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"train", "train a flow-matching model (or a DDPM, VAE or GAN baseline)", cmd_train},
+    {"train", "train a flow-matching model (or a CNF, NF, score model, or a DDPM, VAE or GAN baseline)", cmd_train},
     {"sample", "draw samples from a trained model of any method", cmd_sample},
     {"eval", "compare two point sets: exact W2, energy distance, MMD; images by a classifier", cmd_eval},
     {"nll", "log-likelihood of points under a trained model", cmd_nll},
     {"reflow", "rectified flow: straighten a trained model for few-step sampling", cmd_reflow},
-    {"compare", "flow matching against DDPM, VAE and GAN on the same data", cmd_compare},
+    {"compare", "flow matching against a score model, DDPM, VAE and GAN on the same data", cmd_compare},
     {"classifier", "train the digit classifier that scores image models (eval --classifier)", cmd_classifier},
     {"demo", "the tutorial's 2D example end to end", cmd_demo},
     {"datasets", "list the built-in datasets or draw points from one", cmd_datasets},
