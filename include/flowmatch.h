@@ -49,7 +49,12 @@
 extern "C" {
 #endif
 
+/* The version, "MAJOR.MINOR.PATCH": the one place it is written (the
+ * Makefile reads it for the shared library's SONAME, libflowmatch.so.MAJOR,
+ * and for flowmatch.pc). fm_version() is the library's own, which a program
+ * built against another header can compare with FM_VERSION. */
 #define FM_VERSION "0.1.0"
+const char *fm_version(void);
 #define FM_MAX_DIMS 4
 
 /* ------------------------------------------------------------------ status */
@@ -1046,7 +1051,7 @@ fm_method  fm_model_method(const fm_model *m);
 int        fm_model_dim(const fm_model *m);
 const char *fm_model_data(const fm_model *m);   /* the training data's spec */
 size_t     fm_model_size(const fm_model *m);    /* trainable parameters (GAN: both networks) */
-fm_flow   *fm_model_flow(fm_model *m);          /* fm and ddpm; NULL otherwise */
+fm_flow   *fm_model_flow(fm_model *m);          /* fm, cnf, score and ddpm; NULL otherwise */
 fm_vae    *fm_model_vae(fm_model *m);
 fm_gan    *fm_model_gan(fm_model *m);
 /* The flow inside m, which the caller then owns and frees; m itself is freed. */
@@ -1068,7 +1073,8 @@ fm_solver_kind fm_model_default_solver(const fm_model *m, int *steps);
  * for flows and DDPM, the latent size for a VAE or GAN. */
 int        fm_model_start_dim(const fm_model *m);
 /* n samples in data units, drawing the noise from r. Flows solve their ODE
- * along grid with sc->kind (sc->sampler must be NULL); DDPM runs the sampler
+ * along grid with sc->kind (sc->sampler NULL), or take a stochastic sampler
+ * ("sde", "em", "pc") along it; DDPM runs the sampler
  * sc->sampler names (NULL: ancestral) for ngrid - 1 steps; VAE and GAN decode
  * latent noise in one network evaluation (sc and grid unused, may be NULL).
  * obs sees the states of flows and DDPM. st->nfe counts network evaluations. */

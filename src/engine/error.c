@@ -1,4 +1,4 @@
-/* error.c - status names, the per-thread error message, and small utilities
+/* error.c - status names, the per-thread error message, the version, and small utilities
  * (overflow-checked sizes, shape formatting, the thread setting).
  *
  * Not here: any printing to stdout or exiting; the command-line tool decides
@@ -22,6 +22,8 @@ const char *fm_status_name(fm_status s)
 {
     return (s >= 0 && s < FM_ERR_COUNT) ? status_names[s] : "unknown";
 }
+
+const char *fm_version(void) { return FM_VERSION; }
 
 const char *fm_last_error(void) { return fm__msg; }
 fm_status fm_last_status(void) { return fm__status; }
