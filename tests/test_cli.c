@@ -3,6 +3,7 @@
  * small train -> sample -> eval pipeline whose outputs other programs read.
  */
 #include "harness.h"
+#include "io/json.h"
 
 #include <math.h>
 #include <png.h>
@@ -47,6 +48,39 @@ static int cli(const char *fmt, ...)
 
 /* One line on stderr, naming the problem. */
 static int one_line(const char *want) { return strstr(err_buf, want) && strchr(err_buf, '\n') == strrchr(err_buf, '\n'); }
+
+/* out_buf as JSON (one object, nothing else on stdout): the member key of
+ * the top object (a dotted path for nested objects), or NULL. */
+static fm__arena jarena;
+static const fm__json *json_get(const char *path)
+{
+    static fm__json *root;
+    char err[128];
+    if (!path) { /* parse a fresh out_buf */
+        fm__arena_reset(&jarena);
+        root = fm__json_parse(out_buf, strlen(out_buf), &jarena, err, sizeof err);
+        return root;
+    }
+    const fm__json *n = root;
+    char key[128];
+    while (n && *path) {
+        size_t k = strcspn(path, ".");
+        snprintf(key, sizeof key, "%.*s", (int)k, path);
+        path += k + (path[k] == '.');
+        const fm__json *c = n->child;
+        while (c && !(c->key && !strcmp(c->key, key))) c = c->next;
+        n = c;
+    }
+    return n;
+}
+static double json_num(const char *path)
+{
+    const fm__json *n = json_get(path);
+    char buf[64];
+    if (!n || n->kind != FM__J_NUM || n->len >= sizeof buf) return NAN;
+    snprintf(buf, sizeof buf, "%.*s", (int)n->len, n->str);
+    return strtod(buf, NULL);
+}
 
 static long file_size(const char *p)
 {
@@ -514,6 +548,38 @@ void test_cli(void)
                 "--predict eps refused on ot, taken on vp; x1 with a logit-normal t-dist trains, saves both, resumes; "
                 "--spacing edm:5 samples; bad t-dist and spacing refused (exits %d %d %d %d %d %d %d %d)", ra, rb, rcc, rd,
                 re, rf, rg, rh);
+    }
+
+    /* --json: one object on stdout with the numbers the text shows */
+    {
+        fm__arena_init(&jarena, 1 << 16);
+        const char *jm = t_path("px.safetensors");
+        int ra = cli("eval --a %s --b moons --n 200 --metrics w2", jm);
+        char *w = strstr(out_buf, "W2 (exact)");
+        double w2_text = w ? strtod(w + 10, NULL) : NAN;
+        int rb = cli("eval --a %s --b moons --n 200 --metrics w2,energy --json", jm);
+        int ok_eval = json_get(NULL) && fabs(json_num("w2") - w2_text) < 1e-6 && json_num("a_nfe") == 16 &&
+                      json_num("a_points") == 200 && !isnan(json_num("energy_distance")) &&
+                      json_get("path_energy_a.normalised") != NULL;
+        int rj = cli("nll --model %s --data moons --n 50 --steps 10 --json --hutchinson 2", jm);
+        int ok_nll = json_get(NULL) && json_num("points") == 50 && json_num("nfe") == 40 &&
+                     fabs(json_num("nll") + json_num("mean_log_p")) < 1e-12 && json_num("standard_error") > 0;
+        int rd = cli("inspect --json %s", jm);
+        json_get(NULL);
+        int ok_ins = json_num("count") > 0 && json_get("tensors") && json_get("tensors")->kind == FM__J_ARR &&
+                     json_get("tensors")->count == json_num("count");
+        /* keys with dots are members of "metadata" as they stand */
+        const fm__json *jmd = json_get("metadata"), *pm = jmd ? jmd->child : NULL;
+        while (pm && strcmp(pm->key, "flow.predict")) pm = pm->next;
+        ok_ins = ok_ins && pm && pm->kind == FM__J_STR && !strcmp(pm->str, "x1");
+        int re = cli("compare --iters 10 --batch 32 --n 50 --nfe 2 --methods fm-ot,vae --out-dir %s --quiet --json",
+                     t_path("cmpj"));
+        const fm__json *jrows = json_get(NULL) ? json_get("rows") : NULL;
+        int ok_cmp = jrows && jrows->kind == FM__J_ARR && jrows->count == 1 + 2 + 1 && json_num("iters") == 10;
+        t_check(!ra && !rb && ok_eval && !rj && ok_nll && !rd && ok_ins && !re && ok_cmp,
+                "--json: eval (W2 %.6f as the text's), nll, inspect and compare print one object each (exits %d %d %d "
+                "%d; %d %d %d %d)", w2_text, rb, rj, rd, re, ra, ok_eval, ok_nll, ok_ins * 10 + ok_cmp);
+        fm__arena_free(&jarena);
     }
 
     /* compare end to end on a tiny budget */

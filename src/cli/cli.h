@@ -191,6 +191,19 @@ int cli_train_loop(const char *cmd, fm_trainer *tr, int64_t iters, int64_t log_e
 int cli_write_losses(const char *cmd, const char *csv, const char *svg, const cli_losses *log, int64_t first_iter,
                      const char *earlier);
 
+/* --json: one JSON object on stdout instead of the text (the same numbers).
+ * Members are written as they come; objects and arrays nest up to 8 deep. A
+ * number that is not finite is written as null. */
+typedef struct {
+    int depth, count[8];
+} cli_json;
+void cli_json_open(cli_json *j, const char *key, char bracket); /* key NULL inside arrays and at the top */
+void cli_json_close(cli_json *j, char bracket);                 /* prints a newline after the top object */
+void cli_json_num(cli_json *j, const char *key, double v);
+void cli_json_int(cli_json *j, const char *key, long long v);
+void cli_json_str(cli_json *j, const char *key, const char *v); /* NULL: null */
+void cli_json_str_raw(const char *v);                           /* a string, escaped */
+
 int cmd_inspect(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_sample(int argc, char **argv);

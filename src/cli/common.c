@@ -561,3 +561,62 @@ int cli_parse_ints(const char *s, int *v, int cap)
     }
     return n;
 }
+
+/* ------------------------------------------------------------------ JSON output */
+
+/* The separator and key of the next member. */
+static void json_member(cli_json *j, const char *key)
+{
+    if (j->depth > 0 && j->count[j->depth - 1]++) putchar(',');
+    if (key) {
+        cli_json_str_raw(key);
+        putchar(':');
+    }
+}
+
+void cli_json_str_raw(const char *v)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+        if (*p == '"' || *p == '\\') printf("\\%c", *p);
+        else if (*p == '\n') printf("\\n");
+        else if (*p == '\t') printf("\\t");
+        else if (*p < 0x20) printf("\\u%04x", *p);
+        else putchar(*p);
+    }
+    putchar('"');
+}
+
+void cli_json_open(cli_json *j, const char *key, char bracket)
+{
+    json_member(j, key);
+    putchar(bracket);
+    if (j->depth < 8) j->count[j->depth] = 0;
+    j->depth++;
+}
+
+void cli_json_close(cli_json *j, char bracket)
+{
+    putchar(bracket);
+    if (--j->depth == 0) putchar('\n');
+}
+
+void cli_json_num(cli_json *j, const char *key, double v)
+{
+    json_member(j, key);
+    if (isfinite(v)) printf("%.17g", v);
+    else printf("null");
+}
+
+void cli_json_int(cli_json *j, const char *key, long long v)
+{
+    json_member(j, key);
+    printf("%lld", v);
+}
+
+void cli_json_str(cli_json *j, const char *key, const char *v)
+{
+    json_member(j, key);
+    if (v) cli_json_str_raw(v);
+    else printf("null");
+}

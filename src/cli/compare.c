@@ -134,7 +134,7 @@ static void print_table(FILE *f, const row *rows, int nrows, const char *data, l
 /* The command line. */
 typedef struct {
     const char *data, *dir, *methods, *nfe_list, *act;
-    int width, depth, batch, n, threads, quiet, force;
+    int width, depth, batch, n, threads, quiet, force, json;
     int64_t iters, seed;
     double lr;
     int want[M_COUNT]; /* from --methods */
@@ -325,6 +325,35 @@ static int measure_method(const compare_opts *o, compare_run *r, int m, long sp,
     return CLI_GO;
 }
 
+/* --json: the table's rows and the run's settings as one object. */
+static void print_json(const compare_opts *o, const compare_run *r)
+{
+    cli_json j = {0};
+    cli_json_open(&j, NULL, '{');
+    cli_json_str(&j, "data", o->data);
+    cli_json_int(&j, "iters", (long long)o->iters);
+    cli_json_int(&j, "batch", o->batch);
+    cli_json_int(&j, "n", o->n);
+    cli_json_str(&j, "out_dir", o->dir);
+    cli_json_open(&j, "rows", '[');
+    for (int i = 0; i < r->nrows; i++) {
+        const row *w = &r->rows[i];
+        cli_json_open(&j, NULL, '{');
+        cli_json_str(&j, "method", w->method);
+        cli_json_str(&j, "sampler", w->sampler);
+        cli_json_int(&j, "nfe", w->nfe);
+        cli_json_num(&j, "w2", w->w2);
+        cli_json_num(&j, "energy_distance", w->energy);
+        cli_json_int(&j, "sampling_params", w->sampling_params);
+        cli_json_int(&j, "params", w->params);
+        cli_json_num(&j, "train_seconds", w->train_s);
+        cli_json_num(&j, "sample_ms_per_1000", w->sample_ms);
+        cli_json_close(&j, '}');
+    }
+    cli_json_close(&j, ']');
+    cli_json_close(&j, '}');
+}
+
 /* DIR/compare.md, .csv and .svg, then every output renamed into place. */
 static int write_results(const compare_opts *o, compare_run *r)
 {
@@ -381,6 +410,10 @@ static int run(const compare_opts *o, const cli_spec *spec, compare_run *r)
         if ((rc = measure_method(o, r, m, sp, train_s)) != CLI_GO) return rc;
     }
     if ((rc = write_results(o, r)) != CLI_GO) return rc;
+    if (o->json) {
+        print_json(o, r);
+        return CLI_OK;
+    }
     print_table(stdout, r->rows, r->nrows, o->data, (long)o->iters, o->batch);
     printf("wrote %s/compare.md, %s/compare.csv, %s/compare.svg and the checkpoints\n", o->dir, o->dir, o->dir);
     return CLI_OK;
@@ -409,6 +442,7 @@ int cmd_compare(int argc, char **argv)
         {"threads", OPT_INT, &o.threads, "N", "threads for every method (0: all cores)"},
         {"out-dir", OPT_STR, &o.dir, "DIR", "where checkpoints, the table and the figure go"},
         {"quiet", OPT_FLAG, &o.quiet, NULL, "no progress output"},
+        {"json", OPT_FLAG, &o.json, NULL, "print one JSON object (the table's rows) instead of the table"},
         {"force", OPT_FLAG, &o.force, NULL, "replace the files of an earlier run in the default folder"},
     };
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};

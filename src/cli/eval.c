@@ -56,6 +56,7 @@ typedef struct {
     side_needs nd;
     fm_table t;
     char label[600];
+    long nfe;         /* a model's network evaluations; -1 for points */
     model_side ms;
 } eval_side;
 
@@ -132,6 +133,7 @@ static int load_model_side(int n, const cli_spec *cs, const cli_solver_opts *opt
     s->t.rows = n;
     s->t.cols = d;
     describe_model(s, n, &sc, st.nfe);
+    s->nfe = st.nfe;
     return CLI_GO;
 }
 
@@ -201,13 +203,23 @@ static void side_free(eval_side *s)
  * image was asked to show, described by why; skipped when NULL) and the
  * predicted classes. CLI_GO on success, else an exit code. */
 static int image_metrics(fm_classifier *c, const float *a, int na, const int *labels, const char *why, const float *ref,
-                         int nref)
+                         int nref, cli_json *j)
 {
     fm_image_scores sc;
     double t0 = cli_now();
     if (fm_classifier_score(c, a, na, labels, ref, nref, &sc) != FM_OK)
         return cli_error("eval", "classifier scores: %s", fm_last_error());
     int K = fm_classifier_get_config(c)->classes;
+    if (j) {
+        cli_json_num(j, "frechet", sc.frechet);
+        cli_json_int(j, "features", fm_classifier_get_config(c)->hidden);
+        if (labels) cli_json_num(j, "accuracy", sc.accuracy), cli_json_int(j, "correct", sc.correct);
+        cli_json_open(j, "predicted_classes", '[');
+        for (int k = 0; k < K; k++) cli_json_int(j, NULL, sc.counts[k]);
+        cli_json_close(j, ']');
+        cli_json_int(j, "clamped_pixels", sc.clamped);
+        return CLI_GO;
+    }
     printf("Frechet distance %.4f   (the classifier's %d features of %d against %d images; %.2f s)\n", sc.frechet,
            fm_classifier_get_config(c)->hidden, na, nref, cli_now() - t0);
     if (labels)
@@ -248,32 +260,37 @@ static int read_labels(const char *path, int classes, int **out, int *count)
 }
 
 /* Print the metrics named in which ("w2,energy,mmd"); CLI_GO on success. */
-static int print_metrics(const float *a, int na, const float *b, int nb, int d, const char *which, double bw)
+static int print_metrics(const float *a, int na, const float *b, int nb, int d, const char *which, double bw,
+                         cli_json *j)
 {
     if (strstr(which, "w2")) {
         int m = na < nb ? na : nb;
         if (m > 10000) fprintf(stderr, "note: exact W2 on %d points may take a while\n", m);
         double w2, t0 = cli_now();
         if (fm_w2_exact(a, b, m, d, &w2, NULL) != FM_OK) return cli_error("eval", "%s", fm_last_error());
-        printf("W2 (exact)       %.6f   (%d vs %d points%s, %.2f s)\n", w2, m, m, na != nb ? ", the first of each" : "",
+        if (j) cli_json_num(j, "w2", w2), cli_json_int(j, "w2_points", m);
+        else printf("W2 (exact)       %.6f   (%d vs %d points%s, %.2f s)\n", w2, m, m, na != nb ? ", the first of each" : "",
                cli_now() - t0);
     }
     if (strstr(which, "energy")) {
         double e;
         if (fm_energy_distance(a, na, b, nb, d, &e) != FM_OK) return cli_error("eval", "%s", fm_last_error());
-        printf("energy distance  %.6f\n", e);
+        if (j) cli_json_num(j, "energy_distance", e);
+        else printf("energy distance  %.6f\n", e);
     }
     if (strstr(which, "mmd")) {
         double m2, h;
         if (fm_mmd_gaussian(a, na, b, nb, d, bw, &m2, &h) != FM_OK) return cli_error("eval", "%s", fm_last_error());
-        printf("MMD^2            %.6f   (Gaussian kernel, bandwidth %.4g%s)\n", m2, h, bw > 0 ? "" : ", median heuristic");
+        if (j) cli_json_num(j, "mmd2", m2), cli_json_num(j, "mmd_bandwidth", h);
+        else printf("MMD^2            %.6f   (Gaussian kernel, bandwidth %.4g%s)\n", m2, h, bw > 0 ? "" : ", median heuristic");
     }
     return CLI_GO;
 }
 
 /* For a model side: its path energy, and normalised by W2^2 between its
  * starting points and the other side (both in the model's units). */
-static int path_energy_report(const char *which, const model_side *ms, const fm_table *self, const fm_table *other)
+static int path_energy_report(const char *which, const model_side *ms, const fm_table *self, const fm_table *other,
+                              cli_json *j)
 {
     if (!ms->flow) return CLI_GO;
     int m = self->rows < other->rows ? self->rows : other->rows, d = self->cols;
@@ -285,6 +302,16 @@ static int path_energy_report(const char *which, const model_side *ms, const fm_
     fm_status s = fm_w2_exact(ms->x0, o, m, d, &w2, NULL);
     free(o);
     if (s) return cli_error("eval", "%s", fm_last_error());
+    if (j) {
+        char k[32];
+        snprintf(k, sizeof k, "path_energy_%s", which);
+        cli_json_open(j, k, '{');
+        cli_json_num(j, "energy", ms->energy);
+        cli_json_num(j, "w2_squared", w2 * w2);
+        cli_json_num(j, "normalised", fabs(ms->energy - w2 * w2) / (w2 * w2));
+        cli_json_close(j, '}');
+        return CLI_GO;
+    }
     printf("path energy (%s)  %.6f   (W2^2 from its source to the other set %.6f; normalised path energy %.6f)\n",
            which, ms->energy, w2 * w2, fabs(ms->energy - w2 * w2) / (w2 * w2));
     return CLI_GO;
@@ -311,7 +338,7 @@ static int load_classifier(const char *path, fm_classifier **out, char *about, s
 typedef struct {
     const char *a, *b, *metrics, *clf_path, *labels_path, *label;
     double guidance, bw;
-    int n, threads;
+    int n, threads, json;
     int64_t seed;
     cli_solver_opts so;
     int want; /* --label: -2 class i mod K, -1 none, else one class */
@@ -388,21 +415,34 @@ static int report(const eval_opts *o, const cli_spec *spec, eval_run *r)
     if (r->req && r->nreq != ta->rows)
         return cli_error("eval", "--labels %s has %d labels for the %d images of --a", o->labels_path, r->nreq,
                          ta->rows);
-    printf("a: %s\nb: %s\n", r->a.label, r->b.label);
-    if (r->clf) printf("classifier: %s\n", r->about);
+    cli_json jj = {0}, *j = o->json ? &jj : NULL;
+    if (j) {
+        cli_json_open(j, NULL, '{');
+        cli_json_str(j, "a", r->a.label);
+        cli_json_str(j, "b", r->b.label);
+        cli_json_int(j, "a_points", ta->rows);
+        cli_json_int(j, "b_points", tb->rows);
+        if (r->a.ms.model) cli_json_int(j, "a_nfe", r->a.nfe);
+        if (r->b.ms.model) cli_json_int(j, "b_nfe", r->b.nfe);
+        if (r->clf) cli_json_str(j, "classifier", r->about);
+    } else {
+        printf("a: %s\nb: %s\n", r->a.label, r->b.label);
+        if (r->clf) printf("classifier: %s\n", r->about);
+    }
     if (classic) {
-        rc = print_metrics(ta->data, ta->rows, tb->data, tb->rows, ta->cols, o->metrics, o->bw);
+        rc = print_metrics(ta->data, ta->rows, tb->data, tb->rows, ta->cols, o->metrics, o->bw, j);
         if (rc != CLI_GO) return rc;
-        if ((rc = path_energy_report("a", &r->a.ms, ta, tb)) != CLI_GO) return rc;
-        if ((rc = path_energy_report("b", &r->b.ms, tb, ta)) != CLI_GO) return rc;
+        if ((rc = path_energy_report("a", &r->a.ms, ta, tb, j)) != CLI_GO) return rc;
+        if ((rc = path_energy_report("b", &r->b.ms, tb, ta, j)) != CLI_GO) return rc;
     }
     if (r->clf) {
         const char *why = r->req ? "their requested label"
                           : r->a.ms.model ? "the class it was asked for"
                                           : "their label in the set";
-        rc = image_metrics(r->clf, ta->data, ta->rows, r->req ? r->req : r->own, why, tb->data, tb->rows);
+        rc = image_metrics(r->clf, ta->data, ta->rows, r->req ? r->req : r->own, why, tb->data, tb->rows, j);
         if (rc != CLI_GO) return rc;
     }
+    if (j) cli_json_close(j, '}');
     return CLI_OK;
 }
 
@@ -426,6 +466,7 @@ int cmd_eval(int argc, char **argv)
         {"n", OPT_INT, &o.n, "N", "points drawn from a model or dataset (with --classifier: image sets' first N)"},
         {"seed", OPT_I64, &o.seed, "N", "random seed for the drawn points"},
         {"metrics", OPT_STR, &o.metrics, "LIST", "any of w2, energy, mmd (with --classifier: only if given)"},
+        {"json", OPT_FLAG, &o.json, NULL, "print one JSON object (the numbers of the report) instead of the text"},
         {"bandwidth", OPT_DOUBLE, &o.bw, "H", "MMD kernel bandwidth (0: median heuristic)"},
         {"classifier", OPT_STR, &o.clf_path, "FILE", "images: score them by this classifier (flowmatch classifier)"},
         {"labels", OPT_STR, &o.labels_path, "FILE", "with --classifier: the label each image of --a was asked to show (.npy or .csv, one per row)"},

@@ -5,11 +5,48 @@
 
 #include <stdint.h>
 
+static void print_json(const fm_st *st, int meta_only)
+{
+    cli_json j = {0};
+    cli_json_open(&j, NULL, '{');
+    if (!meta_only) {
+        uint64_t total = 0;
+        cli_json_open(&j, "tensors", '[');
+        for (int i = 0; i < fm_st_count(st); i++) {
+            fm_dtype dt;
+            int nd;
+            int64_t sh[8];
+            const char *name = fm_st_entry(st, i, &dt, &nd, sh);
+            uint64_t n = 1;
+            cli_json_open(&j, NULL, '{');
+            cli_json_str(&j, "name", name);
+            cli_json_str(&j, "dtype", fm_dtype_name(dt));
+            cli_json_open(&j, "shape", '[');
+            for (int d = 0; d < nd; d++) cli_json_int(&j, NULL, (long long)sh[d]), n *= (uint64_t)sh[d];
+            cli_json_close(&j, ']');
+            cli_json_close(&j, '}');
+            total += n;
+        }
+        cli_json_close(&j, ']');
+        cli_json_int(&j, "count", fm_st_count(st));
+        cli_json_int(&j, "values", (long long)total);
+    }
+    cli_json_open(&j, "metadata", '{');
+    for (int i = 0; i < fm_st_meta_count(st); i++) {
+        const char *v;
+        const char *k = fm_st_meta_at(st, i, &v);
+        cli_json_str(&j, k, v);
+    }
+    cli_json_close(&j, '}');
+    cli_json_close(&j, '}');
+}
+
 int cmd_inspect(int argc, char **argv)
 {
-    int meta_only = 0;
+    int meta_only = 0, json = 0;
     const cli_opt opts[] = {
         {"meta", OPT_FLAG, &meta_only, NULL, "print only the metadata"},
+        {"json", OPT_FLAG, &json, NULL, "one JSON object: tensors (name, dtype, shape), count, values, metadata"},
     };
     const cli_spec spec = {"inspect", "FILE.safetensors",
                            "Check a safetensors file and list its tensors and metadata.",
@@ -23,6 +60,11 @@ int cmd_inspect(int argc, char **argv)
     if (rc != CLI_GO) return rc;
     fm_st *st = fm_st_load(pos[0]);
     if (!st) return cli_error("inspect", "%s", fm_last_error());
+    if (json) {
+        print_json(st, meta_only);
+        fm_st_free(st);
+        return CLI_OK;
+    }
     if (!meta_only) {
         uint64_t total = 0;
         for (int i = 0; i < fm_st_count(st); i++) {

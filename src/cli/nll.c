@@ -12,7 +12,7 @@
 /* The command line. */
 typedef struct {
     const char *model, *data, *out, *plot, *probe;
-    int n, hutch, exact, no_ema, threads, grid_n, deq;
+    int n, hutch, exact, no_ema, threads, grid_n, deq, json;
     int64_t seed;
     double range;
     cli_solver_opts so;
@@ -204,9 +204,34 @@ static int write_logp(const nll_opts *o, nll_run *r)
     return rc;
 }
 
+static void print_json(const nll_opts *o, const nll_run *r)
+{
+    int d = r->d;
+    cli_json j = {0};
+    cli_json_open(&j, NULL, '{');
+    cli_json_int(&j, "points", r->pts.rows);
+    cli_json_str(&j, "method", fm_model_method_name(r->holder));
+    cli_json_str(&j, "solver", r->f ? fm_solver_name(r->sc.kind) : NULL); /* null: exact, no solver */
+    cli_json_str(&j, "divergence", !r->f ? NULL : o->hutch ? o->probe : "exact");
+    cli_json_int(&j, "probes", o->hutch);
+    cli_json_int(&j, "nfe", r->f ? r->st.nfe : 0);
+    cli_json_num(&j, "seconds", r->secs);
+    cli_json_num(&j, "mean_log_p", r->mean);
+    cli_json_num(&j, "nll", -r->mean);
+    cli_json_num(&j, "bits_per_dim", -r->mean / (d * log(2.0)));
+    if (o->deq) cli_json_num(&j, "bits_per_dim_8bit", -r->mean / (d * log(2.0)) + 8.0);
+    if (o->hutch > 1) cli_json_num(&j, "standard_error", r->mse);
+    if (o->plot) cli_json_num(&j, "density_mass", r->mass);
+    cli_json_close(&j, '}');
+}
+
 static void print_report(const nll_opts *o, const nll_run *r)
 {
     int d = r->d;
+    if (o->json) {
+        print_json(o, r);
+        return;
+    }
     if (!r->f) {
         printf("log-likelihood of %d points (%s: exact, by the change of variables, %.2f s)\n", r->pts.rows,
                fm_model_method_name(r->holder), r->secs);
@@ -256,6 +281,7 @@ int cmd_nll(int argc, char **argv)
         {"hutchinson", OPT_INT, &o.hutch, "K", "Hutchinson's estimate with K probes instead"},
         {"probe", OPT_STR, &o.probe, "KIND", "Hutchinson probes: rademacher or gaussian"},
         {"dequantize", OPT_FLAG, &o.deq, NULL, "image pixels: spread each byte over its 1/256 cell, report bits/dim of the bytes"},
+        {"json", OPT_FLAG, &o.json, NULL, "print one JSON object (the numbers of the report) instead of the text"},
         {"out", OPT_STR, &o.out, "FILE", "log p per point (.npy or .csv)"},
         {"plot", OPT_STR, &o.plot, "FILE", "density heat map beside the data (.svg; 2-D models)"},
         {"grid", OPT_INT, &o.grid_n, "G", "heat map resolution"},
