@@ -495,6 +495,15 @@ fm_status fm_st_writer_save(fm_st_writer *w, const char *path);
  * Loading checks that every tensor is present with the expected shape. */
 fm_status fm_params_save(fm_params *p, fm_st_writer *w, const char *prefix);
 fm_status fm_params_load(fm_params *p, const fm_st *st, const char *prefix);
+/* Weights written by another program (a PyTorch state_dict saved as
+ * safetensors) into p, matched by name: parameter n is looked for as
+ * prefix + n when prefix is given, else as n, as n without its first
+ * component (net.0.weight as nn.Sequential's own 0.weight), as "model." + n or
+ * as "module." + n, the scheme that finds the first parameter naming them
+ * all. Shapes must match (F64, F16 and BF16 are converted) and every tensor of
+ * the file must be used; FM_ERR_FORMAT names the first one missing, misshapen
+ * or left over. p is unchanged on failure. */
+fm_status fm_params_import(fm_params *p, const fm_st *st, const char *prefix);
 fm_status fm_optim_save(fm_optim *o, fm_st_writer *w);
 /* Restores state buffers and step; the optimizer must be of the saved kind. */
 fm_status fm_optim_load(fm_optim *o, const fm_st *st);

@@ -582,6 +582,57 @@ void test_cli(void)
         fm__arena_free(&jarena);
     }
 
+    /* PyTorch to flowmatch: the tutorial's nn.Sequential state_dict, imported, samples as PyTorch's own
+     * midpoint steps did from the same starting points; fine-tuned by train --resume; bad files refused */
+    {
+        const char *fx = getenv("FM_FIXTURES") ? getenv("FM_FIXTURES") : "tests/fixtures";
+        char sd[1024];
+        snprintf(sd, sizeof sd, "%s/torch_sd.safetensors", fx);
+        fm_st *ref = t_fixture("torch_import_ref.safetensors");
+        size_t nx = 0, ns = 0;
+        float *x0 = ref ? t_read(ref, "x0", &nx) : NULL, *want = ref ? t_read(ref, "samples", &ns) : NULL;
+        int64_t shape[2] = {(int64_t)nx / 2, 2};
+        int wrote = x0 && fm_npy_write(t_path("tx0.npy"), x0, 2, shape) == FM_OK;
+        int ra = cli("import --weights %s --standardize off --out %s", sd, t_path("timp.safetensors"));
+        int rb = cli("sample --model %s --x0 %s --solver midpoint --steps 8 --out %s", t_path("timp.safetensors"),
+                     t_path("tx0.npy"), t_path("timp.npy"));
+        fm_table got = {0};
+        double worst = INFINITY;
+        if (!rb && fm_points_read(t_path("timp.npy"), &got) == FM_OK && (size_t)got.rows * got.cols == ns) {
+            worst = 0;
+            for (size_t i = 0; i < ns; i++) worst = fmax(worst, fabs(got.data[i] - want[i]));
+        }
+        fm_table_free(&got);
+        t_family_max("torch import", worst);
+        t_check(wrote && !ra && !rb && worst < 1e-5,
+                "import: PyTorch's nn.Sequential state_dict (0.weight ...) samples here as in PyTorch: max |x - x_torch| "
+                "%.1e over %zu values after 8 midpoint steps (exits %d %d)", worst, ns, ra, rb);
+        ra = cli("train --resume %s --iters 20 --quiet", t_path("timp.safetensors"));
+        rb = cli("import --weights %s --width 32 --out %s", sd, t_path("timp2.safetensors"));
+        int shape_msg = strstr(err_buf, "0.weight") && strstr(err_buf, "[64, 3]") && strstr(err_buf, "[32, 3]");
+        int ri = cli("import --weights %s --depth 2 --out %s", sd, t_path("timp2.safetensors"));
+        int depth_msg = strstr(err_buf, "'4.weight'") && strstr(err_buf, "[2, 64]");
+        /* a model with fewer tensors than the file: the first one left over is named */
+        fm_params *P = fm_params_new();
+        int s0[2] = {64, 3}, s1[1] = {64};
+        fm_params_add(P, "net.0.weight", 2, s0);
+        fm_params_add(P, "net.0.bias", 1, s1);
+        fm_st *sdf = fm_st_load(sd);
+        int extra_msg = sdf && fm_params_import(P, sdf, NULL) == FM_ERR_FORMAT &&
+                        strstr(fm_last_error(), "'2.weight' matches no parameter");
+        fm_st_free(sdf);
+        fm_params_free(P);
+        int rd = cli("import --weights %s --iters 5 --out %s", sd, t_path("timp2.safetensors"));
+        int re = cli("import --weights %s --method vae --out %s", sd, t_path("timp2.safetensors"));
+        t_check(!ra && rb == 1 && shape_msg && ri == 1 && depth_msg && extra_msg && rd == 2 && re == 2 &&
+                    file_size(t_path("timp2.safetensors")) < 0,
+                "import: fine-tuned by train --resume; a wrong width or depth names the tensor and both shapes, a "
+                "tensor left over is named; --iters and a VAE refused (exits %d %d %d %d %d)", ra, rb, ri, rd, re);
+        free(x0);
+        free(want);
+        fm_st_free(ref);
+    }
+
     /* compare end to end on a tiny budget */
     rc = cli("compare --iters 20 --batch 32 --n 100 --nfe 1,4 --out-dir %s --quiet", t_path("cmp"));
     char csv_txt[20000], md_txt[20000];

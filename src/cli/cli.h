@@ -206,6 +206,7 @@ void cli_json_str_raw(const char *v);                           /* a string, esc
 
 int cmd_inspect(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);

@@ -22,6 +22,7 @@ static const command commands[] = {
     {"demo", "the tutorial's 2D example end to end", cmd_demo},
     {"datasets", "list the built-in datasets or draw points from one", cmd_datasets},
     {"inspect", "check a safetensors file and list its tensors and metadata", cmd_inspect},
+    {"import", "a flow trained elsewhere (a PyTorch state_dict as safetensors) as a checkpoint", cmd_import},
 };
 
 static void usage(FILE *f)

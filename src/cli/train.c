@@ -130,7 +130,8 @@ int cli_write_losses(const char *cmd, const char *csv, const char *svg, const cl
  * for its data once --method and --data are known), never written here. */
 typedef struct {
     const char *data, *source, *path, *act, *optim, *sched, *out, *loss_csv, *loss_svg, *resume, *standardize,
-        *coupling, *method, *likelihood, *gan_loss, *arch, *out_act;
+        *coupling, *method, *likelihood, *gan_loss, *arch, *out_act, *weights, *weights_prefix;
+    int import; /* flowmatch import: load --weights, write the checkpoint, train nothing */
     int channels, class_cond, T, latent, d_width, d_depth, width, depth, time_embed, nesterov, amsgrad,
         threads, quiet, batch, dequantize, force;
     int64_t iters, seed, warmup, log_every, save_every;
@@ -195,7 +196,7 @@ static void opts_default(train_opts *o)
     o->exponent = pd.exponent;
 }
 
-#define TRAIN_NOPTS (62 + TRAIN_MAX_SETTINGS)
+#define TRAIN_NOPTS (64 + TRAIN_MAX_SETTINGS)
 
 /* A flag for each of the methods' own settings (once per name), after the
  * n options in t; the new count. */
@@ -289,6 +290,10 @@ static int train_options(train_opts *o, cli_opt *t)
         {"save-every", OPT_I64, &o->save_every, "N",
          "also save the checkpoint and losses every N iterations (default: 0, every 5 minutes; -1: only at the end)"},
         {"resume", OPT_STR, &o->resume, "FILE", "continue a checkpoint (its settings win; --iters sets the total)"},
+        {"weights", OPT_STR, &o->weights, "FILE",
+         "start from these weights: a flow's state_dict as safetensors (e.g. PyTorch's), matched by name and shape"},
+        {"weights-prefix", OPT_STR, &o->weights_prefix, "P",
+         "--weights: the file's names are P + the model's (default: tried as is, without 'net.', with 'model.')"},
         {"quiet", OPT_FLAG, &o->quiet, NULL, "no progress output"},
         {"force", OPT_FLAG, &o->force, NULL, "let the default --out replace an existing file"},
     };
@@ -456,6 +461,27 @@ static int set_optim(const train_opts *o, const cli_spec *spec, const fm_train_c
 
 /* A new trainer from the command line: the method's defaults for the data,
  * overridden by what was given. */
+/* --weights: a flow's network from another program's state_dict, before
+ * any training; the EMA starts from the same weights. */
+static int load_weights(const train_opts *o, fm_trainer *tr)
+{
+    const char *cmd = o->import ? "import" : "train";
+    fm_flow *f = fm_model_flow(fm_trainer_model(tr));
+    if (!f)
+        return cli_usage_error(cmd, "--weights loads a flow's network (fm, cnf, score, ddpm), not a %s model",
+                               fm_method_name(fm_trainer_get_config(tr)->method));
+    fm_st *st = fm_st_load(o->weights);
+    if (!st) return cli_error(cmd, "%s", fm_last_error());
+    fm_status s = fm_params_import(fm_flow_params(f), st, o->weights_prefix);
+    fm_st_free(st);
+    if (s) return cli_error(cmd, "%s: %s (the network is %s; see --width, --depth, --act, --arch)", o->weights,
+                            fm_last_error(), fm_arch_name(fm_flow_get_config(f)->arch));
+    fm_ema *e = fm_trainer_ema(tr);
+    fm_params *P = fm_flow_params(f);
+    if (e) memcpy(fm_ema_data(e), fm_params_data(P), fm_params_size(P) * sizeof(float));
+    return CLI_GO;
+}
+
 static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
 {
     int rc, m = fm_method_from_name(o->method);
@@ -475,10 +501,10 @@ static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
             BAD("--%s %s: %s", o->set_name[k], o->set_value[k], fm_last_error());
     *tr = fm_trainer_new(&c);
     if (!*tr) { /* a bad spec or setting is a usage error; a file that cannot be read is not */
-        fprintf(stderr, "flowmatch train: %s\n", fm_last_error());
+        fprintf(stderr, "flowmatch %s: %s\n", o->import ? "import" : "train", fm_last_error());
         return cli_status_code(fm_last_status());
     }
-    return CLI_GO;
+    return o->weights ? load_weights(o, *tr) : CLI_GO;
 }
 
 /* A trainer that continues --resume: only the run's outputs and length may be given. */
@@ -596,27 +622,62 @@ static const char train_details[] =
     "(only --iters, the outputs, --threads and the logging options may be given).\n"
     "The checkpoint and loss files are replaced only when the run succeeds.";
 
-int cmd_train(int argc, char **argv)
+static const char import_details[] =
+    "Makes a flowmatch checkpoint of a flow trained elsewhere: the model is described\n"
+    "by the same options as `flowmatch train` (--method fm, score, cnf or ddpm; --arch,\n"
+    "--width, --depth, --act, --time-embed; --path and its parameters; --data, whose\n"
+    "dimension and standardisation the model takes: --standardize off for a network\n"
+    "trained on raw data), and --weights gives its tensors, a state_dict saved as\n"
+    "safetensors (safetensors.torch.save_file(model.state_dict(), ...)). Each of the\n"
+    "model's tensors (net.0.weight, ...) must be in the file under its own name, the\n"
+    "name without 'net.' (an nn.Sequential's own 0.weight), or with 'model.' or\n"
+    "'module.' before it (or --weights-prefix P), with the same shape, and every\n"
+    "tensor of the file must be used. The checkpoint then samples, evaluates and\n"
+    "gives likelihoods like any other, and `train --resume` fine-tunes it with a fresh\n"
+    "optimizer (the training options given here, --lr, --batch, --ema, ..., are\n"
+    "the ones it resumes with).";
+
+static int train_main(int argc, char **argv, int import)
 {
     train_opts o;
     cli_opt opts[TRAIN_NOPTS];
     unsigned char given[TRAIN_NOPTS] = {0};
     opts_default(&o);
+    o.import = import;
     int nopts = train_options(&o, opts);
-    const cli_spec spec = {"train", NULL, "Train a flow-matching model, or a DDPM, VAE or GAN baseline.", train_details,
-                           opts, nopts, 0, 0, given};
+    const cli_spec spec = {import ? "import" : "train", NULL,
+                           import ? "Import a flow trained elsewhere (a PyTorch state_dict as safetensors) as a checkpoint."
+                                  : "Train a flow-matching model, or a DDPM, VAE or GAN baseline.",
+                           import ? import_details : train_details, opts, nopts, 0, 0, given};
+    const char *cmd = spec.name;
     int npos, rc = cli_parse(&spec, argc, argv, NULL, &npos);
     if (rc != CLI_GO) return rc;
+    if (import && (!o.weights || o.resume || cli_given(&spec, "iters")))
+        return cli_usage_error(cmd, "import needs --weights FILE, and takes neither --resume nor --iters (it trains "
+                                    "nothing; fine-tune with train --resume)");
+    if (import) o.iters = 0;
+    if (o.weights && o.resume) return cli_usage_error(cmd, "--weights starts a new run; --resume continues its own");
     if (o.resume && !cli_given(&spec, "out")) o.out = o.resume; /* a resumed run continues its file */
-    else if ((rc = cli_default_output("train", &spec, "out", o.out, o.force)) != CLI_GO) return rc;
-    if (!cli_has_suffix(o.out, ".safetensors")) return cli_usage_error("train", "--out '%s' must end in .safetensors", o.out);
-    if (o.threads < 0 || o.threads > 1024) return cli_usage_error("train", "--threads %d must lie in 0..1024", o.threads);
-    if (o.iters < 0) return cli_usage_error("train", "--iters %lld must be >= 0", (long long)o.iters);
-    if (o.log_every < 0) return cli_usage_error("train", "--log-every must be >= 0");
+    else if ((rc = cli_default_output(cmd, &spec, "out", o.out, o.force)) != CLI_GO) return rc;
+    if (!cli_has_suffix(o.out, ".safetensors")) return cli_usage_error(cmd, "--out '%s' must end in .safetensors", o.out);
+    if (o.threads < 0 || o.threads > 1024) return cli_usage_error(cmd, "--threads %d must lie in 0..1024", o.threads);
+    if (o.iters < 0) return cli_usage_error(cmd, "--iters %lld must be >= 0", (long long)o.iters);
+    if (o.log_every < 0) return cli_usage_error(cmd, "--log-every must be >= 0");
     fm_set_threads(o.threads);
     fm_trainer *tr = NULL;
     rc = o.resume ? resume_trainer(&o, &spec, &tr) : new_trainer(&o, &spec, &tr);
-    if (rc != CLI_GO) return rc;
+    if (rc != CLI_GO) {
+        fm_trainer_free(tr);
+        return rc;
+    }
+    if (import) {
+        rc = fm_trainer_save(tr, o.out) == FM_OK ? CLI_OK : cli_error(cmd, "%s", fm_last_error());
+        if (rc == CLI_OK && !o.quiet)
+            printf("imported %s (%zu parameters) as a %s model: wrote %s\n", o.weights,
+                   fm_model_size(fm_trainer_model(tr)), fm_method_name(fm_trainer_get_config(tr)->method), o.out);
+        fm_trainer_free(tr);
+        return rc;
+    }
     train_out w;
     if ((rc = stage_outputs(tr, &o, &w)) == CLI_GO) {
         if (!o.quiet) report_start(tr, &o);
@@ -634,3 +695,6 @@ int cmd_train(int argc, char **argv)
     fm_trainer_free(tr);
     return cli_exit_code(rc); /* 128 + the signal after an interrupted, saved run */
 }
+
+int cmd_train(int argc, char **argv) { return train_main(argc, argv, 0); }
+int cmd_import(int argc, char **argv) { return train_main(argc, argv, 1); }

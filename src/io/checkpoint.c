@@ -69,6 +69,58 @@ fm_status fm_params_load(fm_params *p, const fm_st *st, const char *prefix)
     return s;
 }
 
+/* The name parameter i has under naming scheme k of fm_params_import (with
+ * prefix when given) into buf; 0 when the scheme does not apply to it. */
+static int import_name(char *buf, const fm_params *p, int i, const char *prefix, int k)
+{
+    const char *n = fm_params_name(p, i), *dot = strchr(n, '.');
+    static const char *const wrap[] = {"", "", "model.", "module."};
+    if (prefix) return joined(buf, prefix, n) == FM_OK;
+    if (k == 1) return dot && joined(buf, NULL, dot + 1) == FM_OK; /* net.0.weight as nn.Sequential's 0.weight */
+    return joined(buf, wrap[k], n) == FM_OK;
+}
+
+fm_status fm_params_import(fm_params *p, const fm_st *st, const char *prefix)
+{
+    int np = fm_params_count(p), k = 0, nk = prefix ? 1 : 4;
+    char name[NAME_MAX_LEN];
+    /* the scheme under which the first parameter is found names them all */
+    for (k = 0; k < nk; k++)
+        if (np > 0 && import_name(name, p, 0, prefix, k) && fm_st_find(st, name) >= 0) break;
+    if (np > 0 && k == nk) {
+        char tried[4 * NAME_MAX_LEN] = "";
+        for (int q = 0; q < nk; q++)
+            if (import_name(name, p, 0, prefix, q))
+                snprintf(tried + strlen(tried), sizeof tried - strlen(tried), "%s'%s'", q ? ", " : "", name);
+        return fm__fail(FM_ERR_FORMAT, "the model's first parameter %s is not in the file (looked for %s)",
+                        fm_params_name(p, 0), tried);
+    }
+    size_t n = fm_params_size(p);
+    float *tmp = malloc((n ? n : 1) * sizeof(float));
+    unsigned char *used = calloc((size_t)(fm_st_count(st) ? fm_st_count(st) : 1), 1);
+    fm_status s = tmp && used ? FM_OK : fm__fail(FM_ERR_NOMEM, "out of memory importing parameters");
+    for (int i = 0; !s && i < np; i++) {
+        const fm_tensor *t = fm_params_tensor(p, i);
+        if (!import_name(name, p, i, prefix, k) || fm_st_find(st, name) < 0) {
+            char sh[96];
+            s = fm__fail(FM_ERR_FORMAT, "the file has no tensor '%s' for the model's %s (shape %s)", name,
+                         fm_params_name(p, i), fm__shape_fmt(t->ndim, t->shape, sh, sizeof sh));
+            break;
+        }
+        used[fm_st_find(st, name)] = 1;
+        if ((s = fm_st_read(st, name, tmp + fm__params_offset(p, i), t->ndim, t->shape)))
+            s = fm__fail(FM_ERR_FORMAT, "the model's %s: %s", fm_params_name(p, i), fm_last_error());
+    }
+    for (int j = 0; !s && j < fm_st_count(st); j++)
+        if (!used[j])
+            s = fm__fail(FM_ERR_FORMAT, "the file's tensor '%s' matches no parameter of the model (%d parameters, "
+                         "the file %d tensors)", fm_st_entry(st, j, NULL, NULL, NULL), np, fm_st_count(st));
+    if (!s) memcpy(fm_params_data(p), tmp, n * sizeof(float));
+    free(tmp);
+    free(used);
+    return s;
+}
+
 /* ------------------------------------------------------------------ metadata helpers */
 
 void fm__fmt_num(char *buf, double v)

@@ -472,6 +472,30 @@ def gen_unet_cond():
     unet_fixture("unet_cond.safetensors", 1357, 17, 4, num_classes=3, labels=[2, 0, 3, 1], guidance=2.5)
 
 
+def gen_torch_import():
+    """The tutorial's network trained nowhere but initialised by PyTorch:
+    torch_sd.safetensors is its nn.Sequential state_dict as PyTorch users save
+    it (keys 0.weight ... 6.bias, no metadata); torch_import_ref.safetensors
+    holds 64 starting points x0 and the tutorial's midpoint sampler (8 steps,
+    t = 0 to 1) run from them in PyTorch, which flowmatch must reproduce
+    after `flowmatch import`."""
+    import torch.nn as nn
+    torch.manual_seed(2718)
+    net = nn.Sequential(nn.Linear(3, 64), nn.ELU(), nn.Linear(64, 64), nn.ELU(), nn.Linear(64, 64), nn.ELU(),
+                        nn.Linear(64, 2))
+    st.save_file(net.state_dict(), os.path.join(OUT, "torch_sd.safetensors"))
+    x0 = torch.randn(64, 2, generator=torch.Generator().manual_seed(31))
+    x = x0.clone()
+    with torch.no_grad():
+        v = lambda t, y: net(torch.cat((t.expand(y.shape[0], 1), y), -1))
+        steps = 8
+        for k in range(steps):
+            t0, t1 = torch.tensor([[k / steps]]), torch.tensor([[(k + 1) / steps]])
+            h = t1 - t0
+            x = x + h * v(t0 + h / 2, x + h / 2 * v(t0, x))
+    st.save(os.path.join(OUT, "torch_import_ref.safetensors"), {"x0": x0, "samples": x})
+
+
 def gen_npy():
     import numpy as np
     d = os.path.join(OUT, "npy")
@@ -492,7 +516,8 @@ if __name__ == "__main__":
            "rng": gen_rng, "datasets": gen_datasets, "npy": gen_npy, "conv": gen_conv,
            "ops2": gen_ops2, "unet": gen_unet, "unet_cond": gen_unet_cond,
            "cnf": lambda: lineage.gen_cnf(st.save, os.path.join(OUT, "cnf.safetensors")),
-           "nf": lambda: lineage.gen_nf(st.save, os.path.join(OUT, "nf.safetensors"))}
+           "nf": lambda: lineage.gen_nf(st.save, os.path.join(OUT, "nf.safetensors")),
+           "torch_import": gen_torch_import}
     which = sys.argv[2:] or list(ALL)
     for w in which:
         if w not in ALL:

@@ -64,3 +64,31 @@ def load(path):
         arr = np.frombuffer(data[a:b], dtype="<f4").reshape(e["shape"])
         out[name] = torch.from_numpy(arr.astype("float64"))
     return out, meta
+
+
+def save_file(tensors, path, metadata=None):
+    """As safetensors.torch.save_file: a state_dict (name -> tensor) to path."""
+    save(path, tensors, metadata)
+
+
+def load_file(path):
+    """As safetensors.torch.load_file: name -> torch tensor in the file's dtype
+    (F32, F64, F16 or BF16), without the metadata."""
+    import numpy as np
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    data = raw[8 + n:]
+    kinds = {"F32": ("<f4", torch.float32), "F64": ("<f8", torch.float64), "F16": ("<f2", torch.float16)}
+    out = {}
+    for name, e in header.items():
+        a, b = e["data_offsets"]
+        if e["dtype"] == "BF16":
+            bits = np.frombuffer(data[a:b], dtype="<i2").astype(np.int16).reshape(e["shape"])
+            out[name] = torch.from_numpy(bits.copy()).view(torch.bfloat16)
+        else:
+            np_dt, _ = kinds[e["dtype"]]
+            out[name] = torch.from_numpy(np.frombuffer(data[a:b], dtype=np_dt).reshape(e["shape"]).copy())
+    return out
