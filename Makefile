@@ -15,6 +15,8 @@
 #   make install    header, static and shared libraries, the tool, flowmatch.pc and flowmatch(1)
 #                   into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
 #   make install-check  install into a temporary prefix and build examples/ against it with pkg-config
+#   make python     the Python package in python/ made usable (the shared library copied into it)
+#   make python-test  its tests (Debian's python3 and python3-numpy)
 #
 # NO_OMP=1 builds without OpenMP; ARCH= (empty) builds for a generic x86-64;
 # WERROR=1 turns warnings into errors (CI does).
@@ -59,7 +61,7 @@ MAJOR    := $(firstword $(subst ., ,$(VERSION)))
 $(foreach d,$(B) $(A) $(G) $(S),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rng.o)): KFLAGS := -ffp-contract=fast
 
 .PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test valgrind fuzz \
-        shared install uninstall install-check
+        shared install uninstall install-check python python-test
 all: libflowmatch.a flowmatch
 
 $(B)/%.o: %.c
@@ -276,8 +278,21 @@ uninstall:
 install-check: all shared
 	sh tools/install_check.sh $(VERSION) $(MAJOR)
 
+# The Python package (python/flowmatch, ctypes over the shared library): the
+# library is copied into it, so PYTHONPATH=python or `pip install ./python`
+# (after this) finds it.
+python: shared
+	cp $(S)/$(SO) python/flowmatch/libflowmatch.so
+
+python-test: python
+	cd python && $(PYTHON) -m unittest discover -s tests -v
+	@d=$$(mktemp -d) && PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install -q --no-build-isolation --no-deps --target $$d/site ./python && \
+	rm -rf python/build python/*.egg-info && cd $$d && PYTHONPATH=$$d/site $(PYTHON) -c \
+	    "import flowmatch; m = flowmatch.train('moons', iters=200); print('pip install ./python:', m, m.sample(3).shape)"; \
+	rc=$$?; rm -rf $$d; exit $$rc
+
 clean:
-	rm -rf build libflowmatch.a flowmatch
+	rm -rf build libflowmatch.a flowmatch python/flowmatch/libflowmatch.so
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(A_LIB:.o=.d) $(A_CLI:.o=.d) $(A_TEST:.o=.d) \
     $(G_LIB:.o=.d) $(G_CLI:.o=.d) $(G_TEST:.o=.d) $(S_LIB:.o=.d)

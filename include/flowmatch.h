@@ -1097,6 +1097,18 @@ fm_status  fm_model_sample_from(fm_model *m, int n, const float *x_start, fm_rng
                                 const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                                 fm_solve_stats *st);
 const char *fm_model_method_name(const fm_model *m);  /* "fm", "ddpm", ... */
+/* n samples (data units) with a sampler named as text: an ODE solver
+ * ("euler" .. "dopri5"), a flow's stochastic one ("sde", "em", "pc") or a
+ * method's own ("ancestral", "ddim"); NULL the model's default. steps <= 0 the
+ * default count; the grid runs uniformly to the path's end. Noise from the
+ * seed's noise stream. */
+fm_status  fm_model_sample_named(fm_model *m, int n, uint64_t seed, const char *solver, int steps, float *out);
+/* log p of n points (data units): a closed-form density when the model has
+ * one (nf), else a flow's by rk4 over steps (<= 0: 100) from its path's end to
+ * 0, exact divergence (probes 0) or Hutchinson's with that many Rademacher
+ * probes from seed. */
+fm_status  fm_model_log_likelihood(fm_model *m, const float *x, int n, int steps, int probes, uint64_t seed,
+                                   double *logp);
 
 /* ------------------------------------------------------------------ CNF */
 
@@ -1236,6 +1248,18 @@ fm_train_config fm_train_config_for_data(fm_method m, const char *spec);
  * (FM_ERR_ARG naming the setting and value when either is not valid for that
  * method). */
 fm_status       fm_train_config_set(fm_train_config *c, const char *name, const char *value);
+/* For bindings and short programs: a configuration on the heap (method by
+ * name, NULL "fm"; data a dataset spec, kept in a copy; the method's defaults
+ * for that data), set by the train command's option names as text: iters,
+ * batch, seed, lr, ema, clip, warmup, min-lr, schedule, width, depth, act,
+ * time-embed, arch, channels, path, sigma-min, sigma, t-end, ve-sigma-min,
+ * ve-sigma-max, beta-min, beta-max, exponent, coupling, standardize
+ * (auto|on|off), dequantize (0|1), T, beta-start, beta-end (DDPM), latent,
+ * kl-weight (VAE, GAN), and the method's own settings
+ * (fm_train_config_set). FM_ERR_ARG names a bad name or value. */
+fm_train_config *fm_train_config_new(const char *method, const char *data);
+void             fm_train_config_free(fm_train_config *c);
+fm_status        fm_train_config_set_option(fm_train_config *c, const char *name, const char *value);
 
 typedef struct fm_trainer fm_trainer;
 fm_trainer *fm_trainer_new(const fm_train_config *cfg);
