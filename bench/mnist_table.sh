@@ -58,6 +58,7 @@ run_model() {
         fi
     fi
     ev="--a $m --b $TEST --classifier $OUT/clf.safetensors --seed 7 --threads 1"
+    while pgrep -f -- "--a $m " > /dev/null; do sleep 15; done # a stopped run's measurement still going
     if [ "$kind" = flow ]; then
         for tol in 1e-5 1e-3; do
             done_log "$OUT/${name}_dopri5_$tol.log" Frechet ||
