@@ -52,13 +52,16 @@ def evaluation(out, name, what):
 
 def train_info(out, name):
     t = read(os.path.join(out, name + "_train.log")) or ""
-    m = re.search(r"train_seconds (\d+)", t)
-    return int(m.group(1)) if m else None
+    # one run's train_seconds, or a stopped run's first segment plus its resumption
+    parts = [int(x) for x in re.findall(r"train_seconds (\d+)", t)]
+    parts += [int(x) for x in re.findall(r"first_segment .*\((\d+) s\)", t)]
+    parts += [int(x) for x in re.findall(r"train_seconds_after_resume (\d+)", t)]
+    return sum(parts) if parts else None
 
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "bench/mnist"
-    print("| model | training (min, 1 thread) | bits/dim (Hutchinson SE) | dopri5 1e-5: NFE | FD | dopri5 1e-3: NFE | FD "
+    print("| model | training (min of wall time, 1 thread, shared cores) | bits/dim (Hutchinson SE) | dopri5 1e-5: NFE | FD | dopri5 1e-3: NFE | FD "
           "| classes of the 1e-5 samples (0..9) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for name, label in MODELS:
