@@ -2,7 +2,8 @@
  * configuration on the heap set by option names as text (the train
  * command's flags), and sampling and likelihoods of any model by solver name
  * with its defaults. The Python package (python/flowmatch) is built on these,
- * so it mirrors no C struct.
+ * so it mirrors no C struct. It sits beside the registry (registry.c), whose
+ * public entry points it calls.
  */
 #include "train/method.h"
 
