@@ -307,6 +307,11 @@ fm__stdz *fm__flow_stdz(fm_flow *f);
 /* fm_flow_save writing `method` as the checkpoint's method (a velocity field
  * trained by another method: "cnf"). */
 fm_status fm__flow_save_as(fm_flow *f, fm_st_writer *w, const char *method);
+/* 1 when the path adds noise eps beside x0 (icfm, sb with sigma > 0): its
+ * velocity is then no function of x and one prediction. */
+int fm__path_extra_noise(const fm_path *p);
+/* fm_path_noise from coefficients already at hand: s = sqrt(b^2 + c^2), s'. */
+void fm__path_noise_of(const fm_path_coef *c, double *s, double *ds);
 /* fm_predict_convert's line: to = A x + B y for a `from` prediction y at t. */
 void fm__predict_coef(const fm_path *p, double t, fm_predict from, fm_predict to, double *A, double *B);
 /* The velocity *v = net(t, x) and its Jacobian-vector products on the K

@@ -1,44 +1,57 @@
 /* inspect.c - `flowmatch inspect`: validate a safetensors file and list what
- * it holds (tensors with dtype and shape, then the metadata).
+ * it holds (tensors with dtype and shape, then the metadata), as text or as
+ * one JSON object.
  */
 #include "cli/cli.h"
 
 #include <stdint.h>
 
-static void print_json(const fm_st *st, int meta_only)
+/* The listing; j NULL: text. */
+static void list(const fm_st *st, int meta_only, cli_json *j)
 {
-    cli_json j = {0};
-    cli_json_open(&j, NULL, '{');
+    if (j) cli_json_open(j, NULL, '{');
     if (!meta_only) {
         uint64_t total = 0;
-        cli_json_open(&j, "tensors", '[');
+        if (j) cli_json_open(j, "tensors", '[');
         for (int i = 0; i < fm_st_count(st); i++) {
             fm_dtype dt;
             int nd;
             int64_t sh[8];
             const char *name = fm_st_entry(st, i, &dt, &nd, sh);
             uint64_t n = 1;
-            cli_json_open(&j, NULL, '{');
-            cli_json_str(&j, "name", name);
-            cli_json_str(&j, "dtype", fm_dtype_name(dt));
-            cli_json_open(&j, "shape", '[');
-            for (int d = 0; d < nd; d++) cli_json_int(&j, NULL, (long long)sh[d]), n *= (uint64_t)sh[d];
-            cli_json_close(&j, ']');
-            cli_json_close(&j, '}');
+            if (j) {
+                cli_json_open(j, NULL, '{');
+                cli_json_str(j, "name", name);
+                cli_json_str(j, "dtype", fm_dtype_name(dt));
+                cli_json_open(j, "shape", '[');
+            } else {
+                printf("%-40s %-5s [", name, fm_dtype_name(dt));
+            }
+            for (int d = 0; d < nd; d++) {
+                if (j) cli_json_int(j, NULL, (long long)sh[d]);
+                else printf(d ? ", %lld" : "%lld", (long long)sh[d]);
+                n *= (uint64_t)sh[d];
+            }
+            if (j) cli_json_close(j, ']'), cli_json_close(j, '}');
+            else printf("]\n");
             total += n;
         }
-        cli_json_close(&j, ']');
-        cli_json_int(&j, "count", fm_st_count(st));
-        cli_json_int(&j, "values", (long long)total);
+        if (j) {
+            cli_json_close(j, ']');
+            cli_json_int(j, "count", fm_st_count(st));
+            cli_json_int(j, "values", (long long)total);
+        } else {
+            printf("%d tensors, %llu values\n", fm_st_count(st), (unsigned long long)total);
+        }
     }
-    cli_json_open(&j, "metadata", '{');
+    if (j) cli_json_open(j, "metadata", '{');
     for (int i = 0; i < fm_st_meta_count(st); i++) {
         const char *v;
         const char *k = fm_st_meta_at(st, i, &v);
-        cli_json_str(&j, k, v);
+        if (j) cli_json_str(j, k, v);
+        else printf("%s = %s\n", k, v);
     }
-    cli_json_close(&j, '}');
-    cli_json_close(&j, '}');
+    if (j) cli_json_close(j, '}'), cli_json_close(j, '}');
 }
 
 int cmd_inspect(int argc, char **argv)
@@ -60,34 +73,8 @@ int cmd_inspect(int argc, char **argv)
     if (rc != CLI_GO) return rc;
     fm_st *st = fm_st_load(pos[0]);
     if (!st) return cli_error("inspect", "%s", fm_last_error());
-    if (json) {
-        print_json(st, meta_only);
-        fm_st_free(st);
-        return CLI_OK;
-    }
-    if (!meta_only) {
-        uint64_t total = 0;
-        for (int i = 0; i < fm_st_count(st); i++) {
-            fm_dtype dt;
-            int nd;
-            int64_t sh[8];
-            const char *name = fm_st_entry(st, i, &dt, &nd, sh);
-            uint64_t n = 1;
-            printf("%-40s %-5s [", name, fm_dtype_name(dt));
-            for (int d = 0; d < nd; d++) {
-                printf(d ? ", %lld" : "%lld", (long long)sh[d]);
-                n *= (uint64_t)sh[d];
-            }
-            printf("]\n");
-            total += n;
-        }
-        printf("%d tensors, %llu values\n", fm_st_count(st), (unsigned long long)total);
-    }
-    for (int i = 0; i < fm_st_meta_count(st); i++) {
-        const char *v;
-        const char *k = fm_st_meta_at(st, i, &v);
-        printf("%s = %s\n", k, v);
-    }
+    cli_json j = {0};
+    list(st, meta_only, json ? &j : NULL);
     fm_st_free(st);
     return CLI_OK;
 }

@@ -50,7 +50,7 @@ static fm_status config_check(const fm_flow_config *c)
         return fm__fail(FM_ERR_ARG, "a flow is a flow-matching or DDPM model, not method %d", (int)c->method);
     if (c->predict < 0 || c->predict >= FM_PREDICT_COUNT)
         return fm__fail(FM_ERR_ARG, "flow: unknown prediction %d", (int)c->predict);
-    if (c->predict != FM_PREDICT_V && (c->path.kind == FM_PATH_ICFM || c->path.kind == FM_PATH_SB) && c->path.sigma > 0)
+    if (c->predict != FM_PREDICT_V && fm__path_extra_noise(&c->path))
         return fm__fail(FM_ERR_ARG, "a %s prediction needs a path without extra noise: on the %s path with sigma > 0 "
                         "the velocity is not a function of x and the prediction", fm_predict_name(c->predict),
                         fm_path_name(c->path.kind));
@@ -390,7 +390,7 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
     if (sde && (!r || !fm__is_gaussian_source(f->cfg.source)))
         return fm__fail(FM_ERR_ARG, "the %s sampler needs a random stream and a flow from N(0, I) (its score comes from "
                                     "the Gaussian path)", sc->sampler);
-    if (sde && (f->cfg.path.kind == FM_PATH_ICFM || f->cfg.path.kind == FM_PATH_SB) && f->cfg.path.sigma > 0)
+    if (sde && fm__path_extra_noise(&f->cfg.path))
         return fm__fail(FM_ERR_ARG, "the %s sampler reads the score from a velocity on a path x = a x1 + s e; the %s "
                         "path with sigma > 0 adds noise the velocity does not determine", sc->sampler,
                         fm_path_name(f->cfg.path.kind));

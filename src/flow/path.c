@@ -134,13 +134,23 @@ void fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c)
     }
 }
 
+int fm__path_extra_noise(const fm_path *p)
+{
+    return (p->kind == FM_PATH_ICFM || p->kind == FM_PATH_SB) && p->sigma > 0;
+}
+
+void fm__path_noise_of(const fm_path_coef *c, double *s, double *ds)
+{
+    double sg = sqrt(c->b * c->b + c->c * c->c);
+    if (s) *s = sg;
+    if (ds) *ds = sg > 0 ? (c->b * c->db + c->c * c->dc) / sg : 0.0;
+}
+
 void fm_path_noise(const fm_path *p, double t, double *s, double *ds)
 {
     fm_path_coef c;
     fm_path_coef_at(p, t, &c);
-    double sg = sqrt(c.b * c.b + c.c * c.c);
-    if (s) *s = sg;
-    if (ds) *ds = sg > 0 ? (c.b * c.db + c.c * c.dc) / sg : 0.0;
+    fm__path_noise_of(&c, s, ds);
 }
 
 void fm_path_sde(const fm_path *p, double t, double *f, double *g2)
@@ -148,7 +158,7 @@ void fm_path_sde(const fm_path *p, double t, double *f, double *g2)
     fm_path_coef c;
     fm_path_coef_at(p, t, &c);
     double s, ds;
-    fm_path_noise(p, t, &s, &ds);
+    fm__path_noise_of(&c, &s, &ds);
     /* d/dtau = -d/dt: f = d log a / dtau; g^2 = d s^2 / dtau - 2 f s^2 */
     double fa = c.a != 0 ? -c.da / c.a : -INFINITY;
     if (f) *f = fa;
@@ -171,7 +181,7 @@ static void convert_coef(const fm_path *p, double t, fm_predict from, fm_predict
     fm_path_coef c;
     fm_path_coef_at(p, t, &c);
     double s, ds, a = c.a, da = c.da;
-    fm_path_noise(p, t, &s, &ds);
+    fm__path_noise_of(&c, &s, &ds);
     /* everything through (x1, e): x = a x1 + s e, v = a' x1 + s' e */
     double fa, fb; /* y = fa x1 + fb e for the `from` quantity, as a line in (x1, e) */
     double ta, tb; /* likewise for `to` */
@@ -217,7 +227,7 @@ static double nsr(const fm_path *p, double t)
     fm_path_coef c;
     fm_path_coef_at(p, t, &c);
     double s;
-    fm_path_noise(p, t, &s, NULL);
+    fm__path_noise_of(&c, &s, NULL);
     return c.a > 0 ? s / c.a : INFINITY;
 }
 

@@ -20,16 +20,15 @@
 #include <math.h>
 #include <string.h>
 
-/* The score at t from the velocity vel, into sc (n values). */
-static void score_of(const fm_path *p, double t, const double *y, const float *vel, double *sc, size_t n)
+/* c at t, and k with score = k (a' x - a v): k = 1 / (s (a s' - a' s)), 0
+ * where that vanishes. */
+static double score_scale(const fm_path *p, double t, fm_path_coef *c)
 {
-    fm_path_coef c;
-    fm_path_coef_at(p, t, &c);
+    fm_path_coef_at(p, t, c);
     double s, ds;
-    fm_path_noise(p, t, &s, &ds);
-    double D = s * (c.a * ds - c.da * s);
-    double k = D != 0 ? 1 / D : 0;
-    for (size_t i = 0; i < n; i++) sc[i] = k * (c.da * y[i] - c.a * vel[i]);
+    fm__path_noise_of(c, &s, &ds);
+    double D = s * (c->a * ds - c->da * s);
+    return D != 0 ? 1 / D : 0;
 }
 
 fm_status fm_sde_sample(const fm_path *p, const fm_sde_config *cf, fm_field_fn v, void *ctx, const double *grid,
@@ -71,14 +70,17 @@ fm_status fm_sde_sample(const fm_path *p, const fm_sde_config *cf, fm_field_fn v
         if ((s = v(ctx, t, x, vel, N))) break;
         nfe++;
         fm_path_coef c;
-        fm_path_coef_at(p, t, &c);
-        double sg, dsg, g2 = 0;
-        fm_path_noise(p, t, &sg, &dsg);
-        if (pathg) fm_path_sde(p, t, NULL, &g2), g2 *= G * G;
-        else g2 = G * G * sg * sg;
-        /* drift = v + g^2/2 score, the score from v (score_of's formula, inlined) */
-        double D = sg * (c.a * dsg - c.da * sg), kdrift = (g2 > 0 && D != 0) ? g2 / (2 * D) : 0;
-        double sd = sqrt(g2 * fabs(h));
+        double ks = score_scale(p, t, &c), g2 = 0;
+        if (pathg) {
+            fm_path_sde(p, t, NULL, &g2);
+            g2 *= G * G;
+        } else {
+            double sg;
+            fm__path_noise_of(&c, &sg, NULL);
+            g2 = G * G * sg * sg;
+        }
+        /* drift = v + g^2/2 score */
+        double kdrift = g2 > 0 ? 0.5 * g2 * ks : 0, sd = sqrt(g2 * fabs(h));
         for (size_t i = 0; i < N; i++) {
             double drift = vel[i];
             if (kdrift != 0) drift += kdrift * (c.da * y[i] - c.a * vel[i]);
@@ -87,14 +89,14 @@ fm_status fm_sde_sample(const fm_path *p, const fm_sde_config *cf, fm_field_fn v
             x[i] = (float)y[i];
         }
         /* Langevin corrector at the new time */
-        double t1 = grid[k + 1];
+        double t1 = grid[k + 1], alpha = 1.0;
         fm_path_coef c1;
-        fm_path_coef_at(p, t1, &c1);
-        double alpha = (p->kind == FM_PATH_VE || !(c1.a > 0)) ? 1.0 : fmin(1.0, (c.a / c1.a) * (c.a / c1.a));
+        double ks1 = cf->corrector_steps ? score_scale(p, t1, &c1) : 0;
+        if (cf->corrector_steps && p->kind != FM_PATH_VE && c1.a > 0) alpha = fmin(1.0, (c.a / c1.a) * (c.a / c1.a));
         for (int j = 0; !s && j < cf->corrector_steps; j++) {
             if ((s = v(ctx, t1, x, vel, N))) break;
             nfe++;
-            score_of(p, t1, y, vel, sc, N);
+            for (size_t i = 0; i < N; i++) sc[i] = ks1 * (c1.da * y[i] - c1.a * vel[i]);
             for (size_t i = 0; i < N; i++) z[i] = fm_rng_normal(r);
             /* the step from the batch's mean norms, as Song et al. take it: a
              * point's own |score| can vanish (near a mode), its step would not */

@@ -101,13 +101,14 @@ fm_status fm_params_import(fm_params *p, const fm_st *st, const char *prefix)
     fm_status s = tmp && used ? FM_OK : fm__fail(FM_ERR_NOMEM, "out of memory importing parameters");
     for (int i = 0; !s && i < np; i++) {
         const fm_tensor *t = fm_params_tensor(p, i);
-        if (!import_name(name, p, i, prefix, k) || fm_st_find(st, name) < 0) {
+        int at = import_name(name, p, i, prefix, k) ? fm_st_find(st, name) : -1;
+        if (at < 0) {
             char sh[96];
             s = fm__fail(FM_ERR_FORMAT, "the file has no tensor '%s' for the model's %s (shape %s)", name,
                          fm_params_name(p, i), fm__shape_fmt(t->ndim, t->shape, sh, sizeof sh));
             break;
         }
-        used[fm_st_find(st, name)] = 1;
+        used[at] = 1;
         if ((s = fm_st_read(st, name, tmp + fm__params_offset(p, i), t->ndim, t->shape)))
             s = fm__fail(FM_ERR_FORMAT, "the model's %s: %s", fm_params_name(p, i), fm_last_error());
     }

@@ -104,7 +104,8 @@ void fm__flow_targets(fm_trainer *tr, const float *x0, const float *eps, int B)
     for (int i = 0; i < B; i++) {
         fm_path_coef c;
         fm_path_coef_at(path, tr->t[i], &c);
-        double s = sqrt(c.b * c.b + c.c * c.c);
+        double s;
+        fm__path_noise_of(&c, &s, NULL);
         for (int j = 0; j < d; j++) {
             size_t k = (size_t)i * d + j;
             double e = eps ? eps[k] : 0.0;

@@ -22,6 +22,14 @@ const char *fm__flow_method_data(const void *obj);
 size_t fm__flow_method_size(void *obj);
 fm_tensor *fm__flow_method_forward(fm_tape *tp, void *obj, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels);
 
+/* The table entries every method over a flow object shares (fm, ddpm, cnf,
+ * score): what the model is, and how it is initialised, run, freed, loaded
+ * and measured. A table lists FM__FLOW_OBJECT among its initialisers. */
+#define FM__FLOW_OBJECT                                                                                              \
+    .object = "flow", .stdz_key = "flow", .init = fm__flow_method_init, .forward = fm__flow_method_forward,           \
+    .free = fm__flow_method_free, .load = fm__flow_method_load, .dim = fm__flow_method_dim,                          \
+    .data = fm__flow_method_data, .size = fm__flow_method_size
+
 /* A velocity field's sampling: an ODE solver (8 midpoint steps unless named), or the sde sampler. */
 fm_solver_kind fm__flow_method_default_solver(const void *obj, int *steps);
 fm_status fm__flow_method_sample(void *obj, int n, const float *x_start, fm_rng *r, const fm_solver_config *sc,
@@ -43,6 +51,10 @@ void fm__flow_get_tdist(const fm_train_config *c, char *buf, size_t cap);
 fm_status fm__flow_set_predict(fm_train_config *c, const char *v);
 void fm__flow_get_predict(const fm_train_config *c, char *buf, size_t cap);
 fm_status fm__flow_save_tdist(fm_trainer *tr, fm_st_writer *w);
+/* --t-dist as an entry of a method's settings (fm, score). */
+#define FM__TDIST_SETTING                                                                                            \
+    {"t-dist", "DIST", "fm, score: training times: uniform, logit-normal[:M,S] or skewed", fm__flow_set_tdist,        \
+     fm__flow_get_tdist}
 fm_status fm__flow_load_tdist(fm_train_config *c, const fm_st *st);
 
 #endif

@@ -126,7 +126,7 @@ static fm_status step(fm_trainer *tr, double *loss)
         if (s) return s;
     }
     fm__flow_draw_times(tr, B);
-    int noisy = (path->kind == FM_PATH_ICFM || path->kind == FM_PATH_SB) && path->sigma > 0;
+    int noisy = fm__path_extra_noise(path);
     if (noisy) fm_rng_normal_fill(&tr->rnoise, st->eps, n, 0.0f, 1.0f);
     fm__flow_targets(tr, st->x0, noisy ? st->eps : NULL, B);
     return fm__train_regress(tr, loss);
@@ -186,8 +186,7 @@ static const char *const options[] = {"source", "path", "coupling", "sigma-min",
 static const fm__setting settings[] = {
     {"predict", "KIND", "fm: what the network predicts: v (the velocity), eps (the noise) or x1 (the data)",
      fm__flow_set_predict, fm__flow_get_predict},
-    {"t-dist", "DIST", "fm, score: training times: uniform, logit-normal[:M,S] or skewed", fm__flow_set_tdist,
-     fm__flow_get_tdist},
+    FM__TDIST_SETTING,
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -201,8 +200,7 @@ const fm__method fm__method_fm = {
     .id = FM_METHOD_FM,
     .name = "fm",
     .summary = "flow matching: a velocity field regressed on a probability path",
-    .object = "flow",
-    .stdz_key = "flow",
+    FM__FLOW_OBJECT,
     .options = options,
     .settings = settings,
     .defaults = defaults,
@@ -210,18 +208,11 @@ const fm__method fm__method_fm = {
     .build = fm__flow_method_build,
     .state_new = state_new,
     .state_free = state_free,
-    .init = fm__flow_method_init,
-    .forward = fm__flow_method_forward,
     .step = step,
     .save_train = fm__flow_save_tdist,
     .describe = describe,
     .load_config = load_config,
-    .free = fm__flow_method_free,
     .save = fm__flow_method_save,
-    .load = fm__flow_method_load,
-    .dim = fm__flow_method_dim,
-    .data = fm__flow_method_data,
-    .size = fm__flow_method_size,
     .sampling = FM_SAMPLING_ODE,
     .default_solver = fm__flow_method_default_solver,
     .sample = fm__flow_method_sample,

@@ -135,8 +135,7 @@ static void get_sde(const fm_train_config *c, char *buf, size_t cap)
 
 static const fm__setting settings[] = {
     {"sde", "KIND", "score: the forward SDE: ve, vp or subvp", set_sde, get_sde},
-    {"t-dist", "DIST", "fm, score: training times: uniform, logit-normal[:M,S] or skewed", fm__flow_set_tdist,
-     fm__flow_get_tdist},
+    FM__TDIST_SETTING,
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -146,8 +145,7 @@ const fm__method fm__method_score = {
     .id = 6,
     .name = "score",
     .summary = "score-based model: denoising score matching on a VE, VP or sub-VP SDE; reverse SDE, PC or ODE sampling",
-    .object = "flow",
-    .stdz_key = "flow",
+    FM__FLOW_OBJECT,
     .options = options,
     .settings = settings,
     .defaults = defaults,
@@ -155,18 +153,11 @@ const fm__method fm__method_score = {
     .build = build,
     .state_new = state_new,
     .state_free = state_free,
-    .init = fm__flow_method_init,
-    .forward = fm__flow_method_forward,
     .step = step,
     .save_train = fm__flow_save_tdist,
     .describe = describe,
     .load_config = load_config,
-    .free = fm__flow_method_free,
     .save = save,
-    .load = fm__flow_method_load,
-    .dim = fm__flow_method_dim,
-    .data = fm__flow_method_data,
-    .size = fm__flow_method_size,
     .sampling = FM_SAMPLING_ODE,
     .default_solver = default_solver,
     .sample = fm__flow_method_sample,
