@@ -6,6 +6,7 @@
 #   make test-generic  the tests built for baseline x86-64 (no -march), the portable path
 #   make demo       the tutorial's 2D example end to end
 #   make golden-record  rewrite the golden test's hashes (tests/golden/)
+#   make mpi-test   data-parallel runs under mpirun (2 and 3 ranks) against one process, byte for byte
 #   make kill-test  kill -9 a training run at 30 random moments; it must lose at most one --save-every interval
 #   make valgrind   short runs of the generic build under valgrind
 #   make fuzz       libFuzzer on every parser for FUZZ_SECONDS each (clang)
@@ -31,13 +32,25 @@ CSTD    := -std=c11 -D_DEFAULT_SOURCE -fno-math-errno
 CFLAGS  ?= $(OPT) $(ARCH)
 CPPFLAGS := -Iinclude -Isrc
 LDLIBS  := -lm -lz -lpng
+BASE_LIBS := $(LDLIBS)
 PYTHON  ?= /usr/bin/python3
 
 ifeq ($(NO_OMP),)
 OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
 endif
 
-LIB_SRC  := $(sort $(wildcard src/engine/*.c src/io/*.c src/data/*.c src/nets/*.c src/sample/*.c src/eval/*.c src/flow/*.c src/train/*.c src/methods/*.c))
+# Open MPI, found like OpenMP: with mpicc on the PATH (Debian's libopenmpi-dev),
+# src/dist/dist.c speaks MPI and everything links libmpi; NO_MPI=1 builds without.
+ifeq ($(NO_MPI),)
+MPI_INC  := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+endif
+ifneq ($(MPI_LIBS),)
+MPI_DEF  := -DFM_MPI=1
+LDLIBS   += $(MPI_LIBS)
+endif
+
+LIB_SRC  := $(sort $(wildcard src/engine/*.c src/io/*.c src/data/*.c src/nets/*.c src/sample/*.c src/eval/*.c src/flow/*.c src/train/*.c src/methods/*.c src/dist/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 
@@ -59,8 +72,10 @@ MAJOR    := $(firstword $(subst ., ,$(VERSION)))
 # Kernels may fuse a*b+c into one FMA: faster, deterministic for a given build,
 # and within the tests' tolerances of the unfused result. (Every build folder.)
 $(foreach d,$(B) $(A) $(G) $(S),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rng.o)): KFLAGS := -ffp-contract=fast
+# Only the ranks' file includes mpi.h (the fuzz build, with clang, goes without).
+$(foreach d,$(B) $(A) $(G) $(S),$(d)/src/dist/dist.o): KFLAGS := $(MPI_DEF) $(MPI_INC)
 
-.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test valgrind fuzz \
+.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test valgrind fuzz mpi-test \
         shared install uninstall install-check python python-test
 all: libflowmatch.a flowmatch
 
@@ -80,6 +95,11 @@ $(B)/run_tests: $(TEST_OBJ) libflowmatch.a
 
 test: $(B)/run_tests flowmatch
 	FM_CLI=./flowmatch FM_FIXTURES=tests/fixtures FM_GOLDEN=tests/golden/rel.sha256 $(B)/run_tests
+
+# Needs Open MPI (mpicc when built, mpirun when run) and python3 (for its test digits).
+mpi-test: flowmatch
+	@[ -n "$(MPI_LIBS)" ] || { echo "mpi-test: flowmatch was built without MPI (apt-get install libopenmpi-dev openmpi-bin)"; exit 2; }
+	sh tests/mpi_test.sh ./flowmatch
 
 # Sanitizer build: separate objects, same sources.
 ASAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -155,7 +175,7 @@ $(F)/%.o: %.c
 	$(CLANG) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(F)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(F_OBJ) $(F_CLI)
 	$(CLANG) $(CPPFLAGS) -Itests/fuzz $(FUZZ_CFLAGS) -fsanitize=fuzzer $< $(F_OBJ) $(if $(filter args,$*),$(F_CLI)) \
-	    $(LDLIBS) -o $@
+	    $(BASE_LIBS) -o $@
 
 fuzz: $(FUZZERS:%=$(F)/fuzz_%)
 	@for f in $(FUZZERS); do \
@@ -263,7 +283,7 @@ install: all shared $(S)/flowmatch.1
 	install -m 644 $(S)/flowmatch.1 $(DESTDIR)$(MANDIR)/man1/flowmatch.1
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' 'Name: flowmatch' \
 	    'Description: Flow-matching generative models in plain C' 'Version: $(VERSION)' \
-	    'Libs: -L$${libdir} -lflowmatch' 'Libs.private: -lm -lz -lpng $(OMP)' 'Cflags: -I$${includedir}' \
+	    'Libs: -L$${libdir} -lflowmatch' 'Libs.private: -lm -lz -lpng $(OMP) $(MPI_LIBS)' 'Cflags: -I$${includedir}' \
 	    > $(DESTDIR)$(PCDIR)/flowmatch.pc
 
 uninstall:

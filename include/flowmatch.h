@@ -1492,6 +1492,45 @@ fm_status fm_svg_loss(const char *path, const float *loss, int n, const char *ti
 void fm_set_threads(int n);
 int  fm_get_threads(void);
 
+/* ------------------------------------------------------------------ ranks (Open MPI) */
+
+/* Data-parallel work over the processes of an MPI job (mpirun -np N). A
+ * trainer's batch is cut into shards, as for threads, but over N x T workers
+ * (N ranks of fm_get_threads() = T threads each, the same T on every rank):
+ * each rank computes its run of shards, the gradients are added in shard
+ * order and every rank takes the same optimizer step, so N ranks of T threads
+ * give the bits of one process of N x T threads. Every rank draws the whole
+ * batch (data, times, noise, couplings) from the same streams and computes
+ * only its rows; an OT coupling thus pairs the whole batch, as in one process.
+ * Model evaluations over many rows (sampling, likelihoods, classifier scores)
+ * split their chunks over the ranks and gather the rows in order.
+ * Once fm_dist_init has started MPI, fm_trainer_new, fm_trainer_resume,
+ * fm_trainer_step and every call that evaluates a model on many rows are
+ * collective: all ranks make them, in the same order, with the same
+ * arguments. The parameters' hash is compared across ranks at the first step
+ * and every 100 (FM_ERR_STATE when they differ). Every exchange waits at most
+ * fm_dist_set_timeout seconds (600 by default) for the other ranks; after a
+ * failed exchange the job cannot go on (fm_dist_finalize says so; end it with
+ * fm_dist_abort).
+ *
+ * fm_dist_init starts MPI when the process was launched as one of several
+ * ranks (mpirun sets OMPI_COMM_WORLD_SIZE) and does nothing otherwise; in a
+ * build without MPI a launch as several ranks is FM_ERR_ARG. */
+fm_status fm_dist_init(int *argc, char ***argv);
+fm_status fm_dist_finalize(void);
+void fm_dist_abort(int code);
+int  fm_dist_available(void); /* built with MPI */
+int  fm_dist_rank(void);      /* 0 in one process */
+int  fm_dist_size(void);      /* 1 in one process */
+void fm_dist_set_timeout(double seconds);
+/* Collective: the first failing rank's status on every rank (FM_OK when none
+ * failed), its message in fm_last_error ("rank r: ..."). */
+fm_status fm_dist_agree(fm_status mine);
+/* Collective: the lowest rank's nonzero code (0 when every rank gives 0),
+ * and into buf (len bytes) that rank's msg, "rank r: msg" when it is another
+ * rank ("" when none). msg may be NULL or "". */
+int fm_dist_first(int code, const char *msg, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

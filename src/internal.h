@@ -160,6 +160,10 @@ fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *
 int fm__threads_for(double work);
 /* The same, but no more workers than `items` to share out (at least 1). */
 int fm__threads_over(double work, int items);
+/* While set (per thread), fm__threads_for gives 1: a rank running one of
+ * several shards of a batch computes it as a worker of a parallel region
+ * would, so its bits do not depend on how the shards are spread. */
+void fm__set_solo(int on);
 /* Worker t of nt takes items [fm__split(n, t, nt), fm__split(n, t + 1, nt)). */
 static inline int fm__split(int n, int t, int nt) { return (int)((long long)n * t / nt); }
 
@@ -170,6 +174,25 @@ static inline int fm__split(int n, int t, int nt) { return (int)((long long)n * 
 #else
 #define FM__PARALLEL_FOR(nt)
 #endif
+
+/* ------------------------------------------------------------------ ranks (src/dist) */
+
+/* Several ranks (an MPI job of more than one process). */
+int fm__dist_on(void);
+/* Every rank's `bytes` bytes of `mine`, in rank order, into all (size x bytes). */
+fm_status fm__dist_allgather(const void *mine, void *all, size_t bytes, const char *what);
+fm_status fm__dist_bcast(void *p, size_t bytes, int root, const char *what);
+/* g (n floats) becomes, on every rank, the sum over all ranks' shards in shard
+ * order: rank by rank, and on each rank g then more[0..nmore) (rows of the
+ * same length), added left to right as one process adds its workers'. */
+fm_status fm__dist_chain_sum(float *g, const float *const *more, int nmore, size_t n, const char *what);
+/* Rows [start[r], start[r + 1]) of p (row bytes each) are rank r's: after the
+ * call every rank holds all of them. */
+fm_status fm__dist_gather_rows(void *p, size_t row, const int *start, const char *what);
+/* FNV-1a of bytes, continuing h (start: 0xcbf29ce484222325). */
+uint64_t fm__hash_bytes(uint64_t h, const void *p, size_t n);
+/* FM_ERR_STATE naming `what` when the ranks' h differ. */
+fm_status fm__dist_same(uint64_t h, const char *what);
 
 /* ------------------------------------------------------------------ parameters */
 
@@ -280,12 +303,25 @@ fm_status fm__optim_load_as(fm_optim *o, const fm_st *st, const char *prefix);
  * off meanwhile. */
 #define FM__CHUNK 256
 #define FM__MAX_WORKERS 16
+#define FM__MAX_RANKS 1024 /* ranks a row exchange can spread over */
 typedef struct {
     fm_tape *tp[FM__MAX_WORKERS];
     float *tbuf[FM__MAX_WORKERS];
 } fm__workers;
 typedef fm_status (*fm__chunk_fn)(fm_tape *tp, float *tbuf, int i0, int m, void *ctx);
-fm_status fm__run_chunks(fm__workers *wk, fm_params *P, int n, fm__chunk_fn fn, void *ctx);
+/* What fn writes, for ranks to exchange: `blocks` arrays of n rows of `row`
+ * bytes, the b-th at (char *)p + b * stride. With several ranks (fm_dist_*)
+ * each computes a contiguous run of the chunks and the rows are then
+ * gathered in order into every rank's arrays: the same bits on every rank as
+ * in one process. A row's arithmetic depends on no other row, chunk size or
+ * worker. out NULL (nout 0): every rank computes every chunk. */
+typedef struct {
+    void *p;
+    size_t row, stride;
+    int blocks;
+} fm__chunk_out;
+fm_status fm__run_chunks(fm__workers *wk, fm_params *P, int n, fm__chunk_fn fn, void *ctx, const fm__chunk_out *out,
+                         int nout);
 void fm__workers_free(fm__workers *wk);
 
 /* Per-column standardisation (x - mean) / std; mean NULL when off. Checkpoint
@@ -338,10 +374,11 @@ fm_status fm__observe_data(void *ctx, int k, double t, const float *x, size_t n)
 fm_status fm__classifier_check(const fm_classifier_config *c);
 /* A classifier (zero weights) recording the spec of its training data (may be NULL). */
 fm_classifier *fm__classifier_new(const fm_classifier_config *cfg, const char *data);
-/* Its logits; in training, dropout with probability p on the features (rng
- * draws the mask); *features (may be NULL) receives them. */
-fm_tensor *fm__classifier_forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, fm_tensor **features, float p,
-                                  fm_rng *rng);
+/* Its logits with parameters P (NULL: its own; a training shard's replica);
+ * in training, dropout with probability p on the features (rng draws the
+ * mask); *features (may be NULL) receives them. */
+fm_tensor *fm__classifier_forward(fm_tape *tp, fm_classifier *c, fm_params *P, fm_tensor *x, fm_tensor **features,
+                                  float p, fm_rng *rng);
 /* The index of the largest of row[0 .. K), the first on ties. */
 int fm__argmax(const float *row, int K);
 

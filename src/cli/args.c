@@ -12,11 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+static char last_msg[400]; /* the last error reported, for rank 0 to print when another rank has it */
+
+const char *cli_last_error(void) { return last_msg; }
+
 static void vreport(const char *cmd, const char *fmt, va_list ap)
 {
-    fprintf(stderr, "flowmatch %s: ", cmd);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+    fprintf(stderr, "flowmatch %s: %s\n", cmd, last_msg);
 }
 
 int cli_error(const char *cmd, const char *fmt, ...)

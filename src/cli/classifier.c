@@ -248,7 +248,7 @@ int cmd_classifier(int argc, char **argv)
     }
     fm_dataset *ts = NULL;
     double acc = NAN;
-    rc = open_test(&o, fm_classifier_trainer_model(tr), &ts);
+    rc = cli_dist_go("classifier", open_test(&o, fm_classifier_trainer_model(tr), &ts));
     if (rc == CLI_GO) rc = train(&o, tr, ts, &acc);
     if (rc == CLI_GO) rc = save_model(&o, tr, ts, acc);
     fm_dataset_free(ts);

@@ -107,6 +107,15 @@ int cli_out_commit(const char *cmd, cli_outputs *o); /* -1 on success, else exit
  * long work; the message names the missing folder. CLI_GO, or the exit code.
  * Staging an output also removes what a killed run left beside it. */
 int cli_out_check(const char *cmd, cli_outputs *o);
+/* Under mpirun: the checks of outputs are rank 0's, and the other ranks stage
+ * theirs in a folder of their own (cli_scratch_remove deletes it). After a
+ * check that only rank 0 makes, cli_dist_go(cmd, rc) gives every rank the first
+ * rank's stop (its exit code), or CLI_GO when all go on. Collective. */
+int cli_dist_go(const char *cmd, int rc);
+/* The last message cli_error or cli_usage_error printed, without its
+ * "flowmatch CMD: " ("" when none). */
+const char *cli_last_error(void);
+void cli_scratch_remove(void);
 /* The same for named outputs before a command's work (NULL entries skipped). */
 int cli_writable(const char *cmd, const char *const *paths, int n);
 /* A default output name (option opt not given) that would replace an existing

@@ -89,6 +89,54 @@ static void remove_stale(const char *path)
     closedir(d);
 }
 
+/* ------------------------------------------------------------------ ranks */
+
+/* Ranks other than 0 compute what rank 0 computes but write nothing of the
+ * user's: their outputs are staged in a folder of their own, removed at exit. */
+static char scratch[256];
+
+static void remove_files_in(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[2048];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        remove(p);
+    }
+    closedir(d);
+}
+
+static const char *scratch_dir(void)
+{
+    if (!scratch[0]) {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(scratch, sizeof scratch, "%s/flowmatch-rank%d-XXXXXX", tmp && *tmp ? tmp : "/tmp", fm_dist_rank());
+        if (!mkdtemp(scratch)) snprintf(scratch, sizeof scratch, "%s", tmp && *tmp ? tmp : "/tmp");
+    }
+    return scratch;
+}
+
+void cli_scratch_remove(void)
+{
+    if (!scratch[0] || fm_dist_rank() == 0) return;
+    remove_files_in(scratch);
+    rmdir(scratch);
+    scratch[0] = '\0';
+}
+
+int cli_dist_go(const char *cmd, int rc)
+{
+    if (fm_dist_size() == 1) return rc;
+    char msg[460];
+    int mine = rc == CLI_GO ? 0 : rc == CLI_OK ? 1000 : rc;
+    int first = fm_dist_first(mine, mine && mine != 1000 ? cli_last_error() : "", msg, sizeof msg);
+    if (first && !mine && msg[0]) fprintf(stderr, "flowmatch %s: %s\n", cmd, msg); /* another rank's stop: rank 0 says why */
+    return first == 0 ? CLI_GO : first == 1000 ? CLI_OK : first;
+}
+
 int cli_writable(const char *cmd, const char *const *paths, int n)
 {
     cli_outputs o = {0};
@@ -102,12 +150,13 @@ int cli_writable(const char *cmd, const char *const *paths, int n)
     return rc;
 }
 
+
 int cli_default_output(const char *cmd, const cli_spec *spec, const char *opt, const char *path, int force)
 {
     struct stat st;
-    if (cli_given(spec, opt) || force || stat(path, &st) != 0) return CLI_GO;
-    return cli_usage_error(cmd, "%s exists and --%s was not given: name the output (--%s FILE), or pass --force to "
-                                "replace it", path, opt, opt);
+    if (fm_dist_rank() > 0 || cli_given(spec, opt) || force || stat(path, &st) != 0) return cli_dist_go(cmd, CLI_GO);
+    return cli_dist_go(cmd, cli_usage_error(cmd, "%s exists and --%s was not given: name the output (--%s FILE), or pass "
+                                            "--force to replace it", path, opt, opt)); /* rank 0's check */
 }
 
 int cli_dir_outputs(const char *cmd, const cli_spec *spec, const char *dir, const char *const *names, int n, int force)
@@ -120,16 +169,17 @@ int cli_dir_outputs(const char *cmd, const cli_spec *spec, const char *dir, cons
         snprintf(buf[i], sizeof buf[i], "%s/%s", dir, names[i]);
         paths[i] = buf[i];
         struct stat st;
-        if (!force && !cli_given(spec, "out-dir") && stat(buf[i], &st) == 0)
+        if (fm_dist_rank() == 0 && !force && !cli_given(spec, "out-dir") && stat(buf[i], &st) == 0)
             rc = cli_usage_error(cmd, "%s exists and --out-dir was not given: name the folder (--out-dir DIR), or pass "
                                       "--force to replace what is in it", buf[i]);
     }
+    rc = cli_dist_go(cmd, rc);
     return rc == CLI_GO ? cli_writable(cmd, paths, n) : rc;
 }
 
-int cli_out_check(const char *cmd, cli_outputs *o)
+static int out_check(const char *cmd, cli_outputs *o)
 {
-    for (int i = 0; i < o->n; i++) {
+    for (int i = 0; i < o->n && fm_dist_rank() == 0; i++) {
         struct stat fs;
         if (stat(o->final[i], &fs) == 0 && S_ISDIR(fs.st_mode))
             return cli_error(cmd, "cannot write %s: it is a folder", o->final[i]);
@@ -151,10 +201,12 @@ int cli_out_check(const char *cmd, cli_outputs *o)
     return CLI_GO;
 }
 
+int cli_out_check(const char *cmd, cli_outputs *o) { return cli_dist_go(cmd, out_check(cmd, o)); } /* rank 0's check */
+
 const char *cli_out_stage(cli_outputs *o, const char *final)
 {
     if (o->n == (int)(sizeof o->final / sizeof o->final[0])) return NULL;
-    remove_stale(final);
+    if (fm_dist_rank() == 0) remove_stale(final);
     const char *dot = strrchr(final, '.'), *slash = strrchr(final, '/');
     const char *ext = (dot && (!slash || dot > slash)) ? dot : "";
     size_t n = strlen(final) + strlen(ext) + 32;
@@ -164,7 +216,17 @@ const char *cli_out_stage(cli_outputs *o, const char *final)
         free(f);
         return NULL;
     }
-    snprintf(t, n, "%s.tmp%ld%s", final, (long)getpid(), ext);
+    if (fm_dist_rank() > 0) { /* not the user's file: one in this rank's own folder */
+        free(t);
+        n = strlen(scratch_dir()) + strlen(ext) + 32;
+        if (!(t = malloc(n))) {
+            free(f);
+            return NULL;
+        }
+        snprintf(t, n, "%s/%d%s", scratch_dir(), o->n, ext);
+    } else {
+        snprintf(t, n, "%s.tmp%ld%s", final, (long)getpid(), ext);
+    }
     strcpy(f, final);
     o->final[o->n] = f;
     o->tmp[o->n++] = t;
@@ -175,7 +237,8 @@ int cli_out_commit(const char *cmd, cli_outputs *o)
 {
     int rc = CLI_GO;
     for (int i = 0; i < o->n; i++) {
-        if (rc == CLI_GO && rename(o->tmp[i], o->final[i]) != 0)
+        if (fm_dist_rank() > 0) remove(o->tmp[i]);
+        else if (rc == CLI_GO && rename(o->tmp[i], o->final[i]) != 0)
             rc = cli_error(cmd, "cannot write %s: %s", o->final[i], strerror(errno));
         if (rc != CLI_GO) remove(o->tmp[i]);
     }
@@ -346,13 +409,22 @@ int cli_write_points(const char *cmd, const char *path, const float *x, int n, i
 int cli_load_model(const char *cmd, const char *path, int use_ema, fm_model **out)
 {
     fm_st *st = fm_st_load(path);
-    if (!st) return cli_error(cmd, "%s", fm_last_error());
-    *out = fm_model_load(st, use_ema);
-    fm_st_free(st);
-    if (!*out) /* name the file once */
-        return strstr(fm_last_error(), path) ? cli_error(cmd, "%s", fm_last_error())
-                                             : cli_error(cmd, "%s: %s", path, fm_last_error());
-    return CLI_GO;
+    int rc = CLI_GO;
+    *out = NULL;
+    if (!st) {
+        rc = cli_error(cmd, "%s", fm_last_error());
+    } else {
+        *out = fm_model_load(st, use_ema);
+        fm_st_free(st);
+        if (!*out) /* name the file once */
+            rc = strstr(fm_last_error(), path) ? cli_error(cmd, "%s", fm_last_error())
+                                               : cli_error(cmd, "%s: %s", path, fm_last_error());
+    }
+    if ((rc = cli_dist_go(cmd, rc)) != CLI_GO) { /* every rank has it, or none goes on */
+        fm_model_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 int cli_load_flow(const char *cmd, const char *path, int use_ema, fm_model **holder, fm_flow **out)
@@ -515,14 +587,23 @@ int cli_step_loop(const char *cmd, int64_t start, int64_t iters, int64_t log_eve
     sigemptyset(&sa.sa_mask);
     for (int i = 0; i < NSTOP; i++) sigaction(stop_signals[i], &sa, &old[i]);
     double t0 = cli_now(), last_print = t0, avg = 0, wsum = 0;
+    int ranks = fm_dist_size() > 1;
     for (; k < todo && !interrupted; k++) {
         double loss = 0, lr = 0;
         char extra[128] = "";
-        if (step(ctx, k, &loss, &lr, extra, sizeof extra) != FM_OK) { /* a step's save may print its own error */
+        int failed = step(ctx, k, &loss, &lr, extra, sizeof extra) != FM_OK;
+        if (failed) { /* a step's save may print its own error */
             if (tty && !quiet) fputc('\n', stderr);
             rc = cli_error(cmd, "%s", fm_last_error());
-            break;
         }
+        if (ranks) { /* every rank stops at the same step: a signal to any, or a failure on one (rank 0's save) */
+            char msg[460];
+            int any = fm_dist_first(failed ? -1 : interrupted, failed ? cli_last_error() : NULL, msg, sizeof msg);
+            if (any == -1 && !failed)
+                rc = cli_error(cmd, "at iteration %lld: %s", (long long)(start + k + 1), msg[0] ? msg : "another rank failed");
+            else if (any > 0) interrupted = any;
+        }
+        if (rc != CLI_GO) break;
         avg = 0.98 * avg + 0.02 * loss;
         wsum = 0.98 * wsum + 0.02;
         int64_t it = start + k + 1;

@@ -145,9 +145,10 @@ static int load_dataset_side(int n, eval_side *s)
     fm_table *t = &s->t;
     fm_dataset *ds = fm_dataset_open(s->spec);
     if (!ds) {
-        fprintf(stderr, "flowmatch eval: '%s' is not a .npy/.csv file, a .safetensors model or a dataset: %s\n", s->spec,
-                fm_last_error());
-        return cli_status_code(fm_last_status());
+        int code = cli_status_code(fm_last_status());
+        const char *f = "'%s' is not a .npy/.csv file, a .safetensors model or a dataset: %s";
+        return code == CLI_USAGE ? cli_usage_error("eval", f, s->spec, fm_last_error())
+                                 : cli_error("eval", f, s->spec, fm_last_error());
     }
     int d = fm_dataset_dim(ds), rows = fm_dataset_rows(ds), rc;
     if ((rc = check_dim(s->spec, d, nd)) != CLI_GO) {
@@ -185,9 +186,9 @@ static int load_dataset_side(int n, eval_side *s)
  * allocates is freed by side_free, also after an error. */
 static int load_side(int n, const cli_spec *cs, const cli_solver_opts *opts, eval_side *s)
 {
-    if (fm_points_file(s->spec)) return load_file_side(s); /* FILE.csv, FILE.npy, csv:FILE, npy:FILE */
+    if (fm_points_file(s->spec)) return cli_dist_go("eval", load_file_side(s)); /* FILE.csv, FILE.npy, csv:FILE, npy:FILE */
     if (cli_has_suffix(s->spec, ".safetensors")) return load_model_side(n, cs, opts, s);
-    return load_dataset_side(n, s);
+    return cli_dist_go("eval", load_dataset_side(n, s)); /* any rank may fail to read a file */
 }
 
 static void side_free(eval_side *s)
@@ -386,7 +387,8 @@ static int check_options(eval_opts *o)
 static int setup(const eval_opts *o, eval_run *r)
 {
     int rc;
-    if (o->clf_path && (rc = load_classifier(o->clf_path, &r->clf, r->about, sizeof r->about)) != CLI_GO) return rc;
+    if (o->clf_path && (rc = cli_dist_go("eval", load_classifier(o->clf_path, &r->clf, r->about, sizeof r->about))) != CLI_GO)
+        return rc;
     if (o->labels_path &&
         (rc = read_labels(o->labels_path, fm_classifier_get_config(r->clf)->classes, &r->req, &r->nreq)) != CLI_GO)
         return rc;

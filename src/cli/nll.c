@@ -112,10 +112,9 @@ static int read_points(const nll_opts *o, nll_run *r)
         if (fm_points_read(o->data, pts) != FM_OK) return cli_error("nll", "%s", fm_last_error());
     } else {
         fm_dataset *ds = fm_dataset_open(o->data);
-        if (!ds) {
-            fprintf(stderr, "flowmatch nll: %s\n", fm_last_error());
-            return cli_status_code(fm_last_status());
-        }
+        if (!ds)
+            return cli_status_code(fm_last_status()) == CLI_USAGE ? cli_usage_error("nll", "%s", fm_last_error())
+                                                                  : cli_error("nll", "%s", fm_last_error());
         pts->cols = fm_dataset_dim(ds);
         pts->rows = o->n;
         pts->data = malloc((size_t)o->n * pts->cols * sizeof(float));
@@ -257,7 +256,7 @@ static int run(const nll_opts *o, nll_run *r)
     int rc;
     fm_set_threads(o->threads);
     if ((rc = open_model(o, r)) != CLI_GO) return rc;
-    if ((rc = read_points(o, r)) != CLI_GO) return rc;
+    if ((rc = cli_dist_go("nll", read_points(o, r))) != CLI_GO) return rc; /* any rank may fail to read them */
     if ((rc = likelihood(o, r)) != CLI_GO) return rc;
     if (o->plot && (rc = density_plot(o, r)) != CLI_GO) return rc;
     if (o->out && (rc = write_logp(o, r)) != CLI_GO) return rc;

@@ -362,7 +362,7 @@ static int run(sample_opts *o, const cli_spec *spec, sample_run *r)
     if ((rc = open_model(o, spec, r)) != CLI_GO) return rc;
     if ((rc = read_start(o, r)) != CLI_GO) return rc;
     if ((rc = check_images(o, r)) != CLI_GO) return rc;
-    if ((rc = draw_reference(o, r)) != CLI_GO) return rc;
+    if ((rc = cli_dist_go("sample", draw_reference(o, r))) != CLI_GO) return rc;
     if ((rc = make_buffers(o, r)) != CLI_GO) return rc;
     if ((rc = set_labels(o, r)) != CLI_GO) return rc;
     if ((rc = draw_samples(o, r)) != CLI_GO) return rc;

@@ -580,6 +580,7 @@ static int stage_outputs(fm_trainer *tr, const train_opts *o, train_out *w)
 static fm_status save_now(void *ctx, const cli_losses *log)
 {
     train_out *w = ctx;
+    if (fm_dist_rank() > 0) return FM_OK; /* rank 0 keeps the run */
     if (cli_write_losses("train", w->csv_path, NULL, log, w->first, w->csv_path) != CLI_GO) return FM_ERR_IO;
     return fm_trainer_save(w->tr, w->o->out);
 }

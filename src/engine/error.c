@@ -123,8 +123,13 @@ int fm_get_threads(void)
 #endif
 }
 
+static _Thread_local int fm__solo;
+
+void fm__set_solo(int on) { fm__solo = on; }
+
 int fm__threads_for(double work)
 {
+    if (fm__solo) return 1; /* one of several shards, spread over ranks */
 #ifdef _OPENMP
     if (omp_in_parallel()) return 1; /* already one of several workers */
 #endif

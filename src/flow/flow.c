@@ -235,7 +235,9 @@ static fm_status velocity_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
 fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n)
 {
     chunk_args a = {.f = f, .t = t, .x = x, .v = v, .n = n};
-    return fm__run_chunks(&f->wk, f->P, n, velocity_chunk, &a);
+    size_t row = (size_t)f->cfg.dim * sizeof(float);
+    fm__chunk_out out = {v, row, 0, 1};
+    return fm__run_chunks(&f->wk, f->P, n, velocity_chunk, &a, &out, 1);
 }
 
 /* v and the k vector-Jacobian products for rows [i0, i0 + m). */
@@ -265,7 +267,9 @@ fm_status fm_flow_vjp(void *flow, double t, const float *x, int n, int d, const 
     fm_flow *f = flow;
     if (d != f->cfg.dim) return fm__fail(FM_ERR_SHAPE, "points of dimension %d for a %d-dimensional flow", d, f->cfg.dim);
     chunk_args a = {.f = f, .t = t, .x = x, .e = e, .v = v, .u = u, .n = n, .k = k};
-    return fm__run_chunks(&f->wk, f->P, n, vjp_chunk, &a);
+    size_t row = (size_t)d * sizeof(float);
+    fm__chunk_out out[2] = {{v, row, 0, 1}, {u, row, (size_t)n * row, k}};
+    return fm__run_chunks(&f->wk, f->P, n, vjp_chunk, &a, out, 2);
 }
 
 /* Opens a dataset source on first use, checking its dimension. */

@@ -22,6 +22,8 @@ typedef struct {
     int *lab;                       /* (batch) the batch's labels */
     float *x, *row;                 /* (batch, dim) the batch; (dim) one image before its shift */
     double acc;                     /* the last step's accuracy on its batch */
+    int shards;                     /* the step's shards of the batch */
+    fm_rng drop[FM__TRAIN_WORKERS]; /* their dropout streams (one shard: the trainer's noise stream) */
 } clf_state;
 
 struct fm_classifier_trainer {
@@ -136,34 +138,42 @@ static fm_status draw_batch(fm_trainer *tr, clf_state *st)
     return FM_OK;
 }
 
-static fm_status step(fm_trainer *tr, double *loss)
+/* Cross-entropy of the rows [r0, r1) (their share of the batch mean), and
+ * how many of them the network gets right (loss[1]). */
+static fm_status shard(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1, double *loss)
 {
     clf_state *st = tr->ms;
     const fm_classifier_config *k = &st->cfg.net;
-    int B = tr->cfg.batch, K = k->classes, xs[2] = {B, k->in_ch * k->height * k->width};
-    double lr = fm_trainer_lr(tr);
+    int B = tr->cfg.batch, K = k->classes, m = r1 - r0, d = k->in_ch * k->height * k->width, xs[2] = {m, d}, w = 0;
+    while (w < st->shards - 1 && fm__split(B, w + 1, st->shards) <= r0) w++;
+    fm_tensor *z = fm__classifier_forward(tp, tr->obj, P, fm_tensor_wrap(tp, st->x + (size_t)r0 * d, 2, xs), NULL,
+                                               (float)st->cfg.dropout, st->shards > 1 ? &st->drop[w] : &tr->rnoise);
+    fm_tensor *l = st->shards > 1 ? fm_scale(tp, fm_cross_entropy(tp, z, st->lab + r0, FM_REDUCE_SUM), (float)(1.0 / B))
+                                  : fm_cross_entropy(tp, z, st->lab, FM_REDUCE_MEAN);
+    fm_status s = fm__train_finish(tp, P, l, loss);
+    if (s || !z) return s;
+    for (int b = 0; b < m; b++) loss[1] += fm__argmax(z->data + (size_t)b * K, K) == st->lab[r0 + b];
+    return FM_OK;
+}
+
+static fm_status step(fm_trainer *tr, double *loss)
+{
+    clf_state *st = tr->ms;
+    double lr = fm_trainer_lr(tr), sums[3] = {NAN, 0, 0};
     fm_status s = draw_batch(tr, st);
     if (s) return s;
-    fm_tape_reset(tr->tp);
-    fm_params *P = tr->g[0].P;
-    fm_params_requires_grad(P, 1);
-    fm_tensor *z = fm__classifier_forward(tr->tp, tr->obj, fm_tensor_wrap(tr->tp, st->x, 2, xs), NULL,
-                                          (float)st->cfg.dropout, &tr->rnoise);
-    fm_tensor *l = fm_cross_entropy(tr->tp, z, st->lab, FM_REDUCE_MEAN);
-    if (!l) return fm__fail(fm_tape_status(tr->tp), "%s", tr->tp->msg);
-    double lv = l->data[0];
-    if (!isfinite(lv))
-        return fm__fail(FM_ERR_NUMERIC, "training diverged: the loss is %g at iteration %lld (learning rate %g)", lv,
-                        (long long)tr->iter + 1, lr);
-    fm_params_zero_grad(P);
-    if ((s = fm_backward(tr->tp, l, NULL))) return s;
-    if ((s = fm__train_update(tr, 0, lr))) return s;
-    int right = 0;
-    for (int b = 0; b < B; b++) right += fm__argmax(z->data + (size_t)b * K, K) == st->lab[b];
-    st->acc = (double)right / B;
+    st->shards = fm__train_shard_count(tr);
+    if (st->shards > 1) { /* each shard its own dropout stream, seeded from the noise stream */
+        uint64_t seed = fm_rng_next(&tr->rnoise);
+        for (int w = 0; w < st->shards; w++) fm_rng_seed(&st->drop[w], seed, (uint64_t)w);
+    }
+    s = fm__train_shards(tr, 0, NULL, shard, "loss", lr, sums);
+    *loss = sums[0];
+    tr->nparts = 0;
+    if (s || (s = fm__train_update(tr, 0, lr))) return s;
+    st->acc = sums[1] / tr->cfg.batch;
     tr->parts[0] = st->acc;
     tr->nparts = 1;
-    *loss = lv;
     return FM_OK;
 }
 

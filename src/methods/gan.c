@@ -203,7 +203,8 @@ static fm_status generate_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
 fm_status fm_gan_generate(fm_gan *g, const float *z, int n, float *out)
 {
     gen_args a = {g, z, out};
-    fm_status s = fm__run_chunks(&g->wk, g->PG, n, generate_chunk, &a);
+    fm__chunk_out o = {out, (size_t)g->cfg.dim * sizeof(float), 0, 1};
+    fm_status s = fm__run_chunks(&g->wk, g->PG, n, generate_chunk, &a, &o, 1);
     if (!s) fm__stdz_to_data(&g->z, out, n);
     return s;
 }

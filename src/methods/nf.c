@@ -301,7 +301,8 @@ fm_status fm_nf_transform(fm_nf *f, const float *x, int n, float *z, double *log
     memcpy(xm, x, nd * sizeof(float));
     fm__stdz_to_model(&f->z, xm, n);
     eval_args e = {f, xm, z, logp ? logp : lp};
-    fm_status s = fm__run_chunks(&f->wk, f->P, n, logp_chunk, &e);
+    fm__chunk_out out[2] = {{z, (size_t)f->cfg.dim * sizeof(float), 0, z != NULL}, {e.logp, sizeof(double), 0, 1}};
+    fm_status s = fm__run_chunks(&f->wk, f->P, n, logp_chunk, &e, out, 2);
     double c = stdz_logdet(f);
     for (int i = 0; logp && i < n; i++) logp[i] += c;
     free(xm), free(lp);
@@ -316,7 +317,8 @@ fm_status fm_nf_log_prob(fm_nf *f, const float *x, int n, double *logp)
 fm_status fm_nf_inverse(fm_nf *f, const float *z, int n, float *x)
 {
     eval_args e = {f, z, x, NULL};
-    fm_status s = fm__run_chunks(&f->wk, f->P, n, inverse_chunk, &e);
+    fm__chunk_out out = {x, (size_t)f->cfg.dim * sizeof(float), 0, 1};
+    fm_status s = fm__run_chunks(&f->wk, f->P, n, inverse_chunk, &e, &out, 1);
     if (!s) fm__stdz_to_data(&f->z, x, n);
     return s;
 }

@@ -183,9 +183,9 @@ fm_model *fm_model_load(const fm_st *st, int use_ema)
 fm_trainer *fm_trainer_resume(const char *path, int64_t iters)
 {
     fm_st *st = fm_st_load(path);
-    if (!st) return NULL;
+    if (!st) return fm__trainer_agreed(NULL);
     const fm__method *t = method_of(st);
     fm_trainer *tr = t ? fm__trainer_resume(t, st, path, iters) : NULL;
     fm_st_free(st);
-    return tr;
+    return fm__trainer_agreed(tr);
 }

@@ -214,7 +214,9 @@ fm_status fm_vae_encode(fm_vae *v, const float *x, int n, float *mu, float *logv
     memcpy(xm, x, (size_t)n * v->cfg.dim * sizeof(float));
     fm__stdz_to_model(&v->z, xm, n);
     eval_args e = {v, xm, mu, logvar};
-    fm_status s = fm__run_chunks(&v->wk, v->P, n, encode_chunk, &e);
+    size_t row = (size_t)v->cfg.latent * sizeof(float);
+    fm__chunk_out out[2] = {{mu, row, 0, 1}, {logvar, row, 0, logvar != NULL}};
+    fm_status s = fm__run_chunks(&v->wk, v->P, n, encode_chunk, &e, out, 2);
     free(xm);
     return s;
 }
@@ -222,7 +224,8 @@ fm_status fm_vae_encode(fm_vae *v, const float *x, int n, float *mu, float *logv
 fm_status fm_vae_decode(fm_vae *v, const float *z, int n, fm_rng *r, float *x)
 {
     eval_args e = {v, z, x, NULL};
-    fm_status s = fm__run_chunks(&v->wk, v->P, n, decode_chunk, &e);
+    fm__chunk_out out = {x, (size_t)v->cfg.dim * sizeof(float), 0, 1};
+    fm_status s = fm__run_chunks(&v->wk, v->P, n, decode_chunk, &e, &out, 1);
     if (s) return s;
     if (r && v->dec_lv >= 0) { /* the Gaussian decoder's own noise */
         int d = v->cfg.dim;

@@ -118,9 +118,11 @@ const char *fm_classifier_data(const fm_classifier *c) { return c->data; }
 
 /* ------------------------------------------------------------------ forward */
 
-/* The logits; in training, dropout with probability p on the features (rng
+/* The logits with parameters P (c's own when NULL; a training shard's
+ * replica); in training, dropout with probability p on the features (rng
  * draws the mask). */
-fm_tensor *fm__classifier_forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, fm_tensor **features, float p, fm_rng *rng)
+fm_tensor *fm__classifier_forward(fm_tape *tp, fm_classifier *c, fm_params *P, fm_tensor *x, fm_tensor **features,
+                                  float p, fm_rng *rng)
 {
     if (features) *features = NULL;
     if (!fm__op_inputs_ok(tp, "classifier", &x, 1)) return NULL;
@@ -131,7 +133,7 @@ fm_tensor *fm__classifier_forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, f
         !(x->ndim == 4 && x->shape[1] == k->in_ch && x->shape[2] == k->height && x->shape[3] == k->width))
         return fm__op_fail(tp, FM_ERR_SHAPE, "classifier: input has shape %s, expected [B, %d, %d, %d] or [B, %d]",
                            fm_shape_str(x, s1, sizeof s1), k->in_ch, k->height, k->width, d);
-    fm_params *P = c->P;
+    if (!P) P = c->P;
     int is[4] = {B, k->in_ch, k->height, k->width}, fs[2] = {B, k->ch2 * (k->height / 4) * (k->width / 4)};
     fm_tensor *h = x->ndim == 2 ? fm_reshape(tp, x, 4, is) : x;
     h = fm_activation(tp, fm_conv2d(tp, h, fm_params_tensor(P, c->c1w), fm_params_tensor(P, c->c1b), 1, 1), k->act);
@@ -146,7 +148,7 @@ fm_tensor *fm__classifier_forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, f
 
 fm_tensor *fm_classifier_forward(fm_tape *tp, fm_classifier *c, fm_tensor *x, fm_tensor **features)
 {
-    return fm__classifier_forward(tp, c, x, features, 0.0f, NULL);
+    return fm__classifier_forward(tp, c, NULL, x, features, 0.0f, NULL);
 }
 
 fm_tensor *fm_classifier_loss(fm_tape *tp, fm_classifier *c, fm_tensor *x, const int *labels)
@@ -191,7 +193,11 @@ static fm_status evaluate(fm_classifier *c, const float *x, int n, float *logits
     if (n < 0) return fm__fail(FM_ERR_ARG, "classifier: cannot evaluate %d images", n);
     if (n == 0) return FM_OK;
     eval_args e = {c, x, logits, features, pred};
-    return fm__run_chunks(&c->wk, c->P, n, eval_chunk, &e);
+    const fm_classifier_config *k = &c->cfg;
+    fm__chunk_out out[3] = {{logits, (size_t)k->classes * sizeof(float), 0, logits != NULL},
+                            {features, (size_t)k->hidden * sizeof(float), 0, features != NULL},
+                            {pred, sizeof(int), 0, pred != NULL}};
+    return fm__run_chunks(&c->wk, c->P, n, eval_chunk, &e, out, 3);
 }
 
 fm_status fm_classifier_predict(fm_classifier *c, const float *x, int n, float *logits, int *pred)

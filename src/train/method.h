@@ -85,6 +85,8 @@ fm_status fm__train_draw(fm_trainer *tr, int B);
  * parts) summed into sums[0..2] and the group's gradient complete. `frozen`
  * (may be NULL) is read but gets no gradient. A non-finite loss is an
  * FM_ERR_NUMERIC error naming `what`, before any update. */
+/* The shards fm__train_shards cuts a batch into (the same on every rank). */
+int fm__train_shard_count(const fm_trainer *tr);
 fm_status fm__train_shards(fm_trainer *tr, int gi, fm_params *frozen, fm__shard_fn fn, const char *what, double lr,
                            double *sums);
 /* Loss and gradient of a shard's scalar l on P (for shard functions). */
@@ -186,5 +188,9 @@ void *fm__model_object(fm_model *M);
 /* The generic trainer on method m (trainer.c); the registry resolves m. */
 fm_trainer *fm__trainer_new(const fm__method *m, const fm_train_config *cfg, const void *extra);
 fm_trainer *fm__trainer_resume(const fm__method *m, const fm_st *st, const char *path, int64_t iters);
+/* tr as it is in one process; with several ranks, NULL (and tr freed) unless
+ * every rank made its trainer, with the same state, and the batch gives every
+ * rank a shard: the failing rank's message on every rank. Collective. */
+fm_trainer *fm__trainer_agreed(fm_trainer *tr);
 
 #endif /* FM_TRAIN_METHOD_H */

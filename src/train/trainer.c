@@ -19,6 +19,11 @@
 #include <math.h>
 #include <string.h>
 
+/* Steps between the ranks' comparisons of their parameters. */
+#define FM__DIST_CHECK_EVERY 100
+
+static fm_trainer *trainer_new_local(const fm__method *m, const fm_train_config *cfg, const void *extra);
+
 fm_train_config fm_train_config_default(void)
 {
     fm_train_config c;
@@ -251,7 +256,48 @@ fail:
     return NULL;
 }
 
+static int shard_count(const fm_trainer *tr);
+
+/* The hash of what every rank must hold alike: every group's parameters and the EMA. */
+static uint64_t state_hash(fm_trainer *tr)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int k = 0; k < tr->ngroups; k++)
+        h = fm__hash_bytes(h, fm_params_data(tr->g[k].P), fm_params_size(tr->g[k].P) * sizeof(float));
+    if (tr->ema) h = fm__hash_bytes(h, fm_ema_data(tr->ema), fm_params_size(tr->g[0].P) * sizeof(float));
+    return h;
+}
+
+/* Several ranks: a trainer made (or not) on every rank alike, with the same
+ * state, and a batch that gives every rank a shard. */
+fm_trainer *fm__trainer_agreed(fm_trainer *tr)
+{
+    if (!fm__dist_on()) return tr;
+    fm_status s = tr ? FM_OK : fm_last_status() ? fm_last_status() : FM_ERR_IO;
+    int nr = fm_dist_size(), S = tr ? shard_count(tr) : 0;
+    if (!s && S < nr) {
+        double np = 0;
+        for (int k = 0; k < tr->ngroups; k++) np += (double)fm_params_size(tr->g[k].P);
+        double need = fmax(32.0 * nr, ceil(nr * 1e6 / (3 * np)));
+        s = fm__fail(FM_ERR_ARG, "a batch of %d cuts into %d shard%s (of at least 32 rows and 1e6 multiply-adds each), "
+                                 "too few for %d ranks: use a batch of at least %.0f, or fewer ranks",
+                     tr->cfg.batch, S, S == 1 ? "" : "s", nr, need);
+    }
+    s = fm_dist_agree(s);
+    if (!s) s = fm__dist_same(state_hash(tr), "the initial parameters");
+    if (s) {
+        fm_trainer_free(tr);
+        return NULL;
+    }
+    return tr;
+}
+
 fm_trainer *fm__trainer_new(const fm__method *m, const fm_train_config *cfg, const void *extra)
+{
+    return fm__trainer_agreed(trainer_new_local(m, cfg, extra));
+}
+
+static fm_trainer *trainer_new_local(const fm__method *m, const fm_train_config *cfg, const void *extra)
 {
     if (!cfg || !cfg->flow.data) {
         fm__fail(FM_ERR_ARG, "no training data given");
@@ -343,42 +389,77 @@ fm_status fm__train_finish(fm_tape *tp, fm_params *P, fm_tensor *l, double *loss
     return fm_backward(tp, l, NULL);
 }
 
-/* Workers for one step on group gi: the thread setting, but at least 32 rows
- * and some real work each, and the tapes and replicas they need. */
-static int workers_for(fm_trainer *tr, int gi)
+/* The shards of a batch: one per thread of every rank, but at least 32 rows
+ * and some real work each. One process of N x T threads and N ranks of T
+ * threads cut a batch alike. */
+int fm__train_shard_count(const fm_trainer *tr) { return shard_count(tr); }
+
+static int shard_count(const fm_trainer *tr)
 {
-    int B = tr->cfg.batch, nw = fm_get_threads();
+    int B = tr->cfg.batch, nw = fm_get_threads() * fm_dist_size();
     double work = 0;
     for (int k = 0; k < tr->ngroups; k++) work += (double)fm_params_size(tr->g[k].P);
     work *= (double)B * 3;
     if (nw > B / 32) nw = B / 32;
     if (nw > (int)(work / 1e6)) nw = (int)(work / 1e6);
     if (nw > FM__TRAIN_WORKERS) nw = FM__TRAIN_WORKERS;
-    if (nw < 2) return 1;
+    return nw < 2 ? 1 : nw;
+}
+
+/* This rank's shards [*s0, *s0 + return) of S, with the tapes and replicas
+ * they need; 0 when they cannot be had (a single process then runs on one). */
+static int local_shards(fm_trainer *tr, int gi, int S, int *s0)
+{
+    int nr = fm_dist_size(), r = fm_dist_rank();
+    *s0 = fm__split(S, r, nr);
+    int L = fm__split(S, r + 1, nr) - *s0;
     fm__group *g = &tr->g[gi];
-    for (int w = 1; w < nw; w++) {
+    for (int w = 1; w < L; w++) {
         if (!tr->tps[w]) tr->tps[w] = fm_tape_new(0);
         if (!g->rep[w]) g->rep[w] = fm__params_replica(g->P);
-        if (!tr->tps[w] || !g->rep[w]) return 1; /* out of memory: run on one */
+        if (!tr->tps[w] || !g->rep[w]) return 0;
     }
-    return nw;
+    return L;
+}
+
+/* Several ranks: the shards' statuses and loss parts, in shard order. */
+static fm_status gather_parts(int L, const fm_status *st, const char *const *msg, double (*parts)[3], double *sums)
+{
+    fm_status mine = FM_OK;
+    for (int w = 0; w < L && !mine; w++)
+        if (st[w]) mine = fm__fail(st[w], "%s", msg[w]);
+    fm_status s = fm_dist_agree(mine);
+    if (s) return s;
+    int nr = fm_dist_size();
+    double(*all)[FM__TRAIN_WORKERS][3] = malloc((size_t)nr * sizeof *all);
+    if (!all) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    s = fm__dist_allgather(parts, all, sizeof *all, "the shards' losses");
+    for (int r = 0; !s && r < nr; r++) /* every rank's first L_r entries are its shards'; the rest are 0 */
+        for (int w = 0; w < FM__TRAIN_WORKERS; w++)
+            for (int k = 0; k < 3; k++) sums[k] += all[r][w][k];
+    free(all);
+    return s;
 }
 
 fm_status fm__train_shards(fm_trainer *tr, int gi, fm_params *frozen, fm__shard_fn fn, const char *what, double lr,
                            double *sums)
 {
-    int B = tr->cfg.batch;
+    int B = tr->cfg.batch, S = shard_count(tr), s0 = 0, dist = fm__dist_on();
     fm__group *g = &tr->g[gi];
-    int nw = workers_for(tr, gi);
+    int nw = S > 1 ? local_shards(tr, gi, S, &s0) : 1;
+    if (nw == 0 && !dist) S = nw = 1; /* out of memory for the replicas: run on one */
+    if (nw == 0) return fm__fail(FM_ERR_NOMEM, "out of memory for the shards' replicas");
     double parts[FM__TRAIN_WORKERS][3];
     fm_status st[FM__TRAIN_WORKERS];
     int saved = frozen ? fm__params_get_requires_grad(frozen) : 0;
     if (frozen) fm_params_requires_grad(frozen, 0);
     memset(parts, 0, sizeof parts);
-    if (nw == 1) {
+    if (nw == 1) { /* the whole batch, or this rank's one shard of several (computed as a worker would) */
         fm_tape_reset(tr->tp);
         fm_params_requires_grad(g->P, 1);
-        st[0] = fn(tr, tr->tp, g->P, 0, B, parts[0]);
+        fm__set_solo(S > 1);
+        st[0] = fn(tr, tr->tp, g->P, fm__split(B, s0, S), fm__split(B, s0 + 1, S), parts[0]);
+        fm__set_solo(0);
     } else {
         FM__PARALLEL_FOR(nw)
         for (int w = 0; w < nw; w++) {
@@ -386,30 +467,32 @@ fm_status fm__train_shards(fm_trainer *tr, int gi, fm_params *frozen, fm__shard_
             fm_params *Pw = w ? g->rep[w] : g->P;
             fm_tape_reset(tp);
             fm_params_requires_grad(Pw, 1);
-            st[w] = fn(tr, tp, Pw, fm__split(B, w, nw), fm__split(B, w + 1, nw), parts[w]);
+            st[w] = fn(tr, tp, Pw, fm__split(B, s0 + w, S), fm__split(B, s0 + w + 1, S), parts[w]);
         }
     }
     if (frozen) fm_params_requires_grad(frozen, saved);
     sums[0] = sums[1] = sums[2] = 0;
-    for (int w = 0; w < nw; w++) {
-        if (st[w] != FM_OK) {
-            /* a worker's message is in its tape (fm_last_error is per thread) */
-            const char *msg = (w ? tr->tps[w] : tr->tp)->msg;
-            return fm__fail(st[w], "%s", msg[0] || w == 0 ? (msg[0] ? msg : fm_last_error()) : "a worker thread failed");
+    const char *msg[FM__TRAIN_WORKERS];
+    for (int w = 0; w < nw; w++) { /* a worker's message is in its tape (fm_last_error is per thread) */
+        const char *m = (w ? tr->tps[w] : tr->tp)->msg;
+        msg[w] = m[0] || w == 0 ? (m[0] ? m : fm_last_error()) : "a worker thread failed";
+    }
+    if (dist) {
+        fm_status s = gather_parts(nw, st, msg, parts, sums);
+        if (s) return s;
+    } else {
+        for (int w = 0; w < nw; w++) {
+            if (st[w] != FM_OK) return fm__fail(st[w], "%s", msg[w]);
+            for (int k = 0; k < 3; k++) sums[k] += parts[w][k];
         }
-        for (int k = 0; k < 3; k++) sums[k] += parts[w][k];
     }
     if (!isfinite(sums[0]))
         return fm__fail(FM_ERR_NUMERIC, "training diverged: the %s is %g at iteration %lld (learning rate %g)", what,
                         sums[0], (long long)tr->iter + 1, lr);
-    /* worker 0 wrote into P's gradient; add the others in shard order */
-    float *gr = fm_params_grad(g->P);
-    size_t np = fm_params_size(g->P);
-    for (int w = 1; w < nw; w++) {
-        const float *gw = fm_params_grad(g->rep[w]);
-        for (size_t i = 0; i < np; i++) gr[i] += gw[i];
-    }
-    return FM_OK;
+    /* worker 0 wrote into P's gradient; add the others in shard order (and the ranks' in rank order) */
+    const float *more[FM__TRAIN_WORKERS];
+    for (int w = 1; w < nw; w++) more[w - 1] = fm_params_grad(g->rep[w]);
+    return fm__dist_chain_sum(fm_params_grad(g->P), more, nw - 1, fm_params_size(g->P), "the gradients");
 }
 
 /* Regression of the network on (t, x_t) to u_t. */
@@ -460,6 +543,8 @@ fm_status fm_trainer_step(fm_trainer *tr, double *loss_out)
     if (s) return s;
     if (tr->ema && (s = fm_ema_update(tr->ema, tr->g[0].P))) return s;
     tr->iter++;
+    if (fm__dist_on() && (tr->iter == 1 || tr->iter % FM__DIST_CHECK_EVERY == 0))
+        return fm__dist_same(state_hash(tr), "the parameters");
     return FM_OK;
 }
 
