@@ -40,7 +40,7 @@ OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/
 endif
 
 # Open MPI, found like OpenMP: with mpicc on the PATH (Debian's libopenmpi-dev),
-# src/dist/dist.c speaks MPI and everything links libmpi; NO_MPI=1 builds without.
+# src/distributed/ranks.c speaks MPI and everything links libmpi; NO_MPI=1 builds without.
 ifeq ($(NO_MPI),)
 MPI_INC  := $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
@@ -50,7 +50,7 @@ MPI_DEF  := -DFM_MPI=1
 LDLIBS   += $(MPI_LIBS)
 endif
 
-LIB_SRC  := $(sort $(wildcard src/engine/*.c src/io/*.c src/data/*.c src/nets/*.c src/sample/*.c src/eval/*.c src/flow/*.c src/train/*.c src/methods/*.c src/dist/*.c))
+LIB_SRC  := $(sort $(wildcard src/engine/*.c src/io/*.c src/data/*.c src/nets/*.c src/sample/*.c src/eval/*.c src/flow/*.c src/train/*.c src/methods/*.c src/distributed/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 
@@ -73,7 +73,7 @@ MAJOR    := $(firstword $(subst ., ,$(VERSION)))
 # and within the tests' tolerances of the unfused result. (Every build folder.)
 $(foreach d,$(B) $(A) $(G) $(S),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rng.o)): KFLAGS := -ffp-contract=fast
 # Only the ranks' file includes mpi.h (the fuzz build, with clang, goes without).
-$(foreach d,$(B) $(A) $(G) $(S),$(d)/src/dist/dist.o): KFLAGS := $(MPI_DEF) $(MPI_INC)
+$(foreach d,$(B) $(A) $(G) $(S),$(d)/src/distributed/ranks.o): KFLAGS := $(MPI_DEF) $(MPI_INC)
 
 .PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test valgrind fuzz mpi-test \
         shared install uninstall install-check python python-test

@@ -5,7 +5,9 @@
  *   bench sample     [--threads N] [--n 1000000]     3 x 64 ELU, 8 midpoint steps
  *   bench gemm       [--threads N]                   GFLOP/s: ours, OpenBLAS, the FMA peak
  *   bench conv       [--threads N] [--steps 20]      conv2d 3x3 forward + backward, 128x32x28x28 -> 32
- *   bench unet-step  [--threads N] [--steps 10]      the default U-Net's training step, batch 128, Adam
+ *   bench unet-step  [--threads N] [--steps 10] [--batch 128]  the default U-Net's training step, Adam
+ * wide-step and unet-step also run under mpirun: data-parallel over the
+ * ranks, rank 0 reporting (and the bytes it sent per step).
  *
  * Each prints one line "RESULT <name> <seconds or GFLOP/s> ..." for the driver.
  * OpenBLAS is optional: it is loaded with dlopen at run time, never linked.
@@ -68,6 +70,16 @@ static int ref_train(long iters)
     return 0;
 }
 
+/* ", N ranks, B bytes sent per step by rank 0" under mpirun; "" in one process. */
+static const char *ranks_note(double bytes)
+{
+    static char buf[96];
+    buf[0] = '\0';
+    if (fm_dist_size() > 1)
+        snprintf(buf, sizeof buf, " each, %d ranks, %.0f bytes sent per step by rank 0", fm_dist_size(), bytes);
+    return buf;
+}
+
 static int wide_step(long steps)
 {
     fm_train_config c = fm_train_config_default();
@@ -81,7 +93,9 @@ static int wide_step(long steps)
     fm_trainer *tr = fm_trainer_new(&c);
     if (!tr) return die("trainer");
     double best = INFINITY, sum = 0;
+    uint64_t sent = 0;
     for (long i = 0; i < steps + 3; i++) {
+        if (i == 3) sent = fm_dist_bytes_sent();
         double t0 = now();
         if (fm_trainer_step(tr, NULL) != FM_OK) return die("step");
         double t = now() - t0;
@@ -92,8 +106,8 @@ static int wide_step(long steps)
     }
     /* forward + dW + dx multiply-adds of the 5 linear layers */
     double mac = 4096.0 * (3 * 512 + 3 * 512 * 512 + 512 * 2), flops = 2 * 3 * mac;
-    printf("RESULT wide-step %.5f s mean (best %.5f; %.1f GFLOP/s at the mean, %d threads)\n", sum / steps, best,
-           flops / (sum / steps) / 1e9, fm_get_threads());
+    printf("RESULT wide-step %.5f s mean (best %.5f; %.1f GFLOP/s at the mean, %d threads%s)\n", sum / steps, best,
+           flops / (sum / steps) / 1e9, fm_get_threads(), ranks_note((fm_dist_bytes_sent() - sent) / (double)steps));
     fm_trainer_free(tr);
     return 0;
 }
@@ -207,7 +221,7 @@ static void fake_mnist_remove(const char *dir)
     remove(dir);
 }
 
-static int unet_step(long steps)
+static int unet_step(long steps, int batch)
 {
     enum { WARMUP = 3 };
     char dir[1024], spec[1100];
@@ -220,14 +234,15 @@ static int unet_step(long steps)
     c.flow.data = spec;
     c.flow.arch = FM_ARCH_UNET; /* the default U-Net: base 32, mult 1,2,2, 8 groups */
     c.optim.lr = 1e-3;
-    c.batch = 128;
+    c.batch = batch;
     c.iters = steps + WARMUP;
     fm_trainer *tr = fm_trainer_new(&c);
     fake_mnist_remove(dir); /* read by now */
     if (!tr) return die("trainer");
     double *t = malloc((size_t)steps * sizeof(double)), sum = 0, loss = 0, cpu = 0;
+    uint64_t sent = 0;
     for (long i = 0; i < steps + WARMUP; i++) {
-        if (i == WARMUP) cpu = cpu_now(); /* warm-up steps excluded: the tape grows */
+        if (i == WARMUP) cpu = cpu_now(), sent = fm_dist_bytes_sent(); /* warm-up steps excluded: the tape grows */
         double t0 = now();
         if (fm_trainer_step(tr, &loss) != FM_OK) return die("step");
         if (i >= WARMUP) sum += t[i - WARMUP] = now() - t0;
@@ -242,9 +257,9 @@ static int unet_step(long steps)
         }
     double med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
     printf("RESULT unet-step %.4f s median (best %.4f, mean %.4f of %ld steps, CPU time %.4f s per step; %zu "
-           "parameters, loss %.4f, %d threads)\n",
+           "parameters, loss %.4f, %d threads%s)\n",
            med, t[0], sum / steps, steps, cpu / steps, fm_params_size(fm_flow_params(fm_trainer_flow(tr))), loss,
-           fm_get_threads());
+           fm_get_threads(), ranks_note((fm_dist_bytes_sent() - sent) / (double)steps));
     free(t);
     fm_trainer_free(tr);
     return 0;
@@ -350,15 +365,18 @@ int main(int argc, char **argv)
         return 2;
     }
     fm_set_threads((int)arg_long(argc, argv, "--threads", 0));
+    if (!strcmp(argv[1], "wide-step") || !strcmp(argv[1], "unet-step")) { /* the training steps run under mpirun too */
+        if (fm_dist_init(&argc, &argv) != FM_OK) return die("ranks");
+        if (fm_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) return 1;
+        long steps = arg_long(argc, argv, "--steps", !strcmp(argv[1], "wide-step") ? 20 : 10);
+        int rc = !strcmp(argv[1], "wide-step") ? wide_step(steps) : unet_step(steps > 0 ? steps : 1, (int)arg_long(argc, argv, "--batch", 128));
+        fm_dist_finalize();
+        return rc;
+    }
     if (!strcmp(argv[1], "ref-train")) return ref_train(arg_long(argc, argv, "--iters", 10000));
-    if (!strcmp(argv[1], "wide-step")) return wide_step(arg_long(argc, argv, "--steps", 20));
     if (!strcmp(argv[1], "sample")) return sample(arg_long(argc, argv, "--n", 1000000));
     if (!strcmp(argv[1], "gemm")) return gemm();
     if (!strcmp(argv[1], "conv")) return conv(arg_long(argc, argv, "--steps", 20));
-    if (!strcmp(argv[1], "unet-step")) {
-        long steps = arg_long(argc, argv, "--steps", 10);
-        return unet_step(steps > 0 ? steps : 1);
-    }
     fprintf(stderr, "bench: unknown benchmark '%s'\n", argv[1]);
     return 2;
 }

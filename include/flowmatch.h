@@ -1523,6 +1523,9 @@ int  fm_dist_available(void); /* built with MPI */
 int  fm_dist_rank(void);      /* 0 in one process */
 int  fm_dist_size(void);      /* 1 in one process */
 void fm_dist_set_timeout(double seconds);
+/* The payload bytes this rank has sent to the others so far (what a
+ * collective delivers to each other rank counts once per rank). */
+uint64_t fm_dist_bytes_sent(void);
 /* Collective: the first failing rank's status on every rank (FM_OK when none
  * failed), its message in fm_last_error ("rank r: ..."). */
 fm_status fm_dist_agree(fm_status mine);

@@ -175,7 +175,7 @@ static inline int fm__split(int n, int t, int nt) { return (int)((long long)n * 
 #define FM__PARALLEL_FOR(nt)
 #endif
 
-/* ------------------------------------------------------------------ ranks (src/dist) */
+/* ------------------------------------------------------------------ ranks (src/distributed) */
 
 /* Several ranks (an MPI job of more than one process). */
 int fm__dist_on(void);

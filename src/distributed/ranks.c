@@ -1,4 +1,4 @@
-/* dist.c - several processes as one: the ranks of an Open MPI job.
+/* ranks.c - several processes as one: the ranks of an Open MPI job.
  *
  * Built with FM_MPI (the Makefile defines it when mpicc is found), this file
  * is the only one that speaks MPI; without it every call here is the single
@@ -28,6 +28,9 @@
 
 static int fm__rank = 0, fm__size = 1, fm__inited = 0, fm__broken = 0;
 static double fm__timeout = 600.0;
+static uint64_t fm__sent; /* payload bytes this rank has handed to the others */
+
+uint64_t fm_dist_bytes_sent(void) { return fm__sent; }
 
 int fm_dist_available(void)
 {
@@ -144,6 +147,7 @@ fm_status fm__dist_allgather(const void *mine, void *all, size_t bytes, const ch
     if (bytes > INT32_MAX) return fm__fail(FM_ERR_ARG, "%s: %zu bytes per rank is too many to exchange", what, bytes);
     MPI_Request rq;
     fm_status s = check(MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &rq), what);
+    fm__sent += (uint64_t)bytes * (uint64_t)(fm__size - 1);
     return s ? s : wait_all(1, &rq, what);
 #else
     (void)what;
@@ -162,6 +166,7 @@ fm_status fm__dist_bcast(void *p, size_t bytes, int root, const char *what)
         fm_status s = check(MPI_Ibcast((char *)p + off, (int)m, MPI_BYTE, root, MPI_COMM_WORLD, &rq), what);
         if (!s) s = wait_all(1, &rq, what);
         if (s) return s;
+        if (fm__rank == root) fm__sent += (uint64_t)m * (uint64_t)(fm__size - 1);
         off += m;
     }
     return FM_OK;
@@ -251,7 +256,7 @@ fm_status fm__dist_chain_sum(float *g, const float *const *more, int nmore, size
             for (size_t i = 0; i < m; i++) gp[i] += more[k][i0 + i];
         if (fm__rank < fm__size - 1) {
             s = check(MPI_Isend(gp, (int)m, MPI_FLOAT, fm__rank + 1, 7, MPI_COMM_WORLD, &sends[sent]), what);
-            if (!s) sent++;
+            if (!s) sent++, fm__sent += m * sizeof(float);
         }
     }
     if (!s && sent) s = wait_all((int)sent, sends, what);
@@ -280,6 +285,7 @@ fm_status fm__dist_gather_rows(void *p, size_t row_bytes, const int *start, cons
         cnt[r] = (int)((size_t)(start[r + 1] - start[r]) * row_bytes);
         cnt[N + r] = (int)((size_t)start[r] * row_bytes);
     }
+    fm__sent += (uint64_t)cnt[fm__rank] * (uint64_t)(N - 1);
     MPI_Request rq;
     fm_status s = check(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_BYTE, p, cnt, cnt + N, MPI_BYTE, MPI_COMM_WORLD, &rq), what);
     if (!s) s = wait_all(1, &rq, what);
