@@ -97,9 +97,16 @@ test: $(B)/run_tests flowmatch
 	FM_CLI=./flowmatch FM_FIXTURES=tests/fixtures FM_GOLDEN=tests/golden/rel.sha256 $(B)/run_tests
 
 # Needs Open MPI (mpicc when built, mpirun when run) and python3 (for its test digits).
-mpi-test: flowmatch
+# The same tool without MPI (one object differs) must refuse a launch as several ranks.
+$(B)/nompi/ranks.o: src/distributed/ranks.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+$(B)/flowmatch-nompi: $(CLI_OBJ) $(filter-out $(B)/src/distributed/ranks.o,$(LIB_OBJ)) $(B)/nompi/ranks.o
+	$(CC) $(ALL_CFLAGS) $^ $(BASE_LIBS) -o $@
+
+mpi-test: flowmatch $(B)/flowmatch-nompi
 	@[ -n "$(MPI_LIBS)" ] || { echo "mpi-test: flowmatch was built without MPI (apt-get install libopenmpi-dev openmpi-bin)"; exit 2; }
-	sh tests/mpi_test.sh ./flowmatch
+	FM_NOMPI=$(B)/flowmatch-nompi sh tests/mpi_test.sh ./flowmatch
 
 # Sanitizer build: separate objects, same sources.
 ASAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all

@@ -8,10 +8,12 @@
 # the classifier, OT couplings, resuming across the two, and for sampling,
 # likelihoods and evaluation. Then the failures: a batch too small for the
 # ranks, a rank that cannot open its file, a rank that hangs (the others give
-# up after FLOWMATCH_RANK_TIMEOUT seconds), a signal (rank 0 saves), and a
-# command that runs in one process only. Ends with "N passed, N failed".
+# up after FLOWMATCH_RANK_TIMEOUT seconds), a signal (rank 0 saves), a
+# command that runs in one process only, and (FM_NOMPI=a build without MPI)
+# a launch it must refuse. Ends with "N passed, N failed".
 set -u
 CLI=$(cd "$(dirname "${1:-./flowmatch}")" && pwd)/$(basename "${1:-./flowmatch}")
+NOMPI=${FM_NOMPI:+$(cd "$(dirname "$FM_NOMPI")" && pwd)/$(basename "$FM_NOMPI")}
 command -v mpirun > /dev/null || { echo "mpi_test: mpirun not found (apt-get install openmpi-bin libopenmpi-dev)"; exit 2; }
 "$CLI" version > /dev/null || exit 2
 W=$(mktemp -d)
@@ -147,6 +149,12 @@ expect "rank 1 dies: the job ends" "exited\|non-zero\|terminated" \
         "$0" train --iters 1000000 --threads 1 --quiet --out dead.safetensors & p=$!; sleep 1; kill -9 $p; exit 9;
         else exec "$0" train --iters 1000000 --threads 1 --quiet --out dead.safetensors; fi' "$CLI"
 expect "a command of one process refuses ranks" "runs in one process" $MPI -np 2 "$CLI" demo --out-dir demo
+if [ -n "$NOMPI" ]; then
+    expect "a build without MPI refuses to run as 2 ranks" "built without MPI" \
+        $MPI -np 2 "$NOMPI" train --iters 5 --threads 1 $q --out nompi.safetensors
+    [ "$(grep -c "built without MPI" out.log)" = 1 ] && ok "  and says so once (rank 0)" ||
+        bad "  the message came $(grep -c "built without MPI" out.log) times"
+fi
 # a signal to mpirun: every rank stops at the same step and rank 0 saves
 $MPI -np 2 "$CLI" train --iters 1000000 --threads 1 --log-every 1000000 --out sig.safetensors > sig.log 2>&1 &
 p=$!

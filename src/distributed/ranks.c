@@ -172,6 +172,7 @@ fm_status fm__dist_bcast(void *p, size_t bytes, int root, const char *what)
     return FM_OK;
 #else
     (void)p;
+    (void)bytes;
     (void)root;
     (void)what;
     return FM_OK;
@@ -294,6 +295,7 @@ fm_status fm__dist_gather_rows(void *p, size_t row_bytes, const int *start, cons
 #else
     (void)p;
     (void)row_bytes;
+    (void)start;
     (void)what;
     return FM_OK;
 #endif
