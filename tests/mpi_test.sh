@@ -148,6 +148,11 @@ expect "rank 1 dies: the job ends" "exited\|non-zero\|terminated" \
     timeout 120 $MPI -np 2 sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then
         "$0" train --iters 1000000 --threads 1 --quiet --out dead.safetensors & p=$!; sleep 1; kill -9 $p; exit 9;
         else exec "$0" train --iters 1000000 --threads 1 --quiet --out dead.safetensors; fi' "$CLI"
+"$CLI" train --iters 20 --seed 1 --threads 1 $q --out seed1.safetensors > /dev/null 2>&1
+"$CLI" train --iters 20 --seed 2 --threads 1 $q --out seed2.safetensors > /dev/null 2>&1
+expect "ranks that hold different parameters (two checkpoints) are caught by the hash" "differ between the ranks" \
+    $MPI -np 2 sh -c 'exec "$0" train --resume seed$((OMPI_COMM_WORLD_RANK + 1)).safetensors --iters 40 --threads 1 \
+        --quiet --out diverged.safetensors' "$CLI"
 expect "a command of one process refuses ranks" "runs in one process" $MPI -np 2 "$CLI" demo --out-dir demo
 if [ -n "$NOMPI" ]; then
     expect "a build without MPI refuses to run as 2 ranks" "built without MPI" \
