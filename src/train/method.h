@@ -81,12 +81,13 @@ typedef fm_status (*fm__shard_fn)(fm_trainer *tr, fm_tape *tp, fm_params *P, int
 /* A batch of data into tr->x1 (and tr->labels, each dropped to "none" with the
  * label-dropout probability), dequantised if asked, in network units. */
 fm_status fm__train_draw(fm_trainer *tr, int B);
+/* The shards fm__train_shards cuts a batch into (the same on every rank). */
+int fm__train_shard_count(const fm_trainer *tr);
 /* Forward and backward of group gi over the batch in shards: the loss (and two
  * parts) summed into sums[0..2] and the group's gradient complete. `frozen`
  * (may be NULL) is read but gets no gradient. A non-finite loss is an
- * FM_ERR_NUMERIC error naming `what`, before any update. */
-/* The shards fm__train_shards cuts a batch into (the same on every rank). */
-int fm__train_shard_count(const fm_trainer *tr);
+ * FM_ERR_NUMERIC error naming `what`, before any update. With several ranks
+ * each computes its run of the shards and the sums are the same on all. */
 fm_status fm__train_shards(fm_trainer *tr, int gi, fm_params *frozen, fm__shard_fn fn, const char *what, double lr,
                            double *sums);
 /* Loss and gradient of a shard's scalar l on P (for shard functions). */
@@ -157,8 +158,10 @@ struct fm__method {
     int (*dim)(const void *obj);
     const char *(*data)(const void *obj);
     size_t (*size)(void *obj);
-    /* Exact log-density of n points in data units (NULL: none in closed form). */
+    /* Exact log-density of n points in data units (NULL: none in closed form),
+     * and how it is computed, in a few words (NULL: by the change of variables). */
     fm_status (*log_prob)(void *obj, const float *x, int n, double *logp);
+    const char *log_prob_how;
     /* How it samples (fm_sampling), and for FM_SAMPLING_OWN its samplers'
      * names (NULL-ended), sampler i's default steps and the most it takes. */
     fm_sampling sampling;

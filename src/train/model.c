@@ -62,6 +62,12 @@ fm_status fm_model_log_prob(fm_model *M, const float *x, int n, double *logp)
     return M->m->log_prob(M->obj, x, n, logp);
 }
 
+const char *fm_model_log_prob_how(const fm_model *M)
+{
+    if (!M->m->log_prob) return NULL;
+    return M->m->log_prob_how ? M->m->log_prob_how : "exact, by the change of variables";
+}
+
 fm_flow *fm_model_take_flow(fm_model *M)
 {
     fm_flow *f = fm_model_flow(M);

@@ -49,6 +49,8 @@ fm_train_config fm_train_config_default(void)
     c.nf.layers = 8;
     c.nf.actnorm = 1;
     c.nf.scale = 2.0;
+    c.rfm.manifold = FM_MANIFOLD_AUTO;
+    c.rfm.nll_steps = 100;
     c.score.sde = FM_PATH_VP;
     c.tdist.kind = FM_TDIST_UNIFORM;
     c.tdist.loc = 0.0;
