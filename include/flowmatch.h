@@ -1121,6 +1121,8 @@ fm_status  fm_model_sample_from(fm_model *m, int n, const float *x_start, fm_rng
                                 const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                                 fm_solve_stats *st);
 const char *fm_model_method_name(const fm_model *m);  /* "fm", "ddpm", ... */
+/* The manifold an rfm model lives on; FM_MANIFOLD_AUTO for any other model. */
+fm_manifold fm_model_manifold(const fm_model *m);
 /* n samples (data units) with a sampler named as text: an ODE solver
  * ("euler" .. "dopri5"), a flow's stochastic one ("sde", "em", "pc") or a
  * method's own ("ancestral", "ddim"); NULL the model's default. steps <= 0 the
@@ -1510,6 +1512,16 @@ fm_status fm_svg_scatter(const char *path, const char *title, const float *a, in
  * y = lo + (i + 0.5)(hi - lo)/G, column j likewise in x), beside the points. */
 fm_status fm_svg_density(const char *path, const char *title, const double *logp, int G, double lo, double hi,
                          const float *pts, int n, int d);
+/* Points on the sphere or the torus as maps, one panel each: the density
+ * logp on the grid of fm_map_grid (G rows; NULL: none), then a (na points;
+ * red) and b (nb; blue; either may be NULL). The sphere in longitude and
+ * latitude (equirectangular, degrees), the torus in its two angles. */
+fm_status fm_svg_map(const char *path, fm_manifold m, const char *title, const float *a, int na, const char *la,
+                     const float *b, int nb, const char *lb, const double *logp, int G);
+/* The map's density grid: G rows of latitude x 2G of longitude on the sphere
+ * (cell centres, as unit vectors), G x G angle pairs on the torus; row-major,
+ * from the bottom row. pts holds G * 2G * 3 or G * G * 2 floats. */
+void fm_map_grid(fm_manifold m, int G, float *pts);
 /* Loss per iteration on a log scale, raw and smoothed. */
 fm_status fm_svg_loss(const char *path, const float *loss, int n, const char *title);
 

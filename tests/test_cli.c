@@ -187,6 +187,42 @@ static void image_baselines(const char *dir)
             err_buf);
 }
 
+/* Riemannian flow matching end to end: train on the torus, a map, the
+ * likelihood, the geodesic W2; and the refusals. */
+static void manifold_commands(void)
+{
+    const char *m = t_path("rfm.safetensors");
+    int rc = cli("train --method rfm --data torus-mix --iters 150 --batch 128 --width 32 --depth 2 --threads 1 --quiet "
+                 "--out %s", m);
+    t_check(rc == 0 && file_size(m) > 1000, "train --method rfm on torus-mix (exit %d) %s", rc, err_buf);
+    rc = cli("sample --model %s --n 300 --steps 10 --threads 1 --out %s --scatter %s", m, t_path("rfm.npy"),
+             t_path("rfm_map.svg"));
+    char svg[200] = "";
+    FILE *f = fopen(t_path("rfm_map.svg"), "rb");
+    if (f) {
+        if (!fread(svg, 1, sizeof svg - 1, f)) svg[0] = '\0';
+        fclose(f);
+    }
+    t_check(rc == 0 && strstr(out_buf, "rk4") && file_size(t_path("rfm_map.svg")) > 10000 && strstr(svg, "<svg"),
+            "sample: rk4 by default, and --scatter draws the torus as a map with the density (exit %d) %s", rc, err_buf);
+    rc = cli("nll --model %s --data torus-mix --n 50 --threads 1", m);
+    t_check(rc == 0 && strstr(out_buf, "exact divergence on the manifold") && strstr(out_buf, "nats"),
+            "nll of an rfm model: its ODE with the divergence on the manifold (exit %d)", rc);
+    rc = cli("eval --a %s --b torus-mix --n 200 --steps 10 --threads 1 --json", m);
+    double g = json_get(NULL) ? json_num("geodesic_w2") : NAN, off = json_get(NULL) ? json_num("a_off_manifold") : NAN;
+    t_check(rc == 0 && g > 0 && g < 3 && off == 0,
+            "eval of an rfm model adds the geodesic W2 (%g) and the share off the torus (%g) (exit %d)", g, off, rc);
+    rc = cli("train --method rfm --data moons --manifold sphere --iters 2 --out %s", t_path("x.safetensors"));
+    t_check(rc == 2 && one_line("the sphere takes 3 columns"), "rfm refuses 2D data on the sphere (exit %d): %s", rc, err_buf);
+    rc = cli("train --method rfm --data gaussian:dim=3 --iters 2 --out %s", t_path("x.safetensors"));
+    t_check(rc == 0, "rfm on a generator off the sphere puts its points on it (exit %d) %s", rc, rc ? err_buf : "");
+    rc = cli("datasets --draw gaussian:dim=3 --n 50 --out %s", t_path("g3.csv"));
+    rc = rc ? rc : cli("train --method rfm --data %s --iters 2 --out %s", t_path("g3.csv"), t_path("x.safetensors"));
+    t_check(rc == 2 && one_line("unit vectors"), "rfm refuses a table of points off the sphere (exit %d): %s", rc, err_buf);
+    rc = cli("eval --a moons --b moons --manifold cube");
+    t_check(rc == 2 && one_line("must be sphere or torus"), "eval --manifold cube refused (exit %d)", rc);
+}
+
 void test_cli(void)
 {
     int rc = cli("--help");
@@ -877,4 +913,5 @@ void test_cli(void)
             "datasets lists the generators");
     rc = cli("datasets --draw spirals --n 100 --out %s --plot %s", t_path("sp.csv"), t_path("sp.svg"));
     t_check(rc == 0 && file_size(t_path("sp.csv")) > 1000 && file_size(t_path("sp.svg")) > 1000, "datasets --draw writes points and a plot");
+    manifold_commands();
 }

@@ -288,6 +288,58 @@ static int print_metrics(const float *a, int na, const float *b, int nb, int d, 
     return CLI_GO;
 }
 
+/* On a manifold (--manifold, or a side's rfm model): W2 under the geodesic
+ * distance, and the share of each side's points off the manifold. */
+static int geodesic_w2(const char *name, const fm_model *ma, const fm_model *mb, const fm_table *ta, const fm_table *tb,
+                       cli_json *j)
+{
+    fm_manifold m = FM_MANIFOLD_AUTO;
+    if (name) m = (fm_manifold)fm_manifold_from_name(name);
+    else if (ma) m = fm_model_manifold(ma);
+    if (m == FM_MANIFOLD_AUTO && mb) m = fm_model_manifold(mb);
+    if (m == FM_MANIFOLD_AUTO) return CLI_GO;
+    int d = fm_manifold_dim(m), n = ta->rows < tb->rows ? ta->rows : tb->rows;
+    if (ta->cols != d) return cli_usage_error("eval", "--manifold %s takes points of %d columns, not %d",
+                                              fm_manifold_name(m), d, ta->cols);
+    const fm_table *t[2] = {ta, tb};
+    double off[2];
+    for (int k = 0; k < 2; k++) { /* a point is off when it is more than 1e-5 from the manifold */
+        int bad = 0;
+        for (int i = 0; i < t[k]->rows; i++) {
+            const float *p = t[k]->data + (size_t)i * d;
+            if (m == FM_MANIFOLD_SPHERE)
+                bad += fabs(sqrt((double)p[0] * p[0] + (double)p[1] * p[1] + (double)p[2] * p[2]) - 1) > 1e-5;
+            else bad += !(p[0] >= 0 && p[0] < 2 * M_PI && p[1] >= 0 && p[1] < 2 * M_PI);
+        }
+        off[k] = t[k]->rows ? (double)bad / t[k]->rows : 0;
+    }
+    float *a = malloc((size_t)n * d * sizeof(float)), *b = malloc((size_t)n * d * sizeof(float));
+    if (!a || !b) {
+        free(a), free(b);
+        return cli_error("eval", "out of memory");
+    }
+    memcpy(a, ta->data, (size_t)n * d * sizeof(float)); /* the geodesic distance of the points put on it */
+    memcpy(b, tb->data, (size_t)n * d * sizeof(float));
+    fm_manifold_project(m, a, n);
+    fm_manifold_project(m, b, n);
+    double w2, t0 = cli_now();
+    fm_status s = fm_manifold_w2(m, a, b, n, &w2);
+    free(a), free(b);
+    if (s) return cli_error("eval", "%s", fm_last_error());
+    if (j) {
+        cli_json_str(j, "manifold", fm_manifold_name(m));
+        cli_json_num(j, "geodesic_w2", w2);
+        cli_json_num(j, "a_off_manifold", off[0]);
+        cli_json_num(j, "b_off_manifold", off[1]);
+    } else {
+        printf("geodesic W2      %.6f   (on the %s, %d vs %d points, %.2f s)\n", w2, fm_manifold_name(m), n, n,
+               cli_now() - t0);
+        printf("off the %s    a %.4f%%, b %.4f%% of the points (more than 1e-5 from it)\n", fm_manifold_name(m),
+               100 * off[0], 100 * off[1]);
+    }
+    return CLI_GO;
+}
+
 /* For a model side: its path energy, and normalised by W2^2 between its
  * starting points and the other side (both in the model's units). */
 static int path_energy_report(const char *which, const model_side *ms, const fm_table *self, const fm_table *other,
@@ -337,7 +389,7 @@ static int load_classifier(const char *path, fm_classifier **out, char *about, s
 
 /* The command line. */
 typedef struct {
-    const char *a, *b, *metrics, *clf_path, *labels_path, *label;
+    const char *a, *b, *metrics, *clf_path, *labels_path, *label, *manifold;
     double guidance, bw;
     int n, threads, json;
     int64_t seed;
@@ -368,6 +420,8 @@ static int check_options(eval_opts *o)
 {
     int rc;
     if (!o->a || !o->b) return cli_usage_error("eval", "both --a and --b are required");
+    if (o->manifold && fm_manifold_from_name(o->manifold) <= FM_MANIFOLD_AUTO)
+        return cli_usage_error("eval", "--manifold '%s' must be sphere or torus", o->manifold);
     if (o->n < 2 || o->n > 100000 || o->seed < 0 || o->threads < 0 || o->threads > 1024 || !(o->bw >= 0))
         return cli_usage_error("eval", "--n must lie in 2..100000, --threads in 0..1024; --seed and --bandwidth >= 0");
     if (!*o->metrics) return cli_usage_error("eval", "--metrics is empty (w2, energy, mmd)");
@@ -434,6 +488,7 @@ static int report(const eval_opts *o, const cli_spec *spec, eval_run *r)
     if (classic) {
         rc = print_metrics(ta->data, ta->rows, tb->data, tb->rows, ta->cols, o->metrics, o->bw, j);
         if (rc != CLI_GO) return rc;
+        if ((rc = geodesic_w2(o->manifold, r->a.ms.model, r->b.ms.model, ta, tb, j)) != CLI_GO) return rc;
         if ((rc = path_energy_report("a", &r->a.ms, ta, tb, j)) != CLI_GO) return rc;
         if ((rc = path_energy_report("b", &r->b.ms, tb, ta, j)) != CLI_GO) return rc;
     }
@@ -470,6 +525,7 @@ int cmd_eval(int argc, char **argv)
         {"metrics", OPT_STR, &o.metrics, "LIST", "any of w2, energy, mmd (with --classifier: only if given)"},
         {"json", OPT_FLAG, &o.json, NULL, "print one JSON object (the numbers of the report) instead of the text"},
         {"bandwidth", OPT_DOUBLE, &o.bw, "H", "MMD kernel bandwidth (0: median heuristic)"},
+        {"manifold", OPT_STR, &o.manifold, "NAME", "sphere or torus: also W2 under the geodesic distance (default: an rfm model's own)"},
         {"classifier", OPT_STR, &o.clf_path, "FILE", "images: score them by this classifier (flowmatch classifier)"},
         {"labels", OPT_STR, &o.labels_path, "FILE", "with --classifier: the label each image of --a was asked to show (.npy or .csv, one per row)"},
         {"label", OPT_STR, &o.label, "L", "class-conditional models: 'all' (sample i asks for class i mod K), a class or 'none'"},

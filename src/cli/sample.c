@@ -284,6 +284,23 @@ static int write_npy(sample_run *r, const char *final, const float *x, int rank,
     return CLI_GO;
 }
 
+/* A manifold model's --scatter: its density on a map, its samples, the data. */
+static int manifold_map(const char *path, sample_run *r)
+{
+    enum { G = 48 };
+    fm_manifold m = fm_model_manifold(r->M);
+    int cells = m == FM_MANIFOLD_SPHERE ? 2 * G * G : G * G, d = fm_manifold_dim(m);
+    float *pts = malloc((size_t)cells * d * sizeof(float));
+    double *lp = malloc((size_t)cells * sizeof(double));
+    fm_status s = pts && lp ? FM_OK : FM_ERR_NOMEM;
+    if (!s) fm_map_grid(m, G, pts);
+    if (!s) s = fm_model_log_prob(r->M, pts, cells, lp);
+    if (!s) s = fm_svg_map(path, m, "model density", r->xs, r->n, "samples", r->ref, r->n, r->data_spec, lp, G);
+    free(pts);
+    free(lp);
+    return s ? cli_error("sample", "%s", s == FM_ERR_NOMEM && !lp ? "out of memory" : fm_last_error()) : CLI_GO;
+}
+
 /* Every output under a temporary name first; all renamed at the end. */
 static int write_outputs(const sample_opts *o, sample_run *r)
 {
@@ -304,9 +321,13 @@ static int write_outputs(const sample_opts *o, sample_run *r)
     if (o->figure && (!tf || fm_svg_trajectory(tf, r->k.figs, r->k.fig_t, r->k.nfig, n, d, o->range) != FM_OK))
         return cli_error("sample", "%s", tf ? fm_last_error() : "out of memory");
     const char *ts = o->scatter ? cli_out_stage(&r->outs, o->scatter) : NULL;
-    if (o->scatter && (!ts || fm_svg_scatter(ts, "samples and data", r->xs, n, "samples", r->ref, n, r->data_spec, d,
-                                             o->range) != FM_OK))
+    if (o->scatter && fm_model_manifold(r->M) != FM_MANIFOLD_AUTO) {
+        if (!ts) return cli_error("sample", "out of memory");
+        if ((rc = manifold_map(ts, r)) != CLI_GO) return rc;
+    } else if (o->scatter && (!ts || fm_svg_scatter(ts, "samples and data", r->xs, n, "samples", r->ref, n,
+                                                    r->data_spec, d, o->range) != FM_OK)) {
         return cli_error("sample", "%s", ts ? fm_last_error() : "out of memory");
+    }
     const char *tt = o->tgrid ? cli_out_stage(&r->outs, o->tgrid) : NULL;
     if (o->tgrid && !tt) return cli_error("sample", "out of memory");
     if (o->tgrid && (rc = traj_grid(tt, &r->k, r->ic, r->ih, r->iw)) != CLI_GO) return rc;

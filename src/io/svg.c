@@ -313,3 +313,126 @@ fm_status fm_svg_density(const char *path, const char *title, const double *logp
     sb_printf(&b, "</svg>\n");
     return sb_save(&b, path);
 }
+
+/* ---- points on the sphere or the torus as a map */
+
+/* Map coordinates of point p: longitude and latitude in degrees (sphere), the
+ * two angles in radians (torus). */
+static void map_xy(fm_manifold m, const float *p, double *x, double *y)
+{
+    if (m == FM_MANIFOLD_SPHERE) {
+        double z = p[2] > 1 ? 1 : p[2] < -1 ? -1 : p[2];
+        *x = atan2(p[1], p[0]) * 180 / M_PI;
+        *y = asin(z) * 180 / M_PI;
+    } else {
+        *x = p[0];
+        *y = p[1];
+    }
+}
+
+/* A map panel at (x0, y0), w x h, showing [xlo, xhi] x [ylo, yhi] with ticks. */
+static void map_axes(sbuf *b, int id, double x0, double y0, double w, double h, double xlo, double xhi, double ylo,
+                     double yhi, int nx, int ny, const char *title)
+{
+    sb_printf(b, "<clipPath id=\"clip%d\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n", id,
+              x0, y0, w, h);
+    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n", x0, y0,
+              w, h);
+    for (int k = 0; k <= nx; k++) {
+        double v = xlo + (xhi - xlo) * k / nx, px = x0 + w * k / nx;
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
+                     "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%.3g</text>\n",
+                  px, y0 + h, px, y0 + h + 4, px, y0 + h + 15, fabs(v) < 1e-9 ? 0.0 : v);
+    }
+    for (int k = 0; k <= ny; k++) {
+        double v = ylo + (yhi - ylo) * k / ny, py = y0 + h - h * k / ny;
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
+                     "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%.3g</text>\n",
+                  x0 - 4, py, x0, py, x0 - 6, py + 3.5, fabs(v) < 1e-9 ? 0.0 : v);
+    }
+    if (title) {
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" text-anchor=\"middle\">", x0 + w / 2, y0 - 8);
+        xml_text(b, title);
+        sb_printf(b, "</text>\n");
+    }
+}
+
+fm_status fm_svg_map(const char *path, fm_manifold m, const char *title, const float *a, int na, const char *la,
+                     const float *b, int nb, const char *lb, const double *logp, int G)
+{
+    if (m != FM_MANIFOLD_SPHERE && m != FM_MANIFOLD_TORUS)
+        return fm__fail(FM_ERR_ARG, "%s: a map is of the sphere or the torus", path);
+    if (logp && G < 2) return fm__fail(FM_ERR_ARG, "%s: a density grid needs G >= 2", path);
+    int sph = m == FM_MANIFOLD_SPHERE, rows = logp ? G : 0, cols = sph ? 2 * G : G;
+    double xlo = sph ? -180 : 0, xhi = sph ? 180 : 2 * M_PI, ylo = sph ? -90 : 0, yhi = sph ? 90 : 2 * M_PI;
+    double w = sph ? 640 : 360, h = 320 + (sph ? 0 : 40), mx = 50, gap = 50;
+    int panels = (a && na > 0) + (b && nb > 0) + (logp != NULL);
+    if (!panels) return fm__fail(FM_ERR_ARG, "%s: nothing to draw", path);
+    sbuf sb = {0};
+    header(&sb, (int)(w + 2 * mx), (int)(panels * (h + gap) + gap));
+    double y0 = gap;
+    int id = 0;
+    if (logp) { /* the density as a heat map, scaled to its 99.5th percentile */
+        double top = -INFINITY;
+        size_t nc = (size_t)rows * cols;
+        double *dens = malloc(nc * sizeof(double));
+        if (!dens) return fm__fail(FM_ERR_NOMEM, "%s: out of memory", path);
+        for (size_t i = 0; i < nc; i++) top = isfinite(logp[i]) && logp[i] > top ? logp[i] : top;
+        if (!isfinite(top)) {
+            free(dens);
+            return fm__fail(FM_ERR_NUMERIC, "%s: the density is nowhere finite", path);
+        }
+        for (size_t i = 0; i < nc; i++) dens[i] = isfinite(logp[i]) ? exp(logp[i] - top) : 0.0;
+        qsort(dens, nc, sizeof(double), cmp_double_asc);
+        double q = dens[(size_t)((nc - 1) * 0.995)];
+        free(dens);
+        if (!(q > 0)) q = 1;
+        map_axes(&sb, id++, mx, y0, w, h, xlo, xhi, ylo, yhi, sph ? 6 : 4, sph ? 6 : 4, title ? title : "model density");
+        double cw = w / cols, ch = h / rows;
+        sb_printf(&sb, "<g shape-rendering=\"crispEdges\">\n");
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++) {
+                int r, g, bl;
+                double v = logp[(size_t)i * cols + j];
+                ramp(isfinite(v) ? exp(v - top) / q : 0.0, &r, &g, &bl);
+                sb_printf(&sb, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#%02x%02x%02x\"/>\n",
+                          mx + j * cw, y0 + h - (i + 1) * ch, cw + 0.5, ch + 0.5, r, g, bl);
+            }
+        sb_printf(&sb, "</g>\n");
+        y0 += h + gap;
+    }
+    const float *sets[2] = {a, b};
+    const int ns[2] = {na, nb};
+    const char *names[2] = {la, lb}, *colors[2] = {"#d62728", "#1f77b4"};
+    for (int k = 0; k < 2; k++) {
+        if (!sets[k] || ns[k] <= 0) continue;
+        map_axes(&sb, id, mx, y0, w, h, xlo, xhi, ylo, yhi, sph ? 6 : 4, sph ? 6 : 4, names[k]);
+        sb_printf(&sb, "<g clip-path=\"url(#clip%d)\" fill=\"%s\" fill-opacity=\"0.5\">\n", id++, colors[k]);
+        for (int i = 0; i < ns[k]; i++) {
+            double x, y;
+            map_xy(m, sets[k] + (size_t)i * (sph ? 3 : 2), &x, &y);
+            if (!isfinite(x) || !isfinite(y)) continue;
+            sb_printf(&sb, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"1.2\"/>\n", mx + (x - xlo) / (xhi - xlo) * w,
+                      y0 + h - (y - ylo) / (yhi - ylo) * h);
+        }
+        sb_printf(&sb, "</g>\n");
+        y0 += h + gap;
+    }
+    sb_printf(&sb, "</svg>\n");
+    return sb_save(&sb, path);
+}
+
+void fm_map_grid(fm_manifold m, int G, float *pts)
+{
+    int sph = m == FM_MANIFOLD_SPHERE, cols = sph ? 2 * G : G;
+    for (int i = 0; i < G; i++)
+        for (int j = 0; j < cols; j++) {
+            float *p = pts + ((size_t)i * cols + j) * (sph ? 3 : 2);
+            if (sph) {
+                double la = (-90 + (i + 0.5) * 180.0 / G) * M_PI / 180, lo = (-180 + (j + 0.5) * 180.0 / G) * M_PI / 180;
+                p[0] = (float)(cos(la) * cos(lo)), p[1] = (float)(cos(la) * sin(lo)), p[2] = (float)sin(la);
+            } else {
+                p[0] = (float)((j + 0.5) * 2 * M_PI / G), p[1] = (float)((i + 0.5) * 2 * M_PI / G);
+            }
+        }
+}

@@ -203,6 +203,12 @@ static fm_status field_cb(void *ctx, double t, const float *x, int n, float *v, 
     return eval_field(ctx, t, x, n, v, div);
 }
 
+fm_manifold fm_model_manifold(const fm_model *M)
+{
+    if (strcmp(fm_model_method_name(M), "rfm")) return FM_MANIFOLD_AUTO;
+    return ((const rfm_model *)fm__model_object((fm_model *)M))->man;
+}
+
 fm_status fm__rfm_field(fm_model *M, double t, const float *x, int n, float *v, double *div)
 {
     if (strcmp(fm_model_method_name(M), "rfm")) return fm__fail(FM_ERR_ARG, "not an rfm model");
@@ -350,7 +356,7 @@ static fm_status check_data(const fm_train_config *c, fm_dataset *data, int *sta
     if (fm_manifold_dim(man) != d)
         return fm__fail(FM_ERR_ARG, "rfm: the %s takes %d columns, '%s' has %d", fm_manifold_name(man),
                         fm_manifold_dim(man), fm_dataset_spec(data), d);
-    if (*standardize == 1) return fm__fail(FM_ERR_ARG, "rfm: points on a manifold are not standardised");
+    if (c->standardize == 1) return fm__fail(FM_ERR_ARG, "rfm: points on a manifold are not standardised");
     *standardize = 0;
     const fm_table *t = fm_dataset_table(data);
     for (int i = 0; t && man == FM_MANIFOLD_SPHERE && i < t->rows; i++) { /* a table of points must be on the sphere */
