@@ -171,7 +171,7 @@ valgrind: $(G)/flowmatch
 CLANG        ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_RUNS    ?= -1
-FUZZERS      ?= safetensors checkpoint npy csv idx json args
+FUZZERS      ?= safetensors checkpoint npy csv idx json args cities
 F            := build/fuzz
 FUZZ_CFLAGS  := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -std=c11 -D_DEFAULT_SOURCE \
                 -fno-math-errno -Wno-unknown-pragmas -Wno-psabi
