@@ -267,7 +267,8 @@ fm_status fm__manifold_integrate(fm_manifold man, int kind, fm__manifold_field f
 typedef struct {
     fm_manifold m;
     const float *a, *b;
-    int d;
+    int d, n;
+    const double *full; /* (n, n) the costs computed once, or NULL */
 } geo_ctx;
 
 static void geo_cost(void *ctx, int i, const int *cols, int ncols, double *out)
@@ -275,6 +276,10 @@ static void geo_cost(void *ctx, int i, const int *cols, int ncols, double *out)
     const geo_ctx *g = ctx;
     for (int k = 0; k < ncols; k++) {
         int j = cols ? cols[k] : k;
+        if (g->full) {
+            out[k] = g->full[(size_t)i * g->n + j];
+            continue;
+        }
         double dd = fm_manifold_dist(g->m, g->a + (size_t)i * g->d, g->b + (size_t)j * g->d);
         out[k] = dd * dd;
     }
@@ -284,12 +289,20 @@ fm_status fm_manifold_w2(fm_manifold m, const float *a, const float *b, int n, d
 {
     if (fm_manifold_dim(m) == 0) return fm__fail(FM_ERR_ARG, "geodesic W2: name the manifold (sphere or torus)");
     if (n < 1) return fm__fail(FM_ERR_ARG, "geodesic W2 of %d points", n);
-    geo_ctx g = {m, a, b, fm_manifold_dim(m)};
+    geo_ctx g = {m, a, b, fm_manifold_dim(m), n, NULL};
     int *x = malloc((size_t)n * sizeof(int));
     if (!x) return fm__fail(FM_ERR_NOMEM, "out of memory for an assignment of %d points", n);
+    /* the solver reads each cost many times: up to 64 MB of them are computed once, over the threads */
+    double *full = (double)n * n * sizeof(double) <= 64e6 ? malloc((size_t)n * n * sizeof(double)) : NULL;
+    if (full) {
+        FM__PARALLEL_FOR(fm__threads_over((double)n * n * 40, n))
+        for (int i = 0; i < n; i++) geo_cost(&g, i, NULL, n, full + (size_t)i * n);
+        g.full = full;
+    }
     double total = 0;
     fm_status s = fm_assignment(n, geo_cost, &g, x, NULL, NULL, &total);
     free(x);
+    free(full);
     if (!s) *w2 = sqrt(total / n);
     return s;
 }
