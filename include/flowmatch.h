@@ -611,6 +611,10 @@ typedef struct fm_dataset fm_dataset;
 fm_dataset *fm_dataset_open(const char *spec);
 void        fm_dataset_free(fm_dataset *ds);
 int         fm_dataset_dim(const fm_dataset *ds);
+/* Token data (discrete flow matching): the vocabulary size V, each column a
+ * token in 0 .. V-1 stored as a float; 0 for real-valued data. words:FILE
+ * (27: padding and a-z), checkerboard-tokens (vocab=V), mnist:DIR,binarize=1 (2). */
+int         fm_dataset_vocab(const fm_dataset *ds);
 /* The canonical spec with every parameter spelled out ("moons:noise=0.05,scale=1"). */
 const char *fm_dataset_spec(const fm_dataset *ds);
 /* n points, row-major (n, dim), in data units. A dataset keeps scratch
@@ -1121,6 +1125,8 @@ fm_status  fm_model_sample_from(fm_model *m, int n, const float *x_start, fm_rng
                                 const double *grid, int ngrid, float *out, fm_observe_fn obs, void *octx,
                                 fm_solve_stats *st);
 const char *fm_model_method_name(const fm_model *m);  /* "fm", "ddpm", ... */
+/* The vocabulary of a dfm (token) model; 0 for any other model. */
+int fm_model_vocab(const fm_model *m);
 /* The manifold an rfm model lives on; FM_MANIFOLD_AUTO for any other model. */
 fm_manifold fm_model_manifold(const fm_model *m);
 /* n samples (data units) with a sampler named as text: an ODE solver
@@ -1258,6 +1264,13 @@ typedef struct {
         fm_manifold manifold;        /* rfm: sphere, torus, or auto (by the data's dimension) */
         int nll_steps;               /* rfm: rk4 steps of its likelihood's ODE, 100 */
     } rfm;
+    struct {
+        int source;                  /* dfm: 0 all-mask (default), 1 uniform noise over the vocabulary */
+        double exponent;             /* dfm: the scheduler kappa_t = t^exponent, 2 */
+        int gkl;                     /* dfm: the loss: 0 cross-entropy, 1 generalised KL (default) */
+        double corrector;            /* dfm: weight of the divergence-free term when sampling, 0 */
+        int elbo_samples;            /* dfm: times per sequence of its ELBO (nll), 64 */
+    } dfm;
 } fm_train_config;
 
 /* The tutorial's run: moons, 3x64 ELU, OT path (sigma_min 0), Adam 1e-2,

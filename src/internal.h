@@ -256,6 +256,21 @@ fm_status fm__read_file(const char *path, unsigned char **out, size_t *len);
 fm_status fm__cities_parse(const uint8_t *buf, size_t len, const char *name, int split, fm_table *out);
 fm_status fm__cities_read(const char *dir, int split, fm_table *out);
 
+/* ------------------------------------------------------------------ discrete flow matching */
+
+/* The summed loss over N positions of logits (N, V) for data tokens x1 and
+ * states xt (V: the mask) with weights w: gkl 0, the cross-entropy
+ * -w log p(x1); gkl 1, the mixture path's generalised KL
+ * -w (p(xt) - [xt = x1] + [xt != x1] log p(x1)), p(mask) = 0. */
+fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int *xt, const float *w, int gkl);
+/* A posterior: logits (n, L V) of p_{1|t} for states x (n, L; V the mask) at times t (n). */
+typedef fm_status (*fm__dfm_posterior)(void *ctx, const float *t, const int *x, int n, float *logits);
+/* The discrete Euler sampler from states x (n sequences of L) over the grid,
+ * in place; source 0 mask, 1 uniform; kappa_t = t^exponent; corrector: the
+ * divergence-free term's weight. st (may be NULL) counts. */
+fm_status fm__dfm_euler(int V, int L, int source, double exponent, double corrector, fm__dfm_posterior fn, void *ctx,
+                        fm_rng *r, const double *grid, int ngrid, int *x, int n, fm_solve_stats *st);
+
 /* ------------------------------------------------------------------ manifolds */
 
 /* A field on a manifold: v (n, d) at points x, and when div is not NULL its

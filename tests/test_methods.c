@@ -100,6 +100,7 @@ static void every_method(void)
         float *x = calloc((size_t)n * 2, sizeof(float)), *y = calloc((size_t)n * 2, sizeof(float));
         float start[64];
         for (int i = 0; i < 64; i++) start[i] = (float)sin(i + 1.0);
+        for (int i = 0; M && fm_model_vocab(M) && i < 64; i++) start[i] = (float)(i % 3 ? fm_model_vocab(M) : i % 7); /* tokens, masks */
         fm_rng r1, r2;
         fm_rng_seed(&r1, 5, FM_STREAM_NOISE);
         fm_rng_seed(&r2, 5, FM_STREAM_NOISE);

@@ -5,6 +5,8 @@
  */
 #include "cli/cli.h"
 
+#include <errno.h>
+
 
 #include <math.h>
 #include <stdlib.h>
@@ -121,8 +123,8 @@ static int check_options(sample_opts *o)
     if (o->threads < 0 || o->threads > 1024) BAD("--threads must lie in 0..1024");
     if (!(o->range > 0)) BAD("--range must be > 0");
     if (o->seed < 0) BAD("--seed must be >= 0");
-    if (!cli_has_suffix(o->out, ".npy") && !cli_has_suffix(o->out, ".csv"))
-        BAD("--out '%s' must end in .npy or .csv", o->out);
+    if (!cli_has_suffix(o->out, ".npy") && !cli_has_suffix(o->out, ".csv") && !cli_has_suffix(o->out, ".txt"))
+        BAD("--out '%s' must end in .npy, .csv or .txt (a token model's samples decoded)", o->out);
     if (o->traj_out && !cli_has_suffix(o->traj_out, ".npy")) BAD("--traj '%s' must end in .npy", o->traj_out);
     if (o->figure && !cli_has_suffix(o->figure, ".svg")) BAD("--figure '%s' must end in .svg", o->figure);
     if (o->scatter && !cli_has_suffix(o->scatter, ".svg")) BAD("--scatter '%s' must end in .svg", o->scatter);
@@ -284,6 +286,26 @@ static int write_npy(sample_run *r, const char *final, const float *x, int rank,
     return CLI_GO;
 }
 
+/* A token model's samples decoded, one a line: a words model's as words
+ * (1-26 the letters, 0 the end), any other's as its tokens. */
+static int write_tokens(const char *path, const sample_run *r)
+{
+    if (!fm_model_vocab(r->M)) return cli_usage_error("sample", "--out .txt writes a token model's samples (dfm)");
+    int words = !strncmp(fm_model_data(r->M), "words:", 6);
+    FILE *f = fopen(path, "wb");
+    if (!f) return cli_error("sample", "cannot write %s: %s", path, strerror(errno));
+    for (int i = 0; i < r->n; i++) {
+        for (int j = 0; j < r->d; j++) {
+            int t = (int)r->xs[(size_t)i * r->d + j];
+            if (words && t >= 1 && t <= 26) fputc('a' + t - 1, f);
+            else if (!words) fprintf(f, "%s%d", j ? " " : "", t);
+        }
+        fputc('\n', f);
+    }
+    if (fclose(f) != 0) return cli_error("sample", "cannot write %s: %s", path, strerror(errno));
+    return CLI_GO;
+}
+
 /* A manifold model's --scatter: its density on a map, its samples, the data. */
 static int manifold_map(const char *path, sample_run *r)
 {
@@ -306,7 +328,11 @@ static int write_outputs(const sample_opts *o, sample_run *r)
 {
     int rc, n = r->n, d = r->d;
     const char *to = cli_out_stage(&r->outs, o->out);
-    if (to && (rc = cli_write_points("sample", to, r->xs, n, d)) != CLI_GO) return rc;
+    if (to && cli_has_suffix(o->out, ".txt")) {
+        if ((rc = write_tokens(to, r)) != CLI_GO) return rc;
+    } else if (to && (rc = cli_write_points("sample", to, r->xs, n, d)) != CLI_GO) {
+        return rc;
+    }
     if (r->k.traj) {
         r->tp = o->traj_out ? NULL : cli_derive(o->out, "_traj.npy");
         int64_t shape[3] = {r->k.ntraj, n, d};

