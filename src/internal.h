@@ -267,7 +267,8 @@ fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int
 typedef fm_status (*fm__dfm_posterior)(void *ctx, const float *t, const int *x, int n, float *logits);
 /* The discrete Euler sampler from states x (n sequences of L) over the grid,
  * in place; source 0 mask, 1 uniform; kappa_t = t^exponent; corrector: the
- * divergence-free term's weight. st (may be NULL) counts. */
+ * divergence-free term's weight. A grid that reaches t = 1 ends in samples
+ * of the posterior (no mask left). st (may be NULL) counts. */
 fm_status fm__dfm_euler(int V, int L, int source, double exponent, double corrector, fm__dfm_posterior fn, void *ctx,
                         fm_rng *r, const double *grid, int ngrid, int *x, int n, fm_solve_stats *st);
 

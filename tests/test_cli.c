@@ -297,7 +297,7 @@ void test_cli(void)
         {"nll --model m.safetensors --data moons --probe gaussian", "--probe needs --hutchinson"},
         {"reflow --model m.safetensors --rounds 0", "--rounds 0"},
         {"reflow", "--model is required"},
-        {"sample --model m.safetensors --out s.txt", "must end in .npy or .csv"},
+        {"sample --model m.safetensors --out s.json", "must end in .npy, .csv or .txt"},
         {"eval --a moons", "both --a and --b are required"},
         {"eval --a moons --b circles --metrics w3", "unknown metric 'w3'"},
         {"eval --a moons --b banana", "not a .npy/.csv file"},

@@ -306,6 +306,21 @@ static int write_tokens(const char *path, const sample_run *r)
     return CLI_GO;
 }
 
+/* Pairs of tokens (a 2D set discretised, as checkerboard-tokens) drawn at
+ * their bins' centres in [-2, 2)^2, samples beside the data. */
+static int token_scatter(const char *path, const sample_run *r)
+{
+    int V = fm_model_vocab(r->M);
+    size_t m = (size_t)r->n * 2;
+    float *a = malloc(2 * m * sizeof(float)), *b = a ? a + m : NULL;
+    if (!a) return cli_error("sample", "out of memory");
+    for (size_t i = 0; i < m; i++) a[i] = (float)((r->xs[i] + 0.5) / V * 4 - 2), b[i] = (float)((r->ref[i] + 0.5) / V * 4 - 2);
+    fm_status s = fm_svg_scatter(path, "samples and data (token bins in [-2, 2))", a, r->n, "samples", b, r->n,
+                                 r->data_spec, 2, 2.2);
+    free(a);
+    return s ? cli_error("sample", "%s", fm_last_error()) : CLI_GO;
+}
+
 /* A manifold model's --scatter: its density on a map, its samples, the data. */
 static int manifold_map(const char *path, sample_run *r)
 {
@@ -350,6 +365,9 @@ static int write_outputs(const sample_opts *o, sample_run *r)
     if (o->scatter && fm_model_manifold(r->M) != FM_MANIFOLD_AUTO) {
         if (!ts) return cli_error("sample", "out of memory");
         if ((rc = manifold_map(ts, r)) != CLI_GO) return rc;
+    } else if (o->scatter && fm_model_vocab(r->M) && d == 2) {
+        if (!ts) return cli_error("sample", "out of memory");
+        if ((rc = token_scatter(ts, r)) != CLI_GO) return rc;
     } else if (o->scatter && (!ts || fm_svg_scatter(ts, "samples and data", r->xs, n, "samples", r->ref, n,
                                                     r->data_spec, d, o->range) != FM_OK)) {
         return cli_error("sample", "%s", ts ? fm_last_error() : "out of memory");

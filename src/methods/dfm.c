@@ -19,7 +19,8 @@
  * u(y) = kappa'/(1 - kappa) [y = x1^] (plus, with --dfm-corrector B, the
  * divergence-free term B kappa'/(kappa (1 - kappa)) ((1 - kappa) p0(y) +
  * kappa p(y))), none to itself; it jumps with probability 1 - exp(-h sum u),
- * to y drawn from u. The last step takes x1^. Samples are tokens (as floats).
+ * to y drawn from u. The step that reaches t = 1 takes x1^. Samples are
+ * tokens (as floats).
  */
 #include "train/method.h"
 
@@ -163,7 +164,7 @@ fm_status fm__dfm_euler(int V, int L, int source, double exponent, double correc
         for (int i = 0; i < n; i++) tt[i] = (float)t;
         if ((s = fn(ctx, tt, x, n, lg))) break;
         if (st) st->nfe++, st->steps++;
-        int last = g + 2 == ngrid;
+        int last = g + 2 == ngrid && grid[ngrid - 1] >= 1 - 1e-9; /* the step that reaches t = 1 takes x1^ */
         double jc = k < 1 ? dk / (1 - k) : 0, cc = corrector > 0 && k > 0 && k < 1 ? corrector * dk / (k * (1 - k)) : 0;
         for (size_t q = 0; q < nl; q++) {
             softmax(lg + q * V, V, p);
