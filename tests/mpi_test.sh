@@ -74,6 +74,7 @@ else ok "tutorial: 2 shards differ from 1 (the batch was split)"; fi
 for m in ddpm vae gan cnf nf score; do pair "$m" 2 --method "$m" --iters 40; done
 pair ot-coupling 2 --coupling ot --iters 100
 pair rfm-sphere 2 --method rfm --data sphere-mix --iters 40
+pair dfm 2 --method dfm --data checkerboard-tokens:vocab=16 --width 64 --iters 40
 pair unet 2 --data "$D" --arch unet --channels 8 --class-cond --iters 3 --batch 64 --ema 0.9
 pair unet-ddpm 2 --method ddpm --data "$D" --arch unet --channels 8 --T 50 --iters 2 --batch 64
 pair mnist-gan 2 --method gan --data "$D" --iters 3 --batch 64
@@ -113,6 +114,12 @@ same "nll of an rfm model (its projected rk4, the divergence on the sphere)" r.m
 $MPI -np 3 "$CLI" sample --model rfm-sphere.one.safetensors --n 500 --threads 1 $q --out rs.mpi.npy > /dev/null 2>&1
 "$CLI" sample --model rfm-sphere.one.safetensors --n 500 --threads 1 $q --out rs.one.npy > /dev/null 2>&1
 same "sample an rfm model (3 ranks)" rs.mpi.npy rs.one.npy
+$MPI -np 2 "$CLI" sample --model dfm.one.safetensors --n 500 --steps 16 --threads 1 $q --out ds.mpi.npy > /dev/null 2>&1
+"$CLI" sample --model dfm.one.safetensors --n 500 --steps 16 --threads 1 $q --out ds.one.npy > /dev/null 2>&1
+same "sample a dfm model (the jump sampler)" ds.mpi.npy ds.one.npy
+$MPI -np 2 "$CLI" nll --model dfm.one.safetensors --data checkerboard-tokens:vocab=16 --n 300 --threads 1 --out dl.mpi.csv > /dev/null 2>&1
+"$CLI" nll --model dfm.one.safetensors --data checkerboard-tokens:vocab=16 --n 300 --threads 2 --out dl.one.csv > /dev/null 2>&1
+same "nll of a dfm model (its ELBO)" dl.mpi.csv dl.one.csv
 $MPI -np 2 "$CLI" eval --a $M --b moons --n 500 --threads 1 --json > e.mpi.json 2> e.err
 "$CLI" eval --a $M --b moons --n 500 --threads 2 --json > e.one.json 2>> e.err
 same "eval (W2, energy, MMD, path energy)" e.mpi.json e.one.json
