@@ -17,9 +17,9 @@
 set -eu
 FM=${FM:-./flowmatch}
 OUT=${1:-bench/dfm}
-ITERS_W=${ITERS_W:-6000}
+ITERS_W=${ITERS_W:-30000}
 ITERS_C=${ITERS_C:-6000}
-ITERS_M=${ITERS_M:-3000}
+ITERS_M=${ITERS_M:-1500}
 SEED=${SEED:-1}
 W=data/words/words.txt
 mkdir -p "$OUT"
@@ -66,7 +66,7 @@ done
 # ---- binarised MNIST
 CLF=${CLF:-$OUT/clf.safetensors}
 [ -f "$CLF" ] || $FM classifier --data mnist:data/mnist --out "$CLF" --threads 1 > "$OUT/clf.log" 2>&1
-train mnist mnist:data/mnist,binarize=1 $ITERS_M 128
+train mnist mnist:data/mnist,binarize=1 $ITERS_M 64
 $FM sample --model "$OUT/mnist.safetensors" --n 64 --seed 3 --threads 1 --out "$OUT/mnist_samples.npy" \
     --grid "$OUT/mnist_samples.png" > "$OUT/mnist_sample.log" 2>&1
 $FM eval --a "$OUT/mnist.safetensors" --b mnist:data/mnist,split=test,binarize=1 --classifier "$CLF" --n 1000 \

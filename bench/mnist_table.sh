@@ -17,7 +17,7 @@
 # then ddpm). Every command's output goes to OUT/<model>_<what>.log;
 # bench/mnist_table.py turns them into the table.
 #
-#   sh bench/mnist_table.sh [OUT]   (ITERS, SEED, PROBES, NLL_N, NLL_TOL, EVAL_N, FIXED_N, MODELS from the environment)
+#   sh bench/mnist_table.sh [OUT]   (ITERS, SEED, PROBES, NLL_N, NLL_TOL, EVAL_N, FIXED_N, MODELS, TOLS from the environment)
 # A model whose checkpoint OUT/<model>.safetensors exists is continued to ITERS
 # (--resume), not trained again, and a measurement whose log is complete is
 # not repeated: a stopped run picks up where it was.
@@ -31,6 +31,7 @@ NLL_N=${NLL_N:-1000}
 NLL_TOL=${NLL_TOL:-1e-4}
 EVAL_N=${EVAL_N:-1000}
 FIXED_N=${FIXED_N:-500}
+TOLS=${TOLS-1e-5 1e-3} # the dopri5 tolerances measured (empty: none)
 DATA=mnist:data/mnist
 TEST=mnist:data/mnist,split=test
 mkdir -p "$OUT"
@@ -60,7 +61,7 @@ run_model() {
     ev="--a $m --b $TEST --classifier $OUT/clf.safetensors --seed 7 --threads 1"
     while pgrep -f -- "--a $m " > /dev/null; do sleep 15; done # a stopped run's measurement still going
     if [ "$kind" = flow ]; then
-        for tol in 1e-5 1e-3; do
+        for tol in $TOLS; do
             done_log "$OUT/${name}_dopri5_$tol.log" Frechet ||
                 $FM eval $ev --n $EVAL_N --solver dopri5 --rtol $tol --atol $tol > "$OUT/${name}_dopri5_$tol.log" 2>&1
         done

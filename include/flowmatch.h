@@ -354,6 +354,7 @@ typedef struct {
     int time_dim;                      /* time embedding width; 0: 4 base */
     int groups;                        /* GroupNorm groups (8); divides every C_i */
     int num_classes;                   /* > 0: class-conditional, labels 0 .. num_classes - 1 */
+    int out_ch;                        /* output channels; 0: in_ch (a velocity of the input's shape) */
 } fm_unet_config;
 
 /* base 32, mult 1, 2, 2, groups 8, time sizes from base. */
@@ -369,7 +370,8 @@ const fm_unet_config *fm_unet_get_config(const fm_unet *u);
 /* PyTorch's defaults: convolutions and linear layers as fm_init_linear (in
  * registration order), GroupNorm weight 1 and bias 0. */
 void       fm_unet_init(fm_unet *u, fm_rng *r);
-/* t (B, 1) or (B); x (B, in_ch, H, W) or flat (B, in_ch H W): out has x's shape.
+/* t (B, 1) or (B); x (B, in_ch, H, W) or flat (B, in_ch H W): out has x's
+ * shape, with out_ch channels when it is set.
  * A class-conditional network (num_classes K > 0) adds label_emb(y) to the time
  * embedding before its SiLU, y = labels[i] in 0 .. K, K meaning "no label"
  * (the row classifier-free guidance uses); labels NULL: every row K. A network

@@ -258,11 +258,14 @@ fm_status fm__cities_read(const char *dir, int split, fm_table *out);
 
 /* ------------------------------------------------------------------ discrete flow matching */
 
-/* The summed loss over N positions of logits (N, V) for data tokens x1 and
- * states xt (V: the mask) with weights w: gkl 0, the cross-entropy
+/* The summed loss over the positions of logits for data tokens x1 and states
+ * xt (V: the mask) with weights w (one each): gkl 0, the cross-entropy
  * -w log p(x1); gkl 1, the mixture path's generalised KL
- * -w (p(xt) - [xt = x1] + [xt != x1] log p(x1)), p(mask) = 0. */
-fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int *xt, const float *w, int gkl);
+ * -w (p(xt) - [xt = x1] + [xt != x1] log p(x1)), p(mask) = 0. Logits (N, V)
+ * with L 0 (a row a position); with L > 0, (B, V L) channel-major (a U-Net's
+ * output: position p of item b at b V L + v L + p), positions b L + p. */
+fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int *xt, const float *w, int gkl, int V,
+                        int L);
 /* A posterior: logits (n, L V) of p_{1|t} for states x (n, L; V the mask) at times t (n). */
 typedef fm_status (*fm__dfm_posterior)(void *ctx, const float *t, const int *x, int n, float *logits);
 /* The discrete Euler sampler from states x (n sequences of L) over the grid,

@@ -23,7 +23,7 @@ static void loss_gradient(void)
         int zs[2] = {N, V};
         fm_tensor *Z = fm_tensor_copy(tp, z, 2, zs);
         fm_tensor_requires_grad(Z, 1);
-        fm_tensor *l = fm__dfm_loss(tp, Z, x1, xt, w, gkl);
+        fm_tensor *l = fm__dfm_loss(tp, Z, x1, xt, w, gkl, V, 0);
         fm_status s = l ? fm_backward(tp, l, NULL) : fm_tape_status(tp);
         double err = 0, h = 1e-3;
         for (int i = 0; !s && i < N * V; i++) {
@@ -31,8 +31,8 @@ static void loss_gradient(void)
             memcpy(zp, z, sizeof z), memcpy(zm, z, sizeof z);
             zp[i] += (float)h, zm[i] -= (float)h;
             fm_tape *t2 = fm_tape_new(0);
-            double lp = fm__dfm_loss(t2, fm_tensor_copy(t2, zp, 2, zs), x1, xt, w, gkl)->data[0];
-            double lm = fm__dfm_loss(t2, fm_tensor_copy(t2, zm, 2, zs), x1, xt, w, gkl)->data[0];
+            double lp = fm__dfm_loss(t2, fm_tensor_copy(t2, zp, 2, zs), x1, xt, w, gkl, V, 0)->data[0];
+            double lm = fm__dfm_loss(t2, fm_tensor_copy(t2, zm, 2, zs), x1, xt, w, gkl, V, 0)->data[0];
             fm_tape_free(t2);
             err = fmax(err, fabs((lp - lm) / (2 * h) - Z->grad[i]));
         }
@@ -154,9 +154,79 @@ static void token_data(void)
     fm_dataset_free(a), fm_dataset_free(b);
 }
 
+/* The U-Net's channel-major logits: the loss and its gradient equal those of
+ * the same logits rearranged a row a position. */
+static void loss_layouts(void)
+{
+    enum { B = 2, L = 3, V = 4 };
+    int x1[B * L] = {0, 1, 2, 3, 0, 1}, xt[B * L] = {0, V, 2, 1, V, 1};
+    float w[B * L] = {1, 2, 0.5f, 1.5f, 0.3f, 1}, cm[B * V * L], rm[B * L * V];
+    fm_rng r;
+    fm_rng_seed(&r, 4, FM_STREAM_NOISE);
+    for (int i = 0; i < B * V * L; i++) cm[i] = (float)fm_rng_normal(&r);
+    for (int b = 0; b < B; b++)
+        for (int v = 0; v < V; v++)
+            for (int p = 0; p < L; p++) rm[(b * L + p) * V + v] = cm[b * V * L + v * L + p];
+    fm_tape *tp = fm_tape_new(0), *tq = fm_tape_new(0);
+    int cs[2] = {B, V * L}, rs[2] = {B * L, V};
+    fm_tensor *C = fm_tensor_copy(tp, cm, 2, cs), *R = fm_tensor_copy(tq, rm, 2, rs);
+    fm_tensor_requires_grad(C, 1), fm_tensor_requires_grad(R, 1);
+    fm_tensor *lc = fm__dfm_loss(tp, C, x1, xt, w, 1, V, L), *lr = fm__dfm_loss(tq, R, x1, xt, w, 1, V, 0);
+    fm_status s = lc && lr ? fm_backward(tp, lc, NULL) : FM_ERR_STATE;
+    if (!s) s = fm_backward(tq, lr, NULL);
+    double e = s ? 1 : fabs(lc->data[0] - lr->data[0]);
+    for (int b = 0; !s && b < B; b++)
+        for (int v = 0; v < V; v++)
+            for (int p = 0; p < L; p++) e = fmax(e, fabs(C->grad[b * V * L + v * L + p] - R->grad[(b * L + p) * V + v]));
+    t_check(!s && e < 1e-6, "dfm loss on channel-major logits (the U-Net's) = on rows, loss and gradient within %.1e %s",
+            e, T_ERR(s));
+    fm_tape_free(tp);
+    fm_tape_free(tq);
+}
+
+/* Binarised digits through the U-Net: trains, resumes to the same bytes, samples 0/1 images. */
+static void unet_tokens(void)
+{
+    const char *dir = t_path("dfm_digits");
+    char spec[700], file[700];
+    snprintf(spec, sizeof spec, "mnist:%s,binarize=1", dir);
+    snprintf(file, sizeof file, "%s", t_path("dfm_unet.safetensors"));
+    fm_train_config c = fm_train_config_for_data((fm_method)fm_method_from_name("dfm"), spec);
+    c.batch = 8;
+    c.iters = 4;
+    c.flow.unet.base = 8;
+    fm_set_threads(1);
+    int made = t_digit_folder(dir, 64, 16);
+    fm_trainer *full = made ? t_trained(&c, 4) : NULL, *half = made ? t_trained(&c, 2) : NULL;
+    int ok = full && half && c.flow.arch == FM_ARCH_UNET && fm_trainer_save(half, file) == FM_OK;
+    fm_trainer *res = ok ? fm_trainer_resume(file, 4) : NULL;
+    for (int i = 0; res && i < 2; i++) ok = ok && fm_trainer_step(res, NULL) == FM_OK;
+    size_t la = 0, lb = 0;
+    unsigned char *a = NULL, *b = NULL;
+    if (ok && res && fm_trainer_save(full, t_path("dfm_a.safetensors")) == FM_OK &&
+        fm_trainer_save(res, t_path("dfm_b.safetensors")) == FM_OK)
+        a = t_slurp(t_path("dfm_a.safetensors"), &la), b = t_slurp(t_path("dfm_b.safetensors"), &lb);
+    int same = a && b && la == lb && !memcmp(a, b, la);
+    float x[4 * 784];
+    fm_rng r;
+    fm_rng_seed(&r, 1, FM_STREAM_NOISE);
+    fm_solver_config sc = fm_solver_config_default(FM_SOLVER_EULER);
+    double grid[5];
+    fm_time_grid_uniform(grid, 4, 0.0, 1.0);
+    fm_status s = full ? fm_model_sample(fm_trainer_model(full), 4, &r, &sc, grid, 5, x, NULL, NULL, NULL) : FM_ERR_STATE;
+    int binary = !s;
+    for (int i = 0; binary && i < 4 * 784; i++) binary = x[i] == 0 || x[i] == 1;
+    t_check(ok && same && binary, "dfm with the U-Net on binarised digits: 2 steps, resume, 2 steps = 4 steps (%zu bytes), "
+            "samples of 0s and 1s %s", la, T_ERR(s));
+    free(a), free(b);
+    fm_trainer_free(full), fm_trainer_free(half), fm_trainer_free(res);
+}
+
 void test_discrete(void)
 {
     loss_gradient();
+    loss_layouts();
+    unet_tokens();
     two_state_chain();
     token_data();
     learns_checkerboard();

@@ -491,6 +491,8 @@ static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
     if (!cli_given(spec, "width")) o->width = md.flow.net.width[0];
     if (!cli_given(spec, "depth")) o->depth = md.flow.net.nhidden;
     if (!cli_given(spec, "act")) o->act = fm_act_name(md.flow.net.act);
+    if (!cli_given(spec, "arch")) o->arch = fm_arch_name(md.flow.arch); /* a method's own default (dfm's on images) */
+    if (!cli_given(spec, "channels") && md.flow.unet.base > 0) o->channels = md.flow.unet.base;
     if ((rc = set_path(o, spec, &c)) != CLI_GO || (rc = set_network(o, spec, &c)) != CLI_GO ||
         (rc = set_baselines(o, spec, &c)) != CLI_GO || (rc = set_optim(o, spec, &md, &c)) != CLI_GO)
         return rc;

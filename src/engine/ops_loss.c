@@ -398,15 +398,27 @@ fm_tensor *fm_cross_entropy(fm_tape *tp, fm_tensor *logits, const int *labels, f
 typedef struct {
     int *x1, *xt;
     float *w;
-    int gkl;
+    int gkl, V, L; /* L > 0: logits (B, V L) channel-major, position p of item b at b V L + v L + p */
 } dfm_saved;
 
-/* log p_j of row z (K logits) by a stable log-softmax: m the row's max, ls log sum exp(z - m). */
-static void row_lse(const float *z, int K, double *m, double *ls)
+/* Logit j of row r. */
+static double dfm_z(const float *z, const dfm_saved *sv, int r, int j)
 {
-    double mx = z[0], s = 0;
-    for (int j = 1; j < K; j++) mx = z[j] > mx ? z[j] : mx;
-    for (int j = 0; j < K; j++) s += exp(z[j] - mx);
+    if (!sv->L) return z[(size_t)r * sv->V + j];
+    return z[(size_t)(r / sv->L) * sv->V * sv->L + (size_t)j * sv->L + r % sv->L];
+}
+
+static size_t dfm_at(const dfm_saved *sv, int r, int j)
+{
+    return sv->L ? (size_t)(r / sv->L) * sv->V * sv->L + (size_t)j * sv->L + r % sv->L : (size_t)r * sv->V + j;
+}
+
+/* A row's log-sum-exp: its largest logit m and ls = log sum exp(z - m). */
+static void row_lse(const float *z, const dfm_saved *sv, int r, double *m, double *ls)
+{
+    double mx = dfm_z(z, sv, r, 0), s = 0;
+    for (int j = 1; j < sv->V; j++) mx = fmax(mx, dfm_z(z, sv, r, j));
+    for (int j = 0; j < sv->V; j++) s += exp(dfm_z(z, sv, r, j) - mx);
     *m = mx;
     *ls = log(s);
 }
@@ -415,42 +427,44 @@ static void dfm_backward(fm_tape *tp, fm_tensor *y)
 {
     fm_tensor *z = y->src[0];
     if (!fm__wants_grad(z)) return;
-    int fresh, N = z->shape[0], K = z->shape[1];
+    int fresh;
     float *gz = fm__grad_w(tp, z, &fresh);
     if (!gz) return;
     const dfm_saved *sv = y->aux;
+    int K = sv->V, N = sv->L ? z->shape[0] * sv->L : z->shape[0];
     double g = y->grad[0];
     for (int r = 0; r < N; r++) {
-        const float *zr = z->data + (size_t)r * K;
-        float *gr = gz + (size_t)r * K;
         double m, ls;
-        row_lse(zr, K, &m, &ls);
+        row_lse(z->data, sv, r, &m, &ls);
         int a = sv->x1[r], b = sv->xt[r], same = a == b;
-        double w = sv->w[r], pb = sv->gkl && b < K ? exp(zr[b] - m - ls) : 0;
+        double w = sv->w[r], pb = sv->gkl && b < K ? exp(dfm_z(z->data, sv, r, b) - m - ls) : 0;
         for (int j = 0; j < K; j++) {
-            double pj = exp(zr[j] - m - ls), d;
+            double pj = exp(dfm_z(z->data, sv, r, j) - m - ls), d;
             if (sv->gkl) /* -w [p_b (d_jb - p_j) + (1 - same) (d_ja - p_j)] */
                 d = -w * ((b < K ? pb * ((j == b) - pj) : 0) + (same ? 0 : (j == a) - pj));
             else d = -w * ((j == a) - pj); /* -w (d_ja - p_j) */
             float v = (float)(g * d);
-            gr[j] = fresh ? v : gr[j] + v;
+            size_t at = dfm_at(sv, r, j);
+            gz[at] = fresh ? v : gz[at] + v;
         }
     }
 }
 
 static const fm_op OP_DFM = {"dfm_loss", dfm_backward};
 
-fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int *xt, const float *w, int gkl)
+fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int *xt, const float *w, int gkl, int V,
+                        int L)
 {
     if (!fm__op_inputs_ok(tp, "dfm_loss", &logits, 1)) return NULL;
     char s1[96];
-    if (logits->ndim != 2)
-        return fm__op_fail(tp, FM_ERR_SHAPE, "dfm_loss: logits %s are not [N, V]", fm_shape_str(logits, s1, sizeof s1));
-    int N = logits->shape[0], K = logits->shape[1];
+    if (logits->ndim != 2 || V < 2 || logits->shape[1] != (L ? V * L : V))
+        return fm__op_fail(tp, FM_ERR_SHAPE, "dfm_loss: logits %s are not [N, %d]", fm_shape_str(logits, s1, sizeof s1),
+                           L ? V * L : V);
+    int N = L ? logits->shape[0] * L : logits->shape[0];
     for (int r = 0; r < N; r++)
-        if (x1[r] < 0 || x1[r] >= K || xt[r] < 0 || xt[r] > K)
+        if (x1[r] < 0 || x1[r] >= V || xt[r] < 0 || xt[r] > V)
             return fm__op_fail(tp, FM_ERR_ARG, "dfm_loss: row %d: token %d or state %d outside the vocabulary of %d", r,
-                               x1[r], xt[r], K);
+                               x1[r], xt[r], V);
     dfm_saved *sv = fm__tape_alloc(tp, sizeof *sv);
     if (!sv) return NULL;
     sv->x1 = fm__tape_alloc(tp, (size_t)N * sizeof(int));
@@ -460,18 +474,17 @@ fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int
     memcpy(sv->x1, x1, (size_t)N * sizeof(int));
     memcpy(sv->xt, xt, (size_t)N * sizeof(int));
     memcpy(sv->w, w, (size_t)N * sizeof(float));
-    sv->gkl = gkl;
+    sv->gkl = gkl, sv->V = V, sv->L = L;
     fm_tensor *y = loss_node(tp, &OP_DFM, &logits, 1, FM_REDUCE_SUM);
     if (!y) return NULL;
     y->aux = sv;
     double total = 0;
     for (int r = 0; r < N; r++) {
-        const float *zr = logits->data + (size_t)r * K;
         double m, ls;
-        row_lse(zr, K, &m, &ls);
+        row_lse(logits->data, sv, r, &m, &ls);
         int a = x1[r], b = xt[r], same = a == b;
-        double lpa = zr[a] - m - ls;
-        if (gkl) total += -w[r] * ((b < K ? exp(zr[b] - m - ls) : 0) - same + (same ? 0 : lpa));
+        double lpa = dfm_z(logits->data, sv, r, a) - m - ls;
+        if (gkl) total += -w[r] * ((b < V ? exp(dfm_z(logits->data, sv, r, b) - m - ls) : 0) - same + (same ? 0 : lpa));
         else total += -w[r] * lpa;
     }
     y->data[0] = (float)total;

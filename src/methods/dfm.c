@@ -6,8 +6,9 @@
  * The path: x0 is all-mask (a token V beyond the vocabulary) or uniform
  * noise; at time t each position is x1's token with probability kappa_t =
  * t^n, else x0's (kappa_t' = n t^(n-1)). The network (an MLP on the one-hot
- * states, L (V + 1) inputs, and t) gives L x V logits, the posterior
- * p_{1|t}(x1^i | x_t). The loss, per position and averaged: the
+ * states, L (V + 1) inputs, and t; for images of tokens the U-Net, V + 1
+ * one-hot channels in and V logit channels out) gives L x V logits, the
+ * posterior p_{1|t}(x1^i | x_t). The loss, per position and averaged: the
  * cross-entropy -log p(x1^i), or the generalised KL of the mixture path,
  *     -kappa'/(1 - kappa) (p(x_t^i) - [x_t^i = x1^i] + [x_t^i != x1^i] log p(x1^i)),
  * whose integral over t bounds the sequence's negative log-likelihood
@@ -34,14 +35,17 @@ typedef struct {
     int V, L, source, gkl, elbo_samples;
     double exponent, corrector;
     fm_mlp_config net; /* in L (V + 1), out L V */
+    fm_unet_config ucfg; /* images: in V + 1 channels (one-hot), out V (logits); unet NULL otherwise */
     char *data;
     fm_params *P;
     fm_mlp *mlp;
+    fm_unet *unet;
     fm__stdz z; /* off: tokens are not standardised */
     fm__workers wk;
 } dfm_model;
 
-static dfm_model *dfm_new(int V, int L, const fm_train_config *c, const fm_mlp_config *shape, const char *data)
+static dfm_model *dfm_new(int V, int L, const fm_train_config *c, const fm_mlp_config *shape, const fm_unet_config *uc,
+                          const char *data)
 {
     if (V < 2 || V > 4096 || L < 1 || (double)L * (V + 1) > (1 << 22)) {
         fm__fail(FM_ERR_ARG, "dfm: %d tokens of a vocabulary of %d is not a size it models", L, V);
@@ -58,7 +62,22 @@ static dfm_model *dfm_new(int V, int L, const fm_train_config *c, const fm_mlp_c
     m->net.time_input = 1;
     if (data && !(m->data = fm__strdup(data))) goto oom;
     if (!(m->P = fm_params_new())) goto oom;
-    if (!(m->mlp = fm_mlp_new(m->P, "net", &m->net))) {
+    if (uc) { /* a U-Net over the image: one-hot channels in, logit channels out */
+        m->ucfg = *uc;
+        m->ucfg.in_ch = V + 1;
+        m->ucfg.out_ch = V;
+        m->ucfg.num_classes = 0;
+        if (m->ucfg.height * m->ucfg.width != L) {
+            fm__fail(FM_ERR_ARG, "dfm: a U-Net of %d x %d pixels for %d tokens", m->ucfg.height, m->ucfg.width, L);
+            fm_params_free(m->P), free(m->data), free(m);
+            return NULL;
+        }
+        m->unet = fm_unet_new(m->P, "net", &m->ucfg);
+        if (m->unet) m->ucfg = *fm_unet_get_config(m->unet);
+    } else {
+        m->mlp = fm_mlp_new(m->P, "net", &m->net);
+    }
+    if (!m->mlp && !m->unet) {
         fm_params_free(m->P), free(m->data), free(m);
         return NULL;
     }
@@ -74,6 +93,7 @@ static void dfm_free(dfm_model *m)
 {
     if (!m) return;
     fm_mlp_free(m->mlp);
+    fm_unet_free(m->unet);
     fm_params_free(m->P);
     fm__workers_free(&m->wk);
     fm__stdz_free(&m->z);
@@ -84,13 +104,24 @@ static void dfm_free(dfm_model *m)
 static double kappa(const dfm_model *m, double t) { return pow(t, m->exponent); }
 static double dkappa(const dfm_model *m, double t) { return t > 0 || m->exponent <= 1 ? m->exponent * pow(t, m->exponent - 1) : 0; }
 
-/* The one-hot rows of states x (rows x L ints, V the mask) into oh (rows, L (V + 1)). */
+/* The one-hot rows of states x (rows x L ints, V the mask) into oh (rows, L (V + 1)):
+ * position-major for the MLP, channel-major (an image of V + 1 channels) for the U-Net. */
 static void one_hot(const dfm_model *m, const int *x, int rows, float *oh)
 {
     size_t w = (size_t)m->L * (m->V + 1);
     memset(oh, 0, (size_t)rows * w * sizeof(float));
     for (int i = 0; i < rows; i++)
-        for (int p = 0; p < m->L; p++) oh[(size_t)i * w + (size_t)p * (m->V + 1) + x[(size_t)i * m->L + p]] = 1.0f;
+        for (int p = 0; p < m->L; p++) {
+            int v = x[(size_t)i * m->L + p];
+            oh[(size_t)i * w + (m->unet ? (size_t)v * m->L + p : (size_t)p * (m->V + 1) + v)] = 1.0f;
+        }
+}
+
+/* The network's logits for one-hot states X (m rows) at times T: (m, L V),
+ * position-major from the MLP, channel-major from the U-Net. */
+static fm_tensor *net_forward(fm_tape *tp, dfm_model *mo, fm_params *P, fm_tensor *T, fm_tensor *X)
+{
+    return mo->unet ? fm__unet_forward_with(tp, mo->unet, P, T, X, NULL) : fm__mlp_forward_with(tp, mo->mlp, P, T, X);
 }
 
 /* ------------------------------------------------------------------ the posterior, in chunks */
@@ -111,9 +142,17 @@ static fm_status post_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *ctx)
     fm_tensor *X = fm_tensor_new(tp, 2, xs);
     if (!X) return fm_tape_status(tp);
     one_hot(mo, a->x + (size_t)i0 * mo->L, m, X->data);
-    fm_tensor *y = fm__mlp_forward_with(tp, mo->mlp, mo->P, fm_tensor_wrap(tp, tbuf, 2, ts), X);
+    fm_tensor *y = net_forward(tp, mo, mo->P, fm_tensor_wrap(tp, tbuf, 2, ts), X);
     if (!y) return fm_tape_status(tp);
-    memcpy(a->logits + (size_t)i0 * mo->L * mo->V, y->data, (size_t)m * mo->L * mo->V * sizeof(float));
+    size_t LV = (size_t)mo->L * mo->V;
+    if (!mo->unet) {
+        memcpy(a->logits + (size_t)i0 * LV, y->data, (size_t)m * LV * sizeof(float));
+        return FM_OK;
+    }
+    for (int i = 0; i < m; i++) /* channel-major to a row of V logits per position */
+        for (int p = 0; p < mo->L; p++)
+            for (int v = 0; v < mo->V; v++)
+                a->logits[(size_t)(i0 + i) * LV + (size_t)p * mo->V + v] = y->data[(size_t)i * LV + (size_t)v * mo->L + p];
     return FM_OK;
 }
 
@@ -327,10 +366,10 @@ static fm_status shard(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1
     dfm_model *mo = tr->obj;
     dfm_state *st = tr->ms;
     int m = r1 - r0, L = mo->L, V = mo->V, w = L * (V + 1), ts[2] = {m, 1}, xs[2] = {m, w}, ls[2] = {m * L, V};
-    fm_tensor *y = fm__mlp_forward_with(tp, mo->mlp, P, fm_tensor_wrap(tp, st->t + r0, 2, ts),
-                                        fm_tensor_wrap(tp, st->oh + (size_t)r0 * w, 2, xs));
+    fm_tensor *y = net_forward(tp, mo, P, fm_tensor_wrap(tp, st->t + r0, 2, ts), fm_tensor_wrap(tp, st->oh + (size_t)r0 * w, 2, xs));
     size_t o = (size_t)r0 * L;
-    fm_tensor *l = fm__dfm_loss(tp, fm_reshape(tp, y, 2, ls), st->x1 + o, st->xt + o, st->w + o, mo->gkl);
+    fm_tensor *l = mo->unet ? fm__dfm_loss(tp, y, st->x1 + o, st->xt + o, st->w + o, mo->gkl, V, L)
+                            : fm__dfm_loss(tp, fm_reshape(tp, y, 2, ls), st->x1 + o, st->xt + o, st->w + o, mo->gkl, V, 0);
     return fm__train_finish(tp, P, fm_scale(tp, l, (float)(1.0 / ((double)tr->cfg.batch * L))), loss);
 }
 
@@ -377,6 +416,8 @@ static fm_status dfm_save(void *obj, fm_st_writer *w)
     if (!s) s = fm__meta_put_num(w, "dfm.elbo_samples", m->elbo_samples);
     if (!s) s = fm__meta_put_widths(w, "dfm.widths", m->net.nhidden, m->net.width);
     if (!s) s = fm_st_writer_meta(w, "dfm.act", fm_act_name(m->net.act));
+    if (!s) s = fm_st_writer_meta(w, "dfm.arch", m->unet ? "unet" : "mlp");
+    if (!s && m->unet) s = fm_unet_config_save(&m->ucfg, w);
     if (!s) s = fm_params_save(m->P, w, NULL);
     return s;
 }
@@ -399,6 +440,9 @@ static fm_status shape_load(const fm_st *st, fm_train_config *c, int *V, int *L)
         s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'dfm.loss' is '%s', not ce or gkl", lo ? lo : "");
     if (!s && !(ex > 0 && ex <= 100 && co >= 0 && co <= 100))
         s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata: dfm.exponent %g or dfm.corrector %g out of range", ex, co);
+    const char *arch = fm_st_meta(st, "dfm.arch");
+    c->flow.arch = arch && !strcmp(arch, "unet") ? FM_ARCH_UNET : FM_ARCH_MLP;
+    if (!s && c->flow.arch == FM_ARCH_UNET) s = fm_unet_config_load(&c->flow.unet, st);
     if (s) return s;
     *V = (int)v, *L = (int)l;
     c->dfm.source = !strcmp(src, "uniform");
@@ -413,7 +457,8 @@ static void *dfm_load(const fm_st *st, int use_ema)
     int V, L;
     if (shape_load(st, &c, &V, &L)) return NULL;
     fm__params_budget(fm__st_values(st), "checkpoint");
-    dfm_model *m = dfm_new(V, L, &c, &c.flow.net, fm_st_meta(st, "dfm.data"));
+    dfm_model *m = dfm_new(V, L, &c, &c.flow.net, c.flow.arch == FM_ARCH_UNET ? &c.flow.unet : NULL,
+                           fm_st_meta(st, "dfm.data"));
     fm__params_budget_end();
     if (!m) return NULL;
     if (fm__params_load_model(m->P, st, use_ema, NULL, NULL, 0)) {
@@ -425,7 +470,10 @@ static void *dfm_load(const fm_st *st, int use_ema)
 
 static void defaults(fm_train_config *c, int image)
 {
-    (void)image;
+    if (image) { /* pixels as tokens: the U-Net, one-hot channels in and logit channels out */
+        c->flow.arch = FM_ARCH_UNET;
+        c->flow.unet.base = 16;
+    }
     if (c->flow.data && !strcmp(c->flow.data, "moons")) c->flow.data = "checkerboard-tokens"; /* the library's default data is real-valued */
     c->optim.lr = 1e-3;
     c->flow.net.act = FM_ACT_SILU;
@@ -435,7 +483,7 @@ static void defaults(fm_train_config *c, int image)
 
 static fm_status check(const fm_train_config *c)
 {
-    fm_status s = fm__train_mlp_only(c, "dfm");
+    fm_status s = c->flow.unet.num_classes ? fm__fail(FM_ERR_ARG, "dfm: class conditioning is not for token models") : FM_OK;
     if (!s && c->coupling != FM_COUPLING_INDEPENDENT) s = fm__fail(FM_ERR_ARG, "dfm pairs x0 and x1 independently");
     if (!s && !fm__is_gaussian_source(c->flow.source))
         s = fm__fail(FM_ERR_ARG, "dfm's source is the all-mask or the uniform distribution (--dfm-source)");
@@ -449,6 +497,9 @@ static fm_status check_data(const fm_train_config *c, fm_dataset *data, int *sta
         return fm__fail(FM_ERR_ARG, "dfm: '%s' is not token data (words:FILE, checkerboard-tokens, "
                                     "mnist:DIR,binarize=1)", fm_dataset_spec(data));
     if (c->standardize == 1) return fm__fail(FM_ERR_ARG, "dfm: tokens are not standardised");
+    if (c->flow.arch == FM_ARCH_UNET && !fm_spec_image_shape(fm_dataset_spec(data), NULL, NULL, NULL))
+        return fm__fail(FM_ERR_ARG, "dfm: the U-Net is for images of tokens (mnist:DIR,binarize=1); '%s' is a sequence",
+                        fm_dataset_spec(data));
     *standardize = 0;
     return FM_OK;
 }
@@ -460,7 +511,14 @@ static fm_status build(fm_trainer *tr, const fm_train_config *c, int dim, const 
     if (!ds) return fm_last_status();
     int V = fm_dataset_vocab(ds);
     fm_dataset_free(ds);
-    dfm_model *m = dfm_new(V, dim, c, &c->flow.net, data);
+    fm_unet_config uc = c->flow.unet;
+    if (c->flow.arch == FM_ARCH_UNET) { /* the image's shape, and the network's from the configuration */
+        int ch, h, w;
+        fm_spec_image_shape(data, &ch, &h, &w);
+        uc = fm_unet_config_default(V + 1, h, w);
+        if (c->flow.unet.base > 0) uc.base = c->flow.unet.base;
+    }
+    dfm_model *m = dfm_new(V, dim, c, &c->flow.net, c->flow.arch == FM_ARCH_UNET ? &uc : NULL, data);
     if (!m) return fm_last_status();
     tr->obj = m;
     tr->g[0].P = m->P;
@@ -484,7 +542,12 @@ static void describe(const fm_trainer *tr, char *buf, size_t cap)
 }
 
 static void m_free(void *obj) { dfm_free(obj); }
-static void m_init(void *obj, fm_rng *r) { fm_mlp_init(((dfm_model *)obj)->mlp, r); }
+static void m_init(void *obj, fm_rng *r)
+{
+    dfm_model *m = obj;
+    if (m->unet) fm_unet_init(m->unet, r);
+    else fm_mlp_init(m->mlp, r);
+}
 static int m_dim(const void *obj) { return ((const dfm_model *)obj)->L; }
 static const char *m_data(const void *obj) { return ((const dfm_model *)obj)->data; }
 static size_t m_size(void *obj) { return fm_params_size(((dfm_model *)obj)->P); }

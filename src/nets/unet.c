@@ -55,6 +55,7 @@ static fm_status config_check(const fm_unet_config *c)
 {
     if (c->in_ch < 1 || c->in_ch > 64 || c->height < 1 || c->width < 1 || c->height > 4096 || c->width > 4096)
         return fm__fail(FM_ERR_ARG, "unet: image shape %d x %d x %d is invalid", c->in_ch, c->height, c->width);
+    if (c->out_ch < 0 || c->out_ch > 4096) return fm__fail(FM_ERR_ARG, "unet: %d output channels is invalid", c->out_ch);
     if (c->nlevels < 1 || c->nlevels > FM_UNET_MAX_LEVELS)
         return fm__fail(FM_ERR_ARG, "unet: %d levels is outside 1..%d", c->nlevels, FM_UNET_MAX_LEVELS);
     int f = 1 << (c->nlevels - 1);
@@ -148,7 +149,7 @@ static void register_all(fm_unet *u)
         u->upconv[j] = add_conv(u, nm, u->ch[i - 1], u->ch[i], 3);
     }
     u->norm_out = add_norm1d(u, "norm_out", u->ch[0]);
-    u->conv_out = add_conv(u, "conv_out", c->in_ch, u->ch[0], 3);
+    u->conv_out = add_conv(u, "conv_out", c->out_ch ? c->out_ch : c->in_ch, u->ch[0], 3);
 }
 
 static void init_all(fm_unet *u, fm_rng *r);
@@ -324,7 +325,7 @@ fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tenso
     }
     h = conv(&f, norm_silu(&f, h, u->norm_out), u->conv_out, 1);
     if (flat) {
-        int os[2] = {B, d};
+        int os[2] = {B, (c->out_ch ? c->out_ch : c->in_ch) * c->height * c->width};
         h = fm_reshape(tp, h, 2, os);
     }
     return h;
@@ -353,6 +354,7 @@ fm_status fm_unet_config_save(const fm_unet_config *c, fm_st_writer *w)
     if (!s) s = fm__meta_put_num(w, "unet.time_dim", c->time_dim);
     if (!s) s = fm__meta_put_num(w, "unet.groups", c->groups);
     if (!s) s = fm__meta_put_num(w, "unet.num_classes", c->num_classes);
+    if (!s && c->out_ch && c->out_ch != c->in_ch) s = fm__meta_put_num(w, "unet.out_ch", c->out_ch); /* only when it differs */
     return s;
 }
 
@@ -374,6 +376,8 @@ fm_status fm_unet_config_load(fm_unet_config *c, const fm_st *st)
     if (!s) s = fm__meta_get_whole(st, "unet.time_dim", 0, 65536, &tdim);
     if (!s) s = fm__meta_get_whole(st, "unet.groups", 1, 4096, &g);
     if (!s) s = fm__meta_get_whole(st, "unet.num_classes", 0, 100000, &nc);
+    double oc = 0;
+    if (!s && fm_st_meta(st, "unet.out_ch")) s = fm__meta_get_whole(st, "unet.out_ch", 1, 4096, &oc);
     if (s) return s;
     if (nl < 1 || nl > FM_UNET_MAX_LEVELS)
         return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'unet.mult' has %d levels, not 1..%d", nl, FM_UNET_MAX_LEVELS);
@@ -387,6 +391,7 @@ fm_status fm_unet_config_load(fm_unet_config *c, const fm_st *st)
     t.time_dim = (int)tdim;
     t.groups = (int)g;
     t.num_classes = (int)nc;
+    t.out_ch = (int)oc;
     if (config_check(&t)) return fm__fail(FM_ERR_FORMAT, "checkpoint's U-Net: %s", fm_last_error());
     *c = t;
     return FM_OK;
