@@ -223,7 +223,7 @@ static int setting_options(train_opts *o, cli_opt *t, int n)
 static int train_options(train_opts *o, cli_opt *t)
 {
     const cli_opt opts[] = {
-        {"method", OPT_STR, &o->method, "NAME", "fm (flow matching), cnf or nf (the lineage), score (SDEs), rfm (sphere, torus), or a baseline: ddpm, vae, gan"},
+        {"method", OPT_STR, &o->method, "NAME", "fm (flow matching), cnf or nf (the lineage), score (SDEs), rfm (sphere, torus), dfm (tokens), or a baseline: ddpm, vae, gan"},
         {"data", OPT_STR, &o->data, "SPEC", "dataset: moons, circles, 8gaussians, ... or csv:FILE"},
         {"source", OPT_STR, &o->source, "SPEC", "source distribution: gaussian or a dataset"},
         {"path", OPT_STR, &o->path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp, sb, subvp"},
@@ -249,7 +249,7 @@ static int train_options(train_opts *o, cli_opt *t)
         {"d-lr", OPT_DOUBLE, &o->d_lr, "X", "gan: discriminator learning rate (default: --lr)"},
         {"out-act", OPT_STR, &o->out_act, "NAME",
          "gan: the generator's output, none (linear) or tanh (default: tanh on images)"},
-        {"arch", OPT_STR, &o->arch, "NAME", "fm, ddpm network: mlp, or unet (image data: a convolutional U-Net)"},
+        {"arch", OPT_STR, &o->arch, "NAME", "fm, ddpm, score, dfm network: mlp, or unet (image data: a convolutional U-Net; dfm's default on images)"},
         {"channels", OPT_INT, &o->channels, "N",
          "unet: base channels, a multiple of 8 (levels get 1, 2, 2 times as many)"},
         {"class-cond", OPT_FLAG, &o->class_cond, NULL,
@@ -485,7 +485,7 @@ static int load_weights(const train_opts *o, fm_trainer *tr)
 static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
 {
     int rc, m = fm_method_from_name(o->method);
-    if (m < 0) BAD("unknown --method '%s' (fm, ddpm, vae, gan, cnf, nf, score, rfm)", o->method);
+    if (m < 0) BAD("unknown --method '%s' (fm, ddpm, vae, gan, cnf, nf, score, rfm, dfm)", o->method);
     if ((rc = check_owners(spec, (fm_method)m, o->method)) != CLI_GO) return rc;
     fm_train_config md = fm_train_config_for_data((fm_method)m, o->data), c = md;
     if (!cli_given(spec, "width")) o->width = md.flow.net.width[0];
