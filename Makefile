@@ -52,7 +52,7 @@ MPI_DEF  := -DFM_MPI=1
 LDLIBS   += $(MPI_LIBS)
 endif
 
-LIB_SRC  := $(sort $(wildcard src/engine/*.c src/io/*.c src/data/*.c src/nets/*.c src/sample/*.c src/eval/*.c src/flow/*.c src/train/*.c src/methods/*.c src/distributed/*.c))
+LIB_SRC  := $(sort $(wildcard src/engine/*.c src/io/*.c src/data/*.c src/nets/*.c src/sample/*.c src/eval/*.c src/flow/*.c src/train/*.c src/methods/*.c src/distributed/*.c src/geometry/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/*.c))
 

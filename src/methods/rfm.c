@@ -5,7 +5,7 @@
  *
  * Training: x1 from the data (put on the manifold), x0 uniform on it, t
  * uniform, x_t = exp_{x0}(t log_{x0}(x1)) and its velocity u_t
- * (src/flow/manifold.c); the loss is the mean of |v(t, x_t) - u_t|^2, the
+ * (src/geometry/manifold.c); the loss is the mean of |v(t, x_t) - u_t|^2, the
  * manifold's metric being the ambient one (sphere) or the angles' (torus).
  * The network: on the sphere it reads (t, x) and its output u is projected to
  * the tangent plane, v = u - <u, x> x; on the torus it reads (t, cos a, sin a,
