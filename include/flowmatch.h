@@ -736,7 +736,8 @@ void fm_manifold_tangent(fm_manifold m, const float *x, float *v, int n);  /* v 
 void fm_manifold_exp(fm_manifold m, const float *x, const float *v, int n, float *out);
 void fm_manifold_log(fm_manifold m, const float *x, const float *y, int n, float *out);
 double fm_manifold_dist(fm_manifold m, const float *x, const float *y);   /* geodesic distance of two points */
-/* The geodesic from x0 to x1 at times t (n each): its points xt and velocities ut. */
+/* The geodesic from x0 to x1 at times t (n each): its points xt and velocities
+ * ut; xt may be x0 (each row is read before it is written). */
 void fm_manifold_geodesic(fm_manifold m, const float *x0, const float *x1, const float *t, int n, float *xt,
                           float *ut);
 void fm_manifold_uniform(fm_manifold m, fm_rng *r, float *x, int n);      /* the uniform distribution */

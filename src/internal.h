@@ -189,6 +189,10 @@ fm_status fm__dist_chain_sum(float *g, const float *const *more, int nmore, size
 /* Rows [start[r], start[r + 1]) of p (row bytes each) are rank r's: after the
  * call every rank holds all of them. */
 fm_status fm__dist_gather_rows(void *p, size_t row, const int *start, const char *what);
+/* Rank 0's thread count, on every rank (fm_get_threads in one process): the
+ * threads a plan of chunks or shards counts with, so ranks started with
+ * different --threads still cut work alike. Collective. */
+int fm__dist_plan_threads(void);
 /* FNV-1a of bytes, continuing h (start: 0xcbf29ce484222325). */
 uint64_t fm__hash_bytes(uint64_t h, const void *p, size_t n);
 /* FM_ERR_STATE naming `what` when the ranks' h differ. */

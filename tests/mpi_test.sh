@@ -65,6 +65,14 @@ pair() {
 }
 pair tutorial 2 --iters 300
 pair tutorial3 3 --iters 300
+# ranks started with different --threads plan with rank 0's count: 1 thread x 2 ranks cut the batch as 2 threads
+$MPI -np 1 "$CLI" train --iters 300 --threads 1 $q --out mixed.safetensors : -np 1 "$CLI" train --iters 300 --threads 3 \
+    $q --out mixed.safetensors > /dev/null 2>&1
+same "ranks with different --threads (1 and 3) = 1 process x 2 threads" mixed.safetensors tutorial.one.safetensors
+$MPI -np 1 "$CLI" sample --model tutorial.one.safetensors --n 1000 --solver dopri5 --threads 1 $q --out mx.npy : \
+    -np 1 "$CLI" sample --model tutorial.one.safetensors --n 1000 --solver dopri5 --threads 2 $q --out mx.npy > /dev/null 2>&1
+"$CLI" sample --model tutorial.one.safetensors --n 1000 --solver dopri5 --threads 1 $q --out mx.one.npy > /dev/null 2>&1
+same "sampling on ranks with different --threads" mx.npy mx.one.npy
 $MPI -np 2 "$CLI" train --iters 300 --threads 2 $q --out t22.safetensors > /dev/null 2>&1 &&
     "$CLI" train --iters 300 --threads 4 $q --out t4.safetensors > /dev/null 2>&1
 same "tutorial: 2 ranks x 2 threads = 1 process x 4 threads" t22.safetensors t4.safetensors

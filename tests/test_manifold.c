@@ -312,6 +312,9 @@ static void cities(void)
     size_t bl = put_city(bad, 0, 9500000);
     s = fm__cities_parse(bad, bl, "t", -1, &t);
     t_check(s == FM_ERR_FORMAT && strstr(fm_last_error(), "off the globe"), "latitude 95: %s", fm_last_error());
+    bl = put_city(bad, 0, (int64_t)1 << 62); /* a change that would overflow a running sum */
+    s = fm__cities_parse(bad, bl, "t", -1, &t);
+    t_check(s == FM_ERR_FORMAT && strstr(fm_last_error(), "360 degrees"), "a change of 2^62: %s", fm_last_error());
     uint8_t huge[12] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0};
     s = fm__cities_parse(huge, sizeof huge, "t", -1, &t);
     t_check(s == FM_ERR_FORMAT, "a length of more than 64 bits: %s", fm_last_error());

@@ -68,6 +68,9 @@ fm_status fm__cities_parse(const uint8_t *buf, size_t len, const char *name, int
             unsigned tag = (unsigned)(key >> 3), wt = (unsigned)(key & 7);
             if (wt == 0) {
                 if (!varint(&q, mend, &v)) s = fm__fail(FM_ERR_FORMAT, "%s: record %ld: truncated number", name, rec + 1);
+                else if ((tag == 10 || tag == 11) && (v >> 1) > 36000000) /* |change| is v >> 1, or one more */
+                    s = fm__fail(FM_ERR_FORMAT, "%s: record %ld moves by more than 360 degrees: not a place", name,
+                                 rec + 1);
                 else if (tag == 10) lon += unzigzag(v);
                 else if (tag == 11) lat += unzigzag(v);
             } else if (wt == 2) {

@@ -47,14 +47,23 @@ int fm__dist_on(void) { return fm__size > 1; }
 
 void fm_dist_set_timeout(double seconds) { fm__timeout = seconds > 0 ? seconds : 600.0; }
 
-/* The job size the launcher announces (Open MPI's mpirun, or PMI), 1 when none. */
+/* The job size the launcher announces (Open MPI's mpirun, PMI, or Slurm's
+ * srun), 1 when none. Over-counting is harmless: MPI_Init then reports the
+ * real size (1 for a process started alone). */
 static int launched_size(int *rank)
 {
-    const char *s = getenv("OMPI_COMM_WORLD_SIZE"), *r = getenv("OMPI_COMM_WORLD_RANK");
-    if (!s) s = getenv("PMI_SIZE"), r = getenv("PMI_RANK");
-    *rank = r ? atoi(r) : 0;
-    int n = s ? atoi(s) : 1;
-    return n > 1 ? n : 1;
+    static const char *const vars[][2] = {{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"}, {"PMI_SIZE", "PMI_RANK"},
+                                          {"PMIX_SIZE", "PMIX_RANK"}, {"SLURM_NTASKS", "SLURM_PROCID"}};
+    for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++) {
+        const char *s = getenv(vars[k][0]), *r = getenv(vars[k][1]);
+        int n = s ? atoi(s) : 0;
+        if (n > 1 || (k == 2 && r && !s)) { /* PMIx may announce only the rank */
+            *rank = r ? atoi(r) : 0;
+            return n > 1 ? n : 2;
+        }
+    }
+    *rank = 0;
+    return 1;
 }
 
 fm_status fm_dist_init(int *argc, char ***argv)
@@ -68,6 +77,11 @@ fm_status fm_dist_init(int *argc, char ***argv)
     fm__inited = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &fm__rank);
     MPI_Comm_size(MPI_COMM_WORLD, &fm__size);
+    if (fm__size == 1) { /* a process started alone after all */
+        MPI_Finalize();
+        fm__inited = 0;
+        return FM_OK;
+    }
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     return FM_OK;
 #else
@@ -190,7 +204,11 @@ int fm_dist_first(int code, const char *msg, char *buf, size_t len)
         int32_t code;
         char msg[380];
     } me, *all = malloc((size_t)fm__size * sizeof me);
-    if (!all) return code ? code : -1;
+    if (!all) { /* the others wait in the exchange: the job must be ended */
+        fm__broken = 1;
+        if (len) snprintf(buf, len, "rank %d: out of memory in an exchange", fm__rank);
+        return code ? code : -1;
+    }
     memset(&me, 0, sizeof me);
     me.code = code;
     if (msg) snprintf(me.msg, sizeof me.msg, "%s", msg);
@@ -239,6 +257,7 @@ fm_status fm__dist_chain_sum(float *g, const float *const *more, int nmore, size
     if ((fm__rank && !in) || (fm__rank < fm__size - 1 && !sends)) {
         free(in);
         free(sends);
+        fm__broken = 1; /* the others wait in the chain: the job must be ended */
         return fm__fail(FM_ERR_NOMEM, "out of memory for the gradient exchange");
     }
     fm_status s = FM_OK;
@@ -277,7 +296,10 @@ fm_status fm__dist_gather_rows(void *p, size_t row_bytes, const int *start, cons
     if (fm__broken) return broken();
 #ifdef FM_MPI
     int N = fm__size, *cnt = malloc((size_t)N * 2 * sizeof(int));
-    if (!cnt) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    if (!cnt) {
+        fm__broken = 1;
+        return fm__fail(FM_ERR_NOMEM, "out of memory");
+    }
     if ((double)start[N] * row_bytes > INT32_MAX) {
         free(cnt);
         return fm__fail(FM_ERR_ARG, "%s: %d rows of %zu bytes are too many to gather at once", what, start[N], row_bytes);
@@ -301,6 +323,13 @@ fm_status fm__dist_gather_rows(void *p, size_t row_bytes, const int *start, cons
 #endif
 }
 
+int fm__dist_plan_threads(void)
+{
+    int t = fm_get_threads();
+    if (fm__size > 1 && fm__dist_bcast(&t, sizeof t, 0, "the thread count") != FM_OK) return fm_get_threads();
+    return t;
+}
+
 uint64_t fm__hash_bytes(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *b = p;
@@ -312,7 +341,10 @@ fm_status fm__dist_same(uint64_t h, const char *what)
 {
     if (fm__size == 1) return FM_OK;
     uint64_t *all = malloc((size_t)fm__size * sizeof *all);
-    if (!all) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    if (!all) {
+        fm__broken = 1;
+        return fm__fail(FM_ERR_NOMEM, "out of memory");
+    }
     fm_status s = fm__dist_allgather(&h, all, sizeof h, what);
     for (int r = 1; !s && r < fm__size; r++)
         if (all[r] != all[0])

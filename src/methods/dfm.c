@@ -17,10 +17,12 @@
  *
  * Sampling (discrete Euler, the model's sampler "euler"): at each step every
  * position draws x1^ from the posterior; the rate of jumping to a token y is
- * u(y) = kappa'/(1 - kappa) [y = x1^] (plus, with --dfm-corrector B, the
+ * u(y) = kappa'/(1 - kappa) [y = x1^] (kappa' averaged over the step; plus, with --dfm-corrector B, the
  * divergence-free term B kappa'/(kappa (1 - kappa)) ((1 - kappa) p0(y) +
- * kappa p(y))), none to itself; it jumps with probability 1 - exp(-h sum u),
- * to y drawn from u. The step that reaches t = 1 takes x1^. Samples are
+ * kappa p(y))), none to itself; it jumps with probability h sum u (the
+ * Euler step of the chain, delta + h u; with the averaged rate a position
+ * still at its source jumps with exactly the path's probability), to y drawn
+ * from u. The step that reaches t = 1 takes x1^. Samples are
  * tokens (as floats).
  */
 #include "train/method.h"
@@ -204,7 +206,10 @@ fm_status fm__dfm_euler(int V, int L, int source, double exponent, double correc
         if ((s = fn(ctx, tt, x, n, lg))) break;
         if (st) st->nfe++, st->steps++;
         int last = g + 2 == ngrid && grid[ngrid - 1] >= 1 - 1e-9; /* the step that reaches t = 1 takes x1^ */
-        double jc = k < 1 ? dk / (1 - k) : 0, cc = corrector > 0 && k > 0 && k < 1 ? corrector * dk / (k * (1 - k)) : 0;
+        /* the jump rate, averaged over the step: (kappa(t + h) - kappa(t)) / (h (1 - kappa(t))), finite even
+         * where kappa' is not (t = 0 with an exponent below 1) */
+        double jc = k < 1 && h > 0 ? (kappa(&shape, t + h) - k) / (h * (1 - k)) : 0;
+        double cc = corrector > 0 && k > 0 && k < 1 ? corrector * dk / (k * (1 - k)) : 0;
         for (size_t q = 0; q < nl; q++) {
             softmax(lg + q * V, V, p);
             int x1 = draw(p, V, 1.0, r), xt = x[q];
@@ -215,11 +220,11 @@ fm_status fm__dfm_euler(int V, int L, int source, double exponent, double correc
             double tot = 0;
             for (int y = 0; y <= V; y++) { /* the rates to every state, the mask V included */
                 double p0 = source == 0 ? (y == V) : (y < V ? 1.0 / V : 0);
-                u[y] = jc * (y == x1) + cc * ((1 - k) * p0 + k * (y < V ? p[y] : 0));
+                u[y] = (y == x1 ? jc : 0) + (cc > 0 ? cc * ((1 - k) * p0 + k * (y < V ? p[y] : 0)) : 0);
                 if (y == xt) u[y] = 0;
                 tot += u[y];
             }
-            if (tot > 0 && fm_rng_uniform(r) < 1 - exp(-h * tot)) x[q] = draw(u, V + 1, tot, r);
+            if (tot > 0 && fm_rng_uniform(r) < h * tot) x[q] = draw(u, V + 1, tot, r); /* the Euler step delta + h u */
         }
     }
     free(lg), free(tt), free(p);
@@ -488,6 +493,12 @@ static fm_status check(const fm_train_config *c)
     if (!s && !fm__is_gaussian_source(c->flow.source))
         s = fm__fail(FM_ERR_ARG, "dfm's source is the all-mask or the uniform distribution (--dfm-source)");
     if (!s && c->dequantize) s = fm__fail(FM_ERR_ARG, "dfm models tokens: --dequantize is for real-valued pixels");
+    if (!s && (c->dfm.source < 0 || c->dfm.source > 1 || !(c->dfm.exponent > 0 && c->dfm.exponent <= 100) ||
+               !(c->dfm.corrector >= 0 && c->dfm.corrector <= 100) || c->dfm.elbo_samples < 1 ||
+               c->dfm.elbo_samples > 100000))
+        s = fm__fail(FM_ERR_ARG, "dfm: source %d (0 or 1), exponent %g (in (0, 100]), corrector %g (in [0, 100]) or "
+                                 "ELBO samples %d (1..100000) out of range", c->dfm.source, c->dfm.exponent,
+                     c->dfm.corrector, c->dfm.elbo_samples);
     return s;
 }
 
@@ -514,7 +525,8 @@ static fm_status build(fm_trainer *tr, const fm_train_config *c, int dim, const 
     fm_unet_config uc = c->flow.unet;
     if (c->flow.arch == FM_ARCH_UNET) { /* the image's shape, and the network's from the configuration */
         int ch, h, w;
-        fm_spec_image_shape(data, &ch, &h, &w);
+        if (!fm_spec_image_shape(data, &ch, &h, &w))
+            return fm__fail(FM_ERR_FORMAT, "dfm: a U-Net for '%s', which is not an image set", data);
         uc = fm_unet_config_default(V + 1, h, w);
         if (c->flow.unet.base > 0) uc.base = c->flow.unet.base;
     }

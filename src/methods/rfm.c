@@ -387,14 +387,10 @@ static fm_status step(fm_trainer *tr, double *loss)
     fm_status s = fm__train_draw(tr, B);
     if (s) return s;
     fm_manifold_project(mo->man, tr->x1, B);
-    float *x0 = tr->xt; /* the source points, then overwritten by x_t */
-    fm_manifold_uniform(mo->man, &tr->rnoise, x0, B);
+    (void)d;
+    fm_manifold_uniform(mo->man, &tr->rnoise, tr->xt, B); /* the source points, then replaced row by row by x_t */
     for (int i = 0; i < B; i++) tr->t[i] = (float)fm_rng_uniform(&tr->rtime);
-    float *src = malloc((size_t)B * d * sizeof(float));
-    if (!src) return fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", B);
-    memcpy(src, x0, (size_t)B * d * sizeof(float));
-    fm_manifold_geodesic(mo->man, src, tr->x1, tr->t, B, tr->xt, tr->ut);
-    free(src);
+    fm_manifold_geodesic(mo->man, tr->xt, tr->x1, tr->t, B, tr->xt, tr->ut);
     return fm__train_regress(tr, loss);
 }
 

@@ -24,10 +24,13 @@ fm_status fm__run_chunks(fm__workers *wk, fm_params *P, int n, fm__chunk_fn fn, 
                          int nout)
 {
     int nw = fm_get_threads(), nr = out && fm__dist_on() ? fm_dist_size() : 1, me = nr > 1 ? fm_dist_rank() : 0;
+    int pt = nr > 1 ? fm__dist_plan_threads() : nw; /* rank 0's count: every rank plans alike */
     if (nw > FM__MAX_WORKERS) nw = FM__MAX_WORKERS;
     if (nw < 1) nw = 1;
-    /* the chunk plan is one process's of nr x nw threads; rank me takes a run of its chunks */
-    int plan = nw * nr, rows = FM__CHUNK;
+    if (pt > FM__MAX_WORKERS) pt = FM__MAX_WORKERS;
+    if (pt < 1) pt = 1;
+    /* the chunk plan is one process's of nr x pt threads; rank me takes a run of its chunks */
+    int plan = pt * nr, rows = FM__CHUNK;
     if ((long)n < (long)plan * FM__CHUNK) {
         rows = (n + plan - 1) / plan;
         rows = rows < 32 ? 32 : (rows + 15) / 16 * 16;
@@ -36,11 +39,13 @@ fm_status fm__run_chunks(fm__workers *wk, fm_params *P, int n, fm__chunk_fn fn, 
     int chunks = (n + rows - 1) / rows, c0 = fm__split(chunks, me, nr), c1 = fm__split(chunks, me + 1, nr);
     int mine = c1 - c0;
     if (nw > mine) nw = mine > 0 ? mine : 1;
-    for (int w = 0; w < nw; w++) {
+    fm_status s = FM_OK;
+    for (int w = 0; w < nw && !s; w++) {
         if (!wk->tp[w]) wk->tp[w] = fm_tape_new(0);
         if (!wk->tbuf[w]) wk->tbuf[w] = malloc(FM__CHUNK * sizeof(float));
-        if (!wk->tp[w] || !wk->tbuf[w]) return fm__fail(FM_ERR_NOMEM, "out of memory for the model's workers");
+        if (!wk->tp[w] || !wk->tbuf[w]) s = fm__fail(FM_ERR_NOMEM, "out of memory for the model's workers");
     }
+    if (s) return nr > 1 ? fm_dist_agree(s) : s; /* the other ranks learn it in the exchange they wait in */
     int saved = fm__params_get_requires_grad(P);
     fm_params_requires_grad(P, 0);
     fm_status st[FM__MAX_WORKERS];
@@ -53,7 +58,6 @@ fm_status fm__run_chunks(fm__workers *wk, fm_params *P, int n, fm__chunk_fn fn, 
         }
     }
     fm_params_requires_grad(P, saved);
-    fm_status s = FM_OK;
     for (int w = 0; w < nw && !s; w++)
         if (st[w] != FM_OK) s = fm__fail(st[w], "%s", wk->tp[w]->msg[0] ? wk->tp[w]->msg : "a worker failed");
     if (nr == 1) return s;

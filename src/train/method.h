@@ -68,6 +68,7 @@ struct fm_trainer {
     double parts[FM__MAX_PARTS];   /* the last step's loss parts, named by m->parts */
     int nparts;
     int64_t unconverged;           /* batches whose coupling plan missed its tolerance */
+    int plan_threads;              /* several ranks: the thread count shards are planned with (rank 0's) */
     const char *coupling_label;    /* "train.coupling" in checkpoints when not the configured one */
 };
 

@@ -281,7 +281,12 @@ fm_trainer *fm__trainer_agreed(fm_trainer *tr)
 {
     if (!fm__dist_on()) return tr;
     fm_status s = tr ? FM_OK : fm_last_status() ? fm_last_status() : FM_ERR_IO;
+    int pt = fm__dist_plan_threads(); /* rank 0's: ranks started with other --threads still cut batches alike */
+    if (tr) tr->plan_threads = pt;
     int nr = fm_dist_size(), S = tr ? shard_count(tr) : 0;
+    if (!s && nr > FM__TRAIN_WORKERS)
+        s = fm__fail(FM_ERR_ARG, "%d ranks: a batch is cut into at most %d shards, so at most %d ranks take part", nr,
+                     FM__TRAIN_WORKERS, FM__TRAIN_WORKERS);
     if (!s && S < nr) {
         double np = 0;
         for (int k = 0; k < tr->ngroups; k++) np += (double)fm_params_size(tr->g[k].P);
@@ -403,7 +408,7 @@ int fm__train_shard_count(const fm_trainer *tr) { return shard_count(tr); }
 
 static int shard_count(const fm_trainer *tr)
 {
-    int B = tr->cfg.batch, nw = fm_get_threads() * fm_dist_size();
+    int B = tr->cfg.batch, nw = (tr->plan_threads > 0 ? tr->plan_threads : fm_get_threads()) * fm_dist_size();
     double work = 0;
     for (int k = 0; k < tr->ngroups; k++) work += (double)fm_params_size(tr->g[k].P);
     work *= (double)B * 3;
@@ -429,17 +434,21 @@ static int local_shards(fm_trainer *tr, int gi, int S, int *s0)
     return L;
 }
 
-/* Several ranks: the shards' statuses and loss parts, in shard order. */
-static fm_status gather_parts(int L, const fm_status *st, const char *const *msg, double (*parts)[3], double *sums)
+/* Several ranks: the shards' statuses and loss parts, in shard order; mine
+ * a failure of this rank's before its shards ran (FM_OK when none). */
+static fm_status gather_parts(int L, const fm_status *st, const char *const *msg, double (*parts)[3], double *sums,
+                              fm_status mine)
 {
-    fm_status mine = FM_OK;
     for (int w = 0; w < L && !mine; w++)
         if (st[w]) mine = fm__fail(st[w], "%s", msg[w]);
-    fm_status s = fm_dist_agree(mine);
-    if (s) return s;
     int nr = fm_dist_size();
     double(*all)[FM__TRAIN_WORKERS][3] = malloc((size_t)nr * sizeof *all);
-    if (!all) return fm__fail(FM_ERR_NOMEM, "out of memory");
+    if (!all && !mine) mine = fm__fail(FM_ERR_NOMEM, "out of memory");
+    fm_status s = fm_dist_agree(mine); /* every rank learns of any failure before the next exchange */
+    if (s) {
+        free(all);
+        return s;
+    }
     s = fm__dist_allgather(parts, all, sizeof *all, "the shards' losses");
     for (int r = 0; !s && r < nr; r++) /* every rank's first L_r entries are its shards'; the rest are 0 */
         for (int w = 0; w < FM__TRAIN_WORKERS; w++)
@@ -454,14 +463,17 @@ fm_status fm__train_shards(fm_trainer *tr, int gi, fm_params *frozen, fm__shard_
     int B = tr->cfg.batch, S = shard_count(tr), s0 = 0, dist = fm__dist_on();
     fm__group *g = &tr->g[gi];
     int nw = S > 1 ? local_shards(tr, gi, S, &s0) : 1;
+    fm_status oom = FM_OK;
     if (nw == 0 && !dist) S = nw = 1; /* out of memory for the replicas: run on one */
-    if (nw == 0) return fm__fail(FM_ERR_NOMEM, "out of memory for the shards' replicas");
+    if (nw == 0) oom = fm__fail(FM_ERR_NOMEM, "out of memory for the shards' replicas"); /* told to every rank below */
     double parts[FM__TRAIN_WORKERS][3];
     fm_status st[FM__TRAIN_WORKERS];
     int saved = frozen ? fm__params_get_requires_grad(frozen) : 0;
     if (frozen) fm_params_requires_grad(frozen, 0);
     memset(parts, 0, sizeof parts);
-    if (nw == 1) { /* the whole batch, or this rank's one shard of several (computed as a worker would) */
+    if (oom) {
+        /* nothing computed: the failure goes to the other ranks in the exchange of statuses */
+    } else if (nw == 1) { /* the whole batch, or this rank's one shard of several (computed as a worker would) */
         fm_tape_reset(tr->tp);
         fm_params_requires_grad(g->P, 1);
         fm__set_solo(S > 1);
@@ -485,7 +497,7 @@ fm_status fm__train_shards(fm_trainer *tr, int gi, fm_params *frozen, fm__shard_
         msg[w] = m[0] || w == 0 ? (m[0] ? m : fm_last_error()) : "a worker thread failed";
     }
     if (dist) {
-        fm_status s = gather_parts(nw, st, msg, parts, sums);
+        fm_status s = gather_parts(nw, st, msg, parts, sums, oom);
         if (s) return s;
     } else {
         for (int w = 0; w < nw; w++) {
