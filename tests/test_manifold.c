@@ -277,9 +277,9 @@ static size_t put_city(uint8_t *p, int64_t dlon, int64_t dlat)
     m[k++] = (9 << 3) | 0;
     k += put_varint(m + k, 12345); /* a population, skipped */
     m[k++] = (10 << 3) | 0;
-    k += put_varint(m + k, (uint64_t)((dlon << 1) ^ (dlon >> 63)));
+    k += put_varint(m + k, ((uint64_t)dlon << 1) ^ (uint64_t)(dlon >> 63));
     m[k++] = (11 << 3) | 0;
-    k += put_varint(m + k, (uint64_t)((dlat << 1) ^ (dlat >> 63)));
+    k += put_varint(m + k, ((uint64_t)dlat << 1) ^ (uint64_t)(dlat >> 63));
     size_t h = put_varint(p, k);
     memcpy(p + h, m, k);
     return h + k;
