@@ -116,6 +116,22 @@ static void solvers(void)
                 "projected %s, 40 steps, the rotation by 2 rad about z: largest error %.2e (allowed %.0e), off the "
                 "sphere %.1e, log-density change %.1e %s", names[kind], err, tol[kind], off, lpe, T_ERR(s));
     }
+    /* transport along a known geodesic: on the equator the rotation's flow is the great circle, exp_x0(t v0) */
+    {
+        float eq[3 * 64], ex[3 * 64], v0[3 * 64];
+        for (int i = 0; i < 64; i++) {
+            double a = 2 * M_PI * i / 64;
+            eq[3 * i] = (float)cos(a), eq[3 * i + 1] = (float)sin(a), eq[3 * i + 2] = 0;
+            v0[3 * i] = (float)(-om * sin(a)), v0[3 * i + 1] = (float)(om * cos(a)), v0[3 * i + 2] = 0;
+        }
+        fm_manifold_exp(FM_MANIFOLD_SPHERE, eq, v0, 64, ex); /* where the geodesic is at t = 1 */
+        fm_time_grid_uniform(grid, 40, 0.0, 1.0);
+        fm_status sg = fm__manifold_integrate(FM_MANIFOLD_SPHERE, 2, rotation, &om, grid, 41, eq, 64, NULL, NULL, NULL, NULL);
+        double eg = 0;
+        for (int i = 0; i < 64; i++) eg = fmax(eg, fm_manifold_dist(FM_MANIFOLD_SPHERE, eq + 3 * i, ex + 3 * i));
+        t_check(!sg && eg < 1e-5, "projected rk4 transports 64 points along the equator (a geodesic, 2 rad) to exp_x0(v0) "
+                "within %.1e %s", eg, T_ERR(sg));
+    }
     /* rk4 carries the log-density: along the tilt field, lp(1) = int -2 <a, x_t> dt, against 4000 small euler steps */
     double lp[N] = {0}, ref[N] = {0};
     static double fine[4001];
