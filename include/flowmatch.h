@@ -1282,7 +1282,9 @@ typedef struct {
 fm_train_config fm_train_config_default(void);
 /* The defaults for method m: the above, with the optimizer each baseline
  * trains well with on the 2D sets: Adam 1e-3 for the VAE, Adam 2e-4 with
- * beta1 0.5 for the GAN (DCGAN's); flows and DDPM keep 1e-2. */
+ * beta1 0.5 for the GAN (DCGAN's); flows and DDPM keep 1e-2. A method for
+ * other data names its own (flow.data): rfm torus-mix, dfm
+ * checkerboard-tokens. */
 fm_train_config fm_train_config_for(fm_method m);
 /* The same fitted to the data spec names (flow.data = spec): on image data
  * ("mnist:...") the VAE is the tutorial's, 784 -> 400 ReLU -> latent 20 ->

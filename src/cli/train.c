@@ -224,7 +224,7 @@ static int train_options(train_opts *o, cli_opt *t)
 {
     const cli_opt opts[] = {
         {"method", OPT_STR, &o->method, "NAME", "fm (flow matching), cnf or nf (the lineage), score (SDEs), rfm (sphere, torus), dfm (tokens), or a baseline: ddpm, vae, gan"},
-        {"data", OPT_STR, &o->data, "SPEC", "dataset: moons, circles, 8gaussians, ... or csv:FILE"},
+        {"data", OPT_STR, &o->data, "SPEC", "dataset: moons, circles, 8gaussians, ... or csv:FILE (rfm: torus-mix, dfm: checkerboard-tokens)"},
         {"source", OPT_STR, &o->source, "SPEC", "source distribution: gaussian or a dataset"},
         {"path", OPT_STR, &o->path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp, sb, subvp"},
         {"coupling", OPT_STR, &o->coupling, "NAME", "independent, ot (minibatch OT) or sb (Schrodinger bridge)"},
@@ -487,6 +487,7 @@ static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
     int rc, m = fm_method_from_name(o->method);
     if (m < 0) BAD("unknown --method '%s' (fm, ddpm, vae, gan, cnf, nf, score, rfm, dfm)", o->method);
     if ((rc = check_owners(spec, (fm_method)m, o->method)) != CLI_GO) return rc;
+    if (!cli_given(spec, "data")) o->data = fm_train_config_for((fm_method)m).flow.data; /* the method's own */
     fm_train_config md = fm_train_config_for_data((fm_method)m, o->data), c = md;
     if (!cli_given(spec, "width")) o->width = md.flow.net.width[0];
     if (!cli_given(spec, "depth")) o->depth = md.flow.net.nhidden;

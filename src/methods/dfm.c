@@ -479,7 +479,6 @@ static void defaults(fm_train_config *c, int image)
         c->flow.arch = FM_ARCH_UNET;
         c->flow.unet.base = 16;
     }
-    if (c->flow.data && !strcmp(c->flow.data, "moons")) c->flow.data = "checkerboard-tokens"; /* the library's default data is real-valued */
     c->optim.lr = 1e-3;
     c->flow.net.act = FM_ACT_SILU;
     c->flow.net.nhidden = 3;
@@ -629,7 +628,7 @@ const fm__method fm__method_dfm = {
     .object = "dfm",
     .stdz_key = "dfm",
     .settings = settings,
-    .own_batches = 0,
+    .default_data = "checkerboard-tokens", /* flow_matching's own discrete example */
     .defaults = defaults,
     .check = check,
     .check_data = check_data,

@@ -126,7 +126,8 @@ fm_train_config fm_train_config_for(fm_method m)
     fm_train_config c = fm_train_config_default();
     const fm__method *t = by_id(m);
     c.method = m;
-    if (t && t->defaults) t->defaults(&c, 0);
+    if (t && t->default_data) c.flow.data = t->default_data;
+    if (t && t->defaults) t->defaults(&c, fm_spec_image_shape(c.flow.data, NULL, NULL, NULL));
     return c;
 }
 

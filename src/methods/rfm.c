@@ -456,6 +456,7 @@ const fm__method fm__method_rfm = {
     .object = "rfm",
     .stdz_key = "rfm",
     .settings = settings,
+    .default_data = "torus-mix",
     .defaults = defaults,
     .check = check,
     .check_data = check_data,

@@ -122,6 +122,9 @@ struct fm__method {
     const fm__setting *settings;
     /* 1: its step takes its batches itself (tr->x1 and fm__train_draw unused) */
     int own_batches;
+    /* The data it trains on when none is named (NULL: the library's, moons):
+     * a method for another kind of data (tokens, a manifold) names its own. */
+    const char *default_data;
 
     /* Its defaults over fm_train_config_default(), and on image data when image. */
     void (*defaults)(fm_train_config *c, int image);
