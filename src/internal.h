@@ -270,6 +270,9 @@ fm_status fm__cities_read(const char *dir, int split, fm_table *out);
  * output: position p of item b at b V L + v L + p), positions b L + p. */
 fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int *xt, const float *w, int gkl, int V,
                         int L);
+/* One position's term of that loss from its V logits z[j st] (st: the step
+ * between them): the ELBO sums these. */
+double fm__dfm_row_loss(const float *z, size_t st, int V, int x1, int xt, double w, int gkl);
 /* A posterior: logits (n, L V) of p_{1|t} for states x (n, L; V the mask) at times t (n). */
 typedef fm_status (*fm__dfm_posterior)(void *ctx, const float *t, const int *x, int n, float *logits);
 /* The discrete Euler sampler from states x (n sequences of L) over the grid,

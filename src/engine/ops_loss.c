@@ -401,26 +401,31 @@ typedef struct {
     int gkl, V, L; /* L > 0: logits (B, V L) channel-major, position p of item b at b V L + v L + p */
 } dfm_saved;
 
-/* Logit j of row r. */
-static double dfm_z(const float *z, const dfm_saved *sv, int r, int j)
+/* Row r's logits: where its first is and the step between them. */
+static size_t dfm_row(const dfm_saved *sv, int r, size_t *stride)
 {
-    if (!sv->L) return z[(size_t)r * sv->V + j];
-    return z[(size_t)(r / sv->L) * sv->V * sv->L + (size_t)j * sv->L + r % sv->L];
-}
-
-static size_t dfm_at(const dfm_saved *sv, int r, int j)
-{
-    return sv->L ? (size_t)(r / sv->L) * sv->V * sv->L + (size_t)j * sv->L + r % sv->L : (size_t)r * sv->V + j;
+    *stride = sv->L ? (size_t)sv->L : 1;
+    return sv->L ? (size_t)(r / sv->L) * sv->V * sv->L + (size_t)(r % sv->L) : (size_t)r * sv->V;
 }
 
 /* A row's log-sum-exp: its largest logit m and ls = log sum exp(z - m). */
-static void row_lse(const float *z, const dfm_saved *sv, int r, double *m, double *ls)
+static void row_lse(const float *z, size_t st, int V, double *m, double *ls)
 {
-    double mx = dfm_z(z, sv, r, 0), s = 0;
-    for (int j = 1; j < sv->V; j++) mx = fmax(mx, dfm_z(z, sv, r, j));
-    for (int j = 0; j < sv->V; j++) s += exp(dfm_z(z, sv, r, j) - mx);
+    double mx = z[0], s = 0;
+    for (int j = 1; j < V; j++) mx = fmax(mx, z[j * st]);
+    for (int j = 0; j < V; j++) s += exp(z[j * st] - mx);
     *m = mx;
     *ls = log(s);
+}
+
+double fm__dfm_row_loss(const float *z, size_t st, int V, int a, int b, double w, int gkl)
+{
+    double m, ls;
+    row_lse(z, st, V, &m, &ls);
+    double lpa = z[(size_t)a * st] - m - ls;
+    if (!gkl) return -w * lpa;
+    int same = a == b;
+    return -w * ((b < V ? exp(z[(size_t)b * st] - m - ls) : 0) - same + (same ? 0 : lpa));
 }
 
 static void dfm_backward(fm_tape *tp, fm_tensor *y)
@@ -434,17 +439,19 @@ static void dfm_backward(fm_tape *tp, fm_tensor *y)
     int K = sv->V, N = sv->L ? z->shape[0] * sv->L : z->shape[0];
     double g = y->grad[0];
     for (int r = 0; r < N; r++) {
+        size_t st, o = dfm_row(sv, r, &st);
+        const float *zr = z->data + o;
         double m, ls;
-        row_lse(z->data, sv, r, &m, &ls);
+        row_lse(zr, st, K, &m, &ls);
         int a = sv->x1[r], b = sv->xt[r], same = a == b;
-        double w = sv->w[r], pb = sv->gkl && b < K ? exp(dfm_z(z->data, sv, r, b) - m - ls) : 0;
+        double w = sv->w[r], pb = sv->gkl && b < K ? exp(zr[(size_t)b * st] - m - ls) : 0;
         for (int j = 0; j < K; j++) {
-            double pj = exp(dfm_z(z->data, sv, r, j) - m - ls), d;
+            double pj = exp(zr[(size_t)j * st] - m - ls), d;
             if (sv->gkl) /* -w [p_b (d_jb - p_j) + (1 - same) (d_ja - p_j)] */
                 d = -w * ((b < K ? pb * ((j == b) - pj) : 0) + (same ? 0 : (j == a) - pj));
             else d = -w * ((j == a) - pj); /* -w (d_ja - p_j) */
             float v = (float)(g * d);
-            size_t at = dfm_at(sv, r, j);
+            size_t at = o + (size_t)j * st;
             gz[at] = fresh ? v : gz[at] + v;
         }
     }
@@ -480,12 +487,8 @@ fm_tensor *fm__dfm_loss(fm_tape *tp, fm_tensor *logits, const int *x1, const int
     y->aux = sv;
     double total = 0;
     for (int r = 0; r < N; r++) {
-        double m, ls;
-        row_lse(logits->data, sv, r, &m, &ls);
-        int a = x1[r], b = xt[r], same = a == b;
-        double lpa = dfm_z(logits->data, sv, r, a) - m - ls;
-        if (gkl) total += -w[r] * ((b < V ? exp(dfm_z(logits->data, sv, r, b) - m - ls) : 0) - same + (same ? 0 : lpa));
-        else total += -w[r] * lpa;
+        size_t st, o = dfm_row(sv, r, &st);
+        total += fm__dfm_row_loss(logits->data + o, st, V, x1[r], xt[r], w[r], gkl);
     }
     y->data[0] = (float)total;
     return y;

@@ -103,8 +103,17 @@ static void dfm_free(dfm_model *m)
     free(m);
 }
 
-static double kappa(const dfm_model *m, double t) { return pow(t, m->exponent); }
-static double dkappa(const dfm_model *m, double t) { return t > 0 || m->exponent <= 1 ? m->exponent * pow(t, m->exponent - 1) : 0; }
+/* The scheduler kappa_t = t^n and its derivative n t^(n - 1). */
+static double kappa(double n, double t) { return pow(t, n); }
+static double dkappa(double n, double t) { return t > 0 || n <= 1 ? n * pow(t, n - 1) : 0; }
+
+/* A position's state on the path at kappa: its data token x1, else a source
+ * token (the mask, or uniform noise); the source draw comes first. */
+static int path_state(const dfm_model *m, int x1, double ka, fm_rng *r)
+{
+    int x0 = m->source == 0 ? m->V : (int)fm__rng_below(r, (uint32_t)m->V);
+    return fm_rng_uniform(r) < ka ? x1 : x0;
+}
 
 /* The one-hot rows of states x (rows x L ints, V the mask) into oh (rows, L (V + 1)):
  * position-major for the MLP, channel-major (an image of V + 1 channels) for the U-Net. */
@@ -191,7 +200,6 @@ static int draw(const double *w, int n, double total, fm_rng *r)
 fm_status fm__dfm_euler(int V, int L, int source, double exponent, double corrector, fm__dfm_posterior fn, void *ctx,
                         fm_rng *r, const double *grid, int ngrid, int *x, int n, fm_solve_stats *st)
 {
-    dfm_model shape = {.V = V, .L = L, .exponent = exponent};
     size_t nl = (size_t)n * L;
     float *lg = malloc(nl * V * sizeof(float)), *tt = malloc((size_t)n * sizeof(float));
     double *p = malloc((size_t)(V + 1) * 2 * sizeof(double)), *u = p ? p + V + 1 : NULL;
@@ -201,14 +209,14 @@ fm_status fm__dfm_euler(int V, int L, int source, double exponent, double correc
     }
     fm_status s = FM_OK;
     for (int g = 0; g + 1 < ngrid && !s; g++) {
-        double t = grid[g], h = grid[g + 1] - t, k = kappa(&shape, t), dk = dkappa(&shape, t);
+        double t = grid[g], h = grid[g + 1] - t, k = kappa(exponent, t), dk = dkappa(exponent, t);
         for (int i = 0; i < n; i++) tt[i] = (float)t;
         if ((s = fn(ctx, tt, x, n, lg))) break;
         if (st) st->nfe++, st->steps++;
         int last = g + 2 == ngrid && grid[ngrid - 1] >= 1 - 1e-9; /* the step that reaches t = 1 takes x1^ */
         /* the jump rate, averaged over the step: (kappa(t + h) - kappa(t)) / (h (1 - kappa(t))), finite even
          * where kappa' is not (t = 0 with an exponent below 1) */
-        double jc = k < 1 && h > 0 ? (kappa(&shape, t + h) - k) / (h * (1 - k)) : 0;
+        double jc = k < 1 && h > 0 ? (kappa(exponent, t + h) - k) / (h * (1 - k)) : 0;
         double cc = corrector > 0 && k > 0 && k < 1 ? corrector * dk / (k * (1 - k)) : 0;
         for (size_t q = 0; q < nl; q++) {
             softmax(lg + q * V, V, p);
@@ -302,8 +310,7 @@ static fm_status log_prob(void *obj, const float *xf, int n, double *logp)
     size_t nl = (size_t)n * mo->L;
     int *x1 = malloc(nl * sizeof(int)), *xt = malloc(nl * sizeof(int));
     float *t = malloc((size_t)n * sizeof(float)), *lg = malloc(nl * V * sizeof(float));
-    double *p = malloc((size_t)V * sizeof(double));
-    fm_status s = x1 && xt && t && lg && p ? FM_OK : fm__fail(FM_ERR_NOMEM, "out of memory for %d ELBOs", n);
+    fm_status s = x1 && xt && t && lg ? FM_OK : fm__fail(FM_ERR_NOMEM, "out of memory for %d ELBOs", n);
     if (!s) s = tokens_of(mo, xf, nl, x1);
     fm_rng r;
     fm_rng_seed(&r, 0x656c626f, FM_STREAM_NOISE); /* the same draws every call */
@@ -311,27 +318,20 @@ static fm_status log_prob(void *obj, const float *xf, int n, double *logp)
     for (int k = 0; !s && k < K; k++) {
         /* time k of a stratified grid on (0, 1), its states drawn from the path */
         for (int i = 0; i < n; i++) t[i] = (float)((k + fm_rng_uniform(&r)) / K);
-        for (int i = 0; i < n; i++) {
-            double ka = kappa(mo, t[i]);
+        for (int i = 0; i < n; i++)
             for (int q = 0; q < mo->L; q++) {
                 size_t j = (size_t)i * mo->L + q;
-                int x0 = mo->source == 0 ? V : (int)fm__rng_below(&r, (uint32_t)V);
-                xt[j] = fm_rng_uniform(&r) < ka ? x1[j] : x0;
+                xt[j] = path_state(mo, x1[j], kappa(mo->exponent, t[i]), &r);
             }
-        }
         if ((s = posterior(mo, t, xt, n, lg))) break;
         for (int i = 0; i < n; i++) {
-            double ka = kappa(mo, t[i]), w = ka < 1 ? dkappa(mo, t[i]) / (1 - ka) : 0, sum = 0;
-            for (int q = 0; q < mo->L; q++) {
-                size_t j = (size_t)i * mo->L + q;
-                softmax(lg + j * V, V, p);
-                int a = x1[j], b = xt[j], same = a == b;
-                sum += -w * ((b < V ? p[b] : 0) - same + (same ? 0 : log(fmax(p[a], 1e-300))));
-            }
+            double ka = kappa(mo->exponent, t[i]), w = ka < 1 ? dkappa(mo->exponent, t[i]) / (1 - ka) : 0, sum = 0;
+            for (size_t j = (size_t)i * mo->L; j < (size_t)(i + 1) * mo->L; j++)
+                sum += fm__dfm_row_loss(lg + j * V, 1, V, x1[j], xt[j], w, 1); /* the training loss's own term */
             logp[i] -= sum / K; /* the integral over (0, 1) by the stratified mean */
         }
     }
-    free(x1), free(xt), free(t), free(lg), free(p);
+    free(x1), free(xt), free(t), free(lg);
     return s;
 }
 
@@ -387,13 +387,12 @@ static fm_status step(fm_trainer *tr, double *loss)
     if (!s) s = tokens_of(mo, tr->x1, (size_t)B * L, st->x1);
     if (s) return s;
     for (int i = 0; i < B; i++) {
-        double t = DFM_T_MAX * fm_rng_uniform(&tr->rtime), ka = kappa(mo, t);
+        double t = DFM_T_MAX * fm_rng_uniform(&tr->rtime), ka = kappa(mo->exponent, t);
         st->t[i] = (float)t;
         for (int q = 0; q < L; q++) {
             size_t j = (size_t)i * L + q;
-            int x0 = mo->source == 0 ? mo->V : (int)fm__rng_below(&tr->rnoise, (uint32_t)mo->V);
-            st->xt[j] = fm_rng_uniform(&tr->rnoise) < ka ? st->x1[j] : x0;
-            st->w[j] = mo->gkl ? (float)(dkappa(mo, t) / (1 - ka)) : 1.0f;
+            st->xt[j] = path_state(mo, st->x1[j], ka, &tr->rnoise);
+            st->w[j] = mo->gkl ? (float)(dkappa(mo->exponent, t) / (1 - ka)) : 1.0f;
         }
     }
     one_hot(mo, st->xt, B, st->oh);
