@@ -193,8 +193,6 @@ fm_status fm__dist_gather_rows(void *p, size_t row, const int *start, const char
  * threads a plan of chunks or shards counts with, so ranks started with
  * different --threads still cut work alike. Collective. */
 int fm__dist_plan_threads(void);
-/* FNV-1a of bytes, continuing h (start: 0xcbf29ce484222325). */
-uint64_t fm__hash_bytes(uint64_t h, const void *p, size_t n);
 /* FM_ERR_STATE naming `what` when the ranks' h differ. */
 fm_status fm__dist_same(uint64_t h, const char *what);
 
@@ -238,6 +236,10 @@ size_t fm__ema_size(const fm_ema *e);
 void fm__ema_set_decay(fm_ema *e, float decay);
 
 /* ------------------------------------------------------------------ files */
+
+/* The CRC-32 (zlib's) of n bytes, continuing crc (start: crc32(0, NULL, 0) = 0):
+ * checkpoints' data, and the ranks' comparison of their parameters. */
+uint32_t fm__crc32(uint32_t crc, const void *p, size_t n);
 
 /* A file written to path.tmpPID and renamed over path only on success. */
 typedef struct {

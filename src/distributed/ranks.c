@@ -330,13 +330,6 @@ int fm__dist_plan_threads(void)
     return t;
 }
 
-uint64_t fm__hash_bytes(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 fm_status fm__dist_same(uint64_t h, const char *what)
 {
     if (fm__size == 1) return FM_OK;
@@ -348,7 +341,7 @@ fm_status fm__dist_same(uint64_t h, const char *what)
     fm_status s = fm__dist_allgather(&h, all, sizeof h, what);
     for (int r = 1; !s && r < fm__size; r++)
         if (all[r] != all[0])
-            s = fm__fail(FM_ERR_STATE, "%s differ between the ranks (rank 0: %016llx, rank %d: %016llx): the ranks no "
+            s = fm__fail(FM_ERR_STATE, "%s differ between the ranks (rank 0: %08llx, rank %d: %08llx): the ranks no "
                                        "longer compute the same thing", what, (unsigned long long)all[0], r,
                          (unsigned long long)all[r]);
     free(all);

@@ -15,9 +15,9 @@
 #include <string.h>
 #include <zlib.h>
 
-/* The CRC-32 (zlib's) of n bytes, continuing crc. */
-static uint32_t crc_of(uint32_t crc, const unsigned char *p, size_t n)
+uint32_t fm__crc32(uint32_t crc, const void *data, size_t n)
 {
+    const unsigned char *p = data;
     while (n) {
         uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
         crc = (uint32_t)crc32(crc, p, k);
@@ -358,7 +358,7 @@ static fm_st *parse_owned(unsigned char *bytes, size_t len, const char *name)
         unsigned long want = strtoul(crc, &end, 16);
         if (end == crc || *end || strlen(crc) != 8)
             return st_fail(st, FM_ERR_FORMAT, "metadata '%s' = '%s' is not 8 hex digits", ST_CRC_KEY, crc);
-        uint32_t got = crc_of((uint32_t)crc32(0L, Z_NULL, 0), st->data, st->data_len);
+        uint32_t got = fm__crc32((uint32_t)crc32(0L, Z_NULL, 0), st->data, st->data_len);
         if (got != (uint32_t)want)
             return st_fail(st, FM_ERR_FORMAT, "the tensor data are damaged: their CRC-32 is %08x, the file recorded %s",
                            got, crc);
@@ -628,14 +628,14 @@ fm_status fm_st_writer_save(fm_st_writer *w, const char *path)
     for (int i = 0; i < w->n; i++) {
         const w_entry *e = &w->e[i];
         if (little) {
-            crc = crc_of(crc, (const unsigned char *)e->data, e->n * sizeof(float));
+            crc = fm__crc32(crc, (const unsigned char *)e->data, e->n * sizeof(float));
         } else {
             for (size_t k = 0; k < e->n; k++) {
                 uint32_t u;
                 memcpy(&u, &e->data[k], 4);
                 unsigned char b[4] = {(unsigned char)u, (unsigned char)(u >> 8), (unsigned char)(u >> 16),
                                       (unsigned char)(u >> 24)};
-                crc = crc_of(crc, b, 4);
+                crc = fm__crc32(crc, b, 4);
             }
         }
     }

@@ -265,13 +265,13 @@ fail:
 
 static int shard_count(const fm_trainer *tr);
 
-/* The hash of what every rank must hold alike: every group's parameters and the EMA. */
+/* The CRC-32 of what every rank must hold alike: every group's parameters and the EMA. */
 static uint64_t state_hash(fm_trainer *tr)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint32_t h = 0;
     for (int k = 0; k < tr->ngroups; k++)
-        h = fm__hash_bytes(h, fm_params_data(tr->g[k].P), fm_params_size(tr->g[k].P) * sizeof(float));
-    if (tr->ema) h = fm__hash_bytes(h, fm_ema_data(tr->ema), fm_params_size(tr->g[0].P) * sizeof(float));
+        h = fm__crc32(h, fm_params_data(tr->g[k].P), fm_params_size(tr->g[k].P) * sizeof(float));
+    if (tr->ema) h = fm__crc32(h, fm_ema_data(tr->ema), fm_params_size(tr->g[0].P) * sizeof(float));
     return h;
 }
 
