@@ -86,31 +86,38 @@ static void header(sbuf *b, int w, int h)
               w, h, w, h);
 }
 
-/* An axes box at (x0, y0) of size s showing [lo, hi]^2; returns nothing, draws
- * frame, ticks and a clip path named clip<id>. */
-static void axes(sbuf *b, int id, double x0, double y0, double s, double lo, double hi, const char *title)
+/* An axes box at (x0, y0), w x h, showing [xlo, xhi] x [ylo, yhi] with nx and ny
+ * tick intervals: frame, ticks, title and a clip path named clip<id>. */
+static void map_axes(sbuf *b, int id, double x0, double y0, double w, double h, double xlo, double xhi, double ylo,
+                     double yhi, int nx, int ny, const char *title)
 {
     sb_printf(b, "<clipPath id=\"clip%d\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n", id,
-              x0, y0, s, s);
+              x0, y0, w, h);
     sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n", x0, y0,
-              s, s);
-    double step = (hi - lo) / 6;
-    for (int k = 0; k <= 6; k++) {
-        double v = lo + k * step, px = x0 + s * k / 6, py = y0 + s - s * k / 6;
-        sb_printf(b,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
-                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%g</text>\n",
-                  px, y0 + s, px, y0 + s + 4, px, y0 + s + 15, fabs(v) < 1e-12 ? 0.0 : v);
-        sb_printf(b,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
-                  "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%g</text>\n",
-                  x0 - 4, py, x0, py, x0 - 6, py + 3.5, fabs(v) < 1e-12 ? 0.0 : v);
+              w, h);
+    for (int k = 0; k <= nx; k++) {
+        double v = xlo + (xhi - xlo) * k / nx, px = x0 + w * k / nx;
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
+                     "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%g</text>\n",
+                  px, y0 + h, px, y0 + h + 4, px, y0 + h + 15, fabs(v) < 1e-9 ? 0.0 : v);
+    }
+    for (int k = 0; k <= ny; k++) {
+        double v = ylo + (yhi - ylo) * k / ny, py = y0 + h - h * k / ny;
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
+                     "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%g</text>\n",
+                  x0 - 4, py, x0, py, x0 - 6, py + 3.5, fabs(v) < 1e-9 ? 0.0 : v);
     }
     if (title) {
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" text-anchor=\"middle\">", x0 + s / 2, y0 - 8);
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" text-anchor=\"middle\">", x0 + w / 2, y0 - 8);
         xml_text(b, title);
         sb_printf(b, "</text>\n");
     }
+}
+
+/* A square box of side s showing [lo, hi]^2, six ticks a side. */
+static void axes(sbuf *b, int id, double x0, double y0, double s, double lo, double hi, const char *title)
+{
+    map_axes(b, id, x0, y0, s, s, lo, hi, lo, hi, 6, 6, title);
 }
 
 static void points(sbuf *b, int id, const float *p, int n, int d, double x0, double y0, double s, double lo, double hi,
@@ -275,37 +282,56 @@ static void ramp(double u, int *r, int *g, int *b)
     *b = (int)lround(c[k][2] + f * (c[k + 1][2] - c[k][2]));
 }
 
+/* The colour scale of a heat map of n log-densities: the largest, *top, and
+ * the density (relative to it) at the 99.5th percentile, *q, so that one
+ * sharp peak does not leave the rest of the map dark. */
+static fm_status heat_scale(const char *path, const double *logp, size_t n, double *top, double *q)
+{
+    double mx = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(logp[i]) && logp[i] > mx) mx = logp[i];
+    if (!isfinite(mx)) return fm__fail(FM_ERR_NUMERIC, "%s: the density is nowhere finite", path);
+    double *dens = malloc(n * sizeof(double));
+    if (!dens) return fm__fail(FM_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++) dens[i] = isfinite(logp[i]) ? exp(logp[i] - mx) : 0.0;
+    qsort(dens, n, sizeof(double), cmp_double_asc);
+    *q = dens[(size_t)((n - 1) * 0.995)];
+    free(dens);
+    if (!(*q > 0)) *q = 1;
+    *top = mx;
+    return FM_OK;
+}
+
+/* The cells of a rows x cols grid of log-densities over the box at (x0, y0),
+ * w x h, row 0 at the bottom. */
+static void heat_cells(sbuf *b, const double *logp, int rows, int cols, double x0, double y0, double w, double h,
+                       double top, double q)
+{
+    double cw = w / cols, ch = h / rows;
+    sb_printf(b, "<g shape-rendering=\"crispEdges\">\n");
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) {
+            int r, g, bl;
+            double v = logp[(size_t)i * cols + j];
+            ramp(isfinite(v) ? exp(v - top) / q : 0.0, &r, &g, &bl);
+            sb_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#%02x%02x%02x\"/>\n",
+                      x0 + j * cw, y0 + h - (i + 1) * ch, cw + 0.5, ch + 0.5, r, g, bl);
+        }
+    sb_printf(b, "</g>\n");
+}
+
 fm_status fm_svg_density(const char *path, const char *title, const double *logp, int G, double lo, double hi,
                          const float *pts, int n, int d)
 {
     if (G < 2 || !(hi > lo)) return fm__fail(FM_ERR_ARG, "%s: a density grid needs G >= 2 and lo < hi", path);
-    double mx = -INFINITY;
-    for (int i = 0; i < G * G; i++)
-        if (isfinite(logp[i]) && logp[i] > mx) mx = logp[i];
-    if (!isfinite(mx)) return fm__fail(FM_ERR_NUMERIC, "%s: the density is nowhere finite", path);
-    /* colour scale up to the 99.5th percentile of the density, so one sharp
-     * peak does not leave the rest of the map dark */
-    double *dens = malloc((size_t)G * G * sizeof(double));
-    if (!dens) return fm__fail(FM_ERR_NOMEM, "%s: out of memory", path);
-    for (int i = 0; i < G * G; i++) dens[i] = isfinite(logp[i]) ? exp(logp[i] - mx) : 0.0;
-    qsort(dens, (size_t)G * G, sizeof(double), cmp_double_asc);
-    double top = dens[(size_t)((G * G - 1) * 0.995)];
-    free(dens);
-    if (!(top > 0)) top = 1;
+    double top, q;
+    fm_status st = heat_scale(path, logp, (size_t)G * G, &top, &q);
+    if (st) return st;
     sbuf b = {0};
-    double s = 400, m = 50, gap = 60, cell = s / G;
+    double s = 400, m = 50, gap = 60;
     header(&b, (int)(2 * s + 2 * m + gap), (int)(s + 2 * m));
     axes(&b, 0, m, m, s, lo, hi, title ? title : "model density");
-    sb_printf(&b, "<g shape-rendering=\"crispEdges\">\n");
-    for (int i = 0; i < G; i++)
-        for (int j = 0; j < G; j++) {
-            int r, g, bl;
-            ramp(isfinite(logp[i * G + j]) ? exp(logp[i * G + j] - mx) / top : 0.0, &r, &g, &bl);
-            /* row i is y = lo + (i + 0.5) cell, drawn from the bottom */
-            sb_printf(&b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#%02x%02x%02x\"/>\n",
-                      m + j * cell, m + s - (i + 1) * cell, cell + 0.5, cell + 0.5, r, g, bl);
-        }
-    sb_printf(&b, "</g>\n");
+    heat_cells(&b, logp, G, G, m, m, s, s, top, q); /* row i is y = lo + (i + 0.5) cell */
     sb_printf(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n", m, m, s, s);
     double x1 = m + s + gap;
     axes(&b, 1, x1, m, s, lo, hi, "data");
@@ -330,33 +356,6 @@ static void map_xy(fm_manifold m, const float *p, double *x, double *y)
     }
 }
 
-/* A map panel at (x0, y0), w x h, showing [xlo, xhi] x [ylo, yhi] with ticks. */
-static void map_axes(sbuf *b, int id, double x0, double y0, double w, double h, double xlo, double xhi, double ylo,
-                     double yhi, int nx, int ny, const char *title)
-{
-    sb_printf(b, "<clipPath id=\"clip%d\"><rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"/></clipPath>\n", id,
-              x0, y0, w, h);
-    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#444\"/>\n", x0, y0,
-              w, h);
-    for (int k = 0; k <= nx; k++) {
-        double v = xlo + (xhi - xlo) * k / nx, px = x0 + w * k / nx;
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
-                     "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%.3g</text>\n",
-                  px, y0 + h, px, y0 + h + 4, px, y0 + h + 15, fabs(v) < 1e-9 ? 0.0 : v);
-    }
-    for (int k = 0; k <= ny; k++) {
-        double v = ylo + (yhi - ylo) * k / ny, py = y0 + h - h * k / ny;
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#444\"/>"
-                     "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"end\">%.3g</text>\n",
-                  x0 - 4, py, x0, py, x0 - 6, py + 3.5, fabs(v) < 1e-9 ? 0.0 : v);
-    }
-    if (title) {
-        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" text-anchor=\"middle\">", x0 + w / 2, y0 - 8);
-        xml_text(b, title);
-        sb_printf(b, "</text>\n");
-    }
-}
-
 fm_status fm_svg_map(const char *path, fm_manifold m, const char *title, const float *a, int na, const char *la,
                      const float *b, int nb, const char *lb, const double *logp, int G)
 {
@@ -368,37 +367,16 @@ fm_status fm_svg_map(const char *path, fm_manifold m, const char *title, const f
     double w = sph ? 640 : 360, h = 320 + (sph ? 0 : 40), mx = 50, gap = 50;
     int panels = (a && na > 0) + (b && nb > 0) + (logp != NULL);
     if (!panels) return fm__fail(FM_ERR_ARG, "%s: nothing to draw", path);
+    double top = 0, q = 1;
+    fm_status st = logp ? heat_scale(path, logp, (size_t)rows * cols, &top, &q) : FM_OK;
+    if (st) return st;
     sbuf sb = {0};
     header(&sb, (int)(w + 2 * mx), (int)(panels * (h + gap) + gap));
     double y0 = gap;
     int id = 0;
-    if (logp) { /* the density as a heat map, scaled to its 99.5th percentile */
-        double top = -INFINITY;
-        size_t nc = (size_t)rows * cols;
-        double *dens = malloc(nc * sizeof(double));
-        if (!dens) return fm__fail(FM_ERR_NOMEM, "%s: out of memory", path);
-        for (size_t i = 0; i < nc; i++) top = isfinite(logp[i]) && logp[i] > top ? logp[i] : top;
-        if (!isfinite(top)) {
-            free(dens);
-            return fm__fail(FM_ERR_NUMERIC, "%s: the density is nowhere finite", path);
-        }
-        for (size_t i = 0; i < nc; i++) dens[i] = isfinite(logp[i]) ? exp(logp[i] - top) : 0.0;
-        qsort(dens, nc, sizeof(double), cmp_double_asc);
-        double q = dens[(size_t)((nc - 1) * 0.995)];
-        free(dens);
-        if (!(q > 0)) q = 1;
+    if (logp) { /* the density as a heat map */
         map_axes(&sb, id++, mx, y0, w, h, xlo, xhi, ylo, yhi, sph ? 6 : 4, sph ? 6 : 4, title ? title : "model density");
-        double cw = w / cols, ch = h / rows;
-        sb_printf(&sb, "<g shape-rendering=\"crispEdges\">\n");
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < cols; j++) {
-                int r, g, bl;
-                double v = logp[(size_t)i * cols + j];
-                ramp(isfinite(v) ? exp(v - top) / q : 0.0, &r, &g, &bl);
-                sb_printf(&sb, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#%02x%02x%02x\"/>\n",
-                          mx + j * cw, y0 + h - (i + 1) * ch, cw + 0.5, ch + 0.5, r, g, bl);
-            }
-        sb_printf(&sb, "</g>\n");
+        heat_cells(&sb, logp, rows, cols, mx, y0, w, h, top, q);
         y0 += h + gap;
     }
     const float *sets[2] = {a, b};
