@@ -914,4 +914,19 @@ void test_cli(void)
     rc = cli("datasets --draw spirals --n 100 --out %s --plot %s", t_path("sp.csv"), t_path("sp.svg"));
     t_check(rc == 0 && file_size(t_path("sp.csv")) > 1000 && file_size(t_path("sp.svg")) > 1000, "datasets --draw writes points and a plot");
     manifold_commands();
+    /* every method's own settings are train options (none dropped by a table's size) */
+    rc = cli("train --help");
+    int listed = 0, missing = 0;
+    char flag[80], first_missing[80] = "";
+    for (int mi = 0; mi < fm_method_count(); mi++) {
+        const char *name, *metavar, *help;
+        char def[32];
+        for (int i = 0; (name = fm_method_setting((fm_method)mi, i, &metavar, &help, def, sizeof def)); i++) {
+            snprintf(flag, sizeof flag, "  --%s ", name);
+            if (strstr(out_buf, flag)) listed++;
+            else if (!missing++) snprintf(first_missing, sizeof first_missing, "%s", name);
+        }
+    }
+    t_check(rc == 0 && listed > 0 && !missing, "train --help lists every method's %d settings (%d missing, first: %s)",
+            listed, missing, first_missing);
 }

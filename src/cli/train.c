@@ -123,7 +123,7 @@ int cli_write_losses(const char *cmd, const char *csv, const char *svg, const cl
 
 /* ------------------------------------------------------------------ flowmatch train */
 
-#define TRAIN_MAX_SETTINGS 16
+#define TRAIN_MAX_SETTINGS 32 /* the methods' own settings, all of them (test_cli checks) */
 
 /* The command line's values. Every default is the library's
  * (fm_train_config_default, fm_path_default, and the method's own defaults

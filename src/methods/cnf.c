@@ -206,12 +206,7 @@ static void describe(const fm_trainer *tr, char *buf, size_t cap)
 /* --train-steps N, --train-solver NAME, --divergence exact|hutchinson|auto */
 static fm_status set_steps(fm_train_config *c, const char *v)
 {
-    char *end = NULL;
-    long n = strtol(v, &end, 10);
-    if (end == v || *end || n < 1 || n > 1000)
-        return fm__fail(FM_ERR_ARG, "cnf: train-steps = '%s' must be a whole number in 1..1000", v);
-    c->cnf.steps = (int)n;
-    return FM_OK;
+    return fm__setting_whole("cnf: train-steps", v, 1, 1000, &c->cnf.steps);
 }
 static void get_steps(const fm_train_config *c, char *buf, size_t cap) { snprintf(buf, cap, "%d", c->cnf.steps); }
 static fm_status set_solver(fm_train_config *c, const char *v)

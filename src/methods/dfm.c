@@ -578,11 +578,7 @@ static fm_status set_source(fm_train_config *c, const char *v)
 static void get_source(const fm_train_config *c, char *b, size_t n) { snprintf(b, n, "%s", c->dfm.source ? "uniform" : "mask"); }
 static fm_status set_exponent(fm_train_config *c, const char *v)
 {
-    char *e = NULL;
-    double x = strtod(v, &e);
-    if (e == v || *e || !(x > 0 && x <= 100)) return fm__fail(FM_ERR_ARG, "dfm: exponent '%s' must lie in (0, 100]", v);
-    c->dfm.exponent = x;
-    return FM_OK;
+    return fm__setting_number("dfm: dfm-exponent", v, 0, 100, 1, &c->dfm.exponent);
 }
 static void get_exponent(const fm_train_config *c, char *b, size_t n) { snprintf(b, n, "%g", c->dfm.exponent); }
 static fm_status set_loss(fm_train_config *c, const char *v)
@@ -594,20 +590,12 @@ static fm_status set_loss(fm_train_config *c, const char *v)
 static void get_loss(const fm_train_config *c, char *b, size_t n) { snprintf(b, n, "%s", c->dfm.gkl ? "gkl" : "ce"); }
 static fm_status set_corrector(fm_train_config *c, const char *v)
 {
-    char *e = NULL;
-    double x = strtod(v, &e);
-    if (e == v || *e || !(x >= 0 && x <= 100)) return fm__fail(FM_ERR_ARG, "dfm: corrector '%s' must lie in [0, 100]", v);
-    c->dfm.corrector = x;
-    return FM_OK;
+    return fm__setting_number("dfm: dfm-corrector", v, 0, 100, 0, &c->dfm.corrector);
 }
 static void get_corrector(const fm_train_config *c, char *b, size_t n) { snprintf(b, n, "%g", c->dfm.corrector); }
 static fm_status set_elbo(fm_train_config *c, const char *v)
 {
-    char *e = NULL;
-    long k = strtol(v, &e, 10);
-    if (e == v || *e || k < 1 || k > 100000) return fm__fail(FM_ERR_ARG, "dfm: elbo-samples '%s' must lie in 1..100000", v);
-    c->dfm.elbo_samples = (int)k;
-    return FM_OK;
+    return fm__setting_whole("dfm: elbo-samples", v, 1, 100000, &c->dfm.elbo_samples);
 }
 static void get_elbo(const fm_train_config *c, char *b, size_t n) { snprintf(b, n, "%d", c->dfm.elbo_samples); }
 

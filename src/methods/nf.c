@@ -505,12 +505,7 @@ static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const
 /* --flow-layers K, --actnorm 0|1, --coupling-scale S */
 static fm_status set_layers(fm_train_config *c, const char *v)
 {
-    char *end = NULL;
-    long k = strtol(v, &end, 10);
-    if (end == v || *end || k < 1 || k > NF_MAX_LAYERS)
-        return fm__fail(FM_ERR_ARG, "nf: flow-layers = '%s' must be a whole number in 1..%d", v, NF_MAX_LAYERS);
-    c->nf.layers = (int)k;
-    return FM_OK;
+    return fm__setting_whole("nf: flow-layers", v, 1, NF_MAX_LAYERS, &c->nf.layers);
 }
 static void get_layers(const fm_train_config *c, char *buf, size_t cap) { snprintf(buf, cap, "%d", c->nf.layers); }
 static fm_status set_actnorm(fm_train_config *c, const char *v)
@@ -522,12 +517,7 @@ static fm_status set_actnorm(fm_train_config *c, const char *v)
 static void get_actnorm(const fm_train_config *c, char *buf, size_t cap) { snprintf(buf, cap, "%d", c->nf.actnorm); }
 static fm_status set_scale(fm_train_config *c, const char *v)
 {
-    char *end = NULL;
-    double s = strtod(v, &end);
-    if (end == v || *end || !(s > 0 && s <= 100))
-        return fm__fail(FM_ERR_ARG, "nf: coupling-scale = '%s' must be a number in (0, 100]", v);
-    c->nf.scale = s;
-    return FM_OK;
+    return fm__setting_number("nf: coupling-scale", v, 0, 100, 1, &c->nf.scale);
 }
 static void get_scale(const fm_train_config *c, char *buf, size_t cap) { snprintf(buf, cap, "%g", c->nf.scale); }
 

@@ -47,10 +47,6 @@ static rfm_model *rfm_new(fm_manifold man, const fm_mlp_config *shape, int nll_s
         fm__fail(FM_ERR_ARG, "rfm: manifold %d is neither the sphere nor the torus", (int)man);
         return NULL;
     }
-    if (nll_steps < 1 || nll_steps > 100000) {
-        fm__fail(FM_ERR_ARG, "rfm: %d likelihood steps must lie in 1..100000", nll_steps);
-        return NULL;
-    }
     rfm_model *m = calloc(1, sizeof *m);
     if (!m) goto oom;
     m->man = man;
@@ -433,12 +429,7 @@ static void get_manifold(const fm_train_config *c, char *buf, size_t cap)
 }
 static fm_status set_nll_steps(fm_train_config *c, const char *v)
 {
-    char *end = NULL;
-    long k = strtol(v, &end, 10);
-    if (end == v || *end || k < 1 || k > 100000)
-        return fm__fail(FM_ERR_ARG, "rfm: nll-steps = '%s' must be a whole number in 1..100000", v);
-    c->rfm.nll_steps = (int)k;
-    return FM_OK;
+    return fm__setting_whole("rfm: nll-steps", v, 1, 100000, &c->rfm.nll_steps);
 }
 static void get_nll_steps(const fm_train_config *c, char *buf, size_t cap) { snprintf(buf, cap, "%d", c->rfm.nll_steps); }
 

@@ -77,6 +77,12 @@ struct fm_trainer {
  * of the loss into loss[0] and of up to two loss parts into loss[1], loss[2]. */
 typedef fm_status (*fm__shard_fn)(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1, double *loss);
 
+/* ---- parsing a method's settings: v into *out, else FM_ERR_ARG
+ * "<what> = 'v' must be a whole number in lo..hi" / "... a number in (lo, hi]"
+ * ([lo, hi] unless open_lo); what is "nf: flow-layers", say. */
+fm_status fm__setting_whole(const char *what, const char *v, long lo, long hi, int *out);
+fm_status fm__setting_number(const char *what, const char *v, double lo, double hi, int open_lo, double *out);
+
 /* ---- what the trainer offers a method's step */
 
 /* A batch of data into tr->x1 (and tr->labels, each dropped to "none" with the

@@ -153,6 +153,26 @@ static fm_status config_check(const fm__method *m, const fm_train_config *cfg)
     return m->check ? m->check(cfg) : FM_OK;
 }
 
+fm_status fm__setting_whole(const char *what, const char *v, long lo, long hi, int *out)
+{
+    char *end = NULL;
+    long k = strtol(v, &end, 10);
+    if (end == v || *end || k < lo || k > hi)
+        return fm__fail(FM_ERR_ARG, "%s = '%s' must be a whole number in %ld..%ld", what, v, lo, hi);
+    *out = (int)k;
+    return FM_OK;
+}
+
+fm_status fm__setting_number(const char *what, const char *v, double lo, double hi, int open_lo, double *out)
+{
+    char *end = NULL;
+    double x = strtod(v, &end);
+    if (end == v || *end || !(open_lo ? x > lo : x >= lo) || !(x <= hi))
+        return fm__fail(FM_ERR_ARG, "%s = '%s' must be a number in %c%g, %g]", what, v, open_lo ? '(' : '[', lo, hi);
+    *out = x;
+    return FM_OK;
+}
+
 fm_status fm__train_plain_noise(const fm_train_config *c, const char *name)
 {
     if (c->coupling != FM_COUPLING_INDEPENDENT)
