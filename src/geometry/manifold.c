@@ -126,29 +126,22 @@ static double log1(fm_manifold m, const double *x, const double *y, double *out)
     return sqrt(d2);
 }
 
-void fm_manifold_exp(fm_manifold m, const float *x, const float *v, int n, float *out)
-{
-    int d = fm_manifold_dim(m);
-    for (int i = 0; i < n; i++) {
-        double a[3], b[3], o[3];
-        load(x + (size_t)i * d, a, d);
-        load(v + (size_t)i * d, b, d);
-        exp1(m, a, b, o);
-        for (int j = 0; j < d; j++) out[(size_t)i * d + j] = (float)o[j];
-    }
-}
-
-void fm_manifold_log(fm_manifold m, const float *x, const float *y, int n, float *out)
+/* exp_x(v) (log 0) or log_x(y) (log 1) of n rows, through double. */
+static void map_rows(fm_manifold m, const float *x, const float *y, int n, float *out, int log)
 {
     int d = fm_manifold_dim(m);
     for (int i = 0; i < n; i++) {
         double a[3], b[3], o[3];
         load(x + (size_t)i * d, a, d);
         load(y + (size_t)i * d, b, d);
-        log1(m, a, b, o);
+        if (log) log1(m, a, b, o);
+        else exp1(m, a, b, o);
         for (int j = 0; j < d; j++) out[(size_t)i * d + j] = (float)o[j];
     }
 }
+
+void fm_manifold_exp(fm_manifold m, const float *x, const float *v, int n, float *out) { map_rows(m, x, v, n, out, 0); }
+void fm_manifold_log(fm_manifold m, const float *x, const float *y, int n, float *out) { map_rows(m, x, y, n, out, 1); }
 
 double fm_manifold_dist(fm_manifold m, const float *x, const float *y)
 {
