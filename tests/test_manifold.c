@@ -42,6 +42,28 @@ static void exp_log(void)
         for (int i = 0; i < n * d; i++) e2 = fmax(e2, fabs(w[i] - v[i]));
         t_check(e1 < 1e-6 && e2 < 1e-5, "%s: exp(log(y)) = y within %.1e (distance), log(exp(v)) = v within %.1e, "
                 "%d pairs (%d near-antipodal left out)", fm_manifold_name(m), e1, e2, n, cut);
+        if (m == FM_MANIFOLD_SPHERE) { /* pairs 1e-4 apart and 1e-3 short of antipodal, where acos loses digits */
+            double en = 0, ea = 0;
+            for (int i = 0; i < 500; i++) {
+                float far[3], near[3];
+                for (int k = 0; k < 2; k++) {
+                    float *yy = k ? far : near;
+                    double ang = k ? M_PI - 1e-3 : 1e-4;
+                    for (int j = 0; j < 3; j++) v[j] = (float)fm_rng_normal(&r); /* a random direction, tangent */
+                    fm_manifold_tangent(m, x + 3 * i, v, 1);
+                    double vn = sqrt((double)v[0] * v[0] + (double)v[1] * v[1] + (double)v[2] * v[2]);
+                    for (int j = 0; j < 3; j++) v[j] = (float)(v[j] / vn * ang);
+                    fm_manifold_exp(m, x + 3 * i, v, 1, yy);
+                    fm_manifold_log(m, x + 3 * i, yy, 1, w);
+                    fm_manifold_exp(m, x + 3 * i, w, 1, z);
+                    double e = fm_manifold_dist(m, z, yy);
+                    if (k) ea = fmax(ea, e);
+                    else en = fmax(en, e);
+                }
+            }
+            t_check(en < 1e-6 && ea < 1e-5, "sphere: exp(log(y)) = y within %.1e for points 1e-4 apart, %.1e for points "
+                    "1e-3 short of antipodal (500 each)", en, ea);
+        }
         /* the geodesic's velocity is the derivative of its points (central differences) and has length d(x0, x1) */
         double ev = 0, el = 0, eps = 1e-3;
         for (int i = 0; i < 200; i++) {
