@@ -101,11 +101,10 @@ static fm_tensor *field(fm_tape *tp, rfm_model *mo, fm_params *P, fm_tensor *T, 
     if (mo->man == FM_MANIFOLD_TORUS) return fm__mlp_forward_with(tp, mo->mlp, P, T, F);
     fm_tensor *u = fm__mlp_forward_with(tp, mo->mlp, P, T, X);
     if (!u) return NULL;
-    int m = X->shape[0], os[2] = {1, 3};
+    int os[2] = {1, 3};
     fm_tensor *ones = fm_tensor_new(tp, 2, os);
     if (!ones) return NULL;
     for (int j = 0; j < 3; j++) ones->data[j] = 1.0f;
-    (void)m;
     fm_tensor *dot = fm_linear(tp, fm_mul(tp, u, X), ones, NULL); /* (m, 1): <u, x> */
     return fm_sub(tp, u, fm_mul(tp, dot, X));                     /* u - <u, x> x */
 }
@@ -379,11 +378,10 @@ static fm_status build(fm_trainer *tr, const fm_train_config *c, int dim, const 
 static fm_status step(fm_trainer *tr, double *loss)
 {
     rfm_model *mo = tr->obj;
-    int B = tr->cfg.batch, d = man_dim(mo);
+    int B = tr->cfg.batch;
     fm_status s = fm__train_draw(tr, B);
     if (s) return s;
     fm_manifold_project(mo->man, tr->x1, B);
-    (void)d;
     fm_manifold_uniform(mo->man, &tr->rnoise, tr->xt, B); /* the source points, then replaced row by row by x_t */
     for (int i = 0; i < B; i++) tr->t[i] = (float)fm_rng_uniform(&tr->rtime);
     fm_manifold_geodesic(mo->man, tr->xt, tr->x1, tr->t, B, tr->xt, tr->ut);
