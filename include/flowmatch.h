@@ -319,8 +319,7 @@ fm_tensor *fm_mlp_forward(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x);
  * NULL: 0; tx (B, in_dim) for x), built from ordinary ops (linear, fm_act_grad,
  * mul), so a backward pass differentiates the product with respect to the
  * weights. tx may stack K tangents (K B, in_dim), row k B + b for point b:
- * they share one forward pass and give (K B, out_dim). tt needs a raw time
- * input (not a sinusoidal embedding) and K = 1. */
+ * they share one forward pass and give (K B, out_dim). tt needs K = 1. */
 fm_tensor *fm_mlp_jvp(fm_tape *tp, fm_mlp *m, fm_tensor *t, fm_tensor *x, fm_tensor *tt, fm_tensor *tx, fm_tensor **y);
 
 /* ------------------------------------------------------------------ U-Net */
@@ -355,6 +354,8 @@ typedef struct {
     int groups;                        /* GroupNorm groups (8); divides every C_i */
     int num_classes;                   /* > 0: class-conditional, labels 0 .. num_classes - 1 */
     int out_ch;                        /* output channels; 0: in_ch (a velocity of the input's shape) */
+    int interval;                      /* 1: a second time input h (an interval's length), embedded as t
+                                        * by its own interval_mlp.0, .2 and added to t's embedding */
 } fm_unet_config;
 
 /* base 32, mult 1, 2, 2, groups 8, time sizes from base. */
@@ -371,7 +372,8 @@ const fm_unet_config *fm_unet_get_config(const fm_unet *u);
  * registration order), GroupNorm weight 1 and bias 0. */
 void       fm_unet_init(fm_unet *u, fm_rng *r);
 /* t (B, 1) or (B); x (B, in_ch, H, W) or flat (B, in_ch H W): out has x's
- * shape, with out_ch channels when it is set.
+ * shape, with out_ch channels when it is set. With interval, t may be (B, 2):
+ * rows (t, h); a (B, 1) t then means h = 0.
  * A class-conditional network (num_classes K > 0) adds label_emb(y) to the time
  * embedding before its SiLU, y = labels[i] in 0 .. K, K meaning "no label"
  * (the row classifier-free guidance uses); labels NULL: every row K. A network
@@ -930,6 +932,9 @@ typedef struct {
     fm_predict predict;   /* FM_METHOD_FM: what the network predicts (v; eps needs a path with
                            * a_0 > 0, eps and x1 a path without extra noise); the flow's velocity
                            * converts it */
+    int interval;         /* 1: the network also takes an interval h >= 0 and gives the average
+                           * velocity u(x, t, h) = (x(t + h) - x(t)) / h of the flow through x at t
+                           * (MeanFlow); its velocity is u(x, t, 0). Predicts v. */
 } fm_flow_config;
 
 typedef struct fm_flow fm_flow;
@@ -947,6 +952,10 @@ void       fm_flow_to_model(const fm_flow *f, float *x, int n);   /* data units 
 void       fm_flow_to_data(const fm_flow *f, float *x, int n);    /* and back */
 /* v (n, dim) = v(t, x) in network units. */
 fm_status  fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n);
+/* u (n, dim) = u(x, t, h), an interval flow's average velocity over [t, t + h]
+ * in network units (h = 0: fm_flow_velocity; a flow without the interval
+ * input takes only h = 0). */
+fm_status  fm_flow_average_velocity(fm_flow *f, double t, double h, const float *x, float *u, int n);
 /* fm_field_fn over a flow (ctx is the fm_flow). */
 fm_status  fm_flow_field(void *flow, double t, const float *x, float *v, size_t n);
 /* Classes of a class-conditional flow (its U-Net's num_classes), else 0. */
@@ -1274,6 +1283,11 @@ typedef struct {
         double corrector;            /* dfm: weight of the divergence-free term when sampling, 0 */
         int elbo_samples;            /* dfm: times per sequence of its ELBO (nll), 64 */
     } dfm;
+    struct {
+        double ratio;                /* meanflow: share of training intervals h > 0, 0.25 */
+        double weight_p, weight_c;   /* meanflow: adaptive weight 1 / (|error|^2 + c)^p: 1, 1e-3 */
+        int split;                   /* meanflow: 0 the JVP target (default), 1 SplitMeanFlow's */
+    } meanflow;
 } fm_train_config;
 
 /* The tutorial's run: moons, 3x64 ELU, OT path (sigma_min 0), Adam 1e-2,

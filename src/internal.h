@@ -146,6 +146,11 @@ void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy,
 /* act(group_norm(x)) as one op, as fm_group_norm then fm_activation (FM_ACT_NONE: fm_group_norm). */
 fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps,
                               fm_act act);
+/* Forward-mode tangents (values only, no gradient through them; the networks'
+ * Jacobian-vector products): of y = fm__group_norm_act(x, ...) along dx, and
+ * of fm_time_embed(t, dim, scale, max_period) along dt. */
+fm_tensor *fm__group_norm_act_jvp(fm_tape *tp, fm_tensor *y, fm_tensor *dx);
+fm_tensor *fm__time_embed_jvp(fm_tape *tp, fm_tensor *t, fm_tensor *dt, int dim, float scale, float max_period);
 
 /* The sinusoidal time embedding the networks put on t: fm_time_embed(t, dim,
  * FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD). */
@@ -212,6 +217,10 @@ fm_tensor *fm__mlp_jvp_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, 
                             fm_tensor *tx, fm_tensor **y);
 /* The U-Net's forward with its weights taken from P (p or a replica of it). */
 fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels);
+/* Its forward *y and the tangent of the output along dx (x's shape) and dt
+ * (t's shape, NULL: 0), in one pass; labels get no tangent. */
+fm_tensor *fm__unet_jvp_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels,
+                             fm_tensor *dt, fm_tensor *dx, fm_tensor **y);
 /* A flow's network (MLP or U-Net) on t (B, 1) and flat points x (B, dim), weights
  * from P; labels (B) for a class-conditional U-Net (NULL: unconditional). */
 fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels);
@@ -399,10 +408,11 @@ int fm__path_extra_noise(const fm_path *p);
 void fm__path_noise_of(const fm_path_coef *c, double *s, double *ds);
 /* fm_predict_convert's line: to = A x + B y for a `from` prediction y at t. */
 void fm__predict_coef(const fm_path *p, double t, fm_predict from, fm_predict to, double *A, double *B);
-/* The velocity *v = net(t, x) and its Jacobian-vector products on the K
- * tangents stacked in tx (fm_mlp_jvp); MLP flows only. */
-fm_tensor *fm__flow_jvp_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, fm_tensor *tx,
-                             fm_tensor **v);
+/* The network's output *v = net(t, x) and its Jacobian-vector product along
+ * (tt, tx): tt the times' tangent (t's shape, NULL: 0); an MLP takes K
+ * tangents stacked in tx (fm_mlp_jvp) when tt is NULL, a U-Net one. */
+fm_tensor *fm__flow_jvp_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels,
+                             fm_tensor *tt, fm_tensor *tx, fm_tensor **v);
 /* The flow a training run on data asks for (cfg: the run's flow settings):
  * its dim, data and source from the data, a U-Net shaped like the images
  * unless set, and the class count from the labels when cfg asks for -1. */

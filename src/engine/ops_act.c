@@ -285,6 +285,28 @@ fm_tensor *fm_time_embed(fm_tape *tp, fm_tensor *t, int dim, float scale, float 
     return y;
 }
 
+/* Forward-mode tangent of fm_time_embed(t) along dt (both (B) or (B, 1)):
+ * d cos(a_i) = -f_i sin(a_i) dt, d sin(a_i) = f_i cos(a_i) dt, in double.
+ * Its values only: no gradient flows back through it. */
+fm_tensor *fm__time_embed_jvp(fm_tape *tp, fm_tensor *t, fm_tensor *dt, int dim, float scale, float max_period)
+{
+    fm_tensor *in2[2] = {t, dt};
+    if (!fm__op_inputs_ok(tp, "time_embed_jvp", in2, 2)) return NULL;
+    if (dt->size != t->size || dim < 2 || dim % 2)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "time_embed_jvp: a tangent per time and an even dimension are needed");
+    int B = (int)t->size, half = dim / 2;
+    fm_tensor *y = fm_tensor_2d(tp, B, dim);
+    if (!y) return NULL;
+    double lmp = log((double)max_period);
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < half; i++) {
+            double f = (double)scale * exp(-lmp * i / half), a = f * t->data[b];
+            y->data[(size_t)b * dim + i] = (float)(-f * sin(a) * dt->data[b]);
+            y->data[(size_t)b * dim + half + i] = (float)(f * cos(a) * dt->data[b]);
+        }
+    return y;
+}
+
 /* ---- an activation's derivative as an op of its own (forward-mode tangents on the tape) */
 
 /* f'(x) and f''(x), in double. */

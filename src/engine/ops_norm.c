@@ -358,6 +358,52 @@ fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *
     return y;
 }
 
+/* Forward-mode tangent of y = act(group_norm(x)) along dx, per group with
+ * xhat = (x - mean) rstd:  dn = gamma rstd (dx - mean(dx) - xhat mean(dx xhat)),
+ * then act'(h) dn. Its values only: no gradient flows back through it. */
+fm_tensor *fm__group_norm_act_jvp(fm_tape *tp, fm_tensor *y, fm_tensor *dx)
+{
+    fm_tensor *in2[2] = {y, dx};
+    if (!fm__op_inputs_ok(tp, "group_norm_jvp", in2, 2)) return NULL;
+    if ((y->op != &OP_GROUP_NORM && y->op != &OP_GROUP_NORM_ACT) || !fm__same_shape(y, dx))
+        return fm__op_fail(tp, FM_ERR_ARG, "group_norm_jvp: needs a group norm's output and a tangent of its shape");
+    fm_tensor *x = y->src[0], *out = fm_tensor_new(tp, dx->ndim, dx->shape);
+    float *tmp = fm__tape_alloc(tp, 2 * dx->size * sizeof(float));
+    if (!out || !tmp) return NULL;
+    const float *gamma = y->arg.i[GN_GAMMA] >= 0 ? y->src[y->arg.i[GN_GAMMA]]->data : NULL;
+    const float *beta = y->arg.i[GN_BETA] >= 0 ? y->src[y->arg.i[GN_BETA]]->data : NULL;
+    const double *stats = y->aux;
+    fm_act act = (fm_act)y->arg.i[GN_ACT];
+    int N = x->shape[0], C = x->shape[1];
+    gn_geom g = gn_geom_of(N, C, x->size / ((size_t)N * C), y->arg.i[0]);
+    int nq = N * g.G;
+#pragma omp parallel for schedule(static) if (nq > 1 && x->size > 65536)
+    for (int q = 0; q < nq; q++) {
+        double rstd = stats[2 * (size_t)q + 1], sd, sdx;
+        gn_center z = center_of(stats[2 * (size_t)q], rstd);
+        size_t off = (size_t)q * g.m;
+        const float *xq = x->data + off, *dq = dx->data + off;
+        float *oq = out->data + off, *h = tmp + off, *fh = tmp + dx->size + off;
+        sums_dx(xq, dq, g.m, z, &sd, &sdx);
+        float md = (float)(sd / (double)g.m), mdx = (float)(sdx / (double)g.m);
+        int c0 = (q % g.G) * g.cg;
+        for (int c = 0; c < g.cg; c++) {
+            float gm = gamma ? gamma[c0 + c] : 1.0f, a = (float)(gm * rstd), b = beta ? beta[c0 + c] : 0.0f;
+            for (size_t s = 0; s < g.S; s++) {
+                size_t k = (size_t)c * g.S + s;
+                float xh = centered(xq[k], z) * z.rstd;
+                oq[k] = a * (dq[k] - md - xh * mdx);
+                h[k] = xh * gm + b;
+            }
+        }
+        if (act != FM_ACT_NONE) {
+            fm__act_forward(act, h, fh, g.m);
+            fm__act_backward(act, h, fh, oq, oq, g.m, 1);
+        }
+    }
+    return out;
+}
+
 fm_tensor *fm_group_norm(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps)
 {
     return fm__group_norm_act(tp, x, groups, gamma, beta, eps, FM_ACT_NONE);

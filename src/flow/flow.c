@@ -48,6 +48,9 @@ static fm_status config_check(const fm_flow_config *c)
     }
     if (c->method != FM_METHOD_FM)
         return fm__fail(FM_ERR_ARG, "a flow is a flow-matching or DDPM model, not method %d", (int)c->method);
+    if (c->interval != 0 && c->interval != 1) return fm__fail(FM_ERR_ARG, "flow: interval must be 0 or 1");
+    if (c->interval && c->predict != FM_PREDICT_V)
+        return fm__fail(FM_ERR_ARG, "an average-velocity (interval) flow predicts the velocity itself (predict v)");
     if (c->predict < 0 || c->predict >= FM_PREDICT_COUNT)
         return fm__fail(FM_ERR_ARG, "flow: unknown prediction %d", (int)c->predict);
     if (c->predict != FM_PREDICT_V && fm__path_extra_noise(&c->path))
@@ -69,8 +72,10 @@ fm_flow *fm_flow_new(const fm_flow_config *cfg)
     fm_flow *f = calloc(1, sizeof *f);
     if (!f) goto oom;
     f->cfg = *cfg;
-    f->cfg.net.in_dim = f->cfg.net.out_dim = cfg->dim;
+    f->cfg.net.in_dim = cfg->dim + cfg->interval; /* an interval flow's MLP sees h after x */
+    f->cfg.net.out_dim = cfg->dim;
     f->cfg.net.time_input = 1;
+    f->cfg.unet.interval = cfg->interval;
     f->cfg.data = fm__strdup(cfg->data ? cfg->data : "");
     f->cfg.source = fm__strdup(cfg->source ? cfg->source : "gaussian");
     f->P = fm_params_new();
@@ -118,18 +123,61 @@ void fm_flow_init(fm_flow *f, fm_rng *r)
     else fm_mlp_init(f->net, r);
 }
 
+/* Column k of the times t ((B, 1) or (B, 2): zeros past its columns), as (B, 1). */
+static fm_tensor *time_col(fm_tape *tp, fm_tensor *t, int k)
+{
+    int B = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
+    fm_tensor *c = fm_tensor_2d(tp, B, 1);
+    for (int i = 0; c && k < cols && i < B; i++) c->data[i] = t->data[(size_t)i * cols + k];
+    return c;
+}
+
+/* An interval flow's MLP sees concat(t, x, h): the times (t, h) split, h after x. */
+static fm_tensor *with_interval(fm_tape *tp, fm_tensor *x, fm_tensor *t, fm_tensor **t0)
+{
+    fm_tensor *parts[2] = {x, time_col(tp, t, 1)};
+    *t0 = time_col(tp, t, 0);
+    return fm_concat(tp, parts, 2);
+}
+
+static int times_fit(fm_tape *tp, const fm_flow *f, fm_tensor *t)
+{
+    if (t && t->ndim == 2 && t->shape[1] > 1 + f->cfg.interval) {
+        char s1[96];
+        fm__op_fail(tp, FM_ERR_SHAPE, "flow: times %s have more columns than the network's %d", fm_shape_str(t, s1, sizeof s1),
+                    1 + f->cfg.interval);
+        return 0;
+    }
+    return 1;
+}
+
 fm_tensor *fm__flow_forward_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels)
 {
     if (f->unet) return fm__unet_forward_with(tp, f->unet, P, t, x, labels);
     if (labels) return fm__op_fail(tp, FM_ERR_ARG, "the MLP takes no class labels (class conditioning needs the U-Net)");
-    return fm__mlp_forward_with(tp, f->net, P, t, x);
+    if (!f->cfg.interval || !t || !x) return fm__mlp_forward_with(tp, f->net, P, t, x);
+    if (!times_fit(tp, f, t)) return NULL;
+    fm_tensor *t0, *xh = with_interval(tp, x, t, &t0);
+    return fm__mlp_forward_with(tp, f->net, P, t0, xh);
 }
 
-fm_tensor *fm__flow_jvp_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, fm_tensor *tx,
-                             fm_tensor **v)
+fm_tensor *fm__flow_jvp_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels,
+                             fm_tensor *tt, fm_tensor *tx, fm_tensor **v)
 {
-    if (f->unet) return fm__op_fail(tp, FM_ERR_ARG, "Jacobian-vector products are for MLP flows, not the U-Net yet");
-    return fm__mlp_jvp_with(tp, f->net, P, t, x, NULL, tx, v);
+    if (v) *v = NULL;
+    if (f->unet) return fm__unet_jvp_with(tp, f->unet, P, t, x, labels, tt, tx, v);
+    if (labels) return fm__op_fail(tp, FM_ERR_ARG, "the MLP takes no class labels (class conditioning needs the U-Net)");
+    if (!f->cfg.interval || !t || !x || !tx) return fm__mlp_jvp_with(tp, f->net, P, t, x, tt, tx, v);
+    if (!times_fit(tp, f, t)) return NULL;
+    if (tt && (tt->size != t->size || tx->shape[0] != x->shape[0]))
+        return fm__op_fail(tp, FM_ERR_SHAPE, "flow_jvp: the time tangents do not fit the times");
+    fm_tensor *t0, *dt0 = NULL, *xh = with_interval(tp, x, t, &t0), *dxh = NULL;
+    if (tt) dxh = with_interval(tp, tx, tt, &dt0);
+    else {
+        fm_tensor *parts[2] = {tx, fm_tensor_2d(tp, tx->shape[0], 1)};
+        dxh = fm_concat(tp, parts, 2);
+    }
+    return fm__mlp_jvp_with(tp, f->net, P, t0, xh, dt0, dxh, v);
 }
 
 int fm_flow_num_classes(const fm_flow *f) { return f->unet ? f->cfg.unet.num_classes : 0; }
@@ -205,17 +253,22 @@ fm__stdz *fm__flow_stdz(fm_flow *f) { return &f->z; }
 void fm_flow_to_model(const fm_flow *f, float *x, int n) { fm__stdz_to_model(&f->z, x, n); }
 void fm_flow_to_data(const fm_flow *f, float *x, int n) { fm__stdz_to_data(&f->z, x, n); }
 
-/* The (m, 1) time column holding t, in the worker's buffer. */
-static fm_tensor *chunk_time(fm_tape *tp, float *tbuf, double t, int m)
+/* The (m, 1) time column holding t, in the worker's buffer; (m, 2) rows (t, h) for h > 0. */
+static fm_tensor *chunk_time_h(fm_tape *tp, float *tbuf, double t, double h, int m)
 {
-    for (int i = 0; i < m; i++) tbuf[i] = (float)t;
-    int ts[2] = {m, 1};
+    int cols = h > 0 ? 2 : 1, ts[2] = {m, cols};
+    for (int i = 0; i < m; i++) {
+        tbuf[(size_t)i * cols] = (float)t;
+        if (cols == 2) tbuf[(size_t)i * cols + 1] = (float)h;
+    }
     return fm_tensor_wrap(tp, tbuf, 2, ts);
 }
 
+static fm_tensor *chunk_time(fm_tape *tp, float *tbuf, double t, int m) { return chunk_time_h(tp, tbuf, t, 0, m); }
+
 typedef struct {
     fm_flow *f;
-    double t;
+    double t, h;
     const float *x, *e;
     float *v, *u;
     int n, k;
@@ -225,7 +278,7 @@ static fm_status velocity_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
 {
     const chunk_args *a = ctx;
     int d = a->f->cfg.dim, xs[2] = {m, d};
-    fm_tensor *T = chunk_time(tp, tbuf, a->t, m);
+    fm_tensor *T = chunk_time_h(tp, tbuf, a->t, a->h, m);
     fm_tensor *y = velocity_of(tp, a->f, a->t, T, fm_tensor_wrap(tp, (float *)a->x + (size_t)i0 * d, 2, xs), i0, a->n);
     if (!y) return fm_tape_status(tp);
     memcpy(a->v + (size_t)i0 * d, y->data, (size_t)m * d * sizeof(float));
@@ -234,7 +287,15 @@ static fm_status velocity_chunk(fm_tape *tp, float *tbuf, int i0, int m, void *c
 
 fm_status fm_flow_velocity(fm_flow *f, double t, const float *x, float *v, int n)
 {
-    chunk_args a = {.f = f, .t = t, .x = x, .v = v, .n = n};
+    return fm_flow_average_velocity(f, t, 0.0, x, v, n);
+}
+
+fm_status fm_flow_average_velocity(fm_flow *f, double t, double h, const float *x, float *v, int n)
+{
+    if (!(h >= 0 && h <= 1e6) || (h > 0 && !f->cfg.interval))
+        return fm__fail(FM_ERR_ARG, "an interval of %g: %s", h,
+                        f->cfg.interval ? "it must be >= 0" : "this flow has no interval input (only its velocity, h = 0)");
+    chunk_args a = {.f = f, .t = t, .h = h, .x = x, .v = v, .n = n};
     size_t row = (size_t)f->cfg.dim * sizeof(float);
     fm__chunk_out out = {v, row, 0, 1};
     return fm__run_chunks(&f->wk, f->P, n, velocity_chunk, &a, &out, 1);
@@ -549,6 +610,7 @@ fm_status fm__flow_save_as(fm_flow *f, fm_st_writer *w, const char *method)
     if (!s) s = fm__meta_put_num(w, "path.exponent", p->exponent);
     if (!s) s = fm__meta_put_num(w, "path.t_end", p->t_end);
     if (!s && c->predict != FM_PREDICT_V) s = fm_st_writer_meta(w, "flow.predict", fm_predict_name(c->predict));
+    if (!s && c->interval) s = fm__meta_put_num(w, "flow.interval", 1); /* only when set */
     if (!s) s = fm__stdz_save(&f->z, w, "flow");
     if (!s) s = fm_params_save(f->P, w, NULL);
     return s;
@@ -571,11 +633,16 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
     double dim;
     if ((s = fm__meta_get_whole(st, "flow.dim", 1, 1 << 20, &dim))) return s;
     c->dim = (int)dim;
+    double iv = 0;
+    if (fm_st_meta(st, "flow.interval") && (s = fm__meta_get_whole(st, "flow.interval", 0, 1, &iv))) return s;
+    c->interval = (int)iv;
     if (c->arch == FM_ARCH_UNET) {
+        if (c->unet.interval != c->interval)
+            return fm__fail(FM_ERR_FORMAT, "checkpoint's U-Net and flow disagree on the interval input");
         if ((long)c->unet.in_ch * c->unet.height * c->unet.width != c->dim)
             return fm__fail(FM_ERR_FORMAT, "checkpoint's U-Net (%d x %d x %d images) does not fit its %d-dimensional data",
                             c->unet.in_ch, c->unet.height, c->unet.width, c->dim);
-    } else if (c->net.in_dim != c->dim || c->net.out_dim != c->dim || !c->net.time_input)
+    } else if (c->net.in_dim != c->dim + c->interval || c->net.out_dim != c->dim || !c->net.time_input)
         return fm__fail(FM_ERR_FORMAT, "checkpoint's network (%d -> %d) does not fit its %d-dimensional data",
                         c->net.in_dim, c->net.out_dim, c->dim);
     const char *pk = fm_st_meta(st, "path");
@@ -592,7 +659,8 @@ fm_status fm_flow_config_load(fm_flow_config *c, const fm_st *st)
     if ((s = fm_path_check(p))) return s;
     const char *mk = fm_st_meta(st, "method");
     /* a velocity field, whether regressed (fm) or trained by maximum likelihood (cnf) */
-    int m = !mk || !strcmp(mk, "fm") || !strcmp(mk, "cnf") || !strcmp(mk, "score") ? FM_METHOD_FM
+    int m = !mk || !strcmp(mk, "fm") || !strcmp(mk, "cnf") || !strcmp(mk, "score") || !strcmp(mk, "meanflow")
+                ? FM_METHOD_FM
             : !strcmp(mk, "ddpm")                                                     ? FM_METHOD_DDPM
                                                                                       : -1;
     if (m != FM_METHOD_FM && m != FM_METHOD_DDPM)

@@ -85,7 +85,7 @@ static fm_tensor *times(fm_tape *tp, int rows, double t)
  * sum(E * J E) with E the stacked unit vectors (exact) or the probes. */
 static fm_tensor *field(fm_tape *tp, fm_flow *f, fm_params *P, double t, fm_tensor *x, fm_tensor *E, fm_tensor **div)
 {
-    fm_tensor *v = NULL, *je = fm__flow_jvp_with(tp, f, P, times(tp, x->shape[0], t), x, E, &v);
+    fm_tensor *v = NULL, *je = fm__flow_jvp_with(tp, f, P, times(tp, x->shape[0], t), x, NULL, NULL, E, &v);
     *div = fm_sum(tp, fm_mul(tp, E, je));
     return v;
 }

@@ -13,6 +13,7 @@
 /* Checks shared with DDPM (src/methods/ddpm.c): the networks and labels of a flow. */
 fm_status fm__flow_method_check(const fm_train_config *c)
 {
+    if (c->flow.interval) return fm__fail(FM_ERR_ARG, "the interval input is MeanFlow's (--method meanflow)");
     if (c->flow.unet.num_classes && c->flow.arch != FM_ARCH_UNET)
         return fm__fail(FM_ERR_ARG, "class conditioning is for the U-Net of flow matching and DDPM (--arch unet)");
     return FM_OK;
@@ -182,4 +183,74 @@ fm_status fm__flow_load_tdist(fm_train_config *c, const fm_st *st)
     }
     return fm__flow_set_tdist(c, v) ? fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'train.t_dist' = '%s' is unknown", v)
                                     : FM_OK;
+}
+
+/* ------------------------------------------------------------------ a batch of pairs */
+
+fm_status fm__flow_batch_new(fm__flow_batch *b, int B, int d)
+{
+    size_t n = (size_t)B * d;
+    b->x0 = malloc(n * sizeof(float));
+    b->eps = malloc(n * sizeof(float));
+    b->scratch = malloc(2 * n * sizeof(float));
+    b->match = malloc((size_t)B * sizeof(int));
+    b->pi = malloc((size_t)B * sizeof(int));
+    b->pj = malloc((size_t)B * sizeof(int));
+    if (!b->x0 || !b->eps || !b->scratch || !b->match || !b->pi || !b->pj)
+        return fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", B);
+    return FM_OK;
+}
+
+void fm__flow_batch_free(fm__flow_batch *b)
+{
+    free(b->x0);
+    free(b->eps);
+    free(b->scratch);
+    free(b->match);
+    free(b->pi);
+    free(b->pj);
+}
+
+/* Re-pair the batch's x0 and x1 by the configured coupling. */
+static fm_status couple(fm_trainer *tr, fm__flow_batch *st, int B, int d)
+{
+    const fm_train_config *c = &tr->cfg;
+    size_t n = (size_t)B * d;
+    float *x1 = tr->x1;
+    if (c->coupling == FM_COUPLING_OT) {
+        fm_status s = fm_ot_pairing(st->x0, x1, B, d, st->match);
+        if (s) return s;
+        memcpy(st->scratch, x1, n * sizeof(float));
+        for (int i = 0; i < B; i++)
+            memcpy(x1 + (size_t)i * d, st->scratch + (size_t)st->match[i] * d, (size_t)d * sizeof(float));
+        if (tr->labels) { /* labels travel with their images */
+            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
+            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[st->match[i]];
+        }
+    } else if (c->coupling == FM_COUPLING_SB) {
+        double sg = c->flow.path.sigma;
+        int it = 0;
+        fm_status s = fm_sinkhorn_pairs(st->x0, x1, B, d, 2 * sg * sg, FM_SINKHORN_MAX_ITER, 1e-4, &tr->rnoise, st->pi,
+                                        st->pj, &it);
+        if (s) return s;
+        tr->unconverged += it < 0;
+        memcpy(st->scratch, st->x0, n * sizeof(float));
+        memcpy(st->scratch + n, x1, n * sizeof(float));
+        for (int i = 0; i < B; i++) {
+            memcpy(st->x0 + (size_t)i * d, st->scratch + (size_t)st->pi[i] * d, (size_t)d * sizeof(float));
+            memcpy(x1 + (size_t)i * d, st->scratch + n + (size_t)st->pj[i] * d, (size_t)d * sizeof(float));
+        }
+        if (tr->labels) {
+            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
+            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[st->pj[i]];
+        }
+    }
+    return FM_OK;
+}
+
+fm_status fm__flow_draw_pairs(fm_trainer *tr, fm__flow_batch *b, int B)
+{
+    fm_status s = fm__train_draw(tr, B);
+    if (!s) s = fm_flow_source(tr->obj, &tr->rnoise, b->x0, B);
+    return s ? s : couple(tr, b, B, tr->cfg.flow.dim);
 }

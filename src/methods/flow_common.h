@@ -38,6 +38,17 @@ fm_status fm__flow_method_sample(void *obj, int n, const float *x_start, fm_rng 
 
 /* ---- a regression on a probability path (fm.c, score.c) */
 
+/* A batch's source points and what pairing them takes. */
+typedef struct {
+    float *x0, *eps, *scratch; /* (B dim), (B dim), (2 B dim) */
+    int *match, *pi, *pj;      /* (B) coupling indices */
+} fm__flow_batch;
+fm_status fm__flow_batch_new(fm__flow_batch *b, int B, int d);
+void fm__flow_batch_free(fm__flow_batch *b);
+/* A batch of data into tr->x1 (fm__train_draw), source points into b->x0,
+ * paired by the configured coupling (independent, OT or Schrodinger bridge). */
+fm_status fm__flow_draw_pairs(fm_trainer *tr, fm__flow_batch *b, int B);
+
 /* tr->t (B times in (0, t_end)) from the training's time distribution. */
 void fm__flow_draw_times(fm_trainer *tr, int B);
 /* tr->xt = a x1 + b x0 + c eps and tr->ut, the target of what the flow
@@ -51,9 +62,9 @@ void fm__flow_get_tdist(const fm_train_config *c, char *buf, size_t cap);
 fm_status fm__flow_set_predict(fm_train_config *c, const char *v);
 void fm__flow_get_predict(const fm_train_config *c, char *buf, size_t cap);
 fm_status fm__flow_save_tdist(fm_trainer *tr, fm_st_writer *w);
-/* --t-dist as an entry of a method's settings (fm, score). */
+/* --t-dist as an entry of a method's settings (fm, score, meanflow). */
 #define FM__TDIST_SETTING                                                                                            \
-    {"t-dist", "DIST", "fm, score: training times: uniform, logit-normal[:M,S] or skewed", fm__flow_set_tdist,        \
+    {"t-dist", "DIST", "fm, score, meanflow: training times: uniform, logit-normal[:M,S] or skewed", fm__flow_set_tdist,        \
      fm__flow_get_tdist}
 fm_status fm__flow_load_tdist(fm_train_config *c, const fm_st *st);
 

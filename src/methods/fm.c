@@ -15,8 +15,7 @@
 #include <string.h>
 
 typedef struct {
-    float *x0, *eps, *scratch;  /* (batch dim), (batch dim), (2 batch dim) */
-    int *match, *pi, *pj;       /* (batch) coupling indices */
+    fm__flow_batch b;           /* x0, eps and the coupling's buffers */
     float *pair0, *pair1;       /* (npairs, dim) fixed pairs (reflow), network units */
     int npairs;
 } fm_state;
@@ -42,93 +41,39 @@ static fm_status state_new(fm_trainer *tr)
     fm_state *st = calloc(1, sizeof *st);
     if (!st) return fm__fail(FM_ERR_NOMEM, "out of memory");
     tr->ms = st;
-    size_t n = (size_t)tr->cfg.batch * tr->cfg.flow.dim;
-    st->x0 = malloc(n * sizeof(float));
-    st->eps = malloc(n * sizeof(float));
-    st->scratch = malloc(2 * n * sizeof(float));
-    st->match = malloc((size_t)tr->cfg.batch * sizeof(int));
-    st->pi = malloc((size_t)tr->cfg.batch * sizeof(int));
-    st->pj = malloc((size_t)tr->cfg.batch * sizeof(int));
-    if (!st->x0 || !st->eps || !st->scratch || !st->match || !st->pi || !st->pj)
-        return fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", tr->cfg.batch);
-    return FM_OK;
+    return fm__flow_batch_new(&st->b, tr->cfg.batch, tr->cfg.flow.dim);
 }
 
 static void state_free(void *ms)
 {
     fm_state *st = ms;
-    free(st->x0);
-    free(st->eps);
-    free(st->scratch);
-    free(st->match);
-    free(st->pi);
-    free(st->pj);
+    fm__flow_batch_free(&st->b);
     free(st->pair0);
     free(st->pair1);
     free(st);
 }
 
-/* Re-pair the batch's x0 and x1 by the configured coupling. */
-static fm_status couple(fm_trainer *tr, fm_state *st, int B, int d)
-{
-    const fm_train_config *c = &tr->cfg;
-    size_t n = (size_t)B * d;
-    float *x1 = tr->x1;
-    if (c->coupling == FM_COUPLING_OT) {
-        fm_status s = fm_ot_pairing(st->x0, x1, B, d, st->match);
-        if (s) return s;
-        memcpy(st->scratch, x1, n * sizeof(float));
-        for (int i = 0; i < B; i++)
-            memcpy(x1 + (size_t)i * d, st->scratch + (size_t)st->match[i] * d, (size_t)d * sizeof(float));
-        if (tr->labels) { /* labels travel with their images */
-            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
-            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[st->match[i]];
-        }
-    } else if (c->coupling == FM_COUPLING_SB) {
-        double sg = c->flow.path.sigma;
-        int it = 0;
-        fm_status s = fm_sinkhorn_pairs(st->x0, x1, B, d, 2 * sg * sg, FM_SINKHORN_MAX_ITER, 1e-4, &tr->rnoise, st->pi,
-                                        st->pj, &it);
-        if (s) return s;
-        tr->unconverged += it < 0;
-        memcpy(st->scratch, st->x0, n * sizeof(float));
-        memcpy(st->scratch + n, x1, n * sizeof(float));
-        for (int i = 0; i < B; i++) {
-            memcpy(st->x0 + (size_t)i * d, st->scratch + (size_t)st->pi[i] * d, (size_t)d * sizeof(float));
-            memcpy(x1 + (size_t)i * d, st->scratch + n + (size_t)st->pj[i] * d, (size_t)d * sizeof(float));
-        }
-        if (tr->labels) {
-            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
-            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[st->pj[i]];
-        }
-    }
-    return FM_OK;
-}
-
 static fm_status step(fm_trainer *tr, double *loss)
 {
     fm_state *st = tr->ms;
-    fm_flow *f = tr->obj;
-    const fm_path *path = &fm_flow_get_config(f)->path;
+    const fm_path *path = &fm_flow_get_config(tr->obj)->path;
     int B = tr->cfg.batch, d = tr->cfg.flow.dim;
     size_t n = (size_t)B * d;
     fm_status s = FM_OK;
     if (st->npairs) { /* fixed pairs (reflow), already in network units */
         for (int i = 0; i < B; i++) {
             uint32_t k = fm__rng_below(&tr->rdata, (uint32_t)st->npairs);
-            memcpy(st->x0 + (size_t)i * d, st->pair0 + (size_t)k * d, (size_t)d * sizeof(float));
+            memcpy(st->b.x0 + (size_t)i * d, st->pair0 + (size_t)k * d, (size_t)d * sizeof(float));
             memcpy(tr->x1 + (size_t)i * d, st->pair1 + (size_t)k * d, (size_t)d * sizeof(float));
         }
     } else {
-        s = fm__train_draw(tr, B);
-        if (!s) s = fm_flow_source(f, &tr->rnoise, st->x0, B);
-        if (!s) s = couple(tr, st, B, d);
+        s = fm__flow_draw_pairs(tr, &st->b, B);
         if (s) return s;
     }
     fm__flow_draw_times(tr, B);
     int noisy = fm__path_extra_noise(path);
-    if (noisy) fm_rng_normal_fill(&tr->rnoise, st->eps, n, 0.0f, 1.0f);
-    fm__flow_targets(tr, st->x0, noisy ? st->eps : NULL, B);
+    if (noisy) fm_rng_normal_fill(&tr->rnoise, st->b.eps, n, 0.0f, 1.0f);
+    fm__flow_targets(tr, st->b.x0, noisy ? st->b.eps : NULL, B);
     return fm__train_regress(tr, loss);
 }
 

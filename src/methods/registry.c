@@ -14,7 +14,7 @@
 #include <string.h>
 
 /* The methods, in id order: X(name) stands for fm__method_<name>. */
-#define METHODS(X) X(fm) X(ddpm) X(vae) X(gan) X(cnf) X(nf) X(score) X(rfm) X(dfm)
+#define METHODS(X) X(fm) X(ddpm) X(vae) X(gan) X(cnf) X(nf) X(score) X(rfm) X(dfm) X(meanflow)
 
 #define DECLARE(name) extern const fm__method fm__method_##name;
 METHODS(DECLARE)

@@ -167,15 +167,18 @@ fm_tensor *fm__mlp_jvp_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, 
     if (tx->ndim != 2 || tx->shape[1] != x->shape[1] || K < 1 || tx->shape[0] != K * B)
         return fm__op_fail(tp, FM_ERR_SHAPE, "mlp_jvp: the tangents %s do not fit the input %s",
                            fm_shape_str(tx, s1, sizeof s1), fm_shape_str(x, s2, sizeof s2));
-    if (tt && (!c->time_input || c->time_embed > 0 || !t || K != 1 || !fm__same_shape(t, tt)))
-        return fm__op_fail(tp, FM_ERR_ARG, "mlp_jvp: a time tangent needs a raw time input and one tangent of its shape");
+    if (tt && (!c->time_input || !t || K != 1 || !fm__same_shape(t, tt)))
+        return fm__op_fail(tp, FM_ERR_ARG, "mlp_jvp: a time tangent needs a time input and one tangent of its shape");
     fm_tensor *h = x, *dh = tx;
     if (c->time_input) {
         fm_tensor *te = c->time_embed > 0
                             ? fm_time_embed(tp, t, c->time_embed, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD)
                             : t;
         int zs[2] = {K * B, te ? te->shape[1] : 1};
-        fm_tensor *dte = tt ? tt : fm_tensor_new(tp, 2, zs); /* zeros */
+        fm_tensor *dte = !tt                ? fm_tensor_new(tp, 2, zs) /* zeros */
+                         : c->time_embed > 0 ? fm__time_embed_jvp(tp, t, tt, c->time_embed, FM__TIME_EMBED_SCALE,
+                                                                   FM__TIME_EMBED_PERIOD)
+                                             : tt;
         fm_tensor *parts[2] = {te, x}, *dparts[2] = {dte, tx};
         h = fm_concat(tp, parts, 2);
         dh = fm_concat(tp, dparts, 2);

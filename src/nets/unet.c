@@ -28,6 +28,7 @@ struct fm_unet {
     fm_unet_config cfg;
     int ch[FM_UNET_MAX_LEVELS]; /* C_i */
     layer time0, time2, conv_in, norm_out, conv_out;
+    layer ival0, ival2;         /* interval_mlp (cfg.interval), else w -1 */
     int label_emb;              /* (num_classes + 1, time_dim), -1 without classes */
     resblock down[FM_UNET_MAX_LEVELS], mid, up[FM_UNET_MAX_LEVELS];
     layer upconv[FM_UNET_MAX_LEVELS];
@@ -77,6 +78,7 @@ static fm_status config_check(const fm_unet_config *c)
         return fm__fail(FM_ERR_ARG, "unet: time embedding width %d is outside 0..65536", c->time_dim);
     if (c->num_classes < 0 || c->num_classes > 100000)
         return fm__fail(FM_ERR_ARG, "unet: %d classes is outside 0..100000", c->num_classes);
+    if (c->interval != 0 && c->interval != 1) return fm__fail(FM_ERR_ARG, "unet: interval must be 0 or 1");
     return FM_OK;
 }
 
@@ -130,6 +132,11 @@ static void register_all(fm_unet *u)
     char nm[64];
     u->time0 = add_linear(u, "time_mlp.0", td, c->time_freq);
     u->time2 = add_linear(u, "time_mlp.2", td, td);
+    u->ival0.w = u->ival2.w = -1;
+    if (c->interval) {
+        u->ival0 = add_linear(u, "interval_mlp.0", td, c->time_freq);
+        u->ival2 = add_linear(u, "interval_mlp.2", td, td);
+    }
     int es[2] = {c->num_classes + 1, td}; /* one row per class and one for "no label" */
     u->label_emb = c->num_classes > 0 ? add_named(u, "label_emb", "weight", 2, es) : -1;
     u->conv_in = add_conv(u, "conv_in", u->ch[0], c->in_ch, 3);
@@ -222,6 +229,10 @@ static void init_all(fm_unet *u, fm_rng *r)
     int L = u->cfg.nlevels;
     init_lin(u, r, u->time0);
     init_lin(u, r, u->time2);
+    if (u->ival0.w >= 0) {
+        init_lin(u, r, u->ival0);
+        init_lin(u, r, u->ival2);
+    }
     if (r && u->label_emb >= 0) { /* nn.Embedding's default: N(0, 1) */
         fm_tensor *e = fm_params_tensor(u->p, u->label_emb);
         fm_rng_normal_fill(r, e->data, e->size, 0.0f, 1.0f);
@@ -243,56 +254,125 @@ void fm_unet_init(fm_unet *u, fm_rng *r)
 
 /* ------------------------------------------------------------------ forward */
 
+/* The forward pass, and with `jvp` its forward-mode tangent beside it: every
+ * value is a dual (p, d), d the tangent (NULL without jvp). The tangents are
+ * built from ordinary ops on the weights (linear and convolution without
+ * bias, the activation's derivative) and the values-only tangents of the
+ * group norm and the time embedding; nothing the loss reaches depends on
+ * them unless a method makes it, so a backward pass ignores them. */
 typedef struct {
     fm_tape *tp;
     fm_params *P;
     int groups;
+    int jvp;
 } fwd;
+
+typedef struct {
+    fm_tensor *p, *d;
+} dual;
 
 static fm_tensor *W(const fwd *f, int i) { return fm_params_tensor(f->P, i); }
 
 /* silu(group_norm(x)) as one op: the norm's output is not kept */
-static fm_tensor *norm_silu(const fwd *f, fm_tensor *x, layer n)
+static dual norm_silu(const fwd *f, dual x, layer n)
 {
-    return fm__group_norm_act(f->tp, x, f->groups, W(f, n.w), W(f, n.b), GN_EPS, FM_ACT_SILU);
+    dual y = {fm__group_norm_act(f->tp, x.p, f->groups, W(f, n.w), W(f, n.b), GN_EPS, FM_ACT_SILU), NULL};
+    if (f->jvp) y.d = fm__group_norm_act_jvp(f->tp, y.p, x.d);
+    return y;
 }
 
-static fm_tensor *conv(const fwd *f, fm_tensor *x, layer c, int pad)
+static dual conv(const fwd *f, dual x, layer c, int pad)
 {
-    return fm_conv2d(f->tp, x, W(f, c.w), W(f, c.b), 1, pad);
+    dual y = {fm_conv2d(f->tp, x.p, W(f, c.w), W(f, c.b), 1, pad), NULL};
+    if (f->jvp) y.d = fm_conv2d(f->tp, x.d, W(f, c.w), NULL, 1, pad);
+    return y;
+}
+
+static dual linear(const fwd *f, dual x, layer l)
+{
+    dual y = {fm_linear(f->tp, x.p, W(f, l.w), W(f, l.b)), NULL};
+    if (f->jvp) y.d = fm_linear(f->tp, x.d, W(f, l.w), NULL);
+    return y;
+}
+
+static dual silu(const fwd *f, dual x)
+{
+    dual y = {fm_silu(f->tp, x.p), NULL};
+    if (f->jvp) y.d = fm_mul(f->tp, fm_act_grad(f->tp, x.p, FM_ACT_SILU), x.d);
+    return y;
+}
+
+static dual add(const fwd *f, dual a, dual b)
+{
+    dual y = {fm_add(f->tp, a.p, b.p), NULL};
+    if (f->jvp) y.d = fm_add(f->tp, a.d, b.d);
+    return y;
+}
+
+static dual reshape(const fwd *f, dual x, int ndim, const int *shape)
+{
+    dual y = {fm_reshape(f->tp, x.p, ndim, shape), NULL};
+    if (f->jvp) y.d = fm_reshape(f->tp, x.d, ndim, shape);
+    return y;
 }
 
 /* semb: silu(emb), (N, time_dim). */
-static fm_tensor *block(const fwd *f, const resblock *b, fm_tensor *x, fm_tensor *semb)
+static dual block(const fwd *f, const resblock *b, dual x, dual semb)
 {
-    fm_tensor *h = conv(f, norm_silu(f, x, b->norm1), b->conv1, 1);
-    fm_tensor *te = fm_linear(f->tp, semb, W(f, b->temb.w), W(f, b->temb.b));
-    int ts[4] = {te ? te->shape[0] : 1, b->cout, 1, 1};
-    h = fm_add(f->tp, h, fm_reshape(f->tp, te, 4, ts));
+    dual h = conv(f, norm_silu(f, x, b->norm1), b->conv1, 1);
+    dual te = linear(f, semb, b->temb);
+    int ts[4] = {te.p ? te.p->shape[0] : 1, b->cout, 1, 1};
+    h = add(f, h, reshape(f, te, 4, ts));
     h = conv(f, norm_silu(f, h, b->norm2), b->conv2, 1);
-    return fm_add(f->tp, h, b->skip.w >= 0 ? conv(f, x, b->skip, 0) : x);
+    return add(f, h, b->skip.w >= 0 ? conv(f, x, b->skip, 0) : x);
 }
 
-fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels)
+/* l2(silu(l0(sinusoid(t)))) for times t (B, 1), tangent dt. */
+static dual time_mlp(const fwd *f, const fm_unet_config *c, fm_tensor *t, fm_tensor *dt, layer l0, layer l2)
+{
+    dual e = {fm_time_embed(f->tp, t, c->time_freq, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD), NULL};
+    if (f->jvp) e.d = fm__time_embed_jvp(f->tp, t, dt, c->time_freq, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD);
+    return linear(f, silu(f, linear(f, e, l0)), l2);
+}
+
+/* Column k of the (B, 2) times (or zeros past the columns t has), as (B, 1). */
+static fm_tensor *time_col(fm_tape *tp, fm_tensor *t, int k)
+{
+    int B = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
+    fm_tensor *c = fm_tensor_2d(tp, B, 1);
+    for (int i = 0; c && k < cols && i < B; i++) c->data[i] = t->data[(size_t)i * cols + k];
+    return c;
+}
+
+static fm_tensor *run(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels,
+                      fm_tensor *dt, fm_tensor *dx, fm_tensor **tangent)
 {
     fm_tensor *in2[2] = {x, t};
     if (!fm__op_inputs_ok(tp, "unet", in2, 2)) return NULL;
     const fm_unet_config *c = &u->cfg;
     char s1[96], s2[96];
     int B = x->shape[0], d = c->in_ch * c->height * c->width;
-    int flat = x->ndim == 2;
+    int flat = x->ndim == 2, tcols = t->ndim == 2 ? t->shape[1] : 1;
     if (!(flat && x->shape[1] == d) &&
         !(x->ndim == 4 && x->shape[1] == c->in_ch && x->shape[2] == c->height && x->shape[3] == c->width))
         return fm__op_fail(tp, FM_ERR_SHAPE, "unet: input has shape %s, expected [B, %d, %d, %d] or [B, %d]",
                            fm_shape_str(x, s1, sizeof s1), c->in_ch, c->height, c->width, d);
-    if (!((t->ndim == 2 && t->shape[1] == 1) || t->ndim == 1) || t->shape[0] != B)
-        return fm__op_fail(tp, FM_ERR_SHAPE, "unet: times have shape %s, expected [%d, 1] for input %s",
-                           fm_shape_str(t, s1, sizeof s1), B, fm_shape_str(x, s2, sizeof s2));
-    fwd f = {tp, P, c->groups};
+    if (!(t->ndim == 2 || t->ndim == 1) || tcols > 1 + c->interval || t->shape[0] != B)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "unet: times have shape %s, expected [%d, %d] for input %s",
+                           fm_shape_str(t, s1, sizeof s1), B, 1 + c->interval, fm_shape_str(x, s2, sizeof s2));
+    if (tangent && (!fm__same_shape(dx, x) || (dt && dt->size != t->size)))
+        return fm__op_fail(tp, FM_ERR_SHAPE, "unet: tangents %s do not fit the input %s", fm_shape_str(dx, s1, sizeof s1),
+                           fm_shape_str(x, s2, sizeof s2));
+    fwd f = {tp, P, c->groups, tangent != NULL};
     int L = c->nlevels;
-    fm_tensor *emb = fm_time_embed(tp, t, c->time_freq, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD);
-    emb = fm_linear(tp, emb, W(&f, u->time0.w), W(&f, u->time0.b));
-    emb = fm_linear(tp, fm_silu(tp, emb), W(&f, u->time2.w), W(&f, u->time2.b));
+    fm_tensor *t0 = t, *dt0 = NULL;
+    if (c->interval) t0 = time_col(tp, t, 0);
+    if (f.jvp) dt0 = dt ? (c->interval ? time_col(tp, dt, 0) : dt) : fm_tensor_new(tp, t0->ndim, t0->shape);
+    dual emb = time_mlp(&f, c, t0, dt0, u->time0, u->time2);
+    if (c->interval) { /* + the interval's own embedding; a (B, 1) t: an interval of 0 */
+        fm_tensor *h0 = time_col(tp, t, 1), *dh = f.jvp ? (dt ? time_col(tp, dt, 1) : fm_tensor_2d(tp, B, 1)) : NULL;
+        emb = add(&f, emb, time_mlp(&f, c, h0, dh, u->ival0, u->ival2));
+    }
     if (u->label_emb >= 0) { /* + the class's embedding; no labels: the "no label" row */
         int K = c->num_classes, *ids = fm__tape_alloc(tp, (size_t)B * sizeof(int));
         if (!ids) return fm__op_fail(tp, FM_ERR_NOMEM, "unet: out of memory for %d labels", B);
@@ -302,33 +382,60 @@ fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tenso
                 return fm__op_fail(tp, FM_ERR_ARG, "unet: label %d of row %d is outside 0..%d (%d: no label)", ids[i],
                                    i, K, K);
         }
-        emb = fm_add(tp, emb, fm_embedding(tp, W(&f, u->label_emb), ids, B));
+        emb.p = fm_add(tp, emb.p, fm_embedding(tp, W(&f, u->label_emb), ids, B)); /* a constant: no tangent */
     } else if (labels) {
         return fm__op_fail(tp, FM_ERR_ARG, "unet: labels given to a network without class conditioning");
     }
-    fm_tensor *semb = fm_silu(tp, emb);
+    dual semb = silu(&f, emb);
     int is[4] = {B, c->in_ch, c->height, c->width};
-    fm_tensor *h = flat ? fm_reshape(tp, x, 4, is) : x;
+    dual h = {x, dx};
+    if (flat) h = reshape(&f, h, 4, is);
     h = conv(&f, h, u->conv_in, 1);
-    fm_tensor *kept[FM_UNET_MAX_LEVELS];
+    dual kept[FM_UNET_MAX_LEVELS];
     for (int i = 0; i < L; i++) {
         h = block(&f, &u->down[i], h, semb);
         kept[i] = h;
-        if (i + 1 < L) h = fm_avg_pool2d(tp, h, 2);
+        if (i + 1 < L) {
+            h.p = fm_avg_pool2d(tp, h.p, 2);
+            if (f.jvp) h.d = fm_avg_pool2d(tp, h.d, 2);
+        }
     }
     h = block(&f, &u->mid, h, semb);
     for (int j = 0; j < L; j++) {
         int i = L - 1 - j;
-        fm_tensor *cat[2] = {h, kept[i]};
-        h = block(&f, &u->up[j], fm_concat(tp, cat, 2), semb);
-        if (i > 0) h = conv(&f, fm_upsample_nearest2d(tp, h, 2), u->upconv[j], 1);
+        fm_tensor *cat[2] = {h.p, kept[i].p}, *dcat[2] = {h.d, kept[i].d};
+        dual hc = {fm_concat(tp, cat, 2), f.jvp ? fm_concat(tp, dcat, 2) : NULL};
+        h = block(&f, &u->up[j], hc, semb);
+        if (i > 0) {
+            h.p = fm_upsample_nearest2d(tp, h.p, 2);
+            if (f.jvp) h.d = fm_upsample_nearest2d(tp, h.d, 2);
+            h = conv(&f, h, u->upconv[j], 1);
+        }
     }
     h = conv(&f, norm_silu(&f, h, u->norm_out), u->conv_out, 1);
     if (flat) {
         int os[2] = {B, (c->out_ch ? c->out_ch : c->in_ch) * c->height * c->width};
-        h = fm_reshape(tp, h, 2, os);
+        h = reshape(&f, h, 2, os);
     }
-    return h;
+    if (tangent) *tangent = h.d;
+    return h.p;
+}
+
+fm_tensor *fm__unet_forward_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels)
+{
+    return run(tp, u, P, t, x, labels, NULL, NULL, NULL);
+}
+
+fm_tensor *fm__unet_jvp_with(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels,
+                             fm_tensor *dt, fm_tensor *dx, fm_tensor **y)
+{
+    fm_tensor *d = NULL, *in1[1] = {dx};
+    if (y) *y = NULL;
+    if (!fm__op_inputs_ok(tp, "unet_jvp", in1, 1)) return NULL;
+    fm_tensor *out = run(tp, u, P, t, x, labels, dt, dx, &d);
+    if (!out || !d) return NULL;
+    if (y) *y = out;
+    return d;
 }
 
 fm_tensor *fm_unet_forward(fm_tape *tp, fm_unet *u, fm_tensor *t, fm_tensor *x, const int *labels)
@@ -355,6 +462,7 @@ fm_status fm_unet_config_save(const fm_unet_config *c, fm_st_writer *w)
     if (!s) s = fm__meta_put_num(w, "unet.groups", c->groups);
     if (!s) s = fm__meta_put_num(w, "unet.num_classes", c->num_classes);
     if (!s && c->out_ch && c->out_ch != c->in_ch) s = fm__meta_put_num(w, "unet.out_ch", c->out_ch); /* only when it differs */
+    if (!s && c->interval) s = fm__meta_put_num(w, "unet.interval", 1); /* only when set */
     return s;
 }
 
@@ -378,6 +486,8 @@ fm_status fm_unet_config_load(fm_unet_config *c, const fm_st *st)
     if (!s) s = fm__meta_get_whole(st, "unet.num_classes", 0, 100000, &nc);
     double oc = 0;
     if (!s && fm_st_meta(st, "unet.out_ch")) s = fm__meta_get_whole(st, "unet.out_ch", 1, 4096, &oc);
+    double iv = 0;
+    if (!s && fm_st_meta(st, "unet.interval")) s = fm__meta_get_whole(st, "unet.interval", 0, 1, &iv);
     if (s) return s;
     if (nl < 1 || nl > FM_UNET_MAX_LEVELS)
         return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'unet.mult' has %d levels, not 1..%d", nl, FM_UNET_MAX_LEVELS);
@@ -392,6 +502,7 @@ fm_status fm_unet_config_load(fm_unet_config *c, const fm_st *st)
     t.groups = (int)g;
     t.num_classes = (int)nc;
     t.out_ch = (int)oc;
+    t.interval = (int)iv;
     if (config_check(&t)) return fm__fail(FM_ERR_FORMAT, "checkpoint's U-Net: %s", fm_last_error());
     *c = t;
     return FM_OK;

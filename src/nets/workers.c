@@ -42,7 +42,7 @@ fm_status fm__run_chunks(fm__workers *wk, fm_params *P, int n, fm__chunk_fn fn, 
     fm_status s = FM_OK;
     for (int w = 0; w < nw && !s; w++) {
         if (!wk->tp[w]) wk->tp[w] = fm_tape_new(0);
-        if (!wk->tbuf[w]) wk->tbuf[w] = malloc(FM__CHUNK * sizeof(float));
+        if (!wk->tbuf[w]) wk->tbuf[w] = malloc(2 * FM__CHUNK * sizeof(float)); /* up to 2 time columns */
         if (!wk->tp[w] || !wk->tbuf[w]) s = fm__fail(FM_ERR_NOMEM, "out of memory for the model's workers");
     }
     if (s) return nr > 1 ? fm_dist_agree(s) : s; /* the other ranks learn it in the exchange they wait in */

@@ -56,6 +56,9 @@ fm_train_config fm_train_config_default(void)
     c.dfm.gkl = 1;
     c.dfm.corrector = 0.0;
     c.dfm.elbo_samples = 64;
+    c.meanflow.ratio = 0.25; /* MeanFlow's ImageNet settings */
+    c.meanflow.weight_p = 1.0;
+    c.meanflow.weight_c = 1e-3;
     c.score.sde = FM_PATH_VP;
     c.tdist.kind = FM_TDIST_UNIFORM;
     c.tdist.loc = 0.0;
