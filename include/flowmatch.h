@@ -1285,7 +1285,7 @@ typedef struct {
     } dfm;
     struct {
         double ratio;                /* meanflow: share of training intervals h > 0, 0.25 */
-        double weight_p, weight_c;   /* meanflow: adaptive weight 1 / (|error|^2 + c)^p: 1, 1e-3 */
+        double weight_p, weight_c;   /* meanflow: adaptive weight 1 / (|error|^2 + c)^p: 0.5, 1e-3 */
         int split;                   /* meanflow: 0 the JVP target (default), 1 SplitMeanFlow's */
     } meanflow;
 } fm_train_config;

@@ -413,6 +413,14 @@ void fm__predict_coef(const fm_path *p, double t, fm_predict from, fm_predict to
  * tangents stacked in tx (fm_mlp_jvp) when tt is NULL, a U-Net one. */
 fm_tensor *fm__flow_jvp_with(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels,
                              fm_tensor *tt, fm_tensor *tx, fm_tensor **v);
+/* MeanFlow's loss (src/methods/meanflow.c) on m rows of an interval flow: T
+ * (m, 2) rows (t, h), X = x_t and V = v (m, dim): the sum over the rows of
+ * sg(w_i) |u_i - target_i|^2 times scale, u = net(x_t, t, h), w_i =
+ * 1 / (|u_i - target_i|^2 + c)^p, with target = v + h du/dt, du/dt the JVP of
+ * the network along (v, 1, -1), unless target (m, dim) is given (then one
+ * forward pass); *plain = the sum of |u_i - target_i|^2. */
+fm_tensor *fm__meanflow_loss(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *T, fm_tensor *X, fm_tensor *V,
+                             const int *labels, const float *target, double p, double c, double scale, double *plain);
 /* The flow a training run on data asks for (cfg: the run's flow settings):
  * its dim, data and source from the data, a U-Net shaped like the images
  * unless set, and the class count from the labels when cfg asks for -1. */

@@ -150,46 +150,64 @@ static fm_status split_target(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0,
     return FM_OK;
 }
 
-/* The loss of rows [r0, r1) over the batch size: sum of sg(w_i) |u_i - target_i|^2 / B,
- * and the plain sum of |u_i - target_i|^2 / B into loss[1]. */
-static fm_status shard(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1, double *loss)
+fm_tensor *fm__meanflow_loss(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *T, fm_tensor *X, fm_tensor *V,
+                             const int *labels, const float *target, double p, double c, double scale, double *plain)
 {
-    mf_state *st = tr->ms;
-    const fm_train_config *c = &tr->cfg;
-    int B = c->batch, d = c->flow.dim, m = r1 - r0, xs[2] = {m, d};
-    size_t o = (size_t)r0 * d, n = (size_t)m * d;
-    const int *lab = tr->labels ? tr->labels + r0 : NULL;
-    fm_tensor *T = times2(tp, tr->t + r0, st->h + r0, m);
-    fm_tensor *X = fm_tensor_wrap(tp, tr->xt + o, 2, xs), *V = fm_tensor_wrap(tp, tr->ut + o, 2, xs);
-    fm_tensor *tgt = fm_tensor_2d(tp, m, d), *u = NULL;
-    if (!tgt) return fm__train_finish(tp, P, NULL, loss);
-    if (c->meanflow.split) {
-        fm_status s = split_target(tr, tp, P, r0, r1, tgt->data);
-        if (s) return s;
-        u = tr->m->forward(tp, tr->obj, P, T, X, lab);
-    } else {
+    fm_tensor *in3[3] = {T, X, V};
+    *plain = NAN;
+    if (!fm__op_inputs_ok(tp, "meanflow_loss", in3, 3)) return NULL;
+    int m = X->shape[0], d = X->shape[1];
+    if (X->ndim != 2 || !fm__same_shape(X, V) || T->ndim != 2 || T->shape[0] != m || T->shape[1] != 2)
+        return fm__op_fail(tp, FM_ERR_SHAPE, "meanflow_loss: needs times (m, 2), points and velocities (m, d)");
+    fm_tensor *tgt = fm_tensor_2d(tp, m, d), *W = fm_tensor_2d(tp, m, d), *u = NULL;
+    if (!tgt || !W) return NULL;
+    if (target) {
+        memcpy(tgt->data, target, (size_t)m * d * sizeof(float));
+        u = fm__flow_forward_with(tp, f, P, T, X, labels);
+    } else { /* the tangent of (x, t, h) along the path with its end held: (v, 1, -1) */
         fm_tensor *TT = fm_tensor_2d(tp, m, 2);
         for (int i = 0; TT && i < m; i++) TT->data[2 * (size_t)i] = 1.0f, TT->data[2 * (size_t)i + 1] = -1.0f;
-        fm_tensor *du = fm__flow_jvp_with(tp, tr->obj, P, T, X, lab, TT, V, &u);
-        if (!du) return fm__train_finish(tp, P, NULL, loss);
-        for (size_t k = 0; k < n; k++) tgt->data[k] = V->data[k] + st->h[r0 + k / d] * du->data[k];
+        fm_tensor *du = fm__flow_jvp_with(tp, f, P, T, X, labels, TT, V, &u);
+        if (!du) return NULL;
+        for (size_t k = 0; k < (size_t)m * d; k++) tgt->data[k] = V->data[k] + T->data[2 * (k / d) + 1] * du->data[k];
     }
-    if (!u) return fm__train_finish(tp, P, NULL, loss);
-    fm_tensor *W = fm_tensor_2d(tp, m, d);
-    if (!W) return fm__train_finish(tp, P, NULL, loss);
-    double plain = 0;
+    if (!u) return NULL;
+    double sum = 0;
     for (int i = 0; i < m; i++) {
         double sq = 0;
         for (int j = 0; j < d; j++) {
             double e = (double)u->data[(size_t)i * d + j] - tgt->data[(size_t)i * d + j];
             sq += e * e;
         }
-        plain += sq;
-        float w = (float)(pow(sq + c->meanflow.weight_c, -c->meanflow.weight_p) / B);
+        sum += sq;
+        float w = (float)(pow(sq + c, -p) * scale);
         for (int j = 0; j < d; j++) W->data[(size_t)i * d + j] = w;
     }
+    *plain = sum;
     fm_tensor *e = fm_sub(tp, u, tgt);
-    fm_status s = fm__train_finish(tp, P, fm_sum(tp, fm_mul(tp, W, fm_mul(tp, e, e))), loss);
+    return fm_sum(tp, fm_mul(tp, W, fm_mul(tp, e, e)));
+}
+
+/* The loss of rows [r0, r1) over the batch size, and the plain squared error
+ * over the batch size into loss[1]. */
+static fm_status shard(fm_trainer *tr, fm_tape *tp, fm_params *P, int r0, int r1, double *loss)
+{
+    mf_state *st = tr->ms;
+    const fm_train_config *c = &tr->cfg;
+    int B = c->batch, d = c->flow.dim, m = r1 - r0, xs[2] = {m, d};
+    size_t o = (size_t)r0 * d;
+    float *tgt = NULL;
+    if (c->meanflow.split) {
+        tgt = fm__tape_alloc(tp, (size_t)m * d * sizeof(float));
+        fm_status s = tgt ? split_target(tr, tp, P, r0, r1, tgt) : fm_tape_status(tp);
+        if (s) return s;
+    }
+    double plain;
+    fm_tensor *l = fm__meanflow_loss(tp, tr->obj, P, times2(tp, tr->t + r0, st->h + r0, m),
+                                     fm_tensor_wrap(tp, tr->xt + o, 2, xs), fm_tensor_wrap(tp, tr->ut + o, 2, xs),
+                                     tr->labels ? tr->labels + r0 : NULL, tgt, c->meanflow.weight_p, c->meanflow.weight_c,
+                                     1.0 / B, &plain);
+    fm_status s = fm__train_finish(tp, P, l, loss);
     loss[1] = plain / B;
     return s;
 }

@@ -18,6 +18,7 @@ Needs Debian's python3-torch and python3-sklearn. Files written:
   npy/*.npy            arrays written by NumPy in several dtypes and orders
   cnf.safetensors      a CNF's NLL through 8 RK4 steps and its gradient; JVPs (tests/ref/lineage.py)
   nf.safetensors       a RealNVP-style flow's z, log-determinants, NLL and gradient (tests/ref/lineage.py)
+  meanflow.safetensors MeanFlow's JVPs (MLP and U-Net), target, adaptive loss and gradient (tests/ref/meanflow.py)
 
 Op references are computed in float64 from float32 inputs, so the C side's
 error against them is its own float32 error. Training runs in float32, as a
@@ -36,6 +37,7 @@ import st  # noqa: E402
 from baselines import VAE, mlp  # noqa: E402
 from tutorial_flow import Flow  # noqa: E402
 import lineage  # noqa: E402
+import meanflow  # noqa: E402
 
 OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
 os.makedirs(OUT, exist_ok=True)
@@ -517,6 +519,7 @@ if __name__ == "__main__":
            "ops2": gen_ops2, "unet": gen_unet, "unet_cond": gen_unet_cond,
            "cnf": lambda: lineage.gen_cnf(st.save, os.path.join(OUT, "cnf.safetensors")),
            "nf": lambda: lineage.gen_nf(st.save, os.path.join(OUT, "nf.safetensors")),
+           "meanflow": lambda: meanflow.gen_meanflow(st.save, os.path.join(OUT, "meanflow.safetensors")),
            "torch_import": gen_torch_import}
     which = sys.argv[2:] or list(ALL)
     for w in which:

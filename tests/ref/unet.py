@@ -43,7 +43,8 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, in_ch=1, base=32, mult=(1, 2, 2), groups=8, time_freq=0, time_dim=0, num_classes=0):
+    def __init__(self, in_ch=1, base=32, mult=(1, 2, 2), groups=8, time_freq=0, time_dim=0, num_classes=0,
+                 interval=False):
         super().__init__()
         self.num_classes = num_classes
         self.time_freq = time_freq or (base + base % 2)
@@ -51,6 +52,10 @@ class UNet(nn.Module):
         ch = [base * m for m in mult]
         L = len(ch)
         self.time_mlp = nn.Sequential(nn.Linear(self.time_freq, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        self.interval = interval
+        if interval:  # MeanFlow's second time input h, embedded alike and added
+            self.interval_mlp = nn.Sequential(nn.Linear(self.time_freq, time_dim), nn.SiLU(),
+                                              nn.Linear(time_dim, time_dim))
         if num_classes:  # one row per class and one for "no label" (index num_classes)
             self.label_emb = nn.Embedding(num_classes + 1, time_dim)
         self.conv_in = nn.Conv2d(in_ch, ch[0], 3, padding=1)
@@ -61,9 +66,12 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(groups, ch[0])
         self.conv_out = nn.Conv2d(ch[0], in_ch, 3, padding=1)
 
-    def forward(self, t, x, y=None):
-        """t (B, 1) or (B), x (B, C, H, W), y (B) labels in 0..num_classes (None: num_classes, no label)."""
+    def forward(self, t, x, y=None, h=None):
+        """t (B, 1) or (B), x (B, C, H, W), y (B) labels in 0..num_classes (None: num_classes, no label);
+        h (B) the interval of an interval network (None: 0)."""
         emb = self.time_mlp(sinusoid(t, self.time_freq))
+        if self.interval:
+            emb = emb + self.interval_mlp(sinusoid(torch.zeros_like(t) if h is None else h, self.time_freq))
         if self.num_classes:
             if y is None:
                 y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long)
@@ -99,10 +107,11 @@ class UNetFlow(nn.Module):
         return UNetFlow(int(meta["unet.in_ch"]), int(meta["unet.height"]), int(meta["unet.width"]),
                         base=int(meta["unet.base"]), mult=[int(m) for m in meta["unet.mult"].split(",")],
                         groups=int(meta["unet.groups"]), time_freq=int(meta["unet.time_freq"]),
-                        time_dim=int(meta["unet.time_dim"]), num_classes=int(meta.get("unet.num_classes", 0)))
+                        time_dim=int(meta["unet.time_dim"]), num_classes=int(meta.get("unet.num_classes", 0)),
+                        interval=bool(int(float(meta.get("unet.interval", 0)))))
 
-    def forward(self, t, x_t, y=None):
-        return self.net(t, x_t.reshape(-1, *self.shape), y).reshape(x_t.shape[0], -1)
+    def forward(self, t, x_t, y=None, h=None):
+        return self.net(t, x_t.reshape(-1, *self.shape), y, h).reshape(x_t.shape[0], -1)
 
     def guided(self, t, x_t, y, w):
         """Classifier-free guidance: v_uncond + w (v_cond - v_uncond)."""
