@@ -1352,6 +1352,9 @@ fm_status   fm_trainer_save(fm_trainer *tr, const char *path);
  * and source (rectified flow): batches draw pairs uniformly with replacement.
  * The pairs are copied. Such a checkpoint cannot be resumed. */
 fm_status   fm_trainer_set_pairs(fm_trainer *tr, const float *x0, const float *x1, int n);
+/* The same for a class-conditional model: pair i is of class labels[i] (0 ..
+ * K - 1), dropped to "none" with the label-dropout probability as data are. */
+fm_status   fm_trainer_set_labeled_pairs(fm_trainer *tr, const float *x0, const float *x1, const int *labels, int n);
 /* Start from another flow's weights (and standardisation); the models must
  * have the same shape. */
 fm_status   fm_trainer_init_from(fm_trainer *tr, fm_flow *from);

@@ -223,6 +223,40 @@ static void manifold_commands(void)
     t_check(rc == 2 && one_line("must be sphere or torus"), "eval --manifold cube refused (exit %d)", rc);
 }
 
+/* MeanFlow end to end: train, sample in 1, 2 and 4 jumps and by the ODE,
+ * eval, resume; and the refusals. */
+static void meanflow_commands(void)
+{
+    const char *m = t_path("mf.safetensors");
+    int rc = cli("train --method meanflow --iters 300 --threads 1 --quiet --out %s", m);
+    t_check(rc == 0 && file_size(m) > 1000, "train --method meanflow on moons (exit %d) %s", rc, err_buf);
+    int ok = 1;
+    for (int s = 1; s <= 4 && ok; s *= 2) {
+        rc = cli("sample --model %s --n 200 --steps %d --threads 1 --out %s --force", m, s, t_path("mf.npy"));
+        char want[32];
+        snprintf(want, sizeof want, "NFE %d", s);
+        ok = rc == 0 && strstr(out_buf, "jump") && strstr(out_buf, want);
+    }
+    t_check(ok, "sample --steps 1, 2, 4: jumps of the average velocity, NFE = steps (exit %d) %s", rc, err_buf);
+    rc = cli("sample --model %s --n 200 --solver ode --steps 10 --threads 1 --out %s --force", m, t_path("mf.npy"));
+    t_check(rc == 0 && strstr(out_buf, "NFE 20"), "sample --solver ode: 10 midpoint steps of u(x, t, 0), NFE 20 (exit %d)",
+            rc);
+    rc = cli("eval --a %s --b moons --n 300 --steps 1 --threads 1 --json", m);
+    double w2 = json_get(NULL) ? json_num("w2") : NAN;
+    t_check(rc == 0 && w2 > 0 && w2 < 3, "eval of a MeanFlow model in one step: W2 %g (exit %d)", w2, rc);
+    rc = cli("train --resume %s --iters 310 --threads 1 --quiet --out %s", m, t_path("mf2.safetensors"));
+    t_check(rc == 0, "a MeanFlow run resumes (exit %d) %s", rc, err_buf);
+    rc = cli("train --method meanflow --target split --iters 20 --threads 1 --quiet --out %s", t_path("mfs.safetensors"));
+    t_check(rc == 0, "train --method meanflow --target split (exit %d) %s", rc, err_buf);
+    rc = cli("train --method meanflow --ratio-r-neq-t 1.5 --iters 2 --out %s", t_path("mfx.safetensors"));
+    int r2 = cli("train --method meanflow --path vp --iters 2 --out %s", t_path("mfx.safetensors"));
+    int r3 = cli("sample --model %s --solver midpoint --steps 2 --out %s --force", m, t_path("mf.npy"));
+    int r4 = cli("train --method meanflow --target euler --iters 2 --out %s", t_path("mfx.safetensors"));
+    t_check(rc == 2 && r2 == 2 && r3 == 2 && r4 == 2 && file_size(t_path("mfx.safetensors")) < 0,
+            "refused: --ratio-r-neq-t 1.5, --path vp, --solver midpoint for a MeanFlow model, --target euler "
+            "(exits %d %d %d %d)", rc, r2, r3, r4);
+}
+
 void test_cli(void)
 {
     int rc = cli("--help");
@@ -914,6 +948,7 @@ void test_cli(void)
     rc = cli("datasets --draw spirals --n 100 --out %s --plot %s", t_path("sp.csv"), t_path("sp.svg"));
     t_check(rc == 0 && file_size(t_path("sp.csv")) > 1000 && file_size(t_path("sp.svg")) > 1000, "datasets --draw writes points and a plot");
     manifold_commands();
+    meanflow_commands();
     /* every method's own settings are train options (none dropped by a table's size) */
     rc = cli("train --help");
     int listed = 0, missing = 0;

@@ -17,6 +17,7 @@
 typedef struct {
     fm__flow_batch b;           /* x0, eps and the coupling's buffers */
     float *pair0, *pair1;       /* (npairs, dim) fixed pairs (reflow), network units */
+    int *plabels;               /* (npairs) their classes (a class-conditional model), else NULL */
     int npairs;
 } fm_state;
 
@@ -50,6 +51,7 @@ static void state_free(void *ms)
     fm__flow_batch_free(&st->b);
     free(st->pair0);
     free(st->pair1);
+    free(st->plabels);
     free(st);
 }
 
@@ -65,7 +67,10 @@ static fm_status step(fm_trainer *tr, double *loss)
             uint32_t k = fm__rng_below(&tr->rdata, (uint32_t)st->npairs);
             memcpy(st->b.x0 + (size_t)i * d, st->pair0 + (size_t)k * d, (size_t)d * sizeof(float));
             memcpy(tr->x1 + (size_t)i * d, st->pair1 + (size_t)k * d, (size_t)d * sizeof(float));
+            if (tr->labels) tr->labels[i] = st->plabels[k];
         }
+        for (int i = 0; tr->labels && i < B; i++) /* dropped to "none" as fm__train_draw drops them */
+            if (fm_rng_uniform(&tr->rdata) < tr->cfg.label_dropout) tr->labels[i] = tr->nclasses;
     } else {
         s = fm__flow_draw_pairs(tr, &st->b, B);
         if (s) return s;
@@ -79,23 +84,38 @@ static fm_status step(fm_trainer *tr, double *loss)
 
 fm_status fm_trainer_set_pairs(fm_trainer *tr, const float *x0, const float *x1, int n)
 {
+    return fm_trainer_set_labeled_pairs(tr, x0, x1, NULL, n);
+}
+
+fm_status fm_trainer_set_labeled_pairs(fm_trainer *tr, const float *x0, const float *x1, const int *labels, int n)
+{
     if (tr->m->id != FM_METHOD_FM) return fm__fail(FM_ERR_ARG, "fixed pairs train flow-matching models only");
-    if (tr->nclasses) return fm__fail(FM_ERR_ARG, "fixed pairs carry no labels: a class-conditional model cannot take them");
+    if (tr->nclasses && !labels)
+        return fm__fail(FM_ERR_ARG, "a class-conditional model trains on labelled pairs (fm_trainer_set_labeled_pairs)");
+    if (!tr->nclasses && labels) return fm__fail(FM_ERR_ARG, "the model is not class-conditional: its pairs take no labels");
     fm_state *st = tr->ms;
     int d = tr->cfg.flow.dim;
     if (n < 1) return fm__fail(FM_ERR_ARG, "no pairs given");
+    for (int i = 0; labels && i < n; i++)
+        if (labels[i] < 0 || labels[i] >= tr->nclasses)
+            return fm__fail(FM_ERR_ARG, "pair %d's label %d is outside 0..%d", i, labels[i], tr->nclasses - 1);
     float *a = malloc((size_t)n * d * sizeof(float)), *b = malloc((size_t)n * d * sizeof(float));
-    if (!a || !b) {
+    int *l = labels ? malloc((size_t)n * sizeof(int)) : NULL;
+    if (!a || !b || (labels && !l)) {
         free(a);
         free(b);
+        free(l);
         return fm__fail(FM_ERR_NOMEM, "out of memory for %d pairs", n);
     }
     memcpy(a, x0, (size_t)n * d * sizeof(float));
     memcpy(b, x1, (size_t)n * d * sizeof(float));
+    if (l) memcpy(l, labels, (size_t)n * sizeof(int));
     free(st->pair0);
     free(st->pair1);
+    free(st->plabels);
     st->pair0 = a;
     st->pair1 = b;
+    st->plabels = l;
     st->npairs = n;
     tr->coupling_label = "reflow";
     return FM_OK;
