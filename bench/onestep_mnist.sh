@@ -9,7 +9,11 @@
 # share classified as the class asked for. Training seconds go to
 # OUT/<route>_seconds (reflow's include its teacher's).
 #
-#   bench/onestep_mnist.sh [OUT]       (ITERS 3000, PAIRS 10000, STAGES, FM from the environment; needs make mnist)
+#   bench/onestep_mnist.sh [OUT]       (needs make mnist)
+#
+# From the environment: ITERS (3000) training iterations of each route;
+# RITERS (ITERS) of each reflow round, which starts from the previous
+# model's weights; PAIRS (10000) per round; FM (./flowmatch).
 #
 # STAGES (default: all) picks among: clf teacher otcfm meanflow reflow eval grid.
 # A stage whose checkpoint exists is not trained again.
@@ -17,6 +21,7 @@ set -euo pipefail
 FM=${FM:-./flowmatch}
 OUT=${1:-bench/onestep_mnist}
 ITERS=${ITERS:-3000}
+RITERS=${RITERS:-$ITERS}
 PAIRS=${PAIRS:-10000}
 STAGES=${STAGES:-"clf teacher otcfm meanflow reflow eval grid"}
 DATA=mnist:data/mnist
@@ -50,7 +55,7 @@ if want reflow; then
         [ -f "$OUT/reflow$k.safetensors" ] && continue
         t0=$(now)
         "$FM" reflow --model "$OUT/$prev.safetensors" --rounds 1 --pairs "$PAIRS" --solver midpoint --steps 20 \
-            --iters "$ITERS" --batch 64 --lr 1e-3 --ema 0.999 --seed $((k + 1)) --eval-n 100 --threads 2 --quiet \
+            --iters "$RITERS" --batch 64 --lr 1e-3 --ema 0.999 --seed $((k + 1)) --eval-n 100 --threads 2 --quiet \
             --out "$OUT/reflow$k.safetensors" > "$OUT/reflow${k}_train.log" 2>&1
         echo "$(now) - $t0 + $(cat "$OUT/${prev}_seconds")" | bc > "$OUT/reflow${k}_seconds"
     done

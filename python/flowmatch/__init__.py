@@ -39,7 +39,7 @@ def set_threads(n):
 
 
 def methods():
-    """The registered methods' names: fm, ddpm, vae, gan, cnf, nf, score, rfm, dfm."""
+    """The registered methods' names: fm, ddpm, vae, gan, cnf, nf, score, rfm, dfm, meanflow."""
     return [lib.fm_method_name(i).decode() for i in range(lib.fm_method_count())]
 
 

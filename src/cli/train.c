@@ -223,7 +223,7 @@ static int setting_options(train_opts *o, cli_opt *t, int n)
 static int train_options(train_opts *o, cli_opt *t)
 {
     const cli_opt opts[] = {
-        {"method", OPT_STR, &o->method, "NAME", "fm (flow matching), cnf or nf (the lineage), score (SDEs), rfm (sphere, torus), dfm (tokens), or a baseline: ddpm, vae, gan"},
+        {"method", OPT_STR, &o->method, "NAME", "fm (flow matching), cnf or nf (the lineage), score (SDEs), rfm (sphere, torus), dfm (tokens), meanflow (one step), or a baseline: ddpm, vae, gan"},
         {"data", OPT_STR, &o->data, "SPEC", "dataset: moons, circles, 8gaussians, ... or csv:FILE (rfm: torus-mix, dfm: checkerboard-tokens)"},
         {"source", OPT_STR, &o->source, "SPEC", "source distribution: gaussian or a dataset"},
         {"path", OPT_STR, &o->path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp, sb, subvp"},
