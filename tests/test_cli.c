@@ -810,6 +810,24 @@ void test_cli(void)
                 "train --class-cond: 10 classes, label dropout kept; sample --guidance 2 --grid: 10 rows of 3, labels "
                 "by row written next to the samples; --label 7 (train %d, inspect %d, grid %d, rows %d, one %d) %s",
                 ctrained, cinspect, cgrid, rows_ok, one, err_buf);
+        /* reflow of the class-conditional flow: labelled pairs; MeanFlow on the interval U-Net, in one jump */
+        rc = cli("reflow --model %s --pairs 12 --solver euler --steps 2 --iters 2 --batch 4 --eval-n 4 --threads 1 "
+                 "--quiet --out %s", t_path("mnc.safetensors"), t_path("mncr.safetensors"));
+        int rtrained = rc == 0;
+        rc = rc ? rc : cli("sample --model %s --label 7 --n 2 --steps 1 --solver euler --out %s --quiet",
+                           t_path("mncr.safetensors"), t_path("mncr.npy"));
+        int rsampled = rc == 0 && file_size(t_path("mncr.npy")) == 128 + 2 * 784 * 4;
+        rc = cli("train --method meanflow --data mnist:%s --arch unet --channels 8 --class-cond --iters 2 --batch 4 "
+                 "--quiet --out %s", t_path("cli_mn"), t_path("mnm.safetensors"));
+        fm_st *mst = rc == 0 ? fm_st_load(t_path("mnm.safetensors")) : NULL;
+        int minterval = mst && fm_st_find(mst, "net.interval_mlp.0.weight") >= 0 && fm_st_meta(mst, "unet.interval");
+        fm_st_free(mst);
+        rc = cli("sample --model %s --steps 1 --grid %s --grid-cols 2 --out %s --quiet", t_path("mnm.safetensors"),
+                 t_path("mnm.png"), t_path("mnm.npy"));
+        t_check(rtrained && rsampled && minterval && rc == 0 && file_size(t_path("mnm.png")) > 100,
+                "reflow of a class-conditional U-Net flow on labelled pairs, sampled at --label 7 (%d, %d); MeanFlow on "
+                "the U-Net with its interval embedding (%d) samples a one-jump grid (exit %d) %s", rtrained, rsampled,
+                minterval, rc, err_buf);
         rc = cli("train --method ddpm --data mnist:%s --arch unet --channels 8 --class-cond --iters 1 --batch 4 --quiet "
                  "--out %s", t_path("cli_mn"), t_path("mnd.safetensors"));
         int dtrained = rc == 0;
