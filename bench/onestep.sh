@@ -6,7 +6,8 @@
 # iterations on 20,000 pairs), and measure W2 to 2000 fresh points at 1, 2
 # and 4 steps (Euler for the flows, jumps for MeanFlow) and the teacher's at
 # 100 Euler steps. Training seconds on one thread; reflow's include its
-# teacher's and its pairs'.
+# teacher's and its pairs'. A route whose checkpoint and .seconds file are
+# there is not trained again.
 #
 #   bench/onestep.sh [OUTDIR] [SEEDS...]      (default: bench/onestep 0 1 2; FM from the environment)
 #
@@ -31,23 +32,31 @@ for s in "${settings[@]}"; do
     for seed in "${seeds[@]}"; do
         dir="$out/$tag/seed$seed"
         mkdir -p "$dir"
-        common=(--data "$data" --source "$source" --iters 10000 --seed "$seed" --threads 1 --quiet --force)
-        declare -A tsec
-        t0=$(now); "$fm" train "${common[@]}" --path icfm --sigma 0.1 --out "$dir/icfm.safetensors"; tsec[icfm]=$(secs "$t0")
-        t0=$(now); "$fm" train "${common[@]}" --path icfm --sigma 0.1 --coupling ot --out "$dir/otcfm.safetensors"
-        tsec[otcfm]=$(secs "$t0")
-        t0=$(now); "$fm" train "${common[@]}" --method meanflow --out "$dir/meanflow.safetensors"; tsec[meanflow]=$(secs "$t0")
-        t0=$(now); "$fm" train "${common[@]}" --method meanflow --target split --adaptive-p 0 --out "$dir/split.safetensors"
-        tsec[split]=$(secs "$t0")
-        rm -f "$dir/rf2.safetensors" "$dir/rf2_round1.safetensors"
-        t0=$(now)
-        "$fm" reflow --model "$dir/icfm.safetensors" --rounds 1 --pairs 20000 --iters 5000 --seed "$seed" \
-            --eval-n 100 --threads 1 --out "$dir/rf1.safetensors" --quiet > "$dir/reflow1.txt"
-        tsec[rf1]=$(echo "$(secs "$t0") + ${tsec[icfm]}" | bc)
-        t0=$(now)
-        "$fm" reflow --model "$dir/rf1.safetensors" --rounds 1 --pairs 20000 --iters 5000 --seed "$((seed + 50))" \
-            --eval-n 100 --threads 1 --out "$dir/rf2.safetensors" --quiet > "$dir/reflow2.txt"
-        tsec[rf2]=$(echo "$(secs "$t0") + ${tsec[rf1]}" | bc)
+        common=(--data "$data" --source "$source" --iters 10000 --seed "$seed" --threads 1 --quiet)
+        # each route trains once: its checkpoint and <route>.seconds stay, so a rerun only measures
+        # (delete a route's checkpoint to train it again)
+        train() { # route, flags...
+            local m=$1
+            shift
+            [ -f "$dir/$m.safetensors" ] && [ -f "$dir/$m.seconds" ] && return 0
+            local t0
+            t0=$(now)
+            "$fm" train "${common[@]}" "$@" --out "$dir/$m.safetensors"
+            secs "$t0" > "$dir/$m.seconds"
+        }
+        train icfm --path icfm --sigma 0.1
+        train otcfm --path icfm --sigma 0.1 --coupling ot
+        train meanflow --method meanflow
+        train split --method meanflow --target split --adaptive-p 0
+        for k in 1 2; do
+            prev=$([ $k = 1 ] && echo icfm || echo rf1)
+            [ -f "$dir/rf$k.safetensors" ] && [ -f "$dir/rf$k.seconds" ] && continue
+            t0=$(now)
+            "$fm" reflow --model "$dir/$prev.safetensors" --rounds 1 --pairs 20000 --iters 5000 \
+                --seed "$((seed + 50 * (k - 1)))" --eval-n 100 --threads 1 --out "$dir/rf$k.safetensors" --quiet \
+                > "$dir/reflow$k.txt"
+            echo "$(secs "$t0") + $(cat "$dir/$prev.seconds")" | bc > "$dir/rf$k.seconds"
+        done
         for m in icfm otcfm rf1 rf2 meanflow split; do
             solver=euler
             [[ $m == meanflow || $m == split ]] && solver=jump
@@ -56,7 +65,7 @@ for s in "${settings[@]}"; do
             for steps in "${steps_list[@]}"; do
                 w2=$("$fm" eval --a "$dir/$m.safetensors" --b "$data" --n 2000 --seed $((seed + 200)) \
                     --solver $solver --steps "$steps" --metrics w2 --threads 1 | awk '/^W2/{print $3}')
-                echo "$name,$m,$seed,$steps,$w2,${tsec[$m]}" >> "$csv"
+                echo "$name,$m,$seed,$steps,$w2,$(cat "$dir/$m.seconds")" >> "$csv"
             done
         done
         w2=$("$fm" eval --a "$data" --b "$data" --n 2000 --seed $((seed + 200)) --metrics w2 --threads 1 | awk '/^W2/{print $3}')

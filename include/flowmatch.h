@@ -1284,7 +1284,7 @@ typedef struct {
         int elbo_samples;            /* dfm: times per sequence of its ELBO (nll), 64 */
     } dfm;
     struct {
-        double ratio;                /* meanflow: share of training intervals h > 0, 0.25 */
+        double ratio;                /* meanflow: share of training intervals h > 0, 0.75 */
         double weight_p, weight_c;   /* meanflow: adaptive weight 1 / (|error|^2 + c)^p: 0.5, 1e-3 */
         int split;                   /* meanflow: 0 the JVP target (default), 1 SplitMeanFlow's */
     } meanflow;
