@@ -298,6 +298,7 @@ typedef struct {
     fm_act act;                        /* between linear layers */
     int time_input;                    /* 1: input is concat(t, x), t first */
     int time_embed;                    /* >0: t enters as a sinusoidal embedding of this size */
+    double time_scale;                 /* the embedding's sinusoids are of time_scale t (0: 1000) */
 } fm_mlp_config;
 
 /* The tutorial's model: in = out = dim, three hidden layers of 64, ELU, time input. */
@@ -356,6 +357,7 @@ typedef struct {
     int out_ch;                        /* output channels; 0: in_ch (a velocity of the input's shape) */
     int interval;                      /* 1: a second time input h (an interval's length), embedded as t
                                         * by its own interval_mlp.0, .2 and added to t's embedding */
+    double time_scale;                 /* the sinusoids are of time_scale t (0: 1000) */
 } fm_unet_config;
 
 /* base 32, mult 1, 2, 2, groups 8, time sizes from base. */

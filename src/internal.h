@@ -156,6 +156,8 @@ fm_tensor *fm__time_embed_jvp(fm_tape *tp, fm_tensor *t, fm_tensor *dt, int dim,
  * FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD). */
 #define FM__TIME_EMBED_SCALE 1000.0f
 #define FM__TIME_EMBED_PERIOD 10000.0f
+/* A network's embedding scale: its configured time_scale, FM__TIME_EMBED_SCALE when 0. */
+#define FM__TIME_SCALE_OF(s) ((s) > 0 ? (float)(s) : FM__TIME_EMBED_SCALE)
 
 /* ------------------------------------------------------------------ threads */
 

@@ -820,13 +820,15 @@ void test_cli(void)
         rc = cli("train --method meanflow --data mnist:%s --arch unet --channels 8 --class-cond --iters 2 --batch 4 "
                  "--quiet --out %s", t_path("cli_mn"), t_path("mnm.safetensors"));
         fm_st *mst = rc == 0 ? fm_st_load(t_path("mnm.safetensors")) : NULL;
-        int minterval = mst && fm_st_find(mst, "net.interval_mlp.0.weight") >= 0 && fm_st_meta(mst, "unet.interval");
+        const char *msc = mst ? fm_st_meta(mst, "unet.time_scale") : NULL;
+        int minterval = mst && fm_st_find(mst, "net.interval_mlp.0.weight") >= 0 && fm_st_meta(mst, "unet.interval") &&
+                        msc && atof(msc) == 1.0;
         fm_st_free(mst);
         rc = cli("sample --model %s --steps 1 --grid %s --grid-cols 2 --out %s --quiet", t_path("mnm.safetensors"),
                  t_path("mnm.png"), t_path("mnm.npy"));
         t_check(rtrained && rsampled && minterval && rc == 0 && file_size(t_path("mnm.png")) > 100,
                 "reflow of a class-conditional U-Net flow on labelled pairs, sampled at --label 7 (%d, %d); MeanFlow on "
-                "the U-Net with its interval embedding (%d) samples a one-jump grid (exit %d) %s", rtrained, rsampled,
+                "the U-Net with its interval embedding, sinusoids of t itself (%d), samples a one-jump grid (exit %d) %s", rtrained, rsampled,
                 minterval, rc, err_buf);
         rc = cli("train --method ddpm --data mnist:%s --arch unet --channels 8 --class-cond --iters 1 --batch 4 --quiet "
                  "--out %s", t_path("cli_mn"), t_path("mnd.safetensors"));

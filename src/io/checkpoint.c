@@ -374,6 +374,7 @@ fm_status fm_mlp_config_save(const fm_mlp_config *c, fm_st_writer *w)
     if (s == FM_OK) s = fm_st_writer_meta(w, "mlp.act", fm_act_name(c->act));
     if (s == FM_OK) s = fm__meta_put_num(w, "mlp.time_input", c->time_input);
     if (s == FM_OK) s = fm__meta_put_num(w, "mlp.time_embed", c->time_embed);
+    if (s == FM_OK && c->time_scale > 0) s = fm__meta_put_num(w, "mlp.time_scale", c->time_scale); /* only when set */
     return s;
 }
 
@@ -392,6 +393,9 @@ fm_status fm_mlp_config_load(fm_mlp_config *c, const fm_st *st)
     if (!s) s = fm__meta_get_whole(st, "mlp.time_embed", 0, 1 << 16, &te);
     if (!s) s = fm__meta_get_act(st, "mlp.act", &t.act);
     if (!s) s = fm__meta_get_widths(st, "mlp.widths", &t.nhidden, t.width);
+    if (!s && fm_st_meta(st, "mlp.time_scale")) s = fm__meta_get_num(st, "mlp.time_scale", &t.time_scale);
+    if (!s && !(t.time_scale >= 0 && t.time_scale <= 1e6))
+        s = fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'mlp.time_scale' %g is outside 0..1e6", t.time_scale);
     if (s != FM_OK) return s;
     t.in_dim = (int)in;
     t.out_dim = (int)out;

@@ -52,6 +52,8 @@ static fm_status config_check(const fm_mlp_config *c)
     if (c->time_embed < 0 || c->time_embed % 2)
         return fm__fail(FM_ERR_ARG, "mlp: time embedding size %d must be even and >= 0",
                         c->time_embed);
+    if (!(c->time_scale >= 0 && c->time_scale <= 1e6))
+        return fm__fail(FM_ERR_ARG, "mlp: time scale %g is outside 0..1e6", c->time_scale);
     return FM_OK;
 }
 
@@ -135,7 +137,7 @@ fm_tensor *fm__mlp_forward_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor 
     fm_tensor *h = x;
     if (c->time_input) {
         fm_tensor *te = c->time_embed > 0
-                            ? fm_time_embed(tp, t, c->time_embed, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD)
+                            ? fm_time_embed(tp, t, c->time_embed, FM__TIME_SCALE_OF(c->time_scale), FM__TIME_EMBED_PERIOD)
                             : t;
         fm_tensor *parts[2] = {te, x};
         h = fm_concat(tp, parts, 2);
@@ -172,11 +174,11 @@ fm_tensor *fm__mlp_jvp_with(fm_tape *tp, fm_mlp *m, fm_params *P, fm_tensor *t, 
     fm_tensor *h = x, *dh = tx;
     if (c->time_input) {
         fm_tensor *te = c->time_embed > 0
-                            ? fm_time_embed(tp, t, c->time_embed, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD)
+                            ? fm_time_embed(tp, t, c->time_embed, FM__TIME_SCALE_OF(c->time_scale), FM__TIME_EMBED_PERIOD)
                             : t;
         int zs[2] = {K * B, te ? te->shape[1] : 1};
         fm_tensor *dte = !tt                ? fm_tensor_new(tp, 2, zs) /* zeros */
-                         : c->time_embed > 0 ? fm__time_embed_jvp(tp, t, tt, c->time_embed, FM__TIME_EMBED_SCALE,
+                         : c->time_embed > 0 ? fm__time_embed_jvp(tp, t, tt, c->time_embed, FM__TIME_SCALE_OF(c->time_scale),
                                                                    FM__TIME_EMBED_PERIOD)
                                              : tt;
         fm_tensor *parts[2] = {te, x}, *dparts[2] = {dte, tx};

@@ -79,6 +79,8 @@ static fm_status config_check(const fm_unet_config *c)
     if (c->num_classes < 0 || c->num_classes > 100000)
         return fm__fail(FM_ERR_ARG, "unet: %d classes is outside 0..100000", c->num_classes);
     if (c->interval != 0 && c->interval != 1) return fm__fail(FM_ERR_ARG, "unet: interval must be 0 or 1");
+    if (!(c->time_scale >= 0 && c->time_scale <= 1e6))
+        return fm__fail(FM_ERR_ARG, "unet: time scale %g is outside 0..1e6", c->time_scale);
     return FM_OK;
 }
 
@@ -330,8 +332,9 @@ static dual block(const fwd *f, const resblock *b, dual x, dual semb)
 /* l2(silu(l0(sinusoid(t)))) for times t (B, 1), tangent dt. */
 static dual time_mlp(const fwd *f, const fm_unet_config *c, fm_tensor *t, fm_tensor *dt, layer l0, layer l2)
 {
-    dual e = {fm_time_embed(f->tp, t, c->time_freq, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD), NULL};
-    if (f->jvp) e.d = fm__time_embed_jvp(f->tp, t, dt, c->time_freq, FM__TIME_EMBED_SCALE, FM__TIME_EMBED_PERIOD);
+    float sc = FM__TIME_SCALE_OF(c->time_scale);
+    dual e = {fm_time_embed(f->tp, t, c->time_freq, sc, FM__TIME_EMBED_PERIOD), NULL};
+    if (f->jvp) e.d = fm__time_embed_jvp(f->tp, t, dt, c->time_freq, sc, FM__TIME_EMBED_PERIOD);
     return linear(f, silu(f, linear(f, e, l0)), l2);
 }
 
@@ -463,6 +466,7 @@ fm_status fm_unet_config_save(const fm_unet_config *c, fm_st_writer *w)
     if (!s) s = fm__meta_put_num(w, "unet.num_classes", c->num_classes);
     if (!s && c->out_ch && c->out_ch != c->in_ch) s = fm__meta_put_num(w, "unet.out_ch", c->out_ch); /* only when it differs */
     if (!s && c->interval) s = fm__meta_put_num(w, "unet.interval", 1); /* only when set */
+    if (!s && c->time_scale > 0) s = fm__meta_put_num(w, "unet.time_scale", c->time_scale);
     return s;
 }
 
@@ -488,6 +492,8 @@ fm_status fm_unet_config_load(fm_unet_config *c, const fm_st *st)
     if (!s && fm_st_meta(st, "unet.out_ch")) s = fm__meta_get_whole(st, "unet.out_ch", 1, 4096, &oc);
     double iv = 0;
     if (!s && fm_st_meta(st, "unet.interval")) s = fm__meta_get_whole(st, "unet.interval", 0, 1, &iv);
+    double tsc = 0;
+    if (!s && fm_st_meta(st, "unet.time_scale")) s = fm__meta_get_num(st, "unet.time_scale", &tsc);
     if (s) return s;
     if (nl < 1 || nl > FM_UNET_MAX_LEVELS)
         return fm__fail(FM_ERR_FORMAT, "checkpoint metadata 'unet.mult' has %d levels, not 1..%d", nl, FM_UNET_MAX_LEVELS);
@@ -503,6 +509,7 @@ fm_status fm_unet_config_load(fm_unet_config *c, const fm_st *st)
     t.num_classes = (int)nc;
     t.out_ch = (int)oc;
     t.interval = (int)iv;
+    t.time_scale = tsc;
     if (config_check(&t)) return fm__fail(FM_ERR_FORMAT, "checkpoint's U-Net: %s", fm_last_error());
     *c = t;
     return FM_OK;

@@ -44,8 +44,9 @@ class ResBlock(nn.Module):
 
 class UNet(nn.Module):
     def __init__(self, in_ch=1, base=32, mult=(1, 2, 2), groups=8, time_freq=0, time_dim=0, num_classes=0,
-                 interval=False):
+                 interval=False, time_scale=0.0):
         super().__init__()
+        self.time_scale = time_scale or TIME_SCALE
         self.num_classes = num_classes
         self.time_freq = time_freq or (base + base % 2)
         time_dim = time_dim or 4 * base
@@ -69,9 +70,10 @@ class UNet(nn.Module):
     def forward(self, t, x, y=None, h=None):
         """t (B, 1) or (B), x (B, C, H, W), y (B) labels in 0..num_classes (None: num_classes, no label);
         h (B) the interval of an interval network (None: 0)."""
-        emb = self.time_mlp(sinusoid(t, self.time_freq))
+        emb = self.time_mlp(sinusoid(t, self.time_freq, self.time_scale))
         if self.interval:
-            emb = emb + self.interval_mlp(sinusoid(torch.zeros_like(t) if h is None else h, self.time_freq))
+            h = torch.zeros_like(t) if h is None else h
+            emb = emb + self.interval_mlp(sinusoid(h, self.time_freq, self.time_scale))
         if self.num_classes:
             if y is None:
                 y = torch.full((x.shape[0],), self.num_classes, dtype=torch.long)
@@ -108,7 +110,8 @@ class UNetFlow(nn.Module):
                         base=int(meta["unet.base"]), mult=[int(m) for m in meta["unet.mult"].split(",")],
                         groups=int(meta["unet.groups"]), time_freq=int(meta["unet.time_freq"]),
                         time_dim=int(meta["unet.time_dim"]), num_classes=int(meta.get("unet.num_classes", 0)),
-                        interval=bool(int(float(meta.get("unet.interval", 0)))))
+                        interval=bool(int(float(meta.get("unet.interval", 0)))),
+                        time_scale=float(meta.get("unet.time_scale", 0)))
 
     def forward(self, t, x_t, y=None, h=None):
         return self.net(t, x_t.reshape(-1, *self.shape), y, h).reshape(x_t.shape[0], -1)
