@@ -146,6 +146,9 @@ void fm__act_backward(fm_act a, const float *x, const float *y, const float *dy,
 /* act(group_norm(x)) as one op, as fm_group_norm then fm_activation (FM_ACT_NONE: fm_group_norm). */
 fm_tensor *fm__group_norm_act(fm_tape *tp, fm_tensor *x, int groups, fm_tensor *gamma, fm_tensor *beta, float eps,
                               fm_act act);
+/* Column k of t ((B) or (B, C)) as a (B, 1) constant, zeros when k >= C
+ * (a network's times (t, h) taken apart; no gradient flows back). */
+fm_tensor *fm__column(fm_tape *tp, fm_tensor *t, int k);
 /* Forward-mode tangents (values only, no gradient through them; the networks'
  * Jacobian-vector products): of y = fm__group_norm_act(x, ...) along dx, and
  * of fm_time_embed(t, dim, scale, max_period) along dt. */

@@ -54,3 +54,12 @@ fm_tensor *fm_reshape(fm_tape *tp, fm_tensor *x, int ndim, const int *shape)
     fm__reshape_forward(y->data, x->data, x->size);
     return y;
 }
+
+fm_tensor *fm__column(fm_tape *tp, fm_tensor *t, int k)
+{
+    if (!fm__op_inputs_ok(tp, "column", &t, 1)) return NULL;
+    int B = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
+    fm_tensor *c = fm_tensor_2d(tp, B, 1);
+    for (int i = 0; c && k < cols && i < B; i++) c->data[i] = t->data[(size_t)i * cols + k];
+    return c;
+}

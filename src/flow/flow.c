@@ -123,20 +123,11 @@ void fm_flow_init(fm_flow *f, fm_rng *r)
     else fm_mlp_init(f->net, r);
 }
 
-/* Column k of the times t ((B, 1) or (B, 2): zeros past its columns), as (B, 1). */
-static fm_tensor *time_col(fm_tape *tp, fm_tensor *t, int k)
-{
-    int B = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
-    fm_tensor *c = fm_tensor_2d(tp, B, 1);
-    for (int i = 0; c && k < cols && i < B; i++) c->data[i] = t->data[(size_t)i * cols + k];
-    return c;
-}
-
 /* An interval flow's MLP sees concat(t, x, h): the times (t, h) split, h after x. */
 static fm_tensor *with_interval(fm_tape *tp, fm_tensor *x, fm_tensor *t, fm_tensor **t0)
 {
-    fm_tensor *parts[2] = {x, time_col(tp, t, 1)};
-    *t0 = time_col(tp, t, 0);
+    fm_tensor *parts[2] = {x, fm__column(tp, t, 1)};
+    *t0 = fm__column(tp, t, 0);
     return fm_concat(tp, parts, 2);
 }
 

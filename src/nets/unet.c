@@ -338,15 +338,6 @@ static dual time_mlp(const fwd *f, const fm_unet_config *c, fm_tensor *t, fm_ten
     return linear(f, silu(f, linear(f, e, l0)), l2);
 }
 
-/* Column k of the (B, 2) times (or zeros past the columns t has), as (B, 1). */
-static fm_tensor *time_col(fm_tape *tp, fm_tensor *t, int k)
-{
-    int B = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
-    fm_tensor *c = fm_tensor_2d(tp, B, 1);
-    for (int i = 0; c && k < cols && i < B; i++) c->data[i] = t->data[(size_t)i * cols + k];
-    return c;
-}
-
 static fm_tensor *run(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_tensor *x, const int *labels,
                       fm_tensor *dt, fm_tensor *dx, fm_tensor **tangent)
 {
@@ -369,11 +360,11 @@ static fm_tensor *run(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_te
     fwd f = {tp, P, c->groups, tangent != NULL};
     int L = c->nlevels;
     fm_tensor *t0 = t, *dt0 = NULL;
-    if (c->interval) t0 = time_col(tp, t, 0);
-    if (f.jvp) dt0 = dt ? (c->interval ? time_col(tp, dt, 0) : dt) : fm_tensor_new(tp, t0->ndim, t0->shape);
+    if (c->interval) t0 = fm__column(tp, t, 0);
+    if (f.jvp) dt0 = dt ? (c->interval ? fm__column(tp, dt, 0) : dt) : fm_tensor_new(tp, t0->ndim, t0->shape);
     dual emb = time_mlp(&f, c, t0, dt0, u->time0, u->time2);
     if (c->interval) { /* + the interval's own embedding; a (B, 1) t: an interval of 0 */
-        fm_tensor *h0 = time_col(tp, t, 1), *dh = f.jvp ? (dt ? time_col(tp, dt, 1) : fm_tensor_2d(tp, B, 1)) : NULL;
+        fm_tensor *h0 = fm__column(tp, t, 1), *dh = f.jvp ? (dt ? fm__column(tp, dt, 1) : fm_tensor_2d(tp, B, 1)) : NULL;
         emb = add(&f, emb, time_mlp(&f, c, h0, dh, u->ival0, u->ival2));
     }
     if (u->label_emb >= 0) { /* + the class's embedding; no labels: the "no label" row */
