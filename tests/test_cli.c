@@ -244,6 +244,9 @@ static void meanflow_commands(void)
     rc = cli("eval --a %s --b moons --n 300 --steps 1 --threads 1 --json", m);
     double w2 = json_get(NULL) ? json_num("w2") : NAN;
     t_check(rc == 0 && w2 > 0 && w2 < 3, "eval of a MeanFlow model in one step: W2 %g (exit %d)", w2, rc);
+    rc = cli("nll --model %s --data moons --n 100 --threads 1", m);
+    t_check(rc == 0 && strstr(out_buf, "u(x, t, 0)") && strstr(out_buf, "nats"),
+            "nll of a MeanFlow model: its velocity's ODE (exit %d) %s", rc, err_buf);
     rc = cli("train --resume %s --iters 310 --threads 1 --quiet --out %s", m, t_path("mf2.safetensors"));
     t_check(rc == 0, "a MeanFlow run resumes (exit %d) %s", rc, err_buf);
     rc = cli("train --method meanflow --target split --iters 20 --threads 1 --quiet --out %s", t_path("mfs.safetensors"));
