@@ -113,6 +113,24 @@ static void fixture_mlp(const fm_st *st)
     t_family_max("meanflow grad", eg);
     t_check(!s && eg < 1e-4, "meanflow loss: the gradient of every weight against torch (stop-gradient on the target "
             "and the weight), max rel err %.2e", eg);
+    /* the rest of the training step: Adam (lr 1e-2) on that gradient */
+    fm_optim_config oc = fm_optim_config_default(FM_OPTIM_ADAM);
+    oc.lr = 1e-2;
+    fm_optim *opt = s ? NULL : fm_optim_new(P, &oc);
+    fm_status so = opt ? fm_optim_step(opt, oc.lr) : FM_ERR_ARG;
+    double ew = 0;
+    for (int i = 0; !so && i < fm_params_count(P); i++) {
+        char key[256];
+        snprintf(key, sizeof key, "mlp.after.%s", fm_params_name(P, i));
+        size_t m;
+        float *w = t_read(st, key, &m);
+        fm_tensor *T = fm_params_tensor(P, i);
+        ew = fmax(ew, w && m == T->size ? t_relerr(T->data, w, m) : 1.0);
+        free(w);
+    }
+    t_check(!so && ew < 1e-5, "meanflow: one training step (the loss's gradient, then Adam lr 1e-2) gives torch's "
+            "weights, max rel err %.2e", ew);
+    fm_optim_free(opt);
     fm_tape_free(tp);
 done:
     free(x), free(t), free(h), free(v), free(u), free(du), free(loss), free(plain);

@@ -6,7 +6,8 @@ them with h = 0. The average velocity u and its total derivative along the
 path with the interval's end held, du = the JVP along (v, 1, -1) in (x, t, h)
 (torch.func.jvp, or functorch's before torch 2); the target v + h du;
 MeanFlow's loss with the adaptive weight (p = 1, c = 1e-3) summed over the rows times 1/8, the plain squared error
-summed, and the loss's gradient with respect to every weight (grad.<name>).
+summed, the loss's gradient with respect to every weight (grad.<name>) and
+the weights after one Adam step (lr 1e-2) on it (after.<name>).
 
 unet.*: a small class-conditional interval U-Net (1 x 8 x 8 images, base 8,
 levels 1, 2, 4 groups, 3 classes) with every weight drawn at random (the
@@ -60,6 +61,11 @@ def mlp_part(gen, tensors):
                     "mlp.loss": loss.detach().reshape(1).float(), "mlp.plain": sq.sum().detach().reshape(1).float()})
     for k, p in net.named_parameters():
         tensors["mlp.grad.net." + k] = p.grad.float()
+    # one Adam step (lr 1e-2, the 2D default) from these gradients: the weights after it
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    opt.step()
+    for k, p in net.named_parameters():
+        tensors["mlp.after.net." + k] = p.detach().float()
 
 
 def unet_part(gen, tensors):
