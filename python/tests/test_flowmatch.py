@@ -73,6 +73,12 @@ class FlowmatchTest(unittest.TestCase):
         self.assertEqual(sc.sample(5, solver="pc", steps=10).shape, (5, 2))
         dd = flowmatch.train("moons", method="ddpm", iters=50, T=100)
         self.assertEqual(dd.sample(5, solver="ddim", steps=10).shape, (5, 2))
+        mf = flowmatch.train("moons", method="meanflow", iters=300, ratio_r_neq_t=0.5)
+        one = mf.sample(500, steps=1, seed=6)
+        self.assertEqual(one.shape, (500, 2))
+        print(f"\n  MeanFlow on moons, one jump: mean {one.mean(0)}")
+        self.assertLess(np.abs(one.mean(0) - [0.5, 0.25]).max(), 0.5)
+        self.assertEqual(mf.sample(5, solver="ode", steps=10).shape, (5, 2))
 
     def test_errors(self):
         with self.assertRaisesRegex(flowmatch.Error, "lr"):
