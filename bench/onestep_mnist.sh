@@ -16,7 +16,8 @@
 # model's weights; PAIRS (10000) per round; FM (./flowmatch).
 #
 # STAGES (default: all) picks among: clf teacher otcfm meanflow reflow eval grid.
-# A stage whose checkpoint exists is not trained again.
+# A stage whose checkpoint exists is not trained again (a run killed mid-way
+# leaves its periodic checkpoint: delete it before rerunning that stage).
 set -euo pipefail
 FM=${FM:-./flowmatch}
 OUT=${1:-bench/onestep_mnist}
@@ -71,6 +72,8 @@ if want eval; then
         ev meanflow jump $s
     done
     ev teacher euler 100
+    /usr/bin/python3 "$(dirname "$0")/onestep_mnist_table.py" "$OUT" > "$OUT/table.md"
+    cat "$OUT/table.md"
 fi
 if want grid; then
     for r in meanflow reflow2 otcfm; do

@@ -16,8 +16,8 @@ def scores(route, solver, steps):
     if not os.path.exists(p):
         return None
     t = open(p).read()
-    fd = re.search(r"Frechet distance\s+([0-9.]+)", t)
-    acc = re.search(r"accuracy\s+([0-9.]+)", t)
+    fd = re.search(r"^Frechet distance\s+([0-9.]+)", t, re.M)
+    acc = re.search(r"^accuracy\s+([0-9.]+)", t, re.M)
     return (float(fd.group(1)) if fd else float("nan"), 100 * float(acc.group(1)) if acc else float("nan"))
 
 
