@@ -431,8 +431,9 @@ fm_tensor *fm__meanflow_loss(fm_tape *tp, fm_flow *f, fm_params *P, fm_tensor *T
  * unless set, and the class count from the labels when cfg asks for -1. */
 fm_status fm__flow_build(const fm_flow_config *cfg, fm_method method, const fm_dataset *data, const char *source,
                          fm_flow **out);
-/* An observer that hands obs the states in data units (tmp: a scratch buffer
- * of a whole state, needed when the flow is standardised). */
+/* An observer that hands obs the states in data units. tmp starts NULL: a
+ * standardised flow's first call allocates it (a whole state's scratch), and
+ * the caller frees it after the solve. */
 typedef struct {
     fm_flow *f;
     fm_observe_fn obs;

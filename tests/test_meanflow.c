@@ -57,6 +57,23 @@ static int load_prefixed(const fm_st *st, fm_params *P, const char *prefix)
     return ok;
 }
 
+/* The largest relative error of every parameter's values (grad 0) or
+ * gradient (grad 1) against the fixture's "<prefix><name>"; 1 for one missing. */
+static double prefixed_err(const fm_st *st, fm_params *P, const char *prefix, int grad)
+{
+    double e = 0;
+    for (int i = 0; i < fm_params_count(P); i++) {
+        char key[256];
+        snprintf(key, sizeof key, "%s%s", prefix, fm_params_name(P, i));
+        size_t m = 0;
+        float *w = t_read(st, key, &m);
+        fm_tensor *T = fm_params_tensor(P, i);
+        e = fmax(e, w && m == T->size ? t_relerr(grad ? T->grad : T->data, w, m) : 1.0);
+        free(w);
+    }
+    return e;
+}
+
 /* (m, 2) rows (t_i, h_i) */
 static fm_tensor *times2(fm_tape *tp, const float *t, const float *h, int m)
 {
@@ -100,16 +117,7 @@ static void fixture_mlp(const fm_st *st)
     double el = l ? fabs(l->data[0] - loss[0]) / fabs(loss[0]) : 1, ep = fabs(pl - plain[0]) / fabs(plain[0]);
     t_check(!s && el < 1e-5 && ep < 1e-5, "meanflow loss (adaptive weight p = 1, c = 1e-3) %.6f against torch %.6f "
             "(rel %.2e), plain squared error rel %.2e %s", l ? l->data[0] : NAN, loss[0], el, ep, T_ERR(s));
-    double eg = 0;
-    for (int i = 0; !s && i < fm_params_count(P); i++) {
-        char key[256];
-        snprintf(key, sizeof key, "mlp.grad.%s", fm_params_name(P, i));
-        size_t m;
-        float *g = t_read(st, key, &m);
-        fm_tensor *T = fm_params_tensor(P, i);
-        eg = fmax(eg, g && m == T->size ? t_relerr(T->grad, g, m) : 1.0);
-        free(g);
-    }
+    double eg = s ? 1.0 : prefixed_err(st, P, "mlp.grad.", 1);
     t_family_max("meanflow grad", eg);
     t_check(!s && eg < 1e-4, "meanflow loss: the gradient of every weight against torch (stop-gradient on the target "
             "and the weight), max rel err %.2e", eg);
@@ -118,16 +126,7 @@ static void fixture_mlp(const fm_st *st)
     oc.lr = 1e-2;
     fm_optim *opt = s ? NULL : fm_optim_new(P, &oc);
     fm_status so = opt ? fm_optim_step(opt, oc.lr) : FM_ERR_ARG;
-    double ew = 0;
-    for (int i = 0; !so && i < fm_params_count(P); i++) {
-        char key[256];
-        snprintf(key, sizeof key, "mlp.after.%s", fm_params_name(P, i));
-        size_t m;
-        float *w = t_read(st, key, &m);
-        fm_tensor *T = fm_params_tensor(P, i);
-        ew = fmax(ew, w && m == T->size ? t_relerr(T->data, w, m) : 1.0);
-        free(w);
-    }
+    double ew = so ? 1.0 : prefixed_err(st, P, "mlp.after.", 0);
     t_check(!so && ew < 1e-5, "meanflow: one training step (the loss's gradient, then Adam lr 1e-2) gives torch's "
             "weights, max rel err %.2e", ew);
     fm_optim_free(opt);
@@ -257,8 +256,9 @@ static void identity_exact(void)
  * squared error's minimiser is the conditional mean of the target, which the
  * MeanFlow identity makes that u: both targets (JVP and split) must learn it.
  * The bound, 0.25 relative RMS, is what a short noisy regression reaches
- * (flow matching's own velocity at t = 0.5 is 8% off after the same run);
- * without the JVP term the one-step u(x, 0, 1) would learn -x, 200% off. */
+ * (the same runs' velocity u(x, 0.5, 0) is 5 to 7% off); without the JVP
+ * term u(x, 0, 1) would learn the velocity at t = 0, E[x1 - x0 | x0] = -x,
+ * 200% off. */
 static void gaussian_closed_form(void)
 {
     const double S = 2.0;

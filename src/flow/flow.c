@@ -421,6 +421,8 @@ fm_status fm__observe_data(void *ctx, int k, double t, const float *x, size_t n)
 {
     fm__obs_data *w = ctx;
     if (!w->f->z.mean) return w->obs(w->octx, k, t, x, n);
+    if (!w->tmp && !(w->tmp = malloc(n * sizeof(float))))
+        return fm__fail(FM_ERR_NOMEM, "out of memory for a state of %zu values", n);
     memcpy(w->tmp, x, n * sizeof(float));
     fm_flow_to_data(w->f, w->tmp, (int)(n / (size_t)w->f->cfg.dim));
     return w->obs(w->octx, k, t, w->tmp, n);
@@ -464,10 +466,6 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
         }
     }
     fm__obs_data w = {f, obs, octx, NULL};
-    if (obs && f->z.mean) {
-        w.tmp = malloc(total * sizeof(float));
-        if (!w.tmp) return fm__fail(FM_ERR_NOMEM, "out of memory");
-    }
     fm_status s = sde ? fm_sde_sample(&f->cfg.path, &sdc, fm_flow_field, f, grid, ngrid, out, n, d, r,
                                       obs ? fm__observe_data : NULL, &w, st)
                       : fm_solve(sc, fm_flow_field, f, grid, ngrid, out, total, obs ? fm__observe_data : NULL, &w, st);

@@ -29,7 +29,7 @@ static void defaults(fm_train_config *c, int image)
 static fm_status check(const fm_train_config *c)
 {
     fm_status s = fm__train_plain_noise(c, "ddpm");
-    return s ? s : fm__flow_method_check(c);
+    return s ? s : fm__flow_method_check(c, 0);
 }
 
 static fm_status state_new(fm_trainer *tr)
@@ -115,8 +115,6 @@ static fm_status sample(void *obj, int n, const float *x_start, fm_rng *r, const
     if (x_start) memcpy(out, x_start, total * sizeof(float));
     else fm_rng_normal_fill(r, out, total, 0.0f, 1.0f);
     fm__obs_data w = {f, obs, octx, NULL};
-    if (obs && fm_flow_standardized(f, NULL, NULL) && !(w.tmp = malloc(total * sizeof(float))))
-        return fm__fail(FM_ERR_NOMEM, "out of memory");
     fm_status s = fm_ddpm_sample(&fc->ddpm, eps_fn, f, (fm_ddpm_sampler)kind, steps, r, out, n, fc->dim,
                                  obs ? fm__observe_data : NULL, &w);
     free(w.tmp);

@@ -23,10 +23,7 @@ typedef struct {
 
 static void defaults(fm_train_config *c, int image)
 {
-    if (!image) return;
-    c->optim.lr = 1e-3; /* a wider MLP and a gentler step than 2D's 3 x 64, 1e-2 */
-    c->flow.net.act = FM_ACT_SILU;
-    for (int i = 0; i < c->flow.net.nhidden; i++) c->flow.net.width[i] = 512;
+    if (image) fm__flow_image_defaults(c);
 }
 
 static fm_status check(const fm_train_config *c)
@@ -34,7 +31,7 @@ static fm_status check(const fm_train_config *c)
     if (c->coupling == FM_COUPLING_SB && !(c->flow.path.kind == FM_PATH_SB && c->flow.path.sigma > 0))
         return fm__fail(FM_ERR_ARG, "the Schrodinger-bridge coupling needs the sb path with sigma > 0 (its plan's "
                                     "regularisation is 2 sigma^2)");
-    return fm__flow_method_check(c);
+    return fm__flow_method_check(c, 0);
 }
 
 static fm_status state_new(fm_trainer *tr)

@@ -46,7 +46,7 @@ static fm_status check(const fm_train_config *c)
 {
     if (!is_sde(c->score.sde)) return fm__fail(FM_ERR_ARG, "score: the SDE must be ve, vp or subvp");
     fm_status s = fm__train_plain_noise(c, "score matching");
-    return s ? s : fm__flow_method_check(c);
+    return s ? s : fm__flow_method_check(c, 0);
 }
 
 /* The flow on the SDE's path (the path's sigmas and betas as configured; its
