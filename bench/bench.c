@@ -9,11 +9,17 @@
  * wide-step and unet-step also run under mpirun: data-parallel over the
  * ranks, rank 0 reporting (and the bytes it sent per step).
  *
- * Each prints one line "RESULT <name> <seconds or GFLOP/s> ..." for the driver.
+ * Each prints one line "RESULT <name> <seconds or GFLOP/s> ..." for the driver,
+ * and one "ROOF <name> gflop=... gflops=... peak=... pct=... rss_mb=..." line:
+ * the floating-point work of one timed unit as the matrix products count it
+ * (fm__prof_flops), the rate achieved, the FMA peak measured in the same
+ * process for the same thread count, the percentage, and the peak resident
+ * memory. --profile adds the time and GFLOP/s of each op kind ("PROF" lines).
  * OpenBLAS is optional: it is loaded with dlopen at run time, never linked.
  */
 #include "flowmatch.h"
 #include "internal.h"
+#include "engine/profile.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -21,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -49,6 +56,52 @@ static long arg_long(int argc, char **argv, const char *name, long def)
     return def;
 }
 
+static int profile_on; /* --profile: time each op kind too */
+
+static double peak_gflops(int seconds_tenths);
+
+/* Start counting the work (and, with --profile, timing the ops) afresh. */
+static void roof_start(void)
+{
+    fm__prof_set(profile_on ? 2 : 1);
+    fm__prof_clear();
+}
+
+/* The ROOF line for a benchmark whose timed part took sec seconds for units
+ * units (steps, runs), and with --profile the per-op table. */
+static void roof_report(const char *name, double sec, double units)
+{
+    enum { MAXK = FM__PROF_KINDS };
+    fm__prof_entry e[MAXK];
+    double flops = 0;
+    int n = fm__prof_report(e, MAXK, &flops);
+    fm__prof_set(0);
+    double pk = peak_gflops(2), rate = flops / sec / 1e9;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("ROOF %s gflop=%.4f gflops=%.1f peak=%.1f pct=%.1f rss_mb=%.1f threads=%d\n", name, flops / units / 1e9, rate,
+           pk, 100 * rate / pk, ru.ru_maxrss / 1024.0, fm_get_threads());
+    if (!profile_on) return;
+    /* the kinds by time, longest first */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && e[j - 1].sec < e[j].sec; j--) {
+            fm__prof_entry t = e[j];
+            e[j] = e[j - 1];
+            e[j - 1] = t;
+        }
+    double total = 0;
+    for (int i = 0; i < n; i++) total += e[i].sec;
+    printf("PROF %-28s %10s %7s %9s %9s %8s\n", "op kind (per unit)", "ms", "share", "calls", "GFLOP", "GFLOP/s");
+    for (int i = 0; i < n; i++) {
+        char label[64];
+        snprintf(label, sizeof label, "%s%s", e[i].name, e[i].backward ? " (backward)" : "");
+        printf("PROF %-28s %10.3f %6.1f%% %9.1f %9.4f %8.1f\n", label, 1e3 * e[i].sec / units, 100 * e[i].sec / total,
+               e[i].calls / units, e[i].flops / units / 1e9, e[i].sec > 0 ? e[i].flops / e[i].sec / 1e9 : 0.0);
+    }
+    printf("PROF %-28s %10.3f (timed: %.3f ms per unit; the rest is outside the ops and marked parts)\n", "total",
+           1e3 * total / units, 1e3 * sec / units);
+}
+
 static int die(const char *what)
 {
     fprintf(stderr, "bench: %s: %s\n", what, fm_last_error());
@@ -61,11 +114,14 @@ static int ref_train(long iters)
     c.iters = iters;
     fm_trainer *tr = fm_trainer_new(&c);
     if (!tr) return die("trainer");
+    roof_start();
     double t0 = now(), loss = 0;
     for (long i = 0; i < iters; i++)
         if (fm_trainer_step(tr, &loss) != FM_OK) return die("step");
     double t = now() - t0;
-    printf("RESULT ref-train %.4f s (%ld iterations, final loss %.4f, %d threads)\n", t, iters, loss, fm_get_threads());
+    printf("RESULT ref-train %.4f s (%ld iterations, %.1f us per iteration, final loss %.4f, %d threads)\n", t, iters,
+           1e6 * t / iters, loss, fm_get_threads());
+    roof_report("ref-train", t, 1);
     fm_trainer_free(tr);
     return 0;
 }
@@ -95,7 +151,7 @@ static int wide_step(long steps)
     double best = INFINITY, sum = 0;
     uint64_t sent = 0;
     for (long i = 0; i < steps + 3; i++) {
-        if (i == 3) sent = fm_dist_bytes_sent();
+        if (i == 3) sent = fm_dist_bytes_sent(), roof_start();
         double t0 = now();
         if (fm_trainer_step(tr, NULL) != FM_OK) return die("step");
         double t = now() - t0;
@@ -104,10 +160,9 @@ static int wide_step(long steps)
             best = fmin(best, t);
         }
     }
-    /* forward + dW + dx multiply-adds of the 5 linear layers */
-    double mac = 4096.0 * (3 * 512 + 3 * 512 * 512 + 512 * 2), flops = 2 * 3 * mac;
-    printf("RESULT wide-step %.5f s mean (best %.5f; %.1f GFLOP/s at the mean, %d threads%s)\n", sum / steps, best,
-           flops / (sum / steps) / 1e9, fm_get_threads(), ranks_note((fm_dist_bytes_sent() - sent) / (double)steps));
+    printf("RESULT wide-step %.5f s mean (best %.5f, %d threads%s)\n", sum / steps, best, fm_get_threads(),
+           ranks_note((fm_dist_bytes_sent() - sent) / (double)steps));
+    roof_report("wide-step", sum, (double)steps);
     fm_trainer_free(tr);
     return 0;
 }
@@ -132,10 +187,12 @@ static int sample(long n)
     fm_time_grid_uniform(grid, 8, 0, 1);
     fm_solve_stats st;
     fm_rng_seed(&r, 0, FM_STREAM_NOISE);
+    roof_start();
     double t0 = now();
     if (fm_flow_sample(f, (int)n, NULL, &r, &sc, grid, 9, x, NULL, NULL, &st) != FM_OK) return die("sample");
     double t = now() - t0;
     printf("RESULT sample %.4f s (%ld points, NFE %ld, %d threads)\n", t, n, st.nfe, fm_get_threads());
+    roof_report("sample", t, 1);
     free(x);
     fm_flow_free(f);
     return 0;
@@ -165,6 +222,7 @@ static int conv(long steps)
         fm_tensor_requires_grad(x, 1);
         fm_tensor_requires_grad(w, 1);
         fm_tensor_requires_grad(b, 1);
+        if (i == 2) roof_start();
         double t0 = now();
         fm_tensor *y = fm_conv2d(tp, x, w, b, 1, 1);
         if (!y || fm_backward(tp, y, dy) != FM_OK) return die("conv2d");
@@ -174,9 +232,8 @@ static int conv(long steps)
             best = fmin(best, t);
         }
     }
-    double flops = 3 * 2.0 * N * O * H * W * C * 9;
-    printf("RESULT conv %.5f s mean (best %.5f; %.1f GFLOP/s at the mean, %d threads)\n", sum / steps, best,
-           flops / (sum / steps) / 1e9, fm_get_threads());
+    printf("RESULT conv %.5f s mean (best %.5f, %d threads)\n", sum / steps, best, fm_get_threads());
+    roof_report("conv", sum, (double)steps);
     fm_tape_free(tp);
     free(xv);
     free(wv);
@@ -242,7 +299,8 @@ static int unet_step(long steps, int batch)
     double *t = malloc((size_t)steps * sizeof(double)), sum = 0, loss = 0, cpu = 0;
     uint64_t sent = 0;
     for (long i = 0; i < steps + WARMUP; i++) {
-        if (i == WARMUP) cpu = cpu_now(), sent = fm_dist_bytes_sent(); /* warm-up steps excluded: the tape grows */
+        if (i == WARMUP) /* warm-up steps excluded: the tape grows */
+            cpu = cpu_now(), sent = fm_dist_bytes_sent(), roof_start();
         double t0 = now();
         if (fm_trainer_step(tr, &loss) != FM_OK) return die("step");
         if (i >= WARMUP) sum += t[i - WARMUP] = now() - t0;
@@ -260,6 +318,7 @@ static int unet_step(long steps, int batch)
            "parameters, loss %.4f, %d threads%s)\n",
            med, t[0], sum / steps, steps, cpu / steps, fm_params_size(fm_flow_params(fm_trainer_flow(tr))), loss,
            fm_get_threads(), ranks_note((fm_dist_bytes_sent() - sent) / (double)steps));
+    roof_report("unet-step", sum, (double)steps);
     free(t);
     fm_trainer_free(tr);
     return 0;
@@ -304,6 +363,7 @@ static void theirs(void *p)
 }
 
 typedef float v16 __attribute__((vector_size(64)));
+static long peak_iters = 100000;
 static void peak_loop(void *p)
 {
     (void)p;
@@ -313,12 +373,20 @@ static void peak_loop(void *p)
     {
         v16 a[12], b = (v16){0} + 1.0000001f, c = (v16){0} + 0.9999999f;
         for (int i = 0; i < 12; i++) a[i] = (v16){0} + (float)i;
-        for (long it = 0; it < 100000; it++)
+        for (long it = 0; it < peak_iters; it++)
             for (int i = 0; i < 12; i++) a[i] = a[i] * b + c;
         float s = 0;
         for (int i = 0; i < 12; i++) s += a[i][0];
         if (s == 42.0f) printf(" ");
     }
+}
+
+/* The FMA peak for the thread count: the best of 7 runs of about a GFLOP
+ * each, in parallel regions of 10^4 x tenths loop iterations. */
+static double peak_gflops(int tenths)
+{
+    peak_iters = 10000L * tenths;
+    return time_it(peak_loop, NULL, 2.0 * 16 * 12 * peak_iters * fm_get_threads());
 }
 
 static int gemm(void)
@@ -350,8 +418,7 @@ static int gemm(void)
         free(g.B);
         free(g.C);
     }
-    double pk = time_it(peak_loop, NULL, 2.0 * 16 * 12 * 100000 * fm_get_threads());
-    printf("RESULT peak %.1f GFLOP/s (register-only FMA loop, %d threads)\n", pk, fm_get_threads());
+    printf("RESULT peak %.1f GFLOP/s (register-only FMA loop, %d threads)\n", peak_gflops(10), fm_get_threads());
     if (!blas) printf("note: libopenblas.so.0 not found; install libopenblas0 to compare\n");
     return 0;
 }
@@ -361,10 +428,11 @@ int main(int argc, char **argv)
     if (argc < 2) {
         fprintf(stderr,
                 "usage: bench ref-train|wide-step|sample|gemm|conv|unet-step [--threads N] [--iters N] [--steps N] "
-                "[--n N]\n");
+                "[--n N] [--profile]\n");
         return 2;
     }
     fm_set_threads((int)arg_long(argc, argv, "--threads", 0));
+    for (int i = 2; i < argc; i++) profile_on |= !strcmp(argv[i], "--profile");
     if (!strcmp(argv[1], "wide-step") || !strcmp(argv[1], "unet-step")) { /* the training steps run under mpirun too */
         if (fm_dist_init(&argc, &argv) != FM_OK) return die("ranks");
         if (fm_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) return 1;

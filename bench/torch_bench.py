@@ -18,11 +18,21 @@ U-Net (unet_step.py) at batch 128, in the NCHW or the channels_last format.
 """
 import argparse
 import os
+import resource
 import sys
 import time
 
-import torch
-from torch import nn
+# Debian's PyTorch multiplies with OpenBLAS, whose own thread pool ignores
+# torch.set_num_threads: without these, a "1 thread" run multiplies on every
+# core. They must be set before torch loads. --blas-all-cores leaves OpenBLAS
+# at its default (every core), as a user who only calls set_num_threads has it.
+_threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv[:-1] else "1"
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    if "--blas-all-cores" not in sys.argv:
+        os.environ[_var] = _threads
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "ref"))
 from tutorial_flow import Flow  # noqa: E402
@@ -129,13 +139,23 @@ def main():
     ap.add_argument("--iters", type=int, default=10000)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--blas-all-cores", action="store_true", help="leave OpenBLAS's own thread count at its default")
     ap.add_argument("--n", type=int, default=1000000)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     steps = a.steps or (10 if a.which == "unet-step" else 20)
+    base = resident_mb()  # the interpreter and torch, before any work
     {"ref-train": lambda: ref_train(a.iters), "wide-step": lambda: wide_step(steps),
      "sample": lambda: sample(a.n), "conv": lambda: conv(steps),
      "unet-step": lambda: unet_step(steps, a.channels_last)}[a.which]()
+    # peak resident memory of the whole process, as bench.c reports its own
+    print(f"ROOF {a.which} rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} "
+          f"base_mb={base:.1f} threads={a.threads}")
+
+
+def resident_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 if __name__ == "__main__":

@@ -81,7 +81,9 @@ def main():
         for th, cl in configs:
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", "--threads", str(th),
                                   "--channels", str(a.channels), "--batch", str(a.batch), "--steps", str(a.steps)]
-                                 + (["--channels-last"] if cl else []), capture_output=True, text=True, check=True)
+                                 + (["--channels-last"] if cl else []), capture_output=True, text=True, check=True,
+                                 env=dict(os.environ, OMP_NUM_THREADS=str(th), OPENBLAS_NUM_THREADS=str(th),
+                                          MKL_NUM_THREADS=str(th)))  # OpenBLAS's pool ignores set_num_threads
             m, b, n = out.stdout.split()[1:4]
             med.setdefault((th, cl), []).append(float(m))
             best[(th, cl)] = min(best.get((th, cl), float("inf")), float(b))

@@ -153,9 +153,11 @@ const char *fm_shape_str(const fm_tensor *t, char *buf, size_t len);
 
 /* Reverse-mode pass from y with cotangent dy (same shape as y; NULL means ones,
  * which for a scalar loss gives the ordinary gradient). Gradients of parameters
- * ACCUMULATE into their flat gradient buffer; gradients of other tensors are
- * fresh on each call, so several calls on one tape give several
- * vector-Jacobian products e^T dy/dx (read them from x->grad). */
+ * ACCUMULATE into their flat gradient buffer; gradients of other leaves
+ * (inputs that require grad) are fresh on each call, so several calls on one
+ * tape give several vector-Jacobian products e^T dy/dx (read them from
+ * x->grad). An op's output keeps no gradient after the pass (its buffer
+ * serves a tensor further back), as PyTorch keeps none for non-leaves. */
 fm_status fm_backward(fm_tape *tp, fm_tensor *y, const float *dy);
 
 /* ------------------------------------------------------------------ ops

@@ -70,6 +70,7 @@ struct fm_tape {
     fm_tensor *last;      /* most recent tensor; ->prev walks back to the first */
     fm_status status;     /* sticky first error since reset */
     char msg[512];        /* its message, kept here so later calls cannot overwrite it */
+    void *spare;          /* during a backward pass: gradient buffers of tensors already passed back */
 };
 
 /* An op: its name (for messages) and its backward. backward reads y->grad and
@@ -108,6 +109,15 @@ void *fm__tape_alloc(fm_tape *tp, size_t bytes);
  * allocated (uninitialised) and requires_grad = any input's. */
 fm_tensor *fm__node(fm_tape *tp, const fm_op *op, int ndim, const int *shape,
                     fm_tensor *const *srcs, int nsrc);
+/* The same on existing values (data, size of the shape): an op that writes
+ * its result over an input's values. */
+fm_tensor *fm__node_on(fm_tape *tp, const fm_op *op, float *data, int ndim, const int *shape, fm_tensor *const *srcs,
+                       int nsrc);
+/* a + b (b broadcast to a's shape) written over a's values, which nothing may
+ * read afterwards: a's own op must not read its output in backward, and a has
+ * no other consumer. Same bits as fm_add; a tensor of a's size less on the
+ * tape. Shapes that do not broadcast to a's shape go to fm_add. */
+fm_tensor *fm__add_into(fm_tape *tp, fm_tensor *a, fm_tensor *b);
 /* x's gradient buffer, zero-filled on first use. NULL only on out-of-memory. */
 float *fm__grad(fm_tape *tp, fm_tensor *x);
 /* The same for a backward that writes every element of it: *fresh is 1 when

@@ -17,6 +17,7 @@
  * fm__gemm_ashift are the convolutions' products (below).
  */
 #include "internal.h"
+#include "engine/profile.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -40,24 +41,34 @@ static inline vf splat(float x) { return (vf){x, x, x, x, x, x, x, x, x, x, x, x
 
 static inline float hsum(vf v)
 {
-    /* fixed pairwise order */
+    /* fixed pairwise order: lane i += lane i + w for w = 8, 4, 2, 1 */
+#if VL == 16 && defined(__clang__) || VL == 16 && __GNUC__ >= 12
+    v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 0, 0, 0, 0, 0, 0, 0);
+    v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    v += __builtin_shufflevector(v, v, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    v += __builtin_shufflevector(v, v, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    return v[0];
+#else
     float s[VL];
     memcpy(s, &v, sizeof s);
     for (int w = VL / 2; w >= 1; w /= 2)
         for (int i = 0; i < w; i++) s[i] += s[i + w];
     return s[0];
+#endif
 }
 
-/* Rows [0, mr) and vector columns [0, nv) of a tile; mr <= 4, nv <= 4 are
+enum { MR = 6 }; /* most rows of a tile: 6 x 4 accumulators, 4 vectors of B and a broadcast in 32 registers */
+
+/* Rows [0, mr) and vector columns [0, nv) of a tile; mr <= MR, nv <= 4 are
  * compile-time constants at every call so the accumulators live in registers. */
 static inline __attribute__((always_inline)) void tile(int mr, int nv, int K, const float *A, ptrdiff_t ars,
                                                        ptrdiff_t aks, const float *B, ptrdiff_t ldb, float *C,
                                                        ptrdiff_t ldc, const float *bias, int acc)
 {
-    vf c[4][4];
+    vf c[MR][4];
     for (int j = 0; j < 4; j++) {
         vf b0 = bias && j < nv ? vload(bias + j * VL) : (vf){0};
-        for (int r = 0; r < 4; r++) c[r][j] = b0;
+        for (int r = 0; r < MR; r++) c[r][j] = b0;
     }
     for (int k = 0; k < K; k++) {
         const float *b = B + k * ldb;
@@ -96,6 +107,7 @@ typedef struct {
     ptrdiff_t ars, aks;
     int ldb, ldc, acc;
     float *C;
+    int panels; /* A packed in panels: tile t's entry (r, k) at A[t K MR + k MR + r] */
 } job;
 
 /* Row tiles [t0, t1) over the columns that fill whole vectors. */
@@ -105,10 +117,13 @@ static void wide_rows(const job *J, int t0, int t1)
     ptrdiff_t ars = J->ars, aks = J->aks, ldb = J->ldb, ldc = J->ldc;
     const float *B = J->B, *bias = J->bias;
     for (int t = t0; t < t1; t++) {
-        int i = 4 * t, mr = J->M - i < 4 ? J->M - i : 4;
-        const float *a = J->A + (ptrdiff_t)i * ars;
+        int i = MR * t, mr = J->M - i < MR ? J->M - i : MR;
+        const float *a = J->panels ? J->A + (ptrdiff_t)t * K * MR : J->A + (ptrdiff_t)i * ars;
+        if (J->panels) ars = 1, aks = MR;
         float *c = J->C + (ptrdiff_t)i * ldc;
         switch (mr) {
+        case 6: TILE_ROWS(6); break;
+        case 5: TILE_ROWS(5); break;
         case 4: TILE_ROWS(4); break;
         case 3: TILE_ROWS(3); break;
         case 2: TILE_ROWS(2); break;
@@ -130,7 +145,32 @@ static void narrow_dot(const job *J, int i0, int i1, float *out, ptrdiff_t ldo)
         int kn = K - kc < KC ? K - kc : KC;
         for (int n = n0; n < N; n++)
             for (int k = 0; k < kn; k++) pack[n - n0][k] = J->B[(ptrdiff_t)(kc + k) * J->ldb + n];
-        for (int i = i0; i < i1; i++) {
+        int i = i0;
+        if (N - n0 == 2) /* the 2D models' output layer: two rows' two dot products at once, same sums */
+            for (; i + 2 <= i1; i += 2) {
+                const float *a0 = J->A + (ptrdiff_t)i * J->ars + kc, *a1 = a0 + J->ars;
+                vf s00 = (vf){0}, s01 = (vf){0}, s10 = (vf){0}, s11 = (vf){0};
+                int k = 0;
+                for (; k + VL <= kn; k += VL) {
+                    vf p0 = vload(pack[0] + k), p1 = vload(pack[1] + k), x0 = vload(a0 + k), x1 = vload(a1 + k);
+                    s00 += x0 * p0;
+                    s01 += x0 * p1;
+                    s10 += x1 * p0;
+                    s11 += x1 * p1;
+                }
+                float t[4] = {hsum(s00), hsum(s01), hsum(s10), hsum(s11)};
+                for (; k < kn; k++) {
+                    t[0] += a0[k] * pack[0][k];
+                    t[1] += a0[k] * pack[1][k];
+                    t[2] += a1[k] * pack[0][k];
+                    t[3] += a1[k] * pack[1][k];
+                }
+                for (int q = 0; q < 4; q++) {
+                    float *o = out + (ptrdiff_t)(i + q / 2 - i0) * ldo + q % 2;
+                    *o = kc == 0 ? (J->bias ? J->bias[n0 + q % 2] : 0.0f) + t[q] : *o + t[q];
+                }
+            }
+        for (; i < i1; i++) {
             const float *a = J->A + (ptrdiff_t)i * J->ars + kc;
             float *o = out + (ptrdiff_t)(i - i0) * ldo;
             for (int n = n0; n < N; n++) {
@@ -212,42 +252,90 @@ static void narrow(const job *J, int i0, int i1)
     }
 }
 
-/* Long k loops (K > KC): for each block of 64 rows and 64 columns, sum over
- * k in slices of KC into a scratch block that stays in L1 (the slice of B,
- * KC x 64, stays in L1 or L2 while all 16 row tiles use it), then add the
- * block to C once. */
-enum { KC = 256, MCB = 64 };
+/* Long k loops (K > KC): the k loop is cut into slices of KC. For each block
+ * of MCB rows and each slice, the slice of A is packed row-major (when A is
+ * used transposed its rows are KC cache lines apart otherwise, and the tiles
+ * would walk a page per k), and for each 64 columns the slice of B is packed
+ * contiguous; the tiles stream both. The slices are summed into the block's
+ * rows of C (or of a scratch block added to C at the end, when accumulating),
+ * in slice order, so each element's arithmetic is that of the plain tiles
+ * over each slice in turn. */
+enum { KC = 256, MCB = 256 };
+
+static void block_slices(const job *J, int i0, int mrows, float *dst, ptrdiff_t ldd, float *apack)
+{
+    float bpack[KC * 4 * VL] __attribute__((aligned(64)));
+    for (int kc = 0; kc < J->K; kc += KC) {
+        int ks = J->K - kc < KC ? J->K - kc : KC;
+        const float *a = J->A + (ptrdiff_t)i0 * J->ars + (ptrdiff_t)kc * J->aks;
+        ptrdiff_t ars = J->ars, aks = J->aks;
+        if (apack && aks != 1) { /* A^T: panels of MR rows, k-major, one stream per tile */
+            for (int t = 0; t * MR < mrows; t++) {
+                float *p = apack + (ptrdiff_t)t * ks * MR;
+                int mr = mrows - t * MR < MR ? mrows - t * MR : MR;
+                const float *at = a + (ptrdiff_t)t * MR * ars;
+                for (int k = 0; k < ks; k++)
+                    for (int r = 0; r < MR; r++) p[k * MR + r] = r < mr ? at[(ptrdiff_t)r * ars + (ptrdiff_t)k * aks] : 0.0f;
+            }
+            a = apack;
+        }
+        for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) {
+            int ncols = J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL;
+            for (int k = 0; k < ks; k++)
+                memcpy(bpack + (ptrdiff_t)k * ncols, J->B + (ptrdiff_t)(kc + k) * J->ldb + n0,
+                       (size_t)ncols * sizeof(float));
+            job S = *J;
+            S.M = mrows;
+            S.K = ks;
+            S.nfull = ncols;
+            S.A = a;
+            S.ars = ars;
+            S.aks = aks;
+            S.panels = a == apack;
+            S.B = bpack;
+            S.ldb = ncols;
+            S.C = dst + n0;
+            S.ldc = (int)ldd;
+            S.bias = kc == 0 && J->bias ? J->bias + n0 : NULL;
+            S.acc = kc > 0;
+            wide_rows(&S, 0, (mrows + MR - 1) / MR);
+        }
+    }
+}
 
 static void blocked_rows(const job *J, int b0, int b1)
 {
-    float scratch[MCB * 4 * VL];
+    /* a packed slice of A, and when accumulating the block's sums before C sees them */
+    size_t na = (size_t)(MCB + MR) * KC, ns = J->acc ? (size_t)MCB * J->nfull : 0;
+    float *buf = malloc((na + ns) * sizeof(float));
+    float scratch[64 * 4 * VL];
     for (int rb = b0; rb < b1; rb++) {
         int i0 = rb * MCB, mrows = J->M - i0 < MCB ? J->M - i0 : MCB;
-        for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) {
-            int ncols = J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL;
-            for (int kc = 0; kc < J->K; kc += KC) {
-                job S = *J;
-                S.M = mrows;
-                S.K = J->K - kc < KC ? J->K - kc : KC;
-                S.nfull = ncols;
-                S.A = J->A + (ptrdiff_t)i0 * J->ars + (ptrdiff_t)kc * J->aks;
-                S.B = J->B + (ptrdiff_t)kc * J->ldb + n0;
-                S.C = scratch;
-                S.ldc = 4 * VL;
-                S.bias = kc == 0 && J->bias ? J->bias + n0 : NULL;
-                S.acc = kc > 0;
-                wide_rows(&S, 0, (mrows + 3) / 4);
-            }
+        if (!J->acc) {
+            block_slices(J, i0, mrows, J->C + (ptrdiff_t)i0 * J->ldc, J->ldc, buf);
+        } else if (buf) {
+            float *sc = buf + na;
+            block_slices(J, i0, mrows, sc, J->nfull, buf);
             for (int i = 0; i < mrows; i++) {
-                float *c = J->C + (ptrdiff_t)(i0 + i) * J->ldc + n0;
-                const float *sc = scratch + (ptrdiff_t)i * 4 * VL;
-                if (J->acc)
-                    for (int n = 0; n < ncols; n++) c[n] += sc[n];
-                else
-                    memcpy(c, sc, (size_t)ncols * sizeof(float));
+                float *c = J->C + (ptrdiff_t)(i0 + i) * J->ldc;
+                for (int n = 0; n < J->nfull; n++) c[n] += sc[(ptrdiff_t)i * J->nfull + n];
             }
+        } else { /* no memory for the block's sums: 64 rows and 64 columns at a time, A unpacked */
+            for (int r0 = 0; r0 < mrows; r0 += 64)
+                for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) {
+                    int rows = mrows - r0 < 64 ? mrows - r0 : 64, ncols = J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL;
+                    job S = *J;
+                    S.nfull = ncols;
+                    S.B = J->B + n0;
+                    S.bias = J->bias ? J->bias + n0 : NULL;
+                    block_slices(&S, i0 + r0, rows, scratch, 4 * VL, NULL);
+                    for (int i = 0; i < rows; i++)
+                        for (int n = 0; n < ncols; n++)
+                            J->C[(ptrdiff_t)(i0 + r0 + i) * J->ldc + n0 + n] += scratch[i * 4 * VL + n];
+                }
         }
     }
+    free(buf);
 }
 
 /* ------------------------------------------------------------------ products on shifted planes
@@ -430,6 +518,7 @@ void fm__gemm_bshift(int M, int N, int K, const float *A, ptrdiff_t lda, const f
 {
     FM_ASSERT(N % VL == 0 && K > 0 && nseg > 0 && K % nseg == 0); /* whole vectors, whole segments */
     if (M <= 0 || N <= 0) return;
+    fm__prof_flops(2.0 * M * N * K);
     int tiles = (M + 7) / 8, nt = fm__threads_over((double)M * N * K, tiles);
     if (nt <= 1) {
         bshift_rows(M, N, K, A, lda, B, boff, W, d0, nseg, C, ldc, acc, 0, tiles);
@@ -488,6 +577,7 @@ void fm__gemm_ashift(int M, int N, int K, const float *A, const ptrdiff_t *aoff,
 {
     FM_ASSERT(N % VL == 0 && K > 0); /* whole vectors only */
     if (M <= 0 || N <= 0) return;
+    fm__prof_flops(2.0 * M * N * K);
     int nvec = N / VL, rt = nvec == 4 ? 6 : 8, cv = nvec == 4 ? 4 : nvec == 2 ? 2 : nvec == 1 ? 1 : 3;
     int tiles = (M + rt - 1) / rt, nt = fm__threads_over((double)M * N * K, tiles);
     if (nt <= 1) {
@@ -504,6 +594,7 @@ void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
               int ldc, const float *bias, int acc)
 {
     if (M <= 0 || N <= 0) return;
+    fm__prof_flops(2.0 * M * N * K);
     if (K <= 0) {
         for (int i = 0; i < M; i++)
             for (int n = 0; n < N; n++) {
@@ -512,7 +603,7 @@ void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
             }
         return;
     }
-    job J = {M, N, K, N / VL * VL, A, B, bias, ars, aks, ldb, ldc, acc, C};
+    job J = {M, N, K, N / VL * VL, A, B, bias, ars, aks, ldb, ldc, acc, C, 0};
     if (K > KC && J.nfull > 0) {
         int blocks = (M + MCB - 1) / MCB, nt = fm__threads_for((double)M * N * K);
         if (nt > blocks) nt = blocks;
@@ -530,7 +621,7 @@ void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
         }
         return;
     }
-    int tiles = (M + 3) / 4;
+    int tiles = (M + MR - 1) / MR;
     int nt = fm__threads_for((double)M * N * K);
     if (nt > tiles) nt = tiles;
     if (nt <= 1) {
@@ -543,7 +634,7 @@ void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks,
     for (int w = 0; w < nt; w++) {
         int t0 = (int)((long)tiles * w / nt), t1 = (int)((long)tiles * (w + 1) / nt);
         wide_rows(&J, t0, t1);
-        int i0 = 4 * t0, i1 = 4 * t1 < M ? 4 * t1 : M;
+        int i0 = MR * t0, i1 = MR * t1 < M ? MR * t1 : M;
         narrow(&J, i0, i1);
     }
 }

@@ -233,7 +233,7 @@ static const fm_op OP_ADD = {"add", arith_backward};
 static const fm_op OP_SUB = {"sub", arith_backward};
 static const fm_op OP_MUL = {"mul", arith_backward};
 
-static fm_tensor *arith(fm_tape *tp, fm_tensor *a, fm_tensor *b, int kind)
+static fm_tensor *arith_on(fm_tape *tp, fm_tensor *a, fm_tensor *b, int kind, int into)
 {
     const fm_op *op = kind == FM__ADD ? &OP_ADD : kind == FM__SUB ? &OP_SUB : &OP_MUL;
     fm_tensor *in[2] = {a, b};
@@ -245,7 +245,9 @@ static fm_tensor *arith(fm_tape *tp, fm_tensor *a, fm_tensor *b, int kind)
         return fm__op_fail(tp, FM_ERR_SHAPE, "%s: shapes %s and %s do not broadcast", op->name,
                            fm_shape_str(a, s1, sizeof s1), fm_shape_str(b, s2, sizeof s2));
     }
-    fm_tensor *y = fm__node(tp, op, nd, shape, in, 2);
+    int fits = into && nd == a->ndim;
+    for (int i = 0; fits && i < nd; i++) fits = shape[i] == a->shape[i];
+    fm_tensor *y = fits ? fm__node_on(tp, op, a->data, nd, shape, in, 2) : fm__node(tp, op, nd, shape, in, 2);
     if (!y) return NULL;
     y->arg.i[0] = kind;
     if (fm__same_shape(a, b))
@@ -255,7 +257,10 @@ static fm_tensor *arith(fm_tape *tp, fm_tensor *a, fm_tensor *b, int kind)
     return y;
 }
 
+static fm_tensor *arith(fm_tape *tp, fm_tensor *a, fm_tensor *b, int kind) { return arith_on(tp, a, b, kind, 0); }
+
 fm_tensor *fm_add(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a, b, FM__ADD); }
+fm_tensor *fm__add_into(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith_on(tp, a, b, FM__ADD, 1); }
 fm_tensor *fm_sub(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a, b, FM__SUB); }
 fm_tensor *fm_mul(fm_tape *tp, fm_tensor *a, fm_tensor *b) { return arith(tp, a, b, FM__MUL); }
 

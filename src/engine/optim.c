@@ -8,6 +8,7 @@
  * step sizes) are computed here in double as well.
  */
 #include "internal.h"
+#include "engine/profile.h"
 
 #include <math.h>
 #include <string.h>
@@ -317,7 +318,13 @@ double fm_schedule_lr(const fm_schedule *s, double lr, int64_t step)
 
 fm_status fm__clip_and_step(fm_params *P, fm_optim *opt, double clip, int64_t iter, double lr)
 {
+    fm__prof_enter("optimizer", 0);
     fm_status s = fm_clip_grad_norm(P, clip, NULL);
-    if (s) return fm__fail(s, "iteration %lld: %s", (long long)iter + 1, fm_last_error());
-    return fm_optim_step(opt, lr);
+    if (s) {
+        fm__prof_leave();
+        return fm__fail(s, "iteration %lld: %s", (long long)iter + 1, fm_last_error());
+    }
+    s = fm_optim_step(opt, lr);
+    fm__prof_leave();
+    return s;
 }

@@ -7,6 +7,7 @@
  * Not here: the ops themselves (ops_*.c) and parameter storage (params.c).
  */
 #include "internal.h"
+#include "engine/profile.h"
 
 #include <math.h>
 #include <string.h>
@@ -31,6 +32,7 @@ void fm_tape_free(fm_tape *tp)
 
 void fm_tape_reset(fm_tape *tp)
 {
+    fm__prof_leave();
     fm__arena_reset(&tp->arena);
     tp->last = NULL;
     tp->status = FM_OK;
@@ -190,11 +192,13 @@ void fm_tensor_requires_grad(fm_tensor *t, int on)
     if (t) t->requires_grad = on ? 1 : 0;
 }
 
-fm_tensor *fm__node(fm_tape *tp, const fm_op *op, int ndim, const int *shape,
-                    fm_tensor *const *srcs, int nsrc)
+static fm_tensor *node(fm_tape *tp, const fm_op *op, int ndim, const int *shape, fm_tensor *const *srcs, int nsrc,
+                       float *data)
 {
-    fm_tensor *t = tensor_alloc(tp, ndim, shape, 1);
+    fm__prof_enter(op->name, 0); /* its forward runs from here to the next interval */
+    fm_tensor *t = tensor_alloc(tp, ndim, shape, data == NULL);
     if (!t) return NULL;
+    if (data) t->data = data;
     t->op = op;
     t->nsrc = nsrc;
     t->src = fm__tape_alloc(tp, (size_t)(nsrc > 0 ? nsrc : 1) * sizeof *t->src);
@@ -206,12 +210,55 @@ fm_tensor *fm__node(fm_tape *tp, const fm_op *op, int ndim, const int *shape,
     return t;
 }
 
+fm_tensor *fm__node(fm_tape *tp, const fm_op *op, int ndim, const int *shape, fm_tensor *const *srcs, int nsrc)
+{
+    return node(tp, op, ndim, shape, srcs, nsrc, NULL);
+}
+
+fm_tensor *fm__node_on(fm_tape *tp, const fm_op *op, float *data, int ndim, const int *shape, fm_tensor *const *srcs,
+                       int nsrc)
+{
+    return node(tp, op, ndim, shape, srcs, nsrc, data);
+}
+
+/* A spare gradient buffer: an op's output whose backward has run needs its
+ * gradient no more, and a tensor further back of the same size takes it, so a
+ * backward pass holds the gradients of its frontier, not of the whole tape. */
+typedef struct spare {
+    size_t bytes;
+    struct spare *next;
+} spare;
+enum { SPARE_MIN_BYTES = 4096 };
+
+static void *spare_take(fm_tape *tp, size_t bytes)
+{
+    for (spare **p = (spare **)&tp->spare; *p; p = &(*p)->next)
+        if ((*p)->bytes == bytes) {
+            spare *s = *p;
+            *p = s->next;
+            return s;
+        }
+    return NULL;
+}
+static void spare_give(fm_tape *tp, fm_tensor *t)
+{
+    size_t bytes = t->size * sizeof(float);
+    if (!t->op || t->is_param || !t->grad || bytes < SPARE_MIN_BYTES) return;
+    spare *s = (spare *)(void *)t->grad;
+    s->bytes = bytes;
+    s->next = tp->spare;
+    tp->spare = s;
+    t->grad = NULL; /* not kept: only leaves' gradients are read after a pass */
+}
+
 float *fm__grad_w(fm_tape *tp, fm_tensor *x, int *fresh)
 {
     *fresh = 0;
     if (!x->grad) {
         FM_ASSERT(!x->is_param); /* parameters always have their flat buffer */
-        x->grad = fm__tape_alloc(tp, x->size * sizeof(float));
+        size_t bytes = x->size * sizeof(float);
+        x->grad = bytes >= SPARE_MIN_BYTES ? spare_take(tp, bytes) : NULL;
+        if (!x->grad) x->grad = fm__tape_alloc(tp, bytes);
         *fresh = x->grad != NULL;
     }
     return x->grad;
@@ -237,6 +284,7 @@ fm_status fm_backward(fm_tape *tp, fm_tensor *y, const float *dy)
                         "fm_backward: output has shape %s; a cotangent is needed unless it is a scalar",
                         fm_shape_str(y, b, sizeof b));
     }
+    fm__prof_leave();
     /* Gradients of tape tensors are fresh for every pass. */
     for (fm_tensor *t = tp->last; t; t = t->prev)
         if (!t->is_param) t->grad = NULL;
@@ -246,10 +294,18 @@ fm_status fm_backward(fm_tape *tp, fm_tensor *y, const float *dy)
     if (!g) return tp->status;
     for (size_t i = 0; i < y->size; i++) g[i] = dy ? dy[i] : 1.0f;
 
+    tp->spare = NULL;
     for (fm_tensor *t = tp->last; t; t = t->prev) {
         if (!t->op || !t->grad || !t->requires_grad) continue;
+        fm__prof_enter(t->op->name, 1);
         t->op->backward(tp, t);
-        if (tp->status != FM_OK) return fm__fail(tp->status, "backward of %s: %s", t->op->name, tp->msg);
+        fm__prof_leave();
+        if (tp->status != FM_OK) {
+            tp->spare = NULL;
+            return fm__fail(tp->status, "backward of %s: %s", t->op->name, tp->msg);
+        }
+        spare_give(tp, t);
     }
+    tp->spare = NULL; /* the buffers belong to the arena again: a rewind may hand them out */
     return FM_OK;
 }

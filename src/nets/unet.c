@@ -311,6 +311,15 @@ static dual add(const fwd *f, dual a, dual b)
     return y;
 }
 
+/* The same over a's values: for a convolution's output that only this sum
+ * reads (a convolution's backward does not read its output). */
+static dual add_into(const fwd *f, dual a, dual b)
+{
+    dual y = {fm__add_into(f->tp, a.p, b.p), NULL};
+    if (f->jvp) y.d = fm__add_into(f->tp, a.d, b.d);
+    return y;
+}
+
 static dual reshape(const fwd *f, dual x, int ndim, const int *shape)
 {
     dual y = {fm_reshape(f->tp, x.p, ndim, shape), NULL};
@@ -324,9 +333,9 @@ static dual block(const fwd *f, const resblock *b, dual x, dual semb)
     dual h = conv(f, norm_silu(f, x, b->norm1), b->conv1, 1);
     dual te = linear(f, semb, b->temb);
     int ts[4] = {te.p ? te.p->shape[0] : 1, b->cout, 1, 1};
-    h = add(f, h, reshape(f, te, 4, ts));
+    h = add_into(f, h, reshape(f, te, 4, ts));
     h = conv(f, norm_silu(f, h, b->norm2), b->conv2, 1);
-    return add(f, h, b->skip.w >= 0 ? conv(f, x, b->skip, 0) : x);
+    return add_into(f, h, b->skip.w >= 0 ? conv(f, x, b->skip, 0) : x);
 }
 
 /* l2(silu(l0(sinusoid(t)))) for times t (B, 1), tangent dt. */

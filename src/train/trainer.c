@@ -14,6 +14,7 @@
  * added in shard order. The same seed and thread count therefore give the same
  * bits; another thread count sums in another order.
  */
+#include "engine/profile.h"
 #include "train/method.h"
 
 #include <math.h>
@@ -567,6 +568,7 @@ fm_status fm__train_update(fm_trainer *tr, int gi, double lr)
 
 fm_status fm__train_draw(fm_trainer *tr, int B)
 {
+    fm__prof_enter("draw the batch", 0); /* to the first op */
     fm_status s = tr->labels ? fm_dataset_sample_labeled(tr->data, &tr->rdata, tr->x1, tr->labels, B)
                              : fm_dataset_sample(tr->data, &tr->rdata, tr->x1, B);
     if (s) return s;
