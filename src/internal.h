@@ -138,6 +138,9 @@ void fm__fill_shape(fm_tensor *t, int ndim, const int *shape);   /* sets size to
  * computed in a fixed order and then added, whatever the thread count. */
 void fm__gemm(int M, int N, int K, const float *A, ptrdiff_t ars, ptrdiff_t aks, const float *B, int ldb, float *C,
               int ldc, const float *bias, int acc);
+/* For the tests: 0 runs products longer than 256 in k unpacked, the path they
+ * take when the packing buffers cannot be allocated (same bits). */
+extern int fm__gemm_pack;
 /* The convolutions' products on shifted planes (ops_conv.c), N a multiple of 16.
  * bshift: C (M, N) [+]= A (M, K, row stride lda) B~, B~'s row k at B + boff[k];
  * the k loop is nseg equal segments and in segment s an entry of column n

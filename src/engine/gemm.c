@@ -252,49 +252,46 @@ static void narrow(const job *J, int i0, int i1)
     }
 }
 
-/* Long k loops (K > KC): the k loop is cut into slices of KC. For each block
- * of MCB rows and each slice, the slice of A is packed row-major (when A is
- * used transposed its rows are KC cache lines apart otherwise, and the tiles
- * would walk a page per k), and for each 64 columns the slice of B is packed
- * contiguous; the tiles stream both. The slices are summed into the block's
- * rows of C (or of a scratch block added to C at the end, when accumulating),
- * in slice order, so each element's arithmetic is that of the plain tiles
- * over each slice in turn. */
+/* Long k loops (K > KC): the k loop is cut into slices of KC, as a BLIS-style
+ * loop nest. For each slice, B's slice is packed once, in strips of 64
+ * columns (each strip contiguous, streamed by the tiles), for all the rows a
+ * thread has; its rows then go by blocks of MCB, whose slice of A stays in L2
+ * while every strip passes over it (when A is used transposed, its rows are
+ * packed in panels of MR rows, k-major: one stream per tile). The slices are
+ * summed into C (or, when accumulating, into a scratch copy added to C at the
+ * end) in slice order, so each element's arithmetic is the plain tiles' over
+ * each slice in turn, whatever the blocking. */
 enum { KC = 256, MCB = 256 };
+int fm__gemm_pack = 1;
 
-static void block_slices(const job *J, int i0, int mrows, float *dst, ptrdiff_t ldd, float *apack)
+/* Rows [r0, r1) of C over one slice [kc, kc + ks) of k: B's strips packed in
+ * bpack, the result summed into dst (row r0 at dst, row stride ldd). */
+static void slice_rows(const job *J, int r0, int r1, int kc, int ks, const float *bpack, float *dst, ptrdiff_t ldd,
+                       float *apack)
 {
-    float bpack[KC * 4 * VL] __attribute__((aligned(64)));
-    for (int kc = 0; kc < J->K; kc += KC) {
-        int ks = J->K - kc < KC ? J->K - kc : KC;
+    for (int i0 = r0; i0 < r1; i0 += MCB) {
+        int mrows = r1 - i0 < MCB ? r1 - i0 : MCB;
         const float *a = J->A + (ptrdiff_t)i0 * J->ars + (ptrdiff_t)kc * J->aks;
-        ptrdiff_t ars = J->ars, aks = J->aks;
-        if (apack && aks != 1) { /* A^T: panels of MR rows, k-major, one stream per tile */
+        int panels = apack && J->aks != 1;
+        if (panels) /* A^T: panels of MR rows, k-major */
             for (int t = 0; t * MR < mrows; t++) {
                 float *p = apack + (ptrdiff_t)t * ks * MR;
                 int mr = mrows - t * MR < MR ? mrows - t * MR : MR;
-                const float *at = a + (ptrdiff_t)t * MR * ars;
+                const float *at = a + (ptrdiff_t)t * MR * J->ars;
                 for (int k = 0; k < ks; k++)
-                    for (int r = 0; r < MR; r++) p[k * MR + r] = r < mr ? at[(ptrdiff_t)r * ars + (ptrdiff_t)k * aks] : 0.0f;
+                    for (int r = 0; r < MR; r++) p[k * MR + r] = r < mr ? at[(ptrdiff_t)r * J->ars + (ptrdiff_t)k * J->aks] : 0.0f;
             }
-            a = apack;
-        }
         for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) {
             int ncols = J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL;
-            for (int k = 0; k < ks; k++)
-                memcpy(bpack + (ptrdiff_t)k * ncols, J->B + (ptrdiff_t)(kc + k) * J->ldb + n0,
-                       (size_t)ncols * sizeof(float));
             job S = *J;
             S.M = mrows;
             S.K = ks;
             S.nfull = ncols;
-            S.A = a;
-            S.ars = ars;
-            S.aks = aks;
-            S.panels = a == apack;
-            S.B = bpack;
-            S.ldb = ncols;
-            S.C = dst + n0;
+            S.A = panels ? apack : a;
+            S.panels = panels;
+            S.B = bpack ? bpack + (ptrdiff_t)n0 * ks : J->B + (ptrdiff_t)kc * J->ldb + n0;
+            S.ldb = bpack ? ncols : J->ldb;
+            S.C = dst + (ptrdiff_t)(i0 - r0) * ldd + n0;
             S.ldc = (int)ldd;
             S.bias = kc == 0 && J->bias ? J->bias + n0 : NULL;
             S.acc = kc > 0;
@@ -303,37 +300,52 @@ static void block_slices(const job *J, int i0, int mrows, float *dst, ptrdiff_t 
     }
 }
 
+/* Rows [b0 MCB, b1 MCB) of C. */
 static void blocked_rows(const job *J, int b0, int b1)
 {
-    /* a packed slice of A, and when accumulating the block's sums before C sees them */
-    size_t na = (size_t)(MCB + MR) * KC, ns = J->acc ? (size_t)MCB * J->nfull : 0;
-    float *buf = malloc((na + ns) * sizeof(float));
-    float scratch[64 * 4 * VL];
-    for (int rb = b0; rb < b1; rb++) {
-        int i0 = rb * MCB, mrows = J->M - i0 < MCB ? J->M - i0 : MCB;
-        if (!J->acc) {
-            block_slices(J, i0, mrows, J->C + (ptrdiff_t)i0 * J->ldc, J->ldc, buf);
-        } else if (buf) {
-            float *sc = buf + na;
-            block_slices(J, i0, mrows, sc, J->nfull, buf);
-            for (int i = 0; i < mrows; i++) {
-                float *c = J->C + (ptrdiff_t)(i0 + i) * J->ldc;
-                for (int n = 0; n < J->nfull; n++) c[n] += sc[(ptrdiff_t)i * J->nfull + n];
+    int r0 = b0 * MCB, r1 = b1 * MCB < J->M ? b1 * MCB : J->M, rows = r1 - r0;
+    /* B's slice packed, A's panels, and when accumulating the rows' sums before C sees them */
+    size_t nb = (size_t)KC * J->nfull, na = J->aks != 1 ? (size_t)(MCB + MR) * KC : 0;
+    size_t ns = J->acc ? (size_t)rows * J->nfull : 0;
+    float *buf = fm__gemm_pack ? malloc((nb + na + ns) * sizeof(float)) : NULL;
+    if (!buf) { /* no memory: 64 rows at a time, nothing packed, summed on the stack */
+        float scratch[64 * 4 * VL];
+        for (int i0 = r0; i0 < r1; i0 += 64)
+            for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) {
+                int m = r1 - i0 < 64 ? r1 - i0 : 64, ncols = J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL;
+                job S = *J;
+                S.nfull = ncols;
+                S.B = J->B + n0;
+                S.bias = J->bias ? J->bias + n0 : NULL;
+                for (int kc = 0; kc < J->K; kc += KC)
+                    slice_rows(&S, i0, i0 + m, kc, J->K - kc < KC ? J->K - kc : KC, NULL, scratch, 4 * VL, NULL);
+                for (int i = 0; i < m; i++)
+                    for (int n = 0; n < ncols; n++) {
+                        float *c = J->C + (ptrdiff_t)(i0 + i) * J->ldc + n0 + n;
+                        *c = J->acc ? *c + scratch[i * 4 * VL + n] : scratch[i * 4 * VL + n];
+                    }
             }
-        } else { /* no memory for the block's sums: 64 rows and 64 columns at a time, A unpacked */
-            for (int r0 = 0; r0 < mrows; r0 += 64)
-                for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) {
-                    int rows = mrows - r0 < 64 ? mrows - r0 : 64, ncols = J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL;
-                    job S = *J;
-                    S.nfull = ncols;
-                    S.B = J->B + n0;
-                    S.bias = J->bias ? J->bias + n0 : NULL;
-                    block_slices(&S, i0 + r0, rows, scratch, 4 * VL, NULL);
-                    for (int i = 0; i < rows; i++)
-                        for (int n = 0; n < ncols; n++)
-                            J->C[(ptrdiff_t)(i0 + r0 + i) * J->ldc + n0 + n] += scratch[i * 4 * VL + n];
-                }
+        return;
+    }
+    float *bpack = buf, *apack = na ? buf + nb : NULL, *sc = J->acc ? buf + nb + na : NULL;
+    for (int kc = 0; kc < J->K; kc += KC) {
+        int ks = J->K - kc < KC ? J->K - kc : KC;
+        for (int n0 = 0; n0 < J->nfull; n0 += 4 * VL) { /* strip n0: ks x ncols, contiguous */
+            int ncols = J->nfull - n0 < 4 * VL ? J->nfull - n0 : 4 * VL;
+            float *strip = bpack + (ptrdiff_t)n0 * ks;
+            for (int k = 0; k < ks; k++) {
+                const float *src = J->B + (ptrdiff_t)(kc + k) * J->ldb + n0;
+                for (int v = 0; v < ncols; v += VL) vstore(strip + (ptrdiff_t)k * ncols + v, vload(src + v));
+            }
         }
+        if (sc)
+            slice_rows(J, r0, r1, kc, ks, bpack, sc, J->nfull, apack);
+        else
+            slice_rows(J, r0, r1, kc, ks, bpack, J->C + (ptrdiff_t)r0 * J->ldc, J->ldc, apack);
+    }
+    for (int i = 0; sc && i < rows; i++) {
+        float *c = J->C + (ptrdiff_t)(r0 + i) * J->ldc;
+        for (int n = 0; n < J->nfull; n++) c[n] += sc[(ptrdiff_t)i * J->nfull + n];
     }
     free(buf);
 }
