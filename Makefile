@@ -20,6 +20,8 @@
 #   make install-check  install into a temporary prefix and build examples/ against it with pkg-config
 #   make python     the Python package in python/ made usable (the shared library copied into it)
 #   make python-test  its tests (Debian's python3 and python3-numpy)
+#   make bench      flowmatch next to PyTorch, with each benchmark's roofline (bench/README.md)
+#   make bench-check  flowmatch alone against bench/results.json: names benchmarks > 10% slower
 #
 # NO_OMP=1 builds without OpenMP; ARCH= (empty) builds for a generic x86-64;
 # WERROR=1 turns warnings into errors (CI does).
@@ -77,7 +79,7 @@ $(foreach d,$(B) $(A) $(G) $(S),$(addprefix $(d)/src/engine/,gemm.o ops_act.o rn
 # Only the ranks' file includes mpi.h (the fuzz build, with clang, goes without).
 $(foreach d,$(B) $(A) $(G) $(S),$(d)/src/distributed/ranks.o): KFLAGS := $(MPI_DEF) $(MPI_INC)
 
-.PHONY: all test asan test-generic demo bench fixtures mnist cities words clean golden-record kill-test valgrind fuzz mpi-test \
+.PHONY: all test asan test-generic demo bench bench-check fixtures mnist cities words clean golden-record kill-test valgrind fuzz mpi-test \
         shared install uninstall install-check python python-test
 all: libflowmatch.a flowmatch
 
@@ -217,6 +219,11 @@ $(B)/bench: bench/bench.c libflowmatch.a
 
 bench: $(B)/bench flowmatch
 	$(PYTHON) bench/run.py --bench $(B)/bench $(BENCH_ARGS)
+
+# flowmatch alone against the committed bench/results.json: names every
+# benchmark more than 10% slower (on demand, not in CI: the machine is noisy)
+bench-check: $(B)/bench
+	$(PYTHON) bench/run.py --bench $(B)/bench --check $(BENCH_ARGS)
 
 fixtures:
 	$(PYTHON) tests/ref/gen_fixtures.py tests/fixtures

@@ -68,8 +68,9 @@ static void roof_start(void)
 }
 
 /* The ROOF line for a benchmark whose timed part took sec seconds for units
- * units (steps, runs), and with --profile the per-op table. */
-static void roof_report(const char *name, double sec, double units)
+ * units (steps, runs), and with --profile the per-op table, per prof_units
+ * (steps, iterations). */
+static void roof_report(const char *name, double sec, double units, double prof_units)
 {
     enum { MAXK = FM__PROF_KINDS };
     fm__prof_entry e[MAXK];
@@ -91,15 +92,18 @@ static void roof_report(const char *name, double sec, double units)
         }
     double total = 0;
     for (int i = 0; i < n; i++) total += e[i].sec;
-    printf("PROF %-28s %10s %7s %9s %9s %8s\n", "op kind (per unit)", "ms", "share", "calls", "GFLOP", "GFLOP/s");
+    const char *unit = prof_units > 1e3 ? "us" : "ms";
+    double scale = (prof_units > 1e3 ? 1e6 : 1e3) / prof_units;
+    printf("PROF %-28s %10s %7s %9s %9s %8s\n", prof_units > 1e3 ? "op kind (per iteration)" : "op kind (per step)", unit,
+           "share", "calls", "GFLOP", "GFLOP/s");
     for (int i = 0; i < n; i++) {
         char label[64];
         snprintf(label, sizeof label, "%s%s", e[i].name, e[i].backward ? " (backward)" : "");
-        printf("PROF %-28s %10.3f %6.1f%% %9.1f %9.4f %8.1f\n", label, 1e3 * e[i].sec / units, 100 * e[i].sec / total,
-               e[i].calls / units, e[i].flops / units / 1e9, e[i].sec > 0 ? e[i].flops / e[i].sec / 1e9 : 0.0);
+        printf("PROF %-28s %10.3f %6.1f%% %9.1f %9.4f %8.1f\n", label, scale * e[i].sec, 100 * e[i].sec / total,
+               e[i].calls / prof_units, e[i].flops / prof_units / 1e9, e[i].sec > 0 ? e[i].flops / e[i].sec / 1e9 : 0.0);
     }
-    printf("PROF %-28s %10.3f (timed: %.3f ms per unit; the rest is outside the ops and marked parts)\n", "total",
-           1e3 * total / units, 1e3 * sec / units);
+    printf("PROF %-28s %10.3f (thread-time in the ops and marked parts; wall time %.3f %s, outside them %.3f)\n",
+           "total", scale * total, scale * sec, unit, scale * sec - (fm_get_threads() == 1 ? scale * total : 0.0));
 }
 
 static int die(const char *what)
@@ -121,7 +125,7 @@ static int ref_train(long iters)
     double t = now() - t0;
     printf("RESULT ref-train %.4f s (%ld iterations, %.1f us per iteration, final loss %.4f, %d threads)\n", t, iters,
            1e6 * t / iters, loss, fm_get_threads());
-    roof_report("ref-train", t, 1);
+    roof_report("ref-train", t, 1, (double)iters);
     fm_trainer_free(tr);
     return 0;
 }
@@ -162,7 +166,7 @@ static int wide_step(long steps)
     }
     printf("RESULT wide-step %.5f s mean (best %.5f, %d threads%s)\n", sum / steps, best, fm_get_threads(),
            ranks_note((fm_dist_bytes_sent() - sent) / (double)steps));
-    roof_report("wide-step", sum, (double)steps);
+    roof_report("wide-step", sum, (double)steps, (double)steps);
     fm_trainer_free(tr);
     return 0;
 }
@@ -192,7 +196,7 @@ static int sample(long n)
     if (fm_flow_sample(f, (int)n, NULL, &r, &sc, grid, 9, x, NULL, NULL, &st) != FM_OK) return die("sample");
     double t = now() - t0;
     printf("RESULT sample %.4f s (%ld points, NFE %ld, %d threads)\n", t, n, st.nfe, fm_get_threads());
-    roof_report("sample", t, 1);
+    roof_report("sample", t, 1, 1);
     free(x);
     fm_flow_free(f);
     return 0;
@@ -233,7 +237,7 @@ static int conv(long steps)
         }
     }
     printf("RESULT conv %.5f s mean (best %.5f, %d threads)\n", sum / steps, best, fm_get_threads());
-    roof_report("conv", sum, (double)steps);
+    roof_report("conv", sum, (double)steps, (double)steps);
     fm_tape_free(tp);
     free(xv);
     free(wv);
@@ -318,7 +322,7 @@ static int unet_step(long steps, int batch)
            "parameters, loss %.4f, %d threads%s)\n",
            med, t[0], sum / steps, steps, cpu / steps, fm_params_size(fm_flow_params(fm_trainer_flow(tr))), loss,
            fm_get_threads(), ranks_note((fm_dist_bytes_sent() - sent) / (double)steps));
-    roof_report("unet-step", sum, (double)steps);
+    roof_report("unet-step", sum, (double)steps, (double)steps);
     free(t);
     fm_trainer_free(tr);
     return 0;

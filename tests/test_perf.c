@@ -13,16 +13,18 @@
 #include <string.h>
 
 /* C's element (i, j) as gemm.c documents it: the bias, then k in slices of
- * 256, each slice summed from zero (the first from the bias) by multiply-adds
- * in order and added to the running sum; added to C at the end when
- * accumulating. Whole-vector columns only (the last N % 16 are dot products). */
+ * `slice` (256 for whole-vector columns of long products), each slice summed
+ * from zero (the first from the bias) by multiply-adds in order and added to
+ * the running sum; added to C at the end when accumulating. The last N % 16
+ * columns of A^T B sum all of k in one slice; those of A B are dot products
+ * in vector lanes (not emulated here). */
 static float gemm_order(int i, int j, int K, const float *A, int tn, int M, const float *B, int N, const float *bias,
-                        float c0, int acc)
+                        float c0, int acc, int slice)
 {
     float s = bias ? bias[j] : 0.0f;
-    for (int k0 = 0; k0 < K; k0 += 256) {
+    for (int k0 = 0; k0 < K; k0 += slice) {
         float t = k0 == 0 ? s : 0.0f;
-        for (int k = k0; k < K && k < k0 + 256; k++) {
+        for (int k = k0; k < K && k < k0 + slice; k++) {
             float a = tn ? A[(size_t)k * M + i] : A[(size_t)i * K + k], b = B[(size_t)k * N + j];
 #ifdef __FMA__
             t = fmaf(a, b, t);
@@ -38,7 +40,8 @@ static float gemm_order(int i, int j, int K, const float *A, int tn, int M, cons
 
 static void gemm_cases(fm_rng *r)
 {
-    static const int shapes[][3] = {{300, 64, 600}, {97, 48, 513}, {520, 32, 257}, {64, 130, 1024}, {13, 16, 300}};
+    static const int shapes[][3] = {{300, 64, 600}, {97, 48, 513}, {520, 32, 257}, {64, 130, 1024}, {13, 16, 300},
+                                    {200, 67, 300}, {64, 3, 256}, {131, 2, 90}};
     int differ = 0, cases = 0;
     for (size_t q = 0; q < sizeof shapes / sizeof shapes[0]; q++)
         for (int v = 0; v < 4; v++) {
@@ -55,8 +58,9 @@ static void gemm_cases(fm_rng *r)
                 if (tn) fm__gemm(M, N, K, A, 1, M, B, N, C, N, v == 1 ? NULL : bias, acc);
                 else fm__gemm(M, N, K, A, K, 1, B, N, C, N, v == 1 ? NULL : bias, acc);
                 for (int i = 0; i < M; i++)
-                    for (int j = 0; j < N / 16 * 16; j++) {
-                        float want = gemm_order(i, j, K, A, tn, M, B, N, v == 1 ? NULL : bias, 0.5f, acc);
+                    for (int j = 0; j < (tn ? N : N / 16 * 16); j++) {
+                        int slice = j < N / 16 * 16 ? 256 : K;
+                        float want = gemm_order(i, j, K, A, tn, M, B, N, v == 1 ? NULL : bias, 0.5f, acc, slice);
                         differ += memcmp(&want, &C[(size_t)i * N + j], sizeof want) != 0;
                     }
                 cases++;
@@ -65,8 +69,8 @@ static void gemm_cases(fm_rng *r)
             free(A), free(B), free(bias), free(C);
         }
     fm_set_threads(0);
-    t_check(differ == 0, "GEMM, %d runs of long-k products (A and A^T, bias, accumulating; packed on 1 and 2 threads, "
-                         "unpacked): every element in the documented order, bit for bit (%d differ)",
+    t_check(differ == 0, "GEMM, %d runs (A and A^T, bias, accumulating, long k packed on 1 and 2 threads and unpacked, "
+                         "narrow columns of A^T B): every element in the documented order, bit for bit (%d differ)",
             cases, differ);
 }
 

@@ -193,8 +193,26 @@ static void narrow_dot(const job *J, int i0, int i1, float *out, ptrdiff_t ldo)
 static void narrow_rows(const job *J, int i0, int i1)
 {
     int K = J->K, N = J->N, n0 = J->nfull;
-    for (int n = n0; n < N; n++)
-        for (int i = i0; i < i1; i += VL) {
+    for (int n = n0; n < N; n++) {
+        int i = i0;
+        for (; i + 4 * VL <= i1; i += 4 * VL) { /* 64 rows: four independent sums in flight */
+            vf s[4];
+            for (int v = 0; v < 4; v++) s[v] = splat(J->bias ? J->bias[n] : 0.0f);
+            for (int k = 0; k < K; k++) {
+                const float *a = J->A + (ptrdiff_t)k * J->aks + i;
+                vf b = splat(J->B[(ptrdiff_t)k * J->ldb + n]);
+                for (int v = 0; v < 4; v++) s[v] += vload(a + v * VL) * b;
+            }
+            for (int v = 0; v < 4; v++) {
+                float out[VL];
+                memcpy(out, &s[v], sizeof out);
+                for (int r = 0; r < VL; r++) {
+                    float *c = J->C + (ptrdiff_t)(i + v * VL + r) * J->ldc + n;
+                    *c = J->acc ? *c + out[r] : out[r];
+                }
+            }
+        }
+        for (; i < i1; i += VL) {
             int m = i1 - i < VL ? i1 - i : VL;
             vf s = splat(J->bias ? J->bias[n] : 0.0f);
             for (int k = 0; k < K; k++) {
@@ -216,6 +234,7 @@ static void narrow_rows(const job *J, int i0, int i1)
                 *c = J->acc ? *c + v[r] : v[r];
             }
         }
+    }
 }
 
 /* Any other strides: plain sums (no caller uses them today). */

@@ -14,9 +14,12 @@
 /* y = x W^T + b */
 void fm__linear_forward(float *y, float *wt, const float *x, const float *w, const float *b, int B, int in, int out)
 {
-    /* W^T (in, out) so the product streams along rows. */
-    for (int o = 0; o < out; o++)
-        for (int i = 0; i < in; i++) wt[(size_t)i * out + o] = w[(size_t)o * in + i];
+    /* W^T (in, out) so the product streams along rows; in 16 x 16 blocks, so
+     * that neither side is walked a whole row apart at every step */
+    for (int o0 = 0; o0 < out; o0 += 16)
+        for (int i0 = 0; i0 < in; i0 += 16)
+            for (int o = o0; o < o0 + 16 && o < out; o++)
+                for (int i = i0; i < i0 + 16 && i < in; i++) wt[(size_t)i * out + o] = w[(size_t)o * in + i];
     fm__gemm(B, out, in, x, in, 1, wt, out, y, out, b, 0);
 }
 
