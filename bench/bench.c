@@ -69,8 +69,8 @@ static void roof_start(void)
 
 /* The ROOF line for a benchmark whose timed part took sec seconds for units
  * units (steps, runs), and with --profile the per-op table, per prof_units
- * (steps, iterations). */
-static void roof_report(const char *name, double sec, double units, double prof_units)
+ * of what `per` names (step, iteration, run). */
+static void roof_report(const char *name, double sec, double units, double prof_units, const char *per)
 {
     enum { MAXK = FM__PROF_KINDS };
     fm__prof_entry e[MAXK];
@@ -94,8 +94,9 @@ static void roof_report(const char *name, double sec, double units, double prof_
     for (int i = 0; i < n; i++) total += e[i].sec;
     const char *unit = prof_units > 1e3 ? "us" : "ms";
     double scale = (prof_units > 1e3 ? 1e6 : 1e3) / prof_units;
-    printf("PROF %-28s %10s %7s %9s %9s %8s\n", prof_units > 1e3 ? "op kind (per iteration)" : "op kind (per step)", unit,
-           "share", "calls", "GFLOP", "GFLOP/s");
+    char head[64];
+    snprintf(head, sizeof head, "op kind (per %s)", per);
+    printf("PROF %-28s %10s %7s %9s %9s %8s\n", head, unit, "share", "calls", "GFLOP", "GFLOP/s");
     for (int i = 0; i < n; i++) {
         char label[64];
         snprintf(label, sizeof label, "%s%s", e[i].name, e[i].backward ? " (backward)" : "");
@@ -125,7 +126,7 @@ static int ref_train(long iters)
     double t = now() - t0;
     printf("RESULT ref-train %.4f s (%ld iterations, %.1f us per iteration, final loss %.4f, %d threads)\n", t, iters,
            1e6 * t / iters, loss, fm_get_threads());
-    roof_report("ref-train", t, 1, (double)iters);
+    roof_report("ref-train", t, 1, (double)iters, "iteration");
     fm_trainer_free(tr);
     return 0;
 }
@@ -166,7 +167,7 @@ static int wide_step(long steps)
     }
     printf("RESULT wide-step %.5f s mean (best %.5f, %d threads%s)\n", sum / steps, best, fm_get_threads(),
            ranks_note((fm_dist_bytes_sent() - sent) / (double)steps));
-    roof_report("wide-step", sum, (double)steps, (double)steps);
+    roof_report("wide-step", sum, (double)steps, (double)steps, "step");
     fm_trainer_free(tr);
     return 0;
 }
@@ -196,7 +197,7 @@ static int sample(long n)
     if (fm_flow_sample(f, (int)n, NULL, &r, &sc, grid, 9, x, NULL, NULL, &st) != FM_OK) return die("sample");
     double t = now() - t0;
     printf("RESULT sample %.4f s (%ld points, NFE %ld, %d threads)\n", t, n, st.nfe, fm_get_threads());
-    roof_report("sample", t, 1, 1);
+    roof_report("sample", t, 1, 1, "run");
     free(x);
     fm_flow_free(f);
     return 0;
@@ -237,7 +238,7 @@ static int conv(long steps)
         }
     }
     printf("RESULT conv %.5f s mean (best %.5f, %d threads)\n", sum / steps, best, fm_get_threads());
-    roof_report("conv", sum, (double)steps, (double)steps);
+    roof_report("conv", sum, (double)steps, (double)steps, "step");
     fm_tape_free(tp);
     free(xv);
     free(wv);
@@ -322,7 +323,7 @@ static int unet_step(long steps, int batch)
            "parameters, loss %.4f, %d threads%s)\n",
            med, t[0], sum / steps, steps, cpu / steps, fm_params_size(fm_flow_params(fm_trainer_flow(tr))), loss,
            fm_get_threads(), ranks_note((fm_dist_bytes_sent() - sent) / (double)steps));
-    roof_report("unet-step", sum, (double)steps, (double)steps);
+    roof_report("unet-step", sum, (double)steps, (double)steps, "step");
     free(t);
     fm_trainer_free(tr);
     return 0;

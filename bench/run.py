@@ -171,9 +171,9 @@ def merge_block(text, tag, header, fresh_rows, key):
     """Replace the rows of the table between <!-- tag --> markers that were
     rerun (same key), keep the others, append new ones."""
     fresh = {key(r): r for r in fresh_rows}
-    old = re.search(rf"<!-- {tag} -->\n(.*?)\n<!-- /{tag} -->", text, flags=re.S)
+    old = re.search(rf"<!-- {tag} -->\n(.*?)<!-- /{tag} -->", text, flags=re.S)
     merged = list(header)
-    for r in (old.group(1).split("\n")[len(header):] if old else []):
+    for r in (old.group(1).rstrip("\n").split("\n")[len(header):] if old else []):
         if r.count("|") == header[0].count("|"):  # rows of an older layout are dropped
             merged.append(fresh.pop(key(r), r))
     merged += [r for r in fresh_rows if key(r) in fresh]

@@ -183,6 +183,19 @@ static void profile_counts(fm_rng *r)
         }
         sec += e[i].sec;
     }
+    /* a convolution counts 2 N O Ho Wo C kh kw per pass, forward, input and weight gradients */
+    fm__prof_clear();
+    fm_tensor *im = t_t4(tp, 2, 3, 8, 8), *k = t_t4(tp, 4, 3, 3, 3);
+    fm_rng_normal_fill(r, im->data, im->size, 0, 1);
+    fm_rng_normal_fill(r, k->data, k->size, 0, 1);
+    fm_tensor_requires_grad(im, 1);
+    fm_tensor_requires_grad(k, 1);
+    fm_tensor *cy = fm_conv2d(tp, im, k, NULL, 1, 1);
+    double cf = 0, cb = 0;
+    fm__prof_report(e, FM__PROF_KINDS, &cf);
+    fm_status cs = cy ? fm_backward(tp, fm_sum(tp, cy), NULL) : FM_ERR_STATE;
+    fm__prof_report(e, FM__PROF_KINDS, &cb);
+    double cwant = 2.0 * 2 * 4 * 8 * 8 * 3 * 3 * 3;
     fm__prof_set(0);
     fm__prof_clear();
     fm_linear(tp, x, w, NULL);
@@ -193,6 +206,10 @@ static void profile_counts(fm_rng *r)
             "profile: a (%d x %d) (%d x %d)^T product counts %.0f flops forward (want %.0f), %.0f backward (want %.0f), "
             "%.0f in all, %ld call; nothing once off (%.0f)",
             M, K, N, K, fwd, want, bwd, 2 * want, total, calls, after);
+    t_check(!cs && cf == cwant && cb == 3 * cwant,
+            "profile: a 3x3 convolution, 2 x 3 x 8 x 8 -> 4 channels, counts %.0f flops forward (want %.0f) and %.0f "
+            "with its backward (want %.0f)",
+            cf, cwant, cb, 3 * cwant);
     fm_tape_free(tp);
 }
 

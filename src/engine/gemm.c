@@ -549,7 +549,6 @@ void fm__gemm_bshift(int M, int N, int K, const float *A, ptrdiff_t lda, const f
 {
     FM_ASSERT(N % VL == 0 && K > 0 && nseg > 0 && K % nseg == 0); /* whole vectors, whole segments */
     if (M <= 0 || N <= 0) return;
-    fm__prof_flops(2.0 * M * N * K);
     int tiles = (M + 7) / 8, nt = fm__threads_over((double)M * N * K, tiles);
     if (nt <= 1) {
         bshift_rows(M, N, K, A, lda, B, boff, W, d0, nseg, C, ldc, acc, 0, tiles);
@@ -608,7 +607,6 @@ void fm__gemm_ashift(int M, int N, int K, const float *A, const ptrdiff_t *aoff,
 {
     FM_ASSERT(N % VL == 0 && K > 0); /* whole vectors only */
     if (M <= 0 || N <= 0) return;
-    fm__prof_flops(2.0 * M * N * K);
     int nvec = N / VL, rt = nvec == 4 ? 6 : 8, cv = nvec == 4 ? 4 : nvec == 2 ? 2 : nvec == 1 ? 1 : 3;
     int tiles = (M + rt - 1) / rt, nt = fm__threads_over((double)M * N * K, tiles);
     if (nt <= 1) {

@@ -36,6 +36,7 @@
  */
 #include "internal.h"
 #include "engine/kernels.h"
+#include "engine/profile.h"
 
 #include <limits.h>
 #include <stddef.h>
@@ -557,6 +558,8 @@ void fm__conv2d_forward(float *y, const float *x, const float *w, const float *b
     conv_fwd_layout(&c, &g, &f);
     int nt = f.nt;
     if (g.shifted) {
+        /* the work as a convolution counts it (the unfolded path's products count their own) */
+        fm__prof_flops(2.0 * g.N * g.O * g.P * g.K);
         plane_offsets(g.C, g.kh, g.kw, g.W, g.xps, f.xoff);
         /* the weight's columns in (j, c, i) order */
         for (int o = 0; o < g.O; o++)
@@ -736,6 +739,7 @@ void fm__conv2d_backward(float *dx, float *dw, float *db, const float *dy, const
     double *acc = bb.acc;
     if (acc) memset(acc, 0, ko * sizeof(double));
     if (g.shifted) {
+        fm__prof_flops(2.0 * g.N * g.O * g.P * g.K * ((dx != NULL) + (dw != NULL)));
         shifted_backward(&g, x, w, dy, dx, dx_overwrite, &bb);
     } else {
         if (dx_overwrite) memset(dx, 0, (size_t)g.N * g.C * g.H * g.W * sizeof(float)); /* col2im adds */
