@@ -58,12 +58,12 @@ static inline fm_vf vfwd(fm_act a, fm_vf x)
     fm_vf zero = fm_vsplat(0.0f);
     switch (a) {
     case FM_ACT_RELU: return fm_vsel(x > 0.0f, x, zero);
-    case FM_ACT_ELU: return fm_vselm(fm_vgt0(x), x, fm_vexpm1_neg(x));
+    case FM_ACT_ELU: return fm_vselm(fm_vgt(x, zero), x, fm_vexpm1_neg(x));
     case FM_ACT_SILU: return x * vsigmoid(x);
     case FM_ACT_GELU_TANH: return 0.5f * x * (1.0f + vtanh(GELU_K * (x + GELU_C * x * x * x)));
     case FM_ACT_TANH: return vtanh(x);
     case FM_ACT_SIGMOID: return vsigmoid(x);
-    case FM_ACT_SELU: return SELU_SCALE * fm_vselm(fm_vgt0(x), x, SELU_ALPHA * fm_vexpm1_neg(x));
+    case FM_ACT_SELU: return SELU_SCALE * fm_vselm(fm_vgt(x, zero), x, SELU_ALPHA * fm_vexpm1_neg(x));
     default: return x;
     }
 }
@@ -73,7 +73,7 @@ static inline fm_vf vbwd(fm_act a, fm_vf x, fm_vf y, fm_vf dy)
 {
     switch (a) {
     case FM_ACT_RELU: return fm_vsel(y > 0.0f, dy, fm_vsplat(0.0f));
-    case FM_ACT_ELU: return fm_vselm(fm_vgt0(x), dy, dy * (y + 1.0f));
+    case FM_ACT_ELU: return fm_vselm(fm_vgt(x, fm_vsplat(0.0f)), dy, dy * (y + 1.0f));
     case FM_ACT_SILU: {
         fm_vf s = vsigmoid(x);
         return dy * s * (1.0f + x * (1.0f - s));

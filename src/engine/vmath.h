@@ -37,7 +37,8 @@ static inline fm_vf fm_vmin(fm_vf a, fm_vf b) { return (fm_vf)_mm512_min_ps((__m
 /* Masks as the comparisons give them (a mask register), and one blend per
  * select, where the vector form costs a mask-to-vector step and two xors. */
 typedef __mmask16 fm_vm;
-static inline fm_vm fm_vgt0(fm_vf x) { return _mm512_cmp_ps_mask((__m512)x, _mm512_setzero_ps(), _CMP_GT_OQ); }
+static inline fm_vm fm_vgt(fm_vf a, fm_vf b) { return _mm512_cmp_ps_mask((__m512)a, (__m512)b, _CMP_GT_OQ); }
+static inline fm_vm fm_vlt(fm_vf a, fm_vf b) { return _mm512_cmp_ps_mask((__m512)a, (__m512)b, _CMP_LT_OQ); }
 static inline fm_vm fm_visnan(fm_vf x) { return _mm512_cmp_ps_mask((__m512)x, (__m512)x, _CMP_UNORD_Q); }
 static inline fm_vm fm_vzero_i(fm_vi n) { return _mm512_cmpeq_epi32_mask((__m512i)n, _mm512_setzero_si512()); }
 static inline fm_vf fm_vselm(fm_vm m, fm_vf a, fm_vf b) { return (fm_vf)_mm512_mask_blend_ps(m, (__m512)b, (__m512)a); }
@@ -45,7 +46,8 @@ static inline fm_vf fm_vselm(fm_vm m, fm_vf a, fm_vf b) { return (fm_vf)_mm512_m
 static inline fm_vf fm_vmax(fm_vf a, fm_vf b) { return fm_vsel(a > b, a, b); }
 static inline fm_vf fm_vmin(fm_vf a, fm_vf b) { return fm_vsel(a < b, a, b); }
 typedef fm_vi fm_vm;
-static inline fm_vm fm_vgt0(fm_vf x) { return x > 0.0f; }
+static inline fm_vm fm_vgt(fm_vf a, fm_vf b) { return a > b; }
+static inline fm_vm fm_vlt(fm_vf a, fm_vf b) { return a < b; }
 static inline fm_vm fm_visnan(fm_vf x) { return x != x; }
 static inline fm_vm fm_vzero_i(fm_vi n) { return n == 0; }
 static inline fm_vf fm_vselm(fm_vm m, fm_vf a, fm_vf b) { return fm_vsel(m, a, b); }
@@ -99,9 +101,9 @@ static inline fm_vf fm_vexp(fm_vf x)
     fm_vi n;
     fm__vreduce(xc, &r, &n);
     fm_vf e = fm__vldexp(fm__vexpm1_small(r) + 1.0f, n);
-    e = fm_vsel(x < -87.33654f, fm_vsplat(0.0f), e);
-    e = fm_vsel(x > 88.72283f, fm_vsplat(__builtin_inff()), e);
-    return fm_vsel(x != x, x, e);
+    e = fm_vselm(fm_vlt(x, fm_vsplat(-87.33654f)), fm_vsplat(0.0f), e);
+    e = fm_vselm(fm_vgt(x, fm_vsplat(88.72283f)), fm_vsplat(__builtin_inff()), e);
+    return fm_vselm(fm_visnan(x), x, e);
 }
 
 /* expm1 from one polynomial: with x = n ln2 + r, expm1(x) = expm1(r) when
@@ -114,9 +116,9 @@ static inline fm_vf fm_vexpm1(fm_vf x)
     fm_vi n;
     fm__vreduce(xc, &r, &n);
     fm_vf p = fm__vexpm1_small(r);
-    fm_vf e = fm_vsel(n == 0, p, fm__vldexp(p + 1.0f, n) - 1.0f);
-    e = fm_vsel(x > 88.72283f, fm_vsplat(__builtin_inff()), e);
-    return fm_vsel(x != x, x, e);
+    fm_vf e = fm_vselm(fm_vzero_i(n), p, fm__vldexp(p + 1.0f, n) - 1.0f);
+    e = fm_vselm(fm_vgt(x, fm_vsplat(88.72283f)), fm_vsplat(__builtin_inff()), e);
+    return fm_vselm(fm_visnan(x), x, e);
 }
 
 /* expm1 for x <= 0 (ELU, SELU): n lies in [-127, 0], so one exponent factor
