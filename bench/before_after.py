@@ -64,9 +64,17 @@ def main():
     ap.add_argument("--only", default="ref-train,wide-step,sample,unet-step")
     ap.add_argument("--bench", default=os.path.join(ROOT, "build", "rel", "bench"))
     a = ap.parse_args()
-    old = os.path.join(tempfile.mkdtemp(prefix="fm_before_bin_"), "bench")
+    bindir = tempfile.mkdtemp(prefix="fm_before_bin_")
+    old = os.path.join(bindir, "bench")
     print(f"building {a.rev} ...", flush=True)
     build_old(a.rev, old)
+    try:
+        table(a, old)
+    finally:
+        shutil.rmtree(bindir, ignore_errors=True)
+
+
+def table(a, old):
     rows = []
     for name in a.only.split(","):
         for th in (1, 2):

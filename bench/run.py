@@ -267,7 +267,7 @@ def check(bench, only, repeats):
                 slower.append(f"{name} ({th} thr): failed to run")
                 continue
             seen += 1
-            change = now / old - 1
+            change = now / old - 1 if old > 0 else 0.0
             print(f"  {name:10s} {th} thr: {now:.4f} s against {old:.4f} s ({100 * change:+.1f}%)")
             if change > 0.10:
                 slower.append(f"{name} ({th} thr): {now:.4f} s against {old:.4f} s, {100 * change:.0f}% slower")

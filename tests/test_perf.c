@@ -17,7 +17,8 @@
  * from zero (the first from the bias) by multiply-adds in order and added to
  * the running sum; added to C at the end when accumulating. The last N % 16
  * columns of A^T B sum all of k in one slice; those of A B are dot products
- * in vector lanes (not emulated here). */
+ * in vector lanes (not emulated here), as are A^T B's when M = 1 (A^T is then
+ * contiguous both ways and read as A; no shape here has M = 1). */
 static float gemm_order(int i, int j, int K, const float *A, int tn, int M, const float *B, int N, const float *bias,
                         float c0, int acc, int slice)
 {

@@ -7,7 +7,8 @@
  * interval's start, its backward is timed around the call, and the training
  * loop marks its own parts (drawing the batch, the optimizer). Each thread
  * keeps its own table, so the model's workers can be timed too; a report sums
- * the tables (thread-seconds where several threads ran at once).
+ * the tables (thread-seconds where several threads ran at once). Threads
+ * beyond the first 64 that profile are not counted.
  */
 #include "internal.h"
 #include "engine/profile.h"
@@ -27,6 +28,7 @@ int fm__prof_level;
 static table *tables[MAX_THREADS];
 static int ntables;
 static _Thread_local table *mine;
+static _Thread_local int refused; /* a thread beyond MAX_THREADS, or out of memory: not counted */
 
 static double clock_now(void)
 {
@@ -37,15 +39,16 @@ static double clock_now(void)
 
 static table *my_table(void)
 {
-    if (mine) return mine;
+    if (mine || refused) return mine;
     int k;
 #ifdef _OPENMP
 #pragma omp atomic capture
 #endif
     k = ntables++;
-    if (k >= MAX_THREADS) return NULL; /* more threads than kept: not counted */
-    mine = calloc(1, sizeof *mine);
-    if (!mine) return NULL;
+    if (k >= MAX_THREADS || !(mine = calloc(1, sizeof *mine))) { /* more threads than kept: not counted */
+        refused = 1;
+        return NULL;
+    }
     mine->cur = -1;
     tables[k] = mine;
     return mine;
