@@ -40,15 +40,21 @@ static fm_flow *interval_flow(int dim, int nhidden, int width, fm_act act, int t
     return fm_flow_new(&fc);
 }
 
+/* The fixture's tensor "<prefix><name of parameter i>" (n values), or NULL. */
+static float *read_prefixed(const fm_st *st, fm_params *P, const char *prefix, int i, size_t *n)
+{
+    char key[256];
+    snprintf(key, sizeof key, "%s%s", prefix, fm_params_name(P, i));
+    return t_read(st, key, n);
+}
+
 /* Parameters of P from the fixture's tensors "<prefix><name>". */
 static int load_prefixed(const fm_st *st, fm_params *P, const char *prefix)
 {
     int ok = 1;
     for (int i = 0; i < fm_params_count(P); i++) {
-        char key[256];
-        snprintf(key, sizeof key, "%s%s", prefix, fm_params_name(P, i));
         size_t n = 0;
-        float *w = t_read(st, key, &n);
+        float *w = read_prefixed(st, P, prefix, i, &n);
         fm_tensor *T = fm_params_tensor(P, i);
         if (w && n == T->size) memcpy(T->data, w, n * sizeof(float));
         else ok = 0;
@@ -63,10 +69,8 @@ static double prefixed_err(const fm_st *st, fm_params *P, const char *prefix, in
 {
     double e = 0;
     for (int i = 0; i < fm_params_count(P); i++) {
-        char key[256];
-        snprintf(key, sizeof key, "%s%s", prefix, fm_params_name(P, i));
         size_t m = 0;
-        float *w = t_read(st, key, &m);
+        float *w = read_prefixed(st, P, prefix, i, &m);
         fm_tensor *T = fm_params_tensor(P, i);
         e = fmax(e, w && m == T->size ? t_relerr(grad ? T->grad : T->data, w, m) : 1.0);
         free(w);

@@ -50,14 +50,14 @@ static inline fm_vf vtanh(fm_vf x)
     /* tanh = expm1(2x) / (expm1(2x) + 2), exact near 0; |x| > 9 rounds to +-1 */
     fm_vf xc = fm_vmin(fm_vmax(x, fm_vsplat(-9.0f)), fm_vsplat(9.0f));
     fm_vf e = fm_vexpm1(xc + xc);
-    return fm_vsel(x != x, x, e / (e + 2.0f)); /* the clamps would turn NaN into -1 */
+    return fm_vselm(fm_visnan(x), x, e / (e + 2.0f)); /* the clamps would turn NaN into -1 */
 }
 
 static inline fm_vf vfwd(fm_act a, fm_vf x)
 {
     fm_vf zero = fm_vsplat(0.0f);
     switch (a) {
-    case FM_ACT_RELU: return fm_vsel(x > 0.0f, x, zero);
+    case FM_ACT_RELU: return fm_vselm(fm_vgt(x, zero), x, zero);
     case FM_ACT_ELU: return fm_vselm(fm_vgt(x, zero), x, fm_vexpm1_neg(x));
     case FM_ACT_SILU: return x * vsigmoid(x);
     case FM_ACT_GELU_TANH: return 0.5f * x * (1.0f + vtanh(GELU_K * (x + GELU_C * x * x * x)));
@@ -72,7 +72,7 @@ static inline fm_vf vfwd(fm_act a, fm_vf x)
 static inline fm_vf vbwd(fm_act a, fm_vf x, fm_vf y, fm_vf dy)
 {
     switch (a) {
-    case FM_ACT_RELU: return fm_vsel(y > 0.0f, dy, fm_vsplat(0.0f));
+    case FM_ACT_RELU: return fm_vselm(fm_vgt(y, fm_vsplat(0.0f)), dy, fm_vsplat(0.0f));
     case FM_ACT_ELU: return fm_vselm(fm_vgt(x, fm_vsplat(0.0f)), dy, dy * (y + 1.0f));
     case FM_ACT_SILU: {
         fm_vf s = vsigmoid(x);
@@ -84,7 +84,7 @@ static inline fm_vf vbwd(fm_act a, fm_vf x, fm_vf y, fm_vf dy)
     }
     case FM_ACT_TANH: return dy * (1.0f - y * y);
     case FM_ACT_SIGMOID: return dy * y * (1.0f - y);
-    case FM_ACT_SELU: return fm_vsel(x > 0.0f, dy * SELU_SCALE, dy * (y + SELU_SCALE * SELU_ALPHA));
+    case FM_ACT_SELU: return fm_vselm(fm_vgt(x, fm_vsplat(0.0f)), dy * SELU_SCALE, dy * (y + SELU_SCALE * SELU_ALPHA));
     default: return dy;
     }
 }

@@ -304,19 +304,13 @@ static dual silu(const fwd *f, dual x)
     return y;
 }
 
-static dual add(const fwd *f, dual a, dual b)
+/* a + b; with `into`, written over a's values: for a convolution's output
+ * that only this sum reads (a convolution's backward does not read its output). */
+static dual sum(const fwd *f, dual a, dual b, int into)
 {
-    dual y = {fm_add(f->tp, a.p, b.p), NULL};
-    if (f->jvp) y.d = fm_add(f->tp, a.d, b.d);
-    return y;
-}
-
-/* The same over a's values: for a convolution's output that only this sum
- * reads (a convolution's backward does not read its output). */
-static dual add_into(const fwd *f, dual a, dual b)
-{
-    dual y = {fm__add_into(f->tp, a.p, b.p), NULL};
-    if (f->jvp) y.d = fm__add_into(f->tp, a.d, b.d);
+    fm_tensor *(*op)(fm_tape *, fm_tensor *, fm_tensor *) = into ? fm__add_into : fm_add;
+    dual y = {op(f->tp, a.p, b.p), NULL};
+    if (f->jvp) y.d = op(f->tp, a.d, b.d);
     return y;
 }
 
@@ -333,9 +327,9 @@ static dual block(const fwd *f, const resblock *b, dual x, dual semb)
     dual h = conv(f, norm_silu(f, x, b->norm1), b->conv1, 1);
     dual te = linear(f, semb, b->temb);
     int ts[4] = {te.p ? te.p->shape[0] : 1, b->cout, 1, 1};
-    h = add_into(f, h, reshape(f, te, 4, ts));
+    h = sum(f, h, reshape(f, te, 4, ts), 1);
     h = conv(f, norm_silu(f, h, b->norm2), b->conv2, 1);
-    return add_into(f, h, b->skip.w >= 0 ? conv(f, x, b->skip, 0) : x);
+    return sum(f, h, b->skip.w >= 0 ? conv(f, x, b->skip, 0) : x, 1);
 }
 
 /* l2(silu(l0(sinusoid(t)))) for times t (B, 1), tangent dt. */
@@ -374,7 +368,7 @@ static fm_tensor *run(fm_tape *tp, fm_unet *u, fm_params *P, fm_tensor *t, fm_te
     dual emb = time_mlp(&f, c, t0, dt0, u->time0, u->time2);
     if (c->interval) { /* + the interval's own embedding; a (B, 1) t: an interval of 0 */
         fm_tensor *h0 = fm__column(tp, t, 1), *dh = f.jvp ? (dt ? fm__column(tp, dt, 1) : fm_tensor_2d(tp, B, 1)) : NULL;
-        emb = add(&f, emb, time_mlp(&f, c, h0, dh, u->ival0, u->ival2));
+        emb = sum(&f, emb, time_mlp(&f, c, h0, dh, u->ival0, u->ival2), 0);
     }
     if (u->label_emb >= 0) { /* + the class's embedding; no labels: the "no label" row */
         int K = c->num_classes, *ids = fm__tape_alloc(tp, (size_t)B * sizeof(int));
