@@ -905,12 +905,20 @@ int         fm_coupling_from_name(const char *name);
 /* Minibatch OT: match[i] = the data point paired with source point i, by the
  * exact assignment minimising sum |x0_i - x1_match(i)|^2 (no point repeated). */
 fm_status fm_ot_pairing(const float *x0, const float *x1, int n, int d, int *match);
-/* The entropic OT plan between the two batches (uniform weights, cost
- * |x0_i - x1_j|^2, regularisation eps), by log-domain Sinkhorn until the column
- * marginals are within tol (L1) or max_iter iterations; then n pairs
- * (i_out[k], j_out[k]) drawn from the plan with replacement. iters (may be
- * NULL) receives the iterations taken, or -1 when tol was not reached (the
- * plan is used as it stands). */
+/* The entropic OT plan between the two batches: P (n x n, double) minimising
+ * <P, C> - eps H(P) with C_ij = |x0_i - x1_j|^2 and every row and column
+ * summing to 1/n, by Sinkhorn's iterations in log space and double precision
+ * with eps annealed from max C down to eps (epsilon scaling), then at eps
+ * until the column sums are within tol (L1, the plan's mass being 1) or
+ * max_iter iterations in all. Below eps = 1e-9 max C the plan is its
+ * eps -> 0 limit, the exact OT matching (P_i,match(i) = 1/n), with 0
+ * iterations. err (may be NULL) receives the larger L1 error of the row and
+ * column sums, measured on the plan returned; iters (may be NULL) the
+ * iterations taken, or -1 when err exceeds tol (the plan is as it stands). */
+fm_status fm_sinkhorn_plan(const float *x0, const float *x1, int n, int d, double eps, int max_iter, double tol,
+                           double *plan, int *iters, double *err);
+/* n pairs (i_out[k], j_out[k]) drawn with replacement from fm_sinkhorn_plan's
+ * plan (as torchcfm's OTPlanSampler draws them); iters as there. */
 fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, double eps, int max_iter, double tol,
                             fm_rng *r, int *i_out, int *j_out, int *iters);
 
