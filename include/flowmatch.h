@@ -666,7 +666,7 @@ const char *fm_dataset_info(int i, char *params, size_t len);
  *   ve         a = 1,              b = s(1 - t), s(r) = smin (smax/smin)^r
  *   vp         a = alpha(1 - t),   b = sqrt(1 - alpha(1 - t)^2), alpha(r) = exp(-T(r)/2),
  *              T(r) = beta_min r + (beta_max - beta_min) r^2 / 2
- *   cosine     a = sin(pi t / 2),  b = cos(pi t / 2)
+ *   cosine     a = sin(pi t / 2),  b = cos(pi t / 2), c = sigma      (torchcfm's VP-CFM)
  *   poly       a = t^n,            b = 1 - t^n
  *   linear-vp  a = t,              b = sqrt(1 - t^2)
  *   sb         a = t,              b = 1 - t, c = sigma sqrt(t (1 - t))   (Brownian bridge)
@@ -680,8 +680,8 @@ typedef enum {
 
 typedef struct {
     fm_path_kind kind;
-    double sigma_min;                  /* ot (default 0) */
-    double sigma;                      /* icfm (default 0), sb (default 0.5) */
+    double sigma_min;                  /* ot (default 0; any value >= 0: 1 keeps x0 whole to t = 1) */
+    double sigma;                      /* icfm and cosine (default 0), sb (default 0.5) */
     double ve_sigma_min, ve_sigma_max; /* ve (0.01, 5) */
     double beta_min, beta_max;         /* vp and subvp (0.1, 20) */
     double exponent;                   /* poly (2), >= 1 */
@@ -756,7 +756,8 @@ fm_status fm_manifold_w2(fm_manifold m, const float *a, const float *b, int n, d
 /* The ODE solvers. (A method with samplers of its own, DDPM's ancestral and
  * DDIM, names them itself: fm_solver_config.sampler, fm_model_sampler.) */
 typedef enum {
-    FM_SOLVER_EULER = 0, FM_SOLVER_MIDPOINT, FM_SOLVER_HEUN, FM_SOLVER_RK4, FM_SOLVER_DOPRI5, FM_SOLVER_COUNT
+    FM_SOLVER_EULER = 0, FM_SOLVER_MIDPOINT, FM_SOLVER_HEUN, FM_SOLVER_RK4, FM_SOLVER_DOPRI5, FM_SOLVER_HEUN3,
+    FM_SOLVER_COUNT
 } fm_solver_kind;
 
 /* v = f(t, x) for a whole batch: x and v hold n floats. */
@@ -785,7 +786,7 @@ typedef struct {
     long rejected; /* dopri5 */
 } fm_solve_stats;
 
-/* "euler", "midpoint", "heun", "rk4", "dopri5" */
+/* "euler", "midpoint", "heun", "rk4", "dopri5", "heun3" */
 const char      *fm_solver_name(fm_solver_kind k);
 int              fm_solver_from_name(const char *name);   /* -1 if unknown */
 fm_solver_config fm_solver_config_default(fm_solver_kind k); /* rtol = atol = 1e-5, 10000 steps, sampler NULL,
@@ -797,6 +798,8 @@ void             fm_time_grid_uniform(double *grid, int steps, double t0, double
  *   euler     x += h f(t, x)
  *   midpoint  x += h f(t + h/2, x + h/2 f(t, x))        (the tutorial's step)
  *   heun      x += h/2 (f(t, x) + f(t + h, x + h f(t, x)))
+ *   heun3     Heun's third-order method: k1 = f(t, x), k2 = f(t + h/3, x + h/3 k1),
+ *             k3 = f(t + 2h/3, x + 2h/3 k2), x += h (k1 + 3 k3) / 4
  *   rk4       the classical fourth-order Runge-Kutta step
  * dopri5 adapts its step between grid points (Dormand-Prince 5(4), FSAL).
  * obs (may be NULL) sees the state at every grid point. stats may be NULL. */

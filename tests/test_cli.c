@@ -300,7 +300,7 @@ void test_cli(void)
         {"train --ema 1.5", "--ema 1.5"},
         {"train --schedule step", "unknown --schedule 'step'"},
         {"train --out model.pt", "must end in .safetensors"},
-        {"train --sigma-min 2", "sigma_min 2"},
+        {"train --sigma-min -1", "sigma_min -1"},
         {"train --method dpm", "unknown --method 'dpm'"},
         {"train --method vae --path ot", "--path does not apply to --method vae"},
         {"train --method ddpm --latent 3", "--latent does not apply to --method ddpm"},

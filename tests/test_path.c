@@ -88,8 +88,12 @@ void test_path(void)
     ok &= c.a == 1 && fabs(c.b - p.ve_sigma_max) < 1e-12;
     t_check(ok, "paths start at the source and end at the data (VE starts at N(x1, smax^2))");
     p = fm_path_default(FM_PATH_OT);
-    p.sigma_min = 1.5;
-    t_check(fm_path_check(&p) == FM_ERR_ARG && strstr(fm_last_error(), "sigma_min"), "bad sigma_min refused: %s",
+    p.sigma_min = -0.5;
+    int refused = fm_path_check(&p) == FM_ERR_ARG && strstr(fm_last_error(), "sigma_min");
+    p.sigma_min = INFINITY;
+    refused &= fm_path_check(&p) == FM_ERR_ARG;
+    p.sigma_min = 1.5; /* finite everywhere: accepted (torchcfm's target CFM takes 1 and 1.5) */
+    t_check(refused && fm_path_check(&p) == FM_OK, "sigma_min below 0 or infinite refused, 1.5 accepted: %s",
             fm_last_error());
     t_check(fm_path_from_name("linear-vp") == FM_PATH_LINEAR_VP && fm_path_from_name("ddpm") < 0, "path names");
 }

@@ -89,7 +89,7 @@ class Model:
 
     def sample(self, n, steps=None, solver=None, seed=0):
         """n samples as a (n, dim) float32 array. solver: an ODE solver
-        ("euler", "midpoint", "heun", "rk4", "dopri5"), a stochastic one for
+        ("euler", "midpoint", "heun", "heun3", "rk4", "dopri5"), a stochastic one for
         flows ("sde", "em", "pc"), or DDPM's ("ancestral", "ddim"); None the
         model's default, as steps None is."""
         n = int(n)

@@ -79,7 +79,7 @@ typedef struct {
 cli_solver_opts cli_solver_defaults(void);
 #define CLI_SOLVER_OPTIONS(o)                                                                                 \
     {"solver", OPT_STR, &(o).solver, "NAME",                                                                 \
-     "euler, midpoint, heun, rk4, dopri5; stochastic: sde, em, pc; DDPM: ancestral, ddim"},                  \
+     "euler, midpoint, heun, heun3, rk4, dopri5; stochastic: sde, em, pc; DDPM: ancestral, ddim"},                  \
     {"steps", OPT_INT, &(o).steps, "N", "grid of N steps on [0, t-end] (DDPM: sampler steps)"},               \
     {"spacing", OPT_STR, &(o).spacing, "KIND", "the steps' grid: uniform, or edm[:RHO] (EDM's, rho 7)"},     \
     {"time-grid", OPT_STR, &(o).time_grid, "T0,T1,...", "explicit increasing times instead of --steps"},      \

@@ -328,10 +328,10 @@ int cli_solver_setup(const char *cmd, const cli_solver_opts *o, const fm_path *p
     const char *owner = k < 0 ? sampler_owner(o->solver) : NULL;
     char kind[32];
     if (owner)
-        return cli_usage_error(cmd, "--solver %s is a %s sampler; this takes an ODE solver: euler, midpoint, heun, rk4 or dopri5",
+        return cli_usage_error(cmd, "--solver %s is a %s sampler; this takes an ODE solver: euler, midpoint, heun, heun3, rk4 or dopri5",
                                o->solver, capitals(owner, kind, sizeof kind));
     if (k < 0)
-        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, rk4, dopri5, sde, em, pc; a DDPM "
+        return cli_usage_error(cmd, "unknown solver '%s' (euler, midpoint, heun, heun3, rk4, dopri5, sde, em, pc; a DDPM "
                                     "model: ancestral, ddim)", o->solver);
     *sc = fm_solver_config_default((fm_solver_kind)k);
     if (sde) sc->sampler = !strcmp(o->solver, "sde") ? "sde" : !strcmp(o->solver, "em") ? "em" : "pc";
@@ -527,7 +527,7 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
     if (how == FM_SAMPLING_OWN) return own_sampler_setup(cmd, spec, so, m, strict, sc, grid, ngrid);
     const char *owner = fm_solver_from_name(so->solver) < 0 ? sampler_owner(so->solver) : NULL;
     if (owner && strict)
-        return cli_usage_error(cmd, "--solver %s is a %s sampler; a flow takes euler, midpoint, heun, rk4 or dopri5",
+        return cli_usage_error(cmd, "--solver %s is a %s sampler; a flow takes euler, midpoint, heun, heun3, rk4 or dopri5",
                                so->solver, capitals(owner, kind, sizeof kind));
     if (!fm_model_flow(m)) return cli_error(cmd, "a %s model has no ODE to sample", cli_model_kind(m, kind, sizeof kind));
     if (owner) { /* options meant for another model: the flow's own sampler */

@@ -57,7 +57,7 @@ static int check_options(nll_opts *o, const cli_spec *spec)
     if (!o->model || !o->data) BAD("--model and --data are required");
     if (o->n < 1 || o->n > (1 << 24)) BAD("--n %d is invalid", o->n);
     if (!strcmp(o->so.solver, "sde") || !strcmp(o->so.solver, "em") || !strcmp(o->so.solver, "pc"))
-        BAD("the likelihood needs an ODE solver (euler, midpoint, heun, rk4, dopri5), not the stochastic %s", o->so.solver);
+        BAD("the likelihood needs an ODE solver (euler, midpoint, heun, heun3, rk4, dopri5), not the stochastic %s", o->so.solver);
     if (o->hutch < 0 || o->hutch > 1024) BAD("--hutchinson %d must lie in 1..1024", o->hutch);
     if (o->exact && o->hutch) BAD("--exact and --hutchinson exclude each other");
     if (cli_given(spec, "probe") && !o->hutch) BAD("--probe needs --hutchinson K");

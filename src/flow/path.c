@@ -40,9 +40,13 @@ fm_path fm_path_default(fm_path_kind k)
 fm_status fm_path_check(const fm_path *p)
 {
     if (p->kind < 0 || p->kind >= FM_PATH_COUNT) return fm__fail(FM_ERR_ARG, "unknown path kind %d", (int)p->kind);
-    if (!(p->sigma_min >= 0 && p->sigma_min < 1))
-        return fm__fail(FM_ERR_ARG, "path ot: sigma_min %g must lie in [0, 1)", p->sigma_min);
-    if (!(p->sigma >= 0)) return fm__fail(FM_ERR_ARG, "path %s: sigma %g must be >= 0", path_names[p->kind], p->sigma);
+    /* b(t) = 1 - (1 - sigma_min) t stays >= min(1, sigma_min) >= 0 on [0, 1] for
+     * every sigma_min >= 0: 1 keeps the source's noise to the end (x_1 = x1 + x0),
+     * above 1 it grows */
+    if (!(p->sigma_min >= 0 && isfinite(p->sigma_min)))
+        return fm__fail(FM_ERR_ARG, "path ot: sigma_min %g must be finite and >= 0", p->sigma_min);
+    if (!(p->sigma >= 0 && isfinite(p->sigma)))
+        return fm__fail(FM_ERR_ARG, "path %s: sigma %g must be finite and >= 0", path_names[p->kind], p->sigma);
     if (!(p->ve_sigma_min > 0 && p->ve_sigma_max > p->ve_sigma_min))
         return fm__fail(FM_ERR_ARG, "path ve: need 0 < sigma_min (%g) < sigma_max (%g)", p->ve_sigma_min,
                         p->ve_sigma_max);
@@ -100,11 +104,12 @@ void fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c)
         c->db = -2 * al * dal;
         break;
     }
-    case FM_PATH_COSINE:
+    case FM_PATH_COSINE: /* x_t = sin(pi t / 2) x1 + cos(pi t / 2) x0 + sigma eps */
         c->a = sin(M_PI_2 * t);
         c->da = M_PI_2 * cos(M_PI_2 * t);
         c->b = cos(M_PI_2 * t);
         c->db = -M_PI_2 * sin(M_PI_2 * t);
+        c->c = p->sigma;
         break;
     case FM_PATH_POLY: { /* alpha = t^n, sigma = 1 - t^n (n >= 1) */
         double n = p->exponent, tn = pow(t, n), dtn = t > 0 ? n * pow(t, n - 1) : (n == 1 ? 1.0 : 0.0);
@@ -136,7 +141,7 @@ void fm_path_coef_at(const fm_path *p, double t, fm_path_coef *c)
 
 int fm__path_extra_noise(const fm_path *p)
 {
-    return (p->kind == FM_PATH_ICFM || p->kind == FM_PATH_SB) && p->sigma > 0;
+    return (p->kind == FM_PATH_ICFM || p->kind == FM_PATH_SB || p->kind == FM_PATH_COSINE) && p->sigma > 0;
 }
 
 void fm__path_noise_of(const fm_path_coef *c, double *s, double *ds)

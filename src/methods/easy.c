@@ -70,7 +70,7 @@ fm_status fm_train_config_set_option(fm_train_config *c, const char *name, const
     NUM("time-embed", 0, 4096, 1, c->flow.net.time_embed = (int)v);
     NUM("channels", 8, 1024, 1, c->flow.unet.base = (int)v);
     NUM("dequantize", 0, 1, 1, c->dequantize = (int)v);
-    NUM("sigma-min", 0, 0.999, 0, p->sigma_min = v);
+    NUM("sigma-min", 0, 100, 0, p->sigma_min = v);
     NUM("sigma", 0, 100, 0, p->sigma = v);
     NUM("t-end", 1e-6, 1, 0, p->t_end = v);
     NUM("ve-sigma-min", 1e-9, 1e9, 0, p->ve_sigma_min = v);

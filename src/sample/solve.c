@@ -13,7 +13,7 @@
 #include <math.h>
 #include <string.h>
 
-static const char *const solver_names[FM_SOLVER_COUNT] = {"euler", "midpoint", "heun", "rk4", "dopri5"};
+static const char *const solver_names[FM_SOLVER_COUNT] = {"euler", "midpoint", "heun", "rk4", "dopri5", "heun3"};
 
 const char *fm_solver_name(fm_solver_kind k) { return fm__name_of(solver_names, FM_SOLVER_COUNT, k); }
 
@@ -94,6 +94,15 @@ static fm_status fixed_step(fm_solver_kind kind, field *F, double t, double h, d
         }
         static const double w[4] = {1.0 / 6, 1.0 / 3, 1.0 / 3, 1.0 / 6};
         combine(x, x, h, 4, w, K, n);
+        return FM_OK;
+    }
+    case FM_SOLVER_HEUN3: { /* Heun's third-order method: c = (0, 1/3, 2/3), a21 = 1/3, a32 = 2/3, b = (1/4, 0, 3/4) */
+        if ((s = eval(F, t, x, K[0], n))) return s;
+        for (size_t i = 0; i < n; i++) tmp[i] = x[i] + h / 3 * K[0][i];
+        if ((s = eval(F, t + h / 3, tmp, K[1], n))) return s;
+        for (size_t i = 0; i < n; i++) tmp[i] = x[i] + 2 * h / 3 * K[1][i];
+        if ((s = eval(F, t + 2 * h / 3, tmp, K[2], n))) return s;
+        for (size_t i = 0; i < n; i++) x[i] = x[i] + h * (0.25 * K[0][i] + 0.75 * K[2][i]);
         return FM_OK;
     }
     default: FM_ASSERT(0 && "not a fixed-step solver");
@@ -220,7 +229,7 @@ fm_status fm__solve_d(const fm_solver_config *c, fm__field_d f, void *fctx, cons
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
     if (!c || c->kind < 0 || c->kind >= FM_SOLVER_COUNT)
-        return fm__fail(FM_ERR_ARG, "unknown ODE solver %d (euler, midpoint, heun, rk4, dopri5)", c ? (int)c->kind : -1);
+        return fm__fail(FM_ERR_ARG, "unknown ODE solver %d (euler, midpoint, heun, heun3, rk4, dopri5)", c ? (int)c->kind : -1);
     if (ngrid < 2) return fm__fail(FM_ERR_ARG, "the time grid needs at least 2 points, got %d", ngrid);
     double dir = grid[ngrid - 1] >= grid[0] ? 1.0 : -1.0;
     for (int i = 0; i < ngrid; i++) {
