@@ -708,6 +708,15 @@ void        fm_path_noise(const fm_path *p, double t, double *s, double *ds);
  * (the ot path's t = 0) gives infinities. */
 void        fm_path_sde(const fm_path *p, double t, double *f, double *g2);
 
+/* The signal-to-noise ratio a_t / s_t of a path from N(0, I) (s_t as
+ * fm_path_noise; infinite where s_t = 0). It rises with t on every path. */
+double      fm_path_snr(const fm_path *p, double t);
+/* Its inverse: the t in [0, t_end] whose ratio is snr, in closed form for ot,
+ * cosine (sigma 0), poly, linear-vp, ve and vp (flow_matching's snr_inverse),
+ * by bisection for the others; a ratio outside the path's range gives the
+ * nearer end. */
+double      fm_path_snr_inverse(const fm_path *p, double snr);
+
 /* What a flow's network predicts on a Gaussian path x = a x1 + s e: the
  * velocity (v), the noise e (eps: the score is -e / s) or the data x1 (x1).
  * Any of them gives the others through x:
@@ -805,6 +814,26 @@ void             fm_time_grid_uniform(double *grid, int steps, double t0, double
  * obs (may be NULL) sees the state at every grid point. stats may be NULL. */
 fm_status fm_solve(const fm_solver_config *c, fm_field_fn f, void *fctx, const double *grid, int ngrid, float *x,
                    size_t n, fm_observe_fn obs, void *octx, fm_solve_stats *stats);
+
+/* A schedule transformation (flow_matching's ScheduleTransformedModel): the
+ * field v, trained on Gaussian path `from` (source N(0, I)), as a field for
+ * path `to` with the same marginals at equal signal-to-noise ratio. At time r
+ * of `to`, t = fm_path_snr_inverse(from, fm_path_snr(to, r)), the scale
+ * k = sbar_r / s_t (= abar_r / a_t) and
+ *     vbar_r(x) = A x + B v_t(x / k),   A = k' / k,   B = k dt/dr,
+ * so a sample drawn along `to` ends where one along `from` does (exactly, for
+ * an exact field and solver). fm_schedule_transform_at gives t, k, A and B;
+ * fm_schedule_transform_field is an fm_field_fn with ctx an
+ * fm_schedule_transform. Where `to`'s ratio leaves `from`'s range, t stops at
+ * from's end (the field is extrapolated there). */
+typedef struct {
+    const fm_path *from, *to;
+    fm_field_fn v;
+    void *ctx;
+} fm_schedule_transform;
+void      fm_schedule_transform_at(const fm_path *from, const fm_path *to, double r, double *t, double *k, double *A,
+                                   double *B);
+fm_status fm_schedule_transform_field(void *ctx, double r, const float *x, float *v, size_t n);
 
 /* Stochastic sampling with a flow's marginals on Gaussian path p (source
  * N(0, I)): Euler-Maruyama over the grid on
@@ -925,6 +954,32 @@ fm_status fm_sinkhorn_plan(const float *x0, const float *x1, int n, int d, doubl
 fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, double eps, int max_iter, double tol,
                             fm_rng *r, int *i_out, int *j_out, int *iters);
 
+/* ------------------------------------------------------------------ a training batch */
+
+/* One flow-matching training batch, drawn as the trainer draws its own
+ * (torchcfm's sample_location_and_conditional_flow, with return_noise and
+ * its labelled variant), for a training loop of your own or to check one:
+ *   1. x0 and x1 (n, d; source and data points) are re-paired in place by
+ *      coupling c: ot permutes x1 to the exact OT matching of x0 (each point
+ *      used once, where torchcfm redraws with replacement); sb replaces both
+ *      by n pairs drawn with replacement from the entropic plan with
+ *      regularisation 2 sigma^2 (p the sb path, sigma > 0); independent
+ *      leaves them. y0 and y1 (n, may be NULL) are labels that travel with
+ *      their points.
+ *   2. t (n): unless t_given, drawn uniformly in (0, t_end) from r.
+ *   3. eps (n, d): N(0, I) from r where the path adds noise (c != 0), else
+ *      zeros (eps may then be NULL).
+ *   4. xt = a x1 + b x0 + c eps and the target ut = a' x1 + b' x0 + c' eps.
+ * Every draw comes from r in that order: one seed reproduces the batch. */
+typedef struct {
+    float *x0, *x1; /* (n, d) in: the points; out: as paired */
+    int *y0, *y1;   /* (n) their labels, or NULL */
+    float *t;       /* (n) */
+    float *eps;     /* (n, d), or NULL on a path without extra noise */
+    float *xt, *ut; /* (n, d) */
+} fm_batch;
+fm_status fm_batch_draw(const fm_path *p, fm_coupling c, fm_rng *r, int n, int d, int t_given, fm_batch *b);
+
 /* ------------------------------------------------------------------ flows */
 
 /* A flow: the velocity network v(t, x), its probability path, the source its
@@ -984,6 +1039,15 @@ int        fm_flow_num_classes(const fm_flow *f);
  * Evaluations then take exactly n rows. labels NULL (or n 0) clears it: every
  * row unconditional. The labels are copied. */
 fm_status  fm_flow_set_condition(fm_flow *f, const int *labels, int n, double guidance);
+/* Sample along another path than the training one (a schedule
+ * transformation, fm_schedule_transform): fm_flow_sample then starts from
+ * `to`'s b(0) x0 + c(0) eps and integrates the transformed field over a grid
+ * of `to`'s times (to its t_end); the SDE samplers read their score from
+ * `to`. Needs a flow-matching model from N(0, I). NULL goes back to the
+ * trained path. The path is copied. */
+fm_status  fm_flow_set_schedule(fm_flow *f, const fm_path *to);
+/* The path sampling follows: the schedule set, else the trained path. */
+const fm_path *fm_flow_sampling_path(const fm_flow *f);
 /* n source points x0 (before the path's b(0) scaling). */
 fm_status  fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n);
 /* Draw n samples into out (n, dim), data units. The ODE starts from x_start

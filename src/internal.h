@@ -335,6 +335,21 @@ fm_status fm__solve_d(const fm_solver_config *c, fm__field_d f, void *fctx, cons
 
 /* ------------------------------------------------------------------ shared pieces */
 
+/* Re-pair a batch in place by coupling c (fm_batch_draw): ot permutes x1
+ * (and y1) to the exact matching; sb replaces x0, x1 (and y0, y1) by n pairs
+ * drawn from r's entropic plan with regularisation reg, adding 1 to
+ * *unconverged (may be NULL) when the plan missed its tolerance. */
+fm_status fm__couple(fm_coupling c, double reg, fm_rng *r, float *x0, float *x1, int *y0, int *y1, int n, int d,
+                     int64_t *unconverged);
+/* u (n) drawn in [0, 1) as times in (0, t_end): t_end (u + 2^-25) in float,
+ * stepped back below t_end where it rounds up to it. */
+void fm__path_times(const fm_path *p, float *t, int n);
+/* xt = a x1 + b x0 + c eps and ut, the target of prediction pr (v: a' x1 +
+ * b' x0 + c' eps; eps: (b x0 + c eps) / s; x1: x1), at times t (n), for
+ * rows of d values; eps NULL: none. */
+void fm__path_targets(const fm_path *p, fm_predict pr, const float *t, const float *x1, const float *x0,
+                      const float *eps, float *xt, float *ut, int n, int d);
+
 /* Squared Euclidean costs between point sets a and b (rows of d floats), as
  * an fm_cost_fn with ctx a fm__sqdist. */
 typedef struct {

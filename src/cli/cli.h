@@ -91,6 +91,28 @@ cli_solver_opts cli_solver_defaults(void);
     {"snr", OPT_DOUBLE, &(o).snr, "R", "pc: the Langevin corrector's signal-to-noise ratio"},                \
     {"corrector-steps", OPT_INT, &(o).corrector_steps, "N", "pc: Langevin steps after each step"}
 
+/* A probability path and a coupling on the command line (train, batch). */
+typedef struct {
+    const char *path, *coupling;
+    double sigma_min, sigma, ve_min, ve_max, beta_min, beta_max, exponent, t_end;
+} cli_path_opts;
+/* The default path's parameters (ot, independent; ve's and vp's own). */
+cli_path_opts cli_path_defaults(void);
+#define CLI_PATH_OPTIONS(o)                                                                                   \
+    {"path", OPT_STR, &(o).path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp, sb, subvp"},           \
+    {"coupling", OPT_STR, &(o).coupling, "NAME", "independent, ot (minibatch OT) or sb (Schrodinger bridge)"}, \
+    {"sigma-min", OPT_DOUBLE, &(o).sigma_min, "X", "ot: final noise level (0 .. 100; 1 keeps the source noise to the end)"}, \
+    {"sigma", OPT_DOUBLE, &(o).sigma, "X", "icfm, cosine: constant noise; sb: bridge noise (default 0.5)"},  \
+    {"ve-sigma-min", OPT_DOUBLE, &(o).ve_min, "X", "ve: smallest noise"},                                    \
+    {"ve-sigma-max", OPT_DOUBLE, &(o).ve_max, "X", "ve: largest noise (source std)"},                        \
+    {"beta-min", OPT_DOUBLE, &(o).beta_min, "X", "vp: beta at the data end"},                                \
+    {"beta-max", OPT_DOUBLE, &(o).beta_max, "X", "vp: beta at the noise end"},                               \
+    {"exponent", OPT_DOUBLE, &(o).exponent, "N", "poly: alpha_t = t^N"},                                     \
+    {"t-end", OPT_DOUBLE, &(o).t_end, "T", "train on t in [0, T] (0: 1, or 1 - 1e-3 for ve/vp/subvp/linear-vp)"}
+/* The path and coupling the options name (--coupling sb without --path takes
+ * the sb path: the bridge comes with its plan). */
+int cli_path_setup(const char *cmd, const cli_spec *spec, const cli_path_opts *o, fm_path *p, fm_coupling *c);
+
 /* Exit code for a library failure: 2 for a bad argument or shape, else 1. */
 int cli_status_code(fm_status s);
 
@@ -220,6 +242,7 @@ int cmd_sample(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_datasets(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
 int cmd_nll(int argc, char **argv);
 int cmd_reflow(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

@@ -260,6 +260,38 @@ void cli_out_abort(cli_outputs *o)
     o->n = 0;
 }
 
+cli_path_opts cli_path_defaults(void)
+{
+    fm_train_config c = fm_train_config_default();
+    fm_path pd = fm_path_default(c.flow.path.kind), pv = fm_path_default(FM_PATH_VE);
+    cli_path_opts o = {fm_path_name(c.flow.path.kind), fm_coupling_name(c.coupling), pd.sigma_min, pd.sigma,
+                       pv.ve_sigma_min, pv.ve_sigma_max, pd.beta_min, pd.beta_max, pd.exponent, 0.0};
+    return o;
+}
+
+int cli_path_setup(const char *cmd, const cli_spec *spec, const cli_path_opts *o, fm_path *p, fm_coupling *c)
+{
+    int k, cp;
+    const char *path = o->path;
+    if ((cp = fm_coupling_from_name(o->coupling)) < 0)
+        return cli_usage_error(cmd, "unknown --coupling '%s' (independent, ot, sb)", o->coupling);
+    *c = (fm_coupling)cp;
+    if (cp == FM_COUPLING_SB && !cli_given(spec, "path")) path = "sb"; /* the bridge comes with its plan */
+    if ((k = fm_path_from_name(path)) < 0)
+        return cli_usage_error(cmd, "unknown --path '%s' (ot, icfm, ve, vp, cosine, poly, linear-vp, sb, subvp)", path);
+    *p = fm_path_default((fm_path_kind)k);
+    p->sigma_min = o->sigma_min;
+    if (cli_given(spec, "sigma") || k != FM_PATH_SB) p->sigma = o->sigma;
+    p->ve_sigma_min = o->ve_min;
+    p->ve_sigma_max = o->ve_max;
+    p->beta_min = o->beta_min;
+    p->beta_max = o->beta_max;
+    p->exponent = o->exponent;
+    if (o->t_end != 0) p->t_end = o->t_end;
+    if (fm_path_check(p) != FM_OK) return cli_usage_error(cmd, "%s", fm_last_error());
+    return CLI_GO;
+}
+
 cli_solver_opts cli_solver_defaults(void)
 {
     fm_solver_config sc = fm_solver_config_default(FM_SOLVER_MIDPOINT);
@@ -538,7 +570,7 @@ int cli_sampler_setup(const char *cmd, const cli_spec *spec, cli_solver_opts *so
         so->solver = fm_solver_name(fm_model_default_solver(m, &steps));
         if (!cli_given(spec, "steps")) so->steps = steps;
     }
-    return cli_solver_setup(cmd, so, &fm_flow_get_config(fm_model_flow(m))->path, sc, grid, ngrid, from_noise);
+    return cli_solver_setup(cmd, so, fm_flow_sampling_path(fm_model_flow(m)), sc, grid, ngrid, from_noise);
 }
 
 int cli_class_choice(const char *cmd, const char *label, double guidance, int *want)

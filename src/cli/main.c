@@ -23,6 +23,7 @@ static const command commands[] = {
     {"classifier", "train the digit classifier that scores image models (eval --classifier)", cmd_classifier, 1},
     {"demo", "the tutorial's 2D example end to end", cmd_demo, 0},
     {"datasets", "list the built-in datasets or draw points from one", cmd_datasets, 0},
+    {"batch", "draw one flow-matching training batch (pairs, t, noise, x_t, u_t) as safetensors", cmd_batch, 0},
     {"inspect", "check a safetensors file and list its tensors and metadata", cmd_inspect, 0},
     {"import", "a flow trained elsewhere (a PyTorch state_dict as safetensors) as a checkpoint", cmd_import, 0},
 };

@@ -64,6 +64,7 @@ static int traj_grid(const char *path, const keeper *k, int c, int h, int w)
 /* The command line. */
 typedef struct {
     const char *model, *out, *x0file, *figure, *traj_out, *scatter, *recon, *pgrid, *tgrid, *label, *labels_out;
+    const char *schedule; /* sample along this path (a schedule transformation) */
     double guidance, range;
     int n, save_every, no_ema, threads, quiet, gcols, force;
     int64_t seed;
@@ -162,6 +163,13 @@ static int open_model(sample_opts *o, const cli_spec *spec, sample_run *r)
         return cli_usage_error("sample", "--label '%s' must be a class in 0..%d, 'none' or 'all'", o->label, r->K - 1);
     if (o->recon && !fm_model_vae(r->M))
         return cli_usage_error("sample", "--reconstruct needs a VAE model, not %s", fm_model_method_name(r->M));
+    if (o->schedule) {
+        int k = fm_path_from_name(o->schedule);
+        if (k < 0) return cli_usage_error("sample", "unknown --schedule '%s' (a path: ot, cosine, vp, ...)", o->schedule);
+        fm_path to = fm_path_default((fm_path_kind)k);
+        if (!r->f || fm_flow_set_schedule(r->f, &to) != FM_OK)
+            return cli_error("sample", "--schedule: %s", r->f ? fm_last_error() : "only a flow has a schedule to change");
+    }
     rc = cli_sampler_setup("sample", spec, &o->so, r->M, !o->x0file, 1, &r->sc, &r->grid, &r->ngrid);
     if (rc != CLI_GO) return rc;
     if (o->recon) r->in_d = r->d;
@@ -445,6 +453,7 @@ int cmd_sample(int argc, char **argv)
         {"n", OPT_INT, &o.n, "N", "number of samples (default 2000, or the rows of --x0)"},
         CLI_SOLVER_OPTIONS(o.so),
         {"seed", OPT_I64, &o.seed, "N", "random seed for the starting noise"},
+        {"schedule", OPT_STR, &o.schedule, "PATH", "sample along this path (its defaults) instead of the trained one"},
         {"x0", OPT_STR, &o.x0file, "FILE", "start from these points (.npy or .csv) instead of fresh noise"},
         {"reconstruct", OPT_STR, &o.recon, "FILE", "vae: encode and decode these points instead of sampling"},
         {"label", OPT_STR, &o.label, "L", "class-conditional models: a class, 'none', or 'all' (row r of --grid is class r)"},
@@ -477,7 +486,9 @@ int cmd_sample(int argc, char **argv)
                            "A class-conditional model samples --label L for every point, or with 'all' sample\n"
                            "i asks for class (i / grid-cols) mod K, so --grid shows one row per class (and n\n"
                            "defaults to K x grid-cols); the labels are written next to the samples. Nothing is\n"
-                           "written unless every output can be.",
+                           "written unless every output can be. --schedule PATH samples a flow trained on one\n"
+                           "path along another (a schedule transformation: the same marginals at equal\n"
+                           "signal-to-noise ratio), e.g. an ot model along the cosine path.",
                            opts, (int)(sizeof opts / sizeof opts[0]), 0, 0, given};
     int npos, rc;
     if ((rc = cli_parse(&spec, argc, argv, NULL, &npos)) != CLI_GO) return rc;

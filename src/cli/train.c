@@ -129,14 +129,15 @@ int cli_write_losses(const char *cmd, const char *csv, const char *svg, const cl
  * (fm_train_config_default, fm_path_default, and the method's own defaults
  * for its data once --method and --data are known), never written here. */
 typedef struct {
-    const char *data, *source, *path, *act, *optim, *sched, *out, *loss_csv, *loss_svg, *resume, *standardize,
-        *coupling, *method, *likelihood, *gan_loss, *arch, *out_act, *weights, *weights_prefix;
+    const char *data, *source, *act, *optim, *sched, *out, *loss_csv, *loss_svg, *resume, *standardize,
+        *method, *likelihood, *gan_loss, *arch, *out_act, *weights, *weights_prefix;
     int import; /* flowmatch import: load --weights, write the checkpoint, train nothing */
     int channels, class_cond, T, latent, d_width, d_depth, width, depth, time_embed, nesterov, amsgrad,
         threads, quiet, batch, dequantize, force;
     int64_t iters, seed, warmup, log_every, save_every;
     double label_dropout, beta_start, beta_end, kl_weight, d_lr, lr, beta1, beta2, eps, wd, momentum, min_lr, clip,
-        ema, sigma_min, sigma, ve_min, ve_max, beta_min, beta_max, exponent, t_end;
+        ema;
+    cli_path_opts po;
     /* the methods' own settings (fm_method_setting), as text: one flag each */
     int nset;
     const char *set_name[TRAIN_MAX_SETTINGS], *set_value[TRAIN_MAX_SETTINGS];
@@ -146,12 +147,10 @@ typedef struct {
 static void opts_default(train_opts *o)
 {
     fm_train_config c = fm_train_config_default();
-    fm_path pd = fm_path_default(c.flow.path.kind), pv = fm_path_default(FM_PATH_VE);
     memset(o, 0, sizeof *o);
+    o->po = cli_path_defaults();
     o->data = c.flow.data;
     o->source = c.flow.source;
-    o->path = fm_path_name(c.flow.path.kind);
-    o->coupling = fm_coupling_name(c.coupling);
     o->method = fm_method_name(c.method);
     o->act = fm_act_name(c.flow.net.act);
     o->optim = fm_optim_name(c.optim.kind);
@@ -187,13 +186,6 @@ static void opts_default(train_opts *o)
     o->min_lr = c.sched.min_lr;
     o->clip = c.clip;
     o->ema = c.ema_decay;
-    o->sigma_min = pd.sigma_min;
-    o->sigma = pd.sigma;
-    o->ve_min = pv.ve_sigma_min;
-    o->ve_max = pv.ve_sigma_max;
-    o->beta_min = pd.beta_min;
-    o->beta_max = pd.beta_max;
-    o->exponent = pd.exponent;
 }
 
 #define TRAIN_NOPTS (64 + TRAIN_MAX_SETTINGS)
@@ -226,16 +218,7 @@ static int train_options(train_opts *o, cli_opt *t)
         {"method", OPT_STR, &o->method, "NAME", "fm (flow matching), cnf or nf (the lineage), score (SDEs), rfm (sphere, torus), dfm (tokens), meanflow (one step), or a baseline: ddpm, vae, gan"},
         {"data", OPT_STR, &o->data, "SPEC", "dataset: moons, circles, 8gaussians, ... or csv:FILE (rfm: torus-mix, dfm: checkerboard-tokens)"},
         {"source", OPT_STR, &o->source, "SPEC", "source distribution: gaussian or a dataset"},
-        {"path", OPT_STR, &o->path, "NAME", "ot, icfm, ve, vp, cosine, poly, linear-vp, sb, subvp"},
-        {"coupling", OPT_STR, &o->coupling, "NAME", "independent, ot (minibatch OT) or sb (Schrodinger bridge)"},
-        {"sigma-min", OPT_DOUBLE, &o->sigma_min, "X", "ot: final noise level (0 .. 100; 1 keeps the source noise to the end)"},
-        {"sigma", OPT_DOUBLE, &o->sigma, "X", "icfm, cosine: constant noise; sb: bridge noise (default 0.5)"},
-        {"ve-sigma-min", OPT_DOUBLE, &o->ve_min, "X", "ve: smallest noise"},
-        {"ve-sigma-max", OPT_DOUBLE, &o->ve_max, "X", "ve: largest noise (source std)"},
-        {"beta-min", OPT_DOUBLE, &o->beta_min, "X", "vp: beta at the data end"},
-        {"beta-max", OPT_DOUBLE, &o->beta_max, "X", "vp: beta at the noise end"},
-        {"exponent", OPT_DOUBLE, &o->exponent, "N", "poly: alpha_t = t^N"},
-        {"t-end", OPT_DOUBLE, &o->t_end, "T", "train on t in [0, T] (0: 1, or 1 - 1e-3 for ve/vp/subvp/linear-vp)"},
+        CLI_PATH_OPTIONS(o->po),
         {"T", OPT_INT, &o->T, "N", "ddpm: diffusion steps"},
         {"beta-start", OPT_DOUBLE, &o->beta_start, "X", "ddpm: beta_1 of the linear schedule"},
         {"beta-end", OPT_DOUBLE, &o->beta_end, "X", "ddpm: beta_T"},
@@ -324,29 +307,6 @@ static int check_owners(const cli_spec *spec, fm_method m, const char *method)
     return CLI_GO;
 }
 
-/* The probability path and the coupling. */
-static int set_path(const train_opts *o, const cli_spec *spec, fm_train_config *c)
-{
-    int k, cp;
-    const char *path = o->path;
-    if ((cp = fm_coupling_from_name(o->coupling)) < 0)
-        BAD("unknown --coupling '%s' (independent, ot, sb)", o->coupling);
-    c->coupling = (fm_coupling)cp;
-    if (cp == FM_COUPLING_SB && !cli_given(spec, "path")) path = "sb"; /* the bridge comes with its plan */
-    if ((k = fm_path_from_name(path)) < 0) BAD("unknown --path '%s' (ot, icfm, ve, vp, cosine, poly, linear-vp, sb, subvp)", path);
-    fm_path *p = &c->flow.path;
-    *p = fm_path_default((fm_path_kind)k);
-    p->sigma_min = o->sigma_min;
-    if (cli_given(spec, "sigma") || k != FM_PATH_SB) p->sigma = o->sigma;
-    p->ve_sigma_min = o->ve_min;
-    p->ve_sigma_max = o->ve_max;
-    p->beta_min = o->beta_min;
-    p->beta_max = o->beta_max;
-    p->exponent = o->exponent;
-    if (o->t_end != 0) p->t_end = o->t_end;
-    if (fm_path_check(p) != FM_OK) BAD("%s", fm_last_error());
-    return CLI_GO;
-}
 
 /* The network: the MLP's shape, or the U-Net's, and class conditioning. */
 static int set_network(const train_opts *o, const cli_spec *spec, fm_train_config *c)
@@ -494,7 +454,8 @@ static int new_trainer(train_opts *o, const cli_spec *spec, fm_trainer **tr)
     if (!cli_given(spec, "act")) o->act = fm_act_name(md.flow.net.act);
     if (!cli_given(spec, "arch")) o->arch = fm_arch_name(md.flow.arch); /* a method's own default (dfm's on images) */
     if (!cli_given(spec, "channels") && md.flow.unet.base > 0) o->channels = md.flow.unet.base;
-    if ((rc = set_path(o, spec, &c)) != CLI_GO || (rc = set_network(o, spec, &c)) != CLI_GO ||
+    if ((rc = cli_path_setup("train", spec, &o->po, &c.flow.path, &c.coupling)) != CLI_GO ||
+        (rc = set_network(o, spec, &c)) != CLI_GO ||
         (rc = set_baselines(o, spec, &c)) != CLI_GO || (rc = set_optim(o, spec, &md, &c)) != CLI_GO)
         return rc;
     c.flow.data = o->data;

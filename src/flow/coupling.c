@@ -364,3 +364,45 @@ out:
     free(P);
     return s;
 }
+
+/* ------------------------------------------------------------------ re-pairing a batch */
+
+/* rows[i] = rows[idx[i]] for n rows of `size` bytes, through scratch. */
+static void gather(void *rows, const int *idx, int n, size_t size, void *scratch)
+{
+    memcpy(scratch, rows, (size_t)n * size);
+    for (int i = 0; i < n; i++) memcpy((char *)rows + (size_t)i * size, (char *)scratch + (size_t)idx[i] * size, size);
+}
+
+fm_status fm__couple(fm_coupling c, double reg, fm_rng *r, float *x0, float *x1, int *y0, int *y1, int n, int d,
+                     int64_t *unconverged)
+{
+    if (c == FM_COUPLING_INDEPENDENT) return FM_OK;
+    size_t row = (size_t)d * sizeof(float);
+    float *scratch = malloc((size_t)n * row);
+    int *pi = malloc((size_t)n * sizeof(int)), *pj = malloc((size_t)n * sizeof(int));
+    fm_status s = FM_OK;
+    if (!scratch || !pi || !pj) {
+        s = fm__fail(FM_ERR_NOMEM, "out of memory for pairing a batch of %d", n);
+    } else if (c == FM_COUPLING_OT) { /* x1 (and its labels) permuted to the matching */
+        s = fm_ot_pairing(x0, x1, n, d, pj);
+        if (!s) {
+            gather(x1, pj, n, row, scratch);
+            if (y1) gather(y1, pj, n, sizeof(int), scratch);
+        }
+    } else { /* pairs drawn from the entropic plan */
+        int it = 0;
+        s = fm_sinkhorn_pairs(x0, x1, n, d, reg, FM_SINKHORN_MAX_ITER, 1e-4, r, pi, pj, &it);
+        if (!s) {
+            if (unconverged) *unconverged += it < 0;
+            gather(x0, pi, n, row, scratch);
+            gather(x1, pj, n, row, scratch);
+            if (y0) gather(y0, pi, n, sizeof(int), scratch);
+            if (y1) gather(y1, pj, n, sizeof(int), scratch);
+        }
+    }
+    free(scratch);
+    free(pi);
+    free(pj);
+    return s;
+}

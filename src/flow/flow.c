@@ -27,6 +27,8 @@ struct fm_flow {
     int *cond;                      /* (ncond) requested classes (K: none), NULL when unset */
     int ncond;
     double guidance;
+    fm_path sched; /* the path sampling follows (fm_flow_set_schedule) */
+    int has_sched;
 };
 
 int fm__is_gaussian_source(const char *spec) { return !spec || !*spec || !strcmp(spec, "gaussian"); }
@@ -406,6 +408,24 @@ fm_status fm_flow_field(void *flow, double t, const float *x, float *v, size_t n
     return fm_flow_velocity(f, t, x, v, (int)(n / (size_t)f->cfg.dim));
 }
 
+fm_status fm_flow_set_schedule(fm_flow *f, const fm_path *to)
+{
+    if (!to) {
+        f->has_sched = 0;
+        return FM_OK;
+    }
+    fm_status s = fm_path_check(to);
+    if (s) return s;
+    if (f->cfg.method != FM_METHOD_FM || !fm__is_gaussian_source(f->cfg.source))
+        return fm__fail(FM_ERR_ARG, "a schedule transformation needs a flow-matching model from N(0, I) (this one is %s "
+                        "from '%s')", kind_name(f->cfg.method), f->cfg.source ? f->cfg.source : "gaussian");
+    f->sched = *to;
+    f->has_sched = 1;
+    return FM_OK;
+}
+
+const fm_path *fm_flow_sampling_path(const fm_flow *f) { return f->has_sched ? &f->sched : &f->cfg.path; }
+
 fm_status fm_flow_source(fm_flow *f, fm_rng *r, float *x0, int n)
 {
     if (fm__is_gaussian_source(f->cfg.source)) {
@@ -448,17 +468,17 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
     if (sde && (!r || !fm__is_gaussian_source(f->cfg.source)))
         return fm__fail(FM_ERR_ARG, "the %s sampler needs a random stream and a flow from N(0, I) (its score comes from "
                                     "the Gaussian path)", sc->sampler);
-    if (sde && fm__path_extra_noise(&f->cfg.path))
+    if (sde && fm__path_extra_noise(fm_flow_sampling_path(f)))
         return fm__fail(FM_ERR_ARG, "the %s sampler reads the score from a velocity on a path x = a x1 + s e; the %s "
                         "path with sigma > 0 adds noise the velocity does not determine", sc->sampler,
-                        fm_path_name(f->cfg.path.kind));
+                        fm_path_name(fm_flow_sampling_path(f)->kind));
     if (x_start) {
         memcpy(out, x_start, total * sizeof(float));
     } else {
         fm_status s = fm_flow_source(f, r, out, n);
         if (s) return s;
         fm_path_coef c;
-        fm_path_coef_at(&f->cfg.path, grid[0], &c);
+        fm_path_coef_at(fm_flow_sampling_path(f), grid[0], &c);
         if (c.b != 1.0 || c.c != 0.0) {
             /* x(t0) = a x1 + b x0 + c eps with the data term dropped: at t0 = 0 it is
              * zero for every path but ve, whose source is wide enough to hide it. */
@@ -466,9 +486,12 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
         }
     }
     fm__obs_data w = {f, obs, octx, NULL};
-    fm_status s = sde ? fm_sde_sample(&f->cfg.path, &sdc, fm_flow_field, f, grid, ngrid, out, n, d, r,
+    fm_schedule_transform tf = {&f->cfg.path, &f->sched, fm_flow_field, f};
+    fm_field_fn field = f->has_sched ? fm_schedule_transform_field : fm_flow_field;
+    void *fctx = f->has_sched ? (void *)&tf : f;
+    fm_status s = sde ? fm_sde_sample(fm_flow_sampling_path(f), &sdc, field, fctx, grid, ngrid, out, n, d, r,
                                       obs ? fm__observe_data : NULL, &w, st)
-                      : fm_solve(sc, fm_flow_field, f, grid, ngrid, out, total, obs ? fm__observe_data : NULL, &w, st);
+                      : fm_solve(sc, field, fctx, grid, ngrid, out, total, obs ? fm__observe_data : NULL, &w, st);
     free(w.tmp);
     if (s == FM_OK) fm_flow_to_data(f, out, n);
     return s;

@@ -170,6 +170,36 @@ void fm_path_sde(const fm_path *p, double t, double *f, double *g2)
     if (g2) *g2 = c.a != 0 ? 2 * s * (c.da * s / c.a - ds) : INFINITY;
 }
 
+/* ------------------------------------------------------------------ a batch's targets */
+
+void fm__path_times(const fm_path *p, float *t, int n)
+{
+    for (int i = 0; i < n; i++) { /* u + 2^-25 can round to 1 in float, so step back */
+        float v = (float)(p->t_end * (t[i] + 0x1.0p-25));
+        while ((double)v >= p->t_end) v = nextafterf(v, 0.0f);
+        t[i] = v;
+    }
+}
+
+void fm__path_targets(const fm_path *p, fm_predict pr, const float *t, const float *x1, const float *x0,
+                      const float *eps, float *xt, float *ut, int n, int d)
+{
+    for (int i = 0; i < n; i++) {
+        fm_path_coef c;
+        fm_path_coef_at(p, t[i], &c);
+        double s;
+        fm__path_noise_of(&c, &s, NULL);
+        for (int j = 0; j < d; j++) {
+            size_t k = (size_t)i * d + j;
+            double e = eps ? eps[k] : 0.0;
+            xt[k] = (float)(c.a * x1[k] + c.b * x0[k] + c.c * e);
+            ut[k] = pr == FM_PREDICT_X1    ? x1[k]
+                    : pr == FM_PREDICT_EPS ? (float)((c.b * x0[k] + c.c * e) / s)
+                                           : (float)(c.da * x1[k] + c.db * x0[k] + c.dc * e);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ predictions */
 
 static const char *const predict_names[FM_PREDICT_COUNT] = {"v", "eps", "x1"};
@@ -266,4 +296,56 @@ fm_status fm_time_grid_edm(const fm_path *p, double *grid, int steps, double t0,
         if (!(grid[i] > grid[i - 1]))
             return fm__fail(FM_ERR_ARG, "edm grid: %d steps are too many for the ratio's range on [%g, %g]", steps, t0, t1);
     return FM_OK;
+}
+
+/* ------------------------------------------------------------------ signal-to-noise ratio */
+
+double fm_path_snr(const fm_path *p, double t)
+{
+    fm_path_coef c;
+    fm_path_coef_at(p, t, &c);
+    double s;
+    fm__path_noise_of(&c, &s, NULL);
+    return s > 0 ? c.a / s : INFINITY;
+}
+
+/* t in [0, t_end] with snr(t) = q by bisection: the ratio rises with t on
+ * every path (tests/test_path.c checks it on a fine grid). */
+static double snr_bisect(const fm_path *p, double q)
+{
+    double lo = 0, hi = p->t_end;
+    for (int it = 0; it < 200 && hi - lo > 1e-16; it++) {
+        double m = 0.5 * (lo + hi);
+        if (fm_path_snr(p, m) < q) lo = m;
+        else hi = m;
+    }
+    return 0.5 * (lo + hi);
+}
+
+double fm_path_snr_inverse(const fm_path *p, double q)
+{
+    if (isnan(q)) return NAN;
+    if (!(q > fm_path_snr(p, 0))) return 0;
+    if (!(q < fm_path_snr(p, p->t_end))) return p->t_end;
+    double t;
+    switch (p->kind) {
+    case FM_PATH_OT: t = q / (1 + (1 - p->sigma_min) * q); break; /* q = t / (1 - (1 - sigma_min) t) */
+    case FM_PATH_COSINE: /* q = tan(pi t / 2) */
+        if (p->sigma > 0) return snr_bisect(p, q);
+        t = atan(q) / M_PI_2;
+        break;
+    case FM_PATH_POLY: t = pow(q / (1 + q), 1 / p->exponent); break; /* t^n = q / (1 + q) */
+    case FM_PATH_LINEAR_VP: t = q / sqrt(1 + q * q); break;          /* q = t / sqrt(1 - t^2) */
+    case FM_PATH_VE: /* q = 1 / s(1 - t) */
+        t = 1 - log(1 / (q * p->ve_sigma_min)) / log(p->ve_sigma_max / p->ve_sigma_min);
+        break;
+    case FM_PATH_VP: { /* q^2 = e^-T / (1 - e^-T): T = log(1 + 1 / q^2), a quadratic in r = 1 - t */
+        double T = log1p(1 / (q * q)), b = p->beta_min, d = p->beta_max - p->beta_min;
+        double r = d > 0 ? (sqrt(b * b + 2 * d * T) - b) / d : T / b;
+        t = 1 - r;
+        break;
+    }
+    default: return snr_bisect(p, q); /* icfm and sb with sigma > 0, subvp */
+    }
+    return fmin(fmax(t, 0.0), p->t_end);
 }

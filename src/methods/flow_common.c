@@ -99,32 +99,13 @@ void fm__flow_draw_times(fm_trainer *tr, int B)
             tr->t[i] = (float)u;
         }
     }
-    for (int i = 0; i < B; i++) { /* t in (0, t_end): u + 2^-25 can round to 1 in float, so step back */
-        float t = (float)(path->t_end * (tr->t[i] + 0x1.0p-25));
-        while ((double)t >= path->t_end) t = nextafterf(t, 0.0f);
-        tr->t[i] = t;
-    }
+    fm__path_times(path, tr->t, B);
 }
 
 void fm__flow_targets(fm_trainer *tr, const float *x0, const float *eps, int B)
 {
-    const fm_path *path = &tr->cfg.flow.path;
-    fm_predict pr = tr->cfg.flow.predict;
-    int d = tr->cfg.flow.dim;
-    for (int i = 0; i < B; i++) {
-        fm_path_coef c;
-        fm_path_coef_at(path, tr->t[i], &c);
-        double s;
-        fm__path_noise_of(&c, &s, NULL);
-        for (int j = 0; j < d; j++) {
-            size_t k = (size_t)i * d + j;
-            double e = eps ? eps[k] : 0.0;
-            tr->xt[k] = (float)(c.a * tr->x1[k] + c.b * x0[k] + c.c * e);
-            tr->ut[k] = pr == FM_PREDICT_X1    ? tr->x1[k]
-                        : pr == FM_PREDICT_EPS ? (float)((c.b * x0[k] + c.c * e) / s)
-                                               : (float)(c.da * tr->x1[k] + c.db * x0[k] + c.dc * e);
-        }
-    }
+    fm__path_targets(&tr->cfg.flow.path, tr->cfg.flow.predict, tr->t, tr->x1, x0, eps, tr->xt, tr->ut, B,
+                     tr->cfg.flow.dim);
 }
 
 fm_status fm__flow_set_tdist(fm_train_config *c, const char *v)
@@ -201,12 +182,7 @@ fm_status fm__flow_batch_new(fm__flow_batch *b, int B, int d)
     size_t n = (size_t)B * d;
     b->x0 = malloc(n * sizeof(float));
     b->eps = malloc(n * sizeof(float));
-    b->scratch = malloc(2 * n * sizeof(float));
-    b->match = malloc((size_t)B * sizeof(int));
-    b->pi = malloc((size_t)B * sizeof(int));
-    b->pj = malloc((size_t)B * sizeof(int));
-    if (!b->x0 || !b->eps || !b->scratch || !b->match || !b->pi || !b->pj)
-        return fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", B);
+    if (!b->x0 || !b->eps) return fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", B);
     return FM_OK;
 }
 
@@ -214,52 +190,15 @@ void fm__flow_batch_free(fm__flow_batch *b)
 {
     free(b->x0);
     free(b->eps);
-    free(b->scratch);
-    free(b->match);
-    free(b->pi);
-    free(b->pj);
-}
-
-/* Re-pair the batch's x0 and x1 by the configured coupling. */
-static fm_status couple(fm_trainer *tr, fm__flow_batch *st, int B, int d)
-{
-    const fm_train_config *c = &tr->cfg;
-    size_t n = (size_t)B * d;
-    float *x1 = tr->x1;
-    if (c->coupling == FM_COUPLING_OT) {
-        fm_status s = fm_ot_pairing(st->x0, x1, B, d, st->match);
-        if (s) return s;
-        memcpy(st->scratch, x1, n * sizeof(float));
-        for (int i = 0; i < B; i++)
-            memcpy(x1 + (size_t)i * d, st->scratch + (size_t)st->match[i] * d, (size_t)d * sizeof(float));
-        if (tr->labels) { /* labels travel with their images */
-            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
-            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[st->match[i]];
-        }
-    } else if (c->coupling == FM_COUPLING_SB) {
-        double sg = c->flow.path.sigma;
-        int it = 0;
-        fm_status s = fm_sinkhorn_pairs(st->x0, x1, B, d, 2 * sg * sg, FM_SINKHORN_MAX_ITER, 1e-4, &tr->rnoise, st->pi,
-                                        st->pj, &it);
-        if (s) return s;
-        tr->unconverged += it < 0;
-        memcpy(st->scratch, st->x0, n * sizeof(float));
-        memcpy(st->scratch + n, x1, n * sizeof(float));
-        for (int i = 0; i < B; i++) {
-            memcpy(st->x0 + (size_t)i * d, st->scratch + (size_t)st->pi[i] * d, (size_t)d * sizeof(float));
-            memcpy(x1 + (size_t)i * d, st->scratch + n + (size_t)st->pj[i] * d, (size_t)d * sizeof(float));
-        }
-        if (tr->labels) {
-            memcpy(tr->lscratch, tr->labels, (size_t)B * sizeof(int));
-            for (int i = 0; i < B; i++) tr->labels[i] = tr->lscratch[st->pj[i]];
-        }
-    }
-    return FM_OK;
 }
 
 fm_status fm__flow_draw_pairs(fm_trainer *tr, fm__flow_batch *b, int B)
 {
     fm_status s = fm__train_draw(tr, B);
     if (!s) s = fm_flow_source(tr->obj, &tr->rnoise, b->x0, B);
-    return s ? s : couple(tr, b, B, tr->cfg.flow.dim);
+    if (s) return s;
+    const fm_train_config *c = &tr->cfg;
+    double sg = c->flow.path.sigma;
+    return fm__couple(c->coupling, 2 * sg * sg, &tr->rnoise, b->x0, tr->x1, NULL, tr->labels, B, c->flow.dim,
+                      &tr->unconverged);
 }

@@ -42,10 +42,9 @@ fm_status fm__flow_method_sample(void *obj, int n, const float *x_start, fm_rng 
 
 /* ---- a regression on a probability path (fm.c, score.c) */
 
-/* A batch's source points and what pairing them takes. */
+/* A batch's source points and extra noise. */
 typedef struct {
-    float *x0, *eps, *scratch; /* (B dim), (B dim), (2 B dim) */
-    int *match, *pi, *pj;      /* (B) coupling indices */
+    float *x0, *eps; /* (B dim) each */
 } fm__flow_batch;
 fm_status fm__flow_batch_new(fm__flow_batch *b, int B, int d);
 void fm__flow_batch_free(fm__flow_batch *b);

@@ -62,7 +62,7 @@ struct fm_trainer {
     fm_rng rdata, rnoise, rtime;   /* the seed's data, noise and time streams */
     int64_t iter;
     float *x1;                     /* (batch, dim) the batch drawn by fm__train_draw, network units */
-    int *labels, *lscratch;        /* (batch) class-conditional: x1's labels (nclasses: none) */
+    int *labels;                   /* (batch) class-conditional: x1's labels (nclasses: none) */
     float *t, *xt, *ut;            /* (batch), (batch, dim) x 2: a regression batch (methods with forward) */
     int nclasses;                  /* K, 0 when unconditional (set by build) */
     double parts[FM__MAX_PARTS];   /* the last step's loss parts, named by m->parts */

@@ -95,7 +95,6 @@ void fm_trainer_free(fm_trainer *tr)
     free(tr->xt);
     free(tr->ut);
     free(tr->labels);
-    free(tr->lscratch);
     free(tr);
 }
 
@@ -260,8 +259,7 @@ static fm_trainer *trainer_build(const fm__method *m, const fm_train_config *cfg
     if (!m->own_batches) tr->x1 = malloc((size_t)cfg->batch * dim * sizeof(float));
     if (tr->nclasses) {
         tr->labels = malloc((size_t)cfg->batch * sizeof(int));
-        tr->lscratch = malloc((size_t)cfg->batch * sizeof(int));
-        if (!tr->labels || !tr->lscratch) {
+        if (!tr->labels) {
             fm__fail(FM_ERR_NOMEM, "out of memory for a batch of %d", cfg->batch);
             goto fail;
         }
