@@ -142,7 +142,7 @@ const char *t_tmpdir(void)
 #define GROUPS(X)                                                                              \
     X(rng) X(tensor) X(ops) X(gradcheck) X(conv) X(ops2) X(optim) X(train) X(safetensors) X(checkpoint) X(io) X(idx)        \
         X(image) X(data) X(path) X(solve) X(metrics) X(flow) X(likelihood) X(coupling) X(ddpm) X(baselines) X(unet)     \
-            X(classifier) X(methods) X(manifold) X(discrete) X(kernels) X(lineage) X(meanflow) X(perf) X(cli) X(robust) X(golden)
+            X(classifier) X(methods) X(manifold) X(discrete) X(kernels) X(lineage) X(meanflow) X(perf) X(peer) X(cli) X(robust) X(golden)
 
 #define DECL(g) void test_##g(void);
 GROUPS(DECL)

@@ -225,6 +225,66 @@ static void manifold_commands(void)
 
 /* MeanFlow end to end: train, sample in 1, 2 and 4 jumps and by the ODE,
  * eval, resume; and the refusals. */
+/* The peer tests' additions: a training batch as a file, the cosine path's
+ * noise, sigma_min 1, a schedule transformation when sampling, heun3. */
+static void peer_commands(void)
+{
+    const char *b = t_path("batch.safetensors");
+    int rc = cli("batch --path cosine --sigma 0.1 --coupling ot --n 64 --seed 3 --out %s", b);
+    fm_st *st = rc == 0 ? fm_st_load(b) : NULL;
+    float t[64], x0[128], x1[128], eps[128], xt[128], ut[128];
+    int sh2[2] = {64, 2}, sh1[1] = {64};
+    double e = INFINITY;
+    if (st && !fm_st_read(st, "t", t, 1, sh1) && !fm_st_read(st, "x0", x0, 2, sh2) && !fm_st_read(st, "x1", x1, 2, sh2) &&
+        !fm_st_read(st, "eps", eps, 2, sh2) && !fm_st_read(st, "xt", xt, 2, sh2) && !fm_st_read(st, "ut", ut, 2, sh2)) {
+        e = 0;
+        for (int i = 0; i < 128; i++) {
+            double ti = t[i / 2], h = M_PI / 2;
+            e = fmax(e, fabs(xt[i] - (sin(h * ti) * x1[i] + cos(h * ti) * x0[i] + 0.1 * eps[i])));
+            e = fmax(e, fabs(ut[i] - h * (cos(h * ti) * x1[i] - sin(h * ti) * x0[i])));
+        }
+    }
+    t_check(rc == 0 && e < 1e-5, "batch --path cosine --sigma 0.1 --coupling ot: x_t and u_t of the written pairs (max "
+            "error %.1e, exit %d) %s", e, rc, err_buf);
+    fm_st_free(st);
+    rc = cli("batch --n 8");
+    int r2 = cli("batch --coupling sb --sigma 0 --n 8 --out %s", t_path("b2.safetensors"));
+    int r3 = cli("batch --t 2 --n 8 --out %s", t_path("b2.safetensors"));
+    t_check(rc == 2 && r2 == 2 && r3 == 2 && file_size(t_path("b2.safetensors")) < 0,
+            "batch refuses: no --out, the sb coupling at sigma 0, --t 2 (exits %d %d %d)", rc, r2, r3);
+
+    const char *m = t_path("cos.safetensors");
+    rc = cli("train --path cosine --sigma 0.2 --iters 30 --threads 1 --quiet --out %s", m);
+    st = rc == 0 ? fm_st_load(m) : NULL;
+    const char *sg = st ? fm_st_meta(st, "path.sigma") : NULL;
+    t_check(rc == 0 && sg && atof(sg) == 0.2, "train --path cosine --sigma 0.2 keeps its sigma (path.sigma %s, exit %d) %s",
+            sg ? sg : "missing", rc, err_buf);
+    fm_st_free(st);
+    rc = cli("sample --model %s --solver sde --steps 4 --n 10 --out %s --force", m, t_path("cos.npy"));
+    t_check(rc != 0 && strstr(err_buf, "adds noise"), "the sde sampler refuses the cosine path with sigma > 0 (exit %d): %s",
+            rc, err_buf);
+    rc = cli("train --sigma-min 1 --iters 30 --threads 1 --quiet --out %s", t_path("sm1.safetensors"));
+    t_check(rc == 0, "train --sigma-min 1 (torchcfm's target CFM at sigma 1) runs (exit %d) %s", rc, err_buf);
+
+    const char *ot = t_path("ot_sched.safetensors");
+    rc = cli("train --iters 1500 --threads 1 --quiet --out %s", ot);
+    double w[3] = {NAN, NAN, NAN};
+    const char *how[3] = {"", "--schedule cosine", "--schedule linear-vp"};
+    for (int k = 0; k < 3 && rc == 0; k++) {
+        rc = cli("sample --model %s --n 1000 --solver heun3 --steps 20 --seed 1 %s --threads 1 --quiet --out %s --force",
+                 ot, how[k], t_path("sched.npy"));
+        if (!rc) rc = cli("eval --a %s --b moons --n 1000 --threads 1 --json", t_path("sched.npy"));
+        w[k] = rc == 0 && json_get(NULL) ? json_num("w2") : NAN;
+    }
+    t_check(rc == 0 && fabs(w[1] - w[0]) < 0.02 && fabs(w[2] - w[0]) < 0.02,
+            "sample --schedule: an ot model along the cosine and linear-vp paths (heun3, 20 steps) keeps its W2: %.4f, "
+            "%.4f, %.4f (exit %d) %s", w[0], w[1], w[2], rc, err_buf);
+    rc = cli("sample --model %s --schedule nope --n 10 --out %s --force", ot, t_path("sched.npy"));
+    int rd = cli("sample --model %s --schedule cosine --n 10 --out %s --force", t_path("gan_for_sched.safetensors"),
+                 t_path("sched.npy"));
+    t_check(rc == 2 && rd != 0, "sample --schedule refuses an unknown path and a missing model (exits %d %d)", rc, rd);
+}
+
 static void meanflow_commands(void)
 {
     const char *m = t_path("mf.safetensors");
@@ -972,6 +1032,7 @@ void test_cli(void)
     t_check(rc == 0 && file_size(t_path("sp.csv")) > 1000 && file_size(t_path("sp.svg")) > 1000, "datasets --draw writes points and a plot");
     manifold_commands();
     meanflow_commands();
+    peer_commands();
     /* every method's own settings are train options (none dropped by a table's size) */
     rc = cli("train --help");
     int listed = 0, missing = 0;

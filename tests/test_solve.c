@@ -59,8 +59,9 @@ void test_solve(void)
         int n0;
         double order;
         int nfe_per_step;
-    } m[] = {{FM_SOLVER_EULER, 16, 1, 1}, {FM_SOLVER_MIDPOINT, 8, 2, 2}, {FM_SOLVER_HEUN, 8, 2, 2}, {FM_SOLVER_RK4, 2, 4, 4}};
-    for (int i = 0; i < 4; i++) {
+    } m[] = {{FM_SOLVER_EULER, 16, 1, 1}, {FM_SOLVER_MIDPOINT, 8, 2, 2}, {FM_SOLVER_HEUN, 8, 2, 2},
+             {FM_SOLVER_HEUN3, 4, 3, 3}, {FM_SOLVER_RK4, 2, 4, 4}};
+    for (int i = 0; i < 5; i++) {
         long nfe = 0;
         double e1 = solve_err(m[i].k, m[i].n0, 0, 1, NULL), e2 = solve_err(m[i].k, 2 * m[i].n0, 0, 1, NULL);
         double e3 = solve_err(m[i].k, 4 * m[i].n0, 0, 1, &nfe);
