@@ -1223,9 +1223,13 @@ fm_manifold fm_model_manifold(const fm_model *m);
 /* n samples (data units) with a sampler named as text: an ODE solver
  * ("euler" .. "dopri5"), a flow's stochastic one ("sde", "em", "pc") or a
  * method's own ("ancestral", "ddim"); NULL the model's default. steps <= 0 the
- * default count; the grid runs uniformly to the path's end. Noise from the
- * seed's noise stream. */
+ * default count; the grid runs uniformly to the path's end (the schedule's,
+ * fm_model_set_schedule). Noise from the seed's noise stream. */
 fm_status  fm_model_sample_named(fm_model *m, int n, uint64_t seed, const char *solver, int steps, float *out);
+/* Sample a flow-matching model along the path named (its defaults) through a
+ * schedule transformation (fm_flow_set_schedule); NULL or "" returns to the
+ * trained path. */
+fm_status  fm_model_set_schedule(fm_model *m, const char *path);
 /* log p of n points (data units): a closed-form density when the model has
  * one (nf), else a flow's by rk4 over steps (<= 0: 100) from its path's end to
  * 0, exact divergence (probes 0) or Hutchinson's with that many Rademacher
@@ -1403,6 +1407,12 @@ fm_status       fm_train_config_set(fm_train_config *c, const char *name, const 
 fm_train_config *fm_train_config_new(const char *method, const char *data);
 void             fm_train_config_free(fm_train_config *c);
 fm_status        fm_train_config_set_option(fm_train_config *c, const char *name, const char *value);
+
+/* One training batch (fm_batch_draw) on c's path and coupling (its
+ * "path", "sigma", "coupling", ... options), every draw from seed's noise
+ * stream: for bindings, which then mirror no struct. */
+fm_status        fm_train_config_batch(const fm_train_config *c, uint64_t seed, int n, int d, int t_given, float *x0,
+                                       float *x1, float *t, float *eps, float *xt, float *ut);
 
 typedef struct fm_trainer fm_trainer;
 fm_trainer *fm_trainer_new(const fm_train_config *cfg);

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._lib import lib, Error, check
 
-__all__ = ["train", "load", "Model", "Error", "version", "methods", "set_threads"]
+__all__ = ["train", "load", "batch", "Model", "Error", "version", "methods", "set_threads"]
 
 
 def version():
@@ -87,17 +87,25 @@ class Model:
             lib.fm_trainer_free(self._tr)
             self._tr = None
 
-    def sample(self, n, steps=None, solver=None, seed=0):
+    def sample(self, n, steps=None, solver=None, seed=0, schedule=None):
         """n samples as a (n, dim) float32 array. solver: an ODE solver
         ("euler", "midpoint", "heun", "heun3", "rk4", "dopri5"), a stochastic one for
         flows ("sde", "em", "pc"), or DDPM's ("ancestral", "ddim"); None the
-        model's default, as steps None is."""
+        model's default, as steps None is. schedule: a path name ("cosine",
+        "vp", ...) to sample a flow-matching model along instead of its
+        training path (a schedule transformation)."""
         n = int(n)
         if n < 1:
             raise ValueError(f"n must be >= 1, not {n}")
         out = np.empty((n, self.dim), dtype=np.float32)
-        check(lib.fm_model_sample_named(self._h, n, int(seed), _c(solver), int(steps or 0),
-                                        out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))))
+        if schedule is not None:
+            check(lib.fm_model_set_schedule(self._h, _c(schedule)))
+        try:
+            check(lib.fm_model_sample_named(self._h, n, int(seed), _c(solver), int(steps or 0),
+                                            out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))))
+        finally:
+            if schedule is not None:
+                lib.fm_model_set_schedule(self._h, None)
         return out
 
     def log_prob(self, x, steps=100, probes=0, seed=0):
@@ -142,6 +150,36 @@ def load(path, ema=True):
     with open(path, "rb") as f:
         data = f.read()
     return Model(_load_handle(path, ema), path_bytes=data)
+
+
+def batch(x0, x1, t=None, seed=0, **options):
+    """One flow-matching training batch as train draws it (torchcfm's
+    sample_location_and_conditional_flow with return_noise=True): x0 and x1
+    (n, d) are paired by the coupling option ("independent", "ot" or "sb"),
+    t (n) drawn uniformly unless given, and with eps the path's noise,
+    xt = a x1 + b x0 + c eps and ut its time derivative. options: the train
+    command's path options (path="cosine", sigma=0.1, sigma_min=..,
+    coupling="ot", ...). Returns t, xt, ut, eps, x0, x1 (the last two as
+    paired)."""
+    a0 = _array_f32(x0, "x0").copy()
+    a1 = _array_f32(x1, "x1").copy()
+    if a0.shape != a1.shape:
+        raise ValueError(f"x0 {a0.shape} and x1 {a1.shape} must have the same shape")
+    n, d = a0.shape
+    tt = np.zeros(n, dtype=np.float32) if t is None else np.ascontiguousarray(np.broadcast_to(t, (n,)), dtype=np.float32)
+    eps, xt, ut = (np.empty((n, d), dtype=np.float32) for _ in range(3))
+    cfg = lib.fm_train_config_new(b"fm", b"moons")
+    if not cfg:
+        raise Error(lib.fm_last_error().decode())
+    f32 = ctypes.POINTER(ctypes.c_float)
+    try:
+        for k, v in options.items():
+            check(lib.fm_train_config_set_option(cfg, _c(k.replace("_", "-")), _c(v)))
+        check(lib.fm_train_config_batch(cfg, int(seed), n, d, 0 if t is None else 1,
+                                        *(a.ctypes.data_as(f32) for a in (a0, a1, tt, eps, xt, ut))))
+    finally:
+        lib.fm_train_config_free(cfg)
+    return tt, xt, ut, eps, a0, a1
 
 
 def train(data, method="fm", iters=10000, progress=None, every=None, **options):

@@ -55,6 +55,8 @@ _SIGS = {
     "fm_model_sample_named": (_I, [_P, _I, ctypes.c_uint64, _S, _I, ctypes.POINTER(ctypes.c_float)]),
     "fm_model_log_likelihood": (_I, [_P, ctypes.POINTER(ctypes.c_float), _I, _I, _I, ctypes.c_uint64,
                                      ctypes.POINTER(ctypes.c_double)]),
+    "fm_model_set_schedule": (_I, [_P, _S]),
+    "fm_train_config_batch": (_I, [_P, ctypes.c_uint64, _I, _I, _I] + [ctypes.POINTER(ctypes.c_float)] * 6),
 }
 for _name, (_res, _args) in _SIGS.items():
     _f = getattr(lib, _name)

@@ -80,6 +80,36 @@ class FlowmatchTest(unittest.TestCase):
         self.assertLess(np.abs(one.mean(0) - [0.5, 0.25]).max(), 0.5)
         self.assertEqual(mf.sample(5, solver="ode", steps=10).shape, (5, 2))
 
+    def test_batch_against_torchcfm_formulas(self):
+        rng = np.random.default_rng(0)
+        x0, x1 = rng.standard_normal((128, 3)), rng.standard_normal((128, 3))
+        # torchcfm's VariancePreservingConditionalFlowMatcher(sigma=0.1) is the cosine path with sigma 0.1
+        t, xt, ut, eps, a0, a1 = flowmatch.batch(x0, x1, seed=5, path="cosine", sigma=0.1)
+        h = np.pi / 2 * t[:, None].astype(np.float64)
+        np.testing.assert_allclose(xt, np.cos(h) * a0 + np.sin(h) * a1 + 0.1 * eps, atol=2e-6)
+        np.testing.assert_allclose(ut, np.pi / 2 * (np.cos(h) * a1 - np.sin(h) * a0), atol=2e-6)
+        np.testing.assert_array_equal(a0, x0.astype(np.float32))
+        self.assertTrue(np.all((t > 0) & (t < 1)))
+        again = flowmatch.batch(x0, x1, seed=5, path="cosine", sigma=0.1)
+        for u, v in zip(again, (t, xt, ut, eps, a0, a1)):
+            np.testing.assert_array_equal(u, v)
+        # exact OT pairs each point once; a given t is kept
+        t2, xt2, ut2, _, b0, b1 = flowmatch.batch(x0, x1, t=0.25, coupling="ot", path="icfm")
+        self.assertTrue(np.all(t2 == 0.25))
+        self.assertEqual(sorted(map(tuple, b1)), sorted(map(tuple, x1.astype(np.float32))))
+        np.testing.assert_allclose(ut2, b1 - b0, atol=1e-6)
+        with self.assertRaisesRegex(flowmatch.Error, "sigma > 0"):
+            flowmatch.batch(x0, x1, coupling="sb", path="sb", sigma=0)
+
+    def test_schedule_transformation(self):
+        a = self.model.sample(2000, steps=20, solver="heun3", seed=1)
+        b = self.model.sample(2000, steps=20, solver="heun3", seed=1, schedule="cosine")
+        print(f"\n  ot model along its own path and the cosine path: mean {a.mean(0)} and {b.mean(0)}")
+        self.assertLess(np.abs(a.mean(0) - b.mean(0)).max(), 0.05)
+        np.testing.assert_array_equal(a, self.model.sample(2000, steps=20, solver="heun3", seed=1))
+        with self.assertRaisesRegex(flowmatch.Error, "unknown path"):
+            self.model.sample(5, schedule="nope")
+
     def test_errors(self):
         with self.assertRaisesRegex(flowmatch.Error, "lr"):
             flowmatch.train("moons", iters=5, lr="fast")

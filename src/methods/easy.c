@@ -138,7 +138,7 @@ static double *grid_for(fm_model *m, int steps)
         return NULL;
     }
     fm_flow *f = fm_model_flow(m);
-    fm_time_grid_uniform(g, steps, 0.0, f && fm_model_method(m) != FM_METHOD_DDPM ? fm_flow_get_config(f)->path.t_end : 1.0);
+    fm_time_grid_uniform(g, steps, 0.0, f && fm_model_method(m) != FM_METHOD_DDPM ? fm_flow_sampling_path(f)->t_end : 1.0);
     return g;
 }
 
@@ -185,4 +185,26 @@ fm_status fm_model_log_likelihood(fm_model *m, const float *x, int n, int steps,
     fm_status s = fm_flow_log_likelihood(f, x, n, &c, logp, NULL, NULL);
     free(g);
     return s;
+}
+
+fm_status fm_model_set_schedule(fm_model *m, const char *path)
+{
+    fm_flow *f = m ? fm_model_flow(m) : NULL;
+    if (!f || fm_model_method(m) != FM_METHOD_FM)
+        return fm__fail(FM_ERR_ARG, "a schedule transformation needs a flow-matching model");
+    if (!path || !*path) return fm_flow_set_schedule(f, NULL);
+    int k = fm_path_from_name(path);
+    if (k < 0) return fm__fail(FM_ERR_ARG, "unknown path '%s' for the schedule", path);
+    fm_path to = fm_path_default((fm_path_kind)k);
+    return fm_flow_set_schedule(f, &to);
+}
+
+fm_status fm_train_config_batch(const fm_train_config *c, uint64_t seed, int n, int d, int t_given, float *x0,
+                                float *x1, float *t, float *eps, float *xt, float *ut)
+{
+    if (!c) return fm__fail(FM_ERR_ARG, "batch: needs a configuration");
+    fm_rng r;
+    fm_rng_seed(&r, seed, FM_STREAM_NOISE);
+    fm_batch b = {x0, x1, NULL, NULL, t, eps, xt, ut};
+    return fm_batch_draw(&c->flow.path, c->coupling, &r, n, d, t_given, &b);
 }
