@@ -322,6 +322,18 @@ static void port_test_optimal_transport(void)
     free(P), free(e), free(x0), free(x1), free(a0), free(a1);
 }
 
+/* t_given: the times a batch of 128 two-dimensional points draws from the
+ * seed, after its pairing's draws (the sb plan's). */
+static void seeded_times(const fm_path *p, fm_coupling cp, const float *x0, const float *x1, float *tg)
+{
+    fm_rng g;
+    fm_rng_seed(&g, SEED, FM_STREAM_NOISE);
+    int pi[B], pj[B], it;
+    if (cp == FM_COUPLING_SB)
+        fm_sinkhorn_pairs(x0, x1, B, 2, 2 * p->sigma * p->sigma, FM_SINKHORN_MAX_ITER, 1e-4, &g, pi, pj, &it);
+    ref_times(&g, p->t_end, tg, B);
+}
+
 /* test_time_t: with the same seed, the times drawn inside equal a seeded
  * torch.rand(128) (t_given); and the labelled variant carries labels with
  * their points. */
@@ -345,14 +357,9 @@ static void port_test_time_t(void)
         fm_rng_normal_fill(&r, x1, B * 2, 0, 1);
         fm_coupling cp;
         fm_path p = method_path(fms[k].m, fms[k].sigma, &cp);
-        /* t_given: the pairing's draws, then the seeded uniforms */
-        fm_rng g;
-        fm_rng_seed(&g, SEED, FM_STREAM_NOISE);
-        int pi[B], pj[B], it;
-        if (cp == FM_COUPLING_SB)
-            fm_sinkhorn_pairs(x0, x1, B, 2, 2 * p.sigma * p.sigma, FM_SINKHORN_MAX_ITER, 1e-4, &g, pi, pj, &it);
-        ref_times(&g, p.t_end, tg, B);
+        seeded_times(&p, cp, x0, x1, tg);
         memcpy(a0, x0, sizeof x0), memcpy(a1, x1, sizeof x1);
+        fm_rng g;
         fm_rng_seed(&g, SEED, FM_STREAM_NOISE);
         fm_batch b = {a0, a1, NULL, NULL, t, eps, xt, ut};
         int ok = fm_batch_draw(&p, cp, &g, B, 2, 0, &b) == FM_OK && !memcmp(t, tg, sizeof t);
@@ -372,12 +379,8 @@ static void port_test_time_t(void)
         fm_rng_normal_fill(&r, x1, B * 2, 0, 1);
         memcpy(a0, x0, sizeof x0), memcpy(a1, x1, sizeof x1);
         for (int i = 0; i < B; i++) y0[i] = y1[i] = i;
+        seeded_times(&p, cp, x0, x1, tg);
         fm_rng g;
-        fm_rng_seed(&g, SEED, FM_STREAM_NOISE);
-        int pi[B], pj[B], it;
-        if (cp == FM_COUPLING_SB)
-            fm_sinkhorn_pairs(x0, x1, B, 2, 2 * p.sigma * p.sigma, FM_SINKHORN_MAX_ITER, 1e-4, &g, pi, pj, &it);
-        ref_times(&g, p.t_end, tg, B);
         fm_rng_seed(&g, SEED, FM_STREAM_NOISE);
         fm_batch b = {a0, a1, y0, y1, t, rn || fm__path_extra_noise(&p) ? eps : NULL, xt, ut};
         int ok = fm_batch_draw(&p, cp, &g, B, 2, 0, &b) == FM_OK && !memcmp(t, tg, sizeof t);
