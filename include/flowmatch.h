@@ -1043,8 +1043,8 @@ fm_status  fm_flow_set_condition(fm_flow *f, const int *labels, int n, double gu
  * transformation, fm_schedule_transform): fm_flow_sample then starts from
  * `to`'s b(0) x0 + c(0) eps and integrates the transformed field over a grid
  * of `to`'s times (to its t_end); the SDE samplers read their score from
- * `to`. Needs a flow-matching model from N(0, I). NULL goes back to the
- * trained path. The path is copied. */
+ * `to`. Needs a velocity model (not DDPM, not MeanFlow's jumps) from
+ * N(0, I). NULL goes back to the trained path. The path is copied. */
 fm_status  fm_flow_set_schedule(fm_flow *f, const fm_path *to);
 /* The path sampling follows: the schedule set, else the trained path. */
 const fm_path *fm_flow_sampling_path(const fm_flow *f);

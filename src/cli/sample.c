@@ -168,7 +168,8 @@ static int open_model(sample_opts *o, const cli_spec *spec, sample_run *r)
         if (k < 0) return cli_usage_error("sample", "unknown --schedule '%s' (a path: ot, cosine, vp, ...)", o->schedule);
         fm_path to = fm_path_default((fm_path_kind)k);
         if (!r->f || fm_flow_set_schedule(r->f, &to) != FM_OK)
-            return cli_error("sample", "--schedule: %s", r->f ? fm_last_error() : "only a flow has a schedule to change");
+            return cli_usage_error("sample", "--schedule: %s",
+                                   r->f ? fm_last_error() : "only a flow has a schedule to change");
     }
     rc = cli_sampler_setup("sample", spec, &o->so, r->M, !o->x0file, 1, &r->sc, &r->grid, &r->ngrid);
     if (rc != CLI_GO) return rc;

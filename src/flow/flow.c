@@ -416,9 +416,15 @@ fm_status fm_flow_set_schedule(fm_flow *f, const fm_path *to)
     }
     fm_status s = fm_path_check(to);
     if (s) return s;
-    if (f->cfg.method != FM_METHOD_FM || !fm__is_gaussian_source(f->cfg.source))
-        return fm__fail(FM_ERR_ARG, "a schedule transformation needs a flow-matching model from N(0, I) (this one is %s "
-                        "from '%s')", kind_name(f->cfg.method), f->cfg.source ? f->cfg.source : "gaussian");
+    if (f->cfg.method != FM_METHOD_FM)
+        return fm__fail(FM_ERR_ARG, "a schedule transformation needs a velocity model; a DDPM model samples with its "
+                                    "own schedule");
+    if (f->cfg.interval)
+        return fm__fail(FM_ERR_ARG, "a schedule transformation changes an ODE's path; a MeanFlow model's jumps follow "
+                                    "its own");
+    if (!fm__is_gaussian_source(f->cfg.source))
+        return fm__fail(FM_ERR_ARG, "a schedule transformation needs a flow from N(0, I) (this one starts from '%s')",
+                        f->cfg.source);
     f->sched = *to;
     f->has_sched = 1;
     return FM_OK;
