@@ -940,9 +940,12 @@ fm_status fm_ot_pairing(const float *x0, const float *x1, int n, int d, int *mat
 /* The entropic OT plan between the two batches: P (n x n, double) minimising
  * <P, C> - eps H(P) with C_ij = |x0_i - x1_j|^2 and every row and column
  * summing to 1/n, by Sinkhorn's iterations in log space and double precision
- * with eps annealed from max C down to eps (epsilon scaling), then at eps
- * until the column sums are within tol (L1, the plan's mass being 1) or
- * max_iter iterations in all. Below eps = 1e-9 max C the plan is its
+ * with eps annealed from max C down to eps (epsilon scaling; below 1e-3 max C
+ * from the exact matching's dual prices instead), then at eps, with Newton
+ * steps on the semi-dual for up to 512 points where Sinkhorn crawls, until
+ * the column sums are within tol (L1, the plan's mass being 1) or max_iter
+ * iterations in all (a Newton step counts as one). Non-finite points are
+ * refused. Below eps = 1e-9 max C the plan is its
  * eps -> 0 limit, the exact OT matching (P_i,match(i) = 1/n), with 0
  * iterations. err (may be NULL) receives the larger L1 error of the row and
  * column sums, measured on the plan returned; iters (may be NULL) the
@@ -956,9 +959,11 @@ fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, doub
 
 /* ------------------------------------------------------------------ a training batch */
 
-/* One flow-matching training batch, drawn as the trainer draws its own
- * (torchcfm's sample_location_and_conditional_flow, with return_noise and
- * its labelled variant), for a training loop of your own or to check one:
+/* One flow-matching training batch from the trainer's own pieces (torchcfm's
+ * sample_location_and_conditional_flow, with return_noise and its labelled
+ * variant), for a training loop of your own or to check one. The trainer
+ * draws its times and noise from streams of their own; here one stream r
+ * gives everything:
  *   1. x0 and x1 (n, d; source and data points) are re-paired in place by
  *      coupling c: ot permutes x1 to the exact OT matching of x0 (each point
  *      used once, where torchcfm redraws with replacement); sb replaces both
@@ -966,7 +971,9 @@ fm_status fm_sinkhorn_pairs(const float *x0, const float *x1, int n, int d, doub
  *      regularisation 2 sigma^2 (p the sb path, sigma > 0); independent
  *      leaves them. y0 and y1 (n, may be NULL) are labels that travel with
  *      their points.
- *   2. t (n): unless t_given, drawn uniformly in (0, t_end) from r.
+ *   2. t (n): unless t_given, drawn uniformly in (0, t_end) from r; given
+ *      times must lie in [0, t_end] where the path's coefficients are finite
+ *      (not sb's ends, nor t = 1 on vp and linear-vp).
  *   3. eps (n, d): N(0, I) from r where the path adds noise (c != 0), else
  *      zeros (eps may then be NULL).
  *   4. xt = a x1 + b x0 + c eps and the target ut = a' x1 + b' x0 + c' eps.
@@ -1044,7 +1051,10 @@ fm_status  fm_flow_set_condition(fm_flow *f, const int *labels, int n, double gu
  * `to`'s b(0) x0 + c(0) eps and integrates the transformed field over a grid
  * of `to`'s times (to its t_end); the SDE samplers read their score from
  * `to`. Needs a velocity model (not DDPM, not MeanFlow's jumps) from
- * N(0, I). NULL goes back to the trained path. The path is copied. */
+ * N(0, I), and a pair of paths whose time change stays bounded (refused:
+ * poly with n > 1 to ot, whose ratios start as t^n and r, so dt/dr grows
+ * like r^(1/n - 1) and multiplies the network's error near r = 0). NULL goes
+ * back to the trained path. The path is copied. */
 fm_status  fm_flow_set_schedule(fm_flow *f, const fm_path *to);
 /* The path sampling follows: the schedule set, else the trained path. */
 const fm_path *fm_flow_sampling_path(const fm_flow *f);

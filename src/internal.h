@@ -350,6 +350,12 @@ void fm__path_times(const fm_path *p, float *t, int n);
 void fm__path_targets(const fm_path *p, fm_predict pr, const float *t, const float *x1, const float *x0,
                       const float *eps, float *xt, float *ut, int n, int d);
 
+/* 1 when the schedule transformation from `from` to `to` has a time change
+ * that grows without bound at an end of `to` (poly with n > 1, whose ratio
+ * starts like t^n, towards a path whose ratio starts like r): the exact field
+ * stays finite there, but a trained one's error is multiplied without bound. */
+int fm__schedule_singular(const fm_path *from, const fm_path *to);
+
 /* Squared Euclidean costs between point sets a and b (rows of d floats), as
  * an fm_cost_fn with ctx a fm__sqdist. */
 typedef struct {

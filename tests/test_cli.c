@@ -250,8 +250,11 @@ static void peer_commands(void)
     rc = cli("batch --n 8");
     int r2 = cli("batch --coupling sb --sigma 0 --n 8 --out %s", t_path("b2.safetensors"));
     int r3 = cli("batch --t 2 --n 8 --out %s", t_path("b2.safetensors"));
-    t_check(rc == 2 && r2 == 2 && r3 == 2 && file_size(t_path("b2.safetensors")) < 0,
-            "batch refuses: no --out, the sb coupling at sigma 0, --t 2 (exits %d %d %d)", rc, r2, r3);
+    int r4 = cli("batch --path sb --t 0 --n 8 --out %s", t_path("b2.safetensors"));
+    int r5 = cli("batch --coupling ot --n 5000 --out %s", t_path("b2.safetensors"));
+    t_check(rc == 2 && r2 == 2 && r3 == 2 && r4 == 2 && r5 == 2 && file_size(t_path("b2.safetensors")) < 0,
+            "batch refuses: no --out, the sb coupling at sigma 0, --t 2, the sb path's infinite target at t = 0, "
+            "5000 points to match (exits %d %d %d %d %d)", rc, r2, r3, r4, r5);
 
     const char *m = t_path("cos.safetensors");
     rc = cli("train --path cosine --sigma 0.2 --iters 30 --threads 1 --quiet --out %s", m);
@@ -279,6 +282,11 @@ static void peer_commands(void)
     t_check(rc == 0 && fabs(w[1] - w[0]) < 0.02 && fabs(w[2] - w[0]) < 0.02,
             "sample --schedule: an ot model along the cosine and linear-vp paths (heun3, 20 steps) keeps its W2: %.4f, "
             "%.4f, %.4f (exit %d) %s", w[0], w[1], w[2], rc, err_buf);
+    const char *pm = t_path("poly_sched.safetensors");
+    rc = cli("train --path poly --iters 5 --threads 1 --quiet --out %s", pm);
+    if (!rc) rc = cli("sample --model %s --schedule ot --n 10 --out %s --force", pm, t_path("sched.npy"));
+    t_check(rc == 2 && strstr(err_buf, "grows without bound"), "sample --schedule ot refuses a poly model (a time "
+            "change without bound at r = 0): %s", err_buf);
     rc = cli("sample --model %s --schedule nope --n 10 --out %s --force", ot, t_path("sched.npy"));
     int rd = cli("sample --model %s --schedule cosine --n 10 --out %s --force", t_path("gan_for_sched.safetensors"),
                  t_path("sched.npy"));

@@ -106,9 +106,12 @@ static void sinkhorn_small_eps(fm_rng *r)
     t_check(ok && li < 0.1 && lj < 0.1 && never == 0, "Sinkhorn pairs at sigma 5e-4 (60 dims, 200 redraws): marginal L1 "
             "error rows %.3f, columns %.3f, %d points never drawn", li, lj, never);
     int its = 0;
-    t_check(fm_sinkhorn_plan(x0, x1, N, d, 0, 10, 1e-4, P, &its, NULL) == FM_ERR_ARG &&
-                fm_sinkhorn_plan(x0, x1, N, d, NAN, 10, 1e-4, P, &its, NULL) == FM_ERR_ARG,
-            "Sinkhorn refuses eps 0 and NaN: %s", fm_last_error());
+    int refused = fm_sinkhorn_plan(x0, x1, N, d, 0, 10, 1e-4, P, &its, NULL) == FM_ERR_ARG &&
+                  fm_sinkhorn_plan(x0, x1, N, d, NAN, 10, 1e-4, P, &its, NULL) == FM_ERR_ARG;
+    x1[7] = NAN;
+    refused &= fm_sinkhorn_plan(x0, x1, N, d, 0.1, 10, 1e-4, P, &its, NULL) == FM_ERR_ARG &&
+               strstr(fm_last_error(), "not finite") != NULL;
+    t_check(refused, "Sinkhorn refuses eps 0 and NaN, and a NaN coordinate: %s", fm_last_error());
     free(P);
     free(x0);
     free(x1);

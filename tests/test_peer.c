@@ -502,7 +502,10 @@ static void port_test_scheduler(void)
             esnr = fmax(esnr, fabs(fm_path_snr_inverse(&p, fm_path_snr(&p, t)) - t));
             fm_path_coef c, cp, cm;
             fm_path_coef_at(&p, t, &c);
-            if (sch[k].convex) ekappa = fmax(ekappa, fabs(fm_path_snr_inverse(&p, c.a / (1 - c.a)) - t));
+            /* convex: alpha = kappa and sigma = 1 - kappa, so snr = kappa / (1 - kappa)
+             * and kappa's inverse is the snr inverse of that */
+            if (sch[k].convex)
+                ekappa = fmax(ekappa, fmax(fabs(c.a + c.b - 1), fabs(fm_path_snr_inverse(&p, c.a / (1 - c.a)) - t)));
             double h = 1e-6;
             fm_path_coef_at(&p, t + h, &cp);
             fm_path_coef_at(&p, t - h, &cm);
@@ -511,7 +514,8 @@ static void port_test_scheduler(void)
         }
         t_check(esnr < 1e-5, "%s::%s: snr_inverse(alpha / sigma) recovers t (error %.1e)", F, sch[k].test, esnr);
         if (sch[k].convex)
-            t_check(ekappa < 1e-5, "%s::%s: kappa_inverse(kappa) recovers t (error %.1e)", F, sch[k].test, ekappa);
+            t_check(ekappa < 1e-5, "%s::%s: alpha + sigma = 1 (kappa = alpha) and kappa_inverse(kappa) recovers t (error "
+                    "%.1e)", F, sch[k].test, ekappa);
         t_check(ed < 1e-6, "%s::%s: d_alpha_t and d_sigma_t against central differences (error %.1e)", F,
                 sch[k].test, ed);
     }

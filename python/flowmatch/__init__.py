@@ -152,6 +152,12 @@ def load(path, ema=True):
     return Model(_load_handle(path, ema), path_bytes=data)
 
 
+def _path_first(options):
+    """The options with "path" first: setting a path resets its parameters
+    (sigma, ...) to the path's defaults, so they must come after it."""
+    return sorted(options.items(), key=lambda kv: kv[0] != "path")
+
+
 def batch(x0, x1, t=None, seed=0, **options):
     """One flow-matching training batch as train draws it (torchcfm's
     sample_location_and_conditional_flow with return_noise=True): x0 and x1
@@ -172,8 +178,10 @@ def batch(x0, x1, t=None, seed=0, **options):
     if not cfg:
         raise Error(lib.fm_last_error().decode())
     f32 = ctypes.POINTER(ctypes.c_float)
+    if options.get("coupling") == "sb" and "path" not in options:
+        options["path"] = "sb"  # the bridge comes with its plan, as on the command line
     try:
-        for k, v in options.items():
+        for k, v in _path_first(options):
             check(lib.fm_train_config_set_option(cfg, _c(k.replace("_", "-")), _c(v)))
         check(lib.fm_train_config_batch(cfg, int(seed), n, d, 0 if t is None else 1,
                                         *(a.ctypes.data_as(f32) for a in (a0, a1, tt, eps, xt, ut))))
@@ -204,7 +212,7 @@ def train(data, method="fm", iters=10000, progress=None, every=None, **options):
             raise Error(lib.fm_last_error().decode())
         try:
             check(lib.fm_train_config_set_option(cfg, b"iters", _c(int(iters))))
-            for k, v in options.items():
+            for k, v in _path_first(options):
                 if isinstance(v, bool):
                     v = int(v)
                 check(lib.fm_train_config_set_option(cfg, _c(k.replace("_", "-")), _c(v)))

@@ -84,7 +84,7 @@ class FlowmatchTest(unittest.TestCase):
         rng = np.random.default_rng(0)
         x0, x1 = rng.standard_normal((128, 3)), rng.standard_normal((128, 3))
         # torchcfm's VariancePreservingConditionalFlowMatcher(sigma=0.1) is the cosine path with sigma 0.1
-        t, xt, ut, eps, a0, a1 = flowmatch.batch(x0, x1, seed=5, path="cosine", sigma=0.1)
+        t, xt, ut, eps, a0, a1 = flowmatch.batch(x0, x1, seed=5, sigma=0.1, path="cosine")  # any order
         h = np.pi / 2 * t[:, None].astype(np.float64)
         np.testing.assert_allclose(xt, np.cos(h) * a0 + np.sin(h) * a1 + 0.1 * eps, atol=2e-6)
         np.testing.assert_allclose(ut, np.pi / 2 * (np.cos(h) * a1 - np.sin(h) * a0), atol=2e-6)
@@ -100,6 +100,8 @@ class FlowmatchTest(unittest.TestCase):
         np.testing.assert_allclose(ut2, b1 - b0, atol=1e-6)
         with self.assertRaisesRegex(flowmatch.Error, "sigma > 0"):
             flowmatch.batch(x0, x1, coupling="sb", path="sb", sigma=0)
+        _, _, _, _, s0, s1 = flowmatch.batch(x0, x1, coupling="sb")  # the sb path by itself
+        self.assertTrue(all(any(np.array_equal(r, q) for q in x1.astype(np.float32)) for r in s1))
 
     def test_schedule_transformation(self):
         a = self.model.sample(2000, steps=20, solver="heun3", seed=1)

@@ -50,6 +50,12 @@ int cmd_batch(int argc, char **argv)
     fm_dataset *ds = fm_dataset_open(data), *src = NULL;
     if (!ds) return cli_error("batch", "--data: %s", fm_last_error());
     int d = fm_dataset_dim(ds), gauss = !strcmp(source, "gaussian");
+    /* the pairings cost n^3 (ot) and n^2 doubles (sb): a batch, not a data set */
+    if ((cp != FM_COUPLING_INDEPENDENT && n > 4096) || (size_t)n * d > ((size_t)1 << 24)) {
+        fm_dataset_free(ds);
+        return cli_usage_error("batch", "--n %d of dimension %d is too large for a batch (at most 4096 points with "
+                               "--coupling %s, and 2^24 values in all)", n, d, fm_coupling_name(cp));
+    }
     if (!gauss && !(src = fm_dataset_open(source))) {
         fm_dataset_free(ds);
         return cli_error("batch", "--source: %s", fm_last_error());
@@ -70,7 +76,10 @@ int cmd_batch(int argc, char **argv)
         fm_status s = fm_dataset_sample(ds, &rd, b.x1, n);
         if (!s) s = src ? fm_dataset_sample(src, &rn, b.x0, n) : (fm_rng_normal_fill(&rn, b.x0, nd, 0, 1), FM_OK);
         if (!s) s = fm_batch_draw(&p, cp, &rn, n, d, t_fixed >= 0, &b);
-        if (s) rc = cli_error("batch", "%s", fm_last_error());
+        if (s) {
+            cli_error("batch", "%s", fm_last_error());
+            rc = cli_status_code(s); /* 2 for a time the path cannot take */
+        }
     }
     if (rc == CLI_GO) {
         fm_st_writer *w = fm_st_writer_new();

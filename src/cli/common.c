@@ -288,6 +288,7 @@ int cli_path_setup(const char *cmd, const cli_spec *spec, const cli_path_opts *o
     p->beta_max = o->beta_max;
     p->exponent = o->exponent;
     if (o->t_end != 0) p->t_end = o->t_end;
+    if (!(o->sigma_min <= 100)) return cli_usage_error(cmd, "--sigma-min %g must lie in [0, 100]", o->sigma_min);
     if (fm_path_check(p) != FM_OK) return cli_usage_error(cmd, "%s", fm_last_error());
     return CLI_GO;
 }

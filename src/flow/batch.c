@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 
+#include <math.h>
 #include <string.h>
 
 fm_status fm_batch_draw(const fm_path *p, fm_coupling c, fm_rng *r, int n, int d, int t_given, fm_batch *b)
@@ -22,9 +23,15 @@ fm_status fm_batch_draw(const fm_path *p, fm_coupling c, fm_rng *r, int n, int d
     if (noisy && !b->eps)
         return fm__fail(FM_ERR_ARG, "the %s path with sigma %g adds noise: the batch needs eps", fm_path_name(p->kind),
                         p->sigma);
-    for (int i = 0; t_given && i < n; i++)
+    for (int i = 0; t_given && i < n; i++) {
         if (!(b->t[i] >= 0 && b->t[i] <= p->t_end))
             return fm__fail(FM_ERR_ARG, "given time %d (%g) lies outside [0, %g]", i, b->t[i], p->t_end);
+        fm_path_coef k;
+        fm_path_coef_at(p, b->t[i], &k);
+        if (!(isfinite(k.a) && isfinite(k.b) && isfinite(k.c) && isfinite(k.da) && isfinite(k.db) && isfinite(k.dc)))
+            return fm__fail(FM_ERR_ARG, "given time %d (%g): the %s path's target is infinite there", i, b->t[i],
+                            fm_path_name(p->kind));
+    }
     s = fm__couple(c, 2 * p->sigma * p->sigma, r, b->x0, b->x1, b->y0, b->y1, n, d, NULL);
     if (s) return s;
     if (!t_given) {

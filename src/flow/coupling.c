@@ -34,13 +34,18 @@ fm_status fm_ot_pairing(const float *x0, const float *x1, int n, int d, int *mat
  * which float cannot hold to one unit. Small eps converge slowly from a cold
  * start, so eps is annealed (epsilon scaling): the iterations start at
  * eps_0 = max C and halve it stage by stage down to the target, each stage
- * starting from the last one's potentials. Below eps = 1e-9 max C double
- * cannot resolve the exponents either; there the plan is its eps -> 0 limit,
- * the exact OT matching (unique for points in general position). */
+ * starting from the last one's potentials; below eps = 1e-3 max C they start
+ * at the target from the exact matching's dual prices instead. Where
+ * Sinkhorn still crawls at the target (30 iterations without reaching the
+ * tolerance), Newton's method on the semi-dual finishes, for up to 512
+ * points (its steps cost n^3). Below eps = 1e-9 max C double cannot resolve
+ * the exponents either; there the plan is its eps -> 0 limit, the exact OT
+ * matching (unique for points in general position). */
 
 #define SINKHORN_STAGE_TOL 1e-2 /* column error that ends an annealing stage */
 #define SINKHORN_STAGE_ITERS 50 /* and the most iterations one may take */
 #define SINKHORN_BEFORE_NEWTON 30 /* target iterations before Newton's steps */
+#define SINKHORN_NEWTON_MAX_N 512 /* Newton's O(n^3) steps only up to this many points */
 #define NEWTON_RIDGE 1e-9 /* of diag(c) in Newton's system */
 #define SINKHORN_FROM_MATCHING 1e-3 /* eps / max C below which it starts from the OT matching */
 #define SINKHORN_RESOLVABLE 1e-9 /* smallest eps / max C run by iterations */
@@ -258,6 +263,11 @@ fm_status fm_sinkhorn_plan(const float *x0, const float *x1, int n, int d, doubl
         fm__sqdist_cost(&p, i, NULL, n, C + (size_t)i * n);
         for (int j = 0; j < n; j++) {
             double c = C[(size_t)i * n + j];
+            if (!isfinite(c)) {
+                st = fm__fail(FM_ERR_ARG, "Sinkhorn: the cost of pair (%d, %d) is not finite (a NaN or infinite "
+                                          "coordinate)", i, j);
+                goto out;
+            }
             CT[(size_t)j * n + i] = c;
             cmax = c > cmax ? c : cmax;
         }
@@ -292,7 +302,7 @@ fm_status fm_sinkhorn_plan(const float *x0, const float *x1, int n, int d, doubl
         for (int q = 0; it < max_iter; q++) {
             it++;
             if (sinkhorn_iter(&k, eps) < tol) break;
-            if (q + 1 == SINKHORN_BEFORE_NEWTON) {
+            if (q + 1 == SINKHORN_BEFORE_NEWTON && n <= SINKHORN_NEWTON_MAX_N) {
                 newton = 1;
                 break;
             }

@@ -425,6 +425,11 @@ fm_status fm_flow_set_schedule(fm_flow *f, const fm_path *to)
     if (!fm__is_gaussian_source(f->cfg.source))
         return fm__fail(FM_ERR_ARG, "a schedule transformation needs a flow from N(0, I) (this one starts from '%s')",
                         f->cfg.source);
+    if (fm__schedule_singular(&f->cfg.path, to))
+        return fm__fail(FM_ERR_ARG, "the time change from the %s path to the %s path grows without bound at an end "
+                                    "(their signal-to-noise ratios start or end at different rates, as poly's t^n against "
+                                    "ot's t): it would multiply the network's error there; sample along another path",
+                        fm_path_name(f->cfg.path.kind), fm_path_name(to->kind));
     f->sched = *to;
     f->has_sched = 1;
     return FM_OK;
@@ -469,7 +474,7 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
     else if (sde && !strcmp(sc->sampler, "pc"))
         sdc.diffusion = FM_DIFFUSION_PATH, sdc.corrector_steps = sc->corrector_steps;
     else if (sde && strcmp(sc->sampler, "sde"))
-        return fm__fail(FM_ERR_ARG, "a flow samples with an ODE solver (euler, midpoint, heun, rk4, dopri5) or a "
+        return fm__fail(FM_ERR_ARG, "a flow samples with an ODE solver (euler, midpoint, heun, heun3, rk4, dopri5) or a "
                                     "stochastic sampler (sde, em, pc), not '%s'", sc->sampler);
     if (sde && (!r || !fm__is_gaussian_source(f->cfg.source)))
         return fm__fail(FM_ERR_ARG, "the %s sampler needs a random stream and a flow from N(0, I) (its score comes from "

@@ -79,3 +79,23 @@ fm_status fm_schedule_transform_field(void *ctx, double r, const float *x, float
     free(y);
     return s;
 }
+
+/* |B| near an end of `to`'s times, 1e-6 and 1e-4 of the span inside. */
+static void near_end(const fm_path *from, const fm_path *to, int last, double *b6, double *b4)
+{
+    double t, k, A, B, span = to->t_end;
+    fm_schedule_transform_at(from, to, last ? span * (1 - 1e-6) : span * 1e-6, &t, &k, &A, &B);
+    *b6 = fabs(B);
+    fm_schedule_transform_at(from, to, last ? span * (1 - 1e-4) : span * 1e-4, &t, &k, &A, &B);
+    *b4 = fabs(B);
+}
+
+int fm__schedule_singular(const fm_path *from, const fm_path *to)
+{
+    for (int last = 0; last < 2; last++) {
+        double b6, b4;
+        near_end(from, to, last, &b6, &b4);
+        if (!isfinite(b6) || b6 > 4 * b4 + 1) return 1; /* grows without bound towards the end */
+    }
+    return 0;
+}
