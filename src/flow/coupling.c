@@ -50,18 +50,9 @@ fm_status fm_ot_pairing(const float *x0, const float *x1, int n, int d, int *mat
 #define SINKHORN_FROM_MATCHING 1e-3 /* eps / max C below which it starts from the OT matching */
 #define SINKHORN_RESOLVABLE 1e-9 /* smallest eps / max C run by iterations */
 
-/* LSE_j z_j for z_j = (g_j - c_j) s, c a row of costs: the maximum in double,
- * then the exponentials of z_j - max in float vectors (the shifted exponents
- * are at most 0 and need only float's relative accuracy) summed in double. */
-static double lse_row(const double *c, const double *g, int n, double s, double *z, float *buf)
+/* sum_j exp(buf_j) for n floats: float vectors, summed in double. */
+static double sum_exp(const float *buf, int n)
 {
-    double m = -INFINITY;
-    for (int j = 0; j < n; j++) {
-        z[j] = (g[j] - c[j]) * s;
-        m = z[j] > m ? z[j] : m;
-    }
-    if (!isfinite(m)) return m;
-    for (int j = 0; j < n; j++) buf[j] = (float)(z[j] - m);
     fm_vf acc = fm_vsplat(0.0f);
     int j = 0;
     for (; j + FM_VL <= n; j += FM_VL) acc += fm_vexp(fm_vload(buf + j));
@@ -70,7 +61,29 @@ static double lse_row(const double *c, const double *g, int n, double s, double 
     double sum = 0;
     for (int q = 0; q < FM_VL; q++) sum += lanes[q];
     for (; j < n; j++) sum += exp((double)buf[j]);
-    return m + log(sum);
+    return sum;
+}
+
+/* LSE_j z_j for z_j = (g_j - c_j) s, c a row of costs. The exponents are
+ * formed in double and shifted before float's exponentials (which need only
+ * float's relative accuracy once the shift is near the largest). The shift is
+ * the row's previous LSE (hint) when that keeps the sum within [1e-30, 1e30],
+ * one pass; else the exact maximum, in two. */
+static double lse_row(const double *c, const double *g, int n, double s, double hint, double *z, float *buf)
+{
+    if (isfinite(hint)) {
+        for (int j = 0; j < n; j++) buf[j] = (float)((g[j] - c[j]) * s - hint);
+        double sum = sum_exp(buf, n);
+        if (sum >= 1e-30 && sum <= 1e30) return hint + log(sum);
+    }
+    double m = -INFINITY;
+    for (int j = 0; j < n; j++) {
+        z[j] = (g[j] - c[j]) * s;
+        m = z[j] > m ? z[j] : m;
+    }
+    if (!isfinite(m)) return m;
+    for (int j = 0; j < n; j++) buf[j] = (float)(z[j] - m);
+    return m + log(sum_exp(buf, n));
 }
 
 typedef struct {
@@ -87,7 +100,7 @@ static double sinkhorn_rows(sinkhorn *k, double eps)
     int n = k->n;
     double la = -log((double)n), s = 1 / eps, err = 0;
     for (int i = 0; i < n; i++) {
-        double fi = eps * (la - lse_row(k->C + (size_t)i * n, k->g, n, s, k->z, k->buf));
+        double fi = eps * (la - lse_row(k->C + (size_t)i * n, k->g, n, s, la - k->f[i] * s, k->z, k->buf));
         err += fabs(expm1((k->f[i] - fi) * s)) / n; /* row i held exp((f_old - f_new) / eps) / n */
         k->f[i] = fi;
     }
@@ -102,7 +115,7 @@ static double sinkhorn_iter(sinkhorn *k, double eps)
     int n = k->n;
     double la = -log((double)n), s = 1 / eps, err = sinkhorn_rows(k, eps);
     for (int j = 0; j < n; j++) {
-        double gj = eps * (la - lse_row(k->CT + (size_t)j * n, k->f, n, s, k->z, k->buf));
+        double gj = eps * (la - lse_row(k->CT + (size_t)j * n, k->f, n, s, la - k->g[j] * s, k->z, k->buf));
         err += fabs(expm1((k->g[j] - gj) * s)) / n;
         k->g[j] = gj;
     }
