@@ -1252,7 +1252,7 @@ fm_status  fm_model_log_likelihood(fm_model *m, const float *x, int n, int steps
 /* The training loss of a continuous normalizing flow (train --method cnf): the
  * mean negative log-likelihood of x (n, dim; network units) under flow f's
  * velocity, integrated on the tape from t = t_end back to 0 through `steps`
- * steps of fixed-step solver kind (euler, midpoint, heun, rk4) together with
+ * steps of fixed-step solver kind (euler, midpoint, heun, heun3, rk4) together with
  * the divergence: exact (probe NULL; d Jacobian-vector products in one pass)
  * or Hutchinson's e^T J e on probe (n, dim). fm_backward on it gives the
  * gradient of f's weights through every step (MLP flows). */
@@ -1348,7 +1348,7 @@ typedef struct {
     } gan;
     struct {
         int steps;                   /* solver steps from the data back to t = 0 in each training step, 8 */
-        fm_solver_kind solver;       /* a fixed-step solver: euler, midpoint, heun or rk4 (default) */
+        fm_solver_kind solver;       /* a fixed-step solver: euler, midpoint, heun, heun3 or rk4 (default) */
         int hutchinson;              /* divergence: 0 exact, 1 Hutchinson's (a Rademacher probe per point,
                                       * fixed for the solve), -1 (default) exact up to 16 dimensions */
     } cnf;

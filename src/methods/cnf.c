@@ -3,7 +3,7 @@
  *
  * The model is the same velocity network as flow matching's (an fm_flow on
  * the OT path's time range [0, 1]). Each step takes a batch of data x(1) back
- * to t = 0 with a fixed-step solver (euler, midpoint, heun or rk4; --train-steps
+ * to t = 0 with a fixed-step solver (euler, midpoint, heun, heun3 or rk4; --train-steps
  * steps) on the tape, together with A, dA/dt = div v(t, x), A(1) = 0, so that
  * log p1(x(1)) = log N(x(0); 0, I) + A(0) (the instantaneous change of
  * variables), and one optimizer step on the mean negative log-likelihood,
@@ -35,7 +35,11 @@ static const tableau tableaux[] = {
     [FM_SOLVER_MIDPOINT] = {2, {{0}, {0.5}}, {0, 1}, {0, 0.5}},
     [FM_SOLVER_HEUN] = {2, {{0}, {1}}, {0.5, 0.5}, {0, 1}},
     [FM_SOLVER_RK4] = {4, {{0}, {0.5}, {0, 0.5}, {0, 0, 1}}, {1.0 / 6, 1.0 / 3, 1.0 / 3, 1.0 / 6}, {0, 0.5, 0.5, 1}},
+    [FM_SOLVER_HEUN3] = {3, {{0}, {1.0 / 3}, {0, 2.0 / 3}}, {0.25, 0, 0.75}, {0, 1.0 / 3, 2.0 / 3}},
 };
+
+/* A solver with a tableau here (not dopri5). */
+static int on_tape(int k) { return k >= 0 && k < (int)(sizeof tableaux / sizeof tableaux[0]) && tableaux[k].s > 0; }
 
 static int exact_div(const fm_train_config *c) { return c->cnf.hutchinson == 0 || (c->cnf.hutchinson < 0 && c->flow.dim <= 16); }
 
@@ -47,8 +51,8 @@ static fm_status check(const fm_train_config *c)
         s = fm__fail(FM_ERR_ARG, "cnf: the network is the velocity itself (predict v), trained by maximum likelihood");
     if (!s && (c->cnf.steps < 1 || c->cnf.steps > 1000))
         s = fm__fail(FM_ERR_ARG, "cnf: %d training solver steps must lie in 1..1000", c->cnf.steps);
-    if (!s && (c->cnf.solver < 0 || c->cnf.solver > FM_SOLVER_RK4))
-        s = fm__fail(FM_ERR_ARG, "cnf: training needs a fixed-step solver (euler, midpoint, heun or rk4)");
+    if (!s && !on_tape(c->cnf.solver))
+        s = fm__fail(FM_ERR_ARG, "cnf: training needs a fixed-step solver (euler, midpoint, heun, heun3 or rk4)");
     if (!s && c->flow.path.kind != FM_PATH_OT)
         s = fm__fail(FM_ERR_ARG, "cnf: a CNF has no probability path to choose (it is trained by likelihood)");
     return s;
@@ -134,7 +138,7 @@ fm_tensor *fm_cnf_loss(fm_tape *tp, fm_flow *f, fm_tensor *x, fm_solver_kind kin
 {
     fm_tensor *in2[2] = {x, probe};
     if (!fm__op_inputs_ok(tp, "cnf_loss", in2, 1)) return NULL;
-    if (!f || kind < 0 || kind > FM_SOLVER_RK4 || steps < 1 || x->ndim != 2 || x->shape[1] != fm_flow_get_config(f)->dim ||
+    if (!f || !on_tape(kind) || steps < 1 || x->ndim != 2 || x->shape[1] != fm_flow_get_config(f)->dim ||
         (probe && !fm__same_shape(probe, x)))
         return fm__op_fail(tp, FM_ERR_ARG, "cnf_loss: needs a flow, points (n, dim), a fixed-step solver, steps >= 1 "
                                            "and probes shaped as the points");
@@ -188,7 +192,7 @@ static fm_status load_config(fm_train_config *c, const fm_st *st)
     if (!s) s = fm__meta_get_num(st, "train.cnf_hutchinson", &hutch);
     const char *sv = fm_st_meta(st, "train.cnf_solver");
     int k = sv ? fm_solver_from_name(sv) : FM_SOLVER_RK4;
-    if (!s && (k < 0 || k > FM_SOLVER_RK4 || (hutch != -1 && hutch != 0 && hutch != 1)))
+    if (!s && (!on_tape(k) || (hutch != -1 && hutch != 0 && hutch != 1)))
         s = fm__fail(FM_ERR_FORMAT, "the checkpoint's CNF training solver or divergence is not one flowmatch knows");
     c->cnf.steps = (int)steps;
     c->cnf.solver = (fm_solver_kind)k;
@@ -212,8 +216,8 @@ static void get_steps(const fm_train_config *c, char *buf, size_t cap) { snprint
 static fm_status set_solver(fm_train_config *c, const char *v)
 {
     int k = fm_solver_from_name(v);
-    if (k < 0 || k > FM_SOLVER_RK4)
-        return fm__fail(FM_ERR_ARG, "cnf: train-solver = '%s' must be euler, midpoint, heun or rk4", v);
+    if (!on_tape(k))
+        return fm__fail(FM_ERR_ARG, "cnf: train-solver = '%s' must be euler, midpoint, heun, heun3 or rk4", v);
     c->cnf.solver = (fm_solver_kind)k;
     return FM_OK;
 }
@@ -235,7 +239,7 @@ static void get_div(const fm_train_config *c, char *buf, size_t cap)
 
 static const fm__setting settings[] = {
     {"train-steps", "N", "cnf: solver steps through which each training step integrates", set_steps, get_steps},
-    {"train-solver", "NAME", "cnf: fixed-step solver of training: euler, midpoint, heun, rk4", set_solver, get_solver},
+    {"train-solver", "NAME", "cnf: fixed-step solver of training: euler, midpoint, heun, heun3, rk4", set_solver, get_solver},
     {"divergence", "KIND", "cnf: exact, hutchinson (one probe per point), auto (exact up to 16 dims)", set_div,
      get_div},
     {NULL, NULL, NULL, NULL, NULL},
