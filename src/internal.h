@@ -335,6 +335,10 @@ fm_status fm__solve_d(const fm_solver_config *c, fm__field_d f, void *fctx, cons
 
 /* ------------------------------------------------------------------ shared pieces */
 
+/* fm_assignment on a whole cost matrix the caller already holds (n, n). */
+fm_status fm__assignment_dense(int n, const double *cost, int *x, double *u, double *v, double *total);
+/* FM_OK when path p can take coupling c (sb needs the sb path with sigma > 0). */
+fm_status fm__coupling_check(const fm_path *p, fm_coupling c);
 /* Re-pair a batch in place by coupling c (fm_batch_draw): ot permutes x1
  * (and y1) to the exact matching; sb replaces x0, x1 (and y0, y1) by n pairs
  * drawn from r's entropic plan with regularisation reg, adding 1 to

@@ -40,9 +40,6 @@ int cmd_batch(int argc, char **argv)
     fm_path p;
     fm_coupling cp;
     if ((rc = cli_path_setup("batch", &spec, &po, &p, &cp)) != CLI_GO) return rc;
-    if (cp == FM_COUPLING_SB && !(p.kind == FM_PATH_SB && p.sigma > 0))
-        return cli_usage_error("batch", "--coupling sb needs the sb path with --sigma > 0 (its plan's regularisation is "
-                                        "2 sigma^2)");
     if (cli_given(&spec, "t") && !(t_fixed >= 0 && t_fixed <= p.t_end))
         return cli_usage_error("batch", "--t %g must lie in [0, %g] (the path's end)", t_fixed, p.t_end);
     const char *outs[] = {out};
@@ -78,7 +75,7 @@ int cmd_batch(int argc, char **argv)
         if (!s) s = fm_batch_draw(&p, cp, &rn, n, d, t_fixed >= 0, &b);
         if (s) {
             cli_error("batch", "%s", fm_last_error());
-            rc = cli_status_code(s); /* 2 for a time the path cannot take */
+            rc = cli_status_code(s); /* 2 for a coupling or a time the path cannot take */
         }
     }
     if (rc == CLI_GO) {

@@ -163,14 +163,8 @@ static int open_model(sample_opts *o, const cli_spec *spec, sample_run *r)
         return cli_usage_error("sample", "--label '%s' must be a class in 0..%d, 'none' or 'all'", o->label, r->K - 1);
     if (o->recon && !fm_model_vae(r->M))
         return cli_usage_error("sample", "--reconstruct needs a VAE model, not %s", fm_model_method_name(r->M));
-    if (o->schedule) {
-        int k = fm_path_from_name(o->schedule);
-        if (k < 0) return cli_usage_error("sample", "unknown --schedule '%s' (a path: ot, cosine, vp, ...)", o->schedule);
-        fm_path to = fm_path_default((fm_path_kind)k);
-        if (!r->f || fm_flow_set_schedule(r->f, &to) != FM_OK)
-            return cli_usage_error("sample", "--schedule: %s",
-                                   r->f ? fm_last_error() : "only a flow has a schedule to change");
-    }
+    if (o->schedule && fm_model_set_schedule(r->M, o->schedule) != FM_OK)
+        return cli_usage_error("sample", "--schedule: %s", fm_last_error());
     rc = cli_sampler_setup("sample", spec, &o->so, r->M, !o->x0file, 1, &r->sc, &r->grid, &r->ngrid);
     if (rc != CLI_GO) return rc;
     if (o->recon) r->in_d = r->d;

@@ -307,7 +307,6 @@ static int check_owners(const cli_spec *spec, fm_method m, const char *method)
     return CLI_GO;
 }
 
-
 /* The network: the MLP's shape, or the U-Net's, and class conditioning. */
 static int set_network(const train_opts *o, const cli_spec *spec, fm_train_config *c)
 {

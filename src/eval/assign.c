@@ -251,6 +251,11 @@ fm_status fm_assignment(int n, fm_cost_fn row, void *ctx, int *x, double *u, dou
     return assign(n, row, ctx, NULL, x, u, v, total);
 }
 
+fm_status fm__assignment_dense(int n, const double *cost, int *x, double *u, double *v, double *total)
+{
+    return assign(n, NULL, NULL, cost, x, u, v, total);
+}
+
 /* ---- squared Euclidean costs between two point sets */
 
 void fm__sqdist_cost(void *ctx, int i, const int *cols, int ncols, double *out)

@@ -15,10 +15,7 @@ fm_status fm_batch_draw(const fm_path *p, fm_coupling c, fm_rng *r, int n, int d
                                     "arrays x0, x1, t, xt and ut", n, d);
     fm_status s = fm_path_check(p);
     if (s) return s;
-    if (c < 0 || c >= FM_COUPLING_COUNT) return fm__fail(FM_ERR_ARG, "unknown coupling %d", (int)c);
-    if (c == FM_COUPLING_SB && !(p->kind == FM_PATH_SB && p->sigma > 0))
-        return fm__fail(FM_ERR_ARG, "the Schrodinger-bridge coupling needs the sb path with sigma > 0 (its plan's "
-                                    "regularisation is 2 sigma^2)");
+    if ((s = fm__coupling_check(p, c))) return s;
     int noisy = fm__path_extra_noise(p);
     if (noisy && !b->eps)
         return fm__fail(FM_ERR_ARG, "the %s path with sigma %g adds noise: the batch needs eps", fm_path_name(p->kind),

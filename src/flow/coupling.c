@@ -225,15 +225,13 @@ static double newton_step(sinkhorn *k, double eps, double *P, double *M, double 
         for (int l = j + 1; l < n; l++) deg -= M[(size_t)l * n + j];
         mj[j] = deg + NEWTON_RIDGE * col[j];
     }
-    for (int j = 0; j < n; j++) {
+    for (int j = 0; j < n; j++) { /* the lower triangle is all cholesky() reads */
         double *mj = M + (size_t)j * n;
         for (int l = 0; l <= j; l++) mj[l] += 1.0 / ((double)n * n);
-        for (int l = 0; l < j; l++) M[(size_t)l * n + j] = mj[l];
-        d[j] = eps * (1.0 / n - col[j]);
     }
     if (!cholesky(M, n)) return -1;
     double *grad = P; /* P is recomputed below: keep the gradient there */
-    for (int j = 0; j < n; j++) grad[j] = d[j] / eps;
+    for (int j = 0; j < n; j++) grad[j] = 1.0 / n - col[j], d[j] = eps * grad[j];
     cholesky_solve(M, n, d);
     double slope = 0, phi0 = semidual(k);
     for (int j = 0; j < n; j++) slope += grad[j] * d[j];
@@ -288,7 +286,7 @@ fm_status fm_sinkhorn_plan(const float *x0, const float *x1, int n, int d, doubl
     int it = 0;
     double e = 0;
     if (eps < SINKHORN_RESOLVABLE * cmax) { /* the eps -> 0 limit */
-        st = fm_assignment(n, fm__sqdist_cost, &p, match, NULL, NULL, NULL);
+        st = fm__assignment_dense(n, C, match, NULL, NULL, NULL);
         if (st) goto out;
         memset(plan, 0, nn * sizeof(double));
         for (int i = 0; i < n; i++) plan[(size_t)i * n + match[i]] = 1.0 / n;
@@ -299,7 +297,7 @@ fm_status fm_sinkhorn_plan(const float *x0, const float *x1, int n, int d, doubl
             /* near the limit: start from the exact matching's dual prices,
              * u_i + v_j <= C_ij with equality on the matching, whose plan is
              * the matching plus exp(-slack / eps) elsewhere */
-            st = fm_assignment(n, fm__sqdist_cost, &p, match, f, g, NULL);
+            st = fm__assignment_dense(n, C, match, f, g, NULL);
             if (st) goto out;
             for (int i = 0; i < n; i++) f[i] -= eps * log((double)n);
             start = eps;
@@ -322,7 +320,7 @@ fm_status fm_sinkhorn_plan(const float *x0, const float *x1, int n, int d, doubl
         }
         sinkhorn_rows(&k, eps);
         e = sinkhorn_fill(&k, eps, plan, col);
-        if (newton) { /* the plan's scratch for M */
+        if (newton) {
             double *M = malloc(nn * sizeof(double));
             if (!M) {
                 st = fm__fail(FM_ERR_NOMEM, "out of memory for a %d x %d Newton system", n, n);
@@ -390,6 +388,15 @@ out:
 
 /* ------------------------------------------------------------------ re-pairing a batch */
 
+fm_status fm__coupling_check(const fm_path *p, fm_coupling c)
+{
+    if (c < 0 || c >= FM_COUPLING_COUNT) return fm__fail(FM_ERR_ARG, "unknown coupling %d", (int)c);
+    if (c == FM_COUPLING_SB && !(p->kind == FM_PATH_SB && p->sigma > 0))
+        return fm__fail(FM_ERR_ARG, "the Schrodinger-bridge coupling needs the sb path with sigma > 0 (its plan's "
+                                    "regularisation is 2 sigma^2)");
+    return FM_OK;
+}
+
 /* rows[i] = rows[idx[i]] for n rows of `size` bytes, through scratch. */
 static void gather(void *rows, const int *idx, int n, size_t size, void *scratch)
 {
@@ -403,9 +410,9 @@ fm_status fm__couple(fm_coupling c, double reg, fm_rng *r, float *x0, float *x1,
     if (c == FM_COUPLING_INDEPENDENT) return FM_OK;
     size_t row = (size_t)d * sizeof(float);
     float *scratch = malloc((size_t)n * row);
-    int *pi = malloc((size_t)n * sizeof(int)), *pj = malloc((size_t)n * sizeof(int));
+    int *pj = malloc((size_t)n * sizeof(int)), *pi = c == FM_COUPLING_SB ? malloc((size_t)n * sizeof(int)) : NULL;
     fm_status s = FM_OK;
-    if (!scratch || !pi || !pj) {
+    if (!scratch || !pj || (c == FM_COUPLING_SB && !pi)) {
         s = fm__fail(FM_ERR_NOMEM, "out of memory for pairing a batch of %d", n);
     } else if (c == FM_COUPLING_OT) { /* x1 (and its labels) permuted to the matching */
         s = fm_ot_pairing(x0, x1, n, d, pj);

@@ -479,17 +479,18 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
     if (sde && (!r || !fm__is_gaussian_source(f->cfg.source)))
         return fm__fail(FM_ERR_ARG, "the %s sampler needs a random stream and a flow from N(0, I) (its score comes from "
                                     "the Gaussian path)", sc->sampler);
-    if (sde && fm__path_extra_noise(fm_flow_sampling_path(f)))
+    const fm_path *sp = fm_flow_sampling_path(f);
+    if (sde && fm__path_extra_noise(sp))
         return fm__fail(FM_ERR_ARG, "the %s sampler reads the score from a velocity on a path x = a x1 + s e; the %s "
                         "path with sigma > 0 adds noise the velocity does not determine", sc->sampler,
-                        fm_path_name(fm_flow_sampling_path(f)->kind));
+                        fm_path_name(sp->kind));
     if (x_start) {
         memcpy(out, x_start, total * sizeof(float));
     } else {
         fm_status s = fm_flow_source(f, r, out, n);
         if (s) return s;
         fm_path_coef c;
-        fm_path_coef_at(fm_flow_sampling_path(f), grid[0], &c);
+        fm_path_coef_at(sp, grid[0], &c);
         if (c.b != 1.0 || c.c != 0.0) {
             /* x(t0) = a x1 + b x0 + c eps with the data term dropped: at t0 = 0 it is
              * zero for every path but ve, whose source is wide enough to hide it. */
@@ -500,7 +501,7 @@ fm_status fm_flow_sample(fm_flow *f, int n, const float *x_start, fm_rng *r, con
     fm_schedule_transform tf = {&f->cfg.path, &f->sched, fm_flow_field, f};
     fm_field_fn field = f->has_sched ? fm_schedule_transform_field : fm_flow_field;
     void *fctx = f->has_sched ? (void *)&tf : f;
-    fm_status s = sde ? fm_sde_sample(fm_flow_sampling_path(f), &sdc, field, fctx, grid, ngrid, out, n, d, r,
+    fm_status s = sde ? fm_sde_sample(sp, &sdc, field, fctx, grid, ngrid, out, n, d, r,
                                       obs ? fm__observe_data : NULL, &w, st)
                       : fm_solve(sc, field, fctx, grid, ngrid, out, total, obs ? fm__observe_data : NULL, &w, st);
     free(w.tmp);

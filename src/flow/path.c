@@ -256,14 +256,21 @@ void fm__predict_coef(const fm_path *p, double t, fm_predict from, fm_predict to
 
 /* ------------------------------------------------------------------ grids */
 
-/* The noise-to-signal ratio s_t / a_t (infinite where a_t = 0). */
-static double nsr(const fm_path *p, double t)
+/* A path's signal a_t and noise scale s_t, the two sides of its ratios. */
+static void signal_noise(const fm_path *p, double t, double *a, double *s)
 {
     fm_path_coef c;
     fm_path_coef_at(p, t, &c);
-    double s;
-    fm__path_noise_of(&c, &s, NULL);
-    return c.a > 0 ? s / c.a : INFINITY;
+    fm__path_noise_of(&c, s, NULL);
+    *a = c.a;
+}
+
+/* The noise-to-signal ratio s_t / a_t (infinite where a_t = 0). */
+static double nsr(const fm_path *p, double t)
+{
+    double a, s;
+    signal_noise(p, t, &a, &s);
+    return a > 0 ? s / a : INFINITY;
 }
 
 fm_status fm_time_grid_edm(const fm_path *p, double *grid, int steps, double t0, double t1, double rho)
@@ -302,11 +309,9 @@ fm_status fm_time_grid_edm(const fm_path *p, double *grid, int steps, double t0,
 
 double fm_path_snr(const fm_path *p, double t)
 {
-    fm_path_coef c;
-    fm_path_coef_at(p, t, &c);
-    double s;
-    fm__path_noise_of(&c, &s, NULL);
-    return s > 0 ? c.a / s : INFINITY;
+    double a, s;
+    signal_noise(p, t, &a, &s);
+    return s > 0 ? a / s : INFINITY;
 }
 
 /* t in [0, t_end] with snr(t) = q by bisection: the ratio rises with t on

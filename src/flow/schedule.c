@@ -28,20 +28,6 @@ static void noise(const fm_path_coef *c, double *s, double *ds)
     if (!(*s > 0)) *ds = -sqrt(c->db * c->db + c->dc * c->dc);
 }
 
-/* The transformation at r; at an end where the time change is 0 / 0 (a path
- * whose ratio starts with zero slope, poly at t = 0: the field there is
- * finite, its factors are not) it is read 1e-7 inside. */
-static void transform_at(const fm_path *from, const fm_path *to, double r, double *t_out, double *k_out, double *A,
-                         double *B);
-
-void fm_schedule_transform_at(const fm_path *from, const fm_path *to, double r, double *t, double *k, double *A,
-                              double *B)
-{
-    transform_at(from, to, r, t, k, A, B);
-    if (!(isfinite(*k) && isfinite(*A) && isfinite(*B)))
-        transform_at(from, to, r < 0.5 * to->t_end ? r + 1e-7 : r - 1e-7, t, k, A, B);
-}
-
 static void transform_at(const fm_path *from, const fm_path *to, double r, double *t_out, double *k_out, double *A,
                          double *B)
 {
@@ -60,6 +46,17 @@ static void transform_at(const fm_path *from, const fm_path *to, double r, doubl
     *k_out = k;
     *A = dk / k;
     *B = k * dt;
+}
+
+/* The transformation at r; at an end where the time change is 0 / 0 (a path
+ * whose ratio starts with zero slope, poly at t = 0: the field there is
+ * finite, its factors are not) it is read 1e-7 inside. */
+void fm_schedule_transform_at(const fm_path *from, const fm_path *to, double r, double *t, double *k, double *A,
+                              double *B)
+{
+    transform_at(from, to, r, t, k, A, B);
+    if (!(isfinite(*k) && isfinite(*A) && isfinite(*B)))
+        transform_at(from, to, r < 0.5 * to->t_end ? r + 1e-7 : r - 1e-7, t, k, A, B);
 }
 
 fm_status fm_schedule_transform_field(void *ctx, double r, const float *x, float *v, size_t n)

@@ -190,8 +190,7 @@ fm_status fm_model_log_likelihood(fm_model *m, const float *x, int n, int steps,
 fm_status fm_model_set_schedule(fm_model *m, const char *path)
 {
     fm_flow *f = m ? fm_model_flow(m) : NULL;
-    if (!f || fm_model_method(m) != FM_METHOD_FM)
-        return fm__fail(FM_ERR_ARG, "a schedule transformation needs a flow-matching model");
+    if (!f) return fm__fail(FM_ERR_ARG, "a schedule transformation needs a flow (this model samples without an ODE)");
     if (!path || !*path) return fm_flow_set_schedule(f, NULL);
     int k = fm_path_from_name(path);
     if (k < 0) return fm__fail(FM_ERR_ARG, "unknown path '%s' for the schedule", path);

@@ -28,10 +28,8 @@ static void defaults(fm_train_config *c, int image)
 
 static fm_status check(const fm_train_config *c)
 {
-    if (c->coupling == FM_COUPLING_SB && !(c->flow.path.kind == FM_PATH_SB && c->flow.path.sigma > 0))
-        return fm__fail(FM_ERR_ARG, "the Schrodinger-bridge coupling needs the sb path with sigma > 0 (its plan's "
-                                    "regularisation is 2 sigma^2)");
-    return fm__flow_method_check(c, 0);
+    fm_status s = fm__coupling_check(&c->flow.path, c->coupling);
+    return s ? s : fm__flow_method_check(c, 0);
 }
 
 static fm_status state_new(fm_trainer *tr)
